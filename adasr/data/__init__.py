@@ -1,0 +1,1 @@
+"""Datasets and degradations for SR (imresize, pairs, patches)."""

@@ -1,0 +1,41 @@
+"""Evaluate a model with the SR protocol: uint8 output, PSNR/SSIM on Y, border = scale."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from adasr.data.datasets import SRPair, to_tensor, to_uint8
+from adasr.metrics import psnr_y, ssim_y
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    psnr: float
+    ssim: float
+    images: int
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, pairs: Sequence[SRPair], scale: int, *, with_ssim: bool = True,
+             device: str | torch.device = "cpu") -> EvalResult:
+    """Mean PSNR (and SSIM) of `model` over `pairs`, the way published SR tables compute it."""
+    was_training = model.training
+    model.eval()
+    psnrs, ssims = [], []
+    try:
+        for pair in pairs:
+            sr = to_uint8(model(to_tensor(pair.lr).to(device)))
+            if sr.shape != pair.hr.shape:
+                raise ValueError(f"model output {sr.shape} does not match HR {pair.hr.shape} for {pair.name}")
+            psnrs.append(psnr_y(sr, pair.hr, border=scale))
+            if with_ssim:
+                ssims.append(ssim_y(sr, pair.hr, border=scale))
+    finally:
+        model.train(was_training)
+    mean = lambda xs: sum(xs) / len(xs) if xs else math.nan  # noqa: E731
+    return EvalResult(mean(psnrs), mean(ssims), len(psnrs))

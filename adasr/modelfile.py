@@ -1,0 +1,118 @@
+"""Model files: one `.safetensors` file whose header carries a JSON config.
+
+The config (key ``adasr`` in the safetensors metadata) names the architecture and its builder
+arguments, the scale and a schema version; the tensors are the state dict. Loading rebuilds the
+architecture from the registry and loads the tensors strictly, so nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from adasr._atomic import atomic_path
+from adasr.errors import ModelError
+from adasr.nn.registry import build_model
+
+SCHEMA_VERSION = 1
+_META_KEY = "adasr"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model file says about itself."""
+
+    arch: str
+    args: dict[str, Any]
+    scale: int
+    info: dict[str, Any] = field(default_factory=dict)  # training provenance, metrics, free-form
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"schema_version": self.schema_version, "arch": self.arch, "args": self.args,
+             "scale": self.scale, "info": self.info},
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> ModelSpec:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{source}: model config is not valid JSON ({exc.msg})") from None
+        if not isinstance(data, dict):
+            raise ModelError(f"{source}: model config is not a JSON object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ModelError(
+                f"{source}: model file schema version {version!r} is not supported "
+                f"(this adasr reads version {SCHEMA_VERSION})"
+            )
+        try:
+            return cls(arch=str(data["arch"]), args=dict(data["args"]), scale=int(data["scale"]),
+                       info=dict(data.get("info", {})), schema_version=version)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: model config lacks or mangles field {exc}") from None
+
+
+def save_model(path: str | os.PathLike[str], model: nn.Module, spec: ModelSpec) -> None:
+    """Write `model`'s weights and `spec` to `path` atomically."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={_META_KEY: spec.to_json()})
+
+
+def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
+    """Read only the JSON config of a model file (no tensors are loaded)."""
+    spec, _ = _open(path, load_tensors=False)
+    return spec
+
+
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
+    """Rebuild the model in `path` and load its weights; refuse anything that does not fit."""
+    spec, tensors = _open(path, load_tensors=True)
+    model = build_model(spec.arch, **spec.args)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise ModelError(f"{path}: weights do not match architecture {spec.arch!r} ({detail})")
+    for key, value in tensors.items():
+        if value.shape != expected[key].shape:
+            raise ModelError(
+                f"{path}: weight {key!r} has shape {tuple(value.shape)}, architecture "
+                f"{spec.arch!r} expects {tuple(expected[key].shape)}"
+            )
+    model.load_state_dict(tensors, strict=True)
+    return model.to(device).eval(), spec
+
+
+def _open(path: str | os.PathLike[str], load_tensors: bool) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            meta = handle.metadata() or {}
+            if _META_KEY not in meta:
+                raise ModelError(f"{path}: not an adasr model file (no adasr config in its header)")
+            spec = ModelSpec.from_json(meta[_META_KEY], str(path))
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()} if load_tensors else {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"{path}: damaged or not a safetensors file ({first})") from None
+    return spec, tensors
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,134 @@
+"""Training configuration: one typed table of defaults shared by the CLI and JSON run files."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from adasr.errors import ConfigError
+
+SAMPLINGS = ("single", "sandwich")
+SCHEDULES = ("cosine", "constant", "step")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of training, described as data.
+
+    sampling: "single" trains the model as it is (or the supernet's largest sub-network);
+      "sandwich" trains the largest, the smallest and `random_subnets` random sub-networks each
+      step with gradients accumulated (the sandwich rule).
+    distill: weight of in-place distillation, an L1 term pulling every smaller sub-network's
+      output towards the largest one's (detached) output.
+    elastic: which dimensions of the search space may shrink in this phase (progressive
+      shrinking, e.g. ("kernel",) then ("kernel", "depth") then everything); empty = all.
+    steps: length of the phase; the last phase runs until the end of training.
+    """
+
+    name: str = "standard"
+    steps: int | None = None
+    sampling: str = "single"
+    random_subnets: int = 2
+    distill: float = 0.0
+    elastic: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"phase {self.name!r}: sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"phase {self.name!r}: steps must be positive, got {self.steps}")
+        if self.random_subnets < 0 or self.distill < 0:
+            raise ConfigError(f"phase {self.name!r}: random_subnets and distill must be non-negative")
+        object.__setattr__(self, "elastic", tuple(self.elastic))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run's result (and nothing that does not)."""
+
+    arch: str
+    scale: int
+    train_data: tuple[str, ...]
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    val_data: str | None = None
+    patch: int = 48  # LR patch side
+    batch_size: int = 16
+    steps: int = 10000
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    l1_weight: float = 1.0
+    hfen_weight: float = 0.2
+    ema: float = 0.0  # EMA decay; 0 disables
+    grad_clip: float = 0.0  # max global grad norm; 0 disables
+    val_every: int = 500
+    val_images: int | None = None  # use only the first N validation images
+    ckpt_every: int = 500
+    seed: int = 0
+    video_every: int = 5  # for video training sources: take every N-th frame
+    phases: tuple[Phase, ...] = (Phase(),)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.scale in (2, 3, 4), f"scale must be 2, 3 or 4, got {self.scale}"),
+            (len(self.train_data) > 0, "at least one training folder or video is needed"),
+            (self.patch >= 8, f"patch must be at least 8 LR pixels, got {self.patch}"),
+            (self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}"),
+            (self.steps >= 1, f"steps must be positive, got {self.steps}"),
+            (self.lr > 0 and self.min_lr >= 0, "lr must be positive and min_lr non-negative"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
+            (0 <= self.ema < 1, f"ema must be in [0, 1), got {self.ema}"),
+            (self.val_every >= 1 and self.ckpt_every >= 1, "val_every and ckpt_every must be positive"),
+            (len(self.phases) > 0, "at least one phase is needed"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        object.__setattr__(self, "train_data", tuple(str(p) for p in self.train_data))
+        object.__setattr__(self, "phases", tuple(p if isinstance(p, Phase) else Phase(**p) for p in self.phases))
+
+    def phase_at(self, step: int) -> Phase:
+        start = 0
+        for phase in self.phases:
+            if phase.steps is None or step < start + phase.steps:
+                return phase
+            start += phase.steps
+        return self.phases[-1]
+
+    def lr_at(self, step: int) -> float:
+        import math
+
+        if self.warmup_steps and step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.schedule == "constant":
+            return self.lr
+        if self.schedule == "step":  # halve at 50% and 75% of training
+            return self.lr * (0.5 ** sum(step >= f * self.steps for f in (0.5, 0.75)))
+        t = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["train_data"] = list(self.train_data)
+        data["phases"] = [dict(dataclasses.asdict(p), elastic=list(p.elastic)) for p in self.phases]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+        data = dict(data)
+        data["train_data"] = tuple(data.get("train_data", ()))
+        if "phases" in data:
+            try:
+                data["phases"] = tuple(Phase(**p) for p in data["phases"])
+            except TypeError as exc:
+                raise ConfigError(f"bad phase: {exc}") from None
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"bad training config: {exc}") from None

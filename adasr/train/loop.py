@@ -1,0 +1,268 @@
+"""The one training loop.
+
+Plain models and the supernet go through the same steps; what differs per phase (which
+sub-networks a step trains, distillation, progressive shrinking) is data in `TrainConfig.phases`
+interpreted by `adasr.train.sampling`. Every random draw comes from a generator seeded with
+(seed, step), and the learning rate is a pure function of the step, so a run resumed from a
+checkpoint continues exactly as if it had never stopped.
+
+A checkpoint is one safetensors file: model, EMA and Adam tensors, with the step, the config and
+the validation history as JSON in its header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from adasr._atomic import atomic_path
+from adasr.data.datasets import PatchSampler, SRPair, load_pairs
+from adasr.errors import ConfigError, InputError, ModelError
+from adasr.evaluation import evaluate
+from adasr.modelfile import ModelSpec, save_model
+from adasr.nn.registry import build_model
+from adasr.train.config import TrainConfig
+from adasr.train.losses import SRLoss
+from adasr.train.sampling import step_subnets, validation_subnets
+
+CHECKPOINT = "checkpoint.safetensors"
+MODEL = "model.safetensors"
+_META = "adasr.checkpoint"
+
+
+class TrainingInterrupted(Exception):
+    """Raised after Ctrl-C once a checkpoint of the current step is safely on disk."""
+
+    def __init__(self, step: int, run_dir: Path) -> None:
+        super().__init__(f"interrupted at step {step}; checkpoint saved in {run_dir} (continue with --resume)")
+        self.step = step
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)  # validation records
+    seconds: float = 0.0  # training time over all sessions of this run
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    gen = torch.Generator()
+    gen.manual_seed((seed * 1_000_003 + step) % (2**63))
+    return gen
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("CUDA was requested but this torch build or machine has no CUDA device")
+    return torch.device(name)
+
+
+def build_initial_model(cfg: TrainConfig) -> nn.Module:
+    """The model with its initial weights, seeded without touching the global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return build_model(cfg.arch, scale=cfg.scale, **cfg.arch_args)
+
+
+class Trainer:
+    """Runs `TrainConfig` in `run_dir`; call `run()`. Progress goes to `on_event` callbacks."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, *, device: str = "auto",
+                 resume: bool = False, max_minutes: float | None = None,
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None,
+                 train_pairs: list[SRPair] | None = None, val_pairs: list[SRPair] | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.device = pick_device(device)
+        self.max_seconds = None if max_minutes is None else max_minutes * 60.0
+        self.on_event = on_event or (lambda kind, data: None)
+        ckpt = self.run_dir / CHECKPOINT
+        if resume:
+            if not ckpt.is_file():
+                raise InputError(f"nothing to resume: no {CHECKPOINT} in {self.run_dir}")
+            stored_cfg, self.state, tensors = read_checkpoint(ckpt)
+            if stored_cfg.to_dict() != cfg.to_dict():
+                changed = sorted(k for k, v in cfg.to_dict().items() if stored_cfg.to_dict().get(k) != v)
+                raise ConfigError(f"--resume with different settings than the checkpoint ({', '.join(changed)})")
+        else:
+            if ckpt.exists():
+                raise ConfigError(f"{self.run_dir} already holds a run; use --resume or another folder")
+            self.state, tensors = TrainState(), None
+        self.cfg = cfg
+        self.model = build_initial_model(cfg).to(self.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.ema else None
+        self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+        if tensors is not None:
+            self._load_tensors(tensors)
+        self.loss_fn = SRLoss(cfg.l1_weight, cfg.hfen_weight)
+        self.train_pairs = train_pairs if train_pairs is not None else self._load_train()
+        self.sampler = PatchSampler(self.train_pairs, cfg.scale, cfg.patch, cfg.batch_size)
+        self.val_pairs = val_pairs
+        if self.val_pairs is None and cfg.val_data:
+            self.val_pairs = load_pairs(cfg.val_data, cfg.scale, limit=cfg.val_images)
+
+    def _load_train(self) -> list[SRPair]:
+        pairs: list[SRPair] = []
+        for source in self.cfg.train_data:
+            pairs += load_pairs(source, self.cfg.scale, every=self.cfg.video_every)
+        return pairs
+
+    # -- one step -------------------------------------------------------------------------
+
+    def train_step(self, step: int) -> float:
+        cfg = self.cfg
+        gen = step_generator(cfg.seed, step)
+        lr_batch, hr_batch = self.sampler.batch(gen)
+        lr_batch, hr_batch = lr_batch.to(self.device), hr_batch.to(self.device)
+        for group in self.optim.param_groups:
+            group["lr"] = cfg.lr_at(step)
+        phase = cfg.phase_at(step)
+        subnets = step_subnets(self.model, phase, gen)
+        self.optim.zero_grad(set_to_none=True)
+        teacher = None
+        total = 0.0
+        for index, subnet in enumerate(subnets):
+            sr = self.model(lr_batch) if subnet is None else self.model(lr_batch, cfg=subnet)
+            loss = self.loss_fn(sr, hr_batch)
+            if phase.distill and teacher is not None:
+                loss = loss + phase.distill * (sr - teacher).abs().mean()
+            if index == 0 and phase.distill:
+                teacher = sr.detach()  # the first sub-network of a sandwich step is the largest
+            (loss / len(subnets)).backward()
+            total += float(loss) / len(subnets)
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optim.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+                    e.lerp_(p, 1.0 - cfg.ema)
+        return total
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> TrainState:
+        cfg, state = self.cfg, self.state
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.model.train()
+        started = time.monotonic()
+        base_seconds = state.seconds
+        self.on_event("start", {"step": state.step, "steps": cfg.steps, "device": str(self.device)})
+        try:
+            while state.step < cfg.steps:
+                loss = self.train_step(state.step)
+                state.step += 1
+                state.seconds = base_seconds + time.monotonic() - started
+                self.on_event("step", {"step": state.step, "loss": loss, "lr": cfg.lr_at(state.step - 1)})
+                if self.val_pairs and (state.step % cfg.val_every == 0 or state.step == cfg.steps):
+                    record = {"step": state.step, **self.validate()}
+                    state.history.append(record)
+                    self.on_event("val", record)
+                if state.step % cfg.ckpt_every == 0 and state.step < cfg.steps:
+                    self.save_checkpoint()
+                if self.max_seconds is not None and time.monotonic() - started > self.max_seconds:
+                    self.on_event("budget", {"step": state.step})
+                    break
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            raise TrainingInterrupted(state.step, self.run_dir) from None
+        self.save_checkpoint()
+        self.save_model(self.run_dir / MODEL)
+        self.on_event("end", {"step": state.step, "seconds": state.seconds})
+        return state
+
+    def final_model(self) -> nn.Module:
+        return self.ema if self.ema is not None else self.model
+
+    def validate(self) -> dict[str, float]:
+        model = self.final_model()
+        out: dict[str, float] = {}
+        for label, subnet in validation_subnets(model):
+            if subnet is not None:
+                model.set_active(subnet)
+            out[f"psnr{label}"] = evaluate(model, self.val_pairs, self.cfg.scale, with_ssim=False,
+                                           device=self.device).psnr
+        return out
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def save_model(self, path: Path) -> None:
+        model = self.final_model()
+        info = {"trained_steps": self.state.step, "train_seconds": round(self.state.seconds, 1),
+                "train_data": [Path(p).name for p in self.cfg.train_data], "seed": self.cfg.seed,
+                "validation": self.state.history[-1] if self.state.history else None}
+        save_model(path, model, ModelSpec(self.cfg.arch, dict(self.cfg.arch_args, scale=self.cfg.scale),
+                                          self.cfg.scale, info))
+
+    def save_checkpoint(self) -> None:
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        if self.ema is not None:
+            tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema.state_dict().items()})
+        optim_state = self.optim.state_dict()
+        for index, slots in optim_state["state"].items():
+            for name, value in slots.items():
+                tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in optim_state["param_groups"]]
+        meta = {"step": self.state.step, "seconds": self.state.seconds, "history": self.state.history,
+                "config": self.cfg.to_dict(), "optim_groups": groups}
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+        with atomic_path(self.run_dir / CHECKPOINT) as tmp:
+            save_file(tensors, str(tmp), metadata={_META: json.dumps(meta)})
+
+    def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        def sub(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        try:
+            self.model.load_state_dict(sub("model."), strict=True)
+            if self.ema is not None:
+                self.ema.load_state_dict(sub("ema."), strict=True)
+            optim_state = self.optim.state_dict()
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for key, value in sub("optim.").items():
+                index, name = key.split(".", 1)
+                state.setdefault(int(index), {})[name] = value
+            optim_state["state"] = state
+            self.optim.load_state_dict(optim_state)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ModelError(f"checkpoint does not fit the model: {str(exc).splitlines()[0]}") from None
+
+
+def read_checkpoint(path: Path) -> tuple[TrainConfig, TrainState, dict[str, torch.Tensor]]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            meta = json.loads((handle.metadata() or {})[_META])
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise ModelError(f"{path}: damaged checkpoint ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    cfg = TrainConfig.from_dict(meta["config"])
+    return cfg, TrainState(meta["step"], meta["history"], meta.get("seconds", 0.0)), tensors
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Set torch's intra-op thread count for the block (None = leave as is)."""
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise ConfigError(f"threads must be at least 1, got {threads}")
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
