@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from adasr.data.datasets import SRPair, to_tensor, to_uint8
+from adasr.data.datasets import SRPair, gray_of, to_tensor, to_uint8
 from adasr.metrics import psnr_y, ssim_y
 
 
@@ -32,9 +32,12 @@ def evaluate(model: nn.Module, pairs: Sequence[SRPair], scale: int, *, with_ssim
             sr = to_uint8(model(to_tensor(pair.lr).to(device)))
             if sr.shape != pair.hr.shape:
                 raise ValueError(f"model output {sr.shape} does not match HR {pair.hr.shape} for {pair.name}")
-            psnrs.append(psnr_y(sr, pair.hr, border=scale))
+            hr = pair.hr
+            if pair.gray:  # score grayscale sources on their own values (see SRPair)
+                sr, hr = gray_of(sr), hr[..., 0]
+            psnrs.append(psnr_y(sr, hr, border=scale))
             if with_ssim:
-                ssims.append(ssim_y(sr, pair.hr, border=scale))
+                ssims.append(ssim_y(sr, hr, border=scale))
     finally:
         model.train(was_training)
     mean = lambda xs: sum(xs) / len(xs) if xs else math.nan  # noqa: E731

@@ -25,11 +25,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".p
 
 @dataclass(frozen=True)
 class SRPair:
-    """One HR image (uint8 HxWx3, modcropped) and its bicubic LR (uint8 h x w x 3)."""
+    """One HR image (uint8 HxWx3, modcropped) and its bicubic LR (uint8 h x w x 3).
+
+    `gray` marks a grayscale source (its three channels are equal): the protocol scores such an
+    image on its own values, not on a [16, 235] luma of equal RGB channels.
+    """
 
     name: str
     hr: np.ndarray
     lr: np.ndarray
+    gray: bool = False
 
 
 def cache_dir() -> Path:
@@ -90,7 +95,7 @@ def load_image_pairs(folder: str | os.PathLike[str], scale: int, *, limit: int |
         hr = modcrop(rgb, scale)
         if min(hr.shape[:2]) < scale * 4:
             raise InputError(f"image too small for x{scale} training or evaluation: {path}")
-        pairs.append(SRPair(path.stem, hr, _cached_lr(path, hr, scale, use_cache)))
+        pairs.append(SRPair(path.stem, hr, _cached_lr(path, hr, scale, use_cache), gray=img.gray))
     return pairs
 
 
@@ -127,6 +132,12 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
+def gray_of(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma of an RGB uint8 image on the full 0..255 range (Pillow's "L" conversion)."""
+    y = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return np.clip(np.round(y), 0, 255).astype(np.uint8)
+
+
 def to_uint8(batch: torch.Tensor) -> np.ndarray:
     """float (1, 3, H, W) -> uint8 HxWx3, rounded and clipped like the protocol's MATLAB code."""
     arr = batch.detach().squeeze(0).clamp(0, 1).mul(255.0).round().to(torch.uint8)
@@ -149,8 +160,8 @@ class PatchSampler:
         self.pairs = list(pairs)
         self.scale, self.patch, self.batch_size, self.augment = scale, patch, batch_size, augment
         # Tensors once, so a batch only slices.
-        self._lr = [torch.from_numpy(p.lr).permute(2, 0, 1) for p in self.pairs]
-        self._hr = [torch.from_numpy(p.hr).permute(2, 0, 1) for p in self.pairs]
+        self._lr = [torch.from_numpy(np.array(p.lr)).permute(2, 0, 1) for p in self.pairs]
+        self._hr = [torch.from_numpy(np.array(p.hr)).permute(2, 0, 1) for p in self.pairs]
 
     def batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         p, s = self.patch, self.scale

@@ -28,7 +28,7 @@ from torch import nn
 
 from adasr._atomic import atomic_path
 from adasr.data.datasets import PatchSampler, SRPair, load_pairs
-from adasr.errors import ConfigError, InputError, ModelError
+from adasr.errors import AdasrError, ConfigError, InputError, ModelError
 from adasr.evaluation import evaluate
 from adasr.modelfile import ModelSpec, save_model
 from adasr.nn.registry import build_model
@@ -41,8 +41,10 @@ MODEL = "model.safetensors"
 _META = "adasr.checkpoint"
 
 
-class TrainingInterrupted(Exception):
+class TrainingInterrupted(AdasrError):
     """Raised after Ctrl-C once a checkpoint of the current step is safely on disk."""
+
+    exit_code = 130
 
     def __init__(self, step: int, run_dir: Path) -> None:
         super().__init__(f"interrupted at step {step}; checkpoint saved in {run_dir} (continue with --resume)")
@@ -141,7 +143,7 @@ class Trainer:
             if index == 0 and phase.distill:
                 teacher = sr.detach()  # the first sub-network of a sandwich step is the largest
             (loss / len(subnets)).backward()
-            total += float(loss) / len(subnets)
+            total += float(loss.detach()) / len(subnets)
         if cfg.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optim.step()

@@ -1,0 +1,3 @@
+from adasr._cli.main import main
+
+main()

@@ -1,0 +1,61 @@
+"""`adasr eval`: the usual SR table (dataset x scale, PSNR/SSIM, params, MACs at 720p output)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from adasr._atomic import write_bytes_atomic
+from adasr.errors import ConfigError
+
+
+def run_eval(models: list[Path], baselines: list[str], datasets: list[str], scales: list[int] | None,
+             json_out: Path | None, console: Console) -> list[dict]:
+    from adasr.data.datasets import load_image_pairs
+    from adasr.evaluation import evaluate
+    from adasr.modelfile import load_model
+    from adasr.nn.cost import count_macs, count_params
+    from adasr.nn.registry import build_model
+    from adasr.paths import benchmark_dir
+
+    if json_out is not None:
+        from adasr._atomic import check_writable
+
+        check_writable(json_out)
+    entries = []  # (label, scale, model)
+    for name in baselines:
+        if name != "bicubic":
+            raise ConfigError(f"--baseline knows only 'bicubic' (trained baselines are model files), got {name!r}")
+        for s in scales or [2, 3, 4]:
+            entries.append((name, s, build_model("bicubic", scale=s)))
+    for path in models:
+        model, spec = load_model(path)
+        if scales and spec.scale not in scales:
+            continue
+        entries.append((path.stem, spec.scale, model))
+    if not entries:
+        raise ConfigError(f"no model supports the requested scale(s) {scales}")
+    folders = {name: benchmark_dir(name) for name in datasets}
+    rows, cache = [], {}
+    for label, s, model in entries:
+        lr_hw = (round(720 / s), round(1280 / s))
+        params, macs = count_params(model), count_macs(model, lr_hw)
+        for name, folder in folders.items():
+            if (name, s) not in cache:
+                cache[(name, s)] = load_image_pairs(folder, s)
+            result = evaluate(model, cache[(name, s)], s)
+            rows.append({"model": label, "dataset": Path(name).name, "scale": s, "psnr": round(result.psnr, 4),
+                         "ssim": round(result.ssim, 5), "images": result.images, "params": params, "macs_720p": macs})
+    table = Table(title="SR evaluation (PSNR/SSIM on Y, border = scale; MACs at 1280x720 output)")
+    for col in ("model", "dataset", "scale", "PSNR", "SSIM", "params", "GMACs"):
+        table.add_column(col, justify="left" if col in ("model", "dataset") else "right")
+    for r in rows:
+        table.add_row(r["model"], r["dataset"], f"x{r['scale']}", f"{r['psnr']:.2f}", f"{r['ssim']:.4f}",
+                      f"{r['params']:,}", f"{r['macs_720p'] / 1e9:.2f}")
+    console.print(table)
+    if json_out is not None:
+        write_bytes_atomic(json_out, (json.dumps(rows, indent=2) + "\n").encode())
+    return rows

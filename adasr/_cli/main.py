@@ -1,0 +1,197 @@
+"""`adasr` command line: thin wrappers over the library; one-line errors, non-zero exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from adasr.errors import AdasrError, ConfigError
+
+app = typer.Typer(
+    name="adasr",
+    help="Adaptive neural super-resolution: train, evaluate and run SR models on images and video.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+def _threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+def _parse_args(pairs: list[str]) -> dict:
+    args = {}
+    for item in pairs:
+        if "=" not in item:
+            raise ConfigError(f"--arg wants NAME=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            args[key] = json.loads(value)
+        except json.JSONDecodeError:
+            args[key] = value
+    return args
+
+
+@app.command()
+def train(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoint, config.json, model.safetensors.")],
+    arch: Annotated[str, typer.Option(help="Architecture: fsrcnn, espcn, imdn, supernet, ...")] = "fsrcnn",
+    scale: Annotated[int, typer.Option(help="Upscaling factor (2, 3 or 4).")] = 2,
+    data: Annotated[Optional[list[Path]], typer.Option(help="HR image folder or video file (repeatable). Default: the shared SunHays80 photos.")] = None,
+    val: Annotated[Optional[str], typer.Option(help="Validation set: a benchmark name (Set5) or folder; 'none' to skip.")] = "Set5",
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 10000,
+    batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 16,
+    patch: Annotated[int, typer.Option(help="LR patch side in pixels.")] = 48,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (Adam).")] = 1e-3,
+    schedule: Annotated[str, typer.Option(help="cosine, step or constant.")] = "cosine",
+    hfen_weight: Annotated[float, typer.Option(help="Weight of the HFEN loss next to L1 (DLSR uses 0.2).")] = 0.2,
+    ema: Annotated[float, typer.Option(help="EMA decay of the weights (0 = off).")] = 0.0,
+    val_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 500,
+    ckpt_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    arg: Annotated[Optional[list[str]], typer.Option(help="Architecture argument NAME=VALUE (repeatable, JSON values).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="JSON file of training options (CLI options are ignored except --out).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped.")] = False,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop (and save) after this much training time.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train a model with the one training loop (L1 + HFEN, Adam, checkpoints, exact resume)."""
+    from adasr.paths import benchmark_dir, data_root
+    from adasr.train import TrainConfig, Trainer
+
+    _threads(threads)
+    if config is not None:
+        try:
+            cfg = TrainConfig.from_dict(json.loads(Path(config).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read training config {config}: {exc}") from None
+    else:
+        sources = [str(p) for p in (data or [data_root() / "train" / "SunHays80"])]
+        val_dir = None if val in (None, "none") else str(benchmark_dir(val))
+        cfg = TrainConfig(arch=arch, scale=scale, train_data=tuple(sources), arch_args=_parse_args(arg or []),
+                          val_data=val_dir, patch=patch, batch_size=batch_size, steps=steps, lr=lr,
+                          schedule=schedule, hfen_weight=hfen_weight, ema=ema, val_every=val_every,
+                          ckpt_every=ckpt_every, seed=seed)
+    from adasr._cli.progress import TrainProgress
+
+    with TrainProgress(enabled=not quiet, console=console) as progress:
+        trainer = Trainer(cfg, out_dir, device=device, resume=resume, max_minutes=max_minutes,
+                          on_event=progress.event)
+        state = trainer.run()
+    last = state.history[-1] if state.history else {}
+    psnr = ", ".join(f"{k} {v:.2f} dB" for k, v in last.items() if k.startswith("psnr"))
+    out.print(f"trained {state.step} steps in {state.seconds / 60:.1f} min; {psnr or 'no validation'}; "
+              f"model: {out_dir / 'model.safetensors'}")
+
+
+@app.command("eval")
+def eval_cmd(
+    models: Annotated[Optional[list[Path]], typer.Argument(help="Model files to evaluate.")] = None,
+    baseline: Annotated[Optional[list[str]], typer.Option(help="Untrained reference to include: bicubic (repeatable).")] = None,
+    data: Annotated[Optional[list[str]], typer.Option(help="Benchmark names or HR folders (default Set5 and Set14).")] = None,
+    scale: Annotated[Optional[list[int]], typer.Option(help="Scales to evaluate (default: each model's own; 2,3,4 for bicubic).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON here.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+) -> None:
+    """Evaluate models with the standard SR protocol (PSNR/SSIM on Y, border = scale)."""
+    from adasr._cli.evaltable import run_eval
+
+    _threads(threads)
+    if not models and not baseline:
+        baseline = ["bicubic"]
+    run_eval(models or [], baseline or [], data or ["Set5", "Set14"], scale, json_out, out)
+
+
+@app.command()
+def upscale(
+    input: Annotated[Path, typer.Argument(help="Image (png, jpg, ...) or video (mp4, mkv, avi, ...).")],
+    output: Annotated[Path, typer.Argument(help="Output file; its suffix picks the format.")],
+    scale: Annotated[int, typer.Option(help="Upscaling factor; picks the bundled model unless --model is given.")] = 2,
+    model: Annotated[Optional[Path], typer.Option(help="Model file (default: the bundled model for --scale).")] = None,
+    codec: Annotated[str, typer.Option(help="Video codec: h264, h265 or av1.")] = "h264",
+    crf: Annotated[int, typer.Option(help="Video quality (constant rate factor, lower = better).")] = 20,
+    preset: Annotated[Optional[str], typer.Option(help="Encoder preset (default: the codec's own).")] = None,
+    tile: Annotated[int, typer.Option(help="Process frames in tiles of this many LR pixels (bounded memory).")] = 256,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop a video after this many frames.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Upscale an image or a video (frame rate, rotation and audio are kept)."""
+    from adasr._cli.upscale_cmd import run_upscale
+
+    _threads(threads)
+    run_upscale(input, output, scale, model, codec, crf, preset, tile, max_frames, quiet, out, console)
+
+
+@app.command()
+def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors).")]) -> None:
+    """Show what a model file holds: architecture, scale, parameters, MACs, training record."""
+    from adasr.modelfile import load_model
+    from adasr.nn.cost import count_macs, count_params
+
+    net, spec = load_model(model)
+    lr_hw = (round(720 / spec.scale), round(1280 / spec.scale))
+    out.print(f"[bold]{model}[/bold]")
+    out.print(f"  architecture  {spec.arch} {json.dumps(spec.args, sort_keys=True)}")
+    out.print(f"  scale         x{spec.scale}")
+    out.print(f"  parameters    {count_params(net):,}")
+    out.print(f"  MACs          {count_macs(net, lr_hw) / 1e9:.2f} G at 1280x720 output")
+    out.print(f"  schema        v{spec.schema_version}")
+    for key, value in spec.info.items():
+        out.print(f"  {key:<13} {json.dumps(value)}")
+
+
+@app.command()
+def demo(
+    scale: Annotated[int, typer.Option(help="Scale of the bundled model to run.")] = 2,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the demo outputs.")] = Path("out"),
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+) -> None:
+    """The main job of `make run`: the bundled model on a real clip and a real image, vs bicubic."""
+    from adasr._cli.demo import run_demo
+
+    _threads(threads)
+    run_demo(scale, out_dir, out)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except AdasrError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/red]; no partial output was left behind")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            console.print("[red]interrupted[/red]")
+            sys.exit(130)
+        if os.environ.get("ADASR_DEBUG"):
+            raise
+        console.print(f"[red]internal error:[/red] {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                      " (set ADASR_DEBUG=1 for the traceback)", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(70)

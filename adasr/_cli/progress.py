@@ -1,0 +1,46 @@
+"""Rich progress display for training: loss, validation PSNR, speed and ETA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class TrainProgress:
+    def __init__(self, enabled: bool, console: Console) -> None:
+        self.enabled = enabled
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[val]}"),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=console, disable=not enabled, transient=False,
+        )
+        self.task = None
+        self.loss: float | None = None
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "start":
+            self.task = self.progress.add_task("train", total=data["steps"], completed=data["step"],
+                                               loss="-", val="-")
+            if data["step"]:
+                self.console.print(f"resuming at step {data['step']} on {data['device']}")
+        elif kind == "step":
+            self.loss = data["loss"] if self.loss is None else 0.98 * self.loss + 0.02 * data["loss"]
+            self.progress.update(self.task, completed=data["step"], loss=f"{self.loss:.4f}")
+        elif kind == "val":
+            text = " ".join(f"{v:.2f}" for k, v in data.items() if k.startswith("psnr"))
+            self.progress.update(self.task, val=f"{text} dB")
+            if not self.enabled:
+                self.console.print(f"step {data['step']}: val PSNR {text} dB")
+        elif kind == "budget":
+            self.console.print(f"time budget reached at step {data['step']}; saving")

@@ -1,0 +1,40 @@
+"""Shared fixtures: the project's real data beside the checkout, small synthetic pairs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(os.environ.get("ADASR_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not DATA.is_dir():
+        pytest.fail(f"shared data folder missing: {DATA} (set ADASR_DATA)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def small_pairs(data_root: Path):
+    """Crops of Set5 as x2 training pairs: real content, tiny and fast."""
+    from adasr.data.datasets import SRPair, make_lr
+    from adasr.images import read_image
+
+    pairs = []
+    for path in sorted((data_root / "benchmarks" / "Set5").glob("*.png"))[:3]:
+        hr = read_image(path).rgb[:64, :64].copy()
+        pairs.append(SRPair(path.stem, hr, make_lr(hr, 2)))
+    return pairs
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("ADASR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def random_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)

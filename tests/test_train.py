@@ -1,0 +1,114 @@
+"""The training loop: losses, exact resume, checkpoints, phases as data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adasr.errors import ConfigError, InputError
+from adasr.train import Phase, TrainConfig, Trainer
+from adasr.train.losses import SRLoss, hfen_loss, log_kernel
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(arch="fsrcnn", scale=2, train_data=("unused",), arch_args={"d": 16, "s": 8, "m": 1},
+                patch=16, batch_size=4, steps=6, lr=1e-3, val_every=3, ckpt_every=3, seed=7)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_log_kernel_is_zero_sum_and_hfen_sees_edges_not_offsets():
+    assert abs(float(log_kernel().sum())) < 1e-6
+    x = torch.rand(1, 3, 32, 32)
+    assert float(hfen_loss(x + 0.1, x)) < 1e-5  # a flat offset has no high frequencies
+    assert float(hfen_loss(x, torch.zeros_like(x))) > 1e-3
+    loss = SRLoss(1.0, 0.2)(x, x + 0.1)
+    assert abs(float(loss) - 0.1) < 1e-3
+    with pytest.raises(ValueError):
+        SRLoss(0.0, 0.0)
+
+
+def test_training_reduces_loss_and_writes_model(tmp_path, small_pairs):
+    from adasr.modelfile import load_model
+
+    cfg = _cfg(steps=30, val_every=30, ckpt_every=30)
+    events = []
+    trainer = Trainer(cfg, tmp_path / "run", train_pairs=small_pairs, val_pairs=small_pairs[:1],
+                      on_event=lambda k, d: events.append((k, d)))
+    state = trainer.run()
+    losses = [d["loss"] for k, d in events if k == "step"]
+    assert state.step == 30 and len(losses) == 30
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert state.history and state.history[-1]["psnr"] > 10
+    model, spec = load_model(tmp_path / "run" / "model.safetensors")
+    assert spec.arch == "fsrcnn" and spec.scale == 2 and spec.info["trained_steps"] == 30
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, trainer.model.state_dict()[k])
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, small_pairs, ema):
+    cfg = _cfg(ema=ema)
+    full = Trainer(cfg, tmp_path / "full", train_pairs=small_pairs, val_pairs=small_pairs[:1])
+    full.run()
+
+    # Interrupt after step 4 (Ctrl-C): the loop saves a checkpoint of step 4 and raises.
+    class Interrupt:
+        def __init__(self):
+            self.trainer = None
+
+        def __call__(self, kind, data):
+            if kind == "step" and data["step"] == 4:
+                raise KeyboardInterrupt
+
+    from adasr.train.loop import TrainingInterrupted
+
+    with pytest.raises(TrainingInterrupted):
+        Trainer(cfg, tmp_path / "cut", train_pairs=small_pairs, val_pairs=small_pairs[:1], on_event=Interrupt()).run()
+    resumed = Trainer(cfg, tmp_path / "cut", resume=True, train_pairs=small_pairs, val_pairs=small_pairs[:1])
+    assert resumed.state.step == 4
+    resumed.run()
+    a, b = _weights(full.model), _weights(resumed.model)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    if ema:
+        for x, y in zip(full.ema.parameters(), resumed.ema.parameters(), strict=True):
+            assert torch.equal(x, y)
+    assert [h["step"] for h in resumed.state.history] == [h["step"] for h in full.state.history]
+
+
+def test_resume_refuses_changed_settings_and_missing_run(tmp_path, small_pairs):
+    Trainer(_cfg(steps=3), tmp_path / "run", train_pairs=small_pairs).run()
+    with pytest.raises(ConfigError, match="lr"):
+        Trainer(_cfg(steps=3, lr=5e-4), tmp_path / "run", resume=True, train_pairs=small_pairs)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        Trainer(_cfg(steps=3), tmp_path / "run", train_pairs=small_pairs)
+    with pytest.raises(InputError, match="nothing to resume"):
+        Trainer(_cfg(), tmp_path / "empty", resume=True, train_pairs=small_pairs)
+
+
+def test_config_validation_and_json_roundtrip():
+    cfg = _cfg(phases=(Phase("warm", steps=2), Phase("sandwich", sampling="sandwich", distill=1.0)))
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.phase_at(0).name == "warm" and cfg.phase_at(2).name == "sandwich" and cfg.phase_at(99).name == "sandwich"
+    assert cfg.lr_at(0) == pytest.approx(1e-3) and cfg.lr_at(5) < cfg.lr_at(1)
+    with pytest.raises(ConfigError, match="scale"):
+        _cfg(scale=5)
+    with pytest.raises(ConfigError, match="sampling"):
+        Phase(sampling="bogus")
+    with pytest.raises(ConfigError, match="unknown training option"):
+        TrainConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_same_seed_same_weights_different_seed_differs(tmp_path, small_pairs):
+    runs = [Trainer(_cfg(steps=3, seed=s), tmp_path / f"r{i}", train_pairs=small_pairs) for i, s in enumerate((1, 1, 2))]
+    for r in runs:
+        r.run()
+    w = [_weights(r.model) for r in runs]
+    assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])
+    assert not all(torch.equal(w[0][k], w[2][k]) for k in w[0])
