@@ -44,6 +44,7 @@ def sr_tensor(model: nn.Module, x: torch.Tensor, scale: int, *, tile: int | None
     return out
 
 
+@torch.inference_mode()
 def sr_array(model: nn.Module, rgb: np.ndarray, scale: int, **kw) -> np.ndarray:
     """SR of an RGB uint8 or uint16 HxWx3 array; returns the same dtype, rounded and clipped."""
     peak = 65535.0 if rgb.dtype == np.uint16 else 255.0
@@ -64,7 +65,7 @@ def upscale_image_file(model: nn.Module, scale: int, src: str | Path, dst: str |
     sr = sr_array(model, img.rgb, scale, **kw)
     alpha = None
     if img.alpha is not None:
-        alpha = imresize(img.alpha, float(scale), output_shape=sr.shape[:2])
+        alpha = imresize(img.alpha, output_shape=sr.shape[:2])
     write_image(dst, sr, alpha=alpha, gray=img.gray, bit_depth=img.bit_depth)
     return sr.shape[1], sr.shape[0]
 
@@ -84,14 +85,15 @@ class VideoSummary:
 
 def upscale_video_file(model: nn.Module, scale: int, src: str | Path, dst: str | Path, *, codec: str = "h264",
                        crf: int = 20, preset: str | None = None, max_frames: int | None = None,
-                       on_frame: Callable[[int, int], None] | None = None, **kw) -> VideoSummary:
+                       on_frame: Callable[[int, int], None] | None = None, info=None, **kw) -> VideoSummary:
     """Upscale a video frame by frame, keeping frame rate, rotation and audio; atomic output.
 
-    `on_frame(done, total)` is called after every frame (progress bars).
+    `on_frame(done, total)` is called after every frame (progress bars); `info` is the source's
+    `VideoInfo` when the caller has already probed it.
     """
     from adasr.video import VideoWriter, probe, read_frames
 
-    info = probe(src)
+    info = info or probe(src)
     total = info.frame_count if max_frames is None else min(max_frames, info.frame_count)
     started = time.perf_counter()
     done = 0

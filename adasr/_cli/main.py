@@ -171,27 +171,19 @@ def demo(
 
 
 def main() -> None:
+    """Entry point: typer handles usage errors (exit 2); adasr errors become one line."""
     try:
-        app(standalone_mode=False)
+        app()  # standalone: parses, runs, and exits with the command's status
     except AdasrError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/red]; no partial output was left behind")
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            console.print("[red]interrupted[/red]")
-            sys.exit(130)
+    except Exception as exc:
         if os.environ.get("ADASR_DEBUG"):
             raise
-        console.print(f"[red]internal error:[/red] {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                      " (set ADASR_DEBUG=1 for the traceback)", markup=True, highlight=False, soft_wrap=True)
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        console.print(f"[red]internal error:[/red] {type(exc).__name__}: {first} (set ADASR_DEBUG=1 for the traceback)",
+                      markup=True, highlight=False, soft_wrap=True)
         sys.exit(70)

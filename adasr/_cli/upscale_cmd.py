@@ -38,6 +38,10 @@ def run_upscale(src: Path, dst: Path, scale: int, model_path: Path | None, codec
         w, h = upscale_image_file(model, spec.scale, src, dst, tile=tile)
         out.print(f"wrote {dst} ({w}x{h}, x{spec.scale} with {spec.arch})")
         return
+    from adasr.video import codec_for_suffix, probe
+
+    codec_for_suffix(dst, codec)  # refuse an unknown container or codec before any work
+    info = probe(src)
     progress = Progress(TextColumn("[bold]upscale"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[fps]} fps"), TextColumn("eta"), TimeRemainingColumn(),
                         console=console, disable=quiet)
@@ -52,6 +56,6 @@ def run_upscale(src: Path, dst: Path, scale: int, model_path: Path | None, codec
             progress.update(task, completed=done, total=total or None, fps=f"{rate:.1f}")
 
         summary = upscale_video_file(model, spec.scale, src, dst, codec=codec, crf=crf, preset=preset,
-                                     max_frames=max_frames, on_frame=on_frame, tile=tile)
+                                     max_frames=max_frames, on_frame=on_frame, info=info, tile=tile)
     out.print(f"wrote {dst}: {summary.frames} frames {summary.width}x{summary.height} at {summary.fps:g} fps; "
               f"{summary.sr_fps:.1f} frames/s end to end with {spec.arch} x{spec.scale}")

@@ -133,9 +133,8 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
 
 
 def gray_of(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R 601 luma of an RGB uint8 image on the full 0..255 range (Pillow's "L" conversion)."""
-    y = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    return np.clip(np.round(y), 0, 255).astype(np.uint8)
+    """One channel of an RGB uint8 image: the rounded mean, as `write_image(gray=True)` stores it."""
+    return np.round(rgb.astype(np.float64).mean(axis=2)).astype(np.uint8)
 
 
 def to_uint8(batch: torch.Tensor) -> np.ndarray:

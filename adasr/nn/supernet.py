@@ -1,0 +1,395 @@
+"""The weight-sharing SR supernet (DySR's meta-graph) and its static sub-networks.
+
+Meta-graph, for LR input x (B, 3, H, W) in [0, 1]::
+
+    h = head(x)                            3x3 conv, 3 -> width            (fixed)
+    y = blocks[0 .. depth-1](h)            body positions, any block token (later ones skipped)
+    y = tail(y) + h                        3x3 conv, width -> width, long skip (fixed)
+    out = upsampler(y)                     ps:  3x3 conv -> 3 s^2 channels, pixel shuffle
+                                           tc:  transposed conv -> 3, kernel 2s, stride s
+                                           bic: its own ps branch + bicubic(x) (global skip)
+
+Elastic dimensions: depth, width (channel prefix of every op), expansion (mid width inside the
+blocks), kernel size (once-for-all: stored max kernel, centre crop + learned transform), block
+type per position (`adasr.nn.blocks`), attention and identity paths, upsampler. All
+sub-networks are slices of the same parameters; ops of the same role and shape at the same
+position are one op (DySR). The "ps" and "bic" branches are separate ops on purpose: one
+predicts the image, the other a residual on top of bicubic.
+
+Switching (`SuperNet.set_active`) builds, or fetches from a cache keyed by config id, an
+immutable `Routing` (a tuple of per-layer plans: which op, which slice, which kernel) and swaps
+it in with one reference assignment; `forward` reads `self._routing` once, so a forward running
+in another thread finishes on the routing it started with. Building a routing runs no tensor
+operation at all; slices are taken (as views) at forward time.
+
+No batch norm: BN hurts SR quality and would need per-sub-network statistics (see
+`adasr.nn.elastic`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from adasr.errors import ConfigError
+from adasr.nn.blocks import BlockType, BlockVariant, Dims, block_type, input_hw, parse_token
+from adasr.nn.elastic import Plan, SlotSpec, Use, conv_use, elastic_op, static_layer, use_cost
+from adasr.nn.registry import register_model
+from adasr.space import SearchSpace, SubnetConfig
+
+DEFAULT_LR_HW = (180, 320)  # (H, W): 320x180 LR frames
+
+
+# -- layout: which uses a config makes (shared by routing, static sub-network and cost) -----------
+
+class Layout(NamedTuple):
+    head: Use
+    blocks: tuple[tuple[BlockVariant, dict[str, Use]], ...]
+    tail: Use
+    up: Use
+
+
+def upsampler_use(kind: str, width: int, scale: int) -> Use:
+    if kind == "tc":
+        # Exact s*H output with kernel 2s: (H-1)s - 2p + 2s + op = sH  <=>  2p - op = s.
+        pad = (scale + 1) // 2
+        spec = SlotSpec(kind="tconv", stride=scale, padding=pad, output_padding=2 * pad - scale)
+        return conv_use(3, width, 2 * scale, spec)
+    return conv_use(3 * scale * scale, width, 3)
+
+
+def layout(cfg: SubnetConfig, max_dims: Dims | None = None) -> Layout:
+    """The uses of `cfg`; `max_dims` (the supernet's) place concatenated parts in stored weights."""
+    d = Dims(cfg.width, cfg.mid, cfg.kernel)
+    m = max_dims or d
+    blocks = []
+    for token in cfg.blocks:
+        v = parse_token(token)
+        blocks.append((v, block_type(v.code).uses(v, d, m)))
+    return Layout(conv_use(cfg.width, 3, 3), tuple(blocks), conv_use(cfg.width, cfg.width, 3),
+                  upsampler_use(cfg.upsampler, cfg.width, cfg.scale))
+
+
+def _named_uses(lay: Layout) -> list[tuple[tuple, Use]]:
+    out = [(("head",), lay.head)]
+    for i, (_, uses) in enumerate(lay.blocks):
+        out += [(("body", i, name), use) for name, use in uses.items()]
+    return out + [(("tail",), lay.tail), (("up",), lay.up)]
+
+
+def subnet_cost(cfg: SubnetConfig, lr_hw: tuple[int, int] = DEFAULT_LR_HW) -> tuple[int, int]:
+    """(params, MACs) of the static sub-network `cfg` for one LR frame of size `lr_hw` (H, W).
+
+    Analytic: counts every conv / transposed conv weight multiply-accumulate (head, blocks,
+    tail, upsampler); pooling, interpolation and element-wise ops are not counted.
+    """
+    params = macs = 0
+    for _, use in _named_uses(layout(cfg)):
+        p, m = use_cost(use, input_hw(use.spec.at, lr_hw))
+        params, macs = params + p, macs + m
+    return params, macs
+
+
+def op_keys(cfg: SubnetConfig) -> frozenset[tuple]:
+    """The ops `cfg` runs, as (place, slot, out, in, kernel): equal keys are one shared op."""
+    keys = set()
+    for place, use in _named_uses(layout(cfg)):
+        if place == ("up",):
+            place = ("up", cfg.upsampler)
+        keys.add((*place, use.out, use.in_total, use.kernel))
+    return frozenset(keys)
+
+
+def shared_ops(a: SubnetConfig, b: SubnetConfig) -> int:
+    """DySR's mu for a pair: how many ops (same place, slot, shape and kernel) `a` and `b` share."""
+    return len(op_keys(a) & op_keys(b))
+
+
+# -- running a network (the one forward both the supernet and static sub-networks use) ------------
+
+def run_network(head, blocks: Iterable, tail, upsampler: str, up, scale: int, x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 3, sH, sW); head/tail/up and each block are callables on tensors."""
+    h = head(x)
+    y = h
+    for block in blocks:
+        y = block(y)
+    y = tail(y) + h
+    if upsampler == "tc":
+        return up(y)
+    out = F.pixel_shuffle(up(y), scale)
+    if upsampler == "bic":
+        out = out + F.interpolate(x, size=out.shape[-2:], mode="bicubic", align_corners=False)
+    return out
+
+
+class BlockPlan(NamedTuple):
+    """A routed block: its type, its routed ops by slot name, its variant and identity flag."""
+
+    kind: BlockType
+    ops: Mapping[str, Plan]
+    variant: BlockVariant
+    skip: bool
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.kind.forward(self.ops, x, self.variant, self.skip)
+
+
+class Routing(NamedTuple):
+    """Everything a forward needs for one sub-network; immutable, built without tensor ops."""
+
+    config: SubnetConfig
+    head: Plan
+    blocks: tuple[BlockPlan, ...]
+    tail: Plan
+    up: Plan
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        return run_network(self.head, self.blocks, self.tail, cfg.upsampler, self.up, cfg.scale, x)
+
+
+# -- static sub-network --------------------------------------------------------------------------
+
+class StaticBlock(nn.Module):
+    """One body block of a static sub-network: plain layers in `ops`, the block type's forward."""
+
+    def __init__(self, variant: BlockVariant, uses: Mapping[str, Use], skip: bool) -> None:
+        super().__init__()
+        self.variant, self.skip, self.kind = variant, skip, block_type(variant.code)
+        self.ops = nn.ModuleDict({name: static_layer(use) for name, use in uses.items()})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.kind.forward(self.ops, x, self.variant, self.skip)
+
+    def extra_repr(self) -> str:
+        return f"{self.variant.token}, skip={self.skip}"
+
+
+class SubNet(nn.Module):
+    """A static sub-network: ordinary Conv2d / ConvTranspose2d layers, no slicing, no routing.
+
+    Built fresh from a config (random weights) or by `SuperNet.extract` (weights copied).
+    """
+
+    def __init__(self, cfg: SubnetConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.scale = cfg.scale
+        lay = layout(cfg)
+        self.head = static_layer(lay.head)
+        self.body = nn.ModuleList(StaticBlock(v, uses, cfg.skip) for v, uses in lay.blocks)
+        self.tail = static_layer(lay.tail)
+        self.up = static_layer(lay.up)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return run_network(self.head, self.body, self.tail, self.config.upsampler, self.up, self.scale, x)
+
+
+# -- the supernet ----------------------------------------------------------------------------------
+
+def _max_dims(space: SearchSpace) -> Dims:
+    return Dims(space.max_width, space.max_mid, space.kernels[-1])
+
+
+def _slot_requirements(space: SearchSpace) -> dict[tuple, tuple[SlotSpec, int, int, frozenset[int]]]:
+    """(place, slot) -> (spec, in_max, out_max, kernels) covering every config of the space."""
+    req: dict[tuple, tuple[SlotSpec, int, int, frozenset[int]]] = {}
+
+    def add(key: tuple, use: Use) -> None:
+        spec, in_max, out_max, kernels = req.get(key, (use.spec, 0, 0, frozenset()))
+        if spec != use.spec:
+            raise AssertionError(f"slot {key} is used with two specs: {spec} and {use.spec}")
+        end = max(b for _, b in use.in_ranges)
+        req[key] = (spec, max(in_max, end), max(out_max, use.out), kernels | {use.kernel})
+
+    m = _max_dims(space)
+    for kernel in space.kernels:  # every use is largest at the max width and expansion
+        d = Dims(m.width, m.mid, kernel)
+        for token in space.blocks:
+            v = parse_token(token)
+            for name, use in block_type(v.code).uses(v, d, m).items():
+                add(("body", name), use)
+    add(("head",), conv_use(m.width, 3, 3))
+    add(("tail",), conv_use(m.width, m.width, 3))
+    for kind in space.upsamplers:
+        add(("up", kind), upsampler_use(kind, m.width, space.scale))
+    return req
+
+
+class SuperNet(nn.Module):
+    """The meta-graph of a `SearchSpace`: every sub-network a slice of the same parameters.
+
+    `forward(x)` runs the active sub-network (initially `space.largest()`); `forward(x, cfg=c)`
+    runs `c` without touching the active one (thread-safe; for one-shot training).
+    """
+
+    cache_size = 64  # routings kept for O(1) switching back (levels are few; sampled configs many)
+
+    def __init__(self, space: SearchSpace) -> None:
+        super().__init__()
+        if not isinstance(space, SearchSpace):
+            raise ConfigError(f"SuperNet takes a SearchSpace, got {type(space).__name__}")
+        self.space = space
+        self.scale = space.scale
+        self.max_dims = _max_dims(space)
+        req = _slot_requirements(space)
+        self.head = elastic_op(*req[("head",)])
+        body_slots = sorted(key[1] for key in req if key[0] == "body")
+        self.body = nn.ModuleList(
+            nn.ModuleDict({name: elastic_op(*req[("body", name)]) for name in body_slots})
+            for _ in range(space.max_depth))
+        self.tail = elastic_op(*req[("tail",)])
+        self.up = nn.ModuleDict({kind: elastic_op(*req[("up", kind)]) for kind in space.upsamplers})
+        self._init_routing(space.largest())
+
+    # -- routing --
+
+    def _init_routing(self, cfg: SubnetConfig) -> None:
+        self._cache_lock = threading.Lock()
+        self._routing_cache: OrderedDict[str, Routing] = OrderedDict()
+        self._routing: Routing | None = None
+        self.set_active(cfg)
+
+    def _build_routing(self, cfg: SubnetConfig) -> Routing:
+        """Plans for `cfg` (validated by the caller): pure Python, no tensor is touched."""
+        lay = layout(cfg, self.max_dims)
+
+        def plan(op: nn.Module, use: Use) -> Plan:
+            if not op.fits(use):  # a bug, not a user error: the slots cover the whole space
+                raise AssertionError(f"{cfg.id}: {use} does not fit {op}")
+            return Plan(op, use)
+
+        blocks = tuple(
+            BlockPlan(block_type(v.code),
+                      MappingProxyType({name: plan(self.body[i][name], use) for name, use in uses.items()}),
+                      v, cfg.skip)
+            for i, (v, uses) in enumerate(lay.blocks))
+        return Routing(cfg, plan(self.head, lay.head), blocks, plan(self.tail, lay.tail),
+                       plan(self.up[cfg.upsampler], lay.up))
+
+    def routing_for(self, cfg: SubnetConfig | str) -> Routing:
+        """The routing of `cfg`, from the cache or freshly built (not stored; self is unchanged)."""
+        cfg = SubnetConfig.coerce(cfg)
+        routing = self._routing_cache.get(cfg.id)
+        if routing is None:
+            routing = self._build_routing(self.space.validate(cfg))
+        return routing
+
+    def set_active(self, cfg: SubnetConfig | str) -> None:
+        """Make `cfg` the active sub-network: one reference assignment of a prebuilt routing.
+
+        Safe between frames from another thread; allocates no tensors (routings are plain
+        Python objects, cached per config id so switching back costs a dict lookup).
+        """
+        cfg = SubnetConfig.coerce(cfg)
+        key = cfg.id
+        routing = self._routing_cache.get(key)
+        if routing is None:
+            routing = self._build_routing(self.space.validate(cfg))
+        with self._cache_lock:
+            self._routing_cache[key] = routing
+            self._routing_cache.move_to_end(key)
+            while len(self._routing_cache) > self.cache_size:
+                self._routing_cache.popitem(last=False)
+        self._routing = routing  # the switch
+
+    @property
+    def active(self) -> SubnetConfig:
+        return self._routing.config
+
+    @property
+    def routing(self) -> Routing:
+        return self._routing
+
+    def forward(self, x: torch.Tensor, cfg: SubnetConfig | str | None = None) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, 3, sH, sW) through the active (or the given) sub-network."""
+        routing = self._routing if cfg is None else self.routing_for(cfg)  # read once
+        return routing(x)
+
+    # -- static export and accounting --
+
+    def extract(self, cfg: SubnetConfig | str | None = None) -> SubNet:
+        """A plain static module computing the same function as sub-network `cfg` (default: the
+        active one), with weights cloned from the slices and kernel transforms baked in."""
+        routing = self._routing if cfg is None else self.routing_for(cfg)
+        net = SubNet(routing.config).to(device=self.head.weight.device, dtype=self.head.weight.dtype)
+        pairs = [(net.head, routing.head), (net.tail, routing.tail), (net.up, routing.up)]
+        for block, bplan in zip(net.body, routing.blocks):
+            pairs += [(block.ops[name], p) for name, p in bplan.ops.items()]
+        with torch.no_grad():
+            for layer, p in pairs:
+                layer.weight.copy_(p.op.weight_for(p.use))
+                if layer.bias is not None:
+                    layer.bias.copy_(p.op.bias[: p.use.out])
+        return net.train(self.training)
+
+    def cost(self, cfg: SubnetConfig | str | None = None,
+             lr_hw: tuple[int, int] = DEFAULT_LR_HW) -> tuple[int, int]:
+        """(params, MACs) of sub-network `cfg` (default: active) for one (H, W) LR frame."""
+        cfg = self.active if cfg is None else self.space.validate(SubnetConfig.coerce(cfg))
+        return subnet_cost(cfg, lr_hw)
+
+    def shared_ops(self, a: SubnetConfig, b: SubnetConfig) -> int:
+        return shared_ops(a, b)
+
+    def supernet_bytes(self) -> int:
+        """Bytes of all parameters and buffers (what a device holds for every level at once)."""
+        tensors = list(self.parameters()) + list(self.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def assembled_bytes(self, cfgs: Sequence[SubnetConfig]) -> int:
+        """Bytes the extracted sub-networks `cfgs` would hold as separate models (no sharing)."""
+        itemsize = self.head.weight.element_size()
+        return sum(subnet_cost(self.space.validate(SubnetConfig.coerce(c)))[0] for c in cfgs) * itemsize
+
+    # -- copying and pickling: routings hold module references; rebuild them, never copy them --
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_active_config"] = state.pop("_routing").config
+        state.pop("_routing_cache")
+        state.pop("_cache_lock")
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        active = state.pop("_active_config")
+        super().__setstate__(state)
+        self._init_routing(active)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, max_depth={self.space.max_depth}, active={self.active.id}"
+
+
+# -- registry builders -------------------------------------------------------------------------------
+
+def _space_arg(space: Mapping[str, Any] | str, scale: int | None) -> SearchSpace:
+    if isinstance(space, str):
+        return SearchSpace.named(space, scale)
+    result = SearchSpace.from_dict(space)
+    if scale is not None and scale != result.scale:
+        raise ConfigError(f"scale {scale!r} does not match the search space's scale {result.scale}")
+    return result
+
+
+@register_model("supernet")
+def build_supernet(space: Mapping[str, Any] | str = "tiny", scale: int | None = None) -> SuperNet:
+    """The supernet of `space`: a `SearchSpace.to_dict()` (robust in model files) or a named
+    space ("tiny", "base-x2", ...). `scale` must agree with the space (or picks tiny's)."""
+    return SuperNet(_space_arg(space, scale))
+
+
+@register_model("subnet")
+def build_subnet(config: Mapping[str, Any] | str | None = None, scale: int | None = None) -> SubNet:
+    """A static sub-network from a config id or dict (fresh weights; load an extracted state
+    dict into it). Default: the tiny space's smallest config."""
+    cfg = SearchSpace.named("tiny", scale).smallest() if config is None else SubnetConfig.coerce(config)
+    if scale is not None and scale != cfg.scale:
+        raise ConfigError(f"scale {scale!r} does not match the config's scale {cfg.scale}")
+    return SubNet(cfg)

@@ -1,0 +1,129 @@
+"""The CLI: every bad input is one line on stderr, a non-zero exit, and no partial output."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from adasr._cli.main import main
+from adasr.images import read_image, write_image
+from adasr.modelfile import ModelSpec, save_model
+from adasr.nn.registry import build_model
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["adasr", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+@pytest.fixture(scope="module")
+def x2_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny_x2.safetensors"
+    save_model(path, build_model("fsrcnn", scale=2, d=8, s=4, m=1), ModelSpec("fsrcnn", {"scale": 2, "d": 8, "s": 4, "m": 1}, 2))
+    return path
+
+
+def _one_line_error(code: int, err: str, *words: str) -> None:
+    assert code != 0
+    assert "Traceback" not in err
+    text = err.strip()
+    assert text.count("\n") == 0, text
+    for w in words:
+        assert w in text, (w, text)
+
+
+def test_upscale_image_modes(monkeypatch, capsys, tmp_path, x2_model):
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (9, 7), dtype=np.uint8)
+    write_image(tmp_path / "a.png", rgba, alpha=alpha)
+    write_image(tmp_path / "g.png", rgba[..., 0], gray=True)
+    write_image(tmp_path / "d16.png", (rgba.astype(np.uint16) * 257))
+    for name in ("a.png", "g.png", "d16.png"):
+        code, out, err = run_cli(monkeypatch, capsys, "upscale", tmp_path / name, tmp_path / f"out_{name}",
+                                 "--model", x2_model, "--quiet")
+        assert code == 0, err
+        src, dst = read_image(tmp_path / name), read_image(tmp_path / f"out_{name}")
+        assert dst.rgb.shape == (18, 14, 3)
+        assert (dst.alpha is None) == (src.alpha is None)
+        assert dst.gray == src.gray and dst.bit_depth == src.bit_depth
+
+
+def test_bad_inputs(monkeypatch, capsys, tmp_path, x2_model, data_root):
+    good = data_root / "benchmarks" / "Set5" / "baby.png"
+    cases = []
+    cases.append((("upscale", tmp_path / "missing.png", tmp_path / "o.png", "--model", x2_model), ("not found",)))
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(good.read_bytes()[:3000])
+    cases.append((("upscale", corrupt, tmp_path / "o.png", "--model", x2_model), ("corrupt.png",)))
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    cases.append((("upscale", text, tmp_path / "o.mp4", "--model", x2_model), ("notes.mp4",)))
+    cases.append((("upscale", good, tmp_path / "nodir" / "o.png", "--model", x2_model), ("does not exist",)))
+    cases.append((("upscale", good, tmp_path / "o.png", "--model", x2_model, "--scale", "4"), ("x2 model",)))
+    cases.append((("upscale", good, tmp_path / "o.png", "--model", tmp_path / "nomodel.safetensors"), ("not found",)))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases.append((("train", "--out", tmp_path / "run", "--data", empty, "--val", "none", "--steps", "1"), ("no images",)))
+    cases.append((("eval", x2_model, "--data", empty), ("no images",)))
+    cases.append((("eval", x2_model, "--scale", "3"), ("scale",)))
+    cases.append((("info", corrupt), ("damaged",)))
+    for args, words in cases:
+        code, _, err = run_cli(monkeypatch, capsys, *args)
+        _one_line_error(code, err, *words)
+    assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".*part*"))
+
+
+def test_unwritable_output_leaves_nothing(monkeypatch, capsys, tmp_path, x2_model, data_root):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permission bits; use a path under a file instead
+            target = tmp_path / "file.png" / "o.png"
+            (tmp_path / "file.png").write_bytes(b"x")
+        else:
+            target = locked / "o.png"
+        code, _, err = run_cli(monkeypatch, capsys, "upscale", data_root / "benchmarks" / "Set5" / "baby.png",
+                               target, "--model", x2_model)
+        _one_line_error(code, err)
+        assert not target.exists()
+    finally:
+        locked.chmod(0o700)
+
+
+def test_upscale_video_keeps_fps_and_audio(monkeypatch, capsys, tmp_path, x2_model):
+    from fractions import Fraction
+
+    from adasr.video import probe
+    from tests.test_video import make_clip_with_audio  # the I/O tests' clip maker
+
+    src = make_clip_with_audio(tmp_path / "in.mp4", frames=6, size=(32, 24), fps=Fraction(25))
+    code, out, err = run_cli(monkeypatch, capsys, "upscale", src, tmp_path / "out.mkv", "--model", x2_model, "--quiet")
+    assert code == 0, err
+    a, b = probe(src), probe(tmp_path / "out.mkv")
+    assert (b.width, b.height) == (64, 48) and b.fps == a.fps and b.frame_count == a.frame_count
+    assert b.has_audio and b.audio_codec == a.audio_codec
+
+
+def test_eval_table_bicubic(monkeypatch, capsys):
+    code, out, err = run_cli(monkeypatch, capsys, "eval", "--baseline", "bicubic", "--data", "Set5", "--scale", "2")
+    assert code == 0, err
+    assert "33.6" in out or "33.7" in out
+
+
+def test_help_lists_commands(monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "--help")
+    assert code == 0
+    for cmd in ("train", "eval", "upscale", "info", "demo"):
+        assert cmd in out
