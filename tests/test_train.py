@@ -112,3 +112,37 @@ def test_same_seed_same_weights_different_seed_differs(tmp_path, small_pairs):
     w = [_weights(r.model) for r in runs]
     assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])
     assert not all(torch.equal(w[0][k], w[2][k]) for k in w[0])
+
+
+def test_supernet_sandwich_and_progressive_phases_train_and_resume(tmp_path, small_pairs):
+    from adasr.space import SearchSpace
+    from adasr.train.sampling import recipe, step_subnets
+
+    space = SearchSpace.named("tiny").to_dict()
+    cfg = _cfg(arch="supernet", arch_args={"space": space}, steps=6, phases=recipe("progressive", 6))
+    assert [p.name for p in cfg.phases] == ["largest", "kernel", "depth", "all"]
+    trainer = Trainer(cfg, tmp_path / "full", train_pairs=small_pairs, val_pairs=small_pairs[:1])
+    # progressive shrinking: the kernel phase varies only the kernel
+    kernel_phase = cfg.phases[1]
+    subnets = step_subnets(trainer.model, kernel_phase, torch.Generator().manual_seed(0))
+    largest = trainer.model.space.largest()
+    assert subnets[0] == largest and len(subnets) == 4
+    for s in subnets:
+        assert (s.width, s.depth, s.blocks, s.upsampler) == (largest.width, largest.depth, largest.blocks, largest.upsampler)
+    assert any(s.kernel != largest.kernel for s in subnets)
+    trainer.run()
+    assert {"psnr", "psnr_min"} <= set(trainer.state.history[-1])
+
+    class Interrupt:
+        def __call__(self, kind, data):
+            if kind == "step" and data["step"] == 3:
+                raise KeyboardInterrupt
+
+    from adasr.train.loop import TrainingInterrupted
+
+    with pytest.raises(TrainingInterrupted):
+        Trainer(cfg, tmp_path / "cut", train_pairs=small_pairs, on_event=Interrupt()).run()
+    resumed = Trainer(cfg, tmp_path / "cut", resume=True, train_pairs=small_pairs)
+    resumed.run()
+    for (k, a), b in zip(trainer.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k

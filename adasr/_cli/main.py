@@ -49,7 +49,9 @@ def _parse_args(pairs: list[str]) -> dict:
 @app.command()
 def train(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoint, config.json, model.safetensors.")],
-    arch: Annotated[str, typer.Option(help="Architecture: fsrcnn, espcn, imdn, supernet, ...")] = "fsrcnn",
+    arch: Annotated[str, typer.Option(help="Architecture: fsrcnn, espcn, imdn, ...")] = "fsrcnn",
+    supernet: Annotated[Optional[str], typer.Option(help="Train a supernet over this search space (tiny, base-x2, base-x3, base-x4) instead of --arch.")] = None,
+    recipe: Annotated[str, typer.Option(help="Supernet phases: progressive (OFA shrinking + sandwich), sandwich, or single (largest only).")] = "progressive",
     scale: Annotated[int, typer.Option(help="Upscaling factor (2, 3 or 4).")] = 2,
     data: Annotated[Optional[list[Path]], typer.Option(help="HR image folder or video file (repeatable). Default: the shared SunHays80 photos.")] = None,
     val: Annotated[Optional[str], typer.Option(help="Validation set: a benchmark name (Set5) or folder; 'none' to skip.")] = "Set5",
@@ -84,7 +86,19 @@ def train(
     else:
         sources = [str(p) for p in (data or [data_root() / "train" / "SunHays80"])]
         val_dir = None if val in (None, "none") else str(benchmark_dir(val))
-        cfg = TrainConfig(arch=arch, scale=scale, train_data=tuple(sources), arch_args=_parse_args(arg or []),
+        arch_args, phases = _parse_args(arg or []), None
+        if supernet is not None:
+            from adasr.space import SearchSpace
+            from adasr.train.sampling import recipe as make_recipe
+
+            try:
+                space = SearchSpace.named(supernet, scale=scale)
+                phases = make_recipe(recipe, steps)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            arch, arch_args = "supernet", {"space": space.to_dict()}
+        cfg = TrainConfig(arch=arch, scale=scale, train_data=tuple(sources), arch_args=arch_args,
+                          **({"phases": phases} if phases else {}),
                           val_data=val_dir, patch=patch, batch_size=batch_size, steps=steps, lr=lr,
                           schedule=schedule, hfen_weight=hfen_weight, ema=ema, val_every=val_every,
                           ckpt_every=ckpt_every, seed=seed)
@@ -163,7 +177,7 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Where to write the demo outputs.")] = Path("out"),
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
 ) -> None:
-    """The main job of `make run`: the bundled model on a real clip and a real image, vs bicubic."""
+    """The main job of `make run`: the bundled model on a real clip, scored against bicubic."""
     from adasr._cli.demo import run_demo
 
     _threads(threads)

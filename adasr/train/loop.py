@@ -148,9 +148,11 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optim.step()
         if self.ema is not None:
+            # Warm-up of the decay so early validation is not dominated by the initial weights.
+            decay = min(cfg.ema, (1.0 + step) / (10.0 + step))
             with torch.no_grad():
                 for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-                    e.lerp_(p, 1.0 - cfg.ema)
+                    e.lerp_(p, 1.0 - decay)
         return total
 
     # -- the loop -------------------------------------------------------------------------

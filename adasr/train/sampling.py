@@ -2,7 +2,9 @@
 
 A plain model has one: itself (None). A supernet (a model with a `space`) follows the phase's
 sampling rule: "single" trains the largest sub-network, "sandwich" trains the largest, the
-smallest and `random_subnets` random ones (largest first, it is the distillation teacher).
+smallest and `random_subnets` random ones (largest first: it is the distillation teacher).
+`phase.elastic` restricts the space for progressive shrinking: the dimensions not named stay at
+their largest value.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ def step_subnets(model: nn.Module, phase: Phase, gen: torch.Generator) -> list:
     space = getattr(model, "space", None)
     if space is None:
         return [None]
+    space = space.restrict(phase.elastic)
     largest = space.largest()
     if phase.sampling == "single":
         return [largest]
@@ -32,3 +35,22 @@ def validation_subnets(model: nn.Module) -> list[tuple[str, object]]:
     if space is None:
         return [("", None)]
     return [("", space.largest()), ("_min", space.smallest())]
+
+
+def recipe(name: str, steps: int) -> tuple[Phase, ...]:
+    """Named phase lists for supernet training (a JSON config can spell out any other)."""
+    if name == "single":
+        return (Phase("largest", sampling="single"),)
+    if name == "sandwich":
+        return (Phase("sandwich", sampling="sandwich", random_subnets=2, distill=0.5),)
+    if name == "progressive":
+        # OFA-style progressive shrinking: largest only, then elastic kernel, then kernel + depth,
+        # then everything; sandwich sampling with in-place distillation from the largest.
+        cut = [max(1, int(steps * f)) for f in (0.1, 0.15, 0.25)]
+        return (
+            Phase("largest", steps=cut[0], sampling="single"),
+            Phase("kernel", steps=cut[1], sampling="sandwich", distill=0.5, elastic=("kernel",)),
+            Phase("depth", steps=cut[2], sampling="sandwich", distill=0.5, elastic=("kernel", "depth")),
+            Phase("all", sampling="sandwich", random_subnets=2, distill=0.5),
+        )
+    raise ValueError(f"unknown recipe {name!r}; known: single, sandwich, progressive")
