@@ -127,3 +127,27 @@ def test_help_lists_commands(monkeypatch, capsys):
     assert code == 0
     for cmd in ("train", "eval", "upscale", "info", "demo"):
         assert cmd in out
+
+
+def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_root):
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for p in sorted((data_root / "benchmarks" / "Set5").glob("*.png"))[:2]:
+        write_image(folder / p.name, read_image(p).rgb[:96, :96])
+    code, out, err = run_cli(monkeypatch, capsys, "train", "--supernet", "tiny", "--scale", "2", "--data", folder,
+                             "--val", folder, "--steps", "2", "--patch", "16", "--batch-size", "2",
+                             "--out", tmp_path / "run", "--quiet", "--recipe", "sandwich")
+    assert code == 0, err
+    model = tmp_path / "run" / "model.safetensors"
+    code, out, err = run_cli(monkeypatch, capsys, "eval", model, "--data", folder, "--spread", "3",
+                             "--json", tmp_path / "eval.json")
+    assert code == 0, err
+    import json
+
+    rows = json.loads((tmp_path / "eval.json").read_text())
+    assert len({r["model"] for r in rows}) == 3 and all(r["model"].startswith("model:x2-") for r in rows)
+    assert rows[0]["macs_720p"] < rows[-1]["macs_720p"]
+    code, out, err = run_cli(monkeypatch, capsys, "info", model)
+    assert code == 0 and "search space" in out and "largest" in out
+    code, _, err = run_cli(monkeypatch, capsys, "eval", model, "--data", folder, "--subnet", "x2-bogus")
+    _one_line_error(code, err)

@@ -12,8 +12,23 @@ from adasr._atomic import write_bytes_atomic
 from adasr.errors import ConfigError
 
 
+def _supernet_entries(path: Path, model, subnets: list[str], spread: int) -> list[tuple]:
+    """One entry per sub-network of a supernet file: (label, scale, model with that level active, cost)."""
+    from adasr.nn.supernet import spread_configs
+    from adasr.space import SubnetConfig
+
+    space = model.space
+    cfgs = [space.validate(SubnetConfig.from_id(i)) for i in subnets] if subnets else spread_configs(space, spread)
+    entries = []
+    for cfg in cfgs:
+        level = model.extract(cfg).eval()
+        entries.append((f"{path.stem}:{cfg.id}", space.scale, level))
+    return entries
+
+
 def run_eval(models: list[Path], baselines: list[str], datasets: list[str], scales: list[int] | None,
-             json_out: Path | None, console: Console) -> list[dict]:
+             json_out: Path | None, console: Console, subnets: list[str] | None = None,
+             spread: int = 2) -> list[dict]:
     from adasr.data.datasets import load_image_pairs
     from adasr.evaluation import evaluate
     from adasr.modelfile import load_model
@@ -35,7 +50,10 @@ def run_eval(models: list[Path], baselines: list[str], datasets: list[str], scal
         model, spec = load_model(path)
         if scales and spec.scale not in scales:
             continue
-        entries.append((path.stem, spec.scale, model))
+        if hasattr(model, "space"):
+            entries += _supernet_entries(path, model, subnets or [], spread)
+        else:
+            entries.append((path.stem, spec.scale, model))
     if not entries:
         raise ConfigError(f"no model supports the requested scale(s) {scales}")
     folders = {name: benchmark_dir(name) for name in datasets}

@@ -121,15 +121,19 @@ def eval_cmd(
     data: Annotated[Optional[list[str]], typer.Option(help="Benchmark names or HR folders (default Set5 and Set14).")] = None,
     scale: Annotated[Optional[list[int]], typer.Option(help="Scales to evaluate (default: each model's own; 2,3,4 for bicubic).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON here.")] = None,
+    subnet: Annotated[Optional[list[str]], typer.Option(help="For a supernet file: sub-network id to evaluate (repeatable).")] = None,
+    spread: Annotated[int, typer.Option(help="For a supernet file without --subnet: N sub-networks from smallest to largest.")] = 2,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
 ) -> None:
-    """Evaluate models with the standard SR protocol (PSNR/SSIM on Y, border = scale)."""
+    """Evaluate models with the standard SR protocol (PSNR/SSIM on Y, border = scale).
+
+    A supernet file is evaluated per sub-network (each extracted as a static model)."""
     from adasr._cli.evaltable import run_eval
 
     _threads(threads)
     if not models and not baseline:
         baseline = ["bicubic"]
-    run_eval(models or [], baseline or [], data or ["Set5", "Set14"], scale, json_out, out)
+    run_eval(models or [], baseline or [], data or ["Set5", "Set14"], scale, json_out, out, subnet, spread)
 
 
 @app.command()
@@ -165,7 +169,13 @@ def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors)."
     out.print(f"  architecture  {spec.arch} {json.dumps(spec.args, sort_keys=True)}")
     out.print(f"  scale         x{spec.scale}")
     out.print(f"  parameters    {count_params(net):,}")
-    out.print(f"  MACs          {count_macs(net, lr_hw) / 1e9:.2f} G at 1280x720 output")
+    if hasattr(net, "space"):  # a supernet: describe its space and its extreme levels
+        out.print(f"  search space  {net.space.size():,} sub-networks")
+        for label, cfg in (("smallest", net.space.smallest()), ("largest", net.space.largest())):
+            params, macs = net.cost(cfg, lr_hw=lr_hw)
+            out.print(f"  {label:<13} {cfg.id}: {params:,} params, {macs / 1e9:.2f} GMACs at 1280x720 output")
+    else:
+        out.print(f"  MACs          {count_macs(net, lr_hw) / 1e9:.2f} G at 1280x720 output")
     out.print(f"  schema        v{spec.schema_version}")
     for key, value in spec.info.items():
         out.print(f"  {key:<13} {json.dumps(value)}")
@@ -182,6 +192,33 @@ def demo(
 
     _threads(threads)
     run_demo(scale, out_dir, out)
+
+
+bench_app = typer.Typer(help="Benchmarks that run competitors side by side and report ratios.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("memory")
+def bench_memory(
+    space: Annotated[str, typer.Option(help="Named search space (base-x2, base-x4, tiny).")] = "base-x2",
+    levels: Annotated[int, typer.Option(help="How many levels, spread from smallest to largest.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the level spread.")] = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON here.")] = None,
+) -> None:
+    """Weight memory: one supernet vs the same levels as separate models (DySR's Assembled)."""
+    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr.bench.memory import memory_report
+
+    if json_out is not None:
+        check_writable(json_out)
+    rep = memory_report(space, levels, seed)
+    out.print(f"space {space}: {len(rep.levels)} levels from {rep.levels[0]} to {rep.levels[-1]}")
+    out.print(f"  supernet (all levels)     {rep.supernet_bytes / 1e6:8.3f} MB")
+    out.print(f"  assembled (separate)      {rep.assembled_bytes / 1e6:8.3f} MB")
+    out.print(f"  largest level alone       {rep.largest_bytes / 1e6:8.3f} MB")
+    out.print(f"  saving vs assembled       {rep.saving * 100:7.1f} %")
+    if json_out is not None:
+        write_bytes_atomic(json_out, (json.dumps(rep.to_dict(), indent=2) + "\n").encode())
 
 
 def main() -> None:

@@ -393,3 +393,30 @@ def build_subnet(config: Mapping[str, Any] | str | None = None, scale: int | Non
     if scale is not None and scale != cfg.scale:
         raise ConfigError(f"scale {scale!r} does not match the config's scale {cfg.scale}")
     return SubNet(cfg)
+
+
+def spread_configs(space: SearchSpace, n: int, seed: int = 0, candidates: int = 512,
+                   lr_hw: tuple[int, int] = DEFAULT_LR_HW) -> list[SubnetConfig]:
+    """`n` distinct configs from smallest to largest, evenly spaced in log MACs (for reports).
+
+    Draws `candidates` random configs with a seeded local RNG and picks the one nearest to each
+    log-MAC quantile; the ends are exactly `space.smallest()` and `space.largest()`.
+    """
+    import math
+    import random
+
+    if n < 2:
+        raise ConfigError(f"spread needs at least 2 configs, got {n}")
+    rng = random.Random(seed)
+    pool = {c.id: c for c in (space.sample(rng) for _ in range(candidates))}
+    lo, hi = space.smallest(), space.largest()
+    pool.pop(lo.id, None)
+    pool.pop(hi.id, None)
+    logs = {cid: math.log(subnet_cost(c, lr_hw)[1]) for cid, c in pool.items()}
+    a, b = math.log(subnet_cost(lo, lr_hw)[1]), math.log(subnet_cost(hi, lr_hw)[1])
+    picked = [lo]
+    for i in range(1, n - 1):
+        goal = a + (b - a) * i / (n - 1)
+        best = min((cid for cid in logs if cid not in {p.id for p in picked}), key=lambda cid: abs(logs[cid] - goal))
+        picked.append(pool[best])
+    return picked + [hi]

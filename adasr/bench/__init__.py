@@ -1,0 +1,1 @@
+"""Reproducible experiments: each runs the competitors side by side and reports ratios."""
