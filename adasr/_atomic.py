@@ -14,6 +14,16 @@ from pathlib import Path
 from adasr.errors import OutputError
 
 
+def _default_mode() -> int:
+    # mkstemp creates 0600 files; give outputs the permissions a plain open() would.
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _default_mode()
+
+
 def check_writable(path: str | os.PathLike[str]) -> Path:
     """Raise OutputError unless `path` can be created (its folder exists and is writable)."""
     path = Path(path)
@@ -41,6 +51,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _MODE)
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

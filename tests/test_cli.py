@@ -145,7 +145,7 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
     import json
 
     rows = json.loads((tmp_path / "eval.json").read_text())
-    assert len({r["model"] for r in rows}) == 3 and all(r["model"].startswith("model:x2-") for r in rows)
+    assert len({r["model"] for r in rows}) == 3 and all(r["model"].startswith("run:x2-") for r in rows)
     assert rows[0]["macs_720p"] < rows[-1]["macs_720p"]
     code, out, err = run_cli(monkeypatch, capsys, "info", model)
     assert code == 0 and "search space" in out and "largest" in out

@@ -22,8 +22,13 @@ def _supernet_entries(path: Path, model, subnets: list[str], spread: int) -> lis
     entries = []
     for cfg in cfgs:
         level = model.extract(cfg).eval()
-        entries.append((f"{path.stem}:{cfg.id}", space.scale, level))
+        entries.append((f"{_label(path)}:{cfg.id}", space.scale, level))
     return entries
+
+
+def _label(path: Path) -> str:
+    """A row label: the file's stem, or its run folder's name for a run's `model.safetensors`."""
+    return path.parent.name if path.stem == "model" and path.parent.name else path.stem
 
 
 def run_eval(models: list[Path], baselines: list[str], datasets: list[str], scales: list[int] | None,
@@ -53,7 +58,7 @@ def run_eval(models: list[Path], baselines: list[str], datasets: list[str], scal
         if hasattr(model, "space"):
             entries += _supernet_entries(path, model, subnets or [], spread)
         else:
-            entries.append((path.stem, spec.scale, model))
+            entries.append((_label(path), spec.scale, model))
     if not entries:
         raise ConfigError(f"no model supports the requested scale(s) {scales}")
     folders = {name: benchmark_dir(name) for name in datasets}

@@ -1,0 +1,389 @@
+"""The deployable model package: one supernet, its family of levels, and device profiles.
+
+Folder layout (``save_package("model.adasrpkg", ...)``, any path not ending in ``.adasr``)::
+
+    manifest.json              {"format": "adasr-package", "schema_version": 1, "adasr_version",
+                                "scale", "space": SearchSpace dict, "created", "info": {...},
+                                "weights": {"file": "supernet.safetensors", "sha256": <of the file>},
+                                "levels": {"file": "levels.json"}}
+    supernet.safetensors       the supernet's state dict (safetensors; no pickle anywhere)
+    levels.json                the `Family` (levels ordered by cost; `Family.to_dict`)
+    profiles/<device-key>.json one per device (`adasr.runtime.profile.profile_package`):
+                               measured per-level latency per resource level + latency table
+
+Single-file variant (a path ending in ``.adasr``; zip-free): one safetensors file holding the
+same tensors, with the manifest, the levels and each profile as JSON strings in its header
+(keys ``adasr.manifest``, ``adasr.levels``, ``adasr.profile.<device-key>``). The manifest then
+records ``weights.tensors_sha256``: a digest of the tensors (names, dtypes, shapes, bytes),
+since a file cannot contain its own checksum.
+
+Loading never unpickles and refuses a damaged package (weights checksum mismatch, a missing
+file, bad JSON, levels outside the supernet's space) or a foreign one (no manifest, another
+format, an unknown schema version) with a one-line `ModelError` naming the problem. A new
+folder is written beside its destination and renamed into place, so a crash never leaves half
+a package under the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from adasr._atomic import atomic_path, write_bytes_atomic
+from adasr.errors import ConfigError, ModelError, OutputError
+from adasr.nn.supernet import SuperNet
+from adasr.search.family import Family
+from adasr.space import SearchSpace
+
+PACKAGE_FORMAT = "adasr-package"
+PACKAGE_SCHEMA_VERSION = 1
+SINGLE_FILE_SUFFIX = ".adasr"
+MANIFEST = "manifest.json"
+WEIGHTS = "supernet.safetensors"
+LEVELS = "levels.json"
+PROFILES = "profiles"
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_META_MANIFEST, _META_LEVELS, _META_PROFILE = "adasr.manifest", "adasr.levels", "adasr.profile."
+
+
+def _version() -> str:
+    import adasr
+
+    return adasr.__version__
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """Digest of a state dict independent of file layout: name, dtype, shape, raw bytes."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+def _check_key(device_key: str) -> str:
+    if not isinstance(device_key, str) or not _KEY_RE.match(device_key):
+        raise ConfigError(f"device key must be 1-128 characters of letters, digits, '.', '_' or '-', "
+                          f"got {device_key!r}")
+    return device_key
+
+
+def _check_profile(profile: Any, source: str) -> dict[str, Any]:
+    from adasr.runtime.profile import check_profile
+
+    try:
+        return check_profile(profile, source)
+    except (ConfigError, ModelError) as exc:
+        raise ModelError(str(exc)) from None
+
+
+def _is_single_file(path: Path) -> bool:
+    return path.suffix == SINGLE_FILE_SUFFIX
+
+
+class Package:
+    """A loaded (or freshly saved) package: supernet, family, profiles, and where it lives."""
+
+    def __init__(self, path: Path | None, manifest: dict[str, Any], supernet: SuperNet, family: Family,
+                 profiles: dict[str, dict[str, Any]] | None = None) -> None:
+        self.path, self.manifest, self.supernet, self.family = path, manifest, supernet, family
+        self.profiles: dict[str, dict[str, Any]] = dict(profiles or {})
+
+    @property
+    def scale(self) -> int:
+        return self.family.scale
+
+    @property
+    def space(self) -> SearchSpace:
+        return self.supernet.space
+
+    @property
+    def single_file(self) -> bool:
+        return self.path is not None and _is_single_file(self.path)
+
+    def add_profile(self, device_key: str, profile: dict[str, Any]) -> None:
+        """Store a device profile (as `profile_package` returns) under `device_key`, replacing
+        any earlier one; written to the package on disk at once (atomically)."""
+        _check_key(device_key)
+        profile = _check_profile(json.loads(json.dumps(profile)), f"profile {device_key}")
+        self.profiles[device_key] = profile
+        if self.path is None:
+            return
+        if self.single_file:
+            _write_single_file(self.path, self.supernet, self.manifest, self.family, self.profiles)
+        else:
+            folder = self.path / PROFILES
+            folder.mkdir(exist_ok=True)
+            write_bytes_atomic(folder / f"{device_key}.json", _json(profile).encode("utf-8"))
+
+    def family_for(self, device_key: str | None = None) -> Family:
+        """The family with `measured_s` filled from a device's profile (None: the only profile,
+        or the family as stored when there is none)."""
+        if device_key is None:
+            if not self.profiles:
+                return self.family
+            if len(self.profiles) > 1:
+                raise ConfigError(f"package has profiles for {sorted(self.profiles)}; name one")
+            device_key = next(iter(self.profiles))
+        if device_key not in self.profiles:
+            raise ConfigError(f"package has no profile for {device_key!r}; it has {sorted(self.profiles) or 'none'}")
+        levels = self.profiles[device_key]["levels"]
+        measured = {name: {cid: s["median_s"] for cid, s in entry["measured"].items()}
+                    for name, entry in levels.items()}
+        return self.family.with_measured(measured)
+
+    def summary(self) -> dict[str, Any]:
+        """What `adasr info` shows: JSON-ready."""
+        return {
+            "path": str(self.path) if self.path else None, "format": self.manifest.get("format"),
+            "schema_version": self.manifest.get("schema_version"),
+            "adasr_version": self.manifest.get("adasr_version"), "scale": self.scale,
+            "space": self.space.to_dict(), "supernet_bytes": self.supernet.supernet_bytes(),
+            "lr_hw": list(self.family.lr_hw), "search": self.family.search,
+            "levels": [lv.to_dict() for lv in self.family], "profiles": sorted(self.profiles),
+            "info": self.manifest.get("info", {}),
+        }
+
+    def __repr__(self) -> str:
+        return f"Package({self.path}, x{self.scale}, {len(self.family)} levels, profiles={sorted(self.profiles)})"
+
+
+# -- saving -----------------------------------------------------------------------------------------
+
+def _manifest(supernet: SuperNet, info: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"format": PACKAGE_FORMAT, "schema_version": PACKAGE_SCHEMA_VERSION, "adasr_version": _version(),
+            "scale": supernet.scale, "space": supernet.space.to_dict(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "info": json.loads(json.dumps(dict(info or {}))), "levels": {"file": LEVELS}}
+
+
+def _state(supernet: SuperNet) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in supernet.state_dict().items()}
+
+
+def _write_single_file(path: Path, supernet: SuperNet, manifest: dict[str, Any], family: Family,
+                       profiles: Mapping[str, dict[str, Any]]) -> None:
+    tensors = _state(supernet)
+    manifest = {**manifest, "weights": {"tensors_sha256": _tensors_sha256(tensors)}}
+    meta = {_META_MANIFEST: json.dumps(manifest, sort_keys=True), _META_LEVELS: family.to_json()}
+    meta.update({_META_PROFILE + key: json.dumps(p, sort_keys=True) for key, p in profiles.items()})
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def save_package(path: str | os.PathLike[str], supernet: SuperNet, family: Family, *,
+                 profiles: Mapping[str, dict[str, Any]] | None = None, info: Mapping[str, Any] | None = None,
+                 overwrite: bool = False) -> Package:
+    """Write a package (a folder, or one file if `path` ends in ``.adasr``) and return it.
+
+    `family` must hold configs of `supernet.space` at its scale. `info`: free-form JSON
+    (training provenance, metrics). An existing destination is replaced only with `overwrite`.
+    """
+    path = Path(path)
+    if not isinstance(supernet, SuperNet):
+        raise ConfigError(f"a package holds a SuperNet, got {type(supernet).__name__}")
+    if family.scale != supernet.scale:
+        raise ConfigError(f"family is x{family.scale} but the supernet is x{supernet.scale}")
+    try:
+        family.validate(supernet.space)
+    except ModelError as exc:
+        raise ConfigError(str(exc)) from None
+    profiles = {_check_key(k): _check_profile(json.loads(json.dumps(p)), f"profile {k}")
+                for k, p in (profiles or {}).items()}
+    if path.exists() and not overwrite:
+        raise OutputError(f"package already exists (pass overwrite to replace it): {path}")
+    manifest = _manifest(supernet, info)
+    if _is_single_file(path):
+        if path.is_dir():
+            raise OutputError(f"output path is a directory: {path}")
+        _write_single_file(path, supernet, manifest, family, profiles)
+        return load_package(path, device=_device_of(supernet))
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"package path exists and is not a folder: {path}")
+    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
+        # overwrite replaces packages only, never an arbitrary folder
+        raise OutputError(f"refusing to replace a folder that is not an adasr package: {path}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise OutputError(f"output folder does not exist or is not writable: {parent}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
+    try:
+        weights = tmp / WEIGHTS
+        with atomic_path(weights) as part:
+            save_file(_state(supernet), str(part))
+        manifest["weights"] = {"file": WEIGHTS, "sha256": _sha256_file(weights)}
+        write_bytes_atomic(tmp / LEVELS, family.to_json().encode("utf-8"))
+        (tmp / PROFILES).mkdir()
+        for key, p in profiles.items():
+            write_bytes_atomic(tmp / PROFILES / f"{key}.json", _json(p).encode("utf-8"))
+        write_bytes_atomic(tmp / MANIFEST, _json(manifest).encode("utf-8"))  # last: marks a whole package
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_package(path, device=_device_of(supernet))
+
+
+def _device_of(net: SuperNet) -> torch.device:
+    return net.head.weight.device
+
+
+# -- loading ----------------------------------------------------------------------------------------
+
+def _parse_json(text: str | bytes, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"damaged package: {what} is not valid JSON ({getattr(exc, 'msg', exc)})") from None
+
+
+def _check_manifest(manifest: Any, source: Path) -> dict[str, Any]:
+    if not isinstance(manifest, dict) or manifest.get("format") != PACKAGE_FORMAT:
+        raise ModelError(f"{source}: not an adasr package (manifest format is not {PACKAGE_FORMAT!r})")
+    version = manifest.get("schema_version")
+    if version != PACKAGE_SCHEMA_VERSION:
+        raise ModelError(f"{source}: package schema version {version!r} is not supported "
+                         f"(this adasr reads version {PACKAGE_SCHEMA_VERSION})")
+    for name in ("space", "weights", "scale"):
+        if name not in manifest:
+            raise ModelError(f"{source}: damaged package: manifest lacks {name!r}")
+    if not isinstance(manifest["weights"], dict):
+        raise ModelError(f"{source}: damaged package: manifest 'weights' is not an object")
+    return manifest
+
+
+def _build(manifest: dict[str, Any], tensors: dict[str, torch.Tensor], family_data: Any,
+           source: Path, device: str | torch.device) -> tuple[SuperNet, Family]:
+    try:
+        space = SearchSpace.from_dict(manifest["space"])
+    except ConfigError as exc:
+        raise ModelError(f"{source}: damaged package: bad search space in the manifest ({exc})") from None
+    if space.scale != manifest["scale"]:
+        raise ModelError(f"{source}: damaged package: manifest scale {manifest['scale']!r} "
+                         f"!= space scale {space.scale}")
+    net = SuperNet(space)
+    expected = net.state_dict()
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise ModelError(f"{source}: damaged package: weights do not match the supernet ({detail})")
+    for key, value in tensors.items():
+        if value.shape != expected[key].shape:
+            raise ModelError(f"{source}: damaged package: weight {key!r} has shape {tuple(value.shape)}, "
+                             f"the supernet expects {tuple(expected[key].shape)}")
+    net.load_state_dict(tensors, strict=True)
+    try:
+        family = Family.from_dict(family_data).validate(space)
+    except ModelError as exc:
+        raise ModelError(f"{source}: damaged package: {exc}") from None
+    if family.scale != space.scale:
+        raise ModelError(f"{source}: damaged package: levels are x{family.scale}, the supernet x{space.scale}")
+    return net.to(device).eval(), family
+
+
+def _read_tensors(path: Path, source: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            meta = dict(handle.metadata() or {})
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"{source}: damaged package: weights are not a readable safetensors file ({first})") from None
+    return tensors, meta
+
+
+def load_package(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Package:
+    """Load a package folder or single file; ModelError if it is damaged or not a package."""
+    path = Path(path)
+    if path.is_dir():
+        return _load_folder(path, device)
+    if path.is_file():
+        return _load_single_file(path, device)
+    raise ModelError(f"package not found: {path}")
+
+
+def _load_folder(path: Path, device: str | torch.device) -> Package:
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise ModelError(f"{path}: not an adasr package (no {MANIFEST})")
+    manifest = _check_manifest(_parse_json(manifest_path.read_bytes(), f"{path}/{MANIFEST}"), path)
+    weights_name = manifest["weights"].get("file")
+    digest = manifest["weights"].get("sha256")
+    if not isinstance(weights_name, str) or "/" in weights_name or "\\" in weights_name or not isinstance(digest, str):
+        raise ModelError(f"{path}: damaged package: manifest 'weights' needs a plain file name and a sha256")
+    weights = path / weights_name
+    if not weights.is_file():
+        raise ModelError(f"{path}: damaged package: {weights_name} is missing")
+    if _sha256_file(weights) != digest:
+        raise ModelError(f"{path}: damaged package: {weights_name} checksum mismatch "
+                         f"(sha256 differs from the manifest)")
+    entry = manifest.get("levels")
+    levels_name = entry.get("file", LEVELS) if isinstance(entry, dict) else LEVELS
+    if not isinstance(levels_name, str) or "/" in levels_name or "\\" in levels_name:
+        raise ModelError(f"{path}: damaged package: manifest 'levels' needs a plain file name")
+    levels_path = path / levels_name
+    if not levels_path.is_file():
+        raise ModelError(f"{path}: damaged package: {levels_name} is missing")
+    family_data = _parse_json(levels_path.read_bytes(), f"{path}/{levels_name}")
+    tensors, _ = _read_tensors(weights, path)
+    net, family = _build(manifest, tensors, family_data, path, device)
+    profiles = {}
+    folder = path / PROFILES
+    if folder.is_dir():
+        for file in sorted(folder.glob("*.json")):
+            data = _parse_json(file.read_bytes(), f"{path}/{PROFILES}/{file.name}")
+            profiles[file.stem] = _check_profile(data, f"{path}/{PROFILES}/{file.name}")
+    return Package(path, manifest, net, family, profiles)
+
+
+def _load_single_file(path: Path, device: str | torch.device) -> Package:
+    tensors, meta = _read_tensors(path, path)
+    if _META_MANIFEST not in meta:
+        raise ModelError(f"{path}: not an adasr package (no manifest in the file header)")
+    manifest = _check_manifest(_parse_json(meta[_META_MANIFEST], f"{path} manifest"), path)
+    digest = manifest["weights"].get("tensors_sha256")
+    if not isinstance(digest, str):
+        raise ModelError(f"{path}: damaged package: manifest lacks the weights digest")
+    if _tensors_sha256(tensors) != digest:
+        raise ModelError(f"{path}: damaged package: weights checksum mismatch (digest differs from the manifest)")
+    if _META_LEVELS not in meta:
+        raise ModelError(f"{path}: damaged package: levels are missing")
+    family_data = _parse_json(meta[_META_LEVELS], f"{path} levels")
+    net, family = _build(manifest, tensors, family_data, path, device)
+    profiles = {}
+    for key in sorted(k for k in meta if k.startswith(_META_PROFILE)):
+        name = key[len(_META_PROFILE):]
+        profiles[name] = _check_profile(_parse_json(meta[key], f"{path} profile {name}"), f"{path} profile {name}")
+    return Package(path, manifest, net, family, profiles)
+

@@ -1,0 +1,27 @@
+"""Runtime: profiling (`adasr.runtime.profile`), background CPU load (`adasr.runtime.load`).
+
+Kept light: nothing is imported until used, so `import adasr.runtime.load` in a spawned load
+worker does not pull in torch. The names below resolve lazily on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "CpuLoad": "adasr.runtime.load",
+    "LatencySample": "adasr.runtime.profile",
+    "measure_latency": "adasr.runtime.profile",
+    "profile_package": "adasr.runtime.profile",
+    "device_key": "adasr.runtime.profile",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'adasr.runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,576 @@
+"""Family search: the levels a runtime switches between, found by DySR's or Dynamic-OFA's method.
+
+Search reads only the two protocols (`adasr.search.protocols`): `CostModel.cost(cfg) -> seconds`
+and `Evaluator.score(cfg) -> PSNR`; both are called at most once per distinct config (cached
+here) and every loop has an iteration cap, so the work is bounded by the parameters.
+
+Strategy "dysr" (DySR section 4.1, adaptation-aware sub-graph selection, Eq. 1):
+
+1. Sample paths grouped by depth: for each depth of the space, up to `per_depth` (N_l) distinct
+   random configs of that depth (at most `per_depth * 20` draws), plus the space's smallest and
+   largest. Configs slower than `fps_min` (F_min of Eq. 1) are discarded.
+2. Evaluate the rest, bin them by FPS = 1 / cost into `bins` (B) equal-width bins in log FPS.
+3. The PSNR threshold comes from the Pareto frontier: a config is competitive if its PSNR is
+   within `psnr_margin` dB of the best PSNR reached at its FPS or faster.
+4. Within each bin, competitive configs are ranked by mu (shared ops, `shared_ops`) with the
+   rest of the picked set: the configs already picked plus the competitive configs of the other
+   bins; ties go to the higher PSNR. The top `per_bin` (N_b) of each bin are kept, greedily
+   (mu is recomputed after every pick). With `keep_fastest` (default) the fastest config is the
+   first pick of its bin, so the family always has a level for the scarcest resources (ranking
+   by mu alone may drop it; DySR does not say).
+
+Strategy "ofa" (Dynamic-OFA section 3.2, Algorithm 1, then OFA's evolutionary refinement):
+
+1. `targets` rounds of Algorithm 1 RANDOM_SEARCH on a ladder of constraints: round t asks for
+   PSNR above Acc_max(t) - Acc_r with Acc_max(t) stepping linearly from the smallest to the
+   largest config's PSNR, under a latency constraint starting at Lat_init(t) (geometric steps
+   from the smallest to the largest config's latency) and relaxed by Lat_add every `itr_n`
+   iterations up to Lat_max; at most `itr_max` iterations per round. Each found config joins
+   Parents. (Latency is checked before accuracy, so configs that miss the latency constraint
+   cost no evaluation; the outcome equals Algorithm 1's.)
+2. Evolution for `generations` generations over a population of `population`: the best
+   `parent_ratio` of it (by Pareto rank: non-dominated sorting on (latency, PSNR), then PSNR)
+   breed `mutation_ratio` of the children by mutation (per-dimension probability
+   `mutate_prob`) and the rest by crossover; children are new configs only (bounded draws).
+3. The family is the Pareto front of every config evaluated (optionally thinned to
+   `max_levels`, evenly in log latency).
+
+The result is a `Family`: `Level`s ordered by cost, JSON round-trip.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from adasr._atomic import atomic_path
+from adasr.errors import ConfigError, InputError, ModelError
+from adasr.nn.supernet import DEFAULT_LR_HW, op_keys, subnet_cost
+from adasr.search.protocols import CostModel, Evaluator, Progress, cost_level_name, level_name
+from adasr.space import SearchSpace, SubnetConfig
+
+FAMILY_SCHEMA_VERSION = 1
+FAMILY_KIND = "adasr-family"
+STRATEGIES = ("dysr", "ofa")
+
+
+# -- Pareto ---------------------------------------------------------------------------------------
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the (cost, quality) points no other point dominates (lower cost is better,
+    higher quality is better), ordered by cost. Of exactly equal points the first is kept."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1], i))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def pareto_ranks(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Non-dominated sorting: 0 for the front, 1 for the front of the rest, and so on."""
+    ranks = [-1] * len(points)
+    left = list(range(len(points)))
+    rank = 0
+    while left:  # each pass removes at least one point
+        sub = [points[i] for i in left]
+        front = {left[j] for j in pareto_front(sub)}
+        # equal points share the rank of the kept one
+        front |= {i for i in left if any(points[i] == points[f] for f in front)}
+        for i in front:
+            ranks[i] = rank
+        left = [i for i in left if i not in front]
+        rank += 1
+    return ranks
+
+
+# -- levels and families --------------------------------------------------------------------------
+
+def _seconds_map(data: Any, what: str) -> dict[str, float]:
+    if not isinstance(data, Mapping):
+        raise ModelError(f"{what} must be an object of level name -> seconds")
+    out = {}
+    for k, v in data.items():
+        try:
+            name, value = level_name(k), float(v)
+        except (ConfigError, TypeError, ValueError):
+            raise ModelError(f"{what}: bad entry {k!r}: {v!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise ModelError(f"{what}: latency must be positive seconds, got {v!r}")
+        out[name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Level:
+    """One sub-network of a family: its config, quality, size and per-resource-level latency.
+
+    latency_s: predicted seconds per LR frame by resource level name ("0.00", "0.50", ...).
+    measured_s: measured (median) seconds by level name on one device, or None.
+    """
+
+    config: SubnetConfig
+    psnr: float
+    params: int
+    macs: int
+    latency_s: dict[str, float] = field(default_factory=dict)
+    measured_s: dict[str, float] | None = None
+
+    def seconds(self, level: float | str = 0.0, measured: bool = True) -> float | None:
+        """Measured latency at `level` if known (and asked for), else predicted, else None."""
+        name = level_name(level)
+        if measured and self.measured_s and name in self.measured_s:
+            return self.measured_s[name]
+        return self.latency_s.get(name)
+
+    def fps(self, level: float | str = 0.0, measured: bool = True) -> float | None:
+        s = self.seconds(level, measured)
+        return None if s is None else 1.0 / s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config.id, "psnr": self.psnr, "params": self.params, "macs": self.macs,
+                "latency_s": dict(sorted(self.latency_s.items())),
+                "measured_s": None if self.measured_s is None else dict(sorted(self.measured_s.items()))}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Level:
+        if not isinstance(data, Mapping):
+            raise ModelError("a family level must be a JSON object")
+        try:
+            cfg = SubnetConfig.coerce(data["config"])
+            psnr, params, macs = float(data["psnr"]), int(data["params"]), int(data["macs"])
+        except ConfigError as exc:
+            raise ModelError(f"family level has a bad config: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"family level lacks or mangles field {exc}") from None
+        measured = data.get("measured_s")
+        return cls(cfg, psnr, params, macs, _seconds_map(data.get("latency_s", {}), f"{cfg.id} latency_s"),
+                   None if measured is None else _seconds_map(measured, f"{cfg.id} measured_s"))
+
+
+@dataclass(frozen=True)
+class Family:
+    """Levels ordered by cost: predicted latency at `reference` (a level name) where every level
+    has one, else MACs. Config ids are unique.
+
+    lr_hw: the LR frame size (H, W) the costs refer to. search: how it was found (strategy,
+    parameters, seed, counts of evaluations and cost calls), free-form JSON.
+    """
+
+    levels: tuple[Level, ...]
+    scale: int
+    lr_hw: tuple[int, int] = DEFAULT_LR_HW
+    reference: str = "0.00"
+    search: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        levels = tuple(self.levels)
+        ids = [lv.config.id for lv in levels]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ConfigError(f"family has duplicate levels: {dupes[:3]}")
+        bad = [lv.config.id for lv in levels if lv.config.scale != self.scale]
+        if bad:
+            raise ConfigError(f"family of scale x{self.scale} has levels of another scale: {bad[:3]}")
+        object.__setattr__(self, "reference", level_name(self.reference))
+        object.__setattr__(self, "lr_hw", (int(self.lr_hw[0]), int(self.lr_hw[1])))
+        if all(self.reference in lv.latency_s for lv in levels):
+            key = lambda lv: (lv.latency_s[self.reference], lv.macs, lv.config.id)  # noqa: E731
+        else:
+            key = lambda lv: (lv.macs, lv.config.id)  # noqa: E731
+        object.__setattr__(self, "levels", tuple(sorted(levels, key=key)))
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+    def __iter__(self) -> Iterator[Level]:
+        return iter(self.levels)
+
+    def __getitem__(self, index: int) -> Level:
+        return self.levels[index]
+
+    @property
+    def configs(self) -> list[SubnetConfig]:
+        return [lv.config for lv in self.levels]
+
+    def validate(self, space: SearchSpace) -> Family:
+        """Raise ModelError unless every level is a config of `space`."""
+        for lv in self.levels:
+            try:
+                space.validate(lv.config)
+            except ConfigError as exc:
+                raise ModelError(f"family level does not fit the supernet's space: {exc}") from None
+        return self
+
+    def with_measured(self, measured: Mapping[str, Mapping[str, float]]) -> Family:
+        """A copy with `measured_s` filled from {level name: {config id: seconds}} (levels not
+        measured keep None)."""
+        levels = []
+        for lv in self.levels:
+            m = {level_name(name): float(per[lv.config.id]) for name, per in measured.items() if lv.config.id in per}
+            levels.append(Level(lv.config, lv.psnr, lv.params, lv.macs, dict(lv.latency_s), m or None))
+        return Family(tuple(levels), self.scale, self.lr_hw, self.reference, dict(self.search))
+
+    # -- JSON --
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": FAMILY_SCHEMA_VERSION, "kind": FAMILY_KIND, "scale": self.scale,
+                "lr_hw": list(self.lr_hw), "reference": self.reference, "search": self.search,
+                "levels": [lv.to_dict() for lv in self.levels]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Family:
+        if not isinstance(data, Mapping) or data.get("kind") != FAMILY_KIND:
+            raise ModelError("not an adasr family (kind is not 'adasr-family')")
+        if data.get("schema_version") != FAMILY_SCHEMA_VERSION:
+            raise ModelError(f"family schema version {data.get('schema_version')!r} is not supported "
+                             f"(this adasr reads version {FAMILY_SCHEMA_VERSION})")
+        levels = data.get("levels")
+        if not isinstance(levels, list):
+            raise ModelError("family has no 'levels' list")
+        try:
+            lr_hw = tuple(int(v) for v in data["lr_hw"])
+            if len(lr_hw) != 2:
+                raise ValueError(lr_hw)
+            search = data.get("search", {})
+            if not isinstance(search, dict):
+                raise TypeError("search")
+            return cls(tuple(Level.from_dict(lv) for lv in levels), int(data["scale"]), lr_hw,
+                       data.get("reference", "0.00"), search)
+        except ConfigError as exc:
+            raise ModelError(f"bad family: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"family lacks or mangles field {exc}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n"
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        with atomic_path(path) as tmp:
+            tmp.write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Family:
+        try:
+            text = open(path, encoding="utf-8").read()
+        except OSError as exc:
+            raise InputError(f"cannot read family {path}: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{path}: family is not valid JSON ({exc.msg})") from None
+        return cls.from_dict(data)
+
+
+# -- the bookkeeping both strategies share ----------------------------------------------------------
+
+class _Book:
+    """Caches cost and score per config id, counts calls, reports progress."""
+
+    def __init__(self, evaluator: Evaluator, cost_model: CostModel, space: SearchSpace,
+                 on_progress: Progress | None) -> None:
+        self.evaluator, self.cost_model, self.space, self.on_progress = evaluator, cost_model, space, on_progress
+        self.costs: dict[str, float] = {}
+        self.scores: dict[str, float] = {}
+        self.configs: dict[str, SubnetConfig] = {}
+        self._keys: dict[str, frozenset] = {}
+
+    def cost(self, cfg: SubnetConfig) -> float:
+        if cfg.id not in self.costs:
+            value = float(self.cost_model.cost(cfg))
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"cost model returned {value!r} seconds for {cfg.id}; expected positive")
+            self.costs[cfg.id] = value
+            self.configs[cfg.id] = cfg
+        return self.costs[cfg.id]
+
+    def score(self, cfg: SubnetConfig) -> float:
+        if cfg.id not in self.scores:
+            value = float(self.evaluator.score(cfg))
+            if math.isnan(value):
+                raise ValueError(f"evaluator returned NaN for {cfg.id}")
+            self.scores[cfg.id] = value
+            self.configs[cfg.id] = cfg
+        return self.scores[cfg.id]
+
+    def mu(self, a: SubnetConfig, others: Sequence[SubnetConfig]) -> int:
+        """DySR's mu: ops `a` shares with each of `others`, summed."""
+        ka = self._op_keys(a)
+        return sum(len(ka & self._op_keys(b)) for b in others if b.id != a.id)
+
+    def _op_keys(self, cfg: SubnetConfig) -> frozenset:
+        if cfg.id not in self._keys:
+            self._keys[cfg.id] = op_keys(cfg)
+        return self._keys[cfg.id]
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        if self.on_progress:
+            self.on_progress(stage, done, total)
+
+    def counts(self) -> dict[str, int]:
+        return {"evaluations": len(self.scores), "cost_calls": len(self.costs)}
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int = 1_000_000) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"search parameter {name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def _check_float(name: str, value: Any, lo: float, hi: float = math.inf, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and lo <= value <= hi
+    if not ok:
+        raise ConfigError(f"search parameter {name} must be a number in [{lo}, {hi}], got {value!r}")
+    return float(value)
+
+
+def _thin(ids: list[str], costs: Mapping[str, float], n: int | None) -> list[str]:
+    """At most `n` of `ids` (ordered by cost), evenly spread in log cost, ends kept."""
+    if n is None or len(ids) <= n:
+        return ids
+    if n == 1:
+        return [ids[-1]]
+    logs = [math.log(costs[i]) for i in ids]
+    picked: list[int] = []
+    for k in range(n):
+        goal = logs[0] + (logs[-1] - logs[0]) * k / (n - 1)
+        best = min((j for j in range(len(ids)) if j not in picked), key=lambda j: (abs(logs[j] - goal), j))
+        picked.append(best)
+    return [ids[j] for j in sorted(picked)]
+
+
+# -- DySR ---------------------------------------------------------------------------------------------
+
+DYSR_DEFAULTS: dict[str, Any] = {"per_depth": 16, "bins": 4, "per_bin": 2, "fps_min": None, "psnr_margin": 0.1,
+                                 "include_extremes": True, "keep_fastest": True, "max_levels": None}
+
+
+def _dysr(book: _Book, rng: random.Random, p: dict[str, Any]) -> list[str]:
+    space = book.space
+    per_depth = _check_int("per_depth", p["per_depth"], 1)
+    bins = _check_int("bins", p["bins"], 1, 1000)
+    per_bin = _check_int("per_bin", p["per_bin"], 1)
+    fps_min = _check_float("fps_min", p["fps_min"], 0.0, allow_none=True)
+    margin = _check_float("psnr_margin", p["psnr_margin"], 0.0)
+
+    # 1. sample paths grouped by depth (bounded draws), discard what misses F_min
+    drawn: dict[str, SubnetConfig] = {}
+    if p["include_extremes"]:
+        for cfg in (space.smallest(), space.largest()):
+            drawn[cfg.id] = cfg
+    for depth in space.depths:
+        sub = SearchSpace(space.scale, space.widths, (depth,), space.expansions, space.kernels, space.blocks,
+                          space.skips, space.upsamplers)
+        got = 0
+        for _ in range(per_depth * 20):
+            if got >= per_depth:
+                break
+            cfg = sub.sample(rng)
+            if cfg.id not in drawn:
+                drawn[cfg.id] = cfg
+                got += 1
+    kept = []
+    for i, cfg in enumerate(drawn.values(), 1):
+        if fps_min is None or 1.0 / book.cost(cfg) >= fps_min:
+            kept.append(cfg)
+        book.progress("profile", i, len(drawn))
+    if not kept:
+        raise ConfigError(f"no sampled config reaches fps_min={fps_min:g}; lower it")
+
+    # 2. evaluate, bin by FPS (equal width in log FPS)
+    for i, cfg in enumerate(kept, 1):
+        book.score(cfg)
+        book.progress("evaluate", i, len(kept))
+    log_fps = {c.id: -math.log(book.cost(c)) for c in kept}
+    lo, hi = min(log_fps.values()), max(log_fps.values())
+    width = (hi - lo) / bins if hi > lo else 1.0
+    bin_of = {cid: min(bins - 1, int((v - lo) / width)) for cid, v in log_fps.items()}
+
+    # 3. PSNR threshold from the frontier: best PSNR at this FPS or faster, minus the margin
+    by_fps = sorted(kept, key=lambda c: (-log_fps[c.id], -book.scores[c.id]))  # fastest first
+    frontier, best = {}, -math.inf
+    for c in by_fps:
+        best = max(best, book.scores[c.id])
+        frontier[c.id] = best
+    pool = [c for c in kept if book.scores[c.id] >= frontier[c.id] - margin]
+
+    # 4. rank by mu with the rest of the picked set, keep N_b per bin (greedy)
+    picked: list[SubnetConfig] = []
+    fastest = by_fps[0]  # competitive by construction (nothing is faster)
+    for b in range(bins):
+        members = [c for c in pool if bin_of[c.id] == b]
+        others = [c for c in pool if bin_of[c.id] != b]
+        chosen: list[SubnetConfig] = [fastest] if p["keep_fastest"] and fastest in members else []
+        for _ in range(min(per_bin, len(members)) - len(chosen)):
+            rest = others + picked + chosen
+            cand = [c for c in members if c not in chosen]
+            best_c = max(cand, key=lambda c: (book.mu(c, rest), book.scores[c.id], -book.costs[c.id], c.id))
+            chosen.append(best_c)
+        picked += chosen
+        book.progress("select", b + 1, bins)
+    ids = sorted((c.id for c in picked), key=lambda i: book.costs[i])
+    return _thin(ids, book.costs, p["max_levels"])
+
+
+# -- Dynamic-OFA ------------------------------------------------------------------------------------
+
+OFA_DEFAULTS: dict[str, Any] = {"targets": 6, "acc_range": None, "lat_init": None, "lat_add": None,
+                                "lat_max": None, "itr_n": 10, "itr_max": 100, "population": 16,
+                                "generations": 5, "parent_ratio": 0.25, "mutation_ratio": 0.5,
+                                "mutate_prob": 0.1, "max_levels": None}
+
+
+def random_search(book: _Book, rng: random.Random, parents: set[str], *, acc_max: float, acc_range: float,
+                  lat_init: float, lat_add: float, lat_max: float, itr_n: int, itr_max: int) -> SubnetConfig | None:
+    """Dynamic-OFA Algorithm 1: a new config with PSNR > acc_max - acc_range under a latency
+    constraint relaxed by lat_add every itr_n iterations (up to lat_max); None after itr_max."""
+    lat = lat_init
+    for i in range(itr_max):
+        if i % itr_n == 0 and lat < lat_max:
+            lat = min(lat + lat_add, lat_max)
+        arch = book.space.sample(rng)
+        if book.cost(arch) < lat and book.score(arch) > acc_max - acc_range and arch.id not in parents:
+            return arch
+    return None
+
+
+def _ofa(book: _Book, rng: random.Random, p: dict[str, Any]) -> list[str]:
+    space = book.space
+    targets = _check_int("targets", p["targets"], 1, 10_000)
+    itr_n = _check_int("itr_n", p["itr_n"], 1)
+    itr_max = _check_int("itr_max", p["itr_max"], 1)
+    population = _check_int("population", p["population"], 2)
+    generations = _check_int("generations", p["generations"], 0)
+    parent_ratio = _check_float("parent_ratio", p["parent_ratio"], 0.0, 1.0)
+    mutation_ratio = _check_float("mutation_ratio", p["mutation_ratio"], 0.0, 1.0)
+    mutate_prob = _check_float("mutate_prob", p["mutate_prob"], 0.0, 1.0)
+
+    lo_cfg, hi_cfg = space.smallest(), space.largest()
+    psnr_lo, psnr_hi = book.score(lo_cfg), book.score(hi_cfg)
+    lat_lo, lat_hi = book.cost(lo_cfg), book.cost(hi_cfg)
+    if psnr_hi < psnr_lo:
+        psnr_lo, psnr_hi = psnr_hi, psnr_lo
+    acc_range = _check_float("acc_range", p["acc_range"], 0.0, allow_none=True)
+    if acc_range is None:
+        acc_range = max((psnr_hi - psnr_lo) / targets, 1e-6)
+    lat_add = _check_float("lat_add", p["lat_add"], 0.0, allow_none=True)
+    if lat_add is None:
+        lat_add = max(lat_hi - lat_lo, 0.0) / (4 * targets)
+    lat_max = _check_float("lat_max", p["lat_max"], 0.0, allow_none=True)
+    if lat_max is None:
+        lat_max = lat_hi * 1.0001
+    lat_init = _check_float("lat_init", p["lat_init"], 0.0, allow_none=True)
+
+    # 1. Algorithm 1 on a ladder of (accuracy, latency) constraints
+    parents: dict[str, SubnetConfig] = {lo_cfg.id: lo_cfg, hi_cfg.id: hi_cfg}
+    for t in range(1, targets + 1):
+        acc_max = psnr_lo + (psnr_hi - psnr_lo) * t / targets
+        start = lat_init if lat_init is not None else lat_lo * (lat_hi / lat_lo) ** ((t - 1) / targets)
+        found = random_search(book, rng, set(parents), acc_max=acc_max, acc_range=acc_range, lat_init=start,
+                              lat_add=lat_add, lat_max=lat_max, itr_n=itr_n, itr_max=itr_max)
+        if found is not None:
+            parents[found.id] = found
+        book.progress("random search", t, targets)
+
+    # 2. evolutionary refinement, Pareto-ranked
+    def ranked(ids: list[str]) -> list[str]:
+        pts = [(book.costs[i], book.scores[i]) for i in ids]
+        ranks = pareto_ranks(pts)
+        return [ids[j] for j in sorted(range(len(ids)), key=lambda j: (ranks[j], -pts[j][1], pts[j][0], ids[j]))]
+
+    pop = list(parents)
+    for _ in range(population * 20):  # fill the first population with random configs (bounded)
+        if len(pop) >= population:
+            break
+        cfg = space.sample(rng)
+        if cfg.id not in pop:
+            book.cost(cfg)
+            book.score(cfg)
+            pop.append(cfg.id)
+    for g in range(generations):
+        pop = ranked(pop)[:population]
+        n_parents = max(2, math.ceil(parent_ratio * population))
+        breeders = [book.configs[i] for i in pop[:n_parents]]
+        n_mutate = round(mutation_ratio * population)
+        children: list[str] = []
+        for k in range(population * 10):  # bounded draws for distinct new children
+            if len(children) >= population:
+                break
+            if len(children) < n_mutate:
+                child = space.mutate(rng.choice(breeders), rng, mutate_prob)
+            else:
+                a, b = rng.sample(breeders, 2) if len(breeders) > 1 else (breeders[0], breeders[0])
+                child = space.crossover(a, b, rng)
+            if child.id in book.scores or child.id in children:
+                continue
+            book.cost(child)
+            book.score(child)
+            children.append(child.id)
+        pop = ranked(pop + children)[:population]
+        book.progress("evolution", g + 1, generations)
+
+    # 3. the Pareto front of everything evaluated
+    ids = [i for i in book.scores if i in book.costs]
+    front = [ids[j] for j in pareto_front([(book.costs[i], book.scores[i]) for i in ids])]
+    return _thin(front, book.costs, p["max_levels"])
+
+
+# -- entry point ------------------------------------------------------------------------------------
+
+def search_family(supernet: Any, space: SearchSpace | None, evaluator: Evaluator, cost_model: CostModel,
+                  strategy: str = "dysr", *, seed: int = 0, lr_hw: tuple[int, int] | None = None,
+                  latency_models: Mapping[str, CostModel] | None = None, on_progress: Progress | None = None,
+                  **params: Any) -> Family:
+    """Search a family of levels of `space` (default: `supernet.space`).
+
+    strategy "dysr" (params: per_depth, bins, per_bin, fps_min, psnr_margin, include_extremes,
+    max_levels) or "ofa" (params: targets, acc_range, lat_init, lat_add, lat_max, itr_n, itr_max,
+    population, generations, parent_ratio, mutation_ratio, mutate_prob, max_levels); see the
+    module doc. Unknown parameters are refused.
+
+    Each level's `latency_s` holds the search cost model's prediction under its resource level
+    (`cost_model.level`, default idle "0.00") and, for every `latency_models` entry (level name
+    or share -> CostModel), that model's prediction. `lr_hw` (default: the cost model's `lr_hw`,
+    else 320x180) is the frame size for params/MACs. Random choices use `random.Random(seed)`.
+    `on_progress(stage, done, total)` reports each stage.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown search strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    if space is None:
+        space = getattr(supernet, "space", None)
+        if not isinstance(space, SearchSpace):
+            raise ConfigError("search_family needs a space (or a supernet that has one)")
+    if not isinstance(evaluator, Evaluator) or not isinstance(cost_model, CostModel):
+        raise ConfigError("search_family needs an Evaluator (score) and a CostModel (cost)")
+    defaults = DYSR_DEFAULTS if strategy == "dysr" else OFA_DEFAULTS
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ConfigError(f"search strategy {strategy!r} takes no parameter(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(defaults))}")
+    p = {**defaults, **params}
+    if p["max_levels"] is not None:
+        _check_int("max_levels", p["max_levels"], 1)
+    lr_hw = tuple(lr_hw or getattr(cost_model, "lr_hw", None) or DEFAULT_LR_HW)
+    book = _Book(evaluator, cost_model, space, on_progress)
+    rng = random.Random(seed)
+    ids = _dysr(book, rng, p) if strategy == "dysr" else _ofa(book, rng, p)
+
+    reference = cost_level_name(cost_model)
+    extra = {level_name(k): m for k, m in (latency_models or {}).items()}
+    levels = []
+    for cid in ids:
+        cfg = book.configs[cid]
+        params_n, macs = subnet_cost(cfg, lr_hw)
+        latency = {reference: book.costs[cid]}
+        latency.update({name: float(m.cost(cfg)) for name, m in extra.items()})
+        levels.append(Level(cfg, book.scores[cid], params_n, macs, latency))
+    search = {"strategy": strategy, "seed": seed, "params": p, **book.counts()}
+    return Family(tuple(levels), space.scale, lr_hw, reference, json.loads(json.dumps(search)))

@@ -1,0 +1,60 @@
+"""The two small protocols search depends on, and the names of resource levels.
+
+Search never asks how a cost or a quality is obtained:
+
+- `CostModel.cost(cfg) -> seconds` per LR frame: a latency table's additive prediction
+  (`adasr.search.latency.TableCostModel`), an analytic MACs model (`MacsCostModel`) or a
+  measurement (`MeasuredCostModel`).
+- `Evaluator.score(cfg) -> PSNR` in dB: a predictor (`adasr.search.quality.QualityPredictor`)
+  or an evaluation (`adasr.search.quality.FastEvaluator`).
+
+A cost model may carry a `level` attribute: the background CPU load share (resource level) it
+predicts for. Resource levels are named by `level_name(share)` ("0.00", "0.50", ...) wherever
+they key a dict (family levels, profiles, latency tables).
+
+This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from adasr.errors import ConfigError
+from adasr.space import SubnetConfig
+
+# on_progress(stage, done, total): called by long-running library functions for CLI progress bars.
+Progress = Callable[[str, int, int], None]
+
+
+@runtime_checkable
+class CostModel(Protocol):
+    """Seconds one LR frame takes through sub-network `cfg` (lower is better)."""
+
+    def cost(self, cfg: SubnetConfig) -> float: ...
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Quality of sub-network `cfg` as PSNR in dB (higher is better)."""
+
+    def score(self, cfg: SubnetConfig) -> float: ...
+
+
+def level_name(share: float | str) -> str:
+    """The name of a resource level (a background CPU load share in [0, 1]): "0.00", "0.50"."""
+    if isinstance(share, str):
+        try:
+            share = float(share)
+        except ValueError:
+            raise ConfigError(f"a resource level is a load share in [0, 1], got {share!r}") from None
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) \
+            or not 0.0 <= share <= 1.0:
+        raise ConfigError(f"a resource level is a load share in [0, 1], got {share!r}")
+    return f"{float(share):.2f}"
+
+
+def cost_level_name(cost_model: object) -> str:
+    """The resource level a cost model predicts for (its `level` attribute; default idle, "0.00")."""
+    return level_name(getattr(cost_model, "level", 0.0))
