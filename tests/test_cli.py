@@ -151,3 +151,23 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
     assert code == 0 and "search space" in out and "largest" in out
     code, _, err = run_cli(monkeypatch, capsys, "eval", model, "--data", folder, "--subnet", "x2-bogus")
     _one_line_error(code, err)
+
+    # search -> package -> info -> profile, end to end on the tiny space
+    pkg = tmp_path / "pkg"
+    code, out, err = run_cli(monkeypatch, capsys, "search", model, "--out", pkg, "--val", folder, "--size", "24x16",
+                             "--loads", "0", "--repeats", "2", "--param", "per_depth=3", "--plot", tmp_path / "p.png",
+                             "--json", tmp_path / "search.json", "--quiet", "--threads", "1")
+    assert code == 0, err
+    report = json.loads((tmp_path / "search.json").read_text())
+    assert len(report["levels"]) >= 2 and (tmp_path / "p.png").stat().st_size > 1000
+    predicted = [lv["predicted_fps_idle"] for lv in report["levels"]]
+    assert predicted == sorted(predicted, reverse=True)  # ordered by cost: fastest level first
+    code, out, err = run_cli(monkeypatch, capsys, "info", pkg)
+    assert code == 0 and "level 1" in out, err
+    code, out, err = run_cli(monkeypatch, capsys, "profile", pkg, "--loads", "0", "--repeats", "2")
+    assert code == 0 and "stored" in out, err
+    (pkg / "manifest.json").write_text("{")
+    code, _, err = run_cli(monkeypatch, capsys, "info", pkg)
+    _one_line_error(code, err)
+    code, _, err = run_cli(monkeypatch, capsys, "search", tmp_path / "missing.safetensors", "--out", tmp_path / "x")
+    _one_line_error(code, err, "not found")

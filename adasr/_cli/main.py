@@ -157,10 +157,118 @@ def upscale(
     run_upscale(input, output, scale, model, codec, crf, preset, tile, max_frames, quiet, out, console)
 
 
+def _parse_hw(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"frame size must look like 320x180, got {text!r}") from None
+    if w < 8 or h < 8:
+        raise ConfigError(f"frame size too small: {text}")
+    return h, w
+
+
 @app.command()
-def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors).")]) -> None:
-    """Show what a model file holds: architecture, scale, parameters, MACs, training record."""
+def search(
+    model: Annotated[Path, typer.Argument(help="Trained supernet model file (from adasr train --supernet).")],
+    package_path: Annotated[Path, typer.Option("--out", "-o", help="Package to write: a folder, or a single file ending in .adasr.")],
+    strategy: Annotated[str, typer.Option(help="dysr (adaptation-aware binning, Eq. 1) or ofa (Dynamic-OFA Algorithm 1 + evolution).")] = "dysr",
+    cost: Annotated[str, typer.Option(help="Latency model for the search: table (per-op LUT timed here), macs or measured.")] = "table",
+    val: Annotated[str, typer.Option(help="Validation set for the fast PSNR evaluator (crops).")] = "Set5",
+    size: Annotated[str, typer.Option(help="LR frame size WxH the levels are profiled at.")] = "320x180",
+    loads: Annotated[str, typer.Option(help="Resource levels: background CPU load shares, comma separated.")] = "0,0.5",
+    repeats: Annotated[int, typer.Option(help="Frames per latency measurement (median).")] = 20,
+    predictor_samples: Annotated[int, typer.Option(help="Train the quality predictor on N sampled configs and report Kendall tau (0 = skip).")] = 0,
+    baseline: Annotated[Optional[list[Path]], typer.Option(help="Baseline model files to place on the Pareto picture (repeatable).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write the PSNR-vs-FPS picture (PNG) here.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option(help="Strategy parameter NAME=VALUE (e.g. bins=5, per_bin=2, max_levels=10).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the search report as JSON here.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+) -> None:
+    """Search a family of levels in a trained supernet, profile it here, write a package."""
+    from rich.table import Table
+
+    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr.search.run import run_search
+
+    for path in (plot, json_out):
+        if path is not None:
+            check_writable(path)
+    try:
+        shares = tuple(float(v) for v in loads.split(","))
+    except ValueError:
+        raise ConfigError(f"--loads wants numbers like 0,0.5; got {loads!r}") from None
+    last = {"stage": None}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if not quiet and (stage != last["stage"] or done == total):
+            console.print(f"  {stage}: {done}/{total}", highlight=False)
+            last["stage"] = stage
+
+    report = run_search(model, package_path, strategy=strategy, val=val, cost=cost, lr_hw=_parse_hw(size), loads=shares,
+                        repeats=repeats, threads=threads, seed=seed, predictor_samples=predictor_samples,
+                        baselines=baseline or [], plot=plot, params=_parse_args(param or []), on_progress=progress)
+    table = Table(title=f"{len(report['levels'])} levels ({strategy}, {cost}) on {report['device']}")
+    for col in ("level", "config", "PSNR", "params", "GMACs", *[f"FPS@{k}" for k in sorted(report["levels"][0]["fps"])]):
+        table.add_column(col, justify="left" if col == "config" else "right")
+    for i, lv in enumerate(report["levels"]):
+        table.add_row(str(i), lv["config"], f"{lv['psnr']:.2f}", f"{lv['params']:,}", f"{lv['macs'] / 1e9:.2f}",
+                      *[f"{lv['fps'][k]:.1f}" for k in sorted(lv["fps"])])
+    out.print(table)
+    for p in report["baselines"]:
+        out.print(f"  baseline {p['label']}: {p['psnr']:.2f} dB at {p['fps']:.1f} FPS")
+    if "table_median_rel_error" in report:
+        out.print(f"  latency table: median error {report['table_median_abs_error_s'] * 1e3:.2f} ms "
+                               f"({report['table_median_rel_error'] * 100:.1f}%) against measured levels")
+    if "predictor" in report:
+        out.print(f"  quality predictor: Kendall tau {report['predictor']['kendall_tau']:.3f} on "
+                               f"{report['predictor']['held_out']} held-out configs")
+    out.print(f"  search {report['search_seconds']} s, whole command {report['wall_seconds']} s; package {package_path}")
+    if json_out is not None:
+        write_bytes_atomic(json_out, (json.dumps(report, indent=2) + "\n").encode())
+
+
+@app.command()
+def profile(
+    package: Annotated[Path, typer.Argument(help="Package folder or .adasr file.")],
+    loads: Annotated[str, typer.Option(help="Resource levels: background CPU load shares, comma separated.")] = "0,0.5",
+    repeats: Annotated[int, typer.Option(help="Frames per measurement (median).")] = 20,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
+) -> None:
+    """Re-profile a package's levels on this device (how you bring your own phone or GPU)."""
+    from adasr.package import load_package
+    from adasr.runtime.profile import profile_package
+
+    try:
+        shares = tuple(float(v) for v in loads.split(","))
+    except ValueError:
+        raise ConfigError(f"--loads wants numbers like 0,0.5; got {loads!r}") from None
+    pkg = load_package(package)
+    prof = profile_package(pkg, levels=shares, repeats=repeats, threads=threads, device=device, table=False)
+    pkg.add_profile(prof["device"], prof)
+    family = pkg.family_for(prof["device"])
+    for i, lv in enumerate(family):
+        fps = ", ".join(f"{name}: {1 / s:.1f}" for name, s in sorted((lv.measured_s or {}).items()))
+        out.print(f"level {i} {lv.config.id}: {lv.psnr:.2f} dB, FPS {fps}", highlight=False)
+    out.print(f"profile {prof['device']} stored in {package}")
+
+
+@app.command()
+def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors) or package (folder or .adasr).")]) -> None:
+    """Show what a model file or package holds: architecture, scale, parameters, MACs, levels."""
     from adasr.modelfile import load_model
+
+    if model.is_dir() or model.suffix == ".adasr":
+        from adasr.package import load_package
+
+        summary = load_package(model).summary()
+        out.print(f"[bold]{model}[/bold] package v{summary['schema_version']}, x{summary['scale']}, "
+                  f"supernet {summary['supernet_bytes'] / 1e6:.2f} MB, profiles: {', '.join(summary['profiles']) or 'none'}")
+        for i, lv in enumerate(summary["levels"]):
+            out.print(f"  level {i}: {lv['config']}  {lv['psnr']:.2f} dB  {lv['params']:,} params", highlight=False)
+        return
     from adasr.nn.cost import count_macs, count_params
 
     net, spec = load_model(model)

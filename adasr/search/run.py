@@ -1,0 +1,119 @@
+"""`adasr search`: from a trained supernet file to a deployable, profiled package.
+
+Steps (each reported through `on_progress`): a fast evaluator on validation crops; a latency
+look-up table timed on this device (or an analytic MAC model); the family search (DySR or
+Dynamic-OFA); the package written; every level measured at each resource level (real background
+load); the look-up table's prediction error against those measurements; optionally a quality
+predictor trained and ranked (Kendall tau) on held-out configs; a PSNR-vs-FPS picture with the
+baselines measured the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from adasr.errors import ConfigError
+from adasr.search.protocols import Progress, level_name
+
+
+def _baseline_points(paths: Sequence[Path], evaluator, lr_hw, scale: int, repeats: int, threads: int | None) -> list[dict]:
+    from adasr.modelfile import load_model
+    from adasr.nn.registry import build_model
+    from adasr.runtime.profile import measure_latency
+
+    models = [("bicubic", build_model("bicubic", scale=scale))]
+    for path in paths:
+        model, spec = load_model(path)
+        if spec.scale != scale:
+            raise ConfigError(f"baseline {path} is x{spec.scale}, the supernet is x{scale}")
+        models.append((spec.arch if path.stem == "model" else path.stem, model))
+    points = []
+    for label, model in models:
+        sample = measure_latency(model, None, lr_hw, repeats=repeats, threads=threads)
+        points.append({"label": label, "fps": sample.fps, "psnr": evaluator.score_module(model),
+                       "seconds": sample.median_s})
+    return points
+
+
+def run_search(model_path: Path, out: Path, *, strategy: str = "dysr", val: str = "Set5",
+               cost: str = "table", lr_hw: tuple[int, int] = (180, 320), loads: Sequence[float] = (0.0, 0.5),
+               repeats: int = 20, threads: int | None = None, seed: int = 0, crops: int = 8,
+               predictor_samples: int = 0, baselines: Sequence[Path] = (), plot: Path | None = None,
+               params: dict[str, Any] | None = None, on_progress: Progress | None = None) -> dict[str, Any]:
+    from adasr.data.datasets import load_image_pairs
+    from adasr.modelfile import load_model
+    from adasr.package import save_package
+    from adasr.paths import benchmark_dir
+    from adasr.runtime.profile import profile_package, torch_threads
+    from adasr.search.family import search_family
+    from adasr.search.latency import MacsCostModel, MeasuredCostModel, build_latency_table, median_abs_error
+    from adasr.search.quality import FastEvaluator
+
+    progress = on_progress or (lambda stage, done, total: None)
+    net, spec = load_model(model_path)
+    if not hasattr(net, "space"):
+        raise ConfigError(f"{model_path} is a {spec.arch!r} model, not a supernet (train one with --supernet)")
+    space = net.space
+    report: dict[str, Any] = {"model": str(model_path), "strategy": strategy, "cost": cost, "lr_hw": list(lr_hw)}
+    started = time.perf_counter()
+    with torch_threads(threads):
+        evaluator = FastEvaluator(net, load_image_pairs(benchmark_dir(val), space.scale), space.scale, crops=crops,
+                                  seed=seed)
+        table = None
+        if cost == "table":
+            table = build_latency_table(supernet=net, lr_hw=lr_hw, repeats=5, threads=threads, on_progress=progress)
+            cost_model = table.cost_model(lr_hw, 0.0)
+        elif cost == "macs":
+            cost_model = MacsCostModel(lr_hw)
+        elif cost == "measured":
+            cost_model = MeasuredCostModel(net, lr_hw)
+        else:
+            raise ConfigError(f"--cost must be table, macs or measured, got {cost!r}")
+        report["table_seconds"] = round(time.perf_counter() - started, 1)
+        search_started = time.perf_counter()
+        family = search_family(net, space, evaluator, cost_model, strategy, seed=seed, lr_hw=lr_hw,
+                               on_progress=progress, **(params or {}))
+        report["search_seconds"] = round(time.perf_counter() - search_started, 1)
+        report["evaluations"] = evaluator.evaluations
+        package = save_package(out, net, family, info={"source_model": Path(model_path).name,
+                                                        "strategy": strategy, "cost": cost}, overwrite=True)
+        profile = profile_package(package, levels=loads, repeats=repeats, threads=threads, on_progress=progress,
+                                  lr_hw=lr_hw, table=False)
+        key = profile["device"]
+        package.add_profile(key, profile)
+        family = package.family_for(key)
+        report["device"] = key
+        report["wall_seconds"] = round(time.perf_counter() - started, 1)
+        idle = level_name(0.0)
+        measured = {lv.config.id: lv.seconds(idle) for lv in family}
+        if table is not None:
+            report["table_median_abs_error_s"] = median_abs_error(cost_model, family.configs, measured)
+            report["table_median_rel_error"] = median_abs_error(cost_model, family.configs, measured, relative=True)
+        if predictor_samples:
+            report["predictor"] = _predictor_tau(evaluator, space, predictor_samples, seed, progress)
+        points = _baseline_points(list(baselines), evaluator, lr_hw, space.scale, repeats, threads) if plot or baselines else []
+    report["baselines"] = points
+    report["levels"] = [{"config": lv.config.id, "psnr": lv.psnr, "params": lv.params, "macs": lv.macs,
+                         "fps": {name: 1.0 / s for name, s in (lv.measured_s or {}).items()},
+                         "predicted_fps_idle": 1.0 / lv.latency_s[idle] if idle in lv.latency_s else None}
+                        for lv in family]
+    if plot is not None:
+        from adasr.search.plot import plot_family
+
+        plot_family(plot, family, points, title=f"{Path(out).name}: PSNR on {val} crops vs FPS at "
+                    f"{lr_hw[1]}x{lr_hw[0]} LR ({key})")
+    return report
+
+
+def _predictor_tau(evaluator, space, n: int, seed: int, progress: Progress) -> dict[str, Any]:
+    """Train the quality predictor on 80% of `n` sampled configs, Kendall tau on the other 20%."""
+    from adasr.search.quality import QualityPredictor, sample_quality_data
+
+    cfgs, psnrs = sample_quality_data(evaluator, space, n, seed=seed + 1, on_progress=progress)
+    cut = max(2, int(len(cfgs) * 0.8))
+    predictor = QualityPredictor(space, seed=seed)
+    predictor.fit(cfgs[:cut], psnrs[:cut], seed=seed)
+    return {"train": cut, "held_out": len(cfgs) - cut, "kendall_tau": predictor.tau(cfgs[cut:], psnrs[cut:])}
