@@ -1,4 +1,5 @@
-"""Runtime: profiling (`adasr.runtime.profile`), background CPU load (`adasr.runtime.load`).
+"""Runtime: the level-switching engine and its pipeline (`engine`), monitors, policies, load
+traces, the Static and Assembled baselines, profiling (`profile`) and background CPU load (`load`).
 
 Kept light: nothing is imported until used, so `import adasr.runtime.load` in a spawned load
 worker does not pull in torch. The names below resolve lazily on first access.
@@ -15,6 +16,19 @@ _LAZY = {
     "measure_latency": "adasr.runtime.profile",
     "profile_package": "adasr.runtime.profile",
     "device_key": "adasr.runtime.profile",
+    "Engine": "adasr.runtime.engine",
+    "run_stream": "adasr.runtime.engine",
+    "RunStats": "adasr.runtime.engine",
+    "StreamMonitor": "adasr.runtime.monitors",
+    "CpuMonitor": "adasr.runtime.monitors",
+    "LatencyMonitor": "adasr.runtime.monitors",
+    "LookupPolicy": "adasr.runtime.policies",
+    "ReactivePolicy": "adasr.runtime.policies",
+    "MultiWorkloadManager": "adasr.runtime.policies",
+    "Trace": "adasr.runtime.traces",
+    "TracePlayer": "adasr.runtime.traces",
+    "StaticRunner": "adasr.runtime.baselines",
+    "AssembledRunner": "adasr.runtime.baselines",
 }
 
 __all__ = sorted(_LAZY)
