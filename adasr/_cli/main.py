@@ -182,6 +182,7 @@ def search(
     plot: Annotated[Optional[Path], typer.Option(help="Write the PSNR-vs-FPS picture (PNG) here.")] = None,
     param: Annotated[Optional[list[str]], typer.Option(help="Strategy parameter NAME=VALUE (e.g. bins=5, per_bin=2, max_levels=10).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the search report as JSON here.")] = None,
+    above_bicubic: Annotated[bool, typer.Option(help="Keep only levels that beat bicubic on the validation crops.")] = True,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
@@ -208,7 +209,8 @@ def search(
 
     report = run_search(model, package_path, strategy=strategy, val=val, cost=cost, lr_hw=_parse_hw(size), loads=shares,
                         repeats=repeats, threads=threads, seed=seed, predictor_samples=predictor_samples,
-                        baselines=baseline or [], plot=plot, params=_parse_args(param or []), on_progress=progress)
+                        baselines=baseline or [], plot=plot, params=_parse_args(param or []),
+                        floor_bicubic=above_bicubic, on_progress=progress)
     table = Table(title=f"{len(report['levels'])} levels ({strategy}, {cost}) on {report['device']}")
     for col in ("level", "config", "PSNR", "params", "GMACs", *[f"FPS@{k}" for k in sorted(report["levels"][0]["fps"])]):
         table.add_column(col, justify="left" if col == "config" else "right")
@@ -218,6 +220,9 @@ def search(
     out.print(table)
     for p in report["baselines"]:
         out.print(f"  baseline {p['label']}: {p['psnr']:.2f} dB at {p['fps']:.1f} FPS")
+    if report.get("dropped_below_bicubic"):
+        out.print(f"  dropped {len(report['dropped_below_bicubic'])} level(s) that do not beat bicubic "
+                  f"({report['bicubic_psnr']:.2f} dB on the crops)")
     if "table_median_rel_error" in report:
         out.print(f"  latency table: median error {report['table_median_abs_error_s'] * 1e3:.2f} ms "
                                f"({report['table_median_rel_error'] * 100:.1f}%) against measured levels")

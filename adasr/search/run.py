@@ -42,7 +42,8 @@ def run_search(model_path: Path, out: Path, *, strategy: str = "dysr", val: str 
                cost: str = "table", lr_hw: tuple[int, int] = (180, 320), loads: Sequence[float] = (0.0, 0.5),
                repeats: int = 20, threads: int | None = None, seed: int = 0, crops: int = 8,
                predictor_samples: int = 0, baselines: Sequence[Path] = (), plot: Path | None = None,
-               params: dict[str, Any] | None = None, on_progress: Progress | None = None) -> dict[str, Any]:
+               params: dict[str, Any] | None = None, floor_bicubic: bool = True,
+               on_progress: Progress | None = None) -> dict[str, Any]:
     from adasr.data.datasets import load_image_pairs
     from adasr.modelfile import load_model
     from adasr.package import save_package
@@ -78,6 +79,8 @@ def run_search(model_path: Path, out: Path, *, strategy: str = "dysr", val: str 
                                on_progress=progress, **(params or {}))
         report["search_seconds"] = round(time.perf_counter() - search_started, 1)
         report["evaluations"] = evaluator.evaluations
+        if floor_bicubic:
+            family = _above_bicubic(family, evaluator, report)
         package = save_package(out, net, family, info={"source_model": Path(model_path).name,
                                                         "strategy": strategy, "cost": cost}, overwrite=True)
         profile = profile_package(package, levels=loads, repeats=repeats, threads=threads, on_progress=progress,
@@ -106,6 +109,22 @@ def run_search(model_path: Path, out: Path, *, strategy: str = "dysr", val: str 
         plot_family(plot, family, points, title=f"{Path(out).name}: PSNR on {val} crops vs FPS at "
                     f"{lr_hw[1]}x{lr_hw[0]} LR ({key})")
     return report
+
+
+def _above_bicubic(family, evaluator, report: dict[str, Any]):
+    """Drop levels that do not beat bicubic on the evaluator's crops: such a level costs compute
+    and gives less than the free interpolation the player can always fall back to."""
+    from dataclasses import replace
+
+    from adasr.nn.registry import build_model
+
+    floor = evaluator.score_module(build_model("bicubic", scale=family.scale))
+    kept = [lv for lv in family if lv.psnr > floor]
+    report["bicubic_psnr"] = floor
+    report["dropped_below_bicubic"] = [lv.config.id for lv in family if lv.psnr <= floor]
+    if not kept:
+        raise ConfigError("no level of the family beats bicubic; train the supernet longer")
+    return replace(family, levels=tuple(kept))
 
 
 def _predictor_tau(evaluator, space, n: int, seed: int, progress: Progress) -> dict[str, Any]:
