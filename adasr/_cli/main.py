@@ -334,6 +334,38 @@ def bench_memory(
         write_bytes_atomic(json_out, (json.dumps(rep.to_dict(), indent=2) + "\n").encode())
 
 
+@bench_app.command("adaptivity")
+def bench_adaptivity(
+    package: Annotated[Path, typer.Argument(help="Package folder or .adasr file (from adasr search).")],
+    video: Annotated[Path, typer.Option(help="Real clip whose frames are upscaled.")],
+    trace: Annotated[str, typer.Option(help="Background load trace: bursty, stable, random, or a CSV file (time,load).")] = "bursty",
+    seconds: Annotated[float, typer.Option(help="Length of each runner's run.")] = 20.0,
+    target_fps: Annotated[Optional[float], typer.Option(help="Display rate to hold (default: the median level's idle FPS).")] = None,
+    policy: Annotated[str, typer.Option(help="lookup (DySR Algorithm 1 on the profile) or reactive (Dynamic-OFA).")] = "lookup",
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for adaptivity.json and the PNGs.")] = Path("out/adaptivity"),
+    seed: Annotated[int, typer.Option(help="Seed of the trace.")] = 0,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+) -> None:
+    """adasr vs Static (reload on switch) vs Assembled (all resident) under one load trace."""
+    from rich.table import Table
+
+    from adasr.bench.adaptivity import run_adaptivity, summary_rows
+
+    _threads(threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = run_adaptivity(package, video, trace=trace, seconds=seconds, target_fps=target_fps, policy=policy,
+                            seed=seed, out_dir=out_dir,
+                            on_progress=lambda stage, done, total: console.print(f"  {stage}: {done}/{total}"))
+    rows = summary_rows(result)
+    table = Table(title=f"trace {trace}, target {result['target_fps']:.1f} FPS, policy {policy}, {seconds:g} s per runner")
+    for key in rows[0]:
+        table.add_column(str(key), justify="left" if key == "runner" else "right")
+    for row in rows:
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()])
+    out.print(table)
+    out.print(f"wrote {out_dir / 'adaptivity.json'} and PNGs")
+
+
 def main() -> None:
     """Entry point: typer handles usage errors (exit 2); adasr errors become one line."""
     try:

@@ -1,0 +1,556 @@
+"""Adaptivity under a load trace: adasr's resident supernet against DySR's two baselines.
+
+`run_adaptivity(package, video, trace=..., seconds=...)` plays the same LR frames of a real
+video through each runner in turn ("adasr" = `Engine`, "static" = `StaticRunner`, "assembled" =
+`AssembledRunner`), each with a fresh policy of the same class and settings, the same target FPS,
+and the same background CPU load trace replayed from its start (`CpuLoad` + `TracePlayer`).
+It writes ``adaptivity.json`` and four PNGs to `out_dir` and returns the JSON dict;
+`summary_rows(result)` gives one compact row per runner for a table.
+
+Measurement rules (what the numbers mean):
+
+- Frames: at most `max_video_frames` frames are decoded once up front. Each is centre-cropped to
+  the aspect ratio of the LR size, resized with the protocol's MATLAB-bicubic `imresize` to
+  exactly ``scale x`` the LR size (the HR reference), and downscaled by ``1 / scale`` with
+  `imresize` (the LR frame fed to SR). The run cycles the LR frames for
+  ``max_frames = round(seconds * target_fps)`` frames.
+- PSNR: before the runs, every level upscales `psnr_frames` evenly spaced LR frames and is scored
+  with `psnr_y` (Y channel, `scale` border pixels cropped) against their HR references; a level's
+  content PSNR is the mean over those frames. All runners compute exactly the same function per
+  level (the baselines are extracted from the same supernet), so a frame's PSNR in a run is the
+  content PSNR of the level that upscaled it: the PSNR CDF is over frames, measured on real
+  content rather than the family's validation PSNR (kept as ``family_psnr`` for reference).
+- Target FPS (default): the idle ("0.00") FPS of the family's median level (index
+  ``len // 2``), measured from the device profile when the package has one, else predicted,
+  scaled by the pixel ratio when the LR size differs from the family's `lr_hw`. The mid level
+  then just meets the target at idle and the best level does not, so a policy must adapt.
+- Deadlines, stalls, switches: as `run_stream` defines them (see `adasr.runtime.engine`).
+- Switch latency: the runner's in-run switches plus a probe after the run that switches through
+  every level once and back to the first (``2 * (levels - 1)`` switches, bounded), so every runner
+  has samples even when its policy never switched; p50/p99 pool both (counts reported apart).
+- Memory: ``resident_bytes`` is `runner.resident_bytes()` (parameters and buffers of what the
+  runner keeps loaded) at the end of the run; ``resident_bytes_max`` the largest value seen over
+  the switch probe (differs only for "static", which holds one level at a time). ``peak_rss_bytes`` is this process's peak RSS (psutil, sampled every
+  `rss_interval_s` by a small thread) from just before the runner is built to the end of its run;
+  it includes the shared interpreter, torch, the decoded frames and allocator caches left by
+  earlier runners, so only differences between runners mean something (``rss_before_bytes`` is the
+  reading before the runner was built).
+- FPS over time: frames whose ready time falls in each 1 s window (the last partial window divided
+  by its length). FPS CDF: per frame, the frames ready in the trailing window of 1 s (or of the
+  elapsed time, when shorter) divided by that window. The trace's load is plotted shifted by
+  ``load_offset_s``, the time from the start of its replay to the start of the stream.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adasr._atomic import atomic_path, write_bytes_atomic
+from adasr.errors import ConfigError, InputError, OutputError
+
+RUNNERS = ("adasr", "static", "assembled")
+POLICIES = ("lookup", "reactive")
+TRACE_KINDS = ("bursty", "stable", "random", "random_walk")
+SCHEMA_VERSION = 1
+PNGS = ("fps_over_time.png", "fps_cdf.png", "psnr_cdf.png", "switch_latency.png")
+
+Progress = Callable[[str, int, int], None]
+
+
+# -- inputs ----------------------------------------------------------------------------------------------
+
+def _check_positive(name: str, value: Any) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if not ok:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
+def load_trace(trace: str | os.PathLike[str], seconds: float, seed: int = 0) -> Any:
+    """A generated trace of `seconds` (bursty | stable | random) or a CSV trace file.
+
+    A name that is neither a known kind nor looks like a file (a ``.csv`` suffix, a folder
+    separator, or an existing path) is a ConfigError; an unreadable or malformed CSV an InputError.
+    """
+    from adasr.runtime.traces import Trace, generate
+
+    if not isinstance(trace, (str, os.PathLike)):
+        raise ConfigError(f"trace must be a kind ({', '.join(TRACE_KINDS[:3])}) or a CSV path, got {trace!r}")
+    text = os.fspath(trace)
+    if text in TRACE_KINDS:
+        return generate(text, seconds, seed)
+    path = Path(text)
+    if path.suffix.lower() == ".csv" or os.sep in text or "/" in text or path.exists():
+        if path.is_dir():
+            raise InputError(f"trace {path} is a folder, not a CSV file")
+        return Trace.from_csv(path)
+    raise ConfigError(f"unknown trace {text!r}: use one of {', '.join(TRACE_KINDS[:3])} or a CSV file path")
+
+
+def _crop_to_aspect(frame: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Centre crop of `frame` with the aspect ratio w:h (as large as possible)."""
+    fh, fw = frame.shape[:2]
+    if fw * h > fh * w:  # too wide
+        cw = max(1, round(fh * w / h))
+        x0 = (fw - cw) // 2
+        return frame[:, x0:x0 + cw]
+    ch = max(1, round(fw * h / w))
+    y0 = (fh - ch) // 2
+    return frame[y0:y0 + ch]
+
+
+def prepare_frames(video_path: str | os.PathLike[str], lr_hw: tuple[int, int], scale: int,
+                   max_video_frames: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(LR frames, HR references) from the first `max_video_frames` frames of the video; see the
+    module doc."""
+    from adasr.data.imresize import imresize
+    from adasr.video import read_frames
+
+    h, w = lr_hw
+    lrs: list[np.ndarray] = []
+    hrs: list[np.ndarray] = []
+    for frame in read_frames(video_path, max_frames=max_video_frames):
+        crop = _crop_to_aspect(frame, h, w)
+        hr = crop if crop.shape[:2] == (scale * h, scale * w) else imresize(crop, output_shape=(scale * h, scale * w))
+        lr = imresize(hr, scale=1.0 / scale)
+        if lr.shape[:2] != (h, w):  # ceil(sH / s) == H always; a guard, not expected
+            lr = imresize(hr, output_shape=(h, w))
+        hrs.append(np.ascontiguousarray(hr))
+        lrs.append(np.ascontiguousarray(lr))
+    if not lrs:
+        raise InputError(f"no frames decoded from {video_path}")
+    return lrs, hrs
+
+
+def content_psnr(engine: Any, lrs: Sequence[np.ndarray], hrs: Sequence[np.ndarray], n: int) -> list[float]:
+    """Mean `psnr_y` per level over `n` evenly spaced (LR, HR) pairs (the engine ends on level 0)."""
+    from adasr.metrics import psnr_y
+
+    picks = sorted({int(i) for i in np.linspace(0, len(lrs) - 1, num=min(n, len(lrs)))})
+    out = []
+    for level in range(len(engine.levels)):
+        engine.switch(level)
+        scores = [psnr_y(engine.process(lrs[i]), hrs[i], border=engine.scale) for i in picks]
+        out.append(float(np.mean([s if math.isfinite(s) else 100.0 for s in scores])))
+    engine.switch(0)
+    engine.switch_latencies.clear()
+    return out
+
+
+def default_target_fps(family: Any, lr_hw: tuple[int, int]) -> float:
+    """Idle FPS of the median level, scaled to `lr_hw` by pixel count (see the module doc)."""
+    mid = family[len(family) // 2]
+    seconds = mid.seconds("0.00")
+    if seconds is None or not seconds > 0:
+        raise ConfigError("the package's family has no idle ('0.00') latency for its levels; "
+                          "profile the package or pass target_fps")
+    fh, fw = family.lr_hw
+    return 1.0 / (seconds * (lr_hw[0] * lr_hw[1]) / (fh * fw))
+
+
+# -- measurement helpers ------------------------------------------------------------------------------
+
+class PeakRss:
+    """Samples this process's RSS every `interval_s` from a daemon thread; `peak` is the maximum."""
+
+    def __init__(self, interval_s: float = 0.02) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self.interval_s = interval_s
+        self.before = self.peak = int(self._proc.memory_info().rss)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        rss = int(self._proc.memory_info().rss)
+        if rss > self.peak:
+            self.peak = rss
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __enter__(self) -> PeakRss:
+        self._thread = threading.Thread(target=self._run, name="adasr-peak-rss", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+        self._sample()
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else None
+
+
+def fps_windows(ready: Sequence[float], window_s: float = 1.0) -> tuple[list[float], list[float]]:
+    """(window start times, achieved FPS) over consecutive `window_s` windows of ready times."""
+    if not len(ready):
+        return [], []
+    r = np.asarray(ready, dtype=np.float64)
+    span = float(r.max())
+    n = max(1, int(math.ceil(span / window_s)))
+    counts = np.histogram(np.minimum(r, n * window_s), bins=n, range=(0.0, n * window_s))[0]
+    lengths = [window_s] * n
+    lengths[-1] = max(span - (n - 1) * window_s, 1e-9)
+    return [k * window_s for k in range(n)], [float(c / ln) for c, ln in zip(counts, lengths)]
+
+
+def fps_per_frame(ready: Sequence[float], window_s: float = 1.0) -> list[float]:
+    """Per frame: frames ready in the trailing window (`window_s`, or the elapsed time when shorter)
+    divided by that window."""
+    r = np.asarray(ready, dtype=np.float64)
+    out = []
+    for i, t in enumerate(r):
+        w = min(window_s, float(t))
+        if w <= 0:
+            continue
+        lo = int(np.searchsorted(r, t - w, side="right"))
+        out.append(float((i + 1 - lo) / w))
+    return out
+
+
+def _switch_probe(runner: Any) -> tuple[list[int], int]:
+    """Switch through every level once and back to the first: (ns of each switch, the largest
+    `resident_bytes()` seen on the way)."""
+    n = len(runner.levels)
+    order = list(range(1, n)) + list(range(n - 2, -1, -1)) if n >= 2 else []
+    ns, resident = [], int(runner.resident_bytes())
+    for level in order:
+        ns.append(int(runner.switch(level)))
+        resident = max(resident, int(runner.resident_bytes()))
+    return ns, resident
+
+
+def _build_runner(name: str, package: Any, family: Any) -> Any:
+    from adasr.runtime.baselines import AssembledRunner, StaticRunner
+    from adasr.runtime.engine import Engine
+
+    if name == "adasr":
+        return Engine(package, family)
+    if name == "static":
+        return StaticRunner(package, family)
+    return AssembledRunner(package, family)
+
+
+def _make_policy(policy: str, family: Any) -> Any:
+    from adasr.runtime.policies import LookupPolicy, ReactivePolicy
+
+    return LookupPolicy(family) if policy == "lookup" else ReactivePolicy(family)
+
+
+def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_psnr: list[float], *,
+             trace: Any, target_fps: float, max_frames: int, policy: str, load_workers: int | None,
+             rss_interval_s: float) -> dict[str, Any]:
+    from adasr.runtime.load import CpuLoad
+    from adasr.runtime.monitors import CpuMonitor, StreamMonitor
+    from adasr.runtime.traces import TracePlayer
+
+    gc.collect()
+    runner = None
+    load = player = None
+    with PeakRss(rss_interval_s) as rss:
+        try:
+            runner = _build_runner(name, package, family)
+            monitor = StreamMonitor(cpu=CpuMonitor(), level=runner.level, target_period_s=1.0 / target_fps)
+            frames = (lrs[i % len(lrs)] for i in range(max_frames))  # bounded
+            load = CpuLoad(share=trace.steps[0][1], workers=load_workers).start()
+            player = TracePlayer(trace, load)
+            player.start()
+            load_start = time.monotonic()
+            run_policy = _make_policy(policy, family)
+            stream_start = time.monotonic()
+            stats = _stream(runner, frames, target_fps, run_policy, monitor, max_frames)
+            player.stop()
+            load.stop()
+            applied = list(player.applied)
+            player_error = player.error
+            resident = int(runner.resident_bytes())  # as the run left it (static: its last level)
+            probe, resident_max = _switch_probe(runner)
+            resident_max = max(resident, resident_max)
+        finally:
+            if player is not None:
+                player.stop()
+            if load is not None:
+                load.stop()
+            close = getattr(runner, "close", None)
+            if close is not None:
+                close()
+    if player_error is not None:
+        raise RuntimeError(f"trace replay failed: {player_error}") from player_error
+    stats.level_psnr = list(level_psnr)  # content PSNR, not the family's validation PSNR
+    summary = stats.summary()
+    n = len(stats.frames)
+    ready = [f.ready_time for f in stats.frames]
+    run_ns = [s.ns for s in stats.switches]
+    pooled_ms = [ns / 1e6 for ns in run_ns + probe]
+    t_win, fps_win = fps_windows(ready)
+    return {
+        "runner": name,
+        "frames": n,
+        "max_frames": max_frames,
+        "target_fps": target_fps,
+        "deadlines_met": (n - stats.missed) / n if n else 0.0,
+        "missed": stats.missed,
+        "stalls": len(stats.stalls),
+        "stall_s": float(sum(s.gap_s for s in stats.stalls)),
+        "psnr_mean": summary.get("psnr_mean"),
+        "resident_bytes": resident,
+        "resident_bytes_max": resident_max,
+        "peak_rss_bytes": int(rss.peak),
+        "rss_before_bytes": int(rss.before),
+        "switches": len(stats.switches),
+        "switch_ms": {"p50": _percentile(pooled_ms, 50), "p99": _percentile(pooled_ms, 99),
+                      "max": max(pooled_ms) if pooled_ms else None, "n_run": len(run_ns), "n_probe": len(probe)},
+        "switch_run_ns": run_ns,
+        "switch_probe_ns": probe,
+        "achieved_fps": summary["achieved_fps"],
+        "fps_over_time": {"t_s": t_win, "fps": fps_win, "window_s": 1.0},
+        "fps_per_frame": fps_per_frame(ready),
+        "level_over_time": {"t_s": ready, "level": [f.level for f in stats.frames]},
+        "psnr_per_frame": [level_psnr[f.level] for f in stats.frames],
+        "level_frames": summary["level_frames"],
+        "latency_s_mean": summary["latency_s_mean"],
+        "latency_s_p90": summary["latency_s_p90"],
+        "load_offset_s": stream_start - load_start,
+        "trace_applied": [[float(t), float(v)] for t, v in applied],
+        "wall_s": stats.wall_s,
+    }
+
+
+def _stream(runner: Any, frames: Any, target_fps: float, policy: Any, monitor: Any, max_frames: int) -> Any:
+    from adasr.runtime.engine import run_stream
+
+    return run_stream(runner, frames, None, target_fps, policy, monitor, max_frames=max_frames)
+
+
+# -- plots ------------------------------------------------------------------------------------------------
+
+def _save_fig(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def _cdf(ax: Any, values: Sequence[float], label: str) -> None:
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    if len(v):
+        ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", label=label)
+
+
+def write_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    runs = result["runners"]
+    trace_steps = result["trace"]["steps"]
+    paths = [out_dir / p for p in PNGS]
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for name, r in runs.items():
+        t, fps = list(r["fps_over_time"]["t_s"]), list(r["fps_over_time"]["fps"])
+        if t:  # close the last window at the last ready time
+            t.append(max(r["level_over_time"]["t_s"]))
+            fps.append(fps[-1])
+        ax.step(t, fps, where="post", label=name)
+    ax.axhline(result["target_fps"], color="k", ls="--", lw=0.8, label="target")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("achieved FPS (1 s windows)")
+    top = max([result["target_fps"]] + [f for r in runs.values() for f in r["fps_over_time"]["fps"]])
+    ax.set_ylim(0, 1.15 * top)
+    ax2 = ax.twinx()
+    ts = [s[0] for s in trace_steps]
+    loads = [s[1] for s in trace_steps]
+    ax2.step(ts, loads, where="post", color="grey", alpha=0.5, label=f"load ({result['trace']['name']})")
+    ax2.set_ylim(0, 1.05)
+    ax2.set_ylabel("background load share")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower left", fontsize=8)
+    ax.set_title("achieved FPS under the load trace")
+    _save_fig(fig, paths[0])
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in runs.items():
+        _cdf(ax, r["fps_per_frame"], name)
+    ax.axvline(result["target_fps"], color="k", ls="--", lw=0.8)
+    ax.set_xlabel("FPS (trailing 1 s window, per frame)")
+    ax.set_ylabel("CDF")
+    ax.legend(fontsize=8)
+    _save_fig(fig, paths[1])
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in runs.items():
+        _cdf(ax, r["psnr_per_frame"], name)
+    ax.set_xlabel("PSNR-Y (dB) of the level used, on the video's frames")
+    ax.set_ylabel("CDF")
+    ax.legend(fontsize=8)
+    _save_fig(fig, paths[2])
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in runs.items():
+        _cdf(ax, [ns / 1e6 for ns in r["switch_run_ns"] + r["switch_probe_ns"]], name)
+    ax.set_xscale("log")
+    ax.set_xlabel("switch latency (ms, in-run + probe switches)")
+    ax.set_ylabel("CDF")
+    ax.legend(fontsize=8)
+    _save_fig(fig, paths[3])
+    return paths
+
+
+# -- the experiment ---------------------------------------------------------------------------------------
+
+def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.PathLike[str], *,
+                   trace: str = "bursty", seconds: float = 20.0, target_fps: float | None = None,
+                   policy: str = "lookup", lr_size: tuple[int, int] | None = None,
+                   runners: Sequence[str] = RUNNERS, seed: int = 0, out_dir: str | os.PathLike[str],
+                   load_workers: int | None = None, on_progress: Progress | None = None,
+                   device_key: str | None = None, max_video_frames: int = 32, psnr_frames: int = 4,
+                   rss_interval_s: float = 0.02) -> dict[str, Any]:
+    """Run every runner under the same load trace on the same frames; see the module doc.
+
+    trace: "bursty" | "stable" | "random" (generated for `seconds` with `seed`) or a CSV path.
+    lr_size: (W, H) of the LR frames (default: the family's lr_hw). runners: a subset of
+    ("adasr", "static", "assembled"), run in this order. load_workers: `CpuLoad` processes
+    (default one per core). device_key: which device profile of the package to use (default:
+    the only one, else this machine's key, else the stored family).
+    on_progress(stage, done, total): called after the PSNR evaluation and after each runner.
+
+    Writes ``out_dir/adaptivity.json`` and the PNGs in `PNGS`; returns the JSON dict.
+    """
+    from adasr.package import load_package
+    from adasr.runtime.engine import Engine
+
+    seconds = _check_positive("seconds", seconds)
+    if policy not in POLICIES:
+        raise ConfigError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    runners = tuple(runners) if not isinstance(runners, str) else (runners,)
+    bad = [r for r in runners if r not in RUNNERS]
+    if not runners or bad or len(set(runners)) != len(runners):
+        raise ConfigError(f"runners must be distinct names from {', '.join(RUNNERS)}, got {list(runners)!r}")
+    if load_workers is not None:
+        _check_int("load_workers", load_workers, 1, 1024)
+    max_video_frames = _check_int("max_video_frames", max_video_frames, 1, 10_000)
+    psnr_frames = _check_int("psnr_frames", psnr_frames, 1, 1000)
+    rss_interval_s = _check_positive("rss_interval_s", rss_interval_s)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    trace_obj = load_trace(trace, seconds, seed)
+
+    package = load_package(package_path)
+    if device_key is None and len(package.profiles) > 1:
+        from adasr.runtime.profile import device_key as this_device
+
+        key = this_device()
+        device_key = key if key in package.profiles else None
+    family = package.family_for(device_key)
+    if lr_size is None:
+        lr_hw = tuple(family.lr_hw)
+    else:
+        if (not isinstance(lr_size, (tuple, list)) or len(lr_size) != 2
+                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= 16384
+                           for v in lr_size)):
+            raise ConfigError(f"lr_size must be (W, H) positive integers, got {lr_size!r}")
+        lr_hw = (int(lr_size[1]), int(lr_size[0]))
+    if target_fps is None:
+        target_fps = default_target_fps(family, lr_hw)
+        fps_source = "median level idle FPS (profile/predicted), scaled to the LR size"
+    else:
+        target_fps = _check_positive("target_fps", target_fps)
+        fps_source = "given"
+    max_frames = max(1, int(round(seconds * target_fps)))
+    if max_frames > 1_000_000:
+        raise ConfigError(f"seconds * target_fps = {max_frames} frames is too many")
+
+    lrs, hrs = prepare_frames(video_path, lr_hw, package.scale, max_video_frames)
+    engine = Engine(package, family)
+    level_psnr = content_psnr(engine, lrs, hrs, psnr_frames)
+    del engine
+    if on_progress is not None:
+        on_progress("psnr", 1, 1)
+
+    results: dict[str, Any] = {}
+    for i, name in enumerate(runners):
+        results[name] = _run_one(name, package, family, lrs, level_psnr, trace=trace_obj, target_fps=target_fps,
+                                 max_frames=max_frames, policy=policy, load_workers=load_workers,
+                                 rss_interval_s=rss_interval_s)
+        if on_progress is not None:
+            on_progress("runner", i + 1, len(runners))
+
+    result: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "adasr-bench-adaptivity",
+        "package": str(package_path),
+        "video": str(video_path),
+        "trace": trace_obj.to_dict(),
+        "seconds": seconds,
+        "seed": seed,
+        "target_fps": target_fps,
+        "target_fps_source": fps_source,
+        "max_frames": max_frames,
+        "policy": policy,
+        "lr_size": [lr_hw[1], lr_hw[0]],
+        "scale": package.scale,
+        "video_frames": len(lrs),
+        "psnr_frames": min(psnr_frames, len(lrs)),
+        "load_workers": load_workers or os.cpu_count() or 1,
+        "machine": {"cores": os.cpu_count()},
+        "device_key": device_key,
+        "levels": [{"config": lv.config.id, "family_psnr": float(lv.psnr), "content_psnr": level_psnr[i],
+                    "idle_s": lv.seconds("0.00")} for i, lv in enumerate(family)],
+        "runners": results,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    import json
+
+    write_bytes_atomic(out / "adaptivity.json", json.dumps(result, indent=1).encode("utf-8"))
+    write_plots(result, out)
+    return result
+
+
+def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per runner: runner, deadlines met %, stalls, mean PSNR, resident MB, peak RSS MB,
+    switch p50 / p99 ms, switches."""
+    rows = []
+    for name, r in result["runners"].items():
+        sw = r["switch_ms"]
+        rows.append({
+            "runner": name,
+            "deadlines met %": round(100.0 * r["deadlines_met"], 1),
+            "stalls": r["stalls"],
+            "mean PSNR": None if r["psnr_mean"] is None else round(r["psnr_mean"], 2),
+            "resident MB": round(r["resident_bytes"] / 2**20, 3),
+            "peak RSS MB": round(r["peak_rss_bytes"] / 2**20, 1),
+            "switch p50 ms": None if sw["p50"] is None else round(sw["p50"], 4),
+            "switch p99 ms": None if sw["p99"] is None else round(sw["p99"], 4),
+            "switches": r["switches"],
+        })
+    return rows
