@@ -223,6 +223,8 @@ def search(
     if report.get("dropped_below_bicubic"):
         out.print(f"  dropped {len(report['dropped_below_bicubic'])} level(s) that do not beat bicubic "
                   f"({report['bicubic_psnr']:.2f} dB on the crops)")
+    if report.get("dropped_dominated"):
+        out.print(f"  dropped {len(report['dropped_dominated'])} level(s) that another level beats on measured speed and PSNR")
     if "table_median_rel_error" in report:
         out.print(f"  latency table: median error {report['table_median_abs_error_s'] * 1e3:.2f} ms "
                                f"({report['table_median_rel_error'] * 100:.1f}%) against measured levels")

@@ -86,6 +86,16 @@ def run_search(model_path: Path, out: Path, *, strategy: str = "dysr", val: str 
         profile = profile_package(package, levels=loads, repeats=repeats, threads=threads, on_progress=progress,
                                   lr_hw=lr_hw, table=False)
         key = profile["device"]
+        family = package.family.with_measured(_measured(profile))
+        dominated = _dominated(family)
+        if dominated:  # measured on this device, another level is both faster and better
+            report["dropped_dominated"] = sorted(dominated)
+            from dataclasses import replace
+
+            family = replace(package.family, levels=tuple(lv for lv in package.family if lv.config.id not in dominated))
+            for entry in profile["levels"].values():
+                entry["measured"] = {c: v for c, v in entry["measured"].items() if c not in dominated}
+            package = save_package(out, net, family, info=package.manifest.get("info"), overwrite=True)
         package.add_profile(key, profile)
         family = package.family_for(key)
         report["device"] = key
@@ -109,6 +119,19 @@ def run_search(model_path: Path, out: Path, *, strategy: str = "dysr", val: str 
         plot_family(plot, family, points, title=f"{Path(out).name}: PSNR on {val} crops vs FPS at "
                     f"{lr_hw[1]}x{lr_hw[0]} LR ({key})")
     return report
+
+
+def _measured(profile: dict[str, Any]) -> dict[str, dict[str, float]]:
+    return {name: {cid: sample["median_s"] for cid, sample in entry["measured"].items()}
+            for name, entry in profile["levels"].items()}
+
+
+def _dominated(family) -> set[str]:
+    """Levels another level beats on both measured idle latency and PSNR (never the fastest)."""
+    idle = level_name(0.0)
+    points = [(lv.config.id, lv.seconds(idle), lv.psnr) for lv in family]
+    return {a for a, sa, pa in points
+            if any(sb <= sa and pb >= pa and (sb, pb) != (sa, pa) for b, sb, pb in points if b != a)}
 
 
 def _above_bicubic(family, evaluator, report: dict[str, Any]):
