@@ -31,6 +31,18 @@ def small_pairs(data_root: Path):
     return pairs
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    # Test tensors are tiny: intra-op threads gain nothing, and on a busy 2-core machine OpenMP
+    # barriers make every small conv wait for a descheduled thread.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ADASR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

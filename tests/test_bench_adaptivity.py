@@ -25,13 +25,6 @@ TINY = SearchSpace.named("tiny")
 HW = (12, 16)  # (H, W) of the LR frames
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):

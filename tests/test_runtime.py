@@ -29,13 +29,6 @@ TINY = SearchSpace.named("tiny")
 HW = (16, 16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _configs() -> list[SubnetConfig]:
     c = TINY.smallest()

@@ -24,13 +24,6 @@ TINY = SearchSpace.named("tiny")
 HW = (16, 16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class SyntheticEvaluator:
     """PSNR rising with log MACs (plus a little for the bicubic skip); counts its calls."""

@@ -31,15 +31,6 @@ def make_net(space: SearchSpace = TINY, seed: int = 0) -> SuperNet:
     return net
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 16x16 tensors gain nothing from intra-op threads, and on a busy 2-core machine OpenMP's
-    # barriers make every tiny conv wait for a descheduled thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def net() -> SuperNet:
