@@ -171,3 +171,23 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
     _one_line_error(code, err)
     code, _, err = run_cli(monkeypatch, capsys, "search", tmp_path / "missing.safetensors", "--out", tmp_path / "x")
     _one_line_error(code, err, "not found")
+
+
+def test_bench_overhead_on_a_package(monkeypatch, capsys, tmp_path):
+    import json
+
+    from adasr.nn.supernet import SuperNet
+    from adasr.package import save_package
+    from adasr.search.family import Family, Level
+    from adasr.space import SearchSpace
+
+    space = SearchSpace.named("tiny")
+    net = SuperNet(space)
+    levels = [Level(cfg, 30.0 + i, *net.cost(cfg, lr_hw=(16, 16)), {"0.00": 0.001 * (i + 1)}, None)
+              for i, cfg in enumerate((space.smallest(), space.largest()))]
+    save_package(tmp_path / "pkg", net, Family(tuple(levels), space.scale, (16, 16)))
+    code, out, err = run_cli(monkeypatch, capsys, "bench", "overhead", tmp_path / "pkg", "--rounds", "2",
+                             "--repeats", "2", "--json", tmp_path / "o.json")
+    assert code == 0, err
+    result = json.loads((tmp_path / "o.json").read_text())
+    assert len(result["levels"]) == 2 and all(r["ratio"] > 0 for r in result["levels"])

@@ -368,6 +368,29 @@ def bench_adaptivity(
     out.print(f"wrote {out_dir / 'adaptivity.json'} and PNGs")
 
 
+@bench_app.command("overhead")
+def bench_overhead(
+    package: Annotated[Path, typer.Argument(help="Package folder or .adasr file.")],
+    rounds: Annotated[int, typer.Option(help="Alternating rounds (supernet, extracted) per level.")] = 5,
+    repeats: Annotated[int, typer.Option(help="Frames per measurement (median).")] = 10,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the result as JSON here.")] = None,
+) -> None:
+    """Each level run inside the supernet vs the same level extracted standalone (time ratio)."""
+    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr.bench.overhead import run_overhead
+
+    if json_out is not None:
+        check_writable(json_out)
+    result = run_overhead(package, rounds=rounds, repeats=repeats, threads=threads)
+    for row in result["levels"]:
+        out.print(f"level {row['level']}: supernet {row['supernet_s'] * 1e3:7.2f} ms, extracted "
+                  f"{row['extracted_s'] * 1e3:7.2f} ms, ratio {row['ratio']:.3f}  {row['config']}", highlight=False)
+    out.print(f"median ratio {result['median_ratio']:.3f}, max {result['max_ratio']:.3f} ({result['device']})")
+    if json_out is not None:
+        write_bytes_atomic(json_out, (json.dumps(result, indent=2) + "\n").encode())
+
+
 def main() -> None:
     """Entry point: typer handles usage errors (exit 2); adasr errors become one line."""
     try:
