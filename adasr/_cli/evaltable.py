@@ -78,7 +78,7 @@ def run_eval(models: list[Path], baselines: list[str], datasets: list[str], scal
     for r in rows:
         table.add_row(r["model"], r["dataset"], f"x{r['scale']}", f"{r['psnr']:.2f}", f"{r['ssim']:.4f}",
                       f"{r['params']:,}", f"{r['macs_720p'] / 1e9:.2f}")
-    console.print(table)
+    console.print(table, width=140)
     if json_out is not None:
         write_bytes_atomic(json_out, (json.dumps(rows, indent=2) + "\n").encode())
     return rows

@@ -217,7 +217,7 @@ def search(
     for i, lv in enumerate(report["levels"]):
         table.add_row(str(i), lv["config"], f"{lv['psnr']:.2f}", f"{lv['params']:,}", f"{lv['macs'] / 1e9:.2f}",
                       *[f"{lv['fps'][k]:.1f}" for k in sorted(lv["fps"])])
-    out.print(table)
+    out.print(table, width=160)
     for p in report["baselines"]:
         out.print(f"  baseline {p['label']}: {p['psnr']:.2f} dB at {p['fps']:.1f} FPS")
     if report.get("dropped_below_bicubic"):
@@ -364,7 +364,7 @@ def bench_adaptivity(
         table.add_column(str(key), justify="left" if key == "runner" else "right")
     for row in rows:
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()])
-    out.print(table)
+    out.print(table, width=160)
     out.print(f"wrote {out_dir / 'adaptivity.json'} and PNGs")
 
 
