@@ -56,9 +56,4 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
 
 def _load_builtin() -> None:
     # Importing the modules runs their @register_model decorators; explicit, no file scanning.
-    from adasr.nn import baselines  # noqa: F401
-
-    try:
-        from adasr.nn import supernet  # noqa: F401
-    except ImportError:  # the supernet module is optional while it is being built
-        pass
+    from adasr.nn import baselines, supernet  # noqa: F401
