@@ -112,7 +112,3 @@ def _open(path: str | os.PathLike[str], load_tensors: bool) -> tuple[ModelSpec, 
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(f"{path}: damaged or not a safetensors file ({first})") from None
     return spec, tensors
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

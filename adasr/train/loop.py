@@ -12,7 +12,6 @@ the validation history as JSON in its header.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import time
@@ -254,19 +253,3 @@ def read_checkpoint(path: Path) -> tuple[TrainConfig, TrainState, dict[str, torc
         raise ModelError(f"{path}: damaged checkpoint ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     cfg = TrainConfig.from_dict(meta["config"])
     return cfg, TrainState(meta["step"], meta["history"], meta.get("seconds", 0.0)), tensors
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """Set torch's intra-op thread count for the block (None = leave as is)."""
-    if threads is None:
-        yield
-        return
-    if threads < 1:
-        raise ConfigError(f"threads must be at least 1, got {threads}")
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
