@@ -155,7 +155,7 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
     # search -> package -> info -> profile, end to end on the tiny space
     pkg = tmp_path / "pkg"
     code, out, err = run_cli(monkeypatch, capsys, "search", model, "--out", pkg, "--val", folder, "--size", "24x16",
-                             "--loads", "0", "--repeats", "2", "--param", "per_depth=3", "--plot", tmp_path / "p.png",
+                             "--loads", "0", "--repeats", "2", "--strategy", "dysr", "--param", "per_depth=3", "--plot", tmp_path / "p.png",
                              "--json", tmp_path / "search.json", "--quiet", "--threads", "1", "--no-above-bicubic")
     assert code == 0, err
     report = json.loads((tmp_path / "search.json").read_text())

@@ -171,7 +171,7 @@ def _parse_hw(text: str) -> tuple[int, int]:
 def search(
     model: Annotated[Path, typer.Argument(help="Trained supernet model file (from adasr train --supernet).")],
     package_path: Annotated[Path, typer.Option("--out", "-o", help="Package to write: a folder, or a single file ending in .adasr.")],
-    strategy: Annotated[str, typer.Option(help="dysr (adaptation-aware binning, Eq. 1) or ofa (Dynamic-OFA Algorithm 1 + evolution).")] = "dysr",
+    strategy: Annotated[str, typer.Option(help="ofa (Dynamic-OFA Algorithm 1 + evolution + Pareto front) or dysr (adaptation-aware binning, Eq. 1).")] = "ofa",
     cost: Annotated[str, typer.Option(help="Latency model for the search: table (per-op LUT timed here), macs or measured.")] = "table",
     val: Annotated[str, typer.Option(help="Validation set for the fast PSNR evaluator (crops).")] = "Set5",
     size: Annotated[str, typer.Option(help="LR frame size WxH the levels are profiled at.")] = "320x180",

@@ -38,7 +38,7 @@ def _baseline_points(paths: Sequence[Path], evaluator, lr_hw, scale: int, repeat
     return points
 
 
-def run_search(model_path: Path, out: Path, *, strategy: str = "dysr", val: str = "Set5",
+def run_search(model_path: Path, out: Path, *, strategy: str = "ofa", val: str = "Set5",
                cost: str = "table", lr_hw: tuple[int, int] = (180, 320), loads: Sequence[float] = (0.0, 0.5),
                repeats: int = 20, threads: int | None = None, seed: int = 0, crops: int = 8,
                predictor_samples: int = 0, baselines: Sequence[Path] = (), plot: Path | None = None,
