@@ -11,7 +11,8 @@ from adasr.data.datasets import PatchSampler, cache_dir, load_image_pairs, load_
 from adasr.errors import InputError
 
 
-def test_image_folder_pairs_and_cache(data_root):
+def test_image_folder_pairs_and_cache(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADASR_CACHE", str(tmp_path / "cache"))
     pairs = load_image_pairs(data_root / "benchmarks" / "Set5", 3)
     assert len(pairs) == 5
     for p in pairs:
