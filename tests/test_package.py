@@ -17,6 +17,7 @@ from adasr.runtime.profile import device_key, profile_package
 from adasr.search.family import Family, Level, search_family
 from adasr.search.latency import LatencyTable, MacsCostModel
 from adasr.space import SearchSpace
+from tests.helpers import make_net
 
 TINY = SearchSpace.named("tiny")
 HW = (16, 16)
@@ -30,13 +31,7 @@ class Synthetic:
 
 @pytest.fixture(scope="module")
 def net() -> SuperNet:
-    torch.manual_seed(0)
-    net = SuperNet(TINY)
-    with torch.no_grad():  # kernel transforms off the identity, so every weight matters
-        for name, p in net.named_parameters():
-            if ".transforms." in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return net.eval()
+    return make_net(TINY).eval()
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from adasr.runtime.monitors import CpuMonitor, LatencyMonitor, Monitor, RuntimeS
 from adasr.runtime.policies import FixedPolicy, LookupPolicy, MultiWorkloadManager, Policy, ReactivePolicy
 from adasr.search.family import Family, Level
 from adasr.space import SearchSpace, SubnetConfig
+from tests.helpers import make_net
 
 TINY = SearchSpace.named("tiny")
 HW = (16, 16)
@@ -55,14 +56,7 @@ def _family(latency: dict[str, list[float]] | None = None, psnr: list[float] | N
 
 @pytest.fixture(scope="module")
 def net() -> SuperNet:
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        net = SuperNet(TINY)
-        with torch.no_grad():  # kernel transforms off the identity, so every weight matters
-            for name, p in net.named_parameters():
-                if ".transforms." in name:
-                    p.add_(0.1 * torch.randn_like(p))
-    return net.eval()
+    return make_net(TINY).eval()
 
 
 @pytest.fixture(scope="module")

@@ -17,18 +17,11 @@ from adasr.nn.cost import count_macs, count_params
 from adasr.nn.registry import build_model
 from adasr.nn.supernet import SubNet, SuperNet, op_keys, shared_ops, subnet_cost
 from adasr.space import UPSAMPLERS, SearchSpace, SubnetConfig
+from tests.helpers import make_net
 
 TINY = SearchSpace.named("tiny")
 
 
-def make_net(space: SearchSpace = TINY, seed: int = 0) -> SuperNet:
-    torch.manual_seed(seed)
-    net = SuperNet(space)
-    with torch.no_grad():  # move kernel transforms off the identity so baking them in is tested
-        for name, p in net.named_parameters():
-            if ".transforms." in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return net
 
 
 

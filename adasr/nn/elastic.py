@@ -163,15 +163,19 @@ class ElasticConv2d(nn.Module):
 
     def extract(self, use: Use) -> nn.Module:
         """A plain layer with this use's weights copied (kernel transforms baked in)."""
-        layer = static_layer(use)
-        with torch.no_grad():
-            layer.weight.copy_(self.weight_for(use))
-            if self.bias is not None:
-                layer.bias.copy_(self.bias[: use.out])
-        return layer
+        return _extract(self, use)
 
     def extra_repr(self) -> str:
         return f"{self.spec.kind}, in_max={self.in_max}, out_max={self.out_max}, kernels={self.kernels}"
+
+
+def _extract(op: ElasticConv2d | ElasticConvTranspose2d, use: Use) -> nn.Module:
+    layer = static_layer(use)
+    with torch.no_grad():
+        layer.weight.copy_(op.weight_for(use))
+        if op.bias is not None:
+            layer.bias.copy_(op.bias[: use.out])
+    return layer
 
 
 class ElasticConvTranspose2d(nn.Module):
@@ -202,12 +206,7 @@ class ElasticConvTranspose2d(nn.Module):
                 and use.kernel in self.kernels)
 
     def extract(self, use: Use) -> nn.Module:
-        layer = static_layer(use)
-        with torch.no_grad():
-            layer.weight.copy_(self.weight_for(use))
-            if self.bias is not None:
-                layer.bias.copy_(self.bias[: use.out])
-        return layer
+        return _extract(self, use)
 
     def extra_repr(self) -> str:
         return f"tconv, in_max={self.in_max}, out={self.out_max}, kernel={self.kernels[0]}"

@@ -48,8 +48,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adasr._atomic import atomic_path
-from adasr.errors import ConfigError, InputError, ModelError
+from adasr._jsonfile import read_json, write_json
+from adasr.errors import ConfigError, ModelError
 from adasr.nn.supernet import DEFAULT_LR_HW, op_keys, subnet_cost
 from adasr.search.protocols import CostModel, Evaluator, Progress, cost_level_name, level_name
 from adasr.space import SearchSpace, SubnetConfig
@@ -252,20 +252,11 @@ class Family:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n"
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        with atomic_path(path) as tmp:
-            tmp.write_text(self.to_json(), encoding="utf-8")
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Family:
-        try:
-            text = open(path, encoding="utf-8").read()
-        except OSError as exc:
-            raise InputError(f"cannot read family {path}: {exc.strerror or exc}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{path}: family is not valid JSON ({exc.msg})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, "family"))
 
 
 # -- the bookkeeping both strategies share ----------------------------------------------------------

@@ -45,7 +45,6 @@ or cold), either way; `median_abs_error` reports the error against measured fram
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -57,8 +56,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from adasr._atomic import atomic_path
-from adasr.errors import ConfigError, InputError, ModelError
+from adasr._jsonfile import read_json, write_json
+from adasr.errors import ConfigError, ModelError
 from adasr.nn.blocks import Dims, block_type, parse_token
 from adasr.nn.elastic import Use, conv_use, static_layer
 from adasr.nn.supernet import DEFAULT_LR_HW, StaticBlock, subnet_cost, upsampler_use
@@ -314,20 +313,11 @@ class LatencyTable:
         return cls(entries)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
-        try:
-            text = open(path, encoding="utf-8").read()
-        except OSError as exc:
-            raise InputError(f"cannot read latency table {path}: {exc.strerror or exc}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{path}: latency table is not valid JSON ({exc.msg})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, "latency table"))
 
     def __repr__(self) -> str:
         return f"LatencyTable({len(self)} entries, devices={self.devices()})"
