@@ -1,0 +1,370 @@
+"""Model-update codec: a full model record, then one sparse delta record per segment.
+
+The model is seen as one flat float32 vector (its parameters in `named_parameters()` order). A
+stream's first record carries the whole model (architecture as JSON + every parameter, float16
+or float32); each later record carries the change made for one content segment: the indices of
+the parameters that changed and the change itself, quantised (float16 or 8-bit), entropy-coded.
+
+Decoding is lossless with respect to the encoder: the encoder sets its own model to exactly
+what the decoder will compute (`previous + dequantised delta`, one float32 add per changed
+parameter), so both hold the same bits after every segment. Every record names the hash of the
+stream's full model (base hash), the hash of the model it applies to and of the model it yields,
+and ends with a checksum. `ModelState.apply` refuses a damaged, out-of-order or foreign record
+with a `DeltaError` and leaves the model untouched.
+
+Record layout (little endian)::
+
+    magic  b"ASMU" | version u8 | kind u8 (0 full, 1 delta) | codec u8 (0 raw, 1 zlib, 2 lzma)
+    | value dtype u8 (0 float32, 1 float16, 2 int8 + float32 scale) | segment u32 | n_params u64
+    | base hash 16 B | before hash 16 B | after hash 16 B | payload length u32 | payload
+    | SHA-256 of everything before, first 16 B
+
+Full payload: u32 JSON length, JSON ({"arch", "args", "scale", "params": [[name, shape], ...]}),
+then the parameter values. Delta payload: u32 count, u8 index coding (0 gap varints, 1 bitmap),
+u32 index-bytes length, index bytes, then the values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from adasr.errors import ModelError
+
+__all__ = [
+    "CODEC_VERSION", "DeltaError", "Delta", "ModelState", "RecordInfo", "encode_full", "encode_delta",
+    "quantise", "read_record", "model_vector", "vector_hash", "DTYPES",
+]
+
+CODEC_VERSION = 1
+MAGIC = b"ASMU"
+_HEAD = struct.Struct("<4sBBBBIQ16s16s16sI")
+_DIGEST = 16
+FULL, DELTA = 0, 1
+DTYPES = {"float32": 0, "float16": 1, "int8": 2}
+_DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+_RAW, _ZLIB, _LZMA = 0, 1, 2
+_GAPS, _BITMAP = 0, 1
+
+
+class DeltaError(ModelError):
+    """A model record that cannot be applied: damaged, out of order, or from another stream."""
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()[:_DIGEST]
+
+
+def model_vector(model: nn.Module) -> torch.Tensor:
+    """All parameters of `model` as one flat float32 CPU vector (named_parameters order)."""
+    return torch.cat([p.detach().reshape(-1).to("cpu", torch.float32) for p in model.parameters()])
+
+
+def vector_hash(vec: torch.Tensor) -> bytes:
+    """16-byte hash of a flat float32 vector's exact bits."""
+    return _digest(vec.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+
+
+def _compress(payload: bytes) -> tuple[int, bytes]:
+    """The smallest of raw, zlib and raw LZMA (small records gain nothing from LZMA's framing)."""
+    options = [(_RAW, payload), (_ZLIB, zlib.compress(payload, 9)),
+               (_LZMA, lzma.compress(payload, format=lzma.FORMAT_RAW,
+                                     filters=[{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]))]
+    return min(options, key=lambda o: len(o[1]))
+
+
+def _decompress(codec: int, data: bytes) -> bytes:
+    if codec == _RAW:
+        return data
+    if codec == _ZLIB:
+        return zlib.decompress(data)
+    if codec == _LZMA:
+        return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
+    raise ValueError(f"unknown compression {codec}")
+
+
+# -- values ---------------------------------------------------------------------------------------
+
+def quantise(delta: torch.Tensor, dtype: str) -> tuple[bytes, torch.Tensor]:
+    """(bytes, dequantised float32 values) of a 1-D float32 `delta` in `dtype`."""
+    d = delta.detach().to("cpu", torch.float32).contiguous()
+    if dtype == "float32":
+        return d.numpy().tobytes(), d.clone()
+    if dtype == "float16":
+        h = d.to(torch.float16)
+        return h.numpy().tobytes(), h.to(torch.float32)
+    if dtype == "int8":
+        peak = float(d.abs().max()) if d.numel() else 0.0
+        scale = np.float32(peak / 127.0 if peak > 0 else 1.0)
+        q = torch.round(d / torch.tensor(float(scale))).clamp_(-127, 127).to(torch.int8)
+        return struct.pack("<f", scale) + q.numpy().tobytes(), q.to(torch.float32) * torch.tensor(float(scale))
+    raise ModelError(f"unknown delta value type {dtype!r}; choose one of {', '.join(DTYPES)}")
+
+
+def _dequantise(data: bytes, dtype: int, count: int) -> torch.Tensor:
+    if dtype == 0:
+        arr = np.frombuffer(data, dtype="<f4", count=count)
+        return torch.from_numpy(arr.astype(np.float32))
+    if dtype == 1:
+        arr = np.frombuffer(data, dtype="<f2", count=count)
+        return torch.from_numpy(arr.copy()).to(torch.float32)
+    if dtype == 2:
+        (scale,) = struct.unpack_from("<f", data)
+        q = np.frombuffer(data, dtype=np.int8, count=count, offset=4)
+        return torch.from_numpy(q.copy()).to(torch.float32) * torch.tensor(float(np.float32(scale)))
+    raise ValueError(f"unknown value type {dtype}")
+
+
+def _value_bytes(dtype: int, count: int) -> int:
+    return {0: 4 * count, 1: 2 * count, 2: 4 + count}[dtype]
+
+
+# -- indices --------------------------------------------------------------------------------------
+
+def _varints(values: np.ndarray) -> bytes:
+    out = bytearray()
+    for v in values.tolist():
+        while v >= 0x80:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out)
+
+
+def _read_varints(data: bytes, count: int) -> np.ndarray:
+    out = np.empty(count, dtype=np.int64)
+    pos = 0
+    for i in range(count):
+        v, shift = 0, 0
+        while True:
+            b = data[pos]
+            pos += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                break
+        out[i] = v
+    if pos != len(data):
+        raise ValueError("index bytes longer than their count")
+    return out
+
+
+def _encode_indices(idx: np.ndarray, n_params: int) -> tuple[int, bytes]:
+    """Sorted unique indices as gap varints or as a bitmap, whichever is smaller."""
+    gaps = np.diff(idx, prepend=0) if idx.size else idx
+    varints = _varints(gaps)
+    bitmap_len = (n_params + 7) // 8
+    if bitmap_len < len(varints):
+        bits = np.zeros(n_params, dtype=np.uint8)
+        bits[idx] = 1
+        return _BITMAP, np.packbits(bits, bitorder="little").tobytes()
+    return _GAPS, varints
+
+
+def _decode_indices(kind: int, data: bytes, count: int, n_params: int) -> np.ndarray:
+    if kind == _GAPS:
+        idx = np.cumsum(_read_varints(data, count))
+    elif kind == _BITMAP:
+        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")[:n_params]
+        idx = np.flatnonzero(bits)
+    else:
+        raise ValueError(f"unknown index coding {kind}")
+    if idx.size != count or (idx.size and (idx[-1] >= n_params or (idx.size > 1 and np.any(np.diff(idx) <= 0)))):
+        raise ValueError("indices out of range or not increasing")
+    return idx
+
+
+# -- records --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """The header of a record (what `read_record` checked)."""
+
+    kind: str  # "full" or "delta"
+    segment: int
+    n_params: int
+    dtype: str
+    base_hash: bytes
+    before_hash: bytes
+    after_hash: bytes
+    size: int  # bytes of the whole record
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A decoded delta: the changed parameter indices and their float32 changes."""
+
+    info: RecordInfo
+    indices: torch.Tensor  # int64, increasing
+    values: torch.Tensor  # float32, dequantised
+
+
+def _pack(kind: int, dtype: int, segment: int, n_params: int, base: bytes, before: bytes, after: bytes,
+          payload: bytes) -> bytes:
+    codec, body = _compress(payload)
+    head = _HEAD.pack(MAGIC, CODEC_VERSION, kind, codec, dtype, segment, n_params, base, before, after, len(body))
+    return head + body + _digest(head + body)
+
+
+def _arch_of(model: nn.Module, spec: dict[str, Any] | None) -> dict[str, Any]:
+    if spec is None:
+        raise ModelError("a full model record needs the model's architecture spec (arch, args, scale)")
+    return {"arch": spec["arch"], "args": spec["args"], "scale": int(spec["scale"])}
+
+
+def encode_full(model: nn.Module, spec: dict[str, Any], dtype: str = "float16") -> bytes:
+    """The stream's first record: architecture and every parameter (float16 or float32).
+
+    The model it describes is the one `ModelState.from_full` rebuilds, which is `model` rounded
+    to `dtype`: encoders start adapting from that, never from `model` itself."""
+    if dtype not in ("float16", "float32"):
+        raise ModelError(f"a full model is stored as float16 or float32, not {dtype!r}")
+    vec = model_vector(model)
+    values = vec.to(torch.float16) if dtype == "float16" else vec
+    exact = values.to(torch.float32)
+    header = dict(_arch_of(model, spec), params=[[n, list(p.shape)] for n, p in model.named_parameters()])
+    meta = json.dumps(header, sort_keys=True).encode()
+    payload = struct.pack("<I", len(meta)) + meta + values.numpy().tobytes()
+    h = vector_hash(exact)
+    return _pack(FULL, DTYPES[dtype], 0, vec.numel(), h, b"\0" * _DIGEST, h, payload)
+
+
+def encode_delta(indices: torch.Tensor, values_bytes: bytes, dtype: str, segment: int, n_params: int,
+                 base_hash: bytes, before_hash: bytes, after_hash: bytes) -> bytes:
+    """A delta record for `segment`: sorted `indices`, their quantised changes (`quantise`)."""
+    idx = indices.detach().to("cpu", torch.int64).numpy()
+    kind, index_bytes = _encode_indices(idx, n_params)
+    payload = struct.pack("<IBI", idx.size, kind, len(index_bytes)) + index_bytes + values_bytes
+    return _pack(DELTA, DTYPES[dtype], segment, n_params, base_hash, before_hash, after_hash, payload)
+
+
+def _parse(data: bytes, what: str) -> tuple[RecordInfo, bytes]:
+    if len(data) < _HEAD.size + _DIGEST or data[:4] != MAGIC:
+        raise DeltaError(f"{what}: not an adasr model record (bad magic or too short)")
+    magic, version, kind, codec, dtype, segment, n_params, base, before, after, length = _HEAD.unpack_from(data)
+    if version != CODEC_VERSION:
+        raise DeltaError(f"{what}: model record version {version} is not supported (this adasr reads "
+                         f"version {CODEC_VERSION})")
+    end = _HEAD.size + length
+    if len(data) != end + _DIGEST:
+        raise DeltaError(f"{what}: damaged model record (length {len(data)} bytes, header says {end + _DIGEST})")
+    if _digest(data[:end]) != data[end:]:
+        raise DeltaError(f"{what}: damaged model record (checksum mismatch)")
+    if kind not in (FULL, DELTA) or dtype not in _DTYPE_NAMES:
+        raise DeltaError(f"{what}: damaged model record (unknown kind {kind} or value type {dtype})")
+    try:
+        payload = _decompress(codec, data[_HEAD.size:end])
+    except (ValueError, zlib.error, lzma.LZMAError) as exc:
+        raise DeltaError(f"{what}: damaged model record ({exc})") from None
+    info = RecordInfo("full" if kind == FULL else "delta", segment, n_params, _DTYPE_NAMES[dtype], base,
+                      before, after, len(data))
+    return info, payload
+
+
+def read_record(data: bytes, what: str = "model record") -> tuple[RecordInfo, Any]:
+    """Check and decode one record: ("full", (arch dict, float32 vector)) or ("delta", Delta)."""
+    info, payload = _parse(bytes(data), what)
+    try:
+        if info.kind == "full":
+            (mlen,) = struct.unpack_from("<I", payload)
+            meta = json.loads(payload[4:4 + mlen])
+            values = payload[4 + mlen:]
+            if len(values) != _value_bytes(DTYPES[info.dtype], info.n_params):
+                raise ValueError("parameter bytes do not match the parameter count")
+            return info, (meta, _dequantise(values, DTYPES[info.dtype], info.n_params))
+        count, kind, ilen = struct.unpack_from("<IBI", payload)
+        pos = struct.calcsize("<IBI")
+        idx = _decode_indices(kind, payload[pos:pos + ilen], count, info.n_params)
+        values = payload[pos + ilen:]
+        if len(values) != _value_bytes(DTYPES[info.dtype], count):
+            raise ValueError("value bytes do not match the index count")
+        vals = _dequantise(values, DTYPES[info.dtype], count)
+        return info, Delta(info, torch.from_numpy(idx.astype(np.int64)), vals)
+    except (ValueError, KeyError, IndexError, struct.error, json.JSONDecodeError) as exc:
+        raise DeltaError(f"{what}: damaged model record ({exc})") from None
+
+
+# -- the decoder's (and encoder's) model ----------------------------------------------------------
+
+class ModelState:
+    """A model rebuilt from a full record, kept in step with the stream by `apply`.
+
+    `vector` is the flat float32 parameter vector (always on the CPU, the reference copy);
+    `model` holds the same values on `device`. `next_segment` is the segment the next delta must
+    be for; `hash` the hash of the current vector.
+    """
+
+    def __init__(self, model: nn.Module, spec: dict[str, Any], vector: torch.Tensor, base_hash: bytes,
+                 device: str | torch.device = "cpu") -> None:
+        self.model, self.spec, self.vector, self.base_hash = model, spec, vector, base_hash
+        self.device = torch.device(device)
+        self.hash = vector_hash(vector)
+        self.next_segment = 0
+        self._load()
+
+    @classmethod
+    def from_full(cls, record: bytes, device: str | torch.device = "cpu", what: str = "full model record") -> ModelState:
+        from adasr.modelfile import ModelSpec
+        from adasr.nn.registry import build_model
+        from adasr.stream import model as _srvc  # noqa: F401  (registers the SRVC architecture)
+
+        info, decoded = read_record(record, what)
+        if info.kind != "full":
+            raise DeltaError(f"{what}: a stream must start with a full model, found a delta for segment {info.segment}")
+        meta, vec = decoded
+        if vector_hash(vec) != info.base_hash:
+            raise DeltaError(f"{what}: damaged model record (parameters do not match their hash)")
+        spec = {"arch": meta["arch"], "args": meta["args"], "scale": meta["scale"]}
+        ModelSpec(arch=spec["arch"], args=spec["args"], scale=spec["scale"])  # validates the shape of it
+        model = build_model(spec["arch"], **spec["args"])
+        shapes = [[n, list(p.shape)] for n, p in model.named_parameters()]
+        if shapes != meta["params"]:
+            raise DeltaError(f"{what}: parameters do not match architecture {spec['arch']!r}")
+        return cls(model.to(device).eval(), spec, vec, info.base_hash, device)
+
+    def _load(self) -> None:
+        offset = 0
+        with torch.no_grad():
+            for p in self.model.parameters():
+                n = p.numel()
+                p.copy_(self.vector[offset:offset + n].view_as(p).to(p.device))
+                offset += n
+
+    def check(self, data: bytes, what: str = "delta") -> Delta:
+        """Decode a delta record and check it fits this model now, without applying it."""
+        info, delta = read_record(data, what)
+        if info.kind != "delta":
+            raise DeltaError(f"{what}: expected a delta record, found a full model")
+        if info.base_hash != self.base_hash or info.n_params != self.vector.numel():
+            raise DeltaError(f"{what}: delta belongs to another stream (base model {info.base_hash.hex()[:12]}, "
+                             f"this model {self.base_hash.hex()[:12]})")
+        if info.segment != self.next_segment:
+            raise DeltaError(f"{what}: out of order: delta for segment {info.segment}, expected segment "
+                             f"{self.next_segment}")
+        if info.before_hash != self.hash:
+            raise DeltaError(f"{what}: delta for segment {info.segment} does not apply to this model "
+                             f"(it was made for model {info.before_hash.hex()[:12]}, this is {self.hash.hex()[:12]})")
+        return delta
+
+    def apply(self, data: bytes, what: str = "delta") -> RecordInfo:
+        """Apply one delta record; on any error the model stays exactly as it was."""
+        delta = self.check(data, what)
+        new = self.vector.clone()
+        new[delta.indices] += delta.values
+        new_hash = vector_hash(new)
+        if new_hash != delta.info.after_hash:
+            raise DeltaError(f"{what}: segment {delta.info.segment}: the updated model does not match the "
+                             f"encoder's (hash {new_hash.hex()[:12]} vs {delta.info.after_hash.hex()[:12]})")
+        self.vector, self.hash = new, new_hash
+        self.next_segment += 1
+        self._load()
+        return delta.info

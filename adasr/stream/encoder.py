@@ -1,0 +1,296 @@
+"""SRVC encoder: HR video -> LR content stream + model stream of per-segment sparse deltas.
+
+1. The HR frames are cut to a multiple of the scale k and downsampled by k with area averaging.
+2. The LR frames are encoded with H.264/H.265 (CRF, preset) and decoded back exactly as a client
+   decodes them: the model learns to super-resolve what the client will see.
+3. The clip is cut into segments of tau seconds. The model starts from the full model record
+   (as the decoder rebuilds it) and is adapted to each segment in order, starting from the
+   previous segment's model, changing only a fraction eta of its parameters (`adasr.stream.adapt`).
+4. Each segment's change is quantised, coded as a delta record, and applied through the same
+   `ModelState.apply` the decoder uses, so encoder and decoder hold identical weights.
+
+The model is the bundled generic SR model (default), SRVC's own lightweight model, any adasr
+model file, or an adasr package (a supernet with a family of levels): then the loss is the mean
+over the chosen levels, and the stream adapts every level at once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from adasr.errors import ConfigError, InputError
+from adasr.stream.adapt import AdaptConfig, PatchSampler, SparseAdapter, segment_psnr
+from adasr.stream.codec import ModelState, encode_delta, encode_full, quantise, vector_hash
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """Everything that shapes a stream (the CLI's options and the benchmark's sweeps)."""
+
+    scale: int = 2
+    codec: str = "h265"
+    crf: int = 30
+    preset: str = "slow"
+    tau: float = 2.0  # segment length in seconds; inf = one segment (one-shot)
+    model: str = "generic"  # generic, srvc, a model file, or a package folder / .adasr file
+    levels: str = "all"  # package only: "all" or comma-separated level indices
+    init_steps: int = 0  # full-parameter steps on the whole clip before the full model is sent
+    init_dtype: str = "float16"
+    delta_dtype: str = "float16"
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    device: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tau"] = None if math.isinf(self.tau) else self.tau
+        d["adapt"]["betas"] = list(self.adapt.betas)
+        return d
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r} (auto, cpu or cuda[:N])") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("CUDA was asked for but is not available here")
+    return dev
+
+
+# -- frames ---------------------------------------------------------------------------------------
+
+def load_clip(video: str | os.PathLike[str], scale: int, max_frames: int | None = None,
+              crop: tuple[int, int] | None = None) -> tuple[np.ndarray, Fraction]:
+    """HR frames (N, H, W, 3) uint8, centre-cropped to `crop` (w, h) and to multiples of `scale`."""
+    from adasr.video import probe, read_frames
+
+    info = probe(video)
+    w, h = crop if crop else (info.width, info.height)
+    if w > info.width or h > info.height:
+        raise ConfigError(f"crop {w}x{h} is larger than the video ({info.width}x{info.height})")
+    w, h = w - w % scale, h - h % scale
+    if w < 8 * scale or h < 8 * scale:
+        raise ConfigError(f"frames of {w}x{h} are too small for x{scale}")
+    y0, x0 = (info.height - h) // 2, (info.width - w) // 2
+    frames = [f[y0:y0 + h, x0:x0 + w] for f in read_frames(video, max_frames=max_frames)]
+    return np.ascontiguousarray(np.stack(frames)), info.fps
+
+
+def downsample(hr: np.ndarray, scale: int) -> np.ndarray:
+    """Area downsampling by an integer factor (the mean of each k x k block), rounded to uint8."""
+    n, h, w, c = hr.shape
+    out = np.empty((n, h // scale, w // scale, c), dtype=np.uint8)
+    for i in range(n):
+        block = hr[i].reshape(h // scale, scale, w // scale, scale, c).astype(np.float32).mean(axis=(1, 3))
+        out[i] = np.clip(np.rint(block), 0, 255).astype(np.uint8)
+    return out
+
+
+def encode_content(frames: np.ndarray, fps: Fraction, codec: str, crf: int, preset: str | None) -> tuple[bytes, np.ndarray]:
+    """Encode frames to MP4 with `codec`; return (file bytes, frames decoded back from them)."""
+    from adasr.video import VideoWriter, read_frames
+
+    with tempfile.TemporaryDirectory(prefix="adasr-content-") as tmp:
+        path = Path(tmp) / "content.mp4"
+        h, w = frames.shape[1:3]
+        with VideoWriter(path, w, h, fps, codec=codec, crf=crf, preset=preset) as writer:
+            for f in frames:
+                writer.write(f)
+        data = path.read_bytes()
+        decoded = np.stack([f[:h, :w] for f in read_frames(path)])
+    if decoded.shape != frames.shape:
+        raise InputError(f"content stream decoded to {decoded.shape}, expected {frames.shape}")
+    return data, decoded
+
+
+def segment_bounds(frames: int, fps: Fraction, tau: float) -> list[tuple[int, int]]:
+    """[(start, end)) frame ranges of segments of `tau` seconds (inf or 0: one segment)."""
+    if math.isinf(tau) or tau <= 0:
+        return [(0, frames)]
+    step = max(1, int(round(tau * float(fps))))
+    return [(s, min(frames, s + step)) for s in range(0, frames, step)]
+
+
+# -- models ---------------------------------------------------------------------------------------
+
+def _is_package(path: Path) -> bool:
+    return path.suffix == ".adasr" or (path.is_dir() and (path / "levels.json").is_file())
+
+
+def initial_model(settings: EncodeSettings) -> tuple[torch.nn.Module, dict[str, Any], list | None, dict[str, Any]]:
+    """(model, spec, levels to adapt or None, extra manifest info) for `settings.model`."""
+    from adasr.modelfile import load_model
+    from adasr.nn.registry import build_model
+    from adasr.paths import bundled_model
+    from adasr.stream import model as _srvc  # noqa: F401
+
+    name = settings.model
+    if name == "generic":
+        model, spec = load_model(bundled_model(settings.scale))
+        return model, {"arch": spec.arch, "args": spec.args, "scale": spec.scale}, None, {"model": "generic"}
+    if name == "srvc":
+        with torch.random.fork_rng():
+            torch.manual_seed(settings.adapt.seed)
+            model = build_model("srvc", scale=settings.scale)
+        return model, {"arch": "srvc", "args": {"scale": settings.scale}, "scale": settings.scale}, None, {"model": "srvc"}
+    path = Path(name)
+    if not path.exists():
+        raise InputError(f"model not found: {name} (use generic, srvc, a model file or a package)")
+    if _is_package(path):
+        from adasr.package import load_package
+
+        pkg = load_package(path)
+        if pkg.scale != settings.scale:
+            raise ConfigError(f"package {path} is x{pkg.scale}; --scale asked for x{settings.scale}")
+        levels = [lv.config for lv in pkg.family]
+        if settings.levels != "all":
+            try:
+                levels = [levels[int(i)] for i in settings.levels.split(",")]
+            except (ValueError, IndexError):
+                raise ConfigError(f"--levels wants 'all' or indices below {len(levels)}, got {settings.levels!r}") from None
+        spec = {"arch": "supernet", "args": {"space": pkg.space.to_dict()}, "scale": pkg.scale}
+        return pkg.supernet, spec, levels, {"model": "package", "levels": [c.id for c in levels]}
+    model, spec = load_model(path)
+    if spec.scale != settings.scale:
+        raise ConfigError(f"{path} is a x{spec.scale} model; --scale asked for x{settings.scale}")
+    return model, {"arch": spec.arch, "args": spec.args, "scale": spec.scale}, None, {"model": str(path)}
+
+
+# -- the model stream -----------------------------------------------------------------------------
+
+@dataclass
+class ModelStream:
+    init: bytes
+    deltas: list[bytes]
+    segments: list[dict[str, Any]]  # per segment: frames, changed params, bytes, losses, psnr
+    state: ModelState  # the model after the last segment (== the decoder's)
+    levels: list | None
+    info: dict[str, Any]
+    seconds: float
+
+
+def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: EncodeSettings,
+                       evaluate_every: int = 0, on_progress: Progress | None = None,
+                       base: tuple | None = None) -> ModelStream:
+    """Adapt the model to each segment of (decoded LR, HR) frames and code the model stream.
+
+    `evaluate_every` N > 0 measures, after each segment's update, the PSNR the decoder gets on
+    every N-th frame of that segment (per level for a package). `base` = an `initial_model`
+    result to reuse."""
+    started = time.perf_counter()
+    device = pick_device(settings.device)
+    model, spec, levels, info = base if base is not None else initial_model(settings)
+    cfg = settings.adapt
+    model = model.to(device)
+    if settings.init_steps:
+        full = replace(cfg, strategy="full", steps=settings.init_steps, seed=cfg.seed + 7919)
+        SparseAdapter(model, full, levels).adapt(PatchSampler(lr, hr, settings.scale, cfg.patch, cfg.batch, device), 0)
+    init = encode_full(model, spec, settings.init_dtype)
+    state = ModelState.from_full(init, device=device)
+    adapter = SparseAdapter(state.model, cfg, levels)
+    bounds = segment_bounds(len(lr), fps, settings.tau)
+    deltas, segments = [], []
+    for t, (a, b) in enumerate(bounds):
+        seg = {"index": t, "start": a, "frames": b - a}
+        if evaluate_every:
+            seg["psnr_before"] = _psnr(state.model, lr[a:b], hr[a:b], settings.scale, levels, evaluate_every)
+        sampler = PatchSampler(lr[a:b], hr[a:b], settings.scale, cfg.patch, cfg.batch, device)
+        before = state.vector
+        if cfg.steps:
+            idx, losses = adapter.adapt(sampler, t)
+            idx = idx.to("cpu")
+            change = (adapter.vector().to("cpu") - before)[idx]
+            data, deq = quantise(change, settings.delta_dtype)
+            keep = deq != 0
+            idx, deq = idx[keep], deq[keep]
+            if not bool(keep.all()):
+                data, deq = quantise(change[keep], settings.delta_dtype)
+        else:
+            idx, losses, deq = torch.zeros(0, dtype=torch.int64), [], torch.zeros(0)
+            data, _ = quantise(deq, settings.delta_dtype)
+        after = before.clone()
+        after[idx] += deq
+        record = encode_delta(idx, data, settings.delta_dtype, t, before.numel(), state.base_hash, state.hash,
+                              vector_hash(after))
+        state.apply(record, f"segment {t}")  # the encoder's model becomes the decoder's, bit for bit
+        deltas.append(record)
+        seg.update(changed=int(idx.numel()), bytes=len(record),
+                   loss_first=losses[0] if losses else None, loss_last=losses[-1] if losses else None)
+        if evaluate_every:
+            seg["psnr_after"] = _psnr(state.model, lr[a:b], hr[a:b], settings.scale, levels, evaluate_every)
+        segments.append(seg)
+        if on_progress:
+            on_progress("adapt", t + 1, len(bounds))
+    info = dict(info, params=int(state.vector.numel()), device=str(device))
+    return ModelStream(init, deltas, segments, state, levels, info, time.perf_counter() - started)
+
+
+def _psnr(model, lr, hr, scale, levels, every):
+    if not levels:
+        return segment_psnr(model, lr, hr, scale, every=every)
+    return [segment_psnr(model, lr, hr, scale, cfg=c, every=every) for c in levels]
+
+
+# -- the whole encoder ----------------------------------------------------------------------------
+
+def encode_video(video: str | os.PathLike[str], out: str | os.PathLike[str], settings: EncodeSettings, *,
+                 max_frames: int | None = None, crop: tuple[int, int] | None = None,
+                 on_progress: Progress | None = None) -> dict[str, Any]:
+    """Encode `video` into a stream at `out` (folder, or single file ending in .adasrs); returns the manifest."""
+    from adasr.stream.container import write_stream
+
+    started = time.perf_counter()
+    if on_progress:
+        on_progress("read", 0, 1)
+    hr, fps = load_clip(video, settings.scale, max_frames, crop)
+    read_s = time.perf_counter() - started
+    t0 = time.perf_counter()
+    lr = downsample(hr, settings.scale)
+    if on_progress:
+        on_progress("content", 0, 1)
+    content, decoded = encode_content(lr, fps, settings.codec, settings.crf, settings.preset)
+    content_s = time.perf_counter() - t0
+    ms = build_model_stream(decoded, hr, fps, settings, on_progress=on_progress)
+    encode_s = time.perf_counter() - t0
+    n, h, w = hr.shape[:3]
+    duration = n / float(fps)
+    blobs = {"content.mp4": content, "model/init.bin": ms.init}
+    segs = []
+    for seg, record in zip(ms.segments, ms.deltas):
+        name = f"model/seg-{seg['index']:05d}.bin"
+        blobs[name] = record
+        segs.append({"index": seg["index"], "start_frame": seg["start"], "frames": seg["frames"], "record": name,
+                     "changed": seg["changed"], "bytes": seg["bytes"]})
+    bits = {"content": 8 * len(content), "model_init": 8 * len(ms.init), "model_deltas": 8 * sum(map(len, ms.deltas))}
+    bits["total"] = sum(bits.values())
+    manifest = {
+        "source": {"path": str(video), "width": w, "height": h, "frames": n},
+        "scale": settings.scale, "fps": str(fps), "frames": n, "width": w, "height": h,
+        "lr_width": w // settings.scale, "lr_height": h // settings.scale, "duration_s": duration,
+        "content": {"file": "content.mp4", "codec": settings.codec, "crf": settings.crf, "preset": settings.preset},
+        "model": {"init": "model/init.bin", **ms.info}, "segments": segs, "settings": settings.to_dict(),
+        "bits": bits,
+        "kbps": {k: v / duration / 1000 for k, v in bits.items()},
+        "bpp": {k: v / (n * w * h) for k, v in bits.items()},
+        "timing": {"read_s": read_s, "content_s": content_s, "adapt_s": ms.seconds, "encode_s": encode_s,
+                   "realtime_factor": duration / encode_s},
+    }
+    if on_progress:
+        on_progress("write", 0, 1)
+    write_stream(out, manifest, blobs)
+    return manifest
