@@ -232,6 +232,35 @@ def test_lookup_policy_algorithm_1():
         LookupPolicy(fam, resource="gpu")
 
 
+def test_lookup_policy_calibrates_to_measured_latency():
+    fam = _family({"0.00": [0.01, 0.02, 0.04, 0.08], "0.50": [0.02, 0.04, 0.08, 0.16]})
+    pol = LookupPolicy(fam, margin=1.0, alpha=0.5)
+    assert pol.choose(_state(period=0.1, load=0.0)) == 3
+    # level 3 really takes 0.24 s in the pipeline (3x its table entry): k of column 0.00 rises
+    for _ in range(8):
+        level = pol.choose(RuntimeState(0.0, pol._pending[0], 0.1, None, None, 0, 3 * fam[pol._pending[0]].seconds("0.00"), None, 0.0))
+    assert 2.5 < pol.k[0] <= 3.0 and pol.k[1] == 1.0          # only the column that was measured
+    assert level == 1                                          # 3 * 0.02 fits 0.1, 3 * 0.04 does not
+    # a reading for another level than the one chosen (someone else switched) is ignored
+    k = list(pol.k)
+    pol.choose(RuntimeState(0.0, 3, 0.1, None, None, 0, 1.0, None, 0.0))
+    assert pol.k == k
+    # calibration off: the table alone decides
+    raw = LookupPolicy(fam, margin=1.0, calibrate=False)
+    for _ in range(8):
+        assert raw.choose(RuntimeState(0.0, 3, 0.1, None, None, 0, 0.24, None, 0.0)) == 3
+
+
+def test_auto_threads_rule():
+    from adasr.runtime.engine import auto_threads
+
+    assert auto_threads(_state(load=0.0), cores=4) == 4
+    assert auto_threads(_state(load=0.05), cores=4) == 4
+    assert auto_threads(_state(load=0.5), cores=4) == 1
+    assert auto_threads(_state(), cores=4) == torch.get_num_threads()  # unknown load: unchanged
+    assert auto_threads(None, cores=4) == torch.get_num_threads()
+
+
 def test_reactive_policy_steps_down_then_up_with_hysteresis():
     fam = _family({"0.00": [0.01, 0.02, 0.04, 0.08]})
     pol = ReactivePolicy(fam, hysteresis=0.2, cooldown=2, min_samples=2)
@@ -356,6 +385,43 @@ def test_stream_on_time_with_pacing_counts_no_misses(net, family):
     # paced: frame i starts at most one period ahead of its slot
     for f in stats.frames:
         assert f.deadline - f.ready_time <= 2 * 0.05 + 1e-9
+
+
+def test_stream_resyncs_after_a_late_frame(net, family):
+    clock = FakeClock()
+
+    class OneSlow(SlowRunner):
+        def process(self, frame):
+            out = self.runner.process(frame)
+            self.clock.sleep(0.3 if self.n == 3 else 0.01)
+            self.n += 1
+            return out
+
+    runner = OneSlow(Engine(net, family), clock, [])
+    runner.n = 0
+    stats = run_stream(runner, _frames(10), None, 20.0, clock=clock, sleep=clock.sleep, queue_size=1)
+    assert [f.missed for f in stats.frames] == [i == 3 for i in range(10)]  # one slow frame, one miss
+    assert len(stats.stalls) == 1 and stats.stalls[0].frame == 3
+    late = stats.frames[3]
+    assert stats.frames[4].deadline == pytest.approx(late.ready_time + 0.05)  # the clock re-anchored
+    runner.n = 0
+    clock.t = 0.0
+    old = run_stream(runner, _frames(10), None, 20.0, clock=clock, sleep=clock.sleep, queue_size=1, resync=False)
+    assert old.missed > 1  # without re-anchoring the frames after it are late too
+
+
+def test_stream_thread_rule_is_applied_and_restored(net, family):
+    before = torch.get_num_threads()
+    seen = []
+
+    def rule(state):
+        seen.append(state)
+        return 1 if len(seen) % 2 else 2
+
+    stats = run_stream(Engine(net, family), _frames(4), None, 1000.0, threads=rule, pace=False)
+    assert len(seen) == 4 and all(isinstance(s, RuntimeState) for s in seen)
+    assert [f.threads for f in stats.frames] == [1, 2, 1, 2]
+    assert torch.get_num_threads() == before
 
 
 def test_stream_real_clip_end_to_end(net, family, data_root):

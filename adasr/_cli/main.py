@@ -312,6 +312,10 @@ def demo(
 bench_app = typer.Typer(help="Benchmarks that run competitors side by side and report ratios.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
+from adasr._cli.stream_cmd import register as _register_stream  # noqa: E402  (encode, decode, bench codec)
+
+_register_stream(app, bench_app)
+
 
 @bench_app.command("memory")
 def bench_memory(
@@ -347,6 +351,8 @@ def bench_adaptivity(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for adaptivity.json and the PNGs.")] = Path("out/adaptivity"),
     seed: Annotated[int, typer.Option(help="Seed of the trace.")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    thread_rule: Annotated[str, typer.Option(help="auto: every core while the CPU is otherwise idle, one thread under "
+                                             "background load; fixed: keep --threads throughout.")] = "auto",
 ) -> None:
     """adasr vs Static (reload on switch) vs Assembled (all resident) under one load trace."""
     from rich.table import Table
@@ -356,7 +362,7 @@ def bench_adaptivity(
     _threads(threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = run_adaptivity(package, video, trace=trace, seconds=seconds, target_fps=target_fps, policy=policy,
-                            seed=seed, out_dir=out_dir,
+                            seed=seed, out_dir=out_dir, thread_rule=thread_rule,
                             on_progress=lambda stage, done, total: console.print(f"  {stage}: {done}/{total}"))
     rows = summary_rows(result)
     table = Table(title=f"trace {trace}, target {result['target_fps']:.1f} FPS, policy {policy}, {seconds:g} s per runner")

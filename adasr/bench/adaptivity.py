@@ -260,7 +260,7 @@ def _make_policy(policy: str, family: Any) -> Any:
 
 def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_psnr: list[float], *,
              trace: Any, target_fps: float, max_frames: int, policy: str, load_workers: int | None,
-             rss_interval_s: float) -> dict[str, Any]:
+             rss_interval_s: float, thread_rule: str = "auto") -> dict[str, Any]:
     from adasr.runtime.load import CpuLoad
     from adasr.runtime.monitors import CpuMonitor, StreamMonitor
     from adasr.runtime.traces import TracePlayer
@@ -271,6 +271,7 @@ def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_
     with PeakRss(rss_interval_s) as rss:
         try:
             runner = _build_runner(name, package, family)
+            runner.warmup(lrs[0].shape[:2])  # kernels for this frame size built before the clock starts
             monitor = StreamMonitor(cpu=CpuMonitor(), level=runner.level, target_period_s=1.0 / target_fps)
             frames = (lrs[i % len(lrs)] for i in range(max_frames))  # bounded
             load = CpuLoad(share=trace.steps[0][1], workers=load_workers).start()
@@ -279,7 +280,7 @@ def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_
             load_start = time.monotonic()
             run_policy = _make_policy(policy, family)
             stream_start = time.monotonic()
-            stats = _stream(runner, frames, target_fps, run_policy, monitor, max_frames)
+            stats = _stream(runner, frames, target_fps, run_policy, monitor, max_frames, thread_rule)
             player.stop()
             load.stop()
             applied = list(player.applied)
@@ -337,10 +338,12 @@ def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_
     }
 
 
-def _stream(runner: Any, frames: Any, target_fps: float, policy: Any, monitor: Any, max_frames: int) -> Any:
-    from adasr.runtime.engine import run_stream
+def _stream(runner: Any, frames: Any, target_fps: float, policy: Any, monitor: Any, max_frames: int,
+            threads: str = "auto") -> Any:
+    from adasr.runtime.engine import auto_threads, run_stream
 
-    return run_stream(runner, frames, None, target_fps, policy, monitor, max_frames=max_frames)
+    rule = auto_threads if threads == "auto" else None
+    return run_stream(runner, frames, None, target_fps, policy, monitor, max_frames=max_frames, threads=rule)
 
 
 # -- plots ------------------------------------------------------------------------------------------------
@@ -431,7 +434,7 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
                    runners: Sequence[str] = RUNNERS, seed: int = 0, out_dir: str | os.PathLike[str],
                    load_workers: int | None = None, on_progress: Progress | None = None,
                    device_key: str | None = None, max_video_frames: int = 32, psnr_frames: int = 4,
-                   rss_interval_s: float = 0.02) -> dict[str, Any]:
+                   rss_interval_s: float = 0.02, thread_rule: str = "auto") -> dict[str, Any]:
     """Run every runner under the same load trace on the same frames; see the module doc.
 
     trace: "bursty" | "stable" | "random" (generated for `seconds` with `seed`) or a CSV path.
@@ -440,6 +443,8 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
     (default one per core). device_key: which device profile of the package to use (default:
     the only one, else this machine's key, else the stored family).
     on_progress(stage, done, total): called after the PSNR evaluation and after each runner.
+    thread_rule: "auto" (`auto_threads`: all cores while the CPU is otherwise idle, one thread
+    under background load) or "fixed" (torch's current setting throughout).
 
     Writes ``out_dir/adaptivity.json`` and the PNGs in `PNGS`; returns the JSON dict.
     """
@@ -447,6 +452,8 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
     from adasr.runtime.engine import Engine
 
     seconds = _check_positive("seconds", seconds)
+    if thread_rule not in ("auto", "fixed"):
+        raise ConfigError(f"thread_rule must be 'auto' or 'fixed', got {thread_rule!r}")
     if policy not in POLICIES:
         raise ConfigError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     runners = tuple(runners) if not isinstance(runners, str) else (runners,)
@@ -501,7 +508,7 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
     for i, name in enumerate(runners):
         results[name] = _run_one(name, package, family, lrs, level_psnr, trace=trace_obj, target_fps=target_fps,
                                  max_frames=max_frames, policy=policy, load_workers=load_workers,
-                                 rss_interval_s=rss_interval_s)
+                                 rss_interval_s=rss_interval_s, thread_rule=thread_rule)
         if on_progress is not None:
             on_progress("runner", i + 1, len(runners))
 
@@ -517,6 +524,7 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
         "target_fps_source": fps_source,
         "max_frames": max_frames,
         "policy": policy,
+        "thread_rule": thread_rule,
         "lr_size": [lr_hw[1], lr_hw[0]],
         "scale": package.scale,
         "video_frames": len(lrs),

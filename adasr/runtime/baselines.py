@@ -79,6 +79,21 @@ class _Runner:
     def process(self, frame: np.ndarray) -> np.ndarray:
         return tensor_to_frame(self.process_tensor(frame_to_tensor(frame, self.channels_last)))
 
+    def _resident_models(self) -> list[nn.Module]:
+        return [self._model()]
+
+    @torch.inference_mode()
+    def warmup(self, lr_hw: tuple[int, int], repeats: int = 1) -> None:
+        """Run every resident model `repeats` times on a frame of `lr_hw` (H, W), as
+        `Engine.warmup` does (Static: only its loaded level; a level it loads later starts cold,
+        which is part of a reload's cost)."""
+        x = torch.zeros(1, 3, int(lr_hw[0]), int(lr_hw[1]))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for model in self._resident_models():
+            for _ in range(max(1, int(repeats))):
+                model(x)
+
     def run_stream(self, frames: Iterable[np.ndarray], sink: Callable[[np.ndarray], Any] | None,
                    target_fps: float, policy: Policy | None = None, monitor: Monitor | None = None,
                    **kw: Any) -> RunStats:
@@ -112,6 +127,9 @@ class AssembledRunner(_Runner):
 
     def resident_bytes(self) -> int:
         return sum(module_bytes(m) for m in self.models)
+
+    def _resident_models(self) -> list[nn.Module]:
+        return list(self.models)
 
 
 class StaticRunner(_Runner):

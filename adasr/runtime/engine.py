@@ -17,10 +17,14 @@ sink, for the Engine or any baseline (`Runner` protocol):
   (decoder, policy, model, sink) every thread is stopped and joined, the frame iterator closed,
   and the first exception re-raised.
 - Display clock: anchored at t0, the moment the SR loop receives the first frame. Frame i is
-  due at ``deadline_i = t0 + (i + 1) * period`` (period = 1 / target_fps); its ready time is
-  when its SR output exists (after any switch it needed); it is *missed* if ready after its
-  deadline. The schedule never re-anchors (a player that fell behind stays behind until it
-  catches up by running faster than the target).
+  due one period after the previous frame's slot, ``deadline_i = deadline_{i-1} + period``
+  (``deadline_0 = t0 + period``; period = 1 / target_fps); its ready time is when its SR output
+  exists (after any switch it needed); it is *missed* if ready after its deadline. With
+  ``resync=True`` (the default, what a video player does) a late frame is shown when it is
+  ready and the clock re-anchors there: ``deadline_{i+1} = ready_i + period``, so one slow
+  frame counts as one miss instead of making every later frame late. With ``resync=False``
+  the schedule never re-anchors (a player that fell behind stays behind until it catches up
+  by running faster than the target).
 - Pacing (`pace=True`): the SR loop starts frame i no earlier than
   ``deadline_i - (1 + max_ahead) * period``, as a player whose output buffer holds `max_ahead`
   frames; this keeps a fast level from racing ahead, so monitors see the real idle time.
@@ -172,6 +176,22 @@ class Engine:
         """uint8 HxWx3 RGB -> uint8 (sH)x(sW)x3 with the active level."""
         return tensor_to_frame(self.process_tensor(frame_to_tensor(frame, self.channels_last)))
 
+    def warmup(self, lr_hw: tuple[int, int], repeats: int = 1) -> None:
+        """Run every level `repeats` times on a frame of `lr_hw` (H, W), then restore the active
+        level: the first forward of a level at a new size builds kernels (oneDNN primitives, CUDA
+        autotuning) and would otherwise land on a live frame. Switches made here are not recorded."""
+        h, w = (int(v) for v in lr_hw)
+        if h < 1 or w < 1:
+            raise ConfigError(f"warm-up size must be positive, got {lr_hw!r}")
+        x = torch.zeros(1, 3, h, w)
+        keep, recorded = self.level, len(self.switch_latencies)
+        for lv in self.levels:
+            self.supernet.set_active(lv.config)
+            for _ in range(max(1, int(repeats))):
+                self.process_tensor(x)
+        self.supernet.set_active(self.levels[keep].config)
+        del self.switch_latencies[recorded:]
+
     def supernet_bytes(self) -> int:
         return self.supernet.supernet_bytes()
 
@@ -199,6 +219,7 @@ class FrameRecord:
     ready_time: float  # seconds since t0 (display clock anchor)
     deadline: float    # seconds since t0
     missed: bool
+    threads: int = 0   # torch intra-op threads the frame ran with
 
 
 @dataclass(frozen=True)
@@ -266,6 +287,25 @@ class RunStats:
 
 # -- the streaming pipeline --------------------------------------------------------------------------
 
+ThreadRule = Callable[[Any], int]
+
+
+def auto_threads(state: Any, *, cores: int | None = None, busy: float = 0.1) -> int:
+    """Torch threads for the next frame: every core while other programs leave the CPU idle,
+    one thread once they take more than `busy` of it (or when the load is unknown after a busy
+    reading). On a contended CPU a multi-threaded forward waits at every parallel region for its
+    slowest thread, and a descheduled thread stalls all of them: on the 2-core reference machine
+    the fastest level took 320 ms a frame with 2 threads under full background load and 36 ms with
+    one (docs/BENCHMARKS.md, section 6)."""
+    import os
+
+    cores = cores or os.cpu_count() or 1
+    load = getattr(state, "load_share", None) if state is not None else None
+    if load is None:
+        return torch.get_num_threads()
+    return 1 if load > busy else cores
+
+
 class _End:
     """End-of-stream marker."""
 
@@ -295,6 +335,7 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
                target_fps: float, policy: Policy | None = None, monitor: Monitor | None = None, *,
                clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep,
                queue_size: int = 4, pace: bool = True, max_ahead: int = 1, stall_periods: float = 2.0,
+               resync: bool = True, threads: ThreadRule | int | None = None,
                max_frames: int | None = None, poll_s: float = 0.05, stall_timeout_s: float = 60.0,
                join_timeout_s: float = 10.0) -> RunStats:
     """Play `frames` through `runner` at `target_fps`; see the module doc for the clock rules.
@@ -304,6 +345,9 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
     it is told every frame's latency (None: a `StreamMonitor` on `clock`).
     clock / sleep: injectable (tests use a fake clock, so "latency" is whatever it says).
     sink: called as ``sink(frame)`` in order, from a sink thread (None: frames are dropped).
+    threads: torch intra-op threads of the SR loop: an int (fixed), a rule
+    ``threads(state) -> int`` asked before every frame (e.g. `auto_threads`), or None (leave
+    torch's setting). The previous setting is restored at the end.
     """
     from adasr.runtime.monitors import StreamMonitor
 
@@ -371,6 +415,7 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
         except BaseException as exc:
             fail(exc)
 
+    threads_before = torch.get_num_threads()
     decoder = threading.Thread(target=decode, name="adasr-decode", daemon=True)
     writer = threading.Thread(target=write, name="adasr-sink", daemon=True)
     wall_start = time.perf_counter()
@@ -379,6 +424,7 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
     try:
         t0: float | None = None
         last_ready = 0.0
+        next_deadline = period
         index = 0
         waited = 0.0
         while not stop.is_set():
@@ -394,13 +440,18 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
                 break
             if t0 is None:
                 t0 = clock()
-            deadline = (index + 1) * period
+            deadline = next_deadline
             if pace:
                 early = t0 + deadline - (1 + max_ahead) * period - clock()
                 if early > 0:
                     sleep(early)
+            state = monitor.sample() if policy is not None or callable(threads) else None
+            if threads is not None:
+                n_threads = int(threads(state) if callable(threads) else threads)
+                if n_threads >= 1 and n_threads != torch.get_num_threads():
+                    torch.set_num_threads(n_threads)
             if policy is not None:
-                want = _check_level_index(policy.choose(monitor.sample()), n_levels)
+                want = _check_level_index(policy.choose(state), n_levels)
                 if want != runner.level:
                     before = runner.level
                     ns = runner.switch(want)
@@ -417,7 +468,9 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
             if gap > stall_periods * period:
                 stats.stalls.append(Stall(index, gap))
             last_ready = ready_rel
-            stats.frames.append(FrameRecord(index, level, latency, ready_rel, deadline, ready_rel > deadline))
+            late = ready_rel > deadline
+            stats.frames.append(FrameRecord(index, level, latency, ready_rel, deadline, late, torch.get_num_threads()))
+            next_deadline = (ready_rel if late and resync else deadline) + period
             index += 1
             if not _put(finished, out, stop, poll_s):
                 break
@@ -432,6 +485,8 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
         decoder.join(join_timeout_s)
         writer.join(join_timeout_s)
         stats.wall_s = time.perf_counter() - wall_start
+        if threads is not None and torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
     if errors:
         raise errors[0]
     if decoder.is_alive() or writer.is_alive():

@@ -85,12 +85,19 @@ class LookupPolicy:
          nearest (in log) to the measured window mean latency (the measured-latency ratio).
        Unknown readings (no CPU reading, empty window) fall back to the last r, initially the
        least loaded profiled column.
-    2. Candidates: levels with ``T[i][r] <= margin * target_period``; pick the best PSNR (ties:
-       the faster). No candidate: the fastest level at r.
+    2. Online calibration (``calibrate=True``, resource "cpu"): a profile is taken on an idle
+       pipeline (one forward at a time); in a player the same level also pays frame conversion,
+       the decoder and sink threads and cache pressure. After every frame the policy compares
+       the running level's measured latency (`state.last_latency_s`) with its table entry at r
+       and keeps k[r], per resource column, an exponential moving average of that ratio (weight
+       `alpha`, clipped to [1/4, 8]); entries of column r are scaled by k[r] before the
+       comparison below. Every k starts at 1.
+    3. Candidates: levels with ``k[r] * T[i][r] <= margin * target_period``; pick the best PSNR
+       (ties: the faster). No candidate: the fastest level at r.
     """
 
     def __init__(self, family: Family | Sequence[Level], *, resource: str = "cpu", margin: float = 0.9,
-                 measured: bool = True) -> None:
+                 measured: bool = True, calibrate: bool = True, alpha: float = 0.2) -> None:
         self.levels = list(family)
         if not self.levels:
             raise ConfigError("LookupPolicy needs at least one level")
@@ -105,6 +112,10 @@ class LookupPolicy:
         self.shares = sorted(float(n) for n in names)
         self.table = [[lv.seconds(s, measured) for s in self.shares] for lv in self.levels]
         self._column = 0
+        self.calibrate = bool(calibrate) and resource == "cpu"
+        self.alpha = _check_fraction("alpha", alpha, 0.0, 1.0)
+        self.k = [1.0] * len(self.shares)  # one calibration factor per resource column
+        self._pending: tuple[int, int] | None = None  # (level, column) of the frame being run
 
     @staticmethod
     def _names(lv: Level, measured: bool) -> set[str]:
@@ -127,15 +138,29 @@ class LookupPolicy:
         return self._column
 
     def select(self, column: int, target_period_s: float) -> int:
-        """Best-PSNR level meeting the target at resource column `column`, else the fastest."""
-        budget = self.margin * target_period_s
+        """Best-PSNR level meeting the target at resource column `column` (table entries scaled
+        by the calibration factor k), else the fastest."""
+        budget = self.margin * target_period_s / self.k[column]
         fits = [i for i in range(len(self.levels)) if self.table[i][column] <= budget]
         if not fits:
             return min(range(len(self.levels)), key=lambda i: (self.table[i][column], i))
         return max(fits, key=lambda i: (self.levels[i].psnr, -self.table[i][column], -i))
 
+    def _update_k(self, state: RuntimeState) -> None:
+        last, pending = state.last_latency_s, self._pending
+        if last is None or pending is None or pending[0] != state.level or not last > 0:
+            return
+        level, column = pending
+        ratio = min(8.0, max(0.25, last / self.table[level][column]))
+        self.k[column] = min(8.0, max(0.25, (1 - self.alpha) * self.k[column] + self.alpha * ratio))
+
     def choose(self, state: RuntimeState) -> int:
-        return self.select(self.resource_column(state), state.target_period_s)
+        column = self.resource_column(state)
+        if self.calibrate:
+            self._update_k(state)
+        level = self.select(column, state.target_period_s)
+        self._pending = (level, column)
+        return level
 
     def level_name_of(self, column: int) -> str:
         return level_name(self.shares[column])
