@@ -105,9 +105,11 @@ def encode_content(frames: np.ndarray, fps: Fraction, codec: str, crf: int, pres
     """Encode frames to MP4 with `codec`; return (file bytes, frames decoded back from them)."""
     from adasr.video import VideoWriter, read_frames
 
+    h, w = frames.shape[1:3]
+    if codec in ("h265", "hevc") and w < 64:  # libx265 corrupts its heap on frames narrower than one CTU
+        raise ConfigError(f"H.265 content needs LR frames at least 64 pixels wide, got {w}; crop less or use h264")
     with tempfile.TemporaryDirectory(prefix="adasr-content-") as tmp:
         path = Path(tmp) / "content.mp4"
-        h, w = frames.shape[1:3]
         with VideoWriter(path, w, h, fps, codec=codec, crf=crf, preset=preset) as writer:
             for f in frames:
                 writer.write(f)

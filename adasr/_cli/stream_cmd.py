@@ -1,0 +1,183 @@
+"""`adasr encode`, `adasr decode` and `adasr bench codec`: model streaming on the command line."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from adasr.errors import ConfigError, InputError
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+def _crop(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--crop must look like 320x180, got {text!r}") from None
+    if w < 16 or h < 16:
+        raise ConfigError(f"--crop too small: {text}")
+    return w, h
+
+
+def _tau(text: str) -> float:
+    if text.lower() in ("inf", "none"):
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"--tau wants seconds or 'inf', got {text!r}") from None
+    if not value > 0:
+        raise ConfigError(f"--tau must be positive, got {text}")
+    return value
+
+
+def _stage_printer(quiet: bool):
+    last = {"stage": None}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if quiet:
+            return
+        if stage != last["stage"] or done == total or done % 5 == 0:
+            console.print(f"  {stage}: {done}/{total}", highlight=False)
+            last["stage"] = stage
+
+    return progress
+
+
+def encode(
+    video: Annotated[Path, typer.Argument(help="HR source video.")],
+    stream: Annotated[Path, typer.Argument(help="Stream to write: a folder, or a single file ending in .adasrs.")],
+    scale: Annotated[int, typer.Option(help="Downsampling factor k (the SR model's scale).")] = 2,
+    codec: Annotated[str, typer.Option(help="Content codec: h265 or h264.")] = "h265",
+    crf: Annotated[int, typer.Option(help="Content quality (constant rate factor, lower = better).")] = 30,
+    preset: Annotated[str, typer.Option(help="Content encoder preset.")] = "slow",
+    tau: Annotated[str, typer.Option(help="Segment length in seconds (one model update each), or inf.")] = "2",
+    eta: Annotated[float, typer.Option(help="Fraction of the parameters a segment may change.")] = 0.05,
+    strategy: Annotated[str, typer.Option(help="Which parameters: gradient (SRVC), ams (Algorithm 3), random, first, last, first_last, full.")] = "gradient",
+    model: Annotated[str, typer.Option(help="generic (bundled model), srvc (SRVC's model), a model file, or a package (folder/.adasr).")] = "generic",
+    levels: Annotated[str, typer.Option(help="Package model: levels to adapt together, 'all' or indices like 0,5,10.")] = "all",
+    steps: Annotated[int, typer.Option(help="Adam steps per segment.")] = 20,
+    batch: Annotated[int, typer.Option(help="Crops per step.")] = 8,
+    patch: Annotated[int, typer.Option(help="LR crop side in pixels.")] = 48,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 5e-4,
+    init_steps: Annotated[int, typer.Option(help="Full-model steps on the whole clip before the first model is sent (one-shot customisation).")] = 0,
+    values: Annotated[str, typer.Option(help="Delta values: float16, int8 or float32.")] = "float16",
+    max_frames: Annotated[Optional[int], typer.Option(help="Encode only the first N frames.")] = None,
+    crop: Annotated[Optional[str], typer.Option(help="Centre crop WxH of the source before encoding.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N] for the adaptation.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+) -> None:
+    """Encode a video as an LR content stream plus a model stream of per-segment sparse updates (SRVC)."""
+    from adasr.stream.adapt import AdaptConfig
+    from adasr.stream.encoder import EncodeSettings, encode_video
+
+    _threads(threads)
+    if not video.is_file():
+        raise InputError(f"video not found: {video}")
+    if codec.lower() not in ("h264", "h265", "hevc", "avc"):
+        raise ConfigError(f"--codec must be h264 or h265, got {codec!r}")
+    if max_frames is not None and max_frames < 1:
+        raise ConfigError(f"--max-frames must be at least 1, got {max_frames}")
+    settings = EncodeSettings(scale=scale, codec=codec, crf=crf, preset=preset, tau=_tau(tau), model=model,
+                              levels=levels, init_steps=init_steps, delta_dtype=values, device=device,
+                              adapt=AdaptConfig(eta=eta, steps=steps, batch=batch, patch=patch, lr=lr,
+                                                strategy=strategy, seed=seed))
+    m = encode_video(video, stream, settings, max_frames=max_frames, crop=_crop(crop),
+                     on_progress=_stage_printer(quiet))
+    k, t = m["kbps"], m["timing"]
+    out.print(f"wrote {stream}: {m['frames']} frames {m['width']}x{m['height']} (content {m['lr_width']}x"
+              f"{m['lr_height']} {codec} crf {crf}), {len(m['segments'])} segments", highlight=False)
+    out.print(f"  content {k['content']:.1f} kbps, model {k['model_init'] + k['model_deltas']:.1f} kbps "
+              f"(first model {k['model_init']:.1f}, updates {k['model_deltas']:.1f}), total {k['total']:.1f} kbps, "
+              f"{m['bpp']['total']:.4f} bits per pixel", highlight=False)
+    out.print(f"  encoded in {t['encode_s']:.1f} s = {t['realtime_factor']:.2f}x real time", highlight=False)
+
+
+def decode(
+    stream: Annotated[Path, typer.Argument(help="Stream folder or .adasrs file.")],
+    output: Annotated[Path, typer.Argument(help="HR video to write (.mp4, .mkv, .mov).")],
+    level: Annotated[Optional[int], typer.Option(help="Package stream: level to run (default the largest).")] = None,
+    codec: Annotated[str, typer.Option(help="Output codec: h264, h265 or av1.")] = "h264",
+    crf: Annotated[int, typer.Option(help="Output quality.")] = 18,
+    preset: Annotated[Optional[str], typer.Option(help="Output encoder preset.")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop after N frames.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+) -> None:
+    """Decode a stream: content frames super-resolved by the model, updated at each segment boundary."""
+    from adasr.stream.reader import decode_stream
+
+    _threads(threads)
+    printer = _stage_printer(quiet)
+    s = decode_stream(stream, output, level=level, codec=codec, crf=crf, preset=preset, device=device,
+                      max_frames=max_frames, on_frame=lambda d, t: printer("decode", d, t) if d % 25 == 0 or d == t else None)
+    out.print(f"wrote {output}: {s.frames} frames {s.width}x{s.height}, {s.segments} model updates applied, "
+              f"{s.fps:.1f} frames/s", highlight=False)
+
+
+def bench_codec(
+    videos: Annotated[list[Path], typer.Argument(help="Real clips (each one is benchmarked).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for codec.json and the PNGs.")] = Path("out/codec"),
+    max_frames: Annotated[Optional[int], typer.Option(help="Use the first N frames of each clip.")] = 250,
+    crop: Annotated[Optional[str], typer.Option(help="Centre crop WxH of each clip.")] = None,
+    hr_crfs: Annotated[str, typer.Option(help="CRFs of the HR H.264/H.265 curves.")] = "24,28,32,36,40",
+    lr_crfs: Annotated[str, typer.Option(help="CRFs of the LR H.265 curves.")] = "20,24,28,32,36",
+    sweep_crf: Annotated[int, typer.Option(help="LR CRF of the eta / tau / strategy sweeps.")] = 28,
+    sweeps: Annotated[bool, typer.Option(help="Run the eta, tau and strategy sweeps.")] = True,
+    package: Annotated[Optional[Path], typer.Option(help="Also adapt this package's supernet (all levels) and report per-level PSNR.")] = None,
+    tau: Annotated[str, typer.Option(help="Segment seconds of the adasr stream.")] = "2",
+    eta: Annotated[float, typer.Option(help="Parameter fraction per update of the adasr stream.")] = 0.05,
+    steps: Annotated[int, typer.Option(help="Adam steps per segment.")] = 20,
+    oneshot_steps: Annotated[int, typer.Option(help="Steps of the one-shot customisation.")] = 100,
+    ssim_every: Annotated[int, typer.Option(help="SSIM on every N-th frame (PSNR on all).")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+) -> None:
+    """Rate-distortion of model streaming vs HR H.264/H.265: PSNR/SSIM vs bpp, BD-rate, sweeps; JSON + PNG."""
+    from adasr.bench.codec import CodecBenchConfig, run_codec_bench, summary_lines
+
+    _threads(threads)
+
+    def ints(text: str, name: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(v) for v in text.split(","))
+        except ValueError:
+            raise ConfigError(f"--{name} wants integers like 24,28,32; got {text!r}") from None
+
+    cfg = CodecBenchConfig(max_frames=max_frames, crop=_crop(crop), hr_crfs=ints(hr_crfs, "hr-crfs"),
+                           lr_crfs=ints(lr_crfs, "lr-crfs"), sweep_crf=sweep_crf, sweeps=sweeps, package=package,
+                           tau=_tau(tau), eta=eta, steps=steps, oneshot_steps=oneshot_steps, ssim_every=ssim_every,
+                           seed=seed, device=device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = run_codec_bench(videos, out_dir, cfg, on_progress=_stage_printer(False))
+    for line in summary_lines(result):
+        out.print(line, highlight=False)
+    out.print(f"wrote {out_dir / 'codec.json'} and PNGs")
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add the streaming commands to the `adasr` app and its `bench` group."""
+    app.command("encode")(encode)
+    app.command("decode")(decode)
+    bench_app.command("codec")(bench_codec)
