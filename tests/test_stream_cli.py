@@ -116,7 +116,7 @@ def test_cli_errors_are_one_line(monkeypatch, capsys, tmp_path, data_root):
         (("encode", video, tmp_path / "s", "--strategy", "best"), ("strategy",), 5),
         (("encode", video, tmp_path / "s", "--eta", "0"), ("eta",), 5),
         (("encode", video, tmp_path / "s", "--tau", "abc"), ("--tau",), 5),
-        (("encode", video, tmp_path / "s", "--crop", "96x64", "--max-frames", "2"), ("64 pixels wide",), 5),
+        (("encode", video, tmp_path / "s", "--crop", "96x64", "--max-frames", "2", "--quiet"), ("64 pixels wide",), 5),
         (("decode", tmp_path / "nothing", tmp_path / "o.mp4"), ("stream not found",), 2),
         (("decode", video, tmp_path / "o.mp4"), ("not an adasr stream",), 2),
     ]:
