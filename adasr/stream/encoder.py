@@ -188,12 +188,14 @@ class ModelStream:
 
 def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: EncodeSettings,
                        evaluate_every: int = 0, on_progress: Progress | None = None,
-                       base: tuple | None = None) -> ModelStream:
+                       base: tuple | None = None,
+                       on_segment: Callable[[int, torch.nn.Module, int, int], None] | None = None) -> ModelStream:
     """Adapt the model to each segment of (decoded LR, HR) frames and code the model stream.
 
     `evaluate_every` N > 0 measures, after each segment's update, the PSNR the decoder gets on
     every N-th frame of that segment (per level for a package). `base` = an `initial_model`
-    result to reuse."""
+    result to reuse. `on_segment(t, model, start, end)` is called after segment t's update with
+    the model the decoder holds for frames [start, end) (benchmarks measure quality there)."""
     started = time.perf_counter()
     device = pick_device(settings.device)
     model, spec, levels, info = base if base is not None else initial_model(settings)
@@ -236,6 +238,8 @@ def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: 
         if evaluate_every:
             seg["psnr_after"] = _psnr(state.model, lr[a:b], hr[a:b], settings.scale, levels, evaluate_every)
         segments.append(seg)
+        if on_segment is not None:
+            on_segment(t, state.model, a, b)
         if on_progress:
             on_progress("adapt", t + 1, len(bounds))
     info = dict(info, params=int(state.vector.numel()), device=str(device))
