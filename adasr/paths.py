@@ -41,3 +41,12 @@ def bundled_model(scale: int) -> Path:
         known = sorted(p.stem for p in MODELS_DIR.glob("default_x*.safetensors"))
         raise InputError(f"no bundled model for x{scale} (bundled: {', '.join(known) or 'none'}); pass --model")
     return path
+
+
+def bundled_package(scale: int) -> Path:
+    """The default adaptive package (supernet + profiled family) shipped for `scale`."""
+    path = MODELS_DIR / f"sr_x{scale}.adasr"
+    if not path.is_file():
+        known = sorted(p.stem for p in MODELS_DIR.glob("sr_x*.adasr"))
+        raise InputError(f"no bundled package for x{scale} (bundled: {', '.join(known) or 'none'}); pass --model")
+    return path

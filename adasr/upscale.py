@@ -48,7 +48,8 @@ def sr_tensor(model: nn.Module, x: torch.Tensor, scale: int, *, tile: int | None
 def sr_array(model: nn.Module, rgb: np.ndarray, scale: int, **kw) -> np.ndarray:
     """SR of an RGB uint8 or uint16 HxWx3 array; returns the same dtype, rounded and clipped."""
     peak = 65535.0 if rgb.dtype == np.uint16 else 255.0
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(peak)
+    rgb = np.ascontiguousarray(rgb)
+    x = torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).permute(2, 0, 1)[None].float().div_(peak)
     y = sr_tensor(model, x, scale, **kw).clamp_(0, 1).mul_(peak).round_()
     return y[0].permute(1, 2, 0).numpy().astype(rgb.dtype)
 

@@ -265,19 +265,27 @@ def _audio_codec_name(stream: Any) -> str | None:
     return cc.codec.canonical_name
 
 
-def _to_rgb(frame: Any, reformatter: VideoReformatter) -> np.ndarray:
+def _to_rgb(frame: Any, reformatter: VideoReformatter, size: tuple[int, int] | None = None) -> np.ndarray:
     src_cs = None
     if frame.colorspace in (2, 3):  # unspecified / reserved: guess like players do
         src_cs = Colorspace.ITU709 if frame.width >= 1280 or frame.height > 576 else Colorspace.ITU601
+    if size is None or (frame.width, frame.height) == size:
+        return reformatter.reformat(
+            frame, format="rgb24", src_colorspace=src_cs, interpolation=_SWS_DECODE
+        ).to_ndarray()
     return reformatter.reformat(
-        frame, format="rgb24", src_colorspace=src_cs, interpolation=_SWS_DECODE
+        frame, format="rgb24", width=size[0], height=size[1], src_colorspace=src_cs, interpolation="AREA"
     ).to_ndarray()
 
 
 def read_frames(
-    path: str | os.PathLike[str], *, max_frames: int | None = None, start: int = 0
+    path: str | os.PathLike[str], *, max_frames: int | None = None, start: int = 0,
+    size: tuple[int, int] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield frames `start`, `start+1`, ... (at most `max_frames`) as uint8 HxWx3 RGB.
+
+    size: (W, H) to resize every frame to while converting it (swscale area filter; cheap, for
+    previews and players), None for the stored size.
 
     Frame-accurate: frames before `start` are decoded and dropped. Frames come as stored (no
     rotation applied). Raises InputError as described in the module docstring; a corrupt file
@@ -287,6 +295,8 @@ def read_frames(
         raise ValueError(f"start must be >= 0, not {start}")
     if max_frames is not None and max_frames <= 0:
         return
+    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and 1 <= v <= 16384 for v in size)):
+        raise ValueError(f"size must be (W, H) positive integers, got {size!r}")
     path, container, stream = _open_input(path)
     with container:
         stream.thread_type = "AUTO"
@@ -308,7 +318,7 @@ def read_frames(
                         last_time = frame.time
                     if decoded <= start:
                         continue
-                    yield _to_rgb(frame, reformatter)
+                    yield _to_rgb(frame, reformatter, size)
                     yielded += 1
                     if max_frames is not None and yielded >= max_frames:
                         return

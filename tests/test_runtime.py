@@ -210,7 +210,7 @@ def test_lookup_policy_algorithm_1():
     # profiled latency per resource level (load share); PSNR rises with the level
     fam = _family({"0.00": [0.01, 0.02, 0.04, 0.08], "0.50": [0.02, 0.04, 0.08, 0.16],
                    "0.90": [0.05, 0.10, 0.20, 0.40]})
-    pol = LookupPolicy(fam, margin=1.0)
+    pol = LookupPolicy(fam, margin=1.0, max_step_up=None)
     assert isinstance(pol, Policy) and pol.shares == [0.0, 0.5, 0.9]
     period = 0.1
     assert pol.choose(_state(period=period, load=0.0)) == 3       # all fit: best PSNR
@@ -221,9 +221,13 @@ def test_lookup_policy_algorithm_1():
     assert pol.choose(_state(period=period)) == 2                 # no reading: keeps the last column
     # the safety margin: 0.9 * 0.1 = 0.09 excludes the 0.10 level at 0.90
     assert LookupPolicy(fam, margin=0.9).choose(_state(period=period, load=0.9)) == 0
+    # slow start: at most one level up per decision (down is never limited)
+    slow = LookupPolicy(fam, margin=1.0)
+    assert [slow.choose(_state(level=lv, period=period, load=0.0)) for lv in (0, 1, 2, 3)] == [1, 2, 3, 3]
+    assert slow.choose(_state(level=3, period=0.02, load=0.95)) == 0
     # PSNR, not cost order, decides: level 2 better than 3
     fam2 = _family({"0.00": [0.01, 0.02, 0.04, 0.08]}, psnr=[30, 31, 34, 33])
-    assert LookupPolicy(fam2, margin=1.0).choose(_state(period=0.1, load=0.0)) == 2
+    assert LookupPolicy(fam2, margin=1.0, max_step_up=None).choose(_state(period=0.1, load=0.0)) == 2
     # resource level from the measured latency of the running level
     lat = LookupPolicy(fam, resource="latency", margin=1.0)
     assert lat.choose(_state(level=3, period=period, mean=0.17, count=5)) == 2   # ~0.16: the 0.50 column
@@ -234,7 +238,7 @@ def test_lookup_policy_algorithm_1():
 
 def test_lookup_policy_calibrates_to_measured_latency():
     fam = _family({"0.00": [0.01, 0.02, 0.04, 0.08], "0.50": [0.02, 0.04, 0.08, 0.16]})
-    pol = LookupPolicy(fam, margin=1.0, alpha=0.5)
+    pol = LookupPolicy(fam, margin=1.0, alpha=0.5, max_step_up=None)
     assert pol.choose(_state(period=0.1, load=0.0)) == 3
     # level 3 really takes 0.24 s in the pipeline (3x its table entry): k of column 0.00 rises
     for _ in range(8):
@@ -246,7 +250,7 @@ def test_lookup_policy_calibrates_to_measured_latency():
     pol.choose(RuntimeState(0.0, 3, 0.1, None, None, 0, 1.0, None, 0.0))
     assert pol.k == k
     # calibration off: the table alone decides
-    raw = LookupPolicy(fam, margin=1.0, calibrate=False)
+    raw = LookupPolicy(fam, margin=1.0, calibrate=False, max_step_up=None)
     for _ in range(8):
         assert raw.choose(RuntimeState(0.0, 3, 0.1, None, None, 0, 0.24, None, 0.0)) == 3
 

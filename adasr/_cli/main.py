@@ -141,7 +141,11 @@ def upscale(
     input: Annotated[Path, typer.Argument(help="Image (png, jpg, ...) or video (mp4, mkv, avi, ...).")],
     output: Annotated[Path, typer.Argument(help="Output file; its suffix picks the format.")],
     scale: Annotated[int, typer.Option(help="Upscaling factor; picks the bundled model unless --model is given.")] = 2,
-    model: Annotated[Optional[Path], typer.Option(help="Model file (default: the bundled model for --scale).")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Package (folder or .adasr) or single model file "
+                                                  "(default: the bundled package for --scale).")] = None,
+    level: Annotated[str, typer.Option(help="Package level: auto (videos: hold --target-fps with the adaptive runtime; "
+                                       "images: the best level), best, or an index (0 = fastest).")] = "auto",
+    target_fps: Annotated[Optional[float], typer.Option(help="Frame rate --level auto holds (default: the video's).")] = None,
     codec: Annotated[str, typer.Option(help="Video codec: h264, h265 or av1.")] = "h264",
     crf: Annotated[int, typer.Option(help="Video quality (constant rate factor, lower = better).")] = 20,
     preset: Annotated[Optional[str], typer.Option(help="Encoder preset (default: the codec's own).")] = None,
@@ -149,12 +153,49 @@ def upscale(
     max_frames: Annotated[Optional[int], typer.Option(help="Stop a video after this many frames.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary (frames, mean FPS, deadline "
+                                               "share, level histogram) instead of a sentence.")] = False,
 ) -> None:
     """Upscale an image or a video (frame rate, rotation and audio are kept)."""
     from adasr._cli.upscale_cmd import run_upscale
 
     _threads(threads)
-    run_upscale(input, output, scale, model, codec, crf, preset, tile, max_frames, quiet, out, console)
+    run_upscale(input, output, scale, model, codec, crf, preset, tile, max_frames, quiet, out, console,
+                level=level, target_fps=target_fps, json_summary=json_summary)
+
+
+@app.command()
+def play(
+    video: Annotated[Path, typer.Argument(help="Video file to play (its frames are the LR input).")],
+    target_fps: Annotated[Optional[float], typer.Option(help="Display rate to hold (default: the video's).")] = None,
+    policy: Annotated[str, typer.Option(help="lookup (DySR Algorithm 1 on the profile, calibrated online), reactive "
+                                        "(Dynamic-OFA runtime manager) or fixed (one level).")] = "lookup",
+    level: Annotated[str, typer.Option(help="Starting level (fixed: the level): auto, best or an index.")] = "auto",
+    trace: Annotated[Optional[str], typer.Option(help="Background CPU load to replay while playing: bursty, stable, "
+                                                 "random or a CSV file (time,load).")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Package (default: the bundled one for --scale).")] = None,
+    scale: Annotated[int, typer.Option(help="Upscaling factor (picks the bundled package).")] = 2,
+    lr_size: Annotated[Optional[str], typer.Option(help="Resize frames to WxH before SR (e.g. 320x180).")] = None,
+    reference_every: Annotated[int, typer.Option(help="With --lr-size: score every N-th frame against the source "
+                                                 "(PSNR vs bicubic); 0 = off.")] = 0,
+    output: Annotated[Optional[Path], typer.Option("--out", help="Also write the upscaled video here.")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the QoS summary as JSON here.")] = None,
+    timeline: Annotated[Optional[Path], typer.Option(help="Write a timeline PNG (level, FPS, latency, load).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No live view; print the summary only.")] = False,
+) -> None:
+    """Play a video through the adaptive runtime with a live view of level, FPS, load, switches and misses."""
+    from adasr._cli.play_cmd import run_play
+
+    if policy not in ("lookup", "reactive", "fixed"):
+        raise ConfigError(f"--policy must be lookup, reactive or fixed, got {policy!r}")
+    size = None
+    if lr_size is not None:
+        h, w = _parse_hw(lr_size)
+        size = (w, h)
+    run_play(video, model=model, scale=scale, target_fps=target_fps, policy=policy, level=level, trace=trace,
+             lr_size=size, output=output, max_frames=max_frames, json_out=json_out, timeline=timeline,
+             reference_every=reference_every, quiet=quiet, out=out, console=console)
 
 
 def _parse_hw(text: str) -> tuple[int, int]:
@@ -243,23 +284,36 @@ def profile(
     repeats: Annotated[int, typer.Option(help="Frames per measurement (median).")] = 20,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
+    thread_rule: Annotated[str, typer.Option(help="auto: loaded columns with one thread, as the runtime runs them; "
+                                             "fixed: every column with --threads.")] = "auto",
+    cache: Annotated[bool, typer.Option(help="Store the profile in the user's cache folder instead of the package "
+                                        "(for read-only packages such as the bundled ones).")] = False,
 ) -> None:
     """Re-profile a package's levels on this device (how you bring your own phone or GPU)."""
+    from adasr._atomic import write_bytes_atomic
     from adasr.package import load_package
-    from adasr.runtime.profile import profile_package
+    from adasr.runtime.profile import profile_cache_path, profile_package
 
     try:
         shares = tuple(float(v) for v in loads.split(","))
     except ValueError:
         raise ConfigError(f"--loads wants numbers like 0,0.5; got {loads!r}") from None
     pkg = load_package(package)
-    prof = profile_package(pkg, levels=shares, repeats=repeats, threads=threads, device=device, table=False)
-    pkg.add_profile(prof["device"], prof)
+    prof = profile_package(pkg, levels=shares, repeats=repeats, threads=threads, device=device, table=False,
+                           thread_rule=thread_rule)
+    if cache:
+        where = profile_cache_path(pkg, prof["device"])
+        where.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(where, json.dumps(prof, indent=1).encode("utf-8"))
+        pkg.profiles[prof["device"]] = prof
+    else:
+        where = package
+        pkg.add_profile(prof["device"], prof)
     family = pkg.family_for(prof["device"])
     for i, lv in enumerate(family):
         fps = ", ".join(f"{name}: {1 / s:.1f}" for name, s in sorted((lv.measured_s or {}).items()))
         out.print(f"level {i} {lv.config.id}: {lv.psnr:.2f} dB, FPS {fps}", highlight=False)
-    out.print(f"profile {prof['device']} stored in {package}")
+    out.print(f"profile {prof['device']} stored in {where}")
 
 
 @app.command()

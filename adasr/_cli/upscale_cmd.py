@@ -20,8 +20,38 @@ def load_for_scale(model_path: Path | None, scale: int):
     return model, spec
 
 
+def _use_package(model_path: Path | None, scale: int) -> bool:
+    """A package (given, or the bundled one for `scale`) rather than a single model file."""
+    from adasr._cli.play_cmd import is_package_path
+    from adasr.paths import MODELS_DIR
+
+    if model_path is not None:
+        return is_package_path(model_path)
+    return (MODELS_DIR / f"sr_x{scale}.adasr").is_file()
+
+
+def _package_level_model(model_path: Path | None, scale: int, level: str):
+    """(static model of one package level, a spec-like label) for images."""
+    from adasr._cli.play_cmd import parse_level
+    from adasr.package import load_package
+    from adasr.paths import bundled_package
+
+    path = model_path or bundled_package(scale)
+    if not path.exists():
+        raise InputError(f"model package not found: {path}")
+    package = load_package(path)
+    if package.scale != scale:
+        raise ConfigError(f"{path} is a x{package.scale} package; --scale {scale} asked for x{scale}")
+    index = parse_level(level, len(package.family))
+    index = len(package.family) - 1 if index is None else index
+    return package.supernet.extract(package.family[index].config).eval(), f"level {index} of {path.name}"
+
+
 def run_upscale(src: Path, dst: Path, scale: int, model_path: Path | None, codec: str, crf: int, preset: str | None,
-                tile: int, max_frames: int | None, quiet: bool, out: Console, console: Console) -> None:
+                tile: int, max_frames: int | None, quiet: bool, out: Console, console: Console, *,
+                level: str = "auto", target_fps: float | None = None, json_summary: bool = False) -> None:
+    import json
+
     from adasr._atomic import check_writable
     from adasr.images import is_image_path
     from adasr.upscale import upscale_image_file, upscale_video_file
@@ -33,6 +63,29 @@ def run_upscale(src: Path, dst: Path, scale: int, model_path: Path | None, codec
     check_writable(dst)
     if src.resolve() == dst.resolve():
         raise ConfigError("output would overwrite the input; choose another output path")
+    if max_frames is not None and max_frames < 1:
+        raise ConfigError(f"--max-frames must be at least 1, got {max_frames}")
+    if target_fps is not None and not target_fps > 0:
+        raise ConfigError(f"--target-fps must be positive, got {target_fps}")
+    if _use_package(model_path, scale):
+        if is_image_path(src):
+            model, label = _package_level_model(model_path, scale, level)
+            w, h = upscale_image_file(model, scale, src, dst, tile=tile)
+            if json_summary:
+                out.print_json(json.dumps({"output": str(dst), "width": w, "height": h, "model": label}))
+            else:
+                out.print(f"wrote {dst} ({w}x{h}, x{scale} with {label})")
+            return
+        from adasr._cli.play_cmd import run_adaptive_upscale
+        from adasr.video import codec_for_suffix
+
+        codec_for_suffix(dst, codec)
+        run_adaptive_upscale(src, dst, model=model_path, scale=scale, level=level, target_fps=target_fps,
+                             codec=codec, crf=crf, preset=preset, max_frames=max_frames, json_summary=json_summary,
+                             quiet=quiet, out=out, console=console)
+        return
+    if level not in ("auto", "best"):
+        raise ConfigError("--level picks a level of a package; a single model file has one")
     model, spec = load_for_scale(model_path, scale)
     if is_image_path(src):
         w, h = upscale_image_file(model, spec.scale, src, dst, tile=tile)

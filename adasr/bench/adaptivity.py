@@ -56,6 +56,7 @@ import numpy as np
 
 from adasr._atomic import atomic_path, write_bytes_atomic
 from adasr.errors import ConfigError, InputError, OutputError
+from adasr.runtime.traces import load_trace as load_trace
 
 RUNNERS = ("adasr", "static", "assembled")
 POLICIES = ("lookup", "reactive")
@@ -79,27 +80,6 @@ def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not lo <= value <= hi:
         raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     return int(value)
-
-
-def load_trace(trace: str | os.PathLike[str], seconds: float, seed: int = 0) -> Any:
-    """A generated trace of `seconds` (bursty | stable | random) or a CSV trace file.
-
-    A name that is neither a known kind nor looks like a file (a ``.csv`` suffix, a folder
-    separator, or an existing path) is a ConfigError; an unreadable or malformed CSV an InputError.
-    """
-    from adasr.runtime.traces import Trace, generate
-
-    if not isinstance(trace, (str, os.PathLike)):
-        raise ConfigError(f"trace must be a kind ({', '.join(TRACE_KINDS[:3])}) or a CSV path, got {trace!r}")
-    text = os.fspath(trace)
-    if text in TRACE_KINDS:
-        return generate(text, seconds, seed)
-    path = Path(text)
-    if path.suffix.lower() == ".csv" or os.sep in text or "/" in text or path.exists():
-        if path.is_dir():
-            raise InputError(f"trace {path} is a folder, not a CSV file")
-        return Trace.from_csv(path)
-    raise ConfigError(f"unknown trace {text!r}: use one of {', '.join(TRACE_KINDS[:3])} or a CSV file path")
 
 
 def _crop_to_aspect(frame: np.ndarray, h: int, w: int) -> np.ndarray:

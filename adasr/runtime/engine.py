@@ -113,7 +113,8 @@ class Engine:
     """
 
     def __init__(self, source: Package | SuperNet, family: Family | None = None, *, device_key: str | None = None,
-                 level: int = 0, channels_last: bool | None = None) -> None:
+                 level: int = 0, channels_last: bool | None = None, tile: int | None = 512,
+                 overlap: int = 16) -> None:
         if isinstance(source, SuperNet):
             if family is None:
                 raise ConfigError("Engine(supernet, family): a supernet needs its family of levels")
@@ -136,15 +137,19 @@ class Engine:
         for lv in family:
             self.supernet.set_active(lv.config)
         self.switch_latencies: list[int] = []
+        if tile is not None and (not isinstance(tile, int) or tile < 8):
+            raise ConfigError(f"tile must be an integer of at least 8 LR pixels (or None), got {tile!r}")
+        self.tile, self.overlap = tile, int(overlap)
         self.level = _check_level_index(level, len(family))
         self.supernet.set_active(family[self.level].config)
 
     @classmethod
-    def load(cls, path: str, *, device: str = "cpu", device_key: str | None = None, level: int = 0) -> Engine:
+    def load(cls, path: str, *, device: str = "cpu", device_key: str | None = None, level: int = 0,
+             **kw: Any) -> Engine:
         """Load a package once and keep its supernet resident."""
         from adasr.package import load_package
 
-        return cls(load_package(path, device=device), device_key=device_key, level=level)
+        return cls(load_package(path, device=device), device_key=device_key, level=level, **kw)
 
     def __len__(self) -> int:
         return len(self.levels)
@@ -166,10 +171,17 @@ class Engine:
 
     @torch.inference_mode()
     def process_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) with the active level (not clamped)."""
+        """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) with the active level (not clamped).
+
+        A single frame larger than `tile` LR pixels on a side is processed in overlapping tiles
+        (`adasr.upscale.sr_tensor`), so memory stays bounded on large frames."""
         x = x.to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.tile is not None and x.shape[0] == 1 and max(x.shape[2:]) > self.tile:
+            from adasr.upscale import sr_tensor
+
+            return sr_tensor(self.supernet, x, self.scale, tile=self.tile, overlap=self.overlap)
         return self.supernet(x)
 
     def process(self, frame: np.ndarray) -> np.ndarray:
@@ -336,6 +348,7 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
                clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep,
                queue_size: int = 4, pace: bool = True, max_ahead: int = 1, stall_periods: float = 2.0,
                resync: bool = True, threads: ThreadRule | int | None = None,
+               on_frame: Callable[[FrameRecord, Any], None] | None = None,
                max_frames: int | None = None, poll_s: float = 0.05, stall_timeout_s: float = 60.0,
                join_timeout_s: float = 10.0) -> RunStats:
     """Play `frames` through `runner` at `target_fps`; see the module doc for the clock rules.
@@ -348,6 +361,8 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
     threads: torch intra-op threads of the SR loop: an int (fixed), a rule
     ``threads(state) -> int`` asked before every frame (e.g. `auto_threads`), or None (leave
     torch's setting). The previous setting is restored at the end.
+    on_frame: called as ``on_frame(record, state)`` in the SR loop after every frame (the
+    `FrameRecord` and the `RuntimeState` the decision used, or None); keep it cheap (live views).
     """
     from adasr.runtime.monitors import StreamMonitor
 
@@ -471,6 +486,8 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
             late = ready_rel > deadline
             stats.frames.append(FrameRecord(index, level, latency, ready_rel, deadline, late, torch.get_num_threads()))
             next_deadline = (ready_rel if late and resync else deadline) + period
+            if on_frame is not None:
+                on_frame(stats.frames[-1], state)
             index += 1
             if not _put(finished, out, stop, poll_s):
                 break

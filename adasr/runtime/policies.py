@@ -94,10 +94,15 @@ class LookupPolicy:
        comparison below. Every k starts at 1.
     3. Candidates: levels with ``k[r] * T[i][r] <= margin * target_period``; pick the best PSNR
        (ties: the faster). No candidate: the fastest level at r.
+    4. Slow start upwards (``max_step_up``, default 1; None = unbounded): a decision moves at most
+       that many levels above the running one (down-moves are never limited). Every level on the
+       way is measured and calibrates k before a costlier one is tried, so an optimistic
+       profile costs at most one late frame instead of a run of them.
     """
 
     def __init__(self, family: Family | Sequence[Level], *, resource: str = "cpu", margin: float = 0.9,
-                 measured: bool = True, calibrate: bool = True, alpha: float = 0.2) -> None:
+                 measured: bool = True, calibrate: bool = True, alpha: float = 0.2,
+                 max_step_up: int | None = 1) -> None:
         self.levels = list(family)
         if not self.levels:
             raise ConfigError("LookupPolicy needs at least one level")
@@ -116,6 +121,7 @@ class LookupPolicy:
         self.alpha = _check_fraction("alpha", alpha, 0.0, 1.0)
         self.k = [1.0] * len(self.shares)  # one calibration factor per resource column
         self._pending: tuple[int, int] | None = None  # (level, column) of the frame being run
+        self.max_step_up = None if max_step_up is None else _check_count("max_step_up", max_step_up, 1)
 
     @staticmethod
     def _names(lv: Level, measured: bool) -> set[str]:
@@ -159,6 +165,8 @@ class LookupPolicy:
         if self.calibrate:
             self._update_k(state)
         level = self.select(column, state.target_period_s)
+        if self.max_step_up is not None and 0 <= state.level < len(self.levels):
+            level = min(level, state.level + self.max_step_up)
         self._pending = (level, column)
         return level
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -232,7 +233,7 @@ def profile_package(package: Package, levels: Sequence[float] = (0.0, 0.5), repe
                     on_progress: Progress | None = None, *, lr_hw: tuple[int, int] | None = None,
                     warmup: int = 3, threads: int | None = None, device: str | torch.device = "cpu",
                     channels_last: bool | None = None, table: bool = True, table_repeats: int = 5,
-                    load_workers: int | None = None) -> dict[str, Any]:
+                    load_workers: int | None = None, thread_rule: str = "auto") -> dict[str, Any]:
     """Measure every level of `package` under each background CPU load share in `levels`.
 
     Returns the profile dict (JSON-ready) that `package.add_profile(key, profile)` stores::
@@ -244,11 +245,16 @@ def profile_package(package: Package, levels: Sequence[float] = (0.0, 0.5), repe
                           through the supernet under the same loads) or None}
 
     A share above 0 runs a `CpuLoad(share, load_workers)` around that level's measurements.
+    thread_rule "auto" measures as the runtime's `auto_threads` rule runs: the idle column with
+    `threads` (default: torch's setting), columns under background load with one thread;
+    "fixed" measures every column with `threads`.
     `on_progress(stage, done, total)` is called after each measurement.
     """
     from adasr.runtime.load import CpuLoad
     from adasr.search.latency import LatencyTable, family_units, time_units
 
+    if thread_rule not in ("auto", "fixed"):
+        raise ConfigError(f"thread_rule must be 'auto' or 'fixed', got {thread_rule!r}")
     dev = resolve_device(device)
     family = package.family
     lr_hw = check_lr_hw(tuple(lr_hw or family.lr_hw))
@@ -275,7 +281,8 @@ def profile_package(package: Package, levels: Sequence[float] = (0.0, 0.5), repe
             name = level_name(share)
             load = CpuLoad(share, load_workers) if share > 0 else contextlib.nullcontext()
             measured = {}
-            with load:
+            one = thread_rule == "auto" and share > 0 and dev.type == "cpu"
+            with load, torch_threads(1 if one else None):
                 for lvl in family:
                     sample = measure_latency(net, lvl.config, lr_hw, warmup=warmup, repeats=repeats, device=dev,
                                              channels_last=channels_last)
@@ -295,7 +302,7 @@ def profile_package(package: Package, levels: Sequence[float] = (0.0, 0.5), repe
     return {
         "schema_version": PROFILE_SCHEMA_VERSION, "kind": PROFILE_KIND, "device": key,
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
-        "threads": n, "lr_hw": list(lr_hw),
+        "threads": n, "thread_rule": thread_rule, "lr_hw": list(lr_hw),
         "channels_last": bool(dev.type == "cpu" if channels_last is None else channels_last),
         "repeats": repeats, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "levels": out_levels, "latency_table": None if lut is None else lut.to_dict(),
@@ -323,3 +330,62 @@ def check_profile(profile: Any, source: str) -> dict[str, Any]:
 
         LatencyTable.from_dict(table)
     return profile
+
+
+# -- the profile a runtime uses on this device --------------------------------------------------------
+
+def package_id(package: Package) -> str:
+    """A stable id of a package's weights and family (for cached profiles): 16 hex digits of the
+    SHA-256 of the weights' hash recorded in its manifest and the family's JSON."""
+    import hashlib
+
+    weights = package.manifest.get("weights", {})
+    digest = weights.get("tensors_sha256") or weights.get("sha256")
+    if not isinstance(digest, str) or len(digest) < 16:
+        raise ConfigError("the package's manifest records no weights hash")
+    return hashlib.sha256((digest + package.family.to_json()).encode("utf-8")).hexdigest()[:16]
+
+
+def profile_cache_path(package: Package, key: str) -> Path:
+    from adasr.data.datasets import cache_dir
+
+    return cache_dir() / "profiles" / package_id(package) / f"{key}.json"
+
+
+def resolve_family(package: Package, device_key_: str | None = None, *, profile_if_missing: bool = True,
+                   repeats: int = 5, on_progress: Progress | None = None) -> tuple[Any, str]:
+    """The family the runtime should use here, and where its latencies came from.
+
+    Order: the package's own profile for this device (key from `device_key` with torch's current
+    thread count, or `device_key_`), then a profile cached in the user's cache folder
+    (``$ADASR_CACHE/profiles/<package id>/<key>.json``), then, with `profile_if_missing`, a quick
+    profile measured now (idle and 50% background load, `repeats` frames per level, no latency
+    table) and cached for the next run; else the stored family (latencies as the search
+    predicted them). Returns (family, source) with source "package", "cache", "measured" or
+    "predicted". A damaged cache file is ignored and replaced.
+    """
+    import json
+
+    from adasr._atomic import write_bytes_atomic
+
+    key = device_key_ or device_key()
+    if key in package.profiles:
+        return package.family_for(key), "package"
+    path = profile_cache_path(package, key)
+    if path.is_file():
+        try:
+            profile = check_profile(json.loads(path.read_text(encoding="utf-8")), str(path))
+            package.profiles[key] = profile  # in memory only: the package file is never rewritten
+            return package.family_for(key), "cache"
+        except (OSError, ValueError, ConfigError, KeyError, TypeError):
+            pass
+    if not profile_if_missing:
+        return package.family, "predicted"
+    profile = profile_package(package, repeats=repeats, warmup=2, table=False, on_progress=on_progress)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, json.dumps(profile, indent=1).encode("utf-8"))
+    except OSError:
+        pass  # an unwritable cache only costs a re-profile next time
+    package.profiles[profile["device"]] = profile
+    return package.family_for(profile["device"]), "measured"

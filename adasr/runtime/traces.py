@@ -336,3 +336,27 @@ class TracePlayer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+# -- by name or file -----------------------------------------------------------------------------
+
+_NAMES = ("bursty", "stable", "random")
+
+
+def load_trace(trace: str | os.PathLike[str], seconds: float, seed: int = 0) -> Any:
+    """A generated trace of `seconds` (bursty | stable | random) or a CSV trace file.
+
+    A name that is neither a known kind nor looks like a file (a ``.csv`` suffix, a folder
+    separator, or an existing path) is a ConfigError; an unreadable or malformed CSV an InputError.
+    """
+    if not isinstance(trace, (str, os.PathLike)):
+        raise ConfigError(f"trace must be a kind ({', '.join(_NAMES)}) or a CSV path, got {trace!r}")
+    text = os.fspath(trace)
+    if text in _NAMES or text == "random_walk":
+        return generate(text, seconds, seed)
+    path = Path(text)
+    if path.suffix.lower() == ".csv" or os.sep in text or "/" in text or path.exists():
+        if path.is_dir():
+            raise InputError(f"trace {path} is a folder, not a CSV file")
+        return Trace.from_csv(path)
+    raise ConfigError(f"unknown trace {text!r}: use one of {', '.join(_NAMES)} or a CSV file path")

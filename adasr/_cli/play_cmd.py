@@ -1,0 +1,226 @@
+"""`adasr play` and the adaptive path of `adasr upscale`: a package, the engine, the player."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from adasr.errors import ConfigError, InputError
+
+
+def is_package_path(path: Path) -> bool:
+    return path.suffix == ".adasr" or path.is_dir()
+
+
+def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool = False,
+                profile: bool = True) -> Any:
+    """The engine over `model` (a package; default: the bundled package for `scale`), with the
+    family profiled for this device (the package's profile, a cached one, or measured now)."""
+    from adasr.package import load_package
+    from adasr.paths import bundled_package
+    from adasr.runtime.engine import Engine
+    from adasr.runtime.profile import resolve_family
+
+    path = model or bundled_package(scale)
+    if not path.exists():
+        raise InputError(f"model package not found: {path}")
+    if not is_package_path(path):
+        raise ConfigError(f"{path} is a single model file; adaptive mode needs a package (folder or .adasr) "
+                          f"with a family of levels (pass --level to upscale with a plain model)")
+    package = load_package(path)
+    if package.scale != scale:
+        raise ConfigError(f"{path} is a x{package.scale} package; --scale {scale} asked for x{scale}")
+    progress = Progress(TextColumn("[bold]profiling this device (first use, cached)"), BarColumn(),
+                        MofNCompleteColumn(), console=console, disable=quiet, transient=True)
+    with progress:
+        task = progress.add_task("profile", total=None)
+        family, source = resolve_family(package, profile_if_missing=profile,
+                                        on_progress=lambda stage, done, total: progress.update(task, completed=done,
+                                                                                               total=total))
+    engine = Engine(package, family)
+    engine.profile_source = source
+    return engine
+
+
+def parse_level(text: str, n_levels: int) -> int | None:
+    """'auto' -> None; 'best' -> the last level; an index (negative counts from the end)."""
+    if text == "auto":
+        return None
+    if text == "best":
+        return n_levels - 1
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"--level must be auto, best or a level index, got {text!r}") from None
+    if value < 0:
+        value += n_levels
+    if not 0 <= value < n_levels:
+        raise ConfigError(f"--level {text}: this package has levels 0..{n_levels - 1}")
+    return value
+
+
+class LiveView:
+    """What `adasr play` shows, refreshed from the SR loop at most `hz` times a second."""
+
+    def __init__(self, engine: Any, target_fps: float, hz: float = 4.0) -> None:
+        self.engine, self.target_fps, self.every = engine, target_fps, 1.0 / hz
+        self.last_draw = 0.0
+        self.recent: deque[float] = deque()
+        self.frames = self.missed = self.switches = 0
+        self.level = engine.level
+        self.latency_ms = 0.0
+        self.load: float | None = None
+        self.threads = 0
+        self.live: Any = None
+
+    def table(self) -> Table:
+        fps = 0.0
+        if len(self.recent) > 1:
+            span = self.recent[-1] - self.recent[0]
+            fps = (len(self.recent) - 1) / span if span > 0 else 0.0
+        lv = self.engine.levels[self.level]
+        t = Table(title=f"adasr play: target {self.target_fps:.1f} FPS", show_header=False, min_width=60)
+        t.add_column("what", style="bold")
+        t.add_column("value")
+        t.add_row("level", f"{self.level} of 0..{len(self.engine.levels) - 1}  ({lv.config.id}, {lv.psnr:.2f} dB)")
+        t.add_row("FPS (last 1 s)", f"{fps:5.1f}")
+        t.add_row("SR latency", f"{self.latency_ms:6.1f} ms  (period {1e3 / self.target_fps:.1f} ms)")
+        t.add_row("background load", "-" if self.load is None else f"{100 * self.load:4.0f}%")
+        t.add_row("torch threads", str(self.threads))
+        t.add_row("frames / switches", f"{self.frames} / {self.switches}")
+        share = 100.0 * (self.frames - self.missed) / self.frames if self.frames else 100.0
+        t.add_row("deadlines missed", f"{self.missed} ({share:.1f}% met)")
+        return t
+
+    def on_frame(self, record: Any, state: Any) -> None:
+        self.frames += 1
+        self.missed += int(record.missed)
+        if record.level != self.level:
+            self.switches += 1
+        self.level = record.level
+        self.latency_ms = 1e3 * record.latency_s
+        self.threads = record.threads
+        if state is not None and state.load_share is not None:
+            self.load = state.load_share
+        now = record.ready_time
+        self.recent.append(now)
+        while self.recent and now - self.recent[0] > 1.0:
+            self.recent.popleft()
+        wall = time.monotonic()
+        if self.live is not None and wall - self.last_draw >= self.every:
+            self.last_draw = wall
+            self.live.update(self.table())
+
+
+def print_summary(summary: dict[str, Any], out: Console, title: str) -> None:
+    t = Table(title=title)
+    t.add_column("QoS", style="bold")
+    t.add_column("value", justify="right")
+    t.add_row("frames", str(summary["frames"]))
+    t.add_row("mean FPS / target", f"{summary['mean_fps']:.1f} / {summary['target_fps']:.1f}")
+    t.add_row("deadlines met", f"{100 * summary['deadlines_met']:.1f}% ({summary['missed']} missed)")
+    t.add_row("stalls", str(summary["stalls"]))
+    t.add_row("level changes", f"{summary['switches']} (slowest switch {summary['switch_ms_max']:.3f} ms)")
+    hist = ", ".join(f"L{k}: {v}" for k, v in sorted(summary["level_histogram"].items(), key=lambda kv: int(kv[0])))
+    t.add_row("frames per level", hist)
+    psnr = summary.get("psnr")
+    if psnr and psnr.get("frames"):
+        t.add_row("PSNR-Y vs original", f"{psnr['sr']:.2f} dB (bicubic {psnr['bicubic']:.2f}, "
+                                        f"gain {psnr['gain']:+.2f} dB, {psnr['frames']} frames)")
+    out.print(t)
+
+
+def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float | None, policy: str, level: str,
+             trace: str | None, lr_size: tuple[int, int] | None, output: Path | None, max_frames: int | None,
+             json_out: Path | None, timeline: Path | None, reference_every: int, quiet: bool, out: Console,
+             console: Console) -> dict[str, Any]:
+    from rich.live import Live
+
+    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr.runtime.player import play, write_timeline
+    from adasr.video import codec_for_suffix, probe
+
+    if not video.is_file():
+        raise InputError(f"video not found: {video}")
+    for path in (output, json_out, timeline):
+        if path is not None:
+            check_writable(path)
+    if output is not None:
+        codec_for_suffix(output)
+    info = probe(video)
+    engine = load_engine(model, scale, console, quiet=quiet)
+    start = parse_level(level, len(engine.levels))
+    if policy == "fixed" and start is None:
+        start = len(engine.levels) - 1
+    fps = float(target_fps) if target_fps is not None else float(info.fps or 25)
+    view = LiveView(engine, fps)
+    if quiet:
+        result = play(engine, video, target_fps=fps, policy=policy, level=start, trace=trace, lr_size=lr_size,
+                      out=output, max_frames=max_frames, reference_every=reference_every, info=info)
+    else:
+        with Live(view.table(), console=console, refresh_per_second=4, transient=False) as live:
+            view.live = live
+            result = play(engine, video, target_fps=fps, policy=policy, level=start, trace=trace, lr_size=lr_size,
+                          out=output, max_frames=max_frames, reference_every=reference_every, info=info,
+                          on_frame=view.on_frame)
+            live.update(view.table())
+    summary = result.summary()
+    summary["profile_source"] = engine.profile_source
+    if timeline is not None:
+        write_timeline(result, timeline)
+    if json_out is not None:
+        write_bytes_atomic(json_out, json.dumps(summary, indent=1).encode("utf-8"))
+    print_summary(summary, out, f"{video.name}: {summary['lr_size'][0]}x{summary['lr_size'][1]} -> "
+                                f"{summary['out_size'][0]}x{summary['out_size'][1]}, policy {policy}"
+                                + (f", load trace {trace}" if trace else ""))
+    written = [str(p) for p in (output, timeline, json_out) if p is not None]
+    if written:
+        out.print("wrote " + ", ".join(written))
+    return summary
+
+
+def run_adaptive_upscale(src: Path, dst: Path, *, model: Path | None, scale: int, level: str,
+                         target_fps: float | None, codec: str, crf: int, preset: str | None, max_frames: int | None,
+                         json_summary: bool, quiet: bool, out: Console, console: Console) -> None:
+    """A video through the engine: `--level auto` keeps the target FPS with the runtime, a level
+    index runs that level only."""
+    from adasr.runtime.player import play
+    from adasr.video import probe
+
+    info = probe(src)
+    engine = load_engine(model, scale, console, quiet=quiet)
+    fixed = parse_level(level, len(engine.levels))
+    fps = float(target_fps) if target_fps is not None else float(info.fps or 25)
+    total = info.frame_count if max_frames is None else min(max_frames, info.frame_count or max_frames)
+    progress = Progress(TextColumn("[bold]upscale"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[fps]} fps, level {task.fields[level]}"), TextColumn("eta"),
+                        TimeRemainingColumn(), console=console, disable=quiet)
+    with progress:
+        task = progress.add_task("frames", total=total or None, fps="-", level="-")
+
+        def on_frame(record: Any, state: Any) -> None:
+            done = record.index + 1
+            if done % 5 == 0 or done == total:
+                rate = done / max(1e-9, record.ready_time)
+                progress.update(task, completed=done, fps=f"{rate:.1f}", level=str(record.level))
+
+        result = play(engine, src, target_fps=fps, policy="lookup" if fixed is None else "fixed", level=fixed,
+                      out=dst, codec=codec, crf=crf, preset=preset, max_frames=max_frames, info=info,
+                      on_frame=on_frame, pace=fixed is None)
+        progress.update(task, completed=len(result.stats.frames))
+    summary = result.summary()
+    summary["profile_source"] = engine.profile_source
+    summary["mode"] = "auto" if fixed is None else f"level {fixed}"
+    if json_summary:
+        out.print_json(json.dumps(summary))
+    else:
+        out.print(f"wrote {dst}: {summary['frames']} frames {summary['out_size'][0]}x{summary['out_size'][1]}, "
+                  f"{summary['mean_fps']:.1f} FPS (target {fps:.1f}), deadlines met {100 * summary['deadlines_met']:.1f}%, "
+                  f"{summary['switches']} level changes")
