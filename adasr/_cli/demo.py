@@ -1,65 +1,44 @@
-"""`adasr demo` (what `make run` runs): the bundled model on a real clip, measured against bicubic.
+"""`adasr demo` (what `make run` runs): adaptive SR of a real clip while a bursty load competes.
 
-The clip's frames are the ground truth: each is shrunk by the protocol's bicubic imresize, then
-restored by the bundled model and by bicubic, and both are scored against the original.
+The bundled package for the scale plays the bundled clip through the adaptive runtime: frames
+are shrunk to the demo's LR size (the clip itself is the ground truth), a bursty background CPU
+load runs in separate processes, the lookup policy picks a level before every frame to hold the
+target frame rate, and the output video, a timeline PNG and a JSON QoS summary are written.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 DEMO_CLIP = "bigbuckbunny_720p.mp4"
-DEMO_FRAMES = 48
+DEMO_LR = {2: (320, 180), 3: (212, 120), 4: (160, 90)}  # (W, H) fed to SR; output 640x360 (x3: 636x360)
+DEMO_FPS = 20.0
 
 
-def run_demo(scale: int, out_dir: Path, console: Console) -> None:
-    import numpy as np
-
-    from adasr.data.imresize import imresize, modcrop
-    from adasr.errors import InputError
-    from adasr.metrics import psnr_y
-    from adasr.modelfile import load_model
-    from adasr.paths import bundled_model, data_root
-    from adasr.upscale import sr_array
-    from adasr.video import VideoWriter, probe, read_frames
+def run_demo(scale: int, out_dir: Path, out: Console, console: Console, *, target_fps: float = DEMO_FPS,
+             trace: str = "bursty", quiet: bool = False) -> dict:
+    from adasr._cli.play_cmd import run_play
+    from adasr.errors import ConfigError, InputError
+    from adasr.paths import bundled_package, data_root
 
     clip = data_root() / "video" / DEMO_CLIP
     if not clip.is_file():
         raise InputError(f"demo clip not found: {clip} (set ADASR_DATA to the shared data folder)")
-    model_path = bundled_model(scale)
-    model, spec = load_model(model_path)
-    info = probe(clip)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"demo_x{scale}.mp4"
-    console.print(f"model {model_path.name}: {spec.arch} x{spec.scale}; clip {clip.name} "
-                  f"{info.width}x{info.height} @ {float(info.fps):g} fps, first {DEMO_FRAMES} frames")
-    psnr_model, psnr_bicubic, sr_seconds = [], [], 0.0
-    writer = None
-    with VideoWriter(target, *_even_size(info, scale), info.fps, codec="h264", crf=18) as writer:
-        for frame in read_frames(clip, max_frames=DEMO_FRAMES):
-            hr = modcrop(frame, scale)
-            lr = imresize(hr, 1.0 / scale)
-            start = time.perf_counter()
-            sr = sr_array(model, lr, scale)
-            sr_seconds += time.perf_counter() - start
-            psnr_model.append(psnr_y(sr, hr, border=scale))
-            psnr_bicubic.append(psnr_y(imresize(lr, float(scale)), hr, border=scale))
-            writer.write(sr)
-    n = len(psnr_model)
-    table = Table(title=f"x{scale} on {n} frames of {clip.name} (PSNR on Y vs the original frames)")
-    for col in ("method", "mean PSNR", "min", "max"):
-        table.add_column(col, justify="right" if col != "method" else "left")
-    for name, values in (("bicubic", psnr_bicubic), (spec.arch, psnr_model)):
-        table.add_row(name, f"{np.mean(values):.2f} dB", f"{np.min(values):.2f}", f"{np.max(values):.2f}")
-    console.print(table)
-    gain = float(np.mean(psnr_model) - np.mean(psnr_bicubic))
-    console.print(f"gain over bicubic: {gain:+.2f} dB; SR speed {n / sr_seconds:.1f} frames/s "
-                  f"({lr.shape[1]}x{lr.shape[0]} -> {sr.shape[1]}x{sr.shape[0]}); wrote {target}")
+    if scale not in DEMO_LR:
+        raise ConfigError(f"the demo runs x2, x3 or x4, got x{scale}")
+    package = bundled_package(scale)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from adasr.errors import OutputError
 
-
-def _even_size(info, scale: int) -> tuple[int, int]:
-    return (info.width // scale) * scale, (info.height // scale) * scale
+        raise OutputError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
+    lr = DEMO_LR[scale]
+    out.print(f"adasr demo: {clip.name} shrunk to {lr[0]}x{lr[1]}, upscaled x{scale} by {package.name} at a target "
+              f"of {target_fps:g} FPS while a {trace} background load competes for the CPU", highlight=False)
+    return run_play(clip, model=package, scale=scale, target_fps=target_fps, policy="lookup", level="auto",
+                    trace=trace, lr_size=lr, output=out_dir / f"demo_x{scale}.mp4", max_frames=None,
+                    json_out=out_dir / f"demo_x{scale}.json", timeline=out_dir / f"demo_x{scale}_timeline.png",
+                    reference_every=4, quiet=quiet, out=out, console=console)

@@ -352,15 +352,17 @@ def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors) o
 
 @app.command()
 def demo(
-    scale: Annotated[int, typer.Option(help="Scale of the bundled model to run.")] = 2,
+    scale: Annotated[int, typer.Option(help="Scale of the bundled package to run.")] = 2,
     out_dir: Annotated[Path, typer.Option("--out", help="Where to write the demo outputs.")] = Path("out"),
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    target_fps: Annotated[float, typer.Option(help="Frame rate the runtime holds.")] = 20.0,
+    trace: Annotated[str, typer.Option(help="Background load: bursty, stable, random or a CSV file.")] = "bursty",
+    quiet: Annotated[bool, typer.Option(help="No live view; print the summary only.")] = False,
 ) -> None:
-    """The main job of `make run`: the bundled model on a real clip, scored against bicubic."""
+    """The main job of `make run`: adaptive SR of the bundled clip under a bursty CPU load, with QoS,
+    PSNR against bicubic, the output video and a timeline PNG."""
     from adasr._cli.demo import run_demo
 
-    _threads(threads)
-    run_demo(scale, out_dir, out)
+    run_demo(scale, out_dir, out, console, target_fps=target_fps, trace=trace, quiet=quiet)
 
 
 bench_app = typer.Typer(help="Benchmarks that run competitors side by side and report ratios.", no_args_is_help=True)

@@ -171,6 +171,7 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
                           out=output, max_frames=max_frames, reference_every=reference_every, info=info,
                           on_frame=view.on_frame)
             live.update(view.table())
+        console.print()
     summary = result.summary()
     summary["profile_source"] = engine.profile_source
     if timeline is not None:
