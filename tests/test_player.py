@@ -163,3 +163,32 @@ def test_cli_play_and_adaptive_upscale(monkeypatch, capsys, package_path, clip, 
     _one_line_error(code, err, "--policy")
     code, _, err = run_cli(monkeypatch, capsys, "play", tmp_path / "p.json", "--model", package_path, "--quiet")
     assert code != 0 and "Traceback" not in err
+
+
+def test_workloads_run_together_in_every_mode(package_path):
+    from adasr.runtime.multi import MODES, Workload, run_workloads
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (12, 16, 3), dtype=np.uint8) for _ in range(3)]
+    for mode in MODES:
+        engines = [Engine.load(str(package_path), level=1) for _ in range(2)]
+        work = [Workload(e, (frames[i % 3] for i in range(10)), fps) for e, fps in zip(engines, (400.0, 300.0))]
+        stats = run_workloads(work, mode=mode, manager_kw={"cooldown": 0, "min_samples": 1} if mode != "fixed" else None)
+        assert [len(s.frames) for s in stats] == [10, 10]
+        if mode == "fixed":
+            assert all(not s.switches for s in stats)
+    with pytest.raises(ConfigError):
+        run_workloads(work, mode="psychic")
+
+    class Broken:
+        levels, level, switch_latencies = engines[0].levels, 0, []
+
+        def process(self, frame):
+            raise RuntimeError("model fell over")
+
+        def switch(self, level):
+            return 0
+
+    with pytest.raises(RuntimeError, match="fell over"):
+        run_workloads([Workload(Broken(), iter(frames), 100.0), Workload(engines[1], iter(frames), 100.0)],
+                      mode="fixed")

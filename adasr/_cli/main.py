@@ -430,6 +430,32 @@ def bench_adaptivity(
     out.print(f"wrote {out_dir / 'adaptivity.json'} and PNGs")
 
 
+@bench_app.command("multi")
+def bench_multi(
+    package: Annotated[Path, typer.Argument(help="Package folder or .adasr file.")],
+    video: Annotated[list[Path], typer.Option(help="One real clip per workload (repeat: two or more workloads).")],
+    target_fps: Annotated[list[float], typer.Option(help="One target FPS per workload, in the order of --video.")],
+    seconds: Annotated[float, typer.Option(help="Length of each mode's run.")] = 15.0,
+    mode: Annotated[Optional[list[str]], typer.Option(help="joint, independent, fixed (repeatable; default all).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for multi.json and multi_levels.png.")] = Path("out/multi"),
+) -> None:
+    """Several workloads sharing the CPU: Dynamic-OFA's joint manager vs independent managers vs fixed levels."""
+    from rich.table import Table
+
+    from adasr.bench.multi import run_multi, summary_rows
+
+    result = run_multi(package, video, target_fps, seconds=seconds, modes=tuple(mode or ("joint", "independent", "fixed")),
+                       out_dir=out_dir)
+    rows = summary_rows(result)
+    table = Table(title=f"{len(video)} workloads sharing the CPU, {seconds:g} s per mode")
+    for key in rows[0]:
+        table.add_column(str(key), justify="left" if key == "mode" else "right")
+    for row in rows:
+        table.add_row(*[str(v) for v in row.values()])
+    out.print(table, width=160)
+    out.print(f"wrote {out_dir / 'multi.json'} and {out_dir / 'multi_levels.png'}")
+
+
 @bench_app.command("overhead")
 def bench_overhead(
     package: Annotated[Path, typer.Argument(help="Package folder or .adasr file.")],
