@@ -43,15 +43,16 @@ class CodecBenchConfig:
     max_frames: int | None = 250
     crop: tuple[int, int] | None = None
     scale: int = 2
-    hr_crfs: tuple[int, ...] = (24, 28, 32, 36, 40)
-    lr_crfs: tuple[int, ...] = (20, 24, 28, 32, 36)
-    sweep_crf: int = 28
+    hr_crfs: tuple[int, ...] = (26, 30, 34, 38, 42)
+    lr_crfs: tuple[int, ...] = (18, 22, 26, 30, 34)
+    sweep_crf: int = 26
     sweeps: bool = True
     package: Path | None = None
     tau: float = 2.0
     eta: float = 0.05
-    steps: int = 20
+    steps: int = 30
     oneshot_steps: int = 100
+    lr: float = 1e-3
     ssim_every: int = 5
     seed: int = 0
     device: str = "auto"
@@ -59,7 +60,7 @@ class CodecBenchConfig:
     taus: tuple[float, ...] = (2.0, 5.0, 10.0, math.inf)
     strategy_etas: tuple[float, ...] = (0.01, 0.05)
     strategies: tuple[str, ...] = ("gradient", "ams", "random", "first", "last", "first_last")
-    package_steps: int = 10
+    package_steps: int = 20
 
 
 class Quality:
@@ -160,7 +161,7 @@ def bench_clip(video: Path, cfg: CodecBenchConfig, on_progress: Progress | None 
     bicubic = build_model("bicubic", scale=k).to(device)
     generic = load_model(bundled_model(k), device=device)[0]
     stream_settings = EncodeSettings(scale=k, tau=cfg.tau, device=str(device),
-                                     adapt=AdaptConfig(eta=cfg.eta, steps=cfg.steps, seed=cfg.seed))
+                                     adapt=AdaptConfig(eta=cfg.eta, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed))
     oneshot_settings = replace(stream_settings, tau=math.inf, init_steps=cfg.oneshot_steps,
                                adapt=replace(stream_settings.adapt, steps=0))
     decoded = {}

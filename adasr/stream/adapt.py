@@ -46,10 +46,10 @@ class AdaptConfig:
     """How one segment is adapted."""
 
     eta: float = 0.05  # fraction of parameters a segment may change
-    steps: int = 20  # Adam steps per segment (K)
+    steps: int = 30  # Adam steps per segment (K)
     batch: int = 8  # crops per step
     patch: int = 48  # LR crop side
-    lr: float = 5e-4
+    lr: float = 1e-3
     strategy: str = "gradient"
     trial_steps: int = 4  # gradient strategy: mini-batch steps of the trial pass
     betas: tuple[float, float] = (0.9, 0.999)

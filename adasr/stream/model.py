@@ -4,8 +4,8 @@ The LR frame is cut into P x P patches (space-to-batch). For each patch a two-la
 predicts a 3x3 convolution kernel with 3 inputs and F outputs (27F weights, plus F biases),
 which is applied to that patch only: y = ReLU(f(x) * x). The feature patches are put back
 together (batch-to-space) and a regular block (5x5 conv, ReLU, 3x3 conv) with a pixel shuffle
-brings them to the HR size. One deviation, said here: the output is added to a bilinear
-upsampling of the input, so a model that starts from random weights starts near bilinear and a
+brings them to the HR size. One deviation, said here: the output is added to a bicubic
+upsampling of the input, so a model that starts from random weights starts near bicubic and a
 few adaptation steps suffice (the thesis trains for much longer on a V100).
 
 Shapes: (B, 3, H, W) in [0, 1] -> (B, 3, sH, sW); H and W need not be multiples of P (the
@@ -58,7 +58,7 @@ class SRVCNet(nn.Module):
         feats = F.relu(feats).reshape(b, gh, gw, f, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, f, gh * p, gw * p)
         feats = feats[:, :, :h, :w]
         out = F.pixel_shuffle(self.body(feats), self.scale)
-        return out + F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return out + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
 
 
 @register_model("srvc")
