@@ -192,3 +192,46 @@ def test_workloads_run_together_in_every_mode(package_path):
     with pytest.raises(RuntimeError, match="fell over"):
         run_workloads([Workload(Broken(), iter(frames), 100.0), Workload(engines[1], iter(frames), 100.0)],
                       mode="fixed")
+
+
+def test_adaptive_upscale_bad_inputs(monkeypatch, capsys, package_path, tmp_path, data_root):
+    import av
+
+    from adasr.images import read_image, write_image
+    from tests.test_video import write_clip
+
+    good = tmp_path / "good.mp4"
+    write_clip(good, n=30)
+    data = good.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) - (len(data) - data.find(b"mdat")) // 3])
+    code, _, err = run_cli(monkeypatch, capsys, "upscale", cut, tmp_path / "cut_x2.mp4", "--model", package_path,
+                           "--quiet", "--level", "0")
+    _one_line_error(code, err, "cut.mp4", "decoded", "upscaled to")
+    kept = probe(tmp_path / "cut_x2.mp4")  # what decoded is kept, as a complete file
+    assert 0 < kept.frame_count < 30
+
+    empty = tmp_path / "empty.mp4"
+    with av.open(str(empty), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        c.start_encoding()
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    for src in (empty, text):
+        code, _, err = run_cli(monkeypatch, capsys, "upscale", src, tmp_path / "o.mp4", "--model", package_path,
+                               "--quiet")
+        _one_line_error(code, err, src.name)
+    code, _, err = run_cli(monkeypatch, capsys, "upscale", good, tmp_path / "nodir" / "o.mp4", "--model",
+                           package_path, "--quiet")
+    _one_line_error(code, err, "does not exist")
+    assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".*part*"))
+
+    rng = np.random.default_rng(0)
+    write_image(tmp_path / "a.png", rng.integers(0, 256, (9, 7, 3), dtype=np.uint8),
+                alpha=rng.integers(0, 256, (9, 7), dtype=np.uint8))
+    code, out, err = run_cli(monkeypatch, capsys, "upscale", tmp_path / "a.png", tmp_path / "a_x2.png", "--model",
+                             package_path, "--level", "0")
+    assert code == 0, err
+    img = read_image(tmp_path / "a_x2.png")
+    assert img.rgb.shape == (18, 14, 3) and img.alpha is not None

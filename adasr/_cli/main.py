@@ -456,6 +456,34 @@ def bench_multi(
     out.print(f"wrote {out_dir / 'multi.json'} and {out_dir / 'multi_levels.png'}")
 
 
+@bench_app.command("pipeline")
+def bench_pipeline(
+    package: Annotated[Path, typer.Argument(help="Package folder or .adasr file.")],
+    video: Annotated[list[Path], typer.Option(help="Clip to upscale at its own size (repeatable).")],
+    level: Annotated[int, typer.Option(help="Level to run (0 = fastest).")] = 0,
+    max_frames: Annotated[int, typer.Option(help="Frames per clip.")] = 30,
+    codec: Annotated[str, typer.Option(help="Output codec.")] = "h264",
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for pipeline.json.")] = Path("out/pipeline"),
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+) -> None:
+    """Decode, SR and encode alone against the whole upscale pipeline (where it loses time)."""
+    from rich.table import Table
+
+    from adasr.bench.pipeline import run_pipeline
+
+    _threads(threads)
+    result = run_pipeline(package, video, level=level, max_frames=max_frames, codec=codec, out_dir=out_dir)
+    table = Table(title=f"level {level} ({result['config']}), {codec}, {result['threads']} torch threads")
+    for col in ("clip", "LR", "decode FPS", "SR FPS", "encode FPS", "end-to-end FPS", "e2e / SR"):
+        table.add_column(col, justify="left" if col == "clip" else "right")
+    for r in result["clips"]:
+        table.add_row(Path(r["video"]).name, "x".join(map(str, r["lr_size"])), f"{r['decode_fps']:.1f}",
+                      f"{r['sr_fps']:.1f}", f"{r['encode_fps']:.1f}", f"{r['end_to_end_fps']:.1f}",
+                      f"{r['end_to_end_over_sr']:.2f}")
+    out.print(table, width=160)
+    out.print(f"wrote {out_dir / 'pipeline.json'}")
+
+
 @bench_app.command("overhead")
 def bench_overhead(
     package: Annotated[Path, typer.Argument(help="Package folder or .adasr file.")],

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from adasr.errors import ConfigError
+from adasr.errors import ConfigError, InputError
 
 POLICY_NAMES = ("lookup", "reactive", "fixed")
 
@@ -218,6 +218,14 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
         t0.append(time.monotonic())
         stats = run_stream(engine, frames(), sink, target, pol, monitor, threads=auto_threads if thread_rule == "auto"
                            else None, on_frame=frame_hook, pace=pace)
+    except InputError as exc:
+        # a damaged source: keep what decoded (a complete, playable file), then report the damage
+        if writer is None or counter[0] == 0:
+            if writer is not None:
+                writer.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        writer.__exit__(None, None, None)
+        raise InputError(f"{exc}; the {counter[0]} frames before it were upscaled to {out}") from None
     except BaseException as exc:
         if writer is not None:
             writer.__exit__(type(exc), exc, exc.__traceback__)
