@@ -504,3 +504,17 @@ def test_stream_shuts_down_on_errors(net, family):
     while any(t.name.startswith("adasr-") and t.name != "adasr-trace-player" for t in threading.enumerate()):
         assert time.monotonic() < deadline, "stream threads left running"
         time.sleep(0.02)
+
+
+def test_auto_threads_smooths_and_has_hysteresis():
+    from adasr.runtime.engine import AutoThreads
+
+    rule = AutoThreads(cores=4, high=0.25, low=0.1, alpha=0.5)
+    assert rule(_state(load=0.0)) == 4
+    assert rule(_state(load=0.4)) == 4          # one noisy reading: smoothed 0.2, below `high`
+    assert rule(_state(load=0.4)) == 1          # sustained: 0.3 > 0.25
+    assert rule(_state(load=0.15)) == 1         # 0.225: between low and high, keeps one thread
+    assert rule(_state()) == 1                  # no reading: unchanged
+    assert [rule(_state(load=0.0)) for _ in range(3)] == [1, 4, 4]  # 0.11, then 0.056 < low
+    with pytest.raises(ConfigError):
+        AutoThreads(high=0.1, low=0.2)

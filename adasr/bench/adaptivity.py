@@ -320,9 +320,9 @@ def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_
 
 def _stream(runner: Any, frames: Any, target_fps: float, policy: Any, monitor: Any, max_frames: int,
             threads: str = "auto") -> Any:
-    from adasr.runtime.engine import auto_threads, run_stream
+    from adasr.runtime.engine import AutoThreads, run_stream
 
-    rule = auto_threads if threads == "auto" else None
+    rule = AutoThreads() if threads == "auto" else None
     return run_stream(runner, frames, None, target_fps, policy, monitor, max_frames=max_frames, threads=rule)
 
 

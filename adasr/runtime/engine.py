@@ -318,6 +318,34 @@ def auto_threads(state: Any, *, cores: int | None = None, busy: float = 0.1) -> 
     return 1 if load > busy else cores
 
 
+class AutoThreads:
+    """`auto_threads` made robust to noisy CPU readings, for real pipelines: the load share is
+    smoothed (EWMA, weight `alpha`) and the rule has hysteresis: one thread once the smoothed
+    share exceeds `high`, every core again only when it falls below `low`. (psutil's system and
+    per-process shares are sampled at slightly different instants; over a 50 ms frame their
+    difference alone reaches 10-20% now and then.)"""
+
+    def __init__(self, *, cores: int | None = None, high: float = 0.25, low: float = 0.1, alpha: float = 0.3) -> None:
+        import os
+
+        if not 0.0 <= low <= high <= 1.0 or not 0.0 < alpha <= 1.0:
+            raise ConfigError(f"need 0 <= low <= high <= 1 and 0 < alpha <= 1, got {low}, {high}, {alpha}")
+        self.cores = cores or os.cpu_count() or 1
+        self.high, self.low, self.alpha = high, low, alpha
+        self.smoothed: float | None = None
+        self.threads = self.cores
+
+    def __call__(self, state: Any) -> int:
+        load = getattr(state, "load_share", None) if state is not None else None
+        if load is not None:
+            self.smoothed = load if self.smoothed is None else (1 - self.alpha) * self.smoothed + self.alpha * load
+            if self.smoothed > self.high:
+                self.threads = 1
+            elif self.smoothed < self.low:
+                self.threads = self.cores
+        return self.threads
+
+
 class _End:
     """End-of-stream marker."""
 

@@ -121,7 +121,7 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
     pace: hold frames to the display clock (a player); False runs as fast as it can (offline
     upscaling at a fixed level; deadlines are still counted against the target).
     """
-    from adasr.runtime.engine import auto_threads, run_stream
+    from adasr.runtime.engine import AutoThreads, run_stream
     from adasr.runtime.monitors import CpuMonitor, StreamMonitor
     from adasr.video import VideoWriter, probe, read_frames
 
@@ -216,7 +216,7 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
         if trace is not None:
             load_offset = time.monotonic() - load_start
         t0.append(time.monotonic())
-        stats = run_stream(engine, frames(), sink, target, pol, monitor, threads=auto_threads if thread_rule == "auto"
+        stats = run_stream(engine, frames(), sink, target, pol, monitor, threads=AutoThreads() if thread_rule == "auto"
                            else None, on_frame=frame_hook, pace=pace)
     except InputError as exc:
         # a damaged source: keep what decoded (a complete, playable file), then report the damage
