@@ -424,6 +424,8 @@ class VideoWriter:
     pix_fmt:  an encoder pixel format such as 'yuv420p' (default), 'yuv420p10le', 'yuv444p'.
     audio_from: a file whose audio streams are copied unchanged (no audio there: none written).
     rotation: display rotation in counter-clockwise degrees, stored as metadata.
+    threads:  encoder threads (None or 0: the encoder's choice, about one per core plus extras);
+              1 keeps the encoder off the cores an SR model runs on in the same process.
 
     Bad options raise ConfigError, an unknown suffix or unwritable target OutputError, and an
     unreadable `audio_from` InputError, all before any frame is written.
@@ -442,9 +444,13 @@ class VideoWriter:
         pix_fmt: str = "yuv420p",
         audio_from: str | os.PathLike[str] | None = None,
         rotation: int = 0,
+        threads: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.codec = codec_for_suffix(self.path, codec)
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 0):
+            raise ConfigError(f"encoder threads must be a non-negative integer (0 = the encoder's choice), got {threads!r}")
+        self.threads = threads
         self.width, self.height = int(width), int(height)
         if self.width < 1 or self.height < 1:
             raise ConfigError(f"invalid video size {width}x{height}")
@@ -563,6 +569,8 @@ class VideoWriter:
         vs.width, vs.height = self.encoded_size
         vs.pix_fmt = self.pix_fmt
         cc = vs.codec_context
+        if self.threads:
+            cc.thread_count = self.threads
         cc.time_base = 1 / self.fps
         vs.time_base = 1 / self.fps
         cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1  # BT.709 tv

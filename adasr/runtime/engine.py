@@ -188,17 +188,18 @@ class Engine:
         """uint8 HxWx3 RGB -> uint8 (sH)x(sW)x3 with the active level."""
         return tensor_to_frame(self.process_tensor(frame_to_tensor(frame, self.channels_last)))
 
-    def warmup(self, lr_hw: tuple[int, int], repeats: int = 1) -> None:
+    def warmup(self, lr_hw: tuple[int, int], repeats: int = 1, levels: Sequence[int] | None = None) -> None:
         """Run every level `repeats` times on a frame of `lr_hw` (H, W), then restore the active
         level: the first forward of a level at a new size builds kernels (oneDNN primitives, CUDA
-        autotuning) and would otherwise land on a live frame. Switches made here are not recorded."""
+        autotuning) and would otherwise land on a live frame. Switches made here are not recorded.
+        levels: only these level indices (default: all)."""
         h, w = (int(v) for v in lr_hw)
         if h < 1 or w < 1:
             raise ConfigError(f"warm-up size must be positive, got {lr_hw!r}")
         x = torch.zeros(1, 3, h, w)
         keep, recorded = self.level, len(self.switch_latencies)
-        for lv in self.levels:
-            self.supernet.set_active(lv.config)
+        for i in range(len(self.levels)) if levels is None else levels:
+            self.supernet.set_active(self.levels[_check_level_index(i, len(self.levels))].config)
             for _ in range(max(1, int(repeats))):
                 self.process_tensor(x)
         self.supernet.set_active(self.levels[keep].config)

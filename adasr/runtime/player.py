@@ -182,7 +182,7 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
     if engine.level != start_level:
         engine.switch(start_level)
         engine.switch_latencies.clear()
-    engine.warmup((lr[1], lr[0]))
+    engine.warmup((lr[1], lr[0]), levels=[start_level] if policy == "fixed" else None)
     pol = _pick_policy(policy, engine.levels, level)
     monitor = StreamMonitor(cpu=CpuMonitor(), level=engine.level, target_period_s=1.0 / target)
     load_samples: list[tuple[float, float]] = []
