@@ -146,3 +146,25 @@ def test_supernet_sandwich_and_progressive_phases_train_and_resume(tmp_path, sma
     resumed.run()
     for (k, a), b in zip(trainer.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
+
+
+def test_warm_start_copies_matching_tensors_only(tmp_path):
+    import torch
+
+    from adasr.errors import ModelError
+    from adasr.modelfile import ModelSpec, save_model
+    from adasr.nn.registry import build_model
+    from adasr.train.loop import warm_start
+
+    x2 = build_model("espcn", scale=2)
+    save_model(tmp_path / "x2.safetensors", x2, ModelSpec("espcn", {"scale": 2}, 2))
+    x4 = build_model("espcn", scale=4)
+    copied, total = warm_start(x4, tmp_path / "x2.safetensors")
+    assert 0 < copied < total  # the body matches, the last (sub-pixel) layer does not
+    sd2, sd4 = x2.state_dict(), x4.state_dict()
+    same = [k for k in sd4 if k in sd2 and sd2[k].shape == sd4[k].shape]
+    assert len(same) == copied and all(torch.equal(sd2[k], sd4[k]) for k in same)
+    fsrcnn = build_model("fsrcnn", scale=2, d=8, s=4, m=1)
+    save_model(tmp_path / "f.safetensors", fsrcnn, ModelSpec("fsrcnn", {"scale": 2, "d": 8, "s": 4, "m": 1}, 2))
+    with pytest.raises(ModelError):
+        warm_start(build_model("espcn", scale=2), tmp_path / "f.safetensors")

@@ -66,6 +66,7 @@ def train(
     ckpt_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 500,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     arg: Annotated[Optional[list[str]], typer.Option(help="Architecture argument NAME=VALUE (repeatable, JSON values).")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(help="Warm start: copy the tensors of this model file whose names and shapes match (e.g. an x4 supernet from a trained x2 one).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON file of training options (CLI options are ignored except --out).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped.")] = False,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop (and save) after this much training time.")] = None,
@@ -101,7 +102,7 @@ def train(
                           **({"phases": phases} if phases else {}),
                           val_data=val_dir, patch=patch, batch_size=batch_size, steps=steps, lr=lr,
                           schedule=schedule, hfen_weight=hfen_weight, ema=ema, val_every=val_every,
-                          ckpt_every=ckpt_every, seed=seed)
+                          ckpt_every=ckpt_every, seed=seed, init_from=None if init_from is None else str(init_from))
     from adasr._cli.progress import TrainProgress
 
     with TrainProgress(enabled=not quiet, console=console) as progress:

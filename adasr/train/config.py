@@ -69,6 +69,7 @@ class TrainConfig:
     seed: int = 0
     video_every: int = 5  # for video training sources: take every N-th frame
     phases: tuple[Phase, ...] = (Phase(),)
+    init_from: str | None = None  # model file whose tensors of matching name and shape start the run
 
     def __post_init__(self) -> None:
         checks = [

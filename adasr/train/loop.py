@@ -72,10 +72,40 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def build_initial_model(cfg: TrainConfig) -> nn.Module:
-    """The model with its initial weights, seeded without touching the global RNG state."""
+    """The model with its initial weights, seeded without touching the global RNG state.
+
+    With `cfg.init_from` (a model file), every tensor of the same name and shape is copied from
+    it: a warm start, e.g. an x4 supernet from a trained x2 one (the body and head match, the
+    upsampler does not), as EDSR initialises its x3/x4 models from x2.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return build_model(cfg.arch, scale=cfg.scale, **cfg.arch_args)
+        model = build_model(cfg.arch, scale=cfg.scale, **cfg.arch_args)
+    if cfg.init_from:
+        warm_start(model, cfg.init_from)
+    return model
+
+
+def warm_start(model: nn.Module, path: str | Path) -> tuple[int, int]:
+    """Copy the tensors of `path` (safetensors, never unpickled) whose names and shapes match
+    `model`'s; returns (copied, total in the model). ModelError when nothing matches."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--init-from model not found: {path}")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {path} as safetensors: {exc}") from None
+    state = model.state_dict()
+    matched = {k: v for k, v in tensors.items() if k in state and tuple(v.shape) == tuple(state[k].shape)}
+    if not matched:
+        raise ModelError(f"{path} has no tensor of the same name and shape as this model")
+    with torch.no_grad():
+        for k, v in matched.items():
+            state[k].copy_(v)
+    return len(matched), len(state)
 
 
 class Trainer:
