@@ -34,19 +34,19 @@ def benchmark_dir(name: str) -> Path:
     raise InputError(f"benchmark set not found: {name} (looked in {data_root() / 'benchmarks'}; set ADASR_DATA)")
 
 
-def bundled_model(scale: int) -> Path:
-    """The default model file shipped for `scale`."""
-    path = MODELS_DIR / f"default_x{scale}.safetensors"
+def _bundled(name: str, pattern: str, what: str, scale: int) -> Path:
+    path = MODELS_DIR / name
     if not path.is_file():
-        known = sorted(p.stem for p in MODELS_DIR.glob("default_x*.safetensors"))
-        raise InputError(f"no bundled model for x{scale} (bundled: {', '.join(known) or 'none'}); pass --model")
+        known = sorted(p.stem for p in MODELS_DIR.glob(pattern))
+        raise InputError(f"no bundled {what} for x{scale} (bundled: {', '.join(known) or 'none'}); pass --model")
     return path
+
+
+def bundled_model(scale: int) -> Path:
+    """The default single model file shipped for `scale`."""
+    return _bundled(f"default_x{scale}.safetensors", "default_x*.safetensors", "model", scale)
 
 
 def bundled_package(scale: int) -> Path:
     """The default adaptive package (supernet + profiled family) shipped for `scale`."""
-    path = MODELS_DIR / f"sr_x{scale}.adasr"
-    if not path.is_file():
-        known = sorted(p.stem for p in MODELS_DIR.glob("sr_x*.adasr"))
-        raise InputError(f"no bundled package for x{scale} (bundled: {', '.join(known) or 'none'}); pass --model")
-    return path
+    return _bundled(f"sr_x{scale}.adasr", "sr_x*.adasr", "package", scale)

@@ -19,6 +19,7 @@ DEMO_FPS = 20.0
 
 def run_demo(scale: int, out_dir: Path, out: Console, console: Console, *, target_fps: float = DEMO_FPS,
              trace: str = "bursty", quiet: bool = False) -> dict:
+    from adasr._atomic import ensure_dir
     from adasr._cli.play_cmd import run_play
     from adasr.errors import ConfigError, InputError
     from adasr.paths import bundled_package, data_root
@@ -29,12 +30,7 @@ def run_demo(scale: int, out_dir: Path, out: Console, console: Console, *, targe
     if scale not in DEMO_LR:
         raise ConfigError(f"the demo runs x2, x3 or x4, got x{scale}")
     package = bundled_package(scale)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        from adasr.errors import OutputError
-
-        raise OutputError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
+    ensure_dir(out_dir)
     lr = DEMO_LR[scale]
     out.print(f"adasr demo: {clip.name} shrunk to {lr[0]}x{lr[1]}, upscaled x{scale} by {package.name} at a target "
               f"of {target_fps:g} FPS while a {trace} background load competes for the CPU", highlight=False)

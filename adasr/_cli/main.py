@@ -412,8 +412,6 @@ def bench_adaptivity(
                                              "background load; fixed: keep --threads throughout.")] = "auto",
 ) -> None:
     """adasr vs Static (reload on switch) vs Assembled (all resident) under one load trace."""
-    from rich.table import Table
-
     from adasr.bench.adaptivity import run_adaptivity, summary_rows
 
     _threads(threads)
@@ -422,13 +420,21 @@ def bench_adaptivity(
                             seed=seed, out_dir=out_dir, thread_rule=thread_rule,
                             on_progress=lambda stage, done, total: console.print(f"  {stage}: {done}/{total}"))
     rows = summary_rows(result)
-    table = Table(title=f"trace {trace}, target {result['target_fps']:.1f} FPS, policy {policy}, {seconds:g} s per runner")
-    for key in rows[0]:
-        table.add_column(str(key), justify="left" if key == "runner" else "right")
+    _print_rows(f"trace {trace}, target {result['target_fps']:.1f} FPS, policy {policy}, {seconds:g} s per runner",
+                rows)
+    out.print(f"wrote {out_dir / 'adaptivity.json'} and PNGs")
+
+
+def _print_rows(title: str, rows: list[dict]) -> None:
+    """A rich table of dict rows (first column left-aligned), 3 decimals for floats."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, key in enumerate(rows[0]):
+        table.add_column(str(key), justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()])
     out.print(table, width=160)
-    out.print(f"wrote {out_dir / 'adaptivity.json'} and PNGs")
 
 
 @bench_app.command("multi")
@@ -441,19 +447,12 @@ def bench_multi(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for multi.json and multi_levels.png.")] = Path("out/multi"),
 ) -> None:
     """Several workloads sharing the CPU: Dynamic-OFA's joint manager vs independent managers vs fixed levels."""
-    from rich.table import Table
-
     from adasr.bench.multi import run_multi, summary_rows
 
     result = run_multi(package, video, target_fps, seconds=seconds, modes=tuple(mode or ("joint", "independent", "fixed")),
                        out_dir=out_dir)
     rows = summary_rows(result)
-    table = Table(title=f"{len(video)} workloads sharing the CPU, {seconds:g} s per mode")
-    for key in rows[0]:
-        table.add_column(str(key), justify="left" if key == "mode" else "right")
-    for row in rows:
-        table.add_row(*[str(v) for v in row.values()])
-    out.print(table, width=160)
+    _print_rows(f"{len(video)} workloads sharing the CPU, {seconds:g} s per mode", rows)
     out.print(f"wrote {out_dir / 'multi.json'} and {out_dir / 'multi_levels.png'}")
 
 

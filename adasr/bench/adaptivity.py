@@ -54,8 +54,8 @@ from typing import Any
 
 import numpy as np
 
-from adasr._atomic import atomic_path, write_bytes_atomic
-from adasr.errors import ConfigError, InputError, OutputError
+from adasr._atomic import atomic_path, ensure_dir, write_bytes_atomic
+from adasr.errors import ConfigError, InputError
 from adasr.runtime.traces import load_trace as load_trace
 
 RUNNERS = ("adasr", "static", "assembled")
@@ -445,11 +445,7 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
     max_video_frames = _check_int("max_video_frames", max_video_frames, 1, 10_000)
     psnr_frames = _check_int("psnr_frames", psnr_frames, 1, 1000)
     rss_interval_s = _check_positive("rss_interval_s", rss_interval_s)
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    out = ensure_dir(out_dir)
     trace_obj = load_trace(trace, seconds, seed)
 
     package = load_package(package_path)

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adasr._atomic import write_bytes_atomic
-from adasr.errors import ConfigError, OutputError
+from adasr._atomic import ensure_dir, write_bytes_atomic
+from adasr.errors import ConfigError
 
 SCHEMA_VERSION = 1
 
@@ -44,11 +44,7 @@ def run_multi(package_path: str | os.PathLike[str], videos: Sequence[str | os.Pa
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         raise ConfigError(f"modes must be from {', '.join(MODES)}, got {list(modes)}")
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    out = ensure_dir(out_dir)
 
     packages = [load_package(package_path) for _ in videos]
     family = packages[0].family_for(next(iter(packages[0].profiles))) if len(packages[0].profiles) == 1 \

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adasr._atomic import write_bytes_atomic
-from adasr.errors import ConfigError, OutputError
+from adasr._atomic import ensure_dir, write_bytes_atomic
+from adasr.errors import ConfigError
 
 
 def run_pipeline(package_path: str | os.PathLike[str], videos: Sequence[str | os.PathLike[str]], *, level: int = 0,
@@ -36,11 +36,7 @@ def run_pipeline(package_path: str | os.PathLike[str], videos: Sequence[str | os
         raise ConfigError("give at least one video")
     if not isinstance(max_frames, int) or max_frames < 2:
         raise ConfigError(f"max_frames must be an integer of at least 2, got {max_frames!r}")
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    out = ensure_dir(out_dir)
     engine = Engine.load(str(package_path))
     if not isinstance(level, int) or not 0 <= level < len(engine.levels):
         raise ConfigError(f"level must be in [0, {len(engine.levels) - 1}], got {level!r}")
