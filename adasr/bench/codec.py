@@ -1,7 +1,9 @@
 """`adasr bench codec`: rate-distortion of content-adaptive model streaming vs H.264/H.265.
 
-For each clip, on the same HR frames (PSNR / SSIM on Y, border = scale, mean over frames; SSIM on
-every `ssim_every`-th frame), with bits per pixel = (every stored byte * 8) / (frames * HR pixels):
+For each clip, on the same HR frames (Y, border = scale; PSNR of the clip from the MSE over all
+frames, as SRVC reports it, so a black frame coded exactly does not make it infinite; mean SSIM
+over every `ssim_every`-th frame), with bits per pixel = (every stored byte * 8) / (frames * HR
+pixels):
 
 * HR H.264 slow, HR H.265 slow at `hr_crfs` (the anchor for BD-rate / BD-PSNR is HR H.265 slow);
 * LR H.265 slow at `lr_crfs` + bicubic, + generic SR (the bundled model, nothing streamed),
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 from adasr.errors import ConfigError
-from adasr.metrics import bd_psnr, bd_rate, psnr_y, ssim_y
+from adasr.metrics import bd_psnr, bd_rate, ssim_y
 from adasr.stream.adapt import AdaptConfig
 from adasr.stream.encoder import (EncodeSettings, build_model_stream, downsample, encode_content, initial_model,
                                   load_clip)
@@ -63,21 +65,37 @@ class CodecBenchConfig:
     package_steps: int = 20
 
 
+def _y_mse(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
+    from adasr.metrics import rgb_to_ycbcr_y
+
+    ys, yh = rgb_to_ycbcr_y(sr), rgb_to_ycbcr_y(hr)
+    if border:
+        ys, yh = ys[border:-border, border:-border], yh[border:-border, border:-border]
+    return float(np.mean((ys - yh) ** 2))
+
+
+def video_psnr(mses: Sequence[float]) -> float:
+    """PSNR of a whole clip from the mean squared error over all its frames (as SRVC reports it);
+    finite even when some frames (black ones) are reproduced exactly."""
+    mse = float(np.mean(mses))
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+
+
 class Quality:
-    """Running mean PSNR (every frame) and SSIM (every N-th frame) on Y against the HR frames."""
+    """Clip PSNR on Y (from the MSE over every frame) and mean SSIM on Y (every N-th frame)."""
 
     def __init__(self, hr: np.ndarray, border: int, ssim_every: int) -> None:
         self.hr, self.border, self.every = hr, border, ssim_every
-        self.psnr: list[float] = []
+        self.mse: list[float] = []
         self.ssim: list[float] = []
 
     def add(self, i: int, frame: np.ndarray) -> None:
-        self.psnr.append(psnr_y(frame, self.hr[i], self.border))
+        self.mse.append(_y_mse(frame, self.hr[i], self.border))
         if i % self.every == 0:
             self.ssim.append(ssim_y(frame, self.hr[i], self.border))
 
     def result(self) -> dict[str, float]:
-        return {"psnr": float(np.mean(self.psnr)), "ssim": float(np.mean(self.ssim))}
+        return {"psnr": video_psnr(self.mse), "ssim": float(np.mean(self.ssim))}
 
 
 @torch.inference_mode()
@@ -239,18 +257,18 @@ def _bench_package(cfg, dec, hr, fps, content_bits, device, stream_settings) -> 
     model, levels = base[0].to(device), base[2]
     n = len(hr)
     every = cfg.ssim_every
-    before = [float(np.mean([psnr_y(_sr(model, dec[i], device, c), hr[i], cfg.scale) for i in range(0, n, every)]))
+    before = [video_psnr([_y_mse(_sr(model, dec[i], device, c), hr[i], cfg.scale) for i in range(0, n, every)])
               for c in levels]
     per_level: list[list[float]] = [[] for _ in levels]
 
     def on_segment(t, m, a, b):
         for j, c in enumerate(levels):
             for i in range(a + (-a) % every, b, every):
-                per_level[j].append(psnr_y(_sr(m, dec[i], device, c), hr[i], cfg.scale))
+                per_level[j].append(_y_mse(_sr(m, dec[i], device, c), hr[i], cfg.scale))
 
     started = time.perf_counter()
     ms = build_model_stream(dec, hr, fps, s, on_segment=on_segment, base=base)
-    after = [float(np.mean(v)) for v in per_level]
+    after = [video_psnr(v) for v in per_level]
     duration = n / float(fps)
     return {
         "package": str(cfg.package), "levels": [c.id for c in levels], "psnr_before": before, "psnr_after": after,
