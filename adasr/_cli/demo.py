@@ -14,7 +14,7 @@ from rich.console import Console
 
 DEMO_CLIP = "bigbuckbunny_720p.mp4"
 DEMO_LR = {2: (320, 180), 3: (212, 120), 4: (160, 90)}  # (W, H) fed to SR; output 640x360 (x3: 636x360)
-DEMO_FPS = 20.0
+DEMO_FPS = 15.0
 
 
 def run_demo(scale: int, out_dir: Path, out: Console, console: Console, *, target_fps: float = DEMO_FPS,

@@ -355,7 +355,7 @@ def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors) o
 def demo(
     scale: Annotated[int, typer.Option(help="Scale of the bundled package to run.")] = 2,
     out_dir: Annotated[Path, typer.Option("--out", help="Where to write the demo outputs.")] = Path("out"),
-    target_fps: Annotated[float, typer.Option(help="Frame rate the runtime holds.")] = 20.0,
+    target_fps: Annotated[float, typer.Option(help="Frame rate the runtime holds.")] = 15.0,
     trace: Annotated[str, typer.Option(help="Background load: bursty, stable, random or a CSV file.")] = "bursty",
     quiet: Annotated[bool, typer.Option(help="No live view; print the summary only.")] = False,
 ) -> None:
