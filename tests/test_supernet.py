@@ -351,3 +351,28 @@ def test_base_spaces_build():
         small, large = net.space.smallest(), net.space.largest()
         assert subnet_cost(small)[1] < subnet_cost(large)[1]
         assert net.supernet_bytes() >= net.assembled_bytes([large])
+
+
+def test_trimmed_supernet_computes_the_same_with_fewer_weights():
+    from adasr.nn.elastic import ElasticConv2d
+    from adasr.nn.supernet import trim_supernet
+
+    space = SearchSpace.named("tiny")
+    net = make_net(space, seed=3).eval()
+    cfgs = [SubnetConfig(2, 8, 1, 3, ("m.s3",), True, "bic"), SubnetConfig(2, 16, 2, 5, ("c", "m.s3"), True, "ps"),
+            SubnetConfig(2, 16, 2, 3, ("r", "m.s3", "c"), False, "bic")]
+    trimmed = trim_supernet(net, cfgs)
+    assert trimmed.supernet_bytes() < net.supernet_bytes()
+    assert set(trimmed.space.blocks) == {"c", "m.s3", "r"} and set(trimmed.space.upsamplers) == {"ps", "bic"}
+    old = dict(net.named_modules())
+    shrunk = [n for n, m in trimmed.named_modules()
+              if isinstance(m, ElasticConv2d) and m.kernels[-1] < old[n].kernels[-1]]
+    assert shrunk  # the separable ops lost their 7x7 storage: the effective 3x3 kernel is stored
+    x = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        for cfg in cfgs:
+            net.set_active(cfg)
+            trimmed.set_active(cfg)
+            assert torch.allclose(net(x), trimmed(x), atol=1e-6), cfg.id
+    with pytest.raises(ConfigError):
+        trimmed.set_active(SubnetConfig(2, 8, 1, 3, ("i+esa",), True, "bic"))  # a dropped block type

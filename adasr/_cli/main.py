@@ -225,6 +225,7 @@ def search(
     param: Annotated[Optional[list[str]], typer.Option(help="Strategy parameter NAME=VALUE (e.g. bins=5, per_bin=2, max_levels=10).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the search report as JSON here.")] = None,
     above_bicubic: Annotated[bool, typer.Option(help="Keep only levels that beat bicubic on the validation crops.")] = True,
+    trim: Annotated[bool, typer.Option(help="Ship only the ops the levels use (same outputs, less memory).")] = True,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
@@ -252,7 +253,7 @@ def search(
     report = run_search(model, package_path, strategy=strategy, val=val, cost=cost, lr_hw=_parse_hw(size), loads=shares,
                         repeats=repeats, threads=threads, seed=seed, predictor_samples=predictor_samples,
                         baselines=baseline or [], plot=plot, params=_parse_args(param or []),
-                        floor_bicubic=above_bicubic, on_progress=progress)
+                        floor_bicubic=above_bicubic, trim=trim, on_progress=progress)
     table = Table(title=f"{len(report['levels'])} levels ({strategy}, {cost}) on {report['device']}")
     for col in ("level", "config", "PSNR", "params", "GMACs", *[f"FPS@{k}" for k in sorted(report["levels"][0]["fps"])]):
         table.add_column(col, justify="left" if col == "config" else "right")

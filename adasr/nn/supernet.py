@@ -367,6 +367,60 @@ class SuperNet(nn.Module):
         return f"scale={self.scale}, max_depth={self.space.max_depth}, active={self.active.id}"
 
 
+# -- trimming to a family -----------------------------------------------------------------------------
+
+def trim_supernet(supernet: SuperNet, configs: Sequence[SubnetConfig]) -> SuperNet:
+    """A smaller SuperNet that computes exactly what `supernet` computes for every config of
+    `configs`, holding only the ops they use.
+
+    The space keeps only the block tokens and upsamplers the configs use (its other dimensions
+    are left as they are), so the ops of unused block types and upsamplers are never built.
+    Tensors are copied by name; an elastic conv whose largest kernel shrinks (say 7 to 3 once no
+    config uses the 7x7 separable op) stores the old op's effective kernel at the new size (the
+    centre crops and kernel transforms applied), and keeps the transforms below it, so every
+    remaining kernel size gives the same weights as before. Raises ConfigError when a tensor
+    cannot be carried over.
+    """
+    from dataclasses import replace
+
+    from adasr.nn.elastic import ElasticConv2d, shrink_kernel
+
+    cfgs = [supernet.space.validate(SubnetConfig.coerce(c)) for c in configs]
+    if not cfgs:
+        raise ConfigError("trim_supernet needs at least one config")
+    used_blocks = {b for c in cfgs for b in c.blocks}
+    used_ups = {c.upsampler for c in cfgs}
+    space = replace(supernet.space, blocks=tuple(b for b in supernet.space.blocks if b in used_blocks),
+                    upsamplers=tuple(u for u in supernet.space.upsamplers if u in used_ups))
+    trimmed = SuperNet(space).to(supernet.head.weight.device)
+    old_modules = dict(supernet.named_modules())
+    src = supernet.state_dict()
+    done: set[str] = set()
+    with torch.no_grad():
+        for name, module in trimmed.named_modules():
+            old = old_modules.get(name)
+            if not (isinstance(module, ElasticConv2d) and isinstance(old, ElasticConv2d)
+                    and module.kernels[-1] < old.kernels[-1]):
+                continue
+            module.weight.copy_(shrink_kernel(old.weight, module.kernels[-1], old.kernels, old.transforms))
+            done.add(f"{name}.weight")
+            if module.bias is not None:
+                module.bias.copy_(old.bias)
+                done.add(f"{name}.bias")
+            for key, transform in module.transforms.items():
+                transform.copy_(old.transforms[key])
+                done.add(f"{name}.transforms.{key}")
+        for key, tensor in trimmed.state_dict().items():
+            if key in done:
+                continue
+            if key not in src or src[key].shape != tensor.shape:
+                raise ConfigError(f"cannot carry tensor {key} over to the trimmed supernet")
+            tensor.copy_(src[key])
+    trimmed.train(supernet.training)
+    trimmed.set_active(cfgs[0])
+    return trimmed
+
+
 # -- registry builders -------------------------------------------------------------------------------
 
 def _space_arg(space: Mapping[str, Any] | str, scale: int | None) -> SearchSpace:

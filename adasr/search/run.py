@@ -42,7 +42,7 @@ def run_search(model_path: Path, out: Path, *, strategy: str = "ofa", val: str =
                cost: str = "table", lr_hw: tuple[int, int] = (180, 320), loads: Sequence[float] = (0.0, 0.5),
                repeats: int = 20, threads: int | None = None, seed: int = 0, crops: int = 8,
                predictor_samples: int = 0, baselines: Sequence[Path] = (), plot: Path | None = None,
-               params: dict[str, Any] | None = None, floor_bicubic: bool = True,
+               params: dict[str, Any] | None = None, floor_bicubic: bool = True, trim: bool = True,
                on_progress: Progress | None = None) -> dict[str, Any]:
     from adasr.data.datasets import load_image_pairs
     from adasr.modelfile import load_model
@@ -81,8 +81,14 @@ def run_search(model_path: Path, out: Path, *, strategy: str = "ofa", val: str =
         report["evaluations"] = evaluator.evaluations
         if floor_bicubic:
             family = _above_bicubic(family, evaluator, report)
-        package = save_package(out, net, family, info={"source_model": Path(model_path).name,
-                                                        "strategy": strategy, "cost": cost}, overwrite=True)
+        from adasr.nn.supernet import trim_supernet
+
+        def shipped(fam: Any) -> Any:  # the supernet the package holds: only the ops its levels use
+            return trim_supernet(net, fam.configs) if trim else net
+
+        package = save_package(out, shipped(family), family, info={"source_model": Path(model_path).name,
+                                                                    "strategy": strategy, "cost": cost,
+                                                                    "trimmed": trim}, overwrite=True)
         profile = profile_package(package, levels=loads, repeats=repeats, threads=threads, on_progress=progress,
                                   lr_hw=lr_hw, table=False)
         key = profile["device"]
@@ -95,7 +101,7 @@ def run_search(model_path: Path, out: Path, *, strategy: str = "ofa", val: str =
             family = replace(package.family, levels=tuple(lv for lv in package.family if lv.config.id not in dominated))
             for entry in profile["levels"].values():
                 entry["measured"] = {c: v for c, v in entry["measured"].items() if c not in dominated}
-            package = save_package(out, net, family, info=package.manifest.get("info"), overwrite=True)
+            package = save_package(out, shipped(family), family, info=package.manifest.get("info"), overwrite=True)
         package.add_profile(key, profile)
         family = package.family_for(key)
         report["device"] = key
