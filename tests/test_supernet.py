@@ -376,3 +376,20 @@ def test_trimmed_supernet_computes_the_same_with_fewer_weights():
             assert torch.allclose(net(x), trimmed(x), atol=1e-6), cfg.id
     with pytest.raises(ConfigError):
         trimmed.set_active(SubnetConfig(2, 8, 1, 3, ("i+esa",), True, "bic"))  # a dropped block type
+
+
+def test_trimming_random_families_keeps_outputs():
+    from adasr.nn.supernet import trim_supernet
+
+    space = SearchSpace.named("tiny")
+    net = make_net(space, seed=5).eval()
+    x = torch.rand(1, 3, 10, 12, generator=torch.Generator().manual_seed(1))
+    for seed in range(6):
+        rng = random.Random(seed)
+        cfgs = [space.sample(rng) for _ in range(3)]
+        trimmed = trim_supernet(net, cfgs)
+        with torch.inference_mode():
+            for cfg in cfgs:
+                net.set_active(cfg)
+                trimmed.set_active(cfg)
+                assert torch.allclose(net(x), trimmed(x), atol=1e-5), (seed, cfg.id)

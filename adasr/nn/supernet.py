@@ -375,9 +375,10 @@ def trim_supernet(supernet: SuperNet, configs: Sequence[SubnetConfig]) -> SuperN
 
     The space keeps only the block tokens and upsamplers the configs use (its other dimensions
     are left as they are), so the ops of unused block types and upsamplers are never built.
-    Tensors are copied by name; an elastic conv whose largest kernel shrinks (say 7 to 3 once no
+    Tensors are copied by name, keeping their leading channels when an op shrinks (ops are used
+    from their first channels); an elastic conv whose largest kernel shrinks (say 7 to 3 once no
     config uses the 7x7 separable op) stores the old op's effective kernel at the new size (the
-    centre crops and kernel transforms applied), and keeps the transforms below it, so every
+    centre crops and kernel transforms applied) and keeps the transforms below it, so every
     remaining kernel size gives the same weights as before. Raises ConfigError when a tensor
     cannot be carried over.
     """
@@ -395,6 +396,13 @@ def trim_supernet(supernet: SuperNet, configs: Sequence[SubnetConfig]) -> SuperN
     trimmed = SuperNet(space).to(supernet.head.weight.device)
     old_modules = dict(supernet.named_modules())
     src = supernet.state_dict()
+
+    def fit(tensor: torch.Tensor, shape: torch.Size, key: str) -> torch.Tensor:
+        # ops are sliced from their first channels, so a smaller op keeps the leading block
+        if tensor.dim() != len(shape) or any(n > m for n, m in zip(shape, tensor.shape)):
+            raise ConfigError(f"cannot carry tensor {key} over to the trimmed supernet")
+        return tensor[tuple(slice(0, n) for n in shape)]
+
     done: set[str] = set()
     with torch.no_grad():
         for name, module in trimmed.named_modules():
@@ -402,20 +410,15 @@ def trim_supernet(supernet: SuperNet, configs: Sequence[SubnetConfig]) -> SuperN
             if not (isinstance(module, ElasticConv2d) and isinstance(old, ElasticConv2d)
                     and module.kernels[-1] < old.kernels[-1]):
                 continue
-            module.weight.copy_(shrink_kernel(old.weight, module.kernels[-1], old.kernels, old.transforms))
+            effective = shrink_kernel(old.weight, module.kernels[-1], old.kernels, old.transforms)
+            module.weight.copy_(fit(effective, module.weight.shape, f"{name}.weight"))
             done.add(f"{name}.weight")
-            if module.bias is not None:
-                module.bias.copy_(old.bias)
-                done.add(f"{name}.bias")
-            for key, transform in module.transforms.items():
-                transform.copy_(old.transforms[key])
-                done.add(f"{name}.transforms.{key}")
         for key, tensor in trimmed.state_dict().items():
             if key in done:
                 continue
-            if key not in src or src[key].shape != tensor.shape:
+            if key not in src:
                 raise ConfigError(f"cannot carry tensor {key} over to the trimmed supernet")
-            tensor.copy_(src[key])
+            tensor.copy_(fit(src[key], tensor.shape, key))
     trimmed.train(supernet.training)
     trimmed.set_active(cfgs[0])
     return trimmed
