@@ -360,8 +360,9 @@ def demo(
     trace: Annotated[str, typer.Option(help="Background load: bursty, stable, random or a CSV file.")] = "bursty",
     quiet: Annotated[bool, typer.Option(help="No live view; print the summary only.")] = False,
 ) -> None:
-    """The main job of `make run`: adaptive SR of the bundled clip under a bursty CPU load, with QoS,
-    PSNR against bicubic, the output video and a timeline PNG."""
+    """The main job of `make run`: adaptive SR of the bundled clip under a bursty CPU load.
+
+    Prints the QoS summary and the PSNR gain over bicubic; writes the video, a timeline PNG and JSON."""
     from adasr._cli.demo import run_demo
 
     run_demo(scale, out_dir, out, console, target_fps=target_fps, trace=trace, quiet=quiet)
