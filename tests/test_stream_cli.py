@@ -125,3 +125,23 @@ def test_cli_errors_are_one_line(monkeypatch, capsys, tmp_path, data_root):
         assert "Traceback" not in err and err.strip().count("\n") == 0, err
         assert all(w in err for w in words), err
     assert not (tmp_path / "s").exists()
+
+
+def test_play_stream_applies_deltas_at_segment_boundaries(streams, tmp_path, monkeypatch, capsys):
+    from adasr.stream.player import is_stream_path, play_stream
+    from adasr.stream.reader import decode_stream
+    from adasr.video import read_frames
+
+    single, folder, manifest = streams
+    assert is_stream_path(single) and is_stream_path(folder) and not is_stream_path(tmp_path)
+    result, _ = play_stream(single, target_fps=1000.0, out=tmp_path / "play.mp4", crf=18)
+    s = result.summary()
+    assert s["frames"] == 10 and result.segments_applied == len(manifest["segments"])
+    decode_stream(single, tmp_path / "dec.mp4", crf=18)
+    played = np.stack(list(read_frames(tmp_path / "play.mp4")))
+    decoded = np.stack(list(read_frames(tmp_path / "dec.mp4")))
+    assert np.array_equal(played, decoded)  # every frame upscaled by its own segment's model
+    code, out, err = run_cli(monkeypatch, capsys, "play", folder, "--quiet", "--json", tmp_path / "p.json",
+                             "--target-fps", "1000")
+    assert code == 0, err
+    assert json.loads((tmp_path / "p.json").read_text())["segments_applied"] == len(manifest["segments"])

@@ -89,7 +89,8 @@ class LiveView:
         t = Table(title=f"adasr play: target {self.target_fps:.1f} FPS", show_header=False, min_width=60)
         t.add_column("what", style="bold")
         t.add_column("value")
-        t.add_row("level", f"{self.level} of 0..{len(self.engine.levels) - 1}  ({lv.config.id}, {lv.psnr:.2f} dB)")
+        quality = f", {lv.psnr:.2f} dB" if lv.psnr == lv.psnr else ""  # NaN: unknown (streams)
+        t.add_row("level", f"{self.level} of 0..{len(self.engine.levels) - 1}  ({lv.config.id}{quality})")
         t.add_row("FPS (last 1 s)", f"{fps:5.1f}")
         t.add_row("SR latency", f"{self.latency_ms:6.1f} ms  (period {1e3 / self.target_fps:.1f} ms)")
         t.add_row("background load", "-" if self.load is None else f"{100 * self.load:4.0f}%")
@@ -147,13 +148,20 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
     from adasr.runtime.player import play, write_timeline
     from adasr.video import codec_for_suffix, probe
 
-    if not video.is_file():
+    from adasr.stream.player import is_stream_path
+
+    stream = is_stream_path(video)
+    if not stream and not video.is_file():
         raise InputError(f"video not found: {video}")
     for path in (output, json_out, timeline):
         if path is not None:
             check_writable(path)
     if output is not None:
         codec_for_suffix(output)
+    if stream:
+        return _play_stream(video, target_fps=target_fps, policy=policy, level=level, output=output,
+                            max_frames=max_frames, json_out=json_out, timeline=timeline, quiet=quiet, out=out,
+                            console=console)
     info = probe(video)
     engine = load_engine(model, scale, console, quiet=quiet)
     start = parse_level(level, len(engine.levels))
@@ -225,3 +233,51 @@ def run_adaptive_upscale(src: Path, dst: Path, *, model: Path | None, scale: int
         out.print(f"wrote {dst}: {summary['frames']} frames {summary['out_size'][0]}x{summary['out_size'][1]}, "
                   f"{summary['mean_fps']:.1f} FPS (target {fps:.1f}), deadlines met {100 * summary['deadlines_met']:.1f}%, "
                   f"{summary['switches']} level changes")
+
+
+def _play_stream(path: Path, *, target_fps: float | None, policy: str, level: str, output: Path | None,
+                 max_frames: int | None, json_out: Path | None, timeline: Path | None, quiet: bool, out: Console,
+                 console: Console) -> dict[str, Any]:
+    """`adasr play STREAM`: the model stream's deltas applied at segment boundaries while playing."""
+    from rich.live import Live
+
+    from adasr._atomic import write_bytes_atomic
+    from adasr.runtime.player import write_timeline
+    from adasr.stream.player import play_stream
+
+    index = None
+    if level != "auto":
+        try:
+            index = int(level)
+        except ValueError:
+            raise ConfigError(f"--level must be auto or a level index for a stream, got {level!r}") from None
+    pol = "reactive" if policy == "lookup" else policy  # a stream carries no device profile
+    views: list[LiveView] = []
+
+    def on_frame(record: Any, state: Any) -> None:
+        if views:
+            views[0].on_frame(record, state)
+
+    if quiet:
+        result, _ = play_stream(path, target_fps=target_fps, policy=pol, level=index, out=output,
+                                max_frames=max_frames)
+    else:
+        with Live("preparing the stream...", console=console, refresh_per_second=4) as live:
+            def on_ready(engine: Any, fps: float) -> None:
+                views.append(LiveView(engine, fps))
+                views[0].live = live
+
+            result, _ = play_stream(path, target_fps=target_fps, policy=pol, level=index, out=output,
+                                    max_frames=max_frames, on_frame=on_frame, on_ready=on_ready)
+            live.update(views[0].table())
+        console.print()
+    summary = result.summary()
+    summary["segments_applied"] = result.segments_applied
+    if timeline is not None:
+        write_timeline(result, timeline)
+    if json_out is not None:
+        write_bytes_atomic(json_out, json.dumps(summary, indent=1).encode("utf-8"))
+    print_summary(summary, out, f"{path.name} (model stream, {summary['segments_applied']} segments applied): "
+                                f"{summary['lr_size'][0]}x{summary['lr_size'][1]} -> "
+                                f"{summary['out_size'][0]}x{summary['out_size'][1]}, policy {result.policy}")
+    return summary
