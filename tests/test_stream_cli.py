@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from adasr._cli.main import main
 from adasr.stream.codec import DeltaError, ModelState
 from adasr.stream.container import StreamFile
 from adasr.stream.reader import StreamReader
+from tests.test_cli import run_cli
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["adasr", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 CLIP = ("--max-frames", "10", "--crop", "128x64", "--tau", "0.2", "--steps", "2", "--batch", "2", "--patch", "16",

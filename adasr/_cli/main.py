@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from adasr._cli.common import console, out, parse_size
+from adasr._cli.common import set_threads as _threads
 from adasr.errors import AdasrError, ConfigError
 
 app = typer.Typer(
@@ -20,17 +21,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
-
-
-def _threads(threads: int | None) -> None:
-    if threads is not None:
-        import torch
-
-        if threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
 
 
 def _parse_args(pairs: list[str]) -> dict:
@@ -200,12 +190,7 @@ def play(
 
 
 def _parse_hw(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"frame size must look like 320x180, got {text!r}") from None
-    if w < 8 or h < 8:
-        raise ConfigError(f"frame size too small: {text}")
+    w, h = parse_size(text, "frame size")
     return h, w
 
 

@@ -144,8 +144,8 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
              console: Console) -> dict[str, Any]:
     from rich.live import Live
 
-    from adasr._atomic import check_writable, write_bytes_atomic
-    from adasr.runtime.player import play, write_timeline
+    from adasr._atomic import check_writable
+    from adasr.runtime.player import play
     from adasr.video import codec_for_suffix, probe
 
     from adasr.stream.player import is_stream_path
@@ -182,13 +182,8 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
         console.print()
     summary = result.summary()
     summary["profile_source"] = engine.profile_source
-    if timeline is not None:
-        write_timeline(result, timeline)
-    if json_out is not None:
-        write_bytes_atomic(json_out, json.dumps(summary, indent=1).encode("utf-8"))
-    print_summary(summary, out, f"{video.name}: {summary['lr_size'][0]}x{summary['lr_size'][1]} -> "
-                                f"{summary['out_size'][0]}x{summary['out_size'][1]}, policy {policy}"
-                                + (f", load trace {trace}" if trace else ""))
+    _report(result, summary, timeline, json_out, out, f"{video.name}: {_sizes(summary)}, policy {policy}"
+            + (f", load trace {trace}" if trace else ""))
     written = [str(p) for p in (output, timeline, json_out) if p is not None]
     if written:
         out.print("wrote " + ", ".join(written))
@@ -241,8 +236,6 @@ def _play_stream(path: Path, *, target_fps: float | None, policy: str, level: st
     """`adasr play STREAM`: the model stream's deltas applied at segment boundaries while playing."""
     from rich.live import Live
 
-    from adasr._atomic import write_bytes_atomic
-    from adasr.runtime.player import write_timeline
     from adasr.stream.player import play_stream
 
     index = None
@@ -273,11 +266,24 @@ def _play_stream(path: Path, *, target_fps: float | None, policy: str, level: st
         console.print()
     summary = result.summary()
     summary["segments_applied"] = result.segments_applied
+    _report(result, summary, timeline, json_out, out, f"{path.name} (model stream, {summary['segments_applied']} "
+                                                      f"segments applied): {_sizes(summary)}, policy {result.policy}")
+    return summary
+
+
+def _sizes(summary: dict[str, Any]) -> str:
+    return (f"{summary['lr_size'][0]}x{summary['lr_size'][1]} -> "
+            f"{summary['out_size'][0]}x{summary['out_size'][1]}")
+
+
+def _report(result: Any, summary: dict[str, Any], timeline: Path | None, json_out: Path | None, out: Console,
+            title: str) -> None:
+    """Timeline PNG and JSON (when asked), then the QoS table."""
+    from adasr._atomic import write_bytes_atomic
+    from adasr.runtime.player import write_timeline
+
     if timeline is not None:
         write_timeline(result, timeline)
     if json_out is not None:
         write_bytes_atomic(json_out, json.dumps(summary, indent=1).encode("utf-8"))
-    print_summary(summary, out, f"{path.name} (model stream, {summary['segments_applied']} segments applied): "
-                                f"{summary['lr_size'][0]}x{summary['lr_size'][1]} -> "
-                                f"{summary['out_size'][0]}x{summary['out_size'][1]}, policy {result.policy}")
-    return summary
+    print_summary(summary, out, title)

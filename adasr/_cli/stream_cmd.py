@@ -7,33 +7,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from adasr._cli.common import console, out, parse_size
+from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError, InputError
 
-console = Console(stderr=True)
-out = Console()
-
-
-def _threads(threads: int | None) -> None:
-    if threads is not None:
-        import torch
-
-        if threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
 
 
 def _crop(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--crop must look like 320x180, got {text!r}") from None
-    if w < 16 or h < 16:
-        raise ConfigError(f"--crop too small: {text}")
-    return w, h
+    return None if text is None else parse_size(text, "--crop", minimum=16)
 
 
 def _tau(text: str) -> float:
