@@ -344,6 +344,24 @@ def _cdf(ax: Any, values: Sequence[float], label: str) -> None:
         ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", label=label)
 
 
+def _cdf_figure(runs: dict[str, Any], values: Callable[[dict[str, Any]], Sequence[float]], xlabel: str,
+                path: Path, *, vline: float | None = None, log: bool = False) -> None:
+    """One CDF per runner of `values(run)` on one figure, saved atomically to `path`."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in runs.items():
+        _cdf(ax, values(r), name)
+    if vline is not None:
+        ax.axvline(vline, color="k", ls="--", lw=0.8)
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("CDF")
+    ax.legend(fontsize=8)
+    _save_fig(fig, path)
+
+
 def write_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -378,31 +396,11 @@ def write_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.set_title("achieved FPS under the load trace")
     _save_fig(fig, paths[0])
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, r in runs.items():
-        _cdf(ax, r["fps_per_frame"], name)
-    ax.axvline(result["target_fps"], color="k", ls="--", lw=0.8)
-    ax.set_xlabel("FPS (trailing 1 s window, per frame)")
-    ax.set_ylabel("CDF")
-    ax.legend(fontsize=8)
-    _save_fig(fig, paths[1])
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, r in runs.items():
-        _cdf(ax, r["psnr_per_frame"], name)
-    ax.set_xlabel("PSNR-Y (dB) of the level used, on the video's frames")
-    ax.set_ylabel("CDF")
-    ax.legend(fontsize=8)
-    _save_fig(fig, paths[2])
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, r in runs.items():
-        _cdf(ax, [ns / 1e6 for ns in r["switch_run_ns"] + r["switch_probe_ns"]], name)
-    ax.set_xscale("log")
-    ax.set_xlabel("switch latency (ms, in-run + probe switches)")
-    ax.set_ylabel("CDF")
-    ax.legend(fontsize=8)
-    _save_fig(fig, paths[3])
+    _cdf_figure(runs, lambda r: r["fps_per_frame"], "FPS (trailing 1 s window, per frame)", paths[1],
+                vline=result["target_fps"])
+    _cdf_figure(runs, lambda r: r["psnr_per_frame"], "PSNR-Y (dB) of the level used, on the video's frames", paths[2])
+    _cdf_figure(runs, lambda r: [ns / 1e6 for ns in r["switch_run_ns"] + r["switch_probe_ns"]],
+                "switch latency (ms, in-run + probe switches)", paths[3], log=True)
     return paths
 
 

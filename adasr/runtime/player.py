@@ -85,7 +85,7 @@ class PlayResult:
         return out
 
 
-def _pick_policy(name: str, family: Any, level: int | None) -> Any:
+def pick_policy(name: str, family: Any, level: int | None) -> Any:
     from adasr.runtime.policies import FixedPolicy, LookupPolicy, ReactivePolicy
 
     if name == "fixed":
@@ -183,7 +183,7 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
         engine.switch(start_level)
         engine.switch_latencies.clear()
     engine.warmup((lr[1], lr[0]), levels=[start_level] if policy == "fixed" else None)
-    pol = _pick_policy(policy, engine.levels, level)
+    pol = pick_policy(policy, engine.levels, level)
     monitor = StreamMonitor(cpu=CpuMonitor(), level=engine.level, target_period_s=1.0 / target)
     load_samples: list[tuple[float, float]] = []
     t0: list[float] = []

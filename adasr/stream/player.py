@@ -122,7 +122,7 @@ def play_stream(path: str | os.PathLike[str], *, target_fps: float | None = None
     from adasr.nn.supernet import SuperNet, subnet_cost
     from adasr.runtime.engine import AutoThreads, Engine, run_stream
     from adasr.runtime.monitors import CpuMonitor, StreamMonitor
-    from adasr.runtime.player import PlayResult, _pick_policy
+    from adasr.runtime.player import PlayResult, pick_policy
     from adasr.search.family import Family, Level
     from adasr.space import SubnetConfig
     from adasr.stream.reader import StreamReader
@@ -140,7 +140,7 @@ def play_stream(path: str | os.PathLike[str], *, target_fps: float | None = None
         start = level if level is not None else (len(levels) - 1 if policy == "fixed" else 0)
         inner: Any = Engine(model, family, level=start)
         inner.warmup((lr_h, lr_w), levels=[start] if policy == "fixed" else None)
-        pol = _pick_policy(policy, family, start) if len(levels) > 1 else None
+        pol = pick_policy(policy, family, start) if len(levels) > 1 else None
     else:
         if level not in (None, 0):
             raise ConfigError("this stream's model has one level (0)")
