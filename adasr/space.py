@@ -461,15 +461,30 @@ class SearchSpace:
 
     @staticmethod
     def names() -> list[str]:
-        return sorted(_NAMED)
+        return sorted({*_NAMED, *_data_spaces()})
+
+    @classmethod
+    def from_file(cls, path) -> SearchSpace:
+        """A space from a JSON file of `to_dict`'s fields (how a user widens a space for a GPU)."""
+        import json
+        from pathlib import Path
+
+        path = Path(path)
+        try:
+            if path.stat().st_size > 1 << 20:
+                raise ConfigError(f"search space file {path} is larger than 1 MiB")
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read search space file {path}: {exc}") from None
+        return cls.from_dict(data)
 
     @classmethod
     def named(cls, name: str, scale: int | None = None) -> SearchSpace:
         """A space shipped with the library. `scale` overrides "tiny"'s scale; for the base spaces
         it must match the name's (x2/x3/x4)."""
-        if name not in _NAMED:
-            raise ConfigError(f"unknown search space {name!r}; known: {', '.join(sorted(_NAMED))}")
-        space = _NAMED[name]()
+        if name not in _NAMED and name not in _data_spaces():
+            raise ConfigError(f"unknown search space {name!r}; known: {', '.join(SearchSpace.names())}")
+        space = _NAMED[name]() if name in _NAMED else _data_spaces()[name]()
         if scale is not None and scale != space.scale:
             if name != "tiny":
                 raise ConfigError(f"scale {scale!r} does not match search space {name!r} (x{space.scale})")
@@ -504,6 +519,14 @@ def _base(scale: int) -> SearchSpace:
     return SearchSpace(scale=scale, widths=(8, 16, 24, 32), depths=(1, 2, 3, 4, 5, 6),
                        expansions=(1, 2), kernels=(1, 3), blocks=blocks, skips=(True,),
                        upsamplers=UPSAMPLERS)
+
+
+_SPACES_DIR = __import__("pathlib").Path(__file__).parent / "spaces"
+
+
+def _data_spaces() -> dict:
+    """The spaces shipped as JSON data files in `adasr/spaces/` (name = file stem)."""
+    return {p.stem: (lambda p=p: SearchSpace.from_file(p)) for p in sorted(_SPACES_DIR.glob("*.json"))}
 
 
 _NAMED = {

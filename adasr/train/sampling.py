@@ -43,6 +43,11 @@ def recipe(name: str, steps: int) -> tuple[Phase, ...]:
         return (Phase("largest", sampling="single"),)
     if name == "sandwich":
         return (Phase("sandwich", sampling="sandwich", random_subnets=2, distill=0.5),)
+    if name == "lite":
+        # The recipe of the bundled lite-x* packages (docs/BENCHMARKS.md, the ablation table):
+        # largest + smallest + one random sub-network per step, every one trained on the HR
+        # target alone (no in-place distillation).
+        return (Phase("lite", sampling="sandwich", random_subnets=1, distill=0.0),)
     if name == "progressive":
         # OFA-style progressive shrinking: largest only, then elastic kernel, then kernel + depth,
         # then everything; sandwich sampling with in-place distillation from the largest.
@@ -53,4 +58,4 @@ def recipe(name: str, steps: int) -> tuple[Phase, ...]:
             Phase("depth", steps=cut[2], sampling="sandwich", distill=0.5, elastic=("kernel", "depth")),
             Phase("all", sampling="sandwich", random_subnets=2, distill=0.5),
         )
-    raise ValueError(f"unknown recipe {name!r}; known: single, sandwich, progressive")
+    raise ValueError(f"unknown recipe {name!r}; known: single, sandwich, lite, progressive")
