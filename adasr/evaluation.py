@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from adasr.data.datasets import SRPair, gray_of, to_tensor, to_uint8
+from adasr.errors import ModelError
 from adasr.metrics import psnr_y, ssim_y
 
 
@@ -29,7 +30,10 @@ def evaluate(model: nn.Module, pairs: Sequence[SRPair], scale: int, *, with_ssim
     psnrs, ssims = [], []
     try:
         for pair in pairs:
-            sr = to_uint8(model(to_tensor(pair.lr).to(device)))
+            out = model(to_tensor(pair.lr).to(device))
+            if not bool(torch.isfinite(out).all()):
+                raise ModelError(f"the model's output for {pair.name} holds NaN or infinity; it cannot be scored")
+            sr = to_uint8(out)
             if sr.shape != pair.hr.shape:
                 raise ValueError(f"model output {sr.shape} does not match HR {pair.hr.shape} for {pair.name}")
             hr = pair.hr

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
-from adasr._atomic import atomic_path
+from adasr._atomic import write_bytes_atomic
 from adasr.errors import ModelError
 from adasr.nn.registry import build_model
 
@@ -67,8 +67,8 @@ class ModelSpec:
 def save_model(path: str | os.PathLike[str], model: nn.Module, spec: ModelSpec) -> None:
     """Write `model`'s weights and `spec` to `path` atomically."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={_META_KEY: spec.to_json()})
+    # serialised here and written by Python, so a full disk raises OSError (ENOSPC) like any write
+    write_bytes_atomic(path, save(tensors, metadata={_META_KEY: spec.to_json()}))
 
 
 def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
@@ -93,8 +93,22 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
                 f"{path}: weight {key!r} has shape {tuple(value.shape)}, architecture "
                 f"{spec.arch!r} expects {tuple(expected[key].shape)}"
             )
+    refuse_non_finite(tensors, str(path))
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), spec
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or infinity."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def refuse_non_finite(tensors: dict[str, torch.Tensor], source: str) -> None:
+    """ModelError if any weight is NaN or infinite (such a model writes black or garbage frames)."""
+    bad = non_finite(tensors)
+    if bad:
+        raise ModelError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinity (e.g. {bad[0]}); "
+                         f"the model is broken (a diverged training run?)")
 
 
 def _open(path: str | os.PathLike[str], load_tensors: bool) -> tuple[ModelSpec, dict[str, torch.Tensor]]:

@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,8 +40,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from adasr._atomic import atomic_path, write_bytes_atomic
+from adasr._atomic import atomic_path, temp_dir_beside, write_bytes_atomic
 from adasr.errors import ConfigError, ModelError, OutputError
+from adasr.modelfile import refuse_non_finite
 from adasr.nn.supernet import SuperNet
 from adasr.search.family import Family
 from adasr.space import SearchSpace
@@ -80,6 +80,9 @@ def _tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+tensors_sha256 = _tensors_sha256  # the same digest guards training checkpoints (adasr.train.loop)
 
 
 def _json(data: Any) -> str:
@@ -231,7 +234,7 @@ def save_package(path: str | os.PathLike[str], supernet: SuperNet, family: Famil
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise OutputError(f"output folder does not exist or is not writable: {parent}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
+    tmp = temp_dir_beside(path)
     try:
         weights = tmp / WEIGHTS
         with atomic_path(weights) as part:
@@ -302,6 +305,7 @@ def _build(manifest: dict[str, Any], tensors: dict[str, torch.Tensor], family_da
         if value.shape != expected[key].shape:
             raise ModelError(f"{source}: damaged package: weight {key!r} has shape {tuple(value.shape)}, "
                              f"the supernet expects {tuple(expected[key].shape)}")
+    refuse_non_finite(tensors, f"{source}: damaged package")
     net.load_state_dict(tensors, strict=True)
     try:
         family = Family.from_dict(family_data).validate(space)

@@ -1,6 +1,12 @@
-"""What every CLI module shares: the two consoles and the --threads option."""
+"""What every CLI module shares: the two consoles, --threads, WxH parsing and the ranges of the
+numeric options."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 
@@ -9,14 +15,129 @@ from adasr.errors import ConfigError
 console = Console(stderr=True)  # progress, live views, errors
 out = Console()                 # results
 
+MAX_THREADS = 256  # far above any core count here; libgomp aborts on absurd thread counts
+MAX_SIDE = 16384   # pixels per side of any WxH option
+_BIG = 10_000_000  # steps, frames, intervals: a bound no real run reaches
+
+
+@dataclass(frozen=True)
+class Range:
+    """Closed interval [lo, hi]; `lo_open` / `hi_open` exclude an end (e.g. a rate > 0)."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = value > self.lo if self.lo_open else value >= self.lo
+        below = value < self.hi if self.hi_open else value <= self.hi
+        return above and below
+
+    def describe(self) -> str:
+        lo = f"above {self.lo:g}" if self.lo_open else f"at least {self.lo:g}"
+        hi = f"below {self.hi:g}" if self.hi_open else f"at most {self.hi:g}"
+        return f"{lo} and {hi}"
+
+
+# The range of every int/float option of every command, by option name; "command:name" entries
+# override the plain name for one command (the command's own name: `pipeline` for `bench pipeline`).
+# tests/test_failures.py checks that every numeric option of the CLI has an entry here.
+RANGES: dict[str, Range] = {
+    "threads": Range(1, MAX_THREADS),
+    "scale": Range(2, 4),
+    "steps": Range(1, _BIG),
+    "encode:steps": Range(0, 100_000),       # Adam steps per segment; 0 sends the model unadapted
+    "batch_size": Range(1, 4096),
+    "batch": Range(1, 4096),
+    "patch": Range(8, 1024),
+    "encode:patch": Range(4, 1024),
+    "lr": Range(0, 10, lo_open=True),
+    "hfen_weight": Range(0, 1000),
+    "ema": Range(0, 1, hi_open=True),
+    "val_every": Range(1, _BIG),
+    "ckpt_every": Range(1, _BIG),
+    "seed": Range(0, 2**32 - 1),
+    "max_minutes": Range(0, 1e6, lo_open=True),
+    "spread": Range(2, 1000),
+    "target_fps": Range(0, 10_000, lo_open=True),
+    "crf": Range(0, 63),
+    "sweep_crf": Range(0, 63),
+    "tile": Range(8, MAX_SIDE),
+    "max_frames": Range(1, _BIG),
+    "pipeline:max_frames": Range(2, _BIG),
+    "repeats": Range(1, 10_000),
+    "predictor_samples": Range(0, 100_000),
+    "reference_every": Range(0, _BIG),
+    "eta": Range(0, 1, lo_open=True),
+    "init_steps": Range(0, 1_000_000),
+    "oneshot_steps": Range(0, 1_000_000),
+    "ssim_every": Range(1, _BIG),
+    "levels": Range(2, 1000),
+    "seconds": Range(0, 86_400, lo_open=True),
+    "rounds": Range(1, 10_000),
+    "level": Range(0, 1000),
+}
+
+
+def range_for(command: str, name: str) -> Range | None:
+    return RANGES.get(f"{command}:{name}", RANGES.get(name))
+
+
+def _numbers(value: Any) -> list[float] | None:
+    """The numbers in an option's value (a list for repeatable options); None if not numeric."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if items and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+        return items
+    return None
+
+
+def check_options(command: str, values: dict[str, Any]) -> None:
+    """Refuse (ConfigError: one line, exit 5) any numeric option outside its range in RANGES.
+
+    Runs before every command (see `bound_commands`), so no value reaches torch, libgomp or an
+    allocator unchecked."""
+    for name, value in values.items():
+        numbers = None if value is None else _numbers(value)
+        if not numbers:
+            continue
+        allowed = range_for(command, name)
+        if allowed is None:
+            continue
+        for v in numbers:
+            if v not in allowed:
+                raise ConfigError(f"--{name.replace('_', '-')} must be {allowed.describe()}, got {v:g}")
+
+
+def bound_commands(command: Any, path: tuple[str, ...] = ()) -> None:
+    """Wrap the callback of every (sub)command of the click `command` tree with `check_options`."""
+    subcommands = getattr(command, "commands", None)
+    if subcommands is not None:
+        for name, sub in subcommands.items():
+            bound_commands(sub, (*path, name))
+        return
+    callback: Callable[..., Any] | None = command.callback
+    if callback is None or getattr(callback, "_adasr_bounded", False):
+        return
+    name = path[-1] if path else command.name
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        check_options(name, kwargs)
+        return callback(*args, **kwargs)
+
+    checked._adasr_bounded = True  # type: ignore[attr-defined]
+    command.callback = checked
+
 
 def set_threads(threads: int | None) -> None:
     """Apply --threads (None: leave torch's default)."""
     if threads is not None:
         import torch
 
-        if threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {threads}")
+        if not 1 <= threads <= MAX_THREADS:
+            raise ConfigError(f"--threads must be at least 1 and at most {MAX_THREADS}, got {threads}")
         torch.set_num_threads(threads)
 
 
@@ -28,4 +149,40 @@ def parse_size(text: str, option: str, minimum: int = 8) -> tuple[int, int]:
         raise ConfigError(f"{option} must look like 320x180, got {text!r}") from None
     if w < minimum or h < minimum:
         raise ConfigError(f"{option} too small: {text} (at least {minimum}x{minimum})")
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise ConfigError(f"{option} too large: {text} (at most {MAX_SIDE}x{MAX_SIDE})")
     return w, h
+
+
+def parse_shares(text: str, option: str = "--loads", most: int = 16) -> tuple[float, ...]:
+    """'0,0.5' -> (0.0, 0.5): background CPU load shares, each in [0, 1], at most `most` of them."""
+    try:
+        shares = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{option} wants numbers like 0,0.5; got {text!r}") from None
+    if not 1 <= len(shares) <= most:
+        raise ConfigError(f"{option} takes 1 to {most} load shares, got {len(shares)}")
+    bad = [s for s in shares if not 0.0 <= s <= 1.0]
+    if bad:
+        raise ConfigError(f"{option}: load shares are fractions of the CPU in [0, 1], got {bad[0]:g}")
+    return shares
+
+
+def parse_ints(text: str, option: str, allowed: Range, most: int = 32) -> tuple[int, ...]:
+    """'24,28,32' -> (24, 28, 32), each in `allowed`, at most `most` of them."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{option} wants integers like 24,28,32; got {text!r}") from None
+    if not 1 <= len(values) <= most:
+        raise ConfigError(f"{option} takes 1 to {most} values, got {len(values)}")
+    for v in values:
+        if v not in allowed:
+            raise ConfigError(f"{option} values must be {allowed.describe()}, got {v}")
+    return values
+
+
+def explicit(ctx: Any, names: Iterable[str]) -> list[str]:
+    """Which of the parameters `names` the user gave on the command line (or in the environment)."""
+    given = ("COMMANDLINE", "ENVIRONMENT")  # click's ParameterSource names
+    return [n for n in names if getattr(ctx.get_parameter_source(n), "name", None) in given]

@@ -19,7 +19,7 @@ DEMO_FPS = 15.0
 
 def run_demo(scale: int, out_dir: Path, out: Console, console: Console, *, target_fps: float = DEMO_FPS,
              trace: str = "bursty", quiet: bool = False) -> dict:
-    from adasr._atomic import ensure_dir
+    from adasr._atomic import ensure_dir, removed_if_empty
     from adasr._cli.play_cmd import run_play
     from adasr.errors import ConfigError, InputError
     from adasr.paths import bundled_package, data_root
@@ -29,12 +29,20 @@ def run_demo(scale: int, out_dir: Path, out: Console, console: Console, *, targe
         raise InputError(f"demo clip not found: {clip} (set ADASR_DATA to the shared data folder)")
     if scale not in DEMO_LR:
         raise ConfigError(f"the demo runs x2, x3 or x4, got x{scale}")
-    package = bundled_package(scale)
-    ensure_dir(out_dir)
+    try:
+        package = bundled_package(scale)
+    except InputError:  # its hint names --model, which the demo does not have
+        raise InputError(f"no bundled package for x{scale}; the demo runs the bundled packages only "
+                         f"(try --scale 2, or `adasr play` with --model)") from None
+    from adasr.runtime.traces import load_trace
+
+    load_trace(trace, 1.0)  # refuse a bad --trace before the output folder is made
     lr = DEMO_LR[scale]
-    out.print(f"adasr demo: {clip.name} shrunk to {lr[0]}x{lr[1]}, upscaled x{scale} by {package.name} at a target "
-              f"of {target_fps:g} FPS while a {trace} background load competes for the CPU", highlight=False)
-    return run_play(clip, model=package, scale=scale, target_fps=target_fps, policy="lookup", level="auto",
-                    trace=trace, lr_size=lr, output=out_dir / f"demo_x{scale}.mp4", max_frames=None,
-                    json_out=out_dir / f"demo_x{scale}.json", timeline=out_dir / f"demo_x{scale}_timeline.png",
-                    reference_every=4, quiet=quiet, out=out, console=console)
+    with removed_if_empty(out_dir):
+        ensure_dir(out_dir)
+        out.print(f"adasr demo: {clip.name} shrunk to {lr[0]}x{lr[1]}, upscaled x{scale} by {package.name} at a "
+                  f"target of {target_fps:g} FPS while a {trace} background load competes for the CPU", highlight=False)
+        return run_play(clip, model=package, scale=scale, target_fps=target_fps, policy="lookup", level="auto",
+                        trace=trace, lr_size=lr, output=out_dir / f"demo_x{scale}.mp4", max_frames=None,
+                        json_out=out_dir / f"demo_x{scale}.json", timeline=out_dir / f"demo_x{scale}_timeline.png",
+                        reference_every=4, quiet=quiet, out=out, console=console)

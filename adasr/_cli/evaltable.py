@@ -26,6 +26,20 @@ def _supernet_entries(path: Path, model, subnets: list[str], spread: int) -> lis
     return entries
 
 
+def _load(path: Path):
+    """(model, scale, False) for a model file; (its levels as static models, scale, True) for a package."""
+    from adasr._cli.play_cmd import is_package_path
+    from adasr.modelfile import load_model
+
+    if is_package_path(path):
+        from adasr.package import load_package
+
+        package = load_package(path)
+        return [package.supernet.extract(lv.config).eval() for lv in package.family], package.scale, True
+    model, spec = load_model(path)
+    return model, spec.scale, False
+
+
 def _label(path: Path) -> str:
     """A row label: the file's stem, or its run folder's name for a run's `model.safetensors`."""
     return path.parent.name if path.stem == "model" and path.parent.name else path.stem
@@ -36,7 +50,6 @@ def run_eval(models: list[Path], baselines: list[str], datasets: list[str], scal
              spread: int = 2) -> list[dict]:
     from adasr.data.datasets import load_image_pairs
     from adasr.evaluation import evaluate
-    from adasr.modelfile import load_model
     from adasr.nn.cost import count_macs, count_params
     from adasr.nn.registry import build_model
     from adasr.paths import benchmark_dir
@@ -51,14 +64,19 @@ def run_eval(models: list[Path], baselines: list[str], datasets: list[str], scal
             raise ConfigError(f"--baseline knows only 'bicubic' (trained baselines are model files), got {name!r}")
         for s in scales or [2, 3, 4]:
             entries.append((name, s, build_model("bicubic", scale=s)))
-    for path in models:
-        model, spec = load_model(path)
-        if scales and spec.scale not in scales:
+    loaded = [(path, *_load(path)) for path in models]
+    if subnets and not any(hasattr(model, "space") and not is_package for _, model, _, is_package in loaded):
+        raise ConfigError("--subnet picks sub-networks of a supernet file; none of the models given is one "
+                          "(a package is evaluated level by level)")
+    for path, model, scale, is_package in loaded:
+        if scales and scale not in scales:
             continue
-        if hasattr(model, "space"):
+        if is_package:
+            entries += [(f"{_label(path)}:L{i}", scale, level) for i, level in enumerate(model)]
+        elif hasattr(model, "space"):
             entries += _supernet_entries(path, model, subnets or [], spread)
         else:
-            entries.append((_label(path), spec.scale, model))
+            entries.append((_label(path), scale, model))
     if not entries:
         raise ConfigError(f"no model supports the requested scale(s) {scales}")
     folders = {name: benchmark_dir(name) for name in datasets}

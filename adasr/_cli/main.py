@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -9,8 +10,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
-from adasr._cli.common import console, out, parse_size
+from adasr._cli.common import console, explicit, out, parse_shares, parse_size
 from adasr._cli.common import set_threads as _threads
 from adasr.errors import AdasrError, ConfigError
 
@@ -23,11 +25,11 @@ app = typer.Typer(
 )
 
 
-def _parse_args(pairs: list[str]) -> dict:
+def _parse_args(pairs: list[str], option: str = "--arg") -> dict:
     args = {}
     for item in pairs:
         if "=" not in item:
-            raise ConfigError(f"--arg wants NAME=VALUE, got {item!r}")
+            raise ConfigError(f"{option} wants NAME=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         try:
             args[key] = json.loads(value)
@@ -38,6 +40,7 @@ def _parse_args(pairs: list[str]) -> dict:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoint, config.json, model.safetensors.")],
     arch: Annotated[str, typer.Option(help="Architecture: fsrcnn, espcn, imdn, ...")] = "fsrcnn",
     supernet: Annotated[Optional[str], typer.Option(help="Train a supernet over this search space (tiny, base-x2, base-x3, base-x4) instead of --arch.")] = None,
@@ -58,44 +61,37 @@ def train(
     arg: Annotated[Optional[list[str]], typer.Option(help="Architecture argument NAME=VALUE (repeatable, JSON values).")] = None,
     init_from: Annotated[Optional[Path], typer.Option(help="Warm start: copy the tensors of this model file whose names and shapes match (e.g. an x4 supernet from a trained x2 one).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON file of training options (CLI options are ignored except --out).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped, with the settings stored in its "
+                                         "checkpoint (options given again must agree with them).")] = False,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop (and save) after this much training time.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train a model with the one training loop (L1 + HFEN, Adam, checkpoints, exact resume)."""
-    from adasr.paths import benchmark_dir, data_root
-    from adasr.train import TrainConfig, Trainer
+    from adasr._atomic import removed_if_empty
+    from adasr.errors import OutputError
+    from adasr.train import Trainer
 
     _threads(threads)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out must be a run folder, but {out_dir} is a file")
+    options = dict(arch=arch, supernet=supernet, recipe=recipe, scale=scale, data=data, val=val, steps=steps,
+                   batch_size=batch_size, patch=patch, lr=lr, schedule=schedule, hfen_weight=hfen_weight, ema=ema,
+                   val_every=val_every, ckpt_every=ckpt_every, seed=seed, arg=arg, init_from=init_from)
     if config is not None:
         try:
-            cfg = TrainConfig.from_dict(json.loads(Path(config).read_text()))
+            cfg = _config_file(config)
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read training config {config}: {exc}") from None
+    elif resume:
+        cfg = _resumed_config(out_dir, {k: options[k] for k in explicit(ctx, options)})
     else:
-        sources = [str(p) for p in (data or [data_root() / "train" / "SunHays80"])]
-        val_dir = None if val in (None, "none") else str(benchmark_dir(val))
-        arch_args, phases = _parse_args(arg or []), None
-        if supernet is not None:
-            from adasr.space import SearchSpace
-            from adasr.train.sampling import recipe as make_recipe
-
-            try:
-                space = SearchSpace.named(supernet, scale=scale)
-                phases = make_recipe(recipe, steps)
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
-            arch, arch_args = "supernet", {"space": space.to_dict()}
-        cfg = TrainConfig(arch=arch, scale=scale, train_data=tuple(sources), arch_args=arch_args,
-                          **({"phases": phases} if phases else {}),
-                          val_data=val_dir, patch=patch, batch_size=batch_size, steps=steps, lr=lr,
-                          schedule=schedule, hfen_weight=hfen_weight, ema=ema, val_every=val_every,
-                          ckpt_every=ckpt_every, seed=seed, init_from=None if init_from is None else str(init_from))
+        cfg = _train_config(**options)
+    _check_arch(cfg)
     from adasr._cli.progress import TrainProgress
 
-    with TrainProgress(enabled=not quiet, console=console) as progress:
+    with removed_if_empty(out_dir), TrainProgress(enabled=not quiet, console=console) as progress:
         trainer = Trainer(cfg, out_dir, device=device, resume=resume, max_minutes=max_minutes,
                           on_event=progress.event)
         state = trainer.run()
@@ -105,9 +101,102 @@ def train(
               f"model: {out_dir / 'model.safetensors'}")
 
 
+def _config_file(path: Path):
+    from adasr.train import TrainConfig
+
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ConfigError(f"training config {path} must be a JSON object")
+    return TrainConfig.from_dict(data)
+
+
+def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size, patch, lr, schedule, hfen_weight,
+                  ema, val_every, ckpt_every, seed, arg, init_from):
+    """The TrainConfig that `adasr train`'s options describe."""
+    from adasr.paths import benchmark_dir, data_root
+    from adasr.train import TrainConfig
+
+    sources = [str(p) for p in (data or [data_root() / "train" / "SunHays80"])]
+    val_dir = None if val in (None, "none") else str(benchmark_dir(val))
+    arch_args, phases = _parse_args(arg or []), None
+    if supernet is not None:
+        arch, arch_args, phases = "supernet", {"space": _space_dict(supernet, scale)}, _phases(recipe, steps)
+    return TrainConfig(arch=arch, scale=scale, train_data=tuple(sources), arch_args=arch_args,
+                       **({"phases": phases} if phases else {}),
+                       val_data=val_dir, patch=patch, batch_size=batch_size, steps=steps, lr=lr,
+                       schedule=schedule, hfen_weight=hfen_weight, ema=ema, val_every=val_every,
+                       ckpt_every=ckpt_every, seed=seed, init_from=None if init_from is None else str(init_from))
+
+
+def _space_dict(name: str, scale: int) -> dict:
+    from adasr.space import SearchSpace
+
+    try:
+        return SearchSpace.named(name, scale=scale).to_dict()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _phases(recipe: str, steps: int):
+    from adasr.train.sampling import recipe as make_recipe
+
+    try:
+        return make_recipe(recipe, steps)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _resumed_config(out_dir: Path, given: dict):
+    """`train --resume`: the checkpoint's settings; the options given again must agree with them."""
+    import dataclasses
+
+    from adasr.paths import benchmark_dir
+    from adasr.train.loop import CHECKPOINT, read_checkpoint_config
+
+    ckpt = out_dir / CHECKPOINT
+    if not ckpt.is_file():
+        from adasr.errors import InputError
+
+        raise InputError(f"nothing to resume: no {CHECKPOINT} in {out_dir}")
+    stored = read_checkpoint_config(ckpt)
+    space = stored.arch_args.get("space") if stored.arch == "supernet" else None
+    # option -> (what the option says, what the checkpoint says), in the checkpoint's terms
+    views = {
+        "arch": lambda v: (v, stored.arch),
+        "supernet": lambda v: (_space_dict(v, stored.scale), space),
+        "recipe": lambda v: (dataclasses.replace(stored, phases=_phases(v, stored.steps)).to_dict()["phases"],
+                             stored.to_dict()["phases"]),
+        "data": lambda v: (tuple(str(p) for p in v), stored.train_data),
+        "val": lambda v: (None if v == "none" else str(benchmark_dir(v)), stored.val_data),
+        "arg": lambda v: (_parse_args(v), stored.arch_args),
+        "init_from": lambda v: (str(v), stored.init_from),
+    }
+    conflicts = []
+    for name, value in given.items():
+        mine, theirs = views[name](value) if name in views else (value, getattr(stored, name))
+        if mine != theirs:
+            shown = " ".join(map(str, value)) if isinstance(value, list) else value
+            conflicts.append(f"--{name.replace('_', '-')} {shown}")
+    if conflicts:
+        raise ConfigError(f"--resume continues {out_dir} with the settings of its checkpoint; "
+                          f"{', '.join(conflicts)} differ from them (leave them out, or train into another folder)")
+    return stored
+
+
+def _check_arch(cfg) -> None:
+    """Refuse an unknown architecture or bad --arg values before any folder is made (a model is built)."""
+    from adasr.errors import ModelError
+    from adasr.nn.registry import build_model
+
+    try:
+        build_model(cfg.arch, scale=cfg.scale, **cfg.arch_args)
+    except ModelError as exc:
+        raise ConfigError(f"--arch/--arg: {exc}") from None
+
+
 @app.command("eval")
 def eval_cmd(
-    models: Annotated[Optional[list[Path]], typer.Argument(help="Model files to evaluate.")] = None,
+    models: Annotated[Optional[list[Path]], typer.Argument(help="Model files or packages to evaluate.")] = None,
     baseline: Annotated[Optional[list[str]], typer.Option(help="Untrained reference to include: bicubic (repeatable).")] = None,
     data: Annotated[Optional[list[str]], typer.Option(help="Benchmark names or HR folders (default Set5 and Set14).")] = None,
     scale: Annotated[Optional[list[int]], typer.Option(help="Scales to evaluate (default: each model's own; 2,3,4 for bicubic).")] = None,
@@ -118,7 +207,7 @@ def eval_cmd(
 ) -> None:
     """Evaluate models with the standard SR protocol (PSNR/SSIM on Y, border = scale).
 
-    A supernet file is evaluated per sub-network (each extracted as a static model)."""
+    A supernet file is evaluated per sub-network, a package per level (each extracted as a static model)."""
     from adasr._cli.evaltable import run_eval
 
     _threads(threads)
@@ -157,7 +246,9 @@ def upscale(
 
 @app.command()
 def play(
-    video: Annotated[Path, typer.Argument(help="Video file to play (its frames are the LR input).")],
+    ctx: typer.Context,
+    video: Annotated[Path, typer.Argument(help="Video file to play (its frames are the LR input), or a model "
+                                          "stream (from adasr encode), which carries its own model and LR size.")],
     target_fps: Annotated[Optional[float], typer.Option(help="Display rate to hold (default: the video's).")] = None,
     policy: Annotated[str, typer.Option(help="lookup (DySR Algorithm 1 on the profile, calibrated online), reactive "
                                         "(Dynamic-OFA runtime manager) or fixed (one level).")] = "lookup",
@@ -177,9 +268,17 @@ def play(
 ) -> None:
     """Play a video through the adaptive runtime with a live view of level, FPS, load, switches and misses."""
     from adasr._cli.play_cmd import run_play
+    from adasr.stream.player import is_stream_path
 
     if policy not in ("lookup", "reactive", "fixed"):
         raise ConfigError(f"--policy must be lookup, reactive or fixed, got {policy!r}")
+    if is_stream_path(video):
+        ignored = explicit(ctx, ("model", "scale", "trace", "lr_size", "reference_every"))
+        if ignored:
+            names = ", ".join("--" + n.replace("_", "-") for n in ignored)
+            verb = "does" if len(ignored) == 1 else "do"
+            raise ConfigError(f"{names} {verb} not apply to a model stream ({video} carries its own model, scale and "
+                              f"LR size, and plays without a background load); leave {names} out")
     size = None
     if lr_size is not None:
         h, w = _parse_hw(lr_size)
@@ -224,10 +323,7 @@ def search(
     for path in (plot, json_out):
         if path is not None:
             check_writable(path)
-    try:
-        shares = tuple(float(v) for v in loads.split(","))
-    except ValueError:
-        raise ConfigError(f"--loads wants numbers like 0,0.5; got {loads!r}") from None
+    shares = parse_shares(loads)
     last = {"stage": None}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -237,7 +333,7 @@ def search(
 
     report = run_search(model, package_path, strategy=strategy, val=val, cost=cost, lr_hw=_parse_hw(size), loads=shares,
                         repeats=repeats, threads=threads, seed=seed, predictor_samples=predictor_samples,
-                        baselines=baseline or [], plot=plot, params=_parse_args(param or []),
+                        baselines=baseline or [], plot=plot, params=_parse_args(param or [], "--param"),
                         floor_bicubic=above_bicubic, trim=trim, on_progress=progress)
     table = Table(title=f"{len(report['levels'])} levels ({strategy}, {cost}) on {report['device']}")
     for col in ("level", "config", "PSNR", "params", "GMACs", *[f"FPS@{k}" for k in sorted(report["levels"][0]["fps"])]):
@@ -281,10 +377,7 @@ def profile(
     from adasr.package import load_package
     from adasr.runtime.profile import profile_cache_path, profile_package
 
-    try:
-        shares = tuple(float(v) for v in loads.split(","))
-    except ValueError:
-        raise ConfigError(f"--loads wants numbers like 0,0.5; got {loads!r}") from None
+    shares = parse_shares(loads)
     pkg = load_package(package)
     prof = profile_package(pkg, levels=shares, repeats=repeats, threads=threads, device=device, table=False,
                            thread_rule=thread_rule)
@@ -494,20 +587,58 @@ def bench_overhead(
         write_bytes_atomic(json_out, (json.dumps(result, indent=2) + "\n").encode())
 
 
+_FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _fail(message: str, code: int) -> None:
+    console.print("[red]error:[/red] " + escape(message), highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Entry point: typer handles usage errors (exit 2); adasr errors become one line."""
+    """Entry point: every failure is one line on stderr and an exit code from adasr.errors
+    (a usage error is an option error, 5; Ctrl-C is 130); a bug is an "internal error", 70."""
+    from typer.main import get_command
+
+    from adasr._cli.common import bound_commands
+    from adasr.errors import OutputError
+
+    command = get_command(app)
+    bound_commands(command)  # every numeric option is range-checked before its command runs
     try:
-        app()  # standalone: parses, runs, and exits with the command's status
+        code = command.main(prog_name="adasr", standalone_mode=False)
+    except typer.TyperException as exc:  # click's usage errors: unknown option, missing argument, bad value
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `adasr` / `adasr bench`: the help is the answer
+            console.print(exc.format_message(), markup=False, highlight=False)
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        _fail(" ".join(exc.format_message().split()) + hint, ConfigError.exit_code)
+    except typer.Abort:  # end of input at a prompt, or an explicit abort
+        code = 130
+    except KeyboardInterrupt:  # outside the command (startup); inside, typer turns it into exit code 130
+        code = 130
     except AdasrError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        console.print("[red]interrupted[/red]; no partial output was left behind")
-        sys.exit(130)
+        if exc.exit_code == 130:
+            console.print(escape(str(exc)), highlight=False, soft_wrap=True)
+            sys.exit(130)
+        _fail(str(exc), exc.exit_code)
+    except OSError as exc:
+        if exc.errno not in _FULL_DISK or os.environ.get("ADASR_DEBUG"):
+            _internal(exc)
+        where = f" writing {exc.filename}" if exc.filename else ""
+        _fail(f"output failed{where}: {exc.strerror or exc} (free some space and run again)", OutputError.exit_code)
     except Exception as exc:
-        if os.environ.get("ADASR_DEBUG"):
-            raise
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        console.print(f"[red]internal error:[/red] {type(exc).__name__}: {first} (set ADASR_DEBUG=1 for the traceback)",
-                      markup=True, highlight=False, soft_wrap=True)
-        sys.exit(70)
+        _internal(exc)
+    if code == 130:
+        console.print("[red]interrupted[/red]; no partial output was left behind")
+    sys.exit(code or 0)
+
+
+def _internal(exc: BaseException) -> None:
+    if os.environ.get("ADASR_DEBUG"):
+        raise exc
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    console.print(f"[red]internal error:[/red] {type(exc).__name__}: {escape(first)} (set ADASR_DEBUG=1 for "
+                  f"the traceback)", highlight=False, soft_wrap=True)
+    sys.exit(70)

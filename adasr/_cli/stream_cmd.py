@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from adasr._cli.common import console, out, parse_size
+from adasr._cli.common import RANGES, console, out, parse_ints, parse_size
 from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError, InputError
 
@@ -142,10 +142,7 @@ def bench_codec(
     _threads(threads)
 
     def ints(text: str, name: str) -> tuple[int, ...]:
-        try:
-            return tuple(int(v) for v in text.split(","))
-        except ValueError:
-            raise ConfigError(f"--{name} wants integers like 24,28,32; got {text!r}") from None
+        return parse_ints(text, f"--{name}", RANGES["crf"])
 
     cfg = CodecBenchConfig(max_frames=max_frames, crop=_crop(crop), hr_crfs=ints(hr_crfs, "hr-crfs"),
                            lr_crfs=ints(lr_crfs, "lr-crfs"), sweep_crf=sweep_crf, sweeps=sweeps, package=package,

@@ -48,10 +48,14 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         raise ModelError(f"architecture {name!r} takes no argument(s) {', '.join(unknown)}")
+    negative = sorted(k for k, v in kwargs.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0)
+    if negative:  # widths, depths, counts, kernel sizes: none of them can be negative
+        raise ModelError(f"cannot build {name!r}: argument {negative[0]}={kwargs[negative[0]]} is negative")
     try:
         return builder(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"cannot build {name!r}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"cannot build {name!r}: {first}") from None
 
 
 def _load_builtin() -> None:

@@ -15,7 +15,11 @@ Design:
   caller's `__main__` (which breaks scripts without a ``__main__`` guard) and never imports
   torch or adasr in the worker.
 - Shared state is one small memory-mapped file (no resource tracker process, nothing to leak):
-  bytes 0-7 the share (float64), 8-15 a stop flag, then one "ready" byte per worker.
+  bytes 0-7 the share (float64), 8-15 a stop flag, then one "ready" byte per worker. Its name
+  ``adasr-cpuload-<pid>-<random>.bin`` carries the creator's pid, so a start removes the files
+  of creators that died without cleaning up (SIGKILL) and nothing else.
+- Ctrl-C: workers run in their own process group and ignore SIGINT, so a terminal's Ctrl-C
+  reaches only the parent, whose KeyboardInterrupt stops them (no worker tracebacks).
 - No orphans: `stop()` / `__exit__` (also on exceptions) raises the stop flag, waits, then
   terminates and kills what is left; an `atexit` hook stops loads the program forgot; and a
   worker exits on its own within one period when its parent dies (its parent pid changes) or
@@ -35,6 +39,7 @@ from __future__ import annotations
 import atexit
 import mmap
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -52,6 +57,8 @@ _HEADER = struct.Struct("<dq")  # share, stop flag
 # The worker: stdlib only, one period per loop turn, bounded by the stop flag, the parent's
 # life and a deadline. argv: state file, worker index, period, parent pid, max seconds.
 _WORKER = r"""
+import signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
 import mmap, os, struct, sys, time
 path, index, period = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 ppid, max_s = int(sys.argv[4]), float(sys.argv[5])
@@ -90,9 +97,35 @@ def _check_share(share: float) -> float:
     return float(share)
 
 
-def _state_dir() -> str | None:
+def _state_dir() -> str:
     shm = Path("/dev/shm")  # RAM-backed where it exists; any folder works
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else tempfile.gettempdir()
+
+
+_STATE_PREFIX = "adasr-cpuload-"
+_STATE_NAME = re.compile(r"^adasr-cpuload-(?P<pid>[0-9]+)-[a-z0-9_]+\.bin$")
+
+
+def remove_stale_state(folder: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Delete the state files of loads whose creating process is gone (killed before its cleanup)
+    and that are older than this process; returns what was removed."""
+    from adasr._atomic import is_stale
+
+    root = Path(folder or _state_dir())
+    removed = []
+    try:
+        names = [e.name for e in os.scandir(root) if e.name.startswith(_STATE_PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        match = _STATE_NAME.match(name)
+        if match is not None and is_stale(root / name, int(match["pid"])):
+            try:
+                (root / name).unlink()
+                removed.append(root / name)
+            except OSError:
+                pass
+    return removed
 
 
 class CpuLoad:
@@ -152,7 +185,8 @@ class CpuLoad:
         if self._procs or self._map is not None:
             raise RuntimeError("CpuLoad is already started")
         try:
-            fd, name = tempfile.mkstemp(prefix="adasr-cpuload-", suffix=".bin", dir=_state_dir())
+            remove_stale_state()
+            fd, name = tempfile.mkstemp(prefix=f"{_STATE_PREFIX}{os.getpid()}-", suffix=".bin", dir=_state_dir())
             self._path = Path(name)
             size = _HEADER.size + self.workers
             with os.fdopen(fd, "r+b") as f:
@@ -165,7 +199,7 @@ class CpuLoad:
                 args = [sys.executable, "-I", "-S", "-c", _WORKER, str(self._path), str(i), repr(self.period_s),
                         str(os.getpid()), repr(self.max_seconds)]
                 self._procs.append(subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                                    close_fds=True))
+                                                    close_fds=True, process_group=0))
             self._wait_ready()
         except BaseException:
             self.stop()

@@ -201,6 +201,8 @@ class Family:
 
     def validate(self, space: SearchSpace) -> Family:
         """Raise ModelError unless every level is a config of `space`."""
+        if not self.levels:
+            raise ModelError("family has no levels")
         for lv in self.levels:
             try:
                 space.validate(lv.config)
@@ -232,8 +234,8 @@ class Family:
             raise ModelError(f"family schema version {data.get('schema_version')!r} is not supported "
                              f"(this adasr reads version {FAMILY_SCHEMA_VERSION})")
         levels = data.get("levels")
-        if not isinstance(levels, list):
-            raise ModelError("family has no 'levels' list")
+        if not isinstance(levels, list) or not levels:
+            raise ModelError("family has no levels (its 'levels' list is missing or empty)")
         try:
             lr_hw = tuple(int(v) for v in data["lr_hw"])
             if len(lr_hw) != 2:
@@ -516,6 +518,18 @@ def _ofa(book: _Book, rng: random.Random, p: dict[str, Any]) -> list[str]:
 
 # -- entry point ------------------------------------------------------------------------------------
 
+def check_strategy(strategy: str, params: Mapping[str, Any]) -> None:
+    """ConfigError unless `strategy` is known and takes every parameter in `params` (cheap: callers
+    check before any work)."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown search strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    defaults = DYSR_DEFAULTS if strategy == "dysr" else OFA_DEFAULTS
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ConfigError(f"search strategy {strategy!r} takes no parameter(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(defaults))}")
+
+
 def search_family(supernet: Any, space: SearchSpace | None, evaluator: Evaluator, cost_model: CostModel,
                   strategy: str = "dysr", *, seed: int = 0, lr_hw: tuple[int, int] | None = None,
                   latency_models: Mapping[str, CostModel] | None = None, on_progress: Progress | None = None,
@@ -533,20 +547,14 @@ def search_family(supernet: Any, space: SearchSpace | None, evaluator: Evaluator
     else 320x180) is the frame size for params/MACs. Random choices use `random.Random(seed)`.
     `on_progress(stage, done, total)` reports each stage.
     """
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"unknown search strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    check_strategy(strategy, params)
     if space is None:
         space = getattr(supernet, "space", None)
         if not isinstance(space, SearchSpace):
             raise ConfigError("search_family needs a space (or a supernet that has one)")
     if not isinstance(evaluator, Evaluator) or not isinstance(cost_model, CostModel):
         raise ConfigError("search_family needs an Evaluator (score) and a CostModel (cost)")
-    defaults = DYSR_DEFAULTS if strategy == "dysr" else OFA_DEFAULTS
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise ConfigError(f"search strategy {strategy!r} takes no parameter(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(sorted(defaults))}")
-    p = {**defaults, **params}
+    p = {**(DYSR_DEFAULTS if strategy == "dysr" else OFA_DEFAULTS), **params}
     if p["max_levels"] is not None:
         _check_int("max_levels", p["max_levels"], 1)
     lr_hw = tuple(lr_hw or getattr(cost_model, "lr_hw", None) or DEFAULT_LR_HW)

@@ -49,10 +49,13 @@ def run_search(model_path: Path, out: Path, *, strategy: str = "ofa", val: str =
     from adasr.package import save_package
     from adasr.paths import benchmark_dir
     from adasr.runtime.profile import profile_package, torch_threads
-    from adasr.search.family import search_family
+    from adasr.search.family import check_strategy, search_family
     from adasr.search.latency import MacsCostModel, MeasuredCostModel, build_latency_table, median_abs_error
     from adasr.search.quality import FastEvaluator
 
+    check_strategy(strategy, params or {})  # before seconds of loading and timing
+    if cost not in ("table", "macs", "measured"):
+        raise ConfigError(f"--cost must be table, macs or measured, got {cost!r}")
     progress = on_progress or (lambda stage, done, total: None)
     net, spec = load_model(model_path)
     if not hasattr(net, "space"):

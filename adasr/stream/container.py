@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from adasr._atomic import atomic_path
+from adasr._atomic import atomic_path, temp_dir_beside
 from adasr.errors import InputError, ModelError, OutputError
 
 STREAM_KIND = "adasr-stream"
@@ -33,6 +33,7 @@ SINGLE_FILE_SUFFIX = ".adasrs"
 _MAGIC = b"ADASRSTM"
 _HEAD = struct.Struct("<8sIQ")
 MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest is a few kB; a larger length in a header is damage
 
 
 def is_single_file(path: str | os.PathLike[str]) -> bool:
@@ -71,14 +72,13 @@ def _write_folder(path: Path, manifest: bytes, blobs: dict[str, bytes]) -> None:
         raise OutputError(f"output folder does not exist: {parent}")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output folder is not writable: {parent}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    tmp = temp_dir_beside(path)
     try:
         for name, data in blobs.items():
             target = tmp / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         (tmp / MANIFEST).write_bytes(manifest + b"\n")
-        os.chmod(tmp, 0o755)
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -113,6 +113,10 @@ class StreamFile:
                 if version != STREAM_SCHEMA_VERSION:
                     raise ModelError(f"{self.path}: stream format version {version} is not supported "
                                      f"(this adasr reads version {STREAM_SCHEMA_VERSION})")
+                size = os.fstat(fh.fileno()).st_size
+                if length > min(size - _HEAD.size, MAX_MANIFEST_BYTES):
+                    raise InputError(f"damaged stream file: {self.path} (its header claims a {length}-byte "
+                                     f"manifest; the file has {size} bytes)")
                 text = fh.read(length)
                 if len(text) != length:
                     raise InputError(f"truncated stream file: {self.path}")

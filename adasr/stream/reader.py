@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adasr.errors import InputError, ModelError
+from adasr.errors import ConfigError, InputError, ModelError
 from adasr.stream.codec import ModelState
 from adasr.stream.container import StreamFile
 
@@ -114,8 +114,11 @@ def decode_stream(stream: str | os.PathLike[str], out: str | os.PathLike[str], *
     if reader.levels:
         idx = len(reader.levels) - 1 if level is None else level
         if not 0 <= idx < len(reader.levels):
-            raise InputError(f"stream has {len(reader.levels)} levels; --level must be 0..{len(reader.levels) - 1}")
+            raise ConfigError(f"stream has {len(reader.levels)} levels; --level must be 0..{len(reader.levels) - 1}")
         model.set_active(reader.levels[idx])
+    elif level is not None:
+        raise ConfigError(f"--level picks a level of a package stream; {stream} carries a single model "
+                          f"(leave --level out)")
     total = reader.manifest["frames"] if max_frames is None else min(max_frames, reader.manifest["frames"])
     started = time.perf_counter()
     done = 0

@@ -6,14 +6,17 @@ interpreted by `adasr.train.sampling`. Every random draw comes from a generator 
 (seed, step), and the learning rate is a pure function of the step, so a run resumed from a
 checkpoint continues exactly as if it had never stopped.
 
-A checkpoint is one safetensors file: model, EMA and Adam tensors, with the step, the config and
-the validation history as JSON in its header.
+A checkpoint is one safetensors file: model, EMA and Adam tensors, with the step, the config, the
+validation history and a SHA-256 digest of the tensors as JSON in its header; `--resume` refuses a
+checkpoint whose tensors do not match the digest or are not finite. A step whose loss is not
+finite stops the run (`TrainingDiverged`) before anything of it is saved.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,14 +25,15 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
-from adasr._atomic import atomic_path
+from adasr._atomic import write_bytes_atomic
 from adasr.data.datasets import PatchSampler, SRPair, load_pairs
 from adasr.errors import AdasrError, ConfigError, InputError, ModelError
 from adasr.evaluation import evaluate
-from adasr.modelfile import ModelSpec, save_model
+from adasr.modelfile import ModelSpec, non_finite, save_model
+from adasr.package import tensors_sha256
 from adasr.nn.registry import build_model
 from adasr.train.config import TrainConfig
 from adasr.train.losses import SRLoss
@@ -38,6 +42,16 @@ from adasr.train.sampling import step_subnets, validation_subnets
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
 _META = "adasr.checkpoint"
+
+
+class TrainingDiverged(ModelError):
+    """A step's loss (or the final weights) is not finite; the last checkpoint on disk is untouched."""
+
+    def __init__(self, step: int, run_dir: Path, saved: int | None) -> None:
+        kept = f"the checkpoint of step {saved} in {run_dir} is kept" if saved else "nothing was saved"
+        super().__init__(f"training diverged at step {step} (loss is not finite); {kept}; "
+                         f"lower --lr or --hfen-weight and start again")
+        self.step = step
 
 
 class TrainingInterrupted(AdasrError):
@@ -124,6 +138,7 @@ class Trainer:
             if not ckpt.is_file():
                 raise InputError(f"nothing to resume: no {CHECKPOINT} in {self.run_dir}")
             stored_cfg, self.state, tensors = read_checkpoint(ckpt)
+            self._saved_step: int | None = self.state.step
             if stored_cfg.to_dict() != cfg.to_dict():
                 changed = sorted(k for k, v in cfg.to_dict().items() if stored_cfg.to_dict().get(k) != v)
                 raise ConfigError(f"--resume with different settings than the checkpoint ({', '.join(changed)})")
@@ -131,6 +146,7 @@ class Trainer:
             if ckpt.exists():
                 raise ConfigError(f"{self.run_dir} already holds a run; use --resume or another folder")
             self.state, tensors = TrainState(), None
+            self._saved_step = None
         self.cfg = cfg
         self.model = build_initial_model(cfg).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.ema else None
@@ -196,6 +212,8 @@ class Trainer:
         try:
             while state.step < cfg.steps:
                 loss = self.train_step(state.step)
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(state.step + 1, self.run_dir, self._saved_step)
                 state.step += 1
                 state.seconds = base_seconds + time.monotonic() - started
                 self.on_event("step", {"step": state.step, "loss": loss, "lr": cfg.lr_at(state.step - 1)})
@@ -209,8 +227,12 @@ class Trainer:
                     self.on_event("budget", {"step": state.step})
                     break
         except KeyboardInterrupt:
+            if non_finite(self.model.state_dict()):  # interrupted inside a diverging step: keep the last good one
+                raise TrainingDiverged(state.step, self.run_dir, self._saved_step) from None
             self.save_checkpoint()
             raise TrainingInterrupted(state.step, self.run_dir) from None
+        if non_finite(self.final_model().state_dict()):
+            raise TrainingDiverged(state.step, self.run_dir, self._saved_step)
         self.save_checkpoint()
         self.save_model(self.run_dir / MODEL)
         self.on_event("end", {"step": state.step, "seconds": state.seconds})
@@ -249,11 +271,12 @@ class Trainer:
                 tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
         groups = [{k: v for k, v in g.items() if k != "params"} for g in optim_state["param_groups"]]
         meta = {"step": self.state.step, "seconds": self.state.seconds, "history": self.state.history,
-                "config": self.cfg.to_dict(), "optim_groups": groups}
+                "config": self.cfg.to_dict(), "optim_groups": groups, "tensors_sha256": tensors_sha256(tensors)}
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
-        with atomic_path(self.run_dir / CHECKPOINT) as tmp:
-            save_file(tensors, str(tmp), metadata={_META: json.dumps(meta)})
+        write_bytes_atomic(self.run_dir / "config.json", (json.dumps(self.cfg.to_dict(), indent=2) + "\n").encode())
+        # serialised here and written by Python, so a full disk raises OSError (ENOSPC) like any write
+        write_bytes_atomic(self.run_dir / CHECKPOINT, save(tensors, metadata={_META: json.dumps(meta)}))
+        self._saved_step = self.state.step
 
     def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         def sub(prefix: str) -> dict[str, torch.Tensor]:
@@ -274,12 +297,43 @@ class Trainer:
             raise ModelError(f"checkpoint does not fit the model: {str(exc).splitlines()[0]}") from None
 
 
-def read_checkpoint(path: Path) -> tuple[TrainConfig, TrainState, dict[str, torch.Tensor]]:
+def _read(path: Path, with_tensors: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             meta = json.loads((handle.metadata() or {})[_META])
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()} if with_tensors else {}
+        if not isinstance(meta, dict):
+            raise ValueError("header is not a JSON object")
+    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as exc:
         raise ModelError(f"{path}: damaged checkpoint ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    cfg = TrainConfig.from_dict(meta["config"])
-    return cfg, TrainState(meta["step"], meta["history"], meta.get("seconds", 0.0)), tensors
+    return meta, tensors
+
+
+def _config_of(meta: dict[str, Any], path: Path) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise ModelError(f"{path}: damaged checkpoint (its training config: {exc})") from None
+
+
+def read_checkpoint_config(path: Path) -> TrainConfig:
+    """The training config stored in a checkpoint's header (no tensors are read)."""
+    return _config_of(_read(path, with_tensors=False)[0], path)
+
+
+def read_checkpoint(path: Path) -> tuple[TrainConfig, TrainState, dict[str, torch.Tensor]]:
+    """Config, state and tensors of a checkpoint; ModelError if it is damaged: unreadable, tensors that
+    do not match the header's digest, or tensors holding NaN or infinity."""
+    meta, tensors = _read(path, with_tensors=True)
+    digest = meta.get("tensors_sha256")  # absent in checkpoints written before digests existed
+    if digest is not None and digest != tensors_sha256(tensors):
+        raise ModelError(f"{path}: damaged checkpoint (its tensors do not match the checksum in its header)")
+    bad = non_finite(tensors)
+    if bad:
+        raise ModelError(f"{path}: damaged checkpoint ({len(bad)} tensor(s) hold NaN or infinity, e.g. {bad[0]})")
+    cfg = _config_of(meta, path)
+    try:
+        state = TrainState(int(meta["step"]), list(meta["history"]), float(meta.get("seconds", 0.0)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: damaged checkpoint (its step or history: {exc})") from None
+    return cfg, state, tensors
