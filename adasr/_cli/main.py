@@ -612,7 +612,7 @@ def main() -> None:
             console.print(exc.format_message(), markup=False, highlight=False)
             sys.exit(0)
         ctx = getattr(exc, "ctx", None)
-        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        hint = f" (see {ctx.command_path if ctx is not None else 'adasr'} --help)"
         _fail(" ".join(exc.format_message().split()) + hint, ConfigError.exit_code)
     except typer.Abort:  # end of input at a prompt, or an explicit abort
         code = 130
