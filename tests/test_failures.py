@@ -27,7 +27,8 @@ from adasr.nn.registry import build_model
 from tests.test_cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _one_line(code: int, err: str, want: int, *words: str) -> None:
