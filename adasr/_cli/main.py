@@ -360,6 +360,10 @@ from adasr._cli.stream_cmd import register as _register_stream  # noqa: E402  (e
 
 _register_stream(app, bench_app)
 
+from adasr._cli.peers_cmd import register as _register_peers  # noqa: E402  (bench peers)
+
+_register_peers(bench_app)
+
 
 @bench_app.command("memory")
 def bench_memory(
