@@ -321,14 +321,12 @@ def as_genotype(value: Any) -> Genotype:
     """A genotype from a `Genotype`, a parsed JSON object, inline JSON text or a file path."""
     if isinstance(value, Genotype):
         return value
-    if isinstance(value, dict):
-        return Genotype.from_dict(value, "inline genotype")
     if isinstance(value, str | os.PathLike):
         text = str(value)
-        if text.lstrip().startswith("{"):
+        if text.lstrip().startswith(("{", "[")):
             return parse_genotype_text(text, "inline genotype")
         return read_genotype(text)
-    raise ModelError(f"genotype must be a JSON object or a file path, got {type(value).__name__}")
+    return Genotype.from_dict(value, "inline genotype")  # a parsed JSON value
 
 
 def chain_genotype(ops: Sequence[Sequence[str]], width: int) -> Genotype:

@@ -313,6 +313,7 @@ class DLSRSearch:
         ensure_dir(self.run_dir)
         write_json(self.run_dir / TRAJECTORY, {"kind": "adasr.dlsr-trajectory", "schema_version": 1,
                                                "ops": list(self.cfg.ops), "network_level": self.cfg.network_level,
+                                               "warmup_steps": self.cfg.warmup_steps,
                                                "records": self.state.trajectory})
         meta["trajectory"] = self.state.trajectory
         with atomic_path(self.run_dir / CHECKPOINT) as tmp:

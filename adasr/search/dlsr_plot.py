@@ -14,12 +14,14 @@ from adasr._atomic import atomic_path
 from adasr.nn.dlsr import OP_TITLES
 
 
-def plot_trajectory(path: str | os.PathLike[str], trajectory: dict[str, Any], *, warmup_steps: int | None = None,
-                    dpi: int = 100) -> None:
+def plot_trajectory(path: str | os.PathLike[str], trajectory: dict[str, Any], *, dpi: int = 100) -> None:
+    """`trajectory`: a run's trajectory.json (`adasr.search.dlsr.read_trajectory`); a dotted line
+    marks the end of the warm-up."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     records = trajectory["records"]
+    warmup_steps = trajectory.get("warmup_steps")
     ops = trajectory["ops"]
     steps = [r["step"] for r in records]
     cells = len(records[0]["alpha"])
