@@ -8,7 +8,7 @@ distilled width C/2, for an input x (B, C, H, W)::
     d1 = ReLU(dist1(x))   r1 = ReLU(f1(x) + x)         f_k: the k-th mixed layer (search) or
     d2 = ReLU(dist2(r1))  r2 = ReLU(f2(r1) + r1)            its chosen operation (derived)
     d3 = ReLU(dist3(r2))  r3 = ReLU(f3(r2) + r2)
-    r4 = ReLU(last(r3))                                 1x1, C -> C/2
+    r4 = ReLU(last(r3))                                 3x3, C -> C/2 (RFDB's c4)
     out = ESA(fuse([d1, d2, d3, r4]))                   1x1, 2C -> C; RFDN's ESA
 
 Each mixed layer is Eq. 1: sum over the operations of softmax(alpha)_o * o(x), operations from
@@ -107,7 +107,7 @@ class Cell(nn.Module):
         c, dc = width, max(1, width // 2)
         self.layers = nn.ModuleList(layers)
         self.dist = nn.ModuleList(nn.Conv2d(c, dc, 1) for _ in range(LAYERS_PER_CELL))
-        self.last = nn.Conv2d(c, dc, 1)
+        self.last = nn.Conv2d(c, dc, 3, padding=1)  # RFDB's c4
         self.fuse = nn.Conv2d(dc * (LAYERS_PER_CELL + 1), c, 1)
         f = esa_width(c)
         self.esa = nn.ModuleDict({
