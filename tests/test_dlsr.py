@@ -228,3 +228,19 @@ def test_cli_search_dlsr_then_resume_and_plot(monkeypatch, capsys, tmp_path, dat
     assert code == 0 and (tmp_path / "t.png").is_file(), err
     code, _, err = run_cli(monkeypatch, capsys, *args, "--steps", "2")  # the folder already holds a search
     _one_line_error(code, err, "--resume")
+
+
+def test_paper_genotypes_cost_what_the_paper_reports():
+    # DLSR's searched cell (Fig. 4: conv 1x1, sep 7x7, sep 5x5) with top-2 inputs at 48 channels:
+    # the paper reports 322K params at x2 (68.1 G multi-adds at 720p); DLSR-S (18 channels) 56K;
+    # RFDN (3x3 convs, a chain) 534K. Shapes only: nothing is trained here.
+    from adasr.nn.cost import count_params
+    from adasr.nn.dlsr import CellGene
+
+    inputs = [(0,), (0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    dlsr = Genotype(48, tuple(CellGene(("c1", "s7", "s5"), i) for i in inputs)).to_dict()
+    for width, paper in ((48, 322_000), (18, 56_000)):
+        params = count_params(build_model("dlsr", scale=2, genotype=dlsr, width=width))
+        assert abs(params - paper) / paper < 0.05, (width, params)
+    rfdn = count_params(build_model("dlsr", scale=2, genotype=chain_genotype([("c3",) * 3] * 6, 48).to_dict()))
+    assert abs(rfdn - 534_000) / 534_000 < 0.05, rfdn
