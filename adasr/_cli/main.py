@@ -74,6 +74,12 @@ def train(
             cfg = TrainConfig.from_dict(json.loads(Path(config).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read training config {config}: {exc}") from None
+        if cfg.arch != "supernet":
+            import dataclasses
+
+            from adasr.nn.registry import resolve_args
+
+            cfg = dataclasses.replace(cfg, arch_args=resolve_args(cfg.arch, cfg.arch_args))
     else:
         sources = [str(p) for p in (data or [data_root() / "train" / "SunHays80"])]
         val_dir = None if val in (None, "none") else str(benchmark_dir(val))
@@ -88,6 +94,10 @@ def train(
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
             arch, arch_args = "supernet", {"space": space.to_dict()}
+        if supernet is None:
+            from adasr.nn.registry import resolve_args
+
+            arch_args = resolve_args(arch, arch_args)  # e.g. a dlsr genotype file -> its content
         cfg = TrainConfig(arch=arch, scale=scale, train_data=tuple(sources), arch_args=arch_args,
                           **({"phases": phases} if phases else {}),
                           val_data=val_dir, patch=patch, batch_size=batch_size, steps=steps, lr=lr,
@@ -363,6 +373,10 @@ _register_stream(app, bench_app)
 from adasr._cli.peers_cmd import register as _register_peers  # noqa: E402  (bench peers)
 
 _register_peers(bench_app)
+
+from adasr._cli.dlsr_cmd import register as _register_dlsr  # noqa: E402  (search-dlsr, plot-dlsr)
+
+_register_dlsr(app)
 
 
 @bench_app.command("memory")

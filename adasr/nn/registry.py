@@ -19,18 +19,32 @@ from adasr.errors import ModelError
 Builder = Callable[..., nn.Module]
 
 _REGISTRY: dict[str, Builder] = {}
+_RESOLVERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
-def register_model(name: str) -> Callable[[Builder], Builder]:
-    """Decorator: register `builder` under `name` (names are unique)."""
+def register_model(name: str, resolve: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+                   ) -> Callable[[Builder], Builder]:
+    """Decorator: register `builder` under `name` (names are unique).
+
+    `resolve`, if given, turns user-given arguments into self-contained ones before they are
+    stored (e.g. a file path into the file's validated content), see `resolve_args`."""
 
     def deco(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = builder
+        if resolve is not None:
+            _RESOLVERS[name] = resolve
         return builder
 
     return deco
+
+
+def resolve_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments a model file should store for `name` (unchanged for most architectures)."""
+    _load_builtin()
+    resolver = _RESOLVERS.get(name)
+    return resolver(dict(args)) if resolver is not None else dict(args)
 
 
 def model_names() -> list[str]:
@@ -56,4 +70,4 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
 
 def _load_builtin() -> None:
     # Importing the modules runs their @register_model decorators; explicit, no file scanning.
-    from adasr.nn import baselines, supernet  # noqa: F401
+    from adasr.nn import baselines, dlsr, supernet  # noqa: F401
