@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ MAX_ITEMS = 1024  # entries of a list or object among the arguments
 MAX_TEXT = 4096  # characters of a string among the arguments
 MAX_NESTING = 8
 MAX_VALUES = 64_000_000  # parameters + buffers of one network (256 MB as float32)
+MAX_TENSORS = 4096  # parameters + buffers of one network (the largest search spaces hold ~3000)
 
 _REGISTRY: dict[str, Builder] = {}
 
@@ -104,19 +106,62 @@ _RANDOM_FILLS = frozenset({torch.Tensor.normal_, torch.Tensor.uniform_, torch.Te
 
 
 class _SkipMetaFills(TorchFunctionMode):
-    """Random initialisation of meta tensors is a no-op (it has no values, and torch would import
-    its compiler stack to trace it)."""
+    """Initialising a meta tensor (torch.nn.init, random fills) is a no-op and `torch.eye` an
+    empty meta tensor: they have no values, and torch would import its compiler stack (seconds)
+    to trace these on the meta device."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in _RANDOM_FILLS and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
-            return args[0]
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if func is torch.eye:  # its meta version is traced the same slow way; the values do not matter
+            n = args[0] if args else kwargs["n"]
+            m = args[1] if len(args) > 1 and not isinstance(args[1], torch.Tensor) else kwargs.get("m", n)
+            return torch.empty(n, m, dtype=kwargs.get("dtype"), device="meta",
+                               requires_grad=kwargs.get("requires_grad", False))
+        if func in _RANDOM_FILLS or getattr(func, "__module__", None) == "torch.nn.init":
+            target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+_budget = threading.local()
+
+
+def _count_tensor(module: nn.Module, name: str, tensor: torch.Tensor | None) -> None:
+    """Registration hook (every module, every thread; active only inside `meta_model`): stop a
+    meta build as soon as it passes MAX_TENSORS tensors or MAX_VALUES values, so that neither a
+    huge tensor nor millions of small modules are ever built."""
+    counts = getattr(_budget, "counts", None)
+    if counts is None or tensor is None:
+        return
+    counts[0] += 1
+    counts[1] += tensor.numel()
+    if counts[0] > MAX_TENSORS or counts[1] > MAX_VALUES:
+        raise _TooLarge()
+
+
+torch.nn.modules.module.register_module_parameter_registration_hook(_count_tensor)
+torch.nn.modules.module.register_module_buffer_registration_hook(_count_tensor)
 
 
 def meta_model(name: str, args: Mapping[str, Any]) -> nn.Module:
-    """`build_model(name, **args)` on the meta device: shapes only, no memory for values."""
-    with torch.random.fork_rng(devices=[]), torch.device("meta"), _SkipMetaFills():
-        return build_model(name, **args)
+    """`build_model(name, **args)` on the meta device: shapes only, no memory for values.
+
+    ModelError as soon as the network would hold more than MAX_TENSORS tensors or MAX_VALUES
+    values (the build stops there)."""
+    _budget.counts = [0, 0]
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"), _SkipMetaFills():
+            return build_model(name, **args)
+    except _TooLarge:
+        raise ModelError(f"architecture {name!r} with these arguments would hold more than "
+                         f"{MAX_TENSORS:,} tensors or {MAX_VALUES:,} values") from None
+    finally:
+        _budget.counts = None
 
 
 def build_for_weights(name: str, args: Mapping[str, Any], shapes: Mapping[str, Sequence[int]], source: str, *,
