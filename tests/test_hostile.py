@@ -113,6 +113,17 @@ class TestConfinedNames:
         with pytest.raises(InputError, match="more than the 4 allowed"):
             read_confined(folder, "sub/ok.bin", 4)
 
+    def test_user_named_files_are_regular_and_bounded(self, tmp_path):
+        from adasr._jsonfile import read_json
+        from adasr.runtime.traces import Trace
+
+        os.mkfifo(tmp_path / "fifo.csv")
+        for path in ("/dev/zero", tmp_path / "fifo.csv"):  # neither ends: refused, not read forever
+            with pytest.raises(InputError, match="not a regular file"):
+                Trace.from_csv(path)
+            with pytest.raises(InputError, match="not a regular file"):
+                read_json(path, "family")
+
     def test_fuzzed_names_never_leave_the_folder(self, tmp_path):
         folder = tmp_path / "s"
         (folder / "sub").mkdir(parents=True)
