@@ -404,9 +404,8 @@ def bench_adaptivity(
                                              "background load; fixed: keep --threads throughout.")] = "auto",
 ) -> None:
     """adasr vs Static (reload on switch) vs Assembled (all resident) under one load trace."""
-    from adasr.bench.adaptivity import run_adaptivity, summary_rows
-
     from adasr._atomic import check_not_input
+    from adasr.bench.adaptivity import run_adaptivity, summary_rows
 
     _threads(threads)
     check_not_input([out_dir], [package, video, trace if Path(trace).is_file() else None])

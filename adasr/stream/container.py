@@ -154,13 +154,14 @@ class StreamFile:
         table = manifest.get("blobs")
         if not isinstance(table, dict):
             raise ModelError(f"{self.path}: damaged stream manifest: 'blobs' is not a table")
-        room = MAX_PART_BYTES if self.path.is_dir() else self._file_size - self._offset
+        folder = self.path.is_dir()  # parts are files: offsets do not apply
+        room = None if folder else self._file_size - self._offset
         for name, entry in table.items():
             check_name(name, f"stream {self.path}", ModelError)
             ok = isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
             size, offset = (entry.get("size"), entry.get("offset", 0)) if ok else (None, None)
             ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (size, offset))
-            if not ok or size > MAX_PART_BYTES or offset + size > room:
+            if not ok or size > MAX_PART_BYTES or (room is not None and offset + size > room):
                 raise ModelError(f"{self.path}: damaged stream manifest: part {name!r} has a bad size or "
                                  f"offset (or lies outside the stream)")
 
