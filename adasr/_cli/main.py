@@ -129,9 +129,11 @@ def eval_cmd(
     """Evaluate models with the standard SR protocol (PSNR/SSIM on Y, border = scale).
 
     A supernet file is evaluated per sub-network (each extracted as a static model)."""
+    from adasr._atomic import check_not_input
     from adasr._cli.evaltable import run_eval
 
     _threads(threads)
+    check_not_input([json_out], models or [])
     if not models and not baseline:
         baseline = ["bicubic"]
     run_eval(models or [], baseline or [], data or ["Set5", "Set14"], scale, json_out, out, subnet, spread)
@@ -228,12 +230,15 @@ def search(
     """Search a family of levels in a trained supernet, profile it here, write a package."""
     from rich.table import Table
 
-    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr._atomic import check_not_input, check_writable, write_bytes_atomic
+    from adasr.package import check_package_output
     from adasr.search.run import run_search
 
     for path in (plot, json_out):
         if path is not None:
             check_writable(path)
+    check_package_output(package_path)  # before any work: replace only a package adasr wrote
+    check_not_input([plot, json_out], [model, *(baseline or [])], folders=[package_path])
     try:
         shares = tuple(float(v) for v in loads.split(","))
     except ValueError:
@@ -417,9 +422,11 @@ def bench_adaptivity(
                                              "background load; fixed: keep --threads throughout.")] = "auto",
 ) -> None:
     """adasr vs Static (reload on switch) vs Assembled (all resident) under one load trace."""
+    from adasr._atomic import check_not_input
     from adasr.bench.adaptivity import run_adaptivity, summary_rows
 
     _threads(threads)
+    check_not_input([out_dir], [package, video, trace if Path(trace).is_file() else None])
     out_dir.mkdir(parents=True, exist_ok=True)
     result = run_adaptivity(package, video, trace=trace, seconds=seconds, target_fps=target_fps, policy=policy,
                             seed=seed, out_dir=out_dir, thread_rule=thread_rule,
@@ -452,8 +459,10 @@ def bench_multi(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for multi.json and multi_levels.png.")] = Path("out/multi"),
 ) -> None:
     """Several workloads sharing the CPU: Dynamic-OFA's joint manager vs independent managers vs fixed levels."""
+    from adasr._atomic import check_not_input
     from adasr.bench.multi import run_multi, summary_rows
 
+    check_not_input([out_dir], [package, *video])
     result = run_multi(package, video, target_fps, seconds=seconds, modes=tuple(mode or ("joint", "independent", "fixed")),
                        out_dir=out_dir)
     rows = summary_rows(result)
@@ -474,9 +483,11 @@ def bench_pipeline(
     """Decode, SR and encode alone against the whole upscale pipeline (where it loses time)."""
     from rich.table import Table
 
+    from adasr._atomic import check_not_input
     from adasr.bench.pipeline import run_pipeline
 
     _threads(threads)
+    check_not_input([out_dir], [package, *video])
     result = run_pipeline(package, video, level=level, max_frames=max_frames, codec=codec, out_dir=out_dir)
     table = Table(title=f"level {level} ({result['config']}), {codec}, {result['threads']} torch threads")
     for col in ("clip", "LR", "decode FPS", "SR FPS", "encode FPS", "end-to-end FPS", "e2e / SR"):
@@ -498,11 +509,12 @@ def bench_overhead(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the result as JSON here.")] = None,
 ) -> None:
     """Each level run inside the supernet vs the same level extracted standalone (time ratio)."""
-    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr._atomic import check_not_input, check_writable, write_bytes_atomic
     from adasr.bench.overhead import run_overhead
 
     if json_out is not None:
         check_writable(json_out)
+    check_not_input([json_out], [package])
     result = run_overhead(package, rounds=rounds, repeats=repeats, threads=threads)
     for row in result["levels"]:
         out.print(f"level {row['level']}: supernet {row['supernet_s'] * 1e3:7.2f} ms, extracted "
