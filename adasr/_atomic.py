@@ -9,13 +9,15 @@ a file another live process is still writing, nor any file that is not adasr's o
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import glob
+import json
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from adasr.errors import OutputError
@@ -161,4 +163,141 @@ def removed_if_empty(path: str | os.PathLike[str]) -> Iterator[Path]:
         if not existed and folder.is_dir():
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only succeeds while empty
+        raise
+
+
+# -- outputs that are inputs ----------------------------------------------------------------------
+
+def _touches(out: Path, src: Path, whole: bool) -> str | None:
+    """How writing `out` would touch `src` ("is", "lies inside", "holds"), or None: the same
+    file (also through symlinks, relative paths or hard links), a path inside the folder `src`,
+    or, for a folder `out` replaced whole, one that holds `src`."""
+    try:
+        if out.exists() and src.exists() and os.path.samefile(out, src):
+            return "is"
+    except OSError:
+        pass
+    o, s = out.resolve(), src.resolve()
+    if o == s:
+        return "is"
+    if o.is_relative_to(s):
+        return "lies inside"
+    if whole and s.is_relative_to(o):
+        return "holds"
+    return None
+
+
+def check_not_input(outputs: Iterable[str | os.PathLike[str] | None],
+                    inputs: Iterable[str | os.PathLike[str] | None], *,
+                    folders: Iterable[str | os.PathLike[str] | None] = ()) -> None:
+    """Raise OutputError if writing would destroy an input: an output file that is (or resolves
+    to) an input or lies inside an input folder, or an output folder replaced whole (`folders`)
+    that holds an input. Also refuses two outputs naming the same file. `None`s are skipped."""
+    srcs = [Path(p) for p in inputs if p is not None]
+    outs = [(Path(p), False) for p in outputs if p is not None] + [(Path(p), True) for p in folders if p is not None]
+    for out, whole in outs:
+        for src in srcs:
+            how = _touches(out, src, whole)
+            if how is not None:
+                raise OutputError(f"output {out} {how} the input {src}; choose another output path")
+    paths = [o for o, _ in outs]
+    for i, a in enumerate(paths):
+        for b in paths[i + 1:]:
+            if a.resolve() == b.resolve():
+                raise OutputError(f"two outputs name the same path: {a} and {b}")
+
+
+# -- folders replaced atomically ------------------------------------------------------------------
+
+MAX_MANIFEST_BYTES = 16 << 20
+
+
+def read_marker_manifest(folder: Path, key: str, value: str) -> dict | None:
+    """The folder's manifest.json if it is a JSON object with `key` == `value`, else None."""
+    from adasr.errors import AdasrError
+    from adasr.safepath import read_confined
+
+    try:
+        data = json.loads(read_confined(folder, "manifest.json", MAX_MANIFEST_BYTES))
+    except (AdasrError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get(key) == value else None
+
+
+def foreign_files(folder: Path, allowed: Iterable[str], patterns: Sequence[str] = ()) -> list[str]:
+    """Relative paths (POSIX) of the files and links under `folder` that are neither in
+    `allowed` nor match one of `patterns`; folders themselves are not listed."""
+    allowed = set(allowed)
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        rel_root = Path(root).relative_to(folder)
+        entries = files + [d for d in dirs if (Path(root) / d).is_symlink()]
+        for name in entries:
+            rel = (rel_root / name).as_posix()
+            if rel not in allowed and not any(fnmatch.fnmatchcase(rel, p) for p in patterns):
+                found.append(rel)
+    return sorted(found)
+
+
+def owned_folder_reason(folder: Path, key: str, value: str, what: str,
+                        names: Callable[[dict], Iterable[str]], patterns: Sequence[str] = ()) -> str | None:
+    """None if `folder` is something adasr wrote: its manifest has `key` == `value` and it holds
+    only the files that manifest names (`names(manifest)`, plus `patterns`); else the reason."""
+    manifest = read_marker_manifest(folder, key, value)
+    if manifest is None:
+        return f"it is not an adasr {what} (no manifest.json with {key} {value!r})"
+    try:
+        allowed = {"manifest.json", *(str(n) for n in names(manifest))}
+    except (AttributeError, KeyError, TypeError):
+        return f"its manifest.json is damaged, so what adasr wrote there is unknown"
+    extra = foreign_files(folder, allowed, patterns)
+    if extra:
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        return f"it holds files adasr did not write ({shown}); move them or choose another output"
+    return None
+
+
+def check_replaceable(path: str | os.PathLike[str], owned: Callable[[Path], str | None]) -> Path:
+    """Raise OutputError unless folder `path` may be written: absent, an empty folder, or a
+    folder adasr wrote (`owned(path)` is None); its parent must exist and be writable."""
+    path = Path(path)
+    if path.is_symlink():
+        raise OutputError(f"output is a symbolic link: {path} (name the folder itself)")
+    if path.exists():
+        if not path.is_dir():
+            raise OutputError(f"output exists and is not a folder: {path}")
+        if any(path.iterdir()):
+            reason = owned(path)
+            if reason is not None:
+                raise OutputError(f"refusing to replace {path}: {reason}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"output folder is not writable: {parent}")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike[str], owned: Callable[[Path], str | None]) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside `path` (`temp_dir_beside`: named with this process
+    id, stale ones of dead writers removed first); when the block completes it replaces
+    `path` in one rename (the old folder is removed after), else it is deleted.
+
+    An existing `path` is replaced only if `check_replaceable` allows it (checked again here,
+    just before the swap as well), so a user's own folder is never deleted."""
+    path = check_replaceable(path, owned)
+    tmp = temp_dir_beside(path)
+    try:
+        yield tmp
+        check_replaceable(path, owned)
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -9,6 +9,8 @@ from typing import Any
 from adasr._atomic import atomic_path
 from adasr.errors import InputError, ModelError
 
+MAX_JSON_BYTES = 64 << 20
+
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write `data` as sorted, indented JSON to `path` atomically."""
@@ -18,11 +20,10 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
 
 def read_json(path: str | os.PathLike[str], what: str) -> Any:
     """Parse the JSON file `path`; `what` names it in the error ("family", "latency table")."""
-    try:
-        text = open(path, encoding="utf-8").read()
-    except OSError as exc:
-        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    from adasr.safepath import read_bounded
+
+    text = read_bounded(path, MAX_JSON_BYTES, what, InputError)  # a regular file of bounded size
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: {what} is not valid JSON ({exc.msg})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: {what} is not valid JSON ({getattr(exc, 'msg', exc)})") from None

@@ -2,7 +2,8 @@
 
 The config (key ``adasr`` in the safetensors metadata) names the architecture and its builder
 arguments, the scale and a schema version; the tensors are the state dict. Loading rebuilds the
-architecture from the registry and loads the tensors strictly, so nothing is ever unpickled.
+architecture from the registry and loads the tensors strictly, so nothing is ever unpickled;
+the config's sizes are bounded and checked against the header's tensor shapes first.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from torch import nn
 
 from adasr._atomic import write_bytes_atomic
 from adasr.errors import ModelError
-from adasr.nn.registry import build_model
+from adasr.nn.registry import build_for_weights
 
 SCHEMA_VERSION = 1
 _META_KEY = "adasr"
+MAX_CONFIG_CHARS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -73,26 +75,20 @@ def save_model(path: str | os.PathLike[str], model: nn.Module, spec: ModelSpec) 
 
 def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
     """Read only the JSON config of a model file (no tensors are loaded)."""
-    spec, _ = _open(path, load_tensors=False)
+    spec, _ = _open(path)
     return spec
 
 
 def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
-    """Rebuild the model in `path` and load its weights; refuse anything that does not fit."""
-    spec, tensors = _open(path, load_tensors=True)
-    model = build_model(spec.arch, **spec.args)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise ModelError(f"{path}: weights do not match architecture {spec.arch!r} ({detail})")
-    for key, value in tensors.items():
-        if value.shape != expected[key].shape:
-            raise ModelError(
-                f"{path}: weight {key!r} has shape {tuple(value.shape)}, architecture "
-                f"{spec.arch!r} expects {tuple(expected[key].shape)}"
-            )
+    """Rebuild the model in `path` and load its weights; refuse anything that does not fit.
+
+    The config is bounded and the tensor names and shapes in the file's header are checked
+    against it (on a meta-device build) before the network is built or any tensor is read, so
+    a crafted config cannot make the loader allocate more than a bounded model
+    (`adasr.nn.registry.build_for_weights`)."""
+    spec, shapes = _open(path)
+    model = build_for_weights(spec.arch, spec.args, shapes, str(path))
+    tensors = _read_tensors(Path(path))
     refuse_non_finite(tensors, str(path))
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), spec
@@ -111,7 +107,13 @@ def refuse_non_finite(tensors: dict[str, torch.Tensor], source: str) -> None:
                          f"the model is broken (a diverged training run?)")
 
 
-def _open(path: str | os.PathLike[str], load_tensors: bool) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+def _damaged(path: Path, exc: Exception) -> ModelError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ModelError(f"{path}: damaged or not a safetensors file ({first})")
+
+
+def _open(path: str | os.PathLike[str]) -> tuple[ModelSpec, dict[str, tuple[int, ...]]]:
+    """The config and the tensor shapes in the header of `path` (no tensor is loaded)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
@@ -120,9 +122,18 @@ def _open(path: str | os.PathLike[str], load_tensors: bool) -> tuple[ModelSpec, 
             meta = handle.metadata() or {}
             if _META_KEY not in meta:
                 raise ModelError(f"{path}: not an adasr model file (no adasr config in its header)")
+            if len(meta[_META_KEY]) > MAX_CONFIG_CHARS:
+                raise ModelError(f"{path}: model config of {len(meta[_META_KEY]):,} characters is too long")
             spec = ModelSpec.from_json(meta[_META_KEY], str(path))
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()} if load_tensors else {}
+            shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"{path}: damaged or not a safetensors file ({first})") from None
-    return spec, tensors
+        raise _damaged(path, exc) from None
+    return spec, shapes
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {k: handle.get_tensor(k) for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise _damaged(path, exc) from None

@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,10 +39,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from adasr._atomic import atomic_path, temp_dir_beside, write_bytes_atomic
+from adasr._atomic import (MAX_MANIFEST_BYTES, atomic_folder, atomic_path, check_replaceable, check_writable,
+                           owned_folder_reason, write_bytes_atomic)
 from adasr.errors import ConfigError, ModelError, OutputError
 from adasr.modelfile import refuse_non_finite
+from adasr.nn.registry import build_for_weights
 from adasr.nn.supernet import SuperNet
+from adasr.safepath import confined_file, read_confined
 from adasr.search.family import Family
 from adasr.space import SearchSpace
 
@@ -56,6 +58,9 @@ LEVELS = "levels.json"
 PROFILES = "profiles"
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _META_MANIFEST, _META_LEVELS, _META_PROFILE = "adasr.manifest", "adasr.levels", "adasr.profile."
+MAX_WEIGHTS_BYTES = 1 << 30  # the supernet file (MAX_VALUES float32 values fit well below)
+MAX_JSON_BYTES = 16 << 20  # levels.json, one profile
+MAX_PROFILES = 256
 
 
 def _version() -> str:
@@ -220,22 +225,14 @@ def save_package(path: str | os.PathLike[str], supernet: SuperNet, family: Famil
                 for k, p in (profiles or {}).items()}
     if path.exists() and not overwrite:
         raise OutputError(f"package already exists (pass overwrite to replace it): {path}")
+    check_package_output(path)
     manifest = _manifest(supernet, info)
     if _is_single_file(path):
-        if path.is_dir():
-            raise OutputError(f"output path is a directory: {path}")
         _write_single_file(path, supernet, manifest, family, profiles)
         return load_package(path, device=_device_of(supernet))
     if path.exists() and not path.is_dir():
         raise OutputError(f"package path exists and is not a folder: {path}")
-    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
-        # overwrite replaces packages only, never an arbitrary folder
-        raise OutputError(f"refusing to replace a folder that is not an adasr package: {path}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise OutputError(f"output folder does not exist or is not writable: {parent}")
-    tmp = temp_dir_beside(path)
-    try:
+    with atomic_folder(path, package_folder_reason) as tmp:
         weights = tmp / WEIGHTS
         with atomic_path(weights) as part:
             save_file(_state(supernet), str(part))
@@ -245,17 +242,37 @@ def save_package(path: str | os.PathLike[str], supernet: SuperNet, family: Famil
         for key, p in profiles.items():
             write_bytes_atomic(tmp / PROFILES / f"{key}.json", _json(p).encode("utf-8"))
         write_bytes_atomic(tmp / MANIFEST, _json(manifest).encode("utf-8"))  # last: marks a whole package
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return load_package(path, device=_device_of(supernet))
+
+
+def package_folder_reason(path: Path) -> str | None:
+    """None if `path` is a package folder adasr wrote (format marker, only its own files), else
+    why it must not be replaced."""
+    def names(manifest: dict[str, Any]) -> list[str]:
+        weights, levels = manifest.get("weights") or {}, manifest.get("levels") or {}
+        return [weights.get("file", WEIGHTS), levels.get("file", LEVELS)]
+
+    return owned_folder_reason(path, "format", PACKAGE_FORMAT, "package folder", names, patterns=(f"{PROFILES}/*.json",))
+
+
+def _is_single_file_package(path: Path) -> bool:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return _META_MANIFEST in (handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        return False
+
+
+def check_package_output(path: str | os.PathLike[str]) -> Path:
+    """OutputError unless a package may be written at `path`: a new path, or a package adasr
+    wrote (a folder of only its own files, or a single file with adasr's manifest)."""
+    path = Path(path)
+    if _is_single_file(path):
+        check_writable(path)
+        if path.exists() and not _is_single_file_package(path):
+            raise OutputError(f"refusing to replace {path}: it is not an adasr package file")
+        return path
+    return check_replaceable(path, package_folder_reason)
 
 
 def _device_of(net: SuperNet) -> torch.device:
@@ -286,8 +303,10 @@ def _check_manifest(manifest: Any, source: Path) -> dict[str, Any]:
     return manifest
 
 
-def _build(manifest: dict[str, Any], tensors: dict[str, torch.Tensor], family_data: Any,
-           source: Path, device: str | torch.device) -> tuple[SuperNet, Family]:
+def _build(manifest: dict[str, Any], shapes: dict[str, tuple[int, ...]], family_data: Any,
+           source: Path) -> tuple[SearchSpace, SuperNet, Family]:
+    """The search space, the supernet (built only after the header's tensor names and shapes
+    are checked against the space, on a meta-device build) and the family, all validated."""
     try:
         space = SearchSpace.from_dict(manifest["space"])
     except ConfigError as exc:
@@ -295,36 +314,43 @@ def _build(manifest: dict[str, Any], tensors: dict[str, torch.Tensor], family_da
     if space.scale != manifest["scale"]:
         raise ModelError(f"{source}: damaged package: manifest scale {manifest['scale']!r} "
                          f"!= space scale {space.scale}")
-    net = SuperNet(space)
-    expected = net.state_dict()
-    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise ModelError(f"{source}: damaged package: weights do not match the supernet ({detail})")
-    for key, value in tensors.items():
-        if value.shape != expected[key].shape:
-            raise ModelError(f"{source}: damaged package: weight {key!r} has shape {tuple(value.shape)}, "
-                             f"the supernet expects {tuple(expected[key].shape)}")
-    refuse_non_finite(tensors, f"{source}: damaged package")
-    net.load_state_dict(tensors, strict=True)
     try:
         family = Family.from_dict(family_data).validate(space)
     except ModelError as exc:
         raise ModelError(f"{source}: damaged package: {exc}") from None
     if family.scale != space.scale:
         raise ModelError(f"{source}: damaged package: levels are x{family.scale}, the supernet x{space.scale}")
-    return net.to(device).eval(), family
+    net = build_for_weights("supernet", {"space": space.to_dict()}, shapes, f"{source}: damaged package",
+                            what="the supernet")
+    return space, net, family
 
 
-def _read_tensors(path: Path, source: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _load_weights(net: SuperNet, tensors: dict[str, torch.Tensor], device: str | torch.device,
+                  source: Path) -> SuperNet:
+    refuse_non_finite(tensors, f"{source}: damaged package")
+    net.load_state_dict(tensors, strict=True)
+    return net.to(device).eval()
+
+
+def _header(path: Path, source: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Tensor shapes and metadata of a safetensors file, without loading a tensor."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             meta = dict(handle.metadata() or {})
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+            shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(f"{source}: damaged package: weights are not a readable safetensors file ({first})") from None
-    return tensors, meta
+    return shapes, meta
+
+
+def _read_tensors(path: Path, source: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {k: handle.get_tensor(k) for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"{source}: damaged package: weights are not a readable safetensors file ({first})") from None
 
 
 def load_package(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Package:
@@ -338,56 +364,60 @@ def load_package(path: str | os.PathLike[str], device: str | torch.device = "cpu
 
 
 def _load_folder(path: Path, device: str | torch.device) -> Package:
-    manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
+    if not (path / MANIFEST).exists():
         raise ModelError(f"{path}: not an adasr package (no {MANIFEST})")
-    manifest = _check_manifest(_parse_json(manifest_path.read_bytes(), f"{path}/{MANIFEST}"), path)
+    where = f"{path}: damaged package"
+    manifest = _check_manifest(_parse_json(read_confined(path, MANIFEST, MAX_MANIFEST_BYTES, what=where,
+                                                         error=ModelError), f"{path}/{MANIFEST}"), path)
     weights_name = manifest["weights"].get("file")
     digest = manifest["weights"].get("sha256")
-    if not isinstance(weights_name, str) or "/" in weights_name or "\\" in weights_name or not isinstance(digest, str):
+    if not isinstance(weights_name, str) or not isinstance(digest, str):
         raise ModelError(f"{path}: damaged package: manifest 'weights' needs a plain file name and a sha256")
-    weights = path / weights_name
-    if not weights.is_file():
-        raise ModelError(f"{path}: damaged package: {weights_name} is missing")
+    weights = confined_file(path, weights_name, MAX_WEIGHTS_BYTES, what=where, error=ModelError)
     if _sha256_file(weights) != digest:
         raise ModelError(f"{path}: damaged package: {weights_name} checksum mismatch "
                          f"(sha256 differs from the manifest)")
     entry = manifest.get("levels")
     levels_name = entry.get("file", LEVELS) if isinstance(entry, dict) else LEVELS
-    if not isinstance(levels_name, str) or "/" in levels_name or "\\" in levels_name:
-        raise ModelError(f"{path}: damaged package: manifest 'levels' needs a plain file name")
-    levels_path = path / levels_name
-    if not levels_path.is_file():
-        raise ModelError(f"{path}: damaged package: {levels_name} is missing")
-    family_data = _parse_json(levels_path.read_bytes(), f"{path}/{levels_name}")
-    tensors, _ = _read_tensors(weights, path)
-    net, family = _build(manifest, tensors, family_data, path, device)
+    family_data = _parse_json(read_confined(path, levels_name, MAX_JSON_BYTES, what=where, error=ModelError),
+                              f"{path}/{levels_name}")
+    shapes, _ = _header(weights, path)
+    _, net, family = _build(manifest, shapes, family_data, path)
+    net = _load_weights(net, _read_tensors(weights, path), device, path)
     profiles = {}
     folder = path / PROFILES
-    if folder.is_dir():
-        for file in sorted(folder.glob("*.json")):
-            data = _parse_json(file.read_bytes(), f"{path}/{PROFILES}/{file.name}")
+    if folder.is_dir() and not folder.is_symlink():
+        files = sorted(folder.glob("*.json"))
+        if len(files) > MAX_PROFILES:
+            raise ModelError(f"{path}: damaged package: {len(files)} profiles (at most {MAX_PROFILES})")
+        for file in files:
+            text = read_confined(folder, file.name, MAX_JSON_BYTES, what=where, error=ModelError)
+            data = _parse_json(text, f"{path}/{PROFILES}/{file.name}")
             profiles[file.stem] = _check_profile(data, f"{path}/{PROFILES}/{file.name}")
     return Package(path, manifest, net, family, profiles)
 
 
 def _load_single_file(path: Path, device: str | torch.device) -> Package:
-    tensors, meta = _read_tensors(path, path)
+    shapes, meta = _header(path, path)
     if _META_MANIFEST not in meta:
         raise ModelError(f"{path}: not an adasr package (no manifest in the file header)")
     manifest = _check_manifest(_parse_json(meta[_META_MANIFEST], f"{path} manifest"), path)
     digest = manifest["weights"].get("tensors_sha256")
     if not isinstance(digest, str):
         raise ModelError(f"{path}: damaged package: manifest lacks the weights digest")
-    if _tensors_sha256(tensors) != digest:
-        raise ModelError(f"{path}: damaged package: weights checksum mismatch (digest differs from the manifest)")
     if _META_LEVELS not in meta:
         raise ModelError(f"{path}: damaged package: levels are missing")
     family_data = _parse_json(meta[_META_LEVELS], f"{path} levels")
-    net, family = _build(manifest, tensors, family_data, path, device)
+    profile_keys = sorted(k for k in meta if k.startswith(_META_PROFILE))
+    if len(profile_keys) > MAX_PROFILES:
+        raise ModelError(f"{path}: damaged package: {len(profile_keys)} profiles (at most {MAX_PROFILES})")
+    _, net, family = _build(manifest, shapes, family_data, path)
+    tensors = _read_tensors(path, path)
+    if _tensors_sha256(tensors) != digest:
+        raise ModelError(f"{path}: damaged package: weights checksum mismatch (digest differs from the manifest)")
+    net = _load_weights(net, tensors, device, path)
     profiles = {}
-    for key in sorted(k for k in meta if k.startswith(_META_PROFILE)):
+    for key in profile_keys:
         name = key[len(_META_PROFILE):]
         profiles[name] = _check_profile(_parse_json(meta[key], f"{path} profile {name}"), f"{path} profile {name}")
     return Package(path, manifest, net, family, profiles)
-

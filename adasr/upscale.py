@@ -3,6 +3,8 @@
 Frames larger than `tile` LR pixels are processed in tiles, each extended by a margin of
 `overlap` pixels on every side and cropped back to its core after SR, so memory stays bounded
 and a model whose receptive field fits in the margin gives exactly the untiled output (no seams).
+`sr_array` streams the tiles straight into the integer output (`sr_tiles`): peak memory is the
+uint8 (or uint16) output plus one tile, and an output over MAX_OUTPUT_BYTES is refused.
 """
 
 from __future__ import annotations
@@ -16,17 +18,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from adasr.errors import ConfigError
+from adasr.errors import ConfigError, InputError
 
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 16
+MAX_OUTPUT_BYTES = 4 << 30  # one upscaled frame, as integers
 
 
 @torch.inference_mode()
 def sr_tensor(model: nn.Module, x: torch.Tensor, scale: int, *, tile: int | None = DEFAULT_TILE,
               overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
-    """SR of (1, C, H, W) float in [0, 1]; tiled when H or W exceeds `tile` (None = never)."""
+    """SR of (1, C, H, W) float in [0, 1]; tiled when H or W exceeds `tile` (None = never).
+
+    The float output is allocated whole (refused over MAX_OUTPUT_BYTES); for frames that end as
+    integers, `sr_array` / `sr_tiles` stream the tiles into the integer output instead."""
     _, c, h, w = x.shape
+    check_output_size(h, w, scale, x.element_size(), c)
     if tile is None or (h <= tile and w <= tile):
         return model(x)
     if tile < 8 or overlap < 0:
@@ -44,14 +51,71 @@ def sr_tensor(model: nn.Module, x: torch.Tensor, scale: int, *, tile: int | None
     return out
 
 
-@torch.inference_mode()
-def sr_array(model: nn.Module, rgb: np.ndarray, scale: int, **kw) -> np.ndarray:
-    """SR of an RGB uint8 or uint16 HxWx3 array; returns the same dtype, rounded and clipped."""
-    peak = 65535.0 if rgb.dtype == np.uint16 else 255.0
+def _peak(dtype: np.dtype) -> float:
+    return 65535.0 if dtype == np.uint16 else 255.0
+
+
+def _to_tensor(rgb: np.ndarray, peak: float) -> torch.Tensor:
     rgb = np.ascontiguousarray(rgb)
-    x = torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).permute(2, 0, 1)[None].float().div_(peak)
-    y = sr_tensor(model, x, scale, **kw).clamp_(0, 1).mul_(peak).round_()
-    return y[0].permute(1, 2, 0).numpy().astype(rgb.dtype)
+    return torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).permute(2, 0, 1)[None].float().div_(peak)
+
+
+def _to_array(y: torch.Tensor, peak: float, dtype: np.dtype) -> np.ndarray:
+    y = y.detach().clamp_(0, 1).mul_(peak).round_()
+    return y[0].permute(1, 2, 0).cpu().numpy().astype(dtype)
+
+
+def check_output_size(h: int, w: int, scale: int, itemsize: int = 1, channels: int = 3) -> int:
+    """Bytes of the (s*h, s*w, channels) output; InputError above MAX_OUTPUT_BYTES, naming the size."""
+    need = (h * scale) * (w * scale) * channels * itemsize
+    if need > MAX_OUTPUT_BYTES:
+        raise InputError(f"the x{scale} output of a {w}x{h} frame would need {need / 2**30:.1f} GiB "
+                         f"(at most {MAX_OUTPUT_BYTES / 2**30:.0f} GiB); use a smaller input or scale")
+    return need
+
+
+@torch.inference_mode()
+def sr_tiles(run: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray, scale: int, tile: int,
+             overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
+    """SR of an HxWx3 uint8/uint16 array in tiles, streamed into an output array of its dtype.
+
+    `run` maps a (1, 3, h, w) float tile in [0, 1] to (1, 3, s*h, s*w). Each tile is cut from
+    the integer input with a margin of `overlap` pixels, converted, upscaled, cropped back to
+    its core and written into the output at once, so the float buffers are one tile's: peak
+    memory is the integer output plus one tile, whatever the frame size. The result equals
+    `sr_tensor` on the whole frame (same tiles, same elementwise rounding)."""
+    if tile < 8 or overlap < 0:
+        raise ConfigError(f"tile must be at least 8 and overlap non-negative (got {tile}, {overlap})")
+    h, w, c = rgb.shape
+    check_output_size(h, w, scale, rgb.dtype.itemsize, c)
+    peak = _peak(rgb.dtype)
+    out = np.empty((h * scale, w * scale, c), dtype=rgb.dtype)
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            ya, xa = max(0, y0 - overlap), max(0, x0 - overlap)
+            yb, xb = min(h, y1 + overlap), min(w, x1 + overlap)
+            sr = run(_to_tensor(rgb[ya:yb, xa:xb], peak))
+            oy, ox = (y0 - ya) * scale, (x0 - xa) * scale
+            core = sr[:, :, oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
+            out[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = _to_array(core, peak, rgb.dtype)
+    return out
+
+
+@torch.inference_mode()
+def sr_array(model: nn.Module, rgb: np.ndarray, scale: int, *, tile: int | None = DEFAULT_TILE,
+             overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
+    """SR of an RGB uint8 or uint16 HxWx3 array; returns the same dtype, rounded and clipped.
+
+    Larger than `tile` on a side: tiles streamed into the output (`sr_tiles`), so no float
+    buffer of the output's size is ever allocated. An output over MAX_OUTPUT_BYTES is refused
+    with the size it would need."""
+    h, w = rgb.shape[:2]
+    if tile is not None and (h > tile or w > tile):
+        return sr_tiles(model, rgb, scale, tile, overlap)
+    check_output_size(h, w, scale, rgb.dtype.itemsize, rgb.shape[2])
+    peak = _peak(rgb.dtype)
+    return _to_array(model(_to_tensor(rgb, peak)), peak, rgb.dtype)
 
 
 def upscale_image_file(model: nn.Module, scale: int, src: str | Path, dst: str | Path, **kw) -> tuple[int, int]:

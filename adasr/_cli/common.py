@@ -79,6 +79,19 @@ RANGES: dict[str, Range] = {
     "seconds": Range(0, 86_400, lo_open=True),
     "rounds": Range(1, 10_000),
     "level": Range(0, 1000),
+    "warmup": Range(0, _BIG),                 # search-dlsr: weight-only steps first
+    "search-dlsr:width": Range(4, 256),
+    "search-dlsr:cells": Range(1, 32),
+    "arch_lr": Range(0, 10, lo_open=True),
+    "search-dlsr:lam": Range(0, 1000),
+    "l1_weight": Range(0, 1000),
+    "search-dlsr:mu": Range(0, 1000),
+    "search-dlsr:gamma": Range(0, 1000),
+    "val_fraction": Range(0, 1, lo_open=True, hi_open=True),
+    "snapshot": Range(1, _BIG),
+    "log_every": Range(1, _BIG),
+    "max_images": Range(1, _BIG),
+    "peers:crop": Range(8, 4096),             # LR pixels per side of the scored corner
 }
 
 

@@ -84,6 +84,12 @@ def train(
             cfg = _config_file(config)
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read training config {config}: {exc}") from None
+        if cfg.arch != "supernet":
+            import dataclasses
+
+            from adasr.nn.registry import resolve_args
+
+            cfg = dataclasses.replace(cfg, arch_args=resolve_args(cfg.arch, cfg.arch_args))
     elif resume:
         cfg = _resumed_config(out_dir, {k: options[k] for k in explicit(ctx, options)})
     else:
@@ -121,6 +127,10 @@ def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size
     arch_args, phases = _parse_args(arg or []), None
     if supernet is not None:
         arch, arch_args, phases = "supernet", {"space": _space_dict(supernet, scale)}, _phases(recipe, steps)
+    else:
+        from adasr.nn.registry import resolve_args
+
+        arch_args = resolve_args(arch, arch_args)  # e.g. a dlsr genotype file -> its content
     return TrainConfig(arch=arch, scale=scale, train_data=tuple(sources), arch_args=arch_args,
                        **({"phases": phases} if phases else {}),
                        val_data=val_dir, patch=patch, batch_size=batch_size, steps=steps, lr=lr,
@@ -150,6 +160,7 @@ def _resumed_config(out_dir: Path, given: dict):
     """`train --resume`: the checkpoint's settings; the options given again must agree with them."""
     import dataclasses
 
+    from adasr.nn.registry import resolve_args
     from adasr.paths import benchmark_dir
     from adasr.train.loop import CHECKPOINT, read_checkpoint_config
 
@@ -168,7 +179,8 @@ def _resumed_config(out_dir: Path, given: dict):
                              stored.to_dict()["phases"]),
         "data": lambda v: (tuple(str(p) for p in v), stored.train_data),
         "val": lambda v: (None if v == "none" else str(benchmark_dir(v)), stored.val_data),
-        "arg": lambda v: (_parse_args(v), stored.arch_args),
+        "arg": lambda v: (_parse_args(v) if stored.arch == "supernet" else resolve_args(stored.arch, _parse_args(v)),
+                          stored.arch_args),
         "init_from": lambda v: (str(v), stored.init_from),
     }
     conflicts = []
@@ -208,9 +220,11 @@ def eval_cmd(
     """Evaluate models with the standard SR protocol (PSNR/SSIM on Y, border = scale).
 
     A supernet file is evaluated per sub-network, a package per level (each extracted as a static model)."""
+    from adasr._atomic import check_not_input
     from adasr._cli.evaltable import run_eval
 
     _threads(threads)
+    check_not_input([json_out], models or [])
     if not models and not baseline:
         baseline = ["bicubic"]
     run_eval(models or [], baseline or [], data or ["Set5", "Set14"], scale, json_out, out, subnet, spread)
@@ -317,12 +331,15 @@ def search(
     """Search a family of levels in a trained supernet, profile it here, write a package."""
     from rich.table import Table
 
-    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr._atomic import check_not_input, check_writable, write_bytes_atomic
+    from adasr.package import check_package_output
     from adasr.search.run import run_search
 
     for path in (plot, json_out):
         if path is not None:
             check_writable(path)
+    check_package_output(package_path)  # before any work: replace only a package adasr wrote
+    check_not_input([plot, json_out], [model, *(baseline or [])], folders=[package_path])
     shares = parse_shares(loads)
     last = {"stage": None}
 
@@ -453,6 +470,14 @@ from adasr._cli.stream_cmd import register as _register_stream  # noqa: E402  (e
 
 _register_stream(app, bench_app)
 
+from adasr._cli.peers_cmd import register as _register_peers  # noqa: E402  (bench peers)
+
+_register_peers(bench_app)
+
+from adasr._cli.dlsr_cmd import register as _register_dlsr  # noqa: E402  (search-dlsr, plot-dlsr)
+
+_register_dlsr(app)
+
 
 @bench_app.command("memory")
 def bench_memory(
@@ -492,9 +517,11 @@ def bench_adaptivity(
                                              "background load; fixed: keep --threads throughout.")] = "auto",
 ) -> None:
     """adasr vs Static (reload on switch) vs Assembled (all resident) under one load trace."""
+    from adasr._atomic import check_not_input
     from adasr.bench.adaptivity import run_adaptivity, summary_rows
 
     _threads(threads)
+    check_not_input([out_dir], [package, video, trace if Path(trace).is_file() else None])
     out_dir.mkdir(parents=True, exist_ok=True)
     result = run_adaptivity(package, video, trace=trace, seconds=seconds, target_fps=target_fps, policy=policy,
                             seed=seed, out_dir=out_dir, thread_rule=thread_rule,
@@ -527,8 +554,10 @@ def bench_multi(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for multi.json and multi_levels.png.")] = Path("out/multi"),
 ) -> None:
     """Several workloads sharing the CPU: Dynamic-OFA's joint manager vs independent managers vs fixed levels."""
+    from adasr._atomic import check_not_input
     from adasr.bench.multi import run_multi, summary_rows
 
+    check_not_input([out_dir], [package, *video])
     result = run_multi(package, video, target_fps, seconds=seconds, modes=tuple(mode or ("joint", "independent", "fixed")),
                        out_dir=out_dir)
     rows = summary_rows(result)
@@ -549,9 +578,11 @@ def bench_pipeline(
     """Decode, SR and encode alone against the whole upscale pipeline (where it loses time)."""
     from rich.table import Table
 
+    from adasr._atomic import check_not_input
     from adasr.bench.pipeline import run_pipeline
 
     _threads(threads)
+    check_not_input([out_dir], [package, *video])
     result = run_pipeline(package, video, level=level, max_frames=max_frames, codec=codec, out_dir=out_dir)
     table = Table(title=f"level {level} ({result['config']}), {codec}, {result['threads']} torch threads")
     for col in ("clip", "LR", "decode FPS", "SR FPS", "encode FPS", "end-to-end FPS", "e2e / SR"):
@@ -573,11 +604,12 @@ def bench_overhead(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the result as JSON here.")] = None,
 ) -> None:
     """Each level run inside the supernet vs the same level extracted standalone (time ratio)."""
-    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr._atomic import check_not_input, check_writable, write_bytes_atomic
     from adasr.bench.overhead import run_overhead
 
     if json_out is not None:
         check_writable(json_out)
+    check_not_input([json_out], [package])
     result = run_overhead(package, rounds=rounds, repeats=repeats, threads=threads)
     for row in result["levels"]:
         out.print(f"level {row['level']}: supernet {row['supernet_s'] * 1e3:7.2f} ms, extracted "

@@ -49,6 +49,11 @@ def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool
     return engine
 
 
+def _trace_file(trace: str | None) -> Path | None:
+    """The CSV file a --trace names (None for a named trace)."""
+    return Path(trace) if trace is not None and Path(trace).is_file() else None
+
+
 def parse_level(text: str, n_levels: int) -> int | None:
     """'auto' -> None; 'best' -> the last level; an index (negative counts from the end)."""
     if text == "auto":
@@ -144,7 +149,7 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
              console: Console) -> dict[str, Any]:
     from rich.live import Live
 
-    from adasr._atomic import check_writable
+    from adasr._atomic import check_not_input, check_writable
     from adasr.runtime.player import play
     from adasr.video import codec_for_suffix, probe
 
@@ -156,6 +161,7 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
     for path in (output, json_out, timeline):
         if path is not None:
             check_writable(path)
+    check_not_input([output, json_out, timeline], [video, model, _trace_file(trace)])
     if output is not None:
         codec_for_suffix(output)
     if stream:

@@ -148,6 +148,9 @@ def bench_codec(
                            lr_crfs=ints(lr_crfs, "lr-crfs"), sweep_crf=sweep_crf, sweeps=sweeps, package=package,
                            tau=_tau(tau), eta=eta, steps=steps, oneshot_steps=oneshot_steps, ssim_every=ssim_every,
                            seed=seed, device=device)
+    from adasr._atomic import check_not_input
+
+    check_not_input([out_dir], [*videos, package])
     out_dir.mkdir(parents=True, exist_ok=True)
     result = run_codec_bench(videos, out_dir, cfg, on_progress=_stage_printer(False))
     for line in summary_lines(result):

@@ -52,7 +52,7 @@ def run_upscale(src: Path, dst: Path, scale: int, model_path: Path | None, codec
                 level: str = "auto", target_fps: float | None = None, json_summary: bool = False) -> None:
     import json
 
-    from adasr._atomic import check_writable
+    from adasr._atomic import check_not_input, check_writable
     from adasr.images import is_image_path
     from adasr.upscale import upscale_image_file, upscale_video_file
 
@@ -61,8 +61,7 @@ def run_upscale(src: Path, dst: Path, scale: int, model_path: Path | None, codec
     if src.is_dir():
         raise InputError(f"input is a folder, not a file: {src}")
     check_writable(dst)
-    if src.resolve() == dst.resolve():
-        raise ConfigError("output would overwrite the input; choose another output path")
+    check_not_input([dst], [src, model_path])
     if max_frames is not None and max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1, got {max_frames}")
     if target_fps is not None and not target_fps > 0:

@@ -61,11 +61,16 @@ if TYPE_CHECKING:
 
 # -- frames <-> tensors (shared with the baselines) --------------------------------------------------
 
-def frame_to_tensor(frame: np.ndarray, channels_last: bool = True) -> torch.Tensor:
-    """uint8 HxWx3 RGB -> (1, 3, H, W) float32 in [0, 1]."""
+def check_frame(frame: Any) -> None:
+    """ConfigError unless `frame` is a uint8 HxWx3 RGB array."""
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
         raise ConfigError(f"a frame must be a uint8 HxWx3 RGB array, got {got}")
+
+
+def frame_to_tensor(frame: np.ndarray, channels_last: bool = True) -> torch.Tensor:
+    """uint8 HxWx3 RGB -> (1, 3, H, W) float32 in [0, 1]."""
+    check_frame(frame)
     x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
@@ -175,17 +180,30 @@ class Engine:
 
         A single frame larger than `tile` LR pixels on a side is processed in overlapping tiles
         (`adasr.upscale.sr_tensor`), so memory stays bounded on large frames."""
-        x = x.to(self.device)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         if self.tile is not None and x.shape[0] == 1 and max(x.shape[2:]) > self.tile:
             from adasr.upscale import sr_tensor
 
-            return sr_tensor(self.supernet, x, self.scale, tile=self.tile, overlap=self.overlap)
+            return sr_tensor(self._forward, x, self.scale, tile=self.tile, overlap=self.overlap)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.supernet(x)
 
+    @torch.inference_mode()
     def process(self, frame: np.ndarray) -> np.ndarray:
-        """uint8 HxWx3 RGB -> uint8 (sH)x(sW)x3 with the active level."""
+        """uint8 HxWx3 RGB -> uint8 (sH)x(sW)x3 with the active level.
+
+        A frame larger than `tile` is upscaled tile by tile straight into the uint8 output
+        (`adasr.upscale.sr_tiles`): no float buffer of the output's size."""
+        if self.tile is not None and isinstance(frame, np.ndarray) and frame.ndim == 3 \
+                and max(frame.shape[:2]) > self.tile:
+            from adasr.upscale import sr_tiles
+
+            check_frame(frame)
+            return sr_tiles(self._forward, frame, self.scale, self.tile, self.overlap)
         return tensor_to_frame(self.process_tensor(frame_to_tensor(frame, self.channels_last)))
 
     def warmup(self, lr_hw: tuple[int, int], repeats: int = 1, levels: Sequence[int] | None = None) -> None:

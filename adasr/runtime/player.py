@@ -135,6 +135,10 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
     if not isinstance(reference_every, int) or reference_every < 0:
         raise ConfigError(f"reference_every must be a non-negative integer, got {reference_every!r}")
     lr = _check_size(lr_size, "lr_size")
+    if out is not None:
+        from adasr._atomic import check_not_input
+
+        check_not_input([out], [video])
     if reference_every and lr is None:
         raise ConfigError("reference PSNR needs lr_size (the source is the ground truth, shrunk to lr_size)")
     info = info or probe(video)

@@ -367,6 +367,8 @@ def resolve_family(package: Package, device_key_: str | None = None, *, profile_
     import json
 
     from adasr._atomic import write_bytes_atomic
+    from adasr.errors import AdasrError
+    from adasr.safepath import read_bounded
 
     key = device_key_ or device_key()
     if key in package.profiles:
@@ -374,10 +376,10 @@ def resolve_family(package: Package, device_key_: str | None = None, *, profile_
     path = profile_cache_path(package, key)
     if path.is_file():
         try:
-            profile = check_profile(json.loads(path.read_text(encoding="utf-8")), str(path))
+            profile = check_profile(json.loads(read_bounded(path, 16 << 20, "cached profile")), str(path))
             package.profiles[key] = profile  # in memory only: the package file is never rewritten
             return package.family_for(key), "cache"
-        except (OSError, ValueError, ConfigError, KeyError, TypeError):
+        except (OSError, ValueError, AdasrError, KeyError, TypeError):
             pass
     if not profile_if_missing:
         return package.family, "predicted"

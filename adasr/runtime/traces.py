@@ -44,6 +44,8 @@ from typing import Any
 from adasr._atomic import atomic_path
 from adasr.errors import ConfigError, InputError
 
+MAX_TRACE_BYTES = 64 << 20  # a load trace CSV
+
 KINDS = ("bursty", "stable", "random_walk")
 
 
@@ -128,11 +130,13 @@ class Trace:
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike[str], name: str | None = None) -> Trace:
+        from adasr.safepath import read_bounded
+
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read trace {path}: {getattr(exc, 'strerror', None) or exc}") from None
+            text = read_bounded(path, MAX_TRACE_BYTES, "trace").decode("utf-8")  # a regular file, bounded
+        except UnicodeDecodeError as exc:
+            raise InputError(f"cannot read trace {path}: {exc}") from None
         return cls.parse_csv(text, str(path), name=path.stem if name is None else name)
 
     @classmethod

@@ -56,6 +56,8 @@ from adasr.space import SearchSpace, SubnetConfig
 
 FAMILY_SCHEMA_VERSION = 1
 FAMILY_KIND = "adasr-family"
+MAX_LEVELS = 1024  # levels a family file may hold
+MAX_LR_SIDE = 4096  # pixels of a side of the LR size the costs refer to (profiling runs frames of it)
 STRATEGIES = ("dysr", "ofa")
 
 
@@ -236,10 +238,14 @@ class Family:
         levels = data.get("levels")
         if not isinstance(levels, list) or not levels:
             raise ModelError("family has no levels (its 'levels' list is missing or empty)")
+        if len(levels) > MAX_LEVELS:
+            raise ModelError(f"family has {len(levels):,} levels (at most {MAX_LEVELS})")
         try:
             lr_hw = tuple(int(v) for v in data["lr_hw"])
             if len(lr_hw) != 2:
                 raise ValueError(lr_hw)
+            if not all(1 <= v <= MAX_LR_SIDE for v in lr_hw):
+                raise ModelError(f"family lr_hw {list(lr_hw)} is outside [1, {MAX_LR_SIDE}] pixels a side")
             search = data.get("search", {})
             if not isinstance(search, dict):
                 raise TypeError("search")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ import torch
 from torch import nn
 
 from adasr.errors import ModelError
+from adasr.nn.registry import MAX_VALUES
 
 __all__ = [
     "CODEC_VERSION", "DeltaError", "Delta", "ModelState", "RecordInfo", "encode_full", "encode_delta",
@@ -54,6 +56,7 @@ DTYPES = {"float32": 0, "float16": 1, "int8": 2}
 _DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 _RAW, _ZLIB, _LZMA = 0, 1, 2
 _GAPS, _BITMAP = 0, 1
+MAX_ARCH_JSON = 16 << 20  # bytes of a full record's architecture JSON
 
 
 class DeltaError(ModelError):
@@ -82,14 +85,30 @@ def _compress(payload: bytes) -> tuple[int, bytes]:
     return min(options, key=lambda o: len(o[1]))
 
 
-def _decompress(codec: int, data: bytes) -> bytes:
+def _decompress(codec: int, data: bytes, limit: int) -> bytes:
+    """`data` decompressed; ValueError if it would exceed `limit` bytes (a decompression bomb)."""
     if codec == _RAW:
-        return data
-    if codec == _ZLIB:
-        return zlib.decompress(data)
-    if codec == _LZMA:
-        return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
-    raise ValueError(f"unknown compression {codec}")
+        out = data
+    elif codec == _ZLIB:
+        d = zlib.decompressobj()
+        out = d.decompress(data, limit + 1)
+        if len(out) <= limit and not d.eof:
+            raise ValueError("truncated zlib payload")
+    elif codec == _LZMA:
+        d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
+        out = d.decompress(data, max_length=limit + 1)
+    else:
+        raise ValueError(f"unknown compression {codec}")
+    if len(out) > limit:
+        raise ValueError(f"payload decompresses to more than the {limit:,} bytes its header allows")
+    return out
+
+
+def _payload_limit(kind: int, n_params: int) -> int:
+    """The most bytes a record's payload can need for `n_params` parameters."""
+    if kind == FULL:  # JSON (names and shapes) + float32 values
+        return 4 + MAX_ARCH_JSON + 4 * n_params
+    return 9 + 10 * n_params + 4 + 4 * n_params  # varint indices (or a bitmap) + values
 
 
 # -- values ---------------------------------------------------------------------------------------
@@ -261,8 +280,11 @@ def _parse(data: bytes, what: str) -> tuple[RecordInfo, bytes]:
         raise DeltaError(f"{what}: damaged model record (checksum mismatch)")
     if kind not in (FULL, DELTA) or dtype not in _DTYPE_NAMES:
         raise DeltaError(f"{what}: damaged model record (unknown kind {kind} or value type {dtype})")
+    if n_params > MAX_VALUES:
+        raise DeltaError(f"{what}: damaged model record ({n_params:,} parameters, more than the {MAX_VALUES:,} "
+                         f"a model may have)")
     try:
-        payload = _decompress(codec, data[_HEAD.size:end])
+        payload = _decompress(codec, data[_HEAD.size:end], _payload_limit(kind, n_params))
     except (ValueError, zlib.error, lzma.LZMAError) as exc:
         raise DeltaError(f"{what}: damaged model record ({exc})") from None
     info = RecordInfo("full" if kind == FULL else "delta", segment, n_params, _DTYPE_NAMES[dtype], base,
@@ -276,6 +298,8 @@ def read_record(data: bytes, what: str = "model record") -> tuple[RecordInfo, An
     try:
         if info.kind == "full":
             (mlen,) = struct.unpack_from("<I", payload)
+            if mlen > MAX_ARCH_JSON:
+                raise ValueError(f"architecture JSON of {mlen:,} bytes")
             meta = json.loads(payload[4:4 + mlen])
             values = payload[4 + mlen:]
             if len(values) != _value_bytes(DTYPES[info.dtype], info.n_params):
@@ -314,7 +338,7 @@ class ModelState:
     @classmethod
     def from_full(cls, record: bytes, device: str | torch.device = "cpu", what: str = "full model record") -> ModelState:
         from adasr.modelfile import ModelSpec
-        from adasr.nn.registry import build_model
+        from adasr.nn.registry import build_for_weights
         from adasr.stream import model as _srvc  # noqa: F401  (registers the SRVC architecture)
 
         info, decoded = read_record(record, what)
@@ -323,11 +347,18 @@ class ModelState:
         meta, vec = decoded
         if vector_hash(vec) != info.base_hash:
             raise DeltaError(f"{what}: damaged model record (parameters do not match their hash)")
-        spec = {"arch": meta["arch"], "args": meta["args"], "scale": meta["scale"]}
+        try:
+            spec = {"arch": str(meta["arch"]), "args": dict(meta["args"]), "scale": int(meta["scale"])}
+            listed = [(str(n), tuple(int(d) for d in shape)) for n, shape in meta["params"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DeltaError(f"{what}: damaged model record (architecture lacks or mangles {exc})") from None
         ModelSpec(arch=spec["arch"], args=spec["args"], scale=spec["scale"])  # validates the shape of it
-        model = build_model(spec["arch"], **spec["args"])
-        shapes = [[n, list(p.shape)] for n, p in model.named_parameters()]
-        if shapes != meta["params"]:
+        try:  # bounded config, names and shapes checked on a meta build, then built for real
+            model = build_for_weights(spec["arch"], spec["args"], dict(listed), what, params_only=True)
+        except ModelError as exc:
+            raise DeltaError(str(exc)) from None
+        shapes = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+        if shapes != listed or sum(math.prod(s) for _, s in listed) != vec.numel():
             raise DeltaError(f"{what}: parameters do not match architecture {spec['arch']!r}")
         return cls(model.to(device).eval(), spec, vec, info.base_hash, device)
 

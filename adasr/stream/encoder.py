@@ -260,8 +260,13 @@ def encode_video(video: str | os.PathLike[str], out: str | os.PathLike[str], set
                  max_frames: int | None = None, crop: tuple[int, int] | None = None,
                  on_progress: Progress | None = None) -> dict[str, Any]:
     """Encode `video` into a stream at `out` (folder, or single file ending in .adasrs); returns the manifest."""
-    from adasr.stream.container import write_stream
+    from adasr._atomic import check_not_input
+    from adasr.stream.container import check_stream_output, write_stream
 
+    check_stream_output(out)  # before any work: an existing folder must be a stream adasr wrote
+    model_path = Path(settings.model) if settings.model not in ("generic", "srvc") else None
+    check_not_input([], [video, model_path if model_path is not None and model_path.exists() else None],
+                    folders=[out])
     started = time.perf_counter()
     if on_progress:
         on_progress("read", 0, 1)

@@ -31,10 +31,15 @@ def is_stream_path(path: str | os.PathLike[str]) -> bool:
     if p.suffix == SINGLE_FILE_SUFFIX:
         return True
     if p.is_dir() and (p / MANIFEST).is_file():
+        from adasr._atomic import MAX_MANIFEST_BYTES
+        from adasr.errors import AdasrError
+        from adasr.safepath import read_confined
+
         try:
-            return "segments" in json.loads((p / MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(read_confined(p, MANIFEST, MAX_MANIFEST_BYTES))
+        except (AdasrError, ValueError):
             return False
+        return isinstance(data, dict) and "segments" in data
     return False
 
 
@@ -130,6 +135,10 @@ def play_stream(path: str | os.PathLike[str], *, target_fps: float | None = None
 
     if policy not in ("reactive", "fixed", "lookup"):
         raise ConfigError(f"policy must be reactive, lookup or fixed, got {policy!r}")
+    if out is not None:
+        from adasr._atomic import check_not_input
+
+        check_not_input([out], [path])
     reader = StreamReader(path)
     model = reader.model
     lr_w, lr_h = int(reader.manifest["lr_width"]), int(reader.manifest["lr_height"])

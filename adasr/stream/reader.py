@@ -28,6 +28,45 @@ from adasr.stream.codec import ModelState
 from adasr.stream.container import StreamFile
 
 
+MAX_SIDE = 16384  # pixels of a frame side (HR or LR)
+MAX_FRAMES = 10_000_000
+MAX_LEVELS = 1024
+
+
+def _bounded_int(value: Any, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def check_stream_sizes(m: dict[str, Any], source: str) -> None:
+    """Every size in a stream manifest within bounds, and consistent: scale, frame sizes, frame
+    and segment counts, the segment table, the number of levels; ModelError otherwise."""
+    def bad(what: str) -> ModelError:
+        return ModelError(f"{source}: damaged stream manifest: {what}")
+
+    if not _bounded_int(m.get("scale"), 1, 8):
+        raise bad(f"scale {m.get('scale')!r} is not an integer in [1, 8]")
+    for key in ("width", "height", "lr_width", "lr_height"):
+        if not _bounded_int(m.get(key), 1, MAX_SIDE):
+            raise bad(f"{key} {m.get(key)!r} is not an integer in [1, {MAX_SIDE}]")
+    if m["width"] != m["lr_width"] * m["scale"] or m["height"] != m["lr_height"] * m["scale"]:
+        raise bad("the frame size is not the content size times the scale")
+    if not _bounded_int(m.get("frames"), 0, MAX_FRAMES):
+        raise bad(f"frames {m.get('frames')!r} is not an integer in [0, {MAX_FRAMES}]")
+    fps = Fraction(m["fps"])
+    if not 0 < fps <= 1000:
+        raise bad(f"fps {m['fps']!r} is not in (0, 1000]")
+    segments = m["segments"]
+    if not isinstance(segments, list) or len(segments) > max(1, m["frames"]):
+        raise bad("the segment table is not a list of at most one segment per frame")
+    for i, seg in enumerate(segments):
+        if not isinstance(seg, dict) or not _bounded_int(seg.get("start_frame"), 0, m["frames"]) \
+                or not isinstance(seg.get("record"), str):
+            raise bad(f"segment {i} needs a start_frame within the clip and a record name")
+    levels = m["model"].get("levels") if isinstance(m["model"], dict) else None
+    if levels is not None and (not isinstance(levels, list) or len(levels) > MAX_LEVELS):
+        raise bad(f"model levels must be a list of at most {MAX_LEVELS}")
+
+
 @dataclass(frozen=True)
 class StreamFrame:
     index: int
@@ -44,8 +83,10 @@ class StreamReader:
             self.fps = Fraction(m["fps"])
             self.segments = list(m["segments"])
             self.width, self.height = int(m["width"]), int(m["height"])
-        except (KeyError, TypeError, ValueError) as exc:
+            m["model"]["init"]
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
             raise ModelError(f"{self.file.path}: stream manifest lacks or mangles {exc}") from None
+        check_stream_sizes(m, str(self.file.path))
         self.state = ModelState.from_full(self.file.blob(m["model"]["init"]), device=device,
                                           what=f"{self.file.path}: full model")
         self.levels = list(m["model"].get("levels") or [])
@@ -108,7 +149,11 @@ def decode_stream(stream: str | os.PathLike[str], out: str | os.PathLike[str], *
     from adasr.upscale import sr_array
     from adasr.video import VideoWriter, codec_for_suffix
 
+    from adasr._atomic import check_not_input, check_writable
+
     codec_for_suffix(out, codec)
+    check_writable(out)
+    check_not_input([out], [stream])
     reader = StreamReader(stream, device=device)
     model = reader.model
     if reader.levels:

@@ -1,0 +1,313 @@
+"""adasr's levels against the SR models people reach for today, on the same frames and threads.
+
+Peers (each an `Upscaler`: uint8 RGB H x W x 3 in, uint8 RGB sH x sW x 3 out):
+
+- bicubic (torch, the same interpolation as the levels' global skip);
+- OpenCV `dnn_superres` FSRCNN, FSRCNN-s and ESPCN, the graphs their authors released
+  (`peers/` of the shared data; luma only, bicubic chroma, as OpenCV runs them);
+- Anime4K's ACNet through `pyanime4k` (its weights are inside the wheel), CPU processor;
+- adasr's own single models (`--model FILE`, e.g. FSRCNN/ESPCN/IMDN trained with `adasr train`);
+- every level of an adasr package, extracted as a static module.
+
+Quality is the SR protocol (MATLAB bicubic LR, PSNR/SSIM on Y, border = scale) on benchmark sets;
+speed is frames per second on one real video frame shrunk to the LR size, every upscaler timed in
+alternating rounds in this one process with the same thread count, so machine noise hits all alike.
+The peer packages are the optional extra `adasr[peers]`; a peer whose package is missing is
+reported as unavailable, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from adasr.errors import ConfigError, InputError
+
+__all__ = ["Upscaler", "bicubic_upscaler", "opencv_upscalers", "acnet_upscaler", "model_upscaler",
+           "package_upscalers", "score", "time_upscalers", "run_peers", "pareto_png"]
+
+Fn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Upscaler:
+    name: str
+    kind: str  # "adasr-level", "adasr-model", "peer", "bicubic"
+    fn: Fn
+    params: int | None = None
+
+
+def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
+
+
+def _to_uint8(t: torch.Tensor) -> np.ndarray:
+    return t[0].clamp_(0, 1).mul_(255.0).round_().byte().permute(1, 2, 0).contiguous().numpy()
+
+
+def _torch_fn(module: torch.nn.Module) -> Fn:
+    module = module.eval()
+
+    @torch.inference_mode()
+    def fn(rgb: np.ndarray) -> np.ndarray:
+        return _to_uint8(module(_to_tensor(rgb)))
+
+    return fn
+
+
+def bicubic_upscaler(scale: int) -> Upscaler:
+    from torch.nn import functional as F
+
+    @torch.inference_mode()
+    def fn(rgb: np.ndarray) -> np.ndarray:
+        x = _to_tensor(rgb)
+        return _to_uint8(F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False))
+
+    return Upscaler("bicubic", "bicubic", fn, 0)
+
+
+# OpenCV dnn_superres names and the released graph files (shared data, peers/).
+_OPENCV_MODELS = (("FSRCNN", "fsrcnn", "FSRCNN_x{s}.pb"), ("FSRCNN-s", "fsrcnn", "FSRCNN-small_x{s}.pb"),
+                  ("ESPCN", "espcn", "ESPCN_x{s}.pb"))
+# Parameter counts of the released graphs (their papers: FSRCNN 12K, FSRCNN-s 4K, ESPCN 20-25K by scale).
+_OPENCV_PARAMS = {"FSRCNN": 12_000, "FSRCNN-s": 4_000, "ESPCN": 24_000}
+
+
+def opencv_upscalers(scale: int, peers_dir: Path) -> tuple[list[Upscaler], list[str]]:
+    """The OpenCV peers whose graph exists for `scale`; (upscalers, notes on what is missing)."""
+    try:
+        import cv2  # the optional extra adasr[peers]
+        dnn_superres = cv2.dnn_superres
+    except (ImportError, AttributeError):
+        return [], ["OpenCV dnn_superres not installed (pip install 'adasr[peers]')"]
+    found, notes = [], []
+    for label, algo, pattern in _OPENCV_MODELS:
+        path = Path(peers_dir) / pattern.format(s=scale)
+        if not path.is_file():
+            notes.append(f"{label} x{scale}: no {path.name} in {peers_dir}")
+            continue
+        impl = dnn_superres.DnnSuperResImpl_create()
+        try:
+            impl.readModel(str(path))
+        except cv2.error as exc:
+            notes.append(f"{label} x{scale}: OpenCV cannot read {path.name} ({str(exc).splitlines()[0]})")
+            continue
+        impl.setModel(algo, scale)
+
+        def fn(rgb: np.ndarray, impl=impl) -> np.ndarray:  # OpenCV works in BGR
+            return np.ascontiguousarray(impl.upsample(np.ascontiguousarray(rgb[..., ::-1]))[..., ::-1])
+
+        found.append(Upscaler(f"OpenCV {label}", "peer", fn, _OPENCV_PARAMS[label]))
+    return found, notes
+
+
+def acnet_upscaler(scale: int, model: str = "acnet-hdn0") -> tuple[list[Upscaler], list[str]]:
+    try:
+        from pyanime4k.pyac import pyac
+    except ImportError:
+        return [], ["pyanime4k not installed (pip install 'adasr[peers]')"]
+    processor = pyac.core.Processor("cpu", 0, model)
+
+    def fn(rgb: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(processor(np.ascontiguousarray(rgb), float(scale)))
+
+    return [Upscaler(f"Anime4K {model.upper()}", "peer", fn, None)], []
+
+
+def model_upscaler(path: str | Path, scale: int) -> Upscaler:
+    from adasr.modelfile import load_model
+
+    model, spec = load_model(path)
+    if spec.scale != scale:
+        raise ConfigError(f"{path} is an x{spec.scale} model; this bench runs x{scale}")
+    params = sum(p.numel() for p in model.parameters())
+    return Upscaler(f"adasr {spec.arch} ({Path(path).parent.name or Path(path).stem})", "adasr-model",
+                    _torch_fn(model), params)
+
+
+def package_upscalers(path: str | Path) -> tuple[int, list[Upscaler]]:
+    """(scale, one upscaler per level, extracted from the package's supernet)."""
+    from adasr.package import load_package
+
+    package = load_package(path)
+    ups = []
+    for index, level in enumerate(package.family):
+        static = package.supernet.extract(level.config)
+        ups.append(Upscaler(f"adasr L{index}", "adasr-level", _torch_fn(static), level.params))
+    return package.scale, ups
+
+
+# -- quality ------------------------------------------------------------------------------------
+
+def score(up: Upscaler, pairs: Sequence[Any], scale: int) -> dict[str, float]:
+    """Mean PSNR / SSIM on Y of `up` over SR pairs, as `adasr.evaluation.evaluate` scores a model."""
+    from adasr.data.datasets import gray_of
+    from adasr.metrics import psnr_y, ssim_y
+
+    psnrs, ssims = [], []
+    for pair in pairs:
+        sr = up.fn(pair.lr)
+        if sr.shape != pair.hr.shape:
+            raise InputError(f"{up.name}: output {sr.shape} does not match HR {pair.hr.shape} for {pair.name}")
+        hr = pair.hr
+        if pair.gray:
+            sr, hr = gray_of(sr), hr[..., 0]
+        psnrs.append(psnr_y(sr, hr, border=scale))
+        ssims.append(ssim_y(sr, hr, border=scale))
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
+
+
+# -- speed --------------------------------------------------------------------------------------
+
+def time_upscalers(ups: Sequence[Upscaler], frame: np.ndarray, *, rounds: int = 3, repeats: int = 5,
+                   warmup: int = 2) -> dict[str, float]:
+    """Median seconds per frame of each upscaler, measured in alternating rounds."""
+    times: dict[str, list[float]] = {u.name: [] for u in ups}
+    for u in ups:
+        for _ in range(warmup):
+            u.fn(frame)
+    for _ in range(rounds):
+        for u in ups:
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                u.fn(frame)
+                times[u.name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _frame(video: Path | None, lr_hw: tuple[int, int]) -> np.ndarray:
+    """One real frame (the middle of `video`) shrunk to `lr_hw` with the protocol's bicubic."""
+    from adasr.data.imresize import imresize
+
+    h, w = lr_hw
+    if video is None:
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    from adasr.video import read_frames
+
+    frames = list(read_frames(video, max_frames=12))
+    if not frames:
+        raise InputError(f"{video}: no frames decoded")
+    out = imresize(frames[len(frames) // 2], output_shape=(h, w))
+    return np.ascontiguousarray(np.clip(np.round(out), 0, 255).astype(np.uint8))
+
+
+# -- the bench ----------------------------------------------------------------------------------
+
+def run_peers(package: str | Path, *, sets: Sequence[str] = ("Set5", "Set14"), models: Sequence[str | Path] = (),
+              peers_dir: str | Path | None = None, video: str | Path | None = None,
+              lr_hw: tuple[int, int] = (180, 320), rounds: int = 3, repeats: int = 5,
+              max_images: int | None = None, crop: int | None = None, acnet: bool = True,
+              on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every level of `package` and every available peer: PSNR/SSIM per set and FPS at `lr_hw`."""
+    from adasr.data.datasets import load_pairs
+    from adasr.paths import benchmark_dir, data_root
+    from adasr.runtime.profile import device_key
+
+    say = on_progress or (lambda message: None)
+    scale, levels = package_upscalers(package)
+    peers_dir = Path(peers_dir) if peers_dir is not None else data_root() / "peers"
+    ups: list[Upscaler] = [bicubic_upscaler(scale)]
+    notes: list[str] = []
+    found, missing = opencv_upscalers(scale, peers_dir)
+    ups += found
+    notes += missing
+    if acnet:
+        found, missing = acnet_upscaler(scale)
+        ups += found
+        notes += missing
+    ups += [model_upscaler(m, scale) for m in models]
+    ups += levels
+    names = [u.name for u in ups]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"two upscalers share a name: {names}")
+    rows = {u.name: {"name": u.name, "kind": u.kind, "params": u.params} for u in ups}
+    for set_name in sets:
+        pairs = load_pairs(str(benchmark_dir(set_name)), scale, limit=max_images)
+        if crop:
+            pairs = [_crop_pair(p, crop, scale) for p in pairs]
+        for u in ups:
+            say(f"{set_name}: {u.name}")
+            rows[u.name][set_name] = score(u, pairs, scale)
+    frame = _frame(None if video is None else Path(video), lr_hw)
+    say(f"timing {len(ups)} upscalers at {lr_hw[1]}x{lr_hw[0]}")
+    seconds = time_upscalers(ups, frame, rounds=rounds, repeats=repeats)
+    for name, s in seconds.items():
+        rows[name]["ms"] = s * 1e3
+        rows[name]["fps"] = 1.0 / s
+    result = {"package": str(package), "scale": scale, "sets": list(sets), "lr_hw": list(lr_hw),
+              "video": None if video is None else str(video), "threads": torch.get_num_threads(),
+              "device": device_key("cpu", torch.get_num_threads()), "notes": notes,
+              "rows": list(rows.values())}
+    result["verdict"] = _verdict(result)
+    return result
+
+
+def _crop_pair(pair: Any, crop: int, scale: int) -> Any:
+    """The top-left `crop` x `crop` LR corner of a pair (and its HR), for quick tests."""
+    import dataclasses
+
+    lr = pair.lr[:crop, :crop]
+    hr = pair.hr[:lr.shape[0] * scale, :lr.shape[1] * scale]
+    return dataclasses.replace(pair, lr=np.ascontiguousarray(lr), hr=np.ascontiguousarray(hr))
+
+
+def _verdict(result: dict[str, Any]) -> dict[str, Any]:
+    """Per set: is every adasr level above every peer (OpenCV, Anime4K) and bicubic?"""
+    rows = result["rows"]
+    out: dict[str, Any] = {}
+    for set_name in result["sets"]:
+        levels = [r for r in rows if r["kind"] == "adasr-level"]
+        others = [r for r in rows if r["kind"] in ("peer", "bicubic")]
+        if not levels or not others:
+            continue
+        best_other = max(others, key=lambda r: r[set_name]["psnr"])
+        worst_level = min(levels, key=lambda r: r[set_name]["psnr"])
+        out[set_name] = {"worst_level": worst_level["name"], "worst_level_psnr": worst_level[set_name]["psnr"],
+                         "best_peer": best_other["name"], "best_peer_psnr": best_other[set_name]["psnr"],
+                         "every_level_above_every_peer": worst_level[set_name]["psnr"] > best_other[set_name]["psnr"]}
+    return out
+
+
+def pareto_png(result: dict[str, Any], path: str | Path, set_name: str | None = None) -> None:
+    """PSNR on `set_name` (default the first set) against FPS: the levels as a line, peers as points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from adasr._atomic import atomic_path
+
+    set_name = set_name or result["sets"][0]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    levels = [r for r in result["rows"] if r["kind"] == "adasr-level"]
+    ax.plot([r["fps"] for r in levels], [r[set_name]["psnr"] for r in levels], "o-", color="tab:blue",
+            label="adasr levels (one supernet)")
+    for r in levels:
+        ax.annotate(r["name"].replace("adasr ", ""), (r["fps"], r[set_name]["psnr"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    markers = {"peer": ("s", "tab:red"), "bicubic": ("x", "black"), "adasr-model": ("^", "tab:green")}
+    for r in result["rows"]:
+        if r["kind"] in markers:
+            m, c = markers[r["kind"]]
+            ax.scatter([r["fps"]], [r[set_name]["psnr"]], marker=m, color=c)
+            ax.annotate(r["name"], (r["fps"], r[set_name]["psnr"]), fontsize=7, xytext=(4, -9),
+                        textcoords="offset points")
+    ax.set_xscale("log")
+    h, w = result["lr_hw"]
+    ax.set_xlabel(f"frames per second at {w}x{h} LR ({result['threads']} threads, log scale)")
+    ax.set_ylabel(f"{set_name} x{result['scale']} PSNR (dB, Y)")
+    ax.set_title(f"adasr levels vs peers, x{result['scale']}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
