@@ -54,15 +54,17 @@ def sr_array(model: nn.Module, rgb: np.ndarray, scale: int, **kw) -> np.ndarray:
     return y[0].permute(1, 2, 0).numpy().astype(rgb.dtype)
 
 
-def upscale_image_file(model: nn.Module, scale: int, src: str | Path, dst: str | Path, **kw) -> tuple[int, int]:
+def upscale_image_file(model: nn.Module, scale: int, src: str | Path, dst: str | Path, *, image=None,
+                       **kw) -> tuple[int, int]:
     """Upscale one image file; alpha is upscaled with bicubic, grayscale stays grayscale.
 
-    Returns the output (width, height). The output is written atomically.
+    Returns the output (width, height). The output is written atomically. `image`: the source's
+    `Image` when the caller has already read it.
     """
     from adasr.data.imresize import imresize
     from adasr.images import read_image, write_image
 
-    img = read_image(src)
+    img = image if image is not None else read_image(src)
     sr = sr_array(model, img.rgb, scale, **kw)
     alpha = None
     if img.alpha is not None:
