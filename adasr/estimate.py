@@ -12,6 +12,9 @@ Before it starts it says how long that should take, from what this module comput
   CPU model first), then the latencies the search predicted; None when none of these exist.
 - `timed_costs(package, levels, frame_hw)`: a quick timing of one frame per level here, on the
   frame size capped at `TIMING_CAP` LR pixels a side (then scaled to the frame by pixel count).
+- `calibrate_costs(package, costs, frame_hw)`: a profile's numbers scaled by how fast the machine
+  runs now (the fastest level timed for a few frames against the profile's number for it): a
+  profile is measured once, while the share of the CPU other programs take keeps changing.
 - `estimate_seconds(source, level, frame_hw, frames)`: the one-call form (a package or costs).
 - `pick_level(costs, psnr, budget_s, frame_hw, frames)`: the best level whose estimate fits the
   budget, or the fastest level when none does (and says so).
@@ -188,6 +191,32 @@ def timed_costs(package: Package, levels: Sequence[int], frame_hw: tuple[int, in
         seconds[i] = max(sample.median_s, 1e-9)
     what = "one frame" if len(levels) == 1 else f"one frame of each of {len(levels)} levels"
     return LevelCosts(tuple(seconds), hw, "timed", f"a quick timing of {what} here")
+
+
+def time_level(package: Package, level: int, hw: tuple[int, int], *, threads: int | None = None,
+               repeats: int = 3) -> float:
+    """Median seconds of `repeats` frames of `hw` (H, W) through `level` here, after one warm-up."""
+    from adasr.runtime.profile import measure_latency
+
+    cfg = package.family[_index(level, len(package.family))].config
+    sample = measure_latency(package.supernet, cfg, _hw(hw), warmup=1, repeats=repeats, threads=threads)
+    return max(sample.median_s, 1e-9)
+
+
+def calibrate_costs(package: Package, costs: LevelCosts, frame_hw: tuple[int, int], *, threads: int | None = None,
+                    cap: int = TIMING_CAP, limits: tuple[float, float] = (0.2, 50.0)) -> LevelCosts:
+    """`costs` scaled to how fast this machine runs right now: the fastest level is timed on
+    `frame_hw` capped at `cap` (`time_level`), and every level's time is multiplied by the ratio
+    of that timing to the profile's number (clamped to `limits`). A profile is measured once; the
+    CPU other programs take changes, and a busy machine can be several times slower."""
+    h, w = _hw(frame_hw)
+    hw = (min(h, cap), min(w, cap))
+    level = costs.fastest()
+    factor = time_level(package, level, hw, threads=threads) / costs.frame_seconds(level, hw)
+    factor = min(max(factor, limits[0]), limits[1])
+    seconds = tuple(None if s is None else s * factor for s in costs.seconds)
+    return LevelCosts(seconds, costs.ref_hw, costs.kind,
+                      f"{costs.source}, x{factor:.2g} after timing level {level} here now")
 
 
 def estimate_seconds(source: Package | LevelCosts, level: int, frame_hw: tuple[int, int], frames: int, *,

@@ -72,6 +72,18 @@ def _tiny_package(path, profiles=None):
     return save_package(path, net, family, profiles=profiles)
 
 
+@pytest.fixture(autouse=True)
+def _machine_as_profiled(monkeypatch):
+    """The timing that calibrates a profile to the machine now says exactly what the profile says
+    (the fake's numbers are the profile's), so no test depends on wall time."""
+    import adasr.estimate
+
+    def fake(package, level, hw, *, threads=None, repeats=3):
+        return SECONDS[level] * hw[0] * hw[1] / 256
+
+    monkeypatch.setattr(adasr.estimate, "time_level", fake)
+
+
 @pytest.fixture(scope="module")
 def profiled(tmp_path_factory):
     """The tiny package with a profile for this device: level 0 = 10 ms, level 1 = 100 ms per 16x16 frame."""
@@ -149,6 +161,26 @@ def test_package_costs_sources(tmp_path, monkeypatch):
     assert "50% background load" in package_costs(bare, load_share=0.9).source
 
 
+def test_calibration_scales_a_profile_to_the_machine_now(monkeypatch, profiled):
+    import adasr.estimate
+    from adasr.estimate import calibrate_costs
+    from adasr.package import load_package
+
+    seen = []
+
+    def busy(package, level, hw, *, threads=None, repeats=3):
+        seen.append((level, hw, threads))
+        return 3 * SECONDS[level] * hw[0] * hw[1] / 256  # the machine runs 3x slower than profiled
+
+    monkeypatch.setattr(adasr.estimate, "time_level", busy)
+    costs = LevelCosts((0.05, 0.1), (16, 16), "profile", "p")  # level 0 profiled at 50 ms, times 30 ms now
+    out = calibrate_costs(load_package(profiled), costs, (600, 800), threads=1)
+    assert seen == [(0, (256, 256), 1)]  # the fastest level, on the capped frame, with the run's threads
+    assert out.seconds == pytest.approx((0.03, 0.06)) and "x0.6" in out.source
+    monkeypatch.setattr(adasr.estimate, "time_level", lambda *a, **k: 1e6)
+    assert calibrate_costs(load_package(profiled), costs, (16, 16)).seconds == pytest.approx((2.5, 5.0))  # clamped
+
+
 def test_running_estimate_follows_the_frames():
     run = RunningEstimate(0.1, 100)
     assert run.remaining_s == pytest.approx(10.0)
@@ -160,7 +192,8 @@ def test_running_estimate_follows_the_frames():
     assert blind.remaining_s == 0.0
     blind.update(2, 1.0)
     assert blind.remaining_s == pytest.approx(4.0)
-    assert format_seconds(4.04) == "4.0 s" and format_seconds(125) == "2 min 05 s" and format_seconds(3720) == "1 h 02 min"
+    assert format_seconds(4.04) == "4.0 s" and format_seconds(125) == "2 min 05 s"
+    assert format_seconds(3720) == "1 h 02 min"
 
 
 def test_timed_costs_time_only_what_is_asked(profiled):

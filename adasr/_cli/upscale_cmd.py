@@ -152,14 +152,24 @@ def _sizes(hw: tuple[int, int], scale: int) -> str:
     return f"{w}x{h} -> {w * scale}x{h * scale}"
 
 
-def _level_costs(package: Any, levels: list[int], hw: tuple[int, int]) -> Any:
-    """This device's profile (the column nearest the CPU load now), else a quick timing here."""
-    from adasr.estimate import package_costs, sample_load_share, timed_costs
+def _threads_for(load: float) -> int | None:
+    """The torch threads the runtime's thread rule (`AutoThreads`) uses under `load`."""
+    return 1 if load > 0.25 else None
 
-    costs = package_costs(package, others=False, load_share=sample_load_share())
+
+def _level_costs(package: Any, levels: list[int], hw: tuple[int, int]) -> Any:
+    """This device's profile (the column nearest the CPU load now) scaled by a timing now, else a
+    quick timing here."""
+    from adasr.estimate import calibrate_costs, package_costs, sample_load_share, timed_costs
+
+    load = sample_load_share()
+    costs = package_costs(package, others=False, load_share=load)
     if costs is None or not all(costs.known(i) for i in levels):
-        costs = timed_costs(package, levels, hw)
-    return costs
+        from adasr.runtime.profile import torch_threads
+
+        with torch_threads(_threads_for(load)):
+            return timed_costs(package, levels, hw)
+    return calibrate_costs(package, costs, hw, threads=_threads_for(load))
 
 
 def _choose_level(job: _Job, package: Any, hw: tuple[int, int], frames: int, clip_s: float | None,
@@ -217,9 +227,10 @@ def _image_package(job: _Job, package: Any, tile: int) -> None:
 
         level = n - 1 if job.mode == "best" else parse_level(job.level, n)
         # an estimate costs nothing with a profile; without one, time a frame only for large images
-        costs = package_costs(package, others=False)
-        if (costs is None or not costs.known(level)) and hw[0] * hw[1] > 4 * TIMING_CAP * TIMING_CAP:
-            costs = _level_costs(package, [level], hw)
+        if hw[0] * hw[1] > 4 * TIMING_CAP * TIMING_CAP:
+            costs = _level_costs(package, [level], hw)  # calibrated now, or timed
+        else:
+            costs = package_costs(package, others=False)  # small: the profile's word, nothing timed
         if costs is not None and costs.known(level):
             estimate, source = costs.seconds_for(level, hw, 1), costs.source
             if estimate >= LARGE_IMAGE_S:
@@ -289,7 +300,7 @@ def _video_realtime(job: _Job, model_path: Path | None, target_fps: float | None
     """The adaptive runtime at the source's frame rate (or `target_fps`), paced, for live
     transcoding; one line up front when even the fastest level cannot hold the target."""
     from adasr._cli.play_cmd import load_engine
-    from adasr.estimate import package_costs, sample_load_share
+    from adasr.estimate import calibrate_costs, package_costs, sample_load_share
     from adasr.runtime.player import play
     from adasr.video import codec_for_suffix, probe
 
@@ -299,7 +310,10 @@ def _video_realtime(job: _Job, model_path: Path | None, target_fps: float | None
     fps = float(target_fps) if target_fps is not None else float(info.fps or 25)
     total = info.frame_count if max_frames is None else min(max_frames, info.frame_count or max_frames)
     hw = (info.height, info.width)
-    costs = package_costs(engine.package, load_share=sample_load_share())
+    load = sample_load_share()
+    costs = package_costs(engine.package, load_share=load)
+    if costs is not None:
+        costs = calibrate_costs(engine.package, costs, hw, threads=_threads_for(load))
     estimate = reachable = None
     if costs is not None:
         fastest = costs.fastest()
