@@ -12,8 +12,8 @@ Before it starts it says how long that should take, from what this module comput
   CPU model first), then the latencies the search predicted; None when none of these exist.
 - `timed_costs(package, levels, frame_hw)`: a quick timing of one frame per level here, on the
   frame size capped at `TIMING_CAP` LR pixels a side (then scaled to the frame by pixel count).
-- `calibrate_costs(package, costs, frame_hw)`: a profile's numbers scaled by how fast the machine
-  runs now (the fastest level timed for a few frames against the profile's number for it): a
+- `calibrate_costs(package, costs, frame_hw, level=L)`: a profile's numbers scaled by how fast the
+  machine runs now (level L timed for a few frames against the profile's number for it): a
   profile is measured once, while the share of the CPU other programs take keeps changing.
 - `estimate_seconds(source, level, frame_hw, frames)`: the one-call form (a package or costs).
 - `pick_level(costs, psnr, budget_s, frame_hw, frames)`: the best level whose estimate fits the
@@ -69,22 +69,26 @@ class LevelCosts:
     def known(self, level: int) -> bool:
         return self.seconds[_index(level, len(self))] is not None
 
-    def frame_seconds(self, level: int, frame_hw: tuple[int, int]) -> float:
-        """Seconds for one LR frame of `frame_hw` (H, W) at `level` (scaled by pixel count)."""
+    def frame_seconds(self, level: int, frame_hw: tuple[int, int], tile: int | None = None,
+                      overlap: int = 16) -> float:
+        """Seconds for one LR frame of `frame_hw` (H, W) at `level`, scaled by pixel count (with
+        `tile`: the pixels of its tiles and their margins, as `adasr.upscale.sr_tensor` runs them)."""
+        from adasr.upscale import tiled_pixels
+
         s = self.seconds[_index(level, len(self))]
         if s is None:
             raise ConfigError(f"no latency is known for level {level}")
-        h, w = _hw(frame_hw)
-        return s * (h * w) / (self.ref_hw[0] * self.ref_hw[1])
+        return s * tiled_pixels(_hw(frame_hw), tile, overlap) / (self.ref_hw[0] * self.ref_hw[1])
 
-    def fps(self, level: int, frame_hw: tuple[int, int]) -> float:
-        return 1.0 / self.frame_seconds(level, frame_hw)
+    def fps(self, level: int, frame_hw: tuple[int, int], tile: int | None = None, overlap: int = 16) -> float:
+        return 1.0 / self.frame_seconds(level, frame_hw, tile, overlap)
 
-    def seconds_for(self, level: int, frame_hw: tuple[int, int], frames: int) -> float:
-        """Seconds for `frames` frames of `frame_hw` at `level`."""
+    def seconds_for(self, level: int, frame_hw: tuple[int, int], frames: int, tile: int | None = None,
+                    overlap: int = 16) -> float:
+        """Seconds for `frames` frames of `frame_hw` at `level` (`tile`: see `frame_seconds`)."""
         if not isinstance(frames, int) or isinstance(frames, bool) or frames < 0:
             raise ConfigError(f"frame count must be a non-negative integer, got {frames!r}")
-        return frames * self.frame_seconds(level, frame_hw)
+        return frames * self.frame_seconds(level, frame_hw, tile, overlap)
 
     def fastest(self, frame_hw: tuple[int, int] = (1, 1)) -> int:
         """The level with the smallest known time per frame."""
@@ -176,44 +180,46 @@ def package_costs(package: Package, device_key: str | None = None, *, load_share
     return None
 
 
-def timed_costs(package: Package, levels: Sequence[int], frame_hw: tuple[int, int], *,
-                cap: int = TIMING_CAP) -> LevelCosts:
-    """One frame per level in `levels` timed here (after one warm-up frame), on `frame_hw`
-    capped at `cap` LR pixels a side; the other levels stay unknown."""
+def time_level(package: Package, level: int, hw: tuple[int, int], *, threads: int | None = None,
+               repeats: int = 3, channels_last: bool | None = None) -> float:
+    """Median seconds of `repeats` frames of `hw` (H, W) through `level` here, after one warm-up
+    (`channels_last`: the input layout the run will use; None: the runtime's, NHWC on CPU)."""
     from adasr.runtime.profile import measure_latency
 
+    cfg = package.family[_index(level, len(package.family))].config
+    sample = measure_latency(package.supernet, cfg, _hw(hw), warmup=1, repeats=repeats, threads=threads,
+                             channels_last=channels_last)
+    return max(sample.median_s, 1e-9)
+
+
+def timed_costs(package: Package, levels: Sequence[int], frame_hw: tuple[int, int], *, cap: int = TIMING_CAP,
+                threads: int | None = None, channels_last: bool | None = None) -> LevelCosts:
+    """One frame per level in `levels` timed here (`time_level`, one frame after a warm-up), on
+    `frame_hw` capped at `cap` LR pixels a side; the other levels stay unknown."""
     h, w = _hw(frame_hw)
     hw = (min(h, cap), min(w, cap))
     n = len(package.family)
     seconds: list[float | None] = [None] * n
     for i in levels:
-        sample = measure_latency(package.supernet, package.family[_index(i, n)].config, hw, warmup=1, repeats=1)
-        seconds[i] = max(sample.median_s, 1e-9)
+        seconds[_index(i, n)] = time_level(package, i, hw, threads=threads, repeats=1, channels_last=channels_last)
     what = "one frame" if len(levels) == 1 else f"one frame of each of {len(levels)} levels"
     return LevelCosts(tuple(seconds), hw, "timed", f"a quick timing of {what} here")
 
 
-def time_level(package: Package, level: int, hw: tuple[int, int], *, threads: int | None = None,
-               repeats: int = 3) -> float:
-    """Median seconds of `repeats` frames of `hw` (H, W) through `level` here, after one warm-up."""
-    from adasr.runtime.profile import measure_latency
-
-    cfg = package.family[_index(level, len(package.family))].config
-    sample = measure_latency(package.supernet, cfg, _hw(hw), warmup=1, repeats=repeats, threads=threads)
-    return max(sample.median_s, 1e-9)
-
-
-def calibrate_costs(package: Package, costs: LevelCosts, frame_hw: tuple[int, int], *, threads: int | None = None,
-                    cap: int = TIMING_CAP, limits: tuple[float, float] = (0.2, 50.0)) -> LevelCosts:
-    """`costs` scaled to how fast this machine runs right now: the fastest level is timed on
-    `frame_hw` capped at `cap` (`time_level`), and every level's time is multiplied by the ratio
-    of that timing to the profile's number (clamped to `limits`). A profile is measured once; the
-    CPU other programs take changes, and a busy machine can be several times slower."""
+def calibrate_costs(package: Package, costs: LevelCosts, frame_hw: tuple[int, int], *, level: int | None = None,
+                    threads: int | None = None, channels_last: bool | None = None, cap: int = TIMING_CAP,
+                    limits: tuple[float, float] = (0.2, 50.0)) -> LevelCosts:
+    """`costs` scaled to how fast this machine runs right now: `level` (default: the fastest) is
+    timed on `frame_hw` capped at `cap` (`time_level`, with the run's `threads` and input layout),
+    and every level's time is multiplied by the ratio of that timing to the profile's number
+    (clamped to `limits`). A profile is measured once; the CPU other programs take changes, a
+    busy machine can be several times slower, and not by the same factor for every level (small
+    nets suffer most from a contended thread pool): time the level that will run."""
     h, w = _hw(frame_hw)
     hw = (min(h, cap), min(w, cap))
-    level = costs.fastest()
-    factor = time_level(package, level, hw, threads=threads) / costs.frame_seconds(level, hw)
-    factor = min(max(factor, limits[0]), limits[1])
+    level = costs.fastest() if level is None else _index(level, len(costs))
+    now = time_level(package, level, hw, threads=threads, channels_last=channels_last)
+    factor = min(max(now / costs.frame_seconds(level, hw), limits[0]), limits[1])
     seconds = tuple(None if s is None else s * factor for s in costs.seconds)
     return LevelCosts(seconds, costs.ref_hw, costs.kind,
                       f"{costs.source}, x{factor:.2g} after timing level {level} here now")
@@ -250,7 +256,7 @@ class Choice:
 
 
 def pick_level(costs: LevelCosts, psnr: Sequence[float], budget_s: float, frame_hw: tuple[int, int],
-               frames: int) -> Choice:
+               frames: int, tile: int | None = None, overlap: int = 16) -> Choice:
     """The best level (by `psnr`) whose estimate fits `budget_s`; if none fits, the fastest one
     with ``fits=False``. Levels with unknown latency are never picked."""
     if len(psnr) != len(costs):
@@ -259,11 +265,11 @@ def pick_level(costs: LevelCosts, psnr: Sequence[float], budget_s: float, frame_
         raise ConfigError(f"a time budget must be positive seconds, got {budget_s!r}")
     for i in quality_order(psnr):
         if costs.known(i):
-            est = costs.seconds_for(i, frame_hw, frames)
+            est = costs.seconds_for(i, frame_hw, frames, tile, overlap)
             if est <= budget_s:
                 return Choice(i, est, True)
     fast = costs.fastest()
-    return Choice(fast, costs.seconds_for(fast, frame_hw, frames), False)
+    return Choice(fast, costs.seconds_for(fast, frame_hw, frames, tile, overlap), False)
 
 
 # -- the estimate as frames run ---------------------------------------------------------------------

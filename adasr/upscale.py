@@ -44,6 +44,20 @@ def sr_tensor(model: nn.Module, x: torch.Tensor, scale: int, *, tile: int | None
     return out
 
 
+def tiled_pixels(frame_hw: tuple[int, int], tile: int | None = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP) -> int:
+    """LR pixels `sr_tensor` runs the model on for one (H, W) frame: the frame itself when it
+    fits in one tile, else every tile with its margins (what a time estimate should count)."""
+    h, w = (int(v) for v in frame_hw)
+    if tile is None or (h <= tile and w <= tile):
+        return h * w
+    total = 0
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            total += (min(h, y1 + overlap) - max(0, y0 - overlap)) * (min(w, x1 + overlap) - max(0, x0 - overlap))
+    return total
+
+
 @torch.inference_mode()
 def sr_array(model: nn.Module, rgb: np.ndarray, scale: int, **kw) -> np.ndarray:
     """SR of an RGB uint8 or uint16 HxWx3 array; returns the same dtype, rounded and clipped."""

@@ -78,7 +78,7 @@ def _machine_as_profiled(monkeypatch):
     (the fake's numbers are the profile's), so no test depends on wall time."""
     import adasr.estimate
 
-    def fake(package, level, hw, *, threads=None, repeats=3):
+    def fake(package, level, hw, **kw):
         return SECONDS[level] * hw[0] * hw[1] / 256
 
     monkeypatch.setattr(adasr.estimate, "time_level", fake)
@@ -168,7 +168,7 @@ def test_calibration_scales_a_profile_to_the_machine_now(monkeypatch, profiled):
 
     seen = []
 
-    def busy(package, level, hw, *, threads=None, repeats=3):
+    def busy(package, level, hw, *, threads=None, repeats=3, channels_last=None):
         seen.append((level, hw, threads))
         return 3 * SECONDS[level] * hw[0] * hw[1] / 256  # the machine runs 3x slower than profiled
 
@@ -194,6 +194,17 @@ def test_running_estimate_follows_the_frames():
     assert blind.remaining_s == pytest.approx(4.0)
     assert format_seconds(4.04) == "4.0 s" and format_seconds(125) == "2 min 05 s"
     assert format_seconds(3720) == "1 h 02 min"
+
+
+def test_tiles_and_their_margins_count_in_the_estimate():
+    from adasr.upscale import tiled_pixels
+
+    assert tiled_pixels((100, 200), tile=256) == 100 * 200  # one tile: the frame itself
+    assert tiled_pixels((100, 200), tile=None) == 100 * 200
+    # 2 x 2 tiles of 64 with 16-pixel margins inside a 128 x 128 frame: each tile runs on 80 x 80
+    assert tiled_pixels((128, 128), tile=64, overlap=16) == 4 * 80 * 80
+    costs = LevelCosts((0.01,), (16, 16), "given", "test")
+    assert costs.frame_seconds(0, (128, 128), tile=64) == pytest.approx(0.01 * 4 * 80 * 80 / 256)
 
 
 def test_timed_costs_time_only_what_is_asked(profiled):

@@ -157,25 +157,32 @@ def _threads_for(load: float) -> int | None:
     return 1 if load > 0.25 else None
 
 
-def _level_costs(package: Any, levels: list[int], hw: tuple[int, int]) -> Any:
-    """This device's profile (the column nearest the CPU load now) scaled by a timing now, else a
-    quick timing here."""
+def _level_costs(package: Any, levels: list[int], hw: tuple[int, int], *, image: bool = False) -> tuple[Any, Any]:
+    """(costs, calibrate): this device's profile (the column nearest the CPU load now), else a
+    quick timing of `levels` here; `calibrate(costs, level)` rescales profile numbers by a timing
+    of `level` now (timed numbers are returned as they are). Timed as the run will go: a video
+    through the engine (NHWC input, the runtime's thread rule), an image through `sr_array`
+    (NCHW, torch's thread setting)."""
     from adasr.estimate import calibrate_costs, package_costs, sample_load_share, timed_costs
 
     load = sample_load_share()
+    threads, layout = (None, False) if image else (_threads_for(load), None)
     costs = package_costs(package, others=False, load_share=load)
     if costs is None or not all(costs.known(i) for i in levels):
-        from adasr.runtime.profile import torch_threads
+        return timed_costs(package, levels, hw, threads=threads, channels_last=layout), lambda c, level: c
+    profile = costs
 
-        with torch_threads(_threads_for(load)):
-            return timed_costs(package, levels, hw)
-    return calibrate_costs(package, costs, hw, threads=_threads_for(load))
+    def calibrate(_: Any, level: int) -> Any:
+        return calibrate_costs(package, profile, hw, level=level, threads=threads, channels_last=layout)
+
+    return costs, calibrate
 
 
 def _choose_level(job: _Job, package: Any, hw: tuple[int, int], frames: int, clip_s: float | None,
-                  what: str) -> tuple[int, float, Any, float | None]:
+                  what: str, *, tile: int | None, image: bool = False) -> tuple[int, float, Any, float | None]:
     """(level, estimated seconds, costs, budget seconds) for the best / level / budget modes;
-    prints the estimate line (or the one line saying the budget is out of reach)."""
+    prints the estimate line (or the one line saying the budget is out of reach). `tile`: the
+    tile size the run uses (its margins count in the estimate)."""
     from adasr._cli.play_cmd import parse_level
     from adasr.estimate import format_seconds, pick_level
 
@@ -184,8 +191,17 @@ def _choose_level(job: _Job, package: Any, hw: tuple[int, int], frames: int, cli
     budget_s = None
     if job.mode == "budget":
         budget_s = job.budget.seconds(clip_s)
-        costs = _level_costs(package, list(range(n)), hw)
-        choice = pick_level(costs, [lv.psnr for lv in family], budget_s, hw, frames)
+        costs, calibrate = _level_costs(package, list(range(n)), hw, image=image)
+        psnr = [lv.psnr for lv in family]
+        costs = calibrate(costs, costs.fastest())
+        choice = pick_level(costs, psnr, budget_s, hw, frames, tile)
+        for _ in range(3):  # time the level picked; pick again while that changes the answer
+            costs = calibrate(costs, choice.level)
+            again = pick_level(costs, psnr, budget_s, hw, frames, tile)
+            if again.level == choice.level:
+                choice = again
+                break
+            choice = again
         level, est = choice.level, choice.estimate_s
         if not choice.fits:
             line = (f"{what}: time budget {format_seconds(budget_s)} is out of reach: even the fastest level "
@@ -197,8 +213,9 @@ def _choose_level(job: _Job, package: Any, hw: tuple[int, int], frames: int, cli
         why = f"the best that fits {format_seconds(budget_s)}"
     else:
         level = n - 1 if job.mode == "best" else parse_level(job.level, n)
-        costs = _level_costs(package, [level], hw)
-        est = costs.seconds_for(level, hw, frames)
+        costs, calibrate = _level_costs(package, [level], hw, image=image)
+        costs = calibrate(costs, level)
+        est = costs.seconds_for(level, hw, frames, tile)
         why = "the best" if level == n - 1 else "as asked"
     job.say(f"{what}, level {level} of 0..{n - 1} ({why}): about {format_seconds(est)} here "
             f"(from {costs.source})")
@@ -220,7 +237,7 @@ def _image_package(job: _Job, package: Any, tile: int) -> None:
     what = f"{job.src.name}: {_sizes(hw, job.scale)}"
     estimate = source = budget_s = None
     if job.mode == "budget":
-        level, estimate, costs, budget_s = _choose_level(job, package, hw, 1, None, what)
+        level, estimate, costs, budget_s = _choose_level(job, package, hw, 1, None, what, tile=tile, image=True)
         source = costs.source
     else:
         from adasr._cli.play_cmd import parse_level
@@ -228,11 +245,12 @@ def _image_package(job: _Job, package: Any, tile: int) -> None:
         level = n - 1 if job.mode == "best" else parse_level(job.level, n)
         # an estimate costs nothing with a profile; without one, time a frame only for large images
         if hw[0] * hw[1] > 4 * TIMING_CAP * TIMING_CAP:
-            costs = _level_costs(package, [level], hw)  # calibrated now, or timed
+            costs, calibrate = _level_costs(package, [level], hw, image=True)
+            costs = calibrate(costs, level)  # calibrated now, or timed
         else:
             costs = package_costs(package, others=False)  # small: the profile's word, nothing timed
         if costs is not None and costs.known(level):
-            estimate, source = costs.seconds_for(level, hw, 1), costs.source
+            estimate, source = costs.seconds_for(level, hw, 1, tile), costs.source
             if estimate >= LARGE_IMAGE_S:
                 job.say(f"{what}, level {level} of 0..{n - 1}: about {format_seconds(estimate)} here "
                         f"(from {source})")
@@ -269,8 +287,8 @@ def _video_package(job: _Job, package: Any, codec: str, crf: int, preset: str | 
     total = info.frame_count if max_frames is None else min(max_frames, info.frame_count or max_frames)
     hw = (info.height, info.width)
     what = f"{job.src.name}: {total} frames {_sizes(hw, job.scale)}"
-    level, estimate, costs, budget_s = _choose_level(job, package, hw, total, total / fps, what)
     engine = Engine(package)  # one fixed level: the family's latencies play no part
+    level, estimate, costs, budget_s = _choose_level(job, package, hw, total, total / fps, what, tile=engine.tile)
     running = RunningEstimate(estimate / total if total else None, total)
     progress = _eta_progress(job.console, job.quiet)
     with progress:
@@ -317,7 +335,7 @@ def _video_realtime(job: _Job, model_path: Path | None, target_fps: float | None
     estimate = reachable = None
     if costs is not None:
         fastest = costs.fastest()
-        top = costs.fps(fastest, hw)
+        top = costs.fps(fastest, hw, engine.tile, engine.overlap)
         reachable = top >= fps
         estimate = total / min(fps, top)
         if not reachable:
@@ -360,9 +378,9 @@ def _single_model(job: _Job, model: Any, spec: Any, tile: int, codec: str, crf: 
 
     def estimate_for(hw: tuple[int, int], frames: int) -> tuple[float, str]:
         cap = (min(hw[0], TIMING_CAP), min(hw[1], TIMING_CAP))
-        sample = measure_latency(model, None, cap, warmup=1, repeats=1)
+        sample = measure_latency(model, None, cap, warmup=1, repeats=1, channels_last=False)  # as sr_array runs
         costs = LevelCosts((max(sample.median_s, 1e-9),), cap, "timed", "a quick timing of one frame here")
-        return costs.seconds_for(0, hw, frames), costs.source
+        return costs.seconds_for(0, hw, frames, tile), costs.source
 
     def check_budget(est: float, source: str, clip_s: float | None, what: str) -> float | None:
         if job.budget is None:
