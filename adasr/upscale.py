@@ -51,6 +51,20 @@ def sr_tensor(model: nn.Module, x: torch.Tensor, scale: int, *, tile: int | None
     return out
 
 
+def tiled_pixels(frame_hw: tuple[int, int], tile: int | None = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP) -> int:
+    """LR pixels `sr_tensor` runs the model on for one (H, W) frame: the frame itself when it
+    fits in one tile, else every tile with its margins (what a time estimate should count)."""
+    h, w = (int(v) for v in frame_hw)
+    if tile is None or (h <= tile and w <= tile):
+        return h * w
+    total = 0
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            total += (min(h, y1 + overlap) - max(0, y0 - overlap)) * (min(w, x1 + overlap) - max(0, x0 - overlap))
+    return total
+
+
 def _peak(dtype: np.dtype) -> float:
     return 65535.0 if dtype == np.uint16 else 255.0
 
@@ -118,15 +132,17 @@ def sr_array(model: nn.Module, rgb: np.ndarray, scale: int, *, tile: int | None 
     return _to_array(model(_to_tensor(rgb, peak)), peak, rgb.dtype)
 
 
-def upscale_image_file(model: nn.Module, scale: int, src: str | Path, dst: str | Path, **kw) -> tuple[int, int]:
+def upscale_image_file(model: nn.Module, scale: int, src: str | Path, dst: str | Path, *, image=None,
+                       **kw) -> tuple[int, int]:
     """Upscale one image file; alpha is upscaled with bicubic, grayscale stays grayscale.
 
-    Returns the output (width, height). The output is written atomically.
+    Returns the output (width, height). The output is written atomically. `image`: the source's
+    `Image` when the caller has already read it.
     """
     from adasr.data.imresize import imresize
     from adasr.images import read_image, write_image
 
-    img = read_image(src)
+    img = image if image is not None else read_image(src)
     sr = sr_array(model, img.rgb, scale, **kw)
     alpha = None
     if img.alpha is not None:

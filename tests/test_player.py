@@ -147,7 +147,7 @@ def test_cli_play_and_adaptive_upscale(monkeypatch, capsys, package_path, clip, 
                              "--json", "--quiet", "--target-fps", "500")
     assert code == 0, err
     summary = json.loads(out)
-    assert summary["frames"] == 12 and summary["mode"] == "auto" and probe(tmp_path / "u.mp4").width == 64
+    assert summary["frames"] == 12 and summary["mode"] == "realtime" and probe(tmp_path / "u.mp4").width == 64
     code, out, err = run_cli(monkeypatch, capsys, "upscale", clip, tmp_path / "f.mp4", "--model", package_path,
                              "--json", "--quiet", "--level", "best")
     assert code == 0, err

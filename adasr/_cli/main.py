@@ -237,25 +237,35 @@ def upscale(
     scale: Annotated[int, typer.Option(help="Upscaling factor; picks the bundled model unless --model is given.")] = 2,
     model: Annotated[Optional[Path], typer.Option(help="Package (folder or .adasr) or single model file "
                                                   "(default: the bundled package for --scale).")] = None,
-    level: Annotated[str, typer.Option(help="Package level: auto (videos: hold --target-fps with the adaptive runtime; "
-                                       "images: the best level), best, or an index (0 = fastest).")] = "auto",
-    target_fps: Annotated[Optional[float], typer.Option(help="Frame rate --level auto holds (default: the video's).")] = None,
+    level: Annotated[Optional[str], typer.Option(help="Package level: best (the default: quality first), an index "
+                                                 "(0 = fastest), or auto (videos: the same as --realtime).")] = None,
+    time_budget: Annotated[Optional[str], typer.Option(help="Best level whose estimate fits this time: 90s, 2m, 1h, "
+                                                       "or 1x / 0.5x (multiples of the clip's length).")] = None,
+    strict: Annotated[bool, typer.Option(help="With --time-budget: refuse (exit 5) when even the fastest level "
+                                         "does not fit, instead of running it.")] = False,
+    realtime: Annotated[bool, typer.Option(help="Live transcoding: the adaptive runtime holds the video's frame "
+                                           "rate (or --target-fps), switching levels as the CPU allows.")] = False,
+    target_fps: Annotated[Optional[float], typer.Option(help="Frame rate --realtime holds (default: the video's); "
+                                                        "implies --realtime.")] = None,
     codec: Annotated[str, typer.Option(help="Video codec: h264, h265 or av1.")] = "h264",
     crf: Annotated[int, typer.Option(help="Video quality (constant rate factor, lower = better).")] = 20,
     preset: Annotated[Optional[str], typer.Option(help="Encoder preset (default: the codec's own).")] = None,
     tile: Annotated[int, typer.Option(help="Process frames in tiles of this many LR pixels (bounded memory).")] = 256,
     max_frames: Annotated[Optional[int], typer.Option(help="Stop a video after this many frames.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
-    json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary (frames, mean FPS, deadline "
-                                               "share, level histogram) instead of a sentence.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar and no estimate line (warnings still show).")] = False,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary (mode, level histogram, "
+                                               "estimated and actual seconds; --realtime: deadline share) "
+                                               "instead of a sentence.")] = False,
 ) -> None:
-    """Upscale an image or a video (frame rate, rotation and audio are kept)."""
+    """Upscale an image or a video (frame rate, rotation and audio are kept): the best level by default,
+    the best that fits --time-budget, or --realtime; one line up front says what runs and how long it takes."""
     from adasr._cli.upscale_cmd import run_upscale
 
     _threads(threads)
     run_upscale(input, output, scale, model, codec, crf, preset, tile, max_frames, quiet, out, console,
-                level=level, target_fps=target_fps, json_summary=json_summary)
+                level=level, target_fps=target_fps, json_summary=json_summary, time_budget=time_budget,
+                realtime=realtime, strict=strict)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""`adasr play` and the adaptive path of `adasr upscale`: a package, the engine, the player."""
+"""`adasr play` (and what `adasr upscale --realtime` shares): a package, the engine, the player."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from adasr.errors import ConfigError, InputError
@@ -46,6 +46,7 @@ def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool
                                                                                                total=total))
     engine = Engine(package, family)
     engine.profile_source = source
+    engine.package = package
     return engine
 
 
@@ -194,46 +195,6 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
     if written:
         out.print("wrote " + ", ".join(written))
     return summary
-
-
-def run_adaptive_upscale(src: Path, dst: Path, *, model: Path | None, scale: int, level: str,
-                         target_fps: float | None, codec: str, crf: int, preset: str | None, max_frames: int | None,
-                         json_summary: bool, quiet: bool, out: Console, console: Console) -> None:
-    """A video through the engine: `--level auto` keeps the target FPS with the runtime, a level
-    index runs that level only."""
-    from adasr.runtime.player import play
-    from adasr.video import probe
-
-    info = probe(src)
-    engine = load_engine(model, scale, console, quiet=quiet)
-    fixed = parse_level(level, len(engine.levels))
-    fps = float(target_fps) if target_fps is not None else float(info.fps or 25)
-    total = info.frame_count if max_frames is None else min(max_frames, info.frame_count or max_frames)
-    progress = Progress(TextColumn("[bold]upscale"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[fps]} fps, level {task.fields[level]}"), TextColumn("eta"),
-                        TimeRemainingColumn(), console=console, disable=quiet)
-    with progress:
-        task = progress.add_task("frames", total=total or None, fps="-", level="-")
-
-        def on_frame(record: Any, state: Any) -> None:
-            done = record.index + 1
-            if done % 5 == 0 or done == total:
-                rate = done / max(1e-9, record.ready_time)
-                progress.update(task, completed=done, fps=f"{rate:.1f}", level=str(record.level))
-
-        result = play(engine, src, target_fps=fps, policy="lookup" if fixed is None else "fixed", level=fixed,
-                      out=dst, codec=codec, crf=crf, preset=preset, max_frames=max_frames, info=info,
-                      on_frame=on_frame, pace=fixed is None)
-        progress.update(task, completed=len(result.stats.frames))
-    summary = result.summary()
-    summary["profile_source"] = engine.profile_source
-    summary["mode"] = "auto" if fixed is None else f"level {fixed}"
-    if json_summary:
-        out.print_json(json.dumps(summary))
-    else:
-        out.print(f"wrote {dst}: {summary['frames']} frames {summary['out_size'][0]}x{summary['out_size'][1]}, "
-                  f"{summary['mean_fps']:.1f} FPS (target {fps:.1f}), deadlines met {100 * summary['deadlines_met']:.1f}%, "
-                  f"{summary['switches']} level changes")
 
 
 def _play_stream(path: Path, *, target_fps: float | None, policy: str, level: str, output: Path | None,

@@ -1,6 +1,6 @@
 """Play a video through the adaptive engine: decode -> SR at the level the policy picks -> encode.
 
-`play(engine, video, ...)` is what `adasr play`, `adasr upscale --level auto` and `adasr demo`
+`play(engine, video, ...)` is what `adasr play`, `adasr upscale` (a video, a package) and `adasr demo`
 run. It wires the pieces of `adasr.runtime` together for one real file:
 
 - Frames: decoded by PyAV in the pipeline's decode thread, optionally resized on the way
