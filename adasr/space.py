@@ -19,8 +19,8 @@ Config id (stable, compact, parsed back by `SubnetConfig.from_id`)::
     |  d: depth (number of active body blocks; later positions are skipped)
     x: scale
 
-Only this module's validation of block tokens touches `adasr.nn.blocks` (lazily), so importing
-`adasr.space` does not import torch.
+Block tokens are checked and choices ranked by cost with the torch-free spec (`adasr.spec`), so
+importing `adasr.space` does not import torch.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from adasr import spec
 from adasr.errors import ConfigError
 
 SCALES = (2, 3, 4)
@@ -99,12 +100,10 @@ def _check_upsampler(owner: str, name: str, value: Any) -> str:
 
 
 def _check_token(owner: str, name: str, value: Any) -> str:
-    from adasr.nn.blocks import parse_token  # lazy: keeps `import adasr.space` free of torch
-
     if not isinstance(value, str):
         raise ConfigError(f"{owner}.{name} must be a block token string, got {value!r}")
     try:
-        parse_token(value)
+        spec.parse_token(value)
     except ValueError as exc:
         raise ConfigError(f"{owner}.{name}: {exc}") from None
     return value
@@ -388,11 +387,9 @@ class SearchSpace:
 
     def _ranked(self, width: int, expansion: float, kernel: int, depth: int, skip: bool):
         """Tokens and upsamplers ordered by MACs at the given dims (ties keep canonical order)."""
-        from adasr.nn.supernet import subnet_cost  # lazy: torch
-
         def macs(token: str, upsampler: str) -> int:
             cfg = SubnetConfig(self.scale, width, expansion, kernel, (token,) * depth, skip, upsampler)
-            return subnet_cost(cfg, _RANK_HW)[1]
+            return spec.subnet_cost(cfg, _RANK_HW)[1]
 
         tokens = sorted(self.blocks, key=lambda t: macs(t, self.upsamplers[0]))
         ups = sorted(self.upsamplers, key=lambda u: macs(self.blocks[0], u))
@@ -494,9 +491,7 @@ class SearchSpace:
 
 # Every block token the registry knows, in canonical order; the named spaces offer all of them.
 def _all_tokens() -> tuple[str, ...]:
-    from adasr.nn.blocks import all_tokens
-
-    return tuple(all_tokens())
+    return tuple(spec.all_tokens())
 
 
 def _tiny() -> SearchSpace:

@@ -24,68 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-KINDS = ("conv", "dw", "tconv")
-
-
-class SlotSpec(NamedTuple):
-    """What does not change between the sub-networks that use an op.
-
-    kind: "conv" (dense), "dw" (depthwise: groups = channels) or "tconv" (transposed conv).
-    padding: None means "same" for the active kernel (dilation * (k // 2)).
-    at: which resolution the op's input has, for cost accounting ("lr": the LR input size,
-      "global": 1x1 after global pooling, "esa_pool": ESA's pooled map; see `adasr.nn.blocks`).
-    """
-
-    kind: str = "conv"
-    stride: int = 1
-    dilation: int = 1
-    padding: int | None = None
-    output_padding: int = 0
-    bias: bool = True
-    at: str = "lr"
-
-
-class Use(NamedTuple):
-    """One sub-network's use of an op: output channels, input ranges, kernel size."""
-
-    spec: SlotSpec
-    out: int
-    in_ranges: tuple[tuple[int, int], ...]
-    kernel: int
-
-    @property
-    def in_total(self) -> int:
-        return sum(b - a for a, b in self.in_ranges)
-
-    def padding(self) -> int:
-        s = self.spec
-        return s.dilation * (self.kernel // 2) if s.padding is None else s.padding
-
-
-def conv_use(out: int, cin: int, kernel: int, spec: SlotSpec | None = None, start: int = 0) -> Use:
-    """Shorthand: a use reading input channels [start, start + cin)."""
-    return Use(spec or SlotSpec(), out, ((start, start + cin),), kernel)
-
-
-# -- analytic cost ------------------------------------------------------------------------------
-
-def use_cost(use: Use, in_hw: tuple[int, int]) -> tuple[int, int]:
-    """(params, MACs) of the static layer a use becomes, for one input of spatial size `in_hw`.
-
-    MACs count multiply-accumulates of the weights only (no bias adds), the way a forward hook
-    on Conv2d / ConvTranspose2d counts them.
-    """
-    s, k, h, w = use.spec, use.kernel, in_hw[0], in_hw[1]
-    cin = use.in_total
-    if s.kind == "tconv":
-        weights = cin * use.out * k * k
-        return weights + (use.out if s.bias else 0), h * w * weights
-    per_out = 1 if s.kind == "dw" else cin
-    weights = use.out * per_out * k * k
-    pad = use.padding()
-    oh = (h + 2 * pad - s.dilation * (k - 1) - 1) // s.stride + 1
-    ow = (w + 2 * pad - s.dilation * (k - 1) - 1) // s.stride + 1
-    return weights + (use.out if s.bias else 0), oh * ow * weights
+from adasr.spec import KINDS, SlotSpec, Use, conv_use, use_cost  # noqa: F401 - re-exported (torch-free spec)
 
 
 # -- static layers ------------------------------------------------------------------------------

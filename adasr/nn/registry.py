@@ -8,6 +8,7 @@ rebuilt from data, never from pickled objects.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 import threading
@@ -29,6 +30,19 @@ MAX_TEXT = 4096  # characters of a string among the arguments
 MAX_NESTING = 8
 MAX_VALUES = 64_000_000  # parameters + buffers of one network (256 MB as float32)
 MAX_TENSORS = 4096  # parameters + buffers of one network (the largest search spaces hold ~3000)
+
+# Discovery: the module that registers each built-in architecture, imported the first time the
+# name is asked for (explicit, no file scanning). A test builds, saves and loads every entry.
+BUILTIN_MODULES: dict[str, str] = {
+    "bicubic": "adasr.nn.baselines",
+    "fsrcnn": "adasr.nn.baselines",
+    "espcn": "adasr.nn.baselines",
+    "imdn": "adasr.nn.baselines",
+    "dlsr": "adasr.nn.dlsr",
+    "supernet": "adasr.nn.supernet",
+    "subnet": "adasr.nn.supernet",
+    "srvc": "adasr.nn.srvc",
+}
 
 _REGISTRY: dict[str, Builder] = {}
 _RESOLVERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -54,7 +68,7 @@ def register_model(name: str, resolve: Callable[[dict[str, Any]], dict[str, Any]
 
 def resolve_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """The arguments a model file should store for `name` (unchanged for most architectures)."""
-    _load_builtin()
+    _discover(name)
     resolver = _RESOLVERS.get(name)
     return resolver(dict(args)) if resolver is not None else dict(args)
 
@@ -66,7 +80,9 @@ def model_names() -> list[str]:
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the registered model `name`, refusing unknown names and unknown arguments."""
-    _load_builtin()
+    _discover(name)
+    if name not in _REGISTRY:
+        _load_builtin()  # the message lists every known name
     if name not in _REGISTRY:
         raise ModelError(f"unknown architecture {name!r}; known: {', '.join(sorted(_REGISTRY))}")
     builder = _REGISTRY[name]
@@ -217,6 +233,13 @@ def build_for_weights(name: str, args: Mapping[str, Any], shapes: Mapping[str, S
         raise ModelError(f"{source}: {exc}") from None
 
 
+def _discover(name: str) -> None:
+    """Import the module that registers the built-in architecture `name` (if it is one)."""
+    if name not in _REGISTRY and isinstance(name, str) and name in BUILTIN_MODULES:
+        importlib.import_module(BUILTIN_MODULES[name])
+
+
 def _load_builtin() -> None:
-    # Importing the modules runs their @register_model decorators; explicit, no file scanning.
-    from adasr.nn import baselines, dlsr, supernet  # noqa: F401
+    # Importing the modules runs their @register_model decorators (see BUILTIN_MODULES).
+    for module in sorted(set(BUILTIN_MODULES.values())):
+        importlib.import_module(module)

@@ -43,73 +43,15 @@ from adasr.nn.blocks import BlockType, BlockVariant, Dims, block_type, input_hw,
 from adasr.nn.elastic import Plan, SlotSpec, Use, conv_use, elastic_op, static_layer, use_cost
 from adasr.nn.registry import register_model
 from adasr.space import SearchSpace, SubnetConfig
-
-DEFAULT_LR_HW = (180, 320)  # (H, W): 320x180 LR frames
-
-
-# -- layout: which uses a config makes (shared by routing, static sub-network and cost) -----------
-
-class Layout(NamedTuple):
-    head: Use
-    blocks: tuple[tuple[BlockVariant, dict[str, Use]], ...]
-    tail: Use
-    up: Use
-
-
-def upsampler_use(kind: str, width: int, scale: int) -> Use:
-    if kind == "tc":
-        # Exact s*H output with kernel 2s: (H-1)s - 2p + 2s + op = sH  <=>  2p - op = s.
-        pad = (scale + 1) // 2
-        spec = SlotSpec(kind="tconv", stride=scale, padding=pad, output_padding=2 * pad - scale)
-        return conv_use(3, width, 2 * scale, spec)
-    return conv_use(3 * scale * scale, width, 3)
-
-
-def layout(cfg: SubnetConfig, max_dims: Dims | None = None) -> Layout:
-    """The uses of `cfg`; `max_dims` (the supernet's) place concatenated parts in stored weights."""
-    d = Dims(cfg.width, cfg.mid, cfg.kernel)
-    m = max_dims or d
-    blocks = []
-    for token in cfg.blocks:
-        v = parse_token(token)
-        blocks.append((v, block_type(v.code).uses(v, d, m)))
-    return Layout(conv_use(cfg.width, 3, 3), tuple(blocks), conv_use(cfg.width, cfg.width, 3),
-                  upsampler_use(cfg.upsampler, cfg.width, cfg.scale))
-
-
-def _named_uses(lay: Layout) -> list[tuple[tuple, Use]]:
-    out = [(("head",), lay.head)]
-    for i, (_, uses) in enumerate(lay.blocks):
-        out += [(("body", i, name), use) for name, use in uses.items()]
-    return out + [(("tail",), lay.tail), (("up",), lay.up)]
-
-
-def subnet_cost(cfg: SubnetConfig, lr_hw: tuple[int, int] = DEFAULT_LR_HW) -> tuple[int, int]:
-    """(params, MACs) of the static sub-network `cfg` for one LR frame of size `lr_hw` (H, W).
-
-    Analytic: counts every conv / transposed conv weight multiply-accumulate (head, blocks,
-    tail, upsampler); pooling, interpolation and element-wise ops are not counted.
-    """
-    params = macs = 0
-    for _, use in _named_uses(layout(cfg)):
-        p, m = use_cost(use, input_hw(use.spec.at, lr_hw))
-        params, macs = params + p, macs + m
-    return params, macs
-
-
-def op_keys(cfg: SubnetConfig) -> frozenset[tuple]:
-    """The ops `cfg` runs, as (place, slot, out, in, kernel): equal keys are one shared op."""
-    keys = set()
-    for place, use in _named_uses(layout(cfg)):
-        if place == ("up",):
-            place = ("up", cfg.upsampler)
-        keys.add((*place, use.out, use.in_total, use.kernel))
-    return frozenset(keys)
-
-
-def shared_ops(a: SubnetConfig, b: SubnetConfig) -> int:
-    """DySR's mu for a pair: how many ops (same place, slot, shape and kernel) `a` and `b` share."""
-    return len(op_keys(a) & op_keys(b))
+from adasr.spec import (  # noqa: F401 - re-exported: layout and cost are torch-free (adasr.spec)
+    DEFAULT_LR_HW,
+    Layout,
+    layout,
+    op_keys,
+    shared_ops,
+    subnet_cost,
+    upsampler_use,
+)
 
 
 # -- running a network (the one forward both the supernet and static sub-networks use) ------------
