@@ -1,0 +1,96 @@
+"""The library's entry points, as `adasr` exports them (see `adasr/__init__.py`).
+
+`upscale_image` and `upscale_video` are thin wrappers over `adasr.upscale`'s file functions that
+also accept what the other entry points return: a model file's path, the `(module, spec)` pair
+of `load_model`, a package's path or an `Engine`. Nothing here holds state.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from adasr.errors import ConfigError
+
+if TYPE_CHECKING:
+    from adasr.upscale import VideoSummary
+
+__all__ = ["upscale_image", "upscale_video"]
+
+
+def _runner(model: Any, scale: int | None, level: int | None) -> tuple[Callable[[Any], Any], int]:
+    """(callable on (1, 3, H, W) float tensors, scale) for anything `upscale_image` accepts."""
+    from torch import nn
+
+    from adasr.runtime.engine import Engine
+
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if path.is_dir() or path.suffix == ".adasr":
+            engine = Engine.load(str(path))
+            model = engine
+            level = len(engine) - 1 if level is None else level  # a package: its best level
+        else:
+            from adasr.modelfile import load_model
+
+            model = load_model(path)
+    if isinstance(model, Engine):
+        if level is not None:
+            model.switch(level)
+        if scale is not None and scale != model.scale:
+            raise ConfigError(f"scale {scale} does not match the package's x{model.scale}")
+        return model.process_tensor, model.scale
+    if level is not None:
+        raise ConfigError("level applies to a package or an Engine, not to a single model")
+    if isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], nn.Module):
+        module, spec = model
+        if scale is not None and scale != spec.scale:
+            raise ConfigError(f"scale {scale} does not match the model's x{spec.scale}")
+        return module.eval(), spec.scale
+    if isinstance(model, nn.Module):
+        if scale is None:
+            scale = getattr(model, "scale", None)
+        if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+            raise ConfigError("pass scale= with a bare nn.Module (its upscaling factor)")
+        return model.eval(), scale
+    raise ConfigError(f"cannot upscale with a {type(model).__name__}: pass a model file or package path, "
+                      f"load_model's (module, spec), an Engine or an nn.Module")
+
+
+def upscale_image(model: Any, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
+                  scale: int | None = None, level: int | None = None, **kw: Any) -> tuple[int, int]:
+    """Upscale the image file `src` into `dst` (written atomically); returns the output (width, height).
+
+    model: a model file's path, `load_model`'s `(module, spec)`, a package's path (its best
+    level unless `level` says otherwise), an `Engine` (its active level, or `level`), or an
+    `nn.Module` mapping (B, 3, H, W) in [0, 1] to (B, 3, sH, sW) with `scale` given.
+    kw: `tile`, `overlap` of `adasr.upscale.sr_array`. Alpha is upscaled with bicubic, grayscale
+    stays grayscale; errors are `adasr.AdasrError` subclasses.
+    """
+    import torch
+
+    from adasr.upscale import upscale_image_file
+
+    run, s = _runner(model, scale, level)
+    with torch.inference_mode():
+        return upscale_image_file(run, s, src, dst, **kw)
+
+
+def upscale_video(model: Any, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
+                  scale: int | None = None, level: int | None = None, **kw: Any) -> VideoSummary:
+    """Upscale the video file `src` into `dst` at one level, frame by frame, keeping frame rate,
+    rotation and audio (written atomically); returns a `VideoSummary` (frames, seconds, sr_fps).
+
+    model: as for `upscale_image`. kw: `codec`, `crf`, `preset`, `max_frames`, `on_frame`,
+    `tile`, `overlap` of `adasr.upscale.upscale_video_file`. To adapt the level to the device's
+    load while a video plays, use `play` with an `Engine` instead.
+    """
+    import torch
+
+    from adasr.upscale import upscale_video_file
+
+    run, s = _runner(model, scale, level)
+    with torch.inference_mode():
+        return upscale_video_file(run, s, src, dst, **kw)
