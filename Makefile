@@ -19,6 +19,7 @@ run: $(STAMP)
 	$(BIN)/adasr demo
 
 test: $(STAMP)
+	$(BIN)/ruff check adasr tests
 	$(BIN)/python -m pytest -q
 
 clean:

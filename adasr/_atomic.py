@@ -249,7 +249,7 @@ def owned_folder_reason(folder: Path, key: str, value: str, what: str,
     try:
         allowed = {"manifest.json", *(str(n) for n in names(manifest))}
     except (AttributeError, KeyError, TypeError):
-        return f"its manifest.json is damaged, so what adasr wrote there is unknown"
+        return "its manifest.json is damaged, so what adasr wrote there is unknown"
     extra = foreign_files(folder, allowed, patterns)
     if extra:
         shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")

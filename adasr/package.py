@@ -31,7 +31,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,15 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from adasr._atomic import (MAX_MANIFEST_BYTES, atomic_folder, atomic_path, check_replaceable, check_writable,
-                           owned_folder_reason, write_bytes_atomic)
+from adasr._atomic import (
+    MAX_MANIFEST_BYTES,
+    atomic_folder,
+    atomic_path,
+    check_replaceable,
+    check_writable,
+    owned_folder_reason,
+    write_bytes_atomic,
+)
 from adasr.errors import ConfigError, ModelError, OutputError
 from adasr.modelfile import refuse_non_finite
 from adasr.nn.registry import build_for_weights
@@ -186,7 +193,7 @@ class Package:
 def _manifest(supernet: SuperNet, info: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"format": PACKAGE_FORMAT, "schema_version": PACKAGE_SCHEMA_VERSION, "adasr_version": _version(),
             "scale": supernet.scale, "space": supernet.space.to_dict(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "info": json.loads(json.dumps(dict(info or {}))), "levels": {"file": LEVELS}}
 
 
@@ -252,7 +259,8 @@ def package_folder_reason(path: Path) -> str | None:
         weights, levels = manifest.get("weights") or {}, manifest.get("levels") or {}
         return [weights.get("file", WEIGHTS), levels.get("file", LEVELS)]
 
-    return owned_folder_reason(path, "format", PACKAGE_FORMAT, "package folder", names, patterns=(f"{PROFILES}/*.json",))
+    return owned_folder_reason(path, "format", PACKAGE_FORMAT, "package folder", names,
+                               patterns=(f"{PROFILES}/*.json",))
 
 
 def _is_single_file_package(path: Path) -> bool:

@@ -449,7 +449,8 @@ class VideoWriter:
         self.path = Path(path)
         self.codec = codec_for_suffix(self.path, codec)
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 0):
-            raise ConfigError(f"encoder threads must be a non-negative integer (0 = the encoder's choice), got {threads!r}")
+            raise ConfigError("encoder threads must be a non-negative integer (0 = the encoder's choice), "
+                              f"got {threads!r}")
         self.threads = threads
         self.width, self.height = int(width), int(height)
         if self.width < 1 or self.height < 1:

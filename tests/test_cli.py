@@ -27,7 +27,8 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def x2_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny_x2.safetensors"
-    save_model(path, build_model("fsrcnn", scale=2, d=8, s=4, m=1), ModelSpec("fsrcnn", {"scale": 2, "d": 8, "s": 4, "m": 1}, 2))
+    args = {"scale": 2, "d": 8, "s": 4, "m": 1}
+    save_model(path, build_model("fsrcnn", **args), ModelSpec("fsrcnn", args, 2))
     return path
 
 
@@ -72,7 +73,8 @@ def test_bad_inputs(monkeypatch, capsys, tmp_path, x2_model, data_root):
     cases.append((("upscale", good, tmp_path / "o.png", "--model", tmp_path / "nomodel.safetensors"), ("not found",)))
     empty = tmp_path / "empty"
     empty.mkdir()
-    cases.append((("train", "--out", tmp_path / "run", "--data", empty, "--val", "none", "--steps", "1"), ("no images",)))
+    cases.append((("train", "--out", tmp_path / "run", "--data", empty, "--val", "none", "--steps", "1"),
+                  ("no images",)))
     cases.append((("eval", x2_model, "--data", empty), ("no images",)))
     cases.append((("eval", x2_model, "--scale", "3"), ("scale",)))
     cases.append((("info", corrupt), ("damaged",)))
@@ -155,7 +157,8 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
     # search -> package -> info -> profile, end to end on the tiny space
     pkg = tmp_path / "pkg"
     code, out, err = run_cli(monkeypatch, capsys, "search", model, "--out", pkg, "--val", folder, "--size", "24x16",
-                             "--loads", "0", "--repeats", "2", "--strategy", "dysr", "--param", "per_depth=3", "--plot", tmp_path / "p.png",
+                             "--loads", "0", "--repeats", "2", "--strategy", "dysr", "--param", "per_depth=3",
+                             "--plot", tmp_path / "p.png",
                              "--json", tmp_path / "search.json", "--quiet", "--threads", "1", "--no-above-bicubic")
     assert code == 0, err
     report = json.loads((tmp_path / "search.json").read_text())

@@ -141,7 +141,8 @@ def test_dlsr_b_is_a_fixed_chain(tmp_path, small_pairs):
     net = build_model("dlsr", scale=2, genotype=genotype.to_dict())
     assert all(isinstance(a, torch.nn.Identity) for a in net.aggregate)
     chain = chain_genotype([("s5", "s7", "c1")] * 2, width=8)
-    assert build_model("dlsr", scale=3, genotype=chain.to_dict(), width=6)(torch.rand(1, 3, 8, 8)).shape == (1, 3, 24, 24)
+    net = build_model("dlsr", scale=3, genotype=chain.to_dict(), width=6)
+    assert net(torch.rand(1, 3, 8, 8)).shape == (1, 3, 24, 24)
 
 
 def _good() -> dict:
@@ -173,7 +174,8 @@ def test_hostile_genotypes_are_refused_with_one_line(tmp_path):
         with pytest.raises(ModelError, match=why) as info:
             as_genotype(data)
         assert "\n" not in str(info.value)
-    for text, why in (("{not json", "bad JSON"), ("[" * 100_000, "too deeply"), ("{" + " " * (2 << 20) + "}", "characters")):
+    for text, why in (("{not json", "bad JSON"), ("[" * 100_000, "too deeply"),
+                      ("{" + " " * (2 << 20) + "}", "characters")):
         with pytest.raises(ModelError, match=why):
             as_genotype(text)
     assert as_genotype(_good()).width == 8
@@ -194,7 +196,8 @@ def test_cli_refuses_damaged_genotype_and_retrains_a_good_one(monkeypatch, capsy
                                "--out", tmp_path / f"r{i}", *common)
         _one_line_error(code, err, why)
         assert code == 4 and not (tmp_path / f"r{i}").exists()
-    code, _, err = run_cli(monkeypatch, capsys, "train", "--arch", "dlsr", "--arg", f"genotype={tmp_path / 'nope.json'}",
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--arch", "dlsr",
+                           "--arg", f"genotype={tmp_path / 'nope.json'}",
                            "--out", tmp_path / "rn", *common)
     _one_line_error(code, err, "not found")
     assert code == 2

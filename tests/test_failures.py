@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -182,7 +181,7 @@ class TestCheckpointsAndNonFinite:
         from safetensors.torch import save_file
 
         from adasr.package import tensors_sha256
-        from adasr.train.loop import CHECKPOINT, _META
+        from adasr.train.loop import _META, CHECKPOINT
 
         _, make = self._trainer(tmp_path, small_pairs)
         make().run()
@@ -198,7 +197,7 @@ class TestCheckpointsAndNonFinite:
             make(resume=True)
 
     def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(self, tmp_path, small_pairs):
-        from adasr.train.loop import CHECKPOINT, MODEL, TrainingDiverged
+        from adasr.train.loop import MODEL, TrainingDiverged
 
         _, make = self._trainer(tmp_path, small_pairs)
         trainer = make()

@@ -295,7 +295,8 @@ class TestOutputsNotInputs:
         shutil.copy(data_root / "benchmarks" / "Set5" / "baby.png", image)
         os.symlink(image, tmp_path / "alias.png")
         model = tmp_path / "m.safetensors"
-        save_model(model, build_model("fsrcnn", scale=2, d=8, s=4, m=1), ModelSpec("fsrcnn", {"scale": 2, "d": 8, "s": 4, "m": 1}, 2))
+        args = {"scale": 2, "d": 8, "s": 4, "m": 1}
+        save_model(model, build_model("fsrcnn", **args), ModelSpec("fsrcnn", args, 2))
         stream = _own_stream(tmp_path / "stream")
         holder = tmp_path / "holder"
         write_stream(holder, {}, {"content.mp4": video.read_bytes()})
@@ -434,8 +435,8 @@ class TestTiledOutput:
             want = _old_sr_array(model, img, 2, 16, 4)
             sizes = []
             real_new_empty = torch.Tensor.new_empty
-            monkeypatch.setattr(torch.Tensor, "new_empty",
-                                lambda self, *a, **k: sizes.append(a) or real_new_empty(self, *a, **k))
+            monkeypatch.setattr(torch.Tensor, "new_empty",  # undone below, in this same iteration
+                                lambda self, *a, **k: sizes.append(a) or real_new_empty(self, *a, **k))  # noqa: B023
             model.largest = 0
             got = sr_array(model, img, 2, tile=16, overlap=4)
             monkeypatch.undo()

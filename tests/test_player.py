@@ -173,7 +173,8 @@ def test_workloads_run_together_in_every_mode(package_path):
     for mode in MODES:
         engines = [Engine.load(str(package_path), level=1) for _ in range(2)]
         work = [Workload(e, (frames[i % 3] for i in range(10)), fps) for e, fps in zip(engines, (400.0, 300.0))]
-        stats = run_workloads(work, mode=mode, manager_kw={"cooldown": 0, "min_samples": 1} if mode != "fixed" else None)
+        manager_kw = {"cooldown": 0, "min_samples": 1} if mode != "fixed" else None
+        stats = run_workloads(work, mode=mode, manager_kw=manager_kw)
         assert [len(s.frames) for s in stats] == [10, 10]
         if mode == "fixed":
             assert all(not s.switches for s in stats)

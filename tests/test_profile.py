@@ -16,8 +16,15 @@ from adasr.errors import ConfigError, ModelError
 from adasr.nn.supernet import SuperNet
 from adasr.runtime.load import CpuLoad
 from adasr.runtime.profile import LatencySample, device_key, measure_latency
-from adasr.search.latency import (LatencyEntry, LatencyTable, MacsCostModel, build_latency_table, config_units,
-                                  median_abs_error, space_units)
+from adasr.search.latency import (
+    LatencyEntry,
+    LatencyTable,
+    MacsCostModel,
+    build_latency_table,
+    config_units,
+    median_abs_error,
+    space_units,
+)
 from adasr.search.protocols import CostModel
 from adasr.space import SearchSpace
 

@@ -16,8 +16,17 @@ from PIL import Image
 
 from adasr.data.imresize import imresize, imresize_torch, modcrop, resize_weights
 from adasr.errors import ConfigError, InputError
-from adasr.metrics import (bd_psnr, bd_rate, bicubic_benchmark, bits_per_pixel, psnr, psnr_y,
-                           rgb_to_ycbcr_y, ssim, ssim_y)
+from adasr.metrics import (
+    bd_psnr,
+    bd_rate,
+    bicubic_benchmark,
+    bits_per_pixel,
+    psnr,
+    psnr_y,
+    rgb_to_ycbcr_y,
+    ssim,
+    ssim_y,
+)
 
 # Published bicubic baselines (mean over the set), e.g. SRCNN / VDSR tables.
 PUBLISHED_PSNR = {("Set5", 2): 33.66, ("Set5", 3): 30.39, ("Set5", 4): 28.42,

@@ -242,7 +242,8 @@ def test_lookup_policy_calibrates_to_measured_latency():
     assert pol.choose(_state(period=0.1, load=0.0)) == 3
     # level 3 really takes 0.24 s in the pipeline (3x its table entry): k of column 0.00 rises
     for _ in range(8):
-        level = pol.choose(RuntimeState(0.0, pol._pending[0], 0.1, None, None, 0, 3 * fam[pol._pending[0]].seconds("0.00"), None, 0.0))
+        slow = 3 * fam[pol._pending[0]].seconds("0.00")
+        level = pol.choose(RuntimeState(0.0, pol._pending[0], 0.1, None, None, 0, slow, None, 0.0))
     assert 2.5 < pol.k[0] <= 3.0 and pol.k[1] == 1.0          # only the column that was measured
     assert level == 1                                          # 3 * 0.02 fits 0.1, 3 * 0.04 does not
     # a reading for another level than the one chosen (someone else switched) is ignored
@@ -471,8 +472,7 @@ def test_stream_shuts_down_on_errors(net, family):
 
     def endless():  # a long source must be closed, not drained
         try:
-            for frame in itertools.cycle(_frames(2)):
-                yield frame
+            yield from itertools.cycle(_frames(2))
         finally:
             closed.append(True)
 

@@ -16,8 +16,14 @@ from adasr.search.family import Family, Level, pareto_front, pareto_ranks, searc
 from adasr.search.latency import MacsCostModel
 from adasr.search.plot import LabelledPoint, plot_family
 from adasr.search.protocols import Evaluator, level_name
-from adasr.search.quality import (FastEvaluator, QualityPredictor, encode, encoding_size, kendall_tau,
-                                  sample_quality_data)
+from adasr.search.quality import (
+    FastEvaluator,
+    QualityPredictor,
+    encode,
+    encoding_size,
+    kendall_tau,
+    sample_quality_data,
+)
 from adasr.space import SearchSpace
 
 TINY = SearchSpace.named("tiny")

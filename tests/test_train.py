@@ -106,7 +106,8 @@ def test_config_validation_and_json_roundtrip():
 
 
 def test_same_seed_same_weights_different_seed_differs(tmp_path, small_pairs):
-    runs = [Trainer(_cfg(steps=3, seed=s), tmp_path / f"r{i}", train_pairs=small_pairs) for i, s in enumerate((1, 1, 2))]
+    runs = [Trainer(_cfg(steps=3, seed=s), tmp_path / f"r{i}", train_pairs=small_pairs)
+            for i, s in enumerate((1, 1, 2))]
     for r in runs:
         r.run()
     w = [_weights(r.model) for r in runs]
@@ -128,7 +129,8 @@ def test_supernet_sandwich_and_progressive_phases_train_and_resume(tmp_path, sma
     largest = trainer.model.space.largest()
     assert subnets[0] == largest and len(subnets) == 4
     for s in subnets:
-        assert (s.width, s.depth, s.blocks, s.upsampler) == (largest.width, largest.depth, largest.blocks, largest.upsampler)
+        assert (s.width, s.depth, s.blocks, s.upsampler) == (largest.width, largest.depth, largest.blocks,
+                                                             largest.upsampler)
     assert any(s.kernel != largest.kernel for s in subnets)
     trainer.run()
     assert {"psnr", "psnr_min"} <= set(trainer.state.history[-1])

@@ -13,7 +13,6 @@ from adasr.errors import ConfigError, InputError, OutputError
 from adasr.video import VideoWriter, available_codecs, codec_for_suffix, is_video_path, probe, read_frames
 
 
-
 @pytest.fixture(scope="module")
 def clips(data_root: Path) -> Path:
     return data_root / "video"

@@ -71,7 +71,14 @@ def search_dlsr(
 
 def run_search_dlsr(cfg: Any, out_dir: Path, *, resume: bool, device: str, max_minutes: float | None,
                     plot: bool, quiet: bool) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from adasr.nn.cost import count_params
     from adasr.nn.registry import build_model

@@ -152,9 +152,8 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
 
     from adasr._atomic import check_not_input, check_writable
     from adasr.runtime.player import play
-    from adasr.video import codec_for_suffix, probe
-
     from adasr.stream.player import is_stream_path
+    from adasr.video import codec_for_suffix, probe
 
     stream = is_stream_path(video)
     if not stream and not video.is_file():

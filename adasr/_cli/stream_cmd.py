@@ -13,7 +13,6 @@ from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError, InputError
 
 
-
 def _crop(text: str | None) -> tuple[int, int] | None:
     return None if text is None else parse_size(text, "--crop", minimum=16)
 

@@ -30,7 +30,8 @@ Measurement rules (what the numbers mean):
   has samples even when its policy never switched; p50/p99 pool both (counts reported apart).
 - Memory: ``resident_bytes`` is `runner.resident_bytes()` (parameters and buffers of what the
   runner keeps loaded) at the end of the run; ``resident_bytes_max`` the largest value seen over
-  the switch probe (differs only for "static", which holds one level at a time). ``peak_rss_bytes`` is this process's peak RSS (psutil, sampled every
+  the switch probe (differs only for "static", which holds one level at a time).
+  ``peak_rss_bytes`` is this process's peak RSS (psutil, sampled every
   `rss_interval_s` by a small thread) from just before the runner is built to the end of its run;
   it includes the shared interpreter, torch, the decoded frames and allocator caches left by
   earlier runners, so only differences between runners mean something (``rss_before_bytes`` is the

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,14 @@ import torch
 from adasr.errors import ConfigError
 from adasr.metrics import bd_psnr, bd_rate, ssim_y
 from adasr.stream.adapt import AdaptConfig
-from adasr.stream.encoder import (EncodeSettings, build_model_stream, downsample, encode_content, initial_model,
-                                  load_clip)
+from adasr.stream.encoder import (
+    EncodeSettings,
+    build_model_stream,
+    downsample,
+    encode_content,
+    initial_model,
+    load_clip,
+)
 
 Progress = Callable[[str, int, int], None]
 ANCHOR = "HR H.265 slow"
@@ -288,7 +294,8 @@ def run_codec_bench(videos: Sequence[Path], out_dir: Path, cfg: CodecBenchConfig
     clips = []
     for video in videos:
         clips.append(bench_clip(Path(video), cfg, on_progress))
-        result = {"config": _cfg_dict(cfg), "device": str(torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")),
+        device = torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
+        result = {"config": _cfg_dict(cfg), "device": str(device),
                   "threads": torch.get_num_threads(), "clips": clips, "wall_s": time.perf_counter() - started}
         write_json(out_dir / "codec.json", result)  # after every clip: a long run keeps what it has
     _plots(result, out_dir)
@@ -353,7 +360,8 @@ def _plots(result: dict[str, Any], out_dir: Path) -> None:
         etas = sorted({p["eta"] for p in sw["strategy"]})
         width = 0.8 / max(1, len(etas))
         for j, e in enumerate(etas):
-            vals = [next(p["psnr"] - sw["no_adaptation"]["psnr"] for p in sw["strategy"] if p["eta"] == e and p["strategy"] == s)
+            vals = [next(p["psnr"] - sw["no_adaptation"]["psnr"] for p in sw["strategy"]
+                         if p["eta"] == e and p["strategy"] == s)
                     for s in strategies]
             ax.bar(np.arange(len(strategies)) + j * width, vals, width, label=f"eta {e * 100:g}%")
         ax.set_xticks(np.arange(len(strategies)) + width * (len(etas) - 1) / 2, strategies, rotation=20)
@@ -378,13 +386,15 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             else:
                 lines.append(f"  {name:<26} BD-rate {bd['bd_rate']:+7.1f} %  BD-PSNR {bd['bd_psnr']:+.2f} dB")
         d = clip["default_stream"]
-        lines.append(f"  adasr stream: model {d['model_kbps_mean']:.1f} kbps (updates {d['model_delta_kbps_mean']:.1f}), "
+        lines.append(f"  adasr stream: model {d['model_kbps_mean']:.1f} kbps "
+                     f"(updates {d['model_delta_kbps_mean']:.1f}), "
                      f"encode {d['realtime_factor_mean']:.2f}x real time (wall), "
                      f"{d['realtime_factor_cpu_mean']:.2f}x (CPU time)")
         if "sweeps" in clip:
             base = clip["sweeps"]["no_adaptation"]["psnr"]
             for p in clip["sweeps"]["strategy"]:
-                lines.append(f"  eta {p['eta'] * 100:4g}% {p['strategy']:<11} {p['psnr']:.2f} dB ({p['psnr'] - base:+.2f})")
+                lines.append(f"  eta {p['eta'] * 100:4g}% {p['strategy']:<11} {p['psnr']:.2f} dB "
+                             f"({p['psnr'] - base:+.2f})")
         if "package" in clip:
             pk = clip["package"]
             gains = ", ".join(f"{g:+.2f}" for g in pk["gain"])

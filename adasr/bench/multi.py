@@ -25,7 +25,8 @@ SCHEMA_VERSION = 1
 
 
 def run_multi(package_path: str | os.PathLike[str], videos: Sequence[str | os.PathLike[str]],
-              targets: Sequence[float], *, seconds: float = 15.0, modes: Sequence[str] = ("joint", "independent", "fixed"),
+              targets: Sequence[float], *, seconds: float = 15.0,
+              modes: Sequence[str] = ("joint", "independent", "fixed"),
               out_dir: str | os.PathLike[str], max_video_frames: int = 24, psnr_frames: int = 3,
               start_level: int | None = None) -> dict[str, Any]:
     """See the module doc. start_level: where every workload starts (default: the middle level;

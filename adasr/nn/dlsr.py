@@ -254,7 +254,8 @@ class Genotype:
         if data.get("kind") != GENOTYPE_KIND:
             raise bad(f"kind must be {GENOTYPE_KIND!r}, got {str(data.get('kind'))[:40]!r}")
         if data.get("schema_version") != GENOTYPE_SCHEMA or not is_int(data.get("schema_version")):
-            raise bad(f"schema_version {str(data.get('schema_version'))[:20]!r} is not supported (this adasr reads {GENOTYPE_SCHEMA})")
+            raise bad(f"schema_version {str(data.get('schema_version'))[:20]!r} is not supported "
+                      f"(this adasr reads {GENOTYPE_SCHEMA})")
         unknown = sorted(str(k)[:30] for k in set(data) - _GENOTYPE_KEYS)
         if unknown:
             raise bad(f"unknown field(s) {', '.join(unknown[:3])}")

@@ -26,7 +26,6 @@ from torch.nn import functional as F
 
 from adasr.spec import KINDS, SlotSpec, Use, conv_use, use_cost  # noqa: F401 - re-exported (torch-free spec)
 
-
 # -- static layers ------------------------------------------------------------------------------
 
 def static_layer(use: Use) -> nn.Module:

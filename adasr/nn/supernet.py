@@ -39,8 +39,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from adasr.errors import ConfigError
-from adasr.nn.blocks import BlockType, BlockVariant, Dims, block_type, input_hw, parse_token
-from adasr.nn.elastic import Plan, SlotSpec, Use, conv_use, elastic_op, static_layer, use_cost
+from adasr.nn.blocks import BlockType, BlockVariant, Dims, block_type, parse_token
+from adasr.nn.elastic import Plan, SlotSpec, Use, conv_use, elastic_op, static_layer
 from adasr.nn.registry import register_model
 from adasr.space import SearchSpace, SubnetConfig
 from adasr.spec import (  # noqa: F401 - re-exported: layout and cost are torch-free (adasr.spec)
@@ -52,7 +52,6 @@ from adasr.spec import (  # noqa: F401 - re-exported: layout and cost are torch-
     subnet_cost,
     upsampler_use,
 )
-
 
 # -- running a network (the one forward both the supernet and static sub-networks use) ------------
 

@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -304,7 +304,7 @@ def profile_package(package: Package, levels: Sequence[float] = (0.0, 0.5), repe
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
         "threads": n, "thread_rule": thread_rule, "lr_hw": list(lr_hw),
         "channels_last": bool(dev.type == "cpu" if channels_last is None else channels_last),
-        "repeats": repeats, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "repeats": repeats, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "levels": out_levels, "latency_table": None if lut is None else lut.to_dict(),
     }
 
@@ -322,7 +322,7 @@ def check_profile(profile: Any, source: str) -> dict[str, Any]:
     for name, entry in levels.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("measured"), dict):
             raise ConfigError(f"{source}: profile level {name!r} has no 'measured' object")
-        for cid, sample in entry["measured"].items():
+        for sample in entry["measured"].values():
             LatencySample.from_dict(sample)
     table = profile.get("latency_table")
     if table is not None:

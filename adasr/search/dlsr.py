@@ -39,8 +39,8 @@ from adasr._jsonfile import write_json
 from adasr.data.datasets import PatchSampler, SRPair, load_pairs
 from adasr.errors import ConfigError, InputError, ModelError
 from adasr.nn.dlsr import OPS, DLSRSearchNet, Genotype
-from adasr.train.losses import hfen_loss
 from adasr.train.loop import TrainingInterrupted, pick_device, step_generator
+from adasr.train.losses import hfen_loss
 
 CHECKPOINT = "checkpoint.safetensors"
 GENOTYPE = "genotype.json"
@@ -96,7 +96,8 @@ class DLSRSearchConfig:
             (self.batch_size >= 1 and self.steps >= 1, "batch_size and steps must be positive"),
             (0 <= self.warmup_steps, f"warmup_steps must be non-negative, got {self.warmup_steps}"),
             (self.lr > 0 and self.arch_lr > 0, "learning rates must be positive"),
-            (len(self.arch_betas) == 2 and all(0 <= b < 1 for b in self.arch_betas), "arch_betas must be two values in [0, 1)"),
+            (len(self.arch_betas) == 2 and all(0 <= b < 1 for b in self.arch_betas),
+             "arch_betas must be two values in [0, 1)"),
             (min(self.lam, self.l1_weight, self.mu, self.gamma, self.weight_decay, self.arch_weight_decay) >= 0,
              "loss weights and weight decays must be non-negative"),
             (self.l1_weight + self.mu + self.gamma > 0, "the loss needs at least one positive weight"),

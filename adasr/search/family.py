@@ -500,7 +500,7 @@ def _ofa(book: _Book, rng: random.Random, p: dict[str, Any]) -> list[str]:
         breeders = [book.configs[i] for i in pop[:n_parents]]
         n_mutate = round(mutation_ratio * population)
         children: list[str] = []
-        for k in range(population * 10):  # bounded draws for distinct new children
+        for _ in range(population * 10):  # bounded draws for distinct new children
             if len(children) >= population:
                 break
             if len(children) < n_mutate:

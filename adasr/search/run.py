@@ -19,7 +19,8 @@ from adasr.errors import ConfigError
 from adasr.search.protocols import Progress, level_name
 
 
-def _baseline_points(paths: Sequence[Path], evaluator, lr_hw, scale: int, repeats: int, threads: int | None) -> list[dict]:
+def _baseline_points(paths: Sequence[Path], evaluator, lr_hw, scale: int, repeats: int,
+                     threads: int | None) -> list[dict]:
     from adasr.modelfile import load_model
     from adasr.nn.registry import build_model
     from adasr.runtime.profile import measure_latency
@@ -116,7 +117,8 @@ def run_search(model_path: Path, out: Path, *, strategy: str = "ofa", val: str =
             report["table_median_rel_error"] = median_abs_error(cost_model, family.configs, measured, relative=True)
         if predictor_samples:
             report["predictor"] = _predictor_tau(evaluator, space, predictor_samples, seed, progress)
-        points = _baseline_points(list(baselines), evaluator, lr_hw, space.scale, repeats, threads) if plot or baselines else []
+        points = (_baseline_points(list(baselines), evaluator, lr_hw, space.scale, repeats, threads)
+                  if plot or baselines else [])
     report["baselines"] = points
     report["levels"] = [{"config": lv.config.id, "psnr": lv.psnr, "params": lv.params, "macs": lv.macs,
                          "fps": {name: 1.0 / s for name, s in (lv.measured_s or {}).items()},

@@ -336,7 +336,8 @@ class ModelState:
         self._load()
 
     @classmethod
-    def from_full(cls, record: bytes, device: str | torch.device = "cpu", what: str = "full model record") -> ModelState:
+    def from_full(cls, record: bytes, device: str | torch.device = "cpu",
+                  what: str = "full model record") -> ModelState:
         from adasr.modelfile import ModelSpec
         from adasr.nn.registry import build_for_weights
         from adasr.stream import model as _srvc  # noqa: F401  (registers the SRVC architecture)

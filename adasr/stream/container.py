@@ -24,8 +24,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from adasr._atomic import (MAX_MANIFEST_BYTES, atomic_folder, atomic_path, check_replaceable, check_writable,
-                           owned_folder_reason)
+from adasr._atomic import (
+    MAX_MANIFEST_BYTES,
+    atomic_folder,
+    atomic_path,
+    check_replaceable,
+    check_writable,
+    owned_folder_reason,
+)
 from adasr.errors import InputError, ModelError, OutputError
 from adasr.safepath import check_name, confined_file, read_confined
 

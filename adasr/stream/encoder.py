@@ -101,7 +101,8 @@ def downsample(hr: np.ndarray, scale: int) -> np.ndarray:
     return out
 
 
-def encode_content(frames: np.ndarray, fps: Fraction, codec: str, crf: int, preset: str | None) -> tuple[bytes, np.ndarray]:
+def encode_content(frames: np.ndarray, fps: Fraction, codec: str, crf: int,
+                   preset: str | None) -> tuple[bytes, np.ndarray]:
     """Encode frames to MP4 with `codec`; return (file bytes, frames decoded back from them)."""
     from adasr.video import VideoWriter, read_frames
 
@@ -149,7 +150,8 @@ def initial_model(settings: EncodeSettings) -> tuple[torch.nn.Module, dict[str, 
         with torch.random.fork_rng():
             torch.manual_seed(settings.adapt.seed)
             model = build_model("srvc", scale=settings.scale)
-        return model, {"arch": "srvc", "args": {"scale": settings.scale}, "scale": settings.scale}, None, {"model": "srvc"}
+        spec = {"arch": "srvc", "args": {"scale": settings.scale}, "scale": settings.scale}
+        return model, spec, None, {"model": "srvc"}
     path = Path(name)
     if not path.exists():
         raise InputError(f"model not found: {name} (use generic, srvc, a model file or a package)")
@@ -164,7 +166,8 @@ def initial_model(settings: EncodeSettings) -> tuple[torch.nn.Module, dict[str, 
             try:
                 levels = [levels[int(i)] for i in settings.levels.split(",")]
             except (ValueError, IndexError):
-                raise ConfigError(f"--levels wants 'all' or indices below {len(levels)}, got {settings.levels!r}") from None
+                raise ConfigError(f"--levels wants 'all' or indices below {len(levels)}, "
+                                  f"got {settings.levels!r}") from None
         spec = {"arch": "supernet", "args": {"space": pkg.space.to_dict()}, "scale": pkg.scale}
         return pkg.supernet, spec, levels, {"model": "package", "levels": [c.id for c in levels]}
     model, spec = load_model(path)

@@ -58,8 +58,9 @@ class _ModelRunner:
         self.model, self.levels, self.level, self.switch_latencies = model, [_OneLevel(name)], 0, []
 
     def process(self, frame: np.ndarray) -> np.ndarray:
-        from adasr.runtime.engine import frame_to_tensor, tensor_to_frame
         import torch
+
+        from adasr.runtime.engine import frame_to_tensor, tensor_to_frame
 
         with torch.inference_mode():
             return tensor_to_frame(self.model(frame_to_tensor(frame)))

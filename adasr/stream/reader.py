@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from adasr.errors import ConfigError, InputError, ModelError
+from adasr.errors import ConfigError, ModelError
 from adasr.stream.codec import ModelState
 from adasr.stream.container import StreamFile
-
 
 MAX_SIDE = 16384  # pixels of a frame side (HR or LR)
 MAX_FRAMES = 10_000_000
@@ -146,10 +145,9 @@ def decode_stream(stream: str | os.PathLike[str], out: str | os.PathLike[str], *
                   codec: str = "h264", crf: int = 18, preset: str | None = None, device: str = "cpu",
                   max_frames: int | None = None, on_frame=None) -> DecodeSummary:
     """Decode a stream to an HR video file: content frames super-resolved by the streamed model."""
+    from adasr._atomic import check_not_input, check_writable
     from adasr.upscale import sr_array
     from adasr.video import VideoWriter, codec_for_suffix
-
-    from adasr._atomic import check_not_input, check_writable
 
     codec_for_suffix(out, codec)
     check_writable(out)

@@ -33,8 +33,8 @@ from adasr.data.datasets import PatchSampler, SRPair, load_pairs
 from adasr.errors import AdasrError, ConfigError, InputError, ModelError
 from adasr.evaluation import evaluate
 from adasr.modelfile import ModelSpec, non_finite, save_model
-from adasr.package import tensors_sha256
 from adasr.nn.registry import build_model
+from adasr.package import tensors_sha256
 from adasr.train.config import TrainConfig
 from adasr.train.losses import SRLoss
 from adasr.train.sampling import step_subnets, validation_subnets
@@ -305,7 +305,8 @@ def _read(path: Path, with_tensors: bool) -> tuple[dict[str, Any], dict[str, tor
         if not isinstance(meta, dict):
             raise ValueError("header is not a JSON object")
     except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"{path}: damaged checkpoint ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"{path}: damaged checkpoint ({first})") from None
     return meta, tensors
 
 
