@@ -340,7 +340,6 @@ class ModelState:
                   what: str = "full model record") -> ModelState:
         from adasr.modelfile import ModelSpec
         from adasr.nn.registry import build_for_weights
-        from adasr.stream import model as _srvc  # noqa: F401  (registers the SRVC architecture)
 
         info, decoded = read_record(record, what)
         if info.kind != "full":

@@ -140,7 +140,6 @@ def initial_model(settings: EncodeSettings) -> tuple[torch.nn.Module, dict[str, 
     from adasr.modelfile import load_model
     from adasr.nn.registry import build_model
     from adasr.paths import bundled_model
-    from adasr.stream import model as _srvc  # noqa: F401
 
     name = settings.model
     if name == "generic":
