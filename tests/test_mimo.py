@@ -315,3 +315,17 @@ def test_cli_bad_inputs_are_one_line_errors(monkeypatch, capsys, tmp_path, args,
     code, _, err = run_cli(monkeypatch, capsys, "mimo", *args)
     one_line_error(code, err, exit_code, word)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_oampnet_is_exact_without_noise_and_round_trips(tmp_path):
+    mod = constellation("qam16")
+    net = M.build("oampnet", 4, 8, layers=4)
+    assert sum(p.numel() for p in net.parameters()) == 2 * 4
+    g = torch.Generator().manual_seed(12)
+    for hr in _channels(kind="corr", n=3, rho=0.6):
+        x = mod.sample((40, 8), generator=g)
+        assert ser(M.detect(net, apply(hr, x), hr, torch.full((40,), 1e-6), mod), x, mod) == 0.0
+    losses = M.train_offline(net, mod, 6.0, 10.0, 3, batch=50, seed=0)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    back, meta = M.load(M.save(net, tmp_path / "o.safetensors", mod))
+    assert meta["kind"] == "oampnet" and torch.equal(back.gamma, net.gamma)

@@ -94,7 +94,7 @@ def bench_cmd(
     antennas: AntennasOpt = 64,
     mod: ModOpt = "qam16",
     snr: Annotated[str, typer.Option("--snr", help="SNRs in dB: 8,10,12 or START:STOP:STEP.")] = "8,10,12",
-    detectors: Annotated[str, typer.Option("--detectors", help="Comma list of zf, mmse, vblast, amp, kbest, ep (Sionna), mmnet-iid, mmnet.")] = "zf,mmse,vblast,amp",
+    detectors: Annotated[str, typer.Option("--detectors", help="Comma list of zf, mmse, vblast, amp, kbest, ep (Sionna), oampnet, mmnet-iid, mmnet.")] = "zf,mmse,vblast,amp",
     steps: StepsOpt = 4,
     carriers: CarriersOpt = 1,
     rho: RhoOpt = 0.7,
@@ -108,7 +108,7 @@ def bench_cmd(
     time_iters: Annotated[Optional[int], typer.Option("--time-iters", help="MMNet online: iterations on the first subcarrier of later time steps (default: --first, as Algorithm 1).")] = None,
     warm: Annotated[bool, typer.Option("--warm/--cold", help="MMNet online: start each channel from the previous one's weights (--cold re-initialises).")] = True,
     init: Annotated[str, typer.Option("--init", help="MMNet initial weights: random (Algorithm 1) or mf (matched filter of the first channel).")] = "random",
-    iid_steps: Annotated[int, typer.Option("--iid-steps", help="MMNet-iid: offline training steps on fresh i.i.d. channels.")] = 1000,
+    iid_steps: Annotated[int, typer.Option("--iid-steps", help="MMNet-iid and OAMPNet: offline training steps (OAMPNet on a non-iid set trains on the set's channels).")] = 1000,
     iid_model: Annotated[Optional[Path], typer.Option("--iid-model", help="MMNet-iid checkpoint from `adasr mimo train` instead of training here.")] = None,
     layers: Annotated[int, typer.Option("--layers", help="MMNet layers.")] = 10,
     batch: Annotated[int, typer.Option("--batch", help="MMNet training batch.")] = 500,
@@ -169,13 +169,13 @@ def bench_cmd(
 @mimo_app.command("train")
 def train_cmd(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.safetensors; a .json training log beside it).")],
-    kind: Annotated[str, typer.Option("--kind", help="mmnet-iid (offline, fresh i.i.d. channels) or mmnet (online over a channel set, Algorithm 1).")] = "mmnet-iid",
+    kind: Annotated[str, typer.Option("--kind", help="mmnet-iid or oampnet (offline) or mmnet (online over a channel set, Algorithm 1).")] = "mmnet-iid",
     channel: ChannelOpt = "iid",
     users: UsersOpt = 16,
     antennas: AntennasOpt = 64,
     mod: ModOpt = "qam16",
     snr: Annotated[str, typer.Option("--snr", help="Training SNR interval LOW,HIGH in dB (sampled uniformly per vector).")] = "8,12",
-    steps: Annotated[int, typer.Option("--steps", help="mmnet-iid: training steps; mmnet: time steps T of a generated channel set.")] = 1000,
+    steps: Annotated[int, typer.Option("--steps", help="mmnet-iid/oampnet: training steps; mmnet: time steps T of a generated channel set.")] = 1000,
     carriers: CarriersOpt = 1,
     rho: RhoOpt = 0.7,
     rho_t: RhoTOpt = 0.0,
@@ -208,7 +208,7 @@ def train_cmd(
     if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
         raise ConfigError(f"--snr wants the interval LOW,HIGH with LOW <= HIGH, got {snr!r}")
     if kind not in M.KINDS:
-        raise ConfigError(f"--kind must be mmnet-iid or mmnet, got {kind!r}")
+        raise ConfigError(f"--kind must be mmnet-iid, oampnet or mmnet, got {kind!r}")
     if init not in ("random", "mf"):
         raise ConfigError(f"--init must be random or mf, got {init!r}")
     if out_path.suffix != ".safetensors":
@@ -218,11 +218,17 @@ def train_cmd(
     check_writable(log_path)
     check_not_input([out_path, log_path], [file])
     dev = B.resolve_device(device)
-    if kind == "mmnet-iid":
-        if channel != "iid" or file is not None:
+    if kind in ("mmnet-iid", "oampnet"):
+        if kind == "mmnet-iid" and (channel != "iid" or file is not None):
             raise ConfigError("mmnet-iid trains on fresh i.i.d. channels; drop --channel/--channels")
-        net = M.MMNet("mmnet-iid", users, antennas, layers)
-        losses = M.train_offline(net, modc, lo_hi[0], lo_hi[1], steps, batch=batch, lr=lr, seed=seed, device=dev)
+        pool = None
+        if channel != "iid" or file is not None:  # oampnet on a set: draw its channels
+            cs = _channels(channel, users, antennas, 1, carriers, seed, rho, rho_t, rho_f,
+                           file, "cpu")
+            pool = cs.flat()
+        net = M.build(kind, users, antennas, layers)
+        losses = M.train_offline(net, modc, lo_hi[0], lo_hi[1], steps, batch=batch, lr=lr, seed=seed, device=dev,
+                                 pool=pool)
         log = dict(kind=kind, steps=steps, batch=batch, lr=lr, snr=lo_hi, first_loss=losses[0], last_loss=losses[-1],
                    losses=losses[:: max(1, len(losses) // 200)])
     else:
@@ -235,7 +241,7 @@ def train_cmd(
                    last_loss=res.last_loss, index=res.index)
     M.save(net, out_path, modc, extra=dict(snr=lo_hi, seed=seed))
     write_bytes_atomic(log_path, (json.dumps(log, indent=2) + "\n").encode())
-    last = log["last_loss"] if kind == "mmnet-iid" else log["last_loss"][-1]
+    last = log["last_loss"] if kind != "mmnet" else log["last_loss"][-1]
     out.print(f"wrote {out_path} (final loss {last:.4f}) and {log_path}")
 
 

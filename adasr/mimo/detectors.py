@@ -36,17 +36,23 @@ def zf(y, hr, sigma2, mod):
     return mod.quantize(z)
 
 
-def mmse_estimate(y, hr, sigma2):
-    """(H^T H + sigma^2 I)^-1 H^T y (unit symbol energy; real and complex forms agree)."""
+def mmse_estimate(y, hr, sigma2, unbiased: bool = True):
+    """(H^T H + sigma^2 I)^-1 H^T y (unit symbol energy; real and complex forms agree), divided
+    per coordinate by its gain diag((H^T H + sigma^2 I)^-1 H^T H) when `unbiased`: the plain LMMSE
+    estimate shrinks towards 0, which moves the outer points of QAM16/64 across decision lines."""
     h = _batched(hr, y.shape[0])
     gram = h.transpose(-2, -1) @ h
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-    rhs = apply_t(hr, y).unsqueeze(-1)
-    return torch.linalg.solve(gram + sigma2.view(-1, 1, 1) * eye, rhs).squeeze(-1)
+    rhs = torch.cat([apply_t(hr, y).unsqueeze(-1), gram], -1)
+    sol = torch.linalg.solve(gram + sigma2.view(-1, 1, 1) * eye, rhs)
+    z = sol[..., 0]
+    if unbiased:
+        z = z / torch.diagonal(sol[..., 1:], dim1=-2, dim2=-1).clamp_min(1e-12)
+    return z
 
 
 def mmse(y, hr, sigma2, mod):
-    """Linear MMSE, then the nearest constellation point."""
+    """Linear MMSE (bias removed per stream), then the nearest constellation point."""
     return mod.quantize(mmse_estimate(y, hr, sigma2))
 
 

@@ -31,15 +31,15 @@ from adasr.mimo.problem import (Constellation, apply, apply_t, constellation, ga
                                 to_real_matrix)
 
 SCHEMA = "adasr-mimo-mmnet/1"
-KINDS = ("mmnet-iid", "mmnet")
+KINDS = ("mmnet-iid", "mmnet", "oampnet")
 
 
 class MMNet(nn.Module):
     def __init__(self, kind: str, users: int, antennas: int, layers: int = 10, init_std: float = 0.01,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
-        if kind not in KINDS:
-            raise ConfigError(f"unknown MMNet kind {kind!r}; choose mmnet-iid or mmnet")
+        if kind not in KINDS[:2]:
+            raise ConfigError(f"unknown MMNet kind {kind!r}; choose mmnet-iid, mmnet or oampnet")
         if not 1 <= layers <= 100:
             raise ConfigError(f"--layers must be 1 to 100, got {layers}")
         self.kind, self.users, self.antennas, self.layers = kind, users, antennas, layers
@@ -94,12 +94,65 @@ class MMNet(nn.Module):
         return outs
 
 
+class OAMPNet(nn.Module):
+    """OAMPNet (He et al., Eq. 3.10): OAMP's LMMSE-like linear step with a learned step gain
+    gamma_t and a learned scale theta_t of the denoiser's noise variance, 2 parameters a layer.
+    Per layer and vector: v_t^2 = [||y - H x||^2 - Nr sigma^2]_+ / tr(H^T H) (floored),
+    W_t = 2Nt / tr(W^ H) * W^, W^ = v^2 H^T (v^2 H H^T + sigma^2/2 I)^-1, z = x + gamma W (y - H x),
+    tau^2 = tr(C C^T) v^2 / (2Nt) + theta^2 tr(W W^T) sigma^2/2 / (2Nt) with C = I - gamma W H."""
+
+    def __init__(self, kind: str, users: int, antennas: int, layers: int = 10, **_: Any) -> None:
+        super().__init__()
+        if not 1 <= layers <= 100:
+            raise ConfigError(f"--layers must be 1 to 100, got {layers}")
+        self.kind, self.users, self.antennas, self.layers = "oampnet", users, antennas, layers
+        self.gamma = nn.Parameter(torch.ones(layers))
+        self.theta = nn.Parameter(torch.ones(layers))
+
+    def config(self) -> dict[str, Any]:
+        return dict(kind=self.kind, users=self.users, antennas=self.antennas, layers=self.layers)
+
+    def forward(self, y, hr, sigma2, mod):
+        nr2, nt2 = hr.shape[-2], hr.shape[-1]
+        if (nt2 // 2, nr2 // 2) != (self.users, self.antennas):
+            raise ModelError(f"this OAMPNet is for {self.users} users x {self.antennas} antennas, "
+                             f"not {nt2 // 2} x {nr2 // 2}")
+        b = y.shape[0]
+        h = hr.expand(b, *hr.shape) if hr.dim() == 2 else hr
+        ht = h.transpose(-2, -1)
+        hht = h @ ht
+        tr_hth = h.pow(2).sum((-2, -1))
+        s = (sigma2 / 2).view(-1, 1, 1)
+        eye_r = torch.eye(nr2, dtype=y.dtype, device=y.device)
+        eye_t = torch.eye(nt2, dtype=y.dtype, device=y.device)
+        x = torch.zeros(b, nt2, dtype=y.dtype, device=y.device)
+        outs = []
+        for t in range(self.layers):
+            r = y - apply(hr, x)
+            v2 = ((r.pow(2).sum(-1) - nr2 * s.view(-1)) / tr_hth).clamp_min(1e-9).view(-1, 1, 1)
+            w_hat = v2 * ht @ torch.linalg.inv(v2 * hht + s * eye_r)
+            w = (nt2 / torch.diagonal(w_hat @ h, dim1=-2, dim2=-1).sum(-1)).view(-1, 1, 1) * w_hat
+            z = x + self.gamma[t] * torch.einsum("bij,bj->bi", w, r)
+            c = eye_t - self.gamma[t] * w @ h
+            tau2 = (c.pow(2).sum((-2, -1)) * v2.view(-1)
+                    + self.theta[t].pow(2) * w.pow(2).sum((-2, -1)) * s.view(-1)) / nt2
+            x, _ = gaussian_denoiser(z, tau2.view(-1, 1).clamp_min(1e-9), mod)
+            outs.append(x)
+        return outs
+
+
+def build(kind: str, users: int, antennas: int, layers: int = 10, generator=None) -> nn.Module:
+    if kind == "oampnet":
+        return OAMPNet(kind, users, antennas, layers)
+    return MMNet(kind, users, antennas, layers, generator=generator)
+
+
 def loss_fn(outs: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Eq. 3.15: the mean over layers of ||x_t - x||^2 (averaged over the batch)."""
     return torch.stack([(o - x).pow(2).sum(-1).mean() for o in outs]).mean()
 
 
-def detect(model: MMNet, y, hr, sigma2, mod) -> torch.Tensor:
+def detect(model: nn.Module, y, hr, sigma2, mod) -> torch.Tensor:
     with torch.no_grad():
         return mod.quantize(model(y, hr, sigma2, mod)[-1])
 
@@ -121,7 +174,7 @@ def _check_snr_range(snr_lo: float, snr_hi: float) -> None:
         raise ConfigError(f"training SNR range must be LOW <= HIGH (dB), got {snr_lo:g}..{snr_hi:g}")
 
 
-def train_offline(model: MMNet, mod: Constellation, snr_lo: float, snr_hi: float, steps: int, batch: int = 500,
+def train_offline(model: nn.Module, mod: Constellation, snr_lo: float, snr_hi: float, steps: int, batch: int = 500,
                   lr: float = 1e-3, seed: int = 0, device: str = "cpu", channel: str = "iid",
                   pool: torch.Tensor | None = None, progress=None) -> list[float]:
     """Train on a fresh i.i.d. channel per sample every step (the thesis's MMNet-iid recipe), or
@@ -246,7 +299,7 @@ def load(path: str | Path, device: str = "cpu") -> tuple[MMNet, dict[str, Any]]:
     if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
         raise ModelError(f"{path} is not an adasr MMNet checkpoint (schema {SCHEMA} missing)")
     try:
-        model = MMNet(meta["kind"], int(meta["users"]), int(meta["antennas"]), int(meta["layers"]))
+        model = build(meta["kind"], int(meta["users"]), int(meta["antennas"]), int(meta["layers"]))
         model.load_state_dict(tensors)
         constellation(meta["modulation"])
     except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as exc:
