@@ -260,7 +260,7 @@ def test_cli_bench_writes_json_and_png(monkeypatch, capsys, tmp_path):
     out = tmp_path / "r.json"
     code, text, err = run_cli(monkeypatch, capsys, "mimo", "bench", "--users", "4", "--antennas", "8", "--mod", "qam4",
                               "--snr", "0,10", "--detectors", "zf,mmse,mmnet", "--steps", "1", "--carriers", "2",
-                              "--samples", "100", "--first", "20", "--next", "2", "--batch", "50", "--layers", "2",
+                              "--samples", "100", "--first", "20", "--next", "2", "--next-lr", "5e-3", "--batch", "50", "--layers", "2",
                               "--device", "cpu", "--json", str(out))
     assert code == 0, err
     report = json.loads(out.read_text())
@@ -329,3 +329,12 @@ def test_oampnet_is_exact_without_noise_and_round_trips(tmp_path):
     assert all(torch.isfinite(torch.tensor(losses)))
     back, meta = M.load(M.save(net, tmp_path / "o.safetensors", mod))
     assert meta["kind"] == "oampnet" and torch.equal(back.gamma, net.gamma)
+
+
+def test_next_lr_sets_the_step_size_after_the_first_channel():
+    mod = constellation("qam4")
+    cs = C.synthetic("iid", 4, 8, steps=1, carriers=2, seed=8, rho_f=0.9)
+    _, res = M.train_online(cs.h, mod, 8.0, 12.0, first=10, next_iters=5, batch=50, layers=2, next_lr=1e-12)
+    assert all(torch.allclose(a, b, atol=1e-9) for a, b in zip(res.states[0].values(), res.states[1].values()))
+    _, res = M.train_online(cs.h, mod, 8.0, 12.0, first=10, next_iters=5, batch=50, layers=2, next_lr=1e-2)
+    assert any(not torch.allclose(a, b, atol=1e-4) for a, b in zip(res.states[0].values(), res.states[1].values()))

@@ -26,6 +26,7 @@ RANGES.update({
     "time_iters": Range(0, 1_000_000),
     "iid_steps": Range(0, 1_000_000),
     "csi_error": Range(0, 10),
+    "next_lr": Range(0, 10, lo_open=True),
     "rho": Range(0, 1, hi_open=True),
     "rho_t": Range(0, 1, hi_open=True),
     "rho_f": Range(0, 1, hi_open=True),
@@ -108,6 +109,7 @@ def bench_cmd(
     time_iters: Annotated[Optional[int], typer.Option("--time-iters", help="MMNet online: iterations on the first subcarrier of later time steps (default: --first, as Algorithm 1).")] = None,
     warm: Annotated[bool, typer.Option("--warm/--cold", help="MMNet online: start each channel from the previous one's weights (--cold re-initialises).")] = True,
     init: Annotated[str, typer.Option("--init", help="MMNet initial weights: random (Algorithm 1) or mf (matched filter of the first channel).")] = "random",
+    next_lr: Annotated[Optional[float], typer.Option("--next-lr", help="MMNet online: Adam step size after the first channel (default --lr).")] = None,
     iid_steps: Annotated[int, typer.Option("--iid-steps", help="MMNet-iid and OAMPNet: offline training steps (OAMPNet on a non-iid set trains on the set's channels).")] = 1000,
     iid_model: Annotated[Optional[Path], typer.Option("--iid-model", help="MMNet-iid checkpoint from `adasr mimo train` instead of training here.")] = None,
     layers: Annotated[int, typer.Option("--layers", help="MMNet layers.")] = 10,
@@ -148,7 +150,7 @@ def bench_cmd(
     cs = _channels(channel, users, antennas, steps, carriers, seed, rho, rho_t, rho_f, file, "cpu")
     report = B.run(cs, modc, snrs, names, samples=samples, seed=seed, device=dev, csi_error=csi_error, first=first,
                    next_iters=next_iters, time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=warm,
-                   init=init, iid_steps=iid_steps, iid_model=net, log=lambda m: console.print(m, highlight=False))
+                   init=init, next_lr=next_lr, iid_steps=iid_steps, iid_model=net, log=lambda m: console.print(m, highlight=False))
     B.write_json(report, json_path)
     B.plot(report, png_path)
     from rich.table import Table
@@ -186,6 +188,7 @@ def train_cmd(
     time_iters: Annotated[Optional[int], typer.Option("--time-iters", help="mmnet: iterations on the first subcarrier of later time steps (default --first).")] = None,
     warm: Annotated[bool, typer.Option("--warm/--cold", help="mmnet: warm start from the previous channel's weights.")] = True,
     init: Annotated[str, typer.Option("--init", help="mmnet initial weights: random or mf.")] = "random",
+    next_lr: Annotated[Optional[float], typer.Option("--next-lr", help="MMNet online: Adam step size after the first channel (default --lr).")] = None,
     layers: Annotated[int, typer.Option("--layers", help="Layers.")] = 10,
     batch: Annotated[int, typer.Option("--batch", help="Training batch (thesis: 500).")] = 500,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (thesis: 1e-3).")] = 1e-3,
@@ -235,8 +238,8 @@ def train_cmd(
         cs = _channels(channel, users, antennas, steps, carriers, seed, rho, rho_t, rho_f, file, "cpu")
         net, res = M.train_online(cs.h, modc, lo_hi[0], lo_hi[1], first=first, next_iters=next_iters,
                                   time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=warm, seed=seed,
-                                  device=dev, keep_states=False, init=init)
-        log = dict(kind=kind, channel=cs.meta, first=first, next=next_iters, time_iters=time_iters, warm=warm,
+                                  device=dev, keep_states=False, init=init, next_lr=next_lr)
+        log = dict(kind=kind, channel=cs.meta, first=first, next=next_iters, next_lr=next_lr, time_iters=time_iters, warm=warm,
                    init=init, batch=batch, lr=lr, snr=lo_hi, iterations=res.iterations, first_loss=res.first_loss,
                    last_loss=res.last_loss, index=res.index)
     M.save(net, out_path, modc, extra=dict(snr=lo_hi, seed=seed))

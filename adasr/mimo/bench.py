@@ -78,7 +78,7 @@ def _wilson(errors: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[str], *, samples: int = 500,
         seed: int = 0, device: str = "cpu", csi_error: float = 0.0, first: int = 1000, next_iters: int = 8,
         time_iters: int | None = None, batch: int = 500, lr: float = 1e-3, layers: int = 10, warm: bool = True,
-        init: str = "random", iid_steps: int = 1000, iid_model: M.MMNet | None = None,
+        init: str = "random", next_lr: float | None = None, iid_steps: int = 1000, iid_model: M.MMNet | None = None,
         log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure SER per detector per SNR over every channel of `cs`; returns the report dict."""
     log = log or (lambda _m: None)
@@ -159,8 +159,8 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
 
         _, res = M.train_online(h_est, mod, lo, hi, first=first, next_iters=next_iters, time_iters=time_iters,
                                 batch=batch, lr=lr, layers=layers, warm=warm, seed=seed, device=device,
-                                keep_states=False, on_channel=on_channel, init=init)
-        training["mmnet"] = dict(first=first, next=next_iters, time_iters=time_iters, warm=warm, init=init,
+                                keep_states=False, on_channel=on_channel, init=init, next_lr=next_lr)
+        training["mmnet"] = dict(first=first, next=next_iters, time_iters=time_iters, warm=warm, init=init, next_lr=next_lr,
                                  batch=batch, lr=lr, iterations_total=sum(res.iterations),
                                  iterations_per_channel=sum(res.iterations) / max(1, len(res.iterations)),
                                  last_loss=res.last_loss, seconds=time.perf_counter() - t0 - seconds["mmnet"])

@@ -216,11 +216,13 @@ class OnlineResult:
 def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: float, *, first: int = 1000,
                  next_iters: int = 8, time_iters: int | None = None, batch: int = 500, lr: float = 1e-3,
                  layers: int = 10, warm: bool = True, seed: int = 0, device: str = "cpu", keep_states: bool = True,
-                 on_channel=None, model: MMNet | None = None, init: str = "random") -> tuple[MMNet, OnlineResult]:
+                 on_channel=None, model: MMNet | None = None, init: str = "random",
+                 next_lr: float | None = None) -> tuple[MMNet, OnlineResult]:
     """Algorithm 1 over channels h (T, F, Nr, Nt) complex: for each time step n and subcarrier f,
     train `first` (Psi) iterations at f = 0 (`time_iters` instead for n > 0 if given) and
     `next_iters` (Phi) at each next f, starting from the weights of the previous channel
     (warm=False re-initialises the network for every channel, as the public MMNet code does).
+    `next_lr` (default `lr`) is Adam's step size on every channel after the first (warm start).
     `on_channel(n, f, model, hr)` runs after each channel's training (e.g. to measure SER)."""
     _check_snr_range(snr_lo, snr_hi)
     if h.dim() != 4:
@@ -249,6 +251,9 @@ def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: flo
                 iters = first if (n == 0 or time_iters is None or not warm) else time_iters
             else:
                 iters = next_iters if warm else first
+            step = lr if (n, f) == (0, 0) or not warm or next_lr is None else next_lr
+            for group in opt.param_groups:
+                group["lr"] = step
             hr = to_real_matrix(h[n, f]).to(device)
             losses = []
             for _ in range(iters):
