@@ -338,3 +338,14 @@ def test_next_lr_sets_the_step_size_after_the_first_channel():
     assert all(torch.allclose(a, b, atol=1e-9) for a, b in zip(res.states[0].values(), res.states[1].values()))
     _, res = M.train_online(cs.h, mod, 8.0, 12.0, first=10, next_iters=5, batch=50, layers=2, next_lr=1e-2)
     assert any(not torch.allclose(a, b, atol=1e-4) for a, b in zip(res.states[0].values(), res.states[1].values()))
+
+
+def test_uma_channels_from_sionna_are_seeded_and_power_controlled():
+    pytest.importorskip("sionna.phy")
+    a = C.make("uma", 2, 64, steps=1, carriers=3, seed=3)
+    assert a.h.shape == (1, 3, 64, 2) and a.meta["model"] == "uma" and a.meta["seed"] == 3
+    power = a.h.abs().pow(2).sum(-2).mean(1)  # per time step and user, over subcarriers
+    assert torch.allclose(power, torch.ones_like(power), atol=1e-4)
+    assert torch.equal(C.make("uma", 2, 64, steps=1, carriers=3, seed=3).h, a.h)
+    with pytest.raises(ConfigError, match="64 base-station antennas"):
+        C.make("uma", 2, 32)

@@ -103,7 +103,13 @@ def synthetic(kind: str, users: int, antennas: int, steps: int = 1, carriers: in
 
 # -- 3GPP TR 38.901 UMa NLOS (Sionna) ------------------------------------------------------------
 
-def uma(users: int, steps: int = 10, carriers: int = 256, seed: int = 0, carrier_frequency: float = 2.53e9,
+def uma(*args: Any, **kwargs: Any) -> ChannelSet:
+    """`_uma` with the caller's global torch random state left as it was (Sionna reseeds it)."""
+    with torch.random.fork_rng(devices=[]):
+        return _uma(*args, **kwargs)
+
+
+def _uma(users: int, steps: int = 10, carriers: int = 256, seed: int = 0, carrier_frequency: float = 2.53e9,
         bandwidth: float = 20e6, fft_size: int = 1024, speed: float = 1.0, radius: float = 500.0,
         device: str = "cpu") -> ChannelSet:
     """The thesis's set-up as far as Sionna's UMa model allows: one 120-degree sector of radius
@@ -126,7 +132,6 @@ def uma(users: int, steps: int = 10, carriers: int = 256, seed: int = 0, carrier
     if steps < 1:
         raise ConfigError(f"--steps must be at least 1, got {steps}")
     sn_config.seed = seed
-    torch.manual_seed(seed)
     bs = PanelArray(num_rows_per_panel=4, num_cols_per_panel=8, polarization="dual", polarization_type="cross",
                     antenna_pattern="38.901", carrier_frequency=carrier_frequency, device=device)
     ut = PanelArray(num_rows_per_panel=1, num_cols_per_panel=1, polarization="single", polarization_type="V",
