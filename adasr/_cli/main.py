@@ -488,6 +488,10 @@ from adasr._cli.dlsr_cmd import register as _register_dlsr  # noqa: E402  (searc
 
 _register_dlsr(app)
 
+from adasr._cli.mimo_cmd import register as _register_mimo  # noqa: E402  (mimo channels, bench, train)
+
+_register_mimo(app)
+
 
 @bench_app.command("memory")
 def bench_memory(
