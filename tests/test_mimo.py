@@ -15,8 +15,18 @@ from adasr.mimo import channels as C
 from adasr.mimo import detectors as D
 from adasr.mimo import mmnet as M
 from adasr.mimo.bench import snr_at
-from adasr.mimo.problem import (apply, constellation, gaussian_denoiser, noise_var, parse_snrs, ser,
-                                to_complex_vector, to_real_matrix, to_real_vector, transmit)
+from adasr.mimo.problem import (
+    apply,
+    constellation,
+    gaussian_denoiser,
+    noise_var,
+    parse_snrs,
+    ser,
+    to_complex_vector,
+    to_real_matrix,
+    to_real_vector,
+    transmit,
+)
 
 
 def run_cli(monkeypatch, capsys, *args):
@@ -260,7 +270,8 @@ def test_cli_bench_writes_json_and_png(monkeypatch, capsys, tmp_path):
     out = tmp_path / "r.json"
     code, text, err = run_cli(monkeypatch, capsys, "mimo", "bench", "--users", "4", "--antennas", "8", "--mod", "qam4",
                               "--snr", "0,10", "--detectors", "zf,mmse,mmnet", "--steps", "1", "--carriers", "2",
-                              "--samples", "100", "--first", "20", "--next", "2", "--next-lr", "5e-3", "--batch", "50", "--layers", "2",
+                              "--samples", "100", "--first", "20", "--next", "2", "--next-lr", "5e-3", "--batch", "50",
+                              "--layers", "2",
                               "--device", "cpu", "--json", str(out))
     assert code == 0, err
     report = json.loads(out.read_text())

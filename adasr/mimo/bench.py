@@ -160,7 +160,8 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
         _, res = M.train_online(h_est, mod, lo, hi, first=first, next_iters=next_iters, time_iters=time_iters,
                                 batch=batch, lr=lr, layers=layers, warm=warm, seed=seed, device=device,
                                 keep_states=False, on_channel=on_channel, init=init, next_lr=next_lr)
-        training["mmnet"] = dict(first=first, next=next_iters, time_iters=time_iters, warm=warm, init=init, next_lr=next_lr,
+        training["mmnet"] = dict(first=first, next=next_iters, time_iters=time_iters, warm=warm, init=init,
+                                 next_lr=next_lr,
                                  batch=batch, lr=lr, iterations_total=sum(res.iterations),
                                  iterations_per_channel=sum(res.iterations) / max(1, len(res.iterations)),
                                  last_loss=res.last_loss, seconds=time.perf_counter() - t0 - seconds["mmnet"])

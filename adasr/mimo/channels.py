@@ -121,7 +121,7 @@ def _uma(users: int, steps: int = 10, carriers: int = 256, seed: int = 0, carrie
     try:
         from sionna.phy import config as sn_config
         from sionna.phy.channel import cir_to_ofdm_channel, subcarrier_frequencies
-        from sionna.phy.channel.tr38901 import UMa, PanelArray
+        from sionna.phy.channel.tr38901 import PanelArray, UMa
         from sionna.phy.channel.utils import gen_single_sector_topology
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ConfigError(f"the uma channel needs Sionna (pip install sionna-no-rt): {exc}") from None

@@ -14,8 +14,15 @@ from collections.abc import Callable
 import torch
 
 from adasr.errors import ConfigError
-from adasr.mimo.problem import (Constellation, apply, apply_t, gaussian_denoiser, to_complex_matrix,
-                                to_complex_vector, to_real_vector)
+from adasr.mimo.problem import (
+    Constellation,
+    apply,
+    apply_t,
+    gaussian_denoiser,
+    to_complex_matrix,
+    to_complex_vector,
+    to_real_vector,
+)
 
 Detector = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Constellation], torch.Tensor]
 

@@ -8,7 +8,8 @@ MMNet: A_t a free complex Nt x Nr matrix (stored as its real and imaginary parts
 2 Nt (Nr + 1) parameters as in the thesis.
 
 The denoiser's noise variance per real coordinate is
-tau_t^2 = theta2_t / (2Nt) * (||I - A_t H||_F^2 / ||H||_F^2 * [||y - H x_t||^2 - Nr sigma^2]_+ + ||A_t||_F^2 sigma^2 / 2),
+tau_t^2 = theta2_t / (2Nt) * (||I - A_t H||_F^2 / ||H||_F^2 * [||y - H x_t||^2 - Nr sigma^2]_+
+                                 + ||A_t||_F^2 sigma^2 / 2),
 Eq. 3.12/3.14 in the real model; the second term uses the noise variance per real coordinate
 sigma^2 / 2 directly (the thesis divides it by ||H||_F^2 as well; theta2 absorbs either scale).
 """
@@ -27,8 +28,15 @@ from torch import nn
 
 from adasr._atomic import atomic_path
 from adasr.errors import ConfigError, InputError, ModelError
-from adasr.mimo.problem import (Constellation, apply, apply_t, constellation, gaussian_denoiser, noise_var,
-                                to_real_matrix)
+from adasr.mimo.problem import (
+    Constellation,
+    apply,
+    apply_t,
+    constellation,
+    gaussian_denoiser,
+    noise_var,
+    to_real_matrix,
+)
 
 SCHEMA = "adasr-mimo-mmnet/1"
 KINDS = ("mmnet-iid", "mmnet", "oampnet")

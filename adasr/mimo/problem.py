@@ -36,7 +36,7 @@ class Constellation:
         re, im = torch.meshgrid(self.levels, self.levels, indexing="ij")
         return torch.complex(re.reshape(-1), im.reshape(-1))
 
-    def to(self, device: torch.device | str) -> "Constellation":
+    def to(self, device: torch.device | str) -> Constellation:
         return Constellation(self.name, self.order, self.levels.to(device))
 
     def quantize(self, z: torch.Tensor) -> torch.Tensor:
