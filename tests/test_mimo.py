@@ -4,12 +4,10 @@ and the `adasr mimo` commands. Tiny systems (4 users x 8 antennas), CPU, seconds
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
 
-from adasr._cli.main import main
 from adasr.errors import ConfigError, InputError
 from adasr.mimo import channels as C
 from adasr.mimo import detectors as D
@@ -27,17 +25,7 @@ from adasr.mimo.problem import (
     to_real_vector,
     transmit,
 )
-
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["adasr", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+from tests.test_cli import run_cli
 
 
 def one_line_error(code, err, exit_code, *words):
