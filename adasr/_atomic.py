@@ -88,17 +88,22 @@ def remove_stale_parts(folder: Path, prefix: str, suffix: str = "") -> list[Path
     return removed
 
 
-def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Raise OutputError unless `path` can be created (its folder exists and is writable)."""
-    path = Path(path)
+def _check_parent(path: Path) -> Path:
+    """`path`, once its folder is known to exist and be writable (OutputError otherwise)."""
     parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise OutputError(f"output path is a directory: {path}")
     if not parent.is_dir():
         raise OutputError(f"output folder does not exist: {parent}")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output folder is not writable: {parent}")
     return path
+
+
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """Raise OutputError unless `path` can be created (its folder exists and is writable)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"output path is a directory: {path}")
+    return _check_parent(path)
 
 
 @contextlib.contextmanager
@@ -270,12 +275,7 @@ def check_replaceable(path: str | os.PathLike[str], owned: Callable[[Path], str 
             reason = owned(path)
             if reason is not None:
                 raise OutputError(f"refusing to replace {path}: {reason}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"output folder does not exist: {parent}")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"output folder is not writable: {parent}")
-    return path
+    return _check_parent(path)
 
 
 @contextlib.contextmanager
