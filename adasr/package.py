@@ -49,11 +49,11 @@ from adasr._atomic import (
     write_bytes_atomic,
 )
 from adasr.errors import ConfigError, ModelError, OutputError
+from adasr.family import Family
 from adasr.modelfile import refuse_non_finite
 from adasr.nn.registry import build_for_weights
 from adasr.nn.supernet import SuperNet
 from adasr.safepath import confined_file, read_confined
-from adasr.search.family import Family
 from adasr.space import SearchSpace
 
 PACKAGE_FORMAT = "adasr-package"

@@ -23,6 +23,7 @@ LAYERS = [
     ("errors", "safepath", "_atomic", "_jsonfile", "paths"),  # leaf helpers, no torch
     ("spec",),  # architecture spec: block grammar, op shapes, analytic cost (no torch)
     ("space",),  # SubnetConfig, SearchSpace (no torch)
+    ("family",),  # Level, Family, Pareto: the data model search, package and runtime share (no torch)
     ("images", "video", "data", "metrics", "evaluation"),  # I/O, imresize, datasets, metrics
     ("nn", "modelfile", "upscale"),  # networks, the model registry, model files, tiled SR
     ("train",),
@@ -170,7 +171,7 @@ def test_every_module_imports_in_a_fresh_interpreter():
 
 
 def test_space_and_the_package_root_do_not_load_torch():
-    done = _fresh("import sys, adasr, adasr.space, adasr.spec\n"
+    done = _fresh("import sys, adasr, adasr.space, adasr.spec, adasr.family\n"
                   "s = adasr.space.SearchSpace.named('base-x2')\n"
                   "print(s.smallest().id, s.largest().id, adasr.spec.subnet_cost(s.largest())[1])\n"
                   "assert 'torch' not in sys.modules, 'torch was imported'\n")

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from adasr.errors import ConfigError, ModelError
+from adasr.family import Family, Level, level_name, pareto_front, pareto_ranks
 from adasr.nn.supernet import SuperNet, subnet_cost
-from adasr.search.family import Family, Level, pareto_front, pareto_ranks, search_family
+from adasr.search.family import search_family
 from adasr.search.latency import MacsCostModel
 from adasr.search.plot import LabelledPoint, plot_family
-from adasr.search.protocols import Evaluator, level_name
+from adasr.search.protocols import Evaluator
 from adasr.search.quality import (
     FastEvaluator,
     QualityPredictor,

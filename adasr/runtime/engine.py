@@ -50,8 +50,8 @@ import numpy as np
 import torch
 
 from adasr.errors import ConfigError
+from adasr.family import Family, Level
 from adasr.nn.supernet import SuperNet
-from adasr.search.family import Family, Level
 
 if TYPE_CHECKING:
     from adasr.package import Package

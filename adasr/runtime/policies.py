@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from adasr.errors import ConfigError
+from adasr.family import Family, Level, level_name
 from adasr.runtime.monitors import RuntimeState
-from adasr.search.family import Family, Level
-from adasr.search.protocols import level_name
 
 
 @runtime_checkable
