@@ -43,7 +43,6 @@ ALLOWED_UPWARD = {
     ("search", "package"): "search.run writes the searched family into a package (lazy)",
     ("search", "runtime"): "search.latency and search.run time sub-networks with runtime.profile (lazy)",
     ("package", "runtime"): "package checks a device profile with runtime.profile (lazy)",
-    ("runtime", "bench"): "runtime.player takes fps_windows from bench.adaptivity (lazy)",
 }
 
 

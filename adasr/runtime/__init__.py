@@ -1,5 +1,6 @@
 """Runtime: the level-switching engine and its pipeline (`engine`), monitors, policies, load
-traces, the Static and Assembled baselines, profiling (`profile`) and background CPU load (`load`).
+traces, the Static and Assembled baselines, profiling (`profile`), background CPU load (`load`) and
+FPS statistics (`stats`).
 
 Kept light: nothing is imported until used, so `import adasr.runtime.load` in a spawned load
 worker does not pull in torch. The names below resolve lazily on first access.
@@ -25,6 +26,9 @@ _LAZY = {
     "LookupPolicy": "adasr.runtime.policies",
     "ReactivePolicy": "adasr.runtime.policies",
     "MultiWorkloadManager": "adasr.runtime.policies",
+    "pick_policy": "adasr.runtime.policies",
+    "fps_windows": "adasr.runtime.stats",
+    "fps_per_frame": "adasr.runtime.stats",
     "Trace": "adasr.runtime.traces",
     "TracePlayer": "adasr.runtime.traces",
     "StaticRunner": "adasr.runtime.baselines",

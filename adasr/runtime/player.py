@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from adasr.errors import ConfigError, InputError
+from adasr.runtime.policies import pick_policy
 
 POLICY_NAMES = ("lookup", "reactive", "fixed")
 
@@ -83,19 +84,6 @@ class PlayResult:
         if self.psnr is not None:
             out["psnr"] = self.psnr
         return out
-
-
-def pick_policy(name: str, family: Any, level: int | None) -> Any:
-    from adasr.runtime.policies import FixedPolicy, LookupPolicy, ReactivePolicy
-
-    if name == "fixed":
-        return FixedPolicy(level if level is not None else len(family) - 1)
-    if name == "reactive":
-        return ReactivePolicy(family)
-    try:
-        return LookupPolicy(family)
-    except ConfigError:  # a family without latencies: the reactive manager needs none
-        return ReactivePolicy(family)
 
 
 def _check_size(size: Any, what: str) -> tuple[int, int] | None:
@@ -285,7 +273,7 @@ def write_timeline(result: PlayResult, path: str | os.PathLike[str]) -> Path:
     import matplotlib.pyplot as plt
 
     from adasr._atomic import atomic_path
-    from adasr.bench.adaptivity import fps_windows
+    from adasr.runtime.stats import fps_windows
 
     frames = result.stats.frames
     t = [f.ready_time for f in frames]
