@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adasr._jsonfile import read_json, write_json
+from adasr._jsonfile import check_header, header, read_json, write_json
 from adasr.errors import ConfigError, ModelError
 from adasr.space import SearchSpace, SubnetConfig
 from adasr.spec import DEFAULT_LR_HW
@@ -207,17 +207,13 @@ class Family:
     # -- JSON --
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": FAMILY_SCHEMA_VERSION, "kind": FAMILY_KIND, "scale": self.scale,
+        return {**header(FAMILY_KIND, FAMILY_SCHEMA_VERSION), "scale": self.scale,
                 "lr_hw": list(self.lr_hw), "reference": self.reference, "search": self.search,
                 "levels": [lv.to_dict() for lv in self.levels]}
 
     @classmethod
     def from_dict(cls, data: Any) -> Family:
-        if not isinstance(data, Mapping) or data.get("kind") != FAMILY_KIND:
-            raise ModelError("not an adasr family (kind is not 'adasr-family')")
-        if data.get("schema_version") != FAMILY_SCHEMA_VERSION:
-            raise ModelError(f"family schema version {data.get('schema_version')!r} is not supported "
-                             f"(this adasr reads version {FAMILY_SCHEMA_VERSION})")
+        check_header(data, FAMILY_KIND, FAMILY_SCHEMA_VERSION, "family")
         levels = data.get("levels")
         if not isinstance(levels, list) or not levels:
             raise ModelError("family has no levels (its 'levels' list is missing or empty)")

@@ -20,6 +20,7 @@ from safetensors.torch import save
 from torch import nn
 
 from adasr._atomic import write_bytes_atomic
+from adasr._jsonfile import check_header
 from adasr.errors import ModelError
 from adasr.nn.registry import build_for_weights
 
@@ -51,14 +52,8 @@ class ModelSpec:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ModelError(f"{source}: model config is not valid JSON ({exc.msg})") from None
-        if not isinstance(data, dict):
-            raise ModelError(f"{source}: model config is not a JSON object")
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ModelError(
-                f"{source}: model file schema version {version!r} is not supported "
-                f"(this adasr reads version {SCHEMA_VERSION})"
-            )
+        check_header(data, None, SCHEMA_VERSION, "model file", source=source)
+        version = data["schema_version"]
         try:
             return cls(arch=str(data["arch"]), args=dict(data["args"]), scale=int(data["scale"]),
                        info=dict(data.get("info", {})), schema_version=version)

@@ -48,6 +48,7 @@ from adasr._atomic import (
     owned_folder_reason,
     write_bytes_atomic,
 )
+from adasr._jsonfile import check_header
 from adasr.errors import ConfigError, ModelError, OutputError
 from adasr.family import Family
 from adasr.modelfile import refuse_non_finite
@@ -297,12 +298,7 @@ def _parse_json(text: str | bytes, what: str) -> Any:
 
 
 def _check_manifest(manifest: Any, source: Path) -> dict[str, Any]:
-    if not isinstance(manifest, dict) or manifest.get("format") != PACKAGE_FORMAT:
-        raise ModelError(f"{source}: not an adasr package (manifest format is not {PACKAGE_FORMAT!r})")
-    version = manifest.get("schema_version")
-    if version != PACKAGE_SCHEMA_VERSION:
-        raise ModelError(f"{source}: package schema version {version!r} is not supported "
-                         f"(this adasr reads version {PACKAGE_SCHEMA_VERSION})")
+    check_header(manifest, PACKAGE_FORMAT, PACKAGE_SCHEMA_VERSION, "package", source=source, key="format")
     for name in ("space", "weights", "scale"):
         if name not in manifest:
             raise ModelError(f"{source}: damaged package: manifest lacks {name!r}")

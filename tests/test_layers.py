@@ -24,7 +24,7 @@ LAYERS = [
     ("spec",),  # architecture spec: block grammar, op shapes, analytic cost (no torch)
     ("space",),  # SubnetConfig, SearchSpace (no torch)
     ("family",),  # Level, Family, Pareto: the data model search, package and runtime share (no torch)
-    ("images", "video", "data", "metrics", "evaluation"),  # I/O, imresize, datasets, metrics
+    ("images", "video", "frames", "data", "metrics", "evaluation"),  # I/O, frame <-> tensor, datasets, metrics
     ("nn", "modelfile", "upscale"),  # networks, the model registry, model files, tiled SR
     ("train",),
     ("search",),

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from adasr._atomic import atomic_path, ensure_dir, write_bytes_atomic
+from adasr._jsonfile import header
 from adasr.errors import ConfigError, InputError
 from adasr.runtime.policies import pick_policy
 from adasr.runtime.stats import fps_per_frame, fps_windows
@@ -457,8 +458,7 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
             on_progress("runner", i + 1, len(runners))
 
     result: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "adasr-bench-adaptivity",
+        **header("adasr-bench-adaptivity", SCHEMA_VERSION),
         "package": str(package_path),
         "video": str(video_path),
         "trace": trace_obj.to_dict(),

@@ -146,14 +146,12 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
         if not reference_every:
             yield from read_frames(video, max_frames=max_frames, size=None if lr == (info.width, info.height) else lr)
             return
-        import torch
-
         from adasr.data.imresize import imresize_torch
+        from adasr.frames import to_frame, to_tensor
 
         for i, hr in enumerate(read_frames(video, max_frames=max_frames, size=out_size)):
-            x = torch.from_numpy(hr).permute(2, 0, 1)[None].float()
-            small = imresize_torch(x, scale=1.0 / scale).round_().clamp_(0, 255)
-            lr_frame = np.ascontiguousarray(small[0].permute(1, 2, 0).to(torch.uint8).numpy())
+            small = imresize_torch(to_tensor(hr, peak=1.0), scale=1.0 / scale)  # on the 0..255 scale
+            lr_frame = to_frame(small, unit=False)
             if i % reference_every == 0:
                 refs[i] = (hr, lr_frame)
             yield lr_frame
@@ -246,16 +244,14 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
 def _reference_psnr(refs: dict[int, tuple[np.ndarray, np.ndarray]], outputs: dict[int, np.ndarray],
                     scale: int) -> dict[str, Any]:
     """Mean PSNR-Y of the played frames and of bicubic on the same sampled frames."""
-    import torch
-
     from adasr.data.imresize import imresize_torch
+    from adasr.frames import to_frame, to_tensor
     from adasr.metrics import psnr_y
 
     sr_scores, bic_scores = [], []
     for i in sorted(set(refs) & set(outputs)):
         hr, lr_frame = refs[i]
-        x = torch.from_numpy(lr_frame).permute(2, 0, 1)[None].float()
-        bic = imresize_torch(x, scale=float(scale)).round_().clamp_(0, 255)[0].permute(1, 2, 0).to(torch.uint8).numpy()
+        bic = to_frame(imresize_torch(to_tensor(lr_frame, peak=1.0), scale=float(scale)), unit=False)
         sr_scores.append(psnr_y(outputs[i], hr, border=scale))
         bic_scores.append(psnr_y(bic, hr, border=scale))
     if not sr_scores:

@@ -54,13 +54,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from adasr._jsonfile import read_json, write_json
+from adasr._jsonfile import check_header, header, read_json, write_json
 from adasr.errors import ConfigError, ModelError
 from adasr.nn.blocks import Dims, block_type, parse_token
 from adasr.nn.elastic import Use, conv_use, static_layer
-from adasr.nn.supernet import DEFAULT_LR_HW, StaticBlock, subnet_cost, upsampler_use
+from adasr.nn.supernet import DEFAULT_LR_HW, StaticBlock, run_upsampler, subnet_cost, upsampler_use
 from adasr.search.protocols import Progress, level_name
 from adasr.space import SearchSpace, SubnetConfig
 
@@ -162,18 +161,8 @@ def _unit_callable(unit: Unit, supernet: nn.Module | None = None
     if unit.kind == "tail":
         return (lambda y: tail(y) + y), holder, shape  # the long skip add belongs to the tail
     if unit.kind == "up":
-        s, kind = unit.scale, unit.upsampler
-        box = holder
-
-        def up(y: torch.Tensor) -> torch.Tensor:
-            if kind == "tc":
-                return up_op(y)
-            out = F.pixel_shuffle(up_op(y), s)
-            if kind == "bic":
-                out = out + F.interpolate(box.lr, size=out.shape[-2:], mode="bicubic", align_corners=False)
-            return out
-
-        return up, holder, shape
+        s, kind, box = unit.scale, unit.upsampler, holder
+        return (lambda y: run_upsampler(kind, up_op, s, y, box.lr)), holder, shape
     raise AssertionError(f"unknown unit kind {unit.kind!r}")
 
 
@@ -285,15 +274,11 @@ class LatencyTable:
         tables: dict[str, dict[str, dict[str, Any]]] = {}
         for (device, level, key), entry in sorted(self._entries.items()):
             tables.setdefault(device, {}).setdefault(level, {})[key] = entry.to_dict()
-        return {"schema_version": TABLE_SCHEMA_VERSION, "kind": TABLE_KIND, "tables": tables}
+        return {**header(TABLE_KIND, TABLE_SCHEMA_VERSION), "tables": tables}
 
     @classmethod
     def from_dict(cls, data: Any) -> LatencyTable:
-        if not isinstance(data, Mapping) or data.get("kind") != TABLE_KIND:
-            raise ModelError("not an adasr latency table (kind is not 'adasr-latency-table')")
-        if data.get("schema_version") != TABLE_SCHEMA_VERSION:
-            raise ModelError(f"latency table schema version {data.get('schema_version')!r} is not supported "
-                             f"(this adasr reads version {TABLE_SCHEMA_VERSION})")
+        check_header(data, TABLE_KIND, TABLE_SCHEMA_VERSION, "latency table")
         tables = data.get("tables")
         if not isinstance(tables, Mapping):
             raise ModelError("latency table has no 'tables' object")
