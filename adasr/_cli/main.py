@@ -342,8 +342,8 @@ def search(
     from rich.table import Table
 
     from adasr._atomic import check_not_input, check_writable, write_bytes_atomic
+    from adasr.build import run_search
     from adasr.package import check_package_output
-    from adasr.search.run import run_search
 
     for path in (plot, json_out):
         if path is not None:

@@ -212,7 +212,7 @@ def _build_runner(name: str, package: Any, family: Any) -> Any:
 def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_psnr: list[float], *,
              trace: Any, target_fps: float, max_frames: int, policy: str, load_workers: int | None,
              rss_interval_s: float, thread_rule: str = "auto") -> dict[str, Any]:
-    from adasr.runtime.load import CpuLoad
+    from adasr.cpuload import CpuLoad
     from adasr.runtime.monitors import CpuMonitor, StreamMonitor
     from adasr.runtime.traces import TracePlayer
 

@@ -2,8 +2,8 @@
 traces, the Static and Assembled baselines, profiling (`profile`), background CPU load (`load`) and
 FPS statistics (`stats`).
 
-Kept light: nothing is imported until used, so `import adasr.runtime.load` in a spawned load
-worker does not pull in torch. The names below resolve lazily on first access.
+Kept light: nothing is imported until used, so `import adasr.runtime` (or `adasr.runtime.load`)
+pulls in no torch. The names below resolve lazily on first access.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "CpuLoad": "adasr.runtime.load",
+    "CpuLoad": "adasr.cpuload",
     "LatencySample": "adasr.runtime.profile",
     "measure_latency": "adasr.runtime.profile",
     "profile_package": "adasr.runtime.profile",

@@ -190,7 +190,7 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
     applied: list[tuple[float, float]] = []
     try:
         if trace is not None:
-            from adasr.runtime.load import CpuLoad
+            from adasr.cpuload import CpuLoad
             from adasr.runtime.traces import TracePlayer, load_trace
 
             duration = (max_frames or info.frame_count or 300) / target

@@ -318,7 +318,7 @@ def time_units(table: LatencyTable, units: Sequence[Unit], *, device_label: str,
     the samples to `table` under (device_label, level). With `supernet` (on `device`, eval mode
     is set here) units run routed through it, else as static layers. `on_unit(done, total)`
     after each."""
-    from adasr.runtime.profile import resolve_device
+    from adasr.timing import resolve_device
 
     if not isinstance(repeats, int) or repeats < 1:
         raise ConfigError(f"repeats must be a positive integer, got {repeats!r}")
@@ -340,7 +340,7 @@ def time_units(table: LatencyTable, units: Sequence[Unit], *, device_label: str,
 def _time_units(table: LatencyTable, units: Sequence[Unit], device_label: str, level: float, dev: torch.device,
                 repeats: int, warmup: int, min_sample_s: float, channels_last: bool, supernet: nn.Module | None,
                 on_unit: Callable[[int, int], None] | None) -> None:
-    from adasr.runtime.profile import make_input, time_calls
+    from adasr.timing import make_input, time_calls
 
     for i, unit in enumerate(units, 1):
         with torch.random.fork_rng(devices=[]):
@@ -369,8 +369,8 @@ def build_latency_table(space: SearchSpace | None = None, lr_hw: tuple[int, int]
     them; without, as an extracted sub-network's static layers. `device_label` defaults to
     `device_key(device, threads)`. Adds to `table` if given.
     """
-    from adasr.runtime.load import CpuLoad
-    from adasr.runtime.profile import check_lr_hw, device_key, torch_threads
+    from adasr.cpuload import CpuLoad
+    from adasr.timing import check_lr_hw, device_key, torch_threads
 
     lr_hw = check_lr_hw(lr_hw)
     if space is None and supernet is not None:
@@ -454,7 +454,7 @@ class MeasuredCostModel:
         self._cache: dict[str, float] = {}
 
     def cost(self, cfg: SubnetConfig) -> float:
-        from adasr.runtime.profile import measure_latency
+        from adasr.timing import measure_latency
 
         if cfg.id not in self._cache:
             sample = measure_latency(self.supernet, cfg, self.lr_hw, warmup=self.warmup, repeats=self.repeats,
