@@ -22,13 +22,41 @@ from adasr.errors import ConfigError, ModelError
 from adasr.space import SearchSpace, SubnetConfig
 from adasr.spec import DEFAULT_LR_HW
 
-__all__ = ["FAMILY_KIND", "FAMILY_SCHEMA_VERSION", "MAX_LEVELS", "MAX_LR_SIDE", "Family", "Level", "level_name",
-           "pareto_front", "pareto_ranks"]
+__all__ = ["FAMILY_KIND", "FAMILY_SCHEMA_VERSION", "MAX_LEVELS", "MAX_LR_SIDE", "Family", "Level", "check_loads",
+           "level_name", "parse_loads", "pareto_front", "pareto_ranks"]
 
 FAMILY_SCHEMA_VERSION = 1
 FAMILY_KIND = "adasr-family"
 MAX_LEVELS = 1024  # levels a family file may hold
 MAX_LR_SIDE = 4096  # pixels of a side of the LR size the costs refer to (profiling runs frames of it)
+
+
+def check_loads(shares: Any, what: str = "loads", most: int | None = None) -> tuple[float, ...]:
+    """Background CPU load shares as floats: each in [0, 1], at most `most` of them (None: any
+    number, at least one), no two with the same `level_name`. ConfigError names `what`."""
+    try:
+        values = tuple(float(s) for s in shares)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} wants numbers like 0,0.5; got {shares!r}") from None
+    if not values or (most is not None and len(values) > most):
+        raise ConfigError(f"{what} takes 1 to {most} load shares, got {len(values)}" if most is not None
+                          else f"{what} needs at least one load share")
+    bad = [s for s in values if not (math.isfinite(s) and 0.0 <= s <= 1.0)]
+    if bad:
+        raise ConfigError(f"{what}: load shares are fractions of the CPU in [0, 1], got {bad[0]:g}")
+    names = [level_name(s) for s in values]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{what}: duplicate load shares {sorted({n for n in names if names.count(n) > 1})}")
+    return values
+
+
+def parse_loads(text: str, what: str = "--loads", most: int | None = 16) -> tuple[float, ...]:
+    """'0,0.5' -> (0.0, 0.5): `check_loads` of a comma-separated list."""
+    try:
+        values = [float(v) for v in str(text).split(",")]
+    except ValueError:
+        raise ConfigError(f"{what} wants numbers like 0,0.5; got {text!r}") from None
+    return check_loads(values, what, most)
 
 
 def level_name(share: float | str) -> str:

@@ -134,6 +134,13 @@ def _is_single_file(path: Path) -> bool:
     return path.suffix == SINGLE_FILE_SUFFIX
 
 
+def is_package_path(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` names a package (a folder, or a single file ending in ``.adasr``) rather
+    than a model file; it need not exist."""
+    path = Path(path)
+    return _is_single_file(path) or path.is_dir()
+
+
 class Package:
     """A loaded (or freshly saved) package: supernet, family, profiles, and where it lives."""
 

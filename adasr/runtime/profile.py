@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from adasr.errors import ConfigError
+from adasr.family import check_loads
 from adasr.package import PROFILE_KIND, PROFILE_SCHEMA_VERSION, check_profile  # noqa: F401 - re-exported
 from adasr.search.protocols import Progress, level_name
 from adasr.timing import (  # noqa: F401 - re-exported: the timing tools live in adasr.timing
@@ -70,12 +71,7 @@ def profile_package(package: Package, levels: Sequence[float] = (0.0, 0.5), repe
     dev = resolve_device(device)
     family = package.family
     lr_hw = check_lr_hw(tuple(lr_hw or family.lr_hw))
-    shares = [float(s) for s in levels]
-    for s in shares:
-        if not 0.0 <= s <= 1.0:
-            raise ConfigError(f"resource levels are CPU load shares in [0, 1], got {s!r}")
-    if len(set(map(level_name, shares))) != len(shares):
-        raise ConfigError(f"duplicate resource levels: {shares}")
+    shares = list(check_loads(levels, "resource levels"))
     if shares and max(shares) > 0 and dev.type != "cpu":
         raise ConfigError("background CPU load levels need device cpu (GPU contention is not generated)")
     net = package.supernet
@@ -141,6 +137,21 @@ def profile_cache_path(package: Package, key: str) -> Path:
     return cache_dir() / "profiles" / package_id(package) / f"{key}.json"
 
 
+def cache_profile(package: Package, profile: dict[str, Any], key: str | None = None) -> Path:
+    """Store `profile` (as `profile_package` returns it) in the user's cache folder for `package`
+    under `key` (default: the profile's device key; the package file is never rewritten) and in
+    memory on `package`; returns the cache file. OSError when the cache cannot be written."""
+    import json
+
+    from adasr._atomic import write_bytes_atomic
+
+    path = profile_cache_path(package, key or profile["device"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, json.dumps(profile, indent=1).encode("utf-8"))
+    package.profiles[profile["device"]] = profile
+    return path
+
+
 def resolve_family(package: Package, device_key_: str | None = None, *, profile_if_missing: bool = True,
                    repeats: int = 5, on_progress: Progress | None = None) -> tuple[Any, str]:
     """The family the runtime should use here, and where its latencies came from.
@@ -155,7 +166,6 @@ def resolve_family(package: Package, device_key_: str | None = None, *, profile_
     """
     import json
 
-    from adasr._atomic import write_bytes_atomic
     from adasr.errors import AdasrError
     from adasr.safepath import read_bounded
 
@@ -174,9 +184,7 @@ def resolve_family(package: Package, device_key_: str | None = None, *, profile_
         return package.family, "predicted"
     profile = profile_package(package, repeats=repeats, warmup=2, table=False, on_progress=on_progress)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(path, json.dumps(profile, indent=1).encode("utf-8"))
+        cache_profile(package, profile, key)
     except OSError:
-        pass  # an unwritable cache only costs a re-profile next time
-    package.profiles[profile["device"]] = profile
+        package.profiles[profile["device"]] = profile  # an unwritable cache only costs a re-profile next time
     return package.family_for(profile["device"]), "measured"
