@@ -11,6 +11,7 @@ The entry points a user needs, in the style of timm's `create_model`::
 - `load_model(path)`: a model file -> `(nn.Module, ModelSpec)`.
 - `load_package(path)`: a package (folder or `.adasr` file) -> `Package` (supernet, family, profiles).
 - `Engine`: a package's supernet kept resident, switching levels between frames.
+- `load_engine(path)`: an `Engine` whose levels carry this device's latencies (profiled once, cached).
 - `upscale_image`, `upscale_video`: upscale a file with a model, a package or an engine.
 - `play`: play a video through an engine, adapting the level to the device's load.
 - the errors (`AdasrError` and its kinds), each with its exit code.
@@ -36,6 +37,7 @@ _LAZY = {
     "load_model": "adasr.modelfile",
     "load_package": "adasr.package",
     "Engine": "adasr.runtime.engine",
+    "load_engine": "adasr.api",
     "upscale_image": "adasr.api",
     "upscale_video": "adasr.api",
     "play": "adasr.runtime.player",
@@ -48,6 +50,7 @@ __all__ = [
     "InputError",
     "ModelError",
     "OutputError",
+    "load_engine",
     "load_model",
     "load_package",
     "play",

@@ -17,7 +17,38 @@ from adasr.errors import ConfigError
 if TYPE_CHECKING:
     from adasr.upscale import VideoSummary
 
-__all__ = ["upscale_image", "upscale_video"]
+__all__ = ["load_engine", "upscale_image", "upscale_video"]
+
+
+def load_engine(package: str | os.PathLike[str] | None = None, scale: int = 2, *, profile: bool = True,
+                on_progress: Callable[[str, int, int], None] | None = None) -> Any:
+    """An `Engine` over `package` (a folder or ``.adasr`` file; default: the bundled package for
+    `scale`) with its family's latencies for this device: the package's own profile, a cached
+    one, or (with `profile`) one measured now and cached (`adasr.runtime.profile.resolve_family`).
+
+    The engine carries `profile_source` ("package", "cache", "measured" or "predicted") and
+    `package`. InputError for a missing path; ConfigError for a model file or another scale.
+    """
+    from adasr.errors import InputError
+    from adasr.package import is_package_path, load_package
+    from adasr.paths import bundled_package
+    from adasr.runtime.engine import Engine
+    from adasr.runtime.profile import resolve_family
+
+    path = Path(package) if package is not None else bundled_package(scale)
+    if not path.exists():
+        raise InputError(f"model package not found: {path}")
+    if not is_package_path(path):
+        raise ConfigError(f"{path} is a single model file; adaptive mode needs a package (folder or .adasr) "
+                          f"with a family of levels (pass --level to upscale with a plain model)")
+    pkg = load_package(path)
+    if pkg.scale != scale:
+        raise ConfigError(f"{path} is a x{pkg.scale} package; --scale {scale} asked for x{scale}")
+    family, source = resolve_family(pkg, profile_if_missing=profile, on_progress=on_progress)
+    engine = Engine(pkg, family)
+    engine.profile_source = source
+    engine.package = pkg
+    return engine
 
 
 def _runner(model: Any, scale: int | None, level: int | None) -> tuple[Callable[[Any], Any], int]:

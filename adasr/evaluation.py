@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from adasr.data.datasets import SRPair, gray_of, to_tensor, to_uint8
+from adasr.data.datasets import SRPair, gray_of
 from adasr.errors import ModelError
+from adasr.frames import to_frame, to_tensor
 from adasr.metrics import psnr_y, ssim_y
 
 
@@ -33,7 +34,7 @@ def evaluate(model: nn.Module, pairs: Sequence[SRPair], scale: int, *, with_ssim
             out = model(to_tensor(pair.lr).to(device))
             if not bool(torch.isfinite(out).all()):
                 raise ModelError(f"the model's output for {pair.name} holds NaN or infinity; it cannot be scored")
-            sr = to_uint8(out)
+            sr = to_frame(out)
             if sr.shape != pair.hr.shape:
                 raise ValueError(f"model output {sr.shape} does not match HR {pair.hr.shape} for {pair.name}")
             hr = pair.hr

@@ -8,8 +8,10 @@ the config's sizes are bounded and checked against the header's tensor shapes fi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,24 @@ from safetensors.torch import save
 from torch import nn
 
 from adasr._atomic import write_bytes_atomic
+from adasr._jsonfile import check_header
 from adasr.errors import ModelError
 from adasr.nn.registry import build_for_weights
 
 SCHEMA_VERSION = 1
 _META_KEY = "adasr"
 MAX_CONFIG_CHARS = 1 << 20
+
+
+def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """Digest of a state dict independent of file layout: name, dtype, shape, raw bytes (guards
+    packages and training checkpoints)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -51,14 +65,8 @@ class ModelSpec:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ModelError(f"{source}: model config is not valid JSON ({exc.msg})") from None
-        if not isinstance(data, dict):
-            raise ModelError(f"{source}: model config is not a JSON object")
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ModelError(
-                f"{source}: model file schema version {version!r} is not supported "
-                f"(this adasr reads version {SCHEMA_VERSION})"
-            )
+        check_header(data, None, SCHEMA_VERSION, "model file", source=source)
+        version = data["schema_version"]
         try:
             return cls(arch=str(data["arch"]), args=dict(data["args"]), scale=int(data["scale"]),
                        info=dict(data.get("info", {})), schema_version=version)

@@ -8,7 +8,7 @@ Folder layout (``save_package("model.adasrpkg", ...)``, any path not ending in `
                                 "levels": {"file": "levels.json"}}
     supernet.safetensors       the supernet's state dict (safetensors; no pickle anywhere)
     levels.json                the `Family` (levels ordered by cost; `Family.to_dict`)
-    profiles/<device-key>.json one per device (`adasr.runtime.profile.profile_package`):
+    profiles/<device-key>.json one per device (`adasr.runtime.profile.profile_package`; schema: `check_profile`):
                                measured per-level latency per resource level + latency table
 
 Single-file variant (a path ending in ``.adasr``; zip-free): one safetensors file holding the
@@ -48,16 +48,19 @@ from adasr._atomic import (
     owned_folder_reason,
     write_bytes_atomic,
 )
+from adasr._jsonfile import check_header
 from adasr.errors import ConfigError, ModelError, OutputError
-from adasr.modelfile import refuse_non_finite
+from adasr.family import Family
+from adasr.modelfile import refuse_non_finite, tensors_sha256
 from adasr.nn.registry import build_for_weights
 from adasr.nn.supernet import SuperNet
 from adasr.safepath import confined_file, read_confined
-from adasr.search.family import Family
 from adasr.space import SearchSpace
 
 PACKAGE_FORMAT = "adasr-package"
 PACKAGE_SCHEMA_VERSION = 1
+PROFILE_SCHEMA_VERSION = 1
+PROFILE_KIND = "adasr-device-profile"
 SINGLE_FILE_SUFFIX = ".adasr"
 MANIFEST = "manifest.json"
 WEIGHTS = "supernet.safetensors"
@@ -84,17 +87,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
-    """Digest of a state dict independent of file layout: name, dtype, shape, raw bytes."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-tensors_sha256 = _tensors_sha256  # the same digest guards training checkpoints (adasr.train.loop)
+_tensors_sha256 = tensors_sha256  # defined with the model files; the same digest guards training checkpoints
 
 
 def _json(data: Any) -> str:
@@ -108,9 +101,29 @@ def _check_key(device_key: str) -> str:
     return device_key
 
 
-def _check_profile(profile: Any, source: str) -> dict[str, Any]:
-    from adasr.runtime.profile import check_profile
+def check_profile(profile: Any, source: str) -> dict[str, Any]:
+    """Validate the structure of a device profile dict (as `adasr.runtime.profile.profile_package`
+    returns and ``profiles/<device-key>.json`` holds); ConfigError if bad."""
+    from adasr.timing import LatencySample
 
+    check_header(profile, PROFILE_KIND, PROFILE_SCHEMA_VERSION, "device profile", source=source, error=ConfigError)
+    levels = profile.get("levels")
+    if not isinstance(levels, dict):
+        raise ConfigError(f"{source}: profile has no 'levels' object")
+    for name, entry in levels.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("measured"), dict):
+            raise ConfigError(f"{source}: profile level {name!r} has no 'measured' object")
+        for sample in entry["measured"].values():
+            LatencySample.from_dict(sample)
+    table = profile.get("latency_table")
+    if table is not None:
+        from adasr.search.latency import LatencyTable
+
+        LatencyTable.from_dict(table)
+    return profile
+
+
+def _check_profile(profile: Any, source: str) -> dict[str, Any]:
     try:
         return check_profile(profile, source)
     except (ConfigError, ModelError) as exc:
@@ -119,6 +132,13 @@ def _check_profile(profile: Any, source: str) -> dict[str, Any]:
 
 def _is_single_file(path: Path) -> bool:
     return path.suffix == SINGLE_FILE_SUFFIX
+
+
+def is_package_path(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` names a package (a folder, or a single file ending in ``.adasr``) rather
+    than a model file; it need not exist."""
+    path = Path(path)
+    return _is_single_file(path) or path.is_dir()
 
 
 class Package:
@@ -297,12 +317,7 @@ def _parse_json(text: str | bytes, what: str) -> Any:
 
 
 def _check_manifest(manifest: Any, source: Path) -> dict[str, Any]:
-    if not isinstance(manifest, dict) or manifest.get("format") != PACKAGE_FORMAT:
-        raise ModelError(f"{source}: not an adasr package (manifest format is not {PACKAGE_FORMAT!r})")
-    version = manifest.get("schema_version")
-    if version != PACKAGE_SCHEMA_VERSION:
-        raise ModelError(f"{source}: package schema version {version!r} is not supported "
-                         f"(this adasr reads version {PACKAGE_SCHEMA_VERSION})")
+    check_header(manifest, PACKAGE_FORMAT, PACKAGE_SCHEMA_VERSION, "package", source=source, key="format")
     for name in ("space", "weights", "scale"):
         if name not in manifest:
             raise ModelError(f"{source}: damaged package: manifest lacks {name!r}")

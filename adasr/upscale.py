@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from adasr.errors import ConfigError, InputError
+from adasr.frames import peak_of, to_frame, to_tensor
 
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 16
@@ -65,20 +66,6 @@ def tiled_pixels(frame_hw: tuple[int, int], tile: int | None = DEFAULT_TILE, ove
     return total
 
 
-def _peak(dtype: np.dtype) -> float:
-    return 65535.0 if dtype == np.uint16 else 255.0
-
-
-def _to_tensor(rgb: np.ndarray, peak: float) -> torch.Tensor:
-    rgb = np.ascontiguousarray(rgb)
-    return torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).permute(2, 0, 1)[None].float().div_(peak)
-
-
-def _to_array(y: torch.Tensor, peak: float, dtype: np.dtype) -> np.ndarray:
-    y = y.detach().clamp_(0, 1).mul_(peak).round_()
-    return y[0].permute(1, 2, 0).cpu().numpy().astype(dtype)
-
-
 def check_output_size(h: int, w: int, scale: int, itemsize: int = 1, channels: int = 3) -> int:
     """Bytes of the (s*h, s*w, channels) output; InputError above MAX_OUTPUT_BYTES, naming the size."""
     need = (h * scale) * (w * scale) * channels * itemsize
@@ -102,17 +89,17 @@ def sr_tiles(run: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray, scale
         raise ConfigError(f"tile must be at least 8 and overlap non-negative (got {tile}, {overlap})")
     h, w, c = rgb.shape
     check_output_size(h, w, scale, rgb.dtype.itemsize, c)
-    peak = _peak(rgb.dtype)
+    peak = peak_of(rgb.dtype)
     out = np.empty((h * scale, w * scale, c), dtype=rgb.dtype)
     for y0 in range(0, h, tile):
         for x0 in range(0, w, tile):
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
             ya, xa = max(0, y0 - overlap), max(0, x0 - overlap)
             yb, xb = min(h, y1 + overlap), min(w, x1 + overlap)
-            sr = run(_to_tensor(rgb[ya:yb, xa:xb], peak))
+            sr = run(to_tensor(rgb[ya:yb, xa:xb], peak))
             oy, ox = (y0 - ya) * scale, (x0 - xa) * scale
             core = sr[:, :, oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
-            out[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = _to_array(core, peak, rgb.dtype)
+            out[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = to_frame(core, peak, rgb.dtype)
     return out
 
 
@@ -128,8 +115,8 @@ def sr_array(model: nn.Module, rgb: np.ndarray, scale: int, *, tile: int | None 
     if tile is not None and (h > tile or w > tile):
         return sr_tiles(model, rgb, scale, tile, overlap)
     check_output_size(h, w, scale, rgb.dtype.itemsize, rgb.shape[2])
-    peak = _peak(rgb.dtype)
-    return _to_array(model(_to_tensor(rgb, peak)), peak, rgb.dtype)
+    peak = peak_of(rgb.dtype)
+    return to_frame(model(to_tensor(rgb, peak)), peak, rgb.dtype)
 
 
 def upscale_image_file(model: nn.Module, scale: int, src: str | Path, dst: str | Path, *, image=None,

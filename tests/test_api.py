@@ -82,3 +82,18 @@ def test_upscale_with_a_package_or_an_engine_and_a_video(tmp_path):
     assert (probe(tmp_path / "out.mp4").width, probe(tmp_path / "out.mp4").height) == (64, 48)
     with pytest.raises(adasr.ConfigError, match="level"):
         adasr.upscale_image(build_model("bicubic", scale=2), src, tmp_path / "x.png", scale=2, level=1)
+
+
+def test_load_engine_opens_a_package_and_refuses_what_is_not_one(tmp_path, model_file):
+    net = make_net(TINY).eval()
+    pkg = tmp_path / "tiny.adasr"
+    save_package(pkg, net, _family(net))
+    engine = adasr.load_engine(pkg, TINY.scale, profile=False)  # no profile here: cached or as predicted
+    assert isinstance(engine, Engine) and len(engine) == 2 and engine.package.scale == TINY.scale
+    assert engine.profile_source in ("cache", "predicted")
+    with pytest.raises(adasr.InputError, match="not found"):
+        adasr.load_engine(tmp_path / "none.adasr", 2)
+    with pytest.raises(adasr.ConfigError, match="single model file"):
+        adasr.load_engine(model_file, 2)
+    with pytest.raises(adasr.ConfigError, match="x2 package"):
+        adasr.load_engine(pkg, 3)

@@ -13,11 +13,12 @@ import psutil
 import pytest
 import torch
 
-from adasr.bench.adaptivity import PNGS, fps_per_frame, fps_windows, load_trace, run_adaptivity, summary_rows
+from adasr.bench.adaptivity import PNGS, load_trace, run_adaptivity, summary_rows
 from adasr.errors import ConfigError, InputError
+from adasr.family import Family, Level
 from adasr.nn.supernet import SuperNet, subnet_cost
 from adasr.package import save_package
-from adasr.search.family import Family, Level
+from adasr.runtime.stats import fps_per_frame, fps_windows
 from adasr.space import SearchSpace, SubnetConfig
 from adasr.video import VideoWriter
 

@@ -182,9 +182,9 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
 def test_bench_overhead_on_a_package(monkeypatch, capsys, tmp_path):
     import json
 
+    from adasr.family import Family, Level
     from adasr.nn.supernet import SuperNet
     from adasr.package import save_package
-    from adasr.search.family import Family, Level
     from adasr.space import SearchSpace
 
     space = SearchSpace.named("tiny")

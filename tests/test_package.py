@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from adasr.errors import ConfigError, ModelError, OutputError
+from adasr.family import Family, Level
 from adasr.nn.supernet import SuperNet, subnet_cost
 from adasr.package import Package, load_package, save_package
 from adasr.runtime.profile import device_key, profile_package
-from adasr.search.family import Family, Level, search_family
+from adasr.search.family import search_family
 from adasr.search.latency import LatencyTable, MacsCostModel
 from adasr.space import SearchSpace
 from tests.helpers import make_net

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from adasr.errors import ConfigError
+from adasr.family import Family, Level
 from adasr.nn.supernet import SuperNet
 from adasr.package import load_package, save_package
 from adasr.runtime.engine import Engine
 from adasr.runtime.player import play, write_timeline
-from adasr.search.family import Family, Level
 from adasr.space import SearchSpace
 from adasr.video import probe, read_frames
 from tests.helpers import make_net

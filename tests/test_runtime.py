@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from adasr.errors import ConfigError
+from adasr.family import Family, Level
 from adasr.nn.supernet import SuperNet, subnet_cost
 from adasr.package import load_package, save_package
 from adasr.runtime.baselines import AssembledRunner, StaticRunner
 from adasr.runtime.engine import Engine, RunStats, frame_to_tensor, run_stream
 from adasr.runtime.monitors import CpuMonitor, LatencyMonitor, Monitor, RuntimeState, StreamMonitor
 from adasr.runtime.policies import FixedPolicy, LookupPolicy, MultiWorkloadManager, Policy, ReactivePolicy
-from adasr.search.family import Family, Level
 from adasr.space import SearchSpace, SubnetConfig
 from tests.helpers import make_net
 

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from adasr.errors import ConfigError, ModelError
+from adasr.family import Family, Level, check_loads, level_name, pareto_front, pareto_ranks, parse_loads
 from adasr.nn.supernet import SuperNet, subnet_cost
-from adasr.search.family import Family, Level, pareto_front, pareto_ranks, search_family
+from adasr.search.family import search_family
 from adasr.search.latency import MacsCostModel
 from adasr.search.plot import LabelledPoint, plot_family
-from adasr.search.protocols import Evaluator, level_name
+from adasr.search.protocols import Evaluator
 from adasr.search.quality import (
     FastEvaluator,
     QualityPredictor,
@@ -234,3 +235,14 @@ def test_plot_family_writes_png(tmp_path):
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
     assert [p.name for p in tmp_path.iterdir()] == ["pareto.png"]  # no temporary left
+
+
+def test_load_shares_are_checked_once_for_cli_and_library():
+    assert parse_loads("0,0.5") == (0.0, 0.5) and check_loads([1, 0.25]) == (1.0, 0.25)
+    for text, why in (("0,1.5", "in \\[0, 1\\]"), ("0,x", "numbers"), ("0.5,0.50", "duplicate"), ("nan", "in \\[0, 1")):
+        with pytest.raises(ConfigError, match=why):
+            parse_loads(text)
+    with pytest.raises(ConfigError, match="1 to 16"):
+        parse_loads(",".join(["0.1"] * 17))
+    with pytest.raises(ConfigError, match="at least one"):
+        check_loads([], "resource levels")

@@ -58,8 +58,8 @@ def _profile(family, seconds, key, lr_hw=(16, 16), columns=("0.00",)):
 
 
 def _tiny_package(path, profiles=None):
+    from adasr.family import Family, Level
     from adasr.package import save_package
-    from adasr.search.family import Family, Level
     from adasr.space import SearchSpace
     from tests.helpers import make_net
 

@@ -168,17 +168,11 @@ def parse_size(text: str, option: str, minimum: int = 8) -> tuple[int, int]:
 
 
 def parse_shares(text: str, option: str = "--loads", most: int = 16) -> tuple[float, ...]:
-    """'0,0.5' -> (0.0, 0.5): background CPU load shares, each in [0, 1], at most `most` of them."""
-    try:
-        shares = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise ConfigError(f"{option} wants numbers like 0,0.5; got {text!r}") from None
-    if not 1 <= len(shares) <= most:
-        raise ConfigError(f"{option} takes 1 to {most} load shares, got {len(shares)}")
-    bad = [s for s in shares if not 0.0 <= s <= 1.0]
-    if bad:
-        raise ConfigError(f"{option}: load shares are fractions of the CPU in [0, 1], got {bad[0]:g}")
-    return shares
+    """'0,0.5' -> (0.0, 0.5): background CPU load shares, each in [0, 1], at most `most` of them
+    (`adasr.family.parse_loads`, the check the library applies too)."""
+    from adasr.family import parse_loads
+
+    return parse_loads(text, option, most)
 
 
 def parse_ints(text: str, option: str, allowed: Range, most: int = 32) -> tuple[int, ...]:

@@ -28,8 +28,8 @@ def _supernet_entries(path: Path, model, subnets: list[str], spread: int) -> lis
 
 def _load(path: Path):
     """(model, scale, False) for a model file; (its levels as static models, scale, True) for a package."""
-    from adasr._cli.play_cmd import is_package_path
     from adasr.modelfile import load_model
+    from adasr.package import is_package_path
 
     if is_package_path(path):
         from adasr.package import load_package

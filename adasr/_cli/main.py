@@ -342,8 +342,8 @@ def search(
     from rich.table import Table
 
     from adasr._atomic import check_not_input, check_writable, write_bytes_atomic
+    from adasr.build import run_search
     from adasr.package import check_package_output
-    from adasr.search.run import run_search
 
     for path in (plot, json_out):
         if path is not None:
@@ -400,19 +400,15 @@ def profile(
                                         "(for read-only packages such as the bundled ones).")] = False,
 ) -> None:
     """Re-profile a package's levels on this device (how you bring your own phone or GPU)."""
-    from adasr._atomic import write_bytes_atomic
     from adasr.package import load_package
-    from adasr.runtime.profile import profile_cache_path, profile_package
+    from adasr.runtime.profile import cache_profile, profile_package
 
     shares = parse_shares(loads)
     pkg = load_package(package)
     prof = profile_package(pkg, levels=shares, repeats=repeats, threads=threads, device=device, table=False,
                            thread_rule=thread_rule)
     if cache:
-        where = profile_cache_path(pkg, prof["device"])
-        where.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(where, json.dumps(prof, indent=1).encode("utf-8"))
-        pkg.profiles[prof["device"]] = prof
+        where = cache_profile(pkg, prof)
     else:
         where = package
         pkg.add_profile(prof["device"], prof)

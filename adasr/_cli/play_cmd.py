@@ -15,39 +15,26 @@ from rich.table import Table
 from adasr.errors import ConfigError, InputError
 
 
-def is_package_path(path: Path) -> bool:
-    return path.suffix == ".adasr" or path.is_dir()
-
-
 def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool = False,
                 profile: bool = True) -> Any:
-    """The engine over `model` (a package; default: the bundled package for `scale`), with the
-    family profiled for this device (the package's profile, a cached one, or measured now)."""
-    from adasr.package import load_package
-    from adasr.paths import bundled_package
-    from adasr.runtime.engine import Engine
-    from adasr.runtime.profile import resolve_family
+    """`adasr.api.load_engine` with a progress bar while this device is profiled (first use)."""
+    from adasr.api import load_engine as load
 
-    path = model or bundled_package(scale)
-    if not path.exists():
-        raise InputError(f"model package not found: {path}")
-    if not is_package_path(path):
-        raise ConfigError(f"{path} is a single model file; adaptive mode needs a package (folder or .adasr) "
-                          f"with a family of levels (pass --level to upscale with a plain model)")
-    package = load_package(path)
-    if package.scale != scale:
-        raise ConfigError(f"{path} is a x{package.scale} package; --scale {scale} asked for x{scale}")
     progress = Progress(TextColumn("[bold]profiling this device (first use, cached)"), BarColumn(),
                         MofNCompleteColumn(), console=console, disable=quiet, transient=True)
-    with progress:
-        task = progress.add_task("profile", total=None)
-        family, source = resolve_family(package, profile_if_missing=profile,
-                                        on_progress=lambda stage, done, total: progress.update(task, completed=done,
-                                                                                               total=total))
-    engine = Engine(package, family)
-    engine.profile_source = source
-    engine.package = package
-    return engine
+    task: list[Any] = []
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if not task:  # the bar shows only when profiling runs
+            progress.start()
+            task.append(progress.add_task("profile", total=None))
+        progress.update(task[0], completed=done, total=total)
+
+    try:
+        return load(model, scale, profile=profile, on_progress=on_progress)
+    finally:
+        if task:
+            progress.stop()
 
 
 def _trace_file(trace: str | None) -> Path | None:

@@ -32,7 +32,7 @@ def load_for_scale(model_path: Path | None, scale: int):
 
 def _use_package(model_path: Path | None, scale: int) -> bool:
     """A package (given, or the bundled one for `scale`) rather than a single model file."""
-    from adasr._cli.play_cmd import is_package_path
+    from adasr.package import is_package_path
     from adasr.paths import MODELS_DIR
 
     if model_path is not None:

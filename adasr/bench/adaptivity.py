@@ -56,7 +56,10 @@ from typing import Any
 import numpy as np
 
 from adasr._atomic import atomic_path, ensure_dir, write_bytes_atomic
+from adasr._jsonfile import header
 from adasr.errors import ConfigError, InputError
+from adasr.runtime.policies import pick_policy
+from adasr.runtime.stats import fps_per_frame, fps_windows
 from adasr.runtime.traces import load_trace as load_trace
 
 RUNNERS = ("adasr", "static", "assembled")
@@ -183,33 +186,6 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else None
 
 
-def fps_windows(ready: Sequence[float], window_s: float = 1.0) -> tuple[list[float], list[float]]:
-    """(window start times, achieved FPS) over consecutive `window_s` windows of ready times."""
-    if not len(ready):
-        return [], []
-    r = np.asarray(ready, dtype=np.float64)
-    span = float(r.max())
-    n = max(1, int(math.ceil(span / window_s)))
-    counts = np.histogram(np.minimum(r, n * window_s), bins=n, range=(0.0, n * window_s))[0]
-    lengths = [window_s] * n
-    lengths[-1] = max(span - (n - 1) * window_s, 1e-9)
-    return [k * window_s for k in range(n)], [float(c / ln) for c, ln in zip(counts, lengths)]
-
-
-def fps_per_frame(ready: Sequence[float], window_s: float = 1.0) -> list[float]:
-    """Per frame: frames ready in the trailing window (`window_s`, or the elapsed time when shorter)
-    divided by that window."""
-    r = np.asarray(ready, dtype=np.float64)
-    out = []
-    for i, t in enumerate(r):
-        w = min(window_s, float(t))
-        if w <= 0:
-            continue
-        lo = int(np.searchsorted(r, t - w, side="right"))
-        out.append(float((i + 1 - lo) / w))
-    return out
-
-
 def _switch_probe(runner: Any) -> tuple[list[int], int]:
     """Switch through every level once and back to the first: (ns of each switch, the largest
     `resident_bytes()` seen on the way)."""
@@ -233,16 +209,10 @@ def _build_runner(name: str, package: Any, family: Any) -> Any:
     return AssembledRunner(package, family)
 
 
-def _make_policy(policy: str, family: Any) -> Any:
-    from adasr.runtime.policies import LookupPolicy, ReactivePolicy
-
-    return LookupPolicy(family) if policy == "lookup" else ReactivePolicy(family)
-
-
 def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_psnr: list[float], *,
              trace: Any, target_fps: float, max_frames: int, policy: str, load_workers: int | None,
              rss_interval_s: float, thread_rule: str = "auto") -> dict[str, Any]:
-    from adasr.runtime.load import CpuLoad
+    from adasr.cpuload import CpuLoad
     from adasr.runtime.monitors import CpuMonitor, StreamMonitor
     from adasr.runtime.traces import TracePlayer
 
@@ -259,7 +229,7 @@ def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_
             player = TracePlayer(trace, load)
             player.start()
             load_start = time.monotonic()
-            run_policy = _make_policy(policy, family)
+            run_policy = pick_policy(policy, family, None, fallback=False)
             stream_start = time.monotonic()
             stats = _stream(runner, frames, target_fps, run_policy, monitor, max_frames, thread_rule)
             player.stop()
@@ -488,8 +458,7 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
             on_progress("runner", i + 1, len(runners))
 
     result: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "adasr-bench-adaptivity",
+        **header("adasr-bench-adaptivity", SCHEMA_VERSION),
         "package": str(package_path),
         "video": str(video_path),
         "trace": trace_obj.to_dict(),

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from adasr.errors import ConfigError
+from adasr.frames import to_frame, to_tensor
 from adasr.metrics import bd_psnr, bd_rate, ssim_y
 from adasr.stream.adapt import AdaptConfig
 from adasr.stream.encoder import (
@@ -106,9 +107,8 @@ class Quality:
 
 @torch.inference_mode()
 def _sr(model, frame: np.ndarray, device: torch.device, cfg=None) -> np.ndarray:
-    x = torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float().div_(255.0)
-    y = model(x) if cfg is None else model(x, cfg=cfg)
-    return y.clamp_(0, 1).mul_(255).round_()[0].permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+    x = to_tensor(frame, device=device)
+    return to_frame(model(x) if cfg is None else model(x, cfg=cfg))
 
 
 def _point(bits: int, n: int, h: int, w: int, duration: float, q: dict[str, float], **extra) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from adasr._atomic import ensure_dir, write_bytes_atomic
+from adasr._jsonfile import header
 from adasr.errors import ConfigError
 
 SCHEMA_VERSION = 1
@@ -84,7 +85,7 @@ def run_multi(package_path: str | os.PathLike[str], videos: Sequence[str | os.Pa
         results[mode] = rows
 
     result = {
-        "schema_version": SCHEMA_VERSION, "kind": "adasr-bench-multi", "package": str(package_path),
+        **header("adasr-bench-multi", SCHEMA_VERSION), "package": str(package_path),
         "videos": [str(v) for v in videos], "targets": [float(t) for t in targets], "seconds": seconds,
         "lr_size": [lr_hw[1], lr_hw[0]], "start_level": start, "machine": {"cores": os.cpu_count()},
         "content_psnr": [p for _, _, p in prepared], "modes": results,

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from adasr.errors import ConfigError, InputError
+from adasr.frames import to_frame, to_tensor
 
 __all__ = ["Upscaler", "bicubic_upscaler", "opencv_upscalers", "acnet_upscaler", "model_upscaler",
            "package_upscalers", "score", "time_upscalers", "run_peers", "pareto_png"]
@@ -44,20 +45,12 @@ class Upscaler:
     params: int | None = None
 
 
-def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
-
-
-def _to_uint8(t: torch.Tensor) -> np.ndarray:
-    return t[0].clamp_(0, 1).mul_(255.0).round_().byte().permute(1, 2, 0).contiguous().numpy()
-
-
 def _torch_fn(module: torch.nn.Module) -> Fn:
     module = module.eval()
 
     @torch.inference_mode()
     def fn(rgb: np.ndarray) -> np.ndarray:
-        return _to_uint8(module(_to_tensor(rgb)))
+        return to_frame(module(to_tensor(rgb)))
 
     return fn
 
@@ -67,8 +60,8 @@ def bicubic_upscaler(scale: int) -> Upscaler:
 
     @torch.inference_mode()
     def fn(rgb: np.ndarray) -> np.ndarray:
-        x = _to_tensor(rgb)
-        return _to_uint8(F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False))
+        x = to_tensor(rgb)
+        return to_frame(F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False))
 
     return Upscaler("bicubic", "bicubic", fn, 0)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from adasr._atomic import ensure_dir, write_bytes_atomic
+from adasr._jsonfile import header
 from adasr.errors import ConfigError
 
 
@@ -70,7 +71,7 @@ def run_pipeline(package_path: str | os.PathLike[str], videos: Sequence[str | os
                      "decode_fps": n / decode_s, "sr_fps": n / sr_s, "encode_fps": n / encode_s,
                      "end_to_end_fps": len(result.stats.frames) / e2e_s,
                      "end_to_end_over_sr": (len(result.stats.frames) / e2e_s) / (n / sr_s)})
-    result_json = {"schema_version": 1, "kind": "adasr-bench-pipeline", "package": str(package_path),
+    result_json = {**header("adasr-bench-pipeline", 1), "package": str(package_path),
                    "level": level, "config": engine.levels[level].config.id, "codec": codec, "crf": crf,
                    "threads": __import__("torch").get_num_threads(), "machine": {"cores": os.cpu_count()},
                    "clips": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

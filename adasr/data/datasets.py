@@ -19,6 +19,8 @@ import torch
 
 from adasr.data.imresize import imresize, modcrop
 from adasr.errors import InputError
+from adasr.frames import to_frame as to_uint8  # noqa: F401 - older name, re-exported
+from adasr.frames import to_tensor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
@@ -127,20 +129,9 @@ def load_pairs(source: str | os.PathLike[str], scale: int, **kwargs) -> list[SRP
     return load_image_pairs(source, scale, **{k: v for k, v in kwargs.items() if k in ("limit", "use_cache")})
 
 
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 HxWx3 -> float (1, 3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-
-
 def gray_of(rgb: np.ndarray) -> np.ndarray:
     """One channel of an RGB uint8 image: the rounded mean, as `write_image(gray=True)` stores it."""
     return np.round(rgb.astype(np.float64).mean(axis=2)).astype(np.uint8)
-
-
-def to_uint8(batch: torch.Tensor) -> np.ndarray:
-    """float (1, 3, H, W) -> uint8 HxWx3, rounded and clipped like the protocol's MATLAB code."""
-    arr = batch.detach().squeeze(0).clamp(0, 1).mul(255.0).round().to(torch.uint8)
-    return arr.permute(1, 2, 0).cpu().numpy()
 
 
 class PatchSampler:

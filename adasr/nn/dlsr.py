@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from adasr._jsonfile import check_header, header
 from adasr.errors import InputError, ModelError
 from adasr.nn.blocks import esa_width, spatial_attention
 from adasr.nn.registry import register_model
@@ -231,7 +232,7 @@ class Genotype:
     info: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": GENOTYPE_KIND, "schema_version": GENOTYPE_SCHEMA, "width": self.width,
+        return {**header(GENOTYPE_KIND, GENOTYPE_SCHEMA), "width": self.width,
                 "network_level": self.network_level,
                 "cells": [{"ops": list(c.ops), "inputs": list(c.inputs)} for c in self.cells],
                 "info": dict(self.info)}
@@ -249,13 +250,7 @@ class Genotype:
         def is_int(v: Any) -> bool:
             return isinstance(v, int) and not isinstance(v, bool)
 
-        if not isinstance(data, dict):
-            raise bad("not a JSON object")
-        if data.get("kind") != GENOTYPE_KIND:
-            raise bad(f"kind must be {GENOTYPE_KIND!r}, got {str(data.get('kind'))[:40]!r}")
-        if data.get("schema_version") != GENOTYPE_SCHEMA or not is_int(data.get("schema_version")):
-            raise bad(f"schema_version {str(data.get('schema_version'))[:20]!r} is not supported "
-                      f"(this adasr reads {GENOTYPE_SCHEMA})")
+        check_header(data, GENOTYPE_KIND, GENOTYPE_SCHEMA, "DLSR genotype", source=source)
         unknown = sorted(str(k)[:30] for k in set(data) - _GENOTYPE_KEYS)
         if unknown:
             raise bad(f"unknown field(s) {', '.join(unknown[:3])}")

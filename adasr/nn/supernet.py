@@ -61,7 +61,12 @@ def run_network(head, blocks: Iterable, tail, upsampler: str, up, scale: int, x:
     y = h
     for block in blocks:
         y = block(y)
-    y = tail(y) + h
+    return run_upsampler(upsampler, up, scale, tail(y) + h, x)
+
+
+def run_upsampler(upsampler: str, up, scale: int, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The upsampler `upsampler` ("tc", "ps" or "bic") with layer `up` on features `y` of the LR
+    input `x`: (B, C, H, W) -> (B, 3, sH, sW). The latency table times this same function."""
     if upsampler == "tc":
         return up(y)
     out = F.pixel_shuffle(up(y), scale)

@@ -1,8 +1,9 @@
 """Runtime: the level-switching engine and its pipeline (`engine`), monitors, policies, load
-traces, the Static and Assembled baselines, profiling (`profile`) and background CPU load (`load`).
+traces, the Static and Assembled baselines, profiling (`profile`), background CPU load (`load`) and
+FPS statistics (`stats`).
 
-Kept light: nothing is imported until used, so `import adasr.runtime.load` in a spawned load
-worker does not pull in torch. The names below resolve lazily on first access.
+Kept light: nothing is imported until used, so `import adasr.runtime` (or `adasr.runtime.load`)
+pulls in no torch. The names below resolve lazily on first access.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "CpuLoad": "adasr.runtime.load",
+    "CpuLoad": "adasr.cpuload",
     "LatencySample": "adasr.runtime.profile",
     "measure_latency": "adasr.runtime.profile",
     "profile_package": "adasr.runtime.profile",
@@ -25,6 +26,9 @@ _LAZY = {
     "LookupPolicy": "adasr.runtime.policies",
     "ReactivePolicy": "adasr.runtime.policies",
     "MultiWorkloadManager": "adasr.runtime.policies",
+    "pick_policy": "adasr.runtime.policies",
+    "fps_windows": "adasr.runtime.stats",
+    "fps_per_frame": "adasr.runtime.stats",
     "Trace": "adasr.runtime.traces",
     "TracePlayer": "adasr.runtime.traces",
     "StaticRunner": "adasr.runtime.baselines",

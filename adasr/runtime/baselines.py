@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from adasr.errors import ConfigError
+from adasr.family import Family
 from adasr.modelfile import ModelSpec, load_model, save_model
 from adasr.nn.supernet import SuperNet
 from adasr.runtime.engine import (
@@ -38,7 +39,6 @@ from adasr.runtime.engine import (
     run_stream,
     tensor_to_frame,
 )
-from adasr.search.family import Family
 
 if TYPE_CHECKING:
     from adasr.package import Package

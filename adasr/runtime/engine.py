@@ -50,8 +50,9 @@ import numpy as np
 import torch
 
 from adasr.errors import ConfigError
+from adasr.family import Family, Level
+from adasr.frames import to_frame, to_tensor
 from adasr.nn.supernet import SuperNet
-from adasr.search.family import Family, Level
 
 if TYPE_CHECKING:
     from adasr.package import Package
@@ -71,14 +72,13 @@ def check_frame(frame: Any) -> None:
 def frame_to_tensor(frame: np.ndarray, channels_last: bool = True) -> torch.Tensor:
     """uint8 HxWx3 RGB -> (1, 3, H, W) float32 in [0, 1]."""
     check_frame(frame)
-    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float().div_(255.0)
+    x = to_tensor(frame)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def tensor_to_frame(y: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) float in [0, 1] -> uint8 HxWx3 (rounded, clipped)."""
-    y = y.detach().clamp(0, 1).mul(255.0).round_()
-    return np.ascontiguousarray(y[0].permute(1, 2, 0).to(torch.uint8).cpu().numpy())
+    return to_frame(y)
 
 
 def module_bytes(module: torch.nn.Module) -> int:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from adasr.errors import ConfigError, InputError
+from adasr.runtime.policies import pick_policy
 
 POLICY_NAMES = ("lookup", "reactive", "fixed")
 
@@ -83,19 +84,6 @@ class PlayResult:
         if self.psnr is not None:
             out["psnr"] = self.psnr
         return out
-
-
-def pick_policy(name: str, family: Any, level: int | None) -> Any:
-    from adasr.runtime.policies import FixedPolicy, LookupPolicy, ReactivePolicy
-
-    if name == "fixed":
-        return FixedPolicy(level if level is not None else len(family) - 1)
-    if name == "reactive":
-        return ReactivePolicy(family)
-    try:
-        return LookupPolicy(family)
-    except ConfigError:  # a family without latencies: the reactive manager needs none
-        return ReactivePolicy(family)
 
 
 def _check_size(size: Any, what: str) -> tuple[int, int] | None:
@@ -158,14 +146,12 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
         if not reference_every:
             yield from read_frames(video, max_frames=max_frames, size=None if lr == (info.width, info.height) else lr)
             return
-        import torch
-
         from adasr.data.imresize import imresize_torch
+        from adasr.frames import to_frame, to_tensor
 
         for i, hr in enumerate(read_frames(video, max_frames=max_frames, size=out_size)):
-            x = torch.from_numpy(hr).permute(2, 0, 1)[None].float()
-            small = imresize_torch(x, scale=1.0 / scale).round_().clamp_(0, 255)
-            lr_frame = np.ascontiguousarray(small[0].permute(1, 2, 0).to(torch.uint8).numpy())
+            small = imresize_torch(to_tensor(hr, peak=1.0), scale=1.0 / scale)  # on the 0..255 scale
+            lr_frame = to_frame(small, unit=False)
             if i % reference_every == 0:
                 refs[i] = (hr, lr_frame)
             yield lr_frame
@@ -204,7 +190,7 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
     applied: list[tuple[float, float]] = []
     try:
         if trace is not None:
-            from adasr.runtime.load import CpuLoad
+            from adasr.cpuload import CpuLoad
             from adasr.runtime.traces import TracePlayer, load_trace
 
             duration = (max_frames or info.frame_count or 300) / target
@@ -258,16 +244,14 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
 def _reference_psnr(refs: dict[int, tuple[np.ndarray, np.ndarray]], outputs: dict[int, np.ndarray],
                     scale: int) -> dict[str, Any]:
     """Mean PSNR-Y of the played frames and of bicubic on the same sampled frames."""
-    import torch
-
     from adasr.data.imresize import imresize_torch
+    from adasr.frames import to_frame, to_tensor
     from adasr.metrics import psnr_y
 
     sr_scores, bic_scores = [], []
     for i in sorted(set(refs) & set(outputs)):
         hr, lr_frame = refs[i]
-        x = torch.from_numpy(lr_frame).permute(2, 0, 1)[None].float()
-        bic = imresize_torch(x, scale=float(scale)).round_().clamp_(0, 255)[0].permute(1, 2, 0).to(torch.uint8).numpy()
+        bic = to_frame(imresize_torch(to_tensor(lr_frame, peak=1.0), scale=float(scale)), unit=False)
         sr_scores.append(psnr_y(outputs[i], hr, border=scale))
         bic_scores.append(psnr_y(bic, hr, border=scale))
     if not sr_scores:
@@ -285,7 +269,7 @@ def write_timeline(result: PlayResult, path: str | os.PathLike[str]) -> Path:
     import matplotlib.pyplot as plt
 
     from adasr._atomic import atomic_path
-    from adasr.bench.adaptivity import fps_windows
+    from adasr.runtime.stats import fps_windows
 
     frames = result.stats.frames
     t = [f.ready_time for f in frames]

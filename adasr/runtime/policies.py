@@ -8,6 +8,7 @@ baseline alike, and tests feed them fake states.
 - `LookupPolicy` (DySR Algorithm 1; Dynamic-OFA's look-up table for a single workload).
 - `ReactivePolicy` (Dynamic-OFA's runtime manager: sliding-window latency, step down / up).
 - `MultiWorkloadManager` (Dynamic-OFA section 4.4: several workloads adjusted together).
+- `pick_policy(name, family, level)`: one of the first three by name ("fixed", "reactive", "lookup").
 
 The rules are stated in each class's docstring.
 """
@@ -19,9 +20,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from adasr.errors import ConfigError
+from adasr.family import Family, Level, level_name
 from adasr.runtime.monitors import RuntimeState
-from adasr.search.family import Family, Level
-from adasr.search.protocols import level_name
 
 
 @runtime_checkable
@@ -311,3 +311,22 @@ class MultiWorkloadManager:
             levels[pick] += step
             self._since_switch = 0
         return levels
+
+
+def pick_policy(name: str, family: Family | Sequence[Level], level: int | None = None, *,
+                fallback: bool = True) -> Policy:
+    """The policy called `name`: "fixed" (at `level`, default the best), "reactive" or "lookup".
+
+    fallback: a "lookup" on a family without latencies becomes "reactive" (it needs none);
+    with False the `LookupPolicy`'s ConfigError is raised instead.
+    """
+    if name == "fixed":
+        return FixedPolicy(level if level is not None else len(family) - 1)
+    if name == "reactive":
+        return ReactivePolicy(family)
+    try:
+        return LookupPolicy(family)
+    except ConfigError:
+        if not fallback:
+            raise
+        return ReactivePolicy(family)

@@ -5,7 +5,8 @@ Modules (imported lazily; `import adasr.search` pulls in no torch):
 - `protocols`  `CostModel.cost(cfg) -> seconds`, `Evaluator.score(cfg) -> PSNR`, level names
 - `latency`    per-op latency look-up table (Dynamic-OFA format), additive predictor, cost models
 - `quality`    `FastEvaluator` (PSNR on a few crops), `QualityPredictor` (MLP), `kendall_tau`
-- `family`     `Level`, `Family`, `pareto_front`, `search_family` (DySR and Dynamic-OFA strategies)
+- `family`     `search_family` (DySR and Dynamic-OFA strategies); `Level`, `Family`, `pareto_front`
+               live in `adasr.family` (re-exported here)
 - `plot`       PSNR-vs-FPS picture of a family (PNG)
 """
 
@@ -32,9 +33,9 @@ _LAZY = {
     "encode": "adasr.search.quality",
     "kendall_tau": "adasr.search.quality",
     "sample_quality_data": "adasr.search.quality",
-    "Level": "adasr.search.family",
-    "Family": "adasr.search.family",
-    "pareto_front": "adasr.search.family",
+    "Level": "adasr.family",
+    "Family": "adasr.family",
+    "pareto_front": "adasr.family",
     "search_family": "adasr.search.family",
     "plot_family": "adasr.search.plot",
     "LabelledPoint": "adasr.search.plot",

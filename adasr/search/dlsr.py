@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from adasr._atomic import atomic_path, ensure_dir
-from adasr._jsonfile import write_json
+from adasr._jsonfile import check_header, header, read_json, write_json
 from adasr.data.datasets import PatchSampler, SRPair, load_pairs
 from adasr.errors import ConfigError, InputError, ModelError
 from adasr.nn.dlsr import OPS, DLSRSearchNet, Genotype
@@ -45,6 +45,8 @@ from adasr.train.losses import hfen_loss
 CHECKPOINT = "checkpoint.safetensors"
 GENOTYPE = "genotype.json"
 TRAJECTORY = "trajectory.json"
+TRAJECTORY_KIND = "adasr.dlsr-trajectory"
+TRAJECTORY_SCHEMA = 1
 _META = "adasr.dlsr-search"
 
 
@@ -312,7 +314,7 @@ class DLSRSearch:
         meta = {"step": self.state.step, "seconds": self.state.seconds, "config": self.cfg.to_dict(),
                 "snapshots": self.state.snapshots, "optim_groups": groups}
         ensure_dir(self.run_dir)
-        write_json(self.run_dir / TRAJECTORY, {"kind": "adasr.dlsr-trajectory", "schema_version": 1,
+        write_json(self.run_dir / TRAJECTORY, {**header(TRAJECTORY_KIND, TRAJECTORY_SCHEMA),
                                                "ops": list(self.cfg.ops), "network_level": self.cfg.network_level,
                                                "warmup_steps": self.cfg.warmup_steps,
                                                "records": self.state.trajectory})
@@ -354,12 +356,11 @@ def read_search_checkpoint(path: Path) -> tuple[DLSRSearchConfig, SearchState, d
 
 def read_trajectory(path: str | Path) -> dict[str, Any]:
     """A run's trajectory.json (or the folder holding it), checked enough to plot."""
-    from adasr._jsonfile import read_json
-
     path = Path(path)
     if path.is_dir():
         path = path / TRAJECTORY
     data = read_json(path, "DLSR trajectory")
-    if not isinstance(data, dict) or data.get("kind") != "adasr.dlsr-trajectory" or not data.get("records"):
+    check_header(data, TRAJECTORY_KIND, TRAJECTORY_SCHEMA, "DLSR trajectory", source=path)
+    if not data.get("records"):
         raise ModelError(f"{path}: not a DLSR trajectory file (or it has no records)")
     return data

@@ -54,13 +54,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from adasr._jsonfile import read_json, write_json
+from adasr._jsonfile import check_header, header, read_json, write_json
 from adasr.errors import ConfigError, ModelError
 from adasr.nn.blocks import Dims, block_type, parse_token
 from adasr.nn.elastic import Use, conv_use, static_layer
-from adasr.nn.supernet import DEFAULT_LR_HW, StaticBlock, subnet_cost, upsampler_use
+from adasr.nn.supernet import DEFAULT_LR_HW, StaticBlock, run_upsampler, subnet_cost, upsampler_use
 from adasr.search.protocols import Progress, level_name
 from adasr.space import SearchSpace, SubnetConfig
 
@@ -162,18 +161,8 @@ def _unit_callable(unit: Unit, supernet: nn.Module | None = None
     if unit.kind == "tail":
         return (lambda y: tail(y) + y), holder, shape  # the long skip add belongs to the tail
     if unit.kind == "up":
-        s, kind = unit.scale, unit.upsampler
-        box = holder
-
-        def up(y: torch.Tensor) -> torch.Tensor:
-            if kind == "tc":
-                return up_op(y)
-            out = F.pixel_shuffle(up_op(y), s)
-            if kind == "bic":
-                out = out + F.interpolate(box.lr, size=out.shape[-2:], mode="bicubic", align_corners=False)
-            return out
-
-        return up, holder, shape
+        s, kind, box = unit.scale, unit.upsampler, holder
+        return (lambda y: run_upsampler(kind, up_op, s, y, box.lr)), holder, shape
     raise AssertionError(f"unknown unit kind {unit.kind!r}")
 
 
@@ -285,15 +274,11 @@ class LatencyTable:
         tables: dict[str, dict[str, dict[str, Any]]] = {}
         for (device, level, key), entry in sorted(self._entries.items()):
             tables.setdefault(device, {}).setdefault(level, {})[key] = entry.to_dict()
-        return {"schema_version": TABLE_SCHEMA_VERSION, "kind": TABLE_KIND, "tables": tables}
+        return {**header(TABLE_KIND, TABLE_SCHEMA_VERSION), "tables": tables}
 
     @classmethod
     def from_dict(cls, data: Any) -> LatencyTable:
-        if not isinstance(data, Mapping) or data.get("kind") != TABLE_KIND:
-            raise ModelError("not an adasr latency table (kind is not 'adasr-latency-table')")
-        if data.get("schema_version") != TABLE_SCHEMA_VERSION:
-            raise ModelError(f"latency table schema version {data.get('schema_version')!r} is not supported "
-                             f"(this adasr reads version {TABLE_SCHEMA_VERSION})")
+        check_header(data, TABLE_KIND, TABLE_SCHEMA_VERSION, "latency table")
         tables = data.get("tables")
         if not isinstance(tables, Mapping):
             raise ModelError("latency table has no 'tables' object")
@@ -333,7 +318,7 @@ def time_units(table: LatencyTable, units: Sequence[Unit], *, device_label: str,
     the samples to `table` under (device_label, level). With `supernet` (on `device`, eval mode
     is set here) units run routed through it, else as static layers. `on_unit(done, total)`
     after each."""
-    from adasr.runtime.profile import resolve_device
+    from adasr.timing import resolve_device
 
     if not isinstance(repeats, int) or repeats < 1:
         raise ConfigError(f"repeats must be a positive integer, got {repeats!r}")
@@ -355,7 +340,7 @@ def time_units(table: LatencyTable, units: Sequence[Unit], *, device_label: str,
 def _time_units(table: LatencyTable, units: Sequence[Unit], device_label: str, level: float, dev: torch.device,
                 repeats: int, warmup: int, min_sample_s: float, channels_last: bool, supernet: nn.Module | None,
                 on_unit: Callable[[int, int], None] | None) -> None:
-    from adasr.runtime.profile import make_input, time_calls
+    from adasr.timing import make_input, time_calls
 
     for i, unit in enumerate(units, 1):
         with torch.random.fork_rng(devices=[]):
@@ -384,8 +369,8 @@ def build_latency_table(space: SearchSpace | None = None, lr_hw: tuple[int, int]
     them; without, as an extracted sub-network's static layers. `device_label` defaults to
     `device_key(device, threads)`. Adds to `table` if given.
     """
-    from adasr.runtime.load import CpuLoad
-    from adasr.runtime.profile import check_lr_hw, device_key, torch_threads
+    from adasr.cpuload import CpuLoad
+    from adasr.timing import check_lr_hw, device_key, torch_threads
 
     lr_hw = check_lr_hw(lr_hw)
     if space is None and supernet is not None:
@@ -469,7 +454,7 @@ class MeasuredCostModel:
         self._cache: dict[str, float] = {}
 
     def cost(self, cfg: SubnetConfig) -> float:
-        from adasr.runtime.profile import measure_latency
+        from adasr.timing import measure_latency
 
         if cfg.id not in self._cache:
             sample = measure_latency(self.supernet, cfg, self.lr_hw, warmup=self.warmup, repeats=self.repeats,

@@ -13,8 +13,7 @@ from typing import Any
 
 from adasr._atomic import atomic_path
 from adasr.errors import ConfigError
-from adasr.search.family import Family
-from adasr.search.protocols import level_name
+from adasr.family import Family, level_name
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,10 @@ This module imports no torch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from adasr.errors import ConfigError
+from adasr.family import level_name as level_name  # re-exported: the name lives with the family
 from adasr.space import SubnetConfig
 
 # on_progress(stage, done, total): called by long-running library functions for CLI progress bars.
@@ -40,19 +39,6 @@ class Evaluator(Protocol):
     """Quality of sub-network `cfg` as PSNR in dB (higher is better)."""
 
     def score(self, cfg: SubnetConfig) -> float: ...
-
-
-def level_name(share: float | str) -> str:
-    """The name of a resource level (a background CPU load share in [0, 1]): "0.00", "0.50"."""
-    if isinstance(share, str):
-        try:
-            share = float(share)
-        except ValueError:
-            raise ConfigError(f"a resource level is a load share in [0, 1], got {share!r}") from None
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) \
-            or not 0.0 <= share <= 1.0:
-        raise ConfigError(f"a resource level is a load share in [0, 1], got {share!r}")
-    return f"{float(share):.2f}"
 
 
 def cost_level_name(cost_model: object) -> str:

@@ -30,8 +30,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from adasr._atomic import atomic_path
-from adasr.data.datasets import SRPair, gray_of, to_uint8
+from adasr._jsonfile import check_header
+from adasr.data.datasets import SRPair, gray_of
 from adasr.errors import ConfigError, InputError, ModelError
+from adasr.frames import to_frame
 from adasr.metrics import psnr_y
 from adasr.search.protocols import Evaluator, Progress
 from adasr.space import SearchSpace, SubnetConfig
@@ -113,7 +115,7 @@ class FastEvaluator:
                 for idx, lr in self._batches:
                     sr = run(lr.to(self.device))
                     for k, i in enumerate(idx):
-                        img, hr = to_uint8(sr[k:k + 1]), self.crops[i].hr
+                        img, hr = to_frame(sr[k:k + 1]), self.crops[i].hr
                         if img.shape != hr.shape:
                             raise ModelError(f"model output {img.shape} does not match HR {hr.shape}")
                         if self.crops[i].gray:
@@ -303,9 +305,7 @@ class QualityPredictor(nn.Module):
             raise ModelError(f"{path}: not an adasr quality predictor (no header)")
         try:
             meta = json.loads(raw)
-            if meta.get("schema_version") != PREDICTOR_SCHEMA_VERSION:
-                raise ModelError(f"{path}: quality predictor schema version {meta.get('schema_version')!r} "
-                                 f"is not supported (this adasr reads {PREDICTOR_SCHEMA_VERSION})")
+            check_header(meta, None, PREDICTOR_SCHEMA_VERSION, "quality predictor", source=path)
             model = cls(SearchSpace.from_dict(meta["space"]), tuple(meta["hidden"]))
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ConfigError) as exc:
             raise ModelError(f"{path}: bad quality predictor header ({exc})") from None

@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from adasr.errors import ConfigError
+from adasr.frames import to_frame, to_tensor
 
 STRATEGIES = ("gradient", "ams", "random", "first", "last", "first_last", "full")
 
@@ -218,8 +219,7 @@ def segment_psnr(model: nn.Module, lr: np.ndarray, hr: np.ndarray, border: int, 
     device = next(model.parameters()).device
     vals = []
     for i in range(0, lr.shape[0], every):
-        x = torch.from_numpy(lr[i]).to(device).permute(2, 0, 1)[None].float().div_(255.0)
-        y = model(x) if cfg is None else model(x, cfg=cfg)
-        sr = y.clamp_(0, 1).mul_(255).round_()[0].permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+        x = to_tensor(lr[i], device=device)
+        sr = to_frame(model(x) if cfg is None else model(x, cfg=cfg))
         vals.append(psnr_y(sr, hr[i], border))
     return float(np.mean(vals))

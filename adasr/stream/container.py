@@ -32,6 +32,7 @@ from adasr._atomic import (
     check_writable,
     owned_folder_reason,
 )
+from adasr._jsonfile import check_header, header
 from adasr.errors import InputError, ModelError, OutputError
 from adasr.safepath import check_name, confined_file, read_confined
 
@@ -59,7 +60,7 @@ def write_stream(path: str | os.PathLike[str], manifest: dict[str, Any], blobs: 
     for name, data in blobs.items():
         table[name] = {"size": len(data), "sha256": _sha(data), "offset": offset}
         offset += len(data)
-    manifest = {**manifest, "kind": STREAM_KIND, "schema_version": STREAM_SCHEMA_VERSION, "blobs": table}
+    manifest = {**manifest, **header(STREAM_KIND, STREAM_SCHEMA_VERSION), "blobs": table}
     text = json.dumps(manifest, indent=1, sort_keys=True).encode()
     if is_single_file(path):
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -119,11 +120,7 @@ class StreamFile:
             manifest = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ModelError(f"{self.path}: stream manifest is not valid JSON ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("kind") != STREAM_KIND:
-            raise ModelError(f"{self.path}: not an adasr stream manifest")
-        if manifest.get("schema_version") != STREAM_SCHEMA_VERSION:
-            raise ModelError(f"{self.path}: stream schema version {manifest.get('schema_version')!r} is not "
-                             f"supported (this adasr reads version {STREAM_SCHEMA_VERSION})")
+        check_header(manifest, STREAM_KIND, STREAM_SCHEMA_VERSION, "stream manifest", source=self.path)
         self._check_table(manifest)
         self.manifest = manifest
 

@@ -125,11 +125,12 @@ def play_stream(path: str | os.PathLike[str], *, target_fps: float | None = None
 
     on_ready(engine, target_fps): called once the engine is built, before the first frame (live views).
     """
+    from adasr.family import Family, Level
     from adasr.nn.supernet import SuperNet, subnet_cost
     from adasr.runtime.engine import AutoThreads, Engine, run_stream
     from adasr.runtime.monitors import CpuMonitor, StreamMonitor
-    from adasr.runtime.player import PlayResult, pick_policy
-    from adasr.search.family import Family, Level
+    from adasr.runtime.player import PlayResult
+    from adasr.runtime.policies import pick_policy
     from adasr.space import SubnetConfig
     from adasr.stream.reader import StreamReader
     from adasr.video import VideoWriter

@@ -32,9 +32,8 @@ from adasr._atomic import write_bytes_atomic
 from adasr.data.datasets import PatchSampler, SRPair, load_pairs
 from adasr.errors import AdasrError, ConfigError, InputError, ModelError
 from adasr.evaluation import evaluate
-from adasr.modelfile import ModelSpec, non_finite, save_model
+from adasr.modelfile import ModelSpec, non_finite, save_model, tensors_sha256
 from adasr.nn.registry import build_model
-from adasr.package import tensors_sha256
 from adasr.train.config import TrainConfig
 from adasr.train.losses import SRLoss
 from adasr.train.sampling import step_subnets, validation_subnets

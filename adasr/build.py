@@ -1,5 +1,8 @@
 """`adasr search`: from a trained supernet file to a deployable, profiled package.
 
+The workflow above the search, the package and the runtime's profiler (it uses all three, so it
+sits above them; `adasr.search` itself never writes a package).
+
 Steps (each reported through `on_progress`): a fast evaluator on validation crops; a latency
 look-up table timed on this device (or an analytic MAC model); the family search (DySR or
 Dynamic-OFA); the package written; every level measured at each resource level (real background
@@ -23,7 +26,7 @@ def _baseline_points(paths: Sequence[Path], evaluator, lr_hw, scale: int, repeat
                      threads: int | None) -> list[dict]:
     from adasr.modelfile import load_model
     from adasr.nn.registry import build_model
-    from adasr.runtime.profile import measure_latency
+    from adasr.timing import measure_latency
 
     models = [("bicubic", build_model("bicubic", scale=scale))]
     for path in paths:
@@ -49,10 +52,11 @@ def run_search(model_path: Path, out: Path, *, strategy: str = "ofa", val: str =
     from adasr.modelfile import load_model
     from adasr.package import save_package
     from adasr.paths import benchmark_dir
-    from adasr.runtime.profile import profile_package, torch_threads
+    from adasr.runtime.profile import profile_package
     from adasr.search.family import check_strategy, search_family
     from adasr.search.latency import MacsCostModel, MeasuredCostModel, build_latency_table, median_abs_error
     from adasr.search.quality import FastEvaluator
+    from adasr.timing import torch_threads
 
     check_strategy(strategy, params or {})  # before seconds of loading and timing
     if cost not in ("table", "macs", "measured"):
