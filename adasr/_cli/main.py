@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from adasr._cli.common import console, explicit, out, parse_shares, parse_size
 from adasr._cli.common import set_threads as _threads
+from adasr._cli.ddp import NPROC_HELP, TIMEOUT_HELP
 from adasr.errors import AdasrError, ConfigError
 
 app = typer.Typer(
@@ -67,13 +68,21 @@ def train(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    nproc: Annotated[int, typer.Option(help=NPROC_HELP)] = 1,
+    dist_timeout: Annotated[float, typer.Option(help=TIMEOUT_HELP)] = 30.0,
 ) -> None:
-    """Train a model with the one training loop (L1 + HFEN, Adam, checkpoints, exact resume)."""
+    """Train a model with the one training loop (L1 + HFEN, Adam, checkpoints, exact resume);
+    data-parallel with --nproc N or under `torchrun --nproc-per-node N -m adasr train ...`."""
+    import contextlib
+
     from adasr._atomic import removed_if_empty
+    from adasr._cli.ddp import joined, launched
     from adasr.errors import OutputError
     from adasr.train import Trainer
 
     _threads(threads)
+    if launched(nproc, threads):
+        return
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"--out must be a run folder, but {out_dir} is a file")
     options = dict(arch=arch, supernet=supernet, recipe=recipe, scale=scale, data=data, val=val, steps=steps,
@@ -97,10 +106,14 @@ def train(
     _check_arch(cfg)
     from adasr._cli.progress import TrainProgress
 
-    with removed_if_empty(out_dir), TrainProgress(enabled=not quiet, console=console) as progress:
-        trainer = Trainer(cfg, out_dir, device=device, resume=resume, max_minutes=max_minutes,
-                          on_event=progress.event)
-        state = trainer.run()
+    with joined(device, dist_timeout) as (dist, device):
+        folder = removed_if_empty(out_dir) if dist.main else contextlib.nullcontext()
+        with folder, TrainProgress(enabled=not quiet and dist.main, console=console) as progress:
+            trainer = Trainer(cfg, out_dir, device=device, resume=resume, max_minutes=max_minutes,
+                              on_event=progress.event if dist.main else None, dist=dist)
+            state = trainer.run()
+    if not dist.main:
+        return
     last = state.history[-1] if state.history else {}
     psnr = ", ".join(f"{k} {v:.2f} dB" for k, v in last.items() if k.startswith("psnr"))
     out.print(f"trained {state.step} steps in {state.seconds / 60:.1f} min; {psnr or 'no validation'}; "
@@ -637,7 +650,9 @@ _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def _fail(message: str, code: int) -> None:
-    console.print("[red]error:[/red] " + escape(message), highlight=False, soft_wrap=True)
+    from adasr._cli.ddp import rank_prefix
+
+    console.print("[red]error:[/red] " + escape(rank_prefix() + message), highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
