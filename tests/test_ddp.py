@@ -178,3 +178,36 @@ def test_dlsr_search_on_two_processes_matches_one(two_ranks, tmp_path, small_pai
 def test_a_dead_rank_gives_one_line_not_a_hang(two_ranks):
     _, report = two_ranks
     assert "lost the other processes" in report["error"] and "\n" not in report["error"]
+
+
+def test_cli_nproc_2_runs_torchrun_and_matches_one_process(tmp_path, data_root):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    common = ["train", "--arch", "fsrcnn", "--arg", "d=16", "--arg", "s=8", "--arg", "m=1", "--data",
+              str(data_root / "benchmarks" / "Set5"), "--val", "none", "--steps", "3", "--batch-size", "4",
+              "--patch", "16", "--quiet", "--threads", "1"]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    done = subprocess.run([sys.executable, "-m", "adasr", *common, "--out", str(tmp_path / "two"), "--nproc", "2"],
+                          capture_output=True, text=True, env=env, timeout=WORKER_SECONDS)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("trained 3 steps") == 1  # rank 0 alone reports
+    # the same run in one process, from the config the CLI wrote
+    cfg = TrainConfig.from_dict(json.loads((tmp_path / "two" / "config.json").read_text()))
+    Trainer(cfg, tmp_path / "one", device="cpu").run()
+    two, one = _model(tmp_path / "two" / "model.safetensors"), _model(tmp_path / "one" / "model.safetensors")
+    assert max(float((two[k] - one[k]).abs().max()) for k in one) <= ATOL
+
+
+def test_nproc_is_refused_under_torchrun_and_stripped_for_the_workers(monkeypatch):
+    from adasr._cli.ddp import _without_nproc, launched, rank_prefix
+    from adasr.errors import ConfigError
+
+    assert _without_nproc(["train", "--nproc", "2", "--out", "x", "--nproc=3"]) == ["train", "--out", "x"]
+    assert not launched(1, None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(ConfigError, match="torchrun"):
+        launched(2, None)
+    assert rank_prefix() == "rank 1: "
