@@ -646,6 +646,36 @@ def bench_overhead(
         write_bytes_atomic(json_out, (json.dumps(result, indent=2) + "\n").encode())
 
 
+@bench_app.command("ddp")
+def bench_ddp(
+    nproc: Annotated[int, typer.Option(help="Data-parallel processes to compare with one process.")] = 2,
+    steps: Annotated[int, typer.Option(help="Training steps per run.")] = 20,
+    rounds: Annotated[int, typer.Option(help="Alternating rounds of the three runners.")] = 2,
+    batch_size: Annotated[int, typer.Option(help="Global batch (patches per step), split over the processes.")] = 16,
+    patch: Annotated[int, typer.Option(help="LR patch side in pixels.")] = 48,
+    supernet: Annotated[str, typer.Option(help="Search space of the supernet trained.")] = "lite-x2",
+    recipe: Annotated[str, typer.Option(help="Supernet phases (see adasr train --recipe).")] = "lite",
+    data: Annotated[Optional[list[Path]], typer.Option(help="HR image folder or video (repeatable). Default: adasr train's.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the result as JSON here.")] = None,
+) -> None:
+    """Training throughput (images/s): 1 process on 1 and on N threads vs N processes (`train --nproc N`)."""
+    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr.bench.ddp import run_ddp_bench
+
+    if json_out is not None:
+        check_writable(json_out)
+    result = run_ddp_bench(nproc=nproc, steps=steps, rounds=rounds, batch_size=batch_size, patch=patch,
+                           supernet=supernet, recipe=recipe, data=[str(p) for p in data or []],
+                           on_progress=lambda stage, done, total: console.print(f"  {stage}: {done}/{total}"))
+    rows = [{"runner": r["runner"], "images/s": r["images_per_s"], "vs 1x1": r["ratio_to_1x1"],
+             "wall s (with start-up)": r["wall_s"]} for r in result["runners"]]
+    _print_rows(f"{supernet} ({recipe}), global batch {batch_size} x {patch}px, {steps} steps, "
+                f"{rounds} rounds, {result['cpus']} CPUs", rows)
+    out.print(f"largest weight difference, {nproc} processes vs 1: {result['max_weight_diff']:.2e}")
+    if json_out is not None:
+        write_bytes_atomic(json_out, (json.dumps(result, indent=2) + "\n").encode())
+
+
 _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
