@@ -210,7 +210,9 @@ def launch(nproc: int, args: Sequence[str], *, module: str = "adasr") -> None:
 
     if not 1 <= nproc <= MAX_PROCESSES:
         raise ConfigError(f"--nproc must be in 1..{MAX_PROCESSES}, got {nproc}")
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # we say it in one line
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed.elastic")]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # its failure reports: we say them in one line
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=0,
                           monitor_interval=0.2, local_addr="127.0.0.1", shutdown_timeout=30)
