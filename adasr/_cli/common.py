@@ -92,6 +92,8 @@ RANGES: dict[str, Range] = {
     "log_every": Range(1, _BIG),
     "max_images": Range(1, _BIG),
     "peers:crop": Range(8, 4096),             # LR pixels per side of the scored corner
+    "nproc": Range(1, 256),                   # data-parallel processes (train, search-dlsr)
+    "dist_timeout": Range(0, 24 * 60, lo_open=True),  # minutes
 }
 
 

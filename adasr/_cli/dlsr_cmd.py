@@ -9,6 +9,7 @@ import typer
 
 from adasr._cli.common import console, out
 from adasr._cli.common import set_threads as _threads
+from adasr._cli.ddp import NPROC_HELP, TIMEOUT_HELP
 from adasr.errors import ConfigError
 
 
@@ -41,11 +42,17 @@ def search_dlsr(
     plot: Annotated[bool, typer.Option(help="Write trajectory.png (alpha and beta over the steps) at the end.")] = True,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    nproc: Annotated[int, typer.Option(help=NPROC_HELP)] = 1,
+    dist_timeout: Annotated[float, typer.Option(help=TIMEOUT_HELP)] = 30.0,
 ) -> None:
-    """DLSR: differentiable cell- and network-level search (MiLeNAS, L1 + HFEN + L_P); writes a genotype."""
+    """DLSR: differentiable cell- and network-level search (MiLeNAS, L1 + HFEN + L_P); writes a genotype.
+    Data-parallel with --nproc N or under `torchrun --nproc-per-node N -m adasr search-dlsr ...`."""
+    from adasr._cli.ddp import joined, launched
     from adasr.search.dlsr import CHECKPOINT, DLSRSearchConfig, read_search_checkpoint
 
     _threads(threads)
+    if launched(nproc, threads):
+        return
     given: dict[str, Any] = {k: v for k, v in {
         "scale": scale, "steps": steps, "warmup_steps": warmup, "width": width, "cells": cells, "patch": patch,
         "batch_size": batch_size, "lr": lr, "arch_lr": arch_lr, "lam": lam, "l1_weight": l1_weight, "mu": mu,
@@ -66,11 +73,13 @@ def search_dlsr(
                     "ckpt_every": max(1, min(1000, n // 20))}
         defaults["snapshot_steps"] = [s for s in defaults["snapshot_steps"] if s >= 1]
         cfg = DLSRSearchConfig.from_dict({**defaults, **given})
-    run_search_dlsr(cfg, out_dir, resume=resume, device=device, max_minutes=max_minutes, plot=plot, quiet=quiet)
+    with joined(device, dist_timeout) as (dist, device):
+        run_search_dlsr(cfg, out_dir, resume=resume, device=device, max_minutes=max_minutes, plot=plot, quiet=quiet,
+                        dist=dist)
 
 
 def run_search_dlsr(cfg: Any, out_dir: Path, *, resume: bool, device: str, max_minutes: float | None,
-                    plot: bool, quiet: bool) -> None:
+                    plot: bool, quiet: bool, dist: Any = None) -> None:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -83,7 +92,10 @@ def run_search_dlsr(cfg: Any, out_dir: Path, *, resume: bool, device: str, max_m
     from adasr.nn.cost import count_params
     from adasr.nn.registry import build_model
     from adasr.search.dlsr import DLSRSearch, read_trajectory
+    from adasr.train.distributed import Dist
 
+    dist = dist or Dist()
+    quiet = quiet or not dist.main
     progress = Progress(TextColumn("[bold]search-dlsr"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[phase]}"), TextColumn("loss {task.fields[loss]}"),
                         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
@@ -107,8 +119,11 @@ def run_search_dlsr(cfg: Any, out_dir: Path, *, resume: bool, device: str, max_m
             console.print(f"time budget reached at step {data['step']}; saving (continue with --resume)")
 
     with progress:
-        search = DLSRSearch(cfg, out_dir, device=device, resume=resume, max_minutes=max_minutes, on_event=event)
+        search = DLSRSearch(cfg, out_dir, device=device, resume=resume, max_minutes=max_minutes,
+                            on_event=event if dist.main else None, dist=dist)
         state = search.run()
+    if not dist.main:
+        return
     genotype = search.genotype()
     params = count_params(build_model("dlsr", scale=cfg.scale, genotype=genotype.to_dict()))
     cells = " | ".join(f"{'/'.join(c.ops)} <- {','.join(f'x{i}' for i in c.inputs)}" for c in genotype.cells)

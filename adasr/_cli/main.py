@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from adasr._cli.common import console, explicit, out, parse_shares, parse_size
 from adasr._cli.common import set_threads as _threads
+from adasr._cli.ddp import NPROC_HELP, TIMEOUT_HELP
 from adasr.errors import AdasrError, ConfigError
 
 app = typer.Typer(
@@ -67,13 +68,21 @@ def train(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    nproc: Annotated[int, typer.Option(help=NPROC_HELP)] = 1,
+    dist_timeout: Annotated[float, typer.Option(help=TIMEOUT_HELP)] = 30.0,
 ) -> None:
-    """Train a model with the one training loop (L1 + HFEN, Adam, checkpoints, exact resume)."""
+    """Train a model with the one training loop (L1 + HFEN, Adam, checkpoints, exact resume);
+    data-parallel with --nproc N or under `torchrun --nproc-per-node N -m adasr train ...`."""
+    import contextlib
+
     from adasr._atomic import removed_if_empty
+    from adasr._cli.ddp import joined, launched
     from adasr.errors import OutputError
     from adasr.train import Trainer
 
     _threads(threads)
+    if launched(nproc, threads):
+        return
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"--out must be a run folder, but {out_dir} is a file")
     options = dict(arch=arch, supernet=supernet, recipe=recipe, scale=scale, data=data, val=val, steps=steps,
@@ -97,10 +106,14 @@ def train(
     _check_arch(cfg)
     from adasr._cli.progress import TrainProgress
 
-    with removed_if_empty(out_dir), TrainProgress(enabled=not quiet, console=console) as progress:
-        trainer = Trainer(cfg, out_dir, device=device, resume=resume, max_minutes=max_minutes,
-                          on_event=progress.event)
-        state = trainer.run()
+    with joined(device, dist_timeout) as (dist, device):
+        folder = removed_if_empty(out_dir) if dist.main else contextlib.nullcontext()
+        with folder, TrainProgress(enabled=not quiet and dist.main, console=console) as progress:
+            trainer = Trainer(cfg, out_dir, device=device, resume=resume, max_minutes=max_minutes,
+                              on_event=progress.event if dist.main else None, dist=dist)
+            state = trainer.run()
+    if not dist.main:
+        return
     last = state.history[-1] if state.history else {}
     psnr = ", ".join(f"{k} {v:.2f} dB" for k, v in last.items() if k.startswith("psnr"))
     out.print(f"trained {state.step} steps in {state.seconds / 60:.1f} min; {psnr or 'no validation'}; "
@@ -629,11 +642,43 @@ def bench_overhead(
         write_bytes_atomic(json_out, (json.dumps(result, indent=2) + "\n").encode())
 
 
+@bench_app.command("ddp")
+def bench_ddp(
+    nproc: Annotated[int, typer.Option(help="Data-parallel processes to compare with one process.")] = 2,
+    steps: Annotated[int, typer.Option(help="Training steps per run.")] = 20,
+    rounds: Annotated[int, typer.Option(help="Alternating rounds of the three runners.")] = 2,
+    batch_size: Annotated[int, typer.Option(help="Global batch (patches per step), split over the processes.")] = 16,
+    patch: Annotated[int, typer.Option(help="LR patch side in pixels.")] = 48,
+    supernet: Annotated[str, typer.Option(help="Search space of the supernet trained.")] = "lite-x2",
+    recipe: Annotated[str, typer.Option(help="Supernet phases (see adasr train --recipe).")] = "lite",
+    data: Annotated[Optional[list[Path]], typer.Option(help="HR image folder or video (repeatable). Default: adasr train's.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the result as JSON here.")] = None,
+) -> None:
+    """Training throughput (images/s): 1 process on 1 and on N threads vs N processes (`train --nproc N`)."""
+    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr.bench.ddp import run_ddp_bench
+
+    if json_out is not None:
+        check_writable(json_out)
+    result = run_ddp_bench(nproc=nproc, steps=steps, rounds=rounds, batch_size=batch_size, patch=patch,
+                           supernet=supernet, recipe=recipe, data=[str(p) for p in data or []],
+                           on_progress=lambda stage, done, total: console.print(f"  {stage}: {done}/{total}"))
+    rows = [{"runner": r["runner"], "images/s": r["images_per_s"], "vs 1x1": r["ratio_to_1x1"],
+             "wall s (with start-up)": r["wall_s"]} for r in result["runners"]]
+    _print_rows(f"{supernet} ({recipe}), global batch {batch_size} x {patch}px, {steps} steps, "
+                f"{rounds} rounds, {result['cpus']} CPUs", rows)
+    out.print(f"largest weight difference, {nproc} processes vs 1: {result['max_weight_diff']:.2e}")
+    if json_out is not None:
+        write_bytes_atomic(json_out, (json.dumps(result, indent=2) + "\n").encode())
+
+
 _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def _fail(message: str, code: int) -> None:
-    console.print("[red]error:[/red] " + escape(message), highlight=False, soft_wrap=True)
+    from adasr._cli.ddp import rank_prefix
+
+    console.print("[red]error:[/red] " + escape(rank_prefix() + message), highlight=False, soft_wrap=True)
     sys.exit(code)
 
 

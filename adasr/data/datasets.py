@@ -153,22 +153,29 @@ class PatchSampler:
         self._lr = [torch.from_numpy(np.array(p.lr)).permute(2, 0, 1) for p in self.pairs]
         self._hr = [torch.from_numpy(np.array(p.hr)).permute(2, 0, 1) for p in self.pairs]
 
-    def batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, gen: torch.Generator, part: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of `batch_size` patches, or only the items `part` of it (a data-parallel
+        rank's share): every random number of the whole batch is drawn either way, so the
+        generator ends in the same state and the parts of all ranks make up the whole batch."""
         p, s = self.patch, self.scale
         lrs, hrs = [], []
+        keep = range(self.batch_size)[part] if part is not None else range(self.batch_size)
         idx = torch.randint(len(self.pairs), (self.batch_size,), generator=gen)
-        for i in idx.tolist():
+        for item, i in enumerate(idx.tolist()):
             lr, hr = self._lr[i], self._hr[i]
             y = int(torch.randint(lr.shape[1] - p + 1, (1,), generator=gen))
             x = int(torch.randint(lr.shape[2] - p + 1, (1,), generator=gen))
-            lp = lr[:, y:y + p, x:x + p]
-            hp = hr[:, y * s:(y + p) * s, x * s:(x + p) * s]
+            flip = rot = 0
             if self.augment:
                 flip, rot = torch.randint(2, (1,), generator=gen).item(), torch.randint(4, (1,), generator=gen).item()
-                if flip:
-                    lp, hp = lp.flip(-1), hp.flip(-1)
-                if rot:
-                    lp, hp = lp.rot90(rot, (1, 2)), hp.rot90(rot, (1, 2))
+            if item not in keep:
+                continue
+            lp = lr[:, y:y + p, x:x + p]
+            hp = hr[:, y * s:(y + p) * s, x * s:(x + p) * s]
+            if flip:
+                lp, hp = lp.flip(-1), hp.flip(-1)
+            if rot:
+                lp, hp = lp.rot90(rot, (1, 2)), hp.rot90(rot, (1, 2))
             lrs.append(lp)
             hrs.append(hp)
         return torch.stack(lrs).float().div_(255.0), torch.stack(hrs).float().div_(255.0)

@@ -17,6 +17,14 @@ A run folder holds `checkpoint.safetensors` (network, alpha, beta, both Adam sta
 step and trajectory as JSON in its header; no pickle), `genotype-stepN.json` snapshots at
 `snapshot_steps`, `trajectory.json` (softmax(alpha) and softmax(beta) every `log_every` steps),
 and at the end `genotype.json` (+ `trajectory.png` from the CLI).
+
+Data-parallel (torchrun, `dist`): the first-order update takes both gradients at the same
+(theta, A) from batch means, so each rank computes them on its slice of the same train and
+valid batches and one all-reduce averages theta's gradient, A's combined gradient and the two
+losses before the two Adam steps; every rank then holds the weights and alpha/beta of one
+process with the whole batch. L_P depends on A alone and is the same on every rank, so its
+averaged gradient is unchanged. Rank 0 writes the checkpoint, trajectory and genotypes.
+(The second-order DARTS update, with its unrolled step, is not implemented, distributed or not.)
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ from adasr._jsonfile import check_header, header, read_json, write_json
 from adasr.data.datasets import PatchSampler, SRPair, load_pairs
 from adasr.errors import ConfigError, InputError, ModelError
 from adasr.nn.dlsr import OPS, DLSRSearchNet, Genotype
+from adasr.package import tensors_sha256
+from adasr.train.distributed import Dist
 from adasr.train.loop import TrainingInterrupted, pick_device, step_generator
 from adasr.train.losses import hfen_loss
 
@@ -151,8 +161,11 @@ class DLSRSearch:
 
     def __init__(self, cfg: DLSRSearchConfig, run_dir: str | Path, *, device: str = "auto", resume: bool = False,
                  max_minutes: float | None = None, on_event: Callable[[str, dict[str, Any]], None] | None = None,
-                 train_pairs: list[SRPair] | None = None, val_pairs: list[SRPair] | None = None) -> None:
+                 train_pairs: list[SRPair] | None = None, val_pairs: list[SRPair] | None = None,
+                 dist: Dist | None = None) -> None:
         self.run_dir = Path(run_dir)
+        self.dist = dist or Dist()
+        self.part = self.dist.part(cfg.batch_size)
         self.device = pick_device(device)
         self.max_seconds = None if max_minutes is None else max_minutes * 60.0
         self.on_event = on_event or (lambda kind, data: None)
@@ -208,8 +221,8 @@ class DLSRSearch:
 
     def batches(self, step: int) -> tuple[torch.Tensor, ...]:
         gen = step_generator(self.cfg.seed, step)
-        lr_t, hr_t = self.train_sampler.batch(gen)
-        lr_v, hr_v = self.val_sampler.batch(gen)
+        lr_t, hr_t = self.train_sampler.batch(gen, self.part)
+        lr_v, hr_v = self.val_sampler.batch(gen, self.part)
         return tuple(t.to(self.device) for t in (lr_t, hr_t, lr_v, hr_v))
 
     def searching(self, step: int) -> bool:
@@ -224,16 +237,22 @@ class DLSRSearch:
         self.aopt.zero_grad(set_to_none=True)
         loss_tr = self.loss(self.net(lr_t), hr_t)
         loss_tr.backward()
+        weights = list(self.net.weight_parameters())
         if not self.searching(step):
-            return float(loss_tr.detach()), None, None
+            (value,) = self.dist.average_gradients(weights, [float(loss_tr.detach())])
+            return value, None, None
         grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in arch]
         loss_val = self.loss(self.net(lr_v), hr_v)
         if self.cfg.lam:
             val_grads = torch.autograd.grad(loss_val, arch, allow_unused=True)
             grads = [g if v is None else g + self.cfg.lam * v for g, v in zip(grads, val_grads, strict=True)]
-        return float(loss_tr.detach()), float(loss_val.detach()), grads
+        holders = [_GradHolder(g) for g in grads]  # A's combined gradient rides in the same all-reduce
+        value_tr, value_val = self.dist.average_gradients([*weights, *holders],
+                                                          [float(loss_tr.detach()), float(loss_val.detach())])
+        return value_tr, value_val, grads
 
     def search_step(self, step: int) -> dict[str, Any]:
+        """One Eq. 5 + Eq. 6 update (both Adam steps) at step `step`."""
         loss_tr, loss_val, grads = self.gradients(step)
         self.wopt.step()
         if grads is not None:
@@ -247,7 +266,10 @@ class DLSRSearch:
 
     def run(self) -> SearchState:
         cfg, state = self.cfg, self.state
-        ensure_dir(self.run_dir)
+        if self.dist.world > 1:
+            self.dist.check_same(state.step, tensors_sha256(self._tensors()[0]), "checkpoints or weights")
+        if self.dist.main:
+            ensure_dir(self.run_dir)
         self.net.train()
         started, base_seconds = time.monotonic(), state.seconds
         if not state.trajectory:
@@ -263,11 +285,12 @@ class DLSRSearch:
                 if state.step in cfg.snapshot_steps:
                     path = self.write_genotype(self.run_dir / f"genotype-step{state.step}.json")
                     state.snapshots.append(path.name)
-                    self.on_event("snapshot", {"step": state.step, "path": str(path)})
+                    if self.dist.main:
+                        self.on_event("snapshot", {"step": state.step, "path": str(path)})
                 self.on_event("step", {"step": state.step, **info})
                 if state.step % cfg.ckpt_every == 0 and state.step < cfg.steps:
                     self.save_checkpoint()
-                if self.max_seconds is not None and time.monotonic() - started > self.max_seconds:
+                if self.max_seconds is not None and self.dist.any(time.monotonic() - started > self.max_seconds):
                     self.on_event("budget", {"step": state.step})
                     break
         except KeyboardInterrupt:
@@ -288,7 +311,9 @@ class DLSRSearch:
             search_width=cfg.width)
 
     def write_genotype(self, path: Path) -> Path:
-        write_json(path, self.genotype().to_dict())
+        """Rank 0 writes `path` (atomically); every rank returns it."""
+        if self.dist.main:
+            write_json(path, self.genotype().to_dict())
         return path
 
     def _record(self) -> None:
@@ -302,7 +327,8 @@ class DLSRSearch:
 
     # -- persistence ----------------------------------------------------------------------
 
-    def save_checkpoint(self) -> None:
+    def _tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The checkpoint's tensors (network, both Adam states) and the optimizers' groups."""
         tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         groups = {}
         for prefix, optim in (("wopt", self.wopt), ("aopt", self.aopt)):
@@ -311,6 +337,13 @@ class DLSRSearch:
                 for name, value in slots.items():
                     tensors[f"{prefix}.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
             groups[prefix] = [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]
+        return tensors, groups
+
+    def save_checkpoint(self) -> None:
+        """Rank 0 writes the checkpoint and trajectory (atomically); the other ranks nothing."""
+        if not self.dist.main:
+            return
+        tensors, groups = self._tensors()
         meta = {"step": self.state.step, "seconds": self.state.seconds, "config": self.cfg.to_dict(),
                 "snapshots": self.state.snapshots, "optim_groups": groups}
         ensure_dir(self.run_dir)
@@ -338,6 +371,13 @@ class DLSRSearch:
                 optim.load_state_dict(sd)
         except (RuntimeError, ValueError, KeyError) as exc:
             raise ModelError(f"checkpoint does not fit the search network: {str(exc).splitlines()[0]}") from None
+
+
+class _GradHolder:
+    """Presents a tensor as `.grad` so `Dist.average_gradients` averages it in place."""
+
+    def __init__(self, grad: torch.Tensor) -> None:
+        self.grad = grad
 
 
 def read_search_checkpoint(path: Path) -> tuple[DLSRSearchConfig, SearchState, dict[str, torch.Tensor]]:

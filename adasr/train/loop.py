@@ -10,6 +10,10 @@ A checkpoint is one safetensors file: model, EMA and Adam tensors, with the step
 validation history and a SHA-256 digest of the tensors as JSON in its header; `--resume` refuses a
 checkpoint whose tensors do not match the digest or are not finite. A step whose loss is not
 finite stops the run (`TrainingDiverged`) before anything of it is saved.
+
+Under torchrun (`dist`, see `adasr.train.distributed`) every rank trains its slice of the same
+global batch and the gradients are averaged, so the weights follow one process's; rank 0 alone
+validates, reports progress and writes checkpoints and the model.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from adasr.evaluation import evaluate
 from adasr.modelfile import ModelSpec, non_finite, save_model, tensors_sha256
 from adasr.nn.registry import build_model
 from adasr.train.config import TrainConfig
+from adasr.train.distributed import Dist
 from adasr.train.losses import SRLoss
 from adasr.train.sampling import step_subnets, validation_subnets
 
@@ -127,9 +132,12 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, *, device: str = "auto",
                  resume: bool = False, max_minutes: float | None = None,
                  on_event: Callable[[str, dict[str, Any]], None] | None = None,
-                 train_pairs: list[SRPair] | None = None, val_pairs: list[SRPair] | None = None) -> None:
+                 train_pairs: list[SRPair] | None = None, val_pairs: list[SRPair] | None = None,
+                 dist: Dist | None = None) -> None:
         self.run_dir = Path(run_dir)
+        self.dist = dist or Dist()
         self.device = pick_device(device)
+        self.part = self.dist.part(cfg.batch_size)
         self.max_seconds = None if max_minutes is None else max_minutes * 60.0
         self.on_event = on_event or (lambda kind, data: None)
         ckpt = self.run_dir / CHECKPOINT
@@ -156,8 +164,10 @@ class Trainer:
         self.train_pairs = train_pairs if train_pairs is not None else self._load_train()
         self.sampler = PatchSampler(self.train_pairs, cfg.scale, cfg.patch, cfg.batch_size)
         self.val_pairs = val_pairs
-        if self.val_pairs is None and cfg.val_data:
+        if self.val_pairs is None and cfg.val_data and self.dist.main:
             self.val_pairs = load_pairs(cfg.val_data, cfg.scale, limit=cfg.val_images)
+        if not self.dist.main:
+            self.val_pairs = None  # rank 0 validates
 
     def _load_train(self) -> list[SRPair]:
         pairs: list[SRPair] = []
@@ -170,7 +180,7 @@ class Trainer:
     def train_step(self, step: int) -> float:
         cfg = self.cfg
         gen = step_generator(cfg.seed, step)
-        lr_batch, hr_batch = self.sampler.batch(gen)
+        lr_batch, hr_batch = self.sampler.batch(gen, self.part)
         lr_batch, hr_batch = lr_batch.to(self.device), hr_batch.to(self.device)
         for group in self.optim.param_groups:
             group["lr"] = cfg.lr_at(step)
@@ -188,6 +198,7 @@ class Trainer:
                 teacher = sr.detach()  # the first sub-network of a sandwich step is the largest
             (loss / len(subnets)).backward()
             total += float(loss.detach()) / len(subnets)
+        (total,) = self.dist.average_gradients(self.model.parameters(), [total])
         if cfg.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optim.step()
@@ -203,7 +214,10 @@ class Trainer:
 
     def run(self) -> TrainState:
         cfg, state = self.cfg, self.state
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.world > 1:
+            self.dist.check_same(state.step, tensors_sha256(self._tensors()), "checkpoints or weights")
+        if self.dist.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.model.train()
         started = time.monotonic()
         base_seconds = state.seconds
@@ -222,7 +236,7 @@ class Trainer:
                     self.on_event("val", record)
                 if state.step % cfg.ckpt_every == 0 and state.step < cfg.steps:
                     self.save_checkpoint()
-                if self.max_seconds is not None and time.monotonic() - started > self.max_seconds:
+                if self.max_seconds is not None and self.dist.any(time.monotonic() - started > self.max_seconds):
                     self.on_event("budget", {"step": state.step})
                     break
         except KeyboardInterrupt:
@@ -253,6 +267,8 @@ class Trainer:
     # -- persistence ----------------------------------------------------------------------
 
     def save_model(self, path: Path) -> None:
+        if not self.dist.main:
+            return
         model = self.final_model()
         info = {"trained_steps": self.state.step, "train_seconds": round(self.state.seconds, 1),
                 "train_data": [Path(p).name for p in self.cfg.train_data], "seed": self.cfg.seed,
@@ -260,14 +276,23 @@ class Trainer:
         save_model(path, model, ModelSpec(self.cfg.arch, dict(self.cfg.arch_args, scale=self.cfg.scale),
                                           self.cfg.scale, info))
 
-    def save_checkpoint(self) -> None:
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """Model, EMA and Adam tensors, on the CPU, by checkpoint name."""
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         if self.ema is not None:
             tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema.state_dict().items()})
-        optim_state = self.optim.state_dict()
-        for index, slots in optim_state["state"].items():
+        for index, slots in self.optim.state_dict()["state"].items():
             for name, value in slots.items():
                 tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        return tensors
+
+    def save_checkpoint(self) -> None:
+        """Rank 0 writes (atomically); the other ranks only note the step."""
+        if not self.dist.main:
+            self._saved_step = self.state.step
+            return
+        tensors = self._tensors()
+        optim_state = self.optim.state_dict()
         groups = [{k: v for k, v in g.items() if k != "params"} for g in optim_state["param_groups"]]
         meta = {"step": self.state.step, "seconds": self.state.seconds, "history": self.state.history,
                 "config": self.cfg.to_dict(), "optim_groups": groups, "tensors_sha256": tensors_sha256(tensors)}
