@@ -348,3 +348,53 @@ def test_uma_channels_from_sionna_are_seeded_and_power_controlled():
     assert torch.equal(C.make("uma", 2, 64, steps=1, carriers=3, seed=3).h, a.h)
     with pytest.raises(ConfigError, match="64 base-station antennas"):
         C.make("uma", 2, 32)
+
+
+# -- exact ML ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("modulation,snr", [("qam4", 2.0), ("qam16", 8.0)])
+def test_sphere_decoder_and_sionna_ml_match_exhaustive_search(modulation, snr):
+    from adasr.mimo import ml
+
+    mod = constellation(modulation)
+    hrs = _channels(n=2, users=2, antennas=4, seed=5)
+    for i, hr in enumerate(hrs):
+        x, y, s2 = transmit(hr, mod, 200, snr, generator=torch.Generator().manual_seed(i))
+        ref = ml.exhaustive(y, hr, mod)
+        stats = {}
+        assert torch.equal(ml.sphere_decode(y, hr, s2, mod, stats=stats), ref)
+        assert torch.equal(ml.sionna_ml(y, hr, s2, mod), ref)
+        assert stats["bounded"] == 0 and stats["vectors"] == 200
+        assert stats["max_nodes_seen"] <= mod.order ** 2 * 4  # a search, not an enumeration
+        assert ser(ref, x, mod) > 0  # the noise is strong enough to make ML choose
+
+
+def test_ml_beats_mmse_on_a_tiny_system():
+    from adasr.mimo import ml
+
+    mod = constellation("qam16")
+    hrs = _channels(n=3, users=3, antennas=4, seed=2)
+    e_ml = e_mmse = 0.0
+    for i, hr in enumerate(hrs):
+        x, y, s2 = transmit(hr, mod, 200, 12.0, generator=torch.Generator().manual_seed(i))
+        e_ml += ser(ml.sphere_decode(y, hr, s2, mod), x, mod)
+        e_mmse += ser(D.mmse(y, hr, s2, mod), x, mod)
+    assert 0 < e_ml < 0.8 * e_mmse, (e_ml, e_mmse)
+
+
+def test_sphere_decoder_node_bound_is_reported():
+    from adasr.mimo import ml
+
+    mod = constellation("qam16")
+    hr = _channels(n=1, users=4, antennas=4, seed=3)[0]
+    x, y, s2 = transmit(hr, mod, 100, 0.0, generator=torch.Generator().manual_seed(0))
+    stats = {}
+    out = ml.sphere_decode(y, hr, s2, mod, max_nodes=8, stats=stats)  # depth 8: the Babai point only
+    assert stats["bounded"] > 0 and stats["max_nodes_seen"] <= 8 + 1
+    assert set(out.unique().tolist()) <= set(mod.levels.tolist())
+    with pytest.raises(ConfigError, match="tree depth"):
+        ml.sphere_decode(y, hr, s2, mod, max_nodes=7)
+    with pytest.raises(ConfigError, match="too large"):
+        big = _channels(n=1, users=5, antennas=8)[0]
+        _, y5, s5 = transmit(big, mod, 2, 10.0)
+        ml.sionna_ml(y5, big, s5, mod)

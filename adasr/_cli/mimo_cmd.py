@@ -26,6 +26,7 @@ RANGES.update({
     "time_iters": Range(0, 1_000_000),
     "iid_steps": Range(0, 1_000_000),
     "csi_error": Range(0, 10),
+    "max_nodes": Range(1, 100_000_000),
     "next_lr": Range(0, 10, lo_open=True),
     "rho": Range(0, 1, hi_open=True),
     "rho_t": Range(0, 1, hi_open=True),
@@ -95,7 +96,7 @@ def bench_cmd(
     antennas: AntennasOpt = 64,
     mod: ModOpt = "qam16",
     snr: Annotated[str, typer.Option("--snr", help="SNRs in dB: 8,10,12 or START:STOP:STEP.")] = "8,10,12",
-    detectors: Annotated[str, typer.Option("--detectors", help="Comma list of zf, mmse, vblast, amp, kbest, ep (Sionna), oampnet, mmnet-iid, mmnet.")] = "zf,mmse,vblast,amp",
+    detectors: Annotated[str, typer.Option("--detectors", help="Comma list of zf, mmse, vblast, amp, kbest, ep (Sionna), ml (exact, exhaustive, Sionna; tiny systems), sphere (exact sphere decoder), oampnet, mmnet-iid, mmnet.")] = "zf,mmse,vblast,amp",
     steps: StepsOpt = 4,
     carriers: CarriersOpt = 1,
     rho: RhoOpt = 0.7,
@@ -112,6 +113,7 @@ def bench_cmd(
     next_lr: Annotated[Optional[float], typer.Option("--next-lr", help="MMNet online: Adam step size after the first channel (default --lr).")] = None,
     iid_steps: Annotated[int, typer.Option("--iid-steps", help="MMNet-iid and OAMPNet: offline training steps (OAMPNet on a non-iid set trains on the set's channels).")] = 1000,
     iid_model: Annotated[Optional[Path], typer.Option("--iid-model", help="MMNet-iid checkpoint from `adasr mimo train` instead of training here.")] = None,
+    max_nodes: Annotated[int, typer.Option("--max-nodes", help="sphere: bound on visited tree nodes per vector (a vector that hits it keeps its best leaf; counted in the report).")] = 100_000,
     layers: Annotated[int, typer.Option("--layers", help="MMNet layers.")] = 10,
     batch: Annotated[int, typer.Option("--batch", help="MMNet training batch.")] = 500,
     lr: Annotated[float, typer.Option("--lr", help="MMNet Adam learning rate.")] = 1e-3,
@@ -150,7 +152,7 @@ def bench_cmd(
     cs = _channels(channel, users, antennas, steps, carriers, seed, rho, rho_t, rho_f, file, "cpu")
     report = B.run(cs, modc, snrs, names, samples=samples, seed=seed, device=dev, csi_error=csi_error, first=first,
                    next_iters=next_iters, time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=warm,
-                   init=init, next_lr=next_lr, iid_steps=iid_steps, iid_model=net, log=lambda m: console.print(m, highlight=False))
+                   init=init, next_lr=next_lr, iid_steps=iid_steps, iid_model=net, max_nodes=max_nodes, log=lambda m: console.print(m, highlight=False))
     B.write_json(report, json_path)
     B.plot(report, png_path)
     from rich.table import Table
@@ -165,6 +167,12 @@ def bench_cmd(
         at = r["snr_at_1e-3"]
         table.add_row(name, *[f"{v:.2e}" for v in r["ser"]], "-" if at is None else f"{at:.1f}")
     out.print(table)
+    sd = report.get("sphere")
+    if sd:
+        note = (f"; {sd['bounded']} vectors hit --max-nodes {sd['max_nodes']} (not proven ML)" if sd["bounded"]
+                else "; none hit the node bound (exact ML)")
+        out.print(f"sphere decoder: {sd['nodes_per_vector']:.1f} nodes per vector on average, "
+                  f"at most {sd['max_nodes_seen']}{note}")
     out.print(f"wrote {json_path} and {png_path}")
 
 
