@@ -257,14 +257,18 @@ def test_snr_at_target_interpolates_in_log_ser():
 def test_cli_bench_writes_json_and_png(monkeypatch, capsys, tmp_path):
     out = tmp_path / "r.json"
     code, text, err = run_cli(monkeypatch, capsys, "mimo", "bench", "--users", "4", "--antennas", "8", "--mod", "qam4",
-                              "--snr", "0,10", "--detectors", "zf,mmse,mmnet", "--steps", "1", "--carriers", "2",
+                              "--snr", "0,10", "--detectors", "zf,mmse,sphere,mmnet", "--steps", "1", "--carriers", "2",
                               "--samples", "100", "--first", "20", "--next", "2", "--next-lr", "5e-3", "--batch", "50",
                               "--layers", "2",
                               "--device", "cpu", "--json", str(out))
     assert code == 0, err
     report = json.loads(out.read_text())
-    assert set(report["results"]) == {"zf", "mmse", "mmnet"}
+    assert set(report["results"]) == {"zf", "mmse", "sphere", "mmnet"}
     assert report["channels"] == 2 and report["symbols_per_snr"] == 2 * 100 * 4
+    res = report["results"]
+    assert report["sphere"]["bounded"] == 0 and res["sphere"]["ser"][0] <= res["mmse"]["ser"][0]
+    assert "gap_to_ml_db" in res["mmse"] and res["sphere"]["multiplications_per_vector"] > 0
+    assert res["mmnet"]["multiplications_per_vector"] > res["mmse"]["multiplications_per_vector"]
     assert report["results"]["zf"]["ser"][1] < report["results"]["zf"]["ser"][0]
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "zf" in text and "mmse" in text
@@ -398,3 +402,20 @@ def test_sphere_decoder_node_bound_is_reported():
         big = _channels(n=1, users=5, antennas=8)[0]
         _, y5, s5 = transmit(big, mod, 2, 10.0)
         ml.sionna_ml(y5, big, s5, mod)
+
+
+def test_multiplication_counts_match_a_hand_computation():
+    from adasr.mimo import complexity as X
+
+    # ZF, 2 users x 4 antennas (n = 4, M = 8): per channel H^T H (4*4*8 = 128), the 4x4 inverse
+    # (4^3/2 = 32), W = G^-1 H^T (128); per vector W y (4*8 = 32); 100 vectors share the channel work
+    c = X.count("zf", 2, 4, 4, vectors=100)
+    assert (c["per_channel"], c["per_vector"]) == (288, 32) and c["total"] == pytest.approx(34.88)
+    # AMP, 1 user x 1 antenna, QAM4 (n = M = 2, m = 2): per iteration 2*2*2 + 2*(5*2+2) + 2 + 2 = 36
+    assert X.count("amp", 1, 1, 4, iterations=3)["total"] == 3 * 36
+    # 16 x 64 QAM16: MMSE cheapest with reuse, OAMPNet dearest (MMNet includes 9 training iterations)
+    big = {d: X.count(d, 16, 64, 16, train_iters=9)["total"] for d in ("mmse", "amp", "mmnet-iid", "mmnet", "oampnet")}
+    assert big["mmse"] < big["mmnet-iid"] < big["amp"] < big["mmnet"] < big["oampnet"]
+    assert X.count("sphere", 2, 4, 4)["total"] is None
+    with pytest.raises(ConfigError):
+        X.count("detnet", 2, 4, 4)

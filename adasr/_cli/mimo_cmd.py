@@ -27,6 +27,7 @@ RANGES.update({
     "iid_steps": Range(0, 1_000_000),
     "csi_error": Range(0, 10),
     "max_nodes": Range(1, 100_000_000),
+    "coherence": Range(1, 1_000_000),
     "next_lr": Range(0, 10, lo_open=True),
     "rho": Range(0, 1, hi_open=True),
     "rho_t": Range(0, 1, hi_open=True),
@@ -114,6 +115,7 @@ def bench_cmd(
     iid_steps: Annotated[int, typer.Option("--iid-steps", help="MMNet-iid and OAMPNet: offline training steps (OAMPNet on a non-iid set trains on the set's channels).")] = 1000,
     iid_model: Annotated[Optional[Path], typer.Option("--iid-model", help="MMNet-iid checkpoint from `adasr mimo train` instead of training here.")] = None,
     max_nodes: Annotated[int, typer.Option("--max-nodes", help="sphere: bound on visited tree nodes per vector (a vector that hits it keeps its best leaf; counted in the report).")] = 100_000,
+    coherence: Annotated[int, typer.Option("--coherence", help="Vectors per coherence interval that share a detector's per-channel work in the multiplication counts (thesis: about 100).")] = 100,
     layers: Annotated[int, typer.Option("--layers", help="MMNet layers.")] = 10,
     batch: Annotated[int, typer.Option("--batch", help="MMNet training batch.")] = 500,
     lr: Annotated[float, typer.Option("--lr", help="MMNet Adam learning rate.")] = 1e-3,
@@ -152,7 +154,7 @@ def bench_cmd(
     cs = _channels(channel, users, antennas, steps, carriers, seed, rho, rho_t, rho_f, file, "cpu")
     report = B.run(cs, modc, snrs, names, samples=samples, seed=seed, device=dev, csi_error=csi_error, first=first,
                    next_iters=next_iters, time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=warm,
-                   init=init, next_lr=next_lr, iid_steps=iid_steps, iid_model=net, max_nodes=max_nodes, log=lambda m: console.print(m, highlight=False))
+                   init=init, next_lr=next_lr, iid_steps=iid_steps, iid_model=net, max_nodes=max_nodes, coherence=coherence, log=lambda m: console.print(m, highlight=False))
     B.write_json(report, json_path)
     B.plot(report, png_path)
     from rich.table import Table
@@ -163,9 +165,17 @@ def bench_cmd(
     for s in snrs:
         table.add_column(f"{s:g} dB", justify="right")
     table.add_column("SNR@1e-3", justify="right")
+    has_ml = any("gap_to_ml_db" in r for r in report["results"].values())
+    if has_ml:
+        table.add_column("gap to ML", justify="right")
+    table.add_column("mults/vector", justify="right")
     for name, r in report["results"].items():
-        at = r["snr_at_1e-3"]
-        table.add_row(name, *[f"{v:.2e}" for v in r["ser"]], "-" if at is None else f"{at:.1f}")
+        at, gap, mults = r["snr_at_1e-3"], r.get("gap_to_ml_db"), r.get("multiplications_per_vector")
+        cells = [f"{v:.2e}" for v in r["ser"]] + ["-" if at is None else f"{at:.1f}"]
+        if has_ml:
+            cells.append("-" if gap is None else f"{gap:+.1f} dB")
+        cells.append("-" if mults is None else f"{mults:.3g}")
+        table.add_row(name, *cells)
     out.print(table)
     sd = report.get("sphere")
     if sd:

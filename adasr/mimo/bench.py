@@ -20,6 +20,7 @@ import torch
 
 from adasr._atomic import atomic_path, write_bytes_atomic
 from adasr.errors import ConfigError
+from adasr.mimo import complexity as C
 from adasr.mimo import detectors as D
 from adasr.mimo import mmnet as M
 from adasr.mimo.channels import ChannelSet
@@ -82,7 +83,7 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
         seed: int = 0, device: str = "cpu", csi_error: float = 0.0, first: int = 1000, next_iters: int = 8,
         time_iters: int | None = None, batch: int = 500, lr: float = 1e-3, layers: int = 10, warm: bool = True,
         init: str = "random", next_lr: float | None = None, iid_steps: int = 1000, iid_model: M.MMNet | None = None,
-        max_nodes: int = 100_000, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+        max_nodes: int = 100_000, coherence: int = 100, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure SER per detector per SNR over every channel of `cs`; returns the report dict."""
     log = log or (lambda _m: None)
     h_true = cs.h
@@ -186,11 +187,20 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
     if sphere_stats:
         sphere_stats["max_nodes"] = max_nodes
         sphere_stats["nodes_per_vector"] = sphere_stats["nodes"] / max(1, sphere_stats["vectors"])
+    for name, r in results.items():
+        if name in C.COUNTED:
+            c = C.count(name, cs.users, cs.antennas, mod.order, vectors=coherence, layers=layers, batch=batch,
+                        train_iters=training.get("mmnet", {}).get("iterations_per_channel"),
+                        nodes_per_vector=sphere_stats.get("nodes_per_vector"))
+            r["multiplications_per_vector"] = c["total"]
+            r["multiplications"] = c
     return dict(
         users=cs.users, antennas=cs.antennas, modulation=mod.name, snr_db=snrs, channel=cs.meta,
         channels=n_ch, samples_per_channel_per_snr=samples, symbols_per_snr=symbols, seed=seed,
         csi_error=csi_error, device=device, results=results, training=training,
         sphere=sphere_stats or None,
+        complexity=dict(vectors_per_channel=coherence, counted="real multiplications per detected vector, "
+                        "channel work shared by vectors_per_channel vectors (adasr.mimo.complexity)"),
         snr_definition="E||Hx||^2 / E||n||^2 per channel (sigma^2 = ||H||_F^2 / (Nr SNR))",
         confidence="95% Wilson interval per SER over all symbols (symbols within a vector are not independent)")
 
