@@ -419,3 +419,22 @@ def test_multiplication_counts_match_a_hand_computation():
     assert X.count("sphere", 2, 4, 4)["total"] is None
     with pytest.raises(ConfigError):
         X.count("detnet", 2, 4, 4)
+
+
+def test_cli_sweep_phi_writes_json_and_png(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "s.json"
+    code, text, err = run_cli(monkeypatch, capsys, "mimo", "sweep-phi", "--channel", "corr", "--rho-f", "0.9",
+                              "--users", "2", "--antennas", "4", "--mod", "qam4", "--snr", "10", "--phi", "0,4",
+                              "--first", "20", "--carriers", "3", "--samples", "50", "--batch", "32",
+                              "--layers", "2", "--device", "cpu", "--json", str(out))
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert [r["phi"] for r in report["mmnet"]] == [0, 4]
+    assert [r["iterations_total"] for r in report["mmnet"]] == [20, 28]
+    assert report["symbols"] == 3 * 50 * 2 and "mmse" in report["baselines"]
+    assert all(0 <= r["ser"] <= 1 for r in report["mmnet"]) and len(report["mmnet"][0]["ser_per_channel"]) == 3
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "phi=4" in text
+    code, _, err = run_cli(monkeypatch, capsys, "mimo", "sweep-phi", "--phi", "2,x", "--json", str(tmp_path / "t.json"))
+    one_line_error(code, err, 5, "--phi")
+    assert not (tmp_path / "t.json").exists()
