@@ -418,7 +418,7 @@ def test_multiplication_counts_match_a_hand_computation():
     assert big["mmse"] < big["mmnet-iid"] < big["amp"] < big["mmnet"] < big["oampnet"]
     assert X.count("sphere", 2, 4, 4)["total"] is None
     with pytest.raises(ConfigError):
-        X.count("detnet", 2, 4, 4)
+        X.count("sdr", 2, 4, 4)
 
 
 def test_cli_sweep_phi_writes_json_and_png(monkeypatch, capsys, tmp_path):
@@ -438,3 +438,19 @@ def test_cli_sweep_phi_writes_json_and_png(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "mimo", "sweep-phi", "--phi", "2,x", "--json", str(tmp_path / "t.json"))
     one_line_error(code, err, 5, "--phi")
     assert not (tmp_path / "t.json").exists()
+
+
+def test_detnet_trains_offline_on_a_toy_and_beats_chance(tmp_path):
+    mod = constellation("qam4")
+    net = M.build("detnet", 2, 4, layers=3, levels=2)
+    assert sum(p.numel() for p in net.parameters()) > 1000  # a large model next to MMNet's
+    losses = M.train_offline(net, mod, 8.0, 12.0, 150, batch=64, lr=3e-3, seed=0)
+    assert sum(losses[-10:]) < 0.5 * sum(losses[:10]), (losses[:3], losses[-3:])
+    hr = _channels(n=1, users=2, antennas=4, seed=9)[0]
+    x, y, s2 = transmit(hr, mod, 400, 12.0, generator=torch.Generator().manual_seed(1))
+    assert ser(M.detect(net.eval(), y, hr, s2, mod), x, mod) < 0.2   # chance is 0.75
+    path = M.save(net, tmp_path / "d.safetensors", mod)
+    back, meta = M.load(path)
+    assert meta["kind"] == "detnet" and torch.equal(M.detect(back, y, hr, s2, mod), M.detect(net, y, hr, s2, mod))
+    with pytest.raises(Exception, match="PAM levels"):
+        net(y, hr, s2, constellation("qam16"))

@@ -97,7 +97,7 @@ def bench_cmd(
     antennas: AntennasOpt = 64,
     mod: ModOpt = "qam16",
     snr: Annotated[str, typer.Option("--snr", help="SNRs in dB: 8,10,12 or START:STOP:STEP.")] = "8,10,12",
-    detectors: Annotated[str, typer.Option("--detectors", help="Comma list of zf, mmse, vblast, amp, kbest, ep (Sionna), ml (exact, exhaustive, Sionna; tiny systems), sphere (exact sphere decoder), oampnet, mmnet-iid, mmnet.")] = "zf,mmse,vblast,amp",
+    detectors: Annotated[str, typer.Option("--detectors", help="Comma list of zf, mmse, vblast, amp, kbest, ep (Sionna), ml (exact, exhaustive, Sionna; tiny systems), sphere (exact sphere decoder), oampnet, detnet, mmnet-iid, mmnet.")] = "zf,mmse,vblast,amp",
     steps: StepsOpt = 4,
     carriers: CarriersOpt = 1,
     rho: RhoOpt = 0.7,
@@ -112,7 +112,7 @@ def bench_cmd(
     warm: Annotated[bool, typer.Option("--warm/--cold", help="MMNet online: start each channel from the previous one's weights (--cold re-initialises).")] = True,
     init: Annotated[str, typer.Option("--init", help="MMNet initial weights: random (Algorithm 1) or mf (matched filter of the first channel).")] = "random",
     next_lr: Annotated[Optional[float], typer.Option("--next-lr", help="MMNet online: Adam step size after the first channel (default --lr).")] = None,
-    iid_steps: Annotated[int, typer.Option("--iid-steps", help="MMNet-iid and OAMPNet: offline training steps (OAMPNet on a non-iid set trains on the set's channels).")] = 1000,
+    iid_steps: Annotated[int, typer.Option("--iid-steps", help="MMNet-iid, OAMPNet and DetNet: offline training steps (OAMPNet and DetNet on a non-iid set train on the set's channels).")] = 1000,
     iid_model: Annotated[Optional[Path], typer.Option("--iid-model", help="MMNet-iid checkpoint from `adasr mimo train` instead of training here.")] = None,
     max_nodes: Annotated[int, typer.Option("--max-nodes", help="sphere: bound on visited tree nodes per vector (a vector that hits it keeps its best leaf; counted in the report).")] = 100_000,
     coherence: Annotated[int, typer.Option("--coherence", help="Vectors per coherence interval that share a detector's per-channel work in the multiplication counts (thesis: about 100).")] = 100,
@@ -280,13 +280,13 @@ def sweep_phi_cmd(
 @mimo_app.command("train")
 def train_cmd(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.safetensors; a .json training log beside it).")],
-    kind: Annotated[str, typer.Option("--kind", help="mmnet-iid or oampnet (offline) or mmnet (online over a channel set, Algorithm 1).")] = "mmnet-iid",
+    kind: Annotated[str, typer.Option("--kind", help="mmnet-iid, oampnet or detnet (offline) or mmnet (online over a channel set, Algorithm 1).")] = "mmnet-iid",
     channel: ChannelOpt = "iid",
     users: UsersOpt = 16,
     antennas: AntennasOpt = 64,
     mod: ModOpt = "qam16",
     snr: Annotated[str, typer.Option("--snr", help="Training SNR interval LOW,HIGH in dB (sampled uniformly per vector).")] = "8,12",
-    steps: Annotated[int, typer.Option("--steps", help="mmnet-iid/oampnet: training steps; mmnet: time steps T of a generated channel set.")] = 1000,
+    steps: Annotated[int, typer.Option("--steps", help="mmnet-iid/oampnet/detnet: training steps; mmnet: time steps T of a generated channel set.")] = 1000,
     carriers: CarriersOpt = 1,
     rho: RhoOpt = 0.7,
     rho_t: RhoTOpt = 0.0,
@@ -320,7 +320,7 @@ def train_cmd(
     if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
         raise ConfigError(f"--snr wants the interval LOW,HIGH with LOW <= HIGH, got {snr!r}")
     if kind not in M.KINDS:
-        raise ConfigError(f"--kind must be mmnet-iid, oampnet or mmnet, got {kind!r}")
+        raise ConfigError(f"--kind must be mmnet-iid, oampnet, detnet or mmnet, got {kind!r}")
     if init not in ("random", "mf"):
         raise ConfigError(f"--init must be random or mf, got {init!r}")
     if out_path.suffix != ".safetensors":
@@ -330,15 +330,15 @@ def train_cmd(
     check_writable(log_path)
     check_not_input([out_path, log_path], [file])
     dev = B.resolve_device(device)
-    if kind in ("mmnet-iid", "oampnet"):
+    if kind in ("mmnet-iid", "oampnet", "detnet"):
         if kind == "mmnet-iid" and (channel != "iid" or file is not None):
             raise ConfigError("mmnet-iid trains on fresh i.i.d. channels; drop --channel/--channels")
         pool = None
-        if channel != "iid" or file is not None:  # oampnet on a set: draw its channels
+        if channel != "iid" or file is not None:  # oampnet/detnet on a set: draw its channels
             cs = _channels(channel, users, antennas, 1, carriers, seed, rho, rho_t, rho_f,
                            file, "cpu")
             pool = cs.flat()
-        net = M.build(kind, users, antennas, layers)
+        net = M.build(kind, users, antennas, layers, levels=len(modc.levels))
         losses = M.train_offline(net, modc, lo_hi[0], lo_hi[1], steps, batch=batch, lr=lr, seed=seed, device=dev,
                                  pool=pool)
         log = dict(kind=kind, steps=steps, batch=batch, lr=lr, snr=lo_hi, first_loss=losses[0], last_loss=losses[-1],

@@ -27,7 +27,7 @@ from adasr.mimo.channels import ChannelSet
 from adasr.mimo.ml import sphere_decode
 from adasr.mimo.problem import Constellation, symbol_errors, to_real_matrix, transmit
 
-DETECTORS = ("zf", "mmse", "vblast", "amp", "kbest", "ep", "ml", "sphere", "oampnet", "mmnet-iid", "mmnet")
+DETECTORS = ("zf", "mmse", "vblast", "amp", "kbest", "ep", "ml", "sphere", "oampnet", "detnet", "mmnet-iid", "mmnet")
 ML_REFERENCES = ("ml", "sphere")
 TARGET_SER = 1e-3
 
@@ -141,20 +141,23 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
         for ci in range(n_ch):
             score("mmnet-iid", ci, flat_true[ci], flat_est[ci],
                   lambda y, hr, s2: M.detect(net, y, hr, s2, mod))
-    if "oampnet" in detectors:
+    for kind in ("oampnet", "detnet"):
+        if kind not in detectors:
+            continue
         # offline: fresh i.i.d. channels for an i.i.d. set, else the set's own (estimated) channels,
         # as the thesis retrains OAMPNet on the realistic channels it is tested on
-        onet = M.build("oampnet", cs.users, cs.antennas, layers)
+        onet = M.build(kind, cs.users, cs.antennas, layers, levels=len(mod.levels))
         pool = None if cs.meta.get("model") == "iid" else h_est.reshape(-1, *h_est.shape[2:])
         t0 = time.perf_counter()
         losses = M.train_offline(onet, mod, lo, hi, iid_steps, batch=batch, lr=lr, seed=seed, device=device, pool=pool)
-        training["oampnet"] = dict(steps=iid_steps, batch=batch, channels="iid" if pool is None else "the set",
-                                   first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
-                                   seconds=time.perf_counter() - t0)
-        log(f"oampnet: trained {iid_steps} steps offline")
+        training[kind] = dict(steps=iid_steps, batch=batch, channels="iid" if pool is None else "the set",
+                              parameters=sum(p.numel() for p in onet.parameters()),
+                              first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
+                              seconds=time.perf_counter() - t0)
+        log(f"{kind}: trained {iid_steps} steps offline")
         onet = onet.eval()
         for ci in range(n_ch):
-            score("oampnet", ci, flat_true[ci], flat_est[ci], lambda y, hr, s2: M.detect(onet, y, hr, s2, mod))
+            score(kind, ci, flat_true[ci], flat_est[ci], lambda y, hr, s2, net=onet: M.detect(net, y, hr, s2, mod))
     if "mmnet" in detectors:
         t0 = time.perf_counter()
         order = {}

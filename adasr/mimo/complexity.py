@@ -26,7 +26,7 @@ from typing import Any
 
 from adasr.errors import ConfigError
 
-COUNTED = ("zf", "mmse", "vblast", "amp", "kbest", "sphere", "ml", "mmnet-iid", "mmnet", "oampnet")
+COUNTED = ("zf", "mmse", "vblast", "amp", "kbest", "sphere", "ml", "mmnet-iid", "mmnet", "oampnet", "detnet")
 
 
 def _denoiser(n: int, m: int) -> float:
@@ -100,4 +100,10 @@ def count(name: str, users: int, antennas: int, order: int, *, vectors: int = 10
         pc = big_m * big_m * n + big_m * n
         pv = layers * (big_m * n + big_m + big_m * big_m + _inv(big_m) + n * big_m * big_m + n * big_m
                        + n * n * big_m + n + n * big_m + n * big_m + 2 * n * n + n * big_m + 4 + _denoiser(n, m))
+    elif name == "detnet":
+        # per channel H^T H; per vector H^T y; per layer G x, the two step sizes, the three dense
+        # layers (4n -> 8n, 8n -> n m, 8n -> 2n), the soft output over the m levels, the residual mix
+        pc = n * n * big_m
+        pv = n * big_m + layers * (n * n + 2 * n + 4 * n * 8 * n + 8 * n * n * m + 8 * n * 2 * n
+                                   + 2 * n * m + 2 * 3 * n)
     return dict(per_vector=pv, per_channel=pc, total=pv + pc / vectors)
