@@ -309,7 +309,7 @@ def test_cli_train_writes_a_checkpoint(monkeypatch, capsys, tmp_path):
     (["bench", "--channel", "file", "--channels", "nope.safetensors"], 2, "not found"),
     (["bench", "--users", "0"], 5, "--users"),
     (["bench", "--rho", "1.5", "--channel", "corr"], 5, "--rho"),
-    (["train", "--kind", "detnet", "--out", "x.safetensors"], 5, "--kind"),
+    (["train", "--kind", "sdr", "--out", "x.safetensors"], 5, "--kind"),
     (["train", "--snr", "12,8", "--out", "x.safetensors"], 5, "--snr"),
     (["train", "--out", "x.pt"], 5, ".safetensors"),
 ])
