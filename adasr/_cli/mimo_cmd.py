@@ -28,6 +28,7 @@ RANGES.update({
     "csi_error": Range(0, 10),
     "max_nodes": Range(1, 100_000_000),
     "coherence": Range(1, 1_000_000),
+    "sweep-phi:snr": Range(-30, 60),
     "next_lr": Range(0, 10, lo_open=True),
     "rho": Range(0, 1, hi_open=True),
     "rho_t": Range(0, 1, hi_open=True),
