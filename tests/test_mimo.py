@@ -257,14 +257,18 @@ def test_snr_at_target_interpolates_in_log_ser():
 def test_cli_bench_writes_json_and_png(monkeypatch, capsys, tmp_path):
     out = tmp_path / "r.json"
     code, text, err = run_cli(monkeypatch, capsys, "mimo", "bench", "--users", "4", "--antennas", "8", "--mod", "qam4",
-                              "--snr", "0,10", "--detectors", "zf,mmse,mmnet", "--steps", "1", "--carriers", "2",
+                              "--snr", "0,10", "--detectors", "zf,mmse,sphere,mmnet", "--steps", "1", "--carriers", "2",
                               "--samples", "100", "--first", "20", "--next", "2", "--next-lr", "5e-3", "--batch", "50",
                               "--layers", "2",
                               "--device", "cpu", "--json", str(out))
     assert code == 0, err
     report = json.loads(out.read_text())
-    assert set(report["results"]) == {"zf", "mmse", "mmnet"}
+    assert set(report["results"]) == {"zf", "mmse", "sphere", "mmnet"}
     assert report["channels"] == 2 and report["symbols_per_snr"] == 2 * 100 * 4
+    res = report["results"]
+    assert report["sphere"]["bounded"] == 0 and res["sphere"]["ser"][0] <= res["mmse"]["ser"][0]
+    assert "gap_to_ml_db" in res["mmse"] and res["sphere"]["multiplications_per_vector"] > 0
+    assert res["mmnet"]["multiplications_per_vector"] > res["mmse"]["multiplications_per_vector"]
     assert report["results"]["zf"]["ser"][1] < report["results"]["zf"]["ser"][0]
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "zf" in text and "mmse" in text
@@ -305,7 +309,7 @@ def test_cli_train_writes_a_checkpoint(monkeypatch, capsys, tmp_path):
     (["bench", "--channel", "file", "--channels", "nope.safetensors"], 2, "not found"),
     (["bench", "--users", "0"], 5, "--users"),
     (["bench", "--rho", "1.5", "--channel", "corr"], 5, "--rho"),
-    (["train", "--kind", "detnet", "--out", "x.safetensors"], 5, "--kind"),
+    (["train", "--kind", "sdr", "--out", "x.safetensors"], 5, "--kind"),
     (["train", "--snr", "12,8", "--out", "x.safetensors"], 5, "--snr"),
     (["train", "--out", "x.pt"], 5, ".safetensors"),
 ])
@@ -348,3 +352,105 @@ def test_uma_channels_from_sionna_are_seeded_and_power_controlled():
     assert torch.equal(C.make("uma", 2, 64, steps=1, carriers=3, seed=3).h, a.h)
     with pytest.raises(ConfigError, match="64 base-station antennas"):
         C.make("uma", 2, 32)
+
+
+# -- exact ML ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("modulation,snr", [("qam4", 2.0), ("qam16", 8.0)])
+def test_sphere_decoder_and_sionna_ml_match_exhaustive_search(modulation, snr):
+    from adasr.mimo import ml
+
+    mod = constellation(modulation)
+    hrs = _channels(n=2, users=2, antennas=4, seed=5)
+    for i, hr in enumerate(hrs):
+        x, y, s2 = transmit(hr, mod, 200, snr, generator=torch.Generator().manual_seed(i))
+        ref = ml.exhaustive(y, hr, mod)
+        stats = {}
+        assert torch.equal(ml.sphere_decode(y, hr, s2, mod, stats=stats), ref)
+        assert torch.equal(ml.sionna_ml(y, hr, s2, mod), ref)
+        assert stats["bounded"] == 0 and stats["vectors"] == 200
+        assert stats["max_nodes_seen"] <= mod.order ** 2 * 4  # a search, not an enumeration
+        assert ser(ref, x, mod) > 0  # the noise is strong enough to make ML choose
+
+
+def test_ml_beats_mmse_on_a_tiny_system():
+    from adasr.mimo import ml
+
+    mod = constellation("qam16")
+    hrs = _channels(n=3, users=3, antennas=4, seed=2)
+    e_ml = e_mmse = 0.0
+    for i, hr in enumerate(hrs):
+        x, y, s2 = transmit(hr, mod, 200, 12.0, generator=torch.Generator().manual_seed(i))
+        e_ml += ser(ml.sphere_decode(y, hr, s2, mod), x, mod)
+        e_mmse += ser(D.mmse(y, hr, s2, mod), x, mod)
+    assert 0 < e_ml < 0.8 * e_mmse, (e_ml, e_mmse)
+
+
+def test_sphere_decoder_node_bound_is_reported():
+    from adasr.mimo import ml
+
+    mod = constellation("qam16")
+    hr = _channels(n=1, users=4, antennas=4, seed=3)[0]
+    x, y, s2 = transmit(hr, mod, 100, 0.0, generator=torch.Generator().manual_seed(0))
+    stats = {}
+    out = ml.sphere_decode(y, hr, s2, mod, max_nodes=8, stats=stats)  # depth 8: the Babai point only
+    assert stats["bounded"] > 0 and stats["max_nodes_seen"] <= 8 + 1
+    assert set(out.unique().tolist()) <= set(mod.levels.tolist())
+    with pytest.raises(ConfigError, match="tree depth"):
+        ml.sphere_decode(y, hr, s2, mod, max_nodes=7)
+    with pytest.raises(ConfigError, match="too large"):
+        big = _channels(n=1, users=5, antennas=8)[0]
+        _, y5, s5 = transmit(big, mod, 2, 10.0)
+        ml.sionna_ml(y5, big, s5, mod)
+
+
+def test_multiplication_counts_match_a_hand_computation():
+    from adasr.mimo import complexity as X
+
+    # ZF, 2 users x 4 antennas (n = 4, M = 8): per channel H^T H (4*4*8 = 128), the 4x4 inverse
+    # (4^3/2 = 32), W = G^-1 H^T (128); per vector W y (4*8 = 32); 100 vectors share the channel work
+    c = X.count("zf", 2, 4, 4, vectors=100)
+    assert (c["per_channel"], c["per_vector"]) == (288, 32) and c["total"] == pytest.approx(34.88)
+    # AMP, 1 user x 1 antenna, QAM4 (n = M = 2, m = 2): per iteration 2*2*2 + 2*(5*2+2) + 2 + 2 = 36
+    assert X.count("amp", 1, 1, 4, iterations=3)["total"] == 3 * 36
+    # 16 x 64 QAM16: MMSE cheapest with reuse, OAMPNet dearest (MMNet includes 9 training iterations)
+    big = {d: X.count(d, 16, 64, 16, train_iters=9)["total"] for d in ("mmse", "amp", "mmnet-iid", "mmnet", "oampnet")}
+    assert big["mmse"] < big["mmnet-iid"] < big["amp"] < big["mmnet"] < big["oampnet"]
+    assert X.count("sphere", 2, 4, 4)["total"] is None
+    with pytest.raises(ConfigError):
+        X.count("sdr", 2, 4, 4)
+
+
+def test_cli_sweep_phi_writes_json_and_png(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "s.json"
+    code, text, err = run_cli(monkeypatch, capsys, "mimo", "sweep-phi", "--channel", "corr", "--rho-f", "0.9",
+                              "--users", "2", "--antennas", "4", "--mod", "qam4", "--snr", "10", "--phi", "0,4",
+                              "--first", "20", "--carriers", "3", "--samples", "50", "--batch", "32",
+                              "--layers", "2", "--device", "cpu", "--json", str(out))
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert [r["phi"] for r in report["mmnet"]] == [0, 4]
+    assert [r["iterations_total"] for r in report["mmnet"]] == [20, 28]
+    assert report["symbols"] == 3 * 50 * 2 and "mmse" in report["baselines"]
+    assert all(0 <= r["ser"] <= 1 for r in report["mmnet"]) and len(report["mmnet"][0]["ser_per_channel"]) == 3
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "phi=4" in text
+    code, _, err = run_cli(monkeypatch, capsys, "mimo", "sweep-phi", "--phi", "2,x", "--json", str(tmp_path / "t.json"))
+    one_line_error(code, err, 5, "--phi")
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_detnet_trains_offline_on_a_toy_and_beats_chance(tmp_path):
+    mod = constellation("qam4")
+    net = M.build("detnet", 2, 4, layers=3, levels=2)
+    assert sum(p.numel() for p in net.parameters()) > 1000  # a large model next to MMNet's
+    losses = M.train_offline(net, mod, 8.0, 12.0, 150, batch=64, lr=3e-3, seed=0)
+    assert sum(losses[-10:]) < 0.5 * sum(losses[:10]), (losses[:3], losses[-3:])
+    hr = _channels(n=1, users=2, antennas=4, seed=9)[0]
+    x, y, s2 = transmit(hr, mod, 400, 12.0, generator=torch.Generator().manual_seed(1))
+    assert ser(M.detect(net.eval(), y, hr, s2, mod), x, mod) < 0.2   # chance is 0.75
+    path = M.save(net, tmp_path / "d.safetensors", mod)
+    back, meta = M.load(path)
+    assert meta["kind"] == "detnet" and torch.equal(M.detect(back, y, hr, s2, mod), M.detect(net, y, hr, s2, mod))
+    with pytest.raises(Exception, match="PAM levels"):
+        net(y, hr, s2, constellation("qam16"))

@@ -1,4 +1,4 @@
-"""`adasr mimo ...`: massive-MIMO detection (channels, bench, train); thin wrappers over adasr.mimo."""
+"""`adasr mimo ...`: massive-MIMO detection (channels, bench, sweep-phi, train); thin wrappers over adasr.mimo."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ RANGES.update({
     "time_iters": Range(0, 1_000_000),
     "iid_steps": Range(0, 1_000_000),
     "csi_error": Range(0, 10),
+    "max_nodes": Range(1, 100_000_000),
+    "coherence": Range(1, 1_000_000),
+    "sweep-phi:snr": Range(-30, 60),
     "next_lr": Range(0, 10, lo_open=True),
     "rho": Range(0, 1, hi_open=True),
     "rho_t": Range(0, 1, hi_open=True),
@@ -95,7 +98,7 @@ def bench_cmd(
     antennas: AntennasOpt = 64,
     mod: ModOpt = "qam16",
     snr: Annotated[str, typer.Option("--snr", help="SNRs in dB: 8,10,12 or START:STOP:STEP.")] = "8,10,12",
-    detectors: Annotated[str, typer.Option("--detectors", help="Comma list of zf, mmse, vblast, amp, kbest, ep (Sionna), oampnet, mmnet-iid, mmnet.")] = "zf,mmse,vblast,amp",
+    detectors: Annotated[str, typer.Option("--detectors", help="Comma list of zf, mmse, vblast, amp, kbest, ep (Sionna), ml (exact, exhaustive, Sionna; tiny systems), sphere (exact sphere decoder), oampnet, detnet, mmnet-iid, mmnet.")] = "zf,mmse,vblast,amp",
     steps: StepsOpt = 4,
     carriers: CarriersOpt = 1,
     rho: RhoOpt = 0.7,
@@ -110,8 +113,10 @@ def bench_cmd(
     warm: Annotated[bool, typer.Option("--warm/--cold", help="MMNet online: start each channel from the previous one's weights (--cold re-initialises).")] = True,
     init: Annotated[str, typer.Option("--init", help="MMNet initial weights: random (Algorithm 1) or mf (matched filter of the first channel).")] = "random",
     next_lr: Annotated[Optional[float], typer.Option("--next-lr", help="MMNet online: Adam step size after the first channel (default --lr).")] = None,
-    iid_steps: Annotated[int, typer.Option("--iid-steps", help="MMNet-iid and OAMPNet: offline training steps (OAMPNet on a non-iid set trains on the set's channels).")] = 1000,
+    iid_steps: Annotated[int, typer.Option("--iid-steps", help="MMNet-iid, OAMPNet and DetNet: offline training steps (OAMPNet and DetNet on a non-iid set train on the set's channels).")] = 1000,
     iid_model: Annotated[Optional[Path], typer.Option("--iid-model", help="MMNet-iid checkpoint from `adasr mimo train` instead of training here.")] = None,
+    max_nodes: Annotated[int, typer.Option("--max-nodes", help="sphere: bound on visited tree nodes per vector (a vector that hits it keeps its best leaf; counted in the report).")] = 100_000,
+    coherence: Annotated[int, typer.Option("--coherence", help="Vectors per coherence interval that share a detector's per-channel work in the multiplication counts (thesis: about 100).")] = 100,
     layers: Annotated[int, typer.Option("--layers", help="MMNet layers.")] = 10,
     batch: Annotated[int, typer.Option("--batch", help="MMNet training batch.")] = 500,
     lr: Annotated[float, typer.Option("--lr", help="MMNet Adam learning rate.")] = 1e-3,
@@ -150,7 +155,7 @@ def bench_cmd(
     cs = _channels(channel, users, antennas, steps, carriers, seed, rho, rho_t, rho_f, file, "cpu")
     report = B.run(cs, modc, snrs, names, samples=samples, seed=seed, device=dev, csi_error=csi_error, first=first,
                    next_iters=next_iters, time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=warm,
-                   init=init, next_lr=next_lr, iid_steps=iid_steps, iid_model=net, log=lambda m: console.print(m, highlight=False))
+                   init=init, next_lr=next_lr, iid_steps=iid_steps, iid_model=net, max_nodes=max_nodes, coherence=coherence, log=lambda m: console.print(m, highlight=False))
     B.write_json(report, json_path)
     B.plot(report, png_path)
     from rich.table import Table
@@ -161,9 +166,114 @@ def bench_cmd(
     for s in snrs:
         table.add_column(f"{s:g} dB", justify="right")
     table.add_column("SNR@1e-3", justify="right")
+    has_ml = any("gap_to_ml_db" in r for r in report["results"].values())
+    if has_ml:
+        table.add_column("gap to ML", justify="right")
+    table.add_column("mults/vector", justify="right")
     for name, r in report["results"].items():
-        at = r["snr_at_1e-3"]
-        table.add_row(name, *[f"{v:.2e}" for v in r["ser"]], "-" if at is None else f"{at:.1f}")
+        at, gap, mults = r["snr_at_1e-3"], r.get("gap_to_ml_db"), r.get("multiplications_per_vector")
+        cells = [f"{v:.2e}" for v in r["ser"]] + ["-" if at is None else f"{at:.1f}"]
+        if has_ml:
+            cells.append("-" if gap is None else f"{gap:+.1f} dB")
+        cells.append("-" if mults is None else f"{mults:.3g}")
+        table.add_row(name, *cells)
+    out.print(table)
+    sd = report.get("sphere")
+    if sd:
+        note = (f"; {sd['bounded']} vectors hit --max-nodes {sd['max_nodes']} (not proven ML)" if sd["bounded"]
+                else "; none hit the node bound (exact ML)")
+        out.print(f"sphere decoder: {sd['nodes_per_vector']:.1f} nodes per vector on average, "
+                  f"at most {sd['max_nodes_seen']}{note}")
+    out.print(f"wrote {json_path} and {png_path}")
+
+
+def _int_list(text: str, option: str, lo: int, hi: int, most: int = 64) -> list[int]:
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} wants integers like 2,4,8, got {text!r}") from None
+    if not 1 <= len(values) <= most:
+        raise ConfigError(f"{option} wants 1 to {most} values, got {len(values)}")
+    for v in values:
+        if not lo <= v <= hi:
+            raise ConfigError(f"{option} values must lie in {lo}..{hi}, got {v}")
+    return list(dict.fromkeys(values))
+
+
+@mimo_app.command("sweep-phi")
+def sweep_phi_cmd(
+    channel: ChannelOpt = "corr",
+    users: UsersOpt = 8,
+    antennas: AntennasOpt = 32,
+    mod: ModOpt = "qam16",
+    snr: Annotated[float, typer.Option("--snr", help="Test SNR in dB (thesis: 18).")] = 18.0,
+    train_snr: Annotated[Optional[str], typer.Option("--train-snr", help="MMNet training SNR interval LOW,HIGH in dB (default: --snr -4 to +4).")] = None,
+    phi: Annotated[str, typer.Option("--phi", help="Comma list of Phi values (iterations on each next subcarrier).")] = "2,4,8,16,32",
+    first: Annotated[int, typer.Option("--first", help="Psi: iterations on the first subcarrier (thesis: 1000).")] = 1000,
+    time_iters: Annotated[Optional[int], typer.Option("--time-iters", help="Iterations on the first subcarrier of later time steps (default --first).")] = None,
+    baselines: Annotated[str, typer.Option("--baselines", help="Comma list of classic detectors measured on the same data.")] = "mmse",
+    steps: StepsOpt = 1,
+    carriers: CarriersOpt = 16,
+    rho: RhoOpt = 0.7,
+    rho_t: RhoTOpt = 0.0,
+    rho_f: RhoFOpt = 0.0,
+    file: FileOpt = None,
+    samples: Annotated[int, typer.Option("--samples", help="Transmitted vectors per channel.")] = 500,
+    init: Annotated[str, typer.Option("--init", help="MMNet initial weights: random (Algorithm 1) or mf.")] = "random",
+    next_lr: Annotated[Optional[float], typer.Option("--next-lr", help="Adam step size after the first channel (default --lr).")] = None,
+    layers: Annotated[int, typer.Option("--layers", help="MMNet layers.")] = 10,
+    batch: Annotated[int, typer.Option("--batch", help="MMNet training batch.")] = 500,
+    lr: Annotated[float, typer.Option("--lr", help="MMNet Adam learning rate.")] = 1e-3,
+    seed: SeedOpt = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report here (default: mimo-sweep-phi.json).")] = None,
+    png_out: Annotated[Optional[Path], typer.Option("--png", help="Write the SER-vs-Phi plot here (default: beside --json).")] = None,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
+) -> None:
+    """SER vs Phi with Psi fixed (Fig. 3-11): MMNet trained online once per Phi over one channel set."""
+    from adasr._atomic import check_not_input, check_writable
+    from adasr.mimo import bench as B
+    from adasr.mimo.problem import constellation, parse_snrs
+
+    _threads(threads)
+    modc = constellation(mod)
+    snr_db = parse_snrs(f"{snr}")[0]
+    lo_hi = parse_snrs(train_snr) if train_snr is not None else [snr_db - 4, snr_db + 4]
+    if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
+        raise ConfigError(f"--train-snr wants the interval LOW,HIGH with LOW <= HIGH, got {train_snr!r}")
+    phis = _int_list(phi, "--phi", 0, 1_000_000)
+    names = [n.strip().lower() for n in baselines.split(",") if n.strip()]
+    if init not in ("random", "mf"):
+        raise ConfigError(f"--init must be random or mf, got {init!r}")
+    dev = B.resolve_device(device)
+    json_path = json_out or Path("mimo-sweep-phi.json")
+    png_path = png_out or json_path.with_suffix(".png")
+    for p, suffix in ((json_path, ".json"), (png_path, ".png")):
+        if p.suffix != suffix:
+            raise ConfigError(f"{p} should end in {suffix}")
+        check_writable(p)
+    check_not_input([json_path, png_path], [file])
+    cs = _channels(channel, users, antennas, steps, carriers, seed, rho, rho_t, rho_f, file, "cpu")
+    if cs.h.shape[1] < 2:
+        raise ConfigError("SER vs Phi needs at least 2 subcarriers (--carriers)")
+    report = B.sweep_phi(cs, modc, snr_db, phis, baselines=names, train_snr=(lo_hi[0], lo_hi[1]), first=first,
+                         time_iters=time_iters, samples=samples, seed=seed, device=dev, batch=batch, lr=lr,
+                         layers=layers, init=init, next_lr=next_lr, log=lambda m: console.print(m, highlight=False))
+    B.write_json(report, json_path)
+    B.plot_sweep(report, png_path)
+    from rich.table import Table
+
+    table = Table(title=f"SER vs Phi, Psi={first}, {users}x{antennas} {modc.name.upper()}, {cs.meta.get('model')} "
+                        f"channels, {snr_db:g} dB ({report['channels']} channels x {samples} vectors)")
+    table.add_column("detector")
+    table.add_column("iterations/channel", justify="right")
+    table.add_column("SER", justify="right")
+    table.add_column("95% interval", justify="right")
+    for name, b in report["baselines"].items():
+        table.add_row(name, "-", f"{b['ser']:.2e}", f"{b['ci95'][0]:.1e}-{b['ci95'][1]:.1e}")
+    for r in report["mmnet"]:
+        table.add_row(f"mmnet phi={r['phi']}", f"{r['iterations_per_channel']:.1f}", f"{r['ser']:.2e}",
+                      f"{r['ci95'][0]:.1e}-{r['ci95'][1]:.1e}")
     out.print(table)
     out.print(f"wrote {json_path} and {png_path}")
 
@@ -171,13 +281,13 @@ def bench_cmd(
 @mimo_app.command("train")
 def train_cmd(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.safetensors; a .json training log beside it).")],
-    kind: Annotated[str, typer.Option("--kind", help="mmnet-iid or oampnet (offline) or mmnet (online over a channel set, Algorithm 1).")] = "mmnet-iid",
+    kind: Annotated[str, typer.Option("--kind", help="mmnet-iid, oampnet or detnet (offline) or mmnet (online over a channel set, Algorithm 1).")] = "mmnet-iid",
     channel: ChannelOpt = "iid",
     users: UsersOpt = 16,
     antennas: AntennasOpt = 64,
     mod: ModOpt = "qam16",
     snr: Annotated[str, typer.Option("--snr", help="Training SNR interval LOW,HIGH in dB (sampled uniformly per vector).")] = "8,12",
-    steps: Annotated[int, typer.Option("--steps", help="mmnet-iid/oampnet: training steps; mmnet: time steps T of a generated channel set.")] = 1000,
+    steps: Annotated[int, typer.Option("--steps", help="mmnet-iid/oampnet/detnet: training steps; mmnet: time steps T of a generated channel set.")] = 1000,
     carriers: CarriersOpt = 1,
     rho: RhoOpt = 0.7,
     rho_t: RhoTOpt = 0.0,
@@ -211,7 +321,7 @@ def train_cmd(
     if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
         raise ConfigError(f"--snr wants the interval LOW,HIGH with LOW <= HIGH, got {snr!r}")
     if kind not in M.KINDS:
-        raise ConfigError(f"--kind must be mmnet-iid, oampnet or mmnet, got {kind!r}")
+        raise ConfigError(f"--kind must be mmnet-iid, oampnet, detnet or mmnet, got {kind!r}")
     if init not in ("random", "mf"):
         raise ConfigError(f"--init must be random or mf, got {init!r}")
     if out_path.suffix != ".safetensors":
@@ -221,15 +331,15 @@ def train_cmd(
     check_writable(log_path)
     check_not_input([out_path, log_path], [file])
     dev = B.resolve_device(device)
-    if kind in ("mmnet-iid", "oampnet"):
+    if kind in ("mmnet-iid", "oampnet", "detnet"):
         if kind == "mmnet-iid" and (channel != "iid" or file is not None):
             raise ConfigError("mmnet-iid trains on fresh i.i.d. channels; drop --channel/--channels")
         pool = None
-        if channel != "iid" or file is not None:  # oampnet on a set: draw its channels
+        if channel != "iid" or file is not None:  # oampnet/detnet on a set: draw its channels
             cs = _channels(channel, users, antennas, 1, carriers, seed, rho, rho_t, rho_f,
                            file, "cpu")
             pool = cs.flat()
-        net = M.build(kind, users, antennas, layers)
+        net = M.build(kind, users, antennas, layers, levels=len(modc.levels))
         losses = M.train_offline(net, modc, lo_hi[0], lo_hi[1], steps, batch=batch, lr=lr, seed=seed, device=dev,
                                  pool=pool)
         log = dict(kind=kind, steps=steps, batch=batch, lr=lr, snr=lo_hi, first_loss=losses[0], last_loss=losses[-1],

@@ -12,6 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,15 @@ import torch
 
 from adasr._atomic import atomic_path, write_bytes_atomic
 from adasr.errors import ConfigError
+from adasr.mimo import complexity as C
 from adasr.mimo import detectors as D
 from adasr.mimo import mmnet as M
 from adasr.mimo.channels import ChannelSet
+from adasr.mimo.ml import sphere_decode
 from adasr.mimo.problem import Constellation, symbol_errors, to_real_matrix, transmit
 
-DETECTORS = ("zf", "mmse", "vblast", "amp", "kbest", "ep", "oampnet", "mmnet-iid", "mmnet")
+DETECTORS = ("zf", "mmse", "vblast", "amp", "kbest", "ep", "ml", "sphere", "oampnet", "detnet", "mmnet-iid", "mmnet")
+ML_REFERENCES = ("ml", "sphere")
 TARGET_SER = 1e-3
 
 
@@ -79,7 +83,7 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
         seed: int = 0, device: str = "cpu", csi_error: float = 0.0, first: int = 1000, next_iters: int = 8,
         time_iters: int | None = None, batch: int = 500, lr: float = 1e-3, layers: int = 10, warm: bool = True,
         init: str = "random", next_lr: float | None = None, iid_steps: int = 1000, iid_model: M.MMNet | None = None,
-        log: Callable[[str], None] | None = None) -> dict[str, Any]:
+        max_nodes: int = 100_000, coherence: int = 100, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure SER per detector per SNR over every channel of `cs`; returns the report dict."""
     log = log or (lambda _m: None)
     h_true = cs.h
@@ -114,8 +118,11 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
     flat_true = to_real_matrix(h_true.reshape(-1, *h_true.shape[2:])).to(device)
     flat_est = to_real_matrix(h_est.reshape(-1, *h_est.shape[2:])).to(device)
     classic = [d for d in detectors if d in D.CLASSIC]
+    sphere_stats: dict[str, Any] = {}
     for name in classic:
         fn = D.CLASSIC[name]
+        if name == "sphere":
+            fn = partial(sphere_decode, max_nodes=max_nodes, stats=sphere_stats)
         for ci in range(n_ch):
             score(name, ci, flat_true[ci], flat_est[ci], lambda y, hr, s2, fn=fn: fn(y, hr, s2, mod))
         log(f"{name}: done")
@@ -134,20 +141,23 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
         for ci in range(n_ch):
             score("mmnet-iid", ci, flat_true[ci], flat_est[ci],
                   lambda y, hr, s2: M.detect(net, y, hr, s2, mod))
-    if "oampnet" in detectors:
+    for kind in ("oampnet", "detnet"):
+        if kind not in detectors:
+            continue
         # offline: fresh i.i.d. channels for an i.i.d. set, else the set's own (estimated) channels,
         # as the thesis retrains OAMPNet on the realistic channels it is tested on
-        onet = M.build("oampnet", cs.users, cs.antennas, layers)
+        onet = M.build(kind, cs.users, cs.antennas, layers, levels=len(mod.levels))
         pool = None if cs.meta.get("model") == "iid" else h_est.reshape(-1, *h_est.shape[2:])
         t0 = time.perf_counter()
         losses = M.train_offline(onet, mod, lo, hi, iid_steps, batch=batch, lr=lr, seed=seed, device=device, pool=pool)
-        training["oampnet"] = dict(steps=iid_steps, batch=batch, channels="iid" if pool is None else "the set",
-                                   first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
-                                   seconds=time.perf_counter() - t0)
-        log(f"oampnet: trained {iid_steps} steps offline")
+        training[kind] = dict(steps=iid_steps, batch=batch, channels="iid" if pool is None else "the set",
+                              parameters=sum(p.numel() for p in onet.parameters()),
+                              first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
+                              seconds=time.perf_counter() - t0)
+        log(f"{kind}: trained {iid_steps} steps offline")
         onet = onet.eval()
         for ci in range(n_ch):
-            score("oampnet", ci, flat_true[ci], flat_est[ci], lambda y, hr, s2: M.detect(onet, y, hr, s2, mod))
+            score(kind, ci, flat_true[ci], flat_est[ci], lambda y, hr, s2, net=onet: M.detect(net, y, hr, s2, mod))
     if "mmnet" in detectors:
         t0 = time.perf_counter()
         order = {}
@@ -172,10 +182,28 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
         sers = [e / symbols for e in errors[name]]
         results[name] = {"ser": sers, "errors": errors[name], "ci95": [_wilson(e, symbols) for e in errors[name]],
                          "snr_at_1e-3": snr_at(snrs, sers), "detect_seconds": seconds[name]}
+    ref = next((r for r in ML_REFERENCES if r in results), None)
+    if ref is not None:  # gap to exact ML at SER 1e-3, where both curves cross it
+        at_ml = results[ref]["snr_at_1e-3"]
+        for r in results.values():
+            r["gap_to_ml_db"] = None if at_ml is None or r["snr_at_1e-3"] is None else r["snr_at_1e-3"] - at_ml
+    if sphere_stats:
+        sphere_stats["max_nodes"] = max_nodes
+        sphere_stats["nodes_per_vector"] = sphere_stats["nodes"] / max(1, sphere_stats["vectors"])
+    for name, r in results.items():
+        if name in C.COUNTED:
+            c = C.count(name, cs.users, cs.antennas, mod.order, vectors=coherence, layers=layers, batch=batch,
+                        train_iters=training.get("mmnet", {}).get("iterations_per_channel"),
+                        nodes_per_vector=sphere_stats.get("nodes_per_vector"))
+            r["multiplications_per_vector"] = c["total"]
+            r["multiplications"] = c
     return dict(
         users=cs.users, antennas=cs.antennas, modulation=mod.name, snr_db=snrs, channel=cs.meta,
         channels=n_ch, samples_per_channel_per_snr=samples, symbols_per_snr=symbols, seed=seed,
         csi_error=csi_error, device=device, results=results, training=training,
+        sphere=sphere_stats or None,
+        complexity=dict(vectors_per_channel=coherence, counted="real multiplications per detected vector, "
+                        "channel work shared by vectors_per_channel vectors (adasr.mimo.complexity)"),
         snr_definition="E||Hx||^2 / E||n||^2 per channel (sigma^2 = ||H||_F^2 / (Nr SNR))",
         confidence="95% Wilson interval per SER over all symbols (symbols within a vector are not independent)")
 
@@ -199,6 +227,94 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_title(f"{report['users']}x{report['antennas']} {report['modulation'].upper()}, {ch} channels")
     ax.set_xlabel("SNR (dB)")
     ax.set_ylabel("SER")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int], *, baselines: list[str],
+              train_snr: tuple[float, float], first: int = 1000, time_iters: int | None = None, samples: int = 500,
+              seed: int = 0, device: str = "cpu", batch: int = 500, lr: float = 1e-3, layers: int = 10,
+              init: str = "random", next_lr: float | None = None,
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """SER vs Phi with Psi fixed (the thesis's Fig. 3-11): for each Phi, MMNet is trained online over
+    the set (Algorithm 1, warm start) and each channel is detected at `snr_db` with the weights
+    trained for it; the classic `baselines` see the same symbols and noise."""
+    log = log or (lambda _m: None)
+    if not phis:
+        raise ConfigError("--phi wants at least one value")
+    for name in baselines:
+        if name not in D.CLASSIC:
+            raise ConfigError(f"--baselines takes classic detectors ({', '.join(D.CLASSIC)}), got {name!r}")
+    steps, carriers = cs.h.shape[:2]
+    n_ch = steps * carriers
+    flat = to_real_matrix(cs.h.reshape(-1, *cs.h.shape[2:])).to(device)
+
+    def data(ci: int):
+        g = torch.Generator().manual_seed((seed * 1_000_003 + ci * 1009) % (2**63))
+        x, y, s2 = transmit(flat[ci].cpu(), mod, samples, snr_db, generator=g)
+        return x.to(device), y.to(device), s2.to(device)
+
+    symbols = n_ch * samples * cs.users
+    base = {}
+    for name in baselines:
+        fn = D.CLASSIC[name]
+        err = 0
+        for ci in range(n_ch):
+            x, y, s2 = data(ci)
+            with torch.no_grad():
+                err += int(symbol_errors(fn(y, flat[ci], s2, mod), x, mod).sum())
+        base[name] = dict(ser=err / symbols, errors=err, ci95=_wilson(err, symbols))
+        log(f"{name}: SER {err / symbols:.3e}")
+    rows = []
+    for phi in phis:
+        err = [0] * n_ch
+
+        def on_channel(n, f, model, hr, err=err):
+            ci = n * carriers + f
+            x, y, s2 = data(ci)
+            err[ci] = int(symbol_errors(M.detect(model, y, hr, s2, mod), x, mod).sum())
+
+        t0 = time.perf_counter()
+        _, res = M.train_online(cs.h, mod, train_snr[0], train_snr[1], first=first, next_iters=phi,
+                                time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=True, seed=seed,
+                                device=device, keep_states=False, on_channel=on_channel, init=init, next_lr=next_lr)
+        total = sum(err)
+        rows.append(dict(phi=phi, ser=total / symbols, errors=total, ci95=_wilson(total, symbols),
+                         ser_per_channel=[e / (samples * cs.users) for e in err],
+                         iterations_total=sum(res.iterations),
+                         iterations_per_channel=sum(res.iterations) / max(1, n_ch),
+                         last_loss=res.last_loss, seconds=time.perf_counter() - t0))
+        log(f"phi {phi}: SER {total / symbols:.3e} ({sum(res.iterations) / max(1, n_ch):.1f} iterations per channel)")
+    return dict(users=cs.users, antennas=cs.antennas, modulation=mod.name, snr_db=snr_db, train_snr=list(train_snr),
+                psi=first, time_iters=time_iters, init=init, lr=lr, next_lr=next_lr, batch=batch, layers=layers,
+                channel=cs.meta, channels=n_ch, samples_per_channel=samples, symbols=symbols, seed=seed,
+                device=device, baselines=base, mmnet=rows,
+                confidence="95% Wilson interval per SER over all symbols (symbols within a vector are not independent)")
+
+
+def plot_sweep(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    floor = 0.5 / max(1, report["symbols"])
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    phis = [r["phi"] for r in report["mmnet"]]
+    ax.semilogy(phis, [max(r["ser"], floor) for r in report["mmnet"]], marker="o", label=f"MMNet (Psi={report['psi']})")
+    for i, (name, b) in enumerate(report["baselines"].items()):
+        ax.axhline(max(b["ser"], floor), color=f"C{i + 1}", ls="--", label=name)
+    ax.axhline(TARGET_SER, color="grey", lw=0.8, ls=":")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("Phi (training iterations per next subcarrier)")
+    ax.set_ylabel("SER")
+    ch = report["channel"].get("model", "?")
+    ax.set_title(f"{report['users']}x{report['antennas']} {report['modulation'].upper()}, {ch}, "
+                 f"{report['snr_db']:g} dB")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()

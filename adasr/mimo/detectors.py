@@ -4,7 +4,8 @@ variance sigma2 (B,) and the constellation, and returns hard decisions x_hat (B,
 
 ZF, MMSE, V-BLAST (ZF-SIC, strongest-first ordering) and AMP (Jeon et al.) are written here;
 Sionna's K-best and EP detectors are wrapped (`sionna_kbest`, `sionna_ep`), fed with complex
-tensors and mapped back to our constellation's points.
+tensors and mapped back to our constellation's points. Exact ML (Sionna's exhaustive detector and
+a sphere decoder) lives in `adasr.mimo.ml` and is listed here as `ml` and `sphere`.
 """
 
 from __future__ import annotations
@@ -164,6 +165,18 @@ def sionna_ep(y, hr, sigma2, mod, iterations: int = 10):
     return mod.quantize(to_real_vector(xs).to(y.dtype))
 
 
+def _ml(y, hr, sigma2, mod):
+    from adasr.mimo.ml import sionna_ml
+
+    return sionna_ml(y, hr, sigma2, mod)
+
+
+def _sphere(y, hr, sigma2, mod):
+    from adasr.mimo.ml import sphere_decode
+
+    return sphere_decode(y, hr, sigma2, mod)
+
+
 CLASSIC: dict[str, Detector] = {
     "zf": zf,
     "mmse": mmse,
@@ -171,4 +184,6 @@ CLASSIC: dict[str, Detector] = {
     "amp": amp,
     "kbest": sionna_kbest,
     "ep": sionna_ep,
+    "ml": _ml,          # exact, exhaustive (Sionna), tiny systems only
+    "sphere": _sphere,  # exact unless its node bound is hit (adasr.mimo.ml)
 }

@@ -39,7 +39,7 @@ from adasr.mimo.problem import (
 )
 
 SCHEMA = "adasr-mimo-mmnet/1"
-KINDS = ("mmnet-iid", "mmnet", "oampnet")
+KINDS = ("mmnet-iid", "mmnet", "oampnet", "detnet")
 
 
 class MMNet(nn.Module):
@@ -149,9 +149,66 @@ class OAMPNet(nn.Module):
         return outs
 
 
-def build(kind: str, users: int, antennas: int, layers: int = 10, generator=None) -> nn.Module:
+class DetNet(nn.Module):
+    """DetNet (Samuel et al.), offline-trained, in the real model (n = 2Nt). Each layer
+    q = x - d1 H^T y + d2 H^T H x, z = relu(W1 [H^T y; q; v] + b1), per real coordinate logits over
+    the m PAM levels W2 z + b2 whose softmax gives the soft estimate (the one-hot output of DetNet's
+    QAM version), v = W3 z + b3; x and v are mixed with the previous layer's as a residual
+    (alpha = 0.9). Hidden sizes: z 8n, v 2n. Trained with the loss of Eq. 3.15 (the mean over
+    layers of ||x_t - x||^2) rather than DetNet's log-weighted one."""
+
+    alpha = 0.9
+
+    def __init__(self, kind: str, users: int, antennas: int, layers: int = 10, levels: int = 4,
+                 generator: torch.Generator | None = None, **_: Any) -> None:
+        super().__init__()
+        if not 1 <= layers <= 100:
+            raise ConfigError(f"--layers must be 1 to 100, got {layers}")
+        if levels not in (2, 4, 8):
+            raise ConfigError(f"DetNet wants 2, 4 or 8 PAM levels, got {levels}")
+        self.kind, self.users, self.antennas, self.layers, self.levels = "detnet", users, antennas, layers, levels
+        n = 2 * users
+        zdim, vdim = 8 * n, 2 * n
+        self.d1 = nn.Parameter(torch.zeros(layers))
+        self.d2 = nn.Parameter(torch.zeros(layers))
+        self.w1 = nn.ModuleList(nn.Linear(2 * n + vdim, zdim) for _ in range(layers))
+        self.w2 = nn.ModuleList(nn.Linear(zdim, n * levels) for _ in range(layers))
+        self.w3 = nn.ModuleList(nn.Linear(zdim, vdim) for _ in range(layers))
+        with torch.no_grad():
+            self.d1.fill_(1.0)
+            self.d2.fill_(1.0)
+
+    def config(self) -> dict[str, Any]:
+        return dict(kind=self.kind, users=self.users, antennas=self.antennas, layers=self.layers,
+                    levels=self.levels)
+
+    def forward(self, y, hr, sigma2, mod):
+        nr2, nt2 = hr.shape[-2], hr.shape[-1]
+        if (nt2 // 2, nr2 // 2) != (self.users, self.antennas) or len(mod.levels) != self.levels:
+            raise ModelError(f"this DetNet is for {self.users} users x {self.antennas} antennas and "
+                             f"{self.levels} PAM levels, not {nt2 // 2} x {nr2 // 2} and {len(mod.levels)}")
+        b = y.shape[0]
+        levels = mod.levels.to(y.device, y.dtype)
+        hty = apply_t(hr, y)
+        x = torch.zeros(b, nt2, dtype=y.dtype, device=y.device)
+        v = torch.zeros(b, 2 * nt2, dtype=y.dtype, device=y.device)
+        outs = []
+        for t in range(self.layers):
+            q = x - self.d1[t] * hty + self.d2[t] * apply_t(hr, apply(hr, x))
+            z = torch.relu(self.w1[t](torch.cat([hty, q, v], -1)))
+            logits = self.w2[t](z).view(b, nt2, self.levels)
+            x_new = (torch.softmax(logits, -1) * levels).sum(-1)
+            x = self.alpha * x_new + (1 - self.alpha) * x
+            v = self.alpha * self.w3[t](z) + (1 - self.alpha) * v
+            outs.append(x)
+        return outs
+
+
+def build(kind: str, users: int, antennas: int, layers: int = 10, generator=None, levels: int = 4) -> nn.Module:
     if kind == "oampnet":
         return OAMPNet(kind, users, antennas, layers)
+    if kind == "detnet":
+        return DetNet(kind, users, antennas, layers, levels=levels)
     return MMNet(kind, users, antennas, layers, generator=generator)
 
 
@@ -312,7 +369,8 @@ def load(path: str | Path, device: str = "cpu") -> tuple[MMNet, dict[str, Any]]:
     if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
         raise ModelError(f"{path} is not an adasr MMNet checkpoint (schema {SCHEMA} missing)")
     try:
-        model = build(meta["kind"], int(meta["users"]), int(meta["antennas"]), int(meta["layers"]))
+        model = build(meta["kind"], int(meta["users"]), int(meta["antennas"]), int(meta["layers"]),
+                      levels=int(meta.get("levels", 4)))
         model.load_state_dict(tensors)
         constellation(meta["modulation"])
     except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as exc:
