@@ -92,6 +92,12 @@ RANGES: dict[str, Range] = {
     "log_every": Range(1, _BIG),
     "max_images": Range(1, _BIG),
     "peers:crop": Range(8, 4096),             # LR pixels per side of the scored corner
+    "port": Range(0, 65535),
+    "segment_s": Range(0.04, 30),
+    "t_update": Range(0.1, 3600),
+    "t_horizon": Range(0.1, 86_400),
+    "k": Range(1, 10_000),
+    "clients": Range(1, 64),
 }
 
 

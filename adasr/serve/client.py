@@ -460,7 +460,8 @@ class LiveClient:
 
     def run(self, *, target_fps: float | None = None, policy: str = "reactive", out: str | None = None,
             on_frame: Callable[[Any, Any], None] | None = None,
-            on_output: Callable[[int, int, np.ndarray], None] | None = None) -> LivePlayResult:
+            on_output: Callable[[int, int, np.ndarray], None] | None = None,
+            max_frames: int | None = None) -> LivePlayResult:
         """Play the channel through the runtime until it ends (or the bounds); see the module doc."""
         from adasr.runtime.engine import AutoThreads, run_stream
         from adasr.runtime.monitors import CpuMonitor, StreamMonitor
@@ -498,7 +499,7 @@ class LiveClient:
         monitor = StreamMonitor(cpu=CpuMonitor(), level=runner.level, target_period_s=1.0 / target)
         try:
             stats = run_stream(runner, self.frames(), sink, target, pol, monitor, threads=AutoThreads(),
-                               on_frame=on_frame, stall_timeout_s=self.reconnect_s + 20)
+                               on_frame=on_frame, stall_timeout_s=self.reconnect_s + 20, max_frames=max_frames)
         except BaseException as exc:
             if writer is not None:
                 writer.__exit__(type(exc), exc, exc.__traceback__)

@@ -12,7 +12,7 @@ parameter      thesis  here      why
 =============  ======  ========  ==================================================================
 T_horizon      240 s   16 s      a session of ~60 s must see several horizons (scene changes)
 T_update       10 s    2 s       one update per 2-s stretch, like the SRVC encoder's tau = 2 s
-K              20      10        ~10 Adam steps of 4 crops take ~0.3 s on one core: 15 % of T_update
+K              20      20        20 Adam steps of 8 crops of 32x32 fit in ~15 % of one core per T_update
 eta            5 %     5 %       the same gradient-guided fraction (Algorithm 3)
 r_min, r_max   0.1, 1  0.5, 5    a 16-s horizon at 0.1 fps would hold one or two frames
 delta_t        10 s    2 s       ASR and ATR decide once per default T_update
@@ -96,12 +96,13 @@ class TrainerConfig:
     scheme: str = "ams"
     t_horizon: float = 16.0
     t_update: float = 2.0
-    k: int = 10
+    k: int = 20
     eta: float = 0.05
     strategy: str = "ams"  # Algorithm 3: the eta fraction with the largest previous Adam update
-    batch: int = 4
-    patch: int = 24
+    batch: int = 8
+    patch: int = 32
     lr: float = 1e-3
+    one_time_lr: float = 1e-4  # every parameter moves: Adam at 1e-3 from a fresh state hurts (BENCHMARKS)
     delta_dtype: str = "float16"
     buffer_max: int = 512  # samples kept at most (bounds memory whatever r and T_horizon are)
     one_time_s: float = 10.0
@@ -115,7 +116,7 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
             raise ConfigError(f"unknown scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}")
-        for name in ("t_horizon", "t_update", "eta", "lr", "one_time_s", "jit_gain_db"):
+        for name in ("t_horizon", "t_update", "eta", "lr", "one_time_lr", "one_time_s", "jit_gain_db"):
             _positive(name, getattr(self, name))
         if self.eta > 1:
             raise ConfigError(f"eta must be in (0, 1], got {self.eta}")

@@ -11,7 +11,7 @@ Schemes (`TrainerConfig.scheme`, the SR form of thesis Table 4.1):
 
 * ``none``: never trains (the clients keep the base model).
 * ``one_time``: once the video reaches `one_time_s`, one full-parameter update trained on the
-  whole buffer for K x (one_time_s / T_update) steps, then nothing.
+  whole buffer for K x (one_time_s / T_update) steps (at `one_time_lr`), then nothing.
 * ``jit``: Just-In-Time: each new sample whose PSNR gain over the base model is below
   `jit_gain_db` is trained on alone, `jit_chunk` steps at a time, until it reaches the gain or
   `jit_max_steps`; each burst is one update (eta of the parameters per chunk, gradient-guided).
@@ -177,8 +177,8 @@ class ChannelTrainer:
             self.one_time_done = True
             window = self.buffer.window(t, horizon=t + 1.0)
             steps = self.cfg.k * max(1, round(self.cfg.one_time_s / self.cfg.t_update))
-            full = SparseAdapter(self.state.model, replace(self.adapt_cfg, strategy="full", steps=steps),
-                                 self.levels)
+            full = SparseAdapter(self.state.model, replace(self.adapt_cfg, strategy="full", steps=steps,
+                                                           lr=self.cfg.one_time_lr), self.levels)
             result = self._masked(window, full)
         else:
             sample, self._jit_pending = self._jit_pending, None
