@@ -180,8 +180,8 @@ def test_channel_segments_play_on_their_own(data_root):
 
     model, spec = tiny_model()
     src = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop=(64, 64), max_frames=12)
-    ch = Channel("bikes", src, TrainerConfig(t_update=0.2, k=2, batch=2, patch=12), model_source=GivenModel(model, spec),
-                 config=ChannelConfig(segment_s=0.2))
+    ch = Channel("bikes", src, TrainerConfig(t_update=0.2, k=2, batch=2, patch=12),
+                 model_source=GivenModel(model, spec), config=ChannelConfig(segment_s=0.2))
     hub = Hub([ch])
     for i in range(20):  # a fake clock: 25 frames a second
         hub.step(now=i / 25)

@@ -6,10 +6,12 @@ bundled generic model, SRVC's, a model file or a package by default; model reuse
 own). Every published list is guarded by a lock: the hub's worker thread writes, the HTTP
 handlers read.
 
-`Hub`: the server's one worker. `step(now)` pulls every channel's source up to wall time `now`
-(a file plays at its own frame rate), finishes the segments that filled, then gives the
-compute to one channel whose update is due, as the scheduler picks (`adasr.serve.scheduler`).
-`run(stop)` repeats `step` until `stop` is set, `duration_s` passes or every source ends.
+`Hub`: the server's work. `pump(now)` pulls every channel's source up to wall time `now` (a
+file plays at its own frame rate) and publishes the segments that filled; `train_once()` gives
+the training compute to one channel whose update is due, as the scheduler picks
+(`adasr.serve.scheduler`). `run(stop)` pumps in an ingest thread (live content never waits for
+training) and trains in the calling thread until `stop` is set, `duration_s` passes or every
+source ends; `step(now)` does one of each in the calling thread (fake-clock tests).
 """
 
 from __future__ import annotations
@@ -293,7 +295,8 @@ class Hub:
         self.clock = clock
         self.started = clock()
         self.steps = 0
-        self.worker_cpu_s = 0.0
+        self.worker_cpu_s = 0.0  # thread CPU time of the ingest and training work
+        self._cpu_lock = threading.Lock()
         for ch in channels or []:
             self.add(ch)
 
@@ -304,35 +307,78 @@ class Hub:
             raise ConfigError(f"at most {MAX_CHANNELS} channels per server")
         self.channels[channel.name] = channel
 
-    def step(self, now: float | None = None) -> bool:
-        """Pull sources up to `now`, then one training phase if any is due; True if it did any work."""
+    def pump(self, now: float | None = None) -> bool:
+        """Pull every source up to wall time `now` and publish the segments that filled."""
         now = self.clock() if now is None else now
         started = time.thread_time()
         worked = False
         for ch in self.channels.values():
             worked |= ch.pump(now) > 0
+        self._add_cpu(time.thread_time() - started)
+        return worked
+
+    def train_once(self) -> bool:
+        """One training phase for the channel the scheduler picks among those due; True if one ran."""
+        started = time.thread_time()
         due = [n for n, ch in self.channels.items() if ch.train_due()]
-        pick = self.scheduler.pick(due, now)
+        pick = self.scheduler.pick(due, self.clock())
         if pick is not None:
             update = self.channels[pick].train()
             if update is not None:
                 self.scheduler.record(pick, update.cpu_s, update.gain_db)
-            worked = True
+        self._add_cpu(time.thread_time() - started)
+        return pick is not None
+
+    def _add_cpu(self, seconds: float) -> None:
+        with self._cpu_lock:
+            self.worker_cpu_s += seconds
+
+    def step(self, now: float | None = None) -> bool:
+        """`pump(now)` then `train_once()` in the calling thread (tests drive a fake clock with it)."""
+        worked = self.pump(now)
+        worked |= self.train_once()
         self.steps += 1
-        self.worker_cpu_s += time.thread_time() - started
         return worked
+
+    def _finished(self) -> bool:
+        return bool(self.channels) and all(ch.ended for ch in self.channels.values()) and \
+            not any(ch.train_due() for ch in self.channels.values())
 
     def run(self, stop: threading.Event, duration_s: float | None = None, idle_s: float = 0.01,
             max_steps: int = 10_000_000) -> None:
+        """Sources in an ingest thread (live content never waits for training), training in this one."""
         end = None if duration_s is None else self.clock() + duration_s
-        for _ in range(max_steps):
-            if stop.is_set() or (end is not None and self.clock() >= end):
-                return
-            if self.channels and all(ch.ended for ch in self.channels.values()) and \
-                    not any(ch.train_due() for ch in self.channels.values()):
-                return
-            if not self.step():
-                stop.wait(idle_s)
+        halt = threading.Event()
+        errors: list[BaseException] = []
+
+        def over() -> bool:
+            return stop.is_set() or halt.is_set() or (end is not None and self.clock() >= end)
+
+        def ingest() -> None:
+            try:
+                for _ in range(max_steps):
+                    if over() or all(ch.ended for ch in self.channels.values()):
+                        return
+                    if not self.pump():
+                        halt.wait(idle_s)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by run
+                errors.append(exc)
+                halt.set()
+
+        feeder = threading.Thread(target=ingest, name="adasr-ingest", daemon=True)
+        feeder.start()
+        try:
+            for _ in range(max_steps):
+                if over() or self._finished():
+                    break
+                if not self.train_once():
+                    halt.wait(idle_s)
+                self.steps += 1
+        finally:
+            halt.set()
+            feeder.join(30)
+        if errors:
+            raise errors[0]
 
     def status(self) -> dict[str, Any]:
         now = self.clock()

@@ -25,6 +25,7 @@ is ATR's (fixed when off).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -111,6 +112,7 @@ class ChannelTrainer:
         self.samples_seen = 0
         self.last_phi: float | None = None
         self.train_cpu_s = 0.0
+        self._lock = threading.Lock()  # offer (ingest thread) vs train (training thread)
 
     # -- data --
 
@@ -124,6 +126,10 @@ class ChannelTrainer:
 
     def offer(self, t: float, lr: np.ndarray, hr: np.ndarray) -> bool:
         """A decoded LR frame and its HR original at video time `t`; True if it was sampled."""
+        with self._lock:
+            return self._offer(t, lr, hr)
+
+    def _offer(self, t: float, lr: np.ndarray, hr: np.ndarray) -> bool:
         if self.cfg.scheme == "none" or not self.asr.due(t):
             return False
         if self._last_label is not None and self._last_label.shape == hr.shape:
@@ -144,6 +150,10 @@ class ChannelTrainer:
         return True
 
     def due(self, t: float) -> bool:
+        with self._lock:
+            return self._due(t)
+
+    def _due(self, t: float) -> bool:
         s = self.cfg.scheme
         if s == "none" or not len(self.buffer):
             return False
@@ -165,25 +175,28 @@ class ChannelTrainer:
 
     def train(self, t: float) -> Update | None:
         """Run the due training phase at video time `t`; the new update, or None (nothing to send)."""
-        if not self.due(t):
-            return None
         started = time.thread_time()
         s = self.cfg.scheme
+        with self._lock:  # take the data; the training itself runs unlocked (the ingest goes on)
+            if not self._due(t):
+                return None
+            if s == "ams":
+                self.next_update_t = t + self.atr.t_update
+                window = self.buffer.window(t)
+            elif s == "one_time":
+                self.one_time_done = True
+                window = self.buffer.window(t, horizon=t + 1.0)
+            else:
+                window, self._jit_pending = [self._jit_pending], None
         if s == "ams":
-            self.next_update_t = t + self.atr.t_update
-            window = self.buffer.window(t)
             result = self._masked(window, self.adapter)
         elif s == "one_time":
-            self.one_time_done = True
-            window = self.buffer.window(t, horizon=t + 1.0)
             steps = self.cfg.k * max(1, round(self.cfg.one_time_s / self.cfg.t_update))
             full = SparseAdapter(self.state.model, replace(self.adapt_cfg, strategy="full", steps=steps,
                                                            lr=self.cfg.one_time_lr), self.levels)
             result = self._masked(window, full)
         else:
-            sample, self._jit_pending = self._jit_pending, None
-            window = [sample]
-            result = self._jit(sample)
+            result = self._jit(window[0])
         cpu = time.thread_time() - started
         self.train_cpu_s += cpu
         if result is None:
