@@ -98,6 +98,12 @@ class ModelSwap:
         with self._lock:
             return self._staged is not None
 
+    @property
+    def staged_from(self) -> int | None:
+        """The first segment of the staged update (None: nothing staged)."""
+        with self._lock:
+            return self._staged
+
     def stage(self, record: bytes, from_segment: int, what: str) -> None:
         """Apply `record` to the inactive copy (DeltaError: refused, nothing changes)."""
         with self._lock:
@@ -406,15 +412,24 @@ class LiveClient:
                     await self._pull_updates(m)
                     await self._pull_segments(m)
                     if m.get("ended") and self._next_segment > int(m.get("live_edge", -1)):
-                        await self._pull_updates(m)
-                        waiting = self.swap.busy or self._updates_seen < int(m.get("n_updates", 0))
-                        if self._updates_broken or not waiting:
+                        # every segment is in: fetch the remaining updates as the player reaches them
+                        edge = int(m.get("live_edge", -1))
+                        for _ in range(100_000):
+                            await self._pull_updates(m)
+                            staged = self.swap.staged_from
+                            if self._updates_broken or self._updates_seen >= int(m.get("n_updates", 0)) \
+                                    or staged is None or staged > edge or self._stop.is_set():
+                                break  # all fetched, or the staged one starts after the last segment
+                            await asyncio.sleep(0.05)  # the player takes the staged update soon
+                        staged = self.swap.staged_from
+                        if self._updates_broken or self._updates_seen >= int(m.get("n_updates", 0)) \
+                                or (staged is not None and staged > edge):
                             break
-                        await asyncio.sleep(0.1)  # the player has yet to reach the staged update
+                        await asyncio.sleep(0.1)
                     m = await self._manifest(after=self._next_segment - 1)
                     self.manifest = m
             except BaseException as exc:  # noqa: BLE001 - the player ends when the fetcher does
-                if not isinstance(exc, (asyncio.CancelledError,)):
+                if not isinstance(exc, asyncio.CancelledError) and not self._stop.is_set():
                     self.fatal = exc
                     self.stats.note(f"{type(exc).__name__}: {exc}")
             finally:

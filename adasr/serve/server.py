@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import logging
 import re
 import threading
 import time
@@ -45,6 +46,10 @@ MAX_INDEX = 10**9
 MAX_WAIT_S = 10.0
 MAX_LINE = 2048
 BASE_REF_KIND = "adasr-base-ref"
+# aiohttp logs every malformed request with a traceback; it has been answered 400 already.
+_QUIET = logging.getLogger("adasr.serve.http")
+_QUIET.setLevel(logging.CRITICAL)
+_QUIET.propagate = False
 
 
 def _int(text: str, what: str, lo: int = 0, hi: int = MAX_INDEX) -> int:
@@ -240,7 +245,8 @@ class LiveServer:
     def start_http(self) -> None:
         async def up() -> int:
             runner = web.AppRunner(make_app(self.hub), max_line_size=MAX_LINE, max_field_size=MAX_LINE,
-                                   max_headers=32, keepalive_timeout=15.0, access_log=None, shutdown_timeout=1.0)
+                                   max_headers=32, keepalive_timeout=15.0, access_log=None, shutdown_timeout=1.0,
+                                   logger=_QUIET)
             await runner.setup()
             site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
             await site.start()
