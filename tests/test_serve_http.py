@@ -88,7 +88,8 @@ def test_endpoints_answer_and_refuse(data_root):
 
 def test_client_plays_the_channel_and_follows_every_update(data_root):
     with make_server(data_root, frames=30, model_source=NamedModel("generic")) as srv:
-        client = LiveClient(f"{srv.url}/channel/bikes", have_model="generic", reconnect_s=20)
+        # a buffer of all 6 segments: the client starts from segment 0 however late it connects
+        client = LiveClient(f"{srv.url}/channel/bikes", have_model="generic", reconnect_s=20, buffer_segments=6)
         result = client.run(policy="fixed")
         ch = srv.hub.channels["bikes"]
         srv.wait(60)
