@@ -24,6 +24,7 @@ deltas travel (the first model's bytes would be ~half a megabyte otherwise).
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import threading
@@ -229,9 +230,15 @@ def run_live_bench(cfg: LiveBenchConfig, out_dir: str | Path,
         result: dict[str, Any] = {"config": {**asdict(cfg), "videos": [str(v) for v in videos]},
                                   "date": time.strftime("%Y-%m-%d"), "schemes": [], "scaling": []}
         torch.set_num_threads(1)
+
+        def save() -> None:  # after every session: a long run stopped early keeps what it measured
+            result["wall_s"] = time.time() - started
+            write_bytes_atomic(out_dir / "live.json", json.dumps(result, indent=1, default=str).encode())
+
         try:
             for scheme in cfg.schemes:
                 result["schemes"].append(_session([clip], scheme, cfg, on_progress=on_progress))
+                save()
             if cfg.channel_counts:
                 rotated = []
                 for i in range(max(cfg.channel_counts)):
@@ -241,12 +248,10 @@ def run_live_bench(cfg: LiveBenchConfig, out_dir: str | Path,
                 for sched in cfg.schedulers:
                     for n in cfg.channel_counts:
                         result["scaling"].append(_session(rotated[:n], "ams", cfg, sched, on_progress))
+                        save()
         finally:
             torch.set_num_threads(threads)
-    result["wall_s"] = time.time() - started
-    import json
-
-    write_bytes_atomic(out_dir / "live.json", json.dumps(result, indent=1, default=str).encode())
+    save()
     return result
 
 
