@@ -159,6 +159,8 @@ def test_round_robin_takes_turns():
     rr = RoundRobin()
     assert [rr.pick(["a", "b", "c"]) for _ in range(4)] == ["a", "b", "c", "a"]
     assert rr.pick(["c"]) == "c" and rr.pick([]) is None
+    rr = RoundRobin()
+    assert rr.pick(["a"]) == "a" and rr.pick(["a", "b"]) == "b"  # a channel that becomes due gets its turn
 
 
 def test_gain_driven_gives_time_to_the_channel_that_gains_most():

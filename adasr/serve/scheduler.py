@@ -21,25 +21,24 @@ SCHEDULERS = ("round_robin", "gain")
 
 
 class RoundRobin:
+    """The due channel served least recently (never served first, in order of appearance)."""
+
     name = "round_robin"
 
     def __init__(self) -> None:
-        self._order: list[str] = []
-        self._next = 0
+        self._last: dict[str, int] = {}
+        self._first: dict[str, int] = {}
+        self._tick = 0
 
     def pick(self, due: Sequence[str], now: float = 0.0) -> str | None:
         if not due:
             return None
         for name in due:
-            if name not in self._order:
-                self._order.append(name)
-        n = len(self._order)
-        for i in range(n):
-            name = self._order[(self._next + i) % n]
-            if name in due:
-                self._next = (self._order.index(name) + 1) % n
-                return name
-        return None
+            self._first.setdefault(name, len(self._first))
+        choice = min(due, key=lambda n: (self._last.get(n, -1), self._first[n]))
+        self._tick += 1
+        self._last[choice] = self._tick
+        return choice
 
     def record(self, name: str, cpu_s: float, gain_db: float) -> None:
         pass
@@ -72,8 +71,8 @@ class GainDriven:
 
     def record(self, name: str, cpu_s: float, gain_db: float) -> None:
         r = float(gain_db) / max(float(cpu_s), 1e-3)
-        if r != r:  # NaN: no measurement
-            return
+        if r != r:  # NaN (nothing measured): count it as no gain, so the channel is known
+            r = 0.0
         old = self.rate.get(name)
         self.rate[name] = r if old is None else (1 - self.alpha) * old + self.alpha * r
 
