@@ -96,8 +96,10 @@ def test_client_plays_the_channel_and_follows_every_update(data_root):
         s = result.stats
         assert result.summary["frames"] == 30 and len(result.outputs) == 30
         assert s.base_by_hash and s.model_bytes < 20_000  # the base model was named, not sent
-        assert s.updates_applied == len(ch.trainer.updates) >= 2 and s.refused == 0
-        assert client.swap.state.hash == ch.trainer.state.hash  # the client ends on the server's model
+        # an update made after the source's last segment may come after the client left
+        assert len(ch.trainer.updates) - 1 <= s.updates_applied <= len(ch.trainer.updates) and s.updates_applied >= 2
+        assert s.refused == 0
+        assert client.swap.state.hash == hash_after(ch, s.updates_applied)  # the server's model, bit for bit
         assert s.updates_applied - 1 <= s.swaps <= s.updates_applied  # the last may start after the last frame
         assert s.bytes_down > s.segment_bytes + s.model_bytes and s.bytes_up > 0
         assert srv.hub.status()["channels"][0]["down_kbps"] > 0

@@ -390,7 +390,7 @@ class LiveClient:
             with self._cond:
                 self._segments.append((n, frames))
                 self.stats.frames_buffered += len(frames)
-                while len(self._segments) > self.max_lag:  # the player fell behind: drop to the live edge
+                while len(self._segments) > max(self.max_lag, self.buffer_segments):  # player behind: skip
                     self._segments.popleft()
                     self.stats.skipped_segments += 1
                 self._cond.notify_all()
