@@ -31,6 +31,7 @@ LAYERS = [
     ("package",),
     ("runtime",),
     ("stream", "estimate", "build"),  # build: the search -> package -> profile workflow
+    ("serve",),  # live AMS: HTTP server and client, per-channel trainers, scheduler
     ("mimo",),  # massive-MIMO detection: a second task, on the leaf helpers only
     ("bench",),
     ("api", "_cli", "__main__"),  # the public entry points and the CLI

@@ -94,6 +94,12 @@ RANGES: dict[str, Range] = {
     "peers:crop": Range(8, 4096),             # LR pixels per side of the scored corner
     "nproc": Range(1, 256),                   # data-parallel processes (train, search-dlsr)
     "dist_timeout": Range(0, 24 * 60, lo_open=True),  # minutes
+    "port": Range(0, 65535),
+    "segment_s": Range(0.04, 30),
+    "t_update": Range(0.1, 3600),
+    "t_horizon": Range(0.1, 86_400),
+    "k": Range(1, 10_000),
+    "clients": Range(1, 64),
 }
 
 

@@ -284,8 +284,9 @@ def upscale(
 @app.command()
 def play(
     ctx: typer.Context,
-    video: Annotated[Path, typer.Argument(help="Video file to play (its frames are the LR input), or a model "
-                                          "stream (from adasr encode), which carries its own model and LR size.")],
+    video: Annotated[str, typer.Argument(help="Video file to play (its frames are the LR input), a model stream "
+                                         "(from adasr encode), which carries its own model and LR size, or a live "
+                                         "channel http://127.0.0.1:PORT/channel/NAME (from adasr serve).")],
     target_fps: Annotated[Optional[float], typer.Option(help="Display rate to hold (default: the video's).")] = None,
     policy: Annotated[str, typer.Option(help="lookup (DySR Algorithm 1 on the profile, calibrated online), reactive "
                                         "(Dynamic-OFA runtime manager) or fixed (one level).")] = "lookup",
@@ -302,6 +303,7 @@ def play(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the QoS summary as JSON here.")] = None,
     timeline: Annotated[Optional[Path], typer.Option(help="Write a timeline PNG (level, FPS, latency, load).")] = None,
     quiet: Annotated[bool, typer.Option(help="No live view; print the summary only.")] = False,
+    base: Annotated[Optional[str], typer.Option(help="Live channel: the base model this player already holds (generic, srvc, a model file or a package); the server then names it by hash and sends only updates.")] = None,
 ) -> None:
     """Play a video through the adaptive runtime with a live view of level, FPS, load, switches and misses."""
     from adasr._cli.play_cmd import run_play
@@ -309,6 +311,20 @@ def play(
 
     if policy not in ("lookup", "reactive", "fixed"):
         raise ConfigError(f"--policy must be lookup, reactive or fixed, got {policy!r}")
+    if video.startswith(("http://", "https://")):
+        from adasr._cli.serve_cmd import run_play_live
+
+        ignored = explicit(ctx, ("model", "scale", "trace", "lr_size", "reference_every", "level", "timeline"))
+        if ignored:
+            names = ", ".join("--" + n.replace("_", "-") for n in ignored)
+            raise ConfigError(f"{names}: not for a live channel (the channel sets model, scale and LR size); "
+                              f"leave {names} out")
+        run_play_live(video, base=base, target_fps=target_fps, policy=policy, output=output, json_out=json_out,
+                      max_frames=max_frames, quiet=quiet)
+        return
+    if base is not None:
+        raise ConfigError("--base applies to a live channel (http://127.0.0.1:PORT/channel/NAME) only")
+    video = Path(video)
     if is_stream_path(video):
         ignored = explicit(ctx, ("model", "scale", "trace", "lr_size", "reference_every"))
         if ignored:
@@ -488,6 +504,10 @@ app.add_typer(bench_app, name="bench")
 from adasr._cli.stream_cmd import register as _register_stream  # noqa: E402  (encode, decode, bench codec)
 
 _register_stream(app, bench_app)
+
+from adasr._cli.serve_cmd import register as _register_serve  # noqa: E402  (serve, bench live)
+
+_register_serve(app, bench_app)
 
 from adasr._cli.peers_cmd import register as _register_peers  # noqa: E402  (bench peers)
 

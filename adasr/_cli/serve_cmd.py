@@ -1,0 +1,163 @@
+"""`adasr serve` (the live AMS server), `adasr play http://...` (its client) and `adasr bench live`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from adasr._cli.common import console, out, parse_size
+from adasr._cli.common import set_threads as _threads
+from adasr.errors import ConfigError
+
+SCHEME_NAMES = ("none", "one_time", "jit", "ams", "ams_asr_atr")
+
+
+def _trainer_config(scheme: str, t_update: float, t_horizon: float, k: int, eta: float, seed: int):
+    from adasr.serve.config import TrainerConfig
+
+    if scheme not in SCHEME_NAMES:
+        raise ConfigError(f"--scheme must be one of {', '.join(SCHEME_NAMES)}, got {scheme!r}")
+    from adasr.serve.config import ATRConfig
+
+    kw: dict[str, Any] = dict(t_update=t_update, t_horizon=t_horizon, k=k, eta=eta, seed=seed)
+    if scheme == "ams_asr_atr":
+        from adasr.serve.config import ASRConfig
+
+        return TrainerConfig(scheme="ams", asr=ASRConfig(enabled=True),
+                             atr=ATRConfig(enabled=True, tau_min=t_update, tau_max=max(t_update, t_horizon)), **kw)
+    return TrainerConfig(scheme=scheme, **kw)
+
+
+def serve(
+    sources: Annotated[list[str], typer.Argument(help="HR sources, one channel each: video files (played at their frame rate, looping) or URLs PyAV opens.")],
+    name: Annotated[Optional[list[str]], typer.Option(help="Channel names, one per source (default: the file stems).")] = None,
+    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1 (0 picks a free one).")] = 8000,
+    scale: Annotated[int, typer.Option(help="SR factor: LR segments are the source shrunk by this.")] = 2,
+    crop: Annotated[Optional[str], typer.Option(help="Centre crop WxH of each source (HR pixels).")] = None,
+    model: Annotated[str, typer.Option(help="Model the clients run: generic (bundled), srvc, a model file or a package.")] = "generic",
+    scheme: Annotated[str, typer.Option(help="Training: none, one_time, jit, ams or ams_asr_atr.")] = "ams",
+    scheduler: Annotated[str, typer.Option(help="Sharing compute among channels: round_robin or gain.")] = "round_robin",
+    segment_s: Annotated[float, typer.Option(help="LR segment length in seconds.")] = 1.0,
+    t_update: Annotated[float, typer.Option(help="Seconds between model updates (T_update; ATR's tau_min).")] = 2.0,
+    t_horizon: Annotated[float, typer.Option(help="Training horizon in seconds (T_horizon).")] = 16.0,
+    k: Annotated[int, typer.Option(help="Adam iterations per update (K).")] = 20,
+    eta: Annotated[float, typer.Option(help="Fraction of the parameters an update may change.")] = 0.05,
+    crf: Annotated[int, typer.Option(help="LR segment quality (H.264 CRF).")] = 28,
+    seconds: Annotated[float, typer.Option(help="Stop serving after this many seconds.")] = 3600.0,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No status lines while serving.")] = False,
+) -> None:
+    """Serve live channels: LR segments plus sparse model updates trained on the live source (AMS)."""
+    from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
+    from adasr.serve.media import LiveSource
+    from adasr.serve.scheduler import make_scheduler
+    from adasr.serve.server import LiveServer
+
+    _threads(threads)
+    names = list(name or [])
+    if names and len(names) != len(sources):
+        raise ConfigError(f"--name is given {len(names)} times for {len(sources)} sources")
+    if not names:
+        names = [Path(s).stem.replace(".", "_")[:64] or f"ch{i}" for i, s in enumerate(sources)]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"channel names must differ, got {', '.join(names)} (use --name)")
+    size = None if crop is None else parse_size(crop, "--crop", minimum=16)
+    cfg = _trainer_config(scheme, t_update, t_horizon, k, eta, seed)
+    channels = [Channel(n, LiveSource(s, scale=scale, crop=size), cfg, model_source=NamedModel(model),
+                        config=ChannelConfig(segment_s=segment_s, crf=crf)) for n, s in zip(names, sources)]
+    server = LiveServer(Hub(channels, make_scheduler(scheduler)), port=port, duration_s=seconds)
+    server.start()
+    try:
+        out.print(f"serving {len(channels)} channel(s) on {server.url} for at most {seconds:g} s: "
+                  + ", ".join(f"{server.url}/channel/{c.name}" for c in channels), highlight=False)
+        out.print(f"  status page {server.url}/  (JSON {server.url}/status); Ctrl-C stops", highlight=False)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not server.wait(timeout=5.0 if not quiet else 30.0):
+            if not quiet:
+                for s in server.hub.status()["channels"]:
+                    console.print(f"  {s['name']}: {s['video_s']:.0f} s, {s['segments']} segments, {s['updates']} "
+                                  f"updates, {s['clients']} clients, down {s['down_kbps']:.0f} kbps, gain "
+                                  f"{s['psnr_gain_db']:+.2f} dB", highlight=False)
+        if server.worker_error is not None:
+            raise server.worker_error
+    finally:
+        server.stop()
+    out.print("stopped: " + json.dumps([{k: s[k] for k in ("name", "video_s", "segments", "updates")}
+                                        for s in server.hub.status()["channels"]]), highlight=False)
+
+
+def run_play_live(url: str, *, base: str | None, target_fps: float | None, policy: str, output: Path | None,
+                  json_out: Path | None, max_frames: int | None, quiet: bool) -> dict[str, Any]:
+    """`adasr play http://127.0.0.1:PORT/channel/NAME`."""
+    from rich.live import Live
+
+    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr._cli.play_cmd import LiveView, print_summary
+    from adasr.serve.client import LiveClient
+
+    for path in (output, json_out):
+        if path is not None:
+            check_writable(path)
+    client = LiveClient(url, have_model=base).start()
+    if quiet:
+        result = client.run(target_fps=target_fps, policy=policy, out=None if output is None else str(output),
+                            max_frames=max_frames)
+    else:
+        fps = float(client.manifest["fps"]) if target_fps is None else target_fps
+        view = LiveView(client.swap.active, fps)
+        with Live(view.table(), console=console, refresh_per_second=4, transient=False) as live:
+            view.live = live
+            result = client.run(target_fps=target_fps, policy=policy, out=None if output is None else str(output),
+                                on_frame=view.on_frame, max_frames=max_frames)
+            live.update(view.table())
+    summary = result.to_dict()
+    if json_out is not None:
+        write_bytes_atomic(json_out, json.dumps(summary, indent=1).encode("utf-8"))
+    print_summary(summary, out, f"{url}: live, {result.stats.segments} segments, {result.stats.updates_applied} "
+                                f"updates applied")
+    s = result.stats
+    out.print(f"  received {s.bytes_down / 1e3:.1f} kB (segments {s.segment_bytes / 1e3:.1f}, model "
+              f"{s.model_bytes / 1e3:.1f}), sent {s.bytes_up / 1e3:.1f} kB; refused {s.refused} updates, skipped "
+              f"{s.skipped_segments} segments, {s.reconnects} reconnects"
+              + ("; base model named by hash" if s.base_by_hash else ""), highlight=False)
+    return summary
+
+
+def bench_live(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for live.json.")] = Path("out/live"),
+    videos: Annotated[Optional[list[Path]], typer.Option("--video", help="Clips played back to back as one live session (default: bikes, megamind, bigbuckbunny from the shared data).")] = None,
+    schemes: Annotated[str, typer.Option(help="Comma-separated schemes: none, one_time, jit, ams, ams_asr_atr.")] = "none,one_time,jit,ams,ams_asr_atr",
+    clients: Annotated[int, typer.Option(help="Clients watching each channel.")] = 1,
+    channels: Annotated[str, typer.Option(help="Channel counts for the scaling run (e.g. 1,2,3; empty: skip).")] = "",
+    scheduler: Annotated[str, typer.Option(help="Scheduler of the scaling run: round_robin, gain or both.")] = "both",
+    crop: Annotated[str, typer.Option(help="Centre crop WxH of every clip (HR pixels).")] = "192x128",
+    seconds: Annotated[float, typer.Option(help="Length of each live session in seconds (bounded).")] = 30.0,
+    t_update: Annotated[float, typer.Option(help="T_update seconds.")] = 2.0,
+    k: Annotated[int, typer.Option(help="Adam iterations per update (K).")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Live AMS on loopback: server + clients, Table 4.1's schemes in SR form; PSNR gain, kbps, server CPU."""
+    from adasr._atomic import check_not_input
+    from adasr.bench.live import LiveBenchConfig, run_live_bench, summary_lines
+
+    size = parse_size(crop, "--crop", minimum=32)
+    names = tuple(s.strip() for s in schemes.split(",") if s.strip())
+    counts = tuple(int(c) for c in channels.split(",") if c.strip()) if channels.strip() else ()
+    cfg = LiveBenchConfig(videos=tuple(videos) if videos else None, schemes=names, clients=clients, crop=size,
+                          seconds=seconds, t_update=t_update, k=k, seed=seed, channel_counts=counts,
+                          schedulers=("round_robin", "gain") if scheduler == "both" else (scheduler,))
+    check_not_input([out_dir], list(videos or []))
+    result = run_live_bench(cfg, out_dir, on_progress=lambda text: console.print(text, highlight=False))
+    for line in summary_lines(result):
+        out.print(line, highlight=False)
+    out.print(f"wrote {out_dir / 'live.json'}")
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    bench_app.command("live")(bench_live)

@@ -1,0 +1,273 @@
+"""`adasr bench live`: live AMS on loopback, the SR form of thesis Table 4.1.
+
+One live session = the shared clips cropped to one size and played back to back (real scene
+changes at each cut), served live by a `LiveServer` on 127.0.0.1 and watched by `clients`
+`LiveClient`s that play through the runtime. Every scheme runs the same session in turn:
+
+* ``none``: the bundled generic model, never updated (the reference);
+* ``one_time``: one full-parameter update after `one_time_s`, then nothing;
+* ``jit``: Just-In-Time (train on the newest frame until +`jit_gain_db` over the base model);
+* ``ams``: Algorithm 2 (T_horizon, T_update, K, 5 % gradient-guided, Algorithm 3);
+* ``ams_asr_atr``: AMS with adaptive sampling (Eq. 4.1) and training rate (Eq. B.1).
+
+Scores: every frame a client shows is compared with the server's HR frame (PSNR-Y, border =
+scale); the gain is over the base model on the same decoded LR frame (computed after the
+session, outside the live run). Downlink/uplink kbps: every byte the client received/sent
+(bodies counted exactly, each response/request head as a fixed estimate) over the session's
+seconds. Server CPU: the hub worker's thread CPU time (sources, segment encoding, training) per
+second of video. The scaling run puts 1, 2, ... channels (the session rotated, so channels see
+different content) on the one server and reports the mean gain per channel count and scheduler.
+
+Clients start with `have_model="generic"`: the server names the base model by hash and only
+deltas travel (the first model's bytes would be ~half a megabyte otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adasr.errors import ConfigError
+
+DEFAULT_CLIPS = ("bikes_640x272.mp4", "megamind_720x528.avi", "bigbuckbunny_720p.mp4")
+
+
+@dataclass(frozen=True)
+class LiveBenchConfig:
+    videos: tuple[Path, ...] | None = None
+    schemes: tuple[str, ...] = ("none", "one_time", "jit", "ams", "ams_asr_atr")
+    clients: int = 1
+    crop: tuple[int, int] = (192, 128)
+    seconds: float = 30.0
+    clip_seconds: float = 10.0  # at most this much of each clip goes into the session
+    t_update: float = 2.0
+    k: int = 20
+    one_time_s: float = 6.0
+    segment_s: float = 1.0
+    seed: int = 0
+    channel_counts: tuple[int, ...] = ()
+    schedulers: tuple[str, ...] = ("round_robin", "gain")
+    model: str = "generic"
+
+    def __post_init__(self) -> None:
+        from adasr.serve.config import SCHEMES
+
+        known = (*SCHEMES, "ams_asr_atr")
+        for s in self.schemes:
+            if s not in known:
+                raise ConfigError(f"unknown scheme {s!r}; choose from {', '.join(known)}")
+        if not 1 <= self.clients <= 16:
+            raise ConfigError("clients must be in [1, 16]")
+        if not 2 <= self.seconds <= 600:
+            raise ConfigError("a live session lasts 2..600 seconds here")
+        if any(not 1 <= n <= 16 for n in self.channel_counts):
+            raise ConfigError("channel counts must be in [1, 16]")
+
+
+def session_clip(videos: list[Path], crop: tuple[int, int], out: Path, fps: float = 25.0,
+                 clip_seconds: float = 10.0) -> Path:
+    """The clips centre-cropped to `crop` and written back to back at `fps` (one H.264 file)."""
+    from adasr.serve.media import LiveSource
+    from adasr.video import VideoWriter, read_frames
+
+    w, h = crop
+    with VideoWriter(out, w, h, fps, codec="h264", crf=14, preset="veryfast") as writer:
+        for v in videos:
+            src = LiveSource(v, scale=2, crop=crop, loops=1)
+            for i, f in enumerate(read_frames(v, max_frames=int(clip_seconds * fps))):
+                writer.write(np.ascontiguousarray(f[src.y0:src.y0 + h, src.x0:src.x0 + w]))
+                if i + 1 >= clip_seconds * fps:
+                    break
+    return out
+
+
+def _trainer_config(scheme: str, cfg: LiveBenchConfig):
+    from adasr.serve.config import ASRConfig, ATRConfig, TrainerConfig
+
+    kw = dict(t_update=cfg.t_update, k=cfg.k, one_time_s=cfg.one_time_s, seed=cfg.seed)
+    if scheme == "ams_asr_atr":
+        return TrainerConfig(scheme="ams", asr=ASRConfig(enabled=True),
+                             atr=ATRConfig(enabled=True, tau_min=cfg.t_update), **kw)
+    return TrainerConfig(scheme=scheme, **kw)
+
+
+@dataclass
+class _Watch:
+    """One client's frames: (segment, index) -> PSNR-Y against the server's HR frame."""
+
+    psnr: dict[tuple[int, int], float] = field(default_factory=dict)
+    result: Any = None
+    error: str | None = None
+
+
+def _session(clips: list[Path], scheme: str, cfg: LiveBenchConfig, scheduler: str = "round_robin",
+             on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """One live session: len(clips) channels, `cfg.clients` clients each; per-channel scores."""
+    from adasr.metrics import psnr_y
+    from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
+    from adasr.serve.client import LiveClient
+    from adasr.serve.media import LiveSource
+    from adasr.serve.scheduler import make_scheduler
+    from adasr.serve.server import LiveServer
+
+    tcfg = _trainer_config(scheme, cfg)
+    channels = []
+    for i, clip in enumerate(clips):
+        src = LiveSource(clip, scale=2, max_frames=int(cfg.seconds * 25), loops=10)
+        channels.append(Channel(f"ch{i}", src, tcfg, model_source=NamedModel(cfg.model),
+                                config=ChannelConfig(segment_s=cfg.segment_s, keep_hr=True, max_segments=1000)))
+    hub = Hub(channels, make_scheduler(scheduler))
+    watches: list[tuple[Channel, _Watch]] = []
+    with LiveServer(hub, duration_s=cfg.seconds + 5) as server:
+        threads = []
+        for ch in channels:
+            for c in range(cfg.clients):
+                w = _Watch()
+                watches.append((ch, w))
+
+                def play(ch=ch, w=w, c=c) -> None:
+                    def score(seg: int, idx: int, frame: np.ndarray) -> None:
+                        hr = ch.hr_frames(seg)
+                        if hr is not None and idx < len(hr):
+                            w.psnr[(seg, idx)] = psnr_y(frame, hr[idx], 2)
+
+                    try:
+                        client = LiveClient(f"{server.url}/channel/{ch.name}", have_model=cfg.model,
+                                            client_id=f"{ch.name}-{c}", duration_s=cfg.seconds + 30)
+                        w.result = client.run(policy="fixed", on_output=score)
+                    except Exception as exc:  # noqa: BLE001 - reported in the result
+                        w.error = f"{type(exc).__name__}: {exc}"
+
+                t = threading.Thread(target=play, daemon=True)
+                t.start()
+                threads.append(t)
+        for t in threads:
+            t.join(cfg.seconds + 90)
+        server.wait(30)
+        if server.worker_error is not None:
+            raise server.worker_error
+    video_s = max(ch.video_time for ch in channels)
+    per_channel = []
+    for ch in channels:
+        base = _base_psnr(ch)
+        gains, kb_down, kb_up, model_kb, errors = [], [], [], [], []
+        for owner, w in watches:
+            if owner is not ch:
+                continue
+            if w.error or w.result is None:
+                errors.append(w.error or "no result")
+                continue
+            gains += [p - base[k] for k, p in w.psnr.items() if k in base]
+            s = w.result.stats
+            kb_down.append(8e-3 * s.bytes_down / ch.video_time)
+            kb_up.append(8e-3 * s.bytes_up / ch.video_time)
+            model_kb.append(8e-3 * s.model_bytes / ch.video_time)
+        g = np.array(gains) if gains else np.array([float("nan")])
+        per_channel.append({
+            "channel": ch.name, "video_s": ch.video_time, "frames_scored": len(gains),
+            "psnr_gain_db": float(np.mean(g)), "gain_cdf": {f"p{q}": float(np.percentile(g, q)) for q in (10, 50, 90)},
+            "base_psnr_db": float(np.mean(list(base.values()))) if base else float("nan"),
+            "down_kbps": float(np.mean(kb_down)) if kb_down else float("nan"),
+            "model_kbps": float(np.mean(model_kb)) if model_kb else float("nan"),
+            "up_kbps": float(np.mean(kb_up)) if kb_up else float("nan"),
+            "updates": len(ch.trainer.updates), "train_cpu_s": ch.trainer.train_cpu_s,
+            "sampling_rate_end": ch.trainer.sampling_rate, "t_update_end": ch.trainer.t_update, "errors": errors,
+        })
+    out = {"scheme": scheme, "scheduler": scheduler, "channels": per_channel, "video_s": video_s,
+           "server_cpu_s": hub.worker_cpu_s, "server_cpu_per_video_s": hub.worker_cpu_s / max(video_s, 1e-9)}
+    if on_progress:
+        on_progress(f"  {scheme} ({len(clips)} ch, {scheduler}): gain "
+                    + ", ".join(f"{c['psnr_gain_db']:+.2f}" for c in per_channel) + " dB, down "
+                    + ", ".join(f"{c['down_kbps']:.0f}" for c in per_channel) + f" kbps, server CPU "
+                    f"{out['server_cpu_per_video_s']:.2f} s/s")
+    return out
+
+
+def _base_psnr(ch) -> dict[tuple[int, int], float]:
+    """PSNR-Y of the base model on every decoded LR frame the channel still holds."""
+    import torch
+
+    from adasr.metrics import psnr_y
+    from adasr.runtime.engine import frame_to_tensor, tensor_to_frame
+    from adasr.serve.media import decode_segment
+
+    out: dict[tuple[int, int], float] = {}
+    model = ch.trainer.base
+    for n in range(ch.live_edge + 1):
+        seg, hr = ch.segment(n), ch.hr_frames(n)
+        if seg is None or hr is None:
+            continue
+        for i, lr in enumerate(decode_segment(seg.data)):
+            with torch.inference_mode():
+                sr = tensor_to_frame(model(frame_to_tensor(lr, channels_last=False)))
+            out[(n, i)] = psnr_y(sr, hr[i], 2)
+    return out
+
+
+def run_live_bench(cfg: LiveBenchConfig, out_dir: str | Path,
+                   on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    import torch
+
+    from adasr._atomic import write_bytes_atomic
+    from adasr.paths import data_root
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    videos = list(cfg.videos) if cfg.videos else [data_root() / "video" / v for v in DEFAULT_CLIPS]
+    threads = torch.get_num_threads()
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="adasr-live-") as tmp:
+        clip = session_clip(videos, cfg.crop, Path(tmp) / "session.mp4", clip_seconds=cfg.clip_seconds)
+        result: dict[str, Any] = {"config": {**asdict(cfg), "videos": [str(v) for v in videos]},
+                                  "date": time.strftime("%Y-%m-%d"), "schemes": [], "scaling": []}
+        torch.set_num_threads(1)
+
+        def save() -> None:  # after every session: a long run stopped early keeps what it measured
+            result["wall_s"] = time.time() - started
+            write_bytes_atomic(out_dir / "live.json", json.dumps(result, indent=1, default=str).encode())
+
+        try:
+            for scheme in cfg.schemes:
+                result["schemes"].append(_session([clip], scheme, cfg, on_progress=on_progress))
+                save()
+            if cfg.channel_counts:
+                rotated = []
+                for i in range(max(cfg.channel_counts)):
+                    order = videos[i % len(videos):] + videos[:i % len(videos)]
+                    rotated.append(session_clip(order, cfg.crop, Path(tmp) / f"session{i}.mp4",
+                                                clip_seconds=cfg.clip_seconds))
+                for sched in cfg.schedulers:
+                    for n in cfg.channel_counts:
+                        result["scaling"].append(_session(rotated[:n], "ams", cfg, sched, on_progress))
+                        save()
+        finally:
+            torch.set_num_threads(threads)
+    save()
+    return result
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    lines = [f"{'scheme':<13} {'gain dB':>8} {'p10':>6} {'p50':>6} {'p90':>6} {'down kbps':>10} {'model kbps':>10} "
+             f"{'up kbps':>8} {'updates':>7} {'server CPU s/s':>14}"]
+    for s in result["schemes"]:
+        c = s["channels"][0]
+        cdf = c["gain_cdf"]
+        lines.append(f"{s['scheme']:<13} {c['psnr_gain_db']:>+8.3f} {cdf['p10']:>+6.2f} {cdf['p50']:>+6.2f} "
+                     f"{cdf['p90']:>+6.2f} {c['down_kbps']:>10.1f} {c['model_kbps']:>10.2f} {c['up_kbps']:>8.2f} "
+                     f"{c['updates']:>7d} {s['server_cpu_per_video_s']:>14.3f}")
+    for s in result["scaling"]:
+        gains = [c["psnr_gain_db"] for c in s["channels"]]
+        mean = float(np.mean(gains)) if gains else math.nan
+        lines.append(f"scaling {s['scheduler']:<11} {len(gains)} channel(s): mean gain {mean:+.3f} dB "
+                     f"(per channel {', '.join(f'{g:+.2f}' for g in gains)}), server CPU "
+                     f"{s['server_cpu_per_video_s']:.2f} s/s")
+    return lines

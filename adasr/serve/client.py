@@ -1,0 +1,536 @@
+"""The live client (the AMS edge device): fetch segments and model updates as they appear, play
+them through the adaptive runtime, swap to each updated model between two frames.
+
+* Model: the stream's first record, or, when the client already holds the base model (e.g. the
+  bundled one: `have_model`), the server's record naming it by hash (only deltas travel). Each
+  update is checked and applied by `ModelState.apply` to an *inactive* copy of the model; the SR
+  loop swaps the copies between two frames once the update's first segment is reached
+  (`ModelSwap`). A damaged, foreign or out-of-order update is refused: the model stays as it was
+  and the client carries on with it (counted in `ClientStats.refused`).
+* Segments: long-polled from the manifest, decoded into a playout buffer. A client more than
+  `max_lag` segments behind the live edge skips to it (`skipped`).
+* Faults: a failed request (server gone, network stalled past `timeout_s`) is retried with
+  exponential backoff (0.1 s doubling to 2 s) for at most `reconnect_s` seconds in a row; playback
+  meanwhile continues from the buffer with the last good model.
+* Bounded: at most `max_segments` segments and `duration_s` seconds; every wait has a timeout.
+
+`LiveClient.run(...)` plays through `adasr.runtime.engine.run_stream` and returns a
+`LivePlayResult` (the runtime's QoS summary plus `ClientStats`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from adasr.errors import ConfigError, InputError, ModelError
+from adasr.serve.media import MAX_SEGMENT_BYTES, decode_segment
+from adasr.stream.codec import DeltaError, ModelState, encode_full
+
+MAX_MANIFEST_BYTES = 8 << 20
+MAX_RECORD_BYTES = 512 << 20
+REQUEST_HEAD_BYTES = 150  # request line + headers the client sends, about (uplink accounting)
+RESPONSE_HEAD_BYTES = 200  # status line + headers of a response, about (downlink accounting)
+
+
+def parse_channel_url(url: str) -> tuple[str, str]:
+    """('http://127.0.0.1:PORT', NAME) of a channel URL; ConfigError unless it is one on loopback."""
+    parts = urlsplit(url)
+    segs = [s for s in parts.path.split("/") if s]
+    if parts.scheme != "http" or len(segs) != 2 or segs[0] != "channel":
+        raise ConfigError(f"a live channel URL looks like http://127.0.0.1:PORT/channel/NAME, got {url!r}")
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(f"live channels are played from the loopback interface only, got host {parts.hostname!r}")
+    return f"http://{parts.netloc}", segs[1]
+
+
+@dataclass
+class ClientStats:
+    segments: int = 0
+    frames_buffered: int = 0
+    updates_applied: int = 0
+    refused: int = 0
+    skipped_segments: int = 0
+    reconnects: int = 0
+    failed_requests: int = 0
+    bytes_down: int = 0
+    bytes_up: int = 0
+    model_bytes: int = 0
+    segment_bytes: int = 0
+    base_by_hash: bool = False
+    swaps: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        if len(self.errors) < 50:
+            self.errors.append(text)
+
+
+class ModelSwap:
+    """Two copies of the model: updates go into the inactive one, the SR loop swaps between frames.
+
+    `make_runner(module)` builds what upscales with a module (a one-level runner or an `Engine`).
+    `stage(record, from_segment)` (fetch thread) applies a delta to the inactive copy; `take(segment)`
+    (SR loop, between frames) swaps when a staged update applies to `segment`."""
+
+    def __init__(self, state: ModelState, make_runner: Callable[[Any], Any]) -> None:
+        self.state = state
+        self._active_module = copy.deepcopy(state.model)
+        self.active = make_runner(self._active_module)
+        self._inactive_runner = make_runner(state.model)
+        self._lock = threading.Lock()
+        self._staged: int | None = None  # from_segment of the staged update
+        self.applied = 0
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self._staged is not None
+
+    @property
+    def staged_from(self) -> int | None:
+        """The first segment of the staged update (None: nothing staged)."""
+        with self._lock:
+            return self._staged
+
+    def stage(self, record: bytes, from_segment: int, what: str) -> None:
+        """Apply `record` to the inactive copy (DeltaError: refused, nothing changes)."""
+        with self._lock:
+            if self._staged is not None:
+                raise RuntimeError("an update is staged already")
+        self.state.apply(record, what)  # writes only the inactive copy
+        with self._lock:
+            self._staged = int(from_segment)
+
+    def take(self, segment: int) -> bool:
+        with self._lock:
+            if self._staged is None or segment < self._staged:
+                return False
+            level = getattr(self.active, "level", 0)
+            self.active, self._inactive_runner = self._inactive_runner, self.active
+            self.state.model, self._active_module = self._active_module, self.state.model
+            self._staged = None
+            self.applied += 1
+        if getattr(self.active, "level", 0) != level and hasattr(self.active, "switch"):
+            self.active.switch(level)
+        return True
+
+
+class _OneLevel:
+    def __init__(self, name: str) -> None:
+        self.config = type("Cfg", (), {"id": name})()
+        self.psnr = float("nan")
+
+
+class _ModuleRunner:
+    """One plain model: one level."""
+
+    def __init__(self, module: Any, name: str) -> None:
+        self.module, self.levels, self.level, self.switch_latencies = module, [_OneLevel(name)], 0, []
+
+    def process(self, frame: np.ndarray) -> np.ndarray:
+        import torch
+
+        from adasr.runtime.engine import frame_to_tensor, tensor_to_frame
+
+        with torch.inference_mode():
+            return tensor_to_frame(self.module(frame_to_tensor(frame)))
+
+    def switch(self, level: int) -> int:
+        return 0
+
+    def resident_bytes(self) -> int:
+        from adasr.runtime.engine import module_bytes
+
+        return module_bytes(self.module)
+
+
+class LiveRunner:
+    """The `Runner` the runtime drives: swaps models between frames, then upscales."""
+
+    def __init__(self, swap: ModelSwap, on_output: Callable[[int, int], None] | None = None) -> None:
+        self.swap = swap
+        self.levels = swap.active.levels
+        self.switch_latencies: list[int] = []
+        self._on = on_output
+
+    @property
+    def level(self) -> int:
+        return self.swap.active.level
+
+    def process(self, item: tuple[int, int, np.ndarray]) -> np.ndarray:
+        segment, index, frame = item
+        if self.swap.take(segment):
+            pass
+        out = self.swap.active.process(frame)
+        if self._on is not None:
+            self._on(segment, index)
+        return out
+
+    def switch(self, level: int) -> int:
+        ns = self.swap.active.switch(level)
+        self.switch_latencies.append(ns)
+        return ns
+
+    def resident_bytes(self) -> int:
+        return 2 * self.swap.active.resident_bytes()
+
+
+def _runner_factory(spec: dict[str, Any], levels: list | None, lr_hw: tuple[int, int], name: str):
+    from adasr.nn.supernet import SuperNet, subnet_cost
+
+    def make(module: Any) -> Any:
+        if isinstance(module, SuperNet) and levels:
+            from adasr.runtime.engine import Engine
+            from adasr.search.family import Family, Level
+            from adasr.space import SubnetConfig
+
+            cfgs = [SubnetConfig.coerce(c) for c in levels]
+            fam = Family(tuple(Level(c, float("nan"), *subnet_cost(c, lr_hw)) for c in cfgs), module.scale, lr_hw)
+            return Engine(module, fam)
+        return _ModuleRunner(module, name)
+
+    return make
+
+
+@dataclass
+class LivePlayResult:
+    summary: dict[str, Any]
+    stats: ClientStats
+    outputs: list[tuple[int, int]]  # (segment, frame index) of every frame played, in order
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary, "live": asdict(self.stats)}
+
+
+class LiveClient:
+    """One viewer of `url` (http://127.0.0.1:PORT/channel/NAME); see the module doc."""
+
+    def __init__(self, url: str, *, have_model: str | None = None, max_lag: int = 4, buffer_segments: int = 1,
+                 timeout_s: float = 5.0, reconnect_s: float = 30.0, max_segments: int = 100_000,
+                 duration_s: float = 3600.0, client_id: str | None = None,
+                 connector: Callable[[], Any] | None = None) -> None:
+        self.base_url, self.name = parse_channel_url(url)
+        for what, v, lo, hi in (("max_lag", max_lag, 1, 1000), ("buffer_segments", buffer_segments, 0, 100),
+                                ("max_segments", max_segments, 1, 10_000_000)):
+            if not isinstance(v, int) or not lo <= v <= hi:
+                raise ConfigError(f"{what} must be an integer in [{lo}, {hi}], got {v!r}")
+        for what, v in (("timeout_s", timeout_s), ("reconnect_s", reconnect_s), ("duration_s", duration_s)):
+            if not 0 < float(v) <= 86400:
+                raise ConfigError(f"{what} must be in (0, 86400] seconds, got {v!r}")
+        self.have_model, self.max_lag, self.buffer_segments = have_model, max_lag, buffer_segments
+        self.timeout_s, self.reconnect_s = float(timeout_s), float(reconnect_s)
+        self.max_segments, self.duration_s = max_segments, float(duration_s)
+        self.client_id = client_id or uuid.uuid4().hex[:12]
+        self.stats = ClientStats()
+        self.manifest: dict[str, Any] | None = None
+        self.swap: ModelSwap | None = None
+        self._segments: deque[tuple[int, list[np.ndarray]]] = deque()
+        self._cond = threading.Condition()
+        self._done = threading.Event()
+        self._stop = threading.Event()
+        self._next_segment = 0
+        self._updates_seen = 0
+        self._updates_broken = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._session = None
+        self.fatal: BaseException | None = None
+        self.damage: Callable[[int, bytes], bytes] | None = None  # test hook: alter update U's bytes
+
+    # -- HTTP (on the client's own loop) --
+
+    async def _get(self, path: str, limit: int, params: dict[str, str] | None = None,
+                   timeout: float | None = None) -> tuple[int, bytes, str]:
+        import aiohttp
+
+        t = aiohttp.ClientTimeout(total=timeout or self.timeout_s)
+        url = f"{self.base_url}{path}"
+        self.stats.bytes_up += REQUEST_HEAD_BYTES + len(path)
+        async with self._session.get(url, params=params, timeout=t, headers={"X-Adasr-Client": self.client_id}) as r:
+            if r.content_length is not None and r.content_length > limit:
+                raise InputError(f"{path}: response of {r.content_length:,} bytes exceeds {limit:,}")
+            body = bytearray()
+            async for chunk in r.content.iter_chunked(1 << 16):
+                body += chunk
+                if len(body) > limit:
+                    raise InputError(f"{path}: response exceeds {limit:,} bytes")
+            self.stats.bytes_down += RESPONSE_HEAD_BYTES + len(body)
+            return r.status, bytes(body), r.content_type
+
+    async def _retrying(self, path: str, limit: int, params: dict[str, str] | None = None,
+                        timeout: float | None = None) -> tuple[int, bytes, str]:
+        """`_get` with exponential backoff on connection failures, for `reconnect_s` in a row."""
+        import aiohttp
+
+        delay, start, failed = 0.1, time.monotonic(), False
+        while not self._stop.is_set():
+            try:
+                result = await self._get(path, limit, params, timeout)
+                if failed:
+                    self.stats.reconnects += 1
+                return result
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                self.stats.failed_requests += 1
+                failed = True
+                if time.monotonic() - start + delay > self.reconnect_s:
+                    raise InputError(f"live server {self.base_url} unreachable for {self.reconnect_s:.0f} s "
+                                     f"({type(exc).__name__})") from None
+                await asyncio.sleep(delay)
+                delay = min(2.0, 2 * delay)
+        raise InputError("stopped")
+
+    async def _manifest(self, after: int | None = None) -> dict[str, Any]:
+        params = {"segments_from": str(self._next_segment), "updates_from": str(self._updates_seen)}
+        if after is not None:
+            params.update(after=str(max(-1, after)), wait="2")
+        status, body, _ = await self._retrying(f"/channel/{self.name}", MAX_MANIFEST_BYTES, params,
+                                               timeout=self.timeout_s + (2.5 if after is not None else 0))
+        if status != 200:
+            raise InputError(f"live channel {self.name!r}: server answered {status}")
+        try:
+            m = json.loads(body)
+        except ValueError:
+            raise InputError("live channel manifest is not JSON") from None
+        if not isinstance(m, dict) or m.get("kind") != "adasr-live-channel" or m.get("version") != 1:
+            raise InputError("not an adasr live channel manifest (kind/version)")
+        return m
+
+    async def _init_model(self, m: dict[str, Any]) -> None:
+        base_hash = str(m["model"]["base_hash"])
+        state = None
+        if self.have_model is not None:  # a model this client holds: the server names it by hash
+            from adasr.serve.channel import NamedModel
+
+            model, spec, _, _ = NamedModel(self.have_model).initial(int(m["scale"]))
+            local = ModelState.from_full(encode_full(model, spec, "float16"))
+            if local.base_hash.hex() == base_hash:
+                status, body, ctype = await self._retrying(f"/channel/{self.name}/model/init", 4096,
+                                                           {"have": base_hash})
+                ref = json.loads(body) if status == 200 and ctype == "application/json" else {}
+                if ref.get("base_hash") == base_hash:
+                    state, self.stats.base_by_hash = local, True
+                    self.stats.model_bytes += len(body)
+        if state is None:
+            status, body, _ = await self._retrying(f"/channel/{self.name}/model/init", MAX_RECORD_BYTES)
+            if status != 200:
+                raise InputError(f"live channel {self.name!r}: no model record ({status})")
+            state = ModelState.from_full(body, what="live model record")
+            self.stats.model_bytes += len(body)
+            if state.base_hash.hex() != base_hash:
+                raise ModelError("the channel's model record does not match its manifest's base hash")
+        lr_hw = (int(m["lr_height"]), int(m["lr_width"]))
+        levels = m["model"].get("levels")
+        make = _runner_factory(state.spec, levels, lr_hw, str(m["model"].get("id", "live model")))
+        self.swap = ModelSwap(state, make)
+
+    async def _pull_updates(self, m: dict[str, Any]) -> None:
+        listed = {int(u["index"]): u for u in (m.get("updates") or []) if isinstance(u, dict) and "index" in u}
+        while self._updates_seen in listed and not self._updates_broken and not self._stop.is_set():
+            u = listed[self._updates_seen]
+            if self.swap.busy:
+                return  # the SR loop has not reached the staged update yet: fetch it next round
+            status, body, _ = await self._retrying(f"/channel/{self.name}/model/{self._updates_seen}.bin",
+                                                   MAX_RECORD_BYTES)
+            if status != 200:
+                return
+            self.stats.model_bytes += len(body)
+            if self.damage is not None:
+                body = self.damage(self._updates_seen, body)
+            try:
+                self.swap.stage(body, int(u.get("from_segment", 0)), f"update {self._updates_seen}")
+                self.stats.updates_applied += 1
+                self._updates_seen += 1
+            except DeltaError as exc:
+                self.stats.refused += 1
+                self.stats.note(str(exc))
+                if self.damage is None:  # refetching an honest server's bytes will not help: keep this model
+                    self._updates_broken = True
+                return
+
+    async def _pull_segments(self, m: dict[str, Any]) -> None:
+        edge = int(m.get("live_edge", -1))
+        have = {int(s["index"]) for s in m.get("segments", [])}
+        if edge - self._next_segment > self.max_lag:
+            self.stats.skipped_segments += edge - self._next_segment
+            self._next_segment = edge
+        while self._next_segment <= edge and not self._stop.is_set():
+            n = self._next_segment
+            if self.stats.segments >= self.max_segments:
+                self._done.set()
+                return
+            if n not in have:  # gone from the server's window: skip ahead
+                self._next_segment += 1
+                self.stats.skipped_segments += 1
+                continue
+            status, body, _ = await self._retrying(f"/channel/{self.name}/segment/{n}.ts", MAX_SEGMENT_BYTES)
+            self._next_segment += 1
+            if status != 200:
+                self.stats.skipped_segments += 1
+                continue
+            try:
+                frames = decode_segment(body)
+            except InputError as exc:
+                self.stats.note(f"segment {n}: {exc}")
+                self.stats.skipped_segments += 1
+                continue
+            self.stats.segments += 1
+            self.stats.segment_bytes += len(body)
+            with self._cond:
+                self._segments.append((n, frames))
+                self.stats.frames_buffered += len(frames)
+                while len(self._segments) > max(self.max_lag, self.buffer_segments):  # player behind: skip
+                    self._segments.popleft()
+                    self.stats.skipped_segments += 1
+                self._cond.notify_all()
+
+    async def _main(self) -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            self._session = session
+            try:
+                m = await self._manifest()
+                self.manifest = m
+                await self._init_model(m)
+                self._next_segment = max(0, int(m.get("live_edge", -1)) - self.buffer_segments + 1)
+                with self._cond:
+                    self._cond.notify_all()
+                end = time.monotonic() + self.duration_s
+                while not self._stop.is_set() and time.monotonic() < end and not self._done.is_set():
+                    await self._pull_updates(m)
+                    await self._pull_segments(m)
+                    if m.get("ended") and self._next_segment > int(m.get("live_edge", -1)):
+                        # every segment is in: fetch the remaining updates as the player reaches them
+                        edge = int(m.get("live_edge", -1))
+                        for _ in range(100_000):
+                            await self._pull_updates(m)
+                            staged = self.swap.staged_from
+                            if self._updates_broken or self._updates_seen >= int(m.get("n_updates", 0)) \
+                                    or staged is None or staged > edge or self._stop.is_set():
+                                break  # all fetched, or the staged one starts after the last segment
+                            await asyncio.sleep(0.05)  # the player takes the staged update soon
+                        staged = self.swap.staged_from
+                        if self._updates_broken or self._updates_seen >= int(m.get("n_updates", 0)) \
+                                or (staged is not None and staged > edge):
+                            break
+                        await asyncio.sleep(0.1)
+                    m = await self._manifest(after=self._next_segment - 1)
+                    self.manifest = m
+            except BaseException as exc:  # noqa: BLE001 - the player ends when the fetcher does
+                if not isinstance(exc, asyncio.CancelledError) and not self._stop.is_set():
+                    self.fatal = exc
+                    self.stats.note(f"{type(exc).__name__}: {exc}")
+            finally:
+                self._done.set()
+                with self._cond:
+                    self._cond.notify_all()
+
+    # -- the player's side --
+
+    def start(self) -> LiveClient:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._main(),),
+                                        name="adasr-live-fetch", daemon=True)
+        self._thread.start()
+        with self._cond:  # wait for the model (bounded)
+            self._cond.wait_for(lambda: self.swap is not None or self._done.is_set(), timeout=self.reconnect_s + 30)
+        if self.swap is None:
+            self.stop()
+            raise self.fatal if isinstance(self.fatal, Exception) else InputError("live channel did not answer")
+        return self
+
+    def frames(self, give_up_s: float | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(segment, index, LR frame) as they arrive; ends when the fetcher ends and the buffer is empty."""
+        limit = give_up_s if give_up_s is not None else self.reconnect_s + 10
+        with self._cond:  # the playout buffer: start once `buffer_segments` segments are in
+            self._cond.wait_for(lambda: len(self._segments) >= max(1, self.buffer_segments) or self._done.is_set(),
+                                timeout=limit)
+        while True:
+            with self._cond:
+                ok = self._cond.wait_for(lambda: bool(self._segments) or self._done.is_set(), timeout=limit)
+                if not ok or not self._segments:
+                    return
+                n, frames = self._segments.popleft()
+            for i, f in enumerate(frames):
+                yield n, i, np.ascontiguousarray(f)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.timeout_s + 15)
+        if self._loop is not None and not self._loop.is_running():
+            self._loop.close()
+
+    def run(self, *, target_fps: float | None = None, policy: str = "reactive", out: str | None = None,
+            on_frame: Callable[[Any, Any], None] | None = None,
+            on_output: Callable[[int, int, np.ndarray], None] | None = None,
+            max_frames: int | None = None) -> LivePlayResult:
+        """Play the channel through the runtime until it ends (or the bounds); see the module doc."""
+        from adasr.runtime.engine import AutoThreads, run_stream
+        from adasr.runtime.monitors import CpuMonitor, StreamMonitor
+        from adasr.runtime.player import pick_policy
+
+        if self.swap is None:
+            self.start()
+        m = self.manifest
+        fps = float(m["fps"])
+        target = fps if target_fps is None else float(target_fps)
+        if not target > 0:
+            raise ConfigError(f"target FPS must be positive, got {target_fps!r}")
+        order: deque[tuple[int, int]] = deque()
+        played: list[tuple[int, int]] = []
+        runner = LiveRunner(self.swap, on_output=lambda s, i: order.append((s, i)))
+        lr_w, lr_h, scale = int(m["lr_width"]), int(m["lr_height"]), int(m["scale"])
+        writer = None
+        if out is not None:
+            from adasr.video import VideoWriter
+
+            writer = VideoWriter(out, lr_w * scale, lr_h * scale, fps)
+            writer.__enter__()
+
+        def sink(frame: np.ndarray) -> None:
+            key = order.popleft() if order else (-1, -1)
+            played.append(key)
+            if writer is not None:
+                writer.write(frame)
+            if on_output is not None:
+                on_output(key[0], key[1], frame)
+
+        levels = runner.levels
+        pol = pick_policy("reactive" if policy == "lookup" else policy, levels, None) \
+            if len(levels) > 1 and policy != "fixed" else None
+        monitor = StreamMonitor(cpu=CpuMonitor(), level=runner.level, target_period_s=1.0 / target)
+        try:
+            stats = run_stream(runner, self.frames(), sink, target, pol, monitor, threads=AutoThreads(),
+                               on_frame=on_frame, stall_timeout_s=self.reconnect_s + 20, max_frames=max_frames)
+        except BaseException as exc:
+            if writer is not None:
+                writer.__exit__(type(exc), exc, exc.__traceback__)
+            self.stop()
+            raise
+        self.stop()
+        if writer is not None:
+            writer.__exit__(None, None, None)
+        if not stats.frames:
+            raise InputError(f"no frames were played from {self.base_url}/channel/{self.name}"
+                             + (f" ({self.fatal})" if self.fatal else ""))
+        from adasr.runtime.player import PlayResult
+
+        self.stats.swaps = self.swap.applied
+        names = [{"index": i, "config": lv.config.id} for i, lv in enumerate(levels)]
+        result = PlayResult(stats=stats, target_fps=target, policy=policy if pol is not None else "fixed",
+                            lr_size=(lr_w, lr_h), out_size=(lr_w * scale, lr_h * scale), source_fps=fps,
+                            output=out, levels=names)
+        return LivePlayResult(result.summary(), self.stats, played)

@@ -1,0 +1,139 @@
+"""Settings of a live channel's trainer: the AMS parameters (thesis chapter 4, Appendix B).
+
+The thesis runs semantic segmentation on 10-minute videos with a V100 at the server:
+T_horizon = 240 s, T_update = 10 s, K = 20, ASR r in [0.1, 1] fps with delta_t = 10 s, ATR
+gamma_0 = 0.25 fps, gamma_1 = 0.35 fps, Delta = 2 s, tau_min = T_update. Here the server is a
+shared 2-core CPU and live sessions last about a minute (the shared clips are 5-80 s long), so
+every time constant is scaled down by about 15 and every rate up by 5 (the sampling rates keep
+the thesis' ratios r_max / r_min = 10 and gamma_1 / gamma_0 = 1.4):
+
+=============  ======  ========  ==================================================================
+parameter      thesis  here      why
+=============  ======  ========  ==================================================================
+T_horizon      240 s   16 s      a session of ~60 s must see several horizons (scene changes)
+T_update       10 s    2 s       one update per 2-s stretch, like the SRVC encoder's tau = 2 s
+K              20      20        20 Adam steps of 8 crops of 32x32 fit in ~15 % of one core per T_update
+eta            5 %     5 %       the same gradient-guided fraction (Algorithm 3)
+r_min, r_max   0.1, 1  0.5, 5    a 16-s horizon at 0.1 fps would hold one or two frames
+delta_t        10 s    2 s       ASR and ATR decide once per default T_update
+gamma_0, _1    .25,.35 1.25,1.75 scaled with the sampling rates (x5)
+Delta          2 s     1 s       scaled with T_update
+tau_min        10 s    2 s       = T_update
+=============  ======  ========  ==================================================================
+
+phi-score (Eq. 4.1) is the task loss between consecutive labels: here the HR frames are the
+labels and the task loss is SR's MSE on [0, 1] pixels, so phi_k = MSE(HR_k, HR_{k-1}). The
+target phi = 0.004 (consecutive samples 24 dB apart) and eta_r = 100 fps per unit of phi were
+chosen on the shared clips so that a static camera (vtest) drifts to r_min and a cut-heavy film
+(megamind, bikes) sits near r_max.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from adasr.errors import ConfigError
+
+SCHEMES = ("none", "one_time", "jit", "ams")
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ASRConfig:
+    """Adaptive sampling rate (thesis Eq. 4.1): r <- clip(r + eta_r (mean phi - phi_target))."""
+
+    enabled: bool = False
+    r_min: float = 0.5
+    r_max: float = 5.0
+    r_init: float = 2.0  # also the fixed rate when ASR is off
+    eta_r: float = 100.0
+    phi_target: float = 0.004
+    delta_t: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("r_min", "r_max", "r_init", "eta_r", "phi_target", "delta_t"):
+            _positive(name, getattr(self, name))
+        if not self.r_min <= self.r_init <= self.r_max or self.r_max > 120:
+            raise ConfigError(f"sampling rates need r_min <= r_init <= r_max <= 120 fps, got "
+                              f"{self.r_min}, {self.r_init}, {self.r_max}")
+
+
+@dataclass(frozen=True)
+class ATRConfig:
+    """Adaptive training rate (thesis Eq. B.1): slow down by Delta while r < gamma_0 ... > gamma_1."""
+
+    enabled: bool = False
+    gamma_0: float = 1.25
+    gamma_1: float = 1.75
+    delta: float = 1.0
+    tau_min: float = 2.0
+    tau_max: float = 16.0  # a bound the thesis leaves open: never wait longer than one horizon
+    delta_t: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("gamma_0", "gamma_1", "delta", "tau_min", "tau_max", "delta_t"):
+            _positive(name, getattr(self, name))
+        if self.gamma_1 < self.gamma_0 or self.tau_max < self.tau_min:
+            raise ConfigError("ATR needs gamma_0 <= gamma_1 and tau_min <= tau_max")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """One channel's training job.
+
+    scheme: "none" (the client keeps its base model), "one_time" (one full-parameter update
+    after `one_time_s` seconds, then nothing), "jit" (Just-In-Time: train on the newest sample
+    until its PSNR gain over the base model reaches `jit_gain_db`), "ams" (Algorithm 2: every
+    T_update, K steps over the last T_horizon seconds, eta of the parameters, Algorithm 3).
+    """
+
+    scheme: str = "ams"
+    t_horizon: float = 16.0
+    t_update: float = 2.0
+    k: int = 20
+    eta: float = 0.05
+    strategy: str = "ams"  # Algorithm 3: the eta fraction with the largest previous Adam update
+    batch: int = 8
+    patch: int = 32
+    lr: float = 1e-3
+    one_time_lr: float = 1e-4  # every parameter moves: Adam at 1e-3 from a fresh state hurts (BENCHMARKS)
+    delta_dtype: str = "float16"
+    buffer_max: int = 512  # samples kept at most (bounds memory whatever r and T_horizon are)
+    one_time_s: float = 10.0
+    jit_gain_db: float = 1.0
+    jit_chunk: int = 5
+    jit_max_steps: int = 40
+    seed: int = 0
+    asr: ASRConfig = field(default_factory=ASRConfig)
+    atr: ATRConfig = field(default_factory=ATRConfig)
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ConfigError(f"unknown scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}")
+        for name in ("t_horizon", "t_update", "eta", "lr", "one_time_lr", "one_time_s", "jit_gain_db"):
+            _positive(name, getattr(self, name))
+        if self.eta > 1:
+            raise ConfigError(f"eta must be in (0, 1], got {self.eta}")
+        for name, hi in (("k", 10_000), ("batch", 256), ("patch", 512), ("buffer_max", 100_000),
+                         ("jit_chunk", 10_000), ("jit_max_steps", 100_000)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= hi:
+                raise ConfigError(f"{name} must be an integer in [1, {hi}], got {v!r}")
+        if self.patch < 4:
+            raise ConfigError("patch must be at least 4")
+
+    @classmethod
+    def named(cls, name: str, **kw: Any) -> TrainerConfig:
+        """The benchmark's schemes: none, one_time, jit, ams, ams_asr_atr."""
+        if name == "ams_asr_atr":
+            return cls(scheme="ams", asr=ASRConfig(enabled=True), atr=ATRConfig(enabled=True), **kw)
+        return cls(scheme=name, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

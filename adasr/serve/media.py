@@ -1,0 +1,131 @@
+"""A live channel's media: the HR source (a file played at its rate, looped; or a URL PyAV opens)
+and the LR segments (MPEG-TS written by PyAV, each starting with a key frame, so each plays on
+its own in ffplay, and decoded back exactly as a client decodes it).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from adasr.errors import ConfigError, InputError
+
+MAX_SEGMENT_BYTES = 32 << 20  # one LR segment on the wire
+MAX_SEGMENT_FRAMES = 1200
+SEGMENT_CODECS = {"h264": "libx264", "h265": "libx265"}
+
+
+def _is_url(source: str) -> bool:
+    return "://" in source
+
+
+class LiveSource:
+    """HR frames of `source`, centre-cropped to `crop` (W, H) and to multiples of 2 x `scale` (so the
+    LR frames have even sides, as H.264's 4:2:0 needs). A file loops `loops` times at most; a URL
+    is read once. `fps`: the source's own rate (override with `fps`)."""
+
+    def __init__(self, source: str | Path, *, scale: int, crop: tuple[int, int] | None = None,
+                 fps: float | None = None, loops: int = 1000, max_frames: int | None = None) -> None:
+        self.source, self.scale, self.loops, self.max_frames = str(source), int(scale), int(loops), max_frames
+        if not _is_url(self.source) and not Path(self.source).is_file():
+            raise InputError(f"live source not found: {self.source}")
+        try:
+            with av.open(self.source, mode="r", timeout=10.0) as c:
+                if not c.streams.video:
+                    raise InputError(f"no video stream in {self.source}")
+                vs = c.streams.video[0]
+                w, h = vs.codec_context.width, vs.codec_context.height
+                rate = vs.average_rate or vs.guessed_rate or Fraction(25)
+        except av.FFmpegError as exc:
+            raise InputError(f"cannot open live source {self.source}: {exc}") from None
+        cw, ch = crop if crop else (w, h)
+        if cw > w or ch > h:
+            raise ConfigError(f"crop {cw}x{ch} is larger than the source ({w}x{h})")
+        step = 2 * self.scale
+        self.width, self.height = cw - cw % step, ch - ch % step
+        if self.width < 8 * self.scale or self.height < 8 * self.scale:
+            raise ConfigError(f"frames of {self.width}x{self.height} are too small for x{self.scale}")
+        self.x0, self.y0 = (w - self.width) // 2, (h - self.height) // 2
+        self.fps = float(fps) if fps is not None else float(rate)
+        if not (math.isfinite(self.fps) and 0 < self.fps <= 240):
+            raise ConfigError(f"source frame rate must be in (0, 240], got {self.fps}")
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """HR frames, looping a file; stops after `loops` passes or `max_frames` frames."""
+        n = 0
+        for _ in range(1 if _is_url(self.source) else self.loops):
+            got = 0
+            try:
+                with av.open(self.source, mode="r", timeout=10.0) as c:
+                    for frame in c.decode(video=0):
+                        rgb = frame.to_ndarray(format="rgb24")
+                        yield np.ascontiguousarray(rgb[self.y0:self.y0 + self.height, self.x0:self.x0 + self.width])
+                        got += 1
+                        n += 1
+                        if self.max_frames is not None and n >= self.max_frames:
+                            return
+            except av.FFmpegError as exc:
+                raise InputError(f"live source {self.source} failed: {exc}") from None
+            if not got:
+                raise InputError(f"live source {self.source} gave no frames")
+
+
+def downsample(hr: np.ndarray, scale: int) -> np.ndarray:
+    """Area downsampling of one HR frame by `scale` (the SRVC encoder's rule)."""
+    h, w, c = hr.shape
+    block = hr.reshape(h // scale, scale, w // scale, scale, c).astype(np.float32).mean(axis=(1, 3))
+    return np.clip(np.rint(block), 0, 255).astype(np.uint8)
+
+
+def encode_segment(frames: list[np.ndarray], fps: float, *, codec: str = "h264", crf: int = 28,
+                   preset: str = "veryfast", start_pts: int = 0) -> bytes:
+    """MPEG-TS bytes of `frames` (uint8 HxWx3, even sides), one GOP starting with a key frame."""
+    if codec not in SEGMENT_CODECS:
+        raise ConfigError(f"segment codec must be one of {', '.join(SEGMENT_CODECS)}, got {codec!r}")
+    if not frames or len(frames) > MAX_SEGMENT_FRAMES:
+        raise ConfigError(f"a segment needs 1..{MAX_SEGMENT_FRAMES} frames, got {len(frames)}")
+    h, w = frames[0].shape[:2]
+    buf = io.BytesIO()
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(buf, mode="w", format="mpegts") as out:
+        opts = {"crf": str(crf), "preset": preset}
+        if codec == "h265":
+            opts["x265-params"] = "log-level=error"
+        vs = out.add_stream(SEGMENT_CODECS[codec], rate=rate, options=opts)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.codec_context.gop_size = len(frames)
+        vs.codec_context.thread_count = 1
+        for i, f in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(f, format="rgb24")
+            frame.pts = start_pts + i
+            for packet in vs.encode(frame):
+                out.mux(packet)
+        for packet in vs.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def decode_segment(data: bytes, max_frames: int = MAX_SEGMENT_FRAMES) -> list[np.ndarray]:
+    """The RGB frames of one segment (InputError if it is damaged or holds too many frames)."""
+    if len(data) > MAX_SEGMENT_BYTES:
+        raise InputError(f"segment of {len(data):,} bytes exceeds {MAX_SEGMENT_BYTES:,}")
+    frames = []
+    try:
+        with av.open(io.BytesIO(data), mode="r", format="mpegts") as c:
+            if not c.streams.video:
+                raise InputError("segment holds no video stream")
+            for frame in c.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if len(frames) > max_frames:
+                    raise InputError(f"segment holds more than {max_frames} frames")
+    except av.FFmpegError as exc:
+        raise InputError(f"damaged segment: {exc}") from None
+    if not frames:
+        raise InputError("segment decoded to no frames")
+    return frames

@@ -1,0 +1,291 @@
+"""The live AMS server over HTTP (aiohttp), bound to 127.0.0.1 by default.
+
+Endpoints (GET only; every other method 405, every other path 404, bad numbers 400):
+
+=======================================  ===========================================================
+``/``                                    HTML status page (channels, clients, sampling rate, ...)
+``/status``                              the same as JSON
+``/channels``                            the channel names and their manifest paths
+``/channel/NAME[?after=N&wait=S]``       the manifest (segments, durations, codec, scale, model id,
+                                         updates); with ``after``: waits up to S <= 10 s for a
+                                         segment newer than N (long poll); ``segments_from`` and
+                                         ``updates_from`` list only those from that index on
+``/channel/NAME/segment/N.ts``           LR segment N (MPEG-TS, plays on its own)
+``/channel/NAME/model/init[?have=HASH]`` the stream's first record (the full model); with ``have``
+                                         equal to the base model's hash, a small JSON record that
+                                         names the base by hash instead (the client holds it)
+``/channel/NAME/model/U.bin``            update U (a delta record of `adasr.stream.codec`)
+=======================================  ===========================================================
+
+Clients may name themselves with an ``X-Adasr-Client`` header (status counts them). Request
+lines and headers are bounded (2 KiB each), bodies refused (GETs carry none), names checked
+against a strict pattern, numbers bounded; a handler's failure answers 500 and the server goes on.
+
+`LiveServer` runs the hub's worker thread and the HTTP server on an asyncio loop in a thread of
+its own (`start()`, `stop()`; `port` after start): tests, benchmarks and `adasr serve` share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+import re
+import threading
+import time
+from typing import Any
+
+from aiohttp import web
+
+from adasr.errors import ConfigError
+from adasr.serve.channel import Hub
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_INDEX = 10**9
+MAX_WAIT_S = 10.0
+MAX_LINE = 2048
+BASE_REF_KIND = "adasr-base-ref"
+# aiohttp logs every malformed request with a traceback; it has been answered 400 already.
+_QUIET = logging.getLogger("adasr.serve.http")
+_QUIET.setLevel(logging.CRITICAL)
+_QUIET.propagate = False
+
+
+def _int(text: str, what: str, lo: int = 0, hi: int = MAX_INDEX) -> int:
+    if not text.isdigit() or len(text) > 10 or not lo <= int(text) <= hi:
+        raise web.HTTPBadRequest(text=f"{what} must be an integer in [{lo}, {hi}]\n")
+    return int(text)
+
+
+def _float(text: str, what: str, hi: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{what} must be a number\n") from None
+    if not 0 <= value <= hi:
+        raise web.HTTPBadRequest(text=f"{what} must be in [0, {hi}]\n")
+    return value
+
+
+def status_html(status: dict[str, Any]) -> str:
+    """The status page: one row per channel."""
+    rows = []
+    for ch in status["channels"]:
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+            ch["name"], ch["scheme"], ch["clients"], f"{ch['video_s']:.1f}", ch["segments"], ch["updates"],
+            f"{ch['sampling_rate']:.2f}", f"{ch['t_update']:.1f}", f"{ch['up_kbps']:.1f}", f"{ch['down_kbps']:.1f}",
+            f"{ch['psnr_gain_db']:+.2f}", f"{100 * ch['train_share']:.0f}%")) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in (
+        "channel", "scheme", "clients", "video s", "segments", "updates", "sampling fps", "T_update s",
+        "up kbps", "down kbps", "PSNR gain dB", "training time"))
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>adasr live</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; background: #fafafa; color: #222; }}
+table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #bbb; padding: 4px 10px; text-align: right; }}
+th {{ background: #2d5d8a; color: white; }} td:first-child {{ text-align: left; font-weight: bold; }}
+</style></head><body>
+<h1>adasr live model streaming</h1>
+<p id="summary">{len(status['channels'])} channel(s), scheduler {html.escape(status['scheduler'])},
+up {status['uptime_s']:.0f} s, worker CPU {status['worker_cpu_s']:.1f} s</p>
+<table id="channels"><tr>{head}</tr>
+{''.join(rows)}
+</table>
+<p>PSNR gain: over the generic model, on the newest training samples, after the last update.
+JSON: <a href="/status">/status</a>.</p>
+</body></html>
+"""
+
+
+class Handlers:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def _channel(self, request: web.Request):
+        name = request.match_info["name"]
+        if not NAME_RE.match(name) or name not in self.hub.channels:
+            raise web.HTTPNotFound(text="no such channel\n")
+        ch = self.hub.channels[name]
+        client = request.headers.get("X-Adasr-Client", request.remote or "?")[:64]
+        up = len(request.raw_path) + sum(len(k) + len(v) + 4 for k, v in request.raw_headers) + 16
+        ch.seen(client, up, time.monotonic())
+        return ch
+
+    @staticmethod
+    def _send(ch, body: bytes, content_type: str, **headers: str) -> web.Response:
+        ch.served(len(body) + 200)  # + the response head, about 200 bytes
+        return web.Response(body=body, content_type=content_type, headers=headers)
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(text=status_html(self.hub.status()), content_type="text/html")
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.hub.status())
+
+    async def channels(self, request: web.Request) -> web.Response:
+        return web.json_response({"channels": [{"name": n, "manifest": f"/channel/{n}"} for n in self.hub.channels]})
+
+    async def manifest(self, request: web.Request) -> web.Response:
+        ch = self._channel(request)
+        after = request.query.get("after")
+        if after is not None:
+            n = _int(after, "after", 0, MAX_INDEX) if after != "-1" else -1
+            wait = _float(request.query.get("wait", "2"), "wait", MAX_WAIT_S)
+            end = time.monotonic() + wait
+            while ch.live_edge <= n and not ch.ended and time.monotonic() < end:
+                await asyncio.sleep(0.02)
+        seg_from = _int(request.query.get("segments_from", "0"), "segments_from")
+        upd_from = _int(request.query.get("updates_from", "0"), "updates_from")
+        body = json.dumps(ch.manifest(seg_from, upd_from)).encode()
+        return self._send(ch, body, "application/json")
+
+    async def segment(self, request: web.Request) -> web.Response:
+        ch = self._channel(request)
+        seg = ch.segment(_int(request.match_info["index"], "segment"))
+        if seg is None:
+            raise web.HTTPNotFound(text="segment not available (not yet, or no longer)\n")
+        return self._send(ch, seg.data, "video/mp2t", **{"X-Adasr-Sha256": seg.sha256})
+
+    async def model_init(self, request: web.Request) -> web.Response:
+        ch = self._channel(request)
+        have = request.query.get("have", "")
+        if have and have == ch.base_hash.hex():
+            ref = {"kind": BASE_REF_KIND, "base_hash": ch.base_hash.hex(), "model": ch.model_info.get("model")}
+            return self._send(ch, json.dumps(ref).encode(), "application/json")
+        return self._send(ch, ch.init_record, "application/octet-stream")
+
+    async def model_update(self, request: web.Request) -> web.Response:
+        ch = self._channel(request)
+        record = ch.update(_int(request.match_info["index"], "update"))
+        if record is None:
+            raise web.HTTPNotFound(text="no such update (yet)\n")
+        return self._send(ch, record, "application/octet-stream")
+
+
+@web.middleware
+async def _guard(request: web.Request, handler):
+    """GET/HEAD only, no bodies; any unexpected failure is a 500 for this request alone."""
+    if request.method not in ("GET", "HEAD"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+    if request.content_length:
+        raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length)
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:  # noqa: BLE001 - one request must never take the server down
+        return web.Response(status=500, text="internal error\n")
+
+
+def make_app(hub: Hub) -> web.Application:
+    app = web.Application(middlewares=[_guard], client_max_size=1024)
+    h = Handlers(hub)
+    app.router.add_get("/", h.index)
+    app.router.add_get("/status", h.status)
+    app.router.add_get("/channels", h.channels)
+    app.router.add_get("/channel/{name}", h.manifest)
+    app.router.add_get("/channel/{name}/segment/{index}.ts", h.segment)
+    app.router.add_get("/channel/{name}/model/init", h.model_init)
+    app.router.add_get("/channel/{name}/model/{index}.bin", h.model_update)
+    return app
+
+
+class LiveServer:
+    """The hub's worker thread plus the HTTP server on its own asyncio loop thread.
+
+    `start()` returns once the socket listens (`port` is then the bound port; 0 picks a free
+    one); `stop()` closes both and joins the threads. `stop_http()` / `start_http()` close and
+    reopen only the HTTP side (the channels keep running): what a server crash looks like to a
+    client, used by the fault tests."""
+
+    def __init__(self, hub: Hub, host: str = "127.0.0.1", port: int = 0, *, duration_s: float | None = None,
+                 train: bool = True) -> None:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"the live server binds the loopback interface only (127.0.0.1), not {host!r}")
+        self.hub, self.host, self.port, self.duration_s, self.train = hub, host, int(port), duration_s, train
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.worker_error: BaseException | None = None
+
+    def start(self) -> LiveServer:
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        t = threading.Thread(target=self._loop_main, args=(ready,), name="adasr-http", daemon=True)
+        t.start()
+        self._threads.append(t)
+        if not ready.wait(20):
+            raise RuntimeError("the HTTP server did not start")
+        self.start_http()
+        if self.train:
+            w = threading.Thread(target=self._worker, name="adasr-hub", daemon=True)
+            w.start()
+            self._threads.append(w)
+        return self
+
+    def _loop_main(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.call_soon(ready.set)
+        self._loop.run_forever()
+
+    def _worker(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # one core for training; the other for the clients and HTTP
+        try:
+            self.hub.run(self._stop, self.duration_s)
+        except BaseException as exc:  # noqa: BLE001 - reported by the owner (serve, bench)
+            self.worker_error = exc
+
+    def _run(self, coro, timeout: float = 20.0):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def start_http(self) -> None:
+        async def up() -> int:
+            runner = web.AppRunner(make_app(self.hub), max_line_size=MAX_LINE, max_field_size=MAX_LINE,
+                                   max_headers=32, keepalive_timeout=15.0, access_log=None, shutdown_timeout=1.0,
+                                   logger=_QUIET)
+            await runner.setup()
+            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+            await site.start()
+            self._runner = runner
+            return runner.addresses[0][1]
+
+        self.port = self._run(up())
+
+    def stop_http(self) -> None:
+        if self._runner is not None:
+            self._run(self._runner.cleanup())
+            self._runner = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the worker ends (duration passed, sources ended); True if it did."""
+        for t in self._threads[1:]:
+            t.join(timeout)
+        return not any(t.is_alive() for t in self._threads[1:])
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads[1:]:
+            t.join(30)
+        if self._loop is not None:
+            try:
+                self.stop_http()
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._threads[0].join(10)
+                self._loop.close()
+                self._loop = None
+        self._threads.clear()
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
