@@ -30,6 +30,7 @@ LAYERS = [
     ("package",),
     ("runtime",),
     ("stream", "estimate"),
+    ("reuse",),  # RECL model reuse: expert zoo, gating network, safety checker, retraining scheduler
     ("mimo",),  # massive-MIMO detection: a second task, on the leaf helpers only
     ("bench",),
     ("api", "_cli", "__main__"),  # the public entry points and the CLI
