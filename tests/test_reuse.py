@@ -260,3 +260,31 @@ def test_controller_reuses_an_expert_when_a_scene_recurs(base, scenes):
     assert none.on_window("cam-a", *scenes[0]).chosen == "base"
     with pytest.raises(ConfigError):
         ctl.on_window("", *scenes[0])
+
+
+# -- bench and CLI --
+
+def test_bench_plan_recurs_across_sessions_at_other_times():
+    from adasr.bench.reuse import session_plan
+
+    for sessions, slots in ((2, 3), (3, 4), (4, 2)):
+        plan = session_plan(sessions, slots)
+        flat = [k for row in plan for k in row]
+        assert all(flat.count(k) == 2 for k in set(flat))  # every kind twice (two segments)
+        where = {}
+        for s, row in enumerate(plan):
+            for j, k in enumerate(row):
+                where.setdefault(k, []).append((s, j))
+        assert all(a[0] != b[0] and a[1] != b[1] for a, b in where.values())  # other session, other time
+
+
+def test_bench_reuse_refuses_bad_options(monkeypatch, capsys, tmp_path):
+    from tests.test_cli import run_cli
+
+    for args, word in ((["--sessions", "1"], "--sessions"), (["--schemes", "recl,magic"], "magic"),
+                       (["--windows", "5", "--scene-windows", "2"], "multiple"), (["--lr-size", "9x9"], "lr-size"),
+                       (["--eta", "30", "--q", "4"], "eta")):
+        code, _, err = run_cli(monkeypatch, capsys, "bench", "reuse", "--out", tmp_path / "o", *args)
+        assert code != 0 and "Traceback" not in err and err.strip().count("\n") == 0, err
+        assert word in err, (word, err)
+    assert not (tmp_path / "o" / "reuse.json").exists()

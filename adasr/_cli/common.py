@@ -92,6 +92,16 @@ RANGES: dict[str, Range] = {
     "log_every": Range(1, _BIG),
     "max_images": Range(1, _BIG),
     "peers:crop": Range(8, 4096),             # LR pixels per side of the scored corner
+    "sessions": Range(2, 8),                  # bench reuse: concurrent sessions
+    "windows": Range(1, 200),
+    "scene_windows": Range(1, 200),
+    "budget": Range(1, 100),                  # micro-windows per session per window
+    "k": Range(1, 1000),                      # top-K of the gating network
+    "alpha": Range(0, 100),                   # admission margin, dB
+    "gamma": Range(1, 1000),                  # admission queue length
+    "reuse:eta": Range(0, 100_000),           # pruning: picks needed in the last q selections
+    "q": Range(1, 1_000_000),
+    "profile": Range(1, 100),                 # bench reuse: Ekya-style profiling micro-windows
 }
 
 
