@@ -52,10 +52,14 @@ def bench_reuse(
     check_not_input([out_dir], [root])
     ensure_dir(out_dir)
     check_writable(out_dir / "reuse.json")
-    result = run_reuse_bench(cfg, root, on_progress=lambda m: console.print(f"  {m}", highlight=False))
+    def save(result: dict) -> None:  # after every scheme, so a long run keeps what it measured
+        write_bytes_atomic(out_dir / "reuse.json", (json.dumps(result, indent=1) + "\n").encode())
+
+    result = run_reuse_bench(cfg, root, on_progress=lambda m: console.print(f"  {m}", highlight=False),
+                             on_scheme=save)
     for line in summary_lines(result):
         out.print(line, highlight=False)
-    write_bytes_atomic(out_dir / "reuse.json", (json.dumps(result, indent=1) + "\n").encode())
+    save(result)
     plot(result, out_dir / "reuse.png")
     out.print(f"wrote {out_dir / 'reuse.json'} and {out_dir / 'reuse.png'}")
 

@@ -331,7 +331,9 @@ def run_scheme(scheme: str, sessions: list[list[Window]], cfg: ReuseBenchConfig,
     return res
 
 
-def run_reuse_bench(cfg: ReuseBenchConfig, data: Path, on_progress: Callable[[str], None] | None = None) -> dict:
+def run_reuse_bench(cfg: ReuseBenchConfig, data: Path, on_progress: Callable[[str], None] | None = None,
+                    on_scheme: Callable[[dict], None] | None = None) -> dict:
+    """Every scheme of `cfg` on the same sessions; `on_scheme(partial result)` after each one."""
     from adasr.reuse.zoo import BaseModel
 
     torch.manual_seed(cfg.seed)
@@ -340,6 +342,12 @@ def run_reuse_bench(cfg: ReuseBenchConfig, data: Path, on_progress: Callable[[st
     results = {}
     for scheme in cfg.schemes:
         results[scheme] = run_scheme(scheme, sessions, replace(cfg), base, on_progress)
+        if on_scheme:
+            on_scheme(_result(cfg, base, layout, results))
+    return _result(cfg, base, layout, results)
+
+
+def _result(cfg: ReuseBenchConfig, base, layout: list, results: dict) -> dict:
     out = {"config": asdict(cfg), "level": base.levels[cfg.level].id, "base": base.name,
            "micro_windows_per_window": cfg.budget * cfg.sessions, "layout": layout,
            "schemes": {k: asdict(v) for k, v in results.items()}}

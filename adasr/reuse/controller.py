@@ -120,9 +120,11 @@ class _Channel:
     current: torch.Tensor
     current_name: str = "base"
     current_psnr: float = float("-inf")  # on the window's labelled frames
+    selected: torch.Tensor | None = None  # what the last selection chose (before any retraining)
     retrained: torch.Tensor | None = None
     retrained_frames: tuple[np.ndarray, np.ndarray] | None = None
     window: int = 0
+    pushed: bool = False  # a retraining job's model replaced the selection in this window
     job: RetrainJob | None = None
     history: list[str] = field(default_factory=list)
 
@@ -184,13 +186,17 @@ class Controller:
         candidates["current"] = ch.current
         if ch.retrained is not None:
             candidates["retrained"] = ch.retrained
+        judge_admission = self.cfg.reuse and ch.retrained is not None and ch.retrained_frames is not None
+        if judge_admission and ch.selected is not None:
+            candidates["selected"] = ch.selected  # the model the retraining started from
         verdict = safety_check(self.evaluator, candidates, lr_frames, hr_frames)
         promising = False
-        if self.cfg.reuse and ch.retrained is not None and ch.retrained_frames is not None:
-            rh = vector_hash(ch.retrained)
+        if judge_admission:
+            # promising: alpha above the top-K and the channel's own model without this
+            # retraining (the current model may be the retrained one, pushed during the window)
             others = [verdict.base_psnr] + [verdict.psnr[e] for e in topk]
-            if vector_hash(ch.current) != rh:
-                others.append(verdict.psnr["current"])
+            if "selected" in verdict.psnr:
+                others.append(verdict.psnr["selected"])
             lr0, hr0 = ch.retrained_frames
             meta = {"channel": channel_id, "window": window - 1, "created": now, "frames": int(lr0.shape[0]),
                     "gain_db": round(verdict.psnr["retrained"] - verdict.base_psnr, 4)}
@@ -198,6 +204,8 @@ class Controller:
                                                 Candidate(ch.retrained, lr0, hr0, meta))
             ch.retrained_frames = None  # considered once
         chosen = verdict.best
+        if chosen == "selected":  # it is the channel's earlier choice; name it as the client knows it
+            chosen = "current" if vector_hash(verdict.vector) == vector_hash(ch.current) else "retrained"
         self.selections += 1
         if chosen in self.zoo:
             self.reuses += 1
@@ -205,7 +213,9 @@ class Controller:
             self.pruner.record(chosen)
         else:
             self.pruner.record(None)
-        ch.current, ch.current_name, ch.current_psnr = verdict.vector, chosen, verdict.psnr[chosen]
+        ch.current, ch.current_name, ch.current_psnr = verdict.vector, chosen, verdict.psnr[verdict.best]
+        ch.selected = verdict.vector
+        ch.pushed = False
         ch.history.append(chosen)
         job = None
         if self.cfg.retrain:
@@ -226,6 +236,7 @@ class Controller:
             score = jobs[i].latest()
             if score > ch.current_psnr:
                 ch.current, ch.current_psnr, ch.current_name = jobs[i].vector(), score, "retrained"
+                ch.pushed = True
                 self.pushes += 1
                 if on_update:
                     on_update(names[i], t, ch.current)
@@ -235,7 +246,8 @@ class Controller:
         self.micro_profiled += alloc.profile_micro
         for name, job in zip(names, jobs):
             ch = self.channels[name]
-            ch.retrained = job.vector() if job.micro else None
+            # the retrained model is the job's best checkpoint: what was pushed, else its last state
+            ch.retrained = (ch.current if ch.pushed else job.vector()) if job.micro else None
             ch.retrained_frames = (job.lr_frames, job.hr_frames) if job.micro else None
             ch.job = None
         if self.cfg.reuse:
