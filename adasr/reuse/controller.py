@@ -48,7 +48,6 @@ from adasr.reuse.quality import ExpertEvaluator, check_frames
 from adasr.reuse.safety import Verdict, safety_check
 from adasr.reuse.scheduler import Allocation, RetrainJob, make_scheduler, micro_config
 from adasr.reuse.zoo import BaseModel, Zoo, delta_record
-from adasr.stream.codec import vector_hash
 
 MAX_CHANNELS = 1024
 MAX_ID = 128
@@ -102,7 +101,7 @@ class Decision:
 
     channel: str
     window: int
-    chosen: str  # a zoo expert id, "current", "retrained" or "base"
+    chosen: str  # a zoo expert id, "current", "retrained", "previous" (last window's choice) or "base"
     vector: torch.Tensor
     verdict: Verdict | None
     topk: list[str]
@@ -112,7 +111,7 @@ class Decision:
     @property
     def reused(self) -> bool:
         """True when a zoo expert won the safety check."""
-        return self.chosen not in ("current", "retrained", "base")
+        return self.chosen not in ("current", "retrained", "previous", "base")
 
 
 @dataclass
@@ -121,6 +120,7 @@ class _Channel:
     current_name: str = "base"
     current_psnr: float = float("-inf")  # on the window's labelled frames
     selected: torch.Tensor | None = None  # what the last selection chose (before any retraining)
+    selected_name: str = "base"
     retrained: torch.Tensor | None = None
     retrained_frames: tuple[np.ndarray, np.ndarray] | None = None
     window: int = 0
@@ -204,8 +204,8 @@ class Controller:
                                                 Candidate(ch.retrained, lr0, hr0, meta))
             ch.retrained_frames = None  # considered once
         chosen = verdict.best
-        if chosen == "selected":  # it is the channel's earlier choice; name it as the client knows it
-            chosen = "current" if vector_hash(verdict.vector) == vector_hash(ch.current) else "retrained"
+        if chosen == "selected":  # the last window's choice, before its retraining replaced it
+            chosen = ch.selected_name if ch.selected_name in self.zoo else "previous"
         self.selections += 1
         if chosen in self.zoo:
             self.reuses += 1
@@ -214,7 +214,7 @@ class Controller:
         else:
             self.pruner.record(None)
         ch.current, ch.current_name, ch.current_psnr = verdict.vector, chosen, verdict.psnr[verdict.best]
-        ch.selected = verdict.vector
+        ch.selected, ch.selected_name = verdict.vector, chosen
         ch.pushed = False
         ch.history.append(chosen)
         job = None
