@@ -32,6 +32,7 @@ LAYERS = [
     ("runtime",),
     ("stream", "estimate", "build"),  # build: the search -> package -> profile workflow
     ("serve",),  # live AMS: HTTP server and client, per-channel trainers, scheduler
+    ("reuse",),  # RECL model reuse: expert zoo, gating network, safety checker, retraining scheduler
     ("mimo",),  # massive-MIMO detection: a second task, on the leaf helpers only
     ("bench",),
     ("api", "_cli", "__main__"),  # the public entry points and the CLI

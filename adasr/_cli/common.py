@@ -100,6 +100,16 @@ RANGES: dict[str, Range] = {
     "t_horizon": Range(0.1, 86_400),
     "k": Range(1, 10_000),
     "clients": Range(1, 64),
+    "reuse:sessions": Range(2, 8),                  # bench reuse: concurrent sessions
+    "reuse:windows": Range(1, 200),
+    "reuse:scene_windows": Range(1, 200),
+    "reuse:budget": Range(1, 100),                  # micro-windows per session per window
+    "reuse:k": Range(1, 1000),                      # top-K of the gating network
+    "reuse:alpha": Range(0, 100),                   # admission margin, dB
+    "reuse:gamma": Range(1, 1000),                  # admission queue length
+    "reuse:eta": Range(0, 100_000),           # pruning: picks needed in the last q selections
+    "reuse:q": Range(1, 1_000_000),
+    "reuse:profile": Range(1, 100),                 # bench reuse: Ekya-style profiling micro-windows
 }
 
 

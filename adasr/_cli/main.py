@@ -513,6 +513,10 @@ from adasr._cli.peers_cmd import register as _register_peers  # noqa: E402  (ben
 
 _register_peers(bench_app)
 
+from adasr._cli.reuse_cmd import register as _register_reuse  # noqa: E402  (bench reuse)
+
+_register_reuse(bench_app)
+
 from adasr._cli.dlsr_cmd import register as _register_dlsr  # noqa: E402  (search-dlsr, plot-dlsr)
 
 _register_dlsr(app)
