@@ -46,8 +46,8 @@ from adasr._atomic import atomic_path, ensure_dir
 from adasr._jsonfile import check_header, header, read_json, write_json
 from adasr.data.datasets import PatchSampler, SRPair, load_pairs
 from adasr.errors import ConfigError, InputError, ModelError
-from adasr.nn.dlsr import OPS, DLSRSearchNet, Genotype
 from adasr.modelfile import tensors_sha256
+from adasr.nn.dlsr import OPS, DLSRSearchNet, Genotype
 from adasr.train.distributed import Dist
 from adasr.train.loop import TrainingInterrupted, pick_device, step_generator
 from adasr.train.losses import hfen_loss
