@@ -77,8 +77,20 @@ def frame_to_tensor(frame: np.ndarray, channels_last: bool = True) -> torch.Tens
 
 def tensor_to_frame(y: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) float in [0, 1] -> uint8 HxWx3 (rounded, clipped)."""
-    y = y.detach().clamp(0, 1).mul(255.0).round_()
+    y = y.detach().clamp(0, 1).mul_(255.0).round_()  # one float buffer, not three
     return np.ascontiguousarray(y[0].permute(1, 2, 0).to(torch.uint8).cpu().numpy())
+
+
+def phases_to_frame(z: torch.Tensor, scale: int) -> np.ndarray:
+    """(1, 3*s*s, H, W) float, the SR output before its pixel shuffle -> uint8 (sH)x(sW)x3.
+
+    Equals ``tensor_to_frame(F.pixel_shuffle(z, scale))`` exactly (rounding and clipping are
+    per element, so they commute with the shuffle), but rounds in place at LR layout and
+    shuffles bytes instead of floats. `z` is overwritten."""
+    from adasr.nn.upsample import phases_to_hwc
+
+    u = z.detach().clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
+    return phases_to_hwc(u.cpu(), scale).numpy()
 
 
 def module_bytes(module: torch.nn.Module) -> int:
@@ -186,11 +198,12 @@ class Engine:
             return sr_tensor(self._forward, x, self.scale, tile=self.tile, overlap=self.overlap)
         return self._forward(x)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.supernet(x)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.supernet(self._prepare(x))
 
     @torch.inference_mode()
     def process(self, frame: np.ndarray) -> np.ndarray:
@@ -204,7 +217,13 @@ class Engine:
 
             check_frame(frame)
             return sr_tiles(self._forward, frame, self.scale, self.tile, self.overlap)
-        return tensor_to_frame(self.process_tensor(frame_to_tensor(frame, self.channels_last)))
+        x = frame_to_tensor(frame, self.channels_last)
+        routing = self.supernet.routing  # read once: a switch from another thread lands on the next frame
+        if routing.config.upsampler == "tc":
+            return tensor_to_frame(self._forward(x))
+        # Before the pixel shuffle: round to uint8 at LR layout, then shuffle bytes (no float
+        # buffer at output size, no float shuffle).
+        return phases_to_frame(routing(self._prepare(x), phases=True), self.scale)
 
     def warmup(self, lr_hw: tuple[int, int], repeats: int = 1, levels: Sequence[int] | None = None) -> None:
         """Run every level `repeats` times on a frame of `lr_hw` (H, W), then restore the active
