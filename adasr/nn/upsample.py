@@ -3,10 +3,10 @@
 A `bic` level adds bicubic(x) to its pixel-shuffled residual. At an integer scale s, every output
 pixel of PyTorch's bicubic (``F.interpolate(..., mode="bicubic", align_corners=False)``, cubic
 coefficient A = -0.75, borders clamped) is one of s*s fixed 4x4 filters of the LR pixels around
-it, one per sub-pixel phase, and all phases fit in a 5x5 window. So the upsampling is a grouped
+it, one per sub-pixel phase, and all phases fit in a 5x5 window. So the upsampling is a
 5x5 convolution of the replicate-padded LR image into s*s channels per colour (`bicubic_phases`),
 in the same layout as the residual branch's conv output before its pixel shuffle: the two add at
-LR size and shuffle once. This is 3-5x cheaper than upsampling at output size on the 2-core CPU.
+LR size and shuffle once (about 2-3x cheaper than upsampling at output size on the 2-core CPU).
 
 `phases_to_hwc` is the pixel shuffle written straight into an interleaved (sH, sW, C) image: for
 frames, the float-to-uint8 conversion then runs at LR layout and the shuffle moves bytes.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import threading
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -59,13 +60,19 @@ def phase_weights(scale: int) -> list[list[float]]:
 
 def phase_kernel(scale: int, channels: int = 3, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu") -> torch.Tensor:
-    """(channels*s*s, 1, 5, 5) grouped-conv weight of `bicubic_phases` (cached, read-only use)."""
+    """(channels*s*s, channels, 5, 5) conv weight of `bicubic_phases` (cached; do not modify).
+
+    Dense, zero off the diagonal of channels: oneDNN runs this 3 -> 12 conv about 2x faster
+    than the grouped form (1 input channel per group) on the 2-core reference CPU."""
     key = (scale, channels, dtype, str(device))
     kernel = _kernels.get(key)
     if kernel is None:
         w = torch.tensor(phase_weights(scale), dtype=torch.float64)
-        k2 = torch.einsum("pi,qj->pqij", w, w).reshape(scale * scale, 1, _TAPS, _TAPS)
-        kernel = k2.repeat(channels, 1, 1, 1).to(dtype=dtype, device=device)
+        k2 = torch.einsum("pi,qj->pqij", w, w).reshape(scale * scale, _TAPS, _TAPS)
+        dense = torch.zeros(channels, scale * scale, channels, _TAPS, _TAPS, dtype=torch.float64)
+        for c in range(channels):
+            dense[c, :, c] = k2
+        kernel = dense.reshape(channels * scale * scale, channels, _TAPS, _TAPS).to(dtype=dtype, device=device)
         with _lock:
             kernel = _kernels.setdefault(key, kernel)
     return kernel
@@ -74,10 +81,9 @@ def phase_kernel(scale: int, channels: int = 3, dtype: torch.dtype = torch.float
 def bicubic_phases(x: torch.Tensor, scale: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, C*s*s, H, W): the s*s bicubic sub-pixel phases of every channel,
     ordered as `F.pixel_shuffle` expects (channel c, row phase, column phase)."""
-    c = x.shape[1]
     pad = _TAPS // 2
-    kernel = phase_kernel(scale, c, x.dtype, x.device)
-    return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="replicate"), kernel, groups=c)
+    kernel = phase_kernel(scale, x.shape[1], x.dtype, x.device)
+    return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="replicate"), kernel)
 
 
 def bicubic_up(x: torch.Tensor, scale: int) -> torch.Tensor:
@@ -85,8 +91,11 @@ def bicubic_up(x: torch.Tensor, scale: int) -> torch.Tensor:
     return F.pixel_shuffle(bicubic_phases(x, scale), scale)
 
 
-def phases_to_hwc(z: torch.Tensor, scale: int) -> torch.Tensor:
-    """(1, C*s*s, H, W) -> (sH, sW, C) contiguous: the pixel shuffle into an interleaved image."""
+def phases_to_hwc(z: torch.Tensor, scale: int) -> np.ndarray:
+    """(1, C*s*s, H, W) CPU tensor -> (sH, sW, C) C-contiguous array: the pixel shuffle into an
+    interleaved image. NumPy's transpose copy does this 2x faster than torch's strided copy for
+    the small innermost dimension (3 colours); channels-last input needs no other copy."""
     _, cs, h, w = z.shape
     c = cs // (scale * scale)
-    return z[0].view(c, scale, scale, h, w).permute(3, 1, 4, 2, 0).reshape(h * scale, w * scale, c)
+    a = z[0].permute(1, 2, 0).numpy().reshape(h, w, c, scale, scale)
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 4, 2)).reshape(h * scale, w * scale, c)

@@ -90,7 +90,7 @@ def phases_to_frame(z: torch.Tensor, scale: int) -> np.ndarray:
     from adasr.nn.upsample import phases_to_hwc
 
     u = z.detach().clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
-    return phases_to_hwc(u.cpu(), scale).numpy()
+    return phases_to_hwc(u.cpu(), scale)
 
 
 def module_bytes(module: torch.nn.Module) -> int:
