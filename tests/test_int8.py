@@ -74,3 +74,35 @@ def test_backends_bench_refuses_bad_options(monkeypatch, capsys, tmp_path):
     code, _, stderr = run_cli(monkeypatch, capsys, "bench", "backends", MODELS_DIR / "sr_x2.adasr",
                               "--rounds", "0", "--out", tmp_path / "b")
     assert code == 5 and stderr.count("\n") <= 2
+
+
+def test_engine_int8_precision_switches_between_quantized_levels():
+    from adasr.nn.supernet import subnet_cost
+    from adasr.runtime.engine import Engine
+    from adasr.search.family import Family, Level
+    from adasr.space import SearchSpace
+    from tests.helpers import make_net
+
+    space = SearchSpace.named("lite-x2")
+    net = make_net(space)
+    for p in net.parameters():
+        p.data.mul_(0.3)
+    cfgs = [space.smallest(), space.largest()]
+    fam = Family(tuple(Level(c, 30.0 + i, *subnet_cost(c, (16, 16)), {"0.00": 0.01 * (i + 1)})
+                       for i, c in enumerate(cfgs)), 2, (16, 16))
+    calib = [_smooth(16, 16, s) for s in range(2)]
+    fp32, int8 = Engine(net, fam), Engine(net, fam, precision="int8", calibration=calib)
+    assert all(q is not None for q in int8.int8_levels) and int8.resident_bytes() > fp32.resident_bytes()
+    frame = _smooth(16, 16, 5)
+    ptrs = int8.data_ptrs()
+    for i in (1, 0, 1):
+        fp32.switch(i)
+        int8.switch(i)
+        a, b = fp32.process(frame), int8.process(frame)
+        assert b.shape == a.shape == (32, 32, 3)
+        assert psnr(a.astype(np.float64), b.astype(np.float64), 255.0) > 35.0
+    assert int8.data_ptrs() == ptrs
+    with pytest.raises(ConfigError, match="calibration"):
+        Engine(net, fam, precision="int8")
+    with pytest.raises(ConfigError, match="precision"):
+        Engine(net, fam, precision="fp16")

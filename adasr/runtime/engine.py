@@ -131,7 +131,8 @@ class Engine:
 
     def __init__(self, source: Package | SuperNet, family: Family | None = None, *, device_key: str | None = None,
                  level: int = 0, channels_last: bool | None = None, tile: int | None = 512,
-                 overlap: int = 16) -> None:
+                 overlap: int = 16, precision: str = "fp32",
+                 calibration: Sequence[np.ndarray] | None = None) -> None:
         if isinstance(source, SuperNet):
             if family is None:
                 raise ConfigError("Engine(supernet, family): a supernet needs its family of levels")
@@ -159,6 +160,23 @@ class Engine:
         self.tile, self.overlap = tile, int(overlap)
         self.level = _check_level_index(level, len(family))
         self.supernet.set_active(family[self.level].config)
+        # precision "int8": every level that `adasr.runtime.int8` supports also gets a quantized
+        # copy (its own int8 weights, about a quarter of the level's float32 bytes), calibrated
+        # on `calibration` frames and built here once, so a switch still allocates nothing.
+        if precision not in ("fp32", "int8"):
+            raise ConfigError(f"precision must be fp32 or int8, got {precision!r}")
+        self.precision = precision
+        self.int8_levels: list[Any] = [None] * len(family)
+        if precision == "int8":
+            from adasr.runtime.int8 import quantize_level
+
+            if not calibration:
+                raise ConfigError("precision int8 needs calibration frames (uint8 RGB)")
+            for i, lv in enumerate(family):
+                try:
+                    self.int8_levels[i] = quantize_level(self.supernet.extract(lv.config), calibration)
+                except ConfigError:
+                    pass  # this level runs in float32
 
     @classmethod
     def load(cls, path: str, *, device: str = "cpu", device_key: str | None = None, level: int = 0,
@@ -218,6 +236,9 @@ class Engine:
             check_frame(frame)
             return sr_tiles(self._forward, frame, self.scale, self.tile, self.overlap)
         x = frame_to_tensor(frame, self.channels_last)
+        quantized = self.int8_levels[self.level]
+        if quantized is not None:
+            return phases_to_frame(quantized.phases(x), self.scale)
         routing = self.supernet.routing  # read once: a switch from another thread lands on the next frame
         if routing.config.upsampler == "tc":
             return tensor_to_frame(self._forward(x))
@@ -246,8 +267,8 @@ class Engine:
         return self.supernet.supernet_bytes()
 
     def resident_bytes(self) -> int:
-        """What is resident for every level at once: the supernet."""
-        return self.supernet_bytes()
+        """What is resident for every level at once: the supernet (and any int8 levels)."""
+        return self.supernet_bytes() + sum(q.int8_bytes() for q in self.int8_levels if q is not None)
 
     def data_ptrs(self) -> list[int]:
         """Storage addresses of every parameter (unchanged by switches; a test hook)."""
