@@ -6,6 +6,12 @@
 quantized adds, and only the upsampler's output is dequantized; the bicubic skip stays float
 (`adasr.nn.upsample.bicubic_phases`) so the image itself loses nothing. Activation ranges are
 the min / max seen on the calibration frames (uint8 RGB), each widened by `margin`.
+``float_up=True`` keeps the upsampler's conv in float32 (measured: +0.01 to +0.03 dB on Set5,
+slower on the small levels; off by default).
+
+Quality (docs/BENCHMARKS.md section 13): the bundled x2 levels lose 0.10-0.37 dB PSNR-Y on Set5
+in int8 (more with depth), above the 0.05 dB the runtime would accept, so int8 is opt-in
+(`Engine(precision="int8")`), never chosen by itself.
 
 The input needs no quantization step: a frame in [0, 1] is exactly uint8 / 255, which is the
 input's quantized form (scale 1/255, zero point 0).
@@ -104,7 +110,7 @@ def _float_pass(subnet: nn.Module, x: torch.Tensor, rec: list[_Range]) -> None:
 class Int8Level(nn.Module):
     """A quantized residual level; `phases(x)` / `forward(x)` as the float sub-network's."""
 
-    def __init__(self, subnet: nn.Module, ranges: Sequence[_Range], margin: float) -> None:
+    def __init__(self, subnet: nn.Module, ranges: Sequence[_Range], margin: float, float_up: bool = False) -> None:
         super().__init__()
         cfg = subnet.config
         self.config, self.scale = cfg, cfg.scale
@@ -121,7 +127,14 @@ class Int8Level(nn.Module):
             self.adds.append(next(it))
         self.tail = _qconv(subnet.tail, *next(it), relu=False)
         self.tail_add = next(it)
-        self.up = _qconv(subnet.up, *next(it), relu=False)
+        self.float_up = float_up
+        if float_up:  # the residual image stays float: 8 bits over its range is ~1 LSB of output
+            import copy
+
+            next(it)
+            self.up = copy.deepcopy(subnet.up).float().eval()
+        else:
+            self.up = _qconv(subnet.up, *next(it), relu=False)
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         return torch.quantize_per_tensor(x, 1.0 / 255.0, 0, torch.quint8)
@@ -135,7 +148,7 @@ class Int8Level(nn.Module):
         for (conv_a, conv_b), (s, zp) in zip(self.blocks, self.adds):
             y = add(conv_b(conv_a(y)), y, s, zp)
         y = add(self.tail(y), h, *self.tail_add)
-        z = self.up(y).dequantize()
+        z = self.up(y.dequantize()) if self.float_up else self.up(y).dequantize()
         return z.add_(bicubic_phases(x, self.scale)) if self.bicubic else z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,7 +165,8 @@ class Int8Level(nn.Module):
 
 
 @torch.inference_mode()
-def quantize_level(subnet: nn.Module, frames: Sequence[np.ndarray], *, margin: float = 0.05) -> Int8Level:
+def quantize_level(subnet: nn.Module, frames: Sequence[np.ndarray], *, margin: float = 0.05,
+                   float_up: bool = False) -> Int8Level:
     """Calibrate `subnet` (a static `SubNet`) on uint8 RGB frames and return its `Int8Level`."""
     _check_supported(subnet)
     if not frames:
@@ -164,4 +178,4 @@ def quantize_level(subnet: nn.Module, frames: Sequence[np.ndarray], *, margin: f
     for frame in frames:
         x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float().div_(255.0)
         _float_pass(subnet, x, ranges)
-    return Int8Level(subnet, ranges, margin).eval()
+    return Int8Level(subnet, ranges, margin, float_up).eval()
