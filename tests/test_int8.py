@@ -70,9 +70,10 @@ def test_backends_bench_runs_every_level_through_each_backend(monkeypatch, capsy
     assert (out / "backends.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_backends_bench_refuses_bad_options(monkeypatch, capsys, tmp_path):
+@pytest.mark.parametrize("args", [["--rounds", "0"], ["--lr-size", "5000x16"], ["--calib-frames", "0"]])
+def test_backends_bench_refuses_bad_options(monkeypatch, capsys, tmp_path, args):
     code, _, stderr = run_cli(monkeypatch, capsys, "bench", "backends", MODELS_DIR / "sr_x2.adasr",
-                              "--rounds", "0", "--out", tmp_path / "b")
+                              *args, "--out", tmp_path / "b")
     assert code == 5 and stderr.count("\n") <= 2
 
 

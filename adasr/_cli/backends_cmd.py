@@ -42,6 +42,9 @@ def bench_backends(
     sizes = [parse_size(s, "--lr-size", minimum=8) for s in (lr_size or ["320x180", "960x540"])]
     if len(sizes) > 4:
         raise ConfigError(f"at most 4 --lr-size values, got {len(sizes)}")
+    for w, h in sizes:
+        if max(w, h) > 4096:
+            raise ConfigError(f"--lr-size must be at most 4096 on a side, got {w}x{h}")
     _threads(threads)
     ensure_dir(out_dir)
     check_writable(out_dir / "backends.json")
