@@ -92,6 +92,7 @@ RANGES: dict[str, Range] = {
     "log_every": Range(1, _BIG),
     "max_images": Range(1, _BIG),
     "peers:crop": Range(8, 4096),             # LR pixels per side of the scored corner
+    "backends:calib_frames": Range(1, 64),    # int8 calibration frames of `bench backends`
 }
 
 
