@@ -110,6 +110,7 @@ RANGES: dict[str, Range] = {
     "reuse:eta": Range(0, 100_000),           # pruning: picks needed in the last q selections
     "reuse:q": Range(1, 1_000_000),
     "reuse:profile": Range(1, 100),                 # bench reuse: Ekya-style profiling micro-windows
+    "backends:calib_frames": Range(1, 64),    # int8 calibration frames of `bench backends`
 }
 
 

@@ -517,6 +517,10 @@ from adasr._cli.reuse_cmd import register as _register_reuse  # noqa: E402  (ben
 
 _register_reuse(bench_app)
 
+from adasr._cli.backends_cmd import register as _register_backends  # noqa: E402  (bench backends)
+
+_register_backends(bench_app)
+
 from adasr._cli.dlsr_cmd import register as _register_dlsr  # noqa: E402  (search-dlsr, plot-dlsr)
 
 _register_dlsr(app)

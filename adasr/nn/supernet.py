@@ -42,6 +42,7 @@ from adasr.errors import ConfigError
 from adasr.nn.blocks import BlockType, BlockVariant, Dims, block_type, parse_token
 from adasr.nn.elastic import Plan, SlotSpec, Use, conv_use, elastic_op, static_layer
 from adasr.nn.registry import register_model
+from adasr.nn.upsample import bicubic_phases
 from adasr.space import SearchSpace, SubnetConfig
 from adasr.spec import (  # noqa: F401 - re-exported: layout and cost are torch-free (adasr.spec)
     DEFAULT_LR_HW,
@@ -55,24 +56,34 @@ from adasr.spec import (  # noqa: F401 - re-exported: layout and cost are torch-
 
 # -- running a network (the one forward both the supernet and static sub-networks use) ------------
 
-def run_network(head, blocks: Iterable, tail, upsampler: str, up, scale: int, x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) -> (B, 3, sH, sW); head/tail/up and each block are callables on tensors."""
+def run_network(head, blocks: Iterable, tail, upsampler: str, up, scale: int, x: torch.Tensor,
+                phases: bool = False) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 3, sH, sW); head/tail/up and each block are callables on tensors.
+
+    phases=True (upsamplers ps and bic only): return the (B, 3*s*s, H, W) tensor before the
+    pixel shuffle. The bicubic skip is added at LR size as s*s sub-pixel phases
+    (`adasr.nn.upsample`), equal to bicubic upsampling at output size to float rounding."""
     h = head(x)
     y = h
     for block in blocks:
         y = block(y)
-    return run_upsampler(upsampler, up, scale, tail(y) + h, x)
+    y = tail(y).add_(h)  # in place on a fresh conv output (its backward needs no output)
+    return run_upsampler(upsampler, up, scale, y, x, phases)
 
 
-def run_upsampler(upsampler: str, up, scale: int, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def run_upsampler(upsampler: str, up, scale: int, y: torch.Tensor, x: torch.Tensor,
+                  phases: bool = False) -> torch.Tensor:
     """The upsampler `upsampler` ("tc", "ps" or "bic") with layer `up` on features `y` of the LR
-    input `x`: (B, C, H, W) -> (B, 3, sH, sW). The latency table times this same function."""
+    input `x`: (B, C, H, W) -> (B, 3, sH, sW), or the phases before the shuffle (see
+    `run_network`). The latency table times this same function."""
     if upsampler == "tc":
+        if phases:
+            raise ValueError("phases=True needs a pixel-shuffle upsampler (ps or bic), not tc")
         return up(y)
-    out = F.pixel_shuffle(up(y), scale)
+    z = up(y)
     if upsampler == "bic":
-        out = out + F.interpolate(x, size=out.shape[-2:], mode="bicubic", align_corners=False)
-    return out
+        z = z.add_(bicubic_phases(x, scale))
+    return z if phases else F.pixel_shuffle(z, scale)
 
 
 class BlockPlan(NamedTuple):
@@ -96,9 +107,9 @@ class Routing(NamedTuple):
     tail: Plan
     up: Plan
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, phases: bool = False) -> torch.Tensor:
         cfg = self.config
-        return run_network(self.head, self.blocks, self.tail, cfg.upsampler, self.up, cfg.scale, x)
+        return run_network(self.head, self.blocks, self.tail, cfg.upsampler, self.up, cfg.scale, x, phases)
 
 
 # -- static sub-network --------------------------------------------------------------------------
@@ -134,8 +145,8 @@ class SubNet(nn.Module):
         self.tail = static_layer(lay.tail)
         self.up = static_layer(lay.up)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return run_network(self.head, self.body, self.tail, self.config.upsampler, self.up, self.scale, x)
+    def forward(self, x: torch.Tensor, phases: bool = False) -> torch.Tensor:
+        return run_network(self.head, self.body, self.tail, self.config.upsampler, self.up, self.scale, x, phases)
 
 
 # -- the supernet ----------------------------------------------------------------------------------
@@ -254,10 +265,11 @@ class SuperNet(nn.Module):
     def routing(self) -> Routing:
         return self._routing
 
-    def forward(self, x: torch.Tensor, cfg: SubnetConfig | str | None = None) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> (B, 3, sH, sW) through the active (or the given) sub-network."""
+    def forward(self, x: torch.Tensor, cfg: SubnetConfig | str | None = None, *, phases: bool = False) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, 3, sH, sW) through the active (or the given) sub-network
+        (phases=True: the (B, 3*s*s, H, W) tensor before the pixel shuffle; see `run_network`)."""
         routing = self._routing if cfg is None else self.routing_for(cfg)  # read once
-        return routing(x)
+        return routing(x, phases)
 
     # -- static export and accounting --
 

@@ -81,6 +81,18 @@ def tensor_to_frame(y: torch.Tensor) -> np.ndarray:
     return to_frame(y)
 
 
+def phases_to_frame(z: torch.Tensor, scale: int) -> np.ndarray:
+    """(1, 3*s*s, H, W) float, the SR output before its pixel shuffle -> uint8 (sH)x(sW)x3.
+
+    Equals ``tensor_to_frame(F.pixel_shuffle(z, scale))`` exactly (rounding and clipping are
+    per element, so they commute with the shuffle), but rounds in place at LR layout and
+    shuffles bytes instead of floats. `z` is overwritten."""
+    from adasr.nn.upsample import phases_to_hwc
+
+    u = z.detach().clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
+    return phases_to_hwc(u.cpu(), scale)
+
+
 def module_bytes(module: torch.nn.Module) -> int:
     """Bytes of all parameters and buffers of `module`."""
     return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
@@ -119,7 +131,8 @@ class Engine:
 
     def __init__(self, source: Package | SuperNet, family: Family | None = None, *, device_key: str | None = None,
                  level: int = 0, channels_last: bool | None = None, tile: int | None = 512,
-                 overlap: int = 16) -> None:
+                 overlap: int = 16, precision: str = "fp32",
+                 calibration: Sequence[np.ndarray] | None = None) -> None:
         if isinstance(source, SuperNet):
             if family is None:
                 raise ConfigError("Engine(supernet, family): a supernet needs its family of levels")
@@ -147,6 +160,23 @@ class Engine:
         self.tile, self.overlap = tile, int(overlap)
         self.level = _check_level_index(level, len(family))
         self.supernet.set_active(family[self.level].config)
+        # precision "int8": every level that `adasr.runtime.int8` supports also gets a quantized
+        # copy (its own int8 weights, about a quarter of the level's float32 bytes), calibrated
+        # on `calibration` frames and built here once, so a switch still allocates nothing.
+        if precision not in ("fp32", "int8"):
+            raise ConfigError(f"precision must be fp32 or int8, got {precision!r}")
+        self.precision = precision
+        self.int8_levels: list[Any] = [None] * len(family)
+        if precision == "int8":
+            from adasr.runtime.int8 import quantize_level
+
+            if not calibration:
+                raise ConfigError("precision int8 needs calibration frames (uint8 RGB)")
+            for i, lv in enumerate(family):
+                try:
+                    self.int8_levels[i] = quantize_level(self.supernet.extract(lv.config), calibration)
+                except ConfigError:
+                    pass  # this level runs in float32
 
     @classmethod
     def load(cls, path: str, *, device: str = "cpu", device_key: str | None = None, level: int = 0,
@@ -186,11 +216,12 @@ class Engine:
             return sr_tensor(self._forward, x, self.scale, tile=self.tile, overlap=self.overlap)
         return self._forward(x)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.supernet(x)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.supernet(self._prepare(x))
 
     @torch.inference_mode()
     def process(self, frame: np.ndarray) -> np.ndarray:
@@ -204,7 +235,16 @@ class Engine:
 
             check_frame(frame)
             return sr_tiles(self._forward, frame, self.scale, self.tile, self.overlap)
-        return tensor_to_frame(self.process_tensor(frame_to_tensor(frame, self.channels_last)))
+        x = frame_to_tensor(frame, self.channels_last)
+        quantized = self.int8_levels[self.level]
+        if quantized is not None:
+            return phases_to_frame(quantized.phases(x), self.scale)
+        routing = self.supernet.routing  # read once: a switch from another thread lands on the next frame
+        if routing.config.upsampler == "tc":
+            return tensor_to_frame(self._forward(x))
+        # Before the pixel shuffle: round to uint8 at LR layout, then shuffle bytes (no float
+        # buffer at output size, no float shuffle).
+        return phases_to_frame(routing(self._prepare(x), phases=True), self.scale)
 
     def warmup(self, lr_hw: tuple[int, int], repeats: int = 1, levels: Sequence[int] | None = None) -> None:
         """Run every level `repeats` times on a frame of `lr_hw` (H, W), then restore the active
@@ -227,8 +267,8 @@ class Engine:
         return self.supernet.supernet_bytes()
 
     def resident_bytes(self) -> int:
-        """What is resident for every level at once: the supernet."""
-        return self.supernet_bytes()
+        """What is resident for every level at once: the supernet (and any int8 levels)."""
+        return self.supernet_bytes() + sum(q.int8_bytes() for q in self.int8_levels if q is not None)
 
     def data_ptrs(self) -> list[int]:
         """Storage addresses of every parameter (unchanged by switches; a test hook)."""

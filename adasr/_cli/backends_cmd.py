@@ -1,0 +1,83 @@
+"""`adasr bench backends`: every level of a package through torch float32 and torch int8."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from adasr._cli.common import console, out, parse_size
+from adasr._cli.common import set_threads as _threads
+from adasr.errors import ConfigError
+
+
+def bench_backends(
+    package: Annotated[Path, typer.Argument(help="Package folder or .adasr file.")],
+    lr_size: Annotated[Optional[list[str]], typer.Option(help="LR frame size WxH to time (repeatable; default 320x180 and 960x540).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Benchmark set for PSNR-Y against HR ('none' to skip).")] = "Set5",
+    calib_video: Annotated[Optional[Path], typer.Option(help="Clip whose frames calibrate int8 (default: the shared bikes clip).")] = None,
+    video: Annotated[Optional[Path], typer.Option(help="Clip whose middle frame is timed (default: the shared bigbuckbunny clip).")] = None,
+    calib_frames: Annotated[int, typer.Option(help="Calibration frames (every 10th frame of the clip).")] = 4,
+    rounds: Annotated[int, typer.Option(help="Alternating timing rounds.")] = 3,
+    repeats: Annotated[int, typer.Option(help="Frames per backend per level per round.")] = 3,
+    max_images: Annotated[Optional[int], typer.Option(help="Use only the first N images of the set.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for backends.json and backends.png.")] = Path("out/backends"),
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (1: per-frame CPU time).")] = None,
+) -> None:
+    """Levels through each backend in one run: ms/frame, PSNR against float32, GFLOP/s against peak."""
+    from rich.table import Table
+
+    from adasr._atomic import check_writable, ensure_dir, write_bytes_atomic
+    from adasr.bench.backends import backends_png, run_backends
+    from adasr.paths import data_root
+
+    for name, value, lo, hi in (("--rounds", rounds, 1, 100), ("--repeats", repeats, 1, 1000),
+                                ("--calib-frames", calib_frames, 1, 64)):
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name} must be in [{lo}, {hi}], got {value}")
+    if max_images is not None and max_images < 1:
+        raise ConfigError(f"--max-images must be positive, got {max_images}")
+    sizes = [parse_size(s, "--lr-size", minimum=8) for s in (lr_size or ["320x180", "960x540"])]
+    if len(sizes) > 4:
+        raise ConfigError(f"at most 4 --lr-size values, got {len(sizes)}")
+    for w, h in sizes:
+        if max(w, h) > 4096:
+            raise ConfigError(f"--lr-size must be at most 4096 on a side, got {w}x{h}")
+    _threads(threads)
+    ensure_dir(out_dir)
+    check_writable(out_dir / "backends.json")
+    clips = data_root() / "video"
+    calib_video = calib_video or clips / "bikes_640x272.mp4"
+    if not calib_video.is_file():
+        raise ConfigError(f"calibration clip not found: {calib_video}")
+    if video is None and (clips / "bigbuckbunny_720p.mp4").is_file():
+        video = clips / "bigbuckbunny_720p.mp4"
+    result = run_backends(package, calib_video=calib_video, time_video=video,
+                          lr_sizes=[(h, w) for w, h in sizes], set_name=None if data == "none" else data,
+                          calib_frames=calib_frames, rounds=rounds, repeats=repeats, max_images=max_images,
+                          on_progress=lambda m: console.print(f"  {m}", highlight=False))
+    set_name = None if data == "none" else data
+    for size in result["sizes"]:
+        h, w = size["lr_hw"]
+        table = Table(title=f"x{result['scale']} at {w}x{h}, {result['threads']} thread(s), {result['clock']} time; "
+                            f"peak conv {result['peak_gflops']:.0f} GFLOP/s")
+        for col in ("level", "backend", "ms/frame", "x fp32", "PSNR vs fp32", *([f"{set_name} PSNR-Y"] if set_name else []),
+                    "GFLOP/s", "of peak"):
+            table.add_column(col, justify="right")
+        for r in size["rows"]:
+            lv = result["levels"][r["level"]]
+            extra = [f"{lv[set_name][r['backend']]:.2f}"] if set_name else []
+            table.add_row(f"L{r['level']}", r["backend"], f"{r['ms']:.1f}", f"{r['speedup']:.2f}",
+                          f"{r['psnr_vs_fp32']:.1f}", *extra, f"{r['gflops']:.1f}", f"{r['of_peak']:.0%}")
+        out.print(table, width=160)
+    for note in result["notes"]:
+        out.print(f"not run: {note}", highlight=False)
+    write_bytes_atomic(out_dir / "backends.json", (json.dumps(result, indent=1) + "\n").encode())
+    backends_png(result, out_dir / "backends.png")
+    out.print(f"wrote {out_dir / 'backends.json'} and {out_dir / 'backends.png'}", highlight=False)
+
+
+def register(bench_app: typer.Typer) -> None:
+    bench_app.command("backends")(bench_backends)

@@ -1,0 +1,190 @@
+"""`adasr bench backends`: every level of a package through each available backend, side by side.
+
+Backends: ``torch-fp32`` (the engine's float path: adasr today) and ``torch-int8`` (PyTorch's
+own oneDNN int8 kernels, `adasr.runtime.int8`, calibrated on frames of a real clip other than
+the timed one). For each level: ms per frame (all backends timed in alternating rounds on the
+same frame, in one process), the PSNR of each backend's output against the float output on the
+timed frame, and PSNR-Y against HR on a benchmark set (the SR protocol). A large convolution
+timed in the same run gives the machine's achieved float32 peak, against which each level's
+GFLOP/s (2 x MACs / time) is reported.
+
+With one thread, per-frame time is the process's CPU time (`time.process_time`), which other
+jobs on a shared machine disturb far less than wall time; with more threads it is wall time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from adasr.errors import ConfigError
+
+Fn = Callable[[np.ndarray], np.ndarray]
+
+
+def _clock() -> Callable[[], float]:
+    return time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+
+
+def conv_peak_gflops(repeats: int = 5, hw: tuple[int, int] = (180, 320), channels: int = 64) -> float:
+    """Achieved float32 GFLOP/s of one large 3x3 conv (channels -> channels) on this machine."""
+    x = torch.rand(1, channels, *hw).contiguous(memory_format=torch.channels_last)
+    w = torch.rand(channels, channels, 3, 3)
+    clock = _clock()
+    with torch.inference_mode():
+        F.conv2d(x, w, padding=1)
+        times = []
+        for _ in range(repeats):
+            t0 = clock()
+            F.conv2d(x, w, padding=1)
+            times.append(clock() - t0)
+    flops = 2.0 * channels * channels * 9 * hw[0] * hw[1]
+    return flops / min(times) / 1e9
+
+
+def level_backends(package: Any, calib: Sequence[np.ndarray]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per level: {"index", "id", "params", "macs_per_px", "fns": {backend: frame -> frame}}."""
+    from adasr.runtime.engine import Engine, frame_to_tensor, phases_to_frame
+    from adasr.runtime.int8 import quantize_level
+
+    engine = Engine(package, tile=None)
+    notes: list[str] = []
+    rows = []
+    for index, level in enumerate(engine.levels):
+        def fp32(frame: np.ndarray, index: int = index) -> np.ndarray:
+            if engine.level != index:
+                engine.switch(index)
+            return engine.process(frame)
+
+        fns: dict[str, Fn] = {"torch-fp32": fp32}
+        try:
+            q = quantize_level(package.supernet.extract(level.config), calib)
+        except ConfigError as exc:
+            notes.append(f"torch-int8 L{index}: {exc}")
+        else:
+            def int8(frame: np.ndarray, q: Any = q) -> np.ndarray:
+                with torch.inference_mode():
+                    return phases_to_frame(q.phases(frame_to_tensor(frame)), q.scale)
+
+            fns["torch-int8"] = int8
+        macs_px = level.macs / (package.family.lr_hw[0] * package.family.lr_hw[1])
+        rows.append({"index": index, "id": level.config.id, "params": level.params, "macs_per_px": macs_px,
+                     "fns": fns})
+    return rows, notes
+
+
+def clip_frames(video: Path, lr_hw: tuple[int, int], count: int, stride: int = 10) -> list[np.ndarray]:
+    """`count` frames of `video`, every `stride`-th, shrunk to `lr_hw` with the protocol's bicubic."""
+    from adasr.data.imresize import imresize
+    from adasr.errors import InputError
+    from adasr.video import read_frames
+
+    out = []
+    for i, f in enumerate(read_frames(video, max_frames=count * stride)):
+        if i % stride == 0:
+            lr = imresize(f, output_shape=lr_hw)
+            out.append(np.ascontiguousarray(np.clip(np.round(lr), 0, 255).astype(np.uint8)))
+    if not out:
+        raise InputError(f"{video}: no frames decoded")
+    return out
+
+
+def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Path | None,
+                 lr_sizes: Sequence[tuple[int, int]] = ((180, 320),), set_name: str | None = "Set5",
+                 calib_frames: int = 4, rounds: int = 3, repeats: int = 3, max_images: int | None = None,
+                 on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    from adasr.bench.peers import _frame
+    from adasr.metrics import psnr, psnr_y
+    from adasr.package import load_package
+    from adasr.paths import benchmark_dir
+    from adasr.runtime.profile import device_key
+
+    say = on_progress or (lambda m: None)
+    package = load_package(str(package_path))
+    scale = package.scale
+    say("peak conv")
+    peak = conv_peak_gflops()
+    calib = clip_frames(calib_video, lr_sizes[0], calib_frames)
+    say(f"quantizing {len(package.family)} levels on {len(calib)} frames of {calib_video.name}")
+    levels, notes = level_backends(package, calib)
+    backends = sorted({b for r in levels for b in r["fns"]}, key=lambda b: (b != "torch-fp32", b))
+    result: dict[str, Any] = {"package": str(package_path), "scale": scale, "threads": torch.get_num_threads(),
+                              "device": device_key("cpu", torch.get_num_threads()), "peak_gflops": peak,
+                              "clock": "cpu" if torch.get_num_threads() == 1 else "wall",
+                              "calib_video": str(calib_video), "time_video": str(time_video) if time_video else None,
+                              "backends": backends, "notes": notes, "sizes": [], "levels": []}
+    pairs = []
+    if set_name:
+        from adasr.data.datasets import load_pairs
+
+        pairs = load_pairs(str(benchmark_dir(set_name)), scale, limit=max_images)
+    for r in levels:
+        row = {k: v for k, v in r.items() if k != "fns"}
+        if pairs:
+            row[set_name] = {}
+            for b, fn in r["fns"].items():
+                row[set_name][b] = float(np.mean([psnr_y(fn(p.lr), p.hr, border=scale) for p in pairs]))
+        result["levels"].append(row)
+    clock = _clock()
+    for lr_hw in lr_sizes:
+        frame = _frame(time_video, lr_hw)
+        say(f"timing at {lr_hw[1]}x{lr_hw[0]}")
+        times: dict[tuple[int, str], list[float]] = {}
+        fidelity: dict[tuple[int, str], float] = {}
+        for r in levels:
+            ref = r["fns"]["torch-fp32"](frame)
+            for b, fn in r["fns"].items():
+                out = fn(frame)
+                # capped at 100 dB: identical outputs (fp32 against itself) give inf, not JSON
+                fidelity[(r["index"], b)] = min(100.0, psnr(out.astype(np.float64), ref.astype(np.float64), 255.0))
+        for _ in range(rounds):
+            for r in levels:
+                for b, fn in r["fns"].items():
+                    fn(frame)  # the switch and any first-call work stay outside the timing
+                    for _ in range(repeats):
+                        t0 = clock()
+                        fn(frame)
+                        times.setdefault((r["index"], b), []).append(clock() - t0)
+        size = {"lr_hw": list(lr_hw), "rows": []}
+        for r in levels:
+            for b in r["fns"]:
+                s = statistics.median(times[(r["index"], b)])
+                gflops = 2.0 * r["macs_per_px"] * lr_hw[0] * lr_hw[1] / s / 1e9
+                size["rows"].append({"level": r["index"], "backend": b, "ms": s * 1e3,
+                                     "speedup": None, "psnr_vs_fp32": fidelity[(r["index"], b)],
+                                     "gflops": gflops, "of_peak": gflops / peak})
+        base = {row["level"]: row["ms"] for row in size["rows"] if row["backend"] == "torch-fp32"}
+        for row in size["rows"]:
+            row["speedup"] = base[row["level"]] / row["ms"]
+        result["sizes"].append(size)
+    return result
+
+
+def backends_png(result: dict[str, Any], path: str | Path) -> None:
+    """ms per frame of every level by backend, one panel per frame size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = result["sizes"]
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 3.5), squeeze=False)
+    for ax, size in zip(axes[0], sizes):
+        for b in result["backends"]:
+            rows = [r for r in size["rows"] if r["backend"] == b]
+            ax.plot([r["level"] for r in rows], [r["ms"] for r in rows], marker="o", label=b)
+        h, w = size["lr_hw"]
+        ax.set_title(f"x{result['scale']}, {w}x{h} LR, {result['threads']} thread(s)")
+        ax.set_xlabel("level")
+        ax.set_ylabel(f"ms / frame ({result['clock']} time)")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,181 @@
+"""int8 levels on PyTorch's own x86 kernels (oneDNN, AVX-512 VNNI), calibrated on real frames.
+
+`quantize_level(subnet, frames)` turns a static sub-network of residual blocks (``r``) with a
+``ps`` or ``bic`` upsampler into an `Int8Level`: every conv runs as a quantized oneDNN conv
+(per-channel int8 weights, per-tensor uint8 activations, ReLU fused), the residual adds run as
+quantized adds, and only the upsampler's output is dequantized; the bicubic skip stays float
+(`adasr.nn.upsample.bicubic_phases`) so the image itself loses nothing. Activation ranges are
+the min / max seen on the calibration frames (uint8 RGB), each widened by `margin`.
+``float_up=True`` keeps the upsampler's conv in float32 (measured: +0.01 to +0.03 dB on Set5,
+slower on the small levels; off by default).
+
+Quality (docs/BENCHMARKS.md section 16): the bundled x2 levels lose 0.10-0.37 dB PSNR-Y on Set5
+in int8 (more with depth), above the 0.05 dB the runtime would accept, so int8 is opt-in
+(`Engine(precision="int8")`), never chosen by itself.
+
+The input needs no quantization step: a frame in [0, 1] is exactly uint8 / 255, which is the
+input's quantized form (scale 1/255, zero point 0).
+
+Measured on the 2-core reference CPU (docs/BENCHMARKS.md section 16): the oneDNN engine runs a
+16- or 32-channel 3x3 conv 1.6-2x faster in int8 than in float32 (fbgemm and the x86 engine
+much less), so `quantize_level` selects the ``onednn`` quantized engine.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from adasr.errors import ConfigError
+from adasr.nn.upsample import bicubic_phases
+
+ENGINE = "onednn"
+# torch 2.13 marks its quantized tensors as deprecated (the successor is torchao's PT2E flow,
+# not a dependency here); the pinned build runs them, so the notice is kept off the CLI output.
+warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel",
+                        category=UserWarning)
+
+
+def _engine() -> None:
+    if ENGINE not in torch.backends.quantized.supported_engines:
+        raise ConfigError(f"this torch build has no {ENGINE} quantized engine "
+                          f"(has {torch.backends.quantized.supported_engines})")
+    if torch.backends.quantized.engine != ENGINE:
+        torch.backends.quantized.engine = ENGINE
+
+
+class _Range:
+    """Running min / max of one activation."""
+
+    def __init__(self) -> None:
+        self.lo, self.hi = float("inf"), float("-inf")
+
+    def see(self, t: torch.Tensor) -> torch.Tensor:
+        self.lo = min(self.lo, float(t.min()))
+        self.hi = max(self.hi, float(t.max()))
+        return t
+
+    def qparams(self, margin: float) -> tuple[float, int]:
+        lo, hi = min(self.lo, 0.0), max(self.hi, 0.0)
+        span = (hi - lo) * (1.0 + margin) or 1e-6
+        lo = lo - (hi - lo) * margin / 2 if lo < 0 else 0.0
+        scale = span / 255.0
+        return scale, int(min(255, max(0, round(-lo / scale))))
+
+
+def _qconv(conv: nn.Conv2d, scale: float, zero_point: int, relu: bool) -> nn.Module:
+    from torch.ao.nn.intrinsic.quantized import ConvReLU2d
+    from torch.ao.nn.quantized import Conv2d
+
+    cls = ConvReLU2d if relu else Conv2d
+    q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+            dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None)
+    w = conv.weight.detach().float()
+    amax = w.abs().amax(dim=(1, 2, 3)).clamp_min(1e-8)
+    qw = torch.quantize_per_channel(w, (amax / 127.0).double(), torch.zeros(w.shape[0], dtype=torch.long), 0,
+                                    torch.qint8)
+    q.set_weight_bias(qw, None if conv.bias is None else conv.bias.detach().float())
+    q.scale, q.zero_point = float(scale), int(zero_point)
+    return q
+
+
+def _check_supported(subnet: nn.Module) -> None:
+    cfg = getattr(subnet, "config", None)
+    if cfg is None or cfg.upsampler not in ("ps", "bic") or not cfg.skip \
+            or any(b.variant.code != "r" for b in subnet.body):
+        name = getattr(cfg, "id", type(subnet).__name__)
+        raise ConfigError(f"int8 levels support residual blocks (r, skip on) with a ps or bic upsampler; "
+                          f"{name} is not one")
+
+
+def _float_pass(subnet: nn.Module, x: torch.Tensor, rec: list[_Range]) -> None:
+    """The sub-network's float forward, recording every quantized activation's range in order."""
+    it = iter(rec)
+    h = next(it).see(subnet.head(x))
+    y = h
+    for block in subnet.body:
+        a = next(it).see(F.relu(block.ops["conv_a"](y)))
+        b = next(it).see(block.ops["conv_b"](a))
+        y = next(it).see(b + y)
+    t = next(it).see(subnet.tail(y))
+    y = next(it).see(t + h)
+    next(it).see(subnet.up(y))
+
+
+class Int8Level(nn.Module):
+    """A quantized residual level; `phases(x)` / `forward(x)` as the float sub-network's."""
+
+    def __init__(self, subnet: nn.Module, ranges: Sequence[_Range], margin: float, float_up: bool = False) -> None:
+        super().__init__()
+        cfg = subnet.config
+        self.config, self.scale = cfg, cfg.scale
+        self.bicubic = cfg.upsampler == "bic"
+        qp = [r.qparams(margin) for r in ranges]
+        it = iter(qp)
+        self.head = _qconv(subnet.head, *next(it), relu=False)
+        self.blocks = nn.ModuleList()
+        self.adds: list[tuple[float, int]] = []
+        for block in subnet.body:
+            a = _qconv(block.ops["conv_a"], *next(it), relu=True)
+            b = _qconv(block.ops["conv_b"], *next(it), relu=False)
+            self.blocks.append(nn.ModuleList([a, b]))
+            self.adds.append(next(it))
+        self.tail = _qconv(subnet.tail, *next(it), relu=False)
+        self.tail_add = next(it)
+        self.float_up = float_up
+        if float_up:  # the residual image stays float: 8 bits over its range is ~1 LSB of output
+            import copy
+
+            next(it)
+            self.up = copy.deepcopy(subnet.up).float().eval()
+        else:
+            self.up = _qconv(subnet.up, *next(it), relu=False)
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.quantize_per_tensor(x, 1.0 / 255.0, 0, torch.quint8)
+
+    def phases(self, x: torch.Tensor, qx: torch.Tensor | None = None) -> torch.Tensor:
+        """(1, 3, H, W) float in [0, 1] -> (1, 3*s*s, H, W) float before the pixel shuffle."""
+        add = torch.ops.quantized.add
+        qx = self.quantize_input(x) if qx is None else qx
+        h = self.head(qx)
+        y = h
+        for (conv_a, conv_b), (s, zp) in zip(self.blocks, self.adds):
+            y = add(conv_b(conv_a(y)), y, s, zp)
+        y = add(self.tail(y), h, *self.tail_add)
+        z = self.up(y.dequantize()) if self.float_up else self.up(y).dequantize()
+        return z.add_(bicubic_phases(x, self.scale)) if self.bicubic else z
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.phases(x), self.scale)
+
+    def int8_bytes(self) -> int:
+        """Bytes of the packed int8 weights and float biases (what the level adds to memory)."""
+        total = 0
+        for m in self.modules():
+            if hasattr(m, "_weight_bias"):
+                w, b = m._weight_bias()
+                total += w.numel() + (0 if b is None else b.numel() * 4)
+        return total
+
+
+@torch.inference_mode()
+def quantize_level(subnet: nn.Module, frames: Sequence[np.ndarray], *, margin: float = 0.05,
+                   float_up: bool = False) -> Int8Level:
+    """Calibrate `subnet` (a static `SubNet`) on uint8 RGB frames and return its `Int8Level`."""
+    _check_supported(subnet)
+    if not frames:
+        raise ConfigError("int8 calibration needs at least one frame")
+    _engine()
+    subnet = subnet.eval().float()
+    n = 1 + 3 * len(subnet.body) + 3
+    ranges = [_Range() for _ in range(n)]
+    for frame in frames:
+        x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float().div_(255.0)
+        _float_pass(subnet, x, ranges)
+    return Int8Level(subnet, ranges, margin, float_up).eval()

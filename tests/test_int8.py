@@ -1,0 +1,109 @@
+"""int8 levels (PyTorch oneDNN kernels) and `adasr bench backends` on tiny inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from adasr.errors import ConfigError
+from adasr.metrics import psnr
+from adasr.nn.supernet import SubNet
+from adasr.paths import MODELS_DIR
+from adasr.runtime.engine import frame_to_tensor, phases_to_frame, tensor_to_frame
+from adasr.runtime.int8 import quantize_level
+from adasr.space import SubnetConfig
+from tests.conftest import random_image
+from tests.test_cli import run_cli
+
+
+def _smooth(h: int, w: int, seed: int) -> np.ndarray:
+    """A smooth random image (natural frames are smooth; pure noise saturates every range)."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(1, 3, h // 4, w // 4, generator=g)
+    big = torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    return (big[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("upsampler", ["bic", "ps"])
+def test_int8_level_matches_float(upsampler):
+    torch.manual_seed(0)
+    net = SubNet(SubnetConfig(2, 8, 1, 3, ("r", "r"), True, upsampler)).eval()
+    for p in net.parameters():
+        p.data.mul_(0.5)
+    q = quantize_level(net, [_smooth(24, 24, s) for s in range(3)])
+    frame = _smooth(24, 24, 7)
+    with torch.inference_mode():
+        ref = tensor_to_frame(net(frame_to_tensor(frame, False)))
+        out = phases_to_frame(q.phases(frame_to_tensor(frame)), 2)
+        assert torch.is_tensor(q.head.weight()) and q.head.weight().is_quantized
+    assert out.shape == ref.shape == (48, 48, 3)
+    assert psnr(out.astype(np.float64), ref.astype(np.float64), 255.0) > 35.0
+    assert q.int8_bytes() > 0
+
+
+def test_int8_refuses_unsupported_levels():
+    net = SubNet(SubnetConfig(2, 8, 1, 3, ("c",), True, "tc"))
+    with pytest.raises(ConfigError, match="int8 levels support"):
+        quantize_level(net, [random_image(16, 16)])
+    ok = SubNet(SubnetConfig(2, 8, 1, 3, ("r",), True, "bic"))
+    with pytest.raises(ConfigError, match="at least one frame"):
+        quantize_level(ok, [])
+
+
+def test_backends_bench_runs_every_level_through_each_backend(monkeypatch, capsys, tmp_path, data_root):
+    out = tmp_path / "bb"
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "bench", "backends", MODELS_DIR / "sr_x2.adasr",
+                                   "--lr-size", "24x16", "--data", "none", "--calib-frames", "1", "--rounds", "1",
+                                   "--repeats", "1", "--out", out, "--threads", "1")
+    assert code == 0, stderr
+    result = json.loads((out / "backends.json").read_text())
+    assert result["backends"] == ["torch-fp32", "torch-int8"] and result["peak_gflops"] > 0
+    rows = result["sizes"][0]["rows"]
+    assert len(rows) == 2 * len(result["levels"]) >= 16
+    for r in rows:
+        assert r["ms"] > 0 and r["gflops"] > 0
+        # int8 matches the float output closely on a real frame; fp32 against itself is exact
+        assert r["psnr_vs_fp32"] > (90 if r["backend"] == "torch-fp32" else 35)
+    assert (out / "backends.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args", [["--rounds", "0"], ["--lr-size", "5000x16"], ["--calib-frames", "0"]])
+def test_backends_bench_refuses_bad_options(monkeypatch, capsys, tmp_path, args):
+    code, _, stderr = run_cli(monkeypatch, capsys, "bench", "backends", MODELS_DIR / "sr_x2.adasr",
+                              *args, "--out", tmp_path / "b")
+    assert code == 5 and stderr.count("\n") <= 2
+
+
+def test_engine_int8_precision_switches_between_quantized_levels():
+    from adasr.nn.supernet import subnet_cost
+    from adasr.runtime.engine import Engine
+    from adasr.search.family import Family, Level
+    from adasr.space import SearchSpace
+    from tests.helpers import make_net
+
+    space = SearchSpace.named("lite-x2")
+    net = make_net(space)
+    for p in net.parameters():
+        p.data.mul_(0.3)
+    cfgs = [space.smallest(), space.largest()]
+    fam = Family(tuple(Level(c, 30.0 + i, *subnet_cost(c, (16, 16)), {"0.00": 0.01 * (i + 1)})
+                       for i, c in enumerate(cfgs)), 2, (16, 16))
+    calib = [_smooth(16, 16, s) for s in range(2)]
+    fp32, int8 = Engine(net, fam), Engine(net, fam, precision="int8", calibration=calib)
+    assert all(q is not None for q in int8.int8_levels) and int8.resident_bytes() > fp32.resident_bytes()
+    frame = _smooth(16, 16, 5)
+    ptrs = int8.data_ptrs()
+    for i in (1, 0, 1):
+        fp32.switch(i)
+        int8.switch(i)
+        a, b = fp32.process(frame), int8.process(frame)
+        assert b.shape == a.shape == (32, 32, 3)
+        assert psnr(a.astype(np.float64), b.astype(np.float64), 255.0) > 35.0
+    assert int8.data_ptrs() == ptrs
+    with pytest.raises(ConfigError, match="calibration"):
+        Engine(net, fam, precision="int8")
+    with pytest.raises(ConfigError, match="precision"):
+        Engine(net, fam, precision="fp16")
