@@ -126,7 +126,7 @@ def _numbers(value: Any) -> list[float] | None:
     return None
 
 
-def check_options(command: str, values: dict[str, Any]) -> None:
+def check_options(command: str, values: dict[str, Any], flags: dict[str, str] | None = None) -> None:
     """Refuse (ConfigError: one line, exit 5) any numeric option outside its range in RANGES.
 
     Runs before every command (see `bound_commands`), so no value reaches torch, libgomp or an
@@ -140,7 +140,8 @@ def check_options(command: str, values: dict[str, Any]) -> None:
             continue
         for v in numbers:
             if v not in allowed:
-                raise ConfigError(f"--{name.replace('_', '-')} must be {allowed.describe()}, got {v:g}")
+                flag = (flags or {}).get(name) or f"--{name.replace('_', '-')}"
+                raise ConfigError(f"{flag} must be {allowed.describe()}, got {v:g}")
 
 
 def bound_commands(command: Any, path: tuple[str, ...] = ()) -> None:
@@ -154,9 +155,11 @@ def bound_commands(command: Any, path: tuple[str, ...] = ()) -> None:
     if callback is None or getattr(callback, "_adasr_bounded", False):
         return
     name = path[-1] if path else command.name
+    # the flag a user typed (e.g. --lambda for the parameter `lam`) names the option in errors
+    flags = {p.name: p.opts[0] for p in getattr(command, "params", []) if p.name and p.opts}
 
     def checked(*args: Any, **kwargs: Any) -> Any:
-        check_options(name, kwargs)
+        check_options(name, kwargs, flags)
         return callback(*args, **kwargs)
 
     checked._adasr_bounded = True  # type: ignore[attr-defined]
