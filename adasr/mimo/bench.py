@@ -227,12 +227,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_title(f"{report['users']}x{report['antennas']} {report['modulation'].upper()}, {ch} channels")
     ax.set_xlabel("SNR (dB)")
     ax.set_ylabel("SER")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    _save_ser_plot(fig, ax, path)
 
 
 def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int], *, baselines: list[str],
@@ -315,6 +310,13 @@ def plot_sweep(report: dict[str, Any], path: Path) -> None:
     ch = report["channel"].get("model", "?")
     ax.set_title(f"{report['users']}x{report['antennas']} {report['modulation'].upper()}, {ch}, "
                  f"{report['snr_db']:g} dB")
+    _save_ser_plot(fig, ax, path)
+
+
+def _save_ser_plot(fig: Any, ax: Any, path: Path) -> None:
+    """Grid, legend and an atomic PNG write: the common end of the SER plots."""
+    import matplotlib.pyplot as plt
+
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
