@@ -392,6 +392,7 @@ def search(
     package_path: Annotated[Path, typer.Option("--out", "-o", help="Package to write: a folder, or a single file ending in .adasr.")],
     strategy: Annotated[str, typer.Option(help="ofa (Dynamic-OFA Algorithm 1 + evolution + Pareto front), dysr (adaptation-aware binning, Eq. 1), or fixed (no search: the levels of --levels-from or --param levels=[...]).")] = "ofa",
     levels_from: Annotated[Optional[Path], typer.Option(help="Keep this package's levels (strategy fixed): re-score and re-profile them with MODEL's weights, e.g. after training its supernet further.")] = None,
+    keep_profiles: Annotated[bool, typer.Option(help="With --levels-from: copy that package's device profiles instead of profiling here (a level's latency depends on its config, not its weights).")] = False,
     cost: Annotated[str, typer.Option(help="Latency model for the search: table (per-op LUT timed here), macs or measured.")] = "table",
     val: Annotated[str, typer.Option(help="Validation set for the fast PSNR evaluator (crops).")] = "Set5",
     size: Annotated[str, typer.Option(help="LR frame size WxH the levels are profiled at.")] = "320x180",
@@ -430,7 +431,10 @@ def search(
             raise InputError(f"--levels-from: {levels_from} is not a package")
         if strategy not in ("ofa", "fixed") or "levels" in params:
             raise ConfigError("--levels-from chooses the levels itself: leave out --strategy and --param levels")
-        strategy, params["levels"] = "fixed", [lv.config.id for lv in load_package(levels_from).family.levels]
+        source = load_package(levels_from)
+        strategy, params["levels"] = "fixed", [lv.config.id for lv in source.family.levels]
+    elif keep_profiles:
+        raise ConfigError("--keep-profiles needs --levels-from")
     last = {"stage": None}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -441,7 +445,8 @@ def search(
     report = run_search(model, package_path, strategy=strategy, val=val, cost=cost, lr_hw=_parse_hw(size), loads=shares,
                         repeats=repeats, threads=threads, seed=seed, predictor_samples=predictor_samples,
                         baselines=baseline or [], plot=plot, params=params,
-                        floor_bicubic=above_bicubic, trim=trim, on_progress=progress)
+                        floor_bicubic=above_bicubic, trim=trim, on_progress=progress,
+                        profiles_from=source if keep_profiles else None)
     table = Table(title=f"{len(report['levels'])} levels ({strategy}, {cost}) on {report['device']}")
     for col in ("level", "config", "PSNR", "params", "GMACs", *[f"FPS@{k}" for k in sorted(report["levels"][0]["fps"])]):
         table.add_column(col, justify="left" if col == "config" else "right")
