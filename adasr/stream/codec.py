@@ -19,6 +19,10 @@ the architecture JSON as payload. `ModelState.from_base` rebuilds the model from
 own copy and refuses it unless its hash is the one the reference names; the deltas are the same
 bytes either way.
 
+A full record may also stand in the middle of a stream (`encode_snapshot`: float32, exact; its
+segment field = the updates it includes, its after hash = the model's, its base hash = the
+stream's base): a live channel's late joiner starts from it instead of replaying every delta.
+
 Record layout (little endian)::
 
     magic  b"ASMU" | version u8 | kind u8 (0 full, 1 delta, 2 base reference) | codec u8 (0 raw, 1 zlib, 2 lzma)
@@ -52,7 +56,8 @@ from adasr.nn.registry import MAX_VALUES
 
 __all__ = [
     "CODEC_VERSION", "DeltaError", "Delta", "ModelState", "RecordInfo", "encode_full", "encode_base_ref",
-    "encode_delta", "quantise", "record_kind", "read_record", "model_vector", "vector_hash", "DTYPES",
+    "encode_snapshot", "encode_delta", "quantise", "record_kind", "read_record", "model_vector", "vector_hash",
+    "DTYPES",
 ]
 
 CODEC_VERSION = 1
@@ -268,6 +273,22 @@ def encode_full(model: nn.Module, spec: dict[str, Any], dtype: str = "float16") 
     return _pack(FULL, DTYPES[dtype], 0, vec.numel(), h, b"\0" * _DIGEST, h, payload)
 
 
+def encode_snapshot(vector: torch.Tensor, params: list[tuple[str, tuple[int, ...]]], spec: dict[str, Any],
+                    segment: int, base_hash: bytes) -> bytes:
+    """A full record in the middle of a stream: the model `vector` (float32, exact) reached after
+    `segment` updates of the stream whose base is `base_hash`; `params` its names and shapes.
+
+    A receiver that starts from it (a late joiner of a live channel) holds the same bits as one
+    that applied every update, and takes the stream's next delta (segment `segment`) as usual."""
+    vec = vector.detach().to("cpu", torch.float32).contiguous()
+    header = {"arch": spec["arch"], "args": spec["args"], "scale": int(spec["scale"]),
+              "params": [[n, list(shape)] for n, shape in params]}
+    meta = json.dumps(header, sort_keys=True).encode()
+    payload = struct.pack("<I", len(meta)) + meta + vec.numpy().tobytes()
+    return _pack(FULL, DTYPES["float32"], int(segment), vec.numel(), base_hash, b"\0" * _DIGEST, vector_hash(vec),
+                 payload)
+
+
 def _rounded(model: nn.Module, dtype: str) -> torch.Tensor:
     """`model`'s flat float32 parameter vector rounded to `dtype` (what a full record of it holds)."""
     vec = model_vector(model)
@@ -418,14 +439,16 @@ class ModelState:
         if info.kind != "full":
             raise DeltaError(f"{what}: a stream must start with a full model, found a delta for segment {info.segment}")
         meta, vec = decoded
-        if vector_hash(vec) != info.base_hash:
+        if vector_hash(vec) != info.after_hash:  # the base itself (first record) or a snapshot's model
             raise DeltaError(f"{what}: damaged model record (parameters do not match their hash)")
         spec = _spec_of(meta, what)
         try:
             listed = [(str(n), tuple(int(d) for d in shape)) for n, shape in meta["params"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise DeltaError(f"{what}: damaged model record (architecture lacks or mangles {exc})") from None
-        return cls(_build(spec, listed, vec, what).to(device).eval(), spec, vec, info.base_hash, device)
+        state = cls(_build(spec, listed, vec, what).to(device).eval(), spec, vec, info.base_hash, device)
+        state.next_segment = info.segment  # 0 for a stream's first record; a snapshot's update count
+        return state
 
     @classmethod
     def from_base(cls, record: bytes, base: nn.Module, base_spec: dict[str, Any],
