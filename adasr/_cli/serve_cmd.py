@@ -51,6 +51,8 @@ def serve(
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     quiet: Annotated[bool, typer.Option(help="No status lines while serving.")] = False,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Train each channel in a Ray actor (needs adasr[cluster]): auto (join the Ray that `ray start --head` runs on this machine, else start one here) or HOST:PORT of a cluster's head (GCS port, e.g. 10.0.0.1:6379). Default: in this process, no Ray. The HTTP front stays here; see docs/CLUSTER.md.")] = None,
+    ray_cpus: Annotated[Optional[int], typer.Option(help="CPUs of a Ray that --ray auto starts here (default: all).")] = None,
 ) -> None:
     """Serve live channels: LR segments plus sparse model updates trained on the live source (AMS)."""
     from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
@@ -68,9 +70,27 @@ def serve(
         raise ConfigError(f"channel names must differ, got {', '.join(names)} (use --name)")
     size = None if crop is None else parse_size(crop, "--crop", minimum=16)
     cfg = _trainer_config(scheme, t_update, t_horizon, k, eta, seed)
-    channels = [Channel(n, LiveSource(s, scale=scale, crop=size), cfg, model_source=NamedModel(model),
-                        config=ChannelConfig(segment_s=segment_s, crf=crf)) for n, s in zip(names, sources)]
-    server = LiveServer(Hub(channels, make_scheduler(scheduler)), port=port, duration_s=seconds)
+    sources_ = [LiveSource(s, scale=scale, crop=size) for s in sources]
+    session = factory = None
+    if ray is not None:
+        from adasr.serve.ray_trainer import RaySession, RayTrainerFactory
+
+        session = RaySession(ray, num_cpus=ray_cpus).start()
+        factory = RayTrainerFactory()
+        out.print(f"Ray: {session.how}, {session.cpus():g} CPUs in the cluster", highlight=False)
+    try:
+        channels = [Channel(n, src, cfg, model_source=NamedModel(model), trainer_factory=factory,
+                            config=ChannelConfig(segment_s=segment_s, crf=crf)) for n, src in zip(names, sources_)]
+        server = LiveServer(Hub(channels, make_scheduler(scheduler)), port=port, duration_s=seconds)
+        _serve(server, channels, seconds, quiet)
+    finally:
+        if factory is not None:
+            factory.close()
+        if session is not None:
+            session.close()
+
+
+def _serve(server, channels, seconds: float, quiet: bool) -> None:
     server.start()
     try:
         out.print(f"serving {len(channels)} channel(s) on {server.url} for at most {seconds:g} s: "
