@@ -76,8 +76,10 @@ def serve(
         from adasr.serve.ray_trainer import RaySession, RayTrainerFactory
 
         session = RaySession(ray, num_cpus=ray_cpus).start()
-        factory = RayTrainerFactory()
-        out.print(f"Ray: {session.how}, {session.cpus():g} CPUs in the cluster", highlight=False)
+        cpus = session.cpus()
+        factory = RayTrainerFactory(num_cpus=min(1.0, max(cpus, 0.01) / len(sources_)))
+        out.print(f"Ray: {session.how}, {cpus:g} CPUs in the cluster; {len(sources_)} trainer actor(s) of "
+                  f"{factory.num_cpus:g} CPU each", highlight=False)
     try:
         channels = [Channel(n, src, cfg, model_source=NamedModel(model), trainer_factory=factory,
                             config=ChannelConfig(segment_s=segment_s, crf=crf)) for n, src in zip(names, sources_)]
@@ -160,6 +162,8 @@ def bench_live(
     t_update: Annotated[float, typer.Option(help="T_update seconds.")] = 2.0,
     k: Annotated[int, typer.Option(help="Adam iterations per update (K).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run every scaling session once more with the trainers as Ray actors (needs adasr[cluster]): auto (a Ray on this machine) or HOST:PORT of a cluster's head.")] = None,
+    ray_cpus: Annotated[Optional[int], typer.Option(help="CPUs of a Ray that --ray auto starts here (default: all).")] = None,
 ) -> None:
     """Live AMS on loopback: server + clients, Table 4.1's schemes in SR form; PSNR gain, kbps, server CPU."""
     from adasr._atomic import check_not_input
@@ -170,7 +174,10 @@ def bench_live(
     counts = tuple(int(c) for c in channels.split(",") if c.strip()) if channels.strip() else ()
     cfg = LiveBenchConfig(videos=tuple(videos) if videos else None, schemes=names, clients=clients, crop=size,
                           seconds=seconds, t_update=t_update, k=k, seed=seed, channel_counts=counts,
-                          schedulers=("round_robin", "gain") if scheduler == "both" else (scheduler,))
+                          schedulers=("round_robin", "gain") if scheduler == "both" else (scheduler,),
+                          ray=ray, ray_cpus=ray_cpus)
+    if ray is not None and not counts:
+        raise ConfigError("--ray compares the scaling run's channels: give --channels too (e.g. --channels 1,2)")
     check_not_input([out_dir], list(videos or []))
     result = run_live_bench(cfg, out_dir, on_progress=lambda text: console.print(text, highlight=False))
     for line in summary_lines(result):

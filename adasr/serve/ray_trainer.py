@@ -36,7 +36,7 @@ import threading
 import time
 from typing import Any
 
-from adasr.errors import ConfigError, InputError
+from adasr.errors import AdasrError, ConfigError, InputError
 from adasr.serve.config import TrainerConfig
 from adasr.serve.trainer import Update
 
@@ -187,7 +187,7 @@ class RayTrainer:
 
     def _fail(self, why: str):
         self.close()
-        raise RuntimeError(f"the trainer actor {why}")
+        raise AdasrError(f"the trainer actor {why}")
 
     # -- what the channel reads --
 
@@ -292,7 +292,10 @@ class RayTrainer:
             if not ray.wait([self._job], timeout=0)[0]:
                 return None
             job, self._job = self._job, None
-        update, snap = ray.get(job)  # ready: no wait
+        try:
+            update, snap = ray.get(job)  # ready: no wait
+        except Exception as exc:  # noqa: BLE001 - the actor died or its phase raised: the server stops
+            raise AdasrError(f"the trainer actor failed: {_first_line(exc)}") from None
         with self._lock:
             self._snap = {**self._snap, **snap}
             self._take_offers()
