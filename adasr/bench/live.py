@@ -261,7 +261,8 @@ def run_live_bench(cfg: LiveBenchConfig, out_dir: str | Path,
     threads = torch.get_num_threads()
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="adasr-live-") as tmp:
-        clip = session_clip(videos, cfg.crop, Path(tmp) / "session.mp4", clip_seconds=cfg.clip_seconds)
+        clip = session_clip(videos, cfg.crop, Path(tmp) / "session.mp4", clip_seconds=cfg.clip_seconds) \
+            if cfg.schemes else None
         result: dict[str, Any] = {"config": {**asdict(cfg), "videos": [str(v) for v in videos]},
                                   "date": time.strftime("%Y-%m-%d"), "schemes": [], "scaling": []}
         torch.set_num_threads(1)

@@ -397,8 +397,8 @@ class RaySession:
             joined = False
             head = _local_head() if self.local == "join_or_start" else None
             if head is not None and _reachable(head, self.connect_timeout_s):
-                try:
-                    ray.init(address=f"{head[0]}:{head[1]}", **quiet)
+                try:  # "auto": Ray finds it and, as for any local cluster it finds, sends the token
+                    ray.init(address="auto", **quiet)
                     joined = True
                     self.how = f"joined the local Ray at {head[0]}:{head[1]} (ray start)"
                 except Exception:  # noqa: BLE001 - a stale head: start one of our own instead
