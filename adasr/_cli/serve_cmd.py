@@ -51,7 +51,7 @@ def serve(
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     quiet: Annotated[bool, typer.Option(help="No status lines while serving.")] = False,
-    ray: Annotated[Optional[str], typer.Option("--ray", help="Train each channel in a Ray actor (needs adasr[cluster]): auto (join the Ray that `ray start --head` runs on this machine, else start one here) or HOST:PORT of a cluster's head (GCS port, e.g. 10.0.0.1:6379). Default: in this process, no Ray. The HTTP front stays here; see docs/CLUSTER.md.")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Train each channel in a Ray actor (needs adasr\\[cluster]): auto (join the Ray that `ray start --head` runs on this machine, else start one here) or HOST:PORT of a cluster's head (GCS port, e.g. 10.0.0.1:6379). Default: in this process, no Ray. The HTTP front stays here; see docs/CLUSTER.md.")] = None,
     ray_cpus: Annotated[Optional[int], typer.Option(help="CPUs of a Ray that --ray auto starts here (default: all).")] = None,
 ) -> None:
     """Serve live channels: LR segments plus sparse model updates trained on the live source (AMS)."""
@@ -162,7 +162,7 @@ def bench_live(
     t_update: Annotated[float, typer.Option(help="T_update seconds.")] = 2.0,
     k: Annotated[int, typer.Option(help="Adam iterations per update (K).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    ray: Annotated[Optional[str], typer.Option("--ray", help="Run every scaling session once more with the trainers as Ray actors (needs adasr[cluster]): auto (a Ray on this machine) or HOST:PORT of a cluster's head.")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run every scaling session once more with the trainers as Ray actors (needs adasr\\[cluster]): auto (a Ray on this machine) or HOST:PORT of a cluster's head.")] = None,
     ray_cpus: Annotated[Optional[int], typer.Option(help="CPUs of a Ray that --ray auto starts here (default: all).")] = None,
 ) -> None:
     """Live AMS on loopback: server + clients, Table 4.1's schemes in SR form; PSNR gain, kbps, server CPU."""
