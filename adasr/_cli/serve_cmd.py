@@ -83,6 +83,11 @@ def serve(
     try:
         channels = [Channel(n, src, cfg, model_source=NamedModel(model), trainer_factory=factory,
                             config=ChannelConfig(segment_s=segment_s, crf=crf)) for n, src in zip(names, sources_)]
+        if factory is not None:  # serve once every trainer actor is up (bounded: RayTrainer's start deadline)
+            started = time.monotonic()
+            for ch in channels:
+                ch.trainer.ready(None)
+            out.print(f"Ray: {len(channels)} trainer actor(s) up in {time.monotonic() - started:.1f} s", highlight=False)
         server = LiveServer(Hub(channels, make_scheduler(scheduler)), port=port, duration_s=seconds)
         _serve(server, channels, seconds, quiet)
     finally:

@@ -42,7 +42,7 @@ from adasr.serve.trainer import Update
 
 MAX_IN_FLIGHT = 32  # offer calls outstanding per channel before the ingest waits for the actor
 MAX_HELD = 1024  # out-of-order offer batches an actor keeps before it refuses more
-READY_TIMEOUT_S = 120.0  # an actor's start (process, imports, model) must fit in this
+READY_TIMEOUT_S = 300.0  # an actor's start (process, imports, model); 80-105 s seen on a loaded 2-core machine
 INSTALL_HINT = "pip install 'adasr[cluster]'"
 
 
