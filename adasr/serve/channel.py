@@ -108,7 +108,7 @@ class Channel:
 
     def __init__(self, name: str, source: LiveSource, trainer_config: TrainerConfig | None = None, *,
                  model_source: ModelSource | None = None, config: ChannelConfig | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", trainer_factory: Callable[..., Any] | None = None) -> None:
         from adasr.safepath import check_name
 
         check_name(name, "channel name", ConfigError)
@@ -120,7 +120,9 @@ class Channel:
         self.model_source = model_source or NamedModel()
         model, spec, levels, info = self.model_source.initial(source.scale)
         self.model_info = dict(info)
-        self.trainer = ChannelTrainer(model, spec, levels, self.trainer_config, scale=source.scale, device=device)
+        # the trainer: in this process (the default) or, e.g., a Ray actor's handle (`adasr.serve.ray_trainer`)
+        make_trainer = trainer_factory or ChannelTrainer
+        self.trainer = make_trainer(model, spec, levels, self.trainer_config, scale=source.scale, device=device)
         self.base_hash = self.trainer.state.base_hash
         self.scale, self.fps = source.scale, source.fps
         self.lr_size = (source.width // source.scale, source.height // source.scale)
@@ -365,7 +367,7 @@ class Hub:
 
     def _finished(self) -> bool:
         return bool(self.channels) and all(ch.ended for ch in self.channels.values()) and \
-            not any(ch.train_due() for ch in self.channels.values())
+            not any(ch.train_due() or getattr(ch.trainer, "busy", False) for ch in self.channels.values())
 
     def run(self, stop: threading.Event, duration_s: float | None = None, idle_s: float = 0.01,
             max_steps: int = 10_000_000) -> None:
