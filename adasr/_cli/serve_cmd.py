@@ -51,6 +51,13 @@ def serve(
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     quiet: Annotated[bool, typer.Option(help="No status lines while serving.")] = False,
+    zoo: Annotated[Optional[Path], typer.Option(help="Model reuse (RECL): answer each scene change first with the best expert of the model zoo in this folder (loaded if there, else started; saved as experts enter or leave), then by retraining. Off by default.")] = None,
+    zoo_k: Annotated[int, typer.Option(help="Reuse: experts the gating network proposes per scene change (top-K).")] = 10,
+    zoo_alpha: Annotated[float, typer.Option(help="Reuse: dB a retrained model must beat the zoo's proposals by to enter the zoo.")] = 0.05,
+    zoo_gamma: Annotated[int, typer.Option(help="Reuse: promising models that enter the zoo together.")] = 1,
+    zoo_eta: Annotated[int, typer.Option(help="Reuse: an expert chosen fewer times than this in the last --zoo-q selections is pruned.")] = 1,
+    zoo_q: Annotated[int, typer.Option(help="Reuse: the pruning window, in selections.")] = 24,
+    zoo_cut: Annotated[float, typer.Option(help="Reuse: scene-change threshold (1 - intersection of consecutive samples' colour histograms, in (0, 1]).")] = 0.35,
 ) -> None:
     """Serve live channels: LR segments plus sparse model updates trained on the live source (AMS)."""
     from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
@@ -70,7 +77,15 @@ def serve(
     cfg = _trainer_config(scheme, t_update, t_horizon, k, eta, seed)
     channels = [Channel(n, LiveSource(s, scale=scale, crop=size), cfg, model_source=NamedModel(model),
                         config=ChannelConfig(segment_s=segment_s, crf=crf)) for n, s in zip(names, sources)]
-    server = LiveServer(Hub(channels, make_scheduler(scheduler)), port=port, duration_s=seconds)
+    hub = Hub(channels, make_scheduler(scheduler))
+    reuse = None
+    if zoo is not None:
+        from adasr.reuse.live import LiveReuse, LiveReuseConfig
+
+        reuse = LiveReuse.attach(hub, zoo, LiveReuseConfig(cut=zoo_cut, k=zoo_k, alpha=zoo_alpha, gamma=zoo_gamma,
+                                                           eta=zoo_eta, q=zoo_q, seed=seed))
+        out.print(f"model zoo {zoo}: {reuse.stats()['zoo']} expert(s)", highlight=False)
+    server = LiveServer(hub, port=port, duration_s=seconds)
     server.start()
     try:
         out.print(f"serving {len(channels)} channel(s) on {server.url} for at most {seconds:g} s: "
@@ -82,11 +97,17 @@ def serve(
                 for s in server.hub.status()["channels"]:
                     console.print(f"  {s['name']}: {s['video_s']:.0f} s, {s['segments']} segments, {s['updates']} "
                                   f"updates, {s['clients']} clients, down {s['down_kbps']:.0f} kbps, gain "
-                                  f"{s['psnr_gain_db']:+.2f} dB", highlight=False)
+                                  f"{s['psnr_gain_db']:+.2f} dB" + (f", expert {s['expert']}" if "expert" in s else ""),
+                                  highlight=False)
         if server.worker_error is not None:
             raise server.worker_error
     finally:
         server.stop()
+        if reuse is not None:
+            reuse.close()
+            r = reuse.stats()
+            out.print(f"model zoo {zoo}: {r['zoo']} expert(s), {r['reuses']} of {r['selections']} scene changes "
+                      f"answered from the zoo, {r['admitted']} admitted, {r['pruned']} pruned", highlight=False)
     out.print("stopped: " + json.dumps([{k: s[k] for k in ("name", "video_s", "segments", "updates")}
                                         for s in server.hub.status()["channels"]]), highlight=False)
 
