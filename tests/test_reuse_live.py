@@ -109,7 +109,7 @@ def test_scene_change_is_answered_from_the_zoo_and_sent_to_clients(data_root, zo
     src = TwoScenes(data_root)
     ch = _channel(src)
     hub = Hub([ch])
-    reuse = LiveReuse.attach(hub, folder, LiveReuseConfig(cut=src.cut_threshold(2), window=2, rate=5.0))
+    reuse = LiveReuse.attach(hub, folder, LiveReuseConfig(cut=src.cut_threshold(2), window=5, rate=5.0))
     sent: list[tuple[int, bytes]] = []  # (update index, model hash after it) of each reuse update
     ch.on_update.append(lambda c, u: sent.append((u.index, c.trainer.state.hash)) if u.steps == 0 else None)
     with LiveServer(hub, train=False) as srv:  # HTTP only: the test drives the hub on a fake clock
