@@ -111,6 +111,12 @@ RANGES: dict[str, Range] = {
     "reuse:q": Range(1, 1_000_000),
     "reuse:profile": Range(1, 100),                 # bench reuse: Ekya-style profiling micro-windows
     "backends:calib_frames": Range(1, 64),    # int8 calibration frames of `bench backends`
+    "serve:zoo_k": Range(1, 1000),            # serve --zoo: model reuse on the live channels
+    "serve:zoo_alpha": Range(0, 100),
+    "serve:zoo_gamma": Range(1, 1000),
+    "serve:zoo_eta": Range(0, 100_000),
+    "serve:zoo_q": Range(1, 1_000_000),
+    "serve:zoo_cut": Range(0, 1, lo_open=True),
 }
 
 

@@ -53,6 +53,13 @@ def serve(
     quiet: Annotated[bool, typer.Option(help="No status lines while serving.")] = False,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Train each channel in a Ray actor (needs adasr\\[cluster]): auto (join the Ray that `ray start --head` runs on this machine, else start one here) or HOST:PORT of a cluster's head (GCS port, e.g. 10.0.0.1:6379). Default: in this process, no Ray. The HTTP front stays here; see docs/CLUSTER.md.")] = None,
     ray_cpus: Annotated[Optional[int], typer.Option(help="CPUs of a Ray that --ray auto starts here (default: all).")] = None,
+    zoo: Annotated[Optional[Path], typer.Option(help="Model reuse (RECL): answer each scene change first with the best expert of the model zoo in this folder (loaded if there, else started; saved as experts enter or leave), then by retraining. Off by default.")] = None,
+    zoo_k: Annotated[int, typer.Option(help="Reuse: experts the gating network proposes per scene change (top-K).")] = 10,
+    zoo_alpha: Annotated[float, typer.Option(help="Reuse: dB a retrained model must beat the zoo's proposals by to enter the zoo.")] = 0.05,
+    zoo_gamma: Annotated[int, typer.Option(help="Reuse: promising models that enter the zoo together.")] = 1,
+    zoo_eta: Annotated[int, typer.Option(help="Reuse: an expert chosen fewer times than this in the last --zoo-q selections is pruned.")] = 1,
+    zoo_q: Annotated[int, typer.Option(help="Reuse: the pruning window, in selections.")] = 24,
+    zoo_cut: Annotated[float, typer.Option(help="Reuse: scene-change threshold (1 - intersection of consecutive samples' colour histograms, in (0, 1]).")] = 0.35,
 ) -> None:
     """Serve live channels: LR segments plus sparse model updates trained on the live source (AMS)."""
     from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
@@ -70,6 +77,8 @@ def serve(
         raise ConfigError(f"channel names must differ, got {', '.join(names)} (use --name)")
     size = None if crop is None else parse_size(crop, "--crop", minimum=16)
     cfg = _trainer_config(scheme, t_update, t_horizon, k, eta, seed)
+    if ray is not None and zoo is not None:
+        raise ConfigError("--zoo and --ray cannot be combined yet: model reuse needs the trainers in this process")
     sources_ = [LiveSource(s, scale=scale, crop=size) for s in sources]
     session = factory = None
     if ray is not None:
@@ -88,8 +97,16 @@ def serve(
             for ch in channels:
                 ch.trainer.ready(None)
             out.print(f"Ray: {len(channels)} trainer actor(s) up in {time.monotonic() - started:.1f} s", highlight=False)
-        server = LiveServer(Hub(channels, make_scheduler(scheduler)), port=port, duration_s=seconds)
-        _serve(server, channels, seconds, quiet)
+        hub = Hub(channels, make_scheduler(scheduler))
+        reuse = None
+        if zoo is not None:
+            from adasr.reuse.live import LiveReuse, LiveReuseConfig
+
+            reuse = LiveReuse.attach(hub, zoo, LiveReuseConfig(cut=zoo_cut, k=zoo_k, alpha=zoo_alpha, gamma=zoo_gamma,
+                                                               eta=zoo_eta, q=zoo_q, seed=seed))
+            out.print(f"model zoo {zoo}: {reuse.stats()['zoo']} expert(s)", highlight=False)
+        server = LiveServer(hub, port=port, duration_s=seconds)
+        _serve(server, channels, seconds, quiet, reuse, zoo)
     finally:
         if factory is not None:
             factory.close()
@@ -97,7 +114,7 @@ def serve(
             session.close()
 
 
-def _serve(server, channels, seconds: float, quiet: bool) -> None:
+def _serve(server, channels, seconds: float, quiet: bool, reuse=None, zoo=None) -> None:
     server.start()
     try:
         out.print(f"serving {len(channels)} channel(s) on {server.url} for at most {seconds:g} s: "
@@ -109,11 +126,17 @@ def _serve(server, channels, seconds: float, quiet: bool) -> None:
                 for s in server.hub.status()["channels"]:
                     console.print(f"  {s['name']}: {s['video_s']:.0f} s, {s['segments']} segments, {s['updates']} "
                                   f"updates, {s['clients']} clients, down {s['down_kbps']:.0f} kbps, gain "
-                                  f"{s['psnr_gain_db']:+.2f} dB", highlight=False)
+                                  f"{s['psnr_gain_db']:+.2f} dB" + (f", expert {s['expert']}" if "expert" in s else ""),
+                                  highlight=False)
         if server.worker_error is not None:
             raise server.worker_error
     finally:
         server.stop()
+        if reuse is not None:
+            reuse.close()
+            r = reuse.stats()
+            out.print(f"model zoo {zoo}: {r['zoo']} expert(s), {r['reuses']} of {r['selections']} scene changes "
+                      f"answered from the zoo, {r['admitted']} admitted, {r['pruned']} pruned", highlight=False)
     out.print("stopped: " + json.dumps([{k: s[k] for k in ("name", "video_s", "segments", "updates")}
                                         for s in server.hub.status()["channels"]]), highlight=False)
 

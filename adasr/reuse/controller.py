@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from adasr.errors import ConfigError
-from adasr.reuse.gating import EmbeddingSelector, FrameMemory, make_selector
+from adasr.reuse.gating import EmbeddingSelector, FrameMemory, GatingSelector, make_selector
 from adasr.reuse.policy import Admission, Candidate, Pruner
 from adasr.reuse.quality import ExpertEvaluator, check_frames
 from adasr.reuse.safety import Verdict, safety_check
@@ -137,11 +137,11 @@ class Controller:
                  zoo: Zoo | None = None) -> None:
         self.cfg = config or ReuseConfig()
         self.base = base or BaseModel.from_package()
-        if self.cfg.level == "all":
-            self.levels = list(self.base.levels)
+        if self.base.plain:  # a plain model: one level, run without a config
+            self.levels, self.level_ids = [None], tuple(self.base.level_ids)
         else:
-            self.levels = [self.base.level(self.cfg.level)]
-        self.level_ids = tuple(c.id for c in self.levels)
+            self.levels = list(self.base.levels) if self.cfg.level == "all" else [self.base.level(self.cfg.level)]
+            self.level_ids = tuple(c.id for c in self.levels)
         self.zoo = zoo if zoo is not None else Zoo(self.base)
         if self.zoo.base is not self.base and self.zoo.base.hash != self.base.hash:
             raise ConfigError("the zoo belongs to another base model")
@@ -169,14 +169,8 @@ class Controller:
     def on_window(self, channel_id: str, lr_frames: np.ndarray, hr_frames: np.ndarray,
                   now: float | None = None) -> Decision:
         """Choose the channel's model for this window and queue its retraining job."""
-        if not isinstance(channel_id, str) or not 0 < len(channel_id) <= MAX_ID:
-            raise ConfigError(f"a channel id is a string of 1-{MAX_ID} characters")
         check_frames(lr_frames, hr_frames, self.base.scale)
-        ch = self.channels.get(channel_id)
-        if ch is None:
-            if len(self.channels) >= MAX_CHANNELS:
-                raise ConfigError(f"the controller serves at most {MAX_CHANNELS} channels")
-            ch = self.channels[channel_id] = _Channel(self.base.vector.clone())
+        ch = self._channel(channel_id)
         window = ch.window
         ch.window += 1
         if not self.cfg.reuse and not self.cfg.retrain:
@@ -278,6 +272,48 @@ class Controller:
             self.selector.update(self.memory, self.zoo.ids, added)
         return {"added": added, "removed": removed}
 
+    # -- for a server that retrains on its own (the live server's channel trainers) --
+
+    def observe(self, channel_id: str, vector: torch.Tensor) -> None:
+        """The channel's model is now `vector` (its own trainer changed it); the next window's
+        safety check tests it as "current"."""
+        ch = self._channel(channel_id)
+        if ch.current is not vector and not torch.equal(ch.current, vector):
+            ch.current, ch.current_name, ch.current_psnr = vector.detach().to("cpu", torch.float32).clone(), \
+                "retrained" if ch.window else "current", float("-inf")
+
+    def judge(self, channel_id: str, vector: torch.Tensor, lr_frames: np.ndarray, hr_frames: np.ndarray,
+              now: float | None = None) -> bool:
+        """Admission of a model retrained outside the controller on the frames (lr, hr) of the scene
+        it was trained for: promising (queued) when it beats, by alpha, the base, the selector's
+        top-K on those frames and the model its retraining started from. True if queued; the
+        queue enters the zoo at the next `maintain()` once gamma wait."""
+        check_frames(lr_frames, hr_frames, self.base.scale)
+        ch = self._channel(channel_id)
+        if not self.cfg.reuse:
+            return False
+        topk = self.selector.select(lr_frames, self.cfg.k) if len(self.zoo) else []
+        candidates = {e: self.zoo.vector(e) for e in topk}
+        if ch.selected is not None:
+            candidates["selected"] = ch.selected
+        candidates["retrained"] = vector
+        verdict = safety_check(self.evaluator, candidates, lr_frames, hr_frames)
+        others = [verdict.base_psnr] + [verdict.psnr[n] for n in candidates if n != "retrained"]
+        meta = {"channel": channel_id, "window": ch.window - 1, "created": now, "frames": int(lr_frames.shape[0]),
+                "gain_db": round(verdict.psnr["retrained"] - verdict.base_psnr, 4)}
+        cand = Candidate(vector.detach().to("cpu", torch.float32).clone(), lr_frames, hr_frames, meta)
+        return self.admission.consider(verdict.psnr["retrained"], others, cand)
+
+    def _channel(self, channel_id: str) -> _Channel:
+        if not isinstance(channel_id, str) or not 0 < len(channel_id) <= MAX_ID:
+            raise ConfigError(f"a channel id is a string of 1-{MAX_ID} characters")
+        ch = self.channels.get(channel_id)
+        if ch is None:
+            if len(self.channels) >= MAX_CHANNELS:
+                raise ConfigError(f"the controller serves at most {MAX_CHANNELS} channels")
+            ch = self.channels[channel_id] = _Channel(self.base.vector.clone())
+        return ch
+
     # -- for a server --
 
     def current(self, channel_id: str) -> tuple[str, torch.Tensor]:
@@ -303,5 +339,31 @@ class Controller:
                 "channels": {c: ch.current_name for c, ch in self.channels.items()}}
 
     def save(self, folder: str | os.PathLike[str]):
-        """Persist the zoo (safetensors + JSON); the selector is rebuilt from it on load."""
+        """Persist the zoo and the gating network's weights (safetensors + JSON); `Controller.open`
+        reads both back. The gate is written first: a crash between the two leaves a gate whose
+        outputs `open` reconciles with the zoo (unknown ones dropped, missing ones grown)."""
+        if isinstance(self.selector, GatingSelector):
+            self.selector.save(folder)
         return self.zoo.save(folder)
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str], config: ReuseConfig | None = None,
+             base: BaseModel | None = None) -> Controller:
+        """A controller on the zoo saved in `folder` (and its gating network, if saved); a new,
+        empty zoo when `folder` does not exist or is empty. A folder with other files and no
+        zoo.json, or a damaged zoo or gate, is refused with one line (InputError / ModelError)."""
+        from pathlib import Path
+
+        from adasr.errors import InputError
+
+        path = Path(folder)
+        base = base or BaseModel.from_package()
+        if path.exists() and not path.is_dir():
+            raise InputError(f"not a model zoo folder: {path}")
+        if not path.exists() or not any(path.iterdir()):
+            return cls(config, base)
+        zoo = Zoo.load(path, base)
+        ctl = cls(config, base, zoo)
+        if isinstance(ctl.selector, GatingSelector) and ctl.selector.load(path):
+            ctl.selector.update(ctl.memory, ctl.zoo.ids, ctl.zoo.ids)  # memory empty: reconcile outputs only
+        return ctl

@@ -15,18 +15,28 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import random
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from adasr.errors import ConfigError
+from adasr._atomic import ensure_dir, write_bytes_atomic
+from adasr._jsonfile import read_json, write_json
+from adasr.errors import ConfigError, ModelError
 from adasr.reuse.quality import ExpertEvaluator, to_tensor
 
 SELECTORS = ("gating", "exhaustive", "autoencoder")
+GATE_FORMAT = "adasr-gate"
+GATE_SCHEMA_VERSION = 1
+GATE_JSON = "gate.json"
+MAX_GATE_OUTPUTS = 10_000
 GATE_HW = (48, 80)  # LR frames are resized (area) to this before the selectors see them
 
 
@@ -129,11 +139,18 @@ class FrameMemory:
         for eid in list(self.gains):
             if eid not in experts:
                 del self.gains[eid]
-        if self.lr and new:  # old frames, new experts
-            ox, oy = torch.stack(self.lr), torch.stack(self.hr)
-            base = torch.tensor(self.base_psnr)
+        if self.lr and new:  # old frames, new experts (frames of one size at a time: streams differ)
+            base = torch.tensor(self.base_psnr, dtype=torch.float64)
+            groups: dict[tuple[int, ...], list[int]] = {}
+            for i, t in enumerate(self.lr):
+                groups.setdefault(tuple(t.shape), []).append(i)
             for eid, vec in new.items():
-                self.gains[eid] = (evaluator.psnr(vec, ox, oy) - base).tolist()
+                g = torch.empty(len(self.lr), dtype=torch.float64)
+                for rows in groups.values():
+                    ox = torch.stack([self.lr[i] for i in rows])
+                    oy = torch.stack([self.hr[i] for i in rows])
+                    g[rows] = evaluator.psnr(vec, ox, oy).to(torch.float64) - base[rows]
+                self.gains[eid] = g.tolist()
         base_new = evaluator.psnr(evaluator.base.vector, x, y)
         for eid, vec in experts.items():  # new frames, every expert
             g = (evaluator.psnr(vec, x, y) - base_new).tolist()
@@ -188,6 +205,81 @@ class GatingSelector:
             opt.step()
         self.net.eval()
         self.updates += 1
+
+    # -- persistence (next to a zoo: gate.json + gate-<sha12>.safetensors, never pickle) --
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the net's weights and expert ids into `folder`; returns the gate.json path."""
+        from safetensors.torch import save
+
+        folder = ensure_dir(folder)
+        if not self.net.ids:  # no outputs yet: nothing worth keeping (a fresh gate is the same)
+            (folder / GATE_JSON).unlink(missing_ok=True)
+            for old in folder.glob("gate-*.safetensors"):
+                old.unlink(missing_ok=True)
+            return folder / GATE_JSON
+        tensors = {k: v.detach().contiguous().clone() for k, v in self.net.state_dict().items()}
+        data = save(tensors, metadata={"format": GATE_FORMAT})
+        digest = hashlib.sha256(data).hexdigest()
+        name = f"gate-{digest[:12]}.safetensors"
+        write_bytes_atomic(folder / name, data)
+        write_json(folder / GATE_JSON, {"format": GATE_FORMAT, "schema_version": GATE_SCHEMA_VERSION,
+                                        "width": self.net.dim // 2, "ids": list(self.net.ids),
+                                        "updates": self.updates, "tensors": {"file": name, "sha256": digest}})
+        for old in folder.glob("gate-*.safetensors"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+        return folder / GATE_JSON
+
+    def load(self, folder: str | os.PathLike[str]) -> bool:
+        """Take the weights saved by `save` in `folder`; False if there are none (a fresh gate stays).
+
+        A damaged gate (bad JSON, checksum, shapes, non-finite weights) is refused with one
+        ModelError line; the net is only replaced once everything has been checked."""
+        from safetensors.torch import load
+
+        from adasr.safepath import read_bounded
+
+        folder = Path(folder)
+        if not (folder / GATE_JSON).is_file():
+            return False
+        doc = read_json(folder / GATE_JSON, "gating network")
+        where = f"{folder}: damaged gating network"
+        try:
+            if doc["format"] != GATE_FORMAT or doc["schema_version"] != GATE_SCHEMA_VERSION:
+                raise ModelError(f"{where}: format {str(doc['format'])[:40]!r}, schema {doc['schema_version']!r} "
+                                 f"(this adasr reads {GATE_FORMAT} schema {GATE_SCHEMA_VERSION})")
+            width, ids = int(doc["width"]), [str(i) for i in doc["ids"]]
+            updates = int(doc.get("updates", 0))
+            name, digest = str(doc["tensors"]["file"]), str(doc["tensors"]["sha256"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{where}: gate.json lacks or mangles {exc}") from None
+        if not 1 <= width <= 256 or len(ids) > MAX_GATE_OUTPUTS or len(set(ids)) != len(ids):
+            raise ModelError(f"{where}: width {width} or {len(ids)} expert ids out of bounds or repeated")
+        if not re.fullmatch(r"gate-[0-9a-f]{12}\.safetensors", name):
+            raise ModelError(f"{where}: bad tensors file name {name[:80]!r}")
+        data = read_bounded(folder / name, 64 << 20, "gating network tensors", ModelError)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ModelError(f"{where}: {name} does not match its checksum")
+        try:
+            tensors = load(data)
+        except Exception as exc:  # safetensors raises its own error types for a bad header
+            raise ModelError(f"{where}: {name} is not a readable safetensors file ({str(exc)[:120]})") from None
+        net = GatingNet(width)
+        net.weight = nn.Parameter(torch.zeros(len(ids), net.dim))
+        net.bias = nn.Parameter(torch.zeros(len(ids)))
+        want = net.state_dict()
+        if set(tensors) != set(want) or any(tensors[k].shape != want[k].shape or tensors[k].dtype != want[k].dtype
+                                            for k in want):
+            raise ModelError(f"{where}: its tensors do not fit a gating network of width {width} "
+                             f"with {len(ids)} outputs")
+        if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
+            raise ModelError(f"{where}: non-finite weights")
+        net.load_state_dict(tensors)
+        net.ids = ids
+        self.net = net.eval()
+        self.updates = max(0, min(updates, 1 << 40))
+        return True
 
 
 class ExhaustiveSelector:

@@ -66,7 +66,8 @@ class RetrainJob:
         self.border = base.scale if border is None else border
         self.lr_frames, self.hr_frames = lr, hr
         self.model = base.load(base.fresh(), start).to(self.device)
-        self.adapter = SparseAdapter(self.model, config, self.levels)
+        # a plain model's one level is None: the adapter then runs the model without a config
+        self.adapter = SparseAdapter(self.model, config, [c for c in self.levels if c is not None] or None)
         self.sampler = PatchSampler(lr, hr, base.scale, config.patch, config.batch, self.device)
         self._lr, self._hr = to_tensor(lr, self.device), to_tensor(hr, self.device)
         self.micro = 0  # micro-windows trained

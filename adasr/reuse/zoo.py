@@ -44,18 +44,20 @@ ZOO_JSON = "zoo.json"
 MAX_EXPERTS = 10_000
 MAX_TENSOR_BYTES = 2 << 30
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+PLAIN_LEVEL = "model"  # the one level of a base that is a plain model (no supernet levels)
 
 
 class BaseModel:
     """The base every expert is a delta of: a supernet, its flat vector and the levels it has.
 
     `supernet` is used as a scratch model (`load(vector)` copies a vector into it); callers that
-    need their own copy use `fresh()`.
+    need their own copy use `fresh()`. A plain model (no levels: `levels` empty, as the live
+    server's generic model) counts as one level named `PLAIN_LEVEL`, run without a config.
     """
 
     def __init__(self, supernet: nn.Module, levels: Sequence, scale: int, name: str) -> None:
         self.supernet = supernet.eval()
-        self.levels = list(levels)  # SubnetConfig per level, smallest first
+        self.levels = list(levels)  # SubnetConfig per level, smallest first; empty: a plain model
         self.scale, self.name = int(scale), name
         self.vector = model_vector(supernet)
         self.hash = vector_hash(self.vector)
@@ -71,8 +73,26 @@ class BaseModel:
         pkg = load_package(p)
         return cls(pkg.supernet, [lv.config for lv in pkg.family], pkg.scale, p.name)
 
+    @property
+    def plain(self) -> bool:
+        return not self.levels
+
+    @property
+    def level_ids(self) -> list[str]:
+        """The ids experts may name in `levels` (`PLAIN_LEVEL` alone for a plain model)."""
+        return [c.id for c in self.levels] if self.levels else [PLAIN_LEVEL]
+
+    @classmethod
+    def from_model(cls, model: nn.Module, levels: Sequence | None, scale: int, name: str) -> BaseModel:
+        """A base from a model already built (the live server: the model its clients decode)."""
+        return cls(model, list(levels or []), scale, name)
+
     def level(self, key: int | str):
-        """A level by index or config id."""
+        """A level by index or config id (a plain model: None, its only level)."""
+        if self.plain:
+            if key in (0, -1, PLAIN_LEVEL):
+                return None
+            raise ConfigError(f"the base {self.name} is a plain model without levels; it has no level {key!r}")
         if isinstance(key, int):
             if not -len(self.levels) <= key < len(self.levels):
                 raise ConfigError(f"level index {key} out of range: the base has {len(self.levels)} levels")
@@ -199,7 +219,7 @@ class Zoo:
         if not _ID.match(expert_id) or expert_id in self.experts:
             raise ConfigError(f"bad or duplicate expert id {expert_id!r}")
         levels = tuple(levels)
-        known = {c.id for c in self.base.levels}
+        known = set(self.base.level_ids)
         if not levels or any(lv not in known for lv in levels):
             raise ConfigError(f"expert levels {levels} are not levels of the base")
         idx, val = sparse_delta(self.base, vector)
@@ -286,7 +306,7 @@ class Zoo:
         except Exception as exc:  # safetensors raises its own error types for a bad header
             raise ModelError(f"{where}: {name} is not a readable safetensors file ({str(exc)[:120]})") from None
         zoo = cls(base)
-        known = {c.id for c in base.levels}
+        known = set(base.level_ids)
         for i, entry in enumerate(entries):
             try:
                 eid = str(entry["id"])

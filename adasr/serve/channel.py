@@ -147,6 +147,9 @@ class Channel:
         self._snapshot_record: tuple[bytes, int] | None = None
         self._snapshot_lock = threading.Lock()
         self._param_shapes = [(n, tuple(p.shape)) for n, p in self.trainer.state.model.named_parameters()]
+        # (channel, segment, LR frames as clients decode them, HR frames): model reuse watches
+        # the content with it; runs in the ingest thread, so a hook only copies what it needs
+        self.on_segment: list[Callable[[Channel, Segment, list[np.ndarray], list[np.ndarray]], None]] = []
 
     # -- reading (any thread) --
 
@@ -288,8 +291,11 @@ class Channel:
                 old = next(iter(self._segments))
                 del self._segments[old]
                 self._hr.pop(old, None)
-        for i, (lr_frame, hr_frame) in enumerate(zip(decoded, hr)):
-            self.trainer.offer((first + i) / self.fps, lr_frame[: lr[0].shape[0], : lr[0].shape[1]], hr_frame)
+        shown = [f[: lr[0].shape[0], : lr[0].shape[1]] for f in decoded]
+        for i, (lr_frame, hr_frame) in enumerate(zip(shown, hr)):
+            self.trainer.offer((first + i) / self.fps, lr_frame, hr_frame)
+        for hook in self.on_segment:
+            hook(self, seg, shown, hr)
         return seg
 
     def train_due(self) -> bool:
@@ -298,13 +304,24 @@ class Channel:
     def train(self) -> Update | None:
         update = self.trainer.train(self.video_time)
         if update is not None:
-            state = self.trainer.state  # published: its vector is replaced, never written in place
-            with self._lock:
-                self._updates.append((update, (next(reversed(self._segments)) + 1) if self._segments else 0))
-                self._snapshot = (state.vector, state.next_segment)
-            for hook in self.on_update:
-                hook(self, update)
+            self._publish(update)
         return update
+
+    def adopt(self, vector: torch.Tensor) -> Update | None:
+        """Send `vector` (a full flat parameter vector of the channel's model, e.g. a zoo expert)
+        to the clients as the next update; from the training thread. None if nothing changes."""
+        update = self.trainer.adopt(vector, self.video_time)
+        if update is not None:
+            self._publish(update)
+        return update
+
+    def _publish(self, update: Update) -> None:
+        state = self.trainer.state  # published: its vector is replaced, never written in place
+        with self._lock:
+            self._updates.append((update, (next(reversed(self._segments)) + 1) if self._segments else 0))
+            self._snapshot = (state.vector, state.next_segment)
+        for hook in self.on_update:
+            hook(self, update)
 
     def model_hash(self) -> str:
         return vector_hash(self.trainer.state.vector).hex()
@@ -322,6 +339,10 @@ class Hub:
         self.steps = 0
         self.worker_cpu_s = 0.0  # thread CPU time of the ingest and training work
         self._cpu_lock = threading.Lock()
+        # model reuse: run in the training thread before each pick (True: the hook did work);
+        # `on_status` hooks add to the status dict (JSON and HTML status)
+        self.before_train: list[Callable[[Hub], bool]] = []
+        self.on_status: list[Callable[[dict[str, Any]], None]] = []
         for ch in channels or []:
             self.add(ch)
 
@@ -345,6 +366,9 @@ class Hub:
     def train_once(self) -> bool:
         """One training phase for the channel the scheduler picks among those due; True if one ran."""
         started = time.thread_time()
+        hooked = False
+        for hook in self.before_train:
+            hooked |= bool(hook(self))
         due = [n for n, ch in self.channels.items() if ch.train_due()]
         pick = self.scheduler.pick(due, self.clock())
         if pick is not None:
@@ -352,7 +376,7 @@ class Hub:
             if update is not None:
                 self.scheduler.record(pick, update.cpu_s, update.gain_db)
         self._add_cpu(time.thread_time() - started)
-        return pick is not None
+        return pick is not None or hooked
 
     def _add_cpu(self, seconds: float) -> None:
         with self._cpu_lock:
@@ -407,9 +431,12 @@ class Hub:
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
-        return {"kind": "adasr-live-status", "uptime_s": now - self.started, "scheduler": self.scheduler.name,
-                "worker_cpu_s": self.worker_cpu_s,
-                "channels": [ch.status(now) for ch in self.channels.values()]}
+        out = {"kind": "adasr-live-status", "uptime_s": now - self.started, "scheduler": self.scheduler.name,
+               "worker_cpu_s": self.worker_cpu_s,
+               "channels": [ch.status(now) for ch in self.channels.values()]}
+        for hook in self.on_status:
+            hook(out)
+        return out
 
 
 def channel_config_dict(cfg: ChannelConfig) -> dict[str, Any]:

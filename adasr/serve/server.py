@@ -82,6 +82,7 @@ def status_html(status: dict[str, Any]) -> str:
     head = "".join(f"<th>{h}</th>" for h in (
         "channel", "scheme", "clients", "video s", "segments", "updates", "sampling fps", "T_update s",
         "up kbps", "down kbps", "PSNR gain dB", "training time"))
+    reuse = _reuse_html(status["reuse"]) if isinstance(status.get("reuse"), dict) else ""
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>adasr live</title>
 <style>
@@ -95,10 +96,23 @@ up {status['uptime_s']:.0f} s, worker CPU {status['worker_cpu_s']:.1f} s</p>
 <table id="channels"><tr>{head}</tr>
 {''.join(rows)}
 </table>
-<p>PSNR gain: over the generic model, on the newest training samples, after the last update.
+{reuse}<p>PSNR gain: over the generic model, on the newest training samples, after the last update.
 JSON: <a href="/status">/status</a>.</p>
 </body></html>
 """
+
+
+def _reuse_html(reuse: dict[str, Any]) -> str:
+    """Model reuse (`adasr.reuse.live`): zoo size, reuse rate, and the expert each channel holds."""
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+        name, ch.get("expert"), ch.get("selections"), ch.get("reused"), f"{ch.get('gain_db', 0.0):+.2f}"))
+        + "</tr>" for name, ch in sorted(reuse.get("channels", {}).items()))
+    head = "".join(f"<th>{h}</th>" for h in ("channel", "expert", "scene changes", "answered from the zoo",
+                                             "PSNR gain dB"))
+    return (f'<h2>model reuse</h2>\n<p id="reuse">zoo {reuse.get("zoo", 0)} expert(s), reuse rate '
+            f'{100 * reuse.get("reuse_rate", 0.0):.0f}% of {reuse.get("selections", 0)} selection(s), '
+            f'admitted {reuse.get("admitted", 0)}, pruned {reuse.get("pruned", 0)}</p>\n'
+            f'<table id="experts"><tr>{head}</tr>\n{rows}\n</table>\n')
 
 
 class Handlers:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from adasr.errors import ModelError
 from adasr.serve.adaptive import SamplingRate, TrainingRate, phi_score
 from adasr.serve.config import TrainerConfig
 from adasr.stream.adapt import AdaptConfig, PatchSampler, SparseAdapter, segment_psnr
@@ -254,6 +255,40 @@ class ChannelTrainer:
                               state.hash, vector_hash(after))
         state.apply(record, f"update {state.next_segment}")
         return record, int(idx.numel())
+
+    def adopt(self, vector: torch.Tensor, t: float) -> Update | None:
+        """Make `vector` (a full flat parameter vector of this model, e.g. a zoo expert chosen on a
+        scene change) the clients' model: one float32 delta record, exact, published like any
+        update; training goes on from it with fresh Adam moments. None if nothing changes. Call
+        from the thread that calls `train`."""
+        started = time.thread_time()
+        state = self.state
+        vector = vector.detach().to("cpu", torch.float32)
+        if vector.numel() != state.vector.numel() or not bool(torch.isfinite(vector).all()):
+            raise ModelError(f"a vector of {vector.numel():,} values is not a model of this channel "
+                             f"({state.vector.numel():,} parameters, finite)")
+        idx = torch.nonzero(vector != state.vector).flatten()
+        if not idx.numel():
+            return None
+        data, deq = quantise((vector - state.vector)[idx], "float32")
+        after = state.vector.clone()
+        after[idx] += deq
+        record = encode_delta(idx, data, "float32", state.next_segment, after.numel(), state.base_hash, state.hash,
+                              vector_hash(after))
+        state.apply(record, f"update {state.next_segment}")
+        a = self.adapter  # a new scene: Adam starts again
+        a.m.zero_()
+        a.v.zero_()
+        a.t, a.last_update = 0, None
+        with self._lock:
+            window = self.buffer.window(t)[-2:]
+        cpu = time.thread_time() - started
+        self.train_cpu_s += cpu
+        update = Update(index=len(self.updates), record=record, t=float(t), changed=int(idx.numel()), steps=0,
+                        samples=0, cpu_s=cpu, gain_db=0.0,
+                        psnr_vs_base_db=self._vs_base(window) if window else 0.0)
+        self.updates.append(update)
+        return update
 
     # -- quality --
 
