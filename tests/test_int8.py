@@ -107,3 +107,29 @@ def test_engine_int8_precision_switches_between_quantized_levels():
         Engine(net, fam, precision="int8")
     with pytest.raises(ConfigError, match="precision"):
         Engine(net, fam, precision="fp16")
+
+
+def test_int8_kernels_are_exact_after_the_saturation_check():
+    """Every quantized conv returns what the float conv of its dequantized input and weights,
+    requantized, gives (within rounding): where oneDNN's kernel saturates, the check moved it to
+    7-bit weights. The first conv sees full-range uint8 noise."""
+    from adasr.runtime.int8 import _exact
+
+    torch.manual_seed(1)
+    net = SubNet(SubnetConfig(2, 16, 1, 3, ("r",), True, "bic")).eval()
+    frames = [random_image(24, 24, seed=s) for s in range(2)]
+    q = quantize_level(net, frames)
+    bits = q.weight_bits()
+    assert len(bits) == 5 and set(bits) <= {7, 8}
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda m, a: seen.append((m, a[0]))) for m in q.modules()
+             if hasattr(m, "weight_qmax")]
+    with torch.inference_mode():
+        q.phases(frame_to_tensor(frames[1]))
+    for h in hooks:
+        h.remove()
+    assert len(seen) == 5
+    for m, qx in seen:
+        with torch.inference_mode():
+            d = (m(qx).int_repr().int() - _exact(m, qx).int_repr().int()).abs().max()
+        assert int(d) <= 2
