@@ -25,6 +25,7 @@ def bench_backends(
     max_images: Annotated[Optional[int], typer.Option(help="Use only the first N images of the set.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for backends.json and backends.png.")] = Path("out/backends"),
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (1: per-frame CPU time).")] = None,
+    levels: Annotated[Optional[str], typer.Option(help="Only these level indices, comma-separated (default: all).")] = None,
 ) -> None:
     """Levels through each backend in one run: ms/frame, PSNR against float32, GFLOP/s against peak."""
     from rich.table import Table
@@ -45,6 +46,14 @@ def bench_backends(
     for w, h in sizes:
         if max(w, h) > 4096:
             raise ConfigError(f"--lr-size must be at most 4096 on a side, got {w}x{h}")
+    only = None
+    if levels is not None:
+        try:
+            only = sorted({int(v) for v in levels.split(",")})
+        except ValueError:
+            raise ConfigError(f"--levels must be comma-separated level indices, got {levels!r}") from None
+        if not only or only[0] < 0 or len(only) > 64:
+            raise ConfigError(f"--levels must be 1-64 non-negative level indices, got {levels!r}")
     _threads(threads)
     ensure_dir(out_dir)
     check_writable(out_dir / "backends.json")
@@ -56,7 +65,7 @@ def bench_backends(
         video = clips / "bigbuckbunny_720p.mp4"
     result = run_backends(package, calib_video=calib_video, time_video=video,
                           lr_sizes=[(h, w) for w, h in sizes], set_name=None if data == "none" else data,
-                          calib_frames=calib_frames, rounds=rounds, repeats=repeats, max_images=max_images,
+                          calib_frames=calib_frames, rounds=rounds, repeats=repeats, max_images=max_images, levels=only,
                           on_progress=lambda m: console.print(f"  {m}", highlight=False))
     set_name = None if data == "none" else data
     for size in result["sizes"]:
@@ -67,7 +76,7 @@ def bench_backends(
                     "GFLOP/s", "of peak"):
             table.add_column(col, justify="right")
         for r in size["rows"]:
-            lv = result["levels"][r["level"]]
+            lv = next(v for v in result["levels"] if v["index"] == r["level"])
             extra = [f"{lv[set_name][r['backend']]:.2f}"] if set_name else []
             table.add_row(f"L{r['level']}", r["backend"], f"{r['ms']:.1f}", f"{r['speedup']:.2f}",
                           f"{r['psnr_vs_fp32']:.1f}", *extra, f"{r['gflops']:.1f}", f"{r['of_peak']:.0%}")

@@ -49,7 +49,8 @@ def conv_peak_gflops(repeats: int = 5, hw: tuple[int, int] = (180, 320), channel
     return flops / min(times) / 1e9
 
 
-def level_backends(package: Any, calib: Sequence[np.ndarray]) -> tuple[list[dict[str, Any]], list[str]]:
+def level_backends(package: Any, calib: Sequence[np.ndarray],
+                   only: Sequence[int] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Per level: {"index", "id", "params", "macs_per_px", "fns": {backend: frame -> frame}}."""
     from adasr.runtime.engine import Engine, frame_to_tensor, phases_to_frame
     from adasr.runtime.int8 import quantize_level
@@ -57,7 +58,12 @@ def level_backends(package: Any, calib: Sequence[np.ndarray]) -> tuple[list[dict
     engine = Engine(package, tile=None)
     notes: list[str] = []
     rows = []
+    if only is not None and max(only) >= len(engine.levels):
+        raise ConfigError(f"--levels: the package has levels 0-{len(engine.levels) - 1}, got {max(only)}")
     for index, level in enumerate(engine.levels):
+        if only is not None and index not in only:
+            continue
+
         def fp32(frame: np.ndarray, index: int = index) -> np.ndarray:
             if engine.level != index:
                 engine.switch(index)
@@ -74,9 +80,10 @@ def level_backends(package: Any, calib: Sequence[np.ndarray]) -> tuple[list[dict
                     return phases_to_frame(q.phases(frame_to_tensor(frame)), q.scale)
 
             fns["torch-int8"] = int8
+            bits = q.weight_bits()
         macs_px = level.macs / (package.family.lr_hw[0] * package.family.lr_hw[1])
         rows.append({"index": index, "id": level.config.id, "params": level.params, "macs_per_px": macs_px,
-                     "fns": fns})
+                     "fns": fns, "weight_bits": bits if "torch-int8" in fns else None})
     return rows, notes
 
 
@@ -99,6 +106,7 @@ def clip_frames(video: Path, lr_hw: tuple[int, int], count: int, stride: int = 1
 def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Path | None,
                  lr_sizes: Sequence[tuple[int, int]] = ((180, 320),), set_name: str | None = "Set5",
                  calib_frames: int = 4, rounds: int = 3, repeats: int = 3, max_images: int | None = None,
+                 levels: Sequence[int] | None = None,
                  on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     from adasr.bench.peers import _frame
     from adasr.metrics import psnr, psnr_y
@@ -113,7 +121,7 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
     peak = conv_peak_gflops()
     calib = clip_frames(calib_video, lr_sizes[0], calib_frames)
     say(f"quantizing {len(package.family)} levels on {len(calib)} frames of {calib_video.name}")
-    levels, notes = level_backends(package, calib)
+    levels, notes = level_backends(package, calib, levels)
     backends = sorted({b for r in levels for b in r["fns"]}, key=lambda b: (b != "torch-fp32", b))
     result: dict[str, Any] = {"package": str(package_path), "scale": scale, "threads": torch.get_num_threads(),
                               "device": device_key("cpu", torch.get_num_threads()), "peak_gflops": peak,
@@ -127,6 +135,7 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
         pairs = load_pairs(str(benchmark_dir(set_name)), scale, limit=max_images)
     for r in levels:
         row = {k: v for k, v in r.items() if k != "fns"}
+        row["weight_bits"] = r.get("weight_bits")
         if pairs:
             row[set_name] = {}
             for b, fn in r["fns"].items():
