@@ -133,3 +133,37 @@ def test_int8_kernels_are_exact_after_the_saturation_check():
         with torch.inference_mode():
             d = (m(qx).int_repr().int() - _exact(m, qx).int_repr().int()).abs().max()
         assert int(d) <= 2
+
+
+def test_backends_bench_saves_the_int8_entry_that_auto_reads(monkeypatch, capsys, tmp_path, data_root):
+    import shutil
+
+    from adasr.package import load_package
+    from adasr.runtime.precision import int8_choice
+    from adasr.timing import device_key
+
+    pkg_path = tmp_path / "x2.adasr"
+    shutil.copy(MODELS_DIR / "sr_x2.adasr", pkg_path)
+    pkg = load_package(pkg_path)
+    key = device_key("cpu", 1)
+    pkg.add_profile(key, next(iter(pkg.profiles.values())))
+    args = ["bench", "backends", pkg_path, "--lr-size", "24x16", "--max-images", "1", "--calib-frames", "1",
+            "--rounds", "1", "--repeats", "1", "--levels", "0", "--threads", "1", "--out", tmp_path / "bb"]
+    code, stdout, stderr = run_cli(monkeypatch, capsys, *args, "--save-profile", "--tolerance-db", "0.5")
+    assert code == 0, stderr
+    section = load_package(pkg_path).profiles[key]["int8"]
+    first = pkg.family[0].config.id
+    assert list(section["levels"]) == [first] and section["tolerance_db"] == 0.5
+    entry = section["levels"][first]
+    assert entry["fp32_s"] > 0 and entry["int8_s"] > 0 and abs(entry["psnr_change_db"]) < 0.5
+    assert int8_choice(pkg.family, section) == ([0] if entry["int8_s"] < entry["fp32_s"] else [])
+    code, _, stderr = run_cli(monkeypatch, capsys, *args, "--save-profile", "--data", "none")
+    assert code == 5 and "--save-profile needs --data" in stderr
+
+
+@pytest.mark.parametrize("command", [["upscale", "in.mp4", "out.mp4"], ["play", "in.mp4"]])
+def test_precision_option_refuses_unknown_values(monkeypatch, capsys, tmp_path, command):
+    (tmp_path / "in.mp4").write_bytes(b"not read: the option is checked first")
+    cmd = [str(tmp_path / c) if c.endswith(".mp4") else c for c in command]
+    code, _, stderr = run_cli(monkeypatch, capsys, *cmd, "--precision", "fp16")
+    assert code == 5 and "precision must be one of fp32, int8, auto" in stderr

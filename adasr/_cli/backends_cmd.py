@@ -26,6 +26,8 @@ def bench_backends(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for backends.json and backends.png.")] = Path("out/backends"),
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (1: per-frame CPU time).")] = None,
     levels: Annotated[Optional[str], typer.Option(help="Only these level indices, comma-separated (default: all).")] = None,
+    save_profile: Annotated[bool, typer.Option(help="Store the int8 measurements (first --lr-size, --data PSNR) in the package's profile for this device, where precision auto reads them.")] = False,
+    tolerance_db: Annotated[float, typer.Option(help="With --save-profile: the largest PSNR loss (dB) at which precision auto runs a level in int8.")] = 0.05,
 ) -> None:
     """Levels through each backend in one run: ms/frame, PSNR against float32, GFLOP/s against peak."""
     from rich.table import Table
@@ -54,6 +56,10 @@ def bench_backends(
             raise ConfigError(f"--levels must be comma-separated level indices, got {levels!r}") from None
         if not only or only[0] < 0 or len(only) > 64:
             raise ConfigError(f"--levels must be 1-64 non-negative level indices, got {levels!r}")
+    if save_profile and data == "none":
+        raise ConfigError("--save-profile needs --data (the PSNR change the tolerance is checked against)")
+    if not 0.0 <= tolerance_db <= 10.0:
+        raise ConfigError(f"--tolerance-db must be in [0, 10], got {tolerance_db}")
     _threads(threads)
     ensure_dir(out_dir)
     check_writable(out_dir / "backends.json")
@@ -84,6 +90,12 @@ def bench_backends(
     for note in result["notes"]:
         out.print(f"not run: {note}", highlight=False)
     write_bytes_atomic(out_dir / "backends.json", (json.dumps(result, indent=1) + "\n").encode())
+    if save_profile:
+        from adasr.bench.backends import save_int8_profile
+
+        key, chosen = save_int8_profile(package, result, set_name, tolerance_db)
+        out.print(f"stored int8 measurements in {package} (profile {key}); precision auto runs levels "
+                  f"{chosen or 'none'} in int8", highlight=False)
     backends_png(result, out_dir / "backends.png")
     out.print(f"wrote {out_dir / 'backends.json'} and {out_dir / 'backends.png'}", highlight=False)
 

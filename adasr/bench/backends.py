@@ -120,7 +120,8 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
     say("peak conv")
     peak = conv_peak_gflops()
     calib = clip_frames(calib_video, lr_sizes[0], calib_frames)
-    say(f"quantizing {len(package.family)} levels on {len(calib)} frames of {calib_video.name}")
+    count = len(levels) if levels else len(package.family)
+    say(f"quantizing {count} levels on {len(calib)} frames of {calib_video.name}")
     levels, notes = level_backends(package, calib, levels)
     backends = sorted({b for r in levels for b in r["fns"]}, key=lambda b: (b != "torch-fp32", b))
     result: dict[str, Any] = {"package": str(package_path), "scale": scale, "threads": torch.get_num_threads(),
@@ -197,3 +198,20 @@ def backends_png(result: dict[str, Any], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_int8_profile(package_path: str | Path, result: dict[str, Any], set_name: str,
+                      tolerance_db: float) -> tuple[str, list[int]]:
+    """Store `result`'s int8 measurements as the ``int8`` entry of the package's profile for the
+    bench's device key; returns (key, the level indices precision "auto" now picks)."""
+    from adasr.package import load_package
+    from adasr.runtime.precision import int8_choice, section_from_bench
+
+    package = load_package(str(package_path))
+    key = result["device"]
+    if key not in package.profiles:
+        raise ConfigError(f"{package_path} has no profile for {key} (it has {sorted(package.profiles) or 'none'}); "
+                          f"profile it first at the same thread count (adasr profile)")
+    section = section_from_bench(result, set_name, tolerance_db)
+    package.add_profile(key, {**package.profiles[key], "int8": section})
+    return key, int8_choice(package.family, section)
