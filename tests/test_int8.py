@@ -111,8 +111,8 @@ def test_engine_int8_precision_switches_between_quantized_levels():
 
 def test_int8_kernels_are_exact_after_the_saturation_check():
     """Every quantized conv returns what the float conv of its dequantized input and weights,
-    requantized, gives (within rounding): where oneDNN's kernel saturates, the check moved it to
-    7-bit weights. The first conv sees full-range uint8 noise."""
+    requantized, gives (within rounding), on its input and on a worst case of codes 0 / 255:
+    where oneDNN's kernel saturates, the check moved it to 7-bit weights."""
     from adasr.runtime.int8 import _exact
 
     torch.manual_seed(1)
@@ -129,10 +129,14 @@ def test_int8_kernels_are_exact_after_the_saturation_check():
     for h in hooks:
         h.remove()
     assert len(seen) == 5
+    g = torch.Generator().manual_seed(5)
     for m, qx in seen:
-        with torch.inference_mode():
-            d = (m(qx).int_repr().int() - _exact(m, qx).int_repr().int()).abs().max()
-        assert int(d) <= 2
+        codes = (torch.randint(0, 2, qx.shape, generator=g) * 255).to(torch.uint8)
+        worst = torch._make_per_tensor_quantized_tensor(codes, qx.q_scale(), qx.q_zero_point())
+        for inp in (qx, worst):  # the frame's own input, and the worst case for 16-bit pair sums
+            with torch.inference_mode():
+                d = (m(inp).int_repr().int() - _exact(m, inp).int_repr().int()).abs().max()
+            assert int(d) <= 2
 
 
 def test_backends_bench_saves_the_int8_entry_that_auto_reads(monkeypatch, capsys, tmp_path, data_root):
@@ -167,3 +171,25 @@ def test_precision_option_refuses_unknown_values(monkeypatch, capsys, tmp_path, 
     cmd = [str(tmp_path / c) if c.endswith(".mp4") else c for c in command]
     code, _, stderr = run_cli(monkeypatch, capsys, *cmd, "--precision", "fp16")
     assert code == 5 and "precision must be one of fp32, int8, auto" in stderr
+
+
+def test_onnx_runtime_backends_match_the_float_level(tmp_path):
+    """A level exported at one size: fp32 equals torch's output, static int8 stays close, and a
+    frame of another size runs in padded tiles."""
+    from adasr.bench.ort import ort_backends
+
+    torch.manual_seed(0)
+    net = SubNet(SubnetConfig(2, 8, 1, 3, ("r", "r"), True, "bic")).eval()
+    for p in net.parameters():
+        p.data.mul_(0.5)
+    calib = [_smooth(32, 32, s) for s in range(3)]
+    fns = ort_backends(net, (32, 32), calib, tmp_path)
+    assert sorted(fns) == ["ort-fp32", "ort-int8"] and (tmp_path / f"{net.config.id}-int8.onnx").is_file()
+    for frame in (_smooth(32, 32, 7), _smooth(40, 56, 8)):  # the export size, and tiles
+        with torch.inference_mode():
+            ref = tensor_to_frame(net(frame_to_tensor(frame, False)))
+        fp32, int8 = fns["ort-fp32"](frame), fns["ort-int8"](frame)
+        assert fp32.shape == int8.shape == ref.shape
+        same = psnr(fp32.astype(np.float64), ref.astype(np.float64), 255.0)
+        assert same > (60 if frame.shape[0] == 32 else 35)
+        assert psnr(int8.astype(np.float64), ref.astype(np.float64), 255.0) > 30

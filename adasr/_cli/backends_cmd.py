@@ -1,4 +1,5 @@
-"""`adasr bench backends`: every level of a package through torch float32 and torch int8."""
+"""`adasr bench backends`: every level of a package through torch float32 / int8 and ONNX Runtime
+float32 / int8, with OpenCV's dnn_superres peers as points."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def bench_backends(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for backends.json and backends.png.")] = Path("out/backends"),
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (1: per-frame CPU time).")] = None,
     levels: Annotated[Optional[str], typer.Option(help="Only these level indices, comma-separated (default: all).")] = None,
+    onnx: Annotated[bool, typer.Option(help="Also ONNX Runtime fp32 and static int8 (QDQ) rows, each level exported at the first --lr-size (needs adasr[onnx]).")] = True,
+    peers: Annotated[bool, typer.Option(help="Also OpenCV dnn_superres FSRCNN / FSRCNN-s / ESPCN as points (needs adasr[peers]).")] = True,
     save_profile: Annotated[bool, typer.Option(help="Store the int8 measurements (first --lr-size, --data PSNR) in the package's profile for this device, where precision auto reads them.")] = False,
     tolerance_db: Annotated[float, typer.Option(help="With --save-profile: the largest PSNR loss (dB) at which precision auto runs a level in int8.")] = 0.05,
 ) -> None:
@@ -72,6 +75,8 @@ def bench_backends(
     result = run_backends(package, calib_video=calib_video, time_video=video,
                           lr_sizes=[(h, w) for w, h in sizes], set_name=None if data == "none" else data,
                           calib_frames=calib_frames, rounds=rounds, repeats=repeats, max_images=max_images, levels=only,
+                          onnx_folder=out_dir / "onnx" if onnx else None,
+                          peers_dir=data_root() / "peers" if peers else None,
                           on_progress=lambda m: console.print(f"  {m}", highlight=False))
     set_name = None if data == "none" else data
     for size in result["sizes"]:
@@ -86,6 +91,9 @@ def bench_backends(
             extra = [f"{lv[set_name][r['backend']]:.2f}"] if set_name else []
             table.add_row(f"L{r['level']}", r["backend"], f"{r['ms']:.1f}", f"{r['speedup']:.2f}",
                           f"{r['psnr_vs_fp32']:.1f}", *extra, f"{r['gflops']:.1f}", f"{r['of_peak']:.0%}")
+        for p, entry in zip(size.get("peers", []), result["peers"]):
+            extra = [f"{entry[set_name]:.2f}"] if set_name else []
+            table.add_row("peer", p["name"], f"{p['ms']:.1f}", "", "", *extra, "", "")
         out.print(table, width=160)
     for note in result["notes"]:
         out.print(f"not run: {note}", highlight=False)

@@ -49,14 +49,21 @@ def conv_peak_gflops(repeats: int = 5, hw: tuple[int, int] = (180, 320), channel
     return flops / min(times) / 1e9
 
 
-def level_backends(package: Any, calib: Sequence[np.ndarray],
-                   only: Sequence[int] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int] | None = None,
+                   onnx_folder: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Per level: {"index", "id", "params", "macs_per_px", "fns": {backend: frame -> frame}}."""
     from adasr.runtime.engine import Engine, frame_to_tensor, phases_to_frame
     from adasr.runtime.int8 import quantize_level
 
     engine = Engine(package, tile=None)
     notes: list[str] = []
+    if onnx_folder is not None:
+        from adasr.bench.ort import available
+
+        why = available()
+        if why:
+            notes.append(why)
+            onnx_folder = None
     rows = []
     if only is not None and max(only) >= len(engine.levels):
         raise ConfigError(f"--levels: the package has levels 0-{len(engine.levels) - 1}, got {max(only)}")
@@ -81,6 +88,14 @@ def level_backends(package: Any, calib: Sequence[np.ndarray],
 
             fns["torch-int8"] = int8
             bits = q.weight_bits()
+        if onnx_folder is not None:
+            from adasr.bench.ort import ort_backends
+
+            try:
+                fns.update(ort_backends(package.supernet.extract(level.config), calib[0].shape[:2], calib,
+                                        onnx_folder, torch.get_num_threads()))
+            except (ValueError, RuntimeError) as exc:
+                notes.append(f"ONNX Runtime L{index}: {str(exc).splitlines()[0]}")
         macs_px = level.macs / (package.family.lr_hw[0] * package.family.lr_hw[1])
         rows.append({"index": index, "id": level.config.id, "params": level.params, "macs_per_px": macs_px,
                      "fns": fns, "weight_bits": bits if "torch-int8" in fns else None})
@@ -106,7 +121,7 @@ def clip_frames(video: Path, lr_hw: tuple[int, int], count: int, stride: int = 1
 def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Path | None,
                  lr_sizes: Sequence[tuple[int, int]] = ((180, 320),), set_name: str | None = "Set5",
                  calib_frames: int = 4, rounds: int = 3, repeats: int = 3, max_images: int | None = None,
-                 levels: Sequence[int] | None = None,
+                 levels: Sequence[int] | None = None, onnx_folder: Path | None = None, peers_dir: Path | None = None,
                  on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     from adasr.bench.peers import _frame
     from adasr.metrics import psnr, psnr_y
@@ -122,13 +137,20 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
     calib = clip_frames(calib_video, lr_sizes[0], calib_frames)
     count = len(levels) if levels else len(package.family)
     say(f"quantizing {count} levels on {len(calib)} frames of {calib_video.name}")
-    levels, notes = level_backends(package, calib, levels)
+    levels, notes = level_backends(package, calib, levels, onnx_folder)
+    peers = []
+    if peers_dir is not None:
+        from adasr.bench.peers import opencv_upscalers
+
+        peers, why = opencv_upscalers(scale, peers_dir)
+        notes.extend(why)
     backends = sorted({b for r in levels for b in r["fns"]}, key=lambda b: (b != "torch-fp32", b))
     result: dict[str, Any] = {"package": str(package_path), "scale": scale, "threads": torch.get_num_threads(),
                               "device": device_key("cpu", torch.get_num_threads()), "peak_gflops": peak,
                               "clock": "cpu" if torch.get_num_threads() == 1 else "wall",
                               "calib_video": str(calib_video), "time_video": str(time_video) if time_video else None,
-                              "backends": backends, "notes": notes, "sizes": [], "levels": []}
+                              "backends": backends, "notes": notes, "sizes": [], "levels": [],
+                              "peers": [{"name": p.name, "params": p.params} for p in peers]}
     pairs = []
     if set_name:
         from adasr.data.datasets import load_pairs
@@ -142,6 +164,9 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
             for b, fn in r["fns"].items():
                 row[set_name][b] = float(np.mean([psnr_y(fn(p.lr), p.hr, border=scale) for p in pairs]))
         result["levels"].append(row)
+    for p, entry in zip(peers, result["peers"]):
+        if pairs:
+            entry[set_name] = float(np.mean([psnr_y(p.fn(q.lr), q.hr, border=scale) for q in pairs]))
     clock = _clock()
     for lr_hw in lr_sizes:
         frame = _frame(time_video, lr_hw)
@@ -162,6 +187,12 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
                         t0 = clock()
                         fn(frame)
                         times.setdefault((r["index"], b), []).append(clock() - t0)
+            for p in peers:  # the OpenCV peers as points, in the same rounds
+                p.fn(frame)
+                for _ in range(repeats):
+                    t0 = clock()
+                    p.fn(frame)
+                    times.setdefault((-1, p.name), []).append(clock() - t0)
         size = {"lr_hw": list(lr_hw), "rows": []}
         for r in levels:
             for b in r["fns"]:
@@ -173,6 +204,7 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
         base = {row["level"]: row["ms"] for row in size["rows"] if row["backend"] == "torch-fp32"}
         for row in size["rows"]:
             row["speedup"] = base[row["level"]] / row["ms"]
+        size["peers"] = [{"name": p.name, "ms": statistics.median(times[(-1, p.name)]) * 1e3} for p in peers]
         result["sizes"].append(size)
     return result
 
