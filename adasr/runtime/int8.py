@@ -9,9 +9,13 @@ the min / max seen on the calibration frames (uint8 RGB), each widened by `margi
 ``float_up=True`` keeps the upsampler's conv in float32 (measured: +0.01 to +0.03 dB on Set5,
 slower on the small levels; off by default).
 
-Quality (docs/BENCHMARKS.md section 16): the bundled x2 levels lose 0.10-0.37 dB PSNR-Y on Set5
-in int8 (more with depth), above the 0.05 dB the runtime would accept, so int8 is opt-in
-(`Engine(precision="int8")`), never chosen by itself.
+Quality (docs/BENCHMARKS.md section 18): the int8 loss measured first (0.11-0.37 dB PSNR-Y on
+Set5, section 16) was not 8-bit activations but oneDNN's u8 x s8 kernels on this CPU, which sum
+pairs of products in 16 bits and saturate; `quantize_level` checks every quantized conv against
+its exact result (on a calibration frame and a worst-case input) and gives the ones that
+saturate 7-bit weights, which cannot. With that, the bundled x2 levels lose 0.01-0.04 dB.
+Whether a level runs in int8 is `adasr.runtime.precision`'s rule (measured faster on the device
+and within the profile's tolerance); `Engine(precision="int8")` forces it.
 
 The input needs no quantization step: a frame in [0, 1] is exactly uint8 / 255, which is the
 input's quantized form (scale 1/255, zero point 0).
