@@ -21,20 +21,25 @@ __all__ = ["load_engine", "upscale_image", "upscale_video"]
 
 
 def load_engine(package: str | os.PathLike[str] | None = None, scale: int = 2, *, profile: bool = True,
-                on_progress: Callable[[str, int, int], None] | None = None) -> Any:
+                on_progress: Callable[[str, int, int], None] | None = None, precision: str | None = None,
+                calibration_video: str | os.PathLike[str] | None = None) -> Any:
     """An `Engine` over `package` (a folder or ``.adasr`` file; default: the bundled package for
     `scale`) with its family's latencies for this device: the package's own profile, a cached
     one, or (with `profile`) one measured now and cached (`adasr.runtime.profile.resolve_family`).
 
     The engine carries `profile_source` ("package", "cache", "measured" or "predicted") and
     `package`. InputError for a missing path; ConfigError for a model file or another scale.
+    precision: "fp32", "int8" or "auto" (`adasr.runtime.precision`; None: the package's own);
+    int8 levels are calibrated on the first frames of `calibration_video`.
     """
     from adasr.errors import InputError
     from adasr.package import is_package_path, load_package
     from adasr.paths import bundled_package
-    from adasr.runtime.engine import Engine
+    from adasr.runtime.precision import build_engine, check_precision
     from adasr.runtime.profile import resolve_family
 
+    if precision is not None:
+        check_precision(precision)
     path = Path(package) if package is not None else bundled_package(scale)
     if not path.exists():
         raise InputError(f"model package not found: {path}")
@@ -45,7 +50,7 @@ def load_engine(package: str | os.PathLike[str] | None = None, scale: int = 2, *
     if pkg.scale != scale:
         raise ConfigError(f"{path} is a x{pkg.scale} package; --scale {scale} asked for x{scale}")
     family, source = resolve_family(pkg, profile_if_missing=profile, on_progress=on_progress)
-    engine = Engine(pkg, family)
+    engine = build_engine(pkg, family, precision=precision, calibration_video=calibration_video)
     engine.profile_source = source
     engine.package = pkg
     return engine

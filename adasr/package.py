@@ -5,7 +5,8 @@ Folder layout (``save_package("model.adasrpkg", ...)``, any path not ending in `
     manifest.json              {"format": "adasr-package", "schema_version": 1, "adasr_version",
                                 "scale", "space": SearchSpace dict, "created", "info": {...},
                                 "weights": {"file": "supernet.safetensors", "sha256": <of the file>},
-                                "levels": {"file": "levels.json"}}
+                                "levels": {"file": "levels.json"}, "precision": "fp32" | "int8" | "auto"}
+                               (precision: optional, "fp32" when absent; `Package.precision`)
     supernet.safetensors       the supernet's state dict (safetensors; no pickle anywhere)
     levels.json                the `Family` (levels ordered by cost; `Family.to_dict`)
     profiles/<device-key>.json one per device (`adasr.runtime.profile.profile_package`; schema: `check_profile`):
@@ -115,12 +116,41 @@ def check_profile(profile: Any, source: str) -> dict[str, Any]:
             raise ConfigError(f"{source}: profile level {name!r} has no 'measured' object")
         for sample in entry["measured"].values():
             LatencySample.from_dict(sample)
+    if profile.get("int8") is not None:
+        check_int8_section(profile["int8"], source)
     table = profile.get("latency_table")
     if table is not None:
         from adasr.search.latency import LatencyTable
 
         LatencyTable.from_dict(table)
     return profile
+
+
+PRECISIONS = ("fp32", "int8", "auto")
+MAX_INT8_LEVELS = 1000
+
+
+def _finite(value: Any, lo: float, hi: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= float(value) <= hi
+
+
+def check_int8_section(section: Any, source: str) -> dict[str, Any]:
+    """Validate a profile's optional ``int8`` object (`adasr.runtime.precision`)::
+
+        {"tolerance_db": <largest PSNR loss, dB, at which a level may run in int8>,
+         "set": <where the PSNR change was measured>, "levels": {<config id>: {"fp32_s": <s/frame>,
+         "int8_s": <s/frame>, "psnr_change_db": <int8 minus fp32, dB>}}}
+    """
+    if not isinstance(section, dict) or not _finite(section.get("tolerance_db"), 0.0, 10.0):
+        raise ConfigError(f"{source}: profile 'int8' needs a 'tolerance_db' in [0, 10]")
+    levels = section.get("levels")
+    if not isinstance(levels, dict) or len(levels) > MAX_INT8_LEVELS:
+        raise ConfigError(f"{source}: profile 'int8' needs a 'levels' object of at most {MAX_INT8_LEVELS} entries")
+    for cid, entry in levels.items():
+        if not isinstance(entry, dict) or not all(_finite(entry.get(k), 1e-9, 1e6) for k in ("fp32_s", "int8_s")) \
+                or not _finite(entry.get("psnr_change_db"), -100.0, 100.0):
+            raise ConfigError(f"{source}: profile 'int8' level {cid!r} needs fp32_s, int8_s (> 0) and psnr_change_db")
+    return section
 
 
 def _check_profile(profile: Any, source: str) -> dict[str, Any]:
@@ -176,6 +206,13 @@ class Package:
             folder.mkdir(exist_ok=True)
             write_bytes_atomic(folder / f"{device_key}.json", _json(profile).encode("utf-8"))
 
+    @property
+    def precision(self) -> str:
+        """The package's precision preference: "fp32" (also every package saved without one),
+        "int8", or "auto" (int8 where this device's profile measured it faster and within its
+        tolerance; `adasr.runtime.precision`)."""
+        return self.manifest.get("precision", "fp32")
+
     def family_for(self, device_key: str | None = None) -> Family:
         """The family with `measured_s` filled from a device's profile (None: the only profile,
         or the family as stored when there is none)."""
@@ -201,6 +238,7 @@ class Package:
             "space": self.space.to_dict(), "supernet_bytes": self.supernet.supernet_bytes(),
             "lr_hw": list(self.family.lr_hw), "search": self.family.search,
             "levels": [lv.to_dict() for lv in self.family], "profiles": sorted(self.profiles),
+            "precision": self.precision,
             "info": self.manifest.get("info", {}),
         }
 
@@ -210,11 +248,13 @@ class Package:
 
 # -- saving -----------------------------------------------------------------------------------------
 
-def _manifest(supernet: SuperNet, info: Mapping[str, Any] | None) -> dict[str, Any]:
+def _manifest(supernet: SuperNet, info: Mapping[str, Any] | None, precision: str = "fp32") -> dict[str, Any]:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return {"format": PACKAGE_FORMAT, "schema_version": PACKAGE_SCHEMA_VERSION, "adasr_version": _version(),
             "scale": supernet.scale, "space": supernet.space.to_dict(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "info": json.loads(json.dumps(dict(info or {}))), "levels": {"file": LEVELS}}
+            "info": json.loads(json.dumps(dict(info or {}))), "levels": {"file": LEVELS}, "precision": precision}
 
 
 def _state(supernet: SuperNet) -> dict[str, torch.Tensor]:
@@ -233,7 +273,7 @@ def _write_single_file(path: Path, supernet: SuperNet, manifest: dict[str, Any],
 
 def save_package(path: str | os.PathLike[str], supernet: SuperNet, family: Family, *,
                  profiles: Mapping[str, dict[str, Any]] | None = None, info: Mapping[str, Any] | None = None,
-                 overwrite: bool = False) -> Package:
+                 overwrite: bool = False, precision: str = "fp32") -> Package:
     """Write a package (a folder, or one file if `path` ends in ``.adasr``) and return it.
 
     `family` must hold configs of `supernet.space` at its scale. `info`: free-form JSON
@@ -253,7 +293,7 @@ def save_package(path: str | os.PathLike[str], supernet: SuperNet, family: Famil
     if path.exists() and not overwrite:
         raise OutputError(f"package already exists (pass overwrite to replace it): {path}")
     check_package_output(path)
-    manifest = _manifest(supernet, info)
+    manifest = _manifest(supernet, info, precision)
     if _is_single_file(path):
         _write_single_file(path, supernet, manifest, family, profiles)
         return load_package(path, device=_device_of(supernet))
@@ -323,6 +363,9 @@ def _check_manifest(manifest: Any, source: Path) -> dict[str, Any]:
             raise ModelError(f"{source}: damaged package: manifest lacks {name!r}")
     if not isinstance(manifest["weights"], dict):
         raise ModelError(f"{source}: damaged package: manifest 'weights' is not an object")
+    if manifest.get("precision", "fp32") not in PRECISIONS:  # absent in packages saved before the field
+        raise ModelError(f"{source}: damaged package: manifest precision {manifest['precision']!r} "
+                         f"is not one of {', '.join(PRECISIONS)}")
     return manifest
 
 

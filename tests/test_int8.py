@@ -107,3 +107,89 @@ def test_engine_int8_precision_switches_between_quantized_levels():
         Engine(net, fam, precision="int8")
     with pytest.raises(ConfigError, match="precision"):
         Engine(net, fam, precision="fp16")
+
+
+def test_int8_kernels_are_exact_after_the_saturation_check():
+    """Every quantized conv returns what the float conv of its dequantized input and weights,
+    requantized, gives (within rounding), on its input and on a worst case of codes 0 / 255:
+    where oneDNN's kernel saturates, the check moved it to 7-bit weights."""
+    from adasr.runtime.int8 import _exact
+
+    torch.manual_seed(1)
+    net = SubNet(SubnetConfig(2, 16, 1, 3, ("r",), True, "bic")).eval()
+    frames = [random_image(24, 24, seed=s) for s in range(2)]
+    q = quantize_level(net, frames)
+    bits = q.weight_bits()
+    assert len(bits) == 5 and set(bits) <= {7, 8}
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda m, a: seen.append((m, a[0]))) for m in q.modules()
+             if hasattr(m, "weight_qmax")]
+    with torch.inference_mode():
+        q.phases(frame_to_tensor(frames[1]))
+    for h in hooks:
+        h.remove()
+    assert len(seen) == 5
+    g = torch.Generator().manual_seed(5)
+    for m, qx in seen:
+        codes = (torch.randint(0, 2, qx.shape, generator=g) * 255).to(torch.uint8)
+        worst = torch._make_per_tensor_quantized_tensor(codes, qx.q_scale(), qx.q_zero_point())
+        for inp in (qx, worst):  # the frame's own input, and the worst case for 16-bit pair sums
+            with torch.inference_mode():
+                d = (m(inp).int_repr().int() - _exact(m, inp).int_repr().int()).abs().max()
+            assert int(d) <= 2
+
+
+def test_backends_bench_saves_the_int8_entry_that_auto_reads(monkeypatch, capsys, tmp_path, data_root):
+    import shutil
+
+    from adasr.package import load_package
+    from adasr.runtime.precision import int8_choice
+    from adasr.timing import device_key
+
+    pkg_path = tmp_path / "x2.adasr"
+    shutil.copy(MODELS_DIR / "sr_x2.adasr", pkg_path)
+    pkg = load_package(pkg_path)
+    key = device_key("cpu", 1)
+    pkg.add_profile(key, next(iter(pkg.profiles.values())))
+    args = ["bench", "backends", pkg_path, "--lr-size", "24x16", "--max-images", "1", "--calib-frames", "1",
+            "--rounds", "1", "--repeats", "1", "--levels", "0", "--threads", "1", "--out", tmp_path / "bb"]
+    code, stdout, stderr = run_cli(monkeypatch, capsys, *args, "--save-profile", "--tolerance-db", "0.5")
+    assert code == 0, stderr
+    section = load_package(pkg_path).profiles[key]["int8"]
+    first = pkg.family[0].config.id
+    assert list(section["levels"]) == [first] and section["tolerance_db"] == 0.5
+    entry = section["levels"][first]
+    assert entry["fp32_s"] > 0 and entry["int8_s"] > 0 and abs(entry["psnr_change_db"]) < 0.5
+    assert int8_choice(pkg.family, section) == ([0] if entry["int8_s"] < entry["fp32_s"] else [])
+    code, _, stderr = run_cli(monkeypatch, capsys, *args, "--save-profile", "--data", "none")
+    assert code == 5 and "--save-profile needs --data" in stderr
+
+
+@pytest.mark.parametrize("command", [["upscale", "in.mp4", "out.mp4"], ["play", "in.mp4"]])
+def test_precision_option_refuses_unknown_values(monkeypatch, capsys, tmp_path, command):
+    (tmp_path / "in.mp4").write_bytes(b"not read: the option is checked first")
+    cmd = [str(tmp_path / c) if c.endswith(".mp4") else c for c in command]
+    code, _, stderr = run_cli(monkeypatch, capsys, *cmd, "--precision", "fp16")
+    assert code == 5 and "precision must be one of fp32, int8, auto" in stderr
+
+
+def test_onnx_runtime_backends_match_the_float_level(tmp_path):
+    """A level exported at one size: fp32 equals torch's output, static int8 stays close, and a
+    frame of another size runs in padded tiles."""
+    from adasr.bench.ort import ort_backends
+
+    torch.manual_seed(0)
+    net = SubNet(SubnetConfig(2, 8, 1, 3, ("r", "r"), True, "bic")).eval()
+    for p in net.parameters():
+        p.data.mul_(0.5)
+    calib = [_smooth(32, 32, s) for s in range(3)]
+    fns = ort_backends(net, (32, 32), calib, tmp_path)
+    assert sorted(fns) == ["ort-fp32", "ort-int8"] and (tmp_path / f"{net.config.id}-int8.onnx").is_file()
+    for frame in (_smooth(32, 32, 7), _smooth(40, 56, 8)):  # the export size, and tiles
+        with torch.inference_mode():
+            ref = tensor_to_frame(net(frame_to_tensor(frame, False)))
+        fp32, int8 = fns["ort-fp32"](frame), fns["ort-int8"](frame)
+        assert fp32.shape == int8.shape == ref.shape
+        same = psnr(fp32.astype(np.float64), ref.astype(np.float64), 255.0)
+        assert same > (60 if frame.shape[0] == 32 else 35)
+        assert psnr(int8.astype(np.float64), ref.astype(np.float64), 255.0) > 30

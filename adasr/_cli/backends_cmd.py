@@ -1,4 +1,5 @@
-"""`adasr bench backends`: every level of a package through torch float32 and torch int8."""
+"""`adasr bench backends`: every level of a package through torch float32 / int8 and ONNX Runtime
+float32 / int8, with OpenCV's dnn_superres peers as points."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ def bench_backends(
     max_images: Annotated[Optional[int], typer.Option(help="Use only the first N images of the set.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for backends.json and backends.png.")] = Path("out/backends"),
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (1: per-frame CPU time).")] = None,
+    levels: Annotated[Optional[str], typer.Option(help="Only these level indices, comma-separated (default: all).")] = None,
+    onnx: Annotated[bool, typer.Option(help="Also ONNX Runtime fp32 and static int8 (QDQ) rows, each level exported at the first --lr-size (needs adasr[onnx]).")] = True,
+    peers: Annotated[bool, typer.Option(help="Also OpenCV dnn_superres FSRCNN / FSRCNN-s / ESPCN as points (needs adasr[peers]).")] = True,
+    save_profile: Annotated[bool, typer.Option(help="Store the int8 measurements (first --lr-size, --data PSNR) in the package's profile for this device, where precision auto reads them.")] = False,
+    tolerance_db: Annotated[float, typer.Option(help="With --save-profile: the largest PSNR loss (dB) at which precision auto runs a level in int8.")] = 0.05,
 ) -> None:
     """Levels through each backend in one run: ms/frame, PSNR against float32, GFLOP/s against peak."""
     from rich.table import Table
@@ -45,6 +51,18 @@ def bench_backends(
     for w, h in sizes:
         if max(w, h) > 4096:
             raise ConfigError(f"--lr-size must be at most 4096 on a side, got {w}x{h}")
+    only = None
+    if levels is not None:
+        try:
+            only = sorted({int(v) for v in levels.split(",")})
+        except ValueError:
+            raise ConfigError(f"--levels must be comma-separated level indices, got {levels!r}") from None
+        if not only or only[0] < 0 or len(only) > 64:
+            raise ConfigError(f"--levels must be 1-64 non-negative level indices, got {levels!r}")
+    if save_profile and data == "none":
+        raise ConfigError("--save-profile needs --data (the PSNR change the tolerance is checked against)")
+    if not 0.0 <= tolerance_db <= 10.0:
+        raise ConfigError(f"--tolerance-db must be in [0, 10], got {tolerance_db}")
     _threads(threads)
     ensure_dir(out_dir)
     check_writable(out_dir / "backends.json")
@@ -56,7 +74,9 @@ def bench_backends(
         video = clips / "bigbuckbunny_720p.mp4"
     result = run_backends(package, calib_video=calib_video, time_video=video,
                           lr_sizes=[(h, w) for w, h in sizes], set_name=None if data == "none" else data,
-                          calib_frames=calib_frames, rounds=rounds, repeats=repeats, max_images=max_images,
+                          calib_frames=calib_frames, rounds=rounds, repeats=repeats, max_images=max_images, levels=only,
+                          onnx_folder=out_dir / "onnx" if onnx else None,
+                          peers_dir=data_root() / "peers" if peers else None,
                           on_progress=lambda m: console.print(f"  {m}", highlight=False))
     set_name = None if data == "none" else data
     for size in result["sizes"]:
@@ -67,14 +87,23 @@ def bench_backends(
                     "GFLOP/s", "of peak"):
             table.add_column(col, justify="right")
         for r in size["rows"]:
-            lv = result["levels"][r["level"]]
+            lv = next(v for v in result["levels"] if v["index"] == r["level"])
             extra = [f"{lv[set_name][r['backend']]:.2f}"] if set_name else []
             table.add_row(f"L{r['level']}", r["backend"], f"{r['ms']:.1f}", f"{r['speedup']:.2f}",
                           f"{r['psnr_vs_fp32']:.1f}", *extra, f"{r['gflops']:.1f}", f"{r['of_peak']:.0%}")
+        for p, entry in zip(size.get("peers", []), result["peers"]):
+            extra = [f"{entry[set_name]:.2f}"] if set_name else []
+            table.add_row("peer", p["name"], f"{p['ms']:.1f}", "", "", *extra, "", "")
         out.print(table, width=160)
     for note in result["notes"]:
         out.print(f"not run: {note}", highlight=False)
     write_bytes_atomic(out_dir / "backends.json", (json.dumps(result, indent=1) + "\n").encode())
+    if save_profile:
+        from adasr.bench.backends import save_int8_profile
+
+        key, chosen = save_int8_profile(package, result, set_name, tolerance_db)
+        out.print(f"stored int8 measurements in {package} (profile {key}); precision auto runs levels "
+                  f"{chosen or 'none'} in int8", highlight=False)
     backends_png(result, out_dir / "backends.png")
     out.print(f"wrote {out_dir / 'backends.json'} and {out_dir / 'backends.png'}", highlight=False)
 

@@ -310,6 +310,7 @@ def upscale(
     json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary (mode, level histogram, "
                                                "estimated and actual seconds; --realtime: deadline share) "
                                                "instead of a sentence.")] = False,
+    precision: Annotated[Optional[str], typer.Option(help="Video level precision: fp32, int8 (every level, forced) or auto (int8 only where this device's profile measured it faster and within its PSNR tolerance); default: the package's own (fp32 unless it says otherwise).")] = None,
 ) -> None:
     """Upscale an image or a video (frame rate, rotation and audio are kept): the best level by default,
     the best that fits --time-budget, or --realtime; one line up front says what runs and how long it takes."""
@@ -318,7 +319,7 @@ def upscale(
     _threads(threads)
     run_upscale(input, output, scale, model, codec, crf, preset, tile, max_frames, quiet, out, console,
                 level=level, target_fps=target_fps, json_summary=json_summary, time_budget=time_budget,
-                realtime=realtime, strict=strict)
+                realtime=realtime, strict=strict, precision=precision)
 
 
 @app.command()
@@ -344,6 +345,7 @@ def play(
     timeline: Annotated[Optional[Path], typer.Option(help="Write a timeline PNG (level, FPS, latency, load).")] = None,
     quiet: Annotated[bool, typer.Option(help="No live view; print the summary only.")] = False,
     base: Annotated[Optional[str], typer.Option(help="The base model this player already holds (generic, srvc, a model file or a package): a live channel then names it by hash and sends only updates; a model stream encoded with --base-by-hash needs it (a mismatching hash is refused).")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="Level precision: fp32, int8 (every level, forced) or auto (int8 only where this device's profile measured it faster and within its PSNR tolerance); default: the package's own (fp32 unless it says otherwise).")] = None,
 ) -> None:
     """Play a video through the adaptive runtime with a live view of level, FPS, load, switches and misses."""
     from adasr._cli.play_cmd import run_play
@@ -354,7 +356,8 @@ def play(
     if video.startswith(("http://", "https://")):
         from adasr._cli.serve_cmd import run_play_live
 
-        ignored = explicit(ctx, ("model", "scale", "trace", "lr_size", "reference_every", "level", "timeline"))
+        ignored = explicit(ctx, ("model", "scale", "trace", "lr_size", "reference_every", "level", "timeline",
+                                 "precision"))
         if ignored:
             names = ", ".join("--" + n.replace("_", "-") for n in ignored)
             raise ConfigError(f"{names}: not for a live channel (the channel sets model, scale and LR size); "
@@ -367,7 +370,7 @@ def play(
         raise ConfigError("--base applies to a live channel (http://127.0.0.1:PORT/channel/NAME) or a model "
                           "stream only")
     if is_stream_path(video):
-        ignored = explicit(ctx, ("model", "scale", "trace", "lr_size", "reference_every"))
+        ignored = explicit(ctx, ("model", "scale", "trace", "lr_size", "reference_every", "precision"))
         if ignored:
             names = ", ".join("--" + n.replace("_", "-") for n in ignored)
             verb = "does" if len(ignored) == 1 else "do"
@@ -379,7 +382,8 @@ def play(
         size = (w, h)
     run_play(video, model=model, scale=scale, target_fps=target_fps, policy=policy, level=level, trace=trace,
              lr_size=size, output=output, max_frames=max_frames, json_out=json_out, timeline=timeline,
-             reference_every=reference_every, quiet=quiet, out=out, console=console, base=base)
+             reference_every=reference_every, quiet=quiet, out=out, console=console, base=base,
+             precision=precision)
 
 
 def _parse_hw(text: str) -> tuple[int, int]:

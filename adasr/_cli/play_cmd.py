@@ -16,7 +16,7 @@ from adasr.errors import ConfigError, InputError
 
 
 def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool = False,
-                profile: bool = True) -> Any:
+                profile: bool = True, precision: str | None = None, calibration_video: Path | None = None) -> Any:
     """`adasr.api.load_engine` with a progress bar while this device is profiled (first use)."""
     from adasr.api import load_engine as load
 
@@ -31,7 +31,8 @@ def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool
         progress.update(task[0], completed=done, total=total)
 
     try:
-        return load(model, scale, profile=profile, on_progress=on_progress)
+        return load(model, scale, profile=profile, on_progress=on_progress, precision=precision,
+                    calibration_video=calibration_video)
     finally:
         if task:
             progress.stop()
@@ -134,7 +135,7 @@ def print_summary(summary: dict[str, Any], out: Console, title: str) -> None:
 def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float | None, policy: str, level: str,
              trace: str | None, lr_size: tuple[int, int] | None, output: Path | None, max_frames: int | None,
              json_out: Path | None, timeline: Path | None, reference_every: int, quiet: bool, out: Console,
-             console: Console, base: str | None = None) -> dict[str, Any]:
+             console: Console, base: str | None = None, precision: str | None = None) -> dict[str, Any]:
     from rich.live import Live
 
     from adasr._atomic import check_not_input, check_writable
@@ -157,8 +158,12 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
         return _play_stream(video, target_fps=target_fps, policy=policy, level=level, output=output,
                             max_frames=max_frames, json_out=json_out, timeline=timeline, quiet=quiet, out=out,
                             console=console, base=base)
+    if precision is not None:
+        from adasr.runtime.precision import check_precision
+
+        check_precision(precision)
     info = probe(video)
-    engine = load_engine(model, scale, console, quiet=quiet)
+    engine = load_engine(model, scale, console, quiet=quiet, precision=precision, calibration_video=video)
     start = parse_level(level, len(engine.levels))
     if policy == "fixed" and start is None:
         start = len(engine.levels) - 1

@@ -86,7 +86,8 @@ def resolve_mode(level: str | None, realtime: bool, target_fps: float | None, ti
 def run_upscale(src: Path, dst: Path, scale: int, model_path: Path | None, codec: str, crf: int, preset: str | None,
                 tile: int, max_frames: int | None, quiet: bool, out: Console, console: Console, *,
                 level: str | None = None, target_fps: float | None = None, json_summary: bool = False,
-                time_budget: str | None = None, realtime: bool = False, strict: bool = False) -> None:
+                time_budget: str | None = None, realtime: bool = False, strict: bool = False,
+                precision: str | None = None) -> None:
     from adasr._atomic import check_not_input, check_writable
     from adasr.estimate import parse_time_budget
     from adasr.images import is_image_path
@@ -100,9 +101,16 @@ def run_upscale(src: Path, dst: Path, scale: int, model_path: Path | None, codec
     if max_frames is not None and max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1, got {max_frames}")
     image = is_image_path(src)
+    if precision is not None:
+        from adasr.runtime.precision import check_precision
+
+        check_precision(precision)
+        if image and precision == "int8":
+            raise ConfigError("--precision int8 applies to videos (an image runs in float32)")
     mode = resolve_mode(level, realtime, target_fps, time_budget, strict, image=image)
     budget = parse_time_budget(time_budget) if time_budget is not None else None
     job = _Job(src, dst, scale, mode, level, budget, strict, quiet, json_summary, out, console)
+    job.precision = precision
     if _use_package(model_path, scale):
         package = None if mode == "realtime" else _load_package(model_path, scale)
         if image:
@@ -276,8 +284,8 @@ def _video_package(job: _Job, package: Any, codec: str, crf: int, preset: str | 
                    max_frames: int | None) -> None:
     """The best level, a level asked for, or the best within the budget: one level, no pacing."""
     from adasr.estimate import RunningEstimate, format_seconds
-    from adasr.runtime.engine import Engine
     from adasr.runtime.player import play
+    from adasr.runtime.precision import build_engine
     from adasr.video import codec_for_suffix, probe
 
     codec_for_suffix(job.dst, codec)  # refuse an unknown container or codec before any work
@@ -286,7 +294,8 @@ def _video_package(job: _Job, package: Any, codec: str, crf: int, preset: str | 
     total = info.frame_count if max_frames is None else min(max_frames, info.frame_count or max_frames)
     hw = (info.height, info.width)
     what = f"{job.src.name}: {total} frames {_sizes(hw, job.scale)}"
-    engine = Engine(package)  # one fixed level: the family's latencies play no part
+    # one fixed level: the family's latencies play no part; int8 levels calibrate on the input
+    engine = build_engine(package, precision=job.precision, calibration_video=job.src)
     level, estimate, costs, budget_s = _choose_level(job, package, hw, total, total / fps, what, tile=engine.tile)
     running = RunningEstimate(estimate / total if total else None, total)
     progress = _eta_progress(job.console, job.quiet)
@@ -323,7 +332,8 @@ def _video_realtime(job: _Job, model_path: Path | None, target_fps: float | None
 
     codec_for_suffix(job.dst, codec)
     info = probe(job.src)
-    engine = load_engine(model_path, job.scale, job.console, quiet=job.quiet)
+    engine = load_engine(model_path, job.scale, job.console, quiet=job.quiet, precision=job.precision,
+                         calibration_video=job.src)
     fps = float(target_fps) if target_fps is not None else float(info.fps or 25)
     total = info.frame_count if max_frames is None else min(max_frames, info.frame_count or max_frames)
     hw = (info.height, info.width)

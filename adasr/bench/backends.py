@@ -49,15 +49,28 @@ def conv_peak_gflops(repeats: int = 5, hw: tuple[int, int] = (180, 320), channel
     return flops / min(times) / 1e9
 
 
-def level_backends(package: Any, calib: Sequence[np.ndarray]) -> tuple[list[dict[str, Any]], list[str]]:
+def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int] | None = None,
+                   onnx_folder: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Per level: {"index", "id", "params", "macs_per_px", "fns": {backend: frame -> frame}}."""
     from adasr.runtime.engine import Engine, frame_to_tensor, phases_to_frame
     from adasr.runtime.int8 import quantize_level
 
     engine = Engine(package, tile=None)
     notes: list[str] = []
+    if onnx_folder is not None:
+        from adasr.bench.ort import available
+
+        why = available()
+        if why:
+            notes.append(why)
+            onnx_folder = None
     rows = []
+    if only is not None and max(only) >= len(engine.levels):
+        raise ConfigError(f"--levels: the package has levels 0-{len(engine.levels) - 1}, got {max(only)}")
     for index, level in enumerate(engine.levels):
+        if only is not None and index not in only:
+            continue
+
         def fp32(frame: np.ndarray, index: int = index) -> np.ndarray:
             if engine.level != index:
                 engine.switch(index)
@@ -74,9 +87,18 @@ def level_backends(package: Any, calib: Sequence[np.ndarray]) -> tuple[list[dict
                     return phases_to_frame(q.phases(frame_to_tensor(frame)), q.scale)
 
             fns["torch-int8"] = int8
+            bits = q.weight_bits()
+        if onnx_folder is not None:
+            from adasr.bench.ort import ort_backends
+
+            try:
+                fns.update(ort_backends(package.supernet.extract(level.config), calib[0].shape[:2], calib,
+                                        onnx_folder, torch.get_num_threads()))
+            except (ValueError, RuntimeError) as exc:
+                notes.append(f"ONNX Runtime L{index}: {str(exc).splitlines()[0]}")
         macs_px = level.macs / (package.family.lr_hw[0] * package.family.lr_hw[1])
         rows.append({"index": index, "id": level.config.id, "params": level.params, "macs_per_px": macs_px,
-                     "fns": fns})
+                     "fns": fns, "weight_bits": bits if "torch-int8" in fns else None})
     return rows, notes
 
 
@@ -99,6 +121,7 @@ def clip_frames(video: Path, lr_hw: tuple[int, int], count: int, stride: int = 1
 def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Path | None,
                  lr_sizes: Sequence[tuple[int, int]] = ((180, 320),), set_name: str | None = "Set5",
                  calib_frames: int = 4, rounds: int = 3, repeats: int = 3, max_images: int | None = None,
+                 levels: Sequence[int] | None = None, onnx_folder: Path | None = None, peers_dir: Path | None = None,
                  on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     from adasr.bench.peers import _frame
     from adasr.metrics import psnr, psnr_y
@@ -112,14 +135,22 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
     say("peak conv")
     peak = conv_peak_gflops()
     calib = clip_frames(calib_video, lr_sizes[0], calib_frames)
-    say(f"quantizing {len(package.family)} levels on {len(calib)} frames of {calib_video.name}")
-    levels, notes = level_backends(package, calib)
+    count = len(levels) if levels else len(package.family)
+    say(f"quantizing {count} levels on {len(calib)} frames of {calib_video.name}")
+    levels, notes = level_backends(package, calib, levels, onnx_folder)
+    peers = []
+    if peers_dir is not None:
+        from adasr.bench.peers import opencv_upscalers
+
+        peers, why = opencv_upscalers(scale, peers_dir)
+        notes.extend(why)
     backends = sorted({b for r in levels for b in r["fns"]}, key=lambda b: (b != "torch-fp32", b))
     result: dict[str, Any] = {"package": str(package_path), "scale": scale, "threads": torch.get_num_threads(),
                               "device": device_key("cpu", torch.get_num_threads()), "peak_gflops": peak,
                               "clock": "cpu" if torch.get_num_threads() == 1 else "wall",
                               "calib_video": str(calib_video), "time_video": str(time_video) if time_video else None,
-                              "backends": backends, "notes": notes, "sizes": [], "levels": []}
+                              "backends": backends, "notes": notes, "sizes": [], "levels": [],
+                              "peers": [{"name": p.name, "params": p.params} for p in peers]}
     pairs = []
     if set_name:
         from adasr.data.datasets import load_pairs
@@ -127,11 +158,15 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
         pairs = load_pairs(str(benchmark_dir(set_name)), scale, limit=max_images)
     for r in levels:
         row = {k: v for k, v in r.items() if k != "fns"}
+        row["weight_bits"] = r.get("weight_bits")
         if pairs:
             row[set_name] = {}
             for b, fn in r["fns"].items():
                 row[set_name][b] = float(np.mean([psnr_y(fn(p.lr), p.hr, border=scale) for p in pairs]))
         result["levels"].append(row)
+    for p, entry in zip(peers, result["peers"]):
+        if pairs:
+            entry[set_name] = float(np.mean([psnr_y(p.fn(q.lr), q.hr, border=scale) for q in pairs]))
     clock = _clock()
     for lr_hw in lr_sizes:
         frame = _frame(time_video, lr_hw)
@@ -152,6 +187,12 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
                         t0 = clock()
                         fn(frame)
                         times.setdefault((r["index"], b), []).append(clock() - t0)
+            for p in peers:  # the OpenCV peers as points, in the same rounds
+                p.fn(frame)
+                for _ in range(repeats):
+                    t0 = clock()
+                    p.fn(frame)
+                    times.setdefault((-1, p.name), []).append(clock() - t0)
         size = {"lr_hw": list(lr_hw), "rows": []}
         for r in levels:
             for b in r["fns"]:
@@ -163,6 +204,7 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
         base = {row["level"]: row["ms"] for row in size["rows"] if row["backend"] == "torch-fp32"}
         for row in size["rows"]:
             row["speedup"] = base[row["level"]] / row["ms"]
+        size["peers"] = [{"name": p.name, "ms": statistics.median(times[(-1, p.name)]) * 1e3} for p in peers]
         result["sizes"].append(size)
     return result
 
@@ -188,3 +230,20 @@ def backends_png(result: dict[str, Any], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_int8_profile(package_path: str | Path, result: dict[str, Any], set_name: str,
+                      tolerance_db: float) -> tuple[str, list[int]]:
+    """Store `result`'s int8 measurements as the ``int8`` entry of the package's profile for the
+    bench's device key; returns (key, the level indices precision "auto" now picks)."""
+    from adasr.package import load_package
+    from adasr.runtime.precision import int8_choice, section_from_bench
+
+    package = load_package(str(package_path))
+    key = result["device"]
+    if key not in package.profiles:
+        raise ConfigError(f"{package_path} has no profile for {key} (it has {sorted(package.profiles) or 'none'}); "
+                          f"profile it first at the same thread count (adasr profile)")
+    section = section_from_bench(result, set_name, tolerance_db)
+    package.add_profile(key, {**package.profiles[key], "int8": section})
+    return key, int8_choice(package.family, section)

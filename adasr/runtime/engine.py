@@ -127,12 +127,15 @@ class Engine:
     source: a `Package` (its family, or `package.family_for(device_key)` when `device_key` is
     given), or a `SuperNet` with `family`. level: the starting level index (default: the
     fastest, 0). channels_last: feed NHWC-strided input on CPU (faster, same output).
+    precision: "fp32", "int8" (the levels in `int8_only`, default all) or "auto" (the levels
+    `adasr.runtime.precision.int8_choice` picks from the package's profile), int8 levels
+    calibrated on `calibration` frames.
     """
 
     def __init__(self, source: Package | SuperNet, family: Family | None = None, *, device_key: str | None = None,
                  level: int = 0, channels_last: bool | None = None, tile: int | None = 512,
                  overlap: int = 16, precision: str = "fp32",
-                 calibration: Sequence[np.ndarray] | None = None) -> None:
+                 calibration: Sequence[np.ndarray] | None = None, int8_only: Sequence[int] | None = None) -> None:
         if isinstance(source, SuperNet):
             if family is None:
                 raise ConfigError("Engine(supernet, family): a supernet needs its family of levels")
@@ -160,21 +163,29 @@ class Engine:
         self.tile, self.overlap = tile, int(overlap)
         self.level = _check_level_index(level, len(family))
         self.supernet.set_active(family[self.level].config)
-        # precision "int8": every level that `adasr.runtime.int8` supports also gets a quantized
-        # copy (its own int8 weights, about a quarter of the level's float32 bytes), calibrated
-        # on `calibration` frames and built here once, so a switch still allocates nothing.
-        if precision not in ("fp32", "int8"):
-            raise ConfigError(f"precision must be fp32 or int8, got {precision!r}")
-        self.precision = precision
+        # precision "int8": every level that `adasr.runtime.int8` supports (or those in
+        # `int8_only`) also gets a quantized copy (its own int8 weights, about a quarter of the
+        # level's float32 bytes), calibrated on `calibration` frames and built here once, so a
+        # switch still allocates nothing. "auto": the levels `adasr.runtime.precision` picks from
+        # the package's profile for `device_key` (measured faster, loss within its tolerance).
+        from adasr.runtime.precision import check_precision, int8_levels
+
+        self.precision = check_precision(precision)
+        if precision == "auto":
+            if isinstance(source, SuperNet):
+                raise ConfigError("precision auto needs a package (its profile holds the int8 measurements)")
+            int8_only = int8_levels(source, family, "auto", device_key)
+        quantize = [] if precision == "fp32" else range(len(family)) if int8_only is None else \
+            [_check_level_index(i, len(family)) for i in int8_only]
         self.int8_levels: list[Any] = [None] * len(family)
-        if precision == "int8":
+        if quantize:
             from adasr.runtime.int8 import quantize_level
 
             if not calibration:
-                raise ConfigError("precision int8 needs calibration frames (uint8 RGB)")
-            for i, lv in enumerate(family):
+                raise ConfigError(f"precision {precision} needs calibration frames (uint8 RGB)")
+            for i in quantize:
                 try:
-                    self.int8_levels[i] = quantize_level(self.supernet.extract(lv.config), calibration)
+                    self.int8_levels[i] = quantize_level(self.supernet.extract(family[i].config), calibration)
                 except ConfigError:
                     pass  # this level runs in float32
 
@@ -221,7 +232,8 @@ class Engine:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.supernet(self._prepare(x))
+        quantized = self.int8_levels[self.level]
+        return quantized(x) if quantized is not None else self.supernet(self._prepare(x))
 
     @torch.inference_mode()
     def process(self, frame: np.ndarray) -> np.ndarray:
@@ -257,9 +269,11 @@ class Engine:
         x = torch.zeros(1, 3, h, w)
         keep, recorded = self.level, len(self.switch_latencies)
         for i in range(len(self.levels)) if levels is None else levels:
-            self.supernet.set_active(self.levels[_check_level_index(i, len(self.levels))].config)
+            self.level = _check_level_index(i, len(self.levels))
+            self.supernet.set_active(self.levels[self.level].config)
             for _ in range(max(1, int(repeats))):
                 self.process_tensor(x)
+        self.level = keep
         self.supernet.set_active(self.levels[keep].config)
         del self.switch_latencies[recorded:]
 

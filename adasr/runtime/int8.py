@@ -9,9 +9,13 @@ the min / max seen on the calibration frames (uint8 RGB), each widened by `margi
 ``float_up=True`` keeps the upsampler's conv in float32 (measured: +0.01 to +0.03 dB on Set5,
 slower on the small levels; off by default).
 
-Quality (docs/BENCHMARKS.md section 16): the bundled x2 levels lose 0.10-0.37 dB PSNR-Y on Set5
-in int8 (more with depth), above the 0.05 dB the runtime would accept, so int8 is opt-in
-(`Engine(precision="int8")`), never chosen by itself.
+Quality (docs/BENCHMARKS.md section 18): the int8 loss measured first (0.11-0.37 dB PSNR-Y on
+Set5, section 16) was not 8-bit activations but oneDNN's u8 x s8 kernels on this CPU, which sum
+pairs of products in 16 bits and saturate; `quantize_level` checks every quantized conv against
+its exact result (on a calibration frame and a worst-case input) and gives the ones that
+saturate 7-bit weights, which cannot. With that, the bundled x2 levels lose 0.01-0.04 dB.
+Whether a level runs in int8 is `adasr.runtime.precision`'s rule (measured faster on the device
+and within the profile's tolerance); `Engine(precision="int8")` forces it.
 
 The input needs no quantization step: a frame in [0, 1] is exactly uint8 / 255, which is the
 input's quantized form (scale 1/255, zero point 0).
@@ -68,20 +72,63 @@ class _Range:
         return scale, int(min(255, max(0, round(-lo / scale))))
 
 
-def _qconv(conv: nn.Conv2d, scale: float, zero_point: int, relu: bool) -> nn.Module:
+def _set_weight(q: nn.Module, conv: nn.Conv2d, qmax: int) -> None:
+    """Per-channel symmetric int8 weights of `conv` on `q`, in [-qmax, qmax]."""
+    w = conv.weight.detach().float()
+    amax = w.abs().amax(dim=(1, 2, 3)).clamp_min(1e-8)
+    qw = torch.quantize_per_channel(w, (amax / qmax).double(), torch.zeros(w.shape[0], dtype=torch.long), 0,
+                                    torch.qint8)
+    q.set_weight_bias(qw, None if conv.bias is None else conv.bias.detach().float())
+    q.weight_qmax = qmax
+
+
+def _qconv(conv: nn.Conv2d, scale: float, zero_point: int, relu: bool, qmax: int = 127) -> nn.Module:
     from torch.ao.nn.intrinsic.quantized import ConvReLU2d
     from torch.ao.nn.quantized import Conv2d
 
     cls = ConvReLU2d if relu else Conv2d
     q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
             dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None)
-    w = conv.weight.detach().float()
-    amax = w.abs().amax(dim=(1, 2, 3)).clamp_min(1e-8)
-    qw = torch.quantize_per_channel(w, (amax / 127.0).double(), torch.zeros(w.shape[0], dtype=torch.long), 0,
-                                    torch.qint8)
-    q.set_weight_bias(qw, None if conv.bias is None else conv.bias.detach().float())
+    _set_weight(q, conv, qmax)
     q.scale, q.zero_point = float(scale), int(zero_point)
     return q
+
+
+def _exact(q: nn.Module, qx: torch.Tensor) -> torch.Tensor:
+    """What the quantized conv `q` should return on `qx`: the float conv of the dequantized
+    input and weights, requantized (int32 accumulation never overflows here)."""
+    y = F.conv2d(qx.dequantize(), q.weight().dequantize(), q.bias(), q.stride, q.padding, q.dilation, q.groups)
+    if "ReLU" in type(q).__name__:
+        y = F.relu(y)
+    return torch.quantize_per_tensor(y, q.scale, q.zero_point, torch.quint8)
+
+
+def _fix_saturation(level: Int8Level, convs: dict[nn.Module, nn.Conv2d], x: torch.Tensor,
+                    tolerance: int = 2, seed: int = 0) -> None:
+    """Requantize to 7-bit weights every conv whose kernel output leaves its exact value.
+
+    Measured on the reference CPU (docs/BENCHMARKS.md section 18): some of oneDNN's u8 x s8
+    kernels (the 3-channel head, the 12-channel upsampler conv, some trunk convs) sum pairs of
+    products in 16 bits and saturate (up to 108 LSB off: the whole int8 quality loss measured
+    before), while others are exact. Each conv is checked on its input from the frame `x` and
+    on a worst case (codes 0 and 255 at random), so what is found does not depend on the
+    content. Weights in [-63, 63] cannot saturate (2 x 255 x 63 < 2^15): those layers lose one
+    bit of weight precision and their kernels become exact."""
+    seen: list[tuple[nn.Module, torch.Tensor]] = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.append((m, args[0]))) for m in convs]
+    try:
+        level.phases(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    g = torch.Generator().manual_seed(seed)
+    for q, qx in seen:
+        codes = (torch.randint(0, 2, qx.shape, generator=g) * 255).to(torch.uint8)
+        worst = torch._make_per_tensor_quantized_tensor(codes, qx.q_scale(), qx.q_zero_point())
+        for inp in (qx, worst):
+            if int((q(inp).int_repr().int() - _exact(q, inp).int_repr().int()).abs().max()) > tolerance:
+                _set_weight(q, convs[q], 63)
+                break
 
 
 def _check_supported(subnet: nn.Module) -> None:
@@ -154,6 +201,10 @@ class Int8Level(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.pixel_shuffle(self.phases(x), self.scale)
 
+    def weight_bits(self) -> list[int]:
+        """Weight bits of every quantized conv in forward order (8, or 7 where the kernel saturated)."""
+        return [8 if m.weight_qmax == 127 else 7 for m in self.modules() if hasattr(m, "weight_qmax")]
+
     def int8_bytes(self) -> int:
         """Bytes of the packed int8 weights and float biases (what the level adds to memory)."""
         total = 0
@@ -178,4 +229,10 @@ def quantize_level(subnet: nn.Module, frames: Sequence[np.ndarray], *, margin: f
     for frame in frames:
         x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float().div_(255.0)
         _float_pass(subnet, x, ranges)
-    return Int8Level(subnet, ranges, margin, float_up).eval()
+    level = Int8Level(subnet, ranges, margin, float_up).eval()
+    convs = dict(zip([m for m in level.modules() if hasattr(m, "weight_qmax")],
+                     [subnet.head, *[c for b in subnet.body for c in (b.ops["conv_a"], b.ops["conv_b"])],
+                      subnet.tail, *([] if float_up else [subnet.up])]))
+    x0 = torch.from_numpy(np.ascontiguousarray(frames[0])).permute(2, 0, 1)[None].float().div_(255.0)
+    _fix_saturation(level, convs, x0)
+    return level

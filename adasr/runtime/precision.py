@@ -1,0 +1,126 @@
+"""Which levels run in int8: the rule, and the profile entry it reads.
+
+A device profile may carry an ``int8`` object (schema: `adasr.package.check_int8_section`),
+written by ``adasr bench backends --save-profile``: per level, the float32 and int8 seconds per
+frame measured side by side on this device, and the int8 output's PSNR change against HR on a
+benchmark set, with the largest loss the package accepts (``tolerance_db``, default
+`DEFAULT_TOLERANCE_DB`).
+
+The rule (`int8_choice`): a level runs in int8 only where its entry exists, int8 was measured
+faster than float32, and its PSNR loss is at most the tolerance. Precision ``"fp32"`` runs
+every level in float32, ``"int8"`` every level the int8 path supports (forced, measured or not),
+``"auto"`` the rule. Without an ``int8`` entry (every profile written before it existed) ``auto``
+is float32 everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from adasr.errors import ConfigError
+from adasr.package import PRECISIONS, check_int8_section
+
+if TYPE_CHECKING:
+    from adasr.family import Family
+    from adasr.package import Package
+
+DEFAULT_TOLERANCE_DB = 0.05
+CALIBRATION_FRAMES = 4
+
+
+def check_precision(precision: Any) -> str:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+def int8_choice(family: Family, section: dict[str, Any] | None, tolerance_db: float | None = None) -> list[int]:
+    """Indices of the levels of `family` that run in int8 under precision "auto": measured
+    faster in int8 than in float32 and losing at most `tolerance_db` (default: the section's
+    own) PSNR. None or an empty section: none."""
+    if not section:
+        return []
+    check_int8_section(section, "int8 profile")
+    tol = float(section["tolerance_db"] if tolerance_db is None else tolerance_db)
+    chosen = []
+    for i, level in enumerate(family):
+        entry = section["levels"].get(level.config.id)
+        if entry is not None and entry["int8_s"] < entry["fp32_s"] and -entry["psnr_change_db"] <= tol:
+            chosen.append(i)
+    return chosen
+
+
+def int8_section(package: Package, device_key: str | None) -> dict[str, Any] | None:
+    """The ``int8`` object of `package`'s profile for `device_key` (None: this device's key at
+    the current thread count, else the package's only profile)."""
+    profiles = package.profiles
+    if device_key is None:
+        import torch
+
+        from adasr.timing import device_key as current
+
+        here = current("cpu", torch.get_num_threads())
+        device_key = here if here in profiles else next(iter(profiles)) if len(profiles) == 1 else None
+    profile = profiles.get(device_key) if device_key is not None else None
+    return None if profile is None else profile.get("int8")
+
+
+def int8_levels(package: Package, family: Family, precision: str | None = None,
+                device_key: str | None = None) -> list[int] | None:
+    """What `Engine(precision=...)` quantizes: None for every supported level ("int8"), else
+    the indices the rule picks ("auto"; "fp32": none). precision None: the package's own."""
+    precision = check_precision(package.precision if precision is None else precision)
+    if precision == "int8":
+        return None
+    if precision == "fp32":
+        return []
+    return int8_choice(family, int8_section(package, device_key))
+
+
+def calibration_frames(video: str | Path, count: int = CALIBRATION_FRAMES, stride: int = 10) -> list[np.ndarray]:
+    """`count` uint8 RGB frames of `video` (every `stride`-th from the start) to calibrate int8."""
+    from adasr.errors import InputError
+    from adasr.video import read_frames
+
+    frames = [f for i, f in enumerate(read_frames(video, max_frames=count * stride)) if i % stride == 0]
+    if not frames:
+        raise InputError(f"{video}: no frames decoded to calibrate int8")
+    return [np.ascontiguousarray(f) for f in frames]
+
+
+def section_from_bench(result: dict[str, Any], set_name: str, tolerance_db: float = DEFAULT_TOLERANCE_DB,
+                       size_index: int = 0) -> dict[str, Any]:
+    """The profile's ``int8`` object from an `adasr.bench.backends.run_backends` result: the
+    timings at its first frame size and the PSNR change on `set_name`."""
+    size = result["sizes"][size_index]
+    ms = {(r["level"], r["backend"]): r["ms"] for r in size["rows"]}
+    levels = {}
+    for lv in result["levels"]:
+        i, scores = lv["index"], lv.get(set_name) or {}
+        if (i, "torch-int8") in ms and "torch-int8" in scores:
+            levels[lv["id"]] = {"fp32_s": ms[(i, "torch-fp32")] / 1e3, "int8_s": ms[(i, "torch-int8")] / 1e3,
+                                "psnr_change_db": scores["torch-int8"] - scores["torch-fp32"]}
+    h, w = size["lr_hw"]
+    section = {"tolerance_db": float(tolerance_db), "set": set_name, "lr_hw": [h, w], "threads": result["threads"],
+               "clock": result["clock"], "levels": levels}
+    return check_int8_section(section, "int8 profile")
+
+
+def build_engine(package: Package, family: Family | None = None, *, precision: str | None = None,
+                 calibration_video: str | Path | None = None, device_key: str | None = None, **kw: Any) -> Any:
+    """An `Engine` over `package` whose levels run in the precision asked for (None: the
+    package's own, `Package.precision`), calibrated on the first frames of `calibration_video`
+    where any level runs in int8 (a ConfigError if one is needed and none is given)."""
+    from adasr.runtime.engine import Engine
+
+    family = family if family is not None else package.family_for(device_key) if device_key else package.family
+    chosen = int8_levels(package, family, precision, device_key)
+    if chosen == []:
+        return Engine(package, family, **kw)
+    if calibration_video is None:
+        raise ConfigError("int8 levels need calibration frames: give a video to calibrate on")
+    return Engine(package, family, precision="int8", int8_only=chosen,
+                  calibration=calibration_frames(calibration_video), **kw)
