@@ -332,12 +332,8 @@ def play(
             verb = "does" if len(ignored) == 1 else "do"
             raise ConfigError(f"{names} {verb} not apply to a model stream ({video} carries its own model, scale and "
                               f"LR size, and plays without a background load); leave {names} out")
-    size = None
-    if lr_size is not None:
-        h, w = _parse_hw(lr_size)
-        size = (w, h)
     run_play(video, model=model, scale=scale, target_fps=target_fps, policy=policy, level=level, trace=trace,
-             lr_size=size, output=output, max_frames=max_frames, json_out=json_out, timeline=timeline,
+             lr_hw=None if lr_size is None else _parse_hw(lr_size), output=output, max_frames=max_frames, json_out=json_out, timeline=timeline,
              reference_every=reference_every, quiet=quiet, out=out, console=console)
 
 
@@ -569,13 +565,14 @@ def bench_adaptivity(
 ) -> None:
     """adasr vs Static (reload on switch) vs Assembled (all resident) under one load trace."""
     from adasr._atomic import check_not_input
-    from adasr.bench.adaptivity import run_adaptivity, summary_rows
+    from adasr.bench.adaptivity import AdaptivityOptions, run_adaptivity, summary_rows
 
     _threads(threads)
     check_not_input([out_dir], [package, video, trace if Path(trace).is_file() else None])
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = run_adaptivity(package, video, trace=trace, seconds=seconds, target_fps=target_fps, policy=policy,
-                            seed=seed, out_dir=out_dir, thread_rule=thread_rule,
+    options = AdaptivityOptions(trace=trace, seconds=seconds, target_fps=target_fps, policy=policy, seed=seed,
+                                thread_rule=thread_rule)
+    result = run_adaptivity(package, video, options, out_dir=out_dir,
                             on_progress=lambda stage, done, total: console.print(f"  {stage}: {done}/{total}"))
     rows = summary_rows(result)
     _print_rows(f"trace {trace}, target {result['target_fps']:.1f} FPS, policy {policy}, {seconds:g} s per runner",

@@ -31,14 +31,8 @@ from adasr.errors import ConfigError
 from adasr.family import Family
 from adasr.modelfile import ModelSpec, load_model, save_model
 from adasr.nn.supernet import SuperNet
-from adasr.runtime.engine import (
-    RunStats,
-    _check_level_index,
-    frame_to_tensor,
-    module_bytes,
-    run_stream,
-    tensor_to_frame,
-)
+from adasr.runtime.engine import frame_to_tensor, module_bytes, tensor_to_frame
+from adasr.runtime.pipeline import RunStats, StreamOptions, check_level_index, run_stream
 
 if TYPE_CHECKING:
     from adasr.package import Package
@@ -96,8 +90,9 @@ class _Runner:
 
     def run_stream(self, frames: Iterable[np.ndarray], sink: Callable[[np.ndarray], Any] | None,
                    target_fps: float, policy: Policy | None = None, monitor: Monitor | None = None,
-                   **kw: Any) -> RunStats:
-        return run_stream(self, frames, sink, target_fps, policy, monitor, **kw)
+                   options: StreamOptions | None = None, **overrides: Any) -> RunStats:
+        """`adasr.runtime.pipeline.run_stream` on this runner."""
+        return run_stream(self, frames, sink, target_fps, policy, monitor, options, **overrides)
 
 
 class AssembledRunner(_Runner):
@@ -109,7 +104,7 @@ class AssembledRunner(_Runner):
         self.scale = supernet.scale
         self.channels_last = channels_last
         self.models = [supernet.extract(lv.config).eval() for lv in self.levels]
-        self.level = _check_level_index(level, len(self.levels))
+        self.level = check_level_index(level, len(self.levels))
         self._active = self.models[self.level]
         self.switch_latencies: list[int] = []
 
@@ -117,7 +112,7 @@ class AssembledRunner(_Runner):
         return self._active
 
     def switch(self, level: int) -> int:
-        level = _check_level_index(level, len(self.levels))
+        level = check_level_index(level, len(self.levels))
         start = time.perf_counter_ns()
         self._active = self.models[level]
         ns = time.perf_counter_ns() - start
@@ -157,7 +152,7 @@ class StaticRunner(_Runner):
             save_model(path, supernet.extract(lv.config), ModelSpec("subnet", {"config": lv.config.id}, self.scale,
                                                                      {"level": i, "psnr": lv.psnr}))
             self.paths.append(path)
-        self.level = _check_level_index(level, len(self.levels))
+        self.level = check_level_index(level, len(self.levels))
         self._active: nn.Module | None = None
         self._active = self._load(self.level)
         self.switch_latencies: list[int] = []
@@ -173,7 +168,7 @@ class StaticRunner(_Runner):
         return self._active
 
     def switch(self, level: int) -> int:
-        level = _check_level_index(level, len(self.levels))
+        level = check_level_index(level, len(self.levels))
         start = time.perf_counter_ns()
         self._active = None  # unload first: only one model is ever resident
         self._active = self._load(level)

@@ -1,7 +1,7 @@
 """Runtime monitors: what a policy sees of the world, one `RuntimeState` per decision.
 
 A monitor is anything with ``sample() -> RuntimeState`` (the `Monitor` protocol). The stream
-pipeline (`adasr.runtime.engine.run_stream`) also feeds monitors that have an
+pipeline (`adasr.runtime.pipeline.run_stream`) also feeds monitors that have an
 ``observe(level, latency_s, target_period_s)`` method (the `FrameObserver` protocol) after every
 frame, so a monitor can keep a latency window without knowing the engine.
 

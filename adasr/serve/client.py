@@ -531,6 +531,6 @@ class LiveClient:
         self.stats.swaps = self.swap.applied
         names = [{"index": i, "config": lv.config.id} for i, lv in enumerate(levels)]
         result = PlayResult(stats=stats, target_fps=target, policy=policy if pol is not None else "fixed",
-                            lr_size=(lr_w, lr_h), out_size=(lr_w * scale, lr_h * scale), source_fps=fps,
+                            lr_hw=(lr_h, lr_w), out_hw=(lr_h * scale, lr_w * scale), source_fps=fps,
                             output=out, levels=names)
         return LivePlayResult(result.summary(), self.stats, played)

@@ -181,7 +181,7 @@ def play_stream(path: str | os.PathLike[str], *, target_fps: float | None = None
         raise ModelError(f"no frames were played from {path}")
     names = [{"index": i, "config": lv.config.id} for i, lv in enumerate(runner.levels)]
     result = PlayResult(stats=stats, target_fps=target, policy=policy if pol is not None else "fixed",
-                        lr_size=(lr_w, lr_h), out_size=(lr_w * reader.scale, lr_h * reader.scale), source_fps=fps,
+                        lr_hw=(lr_h, lr_w), out_hw=(lr_h * reader.scale, lr_w * reader.scale), source_fps=fps,
                         output=None if out is None else str(out), levels=names)
     result.segments_applied = reader.state.next_segment
     return result, inner
