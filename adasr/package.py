@@ -9,7 +9,7 @@ Folder layout (``save_package("model.adasrpkg", ...)``, any path not ending in `
     supernet.safetensors       the supernet's state dict (safetensors; no pickle anywhere)
     levels.json                the `Family` (levels ordered by cost; `Family.to_dict`)
     profiles/<device-key>.json one per device (`adasr.runtime.profile.profile_package`; schema: `check_profile`):
-                               measured per-level latency per resource level + latency table
+                               measured per-level latency per load + latency table
 
 Single-file variant (a path ending in ``.adasr``; zip-free): one safetensors file holding the
 same tensors, with the manifest, the levels and each profile as JSON strings in its header

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from adasr._cli.common import console, explicit, out, parse_shares, parse_size
+from adasr._cli.common import console, explicit, out, parse_hw, parse_shares
 from adasr._cli.common import set_threads as _threads
 from adasr._cli.ddp import NPROC_HELP, TIMEOUT_HELP
 from adasr.errors import AdasrError, ConfigError
@@ -338,8 +338,7 @@ def play(
 
 
 def _parse_hw(text: str) -> tuple[int, int]:
-    w, h = parse_size(text, "frame size")
-    return h, w
+    return parse_hw(text, "frame size")
 
 
 @app.command()
@@ -367,7 +366,7 @@ def search(
     from rich.table import Table
 
     from adasr._atomic import check_not_input, check_writable, write_bytes_atomic
-    from adasr.build import run_search
+    from adasr.build import SearchOptions, run_search
     from adasr.package import check_package_output
 
     for path in (plot, json_out):
@@ -383,10 +382,11 @@ def search(
             console.print(f"  {stage}: {done}/{total}", highlight=False)
             last["stage"] = stage
 
-    report = run_search(model, package_path, strategy=strategy, val=val, cost=cost, lr_hw=_parse_hw(size), loads=shares,
-                        repeats=repeats, threads=threads, seed=seed, predictor_samples=predictor_samples,
-                        baselines=baseline or [], plot=plot, params=_parse_args(param or [], "--param"),
-                        floor_bicubic=above_bicubic, trim=trim, on_progress=progress)
+    options = SearchOptions(strategy=strategy, val=val, cost=cost, lr_hw=_parse_hw(size), loads=shares,
+                            repeats=repeats, threads=threads, seed=seed, predictor_samples=predictor_samples,
+                            baselines=tuple(baseline or ()), plot=plot, params=_parse_args(param or [], "--param"),
+                            floor_bicubic=above_bicubic, trim=trim)
+    report = run_search(model, package_path, options, on_progress=progress)
     table = Table(title=f"{len(report['levels'])} levels ({strategy}, {cost}) on {report['device']}")
     for col in ("level", "config", "PSNR", "params", "GMACs", *[f"FPS@{k}" for k in sorted(report["levels"][0]["fps"])]):
         table.add_column(col, justify="left" if col == "config" else "right")
@@ -430,7 +430,7 @@ def profile(
 
     shares = parse_shares(loads)
     pkg = load_package(package)
-    prof = profile_package(pkg, levels=shares, repeats=repeats, threads=threads, device=device, table=False,
+    prof = profile_package(pkg, loads=shares, repeats=repeats, threads=threads, device=device, table=False,
                            thread_rule=thread_rule)
     if cache:
         where = cache_profile(pkg, prof)
