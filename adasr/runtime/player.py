@@ -181,12 +181,12 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
     def frames() -> Iterator[np.ndarray]:
         if not reference_every:
             same = lr == (info.height, info.width)
-            yield from read_frames(video, max_frames=max_frames, size=None if same else (lr[1], lr[0]))
+            yield from read_frames(video, max_frames=max_frames, hw=None if same else lr)
             return
         from adasr.data.imresize import imresize_torch
         from adasr.frames import to_frame, to_tensor
 
-        for i, hr in enumerate(read_frames(video, max_frames=max_frames, size=(out_hw[1], out_hw[0]))):
+        for i, hr in enumerate(read_frames(video, max_frames=max_frames, hw=out_hw)):
             small = imresize_torch(to_tensor(hr, peak=1.0), scale=1.0 / scale)  # on the 0..255 scale
             lr_frame = to_frame(small, unit=False)
             if i % reference_every == 0:
