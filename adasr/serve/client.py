@@ -14,7 +14,7 @@ them through the adaptive runtime, swap to each updated model between two frames
   meanwhile continues from the buffer with the last good model.
 * Bounded: at most `max_segments` segments and `duration_s` seconds; every wait has a timeout.
 
-`LiveClient.run(...)` plays through `adasr.runtime.engine.run_stream` and returns a
+`LiveClient.run(...)` plays through `adasr.runtime.pipeline.run_stream` and returns a
 `LivePlayResult` (the runtime's QoS summary plus `ClientStats`).
 """
 
@@ -478,8 +478,8 @@ class LiveClient:
             on_output: Callable[[int, int, np.ndarray], None] | None = None,
             max_frames: int | None = None) -> LivePlayResult:
         """Play the channel through the runtime until it ends (or the bounds); see the module doc."""
-        from adasr.runtime.engine import AutoThreads, run_stream
         from adasr.runtime.monitors import CpuMonitor, StreamMonitor
+        from adasr.runtime.pipeline import AutoThreads, StreamOptions, run_stream
         from adasr.runtime.player import pick_policy
 
         if self.swap is None:
@@ -513,8 +513,9 @@ class LiveClient:
             if len(levels) > 1 and policy != "fixed" else None
         monitor = StreamMonitor(cpu=CpuMonitor(), level=runner.level, target_period_s=1.0 / target)
         try:
-            stats = run_stream(runner, self.frames(), sink, target, pol, monitor, threads=AutoThreads(),
-                               on_frame=on_frame, stall_timeout_s=self.reconnect_s + 20, max_frames=max_frames)
+            options = StreamOptions(threads=AutoThreads(), on_frame=on_frame, stall_timeout_s=self.reconnect_s + 20,
+                                    max_frames=max_frames)
+            stats = run_stream(runner, self.frames(), sink, target, pol, monitor, options)
         except BaseException as exc:
             if writer is not None:
                 writer.__exit__(type(exc), exc, exc.__traceback__)

@@ -127,8 +127,9 @@ def play_stream(path: str | os.PathLike[str], *, target_fps: float | None = None
     """
     from adasr.family import Family, Level
     from adasr.nn.supernet import SuperNet, subnet_cost
-    from adasr.runtime.engine import AutoThreads, Engine, run_stream
+    from adasr.runtime.engine import Engine
     from adasr.runtime.monitors import CpuMonitor, StreamMonitor
+    from adasr.runtime.pipeline import AutoThreads, StreamOptions, run_stream
     from adasr.runtime.player import PlayResult
     from adasr.runtime.policies import pick_policy
     from adasr.space import SubnetConfig
@@ -170,7 +171,7 @@ def play_stream(path: str | os.PathLike[str], *, target_fps: float | None = None
         on_ready(inner, target)
     try:
         stats = run_stream(runner, _frames(reader, max_frames), None if writer is None else writer.write, target, pol,
-                           monitor, threads=AutoThreads(), on_frame=on_frame)
+                           monitor, StreamOptions(threads=AutoThreads(), on_frame=on_frame))
     except BaseException as exc:
         if writer is not None:
             writer.__exit__(type(exc), exc, exc.__traceback__)
