@@ -170,3 +170,43 @@ def test_warm_start_copies_matching_tensors_only(tmp_path):
     save_model(tmp_path / "f.safetensors", fsrcnn, ModelSpec("fsrcnn", {"scale": 2, "d": 8, "s": 4, "m": 1}, 2))
     with pytest.raises(ModelError):
         warm_start(build_model("espcn", scale=2), tmp_path / "f.safetensors")
+
+
+def test_anchored_phase_trains_only_the_largest_and_the_anchors(tmp_path):
+    import json
+    import random
+
+    from adasr._cli.main import _anchored
+    from adasr.space import SearchSpace
+    from adasr.train.sampling import recipe, step_subnets, with_anchors
+
+    space = SearchSpace.named("tiny")
+    rng = random.Random(1)
+    anchors = list(dict.fromkeys(space.sample(rng).id for _ in range(12)))[:4]
+    phases = with_anchors(recipe("lite", 10), anchors)
+    cfg = _cfg(arch="supernet", arch_args={"space": space.to_dict()}, steps=10, phases=phases)
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))  # config.json round trip
+    assert again.phases[0].anchors == tuple(anchors)
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(space=space)  # step_subnets needs only the space
+    seen = set()
+    for seed in range(20):
+        subnets = step_subnets(model, again.phases[0], torch.Generator().manual_seed(seed))
+        assert subnets[0] == space.largest() and subnets[1].id == anchors[0]
+        assert len(subnets) == 3
+        seen.update(s.id for s in subnets[1:])
+    assert seen <= set(anchors) and len(seen) > 2
+    # the CLI reads ids from a JSON list and refuses configs outside the space with one line
+    good = tmp_path / "anchors.json"
+    good.write_text(json.dumps(anchors))
+    assert _anchored(recipe("lite", 10), good, space.to_dict())[0].anchors == tuple(anchors)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([anchors[0].replace("x2-", "x4-")]))
+    with pytest.raises(ConfigError, match="--anchors"):
+        _anchored(recipe("lite", 10), bad, space.to_dict())
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(InputError, match="--anchors"):
+        _anchored(recipe("lite", 10), tmp_path / "junk.json", space.to_dict())
+    with pytest.raises(ConfigError, match="anchors need sampling"):
+        Phase("p", sampling="single", anchors=("a",))

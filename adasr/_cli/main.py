@@ -61,6 +61,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     arg: Annotated[Optional[list[str]], typer.Option(help="Architecture argument NAME=VALUE (repeatable, JSON values).")] = None,
     init_from: Annotated[Optional[Path], typer.Option(help="Warm start: copy the tensors of this model file whose names and shapes match (e.g. an x4 supernet from a trained x2 one).")] = None,
+    anchors: Annotated[Optional[Path], typer.Option(help="Train the configs that ship: a package (its levels) or a JSON list of sub-network ids, smallest first; each sandwich step trains the largest, the first anchor and random other anchors instead of random configs of the space.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON file of training options (CLI options are ignored except --out).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped, with the settings stored in its "
                                          "checkpoint (options given again must agree with them).")] = False,
@@ -87,7 +88,8 @@ def train(
         raise OutputError(f"--out must be a run folder, but {out_dir} is a file")
     options = dict(arch=arch, supernet=supernet, recipe=recipe, scale=scale, data=data, val=val, steps=steps,
                    batch_size=batch_size, patch=patch, lr=lr, schedule=schedule, hfen_weight=hfen_weight, ema=ema,
-                   val_every=val_every, ckpt_every=ckpt_every, seed=seed, arg=arg, init_from=init_from)
+                   val_every=val_every, ckpt_every=ckpt_every, seed=seed, arg=arg, init_from=init_from,
+                   anchors=anchors)
     if config is not None:
         try:
             cfg = _config_file(config)
@@ -130,7 +132,7 @@ def _config_file(path: Path):
 
 
 def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size, patch, lr, schedule, hfen_weight,
-                  ema, val_every, ckpt_every, seed, arg, init_from):
+                  ema, val_every, ckpt_every, seed, arg, init_from, anchors=None):
     """The TrainConfig that `adasr train`'s options describe."""
     from adasr.paths import benchmark_dir, data_root
     from adasr.train import TrainConfig
@@ -140,6 +142,10 @@ def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size
     arch_args, phases = _parse_args(arg or []), None
     if supernet is not None:
         arch, arch_args, phases = "supernet", {"space": _space_dict(supernet, scale)}, _phases(recipe, steps)
+        if anchors is not None:
+            phases = _anchored(phases, anchors, arch_args["space"])
+    elif anchors is not None:
+        raise ConfigError("--anchors needs --supernet")
     else:
         from adasr.nn.registry import resolve_args
 
@@ -158,6 +164,38 @@ def _space_dict(name: str, scale: int) -> dict:
         return SearchSpace.named(name, scale=scale).to_dict()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _anchored(phases, source: Path, space: dict):
+    """`--anchors`: the phases sampling from a package's levels or a JSON list of sub-network ids."""
+    from adasr.errors import InputError
+    from adasr.package import is_package_path, load_package
+    from adasr.space import SearchSpace, SubnetConfig
+    from adasr.train.config import MAX_ANCHORS
+    from adasr.train.sampling import with_anchors
+
+    if not source.exists():
+        raise InputError(f"--anchors: {source} does not exist")
+    if is_package_path(source):
+        ids = [level.config.id for level in load_package(source).family.levels]
+    else:
+        try:
+            if source.stat().st_size > 1 << 20:
+                raise InputError(f"--anchors: {source} is larger than 1 MiB")
+            ids = json.loads(source.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"--anchors: cannot read {source}: {exc}") from None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise InputError(f"--anchors: {source} must hold a JSON list of sub-network ids")
+    if not 1 <= len(ids) <= MAX_ANCHORS:
+        raise ConfigError(f"--anchors: between 1 and {MAX_ANCHORS} sub-networks are needed, {source} has {len(ids)}")
+    space_obj = SearchSpace.from_dict(space)
+    for i in ids:
+        try:
+            space_obj.validate(SubnetConfig.from_id(i))
+        except (ValueError, ConfigError) as exc:
+            raise ConfigError(f"--anchors: {exc}") from None
+    return with_anchors(phases, ids)
 
 
 def _phases(recipe: str, steps: int):
@@ -195,6 +233,8 @@ def _resumed_config(out_dir: Path, given: dict):
         "arg": lambda v: (_parse_args(v) if stored.arch == "supernet" else resolve_args(stored.arch, _parse_args(v)),
                           stored.arch_args),
         "init_from": lambda v: (str(v), stored.init_from),
+        "anchors": lambda v: (dataclasses.replace(stored, phases=_anchored(stored.phases, v, space)).to_dict()["phases"],
+                              stored.to_dict()["phases"]),
     }
     conflicts = []
     for name, value in given.items():

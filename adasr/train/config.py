@@ -10,6 +10,7 @@ from adasr.errors import ConfigError
 
 SAMPLINGS = ("single", "sandwich")
 SCHEDULES = ("cosine", "constant", "step")
+MAX_ANCHORS = 64
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class Phase:
     elastic: which dimensions of the search space may shrink in this phase (progressive
       shrinking, e.g. ("kernel",) then ("kernel", "depth") then everything); empty = all.
     steps: length of the phase; the last phase runs until the end of training.
+    anchors: sub-network ids (e.g. a package's levels, smallest first) that "sandwich" samples
+      from instead of the whole space: each step trains the largest sub-network of the space, the
+      first anchor and `random_subnets` other anchors (a fixed set of family anchors).
     """
 
     name: str = "standard"
@@ -32,6 +36,7 @@ class Phase:
     random_subnets: int = 2
     distill: float = 0.0
     elastic: tuple[str, ...] = ()
+    anchors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLINGS:
@@ -41,6 +46,12 @@ class Phase:
         if self.random_subnets < 0 or self.distill < 0:
             raise ConfigError(f"phase {self.name!r}: random_subnets and distill must be non-negative")
         object.__setattr__(self, "elastic", tuple(self.elastic))
+        anchors = tuple(self.anchors)
+        if len(anchors) > MAX_ANCHORS or not all(isinstance(a, str) and 0 < len(a) <= 200 for a in anchors):
+            raise ConfigError(f"phase {self.name!r}: anchors must be at most {MAX_ANCHORS} sub-network ids")
+        if anchors and self.sampling != "sandwich":
+            raise ConfigError(f"phase {self.name!r}: anchors need sampling 'sandwich'")
+        object.__setattr__(self, "anchors", anchors)
 
 
 @dataclass(frozen=True)
@@ -113,7 +124,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["train_data"] = list(self.train_data)
-        data["phases"] = [dict(dataclasses.asdict(p), elastic=list(p.elastic)) for p in self.phases]
+        data["phases"] = [dict(dataclasses.asdict(p), elastic=list(p.elastic), anchors=list(p.anchors))
+                          for p in self.phases]
         return data
 
     @classmethod

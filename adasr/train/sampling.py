@@ -4,7 +4,8 @@ A plain model has one: itself (None). A supernet (a model with a `space`) follow
 sampling rule: "single" trains the largest sub-network, "sandwich" trains the largest, the
 smallest and `random_subnets` random ones (largest first: it is the distillation teacher).
 `phase.elastic` restricts the space for progressive shrinking: the dimensions not named stay at
-their largest value.
+their largest value. `phase.anchors` (e.g. a package's levels) replaces the smallest and the random
+ones by the first anchor and random other anchors, so training goes to the configs that ship.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import random
 import torch
 from torch import nn
 
+from adasr.space import SubnetConfig
 from adasr.train.config import Phase
 
 
@@ -26,7 +28,18 @@ def step_subnets(model: nn.Module, phase: Phase, gen: torch.Generator) -> list:
     if phase.sampling == "single":
         return [largest]
     rng = random.Random(int(torch.randint(2**62, (1,), generator=gen)))
+    if phase.anchors:
+        anchors = [space.validate(SubnetConfig.from_id(a)) for a in phase.anchors]
+        rest = [a for a in anchors[1:] if a != largest and a != anchors[0]]
+        return [largest, anchors[0]] + rng.sample(rest, min(phase.random_subnets, len(rest)))
     return [largest, space.smallest()] + [space.sample(rng) for _ in range(phase.random_subnets)]
+
+
+def with_anchors(phases: tuple[Phase, ...], anchors: list[str]) -> tuple[Phase, ...]:
+    """The phases with every sandwich phase sampling from `anchors` instead of the whole space."""
+    import dataclasses
+
+    return tuple(dataclasses.replace(p, anchors=tuple(anchors)) if p.sampling == "sandwich" else p for p in phases)
 
 
 def validation_subnets(model: nn.Module) -> list[tuple[str, object]]:
