@@ -19,9 +19,8 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,12 +31,10 @@ from adasr.family import Family
 from adasr.modelfile import ModelSpec, load_model, save_model
 from adasr.nn.supernet import SuperNet
 from adasr.runtime.engine import frame_to_tensor, module_bytes, tensor_to_frame
-from adasr.runtime.pipeline import RunStats, StreamOptions, check_level_index, run_stream
+from adasr.runtime.pipeline import Streams, check_level_index
 
 if TYPE_CHECKING:
     from adasr.package import Package
-    from adasr.runtime.monitors import Monitor
-    from adasr.runtime.policies import Policy
 
 
 def _source(source: Package | SuperNet, family: Family | None, device_key: str | None) -> tuple[SuperNet, Family]:
@@ -50,7 +47,7 @@ def _source(source: Package | SuperNet, family: Family | None, device_key: str |
     return source.supernet, family.validate(source.supernet.space)
 
 
-class _Runner:
+class _Runner(Streams):
     """Shared frame plumbing of the baselines."""
 
     levels: Family
@@ -87,12 +84,6 @@ class _Runner:
         for model in self._resident_models():
             for _ in range(max(1, int(repeats))):
                 model(x)
-
-    def run_stream(self, frames: Iterable[np.ndarray], sink: Callable[[np.ndarray], Any] | None,
-                   target_fps: float, policy: Policy | None = None, monitor: Monitor | None = None,
-                   options: StreamOptions | None = None, **overrides: Any) -> RunStats:
-        """`adasr.runtime.pipeline.run_stream` on this runner."""
-        return run_stream(self, frames, sink, target_fps, policy, monitor, options, **overrides)
 
 
 class AssembledRunner(_Runner):

@@ -13,7 +13,7 @@ its records live in `adasr.runtime.pipeline`; `Engine.run_stream` delegates to i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,13 +25,13 @@ from adasr.frames import to_frame, to_tensor
 from adasr.nn.supernet import SuperNet
 from adasr.runtime.pipeline import AutoThreads as AutoThreads  # the old import path of the pipeline's names
 from adasr.runtime.pipeline import Runner as Runner
-from adasr.runtime.pipeline import RunStats, StreamOptions, check_level_index, run_stream
+from adasr.runtime.pipeline import RunStats as RunStats
+from adasr.runtime.pipeline import Streams, check_level_index
 from adasr.runtime.pipeline import auto_threads as auto_threads
+from adasr.runtime.pipeline import run_stream as run_stream
 
 if TYPE_CHECKING:
     from adasr.package import Package
-    from adasr.runtime.monitors import Monitor
-    from adasr.runtime.policies import Policy
 
 
 # -- frames <-> tensors (shared with the baselines) --------------------------------------------------
@@ -74,7 +74,7 @@ def module_bytes(module: torch.nn.Module) -> int:
 
 # -- the engine ---------------------------------------------------------------------------------------
 
-class Engine:
+class Engine(Streams):
     """Resident supernet + family; `process` upscales with the active level, `switch` changes it.
 
     source: a `Package` (its family, or `package.family_for(device_key)` when `device_key` is
@@ -226,9 +226,3 @@ class Engine:
     def data_ptrs(self) -> list[int]:
         """Storage addresses of every parameter (unchanged by switches; a test hook)."""
         return [p.data_ptr() for p in self.supernet.parameters()]
-
-    def run_stream(self, frames: Iterable[np.ndarray], sink: Callable[[np.ndarray], Any] | None,
-                   target_fps: float, policy: Policy | None = None, monitor: Monitor | None = None,
-                   options: StreamOptions | None = None, **overrides: Any) -> RunStats:
-        """`adasr.runtime.pipeline.run_stream` on this engine."""
-        return run_stream(self, frames, sink, target_fps, policy, monitor, options, **overrides)

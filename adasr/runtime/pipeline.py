@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from adasr.runtime.policies import Policy
 
 __all__ = ["AutoThreads", "FrameRecord", "RunStats", "Runner", "Stall", "StreamOptions", "SwitchRecord",
-           "ThreadRule", "auto_threads", "check_level_index", "run_stream"]
+           "Streams", "ThreadRule", "auto_threads", "check_level_index", "run_stream"]
 
 
 def check_level_index(level: Any, n: int) -> int:
@@ -82,6 +82,16 @@ class Runner(Protocol):
 
 
 # -- run statistics -------------------------------------------------------------------------------------
+
+class Streams:
+    """Gives a `Runner` the method form ``runner.run_stream(frames, sink, target_fps, ...)``."""
+
+    def run_stream(self, frames: Iterable[np.ndarray], sink: Callable[[np.ndarray], Any] | None,
+                   target_fps: float, policy: Policy | None = None, monitor: Monitor | None = None,
+                   options: StreamOptions | None = None, **overrides: Any) -> RunStats:
+        """`run_stream` on this runner."""
+        return run_stream(self, frames, sink, target_fps, policy, monitor, options, **overrides)  # type: ignore[arg-type]
+
 
 @dataclass(frozen=True)
 class FrameRecord:
