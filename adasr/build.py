@@ -23,6 +23,8 @@ from adasr._options import check_hw, resolve
 from adasr.errors import ConfigError
 from adasr.search.protocols import Progress, load_name
 
+__all__ = ["SearchOptions", "run_search"]
+
 
 def _baseline_points(paths: Sequence[Path], evaluator, lr_hw, scale: int, repeats: int,
                      threads: int | None) -> list[dict]:

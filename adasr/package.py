@@ -57,6 +57,11 @@ from adasr.nn.supernet import SuperNet
 from adasr.safepath import confined_file, read_confined
 from adasr.space import SearchSpace
 
+__all__ = ["LEVELS", "MANIFEST", "MAX_JSON_BYTES", "MAX_PROFILES", "MAX_WEIGHTS_BYTES", "PACKAGE_FORMAT",
+           "PACKAGE_SCHEMA_VERSION", "PROFILES", "PROFILE_KIND", "PROFILE_SCHEMA_VERSION", "Package",
+           "SINGLE_FILE_SUFFIX", "WEIGHTS", "check_package_output", "check_profile", "is_package_path", "load_package",
+           "package_folder_reason", "save_package"]
+
 PACKAGE_FORMAT = "adasr-package"
 PACKAGE_SCHEMA_VERSION = 1
 PROFILE_SCHEMA_VERSION = 1

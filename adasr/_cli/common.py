@@ -12,6 +12,9 @@ from rich.console import Console
 
 from adasr.errors import ConfigError
 
+__all__ = ["MAX_SIDE", "MAX_THREADS", "RANGES", "Range", "bound_commands", "check_options", "console", "explicit",
+           "out", "parse_hw", "parse_ints", "parse_shares", "range_for", "set_threads"]
+
 console = Console(stderr=True)  # progress, live views, errors
 out = Console()                 # results
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+__all__ = ["DEMO_CLIP", "DEMO_FPS", "DEMO_LR", "run_demo"]
+
 DEMO_CLIP = "bigbuckbunny_720p.mp4"
 DEMO_LR = {2: (180, 320), 3: (120, 212), 4: (90, 160)}  # (H, W) fed to SR; output 640x360 (x3: 636x360)
 DEMO_FPS = 15.0

@@ -17,6 +17,8 @@ from adasr._cli.common import set_threads as _threads
 from adasr._cli.ddp import NPROC_HELP, TIMEOUT_HELP
 from adasr.errors import AdasrError, ConfigError
 
+__all__ = ["app", "bench_app", "main"]  # the commands register on `app`
+
 app = typer.Typer(
     name="adasr",
     help="Adaptive neural super-resolution: train, evaluate and run SR models on images and video.",

@@ -12,6 +12,8 @@ from adasr._cli.common import console, out, parse_hw
 from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError
 
+__all__ = ["bench_peers", "register"]
+
 
 def bench_peers(
     package: Annotated[Path, typer.Argument(help="Package folder or .adasr file (its scale is the bench's).")],

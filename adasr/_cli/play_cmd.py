@@ -15,6 +15,8 @@ from rich.table import Table
 
 from adasr.errors import ConfigError, InputError
 
+__all__ = ["LiveView", "load_engine", "parse_level", "print_summary", "run_play"]
+
 
 def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool = False,
                 profile: bool = True) -> Any:

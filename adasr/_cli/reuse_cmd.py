@@ -13,6 +13,8 @@ from adasr._cli.common import console, out, parse_hw
 from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError
 
+__all__ = ["bench_reuse", "register"]
+
 
 def bench_reuse(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for reuse.json and reuse.png.")] = Path("out/reuse"),

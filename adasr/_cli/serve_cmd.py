@@ -13,6 +13,8 @@ from adasr._cli.common import console, out, parse_hw
 from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError
 
+__all__ = ["SCHEME_NAMES", "bench_live", "register", "run_play_live", "serve"]
+
 SCHEME_NAMES = ("none", "one_time", "jit", "ams", "ams_asr_atr")
 
 

@@ -17,6 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from adasr.errors import ConfigError, InputError
 
+__all__ = ["DEADLINE_KEYS", "load_for_scale", "resolve_mode", "run_upscale"]
+
 DEADLINE_KEYS = ("target_fps", "deadlines_met", "missed", "stalls", "switches", "switch_ms_max", "policy")
 
 

@@ -65,6 +65,9 @@ from adasr.runtime.policies import pick_policy
 from adasr.runtime.stats import fps_per_frame, fps_windows
 from adasr.runtime.traces import load_trace as load_trace
 
+__all__ = ["AdaptivityOptions", "PNGS", "POLICIES", "PeakRss", "Progress", "RUNNERS", "SCHEMA_VERSION", "TRACE_KINDS",
+           "content_psnr", "default_target_fps", "prepare_frames", "run_adaptivity", "summary_rows", "write_plots"]
+
 RUNNERS = ("adasr", "static", "assembled")
 POLICIES = ("lookup", "reactive")
 TRACE_KINDS = ("bursty", "stable", "random", "random_walk")

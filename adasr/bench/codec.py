@@ -43,6 +43,9 @@ from adasr.stream.encoder import (
     load_clip,
 )
 
+__all__ = ["ANCHOR", "CodecBenchConfig", "Progress", "Quality", "bench_clip", "run_codec_bench", "summary_lines",
+           "video_psnr"]
+
 Progress = Callable[[str, int, int], None]
 ANCHOR = "HR H.265 slow"
 

@@ -25,6 +25,8 @@ from adasr._atomic import ensure_dir, write_bytes_atomic
 from adasr._jsonfile import header
 from adasr.errors import ConfigError
 
+__all__ = ["run_pipeline"]
+
 
 def run_pipeline(package_path: str | os.PathLike[str], videos: Sequence[str | os.PathLike[str]], *, level: int = 0,
                  max_frames: int = 30, codec: str = "h264", crf: int = 20,

@@ -10,3 +10,5 @@
 * `policy`: `Admission` (alpha margin, queue gamma) and `Pruner` (fewer than eta picks in q).
 * `controller`: `Controller.on_window(channel, lr, hr)`, the interface a server calls.
 """
+
+__all__ = []

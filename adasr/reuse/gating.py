@@ -26,6 +26,9 @@ from torch.nn import functional as F
 from adasr.errors import ConfigError
 from adasr.reuse.quality import ExpertEvaluator, to_tensor
 
+__all__ = ["EmbeddingSelector", "ExhaustiveSelector", "FrameMemory", "GATE_HW", "GatingNet", "GatingSelector",
+           "SELECTORS", "gate_input", "make_selector"]
+
 SELECTORS = ("gating", "exhaustive", "autoencoder")
 GATE_HW = (48, 80)  # LR frames are resized (area) to this before the selectors see them
 

@@ -36,6 +36,8 @@ from adasr.runtime.pipeline import Streams, check_level_index
 if TYPE_CHECKING:
     from adasr.package import Package
 
+__all__ = ["AssembledRunner", "StaticRunner"]
+
 
 def _source(source: Package | SuperNet, family: Family | None, device_key: str | None) -> tuple[SuperNet, Family]:
     if isinstance(source, SuperNet):

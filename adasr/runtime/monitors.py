@@ -30,6 +30,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from adasr.errors import ConfigError
 
+__all__ = ["CpuMonitor", "FrameObserver", "LatencyMonitor", "Monitor", "RuntimeState", "StreamMonitor"]
+
 
 @dataclass(frozen=True)
 class RuntimeState:

@@ -27,6 +27,8 @@ from adasr.errors import ConfigError
 from adasr.runtime.monitors import RuntimeState, StreamMonitor
 from adasr.runtime.policies import FixedPolicy, MultiWorkloadManager, ReactivePolicy
 
+__all__ = ["MODES", "SharedPolicy", "Workload", "run_workloads"]
+
 MODES = ("joint", "independent", "fixed")
 
 

@@ -41,6 +41,8 @@ from adasr._options import check_hw, resolve
 from adasr.errors import ConfigError, InputError
 from adasr.runtime.policies import pick_policy
 
+__all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "play", "write_timeline"]
+
 POLICY_NAMES = ("lookup", "reactive", "fixed")
 
 

@@ -23,6 +23,9 @@ from adasr.errors import ConfigError
 from adasr.family import Family, Level, load_name
 from adasr.runtime.monitors import RuntimeState
 
+__all__ = ["FixedPolicy", "LookupPolicy", "MultiWorkloadManager", "Policy", "ReactivePolicy", "pick_policy",
+           "relative_costs"]
+
 
 @runtime_checkable
 class Policy(Protocol):

@@ -39,6 +39,8 @@ from adasr.timing import model_device as _model_device
 if TYPE_CHECKING:
     from adasr.package import Package
 
+__all__ = ["cache_profile", "package_id", "profile_cache_path", "profile_package", "resolve_family"]
+
 
 # -- package profiling ------------------------------------------------------------------------------
 

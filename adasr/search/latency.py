@@ -63,6 +63,10 @@ from adasr.nn.supernet import DEFAULT_LR_HW, StaticBlock, run_upsampler, subnet_
 from adasr.search.protocols import Progress, load_name
 from adasr.space import SearchSpace, SubnetConfig
 
+__all__ = ["LatencyEntry", "LatencyTable", "MacsCostModel", "MeasuredCostModel", "TABLE_KIND", "TABLE_SCHEMA_VERSION",
+           "TableCostModel", "Unit", "build_latency_table", "config_units", "family_units", "median_abs_error",
+           "space_units", "time_units"]
+
 TABLE_SCHEMA_VERSION = 1
 TABLE_KIND = "adasr-latency-table"
 

@@ -15,6 +15,8 @@ from adasr._atomic import atomic_path
 from adasr.errors import ConfigError
 from adasr.family import Family, load_name
 
+__all__ = ["LabelledPoint", "plot_family"]
+
 
 @dataclass(frozen=True)
 class LabelledPoint:

@@ -24,6 +24,8 @@ from adasr.family import level_name as level_name  # the former name of load_nam
 from adasr.family import load_name as load_name  # re-exported: the name lives with the family
 from adasr.space import SubnetConfig
 
+__all__ = ["CostModel", "Evaluator", "Progress", "cost_load_name"]
+
 # on_progress(stage, done, total): called by long-running library functions for CLI progress bars.
 Progress = Callable[[str, int, int], None]
 

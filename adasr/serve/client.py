@@ -38,6 +38,9 @@ from adasr.errors import ConfigError, InputError, ModelError
 from adasr.serve.media import MAX_SEGMENT_BYTES, decode_segment
 from adasr.stream.codec import DeltaError, ModelState, encode_full
 
+__all__ = ["ClientStats", "LiveClient", "LivePlayResult", "LiveRunner", "MAX_MANIFEST_BYTES", "MAX_RECORD_BYTES",
+           "ModelSwap", "REQUEST_HEAD_BYTES", "RESPONSE_HEAD_BYTES", "parse_channel_url"]
+
 MAX_MANIFEST_BYTES = 8 << 20
 MAX_RECORD_BYTES = 512 << 20
 REQUEST_HEAD_BYTES = 150  # request line + headers the client sends, about (uplink accounting)

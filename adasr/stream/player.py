@@ -20,6 +20,8 @@ import numpy as np
 
 from adasr.errors import ConfigError, ModelError
 
+__all__ = ["StreamRunner", "is_stream_path", "play_stream"]
+
 
 def is_stream_path(path: str | os.PathLike[str]) -> bool:
     """A single-file stream (.adasrs) or a stream folder (a manifest of kind stream)."""
