@@ -391,7 +391,7 @@ def search(
     cost: Annotated[str, typer.Option(help="Latency model for the search: table (per-op LUT timed here), macs or measured.")] = "table",
     val: Annotated[str, typer.Option(help="Validation set for the fast PSNR evaluator (crops).")] = "Set5",
     size: Annotated[str, typer.Option(help="LR frame size WxH the levels are profiled at.")] = "320x180",
-    loads: Annotated[str, typer.Option(help="Resource levels: background CPU load shares, comma separated.")] = "0,0.5",
+    loads: Annotated[str, typer.Option(help="Loads: background CPU load shares, comma separated.")] = "0,0.5",
     repeats: Annotated[int, typer.Option(help="Frames per latency measurement (median).")] = 20,
     predictor_samples: Annotated[int, typer.Option(help="Train the quality predictor on N sampled configs and report Kendall tau (0 = skip).")] = 0,
     baseline: Annotated[Optional[list[Path]], typer.Option(help="Baseline model files to place on the Pareto picture (repeatable).")] = None,
@@ -457,7 +457,7 @@ def search(
 @app.command()
 def profile(
     package: Annotated[Path, typer.Argument(help="Package folder or .adasr file.")],
-    loads: Annotated[str, typer.Option(help="Resource levels: background CPU load shares, comma separated.")] = "0,0.5",
+    loads: Annotated[str, typer.Option(help="Loads: background CPU load shares, comma separated.")] = "0,0.5",
     repeats: Annotated[int, typer.Option(help="Frames per measurement (median).")] = 20,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
