@@ -57,6 +57,8 @@ class SearchOptions:
     (median) and torch threads. predictor_samples: train the quality predictor on N configs and
     report its Kendall tau (0: skip). baselines / plot: model files placed on a PSNR-vs-FPS PNG.
     floor_bicubic: keep only levels above bicubic. trim: ship only the ops the levels use.
+    profiles_from: a package whose device profiles the new one carries over instead of profiling
+    here (same configs, so the same latencies).
     """
 
     strategy: str = "ofa"
@@ -74,6 +76,7 @@ class SearchOptions:
     params: dict[str, Any] | None = None
     floor_bicubic: bool = True
     trim: bool = True
+    profiles_from: Any = None
 
     def __post_init__(self) -> None:
         if self.cost not in ("table", "macs", "measured"):
@@ -93,11 +96,11 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
         opts.predictor_samples
     baselines, plot, params, floor_bicubic, trim = opts.baselines, opts.plot, opts.params, opts.floor_bicubic, \
         opts.trim
+    profiles_from = opts.profiles_from
     from adasr.data.datasets import load_image_pairs
     from adasr.modelfile import load_model
     from adasr.package import save_package
     from adasr.paths import benchmark_dir
-    from adasr.runtime.profile import profile_package
     from adasr.search.family import check_strategy, search_family
     from adasr.search.latency import MacsCostModel, MeasuredCostModel, build_latency_table, median_abs_error
     from adasr.search.quality import FastEvaluator
@@ -140,20 +143,11 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
         package = save_package(out, shipped(family), family, info={"source_model": Path(model_path).name,
                                                                     "strategy": strategy, "cost": cost,
                                                                     "trimmed": trim}, overwrite=True)
-        profile = profile_package(package, loads=loads, repeats=repeats, threads=threads, on_progress=progress,
-                                  lr_hw=lr_hw, table=False)
-        key = profile["device"]
-        family = package.family.with_measured(_measured(profile))
-        dominated = _dominated(family)
-        if dominated:  # measured on this device, another level is both faster and better
-            report["dropped_dominated"] = sorted(dominated)
-            from dataclasses import replace
-
-            family = replace(package.family, levels=tuple(lv for lv in package.family if lv.config.id not in dominated))
-            for entry in profile["levels"].values():
-                entry["measured"] = {c: v for c, v in entry["measured"].items() if c not in dominated}
-            package = save_package(out, shipped(family), family, info=package.manifest.get("info"), overwrite=True)
-        package.add_profile(key, profile)
+        if profiles_from is not None:  # same configs, so the same latencies: no profiling here
+            key = _copy_profiles(profiles_from, package, lr_hw, threads)
+        else:
+            package, key = _profile_here(package, out, shipped, report, loads=loads, repeats=repeats, threads=threads,
+                                lr_hw=lr_hw, progress=progress)
         family = package.family_for(key)
         report["device"] = key
         report["wall_seconds"] = round(time.perf_counter() - started, 1)
@@ -177,6 +171,55 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
         plot_family(plot, family, points, title=f"{Path(out).name}: PSNR on {val} crops vs FPS at "
                     f"{lr_hw[1]}x{lr_hw[0]} LR ({key})")
     return report
+
+
+def _profile_here(package, out, shipped, report, *, loads, repeats, threads, lr_hw, progress):
+    """Profile the package's levels on this device, drop levels measured as dominated, store the
+    profile; the package (rewritten if levels were dropped) and the device key."""
+    from adasr.package import save_package
+    from adasr.runtime.profile import profile_package
+
+    profile = profile_package(package, loads=loads, repeats=repeats, threads=threads, on_progress=progress,
+                              lr_hw=lr_hw, table=False)
+    key = profile["device"]
+    family = package.family.with_measured(_measured(profile))
+    dominated = _dominated(family)
+    if dominated:  # measured on this device, another level is both faster and better
+        report["dropped_dominated"] = sorted(dominated)
+        from dataclasses import replace
+
+        family = replace(package.family, levels=tuple(lv for lv in package.family if lv.config.id not in dominated))
+        for entry in profile["levels"].values():
+            entry["measured"] = {c: v for c, v in entry["measured"].items() if c not in dominated}
+        package = save_package(out, shipped(family), family, info=package.manifest.get("info"), overwrite=True)
+    package.add_profile(key, profile)
+    return package, key
+
+
+def _copy_profiles(source, package, lr_hw: tuple[int, int], threads: int | None) -> str:
+    """Give `package` the device profiles of `source` (a package with the same level configs):
+    latency depends on the configs and the device, not on the weights. The key of this device's
+    profile where there is one, else the first."""
+    import copy
+
+    from adasr.timing import device_key
+
+    ids = {lv.config.id for lv in package.family}
+    if not source.profiles:
+        raise ConfigError("the package given for its profiles has none; profile it first (adasr profile)")
+    if tuple(source.family.lr_hw) != tuple(lr_hw):
+        raise ConfigError(f"the package given for its profiles was profiled at {source.family.lr_hw}, not {lr_hw}")
+    for key, profile in sorted(source.profiles.items()):
+        profile = copy.deepcopy(profile)
+        for entry in profile["levels"].values():
+            missing = ids - set(entry["measured"])
+            if missing:
+                raise ConfigError(f"the profile {key} of the source package lacks level(s) "
+                                  f"{', '.join(sorted(missing))}")
+            entry["measured"] = {c: v for c, v in entry["measured"].items() if c in ids}
+        package.add_profile(key, profile)
+    here = device_key(threads=threads)
+    return here if here in package.profiles else sorted(package.profiles)[0]
 
 
 def _measured(profile: dict[str, Any]) -> dict[str, dict[str, float]]:

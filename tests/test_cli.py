@@ -172,6 +172,19 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
     assert code == 0 and "level 0" in out, err
     code, out, err = run_cli(monkeypatch, capsys, "profile", pkg, "--loads", "0", "--repeats", "2")
     assert code == 0 and "stored" in out, err
+    # the same levels re-scored with (here: the same) weights, the profiles carried over
+    again = tmp_path / "again"
+    code, out, err = run_cli(monkeypatch, capsys, "search", model, "--out", again, "--val", folder, "--size", "24x16",
+                             "--levels-from", pkg, "--keep-profiles", "--json", tmp_path / "again.json", "--quiet",
+                             "--threads", "1", "--no-above-bicubic")
+    assert code == 0, err
+    from adasr.package import load_package
+
+    first, second = load_package(pkg), load_package(again)
+    assert [lv.config.id for lv in second.family] == [lv.config.id for lv in first.family]
+    assert second.profiles == first.profiles
+    code, _, err = run_cli(monkeypatch, capsys, "search", model, "--out", again, "--keep-profiles", "--quiet")
+    _one_line_error(code, err, "--levels-from")
     (pkg / "manifest.json").write_text("{")
     code, _, err = run_cli(monkeypatch, capsys, "info", pkg)
     _one_line_error(code, err)

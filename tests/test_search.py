@@ -189,6 +189,21 @@ def test_ofa_search_bounded_and_pareto():
     assert len(thin) == 3 and thin[0] == family[0] and thin[-1] == family[-1]
 
 
+def test_fixed_strategy_keeps_the_given_levels_and_refuses_bad_ones():
+
+    rng = random.Random(3)
+    given = list(dict.fromkeys(TINY.sample(rng).id for _ in range(20)))[:4]
+    ev = SyntheticEvaluator()
+    family = search_family(None, TINY, ev, MacsCostModel(HW), "fixed", levels=given[::-1])
+    assert sorted(lv.config.id for lv in family) == sorted(given)
+    assert ev.calls == len(given) == family.search["evaluations"]
+    costs = [lv.latency_s["0.00"] for lv in family]
+    assert costs == sorted(costs)
+    for bad in ([], [given[0], given[0]], ["x9-nonsense"], "not-a-list"):
+        with pytest.raises(ConfigError):
+            search_family(None, TINY, SyntheticEvaluator(), MacsCostModel(HW), "fixed", levels=bad)
+
+
 def test_search_with_fast_evaluator_and_extra_levels(net, small_pairs):
     ev = FastEvaluator(net, small_pairs, 2, crops=2, crop_size=16)
     family = search_family(net, None, ev, MacsCostModel(HW), "dysr", seed=0, per_depth=2, bins=2, per_bin=1,

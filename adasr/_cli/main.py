@@ -387,7 +387,9 @@ def _parse_hw(text: str) -> tuple[int, int]:
 def search(
     model: Annotated[Path, typer.Argument(help="Trained supernet model file (from adasr train --supernet).")],
     package_path: Annotated[Path, typer.Option("--out", "-o", help="Package to write: a folder, or a single file ending in .adasr.")],
-    strategy: Annotated[str, typer.Option(help="ofa (Dynamic-OFA Algorithm 1 + evolution + Pareto front) or dysr (adaptation-aware binning, Eq. 1).")] = "ofa",
+    strategy: Annotated[str, typer.Option(help="ofa (Dynamic-OFA Algorithm 1 + evolution + Pareto front), dysr (adaptation-aware binning, Eq. 1), or fixed (no search: the levels of --levels-from or --param levels=[...]).")] = "ofa",
+    levels_from: Annotated[Optional[Path], typer.Option(help="Keep this package's levels (strategy fixed): re-score and re-profile them with MODEL's weights, e.g. after training its supernet further.")] = None,
+    keep_profiles: Annotated[bool, typer.Option(help="With --levels-from: copy that package's device profiles instead of profiling here (a level's latency depends on its config, not its weights).")] = False,
     cost: Annotated[str, typer.Option(help="Latency model for the search: table (per-op LUT timed here), macs or measured.")] = "table",
     val: Annotated[str, typer.Option(help="Validation set for the fast PSNR evaluator (crops).")] = "Set5",
     size: Annotated[str, typer.Option(help="LR frame size WxH the levels are profiled at.")] = "320x180",
@@ -417,6 +419,19 @@ def search(
     check_package_output(package_path)  # before any work: replace only a package adasr wrote
     check_not_input([plot, json_out], [model, *(baseline or [])], folders=[package_path])
     shares = parse_shares(loads)
+    params = _parse_args(param or [], "--param")
+    if levels_from is not None:
+        from adasr.errors import InputError
+        from adasr.package import is_package_path, load_package
+
+        if not is_package_path(levels_from):
+            raise InputError(f"--levels-from: {levels_from} is not a package")
+        if strategy not in ("ofa", "fixed") or "levels" in params:
+            raise ConfigError("--levels-from chooses the levels itself: leave out --strategy and --param levels")
+        source = load_package(levels_from)
+        strategy, params["levels"] = "fixed", [lv.config.id for lv in source.family.levels]
+    elif keep_profiles:
+        raise ConfigError("--keep-profiles needs --levels-from")
     last = {"stage": None}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -426,8 +441,8 @@ def search(
 
     options = SearchOptions(strategy=strategy, val=val, cost=cost, lr_hw=_parse_hw(size), loads=shares,
                             repeats=repeats, threads=threads, seed=seed, predictor_samples=predictor_samples,
-                            baselines=tuple(baseline or ()), plot=plot, params=_parse_args(param or [], "--param"),
-                            floor_bicubic=above_bicubic, trim=trim)
+                            baselines=tuple(baseline or ()), plot=plot, params=params,
+                            floor_bicubic=above_bicubic, trim=trim, profiles_from=source if keep_profiles else None)
     report = run_search(model, package_path, options, on_progress=progress)
     table = Table(title=f"{len(report['levels'])} levels ({strategy}, {cost}) on {report['device']}")
     for col in ("level", "config", "PSNR", "params", "GMACs", *[f"FPS@{k}" for k in sorted(report["levels"][0]["fps"])]):

@@ -52,11 +52,16 @@ from adasr.search.protocols import CostModel, Evaluator, Progress, cost_load_nam
 from adasr.space import SearchSpace, SubnetConfig
 from adasr.spec import DEFAULT_LR_HW, op_keys, subnet_cost
 
-__all__ = ["DYSR_DEFAULTS", "OFA_DEFAULTS", "STRATEGIES", "check_strategy", "random_search", "search_family",
+__all__ = ["DYSR_DEFAULTS", "FIXED_DEFAULTS", "OFA_DEFAULTS", "STRATEGIES", "check_strategy", "random_search",
+           "search_family",
            # the data model lives in adasr.family; re-exported for older imports
            "Family", "Level", "pareto_front", "pareto_ranks"]
 
-STRATEGIES = ("dysr", "ofa")
+STRATEGIES = ("dysr", "ofa", "fixed")
+# "fixed": no search; the family is the given sub-network ids (e.g. a package's levels after its
+# supernet was trained further), each scored and costed here.
+FIXED_DEFAULTS: dict[str, Any] = {"levels": None, "max_levels": None}
+MAX_FIXED_LEVELS = 64
 
 
 # -- the bookkeeping both strategies share ----------------------------------------------------------
@@ -316,12 +321,37 @@ def _ofa(book: _Book, rng: random.Random, p: dict[str, Any]) -> list[str]:
 
 # -- entry point ------------------------------------------------------------------------------------
 
+def _defaults(strategy: str) -> dict[str, Any]:
+    return {"dysr": DYSR_DEFAULTS, "ofa": OFA_DEFAULTS, "fixed": FIXED_DEFAULTS}[strategy]
+
+
+def _fixed(book: _Book, rng: random.Random, p: dict[str, Any]) -> list[str]:
+    """The given ids, each scored and costed, cheapest first (duplicates refused)."""
+    given = p["levels"]
+    if not isinstance(given, (list, tuple)) or not 1 <= len(given) <= MAX_FIXED_LEVELS:
+        raise ConfigError(f"strategy 'fixed' needs levels: a list of 1 to {MAX_FIXED_LEVELS} sub-network ids")
+    cfgs = []
+    for item in given:
+        try:
+            cfgs.append(book.space.validate(SubnetConfig.coerce(item)))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"strategy 'fixed': level {item!r}: {exc}") from None
+    if len({c.id for c in cfgs}) != len(cfgs):
+        raise ConfigError("strategy 'fixed': the levels must be distinct")
+    for i, cfg in enumerate(cfgs):
+        book.score(cfg)
+        book.cost(cfg)
+        book.progress("levels", i + 1, len(cfgs))
+    ids = sorted((c.id for c in cfgs), key=lambda cid: book.costs[cid])
+    return _thin(ids, book.costs, p["max_levels"])
+
+
 def check_strategy(strategy: str, params: Mapping[str, Any]) -> None:
     """ConfigError unless `strategy` is known and takes every parameter in `params` (cheap: callers
     check before any work)."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown search strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
-    defaults = DYSR_DEFAULTS if strategy == "dysr" else OFA_DEFAULTS
+    defaults = _defaults(strategy)
     unknown = sorted(set(params) - set(defaults))
     if unknown:
         raise ConfigError(f"search strategy {strategy!r} takes no parameter(s) {', '.join(unknown)}; "
@@ -352,13 +382,13 @@ def search_family(supernet: Any, space: SearchSpace | None, evaluator: Evaluator
             raise ConfigError("search_family needs a space (or a supernet that has one)")
     if not isinstance(evaluator, Evaluator) or not isinstance(cost_model, CostModel):
         raise ConfigError("search_family needs an Evaluator (score) and a CostModel (cost)")
-    p = {**(DYSR_DEFAULTS if strategy == "dysr" else OFA_DEFAULTS), **params}
+    p = {**_defaults(strategy), **params}
     if p["max_levels"] is not None:
         _check_int("max_levels", p["max_levels"], 1)
     lr_hw = tuple(lr_hw or getattr(cost_model, "lr_hw", None) or DEFAULT_LR_HW)
     book = _Book(evaluator, cost_model, space, on_progress)
     rng = random.Random(seed)
-    ids = _dysr(book, rng, p) if strategy == "dysr" else _ofa(book, rng, p)
+    ids = {"dysr": _dysr, "ofa": _ofa, "fixed": _fixed}[strategy](book, rng, p)
 
     reference = cost_load_name(cost_model)
     extra = {load_name(k): m for k, m in (latency_models or {}).items()}
