@@ -46,7 +46,8 @@ def test_bench_codec_miniature(tmp_path, data_root):
     result = run_codec_bench([data_root / "video" / "bikes_640x272.mp4"], tmp_path, cfg)
     clip = result["clips"][0]
     assert set(clip["curves"]) == {"HR H.264 slow", "HR H.265 slow", "LR H.265 + bicubic", "LR H.265 + generic SR",
-                                   "LR H.265 + one-shot", "LR H.265 + adasr stream"}
+                                   "LR H.265 + one-shot", "LR H.265 + adasr stream",
+                                   "LR H.265 + adasr stream, base by hash"}
     for name, pts in clip["curves"].items():
         assert len(pts) == 4 and all(p["bpp"] > 0 and 10 < p["psnr"] < 60 and 0 < p["ssim"] <= 1 for p in pts), name
     hr265 = sorted(clip["curves"]["HR H.265 slow"], key=lambda p: p["crf"])
@@ -55,6 +56,10 @@ def test_bench_codec_miniature(tmp_path, data_root):
     bic = clip["curves"]["LR H.265 + bicubic"][0]
     assert stream["bits"] == bic["bits"] + stream["model_init_bits"] + stream["model_delta_bits"]
     assert stream["segments"] == 2
+    by_hash = clip["curves"]["LR H.265 + adasr stream, base by hash"][0]  # the same frames, a tiny first record
+    assert by_hash["psnr"] == stream["psnr"] and 0 < by_hash["model_init_bits"] < stream["model_init_bits"] / 50
+    assert by_hash["bits"] == bic["bits"] + by_hash["model_init_bits"] + stream["model_delta_bits"]
+    assert "LR H.265 + adasr stream, base by hash" in clip["bd_psnr"]
     assert "LR H.265 + adasr stream" in clip["bd_psnr"]
     saved = json.loads((tmp_path / "codec.json").read_text())
     assert saved["clips"][0]["frames"] == 6

@@ -345,7 +345,7 @@ def play(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the QoS summary as JSON here.")] = None,
     timeline: Annotated[Optional[Path], typer.Option(help="Write a timeline PNG (level, FPS, latency, load).")] = None,
     quiet: Annotated[bool, typer.Option(help="No live view; print the summary only.")] = False,
-    base: Annotated[Optional[str], typer.Option(help="Live channel: the base model this player already holds (generic, srvc, a model file or a package); the server then names it by hash and sends only updates.")] = None,
+    base: Annotated[Optional[str], typer.Option(help="The base model this player already holds (generic, srvc, a model file or a package): a live channel then names it by hash and sends only updates; a model stream encoded with --base-by-hash needs it (a mismatching hash is refused).")] = None,
 ) -> None:
     """Play a video through the adaptive runtime with a live view of level, FPS, load, switches and misses."""
     from adasr._cli.play_cmd import run_play
@@ -364,9 +364,10 @@ def play(
         run_play_live(video, base=base, target_fps=target_fps, policy=policy, output=output, json_out=json_out,
                       max_frames=max_frames, quiet=quiet)
         return
-    if base is not None:
-        raise ConfigError("--base applies to a live channel (http://127.0.0.1:PORT/channel/NAME) only")
     video = Path(video)
+    if base is not None and not is_stream_path(video):
+        raise ConfigError("--base applies to a live channel (http://127.0.0.1:PORT/channel/NAME) or a model "
+                          "stream only")
     if is_stream_path(video):
         ignored = explicit(ctx, ("model", "scale", "trace", "lr_size", "reference_every"))
         if ignored:
@@ -375,8 +376,9 @@ def play(
             raise ConfigError(f"{names} {verb} not apply to a model stream ({video} carries its own model, scale and "
                               f"LR size, and plays without a background load); leave {names} out")
     run_play(video, model=model, scale=scale, target_fps=target_fps, policy=policy, level=level, trace=trace,
-             lr_hw=None if lr_size is None else _parse_hw(lr_size), output=output, max_frames=max_frames, json_out=json_out, timeline=timeline,
-             reference_every=reference_every, quiet=quiet, out=out, console=console)
+             lr_hw=None if lr_size is None else _parse_hw(lr_size), output=output, max_frames=max_frames,
+             json_out=json_out, timeline=timeline, reference_every=reference_every, quiet=quiet, out=out,
+             console=console, base=base)
 
 
 def _parse_hw(text: str) -> tuple[int, int]:

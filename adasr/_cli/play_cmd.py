@@ -137,7 +137,7 @@ def print_summary(summary: dict[str, Any], out: Console, title: str) -> None:
 def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float | None, policy: str, level: str,
              trace: str | None, lr_hw: tuple[int, int] | None, output: Path | None, max_frames: int | None,
              json_out: Path | None, timeline: Path | None, reference_every: int, quiet: bool, out: Console,
-             console: Console) -> dict[str, Any]:
+             console: Console, base: str | None = None) -> dict[str, Any]:
     from rich.live import Live
 
     from adasr._atomic import check_not_input, check_writable
@@ -151,13 +151,15 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
     for path in (output, json_out, timeline):
         if path is not None:
             check_writable(path)
-    check_not_input([output, json_out, timeline], [video, model, _trace_file(trace)])
+    from adasr.stream.reader import base_file
+
+    check_not_input([output, json_out, timeline], [video, model, _trace_file(trace), base_file(base)])
     if output is not None:
         codec_for_suffix(output)
     if stream:
         return _play_stream(video, target_fps=target_fps, policy=policy, level=level, output=output,
                             max_frames=max_frames, json_out=json_out, timeline=timeline, quiet=quiet, out=out,
-                            console=console)
+                            console=console, base=base)
     info = probe(video)
     engine = load_engine(model, scale, console, quiet=quiet)
     start = parse_level(level, len(engine.levels))
@@ -187,7 +189,7 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
 
 def _play_stream(path: Path, *, target_fps: float | None, policy: str, level: str, output: Path | None,
                  max_frames: int | None, json_out: Path | None, timeline: Path | None, quiet: bool, out: Console,
-                 console: Console) -> dict[str, Any]:
+                 console: Console, base: str | None = None) -> dict[str, Any]:
     """`adasr play STREAM`: the model stream's deltas applied at segment boundaries while playing."""
     from rich.live import Live
 
@@ -208,7 +210,7 @@ def _play_stream(path: Path, *, target_fps: float | None, policy: str, level: st
 
     if quiet:
         result, _ = play_stream(path, target_fps=target_fps, policy=pol, level=index, out=output,
-                                max_frames=max_frames)
+                                max_frames=max_frames, base=base)
     else:
         with Live("preparing the stream...", console=console, refresh_per_second=4) as live:
             def on_ready(engine: Any, fps: float) -> None:
@@ -216,7 +218,7 @@ def _play_stream(path: Path, *, target_fps: float | None, policy: str, level: st
                 views[0].live = live
 
             result, _ = play_stream(path, target_fps=target_fps, policy=pol, level=index, out=output,
-                                    max_frames=max_frames, on_frame=on_frame, on_ready=on_ready)
+                                    max_frames=max_frames, on_frame=on_frame, on_ready=on_ready, base=base)
             live.update(views[0].table())
         console.print()
     summary = result.summary()

@@ -53,6 +53,8 @@ def serve(
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     quiet: Annotated[bool, typer.Option(help="No status lines while serving.")] = False,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Train each channel in a Ray actor (needs adasr\\[cluster]): auto (join the Ray that `ray start --head` runs on this machine, else start one here) or HOST:PORT of a cluster's head (GCS port, e.g. 10.0.0.1:6379). Default: in this process, no Ray. The HTTP front stays here; see docs/CLUSTER.md.")] = None,
+    ray_cpus: Annotated[Optional[int], typer.Option(help="CPUs of a Ray that --ray auto starts here (default: all).")] = None,
 ) -> None:
     """Serve live channels: LR segments plus sparse model updates trained on the live source (AMS)."""
     from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
@@ -70,9 +72,34 @@ def serve(
         raise ConfigError(f"channel names must differ, got {', '.join(names)} (use --name)")
     size = None if crop is None else parse_hw(crop, "--crop", minimum=16)[::-1]  # LiveSource: (W, H)
     cfg = _trainer_config(scheme, t_update, t_horizon, k, eta, seed)
-    channels = [Channel(n, LiveSource(s, scale=scale, crop=size), cfg, model_source=NamedModel(model),
-                        config=ChannelConfig(segment_s=segment_s, crf=crf)) for n, s in zip(names, sources)]
-    server = LiveServer(Hub(channels, make_scheduler(scheduler)), port=port, duration_s=seconds)
+    sources_ = [LiveSource(s, scale=scale, crop=size) for s in sources]
+    session = factory = None
+    if ray is not None:
+        from adasr.serve.ray_trainer import RaySession, RayTrainerFactory
+
+        session = RaySession(ray, num_cpus=ray_cpus).start()
+        cpus = session.cpus()
+        factory = RayTrainerFactory(num_cpus=min(1.0, max(cpus, 0.01) / len(sources_)))
+        out.print(f"Ray: {session.how}, {cpus:g} CPUs in the cluster; {len(sources_)} trainer actor(s) of "
+                  f"{factory.num_cpus:g} CPU each", highlight=False)
+    try:
+        channels = [Channel(n, src, cfg, model_source=NamedModel(model), trainer_factory=factory,
+                            config=ChannelConfig(segment_s=segment_s, crf=crf)) for n, src in zip(names, sources_)]
+        if factory is not None:  # serve once every trainer actor is up (bounded: RayTrainer's start deadline)
+            started = time.monotonic()
+            for ch in channels:
+                ch.trainer.ready(None)
+            out.print(f"Ray: {len(channels)} trainer actor(s) up in {time.monotonic() - started:.1f} s", highlight=False)
+        server = LiveServer(Hub(channels, make_scheduler(scheduler)), port=port, duration_s=seconds)
+        _serve(server, channels, seconds, quiet)
+    finally:
+        if factory is not None:
+            factory.close()
+        if session is not None:
+            session.close()
+
+
+def _serve(server, channels, seconds: float, quiet: bool) -> None:
     server.start()
     try:
         out.print(f"serving {len(channels)} channel(s) on {server.url} for at most {seconds:g} s: "
@@ -142,6 +169,8 @@ def bench_live(
     t_update: Annotated[float, typer.Option(help="T_update seconds.")] = 2.0,
     k: Annotated[int, typer.Option(help="Adam iterations per update (K).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run every scaling session once more with the trainers as Ray actors (needs adasr\\[cluster]): auto (a Ray on this machine) or HOST:PORT of a cluster's head.")] = None,
+    ray_cpus: Annotated[Optional[int], typer.Option(help="CPUs of a Ray that --ray auto starts here (default: all).")] = None,
 ) -> None:
     """Live AMS on loopback: server + clients, Table 4.1's schemes in SR form; PSNR gain, kbps, server CPU."""
     from adasr._atomic import check_not_input
@@ -152,7 +181,10 @@ def bench_live(
     counts = tuple(int(c) for c in channels.split(",") if c.strip()) if channels.strip() else ()
     cfg = LiveBenchConfig(videos=tuple(videos) if videos else None, schemes=names, clients=clients, crop=size,
                           seconds=seconds, t_update=t_update, k=k, seed=seed, channel_counts=counts,
-                          schedulers=("round_robin", "gain") if scheduler == "both" else (scheduler,))
+                          schedulers=("round_robin", "gain") if scheduler == "both" else (scheduler,),
+                          ray=ray, ray_cpus=ray_cpus)
+    if ray is not None and not counts:
+        raise ConfigError("--ray compares the scaling run's channels: give --channels too (e.g. --channels 1,2)")
     check_not_input([out_dir], list(videos or []))
     result = run_live_bench(cfg, out_dir, on_progress=lambda text: console.print(text, highlight=False))
     for line in summary_lines(result):

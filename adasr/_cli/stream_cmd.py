@@ -62,6 +62,7 @@ def encode(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     init_steps: Annotated[int, typer.Option(help="Full-model steps on the whole clip before the first model is sent (one-shot customisation).")] = 0,
     values: Annotated[str, typer.Option(help="Delta values: float16, int8 or float32.")] = "float16",
+    base_by_hash: Annotated[bool, typer.Option(help="The receiver already holds the --model (generic, or the same model file / package): the first record names it by hash instead of carrying it, so only the updates travel; decode/play then need --base.")] = False,
     max_frames: Annotated[Optional[int], typer.Option(help="Encode only the first N frames.")] = None,
     crop: Annotated[Optional[str], typer.Option(help="Centre crop WxH of the source before encoding.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
@@ -82,6 +83,7 @@ def encode(
         raise ConfigError(f"--max-frames must be at least 1, got {max_frames}")
     settings = EncodeSettings(scale=scale, codec=codec, crf=crf, preset=preset, tau=_tau(tau), model=model,
                               levels=levels, init_steps=init_steps, delta_dtype=values, device=device,
+                              base_by_hash=base_by_hash,
                               adapt=AdaptConfig(eta=eta, steps=steps, batch=batch, patch=patch, lr=lr,
                                                 strategy=strategy, seed=seed))
     m = encode_video(video, stream, settings, max_frames=max_frames, crop=_crop(crop),
@@ -90,7 +92,8 @@ def encode(
     out.print(f"wrote {stream}: {m['frames']} frames {m['width']}x{m['height']} (content {m['lr_width']}x"
               f"{m['lr_height']} {codec} crf {crf}), {len(m['segments'])} segments", highlight=False)
     out.print(f"  content {k['content']:.1f} kbps, model {k['model_init'] + k['model_deltas']:.1f} kbps "
-              f"(first model {k['model_init']:.1f}, updates {k['model_deltas']:.1f}), total {k['total']:.1f} kbps, "
+              f"(first model {k['model_init']:.1f}{' named by hash' if base_by_hash else ''}, updates "
+              f"{k['model_deltas']:.1f}), total {k['total']:.1f} kbps, "
               f"{m['bpp']['total']:.4f} bits per pixel", highlight=False)
     out.print(f"  encoded in {t['encode_s']:.1f} s = {t['realtime_factor']:.2f}x real time", highlight=False)
 
@@ -104,6 +107,7 @@ def decode(
     preset: Annotated[Optional[str], typer.Option(help="Output encoder preset.")] = None,
     max_frames: Annotated[Optional[int], typer.Option(help="Stop after N frames.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
+    base: Annotated[Optional[str], typer.Option(help="The base model of a stream encoded with --base-by-hash (generic, srvc, a model file or a package); a mismatching hash is refused.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
 ) -> None:
@@ -113,7 +117,8 @@ def decode(
     _threads(threads)
     printer = _stage_printer(quiet)
     s = decode_stream(stream, output, level=level, codec=codec, crf=crf, preset=preset, device=device,
-                      max_frames=max_frames, on_frame=lambda d, t: printer("decode", d, t) if d % 25 == 0 or d == t else None)
+                      max_frames=max_frames, base=base,
+                      on_frame=lambda d, t: printer("decode", d, t) if d % 25 == 0 or d == t else None)
     out.print(f"wrote {output}: {s.frames} frames {s.width}x{s.height}, {s.segments} model updates applied, "
               f"{s.fps:.1f} frames/s", highlight=False)
 

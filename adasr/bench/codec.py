@@ -8,7 +8,9 @@ pixels):
 * HR H.264 slow, HR H.265 slow at `hr_crfs` (the anchor for BD-rate / BD-PSNR is HR H.265 slow);
 * LR H.265 slow at `lr_crfs` + bicubic, + generic SR (the bundled model, nothing streamed),
   + one-shot customisation (the model trained once on the whole clip, sent in full at the start),
-  + adasr stream (first model + per-segment sparse deltas; all model bits counted);
+  + adasr stream (first model + per-segment sparse deltas; all model bits counted), and the
+  same stream with its first record naming the generic model by hash (a receiver that holds
+  the bundled model: the base reference + the deltas counted; the same frames);
 * sweeps at `sweep_crf` like SRVC Tables 5.2-5.3 (eta, tau) and AMS Table 4.3 (selection
   strategies at eta 1% and 5%);
 * with `package`: the package's supernet adapted for all its levels at once, each level's PSNR
@@ -48,6 +50,7 @@ __all__ = ["ANCHOR", "CodecBenchConfig", "Progress", "Quality", "bench_clip", "r
 
 Progress = Callable[[str, int, int], None]
 ANCHOR = "HR H.265 slow"
+BY_HASH = "LR H.265 + adasr stream, base by hash"
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,17 @@ def _stream_point(dec, hr, fps, settings, content_bits, quality_args, device, ba
     return point, ms
 
 
+def _by_hash(point: dict[str, Any], ms, n: int, h: int, w: int, duration: float) -> dict[str, Any]:
+    """The same stream with its first record a base reference (the receiver holds the generic
+    model): the same weights after every segment, so the same frames; only the first record's
+    bits change."""
+    ref_bits = 8 * len(ms.base_ref)
+    bits = point["bits"] - point["model_init_bits"] + ref_bits
+    model_bits = ref_bits + point["model_delta_bits"]
+    return dict(point, bits=bits, bpp=bits / (n * h * w), kbps=bits / duration / 1000, model_init_bits=ref_bits,
+                model_kbps=model_bits / duration / 1000, base_by_hash=True)
+
+
 def _bd(curves: dict[str, list[dict]], key: str) -> dict[str, Any]:
     anchor = curves[ANCHOR]
     out = {}
@@ -207,11 +221,12 @@ def bench_clip(video: Path, cfg: CodecBenchConfig, on_progress: Progress | None 
             curves.setdefault(name, []).append(_point(bits, n, h, w, duration, q.result(), crf=crf))
         point, _ = _stream_point(dec, hr, fps, oneshot_settings, bits, qa, device)
         curves.setdefault("LR H.265 + one-shot", []).append(dict(point, crf=crf))
-        point, _ = _stream_point(dec, hr, fps, stream_settings, bits, qa, device)
+        point, ms = _stream_point(dec, hr, fps, stream_settings, bits, qa, device)
         point.update(crf=crf, content_s=content_s, content_cpu_s=content_cpu_s,
                      realtime_factor=duration / (content_s + point["adapt_s"]),
                      realtime_factor_cpu=duration / (content_cpu_s + point["adapt_cpu_s"]))
         curves.setdefault("LR H.265 + adasr stream", []).append(point)
+        curves.setdefault(BY_HASH, []).append(_by_hash(point, ms, n, h, w, duration))
         say("LR H.265 points", j + 1, len(cfg.lr_crfs))
 
     result: dict[str, Any] = {
@@ -225,6 +240,7 @@ def bench_clip(video: Path, cfg: CodecBenchConfig, on_progress: Progress | None 
     result["default_stream"] = {
         "model_kbps_mean": float(np.mean([p["model_kbps"] for p in streams])),
         "model_delta_kbps_mean": float(np.mean([p["model_delta_kbps"] for p in streams])),
+        "model_kbps_base_by_hash_mean": float(np.mean([p["model_kbps"] for p in curves[BY_HASH]])),
         "realtime_factor_mean": float(np.mean([p["realtime_factor"] for p in streams])),
         "realtime_factor_cpu_mean": float(np.mean([p["realtime_factor_cpu"] for p in streams])),
     }
@@ -385,12 +401,13 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
                      f"({clip['duration_s']:.1f} s), x{clip['scale']}")
         for name, bd in clip["bd_psnr"].items():
             if bd["bd_rate"] is None:
-                lines.append(f"  {name:<26} BD-rate n/a ({bd.get('note', '')})")
+                lines.append(f"  {name:<38} BD-rate n/a ({bd.get('note', '')})")
             else:
-                lines.append(f"  {name:<26} BD-rate {bd['bd_rate']:+7.1f} %  BD-PSNR {bd['bd_psnr']:+.2f} dB")
+                lines.append(f"  {name:<38} BD-rate {bd['bd_rate']:+7.1f} %  BD-PSNR {bd['bd_psnr']:+.2f} dB")
         d = clip["default_stream"]
         lines.append(f"  adasr stream: model {d['model_kbps_mean']:.1f} kbps "
-                     f"(updates {d['model_delta_kbps_mean']:.1f}), "
+                     f"(updates {d['model_delta_kbps_mean']:.1f}; base by hash "
+                     f"{d['model_kbps_base_by_hash_mean']:.1f}), "
                      f"encode {d['realtime_factor_mean']:.2f}x real time (wall), "
                      f"{d['realtime_factor_cpu_mean']:.2f}x (CPU time)")
         if "sweeps" in clip:

@@ -18,6 +18,12 @@ seconds. Server CPU: the hub worker's thread CPU time (sources, segment encoding
 second of video. The scaling run puts 1, 2, ... channels (the session rotated, so channels see
 different content) on the one server and reports the mean gain per channel count and scheduler.
 
+With `ray` (`--ray auto|HOST:PORT`), every scaling session runs twice: the trainers in the
+server's process (one training thread, the channels take turns) and as Ray actors
+(`adasr.serve.ray_trainer`; each actor min(1, CPUs / channels) CPUs, all started before the
+session). Training CPU: the trainers' own thread CPU time per second of video (in the actors for
+Ray, where the server's CPU is then the ingest, encoding and publishing alone).
+
 Clients start with `have_model="generic"`: the server names the base model by hash and only
 deltas travel (the first model's bytes would be ~half a megabyte otherwise).
 """
@@ -59,6 +65,8 @@ class LiveBenchConfig:
     channel_counts: tuple[int, ...] = ()
     schedulers: tuple[str, ...] = ("round_robin", "gain")
     model: str = "generic"
+    ray: str | None = None  # the scaling run once more with the trainers as Ray actors (auto or HOST:PORT)
+    ray_cpus: int | None = None  # CPUs of a Ray that `ray="auto"` starts here
 
     def __post_init__(self) -> None:
         from adasr.serve.config import SCHEMES
@@ -112,21 +120,52 @@ class _Watch:
 
 
 def _session(clips: list[Path], scheme: str, cfg: LiveBenchConfig, scheduler: str = "round_robin",
-             on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """One live session: len(clips) channels, `cfg.clients` clients each; per-channel scores."""
-    from adasr.metrics import psnr_y
-    from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
-    from adasr.serve.client import LiveClient
+             on_progress: Callable[[str], None] | None = None, ray_cpus: float | None = None) -> dict[str, Any]:
+    """One live session: len(clips) channels, `cfg.clients` clients each; per-channel scores.
+    With `ray_cpus` (the cluster's CPUs; Ray connected), each channel's trainer is a Ray actor of
+    min(1, ray_cpus / channels) CPUs, started before the session (its start is not timed in it)."""
+    from adasr.serve.channel import Channel, ChannelConfig, NamedModel
     from adasr.serve.media import LiveSource
+
+    tcfg = _trainer_config(scheme, cfg)
+    factory, actors_s = None, 0.0
+    if ray_cpus is not None:
+        from adasr.serve.ray_trainer import RayTrainerFactory
+
+        factory = RayTrainerFactory(num_cpus=min(1.0, ray_cpus / len(clips)))
+    channels = []
+    try:
+        started = time.monotonic()
+        for i, clip in enumerate(clips):
+            src = LiveSource(clip, scale=2, max_frames=int(cfg.seconds * 25), loops=10)
+            channels.append(Channel(f"ch{i}", src, tcfg, model_source=NamedModel(cfg.model), trainer_factory=factory,
+                                    config=ChannelConfig(segment_s=cfg.segment_s, keep_hr=True, max_segments=1000)))
+        if factory is not None:
+            for ch in channels:
+                ch.trainer.ready(None)
+            actors_s = time.monotonic() - started
+        out = _run_session(channels, scheme, cfg, scheduler)
+    finally:
+        if factory is not None:
+            factory.close()
+    out["trainers"] = "in-process" if factory is None else "ray"
+    out["actors_start_s"] = actors_s
+    if on_progress:
+        on_progress(f"  {scheme} ({len(clips)} ch, {scheduler}, trainers {out['trainers']}): gain "
+                    + ", ".join(f"{c['psnr_gain_db']:+.2f}" for c in out["channels"]) + " dB, updates "
+                    + ", ".join(str(c["updates"]) for c in out["channels"]) + ", down "
+                    + ", ".join(f"{c['down_kbps']:.0f}" for c in out["channels"]) + f" kbps, server CPU "
+                    f"{out['server_cpu_per_video_s']:.2f} s/s, training CPU {out['train_cpu_per_video_s']:.2f} s/s")
+    return out
+
+
+def _run_session(channels: list, scheme: str, cfg: LiveBenchConfig, scheduler: str) -> dict[str, Any]:
+    from adasr.metrics import psnr_y
+    from adasr.serve.channel import Channel, Hub
+    from adasr.serve.client import LiveClient
     from adasr.serve.scheduler import make_scheduler
     from adasr.serve.server import LiveServer
 
-    tcfg = _trainer_config(scheme, cfg)
-    channels = []
-    for i, clip in enumerate(clips):
-        src = LiveSource(clip, scale=2, max_frames=int(cfg.seconds * 25), loops=10)
-        channels.append(Channel(f"ch{i}", src, tcfg, model_source=NamedModel(cfg.model),
-                                config=ChannelConfig(segment_s=cfg.segment_s, keep_hr=True, max_segments=1000)))
     hub = Hub(channels, make_scheduler(scheduler))
     watches: list[tuple[Channel, _Watch]] = []
     with LiveServer(hub, duration_s=cfg.seconds + 5) as server:
@@ -184,14 +223,10 @@ def _session(clips: list[Path], scheme: str, cfg: LiveBenchConfig, scheduler: st
             "updates": len(ch.trainer.updates), "train_cpu_s": ch.trainer.train_cpu_s,
             "sampling_rate_end": ch.trainer.sampling_rate, "t_update_end": ch.trainer.t_update, "errors": errors,
         })
-    out = {"scheme": scheme, "scheduler": scheduler, "channels": per_channel, "video_s": video_s,
-           "server_cpu_s": hub.worker_cpu_s, "server_cpu_per_video_s": hub.worker_cpu_s / max(video_s, 1e-9)}
-    if on_progress:
-        on_progress(f"  {scheme} ({len(clips)} ch, {scheduler}): gain "
-                    + ", ".join(f"{c['psnr_gain_db']:+.2f}" for c in per_channel) + " dB, down "
-                    + ", ".join(f"{c['down_kbps']:.0f}" for c in per_channel) + f" kbps, server CPU "
-                    f"{out['server_cpu_per_video_s']:.2f} s/s")
-    return out
+    train_cpu = sum(ch.trainer.train_cpu_s for ch in channels)
+    return {"scheme": scheme, "scheduler": scheduler, "channels": per_channel, "video_s": video_s,
+            "server_cpu_s": hub.worker_cpu_s, "server_cpu_per_video_s": hub.worker_cpu_s / max(video_s, 1e-9),
+            "train_cpu_s": train_cpu, "train_cpu_per_video_s": train_cpu / max(video_s, 1e-9)}
 
 
 def _base_psnr(ch) -> dict[tuple[int, int], float]:
@@ -228,7 +263,8 @@ def run_live_bench(cfg: LiveBenchConfig, out_dir: str | Path,
     threads = torch.get_num_threads()
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="adasr-live-") as tmp:
-        clip = session_clip(videos, cfg.crop, Path(tmp) / "session.mp4", clip_seconds=cfg.clip_seconds)
+        clip = session_clip(videos, cfg.crop, Path(tmp) / "session.mp4", clip_seconds=cfg.clip_seconds) \
+            if cfg.schemes else None
         result: dict[str, Any] = {"config": {**asdict(cfg), "videos": [str(v) for v in videos]},
                                   "date": time.strftime("%Y-%m-%d"), "schemes": [], "scaling": []}
         torch.set_num_threads(1)
@@ -247,10 +283,25 @@ def run_live_bench(cfg: LiveBenchConfig, out_dir: str | Path,
                     order = videos[i % len(videos):] + videos[:i % len(videos)]
                     rotated.append(session_clip(order, cfg.crop, Path(tmp) / f"session{i}.mp4",
                                                 clip_seconds=cfg.clip_seconds))
-                for sched in cfg.schedulers:
-                    for n in cfg.channel_counts:
-                        result["scaling"].append(_session(rotated[:n], "ams", cfg, sched, on_progress))
-                        save()
+                session = None
+                if cfg.ray is not None:
+                    from adasr.serve.ray_trainer import RaySession
+
+                    session = RaySession(cfg.ray, num_cpus=cfg.ray_cpus).start()
+                    result["ray"] = {"address": cfg.ray, "how": session.how, "start_s": session.start_s,
+                                     "cpus": session.cpus()}
+                try:
+                    for sched in cfg.schedulers:
+                        for n in cfg.channel_counts:
+                            result["scaling"].append(_session(rotated[:n], "ams", cfg, sched, on_progress))
+                            save()
+                            if session is not None:
+                                result["scaling"].append(_session(rotated[:n], "ams", cfg, sched, on_progress,
+                                                                  ray_cpus=result["ray"]["cpus"]))
+                                save()
+                finally:
+                    if session is not None:
+                        session.close()
         finally:
             torch.set_num_threads(threads)
     save()
@@ -269,7 +320,15 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     for s in result["scaling"]:
         gains = [c["psnr_gain_db"] for c in s["channels"]]
         mean = float(np.mean(gains)) if gains else math.nan
-        lines.append(f"scaling {s['scheduler']:<11} {len(gains)} channel(s): mean gain {mean:+.3f} dB "
-                     f"(per channel {', '.join(f'{g:+.2f}' for g in gains)}), server CPU "
-                     f"{s['server_cpu_per_video_s']:.2f} s/s")
+        ups = [c["updates"] for c in s["channels"]]
+        where = s.get("trainers", "in-process")
+        lines.append(f"scaling {s['scheduler']:<11} {len(gains)} channel(s), trainers {where}: mean gain "
+                     f"{mean:+.3f} dB (per channel {', '.join(f'{g:+.2f}' for g in gains)}), updates "
+                     f"{', '.join(map(str, ups))}, server CPU {s['server_cpu_per_video_s']:.2f} s/s, training CPU "
+                     f"{s.get('train_cpu_per_video_s', math.nan):.2f} s/s")
+    if "ray" in result:
+        r = result["ray"]
+        lines.append(f"Ray: {r['how']} in {r['start_s']:.1f} s, {r['cpus']:g} CPUs; actors started in "
+                     + ", ".join(f"{s['actors_start_s']:.1f}" for s in result["scaling"] if s.get("trainers") == "ray")
+                     + " s (before each session, not in it)")
     return lines

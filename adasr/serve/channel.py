@@ -33,7 +33,7 @@ from adasr.serve.config import TrainerConfig
 from adasr.serve.media import LiveSource, decode_segment, downsample, encode_segment
 from adasr.serve.scheduler import RoundRobin
 from adasr.serve.trainer import ChannelTrainer, Update
-from adasr.stream.codec import vector_hash
+from adasr.stream.codec import encode_snapshot, vector_hash
 
 __all__ = ["Channel", "ChannelConfig", "GivenModel", "Hub", "MAX_CHANNELS", "ModelSource", "NamedModel", "Segment",
            "channel_config_dict"]
@@ -111,7 +111,7 @@ class Channel:
 
     def __init__(self, name: str, source: LiveSource, trainer_config: TrainerConfig | None = None, *,
                  model_source: ModelSource | None = None, config: ChannelConfig | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", trainer_factory: Callable[..., Any] | None = None) -> None:
         from adasr.safepath import check_name
 
         check_name(name, "channel name", ConfigError)
@@ -123,7 +123,9 @@ class Channel:
         self.model_source = model_source or NamedModel()
         model, spec, levels, info = self.model_source.initial(source.scale)
         self.model_info = dict(info)
-        self.trainer = ChannelTrainer(model, spec, levels, self.trainer_config, scale=source.scale, device=device)
+        # the trainer: in this process (the default) or, e.g., a Ray actor's handle (`adasr.serve.ray_trainer`)
+        make_trainer = trainer_factory or ChannelTrainer
+        self.trainer = make_trainer(model, spec, levels, self.trainer_config, scale=source.scale, device=device)
         self.base_hash = self.trainer.state.base_hash
         self.scale, self.fps = source.scale, source.fps
         self.lr_size = (source.width // source.scale, source.height // source.scale)
@@ -142,6 +144,12 @@ class Channel:
         self.bytes_up = 0  # received from clients (request lines and headers)
         self.clients: dict[str, float] = {}  # client id -> wall time last seen
         self.on_update: list[Callable[[Channel, Update], None]] = []  # hooks (model reuse, logs)
+        # the newest published model (vector, updates it includes), for late joiners; its full record is
+        # coded on first request and kept until the next update
+        self._snapshot: tuple[torch.Tensor, int] | None = None
+        self._snapshot_record: tuple[bytes, int] | None = None
+        self._snapshot_lock = threading.Lock()
+        self._param_shapes = [(n, tuple(p.shape)) for n, p in self.trainer.state.model.named_parameters()]
 
     # -- reading (any thread) --
 
@@ -171,6 +179,20 @@ class Channel:
     def init_record(self) -> bytes:
         return self.trainer.init_record
 
+    def snapshot(self) -> tuple[bytes, int] | None:
+        """(a full record of the newest published model, the number of updates it includes), or
+        None before the first update: a late joiner starts from it instead of replaying every
+        delta (float32, exact: it holds the bits of a client that applied them all)."""
+        with self._lock:
+            snap = self._snapshot
+        if snap is None:
+            return None
+        with self._snapshot_lock:
+            if self._snapshot_record is None or self._snapshot_record[1] != snap[1]:
+                record = encode_snapshot(snap[0], self._param_shapes, self.trainer.state.spec, snap[1], self.base_hash)
+                self._snapshot_record = (record, snap[1])
+            return self._snapshot_record
+
     def manifest(self, segments_from: int = 0, updates_from: int = 0) -> dict[str, Any]:
         """The channel's manifest; segments and updates listed from the given indices on."""
         with self._lock:
@@ -186,7 +208,8 @@ class Channel:
             "segments": segs, "live_edge": edge, "ended": self.ended, "n_updates": n_updates,
             "model": {"id": self.model_info.get("model", "model"), "levels": self.model_info.get("levels"),
                       "base_hash": self.base_hash.hex(), "init_bytes": len(self.init_record),
-                      "params": int(self.trainer.state.vector.numel())},
+                      "params": int(self.trainer.state.vector.numel()),
+                      "snapshot_updates": 0 if self._snapshot is None else self._snapshot[1]},
             "updates": ups, "scheme": self.trainer_config.scheme,
             "sampling_rate": self.trainer.sampling_rate, "t_update": self.trainer.t_update,
         }
@@ -278,8 +301,10 @@ class Channel:
     def train(self) -> Update | None:
         update = self.trainer.train(self.video_time)
         if update is not None:
+            state = self.trainer.state  # published: its vector is replaced, never written in place
             with self._lock:
                 self._updates.append((update, (next(reversed(self._segments)) + 1) if self._segments else 0))
+                self._snapshot = (state.vector, state.next_segment)
             for hook in self.on_update:
                 hook(self, update)
         return update
@@ -345,7 +370,7 @@ class Hub:
 
     def _finished(self) -> bool:
         return bool(self.channels) and all(ch.ended for ch in self.channels.values()) and \
-            not any(ch.train_due() for ch in self.channels.values())
+            not any(ch.train_due() or getattr(ch.trainer, "busy", False) for ch in self.channels.values())
 
     def run(self, stop: threading.Event, duration_s: float | None = None, idle_s: float = 0.01,
             max_steps: int = 10_000_000) -> None:

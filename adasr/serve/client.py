@@ -7,6 +7,10 @@ them through the adaptive runtime, swap to each updated model between two frames
   loop swaps the copies between two frames once the update's first segment is reached
   (`ModelSwap`). A damaged, foreign or out-of-order update is refused: the model stays as it was
   and the client carries on with it (counted in `ClientStats.refused`).
+* Late join: when replaying the channel's updates would cost more bytes than one full record of
+  the newest model (`prefer_snapshot`: the first record + every update listed, against 4 bytes a
+  parameter), the client starts from ``model/latest`` (`from_snapshot`) and follows the updates
+  made after it; `snapshot` = "auto", "always" or "never".
 * Segments: long-polled from the manifest, decoded into a playout buffer. A client more than
   `max_lag` segments behind the live edge skips to it (`skipped`).
 * Faults: a failed request (server gone, network stalled past `timeout_s`) is retried with
@@ -72,12 +76,31 @@ class ClientStats:
     model_bytes: int = 0
     segment_bytes: int = 0
     base_by_hash: bool = False
+    from_snapshot: bool = False  # started from the newest model's full record (a late joiner)
     swaps: int = 0
     errors: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
         if len(self.errors) < 50:
             self.errors.append(text)
+
+
+SNAPSHOT_SLACK_BYTES = 16384  # a snapshot record's header and names, at most about
+
+
+def prefer_snapshot(manifest: dict[str, Any], base_named: bool) -> bool:
+    """True if a client joining now spends fewer bytes on one full record of the newest model
+    (at most 4 bytes a parameter + names) than on the first record and every update listed
+    (`base_named`: the first record is the small one naming a base the client holds)."""
+    model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
+    try:
+        if int(model.get("snapshot_updates") or 0) <= 0:
+            return False
+        replay = sum(int(u.get("bytes", 0)) for u in manifest.get("updates") or [] if isinstance(u, dict))
+        replay += 0 if base_named else int(model.get("init_bytes", 0))
+        return replay > 4 * int(model.get("params", 0)) + SNAPSHOT_SLACK_BYTES
+    except (TypeError, ValueError):
+        return False
 
 
 class ModelSwap:
@@ -223,8 +246,11 @@ class LiveClient:
     def __init__(self, url: str, *, have_model: str | None = None, max_lag: int = 4, buffer_segments: int = 1,
                  timeout_s: float = 5.0, reconnect_s: float = 30.0, max_segments: int = 100_000,
                  duration_s: float = 3600.0, client_id: str | None = None,
-                 connector: Callable[[], Any] | None = None) -> None:
+                 connector: Callable[[], Any] | None = None, snapshot: str = "auto") -> None:
         self.base_url, self.name = parse_channel_url(url)
+        if snapshot not in ("auto", "always", "never"):
+            raise ConfigError(f"snapshot must be auto, always or never, got {snapshot!r}")
+        self.snapshot = snapshot
         for what, v, lo, hi in (("max_lag", max_lag, 1, 1000), ("buffer_segments", buffer_segments, 0, 100),
                                 ("max_segments", max_segments, 1, 10_000_000)):
             if not isinstance(v, int) or not lo <= v <= hi:
@@ -310,10 +336,26 @@ class LiveClient:
             raise InputError("not an adasr live channel manifest (kind/version)")
         return m
 
+    async def _from_snapshot(self, m: dict[str, Any], base_hash: str) -> ModelState | None:
+        """The newest model from ``model/latest`` when worth it (`snapshot`, `prefer_snapshot`)."""
+        if self.snapshot == "never" or (self.snapshot == "auto"
+                                        and not prefer_snapshot(m, self.have_model is not None)):
+            return None
+        status, body, _ = await self._retrying(f"/channel/{self.name}/model/latest", MAX_RECORD_BYTES)
+        if status != 200:
+            return None  # no update yet: the first record
+        self.stats.model_bytes += len(body)
+        state = ModelState.from_full(body, what="live model snapshot")
+        if state.base_hash.hex() != base_hash:
+            raise ModelError("the channel's model snapshot does not match its manifest's base hash")
+        self._updates_seen = state.next_segment  # the next update to fetch
+        self.stats.from_snapshot = True
+        return state
+
     async def _init_model(self, m: dict[str, Any]) -> None:
         base_hash = str(m["model"]["base_hash"])
-        state = None
-        if self.have_model is not None:  # a model this client holds: the server names it by hash
+        state = await self._from_snapshot(m, base_hash)
+        if state is None and self.have_model is not None:  # a model this client holds: the server names it by hash
             from adasr.serve.channel import NamedModel
 
             model, spec, _, _ = NamedModel(self.have_model).initial(int(m["scale"]))

@@ -14,6 +14,9 @@ Endpoints (GET only; every other method 405, every other path 404, bad numbers 4
 ``/channel/NAME/model/init[?have=HASH]`` the stream's first record (the full model); with ``have``
                                          equal to the base model's hash, a small JSON record that
                                          names the base by hash instead (the client holds it)
+``/channel/NAME/model/latest``           the newest model as one full record (float32, exact; header
+                                         ``X-Adasr-Updates``: the updates it includes), for late
+                                         joiners; 404 before the first update
 ``/channel/NAME/model/U.bin``            update U (a delta record of `adasr.stream.codec`)
 =======================================  ===========================================================
 
@@ -158,6 +161,13 @@ class Handlers:
             return self._send(ch, json.dumps(ref).encode(), "application/json")
         return self._send(ch, ch.init_record, "application/octet-stream")
 
+    async def model_latest(self, request: web.Request) -> web.Response:
+        ch = self._channel(request)
+        snap = await asyncio.to_thread(ch.snapshot)  # coded once per update, off the event loop
+        if snap is None:
+            raise web.HTTPNotFound(text="no update yet: start from model/init\n")
+        return self._send(ch, snap[0], "application/octet-stream", **{"X-Adasr-Updates": str(snap[1])})
+
     async def model_update(self, request: web.Request) -> web.Response:
         ch = self._channel(request)
         record = ch.update(_int(request.match_info["index"], "update"))
@@ -190,6 +200,7 @@ def make_app(hub: Hub) -> web.Application:
     app.router.add_get("/channel/{name}", h.manifest)
     app.router.add_get("/channel/{name}/segment/{index}.ts", h.segment)
     app.router.add_get("/channel/{name}/model/init", h.model_init)
+    app.router.add_get("/channel/{name}/model/latest", h.model_latest)
     app.router.add_get("/channel/{name}/model/{index}.bin", h.model_update)
     return app
 

@@ -12,16 +12,28 @@ stream's full model (base hash), the hash of the model it applies to and of the 
 and ends with a checksum. `ModelState.apply` refuses a damaged, out-of-order or foreign record
 with a `DeltaError` and leaves the model untouched.
 
+When the receiver already holds the base model (the bundled generic model, a model file or a
+package it has), the first record may be a base reference instead of the full model: the same
+header (its base hash is the hash of the base's parameters rounded to the value type) and only
+the architecture JSON as payload. `ModelState.from_base` rebuilds the model from the receiver's
+own copy and refuses it unless its hash is the one the reference names; the deltas are the same
+bytes either way.
+
+A full record may also stand in the middle of a stream (`encode_snapshot`: float32, exact; its
+segment field = the updates it includes, its after hash = the model's, its base hash = the
+stream's base): a live channel's late joiner starts from it instead of replaying every delta.
+
 Record layout (little endian)::
 
-    magic  b"ASMU" | version u8 | kind u8 (0 full, 1 delta) | codec u8 (0 raw, 1 zlib, 2 lzma)
+    magic  b"ASMU" | version u8 | kind u8 (0 full, 1 delta, 2 base reference) | codec u8 (0 raw, 1 zlib, 2 lzma)
     | value dtype u8 (0 float32, 1 float16, 2 int8 + float32 scale) | segment u32 | n_params u64
     | base hash 16 B | before hash 16 B | after hash 16 B | payload length u32 | payload
     | SHA-256 of everything before, first 16 B
 
 Full payload: u32 JSON length, JSON ({"arch", "args", "scale", "params": [[name, shape], ...]}),
-then the parameter values. Delta payload: u32 count, u8 index coding (0 gap varints, 1 bitmap),
-u32 index-bytes length, index bytes, then the values.
+then the parameter values. Base reference payload: u32 JSON length, JSON ({"arch", "args",
+"scale"}), no values (value dtype = what the base is rounded to). Delta payload: u32 count,
+u8 index coding (0 gap varints, 1 bitmap), u32 index-bytes length, index bytes, then the values.
 """
 
 from __future__ import annotations
@@ -43,15 +55,17 @@ from adasr.errors import ModelError
 from adasr.nn.registry import MAX_VALUES
 
 __all__ = [
-    "CODEC_VERSION", "DeltaError", "Delta", "ModelState", "RecordInfo", "encode_full", "encode_delta",
-    "quantise", "read_record", "model_vector", "vector_hash", "DTYPES",
+    "CODEC_VERSION", "DeltaError", "Delta", "ModelState", "RecordInfo", "encode_full", "encode_base_ref",
+    "encode_snapshot", "encode_delta", "quantise", "record_kind", "read_record", "model_vector", "vector_hash",
+    "DTYPES",
 ]
 
 CODEC_VERSION = 1
 MAGIC = b"ASMU"
 _HEAD = struct.Struct("<4sBBBBIQ16s16s16sI")
 _DIGEST = 16
-FULL, DELTA = 0, 1
+FULL, DELTA, REF = 0, 1, 2
+_KIND_NAMES = {FULL: "full", DELTA: "delta", REF: "ref"}
 DTYPES = {"float32": 0, "float16": 1, "int8": 2}
 _DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 _RAW, _ZLIB, _LZMA = 0, 1, 2
@@ -108,6 +122,8 @@ def _payload_limit(kind: int, n_params: int) -> int:
     """The most bytes a record's payload can need for `n_params` parameters."""
     if kind == FULL:  # JSON (names and shapes) + float32 values
         return 4 + MAX_ARCH_JSON + 4 * n_params
+    if kind == REF:  # JSON only
+        return 4 + MAX_ARCH_JSON
     return 9 + 10 * n_params + 4 + 4 * n_params  # varint indices (or a bitmap) + values
 
 
@@ -208,7 +224,7 @@ def _decode_indices(kind: int, data: bytes, count: int, n_params: int) -> np.nda
 class RecordInfo:
     """The header of a record (what `read_record` checked)."""
 
-    kind: str  # "full" or "delta"
+    kind: str  # "full", "delta" or "ref" (a base reference)
     segment: int
     n_params: int
     dtype: str
@@ -257,6 +273,49 @@ def encode_full(model: nn.Module, spec: dict[str, Any], dtype: str = "float16") 
     return _pack(FULL, DTYPES[dtype], 0, vec.numel(), h, b"\0" * _DIGEST, h, payload)
 
 
+def encode_snapshot(vector: torch.Tensor, params: list[tuple[str, tuple[int, ...]]], spec: dict[str, Any],
+                    segment: int, base_hash: bytes) -> bytes:
+    """A full record in the middle of a stream: the model `vector` (float32, exact) reached after
+    `segment` updates of the stream whose base is `base_hash`; `params` its names and shapes.
+
+    A receiver that starts from it (a late joiner of a live channel) holds the same bits as one
+    that applied every update, and takes the stream's next delta (segment `segment`) as usual."""
+    vec = vector.detach().to("cpu", torch.float32).contiguous()
+    header = {"arch": spec["arch"], "args": spec["args"], "scale": int(spec["scale"]),
+              "params": [[n, list(shape)] for n, shape in params]}
+    meta = json.dumps(header, sort_keys=True).encode()
+    payload = struct.pack("<I", len(meta)) + meta + vec.numpy().tobytes()
+    return _pack(FULL, DTYPES["float32"], int(segment), vec.numel(), base_hash, b"\0" * _DIGEST, vector_hash(vec),
+                 payload)
+
+
+def _rounded(model: nn.Module, dtype: str) -> torch.Tensor:
+    """`model`'s flat float32 parameter vector rounded to `dtype` (what a full record of it holds)."""
+    vec = model_vector(model)
+    return vec.to(torch.float16).to(torch.float32) if dtype == "float16" else vec
+
+
+def encode_base_ref(model: nn.Module, spec: dict[str, Any], dtype: str = "float16") -> bytes:
+    """A first record that names `model` (rounded to `dtype`) by its hash instead of carrying it.
+
+    The hash is the one `encode_full(model, spec, dtype)` would give, so the deltas that follow
+    are the same bytes as after a full record; the receiver supplies the model itself
+    (`ModelState.from_base`)."""
+    if dtype not in ("float16", "float32"):
+        raise ModelError(f"a base model is rounded to float16 or float32, not {dtype!r}")
+    exact = _rounded(model, dtype)
+    meta = json.dumps(_arch_of(model, spec), sort_keys=True).encode()
+    h = vector_hash(exact)
+    return _pack(REF, DTYPES[dtype], 0, exact.numel(), h, b"\0" * _DIGEST, h, struct.pack("<I", len(meta)) + meta)
+
+
+def record_kind(data: bytes) -> str | None:
+    """"full", "delta" or "ref" from a record's header byte (nothing checked); None if not a record."""
+    if len(data) < _HEAD.size or data[:4] != MAGIC:
+        return None
+    return _KIND_NAMES.get(data[5])
+
+
 def encode_delta(indices: torch.Tensor, values_bytes: bytes, dtype: str, segment: int, n_params: int,
                  base_hash: bytes, before_hash: bytes, after_hash: bytes) -> bytes:
     """A delta record for `segment`: sorted `indices`, their quantised changes (`quantise`)."""
@@ -278,7 +337,7 @@ def _parse(data: bytes, what: str) -> tuple[RecordInfo, bytes]:
         raise DeltaError(f"{what}: damaged model record (length {len(data)} bytes, header says {end + _DIGEST})")
     if _digest(data[:end]) != data[end:]:
         raise DeltaError(f"{what}: damaged model record (checksum mismatch)")
-    if kind not in (FULL, DELTA) or dtype not in _DTYPE_NAMES:
+    if kind not in _KIND_NAMES or dtype not in _DTYPE_NAMES or (kind == REF and dtype == DTYPES["int8"]):
         raise DeltaError(f"{what}: damaged model record (unknown kind {kind} or value type {dtype})")
     if n_params > MAX_VALUES:
         raise DeltaError(f"{what}: damaged model record ({n_params:,} parameters, more than the {MAX_VALUES:,} "
@@ -287,15 +346,23 @@ def _parse(data: bytes, what: str) -> tuple[RecordInfo, bytes]:
         payload = _decompress(codec, data[_HEAD.size:end], _payload_limit(kind, n_params))
     except (ValueError, zlib.error, lzma.LZMAError) as exc:
         raise DeltaError(f"{what}: damaged model record ({exc})") from None
-    info = RecordInfo("full" if kind == FULL else "delta", segment, n_params, _DTYPE_NAMES[dtype], base,
+    info = RecordInfo(_KIND_NAMES[kind], segment, n_params, _DTYPE_NAMES[dtype], base,
                       before, after, len(data))
     return info, payload
 
 
 def read_record(data: bytes, what: str = "model record") -> tuple[RecordInfo, Any]:
-    """Check and decode one record: ("full", (arch dict, float32 vector)) or ("delta", Delta)."""
+    """Check and decode one record: full -> (arch dict, float32 vector); delta -> Delta; ref -> arch dict."""
     info, payload = _parse(bytes(data), what)
     try:
+        if info.kind == "ref":
+            (mlen,) = struct.unpack_from("<I", payload)
+            if mlen != len(payload) - 4:
+                raise ValueError("base reference JSON length does not match the payload")
+            meta = json.loads(payload[4:])
+            if not isinstance(meta, dict):
+                raise ValueError("base reference JSON is not an object")
+            return info, meta
         if info.kind == "full":
             (mlen,) = struct.unpack_from("<I", payload)
             if mlen > MAX_ARCH_JSON:
@@ -319,6 +386,33 @@ def read_record(data: bytes, what: str = "model record") -> tuple[RecordInfo, An
 
 # -- the decoder's (and encoder's) model ----------------------------------------------------------
 
+def _spec_of(meta: Any, what: str) -> dict[str, Any]:
+    """The {arch, args, scale} of a full or reference record's JSON, validated."""
+    from adasr.modelfile import ModelSpec
+
+    try:
+        spec = {"arch": str(meta["arch"]), "args": dict(meta["args"]), "scale": int(meta["scale"])}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DeltaError(f"{what}: damaged model record (architecture lacks or mangles {exc})") from None
+    ModelSpec(arch=spec["arch"], args=spec["args"], scale=spec["scale"])  # validates the shape of it
+    return spec
+
+
+def _build(spec: dict[str, Any], listed: list[tuple[str, tuple[int, ...]]], vec: torch.Tensor,
+           what: str) -> nn.Module:
+    """A fresh module of `spec` whose parameters have the `listed` names and shapes, filling `vec`."""
+    from adasr.nn.registry import build_for_weights
+
+    try:  # bounded config, names and shapes checked on a meta build, then built for real
+        model = build_for_weights(spec["arch"], spec["args"], dict(listed), what, params_only=True)
+    except ModelError as exc:
+        raise DeltaError(str(exc)) from None
+    shapes = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+    if shapes != listed or sum(math.prod(s) for _, s in listed) != vec.numel():
+        raise DeltaError(f"{what}: parameters do not match architecture {spec['arch']!r}")
+    return model
+
+
 class ModelState:
     """A model rebuilt from a full record, kept in step with the stream by `apply`.
 
@@ -338,29 +432,45 @@ class ModelState:
     @classmethod
     def from_full(cls, record: bytes, device: str | torch.device = "cpu",
                   what: str = "full model record") -> ModelState:
-        from adasr.modelfile import ModelSpec
-        from adasr.nn.registry import build_for_weights
-
         info, decoded = read_record(record, what)
+        if info.kind == "ref":
+            raise DeltaError(f"{what}: the stream names its base model by hash ({info.base_hash.hex()[:12]}) "
+                             f"instead of carrying it: give that model (--base)")
         if info.kind != "full":
             raise DeltaError(f"{what}: a stream must start with a full model, found a delta for segment {info.segment}")
         meta, vec = decoded
-        if vector_hash(vec) != info.base_hash:
+        if vector_hash(vec) != info.after_hash:  # the base itself (first record) or a snapshot's model
             raise DeltaError(f"{what}: damaged model record (parameters do not match their hash)")
+        spec = _spec_of(meta, what)
         try:
-            spec = {"arch": str(meta["arch"]), "args": dict(meta["args"]), "scale": int(meta["scale"])}
             listed = [(str(n), tuple(int(d) for d in shape)) for n, shape in meta["params"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise DeltaError(f"{what}: damaged model record (architecture lacks or mangles {exc})") from None
-        ModelSpec(arch=spec["arch"], args=spec["args"], scale=spec["scale"])  # validates the shape of it
-        try:  # bounded config, names and shapes checked on a meta build, then built for real
-            model = build_for_weights(spec["arch"], spec["args"], dict(listed), what, params_only=True)
-        except ModelError as exc:
-            raise DeltaError(str(exc)) from None
-        shapes = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
-        if shapes != listed or sum(math.prod(s) for _, s in listed) != vec.numel():
-            raise DeltaError(f"{what}: parameters do not match architecture {spec['arch']!r}")
-        return cls(model.to(device).eval(), spec, vec, info.base_hash, device)
+        state = cls(_build(spec, listed, vec, what).to(device).eval(), spec, vec, info.base_hash, device)
+        state.next_segment = info.segment  # 0 for a stream's first record; a snapshot's update count
+        return state
+
+    @classmethod
+    def from_base(cls, record: bytes, base: nn.Module, base_spec: dict[str, Any],
+                  device: str | torch.device = "cpu", what: str = "base reference") -> ModelState:
+        """The model a base reference record names, rebuilt from the receiver's copy `base`
+        (`base_spec`: its arch, args, scale). DeltaError, in one line, unless `base` rounded to
+        the record's value type has exactly the hash the record names and the same architecture.
+        The model is built as `from_full` builds it (a fresh module, then the values loaded), so
+        a stream decodes bit for bit the same with either first record."""
+        info, meta = read_record(record, what)
+        if info.kind != "ref":
+            raise DeltaError(f"{what}: expected a base reference record, found a {info.kind} record")
+        spec = _spec_of(meta, what)
+        vec = _rounded(base, info.dtype)
+        got = vector_hash(vec)
+        mine = _arch_of(base, base_spec)
+        if got != info.base_hash or json.dumps(mine, sort_keys=True) != json.dumps(spec, sort_keys=True):
+            raise DeltaError(f"{what}: the base model given does not match: the stream needs base model "
+                             f"{info.base_hash.hex()[:12]} ({spec['arch']}, {info.n_params:,} parameters), "
+                             f"the one given is {got.hex()[:12]} ({mine['arch']}, {vec.numel():,} parameters)")
+        listed = [(n, tuple(p.shape)) for n, p in base.named_parameters()]
+        return cls(_build(spec, listed, vec, what).to(device).eval(), spec, vec, info.base_hash, device)
 
     def _load(self) -> None:
         offset = 0
@@ -374,7 +484,8 @@ class ModelState:
         """Decode a delta record and check it fits this model now, without applying it."""
         info, delta = read_record(data, what)
         if info.kind != "delta":
-            raise DeltaError(f"{what}: expected a delta record, found a full model")
+            raise DeltaError(f"{what}: expected a delta record, found a "
+                             f"{'full model' if info.kind == 'full' else 'base reference'}")
         if info.base_hash != self.base_hash or info.n_params != self.vector.numel():
             raise DeltaError(f"{what}: delta belongs to another stream (base model {info.base_hash.hex()[:12]}, "
                              f"this model {self.base_hash.hex()[:12]})")

@@ -4,8 +4,10 @@
 2. The LR frames are encoded with H.264/H.265 (CRF, preset) and decoded back exactly as a client
    decodes them: the model learns to super-resolve what the client will see.
 3. The clip is cut into segments of tau seconds. The model starts from the full model record
-   (as the decoder rebuilds it) and is adapted to each segment in order, starting from the
-   previous segment's model, changing only a fraction eta of its parameters (`adasr.stream.adapt`).
+   (as the decoder rebuilds it; with `base_by_hash` a base reference record that names the
+   model by hash instead, for receivers that already hold it: only the deltas travel) and is
+   adapted to each segment in order, starting from the previous segment's model, changing only
+   a fraction eta of its parameters (`adasr.stream.adapt`).
 4. Each segment's change is quantised, coded as a delta record, and applied through the same
    `ModelState.apply` the decoder uses, so encoder and decoder hold identical weights.
 
@@ -31,7 +33,7 @@ import torch
 
 from adasr.errors import ConfigError, InputError
 from adasr.stream.adapt import AdaptConfig, PatchSampler, SparseAdapter, segment_psnr
-from adasr.stream.codec import ModelState, encode_delta, encode_full, quantise, vector_hash
+from adasr.stream.codec import ModelState, encode_base_ref, encode_delta, encode_full, quantise, vector_hash
 
 __all__ = ["EncodeSettings", "ModelStream", "Progress", "build_model_stream", "downsample", "encode_content",
            "encode_video", "initial_model", "load_clip", "pick_device", "segment_bounds"]
@@ -53,8 +55,14 @@ class EncodeSettings:
     init_steps: int = 0  # full-parameter steps on the whole clip before the full model is sent
     init_dtype: str = "float16"
     delta_dtype: str = "float16"
+    base_by_hash: bool = False  # the first record names the base model by hash (the receiver holds it)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.init_steps and self.base_by_hash:
+            raise ConfigError("the base model can be named by hash only when it is sent unchanged: "
+                              "leave out --init-steps (it retrains the first model) or --base-by-hash")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -182,7 +190,7 @@ def initial_model(settings: EncodeSettings) -> tuple[torch.nn.Module, dict[str, 
 
 @dataclass
 class ModelStream:
-    init: bytes
+    init: bytes  # the first record: the full model, or with base_by_hash the base reference
     deltas: list[bytes]
     segments: list[dict[str, Any]]  # per segment: frames, changed params, bytes, losses, psnr
     state: ModelState  # the model after the last segment (== the decoder's)
@@ -190,6 +198,7 @@ class ModelStream:
     info: dict[str, Any]
     seconds: float
     cpu_seconds: float  # CPU time of this process (robust to other programs on a shared machine)
+    base_ref: bytes | None = None  # the base reference record, whenever the first model is the base itself
 
 
 def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: EncodeSettings,
@@ -207,11 +216,18 @@ def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: 
     model, spec, levels, info = base if base is not None else initial_model(settings)
     cfg = settings.adapt
     model = model.to(device)
+    base_ref = None
     if settings.init_steps:
         full = replace(cfg, strategy="full", steps=settings.init_steps, seed=cfg.seed + 7919)
         SparseAdapter(model, full, levels).adapt(PatchSampler(lr, hr, settings.scale, cfg.patch, cfg.batch, device), 0)
-    init = encode_full(model, spec, settings.init_dtype)
-    state = ModelState.from_full(init, device=device)
+    else:
+        base_ref = encode_base_ref(model, spec, settings.init_dtype)
+    if settings.base_by_hash:
+        init = base_ref
+        state = ModelState.from_base(init, model, spec, device=device)  # what the decoder builds from --base
+    else:
+        init = encode_full(model, spec, settings.init_dtype)
+        state = ModelState.from_full(init, device=device)
     adapter = SparseAdapter(state.model, cfg, levels)
     bounds = segment_bounds(len(lr), fps, settings.tau)
     deltas, segments = [], []
@@ -250,7 +266,7 @@ def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: 
             on_progress("adapt", t + 1, len(bounds))
     info = dict(info, params=int(state.vector.numel()), device=str(device))
     return ModelStream(init, deltas, segments, state, levels, info, time.perf_counter() - started,
-                       time.process_time() - cpu_started)
+                       time.process_time() - cpu_started, base_ref)
 
 
 def _psnr(model, lr, hr, scale, levels, every):
@@ -296,12 +312,13 @@ def encode_video(video: str | os.PathLike[str], out: str | os.PathLike[str], set
                      "changed": seg["changed"], "bytes": seg["bytes"]})
     bits = {"content": 8 * len(content), "model_init": 8 * len(ms.init), "model_deltas": 8 * sum(map(len, ms.deltas))}
     bits["total"] = sum(bits.values())
+    base = {"base_by_hash": ms.state.base_hash.hex()} if settings.base_by_hash else {}
     manifest = {
         "source": {"path": str(video), "width": w, "height": h, "frames": n},
         "scale": settings.scale, "fps": str(fps), "frames": n, "width": w, "height": h,
         "lr_width": w // settings.scale, "lr_height": h // settings.scale, "duration_s": duration,
         "content": {"file": "content.mp4", "codec": settings.codec, "crf": settings.crf, "preset": settings.preset},
-        "model": {"init": "model/init.bin", **ms.info}, "segments": segs, "settings": settings.to_dict(),
+        "model": {"init": "model/init.bin", **ms.info, **base}, "segments": segs, "settings": settings.to_dict(),
         "bits": bits,
         "kbps": {k: v / duration / 1000 for k, v in bits.items()},
         "bpp": {k: v / (n * w * h) for k, v in bits.items()},

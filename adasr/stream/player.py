@@ -122,8 +122,12 @@ def _frames(reader: Any, max_frames: int | None) -> Iterator[tuple[int, np.ndarr
 def play_stream(path: str | os.PathLike[str], *, target_fps: float | None = None, policy: str = "reactive",
                 level: int | None = None, out: str | os.PathLike[str] | None = None, codec: str = "h264",
                 crf: int = 20, max_frames: int | None = None, on_frame: Callable[[Any, Any], None] | None = None,
-                on_ready: Callable[[Any, float], None] | None = None) -> tuple[Any, Any]:
+                on_ready: Callable[[Any, float], None] | None = None,
+                base: str | os.PathLike[str] | None = None) -> tuple[Any, Any]:
     """Play the stream at `path` (see the module doc); returns (PlayResult, the engine or runner).
+
+    base: the base model (generic, srvc, a model file or a package) for a stream whose first
+    record names it by hash; refused if its hash is not the one named.
 
     on_ready(engine, target_fps): called once the engine is built, before the first frame (live views).
     """
@@ -142,9 +146,10 @@ def play_stream(path: str | os.PathLike[str], *, target_fps: float | None = None
         raise ConfigError(f"policy must be reactive, lookup or fixed, got {policy!r}")
     if out is not None:
         from adasr._atomic import check_not_input
+        from adasr.stream.reader import base_file
 
-        check_not_input([out], [path])
-    reader = StreamReader(path)
+        check_not_input([out], [path, base_file(base)])
+    reader = StreamReader(path, base=base)
     model = reader.model
     lr_w, lr_h = int(reader.manifest["lr_width"]), int(reader.manifest["lr_height"])
     if isinstance(model, SuperNet) and reader.levels:

@@ -8,6 +8,10 @@
 
 For a package stream (a supernet), `reader.levels` lists the family's level configs and
 `reader.model` is the supernet: the adaptive runtime switches its active level as usual.
+
+A stream encoded with `base_by_hash` does not carry its first model: its first record names the
+base model by hash, and the reader needs `base=` (generic, srvc, a model file or a package, as
+`adasr encode --model` takes them); a base whose hash differs is refused (`DeltaError`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 import torch
 
 from adasr.errors import ConfigError, ModelError
-from adasr.stream.codec import ModelState
+from adasr.stream.codec import ModelState, read_record, record_kind
 from adasr.stream.container import StreamFile
 
 __all__ = ["DecodeSummary", "MAX_FRAMES", "MAX_LEVELS", "MAX_SIDE", "StreamFrame", "StreamReader", "check_stream_sizes",
@@ -76,8 +80,31 @@ class StreamFrame:
     lr: np.ndarray  # (h, w, 3) uint8, as decoded
 
 
+def resolve_base(base: str | os.PathLike[str], scale: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(model, spec) of the base model a receiver holds: generic, srvc, a model file or a package."""
+    from adasr.stream.encoder import EncodeSettings, initial_model
+
+    model, spec, _, _ = initial_model(EncodeSettings(scale=scale, model=str(base), device="cpu"))
+    return model, spec
+
+
+def first_model(record: bytes, scale: int, base: str | os.PathLike[str] | None, device: str | torch.device,
+                what: str, wanted: str = "") -> ModelState:
+    """The model state a stream's first record gives: the full model it carries, or, for a base
+    reference, the receiver's `base` checked against the hash it names."""
+    if record_kind(record) != "ref":
+        return ModelState.from_full(record, device=device, what=what)
+    if base is None:
+        info, _ = read_record(record, what)
+        raise ModelError(f"{what}: the stream names its base model by hash ({info.base_hash.hex()[:12]}"
+                         f"{', ' + wanted if wanted else ''}) instead of carrying it: give that model with --base")
+    model, spec = resolve_base(base, scale)
+    return ModelState.from_base(record, model, spec, device=device, what=f"{what} (--base {base})")
+
+
 class StreamReader:
-    def __init__(self, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> None:
+    def __init__(self, path: str | os.PathLike[str], device: str | torch.device = "cpu",
+                 base: str | os.PathLike[str] | None = None) -> None:
         self.file = StreamFile(path)
         m = self.file.manifest
         try:
@@ -89,8 +116,9 @@ class StreamReader:
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
             raise ModelError(f"{self.file.path}: stream manifest lacks or mangles {exc}") from None
         check_stream_sizes(m, str(self.file.path))
-        self.state = ModelState.from_full(self.file.blob(m["model"]["init"]), device=device,
-                                          what=f"{self.file.path}: full model")
+        named = m["model"].get("model") if m["model"].get("base_by_hash") else None
+        self.state = first_model(self.file.blob(m["model"]["init"]), self.scale, base, device,
+                                 f"{self.file.path}: first model", f"encoded from {named}" if named else "")
         self.levels = list(m["model"].get("levels") or [])
         self.applied_bits = 0
 
@@ -146,16 +174,18 @@ class DecodeSummary:
 
 def decode_stream(stream: str | os.PathLike[str], out: str | os.PathLike[str], *, level: int | None = None,
                   codec: str = "h264", crf: int = 18, preset: str | None = None, device: str = "cpu",
-                  max_frames: int | None = None, on_frame=None) -> DecodeSummary:
-    """Decode a stream to an HR video file: content frames super-resolved by the streamed model."""
+                  max_frames: int | None = None, on_frame=None,
+                  base: str | os.PathLike[str] | None = None) -> DecodeSummary:
+    """Decode a stream to an HR video file: content frames super-resolved by the streamed model
+    (`base`: the base model, for a stream that names it by hash)."""
     from adasr._atomic import check_not_input, check_writable
     from adasr.upscale import sr_array
     from adasr.video import VideoWriter, codec_for_suffix
 
     codec_for_suffix(out, codec)
     check_writable(out)
-    check_not_input([out], [stream])
-    reader = StreamReader(stream, device=device)
+    check_not_input([out], [stream, base_file(base)])
+    reader = StreamReader(stream, device=device, base=base)
     model = reader.model
     if reader.levels:
         idx = len(reader.levels) - 1 if level is None else level
@@ -175,6 +205,11 @@ def decode_stream(stream: str | os.PathLike[str], out: str | os.PathLike[str], *
             if on_frame is not None:
                 on_frame(done, total)
     return DecodeSummary(done, time.perf_counter() - started, reader.width, reader.height, reader.state.next_segment)
+
+
+def base_file(base: str | os.PathLike[str] | None) -> Path | None:
+    """The file a --base names (None for the named models generic / srvc)."""
+    return None if base is None or str(base) in ("generic", "srvc") else Path(base)
 
 
 def stream_info(path: str | os.PathLike[str]) -> dict[str, Any]:
