@@ -6,14 +6,15 @@ The entry points a user needs, in the style of timm's `create_model`::
 
     adasr.upscale_image("adasr/models/default_x2.safetensors", "photo.png", "photo_x2.png")
     engine = adasr.Engine.load("adasr/models/sr_x2.adasr")   # a package: supernet + levels
-    result = adasr.play(engine, "clip.mp4", target_fps=20, out="clip_x2.mp4")
+    result = adasr.play(engine, "clip.mp4", adasr.PlayOptions(target_fps=20, out="clip_x2.mp4"))
 
 - `load_model(path)`: a model file -> `(nn.Module, ModelSpec)`.
 - `load_package(path)`: a package (folder or `.adasr` file) -> `Package` (supernet, family, profiles).
 - `Engine`: a package's supernet kept resident, switching levels between frames.
 - `load_engine(path)`: an `Engine` whose levels carry this device's latencies (profiled once, cached).
 - `upscale_image`, `upscale_video`: upscale a file with a model, a package or an engine.
-- `play`: play a video through an engine, adapting the level to the device's load.
+- `play`: play a video through an engine, adapting the level to the device's load; its settings
+  are one frozen `PlayOptions` (or the same fields as keywords).
 - the errors (`AdasrError` and its kinds), each with its exit code.
 
 Importing `adasr` is cheap: heavy dependencies (torch, PyAV) load with the first entry point used.
@@ -41,6 +42,7 @@ _LAZY = {
     "upscale_image": "adasr.api",
     "upscale_video": "adasr.api",
     "play": "adasr.runtime.player",
+    "PlayOptions": "adasr.runtime.player",
 }
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "InputError",
     "ModelError",
     "OutputError",
+    "PlayOptions",
     "load_engine",
     "load_model",
     "load_package",

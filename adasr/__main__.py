@@ -1,3 +1,5 @@
 from adasr._cli.main import main
 
+__all__ = []
+
 main()

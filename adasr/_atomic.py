@@ -22,6 +22,10 @@ from pathlib import Path
 
 from adasr.errors import OutputError
 
+__all__ = ["MAX_MANIFEST_BYTES", "atomic_folder", "atomic_path", "check_not_input", "check_replaceable",
+           "check_writable", "ensure_dir", "foreign_files", "is_stale", "owned_folder_reason", "pid_alive",
+           "read_marker_manifest", "remove_stale_parts", "removed_if_empty", "temp_dir_beside", "write_bytes_atomic"]
+
 
 def _default_mode() -> int:
     # mkstemp creates 0600 files; give outputs the permissions a plain open() would.

@@ -11,6 +11,8 @@ from typing import Any
 from adasr._atomic import atomic_path
 from adasr.errors import AdasrError, InputError, ModelError
 
+__all__ = ["MAX_JSON_BYTES", "check_header", "header", "header_problem", "read_json", "write_json"]
+
 MAX_JSON_BYTES = 64 << 20
 
 

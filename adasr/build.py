@@ -5,7 +5,7 @@ sits above them; `adasr.search` itself never writes a package).
 
 Steps (each reported through `on_progress`): a fast evaluator on validation crops; a latency
 look-up table timed on this device (or an analytic MAC model); the family search (DySR or
-Dynamic-OFA); the package written; every level measured at each resource level (real background
+Dynamic-OFA); the package written; every level measured at each load (real background
 load); the look-up table's prediction error against those measurements; optionally a quality
 predictor trained and ranked (Kendall tau) on held-out configs; a PSNR-vs-FPS picture with the
 baselines measured the same way.
@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adasr._options import check_hw, resolve
 from adasr.errors import ConfigError
-from adasr.search.protocols import Progress, level_name
+from adasr.search.protocols import Progress, load_name
+
+__all__ = ["SearchOptions", "run_search"]
 
 
 def _baseline_points(paths: Sequence[Path], evaluator, lr_hw, scale: int, repeats: int,
@@ -42,12 +46,57 @@ def _baseline_points(paths: Sequence[Path], evaluator, lr_hw, scale: int, repeat
     return points
 
 
-def run_search(model_path: Path, out: Path, *, strategy: str = "ofa", val: str = "Set5",
-               cost: str = "table", lr_hw: tuple[int, int] = (180, 320), loads: Sequence[float] = (0.0, 0.5),
-               repeats: int = 20, threads: int | None = None, seed: int = 0, crops: int = 8,
-               predictor_samples: int = 0, baselines: Sequence[Path] = (), plot: Path | None = None,
-               params: dict[str, Any] | None = None, floor_bicubic: bool = True, trim: bool = True,
-               on_progress: Progress | None = None, profiles_from: Any = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SearchOptions:
+    """What `run_search` does (see the module doc for the steps).
+
+    strategy: "ofa" | "dysr" (`params`: its NAME=VALUE settings). val: the validation set of the
+    fast evaluator (`crops` crops). cost: "table" (a latency look-up table timed here), "macs" or
+    "measured". lr_hw: (H, W) the levels are timed and profiled at. loads: the background CPU
+    load shares every level is measured under. repeats / threads: frames per measurement
+    (median) and torch threads. predictor_samples: train the quality predictor on N configs and
+    report its Kendall tau (0: skip). baselines / plot: model files placed on a PSNR-vs-FPS PNG.
+    floor_bicubic: keep only levels above bicubic. trim: ship only the ops the levels use.
+    profiles_from: a package whose device profiles the new one carries over instead of profiling
+    here (same configs, so the same latencies).
+    """
+
+    strategy: str = "ofa"
+    val: str = "Set5"
+    cost: str = "table"
+    lr_hw: tuple[int, int] = (180, 320)
+    loads: tuple[float, ...] = (0.0, 0.5)
+    repeats: int = 20
+    threads: int | None = None
+    seed: int = 0
+    crops: int = 8
+    predictor_samples: int = 0
+    baselines: tuple[Path, ...] = ()
+    plot: Path | None = None
+    params: dict[str, Any] | None = None
+    floor_bicubic: bool = True
+    trim: bool = True
+    profiles_from: Any = None
+
+    def __post_init__(self) -> None:
+        if self.cost not in ("table", "macs", "measured"):
+            raise ConfigError(f"--cost must be table, macs or measured, got {self.cost!r}")
+        object.__setattr__(self, "lr_hw", check_hw(self.lr_hw, "lr_hw"))
+        object.__setattr__(self, "loads", tuple(self.loads))
+        object.__setattr__(self, "baselines", tuple(Path(b) for b in self.baselines))
+
+
+def run_search(model_path: Path, out: Path, options: SearchOptions | None = None, *,
+               on_progress: Progress | None = None, **overrides: Any) -> dict[str, Any]:
+    """Search, package and profile (see the module doc); `overrides`: `SearchOptions` fields as
+    keywords. Returns the report (JSON-ready)."""
+    opts = resolve(SearchOptions, options, overrides, "run_search")
+    strategy, val, cost, lr_hw, loads = opts.strategy, opts.val, opts.cost, opts.lr_hw, opts.loads
+    repeats, threads, seed, crops, predictor_samples = opts.repeats, opts.threads, opts.seed, opts.crops, \
+        opts.predictor_samples
+    baselines, plot, params, floor_bicubic, trim = opts.baselines, opts.plot, opts.params, opts.floor_bicubic, \
+        opts.trim
+    profiles_from = opts.profiles_from
     from adasr.data.datasets import load_image_pairs
     from adasr.modelfile import load_model
     from adasr.package import save_package
@@ -58,8 +107,6 @@ def run_search(model_path: Path, out: Path, *, strategy: str = "ofa", val: str =
     from adasr.timing import torch_threads
 
     check_strategy(strategy, params or {})  # before seconds of loading and timing
-    if cost not in ("table", "macs", "measured"):
-        raise ConfigError(f"--cost must be table, macs or measured, got {cost!r}")
     progress = on_progress or (lambda stage, done, total: None)
     net, spec = load_model(model_path)
     if not hasattr(net, "space"):
@@ -104,7 +151,7 @@ def run_search(model_path: Path, out: Path, *, strategy: str = "ofa", val: str =
         family = package.family_for(key)
         report["device"] = key
         report["wall_seconds"] = round(time.perf_counter() - started, 1)
-        idle = level_name(0.0)
+        idle = load_name(0.0)
         measured = {lv.config.id: lv.seconds(idle) for lv in family}
         if table is not None:
             report["table_median_abs_error_s"] = median_abs_error(cost_model, family.configs, measured)
@@ -132,7 +179,7 @@ def _profile_here(package, out, shipped, report, *, loads, repeats, threads, lr_
     from adasr.package import save_package
     from adasr.runtime.profile import profile_package
 
-    profile = profile_package(package, levels=loads, repeats=repeats, threads=threads, on_progress=progress,
+    profile = profile_package(package, loads=loads, repeats=repeats, threads=threads, on_progress=progress,
                               lr_hw=lr_hw, table=False)
     key = profile["device"]
     family = package.family.with_measured(_measured(profile))
@@ -182,7 +229,7 @@ def _measured(profile: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def _dominated(family) -> set[str]:
     """Levels another level beats on both measured idle latency and PSNR (never the fastest)."""
-    idle = level_name(0.0)
+    idle = load_name(0.0)
     points = [(lv.config.id, lv.seconds(idle), lv.psnr) for lv in family]
     return {a for a, sa, pa in points
             if any(sb <= sa and pb >= pa and (sb, pb) != (sa, pa) for b, sb, pb in points if b != a)}

@@ -51,6 +51,8 @@ from types import TracebackType
 
 from adasr.errors import ConfigError
 
+__all__ = ["CpuLoad", "DEFAULT_PERIOD_S", "remove_stale_state"]
+
 DEFAULT_PERIOD_S = 0.01
 _HEADER = struct.Struct("<dq")  # share, stop flag
 

@@ -6,6 +6,8 @@ mode). Everything else is a bug and is allowed to surface as a traceback.
 
 from __future__ import annotations
 
+__all__ = ["AdasrError", "ConfigError", "InputError", "ModelError", "OutputError"]
+
 
 class AdasrError(Exception):
     """Base class: a user-facing problem with a one-line message."""

@@ -37,6 +37,10 @@ from adasr.errors import ConfigError
 if TYPE_CHECKING:
     from adasr.package import Package
 
+__all__ = ["Choice", "LARGE_IMAGE_S", "LevelCosts", "PRIOR_FRAMES", "RunningEstimate", "TIMING_CAP", "TimeBudget",
+           "calibrate_costs", "costs_from_profile", "estimate_seconds", "format_seconds", "package_costs",
+           "parse_time_budget", "pick_level", "quality_order", "sample_load_share", "time_level", "timed_costs"]
+
 TIMING_CAP = 256          # quick timing: at most this many LR pixels a side
 LARGE_IMAGE_S = 2.0       # images whose estimate reaches this get the estimate line
 PRIOR_FRAMES = 5.0        # RunningEstimate: the prior counts as this many measured frames

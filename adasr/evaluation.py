@@ -14,6 +14,8 @@ from adasr.errors import ModelError
 from adasr.frames import to_frame, to_tensor
 from adasr.metrics import psnr_y, ssim_y
 
+__all__ = ["EvalResult", "evaluate"]
+
 
 @dataclass(frozen=True)
 class EvalResult:

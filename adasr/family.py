@@ -3,7 +3,7 @@
 A `Level` is one sub-network of a family (its `SubnetConfig`, PSNR, params, MACs and latency
 under each CPU load); a `Family` is the levels ordered by cost, with a JSON round-trip (the
 `family.json` of a package). `pareto_front` / `pareto_ranks` are the (cost, quality) maths
-search and selection share. A CPU load share keys latency dicts by `level_name(share)`.
+search and selection share. A CPU load share keys latency dicts by `load_name(share)`.
 
 This module imports no torch.
 """
@@ -23,7 +23,7 @@ from adasr.space import SearchSpace, SubnetConfig
 from adasr.spec import DEFAULT_LR_HW
 
 __all__ = ["FAMILY_KIND", "FAMILY_SCHEMA_VERSION", "MAX_LEVELS", "MAX_LR_SIDE", "Family", "Level", "check_loads",
-           "level_name", "parse_loads", "pareto_front", "pareto_ranks"]
+           "level_name", "load_name", "parse_loads", "pareto_front", "pareto_ranks"]
 
 FAMILY_SCHEMA_VERSION = 1
 FAMILY_KIND = "adasr-family"
@@ -33,7 +33,7 @@ MAX_LR_SIDE = 4096  # pixels of a side of the LR size the costs refer to (profil
 
 def check_loads(shares: Any, what: str = "loads", most: int | None = None) -> tuple[float, ...]:
     """Background CPU load shares as floats: each in [0, 1], at most `most` of them (None: any
-    number, at least one), no two with the same `level_name`. ConfigError names `what`."""
+    number, at least one), no two with the same `load_name`. ConfigError names `what`."""
     try:
         values = tuple(float(s) for s in shares)
     except (TypeError, ValueError):
@@ -44,7 +44,7 @@ def check_loads(shares: Any, what: str = "loads", most: int | None = None) -> tu
     bad = [s for s in values if not (math.isfinite(s) and 0.0 <= s <= 1.0)]
     if bad:
         raise ConfigError(f"{what}: load shares are fractions of the CPU in [0, 1], got {bad[0]:g}")
-    names = [level_name(s) for s in values]
+    names = [load_name(s) for s in values]
     if len(set(names)) != len(names):
         raise ConfigError(f"{what}: duplicate load shares {sorted({n for n in names if names.count(n) > 1})}")
     return values
@@ -59,17 +59,21 @@ def parse_loads(text: str, what: str = "--loads", most: int | None = 16) -> tupl
     return check_loads(values, what, most)
 
 
-def level_name(share: float | str) -> str:
-    """The name of a resource level (a background CPU load share in [0, 1]): "0.00", "0.50"."""
+def load_name(share: float | str) -> str:
+    """The name of a load (a background CPU load share in [0, 1], DySR's "resource level"):
+    "0.00", "0.50"."""
     if isinstance(share, str):
         try:
             share = float(share)
         except ValueError:
-            raise ConfigError(f"a resource level is a load share in [0, 1], got {share!r}") from None
+            raise ConfigError(f"a load is a CPU share in [0, 1], got {share!r}") from None
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) \
             or not 0.0 <= share <= 1.0:
-        raise ConfigError(f"a resource level is a load share in [0, 1], got {share!r}")
+        raise ConfigError(f"a load is a CPU share in [0, 1], got {share!r}")
     return f"{float(share):.2f}"
+
+
+level_name = load_name  # the former name (a load share is not a family level)
 
 
 # -- Pareto ---------------------------------------------------------------------------------------
@@ -111,7 +115,7 @@ def _seconds_map(data: Any, what: str) -> dict[str, float]:
     out = {}
     for k, v in data.items():
         try:
-            name, value = level_name(k), float(v)
+            name, value = load_name(k), float(v)
         except (ConfigError, TypeError, ValueError):
             raise ModelError(f"{what}: bad entry {k!r}: {v!r}") from None
         if not (math.isfinite(value) and value > 0):
@@ -122,10 +126,10 @@ def _seconds_map(data: Any, what: str) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Level:
-    """One sub-network of a family: its config, quality, size and per-resource-level latency.
+    """One sub-network of a family: its config, quality, size and latency under each load.
 
-    latency_s: predicted seconds per LR frame by resource level name ("0.00", "0.50", ...).
-    measured_s: measured (median) seconds by level name on one device, or None.
+    latency_s: predicted seconds per LR frame by load name ("0.00", "0.50", ...).
+    measured_s: measured (median) seconds by load name on one device, or None.
     """
 
     config: SubnetConfig
@@ -135,15 +139,15 @@ class Level:
     latency_s: dict[str, float] = field(default_factory=dict)
     measured_s: dict[str, float] | None = None
 
-    def seconds(self, level: float | str = 0.0, measured: bool = True) -> float | None:
-        """Measured latency at `level` if known (and asked for), else predicted, else None."""
-        name = level_name(level)
+    def seconds(self, load: float | str = 0.0, measured: bool = True) -> float | None:
+        """Measured latency under `load` if known (and asked for), else predicted, else None."""
+        name = load_name(load)
         if measured and self.measured_s and name in self.measured_s:
             return self.measured_s[name]
         return self.latency_s.get(name)
 
-    def fps(self, level: float | str = 0.0, measured: bool = True) -> float | None:
-        s = self.seconds(level, measured)
+    def fps(self, load: float | str = 0.0, measured: bool = True) -> float | None:
+        s = self.seconds(load, measured)
         return None if s is None else 1.0 / s
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,7 +195,7 @@ class Family:
         bad = [lv.config.id for lv in levels if lv.config.scale != self.scale]
         if bad:
             raise ConfigError(f"family of scale x{self.scale} has levels of another scale: {bad[:3]}")
-        object.__setattr__(self, "reference", level_name(self.reference))
+        object.__setattr__(self, "reference", load_name(self.reference))
         object.__setattr__(self, "lr_hw", (int(self.lr_hw[0]), int(self.lr_hw[1])))
         if all(self.reference in lv.latency_s for lv in levels):
             key = lambda lv: (lv.latency_s[self.reference], lv.macs, lv.config.id)  # noqa: E731
@@ -228,7 +232,7 @@ class Family:
         measured keep None)."""
         levels = []
         for lv in self.levels:
-            m = {level_name(name): float(per[lv.config.id]) for name, per in measured.items() if lv.config.id in per}
+            m = {load_name(name): float(per[lv.config.id]) for name, per in measured.items() if lv.config.id in per}
             levels.append(Level(lv.config, lv.psnr, lv.params, lv.macs, dict(lv.latency_s), m or None))
         return Family(tuple(levels), self.scale, self.lr_hw, self.reference, dict(self.search))
 

@@ -26,6 +26,9 @@ from adasr._jsonfile import check_header
 from adasr.errors import ModelError
 from adasr.nn.registry import build_for_weights
 
+__all__ = ["MAX_CONFIG_CHARS", "ModelSpec", "SCHEMA_VERSION", "load_model", "non_finite", "read_spec",
+           "refuse_non_finite", "save_model", "tensors_sha256"]
+
 SCHEMA_VERSION = 1
 _META_KEY = "adasr"
 MAX_CONFIG_CHARS = 1 << 20

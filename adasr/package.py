@@ -10,7 +10,7 @@ Folder layout (``save_package("model.adasrpkg", ...)``, any path not ending in `
     supernet.safetensors       the supernet's state dict (safetensors; no pickle anywhere)
     levels.json                the `Family` (levels ordered by cost; `Family.to_dict`)
     profiles/<device-key>.json one per device (`adasr.runtime.profile.profile_package`; schema: `check_profile`):
-                               measured per-level latency per resource level + latency table
+                               measured per-level latency per load + latency table
 
 Single-file variant (a path ending in ``.adasr``; zip-free): one safetensors file holding the
 same tensors, with the manifest, the levels and each profile as JSON strings in its header
@@ -57,6 +57,11 @@ from adasr.nn.registry import build_for_weights
 from adasr.nn.supernet import SuperNet
 from adasr.safepath import confined_file, read_confined
 from adasr.space import SearchSpace
+
+__all__ = ["LEVELS", "MANIFEST", "MAX_JSON_BYTES", "MAX_PROFILES", "MAX_WEIGHTS_BYTES", "PACKAGE_FORMAT",
+           "PACKAGE_SCHEMA_VERSION", "PROFILES", "PROFILE_KIND", "PROFILE_SCHEMA_VERSION", "Package",
+           "SINGLE_FILE_SUFFIX", "WEIGHTS", "check_package_output", "check_profile", "is_package_path", "load_package",
+           "package_folder_reason", "save_package"]
 
 PACKAGE_FORMAT = "adasr-package"
 PACKAGE_SCHEMA_VERSION = 1

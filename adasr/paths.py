@@ -7,6 +7,8 @@ from pathlib import Path
 
 from adasr.errors import InputError
 
+__all__ = ["MODELS_DIR", "PACKAGE_DIR", "benchmark_dir", "bundled_model", "bundled_package", "data_root"]
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 MODELS_DIR = PACKAGE_DIR / "models"
 

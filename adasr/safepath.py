@@ -19,6 +19,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from adasr.errors import AdasrError, InputError
 
+__all__ = ["MAX_NAME", "check_name", "confined_file", "read_bounded", "read_confined"]
+
 MAX_NAME = 255  # characters of a name from a manifest
 
 

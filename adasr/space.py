@@ -36,6 +36,9 @@ from typing import Any
 from adasr import spec
 from adasr.errors import ConfigError
 
+__all__ = ["DIMENSIONS", "KERNELS", "MAX_DEPTH", "MAX_EXPANSION", "MAX_WIDTH", "MIN_WIDTH", "SCALES", "SearchSpace",
+           "SubnetConfig", "UPSAMPLERS", "mid_width"]
+
 SCALES = (2, 3, 4)
 UPSAMPLERS = ("ps", "tc", "bic")
 KERNELS = (1, 3, 5, 7)

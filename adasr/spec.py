@@ -20,6 +20,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 if TYPE_CHECKING:  # annotations only: this module never imports torch
     from adasr.space import SubnetConfig
 
+__all__ = ["BlockType", "BlockVariant", "CONV", "DEFAULT_LR_HW", "DW", "DW_DIL", "Dims", "DistillationBlock",
+           "ESA_DOWN", "ESA_POOLED", "FC", "KINDS", "Layout", "MixedResidualBlock", "Ops", "RCAB", "ResidualBlock",
+           "SlotSpec", "Use", "all_tokens", "attention_uses", "block_codes", "block_type", "ca_uses", "conv_use",
+           "distill_width", "esa_uses", "esa_width", "input_hw", "layout", "named_uses", "op_keys", "parse_token",
+           "register_block", "shared_ops", "squeeze_width", "subnet_cost", "upsampler_use", "use_cost"]
+
 KINDS = ("conv", "dw", "tconv")
 DEFAULT_LR_HW = (180, 320)  # (H, W): 320x180 LR frames
 

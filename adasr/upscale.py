@@ -21,6 +21,9 @@ from torch import nn
 from adasr.errors import ConfigError, InputError
 from adasr.frames import peak_of, to_frame, to_tensor
 
+__all__ = ["DEFAULT_OVERLAP", "DEFAULT_TILE", "MAX_OUTPUT_BYTES", "VideoSummary", "check_output_size", "sr_array",
+           "sr_tensor", "sr_tiles", "tiled_pixels", "upscale_image_file", "upscale_video_file"]
+
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 16
 MAX_OUTPUT_BYTES = 4 << 30  # one upscaled frame, as integers

@@ -265,26 +265,26 @@ def _audio_codec_name(stream: Any) -> str | None:
     return cc.codec.canonical_name
 
 
-def _to_rgb(frame: Any, reformatter: VideoReformatter, size: tuple[int, int] | None = None) -> np.ndarray:
+def _to_rgb(frame: Any, reformatter: VideoReformatter, hw: tuple[int, int] | None = None) -> np.ndarray:
     src_cs = None
     if frame.colorspace in (2, 3):  # unspecified / reserved: guess like players do
         src_cs = Colorspace.ITU709 if frame.width >= 1280 or frame.height > 576 else Colorspace.ITU601
-    if size is None or (frame.width, frame.height) == size:
+    if hw is None or (frame.height, frame.width) == hw:
         return reformatter.reformat(
             frame, format="rgb24", src_colorspace=src_cs, interpolation=_SWS_DECODE
         ).to_ndarray()
     return reformatter.reformat(
-        frame, format="rgb24", width=size[0], height=size[1], src_colorspace=src_cs, interpolation="AREA"
+        frame, format="rgb24", width=hw[1], height=hw[0], src_colorspace=src_cs, interpolation="AREA"
     ).to_ndarray()
 
 
 def read_frames(
     path: str | os.PathLike[str], *, max_frames: int | None = None, start: int = 0,
-    size: tuple[int, int] | None = None,
+    hw: tuple[int, int] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield frames `start`, `start+1`, ... (at most `max_frames`) as uint8 HxWx3 RGB.
 
-    size: (W, H) to resize every frame to while converting it (swscale area filter; cheap, for
+    hw: (H, W) to resize every frame to while converting it (swscale area filter; cheap, for
     previews and players), None for the stored size.
 
     Frame-accurate: frames before `start` are decoded and dropped. Frames come as stored (no
@@ -295,8 +295,8 @@ def read_frames(
         raise ValueError(f"start must be >= 0, not {start}")
     if max_frames is not None and max_frames <= 0:
         return
-    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and 1 <= v <= 16384 for v in size)):
-        raise ValueError(f"size must be (W, H) positive integers, got {size!r}")
+    if hw is not None and (len(hw) != 2 or not all(isinstance(v, int) and 1 <= v <= 16384 for v in hw)):
+        raise ValueError(f"hw must be (H, W) positive integers, got {hw!r}")
     path, container, stream = _open_input(path)
     with container:
         stream.thread_type = "AUTO"
@@ -318,7 +318,7 @@ def read_frames(
                         last_time = frame.time
                     if decoded <= start:
                         continue
-                    yield _to_rgb(frame, reformatter, size)
+                    yield _to_rgb(frame, reformatter, hw)
                     yielded += 1
                     if max_frames is not None and yielded >= max_frames:
                         return

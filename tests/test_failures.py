@@ -19,7 +19,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adasr._cli.common import RANGES, Range, check_options, parse_shares, parse_size, range_for
+from adasr._cli.common import RANGES, Range, check_options, parse_hw, parse_shares, range_for
 from adasr.errors import ConfigError, ModelError
 from adasr.modelfile import ModelSpec, load_model, save_model
 from adasr.nn.registry import build_model
@@ -126,7 +126,7 @@ class TestOptionRanges:
     @given(w=st.integers(-10, 10**6), h=st.integers(-10, 10**6))
     def test_sizes_and_shares_are_bounded(self, w, h):
         try:
-            assert parse_size(f"{w}x{h}", "--size") == (w, h)
+            assert parse_hw(f"{w}x{h}", "--size") == (h, w)  # WxH in, (H, W) out
             assert 8 <= w <= 16384 and 8 <= h <= 16384
         except ConfigError as exc:
             assert "--size" in str(exc) and not (8 <= w <= 16384 and 8 <= h <= 16384)

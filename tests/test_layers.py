@@ -20,7 +20,7 @@ PACKAGE = ROOT / "adasr"
 
 # Bottom to top; a unit may import units of its own layer (without a cycle) and of lower ones.
 LAYERS = [
-    ("errors", "safepath", "_atomic", "_jsonfile", "paths", "cpuload"),  # leaf helpers, no torch
+    ("errors", "safepath", "_atomic", "_jsonfile", "_options", "paths", "cpuload"),  # leaf helpers, no torch
     ("spec",),  # architecture spec: block grammar, op shapes, analytic cost (no torch)
     ("space",),  # SubnetConfig, SearchSpace (no torch)
     ("family",),  # Level, Family, Pareto: the data model search, package and runtime share (no torch)

@@ -1,1 +1,3 @@
 """The command-line interface: parses options, calls the library, maps errors to exit codes."""
+
+__all__ = []

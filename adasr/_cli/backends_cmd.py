@@ -9,9 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from adasr._cli.common import console, out, parse_size
+from adasr._cli.common import console, out, parse_hw
 from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError
+
+__all__ = ["bench_backends", "register"]
 
 
 def bench_backends(
@@ -45,11 +47,11 @@ def bench_backends(
             raise ConfigError(f"{name} must be in [{lo}, {hi}], got {value}")
     if max_images is not None and max_images < 1:
         raise ConfigError(f"--max-images must be positive, got {max_images}")
-    sizes = [parse_size(s, "--lr-size", minimum=8) for s in (lr_size or ["320x180", "960x540"])]
+    sizes = [parse_hw(s, "--lr-size", minimum=8) for s in (lr_size or ["320x180", "960x540"])]
     if len(sizes) > 4:
         raise ConfigError(f"at most 4 --lr-size values, got {len(sizes)}")
-    for w, h in sizes:
-        if max(w, h) > 4096:
+    for h, w in sizes:
+        if max(h, w) > 4096:
             raise ConfigError(f"--lr-size must be at most 4096 on a side, got {w}x{h}")
     only = None
     if levels is not None:
@@ -73,7 +75,7 @@ def bench_backends(
     if video is None and (clips / "bigbuckbunny_720p.mp4").is_file():
         video = clips / "bigbuckbunny_720p.mp4"
     result = run_backends(package, calib_video=calib_video, time_video=video,
-                          lr_sizes=[(h, w) for w, h in sizes], set_name=None if data == "none" else data,
+                          lr_sizes=sizes, set_name=None if data == "none" else data,
                           calib_frames=calib_frames, rounds=rounds, repeats=repeats, max_images=max_images, levels=only,
                           onnx_folder=out_dir / "onnx" if onnx else None,
                           peers_dir=data_root() / "peers" if peers else None,

@@ -12,6 +12,9 @@ from rich.console import Console
 
 from adasr.errors import ConfigError
 
+__all__ = ["MAX_SIDE", "MAX_THREADS", "RANGES", "Range", "bound_commands", "check_options", "console", "explicit",
+           "out", "parse_hw", "parse_ints", "parse_shares", "range_for", "set_threads"]
+
 console = Console(stderr=True)  # progress, live views, errors
 out = Console()                 # results
 
@@ -182,8 +185,9 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def parse_size(text: str, option: str, minimum: int = 8) -> tuple[int, int]:
-    """'320x180' -> (320, 180) as (W, H); ConfigError naming `option` otherwise."""
+def parse_hw(text: str, option: str, minimum: int = 8) -> tuple[int, int]:
+    """'320x180' (WxH, as the CLI writes sizes) -> (180, 320), the (H, W) the library takes;
+    ConfigError naming `option` otherwise."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -192,7 +196,7 @@ def parse_size(text: str, option: str, minimum: int = 8) -> tuple[int, int]:
         raise ConfigError(f"{option} too small: {text} (at least {minimum}x{minimum})")
     if w > MAX_SIDE or h > MAX_SIDE:
         raise ConfigError(f"{option} too large: {text} (at most {MAX_SIDE}x{MAX_SIDE})")
-    return w, h
+    return h, w
 
 
 def parse_shares(text: str, option: str = "--loads", most: int = 16) -> tuple[float, ...]:

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 
 from adasr.errors import ConfigError
 
+__all__ = ["NPROC_HELP", "TIMEOUT_HELP", "joined", "launched", "rank_prefix"]
+
 NPROC_HELP = ("Data-parallel processes on this machine (torch.distributed, gloo on CPU, NCCL on CUDA); "
               "the global batch stays --batch-size. Under torchrun leave it out.")
 TIMEOUT_HELP = "Minutes a process waits for the others (rank 0's validation included) before it fails."

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+__all__ = ["DEMO_CLIP", "DEMO_FPS", "DEMO_LR", "run_demo"]
+
 DEMO_CLIP = "bigbuckbunny_720p.mp4"
-DEMO_LR = {2: (320, 180), 3: (212, 120), 4: (160, 90)}  # (W, H) fed to SR; output 640x360 (x3: 636x360)
+DEMO_LR = {2: (180, 320), 3: (120, 212), 4: (90, 160)}  # (H, W) fed to SR; output 640x360 (x3: 636x360)
 DEMO_FPS = 15.0
 
 
@@ -40,9 +42,9 @@ def run_demo(scale: int, out_dir: Path, out: Console, console: Console, *, targe
     lr = DEMO_LR[scale]
     with removed_if_empty(out_dir):
         ensure_dir(out_dir)
-        out.print(f"adasr demo: {clip.name} shrunk to {lr[0]}x{lr[1]}, upscaled x{scale} by {package.name} at a "
+        out.print(f"adasr demo: {clip.name} shrunk to {lr[1]}x{lr[0]}, upscaled x{scale} by {package.name} at a "
                   f"target of {target_fps:g} FPS while a {trace} background load competes for the CPU", highlight=False)
         return run_play(clip, model=package, scale=scale, target_fps=target_fps, policy="lookup", level="auto",
-                        trace=trace, lr_size=lr, output=out_dir / f"demo_x{scale}.mp4", max_frames=None,
+                        trace=trace, lr_hw=lr, output=out_dir / f"demo_x{scale}.mp4", max_frames=None,
                         json_out=out_dir / f"demo_x{scale}.json", timeline=out_dir / f"demo_x{scale}_timeline.png",
                         reference_every=4, quiet=quiet, out=out, console=console)

@@ -12,6 +12,8 @@ from adasr._cli.common import set_threads as _threads
 from adasr._cli.ddp import NPROC_HELP, TIMEOUT_HELP
 from adasr.errors import ConfigError
 
+__all__ = ["plot_dlsr", "register", "run_search_dlsr", "search_dlsr"]
+
 
 def search_dlsr(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoint, trajectory, genotype snapshots, genotype.json.")],

@@ -11,6 +11,8 @@ from rich.table import Table
 from adasr._atomic import write_bytes_atomic
 from adasr.errors import ConfigError
 
+__all__ = ["run_eval"]
+
 
 def _supernet_entries(path: Path, model, subnets: list[str], spread: int) -> list[tuple]:
     """One entry per sub-network of a supernet file: (label, scale, model with that level active, cost)."""

@@ -12,10 +12,12 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from adasr._cli.common import console, explicit, out, parse_shares, parse_size
+from adasr._cli.common import console, explicit, out, parse_hw, parse_shares
 from adasr._cli.common import set_threads as _threads
 from adasr._cli.ddp import NPROC_HELP, TIMEOUT_HELP
 from adasr.errors import AdasrError, ConfigError
+
+__all__ = ["app", "bench_app", "main"]  # the commands register on `app`
 
 app = typer.Typer(
     name="adasr",
@@ -376,19 +378,14 @@ def play(
             verb = "does" if len(ignored) == 1 else "do"
             raise ConfigError(f"{names} {verb} not apply to a model stream ({video} carries its own model, scale and "
                               f"LR size, and plays without a background load); leave {names} out")
-    size = None
-    if lr_size is not None:
-        h, w = _parse_hw(lr_size)
-        size = (w, h)
     run_play(video, model=model, scale=scale, target_fps=target_fps, policy=policy, level=level, trace=trace,
-             lr_size=size, output=output, max_frames=max_frames, json_out=json_out, timeline=timeline,
-             reference_every=reference_every, quiet=quiet, out=out, console=console, base=base,
-             precision=precision)
+             lr_hw=None if lr_size is None else _parse_hw(lr_size), output=output, max_frames=max_frames,
+             json_out=json_out, timeline=timeline, reference_every=reference_every, quiet=quiet, out=out,
+             console=console, base=base, precision=precision)
 
 
 def _parse_hw(text: str) -> tuple[int, int]:
-    w, h = parse_size(text, "frame size")
-    return h, w
+    return parse_hw(text, "frame size")
 
 
 @app.command()
@@ -401,7 +398,7 @@ def search(
     cost: Annotated[str, typer.Option(help="Latency model for the search: table (per-op LUT timed here), macs or measured.")] = "table",
     val: Annotated[str, typer.Option(help="Validation set for the fast PSNR evaluator (crops).")] = "Set5",
     size: Annotated[str, typer.Option(help="LR frame size WxH the levels are profiled at.")] = "320x180",
-    loads: Annotated[str, typer.Option(help="Resource levels: background CPU load shares, comma separated.")] = "0,0.5",
+    loads: Annotated[str, typer.Option(help="Loads: background CPU load shares, comma separated.")] = "0,0.5",
     repeats: Annotated[int, typer.Option(help="Frames per latency measurement (median).")] = 20,
     predictor_samples: Annotated[int, typer.Option(help="Train the quality predictor on N sampled configs and report Kendall tau (0 = skip).")] = 0,
     baseline: Annotated[Optional[list[Path]], typer.Option(help="Baseline model files to place on the Pareto picture (repeatable).")] = None,
@@ -418,7 +415,7 @@ def search(
     from rich.table import Table
 
     from adasr._atomic import check_not_input, check_writable, write_bytes_atomic
-    from adasr.build import run_search
+    from adasr.build import SearchOptions, run_search
     from adasr.package import check_package_output
 
     for path in (plot, json_out):
@@ -447,11 +444,11 @@ def search(
             console.print(f"  {stage}: {done}/{total}", highlight=False)
             last["stage"] = stage
 
-    report = run_search(model, package_path, strategy=strategy, val=val, cost=cost, lr_hw=_parse_hw(size), loads=shares,
-                        repeats=repeats, threads=threads, seed=seed, predictor_samples=predictor_samples,
-                        baselines=baseline or [], plot=plot, params=params,
-                        floor_bicubic=above_bicubic, trim=trim, on_progress=progress,
-                        profiles_from=source if keep_profiles else None)
+    options = SearchOptions(strategy=strategy, val=val, cost=cost, lr_hw=_parse_hw(size), loads=shares,
+                            repeats=repeats, threads=threads, seed=seed, predictor_samples=predictor_samples,
+                            baselines=tuple(baseline or ()), plot=plot, params=params,
+                            floor_bicubic=above_bicubic, trim=trim, profiles_from=source if keep_profiles else None)
+    report = run_search(model, package_path, options, on_progress=progress)
     table = Table(title=f"{len(report['levels'])} levels ({strategy}, {cost}) on {report['device']}")
     for col in ("level", "config", "PSNR", "params", "GMACs", *[f"FPS@{k}" for k in sorted(report["levels"][0]["fps"])]):
         table.add_column(col, justify="left" if col == "config" else "right")
@@ -480,7 +477,7 @@ def search(
 @app.command()
 def profile(
     package: Annotated[Path, typer.Argument(help="Package folder or .adasr file.")],
-    loads: Annotated[str, typer.Option(help="Resource levels: background CPU load shares, comma separated.")] = "0,0.5",
+    loads: Annotated[str, typer.Option(help="Loads: background CPU load shares, comma separated.")] = "0,0.5",
     repeats: Annotated[int, typer.Option(help="Frames per measurement (median).")] = 20,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
@@ -495,7 +492,7 @@ def profile(
 
     shares = parse_shares(loads)
     pkg = load_package(package)
-    prof = profile_package(pkg, levels=shares, repeats=repeats, threads=threads, device=device, table=False,
+    prof = profile_package(pkg, loads=shares, repeats=repeats, threads=threads, device=device, table=False,
                            thread_rule=thread_rule)
     if cache:
         where = cache_profile(pkg, prof)
@@ -630,13 +627,14 @@ def bench_adaptivity(
 ) -> None:
     """adasr vs Static (reload on switch) vs Assembled (all resident) under one load trace."""
     from adasr._atomic import check_not_input
-    from adasr.bench.adaptivity import run_adaptivity, summary_rows
+    from adasr.bench.adaptivity import AdaptivityOptions, run_adaptivity, summary_rows
 
     _threads(threads)
     check_not_input([out_dir], [package, video, trace if Path(trace).is_file() else None])
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = run_adaptivity(package, video, trace=trace, seconds=seconds, target_fps=target_fps, policy=policy,
-                            seed=seed, out_dir=out_dir, thread_rule=thread_rule,
+    options = AdaptivityOptions(trace=trace, seconds=seconds, target_fps=target_fps, policy=policy, seed=seed,
+                                thread_rule=thread_rule)
+    result = run_adaptivity(package, video, options, out_dir=out_dir,
                             on_progress=lambda stage, done, total: console.print(f"  {stage}: {done}/{total}"))
     rows = summary_rows(result)
     _print_rows(f"trace {trace}, target {result['target_fps']:.1f} FPS, policy {policy}, {seconds:g} s per runner",

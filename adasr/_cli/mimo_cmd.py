@@ -11,6 +11,10 @@ from adasr._cli.common import RANGES, Range, console, out
 from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError
 
+__all__ = ["AntennasOpt", "CarriersOpt", "ChannelOpt", "DeviceOpt", "FileOpt", "ModOpt", "RhoFOpt", "RhoOpt", "RhoTOpt",
+           "SeedOpt", "StepsOpt", "ThreadsOpt", "UsersOpt", "bench_cmd", "channels_cmd", "mimo_app", "register",
+           "sweep_phi_cmd", "train_cmd"]
+
 mimo_app = typer.Typer(help="Massive-MIMO signal detection: classic detectors and MMNet with online training.",
                        no_args_is_help=True)
 

@@ -8,9 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from adasr._cli.common import console, out, parse_size
+from adasr._cli.common import console, out, parse_hw
 from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError
+
+__all__ = ["bench_peers", "register"]
 
 
 def bench_peers(
@@ -42,7 +44,7 @@ def bench_peers(
         raise ConfigError(f"--max-images must be positive, got {max_images}")
     if crop is not None and not 8 <= crop <= 4096:
         raise ConfigError(f"--crop must be in [8, 4096], got {crop}")
-    w, h = parse_size(lr_size, "--lr-size", minimum=8)
+    h, w = parse_hw(lr_size, "--lr-size", minimum=8)
     _threads(threads)
     import torch
 

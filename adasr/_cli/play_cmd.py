@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from adasr.errors import ConfigError, InputError
+
+__all__ = ["LiveView", "load_engine", "parse_level", "print_summary", "run_play"]
 
 
 def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool = False,
@@ -133,13 +136,13 @@ def print_summary(summary: dict[str, Any], out: Console, title: str) -> None:
 
 
 def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float | None, policy: str, level: str,
-             trace: str | None, lr_size: tuple[int, int] | None, output: Path | None, max_frames: int | None,
+             trace: str | None, lr_hw: tuple[int, int] | None, output: Path | None, max_frames: int | None,
              json_out: Path | None, timeline: Path | None, reference_every: int, quiet: bool, out: Console,
              console: Console, base: str | None = None, precision: str | None = None) -> dict[str, Any]:
     from rich.live import Live
 
     from adasr._atomic import check_not_input, check_writable
-    from adasr.runtime.player import play
+    from adasr.runtime.player import PlayOptions, play
     from adasr.stream.player import is_stream_path
     from adasr.video import codec_for_suffix, probe
 
@@ -169,15 +172,14 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
         start = len(engine.levels) - 1
     fps = float(target_fps) if target_fps is not None else float(info.fps or 25)
     view = LiveView(engine, fps)
+    options = PlayOptions(target_fps=fps, policy=policy, level=start, trace=trace, lr_hw=lr_hw, out=output,
+                          max_frames=max_frames, reference_every=reference_every, info=info)
     if quiet:
-        result = play(engine, video, target_fps=fps, policy=policy, level=start, trace=trace, lr_size=lr_size,
-                      out=output, max_frames=max_frames, reference_every=reference_every, info=info)
+        result = play(engine, video, options)
     else:
         with Live(view.table(), console=console, refresh_per_second=4, transient=False) as live:
             view.live = live
-            result = play(engine, video, target_fps=fps, policy=policy, level=start, trace=trace, lr_size=lr_size,
-                          out=output, max_frames=max_frames, reference_every=reference_every, info=info,
-                          on_frame=view.on_frame)
+            result = play(engine, video, replace(options, on_frame=view.on_frame))
             live.update(view.table())
         console.print()
     summary = result.summary()

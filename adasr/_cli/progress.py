@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+__all__ = ["TrainProgress"]
+
 
 class TrainProgress:
     def __init__(self, enabled: bool, console: Console) -> None:

@@ -9,9 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from adasr._cli.common import console, out, parse_size
+from adasr._cli.common import console, out, parse_hw
 from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError
+
+__all__ = ["bench_reuse", "register"]
 
 
 def bench_reuse(
@@ -41,7 +43,7 @@ def bench_reuse(
     from adasr.paths import data_root
 
     _threads(threads)
-    w, h = parse_size(lr_size, "--lr-size", minimum=16)
+    h, w = parse_hw(lr_size, "--lr-size", minimum=16)
     chosen = tuple(s.strip() for s in schemes.split(",") if s.strip()) if schemes else SCHEMES
     if not chosen:
         raise ConfigError("--schemes names no scheme")

@@ -9,9 +9,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from adasr._cli.common import console, out, parse_size
+from adasr._cli.common import console, out, parse_hw
 from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError
+
+__all__ = ["SCHEME_NAMES", "bench_live", "register", "run_play_live", "serve"]
 
 SCHEME_NAMES = ("none", "one_time", "jit", "ams", "ams_asr_atr")
 
@@ -75,7 +77,7 @@ def serve(
         names = [Path(s).stem.replace(".", "_")[:64] or f"ch{i}" for i, s in enumerate(sources)]
     if len(set(names)) != len(names):
         raise ConfigError(f"channel names must differ, got {', '.join(names)} (use --name)")
-    size = None if crop is None else parse_size(crop, "--crop", minimum=16)
+    size = None if crop is None else parse_hw(crop, "--crop", minimum=16)[::-1]  # LiveSource: (W, H)
     cfg = _trainer_config(scheme, t_update, t_horizon, k, eta, seed)
     if ray is not None and zoo is not None:
         raise ConfigError("--zoo and --ray cannot be combined yet: model reuse needs the trainers in this process")
@@ -197,7 +199,7 @@ def bench_live(
     from adasr._atomic import check_not_input
     from adasr.bench.live import LiveBenchConfig, run_live_bench, summary_lines
 
-    size = parse_size(crop, "--crop", minimum=32)
+    size = parse_hw(crop, "--crop", minimum=32)[::-1]  # the live bench crops (W, H)
     names = tuple(s.strip() for s in schemes.split(",") if s.strip())
     counts = tuple(int(c) for c in channels.split(",") if c.strip()) if channels.strip() else ()
     cfg = LiveBenchConfig(videos=tuple(videos) if videos else None, schemes=names, clients=clients, crop=size,

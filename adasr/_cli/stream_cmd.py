@@ -8,13 +8,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from adasr._cli.common import RANGES, console, out, parse_ints, parse_size
+from adasr._cli.common import RANGES, console, out, parse_hw, parse_ints
 from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError, InputError
 
+__all__ = ["bench_codec", "decode", "encode", "register"]
+
 
 def _crop(text: str | None) -> tuple[int, int] | None:
-    return None if text is None else parse_size(text, "--crop", minimum=16)
+    return None if text is None else parse_hw(text, "--crop", minimum=16)[::-1]  # encode_video: (W, H)
 
 
 def _tau(text: str) -> float:

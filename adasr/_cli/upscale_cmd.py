@@ -17,6 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from adasr.errors import ConfigError, InputError
 
+__all__ = ["DEADLINE_KEYS", "load_for_scale", "resolve_mode", "run_upscale"]
+
 DEADLINE_KEYS = ("target_fps", "deadlines_met", "missed", "stalls", "switches", "switch_ms_max", "policy")
 
 
@@ -284,7 +286,7 @@ def _video_package(job: _Job, package: Any, codec: str, crf: int, preset: str | 
                    max_frames: int | None) -> None:
     """The best level, a level asked for, or the best within the budget: one level, no pacing."""
     from adasr.estimate import RunningEstimate, format_seconds
-    from adasr.runtime.player import play
+    from adasr.runtime.player import PlayOptions, play
     from adasr.runtime.precision import build_engine
     from adasr.video import codec_for_suffix, probe
 
@@ -310,8 +312,9 @@ def _video_package(job: _Job, package: Any, codec: str, crf: int, preset: str | 
                 progress.update(task, completed=done, fps=f"{done / max(1e-9, record.ready_time):.1f}",
                                 eta=format_seconds(remaining))
 
-        result = play(engine, job.src, target_fps=fps, policy="fixed", level=level, out=job.dst, codec=codec,
-                      crf=crf, preset=preset, max_frames=max_frames, info=info, on_frame=on_frame, pace=False)
+        result = play(engine, job.src, PlayOptions(target_fps=fps, policy="fixed", level=level, out=job.dst,
+                                                   codec=codec, crf=crf, preset=preset, max_frames=max_frames,
+                                                   info=info, on_frame=on_frame, pace=False))
         progress.update(task, completed=len(result.stats.frames), eta="0 s")
     summary = {k: v for k, v in result.summary().items() if k not in DEADLINE_KEYS}
     summary.update(mode=job.mode, level=level, estimated_s=estimate, estimate_source=costs.source,
@@ -327,7 +330,7 @@ def _video_realtime(job: _Job, model_path: Path | None, target_fps: float | None
     transcoding; one line up front when even the fastest level cannot hold the target."""
     from adasr._cli.play_cmd import load_engine
     from adasr.estimate import calibrate_costs, package_costs, sample_load_share
-    from adasr.runtime.player import play
+    from adasr.runtime.player import PlayOptions, play
     from adasr.video import codec_for_suffix, probe
 
     codec_for_suffix(job.dst, codec)
@@ -362,8 +365,9 @@ def _video_realtime(job: _Job, model_path: Path | None, target_fps: float | None
                 rate = done / max(1e-9, record.ready_time)
                 progress.update(task, completed=done, fps=f"{rate:.1f}", level=str(record.level))
 
-        result = play(engine, job.src, target_fps=fps, policy="lookup", out=job.dst, codec=codec, crf=crf,
-                      preset=preset, max_frames=max_frames, info=info, on_frame=on_frame, pace=True)
+        result = play(engine, job.src, PlayOptions(target_fps=fps, policy="lookup", out=job.dst, codec=codec,
+                                                   crf=crf, preset=preset, max_frames=max_frames, info=info,
+                                                   on_frame=on_frame, pace=True))
         progress.update(task, completed=len(result.stats.frames))
     summary = result.summary()
     summary.update(profile_source=engine.profile_source, mode="realtime", estimated_s=estimate,

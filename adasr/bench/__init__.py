@@ -1,1 +1,3 @@
 """Reproducible experiments: each runs the competitors side by side and reports ratios."""
+
+__all__ = []

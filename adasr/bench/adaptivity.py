@@ -1,9 +1,10 @@
 """Adaptivity under a load trace: adasr's resident supernet against DySR's two baselines.
 
-`run_adaptivity(package, video, trace=..., seconds=...)` plays the same LR frames of a real
-video through each runner in turn ("adasr" = `Engine`, "static" = `StaticRunner`, "assembled" =
+`run_adaptivity(package, video, options, out_dir=...)` (an `AdaptivityOptions`) plays the same
+LR frames of a real video through each runner in turn ("adasr" = `Engine`, "static" = `StaticRunner`, "assembled" =
 `AssembledRunner`), each with a fresh policy of the same class and settings, the same target FPS,
-and the same background CPU load trace replayed from its start (`CpuLoad` + `TracePlayer`).
+and the same background CPU load trace replayed from its start (`CpuLoad` + `TracePlayer`, owned
+by the `PlaybackSession` the player uses too).
 It writes ``adaptivity.json`` and four PNGs to `out_dir` and returns the JSON dict;
 `summary_rows(result)` gives one compact row per runner for a table.
 
@@ -24,7 +25,7 @@ Measurement rules (what the numbers mean):
   ``len // 2``), measured from the device profile when the package has one, else predicted,
   scaled by the pixel ratio when the LR size differs from the family's `lr_hw`. The mid level
   then just meets the target at idle and the best level does not, so a policy must adapt.
-- Deadlines, stalls, switches: as `run_stream` defines them (see `adasr.runtime.engine`).
+- Deadlines, stalls, switches: as `run_stream` defines them (see `adasr.runtime.pipeline`).
 - Switch latency: the runner's in-run switches plus a probe after the run that switches through
   every level once and back to the first (``2 * (levels - 1)`` switches, bounded), so every runner
   has samples even when its policy never switched; p50/p99 pool both (counts reported apart).
@@ -50,6 +51,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +59,14 @@ import numpy as np
 
 from adasr._atomic import atomic_path, ensure_dir, write_bytes_atomic
 from adasr._jsonfile import header
+from adasr._options import check_hw, check_int, check_positive, resolve
 from adasr.errors import ConfigError, InputError
 from adasr.runtime.policies import pick_policy
 from adasr.runtime.stats import fps_per_frame, fps_windows
 from adasr.runtime.traces import load_trace as load_trace
+
+__all__ = ["AdaptivityOptions", "PNGS", "POLICIES", "PeakRss", "Progress", "RUNNERS", "SCHEMA_VERSION", "TRACE_KINDS",
+           "content_psnr", "default_target_fps", "prepare_frames", "run_adaptivity", "summary_rows", "write_plots"]
 
 RUNNERS = ("adasr", "static", "assembled")
 POLICIES = ("lookup", "reactive")
@@ -72,19 +78,6 @@ Progress = Callable[[str, int, int], None]
 
 
 # -- inputs ----------------------------------------------------------------------------------------------
-
-def _check_positive(name: str, value: Any) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    if not ok:
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return int(value)
-
 
 def _crop_to_aspect(frame: np.ndarray, h: int, w: int) -> np.ndarray:
     """Centre crop of `frame` with the aspect ratio w:h (as large as possible)."""
@@ -210,45 +203,33 @@ def _build_runner(name: str, package: Any, family: Any) -> Any:
 
 
 def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_psnr: list[float], *,
-             trace: Any, target_fps: float, max_frames: int, policy: str, load_workers: int | None,
-             rss_interval_s: float, thread_rule: str = "auto") -> dict[str, Any]:
-    from adasr.cpuload import CpuLoad
-    from adasr.runtime.monitors import CpuMonitor, StreamMonitor
-    from adasr.runtime.traces import TracePlayer
+             trace: Any, target_fps: float, max_frames: int, options: AdaptivityOptions) -> dict[str, Any]:
+    from adasr.runtime.pipeline import AutoThreads, StreamOptions
+    from adasr.runtime.session import PlaybackSession
 
     gc.collect()
     runner = None
-    load = player = None
-    with PeakRss(rss_interval_s) as rss:
+    stream = StreamOptions(max_frames=max_frames, threads=AutoThreads() if options.thread_rule == "auto" else None)
+    with PeakRss(options.rss_interval_s) as rss:
         try:
             runner = _build_runner(name, package, family)
             runner.warmup(lrs[0].shape[:2])  # kernels for this frame size built before the clock starts
-            monitor = StreamMonitor(cpu=CpuMonitor(), level=runner.level, target_period_s=1.0 / target_fps)
             frames = (lrs[i % len(lrs)] for i in range(max_frames))  # bounded
-            load = CpuLoad(share=trace.steps[0][1], workers=load_workers).start()
-            player = TracePlayer(trace, load)
-            player.start()
-            load_start = time.monotonic()
-            run_policy = pick_policy(policy, family, None, fallback=False)
-            stream_start = time.monotonic()
-            stats = _stream(runner, frames, target_fps, run_policy, monitor, max_frames, thread_rule)
-            player.stop()
-            load.stop()
-            applied = list(player.applied)
-            player_error = player.error
-            resident = int(runner.resident_bytes())  # as the run left it (static: its last level)
-            probe, resident_max = _switch_probe(runner)
-            resident_max = max(resident, resident_max)
+            with PlaybackSession(target_fps=target_fps, level=runner.level, trace=trace,
+                                 load_workers=options.load_workers) as session:
+                run_policy = pick_policy(options.policy, family, None, fallback=False)
+                stats = session.run(runner, frames, None, run_policy, stream)
+                session.stop_load()
+                resident = int(runner.resident_bytes())  # as the run left it (static: its last level)
+                probe, resident_max = _switch_probe(runner)
+                resident_max = max(resident, resident_max)
         finally:
-            if player is not None:
-                player.stop()
-            if load is not None:
-                load.stop()
             close = getattr(runner, "close", None)
             if close is not None:
                 close()
-    if player_error is not None:
-        raise RuntimeError(f"trace replay failed: {player_error}") from player_error
+    if session.trace_error is not None:
+        raise RuntimeError(f"trace replay failed: {session.trace_error}") from session.trace_error
+    applied = session.applied
     stats.level_psnr = list(level_psnr)  # content PSNR, not the family's validation PSNR
     summary = stats.summary()
     n = len(stats.frames)
@@ -283,18 +264,10 @@ def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_
         "level_frames": summary["level_frames"],
         "latency_s_mean": summary["latency_s_mean"],
         "latency_s_p90": summary["latency_s_p90"],
-        "load_offset_s": stream_start - load_start,
+        "load_offset_s": session.load_offset_s,
         "trace_applied": [[float(t), float(v)] for t, v in applied],
         "wall_s": stats.wall_s,
     }
-
-
-def _stream(runner: Any, frames: Any, target_fps: float, policy: Any, monitor: Any, max_frames: int,
-            threads: str = "auto") -> Any:
-    from adasr.runtime.engine import AutoThreads, run_stream
-
-    rule = AutoThreads() if threads == "auto" else None
-    return run_stream(runner, frames, None, target_fps, policy, monitor, max_frames=max_frames, threads=rule)
 
 
 # -- plots ------------------------------------------------------------------------------------------------
@@ -377,45 +350,75 @@ def write_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
 
 # -- the experiment ---------------------------------------------------------------------------------------
 
-def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.PathLike[str], *,
-                   trace: str = "bursty", seconds: float = 20.0, target_fps: float | None = None,
-                   policy: str = "lookup", lr_size: tuple[int, int] | None = None,
-                   runners: Sequence[str] = RUNNERS, seed: int = 0, out_dir: str | os.PathLike[str],
-                   load_workers: int | None = None, on_progress: Progress | None = None,
-                   device_key: str | None = None, max_video_frames: int = 32, psnr_frames: int = 4,
-                   rss_interval_s: float = 0.02, thread_rule: str = "auto") -> dict[str, Any]:
-    """Run every runner under the same load trace on the same frames; see the module doc.
+@dataclass(frozen=True)
+class AdaptivityOptions:
+    """What `run_adaptivity` runs (validated on construction).
 
     trace: "bursty" | "stable" | "random" (generated for `seconds` with `seed`) or a CSV path.
-    lr_size: (W, H) of the LR frames (default: the family's lr_hw). runners: a subset of
-    ("adasr", "static", "assembled"), run in this order. load_workers: `CpuLoad` processes
-    (default one per core). device_key: which device profile of the package to use (default:
-    the only one, else this machine's key, else the stored family).
-    on_progress(stage, done, total): called after the PSNR evaluation and after each runner.
-    thread_rule: "auto" (`auto_threads`: all cores while the CPU is otherwise idle, one thread
-    under background load) or "fixed" (torch's current setting throughout).
+    target_fps: the display rate (default: see the module doc). lr_hw: (H, W) of the LR frames
+    (default: the family's lr_hw). runners: a subset of ("adasr", "static", "assembled"), run in
+    this order. load_workers: `CpuLoad` processes (default one per core). device_key: which
+    device profile of the package to use (default: the only one, else this machine's key, else
+    the stored family). thread_rule: "auto" (`auto_threads`: all cores while the CPU is otherwise
+    idle, one thread under background load) or "fixed" (torch's current setting throughout).
+    """
 
+    trace: str = "bursty"
+    seconds: float = 20.0
+    target_fps: float | None = None
+    policy: str = "lookup"
+    lr_hw: tuple[int, int] | None = None
+    runners: tuple[str, ...] = RUNNERS
+    seed: int = 0
+    load_workers: int | None = None
+    device_key: str | None = None
+    max_video_frames: int = 32
+    psnr_frames: int = 4
+    rss_interval_s: float = 0.02
+    thread_rule: str = "auto"
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__
+        put(self, "seconds", check_positive("seconds", self.seconds))
+        if self.thread_rule not in ("auto", "fixed"):
+            raise ConfigError(f"thread_rule must be 'auto' or 'fixed', got {self.thread_rule!r}")
+        if self.policy not in POLICIES:
+            raise ConfigError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        runners = tuple(self.runners) if not isinstance(self.runners, str) else (self.runners,)
+        bad = [r for r in runners if r not in RUNNERS]
+        if not runners or bad or len(set(runners)) != len(runners):
+            raise ConfigError(f"runners must be distinct names from {', '.join(RUNNERS)}, got {list(runners)!r}")
+        put(self, "runners", runners)
+        if self.load_workers is not None:
+            check_int("load_workers", self.load_workers, 1, 1024)
+        put(self, "max_video_frames", check_int("max_video_frames", self.max_video_frames, 1, 10_000))
+        put(self, "psnr_frames", check_int("psnr_frames", self.psnr_frames, 1, 1000))
+        put(self, "rss_interval_s", check_positive("rss_interval_s", self.rss_interval_s))
+        put(self, "lr_hw", check_hw(self.lr_hw, "lr_hw"))
+        if self.target_fps is not None:
+            put(self, "target_fps", check_positive("target_fps", self.target_fps))
+
+
+def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.PathLike[str],
+                   options: AdaptivityOptions | None = None, *, out_dir: str | os.PathLike[str],
+                   on_progress: Progress | None = None, **overrides: Any) -> dict[str, Any]:
+    """Run every runner under the same load trace on the same frames; see the module doc and
+    `AdaptivityOptions` (`overrides`: its fields as keywords; ``lr_size``, the former (W, H)
+    keyword, is still read as ``lr_hw`` swapped).
+
+    on_progress(stage, done, total): called after the PSNR evaluation and after each runner.
     Writes ``out_dir/adaptivity.json`` and the PNGs in `PNGS`; returns the JSON dict.
     """
     from adasr.package import load_package
     from adasr.runtime.engine import Engine
 
-    seconds = _check_positive("seconds", seconds)
-    if thread_rule not in ("auto", "fixed"):
-        raise ConfigError(f"thread_rule must be 'auto' or 'fixed', got {thread_rule!r}")
-    if policy not in POLICIES:
-        raise ConfigError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    runners = tuple(runners) if not isinstance(runners, str) else (runners,)
-    bad = [r for r in runners if r not in RUNNERS]
-    if not runners or bad or len(set(runners)) != len(runners):
-        raise ConfigError(f"runners must be distinct names from {', '.join(RUNNERS)}, got {list(runners)!r}")
-    if load_workers is not None:
-        _check_int("load_workers", load_workers, 1, 1024)
-    max_video_frames = _check_int("max_video_frames", max_video_frames, 1, 10_000)
-    psnr_frames = _check_int("psnr_frames", psnr_frames, 1, 1000)
-    rss_interval_s = _check_positive("rss_interval_s", rss_interval_s)
+    if "lr_size" in overrides:
+        size = check_hw(overrides.pop("lr_size"), "lr_size")
+        overrides["lr_hw"] = None if size is None else (size[1], size[0])
+    opts = resolve(AdaptivityOptions, options, overrides, "run_adaptivity")
+    seconds, policy, runners, seed, device_key = opts.seconds, opts.policy, opts.runners, opts.seed, opts.device_key
     out = ensure_dir(out_dir)
-    trace_obj = load_trace(trace, seconds, seed)
+    trace_obj = load_trace(opts.trace, seconds, seed)
 
     package = load_package(package_path)
     if device_key is None and len(package.profiles) > 1:
@@ -424,27 +427,20 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
         key = this_device()
         device_key = key if key in package.profiles else None
     family = package.family_for(device_key)
-    if lr_size is None:
-        lr_hw = tuple(family.lr_hw)
-    else:
-        if (not isinstance(lr_size, (tuple, list)) or len(lr_size) != 2
-                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= 16384
-                           for v in lr_size)):
-            raise ConfigError(f"lr_size must be (W, H) positive integers, got {lr_size!r}")
-        lr_hw = (int(lr_size[1]), int(lr_size[0]))
+    lr_hw = opts.lr_hw or tuple(family.lr_hw)
+    target_fps = opts.target_fps
     if target_fps is None:
         target_fps = default_target_fps(family, lr_hw)
         fps_source = "median level idle FPS (profile/predicted), scaled to the LR size"
     else:
-        target_fps = _check_positive("target_fps", target_fps)
         fps_source = "given"
     max_frames = max(1, int(round(seconds * target_fps)))
     if max_frames > 1_000_000:
         raise ConfigError(f"seconds * target_fps = {max_frames} frames is too many")
 
-    lrs, hrs = prepare_frames(video_path, lr_hw, package.scale, max_video_frames)
+    lrs, hrs = prepare_frames(video_path, lr_hw, package.scale, opts.max_video_frames)
     engine = Engine(package, family)
-    level_psnr = content_psnr(engine, lrs, hrs, psnr_frames)
+    level_psnr = content_psnr(engine, lrs, hrs, opts.psnr_frames)
     del engine
     if on_progress is not None:
         on_progress("psnr", 1, 1)
@@ -452,8 +448,7 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
     results: dict[str, Any] = {}
     for i, name in enumerate(runners):
         results[name] = _run_one(name, package, family, lrs, level_psnr, trace=trace_obj, target_fps=target_fps,
-                                 max_frames=max_frames, policy=policy, load_workers=load_workers,
-                                 rss_interval_s=rss_interval_s, thread_rule=thread_rule)
+                                 max_frames=max_frames, options=opts)
         if on_progress is not None:
             on_progress("runner", i + 1, len(runners))
 
@@ -468,12 +463,12 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
         "target_fps_source": fps_source,
         "max_frames": max_frames,
         "policy": policy,
-        "thread_rule": thread_rule,
+        "thread_rule": opts.thread_rule,
         "lr_size": [lr_hw[1], lr_hw[0]],
         "scale": package.scale,
         "video_frames": len(lrs),
-        "psnr_frames": min(psnr_frames, len(lrs)),
-        "load_workers": load_workers or os.cpu_count() or 1,
+        "psnr_frames": min(opts.psnr_frames, len(lrs)),
+        "load_workers": opts.load_workers or os.cpu_count() or 1,
         "machine": {"cores": os.cpu_count()},
         "device_key": device_key,
         "levels": [{"config": lv.config.id, "family_psnr": float(lv.psnr), "content_psnr": level_psnr[i],

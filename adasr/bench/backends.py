@@ -26,6 +26,8 @@ from torch.nn import functional as F
 
 from adasr.errors import ConfigError
 
+__all__ = ["Fn", "backends_png", "clip_frames", "conv_peak_gflops", "level_backends", "run_backends"]
+
 Fn = Callable[[np.ndarray], np.ndarray]
 
 

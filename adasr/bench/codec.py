@@ -45,6 +45,9 @@ from adasr.stream.encoder import (
     load_clip,
 )
 
+__all__ = ["ANCHOR", "CodecBenchConfig", "Progress", "Quality", "bench_clip", "run_codec_bench", "summary_lines",
+           "video_psnr"]
+
 Progress = Callable[[str, int, int], None]
 ANCHOR = "HR H.265 slow"
 BY_HASH = "LR H.265 + adasr stream, base by hash"

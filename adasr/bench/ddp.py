@@ -24,6 +24,8 @@ from typing import Any
 
 from adasr.errors import AdasrError, ConfigError
 
+__all__ = ["SCHEMA_VERSION", "run_ddp_bench"]
+
 SCHEMA_VERSION = 1
 
 

@@ -44,6 +44,8 @@ import numpy as np
 
 from adasr.errors import ConfigError
 
+__all__ = ["DEFAULT_CLIPS", "LiveBenchConfig", "run_live_bench", "session_clip", "summary_lines"]
+
 DEFAULT_CLIPS = ("bikes_640x272.mp4", "megamind_720x528.avi", "bigbuckbunny_720p.mp4")
 
 

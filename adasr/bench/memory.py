@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from adasr.space import SearchSpace, SubnetConfig
 
+__all__ = ["MemoryReport", "memory_report"]
+
 
 @dataclass(frozen=True)
 class MemoryReport:

@@ -22,6 +22,8 @@ from adasr._atomic import ensure_dir, write_bytes_atomic
 from adasr._jsonfile import header
 from adasr.errors import ConfigError
 
+__all__ = ["SCHEMA_VERSION", "run_multi", "summary_rows"]
+
 SCHEMA_VERSION = 1
 
 

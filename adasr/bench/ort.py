@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+__all__ = ["OVERLAP", "available", "ort_backends"]
+
 Fn = Callable[[np.ndarray], np.ndarray]
 OVERLAP = 8
 

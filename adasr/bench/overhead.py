@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+__all__ = ["run_overhead"]
+
 
 def run_overhead(package_path: str | Path, *, rounds: int = 5, repeats: int = 10, threads: int | None = None,
                  lr_hw: tuple[int, int] | None = None,

@@ -25,12 +25,14 @@ from adasr._atomic import ensure_dir, write_bytes_atomic
 from adasr._jsonfile import header
 from adasr.errors import ConfigError
 
+__all__ = ["run_pipeline"]
+
 
 def run_pipeline(package_path: str | os.PathLike[str], videos: Sequence[str | os.PathLike[str]], *, level: int = 0,
                  max_frames: int = 30, codec: str = "h264", crf: int = 20,
                  out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     from adasr.runtime.engine import Engine
-    from adasr.runtime.player import play
+    from adasr.runtime.player import PlayOptions, play
     from adasr.video import VideoWriter, probe, read_frames
 
     if not videos:
@@ -63,8 +65,8 @@ def run_pipeline(package_path: str | os.PathLike[str], videos: Sequence[str | os
             encode_s = time.perf_counter() - start
             del outputs
             start = time.perf_counter()
-            result = play(engine, video, policy="fixed", level=level, max_frames=len(frames), pace=False,
-                          out=Path(tmp) / "e2e.mp4", codec=codec, crf=crf, info=info)
+            result = play(engine, video, PlayOptions(policy="fixed", level=level, max_frames=len(frames), pace=False,
+                                                     out=Path(tmp) / "e2e.mp4", codec=codec, crf=crf, info=info))
             e2e_s = time.perf_counter() - start
         n = len(frames)
         rows.append({"video": str(video), "lr_size": [info.width, info.height], "out_size": [w, h], "frames": n,

@@ -41,6 +41,9 @@ import torch
 
 from adasr.errors import ConfigError, InputError
 
+__all__ = ["CLIPS", "PHOTOS", "ReuseBenchConfig", "SCHEMES", "SchemeResult", "Window", "build_sessions", "plot",
+           "run_reuse_bench", "run_scheme", "session_plan", "summary_lines"]
+
 SCHEMES = ("none", "retrain", "exhaustive", "autoencoder", "recl", "retrain-inband", "retrain-outofband")
 CLIPS = ("vtest_768x576.avi", "bikes_640x272.mp4", "megamind_720x528.avi", "bigbuckbunny_720p.mp4")
 PHOTOS = ("abbey_sun_asztnlqhlrvirneh.jpg", "badlands_sun_bvwwfrhtvupdxldb.jpg",

@@ -1,1 +1,3 @@
 """Datasets and degradations for SR (imresize, pairs, patches)."""
+
+__all__ = []

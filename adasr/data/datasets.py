@@ -22,6 +22,9 @@ from adasr.errors import InputError
 from adasr.frames import to_frame as to_uint8  # noqa: F401 - older name, re-exported
 from adasr.frames import to_tensor
 
+__all__ = ["IMAGE_SUFFIXES", "PatchSampler", "SRPair", "cache_dir", "gray_of", "iter_tensors", "list_images",
+           "load_image_pairs", "load_pairs", "load_video_pairs", "make_lr"]
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
 

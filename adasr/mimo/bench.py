@@ -27,6 +27,9 @@ from adasr.mimo.channels import ChannelSet
 from adasr.mimo.ml import sphere_decode
 from adasr.mimo.problem import Constellation, symbol_errors, to_real_matrix, transmit
 
+__all__ = ["DETECTORS", "ML_REFERENCES", "TARGET_SER", "parse_detectors", "plot", "plot_sweep", "resolve_device", "run",
+           "snr_at", "sweep_phi", "write_json"]
+
 DETECTORS = ("zf", "mmse", "vblast", "amp", "kbest", "ep", "ml", "sphere", "oampnet", "detnet", "mmnet-iid", "mmnet")
 ML_REFERENCES = ("ml", "sphere")
 TARGET_SER = 1e-3

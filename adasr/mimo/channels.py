@@ -25,6 +25,8 @@ from adasr._atomic import atomic_path
 from adasr.errors import ConfigError, InputError
 from adasr.mimo.problem import check_size
 
+__all__ = ["ChannelSet", "KINDS", "SCHEMA", "exp_corr", "load", "make", "save", "synthetic", "uma"]
+
 SCHEMA = "adasr-mimo-channels/1"
 KINDS = ("iid", "corr", "uma")
 

@@ -26,6 +26,8 @@ from typing import Any
 
 from adasr.errors import ConfigError
 
+__all__ = ["COUNTED", "count"]
+
 COUNTED = ("zf", "mmse", "vblast", "amp", "kbest", "sphere", "ml", "mmnet-iid", "mmnet", "oampnet", "detnet")
 
 

@@ -25,6 +25,8 @@ from adasr.mimo.problem import (
     to_real_vector,
 )
 
+__all__ = ["CLASSIC", "Detector", "amp", "mmse", "mmse_estimate", "sionna_ep", "sionna_kbest", "vblast", "zf"]
+
 Detector = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Constellation], torch.Tensor]
 
 

@@ -32,6 +32,8 @@ import torch
 from adasr.errors import ConfigError
 from adasr.mimo.problem import Constellation, to_complex_matrix, to_complex_vector, to_real_vector
 
+__all__ = ["DEFAULT_MAX_NODES", "MAX_ENUMERATION", "exhaustive", "sionna_ml", "sphere_decode"]
+
 MAX_ENUMERATION = 65_536
 DEFAULT_MAX_NODES = 100_000
 

@@ -38,6 +38,9 @@ from adasr.mimo.problem import (
     to_real_matrix,
 )
 
+__all__ = ["DetNet", "KINDS", "MMNet", "OAMPNet", "OnlineResult", "SCHEMA", "build", "detect", "load", "loss_fn",
+           "save", "train_offline", "train_online"]
+
 SCHEMA = "adasr-mimo-mmnet/1"
 KINDS = ("mmnet-iid", "mmnet", "oampnet", "detnet")
 

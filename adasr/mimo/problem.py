@@ -19,6 +19,10 @@ import torch
 
 from adasr.errors import ConfigError
 
+__all__ = ["Constellation", "MODULATIONS", "apply", "apply_t", "check_size", "constellation", "gaussian_denoiser",
+           "noise_var", "parse_snrs", "ser", "symbol_errors", "to_complex_matrix", "to_complex_vector",
+           "to_real_matrix", "to_real_vector", "transmit"]
+
 MODULATIONS = {"qam4": 4, "qam16": 16, "qam64": 64}
 
 

@@ -16,6 +16,8 @@ from torch.nn import functional as F
 
 from adasr.nn.registry import register_model
 
+__all__ = ["Bicubic", "ESPCN", "FSRCNN", "IMDN", "PUBLISHED", "SCALES", "bicubic", "espcn", "fsrcnn", "imdn"]
+
 SCALES = (2, 3, 4)
 
 # (model, scale) -> (Set5 PSNR, Set14 PSNR) as published by the architectures' authors or the

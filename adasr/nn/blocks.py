@@ -58,6 +58,8 @@ from adasr.spec import (  # noqa: F401 - re-exported: the block API as it was be
     squeeze_width,
 )
 
+__all__ = ["DistillationBlock", "MixedResidualBlock", "RCAB", "ResidualBlock", "channel_attention", "spatial_attention"]
+
 # -- attention paths (shared by block types; their shapes: `adasr.spec.ca_uses`, `esa_uses`) -----
 
 def channel_attention(ops: Ops, x: torch.Tensor, contrast: bool) -> torch.Tensor:

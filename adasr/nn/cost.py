@@ -12,6 +12,8 @@ import copy
 import torch
 from torch import nn
 
+__all__ = ["count_macs", "count_params"]
+
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -49,6 +49,10 @@ from adasr.errors import InputError, ModelError
 from adasr.nn.blocks import esa_width, spatial_attention
 from adasr.nn.registry import register_model
 
+__all__ = ["Cell", "CellGene", "DLSRNet", "DLSRSearchNet", "GENOTYPE_KIND", "GENOTYPE_SCHEMA", "Genotype",
+           "LAYERS_PER_CELL", "MAX_CELLS", "MAX_GENOTYPE_BYTES", "MixedLayer", "OPS", "OP_TITLES", "as_genotype",
+           "chain_genotype", "dlsr", "make_op", "op_params", "parse_genotype_text", "read_genotype"]
+
 OPS: tuple[str, ...] = ("c1", "c3", "c5", "c7", "s3", "s5", "s7", "d3", "d5")
 OP_TITLES = {"c1": "conv 1x1", "c3": "conv 3x3", "c5": "conv 5x5", "c7": "conv 7x7", "s3": "sep 3x3",
              "s5": "sep 5x5", "s7": "sep 7x7", "d3": "dil 3x3", "d5": "dil 5x5"}

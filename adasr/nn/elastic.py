@@ -26,6 +26,9 @@ from torch.nn import functional as F
 
 from adasr.spec import KINDS, SlotSpec, Use, conv_use, use_cost  # noqa: F401 - re-exported (torch-free spec)
 
+__all__ = ["ElasticConv2d", "ElasticConvTranspose2d", "Plan", "elastic_op", "shrink_kernel", "slice_weight",
+           "static_layer"]
+
 # -- static layers ------------------------------------------------------------------------------
 
 def static_layer(use: Use) -> nn.Module:

@@ -21,6 +21,10 @@ from torch.overrides import TorchFunctionMode
 
 from adasr.errors import AdasrError, ModelError
 
+__all__ = ["BUILTIN_MODULES", "Builder", "MAX_ARG", "MAX_ITEMS", "MAX_NESTING", "MAX_TENSORS", "MAX_TEXT", "MAX_VALUES",
+           "build_for_weights", "build_model", "check_args", "meta_model", "model_names", "register_model",
+           "resolve_args"]
+
 Builder = Callable[..., nn.Module]
 
 # Bounds on what a config read from a file may ask for (model files, packages, stream records):

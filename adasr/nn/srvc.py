@@ -20,6 +20,8 @@ from torch.nn import functional as F
 
 from adasr.nn.registry import register_model
 
+__all__ = ["SRVCNet", "build_srvc"]
+
 
 class SRVCNet(nn.Module):
     def __init__(self, scale: int = 2, features: int = 8, hidden: int = 16, patch: int = 5, body: int = 16) -> None:

@@ -54,6 +54,9 @@ from adasr.spec import (  # noqa: F401 - re-exported: layout and cost are torch-
     upsampler_use,
 )
 
+__all__ = ["BlockPlan", "Routing", "StaticBlock", "SubNet", "SuperNet", "build_subnet", "build_supernet", "run_network",
+           "run_upsampler", "spread_configs", "trim_supernet"]
+
 # -- running a network (the one forward both the supernet and static sub-networks use) ------------
 
 def run_network(head, blocks: Iterable, tail, upsampler: str, up, scale: int, x: torch.Tensor,

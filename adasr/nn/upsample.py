@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+__all__ = ["CUBIC_A", "bicubic_phases", "bicubic_up", "phase_kernel", "phase_weights", "phases_to_hwc"]
+
 CUBIC_A = -0.75  # PyTorch's (and OpenCV's) cubic convolution coefficient
 _TAPS = 5  # every phase of an integer scale reads LR offsets -2..2
 _kernels: dict[tuple[int, int, torch.dtype, str], torch.Tensor] = {}

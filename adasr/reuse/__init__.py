@@ -13,3 +13,5 @@
 * `live`: `LiveReuse.attach(hub, folder)`: the controller on `adasr.serve`'s live channels
   (`adasr serve --zoo DIR`): scene changes answered from the zoo, then by retraining.
 """
+
+__all__ = []

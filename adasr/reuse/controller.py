@@ -49,6 +49,8 @@ from adasr.reuse.safety import Verdict, safety_check
 from adasr.reuse.scheduler import Allocation, RetrainJob, make_scheduler, micro_config
 from adasr.reuse.zoo import BaseModel, Zoo, delta_record
 
+__all__ = ["Controller", "Decision", "MAX_CHANNELS", "MAX_ID", "OnUpdate", "ReuseConfig"]
+
 MAX_CHANNELS = 1024
 MAX_ID = 128
 

@@ -32,6 +32,9 @@ from adasr._jsonfile import read_json, write_json
 from adasr.errors import ConfigError, ModelError
 from adasr.reuse.quality import ExpertEvaluator, to_tensor
 
+__all__ = ["EmbeddingSelector", "ExhaustiveSelector", "FrameMemory", "GATE_HW", "GatingNet", "GatingSelector",
+           "SELECTORS", "gate_input", "make_selector"]
+
 SELECTORS = ("gating", "exhaustive", "autoencoder")
 GATE_FORMAT = "adasr-gate"
 GATE_SCHEMA_VERSION = 1

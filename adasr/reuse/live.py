@@ -53,6 +53,8 @@ from adasr.reuse.controller import Controller, ReuseConfig
 from adasr.reuse.zoo import BaseModel
 from adasr.stream.codec import vector_hash
 
+__all__ = ["MAX_WINDOW", "LiveReuse", "LiveReuseConfig", "expert_vector", "histogram", "histogram_distance"]
+
 MAX_WINDOW = 64
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 from adasr.errors import ConfigError
 
+__all__ = ["Admission", "Candidate", "Pruner"]
+
 
 @dataclass
 class Candidate:

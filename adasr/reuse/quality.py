@@ -13,6 +13,8 @@ from torch import nn
 
 from adasr.errors import ConfigError
 
+__all__ = ["ExpertEvaluator", "MAX_FRAMES", "MAX_SIDE", "check_frames", "level_psnr", "psnr_frames", "to_tensor"]
+
 _Y = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64) / 255.0
 MAX_FRAMES = 4096  # frames one call may carry
 MAX_SIDE = 8192  # pixels of a frame side

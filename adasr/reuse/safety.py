@@ -17,6 +17,8 @@ from adasr.errors import ConfigError
 from adasr.reuse.quality import ExpertEvaluator, to_tensor
 from adasr.stream.codec import vector_hash
 
+__all__ = ["MAX_CANDIDATES", "Verdict", "safety_check"]
+
 MAX_CANDIDATES = 1000
 
 

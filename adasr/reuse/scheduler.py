@@ -32,6 +32,9 @@ from adasr.reuse.zoo import BaseModel
 from adasr.stream.adapt import AdaptConfig, PatchSampler, SparseAdapter
 from adasr.stream.codec import model_vector
 
+__all__ = ["Allocation", "InBand", "Job", "MAX_BUDGET", "OnMicro", "OutOfBand", "RetrainJob", "RoundRobin",
+           "SCHEDULERS", "make_scheduler", "micro_config"]
+
 SCHEDULERS = ("inband", "roundrobin", "outofband")
 MAX_BUDGET = 100_000
 

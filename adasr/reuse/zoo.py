@@ -38,6 +38,9 @@ from adasr._jsonfile import read_json, write_json
 from adasr.errors import ConfigError, InputError, ModelError
 from adasr.stream.codec import encode_delta, model_vector, quantise, vector_hash
 
+__all__ = ["BaseModel", "Expert", "MAX_EXPERTS", "MAX_TENSOR_BYTES", "ZOO_FORMAT", "ZOO_JSON", "ZOO_SCHEMA_VERSION",
+           "Zoo", "delta_record", "sparse_delta"]
+
 ZOO_FORMAT = "adasr-zoo"
 ZOO_SCHEMA_VERSION = 1
 ZOO_JSON = "zoo.json"

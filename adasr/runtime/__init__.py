@@ -1,4 +1,5 @@
-"""Runtime: the level-switching engine and its pipeline (`engine`), monitors, policies, load
+"""Runtime: the level-switching engine (`engine`), its streaming pipeline (`pipeline`), the
+playback session that owns a run's load, monitor and writer (`session`), monitors, policies, load
 traces, the Static and Assembled baselines, profiling (`profile`), background CPU load (`load`) and
 FPS statistics (`stats`).
 
@@ -18,8 +19,11 @@ _LAZY = {
     "profile_package": "adasr.runtime.profile",
     "device_key": "adasr.runtime.profile",
     "Engine": "adasr.runtime.engine",
-    "run_stream": "adasr.runtime.engine",
-    "RunStats": "adasr.runtime.engine",
+    "run_stream": "adasr.runtime.pipeline",
+    "RunStats": "adasr.runtime.pipeline",
+    "StreamOptions": "adasr.runtime.pipeline",
+    "AutoThreads": "adasr.runtime.pipeline",
+    "PlaybackSession": "adasr.runtime.session",
     "StreamMonitor": "adasr.runtime.monitors",
     "CpuMonitor": "adasr.runtime.monitors",
     "LatencyMonitor": "adasr.runtime.monitors",

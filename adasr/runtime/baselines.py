@@ -19,9 +19,8 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,19 +30,13 @@ from adasr.errors import ConfigError
 from adasr.family import Family
 from adasr.modelfile import ModelSpec, load_model, save_model
 from adasr.nn.supernet import SuperNet
-from adasr.runtime.engine import (
-    RunStats,
-    _check_level_index,
-    frame_to_tensor,
-    module_bytes,
-    run_stream,
-    tensor_to_frame,
-)
+from adasr.runtime.engine import frame_to_tensor, module_bytes, tensor_to_frame
+from adasr.runtime.pipeline import Streams, check_level_index
 
 if TYPE_CHECKING:
     from adasr.package import Package
-    from adasr.runtime.monitors import Monitor
-    from adasr.runtime.policies import Policy
+
+__all__ = ["AssembledRunner", "StaticRunner"]
 
 
 def _source(source: Package | SuperNet, family: Family | None, device_key: str | None) -> tuple[SuperNet, Family]:
@@ -56,7 +49,7 @@ def _source(source: Package | SuperNet, family: Family | None, device_key: str |
     return source.supernet, family.validate(source.supernet.space)
 
 
-class _Runner:
+class _Runner(Streams):
     """Shared frame plumbing of the baselines."""
 
     levels: Family
@@ -94,11 +87,6 @@ class _Runner:
             for _ in range(max(1, int(repeats))):
                 model(x)
 
-    def run_stream(self, frames: Iterable[np.ndarray], sink: Callable[[np.ndarray], Any] | None,
-                   target_fps: float, policy: Policy | None = None, monitor: Monitor | None = None,
-                   **kw: Any) -> RunStats:
-        return run_stream(self, frames, sink, target_fps, policy, monitor, **kw)
-
 
 class AssembledRunner(_Runner):
     """Every level resident as its own extracted static model; a switch is a reference change."""
@@ -109,7 +97,7 @@ class AssembledRunner(_Runner):
         self.scale = supernet.scale
         self.channels_last = channels_last
         self.models = [supernet.extract(lv.config).eval() for lv in self.levels]
-        self.level = _check_level_index(level, len(self.levels))
+        self.level = check_level_index(level, len(self.levels))
         self._active = self.models[self.level]
         self.switch_latencies: list[int] = []
 
@@ -117,7 +105,7 @@ class AssembledRunner(_Runner):
         return self._active
 
     def switch(self, level: int) -> int:
-        level = _check_level_index(level, len(self.levels))
+        level = check_level_index(level, len(self.levels))
         start = time.perf_counter_ns()
         self._active = self.models[level]
         ns = time.perf_counter_ns() - start
@@ -157,7 +145,7 @@ class StaticRunner(_Runner):
             save_model(path, supernet.extract(lv.config), ModelSpec("subnet", {"config": lv.config.id}, self.scale,
                                                                      {"level": i, "psnr": lv.psnr}))
             self.paths.append(path)
-        self.level = _check_level_index(level, len(self.levels))
+        self.level = check_level_index(level, len(self.levels))
         self._active: nn.Module | None = None
         self._active = self._load(self.level)
         self.switch_latencies: list[int] = []
@@ -173,7 +161,7 @@ class StaticRunner(_Runner):
         return self._active
 
     def switch(self, level: int) -> int:
-        level = _check_level_index(level, len(self.levels))
+        level = check_level_index(level, len(self.levels))
         start = time.perf_counter_ns()
         self._active = None  # unload first: only one model is ever resident
         self._active = self._load(level)

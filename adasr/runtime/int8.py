@@ -38,6 +38,8 @@ from torch.nn import functional as F
 from adasr.errors import ConfigError
 from adasr.nn.upsample import bicubic_phases
 
+__all__ = ["ENGINE", "Int8Level", "quantize_level"]
+
 ENGINE = "onednn"
 # torch 2.13 marks its quantized tensors as deprecated (the successor is torchao's PT2E flow,
 # not a dependency here); the pinned build runs them, so the notice is kept off the CLI output.

@@ -1,7 +1,7 @@
 """Runtime monitors: what a policy sees of the world, one `RuntimeState` per decision.
 
 A monitor is anything with ``sample() -> RuntimeState`` (the `Monitor` protocol). The stream
-pipeline (`adasr.runtime.engine.run_stream`) also feeds monitors that have an
+pipeline (`adasr.runtime.pipeline.run_stream`) also feeds monitors that have an
 ``observe(level, latency_s, target_period_s)`` method (the `FrameObserver` protocol) after every
 frame, so a monitor can keep a latency window without knowing the engine.
 
@@ -10,7 +10,7 @@ frame, so a monitor can keep a latency window without knowing the engine.
   Dynamic-OFA's RTM averages latency over a sliding window of 10 frames).
 - `CpuMonitor`: system CPU availability from psutil, non-blocking (``cpu_percent(interval=None)``
   reports the share since the previous call). It also estimates the share other programs take
-  (system busy minus this process), which is what the package's profiles call a resource level
+  (system busy minus this process), which is what the package's profiles call a load
   (a background load share).
 - `StreamMonitor`: both combined into `RuntimeState`s; the default monitor of `run_stream`.
 
@@ -30,6 +30,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from adasr.errors import ConfigError
 
+__all__ = ["CpuMonitor", "FrameObserver", "LatencyMonitor", "Monitor", "RuntimeState", "StreamMonitor"]
+
 
 @dataclass(frozen=True)
 class RuntimeState:
@@ -38,7 +40,7 @@ class RuntimeState:
     time_s: monitor clock reading. level: index of the running level (0 = fastest).
     target_period_s: 1 / target FPS. window_*: statistics of the latency window of `level`.
     cpu_free: idle share of the whole machine. load_share: share taken by other programs
-    (a resource level in the profiles' sense). extra: readings of other monitors.
+    (a load in the profiles' sense). extra: readings of other monitors.
     """
 
     time_s: float

@@ -27,6 +27,8 @@ from adasr.errors import ConfigError
 from adasr.runtime.monitors import RuntimeState, StreamMonitor
 from adasr.runtime.policies import FixedPolicy, MultiWorkloadManager, ReactivePolicy
 
+__all__ = ["MODES", "SharedPolicy", "Workload", "run_workloads"]
+
 MODES = ("joint", "independent", "fixed")
 
 
@@ -74,7 +76,7 @@ class Workload:
 def run_workloads(workloads: Sequence[Workload], *, mode: str = "joint", max_frames: int | None = None,
                   manager_kw: dict[str, Any] | None = None, join_timeout_s: float = 600.0) -> list[Any]:
     """Play every workload at once (see the module doc); returns one `RunStats` per workload."""
-    from adasr.runtime.engine import run_stream
+    from adasr.runtime.pipeline import StreamOptions, run_stream
 
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -91,14 +93,14 @@ def run_workloads(workloads: Sequence[Workload], *, mode: str = "joint", max_fra
     results: list[Any] = [None] * len(workloads)
     errors: list[BaseException] = []
     start = threading.Barrier(len(workloads))
+    options = StreamOptions(threads=1, max_frames=max_frames)
 
     def one(i: int) -> None:
         w = workloads[i]
         try:
             monitor = StreamMonitor(level=w.runner.level, target_period_s=1.0 / w.target_fps)
             start.wait(timeout=60)
-            results[i] = run_stream(w.runner, w.frames, None, w.target_fps, policies[i], monitor, threads=1,
-                                    max_frames=max_frames)
+            results[i] = run_stream(w.runner, w.frames, None, w.target_fps, policies[i], monitor, options)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
             errors.append(exc)
             start.abort()

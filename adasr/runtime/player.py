@@ -1,10 +1,10 @@
 """Play a video through the adaptive engine: decode -> SR at the level the policy picks -> encode.
 
-`play(engine, video, ...)` is what `adasr play`, `adasr upscale` (a video, a package) and `adasr demo`
-run. It wires the pieces of `adasr.runtime` together for one real file:
+`play(engine, video, options)` (a `PlayOptions`) is what `adasr play`, `adasr upscale` (a video, a
+package) and `adasr demo` run. It wires the pieces of `adasr.runtime` together for one real file:
 
 - Frames: decoded by PyAV in the pipeline's decode thread, optionally resized on the way
-  (`lr_size`, swscale area filter), so decoding competes for the CPU as it does in a player.
+  (`lr_hw`, swscale area filter), so decoding competes for the CPU as it does in a player.
 - Engine: every level warmed up at the frame size before the display clock starts.
 - Policy: "lookup" (DySR Algorithm 1 on the package's profile, calibrated online), "reactive"
   (Dynamic-OFA's runtime manager) or "fixed" (one level, no switching).
@@ -14,8 +14,10 @@ run. It wires the pieces of `adasr.runtime` together for one real file:
   `CpuLoad` processes for the whole run (looped), to see the runtime react.
 - Output: an optional video file (frame rate, rotation and audio of the source kept; written
   atomically by `VideoWriter` in the sink thread).
-- Reference quality: with ``reference_every=N`` and an `lr_size`, the source is treated as the
-  ground truth: frames are decoded at ``scale x lr_size`` (the HR reference), shrunk with the
+- The load, the monitor and the writer are owned by one `PlaybackSession`
+  (`adasr.runtime.session`), the same one the adaptivity bench uses.
+- Reference quality: with ``reference_every=N`` and an `lr_hw`, the source is treated as the
+  ground truth: frames are decoded at ``scale x lr_hw`` (the HR reference), shrunk with the
   protocol's bicubic to the LR frame the engine gets, and every N-th frame's output and the
   bicubic upscale of its LR frame are scored against the reference with `psnr_y` after the run
   (outside the timed loop).
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +37,11 @@ from typing import Any
 
 import numpy as np
 
+from adasr._options import check_hw, resolve
 from adasr.errors import ConfigError, InputError
 from adasr.runtime.policies import pick_policy
+
+__all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "play", "write_timeline"]
 
 POLICY_NAMES = ("lookup", "reactive", "fixed")
 
@@ -47,8 +51,8 @@ class PlayResult:
     stats: Any                 # RunStats
     target_fps: float
     policy: str
-    lr_size: tuple[int, int]   # (W, H) fed to the engine
-    out_size: tuple[int, int]  # (W, H) of the SR frames
+    lr_hw: tuple[int, int]     # (H, W) fed to the engine
+    out_hw: tuple[int, int]    # (H, W) of the SR frames
     source_fps: float
     output: str | None = None
     trace: dict[str, Any] | None = None
@@ -74,8 +78,8 @@ class PlayResult:
             "level_histogram": s["level_frames"],
             "latency_ms_mean": 1e3 * s["latency_s_mean"],
             "policy": self.policy,
-            "lr_size": list(self.lr_size),
-            "out_size": list(self.out_size),
+            "lr_size": [self.lr_hw[1], self.lr_hw[0]],  # the report's sizes read W, H (as WxH)
+            "out_size": [self.out_hw[1], self.out_hw[0]],
             "source_fps": self.source_fps,
             "output": self.output,
             "trace": None if self.trace is None else self.trace.get("name"),
@@ -86,70 +90,105 @@ class PlayResult:
         return out
 
 
-def _check_size(size: Any, what: str) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= 16384 for v in size)):
-        raise ConfigError(f"{what} must be (W, H) positive integers, got {size!r}")
-    return int(size[0]), int(size[1])
-
-
-def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None = None, policy: str = "lookup",
-         level: int | None = None, trace: str | os.PathLike[str] | None = None, trace_seed: int = 0,
-         lr_size: tuple[int, int] | None = None, out: str | os.PathLike[str] | None = None, codec: str = "h264",
-         crf: int = 20, preset: str | None = None, max_frames: int | None = None, thread_rule: str = "auto",
-         reference_every: int = 0, on_frame: Callable[[Any, Any], None] | None = None,
-         load_workers: int | None = None, info: Any = None, pace: bool = True) -> PlayResult:
-    """Play `video` through `engine` (see the module doc); returns a `PlayResult`.
+@dataclass(frozen=True)
+class PlayOptions:
+    """How `play` plays (validated on construction).
 
     target_fps: the display rate to hold (default: the video's own frame rate).
     policy: "lookup" | "reactive" | "fixed"; level: the starting level (for "fixed": the level;
     default: the best level for "fixed", the fastest otherwise).
+    trace / trace_seed / load_workers: a background CPU load to replay (bursty, stable, random or
+    a CSV file), looped for the whole run, with `CpuLoad` processes (default one per core).
+    lr_hw: (H, W) to resize the frames to before SR (default: the video's size).
+    out / codec / crf / preset: an optional output video. max_frames: stop after this many frames.
+    thread_rule: "auto" (`AutoThreads`) or "fixed" (torch's setting). reference_every: score every
+    N-th frame against the source (needs `lr_hw`). on_frame: ``on_frame(record, state)`` after
+    every frame (live views). info: the video's `probe` result when the caller has it already.
     pace: hold frames to the display clock (a player); False runs as fast as it can (offline
     upscaling at a fixed level; deadlines are still counted against the target).
     """
-    from adasr.runtime.engine import AutoThreads, run_stream
-    from adasr.runtime.monitors import CpuMonitor, StreamMonitor
+
+    target_fps: float | None = None
+    policy: str = "lookup"
+    level: int | None = None
+    trace: str | os.PathLike[str] | None = None
+    trace_seed: int = 0
+    lr_hw: tuple[int, int] | None = None
+    out: str | os.PathLike[str] | None = None
+    codec: str = "h264"
+    crf: int = 20
+    preset: str | None = None
+    max_frames: int | None = None
+    thread_rule: str = "auto"
+    reference_every: int = 0
+    on_frame: Callable[[Any, Any], None] | None = None
+    load_workers: int | None = None
+    info: Any = None
+    pace: bool = True
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICY_NAMES:
+            raise ConfigError(f"policy must be one of {', '.join(POLICY_NAMES)}, got {self.policy!r}")
+        if self.thread_rule not in ("auto", "fixed"):
+            raise ConfigError(f"thread_rule must be 'auto' or 'fixed', got {self.thread_rule!r}")
+        if self.level is not None and (not isinstance(self.level, int) or isinstance(self.level, bool)):
+            raise ConfigError(f"level must be a level index, got {self.level!r}")
+        if not isinstance(self.reference_every, int) or self.reference_every < 0:
+            raise ConfigError(f"reference_every must be a non-negative integer, got {self.reference_every!r}")
+        object.__setattr__(self, "lr_hw", check_hw(self.lr_hw, "lr_hw"))
+        if self.reference_every and self.lr_hw is None:
+            raise ConfigError("reference PSNR needs lr_hw (the source is the ground truth, shrunk to lr_hw)")
+        t = self.target_fps
+        if t is not None and not (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+                                  and t > 0):
+            raise ConfigError(f"target FPS must be positive, got {t!r}")
+        m = self.max_frames
+        if m is not None and (not isinstance(m, int) or m < 1):
+            raise ConfigError(f"max_frames must be a positive integer, got {m!r}")
+
+
+def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None = None,
+         **overrides: Any) -> PlayResult:
+    """Play `video` through `engine` (see the module doc and `PlayOptions`); returns a `PlayResult`.
+
+    overrides: `PlayOptions` fields as keywords (they replace those of `options`); ``lr_size``,
+    the former (W, H) keyword, is still read as ``lr_hw`` swapped.
+    """
+    from adasr.runtime.pipeline import AutoThreads, StreamOptions
+    from adasr.runtime.session import PlaybackSession
     from adasr.video import VideoWriter, probe, read_frames
 
-    if policy not in POLICY_NAMES:
-        raise ConfigError(f"policy must be one of {', '.join(POLICY_NAMES)}, got {policy!r}")
-    if thread_rule not in ("auto", "fixed"):
-        raise ConfigError(f"thread_rule must be 'auto' or 'fixed', got {thread_rule!r}")
-    if level is not None:
-        if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level < len(engine.levels):
-            raise ConfigError(f"level must be in [0, {len(engine.levels) - 1}] for this package, got {level!r}")
-    if not isinstance(reference_every, int) or reference_every < 0:
-        raise ConfigError(f"reference_every must be a non-negative integer, got {reference_every!r}")
-    lr = _check_size(lr_size, "lr_size")
+    if "lr_size" in overrides:
+        size = overrides.pop("lr_size")
+        checked = check_hw(size, "lr_size")
+        overrides["lr_hw"] = None if checked is None else (checked[1], checked[0])
+    opts = resolve(PlayOptions, options, overrides, "play")
+    policy, level, reference_every, max_frames, out = opts.policy, opts.level, opts.reference_every, \
+        opts.max_frames, opts.out
+    if level is not None and not 0 <= level < len(engine.levels):
+        raise ConfigError(f"level must be in [0, {len(engine.levels) - 1}] for this package, got {level!r}")
     if out is not None:
         from adasr._atomic import check_not_input
 
         check_not_input([out], [video])
-    if reference_every and lr is None:
-        raise ConfigError("reference PSNR needs lr_size (the source is the ground truth, shrunk to lr_size)")
-    info = info or probe(video)
+    info = opts.info or probe(video)
     scale = engine.scale
-    lr = lr or (info.width, info.height)
-    out_size = (lr[0] * scale, lr[1] * scale)
+    lr = opts.lr_hw or (info.height, info.width)
+    out_hw = (lr[0] * scale, lr[1] * scale)
     fps = float(info.fps) if info.fps else 25.0
-    target = fps if target_fps is None else float(target_fps)
-    if not (math.isfinite(target) and target > 0):
-        raise ConfigError(f"target FPS must be positive, got {target_fps!r}")
-    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
-        raise ConfigError(f"max_frames must be a positive integer, got {max_frames!r}")
+    target = fps if opts.target_fps is None else float(opts.target_fps)
 
     refs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index -> (HR reference, LR frame)
 
     def frames() -> Iterator[np.ndarray]:
         if not reference_every:
-            yield from read_frames(video, max_frames=max_frames, size=None if lr == (info.width, info.height) else lr)
+            same = lr == (info.height, info.width)
+            yield from read_frames(video, max_frames=max_frames, hw=None if same else lr)
             return
         from adasr.data.imresize import imresize_torch
         from adasr.frames import to_frame, to_tensor
 
-        for i, hr in enumerate(read_frames(video, max_frames=max_frames, size=out_size)):
+        for i, hr in enumerate(read_frames(video, max_frames=max_frames, hw=out_hw)):
             small = imresize_torch(to_tensor(hr, peak=1.0), scale=1.0 / scale)  # on the 0..255 scale
             lr_frame = to_frame(small, unit=False)
             if i % reference_every == 0:
@@ -157,14 +196,14 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
             yield lr_frame
 
     outputs: dict[int, np.ndarray] = {}
-    writer = None
     counter = [0]
+    session: PlaybackSession
 
     def sink(frame: np.ndarray) -> None:
         i = counter[0]
         counter[0] += 1
-        if writer is not None:
-            writer.write(frame)
+        if session.writer is not None:
+            session.writer.write(frame)
         if reference_every and i % reference_every == 0:
             outputs[i] = frame
 
@@ -172,70 +211,46 @@ def play(engine: Any, video: str | os.PathLike[str], *, target_fps: float | None
     if engine.level != start_level:
         engine.switch(start_level)
         engine.switch_latencies.clear()
-    engine.warmup((lr[1], lr[0]), levels=[start_level] if policy == "fixed" else None)
+    engine.warmup(lr, levels=[start_level] if policy == "fixed" else None)
     pol = pick_policy(policy, engine.levels, level)
-    monitor = StreamMonitor(cpu=CpuMonitor(), level=engine.level, target_period_s=1.0 / target)
     load_samples: list[tuple[float, float]] = []
-    t0: list[float] = []
 
     def frame_hook(record: Any, state: Any) -> None:
         if state is not None and state.load_share is not None:
             load_samples.append((record.ready_time, float(state.load_share)))
-        if on_frame is not None:
-            on_frame(record, state)
+        if opts.on_frame is not None:
+            opts.on_frame(record, state)
 
-    load = player = None
     trace_obj = None
-    load_offset = 0.0
-    applied: list[tuple[float, float]] = []
-    try:
-        if trace is not None:
-            from adasr.cpuload import CpuLoad
-            from adasr.runtime.traces import TracePlayer, load_trace
+    if opts.trace is not None:
+        from adasr.runtime.traces import load_trace
 
-            duration = (max_frames or info.frame_count or 300) / target
-            trace_obj = load_trace(trace, max(1.0, duration), trace_seed)
-            load = CpuLoad(share=trace_obj.steps[0][1], workers=load_workers).start()
-            player = TracePlayer(trace_obj, load, loop=True)
-            player.start()
-            load_start = time.monotonic()
-        if out is not None:
-            writer = VideoWriter(out, out_size[0], out_size[1], info.fps or fps, codec=codec, crf=crf, preset=preset,
-                                 audio_from=video if info.has_audio else None, rotation=info.rotation)
-            writer.__enter__()
-        if trace is not None:
-            load_offset = time.monotonic() - load_start
-        t0.append(time.monotonic())
-        stats = run_stream(engine, frames(), sink, target, pol, monitor, threads=AutoThreads() if thread_rule == "auto"
-                           else None, on_frame=frame_hook, pace=pace)
-    except InputError as exc:
-        # a damaged source: keep what decoded (a complete, playable file), then report the damage
-        if writer is None or counter[0] == 0:
-            if writer is not None:
-                writer.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        writer.__exit__(None, None, None)
-        raise InputError(f"{exc}; the {counter[0]} frames before it were upscaled to {out}") from None
-    except BaseException as exc:
-        if writer is not None:
-            writer.__exit__(type(exc), exc, exc.__traceback__)
-            writer = None
-        raise
-    finally:
-        if player is not None:
-            player.stop()
-            applied = list(player.applied)
-        if load is not None:
-            load.stop()
-    if writer is not None:
-        writer.__exit__(None, None, None)
+        duration = (max_frames or info.frame_count or 300) / target
+        trace_obj = load_trace(opts.trace, max(1.0, duration), opts.trace_seed)
+
+    def open_writer() -> Any:
+        return VideoWriter(out, out_hw[1], out_hw[0], info.fps or fps, codec=opts.codec, crf=opts.crf,
+                           preset=opts.preset, audio_from=video if info.has_audio else None, rotation=info.rotation)
+
+    stream = StreamOptions(threads=AutoThreads() if opts.thread_rule == "auto" else None, on_frame=frame_hook,
+                           pace=opts.pace)
+    with PlaybackSession(target_fps=target, level=engine.level, trace=trace_obj, loop=True,
+                         load_workers=opts.load_workers, open_writer=None if out is None else open_writer) as session:
+        try:
+            stats = session.run(engine, frames(), sink, pol, stream)
+        except InputError as exc:
+            # a damaged source: keep what decoded (a complete, playable file), then report the damage
+            if session.writer is None or counter[0] == 0:
+                raise
+            session.commit_writer()
+            raise InputError(f"{exc}; the {counter[0]} frames before it were upscaled to {out}") from None
     if not stats.frames:
         raise ConfigError(f"no frames were played from {video}")
     levels = [{"index": i, "config": lv.config.id, "psnr": float(lv.psnr)} for i, lv in enumerate(engine.levels)]
     result = PlayResult(stats=stats, target_fps=target, policy=type(pol).__name__ if policy == "lookup" else policy,
-                        lr_size=lr, out_size=out_size, source_fps=fps, output=None if out is None else str(out),
-                        trace=None if trace_obj is None else trace_obj.to_dict(), trace_applied=applied,
-                        load_offset_s=load_offset, levels=levels, load_samples=load_samples)
+                        lr_hw=lr, out_hw=out_hw, source_fps=fps, output=None if out is None else str(out),
+                        trace=None if trace_obj is None else trace_obj.to_dict(), trace_applied=session.applied,
+                        load_offset_s=session.load_offset_s, levels=levels, load_samples=load_samples)
     if reference_every:
         result.psnr = _reference_psnr(refs, outputs, scale)
     return result

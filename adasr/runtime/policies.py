@@ -20,8 +20,11 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from adasr.errors import ConfigError
-from adasr.family import Family, Level, level_name
+from adasr.family import Family, Level, load_name
 from adasr.runtime.monitors import RuntimeState
+
+__all__ = ["FixedPolicy", "LookupPolicy", "MultiWorkloadManager", "Policy", "ReactivePolicy", "pick_policy",
+           "relative_costs"]
 
 
 @runtime_checkable
@@ -44,7 +47,7 @@ def _check_count(name: str, value: Any, lo: int = 0) -> int:
 
 def relative_costs(family: Family | Sequence[Level]) -> list[float]:
     """Per-level cost used to predict a level's latency from another's: the predicted latency at
-    the family's reference resource level ("0.00") when every level has one, else measured, else
+    the family's reference load ("0.00") when every level has one, else measured, else
     MACs. Only ratios matter."""
     levels = list(family)
     if not levels:
@@ -70,15 +73,15 @@ class FixedPolicy:
 # -- DySR Algorithm 1 ------------------------------------------------------------------------------
 
 class LookupPolicy:
-    """DySR Algorithm 1 over a profile table T[level][resource level].
+    """DySR Algorithm 1 over a profile table T[level][load] (DySR's resource levels are loads here).
 
-    T comes from the family: `Level.seconds(r, measured)` for every resource level name r (a
+    T comes from the family: `Level.seconds(r, measured)` for every load name r (a
     background load share, "0.00", "0.50", ...) that every level has (measured latencies from
     `Package.family_for(device)` when present, else predicted ones).
 
     Per decision:
 
-    1. Current resource level r:
+    1. Current load r:
        - ``resource="cpu"``: the load share other programs take (`state.load_share`, else
          ``1 - state.cpu_free``) mapped to the nearest profiled share.
        - ``resource="latency"``: the profiled column whose entry for the running level is
@@ -112,7 +115,7 @@ class LookupPolicy:
         self.margin = _check_fraction("margin", margin, 0.01, 10.0)
         names = set.intersection(*(self._names(lv, measured) for lv in self.levels))
         if not names:
-            raise ConfigError("LookupPolicy needs latencies of every level at a common resource level "
+            raise ConfigError("LookupPolicy needs latencies of every level at a common load "
                               "(profile the package or search with latency models)")
         self.shares = sorted(float(n) for n in names)
         self.table = [[lv.seconds(s, measured) for s in self.shares] for lv in self.levels]
@@ -131,7 +134,7 @@ class LookupPolicy:
         return names
 
     def resource_column(self, state: RuntimeState) -> int:
-        """Index into `shares` of the current resource level (see the class doc)."""
+        """Index into `shares` of the current load (see the class doc)."""
         if self.resource == "cpu":
             load = state.load_share
             if load is None and state.cpu_free is not None:
@@ -170,8 +173,8 @@ class LookupPolicy:
         self._pending = (level, column)
         return level
 
-    def level_name_of(self, column: int) -> str:
-        return level_name(self.shares[column])
+    def load_name_of(self, column: int) -> str:
+        return load_name(self.shares[column])
 
 
 # -- Dynamic-OFA reactive runtime manager ----------------------------------------------------------

@@ -23,6 +23,9 @@ import numpy as np
 from adasr.errors import ConfigError
 from adasr.package import PRECISIONS, check_int8_section
 
+__all__ = ["CALIBRATION_FRAMES", "DEFAULT_TOLERANCE_DB", "build_engine", "calibration_frames", "check_precision",
+           "int8_choice", "int8_levels", "int8_section", "section_from_bench"]
+
 if TYPE_CHECKING:
     from adasr.family import Family
     from adasr.package import Package

@@ -4,7 +4,7 @@ The timing tools (`measure_latency`, `time_calls`, `device_key`, ...) live in `a
 the profile file's schema (`check_profile`) with the package (`adasr.package`); both are
 re-exported here.
 
-`profile_package` measures every level of a package under each resource level (background
+`profile_package` measures every level of a package under each load (background
 `CpuLoad` shares), and optionally fills a per-op latency table for the same conditions; the
 result is the JSON-ready dict `Package.add_profile(device_key(), profile)` stores.
 """
@@ -22,7 +22,7 @@ import torch
 from adasr.errors import ConfigError
 from adasr.family import check_loads
 from adasr.package import PROFILE_KIND, PROFILE_SCHEMA_VERSION, check_profile  # noqa: F401 - re-exported
-from adasr.search.protocols import Progress, level_name
+from adasr.search.protocols import Progress, load_name
 from adasr.timing import (  # noqa: F401 - re-exported: the timing tools live in adasr.timing
     LatencySample,
     check_lr_hw,
@@ -39,21 +39,26 @@ from adasr.timing import model_device as _model_device
 if TYPE_CHECKING:
     from adasr.package import Package
 
+__all__ = ["cache_profile", "package_id", "profile_cache_path", "profile_package", "resolve_family"]
+
 
 # -- package profiling ------------------------------------------------------------------------------
 
-def profile_package(package: Package, levels: Sequence[float] = (0.0, 0.5), repeats: int = 20,
+def profile_package(package: Package, loads: Sequence[float] = (0.0, 0.5), repeats: int = 20,
                     on_progress: Progress | None = None, *, lr_hw: tuple[int, int] | None = None,
                     warmup: int = 3, threads: int | None = None, device: str | torch.device = "cpu",
                     channels_last: bool | None = None, table: bool = True, table_repeats: int = 5,
-                    load_workers: int | None = None, thread_rule: str = "auto") -> dict[str, Any]:
-    """Measure every level of `package` under each background CPU load share in `levels`.
+                    load_workers: int | None = None, thread_rule: str = "auto",
+                    levels: Sequence[float] | None = None) -> dict[str, Any]:
+    """Measure every level of `package` under each background CPU load share in `loads`
+    (`levels`: the former name of `loads`).
 
     Returns the profile dict (JSON-ready) that `package.add_profile(key, profile)` stores::
 
         {"schema_version", "kind", "device": <device key>, "device_name", "threads",
          "lr_hw", "channels_last", "repeats", "created",
          "levels": {"0.00": {"share": 0.0, "measured": {<config id>: LatencySample dict}}, ...},
+         (the file format's key "levels" holds the loads, by `load_name`; bundled packages carry it)
          "latency_table": LatencyTable dict (the units of the package's levels, timed routed
                           through the supernet under the same loads) or None}
 
@@ -71,9 +76,9 @@ def profile_package(package: Package, levels: Sequence[float] = (0.0, 0.5), repe
     dev = resolve_device(device)
     family = package.family
     lr_hw = check_lr_hw(tuple(lr_hw or family.lr_hw))
-    shares = list(check_loads(levels, "resource levels"))
+    shares = list(check_loads(loads if levels is None else levels, "loads"))
     if shares and max(shares) > 0 and dev.type != "cpu":
-        raise ConfigError("background CPU load levels need device cpu (GPU contention is not generated)")
+        raise ConfigError("background CPU loads need device cpu (GPU contention is not generated)")
     net = package.supernet
     where = _model_device(net)
     if where is not None and where.type != dev.type:
@@ -84,13 +89,13 @@ def profile_package(package: Package, levels: Sequence[float] = (0.0, 0.5), repe
         total = len(shares) * (len(family) + len(units))
         done = 0
         lut = LatencyTable() if table else None
-        out_levels: dict[str, Any] = {}
+        out_loads: dict[str, Any] = {}
         for share in shares:
-            name = level_name(share)
-            load = CpuLoad(share, load_workers) if share > 0 else contextlib.nullcontext()
+            name = load_name(share)
+            background = CpuLoad(share, load_workers) if share > 0 else contextlib.nullcontext()
             measured = {}
             one = thread_rule == "auto" and share > 0 and dev.type == "cpu"
-            with load, torch_threads(1 if one else None):
+            with background, torch_threads(1 if one else None):
                 for lvl in family:
                     sample = measure_latency(net, lvl.config, lr_hw, warmup=warmup, repeats=repeats, device=dev,
                                              channels_last=channels_last)
@@ -103,17 +108,17 @@ def profile_package(package: Package, levels: Sequence[float] = (0.0, 0.5), repe
                         if on_progress:
                             on_progress(stage, base + i, total)
 
-                    time_units(lut, units, device_label=key, level=share, device=dev, repeats=table_repeats,
+                    time_units(lut, units, device_label=key, load=share, device=dev, repeats=table_repeats,
                                channels_last=channels_last, supernet=net, on_unit=tick)
                     done += len(units)
-            out_levels[name] = {"share": share, "measured": measured}
+            out_loads[name] = {"share": share, "measured": measured}
     return {
         "schema_version": PROFILE_SCHEMA_VERSION, "kind": PROFILE_KIND, "device": key,
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
         "threads": n, "thread_rule": thread_rule, "lr_hw": list(lr_hw),
         "channels_last": bool(dev.type == "cpu" if channels_last is None else channels_last),
         "repeats": repeats, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "levels": out_levels, "latency_table": None if lut is None else lut.to_dict(),
+        "levels": out_loads, "latency_table": None if lut is None else lut.to_dict(),
     }
 
 

@@ -44,6 +44,9 @@ from typing import Any
 from adasr._atomic import atomic_path
 from adasr.errors import ConfigError, InputError
 
+__all__ = ["KINDS", "MAX_TRACE_BYTES", "Trace", "TracePlayer", "bursty", "generate", "load_trace", "random_walk",
+           "stable"]
+
 MAX_TRACE_BYTES = 64 << 20  # a load trace CSV
 
 KINDS = ("bursty", "stable", "random_walk")

@@ -19,6 +19,7 @@ from adasr.search.protocols import CostModel as CostModel
 from adasr.search.protocols import Evaluator as Evaluator
 from adasr.search.protocols import Progress as Progress
 from adasr.search.protocols import level_name as level_name
+from adasr.search.protocols import load_name as load_name
 
 _LAZY = {
     "LatencyTable": "adasr.search.latency",
@@ -41,7 +42,7 @@ _LAZY = {
     "LabelledPoint": "adasr.search.plot",
 }
 
-__all__ = sorted([*_LAZY, "CostModel", "Evaluator", "Progress", "level_name"])
+__all__ = sorted([*_LAZY, "CostModel", "Evaluator", "Progress", "level_name", "load_name"])
 
 
 def __getattr__(name: str) -> Any:

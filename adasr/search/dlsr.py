@@ -52,6 +52,9 @@ from adasr.train.distributed import Dist
 from adasr.train.loop import TrainingInterrupted, pick_device, step_generator
 from adasr.train.losses import hfen_loss
 
+__all__ = ["CHECKPOINT", "DLSRSearch", "DLSRSearchConfig", "GENOTYPE", "SearchState", "TRAJECTORY", "TRAJECTORY_KIND",
+           "TRAJECTORY_SCHEMA", "read_search_checkpoint", "read_trajectory", "split_pairs"]
+
 CHECKPOINT = "checkpoint.safetensors"
 GENOTYPE = "genotype.json"
 TRAJECTORY = "trajectory.json"

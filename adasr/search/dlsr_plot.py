@@ -13,6 +13,8 @@ from typing import Any
 from adasr._atomic import atomic_path
 from adasr.nn.dlsr import OP_TITLES
 
+__all__ = ["plot_trajectory"]
+
 
 def plot_trajectory(path: str | os.PathLike[str], trajectory: dict[str, Any], *, dpi: int = 100) -> None:
     """`trajectory`: a run's trajectory.json (`adasr.search.dlsr.read_trajectory`); a dotted line

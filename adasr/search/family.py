@@ -47,8 +47,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adasr.errors import ConfigError
-from adasr.family import Family, Level, level_name, pareto_front, pareto_ranks
-from adasr.search.protocols import CostModel, Evaluator, Progress, cost_level_name
+from adasr.family import Family, Level, load_name, pareto_front, pareto_ranks
+from adasr.search.protocols import CostModel, Evaluator, Progress, cost_load_name
 from adasr.space import SearchSpace, SubnetConfig
 from adasr.spec import DEFAULT_LR_HW, op_keys, subnet_cost
 
@@ -369,8 +369,8 @@ def search_family(supernet: Any, space: SearchSpace | None, evaluator: Evaluator
     population, generations, parent_ratio, mutation_ratio, mutate_prob, max_levels); see the
     module doc. Unknown parameters are refused.
 
-    Each level's `latency_s` holds the search cost model's prediction under its resource level
-    (`cost_model.level`, default idle "0.00") and, for every `latency_models` entry (level name
+    Each level's `latency_s` holds the search cost model's prediction under its load
+    (`cost_model.load`, default idle "0.00") and, for every `latency_models` entry (load name
     or share -> CostModel), that model's prediction. `lr_hw` (default: the cost model's `lr_hw`,
     else 320x180) is the frame size for params/MACs. Random choices use `random.Random(seed)`.
     `on_progress(stage, done, total)` reports each stage.
@@ -390,8 +390,8 @@ def search_family(supernet: Any, space: SearchSpace | None, evaluator: Evaluator
     rng = random.Random(seed)
     ids = {"dysr": _dysr, "ofa": _ofa, "fixed": _fixed}[strategy](book, rng, p)
 
-    reference = cost_level_name(cost_model)
-    extra = {level_name(k): m for k, m in (latency_models or {}).items()}
+    reference = cost_load_name(cost_model)
+    extra = {load_name(k): m for k, m in (latency_models or {}).items()}
     levels = []
     for cid in ids:
         cfg = book.configs[cid]

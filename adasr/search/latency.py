@@ -30,13 +30,13 @@ Each sample times enough back-to-back calls to last `min_sample_s` (the timer's 
 swamp microsecond ops); an entry keeps {count, mean, std} of the per-call seconds, merged across
 builds (Chan's parallel formula).
 
-The table is keyed by (device, resource level, unit key); JSON::
+The table is keyed by (device, load, unit key); JSON::
 
     {"schema_version": 1, "kind": "adasr-latency-table",
-     "tables": {<device key>: {<level name>: {<unit key>: {"count", "mean", "std"}}}}}
+     "tables": {<device key>: {<load name>: {<unit key>: {"count", "mean", "std"}}}}}
 
-`LatencyTable.predict(cfg, lr_hw, level)` sums the means of the config's units (the additive
-predictor of Dynamic-OFA); `TableCostModel` binds (lr_hw, level, device) to make it a `CostModel`.
+`LatencyTable.predict(cfg, lr_hw, load)` sums the means of the config's units (the additive
+predictor of Dynamic-OFA); `TableCostModel` binds (lr_hw, load, device) to make it a `CostModel`.
 Isolated timing differs a little from a whole frame (Python dispatch between units, caches warm
 or cold), either way; `median_abs_error` reports the error against measured frames, and
 `TableCostModel.calibrated(cfgs, measured)` fits a linear correction when they are at hand.
@@ -60,8 +60,12 @@ from adasr.errors import ConfigError, ModelError
 from adasr.nn.blocks import Dims, block_type, parse_token
 from adasr.nn.elastic import Use, conv_use, static_layer
 from adasr.nn.supernet import DEFAULT_LR_HW, StaticBlock, run_upsampler, subnet_cost, upsampler_use
-from adasr.search.protocols import Progress, level_name
+from adasr.search.protocols import Progress, load_name
 from adasr.space import SearchSpace, SubnetConfig
+
+__all__ = ["LatencyEntry", "LatencyTable", "MacsCostModel", "MeasuredCostModel", "TABLE_KIND", "TABLE_SCHEMA_VERSION",
+           "TableCostModel", "Unit", "build_latency_table", "config_units", "family_units", "median_abs_error",
+           "space_units", "time_units"]
 
 TABLE_SCHEMA_VERSION = 1
 TABLE_KIND = "adasr-latency-table"
@@ -205,7 +209,7 @@ class LatencyEntry:
 
 
 class LatencyTable:
-    """Per-unit latency statistics keyed by (device, resource level name, unit key)."""
+    """Per-unit latency statistics keyed by (device, load name, unit key)."""
 
     def __init__(self, entries: Mapping[tuple[str, str, str], LatencyEntry] | None = None) -> None:
         self._entries: dict[tuple[str, str, str], LatencyEntry] = dict(entries or {})
@@ -216,24 +220,26 @@ class LatencyTable:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LatencyTable) and self._entries == other._entries
 
-    def add(self, device: str, level: float | str, key: str, samples: Sequence[float] | LatencyEntry) -> None:
+    def add(self, device: str, load: float | str, key: str, samples: Sequence[float] | LatencyEntry) -> None:
         """Record samples (seconds per call) for a unit, merging with what is there."""
         entry = samples if isinstance(samples, LatencyEntry) else LatencyEntry.of(samples)
-        k = (device, level_name(level), key)
+        k = (device, load_name(load), key)
         old = self._entries.get(k)
         self._entries[k] = entry if old is None else old.merge(entry)
 
-    def get(self, device: str, level: float | str, key: str) -> LatencyEntry | None:
-        return self._entries.get((device, level_name(level), key))
+    def get(self, device: str, load: float | str, key: str) -> LatencyEntry | None:
+        return self._entries.get((device, load_name(load), key))
 
     def devices(self) -> list[str]:
         return sorted({d for d, _, _ in self._entries})
 
-    def levels(self, device: str | None = None) -> list[str]:
+    def loads(self, device: str | None = None) -> list[str]:
         return sorted({lv for d, lv, _ in self._entries if device is None or d == device})
 
-    def keys(self, device: str | None = None, level: float | str | None = None) -> list[str]:
-        name = None if level is None else level_name(level)
+    levels = loads  # the former name of `loads` (a load share is not a family level)
+
+    def keys(self, device: str | None = None, load: float | str | None = None) -> list[str]:
+        name = None if load is None else load_name(load)
         return sorted({k for d, lv, k in self._entries
                        if (device is None or d == device) and (name is None or lv == name)})
 
@@ -247,33 +253,33 @@ class LatencyTable:
             raise ModelError(f"latency table has no device {device!r}; it has {devices}")
         return device
 
-    def predict(self, cfg: SubnetConfig, lr_hw: tuple[int, int] = DEFAULT_LR_HW, level: float | str = 0.0,
+    def predict(self, cfg: SubnetConfig, lr_hw: tuple[int, int] = DEFAULT_LR_HW, load: float | str = 0.0,
                 device: str | None = None) -> float:
         """Seconds per LR frame of `cfg`: the sum of its units' mean latencies (additive model)."""
         device = self._device(device)
-        name = level_name(level)
+        name = load_name(load)
         total = 0.0
         for unit in config_units(cfg, lr_hw):
             entry = self._entries.get((device, name, unit.key))
             if entry is None:
-                if name not in self.levels(device):
-                    raise ModelError(f"latency table has no resource level {name} for {device}; "
-                                     f"it has {self.levels(device)}")
-                raise ModelError(f"latency table ({device}, level {name}) has no entry for {unit.key} "
+                if name not in self.loads(device):
+                    raise ModelError(f"latency table has no load {name} (resource level) for {device}; "
+                                     f"it has {self.loads(device)}")
+                raise ModelError(f"latency table ({device}, load {name}) has no entry for {unit.key} "
                                  f"(of {cfg.id}); build it over this config's space or ops")
             total += entry.mean
         return total
 
-    def cost_model(self, lr_hw: tuple[int, int] = DEFAULT_LR_HW, level: float | str = 0.0,
+    def cost_model(self, lr_hw: tuple[int, int] = DEFAULT_LR_HW, load: float | str = 0.0,
                    device: str | None = None) -> TableCostModel:
-        return TableCostModel(self, lr_hw, float(level_name(level)), self._device(device))
+        return TableCostModel(self, lr_hw, float(load_name(load)), self._device(device))
 
     # -- JSON --
 
     def to_dict(self) -> dict[str, Any]:
         tables: dict[str, dict[str, dict[str, Any]]] = {}
-        for (device, level, key), entry in sorted(self._entries.items()):
-            tables.setdefault(device, {}).setdefault(level, {})[key] = entry.to_dict()
+        for (device, load, key), entry in sorted(self._entries.items()):
+            tables.setdefault(device, {}).setdefault(load, {})[key] = entry.to_dict()
         return {**header(TABLE_KIND, TABLE_SCHEMA_VERSION), "tables": tables}
 
     @classmethod
@@ -283,18 +289,18 @@ class LatencyTable:
         if not isinstance(tables, Mapping):
             raise ModelError("latency table has no 'tables' object")
         entries = {}
-        for device, levels in tables.items():
-            if not isinstance(levels, Mapping):
+        for device, loads in tables.items():
+            if not isinstance(loads, Mapping):
                 raise ModelError(f"latency table device {device!r} is not an object")
-            for level, units in levels.items():
+            for load, units in loads.items():
                 try:
-                    name = level_name(level)
+                    name = load_name(load)
                 except ConfigError as exc:
                     raise ModelError(f"latency table: {exc}") from None
                 if not isinstance(units, Mapping):
-                    raise ModelError(f"latency table level {level!r} of {device!r} is not an object")
+                    raise ModelError(f"latency table load {load!r} of {device!r} is not an object")
                 for key, entry in units.items():
-                    entries[(str(device), name, str(key))] = LatencyEntry.from_dict(entry, f"{device}/{level}/{key}")
+                    entries[(str(device), name, str(key))] = LatencyEntry.from_dict(entry, f"{device}/{load}/{key}")
         return cls(entries)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -310,12 +316,12 @@ class LatencyTable:
 
 # -- building ---------------------------------------------------------------------------------------
 
-def time_units(table: LatencyTable, units: Sequence[Unit], *, device_label: str, level: float = 0.0,
+def time_units(table: LatencyTable, units: Sequence[Unit], *, device_label: str, load: float = 0.0,
                device: str | torch.device = "cpu", repeats: int = 5, warmup: int = 2, min_sample_s: float = 0.002,
                channels_last: bool | None = None, supernet: nn.Module | None = None,
                on_unit: Callable[[int, int], None] | None = None) -> LatencyTable:
     """Time each unit under the current conditions (the caller runs any background load) and add
-    the samples to `table` under (device_label, level). With `supernet` (on `device`, eval mode
+    the samples to `table` under (device_label, load). With `supernet` (on `device`, eval mode
     is set here) units run routed through it, else as static layers. `on_unit(done, total)`
     after each."""
     from adasr.timing import resolve_device
@@ -329,7 +335,7 @@ def time_units(table: LatencyTable, units: Sequence[Unit], *, device_label: str,
     if supernet is not None:
         supernet.eval()
     try:
-        _time_units(table, units, device_label, level, dev, repeats, warmup, min_sample_s, channels_last, supernet,
+        _time_units(table, units, device_label, load, dev, repeats, warmup, min_sample_s, channels_last, supernet,
                     on_unit)
     finally:
         if supernet is not None:
@@ -337,7 +343,7 @@ def time_units(table: LatencyTable, units: Sequence[Unit], *, device_label: str,
     return table
 
 
-def _time_units(table: LatencyTable, units: Sequence[Unit], device_label: str, level: float, dev: torch.device,
+def _time_units(table: LatencyTable, units: Sequence[Unit], device_label: str, load: float, dev: torch.device,
                 repeats: int, warmup: int, min_sample_s: float, channels_last: bool, supernet: nn.Module | None,
                 on_unit: Callable[[int, int], None] | None) -> None:
     from adasr.timing import make_input, time_calls
@@ -350,20 +356,20 @@ def _time_units(table: LatencyTable, units: Sequence[Unit], device_label: str, l
         x = make_input(shape, dev, channels_last, seed=i)
         first = time_calls(fn, x, warmup=warmup, repeats=1, device=dev)[0]
         inner = max(1, min(1000, math.ceil(min_sample_s / max(first, 1e-7))))
-        table.add(device_label, level, unit.key, time_calls(fn, x, warmup=0, repeats=repeats, inner=inner, device=dev))
+        table.add(device_label, load, unit.key, time_calls(fn, x, warmup=0, repeats=repeats, inner=inner, device=dev))
         if on_unit:
             on_unit(i, len(units))
 
 
 def build_latency_table(space: SearchSpace | None = None, lr_hw: tuple[int, int] = DEFAULT_LR_HW, *,
                         supernet: nn.Module | None = None, configs: Iterable[SubnetConfig] | None = None,
-                        levels: Sequence[float] = (0.0,),
+                        loads: Sequence[float] = (0.0,),
                         device: str | torch.device = "cpu", repeats: int = 5, warmup: int = 2,
                         threads: int | None = None, channels_last: bool | None = None,
                         device_label: str | None = None, load_workers: int | None = None,
                         table: LatencyTable | None = None, on_progress: Progress | None = None) -> LatencyTable:
     """Time the units of `configs` (e.g. sampled sub-networks), or of the whole `space` when no
-    configs are given, at each resource level (a background `CpuLoad` share; 0 = idle).
+    configs are given, at each load (a background `CpuLoad` share; 0 = idle).
 
     With `supernet` (default space: its space) units run routed through it, as the runtime runs
     them; without, as an extracted sub-network's static layers. `device_label` defaults to
@@ -381,7 +387,7 @@ def build_latency_table(space: SearchSpace | None = None, lr_hw: tuple[int, int]
         units = space_units(space, lr_hw)
     else:
         raise ConfigError("build_latency_table needs a space or configs")
-    shares = [float(level_name(s)) for s in levels]
+    shares = [float(load_name(s)) for s in loads]
     table = LatencyTable() if table is None else table
     with torch_threads(threads) as n:
         label = device_label or device_key(device, n)
@@ -389,12 +395,12 @@ def build_latency_table(space: SearchSpace | None = None, lr_hw: tuple[int, int]
         for j, share in enumerate(shares):
             load = CpuLoad(share, load_workers) if share > 0 else contextlib.nullcontext()
 
-            def tick(i: int, _n: int, base: int = j * len(units), stage: str = f"ops {level_name(share)}") -> None:
+            def tick(i: int, _n: int, base: int = j * len(units), stage: str = f"ops {load_name(share)}") -> None:
                 if on_progress:
                     on_progress(stage, base + i, total)
 
             with load:
-                time_units(table, units, device_label=label, level=share, device=device, repeats=repeats,
+                time_units(table, units, device_label=label, load=share, device=device, repeats=repeats,
                            warmup=warmup, channels_last=channels_last, supernet=supernet, on_unit=tick)
     return table
 
@@ -407,24 +413,24 @@ class TableCostModel:
 
     table: LatencyTable
     lr_hw: tuple[int, int]
-    level: float = 0.0
+    load: float = 0.0
     device: str | None = None
     scale: float = 1.0
     offset_s: float = 0.0
 
     def cost(self, cfg: SubnetConfig) -> float:
-        return self.scale * self.table.predict(cfg, self.lr_hw, self.level, self.device) + self.offset_s
+        return self.scale * self.table.predict(cfg, self.lr_hw, self.load, self.device) + self.offset_s
 
     def calibrated(self, cfgs: Sequence[SubnetConfig], measured: Sequence[float] | Mapping[str, Any]) -> TableCostModel:
         """A copy with (scale, offset) fitted by least squares to measured frame latencies."""
         cfgs = list(cfgs)
         y = np.asarray(_measured_values(cfgs, measured), dtype=np.float64)
-        x = np.asarray([self.table.predict(c, self.lr_hw, self.level, self.device) for c in cfgs], dtype=np.float64)
+        x = np.asarray([self.table.predict(c, self.lr_hw, self.load, self.device) for c in cfgs], dtype=np.float64)
         if len(cfgs) < 2 or np.ptp(x) == 0:
             scale, offset = (float(y.mean() / x.mean()) if x.mean() > 0 else 1.0), 0.0
         else:
             scale, offset = (float(v) for v in np.polyfit(x, y, 1))
-        return TableCostModel(self.table, self.lr_hw, self.level, self.device, scale, offset)
+        return TableCostModel(self.table, self.lr_hw, self.load, self.device, scale, offset)
 
 
 @dataclass(frozen=True)
@@ -434,7 +440,7 @@ class MacsCostModel:
     lr_hw: tuple[int, int] = DEFAULT_LR_HW
     macs_per_s: float = 2e10
     overhead_s: float = 1e-4
-    level: float = 0.0
+    load: float = 0.0
 
     def cost(self, cfg: SubnetConfig) -> float:
         return self.overhead_s + subnet_cost(cfg, self.lr_hw)[1] / self.macs_per_s
@@ -443,14 +449,14 @@ class MacsCostModel:
 class MeasuredCostModel:
     """`CostModel` by measurement: median frame latency of the sub-network (cached per config).
 
-    Runs under whatever load the caller arranges; `level` names it.
+    Runs under whatever load the caller arranges; `load` names it.
     """
 
     def __init__(self, supernet: nn.Module, lr_hw: tuple[int, int] = DEFAULT_LR_HW, *, repeats: int = 5,
-                 warmup: int = 2, level: float = 0.0, device: str | torch.device = "cpu",
+                 warmup: int = 2, load: float = 0.0, device: str | torch.device = "cpu",
                  channels_last: bool | None = None) -> None:
         self.supernet, self.lr_hw, self.repeats, self.warmup = supernet, tuple(lr_hw), repeats, warmup
-        self.level, self.device, self.channels_last = level, device, channels_last
+        self.load, self.device, self.channels_last = load, device, channels_last
         self._cache: dict[str, float] = {}
 
     def cost(self, cfg: SubnetConfig) -> float:

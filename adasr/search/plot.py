@@ -13,7 +13,9 @@ from typing import Any
 
 from adasr._atomic import atomic_path
 from adasr.errors import ConfigError
-from adasr.family import Family, level_name
+from adasr.family import Family, load_name
+
+__all__ = ["LabelledPoint", "plot_family"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class LabelledPoint:
 def plot_family(path: str | os.PathLike[str], family: Family, points: Iterable[Any] = (), *,
                 levels: Sequence[float | str] | None = None, measured: bool = True, title: str | None = None,
                 dpi: int = 120) -> None:
-    """Write a PNG of PSNR vs FPS: one line per resource level (default: every level the family
+    """Write a PNG of PSNR vs FPS: one line per load (default: every level the family
     has a latency for), measured where known (and `measured`), else predicted; plus `points`
     (`LabelledPoint`s, dicts with label/fps/psnr, or (label, fps, psnr) tuples)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -49,7 +51,7 @@ def plot_family(path: str | os.PathLike[str], family: Family, points: Iterable[A
         names = sorted({n for lv in family for n in lv.latency_s}
                        | {n for lv in family for n in (lv.measured_s or {})})
     else:
-        names = [level_name(v) for v in levels]
+        names = [load_name(v) for v in levels]
     if not names and not extra:
         raise ConfigError("nothing to plot: the family has no latencies and no points were given")
     fig = Figure(figsize=(6.4, 4.4))

@@ -1,4 +1,4 @@
-"""The two small protocols search depends on, and the names of resource levels.
+"""The two small protocols search depends on, and the names of loads.
 
 Search never asks how a cost or a quality is obtained:
 
@@ -8,9 +8,9 @@ Search never asks how a cost or a quality is obtained:
 - `Evaluator.score(cfg) -> PSNR` in dB: a predictor (`adasr.search.quality.QualityPredictor`)
   or an evaluation (`adasr.search.quality.FastEvaluator`).
 
-A cost model may carry a `level` attribute: the background CPU load share (resource level) it
-predicts for. Resource levels are named by `level_name(share)` ("0.00", "0.50", ...) wherever
-they key a dict (family levels, profiles, latency tables).
+A cost model may carry a `load` attribute: the background CPU load share (DySR's "resource
+level") it predicts for. Loads are named by `load_name(share)` ("0.00", "0.50", ...) wherever
+they key a dict (family levels' latencies, profiles, latency tables).
 
 This module imports no torch.
 """
@@ -20,8 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from adasr.family import level_name as level_name  # re-exported: the name lives with the family
+from adasr.family import level_name as level_name  # the former name of load_name
+from adasr.family import load_name as load_name  # re-exported: the name lives with the family
 from adasr.space import SubnetConfig
+
+__all__ = ["CostModel", "Evaluator", "Progress", "cost_load_name"]
 
 # on_progress(stage, done, total): called by long-running library functions for CLI progress bars.
 Progress = Callable[[str, int, int], None]
@@ -41,6 +44,6 @@ class Evaluator(Protocol):
     def score(self, cfg: SubnetConfig) -> float: ...
 
 
-def cost_level_name(cost_model: object) -> str:
-    """The resource level a cost model predicts for (its `level` attribute; default idle, "0.00")."""
-    return level_name(getattr(cost_model, "level", 0.0))
+def cost_load_name(cost_model: object) -> str:
+    """The load a cost model predicts for (its `load` attribute; default idle, "0.00")."""
+    return load_name(getattr(cost_model, "load", 0.0))

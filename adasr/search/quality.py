@@ -38,6 +38,9 @@ from adasr.metrics import psnr_y
 from adasr.search.protocols import Evaluator, Progress
 from adasr.space import SearchSpace, SubnetConfig
 
+__all__ = ["FastEvaluator", "PREDICTOR_SCHEMA_VERSION", "QualityPredictor", "encode", "encoding_size", "kendall_tau",
+           "make_crops", "sample_quality_data"]
+
 PREDICTOR_SCHEMA_VERSION = 1
 _META_KEY = "adasr.quality_predictor"
 

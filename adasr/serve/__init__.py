@@ -20,3 +20,6 @@ from adasr.serve.config import ASRConfig as ASRConfig
 from adasr.serve.config import ATRConfig as ATRConfig
 from adasr.serve.config import TrainerConfig as TrainerConfig
 from adasr.serve.trainer import ChannelTrainer as ChannelTrainer
+
+__all__ = ["ASRConfig", "ATRConfig", "Channel", "ChannelConfig", "ChannelTrainer", "GivenModel", "Hub", "NamedModel",
+           "TrainerConfig"]

@@ -13,6 +13,8 @@ import numpy as np
 
 from adasr.serve.config import ASRConfig, ATRConfig
 
+__all__ = ["SamplingRate", "TrainingRate", "phi_score"]
+
 
 def phi_score(label: np.ndarray, previous: np.ndarray, step: int = 4) -> float:
     """MSE on [0, 1] between two uint8 labels of the same shape (every `step`-th pixel: cheap)."""

@@ -35,6 +35,9 @@ from adasr.serve.scheduler import RoundRobin
 from adasr.serve.trainer import ChannelTrainer, Update
 from adasr.stream.codec import encode_snapshot, vector_hash
 
+__all__ = ["Channel", "ChannelConfig", "GivenModel", "Hub", "MAX_CHANNELS", "ModelSource", "NamedModel", "Segment",
+           "channel_config_dict"]
+
 MAX_CHANNELS = 64
 
 

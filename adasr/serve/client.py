@@ -18,7 +18,7 @@ them through the adaptive runtime, swap to each updated model between two frames
   meanwhile continues from the buffer with the last good model.
 * Bounded: at most `max_segments` segments and `duration_s` seconds; every wait has a timeout.
 
-`LiveClient.run(...)` plays through `adasr.runtime.engine.run_stream` and returns a
+`LiveClient.run(...)` plays through `adasr.runtime.pipeline.run_stream` and returns a
 `LivePlayResult` (the runtime's QoS summary plus `ClientStats`).
 """
 
@@ -41,6 +41,9 @@ import numpy as np
 from adasr.errors import ConfigError, InputError, ModelError
 from adasr.serve.media import MAX_SEGMENT_BYTES, decode_segment
 from adasr.stream.codec import DeltaError, ModelState, encode_full
+
+__all__ = ["ClientStats", "LiveClient", "LivePlayResult", "LiveRunner", "MAX_MANIFEST_BYTES", "MAX_RECORD_BYTES",
+           "ModelSwap", "REQUEST_HEAD_BYTES", "RESPONSE_HEAD_BYTES", "parse_channel_url"]
 
 MAX_MANIFEST_BYTES = 8 << 20
 MAX_RECORD_BYTES = 512 << 20
@@ -520,8 +523,8 @@ class LiveClient:
             on_output: Callable[[int, int, np.ndarray], None] | None = None,
             max_frames: int | None = None) -> LivePlayResult:
         """Play the channel through the runtime until it ends (or the bounds); see the module doc."""
-        from adasr.runtime.engine import AutoThreads, run_stream
         from adasr.runtime.monitors import CpuMonitor, StreamMonitor
+        from adasr.runtime.pipeline import AutoThreads, StreamOptions, run_stream
         from adasr.runtime.player import pick_policy
 
         if self.swap is None:
@@ -555,8 +558,9 @@ class LiveClient:
             if len(levels) > 1 and policy != "fixed" else None
         monitor = StreamMonitor(cpu=CpuMonitor(), level=runner.level, target_period_s=1.0 / target)
         try:
-            stats = run_stream(runner, self.frames(), sink, target, pol, monitor, threads=AutoThreads(),
-                               on_frame=on_frame, stall_timeout_s=self.reconnect_s + 20, max_frames=max_frames)
+            options = StreamOptions(threads=AutoThreads(), on_frame=on_frame, stall_timeout_s=self.reconnect_s + 20,
+                                    max_frames=max_frames)
+            stats = run_stream(runner, self.frames(), sink, target, pol, monitor, options)
         except BaseException as exc:
             if writer is not None:
                 writer.__exit__(type(exc), exc, exc.__traceback__)
@@ -573,6 +577,6 @@ class LiveClient:
         self.stats.swaps = self.swap.applied
         names = [{"index": i, "config": lv.config.id} for i, lv in enumerate(levels)]
         result = PlayResult(stats=stats, target_fps=target, policy=policy if pol is not None else "fixed",
-                            lr_size=(lr_w, lr_h), out_size=(lr_w * scale, lr_h * scale), source_fps=fps,
+                            lr_hw=(lr_h, lr_w), out_hw=(lr_h * scale, lr_w * scale), source_fps=fps,
                             output=out, levels=names)
         return LivePlayResult(result.summary(), self.stats, played)

@@ -36,6 +36,8 @@ from typing import Any
 
 from adasr.errors import ConfigError
 
+__all__ = ["ASRConfig", "ATRConfig", "SCHEMES", "TrainerConfig"]
+
 SCHEMES = ("none", "one_time", "jit", "ams")
 
 

@@ -16,6 +16,9 @@ import numpy as np
 
 from adasr.errors import ConfigError, InputError
 
+__all__ = ["LiveSource", "MAX_SEGMENT_BYTES", "MAX_SEGMENT_FRAMES", "SEGMENT_CODECS", "decode_segment", "downsample",
+           "encode_segment"]
+
 MAX_SEGMENT_BYTES = 32 << 20  # one LR segment on the wire
 MAX_SEGMENT_FRAMES = 1200
 SEGMENT_CODECS = {"h264": "libx264", "h265": "libx265"}

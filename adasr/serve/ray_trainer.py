@@ -40,6 +40,9 @@ from adasr.errors import AdasrError, ConfigError, InputError
 from adasr.serve.config import TrainerConfig
 from adasr.serve.trainer import Update
 
+__all__ = ["INSTALL_HINT", "MAX_HELD", "MAX_IN_FLIGHT", "READY_TIMEOUT_S", "RaySession", "RayTrainer",
+           "RayTrainerFactory", "TrainerActor", "parse_address"]
+
 MAX_IN_FLIGHT = 32  # offer calls outstanding per channel before the ingest waits for the actor
 MAX_HELD = 1024  # out-of-order offer batches an actor keeps before it refuses more
 READY_TIMEOUT_S = 300.0  # an actor's start (process, imports, model); 80-105 s seen on a loaded 2-core machine

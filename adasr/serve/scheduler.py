@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 from adasr.errors import ConfigError
 
+__all__ = ["GainDriven", "RoundRobin", "SCHEDULERS", "make_scheduler"]
+
 SCHEDULERS = ("round_robin", "gain")
 
 

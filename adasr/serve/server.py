@@ -44,6 +44,9 @@ from aiohttp import web
 from adasr.errors import ConfigError
 from adasr.serve.channel import Hub
 
+__all__ = ["BASE_REF_KIND", "Handlers", "LiveServer", "MAX_INDEX", "MAX_LINE", "MAX_WAIT_S", "NAME_RE", "make_app",
+           "status_html"]
+
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_INDEX = 10**9
 MAX_WAIT_S = 10.0

@@ -40,6 +40,8 @@ from adasr.serve.config import TrainerConfig
 from adasr.stream.adapt import AdaptConfig, PatchSampler, SparseAdapter, segment_psnr
 from adasr.stream.codec import ModelState, encode_delta, encode_full, quantise, vector_hash
 
+__all__ = ["ChannelTrainer", "Sample", "SampleBuffer", "Update"]
+
 
 @dataclass(frozen=True)
 class Sample:

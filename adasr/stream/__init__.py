@@ -21,3 +21,6 @@ from adasr.stream.encoder import EncodeSettings as EncodeSettings
 from adasr.stream.encoder import encode_video as encode_video
 from adasr.stream.reader import StreamReader as StreamReader
 from adasr.stream.reader import decode_stream as decode_stream
+
+__all__ = ["AdaptConfig", "DeltaError", "EncodeSettings", "ModelState", "STRATEGIES", "SparseAdapter", "StreamReader",
+           "decode_stream", "encode_delta", "encode_full", "encode_video", "read_record"]

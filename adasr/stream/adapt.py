@@ -39,6 +39,8 @@ from torch.nn import functional as F
 from adasr.errors import ConfigError
 from adasr.frames import to_frame, to_tensor
 
+__all__ = ["AdaptConfig", "PatchSampler", "STRATEGIES", "SparseAdapter", "segment_psnr"]
+
 STRATEGIES = ("gradient", "ams", "random", "first", "last", "first_last", "full")
 
 

@@ -36,6 +36,9 @@ from adasr._jsonfile import check_header, header
 from adasr.errors import InputError, ModelError, OutputError
 from adasr.safepath import check_name, confined_file, read_confined
 
+__all__ = ["MANIFEST", "MAX_PART_BYTES", "SINGLE_FILE_SUFFIX", "STREAM_KIND", "STREAM_SCHEMA_VERSION", "StreamFile",
+           "check_stream_output", "is_single_file", "stream_folder_reason", "write_stream"]
+
 STREAM_KIND = "adasr-stream"
 STREAM_SCHEMA_VERSION = 1
 SINGLE_FILE_SUFFIX = ".adasrs"

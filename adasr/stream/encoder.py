@@ -35,6 +35,9 @@ from adasr.errors import ConfigError, InputError
 from adasr.stream.adapt import AdaptConfig, PatchSampler, SparseAdapter, segment_psnr
 from adasr.stream.codec import ModelState, encode_base_ref, encode_delta, encode_full, quantise, vector_hash
 
+__all__ = ["EncodeSettings", "ModelStream", "Progress", "build_model_stream", "downsample", "encode_content",
+           "encode_video", "initial_model", "load_clip", "pick_device", "segment_bounds"]
+
 Progress = Callable[[str, int, int], None]
 
 

@@ -20,6 +20,8 @@ import numpy as np
 
 from adasr.errors import ConfigError, ModelError
 
+__all__ = ["StreamRunner", "is_stream_path", "play_stream"]
+
 
 def is_stream_path(path: str | os.PathLike[str]) -> bool:
     """A single-file stream (.adasrs) or a stream folder (a manifest of kind stream)."""
@@ -131,8 +133,9 @@ def play_stream(path: str | os.PathLike[str], *, target_fps: float | None = None
     """
     from adasr.family import Family, Level
     from adasr.nn.supernet import SuperNet, subnet_cost
-    from adasr.runtime.engine import AutoThreads, Engine, run_stream
+    from adasr.runtime.engine import Engine
     from adasr.runtime.monitors import CpuMonitor, StreamMonitor
+    from adasr.runtime.pipeline import AutoThreads, StreamOptions, run_stream
     from adasr.runtime.player import PlayResult
     from adasr.runtime.policies import pick_policy
     from adasr.space import SubnetConfig
@@ -175,7 +178,7 @@ def play_stream(path: str | os.PathLike[str], *, target_fps: float | None = None
         on_ready(inner, target)
     try:
         stats = run_stream(runner, _frames(reader, max_frames), None if writer is None else writer.write, target, pol,
-                           monitor, threads=AutoThreads(), on_frame=on_frame)
+                           monitor, StreamOptions(threads=AutoThreads(), on_frame=on_frame))
     except BaseException as exc:
         if writer is not None:
             writer.__exit__(type(exc), exc, exc.__traceback__)
@@ -186,7 +189,7 @@ def play_stream(path: str | os.PathLike[str], *, target_fps: float | None = None
         raise ModelError(f"no frames were played from {path}")
     names = [{"index": i, "config": lv.config.id} for i, lv in enumerate(runner.levels)]
     result = PlayResult(stats=stats, target_fps=target, policy=policy if pol is not None else "fixed",
-                        lr_size=(lr_w, lr_h), out_size=(lr_w * reader.scale, lr_h * reader.scale), source_fps=fps,
+                        lr_hw=(lr_h, lr_w), out_hw=(lr_h * reader.scale, lr_w * reader.scale), source_fps=fps,
                         output=None if out is None else str(out), levels=names)
     result.segments_applied = reader.state.next_segment
     return result, inner

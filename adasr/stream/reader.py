@@ -31,6 +31,9 @@ from adasr.errors import ConfigError, ModelError
 from adasr.stream.codec import ModelState, read_record, record_kind
 from adasr.stream.container import StreamFile
 
+__all__ = ["DecodeSummary", "MAX_FRAMES", "MAX_LEVELS", "MAX_SIDE", "StreamFrame", "StreamReader", "check_stream_sizes",
+           "decode_stream", "stream_info"]
+
 MAX_SIDE = 16384  # pixels of a frame side (HR or LR)
 MAX_FRAMES = 10_000_000
 MAX_LEVELS = 1024

@@ -8,6 +8,8 @@ from typing import Any
 
 from adasr.errors import ConfigError
 
+__all__ = ["MAX_ANCHORS", "Phase", "SAMPLINGS", "SCHEDULES", "TrainConfig"]
+
 SAMPLINGS = ("single", "sandwich")
 SCHEDULES = ("cosine", "constant", "step")
 MAX_ANCHORS = 64

@@ -33,6 +33,9 @@ import torch
 
 from adasr.errors import AdasrError, ConfigError
 
+__all__ = ["DEFAULT_TIMEOUT_MINUTES", "Dist", "DistributedError", "MAX_PROCESSES", "from_env", "launch",
+           "process_group"]
+
 MAX_PROCESSES = 256
 DEFAULT_TIMEOUT_MINUTES = 30.0
 

@@ -43,6 +43,10 @@ from adasr.train.distributed import Dist
 from adasr.train.losses import SRLoss
 from adasr.train.sampling import step_subnets, validation_subnets
 
+__all__ = ["CHECKPOINT", "MODEL", "TrainState", "Trainer", "TrainingDiverged", "TrainingInterrupted",
+           "build_initial_model", "pick_device", "read_checkpoint", "read_checkpoint_config", "step_generator",
+           "warm_start"]
+
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
 _META = "adasr.checkpoint"

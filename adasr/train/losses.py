@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+__all__ = ["SRLoss", "hfen_loss", "log_kernel"]
+
 
 @functools.lru_cache(maxsize=8)
 def log_kernel(size: int = 15, sigma: float = 1.5) -> torch.Tensor:

@@ -18,6 +18,8 @@ from torch import nn
 from adasr.space import SubnetConfig
 from adasr.train.config import Phase
 
+__all__ = ["recipe", "step_subnets", "validation_subnets", "with_anchors"]
+
 
 def step_subnets(model: nn.Module, phase: Phase, gen: torch.Generator) -> list:
     space = getattr(model, "space", None)
