@@ -52,11 +52,13 @@ def video(tmp_path_factory):
 
 
 def _load_children() -> list[psutil.Process]:
-    """Live CpuLoad workers (python -c <busy loop>) among this process's children."""
+    """Live CpuLoad workers (python -I -S -c <busy loop>) among this process's children (not, e.g.,
+    multiprocessing's resource tracker, which is also a `python -c` child)."""
     out = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.is_running() and child.status() != psutil.STATUS_ZOMBIE and "-c" in child.cmdline():
+            cmd = child.cmdline()
+            if child.is_running() and child.status() != psutil.STATUS_ZOMBIE and cmd[1:4] == ["-I", "-S", "-c"]:
                 out.append(child)
         except psutil.Error:
             continue

@@ -301,7 +301,7 @@ def stream(tmp_path_factory, data_root):
 
     path = tmp_path_factory.mktemp("stream") / "clip.adasrs"
     settings = EncodeSettings(tau=0.2, codec="h264", device="cpu", adapt=AdaptConfig(steps=1, batch=2, patch=16))
-    encode_video(data_root / "video" / "bikes_640x272.mp4", path, settings, max_frames=6, crop=(64, 32))
+    encode_video(data_root / "video" / "bikes_640x272.mp4", path, settings, max_frames=6, crop_hw=(32, 64))
     return path
 
 

@@ -36,8 +36,8 @@ class TwoScenes:
     """A live source of two scenes back to back (bikes, then megamind's fade-in): one hard cut."""
 
     def __init__(self, data_root, fps: float = 10.0) -> None:
-        a = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop=(64, 64), max_frames=N + SKIP)
-        b = LiveSource(data_root / "video" / "megamind_720x528.avi", scale=2, crop=(64, 64), max_frames=N + SKIP)
+        a = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop_hw=(64, 64), max_frames=N + SKIP)
+        b = LiveSource(data_root / "video" / "megamind_720x528.avi", scale=2, crop_hw=(64, 64), max_frames=N + SKIP)
         self.hr = list(a.frames())[SKIP:] + list(b.frames())[SKIP:]
         self.scale, self.fps, self.width, self.height = 2, fps, a.width, a.height
 

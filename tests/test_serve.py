@@ -31,7 +31,7 @@ def frames(data_root, n=24):
     """n real 64x64 HR frames of bikes and their 32x32 area-downsampled LR frames."""
     from adasr.serve.media import LiveSource, downsample
 
-    src = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop=(64, 64), max_frames=n)
+    src = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop_hw=(64, 64), max_frames=n)
     hr = list(src.frames())
     return [downsample(f, 2) for f in hr], hr
 
@@ -181,7 +181,7 @@ def test_channel_segments_play_on_their_own(data_root):
     from adasr.serve.media import LiveSource
 
     model, spec = tiny_model()
-    src = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop=(64, 64), max_frames=12)
+    src = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop_hw=(64, 64), max_frames=12)
     ch = Channel("bikes", src, TrainerConfig(t_update=0.2, k=2, batch=2, patch=12),
                  model_source=GivenModel(model, spec), config=ChannelConfig(segment_s=0.2))
     hub = Hub([ch])

@@ -28,7 +28,7 @@ TRAIN = TrainerConfig(t_update=0.4, k=2, batch=2, patch=12)
 
 
 def make_server(data_root, frames=40, model_source=None, segment_s=0.2, name="bikes") -> LiveServer:
-    src = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop=(64, 64), max_frames=frames)
+    src = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop_hw=(64, 64), max_frames=frames)
     if model_source is None:
         model_source = GivenModel(*tiny_model())
     ch = Channel(name, src, TRAIN, model_source=model_source, config=ChannelConfig(segment_s=segment_s))

@@ -96,7 +96,7 @@ def test_two_channels_train_in_actors_and_the_clients_get_their_updates(local_ra
     factory = RayTrainerFactory()
     channels = []
     for i, name in enumerate(("a", "b")):
-        src = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop=(64, 64), max_frames=50 + 5 * i)
+        src = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop_hw=(64, 64), max_frames=50 + 5 * i)
         channels.append(Channel(name, src, TRAIN, model_source=GivenModel(*tiny_model()), trainer_factory=factory,
                                 config=ChannelConfig(segment_s=0.2)))
     results: dict[str, object] = {}

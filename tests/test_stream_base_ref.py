@@ -76,8 +76,8 @@ def pair(tmp_path_factory, data_root):
     video = data_root / "video" / "bikes_640x272.mp4"
     settings = EncodeSettings(tau=0.2, device="cpu", adapt=AdaptConfig(steps=2, batch=2, patch=16))
     full, hashed = tmp / "full.adasrs", tmp / "hashed.adasrs"
-    mf = encode_video(video, full, settings, max_frames=10, crop=(128, 64))
-    mh = encode_video(video, hashed, replace(settings, base_by_hash=True), max_frames=10, crop=(128, 64))
+    mf = encode_video(video, full, settings, max_frames=10, crop_hw=(64, 128))
+    mh = encode_video(video, hashed, replace(settings, base_by_hash=True), max_frames=10, crop_hw=(64, 128))
     return full, hashed, mf, mh
 
 

@@ -41,7 +41,7 @@ def test_supernet_stream_round_trip_and_levels(small_pairs):
 def test_bench_codec_miniature(tmp_path, data_root):
     from adasr.bench.codec import CodecBenchConfig, run_codec_bench, summary_lines
 
-    cfg = CodecBenchConfig(max_frames=6, crop=(128, 64), hr_crfs=(24, 32, 40, 48), lr_crfs=(20, 28, 36, 44),
+    cfg = CodecBenchConfig(max_frames=6, crop_hw=(64, 128), hr_crfs=(24, 32, 40, 48), lr_crfs=(20, 28, 36, 44),
                            sweeps=False, steps=2, oneshot_steps=2, ssim_every=3, tau=0.12, device="cpu")
     result = run_codec_bench([data_root / "video" / "bikes_640x272.mp4"], tmp_path, cfg)
     clip = result["clips"][0]

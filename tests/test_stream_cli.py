@@ -27,8 +27,8 @@ def streams(tmp_path_factory, data_root):
     video = data_root / "video" / "bikes_640x272.mp4"
     settings = EncodeSettings(tau=0.2, device="cpu", adapt=AdaptConfig(steps=2, batch=2, patch=16))
     single, folder = tmp / "clip.adasrs", tmp / "clip"
-    manifest = encode_video(video, single, settings, max_frames=10, crop=(128, 64))
-    encode_video(video, folder, settings, max_frames=10, crop=(128, 64))
+    manifest = encode_video(video, single, settings, max_frames=10, crop_hw=(64, 128))
+    encode_video(video, folder, settings, max_frames=10, crop_hw=(64, 128))
     return single, folder, manifest
 
 

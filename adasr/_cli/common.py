@@ -113,6 +113,8 @@ RANGES: dict[str, Range] = {
     "reuse:eta": Range(0, 100_000),           # pruning: picks needed in the last q selections
     "reuse:q": Range(1, 1_000_000),
     "reuse:profile": Range(1, 100),                 # bench reuse: Ekya-style profiling micro-windows
+    "ray_cpus": Range(1, 1024),                    # serve / bench live --ray: CPUs of a Ray started here
+    "backends:tolerance_db": Range(0, 10),        # bench backends --save-profile: int8 PSNR loss allowed
     "backends:calib_frames": Range(1, 64),    # int8 calibration frames of `bench backends`
     "serve:zoo_k": Range(1, 1000),            # serve --zoo: model reuse on the live channels
     "serve:zoo_alpha": Range(0, 100),

@@ -77,11 +77,11 @@ def serve(
         names = [Path(s).stem.replace(".", "_")[:64] or f"ch{i}" for i, s in enumerate(sources)]
     if len(set(names)) != len(names):
         raise ConfigError(f"channel names must differ, got {', '.join(names)} (use --name)")
-    size = None if crop is None else parse_hw(crop, "--crop", minimum=16)[::-1]  # LiveSource: (W, H)
+    size = None if crop is None else parse_hw(crop, "--crop", minimum=16)
     cfg = _trainer_config(scheme, t_update, t_horizon, k, eta, seed)
     if ray is not None and zoo is not None:
         raise ConfigError("--zoo and --ray cannot be combined yet: model reuse needs the trainers in this process")
-    sources_ = [LiveSource(s, scale=scale, crop=size) for s in sources]
+    sources_ = [LiveSource(s, scale=scale, crop_hw=size) for s in sources]
     session = factory = None
     if ray is not None:
         from adasr.serve.ray_trainer import RaySession, RayTrainerFactory
@@ -199,10 +199,10 @@ def bench_live(
     from adasr._atomic import check_not_input
     from adasr.bench.live import LiveBenchConfig, run_live_bench, summary_lines
 
-    size = parse_hw(crop, "--crop", minimum=32)[::-1]  # the live bench crops (W, H)
+    size = parse_hw(crop, "--crop", minimum=32)
     names = tuple(s.strip() for s in schemes.split(",") if s.strip())
     counts = tuple(int(c) for c in channels.split(",") if c.strip()) if channels.strip() else ()
-    cfg = LiveBenchConfig(videos=tuple(videos) if videos else None, schemes=names, clients=clients, crop=size,
+    cfg = LiveBenchConfig(videos=tuple(videos) if videos else None, schemes=names, clients=clients, crop_hw=size,
                           seconds=seconds, t_update=t_update, k=k, seed=seed, channel_counts=counts,
                           schedulers=("round_robin", "gain") if scheduler == "both" else (scheduler,),
                           ray=ray, ray_cpus=ray_cpus)

@@ -16,7 +16,7 @@ __all__ = ["bench_codec", "decode", "encode", "register"]
 
 
 def _crop(text: str | None) -> tuple[int, int] | None:
-    return None if text is None else parse_hw(text, "--crop", minimum=16)[::-1]  # encode_video: (W, H)
+    return None if text is None else parse_hw(text, "--crop", minimum=16)
 
 
 def _tau(text: str) -> float:
@@ -86,7 +86,7 @@ def encode(
                               base_by_hash=base_by_hash,
                               adapt=AdaptConfig(eta=eta, steps=steps, batch=batch, patch=patch, lr=lr,
                                                 strategy=strategy, seed=seed))
-    m = encode_video(video, stream, settings, max_frames=max_frames, crop=_crop(crop),
+    m = encode_video(video, stream, settings, max_frames=max_frames, crop_hw=_crop(crop),
                      on_progress=_stage_printer(quiet))
     k, t = m["kbps"], m["timing"]
     out.print(f"wrote {stream}: {m['frames']} frames {m['width']}x{m['height']} (content {m['lr_width']}x"
@@ -150,7 +150,7 @@ def bench_codec(
     def ints(text: str, name: str) -> tuple[int, ...]:
         return parse_ints(text, f"--{name}", RANGES["crf"])
 
-    cfg = CodecBenchConfig(max_frames=max_frames, crop=_crop(crop), hr_crfs=ints(hr_crfs, "hr-crfs"),
+    cfg = CodecBenchConfig(max_frames=max_frames, crop_hw=_crop(crop), hr_crfs=ints(hr_crfs, "hr-crfs"),
                            lr_crfs=ints(lr_crfs, "lr-crfs"), sweep_crf=sweep_crf, sweeps=sweeps, package=package,
                            tau=_tau(tau), eta=eta, steps=steps, oneshot_steps=oneshot_steps, ssim_every=ssim_every,
                            seed=seed, device=device)

@@ -56,7 +56,7 @@ BY_HASH = "LR H.265 + adasr stream, base by hash"
 @dataclass(frozen=True)
 class CodecBenchConfig:
     max_frames: int | None = 250
-    crop: tuple[int, int] | None = None
+    crop_hw: tuple[int, int] | None = None
     scale: int = 2
     hr_crfs: tuple[int, ...] = (26, 30, 34, 38, 42)
     lr_crfs: tuple[int, ...] = (18, 22, 26, 30, 34)
@@ -179,7 +179,7 @@ def bench_clip(video: Path, cfg: CodecBenchConfig, on_progress: Progress | None 
     say = on_progress or (lambda *a: None)
     device = pick_device(cfg.device)
     k = cfg.scale
-    hr, fps = load_clip(video, k, cfg.max_frames, cfg.crop)
+    hr, fps = load_clip(video, k, cfg.max_frames, cfg.crop_hw)
     n, h, w = hr.shape[:3]
     duration = n / float(fps)
     qa = (k, cfg.ssim_every)

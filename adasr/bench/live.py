@@ -54,7 +54,7 @@ class LiveBenchConfig:
     videos: tuple[Path, ...] | None = None
     schemes: tuple[str, ...] = ("none", "one_time", "jit", "ams", "ams_asr_atr")
     clients: int = 1
-    crop: tuple[int, int] = (192, 128)
+    crop_hw: tuple[int, int] = (128, 192)
     seconds: float = 30.0
     clip_seconds: float = 10.0  # at most this much of each clip goes into the session
     t_update: float = 2.0
@@ -83,16 +83,16 @@ class LiveBenchConfig:
             raise ConfigError("channel counts must be in [1, 16]")
 
 
-def session_clip(videos: list[Path], crop: tuple[int, int], out: Path, fps: float = 25.0,
+def session_clip(videos: list[Path], crop_hw: tuple[int, int], out: Path, fps: float = 25.0,
                  clip_seconds: float = 10.0) -> Path:
-    """The clips centre-cropped to `crop` and written back to back at `fps` (one H.264 file)."""
+    """The clips centre-cropped to `crop_hw` (H, W) and written back to back at `fps` (one H.264 file)."""
     from adasr.serve.media import LiveSource
     from adasr.video import VideoWriter, read_frames
 
-    w, h = crop
+    h, w = crop_hw
     with VideoWriter(out, w, h, fps, codec="h264", crf=14, preset="veryfast") as writer:
         for v in videos:
-            src = LiveSource(v, scale=2, crop=crop, loops=1)
+            src = LiveSource(v, scale=2, crop_hw=crop_hw, loops=1)
             for i, f in enumerate(read_frames(v, max_frames=int(clip_seconds * fps))):
                 writer.write(np.ascontiguousarray(f[src.y0:src.y0 + h, src.x0:src.x0 + w]))
                 if i + 1 >= clip_seconds * fps:
@@ -263,7 +263,7 @@ def run_live_bench(cfg: LiveBenchConfig, out_dir: str | Path,
     threads = torch.get_num_threads()
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="adasr-live-") as tmp:
-        clip = session_clip(videos, cfg.crop, Path(tmp) / "session.mp4", clip_seconds=cfg.clip_seconds) \
+        clip = session_clip(videos, cfg.crop_hw, Path(tmp) / "session.mp4", clip_seconds=cfg.clip_seconds) \
             if cfg.schemes else None
         result: dict[str, Any] = {"config": {**asdict(cfg), "videos": [str(v) for v in videos]},
                                   "date": time.strftime("%Y-%m-%d"), "schemes": [], "scaling": []}
@@ -281,7 +281,7 @@ def run_live_bench(cfg: LiveBenchConfig, out_dir: str | Path,
                 rotated = []
                 for i in range(max(cfg.channel_counts)):
                     order = videos[i % len(videos):] + videos[:i % len(videos)]
-                    rotated.append(session_clip(order, cfg.crop, Path(tmp) / f"session{i}.mp4",
+                    rotated.append(session_clip(order, cfg.crop_hw, Path(tmp) / f"session{i}.mp4",
                                                 clip_seconds=cfg.clip_seconds))
                 session = None
                 if cfg.ray is not None:

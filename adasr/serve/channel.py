@@ -128,7 +128,7 @@ class Channel:
         self.trainer = make_trainer(model, spec, levels, self.trainer_config, scale=source.scale, device=device)
         self.base_hash = self.trainer.state.base_hash
         self.scale, self.fps = source.scale, source.fps
-        self.lr_size = (source.width // source.scale, source.height // source.scale)
+        self.lr_hw = (source.height // source.scale, source.width // source.scale)
         self._lock = threading.Lock()
         self._segments: OrderedDict[int, Segment] = OrderedDict()
         self._hr: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -206,7 +206,7 @@ class Channel:
             n_updates = len(self._updates)
         return {
             "kind": "adasr-live-channel", "version": 1, "name": self.name, "scale": self.scale, "fps": self.fps,
-            "lr_width": self.lr_size[0], "lr_height": self.lr_size[1], "codec": self.cfg.codec,
+            "lr_width": self.lr_hw[1], "lr_height": self.lr_hw[0], "codec": self.cfg.codec,
             "container": "mpegts", "segment_s": self.cfg.segment_s,
             "segments": segs, "live_edge": edge, "ended": self.ended, "n_updates": n_updates,
             "model": {"id": self.model_info.get("model", "model"), "levels": self.model_info.get("levels"),

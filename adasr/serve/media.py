@@ -29,11 +29,11 @@ def _is_url(source: str) -> bool:
 
 
 class LiveSource:
-    """HR frames of `source`, centre-cropped to `crop` (W, H) and to multiples of 2 x `scale` (so the
+    """HR frames of `source`, centre-cropped to `crop_hw` (H, W) and to multiples of 2 x `scale` (so the
     LR frames have even sides, as H.264's 4:2:0 needs). A file loops `loops` times at most; a URL
     is read once. `fps`: the source's own rate (override with `fps`)."""
 
-    def __init__(self, source: str | Path, *, scale: int, crop: tuple[int, int] | None = None,
+    def __init__(self, source: str | Path, *, scale: int, crop_hw: tuple[int, int] | None = None,
                  fps: float | None = None, loops: int = 1000, max_frames: int | None = None) -> None:
         self.source, self.scale, self.loops, self.max_frames = str(source), int(scale), int(loops), max_frames
         if not _is_url(self.source) and not Path(self.source).is_file():
@@ -47,7 +47,7 @@ class LiveSource:
                 rate = vs.average_rate or vs.guessed_rate or Fraction(25)
         except av.FFmpegError as exc:
             raise InputError(f"cannot open live source {self.source}: {exc}") from None
-        cw, ch = crop if crop else (w, h)
+        ch, cw = crop_hw if crop_hw else (h, w)
         if cw > w or ch > h:
             raise ConfigError(f"crop {cw}x{ch} is larger than the source ({w}x{h})")
         step = 2 * self.scale

@@ -86,12 +86,12 @@ def pick_device(device: str) -> torch.device:
 # -- frames ---------------------------------------------------------------------------------------
 
 def load_clip(video: str | os.PathLike[str], scale: int, max_frames: int | None = None,
-              crop: tuple[int, int] | None = None) -> tuple[np.ndarray, Fraction]:
-    """HR frames (N, H, W, 3) uint8, centre-cropped to `crop` (w, h) and to multiples of `scale`."""
+              crop_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, Fraction]:
+    """HR frames (N, H, W, 3) uint8, centre-cropped to `crop_hw` (H, W) and to multiples of `scale`."""
     from adasr.video import probe, read_frames
 
     info = probe(video)
-    w, h = crop if crop else (info.width, info.height)
+    h, w = crop_hw if crop_hw else (info.height, info.width)
     if w > info.width or h > info.height:
         raise ConfigError(f"crop {w}x{h} is larger than the video ({info.width}x{info.height})")
     w, h = w - w % scale, h - h % scale
@@ -278,7 +278,7 @@ def _psnr(model, lr, hr, scale, levels, every):
 # -- the whole encoder ----------------------------------------------------------------------------
 
 def encode_video(video: str | os.PathLike[str], out: str | os.PathLike[str], settings: EncodeSettings, *,
-                 max_frames: int | None = None, crop: tuple[int, int] | None = None,
+                 max_frames: int | None = None, crop_hw: tuple[int, int] | None = None,
                  on_progress: Progress | None = None) -> dict[str, Any]:
     """Encode `video` into a stream at `out` (folder, or single file ending in .adasrs); returns the manifest."""
     from adasr._atomic import check_not_input
@@ -291,7 +291,7 @@ def encode_video(video: str | os.PathLike[str], out: str | os.PathLike[str], set
     started = time.perf_counter()
     if on_progress:
         on_progress("read", 0, 1)
-    hr, fps = load_clip(video, settings.scale, max_frames, crop)
+    hr, fps = load_clip(video, settings.scale, max_frames, crop_hw)
     read_s = time.perf_counter() - started
     t0, c0 = time.perf_counter(), time.process_time()
     lr = downsample(hr, settings.scale)
