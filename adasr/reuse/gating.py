@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -239,9 +238,7 @@ class GatingSelector:
 
         A damaged gate (bad JSON, checksum, shapes, non-finite weights) is refused with one
         ModelError line; the net is only replaced once everything has been checked."""
-        from safetensors.torch import load
 
-        from adasr.safepath import read_bounded
 
         folder = Path(folder)
         if not (folder / GATE_JSON).is_file():
@@ -259,15 +256,9 @@ class GatingSelector:
             raise ModelError(f"{where}: gate.json lacks or mangles {exc}") from None
         if not 1 <= width <= 256 or len(ids) > MAX_GATE_OUTPUTS or len(set(ids)) != len(ids):
             raise ModelError(f"{where}: width {width} or {len(ids)} expert ids out of bounds or repeated")
-        if not re.fullmatch(r"gate-[0-9a-f]{12}\.safetensors", name):
-            raise ModelError(f"{where}: bad tensors file name {name[:80]!r}")
-        data = read_bounded(folder / name, 64 << 20, "gating network tensors", ModelError)
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise ModelError(f"{where}: {name} does not match its checksum")
-        try:
-            tensors = load(data)
-        except Exception as exc:  # safetensors raises its own error types for a bad header
-            raise ModelError(f"{where}: {name} is not a readable safetensors file ({str(exc)[:120]})") from None
+        from adasr.reuse.zoo import read_checked_tensors
+
+        tensors = read_checked_tensors(folder, name, digest, "gate", 64 << 20, "gating network tensors", where)
         net = GatingNet(width)
         net.weight = nn.Parameter(torch.zeros(len(ids), net.dim))
         net.bias = nn.Parameter(torch.zeros(len(ids)))

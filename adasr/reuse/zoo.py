@@ -39,7 +39,7 @@ from adasr.errors import ConfigError, InputError, ModelError
 from adasr.stream.codec import encode_delta, model_vector, quantise, vector_hash
 
 __all__ = ["BaseModel", "Expert", "MAX_EXPERTS", "MAX_TENSOR_BYTES", "ZOO_FORMAT", "ZOO_JSON", "ZOO_SCHEMA_VERSION",
-           "Zoo", "delta_record", "sparse_delta"]
+           "Zoo", "delta_record", "read_checked_tensors", "sparse_delta"]
 
 ZOO_FORMAT = "adasr-zoo"
 ZOO_SCHEMA_VERSION = 1
@@ -49,6 +49,25 @@ MAX_TENSOR_BYTES = 2 << 30
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 PLAIN_LEVEL = "model"  # the one level of a base that is a plain model (no supernet levels)
 
+
+
+def read_checked_tensors(folder: Path, name: str, digest: str, prefix: str, limit: int, what: str,
+                         where: str) -> dict[str, torch.Tensor]:
+    """The tensors of `folder / name` (named `<prefix>-<12 hex>.safetensors`, at most `limit`
+    bytes, SHA-256 `digest`), or a one-line ModelError naming `where`."""
+    from safetensors.torch import load
+
+    from adasr.safepath import read_bounded
+
+    if not re.fullmatch(re.escape(prefix) + r"-[0-9a-f]{12}\.safetensors", name):
+        raise ModelError(f"{where}: bad tensors file name {name[:80]!r}")
+    data = read_bounded(folder / name, limit, what, ModelError)
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ModelError(f"{where}: {name} does not match its checksum")
+    try:
+        return load(data)
+    except Exception as exc:  # safetensors raises its own error types for a bad header
+        raise ModelError(f"{where}: {name} is not a readable safetensors file ({str(exc)[:120]})") from None
 
 class BaseModel:
     """The base every expert is a delta of: a supernet, its flat vector and the levels it has.
@@ -274,9 +293,7 @@ class Zoo:
     @classmethod
     def load(cls, folder: str | os.PathLike[str], base: BaseModel) -> Zoo:
         """Read a zoo saved by `save`; ModelError (one line) if it is damaged or of another base."""
-        from safetensors.torch import load
 
-        from adasr.safepath import read_bounded
 
         folder = Path(folder)
         if not (folder / ZOO_JSON).is_file():
@@ -299,15 +316,7 @@ class Zoo:
             nxt = int(doc.get("next", 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{where}: zoo.json lacks or mangles {exc}") from None
-        if not re.fullmatch(r"experts-[0-9a-f]{12}\.safetensors", name):
-            raise ModelError(f"{where}: bad tensors file name {name[:80]!r}")
-        data = read_bounded(folder / name, MAX_TENSOR_BYTES, "zoo tensors", ModelError)
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise ModelError(f"{where}: {name} does not match its checksum")
-        try:
-            tensors = load(data)
-        except Exception as exc:  # safetensors raises its own error types for a bad header
-            raise ModelError(f"{where}: {name} is not a readable safetensors file ({str(exc)[:120]})") from None
+        tensors = read_checked_tensors(folder, name, digest, "experts", MAX_TENSOR_BYTES, "zoo tensors", where)
         zoo = cls(base)
         known = set(base.level_ids)
         for i, entry in enumerate(entries):
