@@ -211,6 +211,19 @@ class Package:
             folder.mkdir(exist_ok=True)
             write_bytes_atomic(folder / f"{device_key}.json", _json(profile).encode("utf-8"))
 
+    def set_precision(self, precision: str) -> None:
+        """Make `precision` the package's preference (`Package.precision`); written to the
+        package on disk at once (atomically)."""
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.manifest = {**self.manifest, "precision": precision}
+        if self.path is None:
+            return
+        if self.single_file:
+            _write_single_file(self.path, self.supernet, self.manifest, self.family, self.profiles)
+        else:
+            write_bytes_atomic(self.path / MANIFEST, _json(self.manifest).encode("utf-8"))
+
     @property
     def precision(self) -> str:
         """The package's precision preference: "fp32" (also every package saved without one),

@@ -134,3 +134,22 @@ def test_fps_helpers():
     assert t == [0.0, 1.0] and fps == [3.0, pytest.approx(2.0)]
     assert fps_windows([]) == ([], [])
     assert fps_per_frame([0.5, 1.0, 1.6]) == [2.0, 2.0, 2.0]
+
+
+def test_int8_adasr_runner(tmp_path, video):
+    # precision applies to the adasr runner: calibrated on the clip, its levels' PSNR is its own
+    lite = SearchSpace.named("lite-x2")
+    cfgs = [lite.smallest(), SubnetConfig(2, 12, 1, 3, ("r", "r"), True, "bic"), lite.largest()]
+    levels = [Level(c, 30.0 + i, *subnet_cost(c, HW), {"0.00": 1e-3 * (i + 1)}) for i, c in enumerate(cfgs)]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = SuperNet(lite).eval()
+    package = save_package(tmp_path / "lite", net, Family(tuple(levels), 2, HW)).path
+    result = run_adaptivity(package, video, trace="stable", seconds=0.02, target_fps=500.0, runners=("adasr",),
+                            precision="int8", out_dir=tmp_path, load_workers=1)
+    r = result["runners"]["adasr"]
+    assert result["precision"] == "int8" and r["frames"] == 10 and len(r["content_psnr"]) == 3
+    assert r["int8_levels"] == [0, 1, 2]
+    assert all(math.isfinite(p) for p in r["content_psnr"])
+    with pytest.raises(ConfigError, match="precision"):
+        run_adaptivity(package, video, trace="stable", seconds=0.02, precision="int4", out_dir=tmp_path)

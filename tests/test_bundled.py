@@ -38,3 +38,20 @@ def test_bundled_levels_get_better_as_they_get_slower(scale):
     psnrs = [lv.psnr for lv in family]
     params = [lv.params for lv in family]
     assert psnrs == sorted(psnrs) and params[0] < params[-1]
+
+
+@pytest.mark.parametrize("scale", (2, 3, 4))
+def test_bundled_packages_choose_int8_from_their_measured_profile(scale):
+    # precision auto: a level runs in int8 only where the shipped profile measured it faster and
+    # within the tolerance (the rule is tested in test_precision; here, that what ships is consistent)
+    from adasr.runtime.precision import int8_choice
+
+    pkg = load_package(bundled_package(scale))
+    assert pkg.precision == "auto"
+    section = next(iter(pkg.profiles.values()))["int8"]
+    assert set(section["levels"]) == {lv.config.id for lv in pkg.family}  # every level was measured
+    chosen = int8_choice(pkg.family, section)
+    for i, lv in enumerate(pkg.family):
+        entry = section["levels"][lv.config.id]
+        ok = entry["int8_s"] < entry["fp32_s"] and -entry["psnr_change_db"] <= section["tolerance_db"]
+        assert (i in chosen) == ok

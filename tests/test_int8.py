@@ -163,6 +163,14 @@ def test_backends_bench_saves_the_int8_entry_that_auto_reads(monkeypatch, capsys
     assert int8_choice(pkg.family, section) == ([0] if entry["int8_s"] < entry["fp32_s"] else [])
     code, _, stderr = run_cli(monkeypatch, capsys, *args, "--save-profile", "--data", "none")
     assert code == 5 and "--save-profile needs --data" in stderr
+    load_package(pkg_path).set_precision("fp32")
+    code, _, stderr = run_cli(monkeypatch, capsys, *args, "--set-precision", "auto")
+    assert code == 5 and "goes with --save-profile" in stderr
+    code, _, stderr = run_cli(monkeypatch, capsys, *args, "--save-profile", "--set-precision", "int4")
+    assert code == 5 and "precision must be one of" in stderr and load_package(pkg_path).precision == "fp32"
+    code, _, stderr = run_cli(monkeypatch, capsys, *args, "--save-profile", "--set-precision", "auto")
+    assert code == 0, stderr
+    assert load_package(pkg_path).precision == "auto" and key in load_package(pkg_path).profiles
 
 
 @pytest.mark.parametrize("command", [["upscale", "in.mp4", "out.mp4"], ["play", "in.mp4"]])
@@ -193,3 +201,18 @@ def test_onnx_runtime_backends_match_the_float_level(tmp_path):
         same = psnr(fp32.astype(np.float64), ref.astype(np.float64), 255.0)
         assert same > (60 if frame.shape[0] == 32 else 35)
         assert psnr(int8.astype(np.float64), ref.astype(np.float64), 255.0) > 30
+
+
+def test_calibration_frames_are_never_enlarged(tmp_path):
+    # a clip smaller than the timed size calibrates at its own size (an enlarged frame is smoother
+    # than real content, and ranges taken on it clip real detail)
+    from adasr.bench.backends import clip_frames
+    from adasr.video import VideoWriter
+
+    path = tmp_path / "c.mp4"
+    with VideoWriter(path, 32, 24, 10, preset="ultrafast") as vw:
+        for k in range(3):
+            vw.write(_smooth(24, 32, k))
+    assert [f.shape for f in clip_frames(path, (12, 16), 2, stride=1, enlarge=False)] == [(12, 16, 3)] * 2
+    assert [f.shape for f in clip_frames(path, (48, 64), 2, stride=1, enlarge=False)] == [(24, 32, 3)] * 2
+    assert [f.shape for f in clip_frames(path, (48, 64), 2, stride=1)] == [(48, 64, 3)] * 2

@@ -14,7 +14,7 @@ from adasr.metrics import psnr
 from adasr.nn.supernet import subnet_cost
 from adasr.package import PROFILE_KIND, PROFILE_SCHEMA_VERSION, load_package, save_package
 from adasr.runtime.engine import Engine
-from adasr.runtime.precision import int8_choice, int8_levels, section_from_bench
+from adasr.runtime.precision import int8_choice, int8_levels, int8_timed, section_from_bench
 from adasr.space import SearchSpace
 from adasr.timing import LatencySample, device_key
 from tests.helpers import make_net
@@ -116,6 +116,10 @@ def test_engine_auto_quantizes_only_the_levels_the_profile_allows(tmp_path, net,
         a, b = fp32.process(frame), auto.process(frame)
         close = psnr(a.astype(np.float64), b.astype(np.float64), 255.0)
         assert (close == float("inf")) == (i == 0) and close > 35.0  # L0 float: identical; L1 int8: close
+    # the policy's table sees the int8 level's int8 time (0.02 / 0.04 of its 0.02 s); order kept
+    assert auto.levels[1].seconds("0.00") == pytest.approx(0.01) and auto.levels[0].seconds("0.00") == 0.01
+    assert [lv.config.id for lv in auto.levels] == [lv.config.id for lv in pkg.family]
+    assert fp32.levels[1].seconds("0.00") == 0.02
     with pytest.raises(ConfigError, match="calibration"):
         Engine(pkg, precision="auto")
     with pytest.raises(ConfigError, match="package"):
@@ -132,3 +136,26 @@ def test_section_from_bench_keeps_levels_with_both_backends():
     s = section_from_bench(result, "Set5", 0.05)
     assert list(s["levels"]) == ["a"] and s["levels"]["a"]["int8_s"] == pytest.approx(0.01)
     assert s["levels"]["a"]["psnr_change_db"] == pytest.approx(-0.03) and s["tolerance_db"] == 0.05
+
+
+def test_int8_timed_scales_only_measured_int8_levels(family):
+    measured = family.with_measured({"0.00": {lv.config.id: 0.1 for lv in family},
+                                     "0.50": {lv.config.id: 0.2 for lv in family}})
+    section = _section(family, [(0.02, 0.01, 0.0), (0.04, 0.01, 0.0)])
+    timed = int8_timed(measured, section, [1])
+    assert timed[0].measured_s == measured[0].measured_s
+    assert timed[1].measured_s == {"0.00": pytest.approx(0.025), "0.50": pytest.approx(0.05)}
+    assert timed[1].latency_s == measured[1].latency_s  # the predicted float32 cost still orders the family
+    assert int8_timed(measured, None, [0, 1]) is measured and int8_timed(measured, section, []) is measured
+    assert int8_timed(family, section, [0, 1])[0].measured_s == {"0.00": pytest.approx(0.005)}  # predicted, scaled
+
+
+@pytest.mark.parametrize("name", ["folder", "p.adasr"])
+def test_set_precision_is_written_to_the_package(tmp_path, net, family, name):
+    pkg = save_package(tmp_path / name, net, family)
+    pkg.set_precision("auto")
+    again = load_package(tmp_path / name)
+    assert again.precision == "auto" and [lv.config.id for lv in again.family] == [lv.config.id for lv in family]
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        again.set_precision("fp16")
+    assert load_package(tmp_path / name).precision == "auto"

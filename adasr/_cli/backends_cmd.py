@@ -33,6 +33,7 @@ def bench_backends(
     peers: Annotated[bool, typer.Option(help="Also OpenCV dnn_superres FSRCNN / FSRCNN-s / ESPCN as points (needs adasr[peers]).")] = True,
     save_profile: Annotated[bool, typer.Option(help="Store the int8 measurements (first --lr-size, --data PSNR) in the package's profile for this device, where precision auto reads them.")] = False,
     tolerance_db: Annotated[float, typer.Option(help="With --save-profile: the largest PSNR loss (dB) at which precision auto runs a level in int8.")] = 0.05,
+    set_precision: Annotated[Optional[str], typer.Option(help="With --save-profile: also make this (fp32, int8 or auto) the package's own precision, what play, realtime upscale and the API use when none is asked for.")] = None,
 ) -> None:
     """Levels through each backend in one run: ms/frame, PSNR against float32, GFLOP/s against peak."""
     from rich.table import Table
@@ -61,6 +62,12 @@ def bench_backends(
             raise ConfigError(f"--levels must be comma-separated level indices, got {levels!r}") from None
         if not only or only[0] < 0 or len(only) > 64:
             raise ConfigError(f"--levels must be 1-64 non-negative level indices, got {levels!r}")
+    if set_precision is not None:
+        from adasr.runtime.precision import check_precision
+
+        check_precision(set_precision)
+        if not save_profile:
+            raise ConfigError("--set-precision goes with --save-profile (the measurements auto reads)")
     if save_profile and data == "none":
         raise ConfigError("--save-profile needs --data (the PSNR change the tolerance is checked against)")
     if not 0.0 <= tolerance_db <= 10.0:
@@ -106,6 +113,11 @@ def bench_backends(
         key, chosen = save_int8_profile(package, result, set_name, tolerance_db)
         out.print(f"stored int8 measurements in {package} (profile {key}); precision auto runs levels "
                   f"{chosen or 'none'} in int8", highlight=False)
+        if set_precision is not None:
+            from adasr.package import load_package
+
+            load_package(str(package)).set_precision(set_precision)
+            out.print(f"{package}: precision {set_precision}", highlight=False)
     backends_png(result, out_dir / "backends.png")
     out.print(f"wrote {out_dir / 'backends.json'} and {out_dir / 'backends.png'}", highlight=False)
 

@@ -163,6 +163,11 @@ def _space_dict(name: str, scale: int) -> dict:
     from adasr.space import SearchSpace
 
     try:
+        if name.endswith(".json") or os.sep in name:  # a user's space file, e.g. one widened for a GPU
+            space = SearchSpace.from_file(name)
+            if space.scale != scale:
+                raise ConfigError(f"{name}: the space is x{space.scale}, but --scale is {scale}")
+            return space.to_dict()
         return SearchSpace.named(name, scale=scale).to_dict()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -312,7 +317,7 @@ def upscale(
     json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary (mode, level histogram, "
                                                "estimated and actual seconds; --realtime: deadline share) "
                                                "instead of a sentence.")] = False,
-    precision: Annotated[Optional[str], typer.Option(help="Video level precision: fp32, int8 (every level, forced) or auto (int8 only where this device's profile measured it faster and within its PSNR tolerance); default: the package's own (fp32 unless it says otherwise).")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="Video level precision: fp32, int8 (every level, forced) or auto (int8 only where this device's profile measured it faster and within its PSNR tolerance); default: fp32 for a file (quality first), the package's own with --realtime (the bundled packages: auto).")] = None,
 ) -> None:
     """Upscale an image or a video (frame rate, rotation and audio are kept): the best level by default,
     the best that fits --time-budget, or --realtime; one line up front says what runs and how long it takes."""
@@ -347,7 +352,7 @@ def play(
     timeline: Annotated[Optional[Path], typer.Option(help="Write a timeline PNG (level, FPS, latency, load).")] = None,
     quiet: Annotated[bool, typer.Option(help="No live view; print the summary only.")] = False,
     base: Annotated[Optional[str], typer.Option(help="The base model this player already holds (generic, srvc, a model file or a package): a live channel then names it by hash and sends only updates; a model stream encoded with --base-by-hash needs it (a mismatching hash is refused).")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="Level precision: fp32, int8 (every level, forced) or auto (int8 only where this device's profile measured it faster and within its PSNR tolerance); default: the package's own (fp32 unless it says otherwise).")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="Level precision: fp32, int8 (every level, forced) or auto (int8 only where this device's profile measured it faster and within its PSNR tolerance); default: the package's own (the bundled packages: auto; fp32 when a package says nothing).")] = None,
 ) -> None:
     """Play a video through the adaptive runtime with a live view of level, FPS, load, switches and misses."""
     from adasr._cli.play_cmd import run_play
@@ -624,6 +629,11 @@ def bench_adaptivity(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     thread_rule: Annotated[str, typer.Option(help="auto: every core while the CPU is otherwise idle, one thread under "
                                              "background load; fixed: keep --threads throughout.")] = "auto",
+    precision: Annotated[str, typer.Option(help="Precision of the adasr runner's levels: fp32, int8 (every level) or auto "
+                                           "(int8 where the profile measured it faster and within tolerance); "
+                                           "calibrated on --video; the default target FPS follows it. Static and "
+                                           "Assembled stay float32.")] = "fp32",
+    runners: Annotated[str, typer.Option(help="Comma-separated runners, in order: adasr, static, assembled.")] = "adasr,static,assembled",
 ) -> None:
     """adasr vs Static (reload on switch) vs Assembled (all resident) under one load trace."""
     from adasr._atomic import check_not_input
@@ -633,11 +643,13 @@ def bench_adaptivity(
     check_not_input([out_dir], [package, video, trace if Path(trace).is_file() else None])
     out_dir.mkdir(parents=True, exist_ok=True)
     options = AdaptivityOptions(trace=trace, seconds=seconds, target_fps=target_fps, policy=policy, seed=seed,
-                                thread_rule=thread_rule)
+                                thread_rule=thread_rule, precision=precision,
+                                runners=tuple(r.strip() for r in runners.split(",") if r.strip()))
     result = run_adaptivity(package, video, options, out_dir=out_dir,
                             on_progress=lambda stage, done, total: console.print(f"  {stage}: {done}/{total}"))
     rows = summary_rows(result)
-    _print_rows(f"trace {trace}, target {result['target_fps']:.1f} FPS, policy {policy}, {seconds:g} s per runner",
+    _print_rows(f"trace {trace}, target {result['target_fps']:.1f} FPS, policy {policy}, adasr in {precision}, "
+                f"{seconds:g} s per runner",
                 rows)
     out.print(f"wrote {out_dir / 'adaptivity.json'} and PNGs")
 

@@ -33,12 +33,20 @@ def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool
             task.append(progress.add_task("profile", total=None))
         progress.update(task[0], completed=done, total=total)
 
+    import time
+
+    start = time.perf_counter()
     try:
-        return load(model, scale, profile=profile, on_progress=on_progress, precision=precision,
-                    calibration_video=calibration_video)
+        engine = load(model, scale, profile=profile, on_progress=on_progress, precision=precision,
+                      calibration_video=calibration_video)
     finally:
         if task:
             progress.stop()
+    int8 = [i for i, q in enumerate(engine.int8_levels) if q is not None]
+    if int8 and not quiet:
+        console.print(f"int8 levels {int8} of {len(engine.levels)} (precision {precision or engine.package.precision}; "
+                      f"loaded and calibrated in {time.perf_counter() - start:.1f} s)", highlight=False)
+    return engine
 
 
 def _trace_file(trace: str | None) -> Path | None:

@@ -296,8 +296,10 @@ def _video_package(job: _Job, package: Any, codec: str, crf: int, preset: str | 
     total = info.frame_count if max_frames is None else min(max_frames, info.frame_count or max_frames)
     hw = (info.height, info.width)
     what = f"{job.src.name}: {total} frames {_sizes(hw, job.scale)}"
-    # one fixed level: the family's latencies play no part; int8 levels calibrate on the input
-    engine = build_engine(package, precision=job.precision, calibration_video=job.src)
+    # one fixed level: the family's latencies play no part; quality first, so float32 unless
+    # --precision asks (the package's own precision is for the adaptive runtime: --realtime, play);
+    # int8 levels calibrate on the input
+    engine = build_engine(package, precision=job.precision or "fp32", calibration_video=job.src)
     level, estimate, costs, budget_s = _choose_level(job, package, hw, total, total / fps, what, tile=engine.tile)
     running = RunningEstimate(estimate / total if total else None, total)
     progress = _eta_progress(job.console, job.quiet)

@@ -191,19 +191,26 @@ def _switch_probe(runner: Any) -> tuple[list[int], int]:
     return ns, resident
 
 
-def _build_runner(name: str, package: Any, family: Any) -> Any:
+def _build_runner(name: str, package: Any, family: Any, options: AdaptivityOptions | None = None,
+                  video: str | os.PathLike[str] | None = None) -> Any:
     from adasr.runtime.baselines import AssembledRunner, StaticRunner
     from adasr.runtime.engine import Engine
 
     if name == "adasr":
-        return Engine(package, family)
+        if options is None or options.precision == "fp32":
+            return Engine(package, family)
+        from adasr.runtime.precision import build_engine
+
+        return build_engine(package, family, precision=options.precision, calibration_video=video,
+                            device_key=options.device_key)
     if name == "static":
         return StaticRunner(package, family)
     return AssembledRunner(package, family)
 
 
 def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_psnr: list[float], *,
-             trace: Any, target_fps: float, max_frames: int, options: AdaptivityOptions) -> dict[str, Any]:
+             trace: Any, target_fps: float, max_frames: int, options: AdaptivityOptions,
+             video: str | os.PathLike[str] | None = None, hrs: list[np.ndarray] | None = None) -> dict[str, Any]:
     from adasr.runtime.pipeline import AutoThreads, StreamOptions
     from adasr.runtime.session import PlaybackSession
 
@@ -212,12 +219,15 @@ def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_
     stream = StreamOptions(max_frames=max_frames, threads=AutoThreads() if options.thread_rule == "auto" else None)
     with PeakRss(options.rss_interval_s) as rss:
         try:
-            runner = _build_runner(name, package, family)
+            runner = _build_runner(name, package, family, options, video)
+            if name == "adasr" and options.precision != "fp32" and hrs is not None:
+                level_psnr = content_psnr(runner, lrs, hrs, options.psnr_frames)  # its int8 levels' own PSNR
             runner.warmup(lrs[0].shape[:2])  # kernels for this frame size built before the clock starts
             frames = (lrs[i % len(lrs)] for i in range(max_frames))  # bounded
             with PlaybackSession(target_fps=target_fps, level=runner.level, trace=trace,
                                  load_workers=options.load_workers) as session:
-                run_policy = pick_policy(options.policy, family, None, fallback=False)
+                # the runner's family: an int8 level's latency is its measured int8 time
+                run_policy = pick_policy(options.policy, runner.levels, None, fallback=False)
                 stats = session.run(runner, frames, None, run_policy, stream)
                 session.stop_load()
                 resident = int(runner.resident_bytes())  # as the run left it (static: its last level)
@@ -252,6 +262,8 @@ def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_
         "peak_rss_bytes": int(rss.peak),
         "rss_before_bytes": int(rss.before),
         "switches": len(stats.switches),
+        "int8_levels": [i for i, q in enumerate(getattr(runner, "int8_levels", None) or []) if q is not None],
+        "content_psnr": list(level_psnr),
         "switch_ms": {"p50": _percentile(pooled_ms, 50), "p99": _percentile(pooled_ms, 99),
                       "max": max(pooled_ms) if pooled_ms else None, "n_run": len(run_ns), "n_probe": len(probe)},
         "switch_run_ns": run_ns,
@@ -376,9 +388,13 @@ class AdaptivityOptions:
     psnr_frames: int = 4
     rss_interval_s: float = 0.02
     thread_rule: str = "auto"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        from adasr.runtime.precision import check_precision
+
         put = object.__setattr__
+        check_precision(self.precision)
         put(self, "seconds", check_positive("seconds", self.seconds))
         if self.thread_rule not in ("auto", "fixed"):
             raise ConfigError(f"thread_rule must be 'auto' or 'fixed', got {self.thread_rule!r}")
@@ -430,7 +446,14 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
     lr_hw = opts.lr_hw or tuple(family.lr_hw)
     target_fps = opts.target_fps
     if target_fps is None:
-        target_fps = default_target_fps(family, lr_hw)
+        timed = family
+        if opts.precision != "fp32" and "adasr" in runners:  # the target follows the faster levels
+            from adasr.runtime.precision import int8_levels, int8_section, int8_timed
+
+            chosen = int8_levels(package, family, opts.precision, device_key)
+            timed = int8_timed(family, int8_section(package, device_key),
+                               range(len(family)) if chosen is None else chosen)
+        target_fps = default_target_fps(timed, lr_hw)
         fps_source = "median level idle FPS (profile/predicted), scaled to the LR size"
     else:
         fps_source = "given"
@@ -448,7 +471,7 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
     results: dict[str, Any] = {}
     for i, name in enumerate(runners):
         results[name] = _run_one(name, package, family, lrs, level_psnr, trace=trace_obj, target_fps=target_fps,
-                                 max_frames=max_frames, options=opts)
+                                 max_frames=max_frames, options=opts, video=video_path, hrs=hrs)
         if on_progress is not None:
             on_progress("runner", i + 1, len(runners))
 
@@ -464,6 +487,7 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
         "max_frames": max_frames,
         "policy": policy,
         "thread_rule": opts.thread_rule,
+        "precision": opts.precision,
         "lr_size": [lr_hw[1], lr_hw[0]],
         "scale": package.scale,
         "video_frames": len(lrs),

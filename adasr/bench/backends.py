@@ -52,8 +52,10 @@ def conv_peak_gflops(repeats: int = 5, hw: tuple[int, int] = (180, 320), channel
 
 
 def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int] | None = None,
-                   onnx_folder: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """Per level: {"index", "id", "params", "macs_per_px", "fns": {backend: frame -> frame}}."""
+                   onnx_folder: Path | None = None, ort_calib: Sequence[np.ndarray] | None = None,
+                   ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per level: {"index", "id", "params", "macs_per_px", "fns": {backend: frame -> frame}}.
+    ort_calib: ONNX Runtime's calibration frames, all of the export size (default `calib`)."""
     from adasr.runtime.engine import Engine, frame_to_tensor, phases_to_frame
     from adasr.runtime.int8 import quantize_level
 
@@ -94,7 +96,8 @@ def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int
             from adasr.bench.ort import ort_backends
 
             try:
-                fns.update(ort_backends(package.supernet.extract(level.config), calib[0].shape[:2], calib,
+                oc = calib if ort_calib is None else ort_calib
+                fns.update(ort_backends(package.supernet.extract(level.config), oc[0].shape[:2], oc,
                                         onnx_folder, torch.get_num_threads()))
             except (ValueError, RuntimeError) as exc:
                 notes.append(f"ONNX Runtime L{index}: {str(exc).splitlines()[0]}")
@@ -104,8 +107,11 @@ def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int
     return rows, notes
 
 
-def clip_frames(video: Path, lr_hw: tuple[int, int], count: int, stride: int = 10) -> list[np.ndarray]:
-    """`count` frames of `video`, every `stride`-th, shrunk to `lr_hw` with the protocol's bicubic."""
+def clip_frames(video: Path, lr_hw: tuple[int, int], count: int, stride: int = 10,
+                enlarge: bool = True) -> list[np.ndarray]:
+    """`count` frames of `video`, every `stride`-th, resized to `lr_hw` with the protocol's bicubic.
+    enlarge False: a frame smaller than `lr_hw` on a side is kept at its own size (an enlarged
+    frame is smoother than real content, and int8 calibrated on it clips real detail)."""
     from adasr.data.imresize import imresize
     from adasr.errors import InputError
     from adasr.video import read_frames
@@ -113,6 +119,9 @@ def clip_frames(video: Path, lr_hw: tuple[int, int], count: int, stride: int = 1
     out = []
     for i, f in enumerate(read_frames(video, max_frames=count * stride)):
         if i % stride == 0:
+            if not enlarge and (f.shape[0] < lr_hw[0] or f.shape[1] < lr_hw[1]):
+                out.append(np.ascontiguousarray(f))
+                continue
             lr = imresize(f, output_shape=lr_hw)
             out.append(np.ascontiguousarray(np.clip(np.round(lr), 0, 255).astype(np.uint8)))
     if not out:
@@ -136,10 +145,11 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
     scale = package.scale
     say("peak conv")
     peak = conv_peak_gflops()
-    calib = clip_frames(calib_video, lr_sizes[0], calib_frames)
+    calib = clip_frames(calib_video, lr_sizes[0], calib_frames, enlarge=False)
     count = len(levels) if levels else len(package.family)
     say(f"quantizing {count} levels on {len(calib)} frames of {calib_video.name}")
-    levels, notes = level_backends(package, calib, levels, onnx_folder)
+    ort_calib = None if onnx_folder is None else clip_frames(calib_video, lr_sizes[0], calib_frames)
+    levels, notes = level_backends(package, calib, levels, onnx_folder, ort_calib)
     peers = []
     if peers_dir is not None:
         from adasr.bench.peers import opencv_upscalers

@@ -143,6 +143,12 @@ class Engine(Streams):
                     self.int8_levels[i] = quantize_level(self.supernet.extract(family[i].config), calibration)
                 except ConfigError:
                     pass  # this level runs in float32
+        # A policy reads the engine's family: give its int8 levels their measured int8 seconds.
+        running = [i for i, q in enumerate(self.int8_levels) if q is not None]
+        if running and not isinstance(source, SuperNet):
+            from adasr.runtime.precision import int8_section, int8_timed
+
+            self.levels = int8_timed(family, int8_section(source, device_key), running)
 
     @classmethod
     def load(cls, path: str, *, device: str = "cpu", device_key: str | None = None, level: int = 0,

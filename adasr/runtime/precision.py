@@ -15,6 +15,7 @@ is float32 everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +24,8 @@ import numpy as np
 from adasr.errors import ConfigError
 from adasr.package import PRECISIONS, check_int8_section
 
-__all__ = ["CALIBRATION_FRAMES", "DEFAULT_TOLERANCE_DB", "build_engine", "calibration_frames", "check_precision",
-           "int8_choice", "int8_levels", "int8_section", "section_from_bench"]
+__all__ = ["CALIBRATION_FRAMES", "CALIBRATION_HW", "DEFAULT_TOLERANCE_DB", "build_engine", "calibration_frames",
+           "check_precision", "int8_choice", "int8_levels", "int8_section", "int8_timed", "section_from_bench"]
 
 if TYPE_CHECKING:
     from adasr.family import Family
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TOLERANCE_DB = 0.05
 CALIBRATION_FRAMES = 4
+CALIBRATION_HW = (180, 320)  # (H, W): at most this much of each calibration frame (its centre)
 
 
 def check_precision(precision: Any) -> str:
@@ -83,15 +85,51 @@ def int8_levels(package: Package, family: Family, precision: str | None = None,
     return int8_choice(family, int8_section(package, device_key))
 
 
-def calibration_frames(video: str | Path, count: int = CALIBRATION_FRAMES, stride: int = 10) -> list[np.ndarray]:
-    """`count` uint8 RGB frames of `video` (every `stride`-th from the start) to calibrate int8."""
+def int8_timed(family: Family, section: dict[str, Any] | None, indices: Sequence[int]) -> Family:
+    """`family` with the measured seconds of the levels at `indices` (those that run in int8)
+    scaled by their int8 / float32 ratio from the profile's `section`, so that a policy's latency
+    table and a default target FPS see the int8 speed. The ratio was measured without background
+    load and is applied at every load; the predicted `latency_s` (the family's sort key) stays
+    float32, so the level order, and every index into it, is unchanged. A level with no measured
+    seconds gets its predicted ones scaled as its measured seconds. Levels without an entry are
+    left as they are."""
+    import dataclasses
+
+    from adasr.family import Family as FamilyType
+
+    if not section or not indices:
+        return family
+    check_int8_section(section, "int8 profile")
+    entries, chosen = section["levels"], set(indices)
+    levels = []
+    for i, level in enumerate(family):
+        entry = entries.get(level.config.id)
+        seconds = level.measured_s or level.latency_s
+        if i in chosen and entry is not None and seconds:
+            ratio = entry["int8_s"] / entry["fp32_s"]
+            level = dataclasses.replace(level, measured_s={k: v * ratio for k, v in seconds.items()})
+        levels.append(level)
+    return FamilyType(levels=tuple(levels), scale=family.scale, lr_hw=family.lr_hw, reference=family.reference,
+                      search=family.search)
+
+
+def calibration_frames(video: str | Path, count: int = CALIBRATION_FRAMES, stride: int = 10,
+                       max_hw: tuple[int, int] = CALIBRATION_HW) -> list[np.ndarray]:
+    """`count` uint8 RGB frames of `video` (every `stride`-th from the start) to calibrate int8,
+    each centre-cropped to at most `max_hw` (H, W): the content keeps its own scale (a resized
+    frame would not) and calibration costs at most that many pixels per frame and level."""
     from adasr.errors import InputError
     from adasr.video import read_frames
 
     frames = [f for i, f in enumerate(read_frames(video, max_frames=count * stride)) if i % stride == 0]
     if not frames:
         raise InputError(f"{video}: no frames decoded to calibrate int8")
-    return [np.ascontiguousarray(f) for f in frames]
+    mh, mw = max_hw
+    out = []
+    for f in frames:
+        top, left = max(0, (f.shape[0] - mh) // 2), max(0, (f.shape[1] - mw) // 2)
+        out.append(np.ascontiguousarray(f[top:top + mh, left:left + mw]))
+    return out
 
 
 def section_from_bench(result: dict[str, Any], set_name: str, tolerance_db: float = DEFAULT_TOLERANCE_DB,
@@ -125,5 +163,5 @@ def build_engine(package: Package, family: Family | None = None, *, precision: s
         return Engine(package, family, **kw)
     if calibration_video is None:
         raise ConfigError("int8 levels need calibration frames: give a video to calibrate on")
-    return Engine(package, family, precision="int8", int8_only=chosen,
+    return Engine(package, family, precision="int8", int8_only=chosen, device_key=device_key,
                   calibration=calibration_frames(calibration_video), **kw)
