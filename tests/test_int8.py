@@ -216,3 +216,20 @@ def test_calibration_frames_are_never_enlarged(tmp_path):
     assert [f.shape for f in clip_frames(path, (12, 16), 2, stride=1, enlarge=False)] == [(12, 16, 3)] * 2
     assert [f.shape for f in clip_frames(path, (48, 64), 2, stride=1, enlarge=False)] == [(24, 32, 3)] * 2
     assert [f.shape for f in clip_frames(path, (48, 64), 2, stride=1)] == [(48, 64, 3)] * 2
+
+
+def test_luma_bound_is_timed_but_not_scored(monkeypatch, capsys, tmp_path, data_root):
+    from adasr.bench.luma import _RGB_TO_YCC
+
+    # the shortcut the bound takes is exact: YCbCr -> RGB adds a Y change to R, G and B alike
+    assert torch.allclose(torch.linalg.inv(_RGB_TO_YCC)[:, 0], torch.ones(3), atol=1e-6)
+    out = tmp_path / "bb"
+    code, _, stderr = run_cli(monkeypatch, capsys, "bench", "backends", MODELS_DIR / "sr_x2.adasr", "--lr-size", "24x16",
+                              "--max-images", "1", "--calib-frames", "1", "--rounds", "1", "--repeats", "1",
+                              "--levels", "0", "--threads", "1", "--no-onnx", "--no-peers", "--luma", "--out", out)
+    assert code == 0, stderr
+    result = json.loads((out / "backends.json").read_text())
+    assert "luma-bound" in result["backends"]
+    luma = [r for r in result["sizes"][0]["rows"] if r["backend"] == "luma-bound"]
+    assert len(luma) == 1 and luma[0]["ms"] > 0 and luma[0]["psnr_vs_fp32"] is None
+    assert set(result["levels"][0]["Set5"]) == {"torch-fp32", "torch-int8"}

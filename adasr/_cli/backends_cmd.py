@@ -33,6 +33,7 @@ def bench_backends(
     peers: Annotated[bool, typer.Option(help="Also OpenCV dnn_superres FSRCNN / FSRCNN-s / ESPCN as points (needs adasr[peers]).")] = True,
     save_profile: Annotated[bool, typer.Option(help="Store the int8 measurements (first --lr-size, --data PSNR) in the package's profile for this device, where precision auto reads them.")] = False,
     tolerance_db: Annotated[float, typer.Option(help="With --save-profile: the largest PSNR loss (dB) at which precision auto runs a level in int8.")] = 0.05,
+    luma: Annotated[bool, typer.Option(help="Also time each level's luma-only form (Y through the network, bicubic chroma; untrained head and upsampler, so speed only: the bound a trained luma-only level would reach).")] = False,
     set_precision: Annotated[Optional[str], typer.Option(help="With --save-profile: also make this (fp32, int8 or auto) the package's own precision, what play, realtime upscale and the API use when none is asked for.")] = None,
 ) -> None:
     """Levels through each backend in one run: ms/frame, PSNR against float32, GFLOP/s against peak."""
@@ -86,7 +87,7 @@ def bench_backends(
                           calib_frames=calib_frames, rounds=rounds, repeats=repeats, max_images=max_images, levels=only,
                           onnx_folder=out_dir / "onnx" if onnx else None,
                           peers_dir=data_root() / "peers" if peers else None,
-                          on_progress=lambda m: console.print(f"  {m}", highlight=False))
+                          on_progress=lambda m: console.print(f"  {m}", highlight=False), luma=luma)
     set_name = None if data == "none" else data
     for size in result["sizes"]:
         h, w = size["lr_hw"]
@@ -97,9 +98,10 @@ def bench_backends(
             table.add_column(col, justify="right")
         for r in size["rows"]:
             lv = next(v for v in result["levels"] if v["index"] == r["level"])
-            extra = [f"{lv[set_name][r['backend']]:.2f}"] if set_name else []
-            table.add_row(f"L{r['level']}", r["backend"], f"{r['ms']:.1f}", f"{r['speedup']:.2f}",
-                          f"{r['psnr_vs_fp32']:.1f}", *extra, f"{r['gflops']:.1f}", f"{r['of_peak']:.0%}")
+            score = lv[set_name].get(r["backend"]) if set_name else None
+            extra = [("-" if score is None else f"{score:.2f}")] if set_name else []
+            vs = "-" if r["psnr_vs_fp32"] is None else f"{r['psnr_vs_fp32']:.1f}"
+            table.add_row(f"L{r['level']}", r["backend"], f"{r['ms']:.1f}", f"{r['speedup']:.2f}", vs, *extra, f"{r['gflops']:.1f}", f"{r['of_peak']:.0%}")
         for p, entry in zip(size.get("peers", []), result["peers"]):
             extra = [f"{entry[set_name]:.2f}"] if set_name else []
             table.add_row("peer", p["name"], f"{p['ms']:.1f}", "", "", *extra, "", "")

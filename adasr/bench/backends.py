@@ -53,7 +53,7 @@ def conv_peak_gflops(repeats: int = 5, hw: tuple[int, int] = (180, 320), channel
 
 def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int] | None = None,
                    onnx_folder: Path | None = None, ort_calib: Sequence[np.ndarray] | None = None,
-                   ) -> tuple[list[dict[str, Any]], list[str]]:
+                   luma: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
     """Per level: {"index", "id", "params", "macs_per_px", "fns": {backend: frame -> frame}}.
     ort_calib: ONNX Runtime's calibration frames, all of the export size (default `calib`)."""
     from adasr.runtime.engine import Engine, frame_to_tensor, phases_to_frame
@@ -92,6 +92,13 @@ def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int
 
             fns["torch-int8"] = int8
             bits = q.weight_bits()
+        if luma:  # speed only: untrained head and upsampler (adasr.bench.luma)
+            from adasr.bench.luma import luma_frame_fn
+
+            try:
+                fns[LUMA] = luma_frame_fn(package.supernet.extract(level.config))
+            except ConfigError as exc:
+                notes.append(f"{LUMA} L{index}: {exc}")
         if onnx_folder is not None:
             from adasr.bench.ort import ort_backends
 
@@ -105,6 +112,9 @@ def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int
         rows.append({"index": index, "id": level.config.id, "params": level.params, "macs_per_px": macs_px,
                      "fns": fns, "weight_bits": bits if "torch-int8" in fns else None})
     return rows, notes
+
+
+LUMA = "luma-bound"  # timed only: the luma-only form of a level with untrained head and upsampler
 
 
 def clip_frames(video: Path, lr_hw: tuple[int, int], count: int, stride: int = 10,
@@ -133,7 +143,7 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
                  lr_sizes: Sequence[tuple[int, int]] = ((180, 320),), set_name: str | None = "Set5",
                  calib_frames: int = 4, rounds: int = 3, repeats: int = 3, max_images: int | None = None,
                  levels: Sequence[int] | None = None, onnx_folder: Path | None = None, peers_dir: Path | None = None,
-                 on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 on_progress: Callable[[str], None] | None = None, luma: bool = False) -> dict[str, Any]:
     from adasr.bench.peers import _frame
     from adasr.metrics import psnr, psnr_y
     from adasr.package import load_package
@@ -149,7 +159,7 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
     count = len(levels) if levels else len(package.family)
     say(f"quantizing {count} levels on {len(calib)} frames of {calib_video.name}")
     ort_calib = None if onnx_folder is None else clip_frames(calib_video, lr_sizes[0], calib_frames)
-    levels, notes = level_backends(package, calib, levels, onnx_folder, ort_calib)
+    levels, notes = level_backends(package, calib, levels, onnx_folder, ort_calib, luma=luma)
     peers = []
     if peers_dir is not None:
         from adasr.bench.peers import opencv_upscalers
@@ -174,7 +184,8 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
         if pairs:
             row[set_name] = {}
             for b, fn in r["fns"].items():
-                row[set_name][b] = float(np.mean([psnr_y(fn(p.lr), p.hr, border=scale) for p in pairs]))
+                if b != LUMA:
+                    row[set_name][b] = float(np.mean([psnr_y(fn(p.lr), p.hr, border=scale) for p in pairs]))
         result["levels"].append(row)
     for p, entry in zip(peers, result["peers"]):
         if pairs:
@@ -190,7 +201,8 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
             for b, fn in r["fns"].items():
                 out = fn(frame)
                 # capped at 100 dB: identical outputs (fp32 against itself) give inf, not JSON
-                fidelity[(r["index"], b)] = min(100.0, psnr(out.astype(np.float64), ref.astype(np.float64), 255.0))
+                fidelity[(r["index"], b)] = None if b == LUMA else \
+                    min(100.0, psnr(out.astype(np.float64), ref.astype(np.float64), 255.0))
         for _ in range(rounds):
             for r in levels:
                 for b, fn in r["fns"].items():
