@@ -224,7 +224,8 @@ def test_luma_bound_is_timed_but_not_scored(monkeypatch, capsys, tmp_path, data_
     # the shortcut the bound takes is exact: YCbCr -> RGB adds a Y change to R, G and B alike
     assert torch.allclose(torch.linalg.inv(_RGB_TO_YCC)[:, 0], torch.ones(3), atol=1e-6)
     out = tmp_path / "bb"
-    code, _, stderr = run_cli(monkeypatch, capsys, "bench", "backends", MODELS_DIR / "sr_x2.adasr", "--lr-size", "24x16",
+    code, _, stderr = run_cli(monkeypatch, capsys, "bench", "backends", MODELS_DIR / "sr_x2.adasr",
+                              "--lr-size", "24x16",
                               "--max-images", "1", "--calib-frames", "1", "--rounds", "1", "--repeats", "1",
                               "--levels", "0", "--threads", "1", "--no-onnx", "--no-peers", "--luma", "--out", out)
     assert code == 0, stderr
