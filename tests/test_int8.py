@@ -227,10 +227,15 @@ def test_luma_bound_is_timed_but_not_scored(monkeypatch, capsys, tmp_path, data_
     code, _, stderr = run_cli(monkeypatch, capsys, "bench", "backends", MODELS_DIR / "sr_x2.adasr",
                               "--lr-size", "24x16",
                               "--max-images", "1", "--calib-frames", "1", "--rounds", "1", "--repeats", "1",
-                              "--levels", "0", "--threads", "1", "--no-onnx", "--no-peers", "--luma", "--out", out)
+                              "--levels", "0", "--threads", "1", "--no-onnx", "--no-peers", "--luma", "--tile", "16",
+                              "--out", out)
     assert code == 0, stderr
     result = json.loads((out / "backends.json").read_text())
     assert "luma-bound" in result["backends"]
     luma = [r for r in result["sizes"][0]["rows"] if r["backend"] == "luma-bound"]
     assert len(luma) == 1 and luma[0]["ms"] > 0 and luma[0]["psnr_vs_fp32"] is None
     assert set(result["levels"][0]["Set5"]) == {"torch-fp32", "torch-int8"}
+    # in tiles, as the engine runs frames larger than its tile: int8 still matches float32
+    assert result["tile"] == 16
+    int8 = [r for r in result["sizes"][0]["rows"] if r["backend"] == "torch-int8"]
+    assert int8[0]["psnr_vs_fp32"] > 35

@@ -33,6 +33,7 @@ def bench_backends(
     peers: Annotated[bool, typer.Option(help="Also OpenCV dnn_superres FSRCNN / FSRCNN-s / ESPCN as points (needs adasr[peers]).")] = True,
     save_profile: Annotated[bool, typer.Option(help="Store the int8 measurements (first --lr-size, --data PSNR) in the package's profile for this device, where precision auto reads them.")] = False,
     tolerance_db: Annotated[float, typer.Option(help="With --save-profile: the largest PSNR loss (dB) at which precision auto runs a level in int8.")] = 0.05,
+    tile: Annotated[Optional[int], typer.Option(help="Run torch fp32 and int8 on frames larger than this many LR pixels a side in overlapping tiles, as the engine does (default: whole frames).")] = None,
     luma: Annotated[bool, typer.Option(help="Also time each level's luma-only form (Y through the network, bicubic chroma; untrained head and upsampler, so speed only: the bound a trained luma-only level would reach).")] = False,
     set_precision: Annotated[Optional[str], typer.Option(help="With --save-profile: also make this (fp32, int8 or auto) the package's own precision, what play, realtime upscale and the API use when none is asked for.")] = None,
 ) -> None:
@@ -87,7 +88,7 @@ def bench_backends(
                           calib_frames=calib_frames, rounds=rounds, repeats=repeats, max_images=max_images, levels=only,
                           onnx_folder=out_dir / "onnx" if onnx else None,
                           peers_dir=data_root() / "peers" if peers else None,
-                          on_progress=lambda m: console.print(f"  {m}", highlight=False), luma=luma)
+                          on_progress=lambda m: console.print(f"  {m}", highlight=False), luma=luma, tile=tile)
     set_name = None if data == "none" else data
     for size in result["sizes"]:
         h, w = size["lr_hw"]

@@ -53,13 +53,13 @@ def conv_peak_gflops(repeats: int = 5, hw: tuple[int, int] = (180, 320), channel
 
 def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int] | None = None,
                    onnx_folder: Path | None = None, ort_calib: Sequence[np.ndarray] | None = None,
-                   luma: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
+                   luma: bool = False, tile: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Per level: {"index", "id", "params", "macs_per_px", "fns": {backend: frame -> frame}}.
     ort_calib: ONNX Runtime's calibration frames, all of the export size (default `calib`)."""
     from adasr.runtime.engine import Engine, frame_to_tensor, phases_to_frame
     from adasr.runtime.int8 import quantize_level
 
-    engine = Engine(package, tile=None)
+    engine = Engine(package, tile=tile)
     notes: list[str] = []
     if onnx_folder is not None:
         from adasr.bench.ort import available
@@ -88,6 +88,10 @@ def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int
         else:
             def int8(frame: np.ndarray, q: Any = q) -> np.ndarray:
                 with torch.inference_mode():
+                    if tile is not None and max(frame.shape[:2]) > tile:  # as the engine tiles
+                        from adasr.upscale import sr_tiles
+
+                        return sr_tiles(q, frame, q.scale, tile, engine.overlap)
                     return phases_to_frame(q.phases(frame_to_tensor(frame)), q.scale)
 
             fns["torch-int8"] = int8
@@ -143,7 +147,8 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
                  lr_sizes: Sequence[tuple[int, int]] = ((180, 320),), set_name: str | None = "Set5",
                  calib_frames: int = 4, rounds: int = 3, repeats: int = 3, max_images: int | None = None,
                  levels: Sequence[int] | None = None, onnx_folder: Path | None = None, peers_dir: Path | None = None,
-                 on_progress: Callable[[str], None] | None = None, luma: bool = False) -> dict[str, Any]:
+                 on_progress: Callable[[str], None] | None = None, luma: bool = False,
+                 tile: int | None = None) -> dict[str, Any]:
     from adasr.bench.peers import _frame
     from adasr.metrics import psnr, psnr_y
     from adasr.package import load_package
@@ -159,7 +164,7 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
     count = len(levels) if levels else len(package.family)
     say(f"quantizing {count} levels on {len(calib)} frames of {calib_video.name}")
     ort_calib = None if onnx_folder is None else clip_frames(calib_video, lr_sizes[0], calib_frames)
-    levels, notes = level_backends(package, calib, levels, onnx_folder, ort_calib, luma=luma)
+    levels, notes = level_backends(package, calib, levels, onnx_folder, ort_calib, luma=luma, tile=tile)
     peers = []
     if peers_dir is not None:
         from adasr.bench.peers import opencv_upscalers
@@ -171,7 +176,7 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
                               "device": device_key("cpu", torch.get_num_threads()), "peak_gflops": peak,
                               "clock": "cpu" if torch.get_num_threads() == 1 else "wall",
                               "calib_video": str(calib_video), "time_video": str(time_video) if time_video else None,
-                              "backends": backends, "notes": notes, "sizes": [], "levels": [],
+                              "backends": backends, "notes": notes, "tile": tile, "sizes": [], "levels": [],
                               "peers": [{"name": p.name, "params": p.params} for p in peers]}
     pairs = []
     if set_name:
