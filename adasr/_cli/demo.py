@@ -20,7 +20,7 @@ DEMO_FPS = 15.0
 
 
 def run_demo(scale: int, out_dir: Path, out: Console, console: Console, *, target_fps: float = DEMO_FPS,
-             trace: str = "bursty", quiet: bool = False) -> dict:
+             trace: str = "bursty", quiet: bool = False, precision: str | None = None) -> dict:
     from adasr._atomic import ensure_dir, removed_if_empty
     from adasr._cli.play_cmd import run_play
     from adasr.errors import ConfigError, InputError
@@ -39,6 +39,10 @@ def run_demo(scale: int, out_dir: Path, out: Console, console: Console, *, targe
     from adasr.runtime.traces import load_trace
 
     load_trace(trace, 1.0)  # refuse a bad --trace before the output folder is made
+    if precision is not None:
+        from adasr.runtime.precision import check_precision
+
+        check_precision(precision)
     lr = DEMO_LR[scale]
     with removed_if_empty(out_dir):
         ensure_dir(out_dir)
@@ -47,4 +51,4 @@ def run_demo(scale: int, out_dir: Path, out: Console, console: Console, *, targe
         return run_play(clip, model=package, scale=scale, target_fps=target_fps, policy="lookup", level="auto",
                         trace=trace, lr_hw=lr, output=out_dir / f"demo_x{scale}.mp4", max_frames=None,
                         json_out=out_dir / f"demo_x{scale}.json", timeline=out_dir / f"demo_x{scale}_timeline.png",
-                        reference_every=4, quiet=quiet, out=out, console=console)
+                        reference_every=4, quiet=quiet, out=out, console=console, precision=precision)

@@ -552,13 +552,14 @@ def demo(
     target_fps: Annotated[float, typer.Option(help="Frame rate the runtime holds.")] = 15.0,
     trace: Annotated[str, typer.Option(help="Background load: bursty, stable, random or a CSV file.")] = "bursty",
     quiet: Annotated[bool, typer.Option(help="No live view; print the summary only.")] = False,
+    precision: Annotated[Optional[str], typer.Option(help="Level precision: fp32, int8 or auto; default: the package's own (the bundled packages: auto).")] = None,
 ) -> None:
     """The main job of `make run`: adaptive SR of the bundled clip under a bursty CPU load.
 
     Prints the QoS summary and the PSNR gain over bicubic; writes the video, a timeline PNG and JSON."""
     from adasr._cli.demo import run_demo
 
-    run_demo(scale, out_dir, out, console, target_fps=target_fps, trace=trace, quiet=quiet)
+    run_demo(scale, out_dir, out, console, target_fps=target_fps, trace=trace, quiet=quiet, precision=precision)
 
 
 bench_app = typer.Typer(help="Benchmarks that run competitors side by side and report ratios.", no_args_is_help=True)
