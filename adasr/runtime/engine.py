@@ -33,7 +33,8 @@ from adasr.runtime.pipeline import run_stream as run_stream
 if TYPE_CHECKING:
     from adasr.package import Package
 
-__all__ = ["ENGINE_TILE", "Engine", "check_frame", "frame_to_tensor", "module_bytes", "phases_to_frame", "tensor_to_frame"]
+__all__ = ["ENGINE_TILE", "Engine", "check_frame", "frame_to_tensor", "module_bytes", "phases_to_frame",
+           "tensor_to_frame"]
 
 
 # -- frames <-> tensors (shared with the baselines) --------------------------------------------------
