@@ -25,6 +25,11 @@ Measurement rules (what the numbers mean):
   ``len // 2``), measured from the device profile when the package has one, else predicted,
   scaled by the pixel ratio when the LR size differs from the family's `lr_hw`. The mid level
   then just meets the target at idle and the best level does not, so a policy must adapt.
+- Precision (`AdaptivityOptions.precision`, default "fp32"): "int8" or "auto" runs the adasr
+  runner's levels in int8 (`adasr.runtime.precision.build_engine`, calibrated on the video's
+  first frames); its policy reads the runner's family, whose int8 levels carry their measured
+  int8 time (`int8_timed`), the default target follows that family, and its levels' content
+  PSNR is measured on its own int8 outputs. Static and Assembled stay float32.
 - Deadlines, stalls, switches: as `run_stream` defines them (see `adasr.runtime.pipeline`).
 - Switch latency: the runner's in-run switches plus a probe after the run that switches through
   every level once and back to the first (``2 * (levels - 1)`` switches, bounded), so every runner
