@@ -135,6 +135,8 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
         report["evaluations"] = evaluator.evaluations
         if floor_bicubic:
             family = _above_bicubic(family, evaluator, report)
+        if profiles_from is not None:  # same configs, same latencies: the source's predictions, and so its order
+            family = _same_latencies(family, profiles_from)
         from adasr.nn.supernet import trim_supernet
 
         def shipped(fam: Any) -> Any:  # the supernet the package holds: only the ops its levels use
@@ -194,6 +196,17 @@ def _profile_here(package, out, shipped, report, *, loads, repeats, threads, lr_
         package = save_package(out, shipped(family), family, info=package.manifest.get("info"), overwrite=True)
     package.add_profile(key, profile)
     return package, key
+
+
+def _same_latencies(family, source):
+    """`family` with each level's predicted latencies taken from the level of the same config in
+    `source` (a package): a re-scored family keeps the source's order, not one re-drawn from a new
+    (noisy) latency table."""
+    from dataclasses import replace
+
+    theirs = {lv.config.id: lv.latency_s for lv in source.family}
+    return replace(family, levels=tuple(replace(lv, latency_s=dict(theirs.get(lv.config.id, lv.latency_s)))
+                                        for lv in family))
 
 
 def _copy_profiles(source, package, lr_hw: tuple[int, int], threads: int | None) -> str:
