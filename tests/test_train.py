@@ -210,3 +210,56 @@ def test_anchored_phase_trains_only_the_largest_and_the_anchors(tmp_path):
         _anchored(recipe("lite", 10), tmp_path / "junk.json", space.to_dict())
     with pytest.raises(ConfigError, match="anchors need sampling"):
         Phase("p", sampling="single", anchors=("a",))
+
+
+def test_small_steps_update_only_the_small_subnets_and_resume_exactly(tmp_path, small_pairs):
+    """Phase.small_steps: extra updates of the sandwich's sub-networks but the largest (never the
+    largest itself), with their own Adam state, checkpointed so a resumed run is exact."""
+    import json
+
+    from adasr.space import SearchSpace
+    from adasr.train.sampling import recipe, with_small_steps
+
+    space = SearchSpace.named("tiny")
+    phases = with_small_steps(recipe("lite", 4), 3, 8)
+    assert phases[0].small_steps == 3 and phases[0].small_patch == 8
+    cfg = _cfg(arch="supernet", arch_args={"space": space.to_dict()}, steps=4, ckpt_every=2, phases=phases)
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again.phases[0].small_steps == 3 and again.to_dict() == cfg.to_dict()
+
+    trainer = Trainer(cfg, tmp_path / "full", train_pairs=small_pairs)
+    seen: list[str] = []
+    real = trainer.model.forward
+    trainer.model.forward = lambda x, cfg=None, **kw: (seen.append(getattr(cfg, "id", cfg)), real(x, cfg=cfg, **kw))[1]
+    before = _weights(trainer.model)
+    trainer._small_update(0, phases[0], torch.Generator().manual_seed(3))
+    assert seen and space.largest().id not in seen  # the extra update never runs the largest
+    after = trainer.model.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed  # it trains something
+    trainer.model.forward = real
+    plain = Trainer(_cfg(arch="supernet", arch_args={"space": space.to_dict()}, steps=4, phases=recipe("lite", 4)),
+                    tmp_path / "plain", train_pairs=small_pairs)
+    plain.run()
+    trainer = Trainer(cfg, tmp_path / "full2", train_pairs=small_pairs)
+    trainer.run()
+    assert any(not torch.equal(a, b) for a, b in zip(plain.model.state_dict().values(),
+                                                   trainer.model.state_dict().values(), strict=True))
+
+    class Interrupt:
+        def __call__(self, kind, data):
+            if kind == "step" and data["step"] == 3:
+                raise KeyboardInterrupt
+
+    from adasr.train.loop import TrainingInterrupted
+
+    with pytest.raises(TrainingInterrupted):
+        Trainer(cfg, tmp_path / "cut", train_pairs=small_pairs, on_event=Interrupt()).run()
+    resumed = Trainer(cfg, tmp_path / "cut", resume=True, train_pairs=small_pairs)
+    resumed.run()
+    for (k, a), b in zip(trainer.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    with pytest.raises(ConfigError, match="small_steps"):
+        Phase("p", sampling="single", small_steps=1)
+    with pytest.raises(ConfigError, match="small_steps"):
+        Phase("p", sampling="sandwich", small_steps=99)

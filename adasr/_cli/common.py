@@ -57,6 +57,8 @@ RANGES: dict[str, Range] = {
     "batch": Range(1, 4096),
     "patch": Range(8, 1024),
     "encode:patch": Range(4, 1024),
+    "small_steps": Range(0, 16),
+    "small_patch": Range(4, 512),
     "lr": Range(0, 10, lo_open=True),
     "hfen_weight": Range(0, 1000),
     "ema": Range(0, 1, hi_open=True),

@@ -64,6 +64,8 @@ def train(
     arg: Annotated[Optional[list[str]], typer.Option(help="Architecture argument NAME=VALUE (repeatable, JSON values).")] = None,
     init_from: Annotated[Optional[Path], typer.Option(help="Warm start: copy the tensors of this model file whose names and shapes match (e.g. an x4 supernet from a trained x2 one).")] = None,
     anchors: Annotated[Optional[Path], typer.Option(help="Train the configs that ship: a package (its levels) or a JSON list of sub-network ids, smallest first; each sandwich step trains the largest, the first anchor and random other anchors instead of random configs of the space.")] = None,
+    small_steps: Annotated[int, typer.Option(help="Supernets: extra updates per step of the sub-networks other than the largest (the smallest and random ones), each on its own batch of --small-patch patches: the cheap levels get several updates per update of the costly largest one.")] = 0,
+    small_patch: Annotated[int, typer.Option(help="LR patch side of the --small-steps updates.")] = 16,
     config: Annotated[Optional[Path], typer.Option(help="JSON file of training options (CLI options are ignored except --out).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped, with the settings stored in its "
                                          "checkpoint (options given again must agree with them).")] = False,
@@ -91,7 +93,7 @@ def train(
     options = dict(arch=arch, supernet=supernet, recipe=recipe, scale=scale, data=data, val=val, steps=steps,
                    batch_size=batch_size, patch=patch, lr=lr, schedule=schedule, hfen_weight=hfen_weight, ema=ema,
                    val_every=val_every, ckpt_every=ckpt_every, seed=seed, arg=arg, init_from=init_from,
-                   anchors=anchors)
+                   anchors=anchors, small_steps=small_steps, small_patch=small_patch)
     if config is not None:
         try:
             cfg = _config_file(config)
@@ -134,7 +136,7 @@ def _config_file(path: Path):
 
 
 def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size, patch, lr, schedule, hfen_weight,
-                  ema, val_every, ckpt_every, seed, arg, init_from, anchors=None):
+                  ema, val_every, ckpt_every, seed, arg, init_from, anchors=None, small_steps=0, small_patch=16):
     """The TrainConfig that `adasr train`'s options describe."""
     from adasr.paths import benchmark_dir, data_root
     from adasr.train import TrainConfig
@@ -146,8 +148,12 @@ def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size
         arch, arch_args, phases = "supernet", {"space": _space_dict(supernet, scale)}, _phases(recipe, steps)
         if anchors is not None:
             phases = _anchored(phases, anchors, arch_args["space"])
-    elif anchors is not None:
-        raise ConfigError("--anchors needs --supernet")
+        if small_steps:
+            from adasr.train.sampling import with_small_steps
+
+            phases = with_small_steps(phases, small_steps, small_patch)
+    elif anchors is not None or small_steps:
+        raise ConfigError(f"{'--anchors' if anchors is not None else '--small-steps'} needs --supernet")
     else:
         from adasr.nn.registry import resolve_args
 
@@ -242,6 +248,8 @@ def _resumed_config(out_dir: Path, given: dict):
         "init_from": lambda v: (str(v), stored.init_from),
         "anchors": lambda v: (dataclasses.replace(stored, phases=_anchored(stored.phases, v, space)).to_dict()["phases"],
                               stored.to_dict()["phases"]),
+        "small_steps": lambda v: (v, max(p.small_steps for p in stored.phases)),
+        "small_patch": lambda v: (v, max((p.small_patch for p in stored.phases if p.small_steps), default=v)),
     }
     conflicts = []
     for name, value in given.items():

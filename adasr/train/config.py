@@ -8,11 +8,12 @@ from typing import Any
 
 from adasr.errors import ConfigError
 
-__all__ = ["MAX_ANCHORS", "Phase", "SAMPLINGS", "SCHEDULES", "TrainConfig"]
+__all__ = ["MAX_ANCHORS", "MAX_SMALL_STEPS", "Phase", "SAMPLINGS", "SCHEDULES", "TrainConfig"]
 
 SAMPLINGS = ("single", "sandwich")
 SCHEDULES = ("cosine", "constant", "step")
 MAX_ANCHORS = 64
+MAX_SMALL_STEPS = 16
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class Phase:
     anchors: sub-network ids (e.g. a package's levels, smallest first) that "sandwich" samples
       from instead of the whole space: each step trains the largest sub-network of the space, the
       first anchor and `random_subnets` other anchors (a fixed set of family anchors).
+    small_steps: extra updates per step ("sandwich" only) of the sandwich's sub-networks other
+      than the largest (the smallest or first anchor, and freshly drawn random ones), each on its
+      own batch of `small_patch` LR patches and with its own Adam state. The largest costs most
+      of a step; this gives the cheap, small sub-networks several updates for each of its.
     """
 
     name: str = "standard"
@@ -39,6 +44,8 @@ class Phase:
     distill: float = 0.0
     elastic: tuple[str, ...] = ()
     anchors: tuple[str, ...] = ()
+    small_steps: int = 0
+    small_patch: int = 16
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLINGS:
@@ -54,6 +61,12 @@ class Phase:
         if anchors and self.sampling != "sandwich":
             raise ConfigError(f"phase {self.name!r}: anchors need sampling 'sandwich'")
         object.__setattr__(self, "anchors", anchors)
+        if not (isinstance(self.small_steps, int) and 0 <= self.small_steps <= MAX_SMALL_STEPS):
+            raise ConfigError(f"phase {self.name!r}: small_steps must be an integer from 0 to {MAX_SMALL_STEPS}")
+        if not (isinstance(self.small_patch, int) and 4 <= self.small_patch <= 512):
+            raise ConfigError(f"phase {self.name!r}: small_patch must be an integer from 4 to 512")
+        if self.small_steps and self.sampling != "sandwich":
+            raise ConfigError(f"phase {self.name!r}: small_steps need sampling 'sandwich'")
 
 
 @dataclass(frozen=True)

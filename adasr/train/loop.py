@@ -162,11 +162,17 @@ class Trainer:
         self.model = build_initial_model(cfg).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.ema else None
         self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+        # The small sub-networks' extra updates (Phase.small_steps) have their own Adam state, so
+        # they never move the weights only larger sub-networks use with those ones' momentum.
+        self.small_optim = (torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+                            if any(p.small_steps for p in cfg.phases) else None)
         if tensors is not None:
             self._load_tensors(tensors)
         self.loss_fn = SRLoss(cfg.l1_weight, cfg.hfen_weight)
         self.train_pairs = train_pairs if train_pairs is not None else self._load_train()
         self.sampler = PatchSampler(self.train_pairs, cfg.scale, cfg.patch, cfg.batch_size)
+        self.small_samplers = {p.small_patch: PatchSampler(self.train_pairs, cfg.scale, p.small_patch, cfg.batch_size)
+                               for p in cfg.phases if p.small_steps}
         self.val_pairs = val_pairs
         if self.val_pairs is None and cfg.val_data and self.dist.main:
             self.val_pairs = load_pairs(cfg.val_data, cfg.scale, limit=cfg.val_images)
@@ -206,6 +212,8 @@ class Trainer:
         if cfg.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optim.step()
+        for _ in range(phase.small_steps):
+            self._small_update(step, phase, gen)
         if self.ema is not None:
             # Warm-up of the decay so early validation is not dominated by the initial weights.
             decay = min(cfg.ema, (1.0 + step) / (10.0 + step))
@@ -213,6 +221,23 @@ class Trainer:
                 for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
                     e.lerp_(p, 1.0 - decay)
         return total
+
+    def _small_update(self, step: int, phase: Any, gen: torch.Generator) -> None:
+        """One extra update of the sandwich's sub-networks but the largest, on its own batch of
+        `phase.small_patch` patches (drawn from the step's generator: a resumed run repeats it)."""
+        cfg = self.cfg
+        lr_batch, hr_batch = self.small_samplers[phase.small_patch].batch(gen, self.part)
+        lr_batch, hr_batch = lr_batch.to(self.device), hr_batch.to(self.device)
+        subnets = step_subnets(self.model, phase, gen)[1:]
+        for group in self.small_optim.param_groups:
+            group["lr"] = cfg.lr_at(step)
+        self.small_optim.zero_grad(set_to_none=True)
+        for subnet in subnets:
+            (self.loss_fn(self.model(lr_batch, cfg=subnet), hr_batch) / len(subnets)).backward()
+        self.dist.average_gradients(self.model.parameters(), [])
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.small_optim.step()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -285,9 +310,12 @@ class Trainer:
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         if self.ema is not None:
             tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema.state_dict().items()})
-        for index, slots in self.optim.state_dict()["state"].items():
-            for name, value in slots.items():
-                tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        for prefix, optim in (("optim", self.optim), ("small_optim", self.small_optim)):
+            if optim is None:
+                continue
+            for index, slots in optim.state_dict()["state"].items():
+                for name, value in slots.items():
+                    tensors[f"{prefix}.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
         return tensors
 
     def save_checkpoint(self) -> None:
@@ -314,13 +342,16 @@ class Trainer:
             self.model.load_state_dict(sub("model."), strict=True)
             if self.ema is not None:
                 self.ema.load_state_dict(sub("ema."), strict=True)
-            optim_state = self.optim.state_dict()
-            state: dict[int, dict[str, torch.Tensor]] = {}
-            for key, value in sub("optim.").items():
-                index, name = key.split(".", 1)
-                state.setdefault(int(index), {})[name] = value
-            optim_state["state"] = state
-            self.optim.load_state_dict(optim_state)
+            for prefix, optim in (("optim.", self.optim), ("small_optim.", self.small_optim)):
+                if optim is None:
+                    continue
+                optim_state = optim.state_dict()
+                state: dict[int, dict[str, torch.Tensor]] = {}
+                for key, value in sub(prefix).items():
+                    index, name = key.split(".", 1)
+                    state.setdefault(int(index), {})[name] = value
+                optim_state["state"] = state
+                optim.load_state_dict(optim_state)
         except (RuntimeError, ValueError, KeyError) as exc:
             raise ModelError(f"checkpoint does not fit the model: {str(exc).splitlines()[0]}") from None
 

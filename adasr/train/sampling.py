@@ -15,10 +15,11 @@ import random
 import torch
 from torch import nn
 
+from adasr.errors import ConfigError
 from adasr.space import SubnetConfig
 from adasr.train.config import Phase
 
-__all__ = ["recipe", "step_subnets", "validation_subnets", "with_anchors"]
+__all__ = ["recipe", "step_subnets", "validation_subnets", "with_anchors", "with_small_steps"]
 
 
 def step_subnets(model: nn.Module, phase: Phase, gen: torch.Generator) -> list:
@@ -42,6 +43,17 @@ def with_anchors(phases: tuple[Phase, ...], anchors: list[str]) -> tuple[Phase, 
     import dataclasses
 
     return tuple(dataclasses.replace(p, anchors=tuple(anchors)) if p.sampling == "sandwich" else p for p in phases)
+
+
+def with_small_steps(phases: tuple[Phase, ...], small_steps: int, small_patch: int) -> tuple[Phase, ...]:
+    """The phases with every sandwich phase giving its sub-networks but the largest
+    `small_steps` extra updates per step on `small_patch` patches (see `Phase`)."""
+    import dataclasses
+
+    if small_steps and not any(p.sampling == "sandwich" for p in phases):
+        raise ConfigError("--small-steps needs a recipe with sandwich steps (lite, sandwich, progressive)")
+    return tuple(dataclasses.replace(p, small_steps=small_steps, small_patch=small_patch)
+                 if p.sampling == "sandwich" else p for p in phases)
 
 
 def validation_subnets(model: nn.Module) -> list[tuple[str, object]]:
