@@ -58,6 +58,7 @@ RANGES: dict[str, Range] = {
     "patch": Range(8, 1024),
     "encode:patch": Range(4, 1024),
     "small_steps": Range(0, 16),
+    "grad_clip": Range(0, 1e6),
     "small_patch": Range(4, 512),
     "lr": Range(0, 10, lo_open=True),
     "hfen_weight": Range(0, 1000),

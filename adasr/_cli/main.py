@@ -64,6 +64,7 @@ def train(
     arg: Annotated[Optional[list[str]], typer.Option(help="Architecture argument NAME=VALUE (repeatable, JSON values).")] = None,
     init_from: Annotated[Optional[Path], typer.Option(help="Warm start: copy the tensors of this model file whose names and shapes match (e.g. an x4 supernet from a trained x2 one).")] = None,
     anchors: Annotated[Optional[Path], typer.Option(help="Train the configs that ship: a package (its levels) or a JSON list of sub-network ids, smallest first; each sandwich step trains the largest, the first anchor and random other anchors instead of random configs of the space.")] = None,
+    grad_clip: Annotated[float, typer.Option(help="Clip the global gradient norm of each update to this (0 = off).")] = 0.0,
     small_steps: Annotated[int, typer.Option(help="Supernets: extra updates per step of the sub-networks other than the largest (the smallest and random ones), each on its own batch of --small-patch patches: the cheap levels get several updates per update of the costly largest one.")] = 0,
     small_patch: Annotated[int, typer.Option(help="LR patch side of the --small-steps updates.")] = 16,
     config: Annotated[Optional[Path], typer.Option(help="JSON file of training options (CLI options are ignored except --out).")] = None,
@@ -93,7 +94,7 @@ def train(
     options = dict(arch=arch, supernet=supernet, recipe=recipe, scale=scale, data=data, val=val, steps=steps,
                    batch_size=batch_size, patch=patch, lr=lr, schedule=schedule, hfen_weight=hfen_weight, ema=ema,
                    val_every=val_every, ckpt_every=ckpt_every, seed=seed, arg=arg, init_from=init_from,
-                   anchors=anchors, small_steps=small_steps, small_patch=small_patch)
+                   anchors=anchors, small_steps=small_steps, small_patch=small_patch, grad_clip=grad_clip)
     if config is not None:
         try:
             cfg = _config_file(config)
@@ -136,7 +137,8 @@ def _config_file(path: Path):
 
 
 def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size, patch, lr, schedule, hfen_weight,
-                  ema, val_every, ckpt_every, seed, arg, init_from, anchors=None, small_steps=0, small_patch=16):
+                  ema, val_every, ckpt_every, seed, arg, init_from, anchors=None, small_steps=0, small_patch=16,
+                  grad_clip=0.0):
     """The TrainConfig that `adasr train`'s options describe."""
     from adasr.paths import benchmark_dir, data_root
     from adasr.train import TrainConfig
@@ -162,7 +164,8 @@ def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size
                        **({"phases": phases} if phases else {}),
                        val_data=val_dir, patch=patch, batch_size=batch_size, steps=steps, lr=lr,
                        schedule=schedule, hfen_weight=hfen_weight, ema=ema, val_every=val_every,
-                       ckpt_every=ckpt_every, seed=seed, init_from=None if init_from is None else str(init_from))
+                       ckpt_every=ckpt_every, seed=seed, init_from=None if init_from is None else str(init_from),
+                       grad_clip=grad_clip)
 
 
 def _space_dict(name: str, scale: int) -> dict:
