@@ -21,6 +21,23 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+def _assert_resume_after_step_3_is_exact(cfg, run_dir, pairs, full) -> None:
+    """Interrupt a run of `cfg` after step 3 (Ctrl-C), resume it, and check that its weights equal
+    those of `full`, the same run left uninterrupted."""
+    from adasr.train.loop import TrainingInterrupted
+
+    def interrupt(kind, data):
+        if kind == "step" and data["step"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        Trainer(cfg, run_dir, train_pairs=pairs, on_event=interrupt).run()
+    resumed = Trainer(cfg, run_dir, resume=True, train_pairs=pairs)
+    resumed.run()
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
 def test_log_kernel_is_zero_sum_and_hfen_sees_edges_not_offsets():
     assert abs(float(log_kernel().sum())) < 1e-6
     x = torch.rand(1, 3, 32, 32)
@@ -135,19 +152,7 @@ def test_supernet_sandwich_and_progressive_phases_train_and_resume(tmp_path, sma
     trainer.run()
     assert {"psnr", "psnr_min"} <= set(trainer.state.history[-1])
 
-    class Interrupt:
-        def __call__(self, kind, data):
-            if kind == "step" and data["step"] == 3:
-                raise KeyboardInterrupt
-
-    from adasr.train.loop import TrainingInterrupted
-
-    with pytest.raises(TrainingInterrupted):
-        Trainer(cfg, tmp_path / "cut", train_pairs=small_pairs, on_event=Interrupt()).run()
-    resumed = Trainer(cfg, tmp_path / "cut", resume=True, train_pairs=small_pairs)
-    resumed.run()
-    for (k, a), b in zip(trainer.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
-        assert torch.equal(a, b), k
+    _assert_resume_after_step_3_is_exact(cfg, tmp_path / "cut", small_pairs, trainer)
 
 
 def test_warm_start_copies_matching_tensors_only(tmp_path):
@@ -246,19 +251,7 @@ def test_small_steps_update_only_the_small_subnets_and_resume_exactly(tmp_path, 
     assert any(not torch.equal(a, b) for a, b in zip(plain.model.state_dict().values(),
                                                    trainer.model.state_dict().values(), strict=True))
 
-    class Interrupt:
-        def __call__(self, kind, data):
-            if kind == "step" and data["step"] == 3:
-                raise KeyboardInterrupt
-
-    from adasr.train.loop import TrainingInterrupted
-
-    with pytest.raises(TrainingInterrupted):
-        Trainer(cfg, tmp_path / "cut", train_pairs=small_pairs, on_event=Interrupt()).run()
-    resumed = Trainer(cfg, tmp_path / "cut", resume=True, train_pairs=small_pairs)
-    resumed.run()
-    for (k, a), b in zip(trainer.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
-        assert torch.equal(a, b), k
+    _assert_resume_after_step_3_is_exact(cfg, tmp_path / "cut", small_pairs, trainer)
     with pytest.raises(ConfigError, match="small_steps"):
         Phase("p", sampling="single", small_steps=1)
     with pytest.raises(ConfigError, match="small_steps"):

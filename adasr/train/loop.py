@@ -38,7 +38,7 @@ from adasr.errors import AdasrError, ConfigError, InputError, ModelError
 from adasr.evaluation import evaluate
 from adasr.modelfile import ModelSpec, non_finite, save_model, tensors_sha256
 from adasr.nn.registry import build_model
-from adasr.train.config import TrainConfig
+from adasr.train.config import Phase, TrainConfig
 from adasr.train.distributed import Dist
 from adasr.train.losses import SRLoss
 from adasr.train.sampling import step_subnets, validation_subnets
@@ -222,7 +222,7 @@ class Trainer:
                     e.lerp_(p, 1.0 - decay)
         return total
 
-    def _small_update(self, step: int, phase: Any, gen: torch.Generator) -> None:
+    def _small_update(self, step: int, phase: Phase, gen: torch.Generator) -> None:
         """One extra update of the sandwich's sub-networks but the largest, on its own batch of
         `phase.small_patch` patches (drawn from the step's generator: a resumed run repeats it)."""
         cfg = self.cfg
