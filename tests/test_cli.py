@@ -75,6 +75,10 @@ def test_bad_inputs(monkeypatch, capsys, tmp_path, x2_model, data_root):
     empty.mkdir()
     cases.append((("train", "--out", tmp_path / "run", "--data", empty, "--val", "none", "--steps", "1"),
                   ("no images",)))
+    cases.append((("train", "--out", tmp_path / "run", "--supernet", "tiny", "--small-until", "0.5", "--steps", "1"),
+                  ("--small-until needs --small-steps",)))
+    cases.append((("train", "--out", tmp_path / "run", "--supernet", "tiny", "--small-steps", "1", "--small-until", "0",
+                   "--steps", "1"), ("--small-until",)))
     cases.append((("eval", x2_model, "--data", empty), ("no images",)))
     cases.append((("eval", x2_model, "--scale", "3"), ("scale",)))
     cases.append((("info", corrupt), ("damaged",)))

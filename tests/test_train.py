@@ -256,3 +256,33 @@ def test_small_steps_update_only_the_small_subnets_and_resume_exactly(tmp_path, 
         Phase("p", sampling="single", small_steps=1)
     with pytest.raises(ConfigError, match="small_steps"):
         Phase("p", sampling="sandwich", small_steps=99)
+
+
+def test_small_steps_until_splits_the_phase_and_stops_the_extra_updates(tmp_path, small_pairs):
+    """with_small_steps(until=S): the sandwich phase spanning step S is split there; the extra
+    updates run before S and never after it, and the split is read back from the phases."""
+    from adasr.space import SearchSpace
+    from adasr.train.sampling import recipe, small_steps_until, with_small_steps
+
+    lite = with_small_steps(recipe("lite", 4), 3, 8, until=2)
+    assert [(p.steps, p.small_steps) for p in lite] == [(2, 3), (None, 0)]
+    assert small_steps_until(lite) == 2 and small_steps_until(with_small_steps(recipe("lite", 4), 3, 8)) is None
+    assert [p.anchors for p in lite] == [(), ()]
+    # progressive: 10 steps of "largest" (single), then sandwich phases of 15 and 25; split at 30
+    prog = with_small_steps(recipe("progressive", 100), 2, 8, until=30)
+    assert [(p.name, p.steps, p.small_steps) for p in prog] == [
+        ("largest", 10, 0), ("kernel", 15, 2), ("depth", 5, 2), ("depth-end", 20, 0), ("all", None, 0)]
+    assert small_steps_until(prog) == 30
+    late = with_small_steps(recipe("progressive", 100), 2, 8, until=1000)  # the open last phase splits at 1000
+    assert [(p.name, p.steps, p.small_steps) for p in late][3:] == [("all", 950, 2), ("all-end", None, 0)]
+    with pytest.raises(ConfigError, match="at least one step"):
+        with_small_steps(recipe("lite", 4), 3, 8, until=0)
+
+    space = SearchSpace.named("tiny")
+    cfg = _cfg(arch="supernet", arch_args={"space": space.to_dict()}, steps=4, phases=lite)
+    trainer = Trainer(cfg, tmp_path / "run", train_pairs=small_pairs)
+    calls: list[int] = []
+    real = trainer._small_update
+    trainer._small_update = lambda step, phase, gen: (calls.append(step), real(step, phase, gen))[1]
+    trainer.run()
+    assert calls == [0, 0, 0, 1, 1, 1]  # three extra updates at steps 0 and 1, none at 2 and 3

@@ -60,6 +60,7 @@ RANGES: dict[str, Range] = {
     "small_steps": Range(0, 16),
     "grad_clip": Range(0, 1e6),
     "small_patch": Range(4, 512),
+    "small_until": Range(0, 1, lo_open=True),
     "lr": Range(0, 10, lo_open=True),
     "hfen_weight": Range(0, 1000),
     "ema": Range(0, 1, hi_open=True),

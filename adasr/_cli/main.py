@@ -67,7 +67,8 @@ def train(
     grad_clip: Annotated[float, typer.Option(help="Clip the global gradient norm of each update to this (0 = off).")] = 0.0,
     small_steps: Annotated[int, typer.Option(help="Supernets: extra updates per step of the sub-networks other than the largest (the smallest and random ones), each on its own batch of --small-patch patches: the cheap levels get several updates per update of the costly largest one.")] = 0,
     small_patch: Annotated[int, typer.Option(help="LR patch side of the --small-steps updates.")] = 16,
-    config: Annotated[Optional[Path], typer.Option(help="JSON file of training options (CLI options are ignored except --out).")] = None,
+    small_until: Annotated[float, typer.Option(help="Fraction of the steps after which the --small-steps updates stop (1 = the whole run): the rest trains as the recipe alone, so the largest sub-network has the end of the schedule to itself.")] = 1.0,
+    config: Annotated[Optional[Path], typer.Option(help="JSON file of training options (the training options above are then ignored; --out, --threads, --nproc, --device and --max-minutes still apply).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped, with the settings stored in its "
                                          "checkpoint (options given again must agree with them).")] = False,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop (and save) after this much training time.")] = None,
@@ -94,7 +95,8 @@ def train(
     options = dict(arch=arch, supernet=supernet, recipe=recipe, scale=scale, data=data, val=val, steps=steps,
                    batch_size=batch_size, patch=patch, lr=lr, schedule=schedule, hfen_weight=hfen_weight, ema=ema,
                    val_every=val_every, ckpt_every=ckpt_every, seed=seed, arg=arg, init_from=init_from,
-                   anchors=anchors, small_steps=small_steps, small_patch=small_patch, grad_clip=grad_clip)
+                   anchors=anchors, small_steps=small_steps, small_patch=small_patch, small_until=small_until,
+                   grad_clip=grad_clip)
     if config is not None:
         try:
             cfg = _config_file(config)
@@ -138,7 +140,7 @@ def _config_file(path: Path):
 
 def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size, patch, lr, schedule, hfen_weight,
                   ema, val_every, ckpt_every, seed, arg, init_from, anchors=None, small_steps=0, small_patch=16,
-                  grad_clip=0.0):
+                  small_until=1.0, grad_clip=0.0):
     """The TrainConfig that `adasr train`'s options describe."""
     from adasr.paths import benchmark_dir, data_root
     from adasr.train import TrainConfig
@@ -146,6 +148,8 @@ def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size
     sources = [str(p) for p in (data or [data_root() / "train" / "SunHays80"])]
     val_dir = None if val in (None, "none") else str(benchmark_dir(val))
     arch_args, phases = _parse_args(arg or []), None
+    if small_until < 1 and not small_steps:
+        raise ConfigError("--small-until needs --small-steps")
     if supernet is not None:
         arch, arch_args, phases = "supernet", {"space": _space_dict(supernet, scale)}, _phases(recipe, steps)
         if anchors is not None:
@@ -153,7 +157,7 @@ def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size
         if small_steps:
             from adasr.train.sampling import with_small_steps
 
-            phases = with_small_steps(phases, small_steps, small_patch)
+            phases = with_small_steps(phases, small_steps, small_patch, _small_until_step(small_until, steps))
     elif anchors is not None or small_steps:
         raise ConfigError(f"{'--anchors' if anchors is not None else '--small-steps'} needs --supernet")
     else:
@@ -166,6 +170,11 @@ def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size
                        schedule=schedule, hfen_weight=hfen_weight, ema=ema, val_every=val_every,
                        ckpt_every=ckpt_every, seed=seed, init_from=None if init_from is None else str(init_from),
                        grad_clip=grad_clip)
+
+
+def _small_until_step(fraction: float, steps: int) -> int | None:
+    """--small-until as a step (None: the whole run)."""
+    return None if fraction >= 1 else max(1, round(fraction * steps))
 
 
 def _space_dict(name: str, scale: int) -> dict:
@@ -230,6 +239,7 @@ def _resumed_config(out_dir: Path, given: dict):
     from adasr.nn.registry import resolve_args
     from adasr.paths import benchmark_dir
     from adasr.train.loop import CHECKPOINT, read_checkpoint_config
+    from adasr.train.sampling import small_steps_until
 
     ckpt = out_dir / CHECKPOINT
     if not ckpt.is_file():
@@ -253,6 +263,7 @@ def _resumed_config(out_dir: Path, given: dict):
                               stored.to_dict()["phases"]),
         "small_steps": lambda v: (v, max(p.small_steps for p in stored.phases)),
         "small_patch": lambda v: (v, max((p.small_patch for p in stored.phases if p.small_steps), default=v)),
+        "small_until": lambda v: (_small_until_step(v, stored.steps), small_steps_until(stored.phases)),
     }
     conflicts = []
     for name, value in given.items():

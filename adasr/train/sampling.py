@@ -19,7 +19,8 @@ from adasr.errors import ConfigError
 from adasr.space import SubnetConfig
 from adasr.train.config import Phase
 
-__all__ = ["recipe", "step_subnets", "validation_subnets", "with_anchors", "with_small_steps"]
+__all__ = ["recipe", "small_steps_until", "step_subnets", "validation_subnets", "with_anchors",
+           "with_small_steps"]
 
 
 def step_subnets(model: nn.Module, phase: Phase, gen: torch.Generator) -> list:
@@ -45,15 +46,50 @@ def with_anchors(phases: tuple[Phase, ...], anchors: list[str]) -> tuple[Phase, 
     return tuple(dataclasses.replace(p, anchors=tuple(anchors)) if p.sampling == "sandwich" else p for p in phases)
 
 
-def with_small_steps(phases: tuple[Phase, ...], small_steps: int, small_patch: int) -> tuple[Phase, ...]:
+def with_small_steps(phases: tuple[Phase, ...], small_steps: int, small_patch: int,
+                     until: int | None = None) -> tuple[Phase, ...]:
     """The phases with every sandwich phase giving its sub-networks but the largest
-    `small_steps` extra updates per step on `small_patch` patches (see `Phase`)."""
+    `small_steps` extra updates per step on `small_patch` patches (see `Phase`).
+
+    until: the step at which the extra updates stop (None: never). A sandwich phase that spans
+    it is split in two at that step: the same phase with and then without them (its second
+    part keeps its name with "-end" added), so the rest of the run trains as the recipe would."""
     import dataclasses
 
     if small_steps and not any(p.sampling == "sandwich" for p in phases):
         raise ConfigError("--small-steps needs a recipe with sandwich steps (lite, sandwich, progressive)")
-    return tuple(dataclasses.replace(p, small_steps=small_steps, small_patch=small_patch)
-                 if p.sampling == "sandwich" else p for p in phases)
+    if until is not None and until < 1:
+        raise ConfigError(f"the small steps must run for at least one step, got until={until}")
+    out: list[Phase] = []
+    start = 0
+    for i, p in enumerate(phases):
+        end = None if p.steps is None else start + p.steps
+        if p.sampling != "sandwich" or not small_steps or (until is not None and start >= until):
+            out.append(p)
+        elif until is None or (end is not None and end <= until):
+            out.append(dataclasses.replace(p, small_steps=small_steps, small_patch=small_patch))
+        else:  # spans `until`: split it there
+            out.append(dataclasses.replace(p, steps=until - start, small_steps=small_steps, small_patch=small_patch))
+            out.append(dataclasses.replace(p, name=f"{p.name}-end", steps=None if end is None else end - until))
+        if end is None:  # runs to the end of training: any phase after it never runs
+            return tuple(out) + tuple(phases[i + 1:])
+        start = end
+    return tuple(out)
+
+
+def small_steps_until(phases: tuple[Phase, ...]) -> int | None:
+    """The step at which the phases' small steps stop (None: they run to the end, or never run)."""
+    start, stop = 0, None
+    for p in phases:
+        end = None if p.steps is None else start + p.steps
+        if p.small_steps:
+            stop = end
+        elif p.sampling == "sandwich" and stop is not None and start >= stop:
+            return stop
+        if end is None:
+            break
+        start = end
+    return None
 
 
 def validation_subnets(model: nn.Module) -> list[tuple[str, object]]:
