@@ -214,3 +214,23 @@ def test_bench_overhead_on_a_package(monkeypatch, capsys, tmp_path):
     assert code == 0, err
     result = json.loads((tmp_path / "o.json").read_text())
     assert len(result["levels"]) == 2 and all(r["ratio"] > 0 for r in result["levels"])
+
+
+def test_train_progress_writes_lines_when_output_is_not_a_terminal():
+    """A training run logged to a file shows its progress: lines every 5 % and at validation."""
+    import io
+
+    from rich.console import Console
+
+    from adasr._cli.progress import TrainProgress
+
+    buf = io.StringIO()
+    with TrainProgress(True, Console(file=buf, force_terminal=False)) as progress:
+        progress.event("start", {"step": 0, "steps": 40, "device": "cpu"})
+        for step in range(1, 41):
+            progress.event("step", {"step": step, "loss": 0.25})
+            if step == 20:
+                progress.event("val", {"step": step, "psnr": 30.5, "psnr_min": 29.25})
+    text = buf.getvalue()
+    assert "step 2/40: loss 0.2500" in text and "step 40/40" in text and "step 3/40" not in text
+    assert "step 20/40: loss 0.2500, val PSNR 30.50 29.25 dB" in text
