@@ -190,9 +190,18 @@ def process_group(device: str = "auto", timeout_minutes: float = DEFAULT_TIMEOUT
         raise DistributedError(f"cannot join the process group ({backend}, MASTER_ADDR="
                                f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}): "
                                f"{_first_line(exc)}") from None
+    finished = False
     try:
         yield Dist(rank, world, local), device
+        finished = True
     finally:
+        if finished:
+            # Every rank leaves together: a rank tearing gloo down while another is still in its
+            # last collective could abort that one ("terminate called without an active exception").
+            try:
+                dist.barrier()
+            except (RuntimeError, dist.DistError):
+                pass  # the group is already broken; tearing it down is all that is left
         dist.destroy_process_group()
 
 
