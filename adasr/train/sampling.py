@@ -61,9 +61,8 @@ def with_small_steps(phases: tuple[Phase, ...], small_steps: int, small_patch: i
     if until is not None and until < 1:
         raise ConfigError(f"the small steps must run for at least one step, got until={until}")
     out: list[Phase] = []
-    start = 0
-    for i, p in enumerate(phases):
-        end = None if p.steps is None else start + p.steps
+    spans = list(_spans(phases))
+    for _, p, start, end in spans:
         if p.sampling != "sandwich" or not small_steps or (until is not None and start >= until):
             out.append(p)
         elif until is None or (end is not None and end <= until):
@@ -71,25 +70,30 @@ def with_small_steps(phases: tuple[Phase, ...], small_steps: int, small_patch: i
         else:  # spans `until`: split it there
             out.append(dataclasses.replace(p, steps=until - start, small_steps=small_steps, small_patch=small_patch))
             out.append(dataclasses.replace(p, name=f"{p.name}-end", steps=None if end is None else end - until))
-        if end is None:  # runs to the end of training: any phase after it never runs
-            return tuple(out) + tuple(phases[i + 1:])
-        start = end
-    return tuple(out)
+    return tuple(out) + tuple(phases[len(spans):])  # phases after an open-ended one never run: kept as they are
 
 
 def small_steps_until(phases: tuple[Phase, ...]) -> int | None:
     """The step at which the phases' small steps stop (None: they run to the end, or never run)."""
-    start, stop = 0, None
-    for p in phases:
-        end = None if p.steps is None else start + p.steps
+    stop = None
+    for _, p, start, end in _spans(phases):
         if p.small_steps:
             stop = end
         elif p.sampling == "sandwich" and stop is not None and start >= stop:
             return stop
-        if end is None:
-            break
-        start = end
     return None
+
+
+def _spans(phases: tuple[Phase, ...]):
+    """(index, phase, first step, end step or None) of each phase that runs: up to and including
+    the first open-ended one, which runs to the end of training (as `TrainConfig.phase_at`)."""
+    start = 0
+    for i, p in enumerate(phases):
+        end = None if p.steps is None else start + p.steps
+        yield i, p, start, end
+        if end is None:
+            return
+        start = end
 
 
 def validation_subnets(model: nn.Module) -> list[tuple[str, object]]:
