@@ -13,6 +13,7 @@ baselines measured the same way.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -147,6 +148,7 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
                                                                     "trimmed": trim}, overwrite=True)
         if profiles_from is not None:  # same configs, so the same latencies: no profiling here
             key = _copy_profiles(profiles_from, package, lr_hw, threads)
+            package = _drop_dominated(package, out, shipped, report, key)
         else:
             package, key = _profile_here(package, out, shipped, report, loads=loads, repeats=repeats, threads=threads,
                                 lr_hw=lr_hw, progress=progress)
@@ -178,24 +180,41 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
 def _profile_here(package, out, shipped, report, *, loads, repeats, threads, lr_hw, progress):
     """Profile the package's levels on this device, drop levels measured as dominated, store the
     profile; the package (rewritten if levels were dropped) and the device key."""
-    from adasr.package import save_package
     from adasr.runtime.profile import profile_package
 
     profile = profile_package(package, loads=loads, repeats=repeats, threads=threads, on_progress=progress,
                               lr_hw=lr_hw, table=False)
     key = profile["device"]
-    family = package.family.with_measured(_measured(profile))
-    dominated = _dominated(family)
-    if dominated:  # measured on this device, another level is both faster and better
-        report["dropped_dominated"] = sorted(dominated)
-        from dataclasses import replace
+    package.add_profile(key, profile)
+    return _drop_dominated(package, out, shipped, report, key), key
 
-        family = replace(package.family, levels=tuple(lv for lv in package.family if lv.config.id not in dominated))
+
+def _drop_dominated(package, out, shipped, report, key: str):
+    """Drop the levels another level beats on both PSNR and the speed measured in profile `key`
+    (after re-scoring, a level can fall below a faster one); the package, rewritten with every
+    profile (its measurements and int8 entries) cut to the levels kept, if any were dropped."""
+    from dataclasses import replace
+
+    from adasr.package import save_package
+
+    dominated = _dominated(package.family.with_measured(_measured(package.profiles[key])))
+    if not dominated:
+        return package
+    report["dropped_dominated"] = sorted(dominated)
+    family = replace(package.family, levels=tuple(lv for lv in package.family if lv.config.id not in dominated))
+    profiles = {}
+    for name, profile in package.profiles.items():
+        profile = copy.deepcopy(profile)
         for entry in profile["levels"].values():
             entry["measured"] = {c: v for c, v in entry["measured"].items() if c not in dominated}
-        package = save_package(out, shipped(family), family, info=package.manifest.get("info"), overwrite=True)
-    package.add_profile(key, profile)
-    return package, key
+        int8 = profile.get("int8")
+        if isinstance(int8, dict) and isinstance(int8.get("levels"), dict):
+            int8["levels"] = {c: v for c, v in int8["levels"].items() if c not in dominated}
+        profiles[name] = profile
+    package = save_package(out, shipped(family), family, info=package.manifest.get("info"), overwrite=True)
+    for name, profile in sorted(profiles.items()):
+        package.add_profile(name, profile)
+    return package
 
 
 def _same_latencies(family, source):
@@ -213,8 +232,6 @@ def _copy_profiles(source, package, lr_hw: tuple[int, int], threads: int | None)
     """Give `package` the device profiles of `source` (a package with the same level configs):
     latency depends on the configs and the device, not on the weights. The key of this device's
     profile where there is one, else the first."""
-    import copy
-
     from adasr.timing import device_key
 
     ids = {lv.config.id for lv in package.family}

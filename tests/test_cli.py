@@ -185,8 +185,29 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
     from adasr.package import load_package
 
     first, second = load_package(pkg), load_package(again)
-    assert [lv.config.id for lv in second.family] == [lv.config.id for lv in first.family]
-    assert second.profiles == first.profiles
+    dropped = set(json.loads((tmp_path / "again.json").read_text()).get("dropped_dominated", []))
+    assert [lv.config.id for lv in second.family] == [lv.config.id for lv in first.family
+                                                       if lv.config.id not in dropped]
+    if not dropped:
+        assert second.profiles == first.profiles
+    # carried-over timings still drop what they show dominated: with every level timed the same,
+    # only the best-scoring one is left, and the profiles keep only its measurements
+    assert len(first.family) >= 2
+    key = sorted(first.profiles)[0]
+    flat = json.loads(json.dumps(first.profiles[key]))
+    for entry in flat["levels"].values():
+        entry["measured"] = {c: {**v, "median_s": 0.01} for c, v in entry["measured"].items()}
+    first.add_profile(key, flat)
+    flat_out = tmp_path / "flat"
+    code, out, err = run_cli(monkeypatch, capsys, "search", model, "--out", flat_out, "--val", folder,
+                             "--size", "24x16", "--levels-from", pkg, "--keep-profiles", "--threads", "1",
+                             "--no-above-bicubic", "--json", tmp_path / "flat.json")
+    assert code == 0, err
+    assert "dropped" in out and "beats on measured speed and PSNR" in out
+    kept = load_package(flat_out)
+    best = max(first.family, key=lambda lv: lv.psnr)
+    assert [lv.config.id for lv in kept.family] == [best.config.id]
+    assert all(set(e["measured"]) == {best.config.id} for p in kept.profiles.values() for e in p["levels"].values())
     code, _, err = run_cli(monkeypatch, capsys, "search", model, "--out", again, "--keep-profiles", "--quiet")
     _one_line_error(code, err, "--levels-from")
     (pkg / "manifest.json").write_text("{")
