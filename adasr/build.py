@@ -190,14 +190,14 @@ def _profile_here(package, out, shipped, report, *, loads, repeats, threads, lr_
 
 
 def _drop_dominated(package, out, shipped, report, key: str):
-    """Drop the levels another level beats on both PSNR and the speed measured in profile `key`
-    (after re-scoring, a level can fall below a faster one); the package, rewritten with every
+    """Drop the levels another level beats on PSNR and speed by every timing of profile `key`
+    (`_timings`; after re-scoring, a level can fall below a faster one); the package, rewritten with every
     profile (its measurements and int8 entries) cut to the levels kept, if any were dropped."""
     from dataclasses import replace
 
     from adasr.package import save_package
 
-    dominated = _dominated(package.family.with_measured(_measured(package.profiles[key])))
+    dominated = _dominated(package.family, _timings(package.profiles[key], [lv.config.id for lv in package.family]))
     if not dominated:
         return package
     report["dropped_dominated"] = sorted(dominated)
@@ -257,12 +257,27 @@ def _measured(profile: dict[str, Any]) -> dict[str, dict[str, float]]:
             for name, entry in profile["levels"].items()}
 
 
-def _dominated(family) -> set[str]:
-    """Levels another level beats on both measured idle latency and PSNR (never the fastest)."""
-    idle = load_name(0.0)
-    points = [(lv.config.id, lv.seconds(idle), lv.psnr) for lv in family]
-    return {a for a, sa, pa in points
-            if any(sb <= sa and pb >= pa and (sb, pb) != (sa, pa) for b, sb, pb in points if b != a)}
+def _timings(profile: dict[str, Any], ids) -> list[dict[str, float]]:
+    """Every per-level timing a profile holds (s/frame by config id): the idle measurement and,
+    where its int8 section covers every level, that section's float32 and int8 times."""
+    timings = [_measured(profile)[load_name(0.0)]]
+    int8 = (profile.get("int8") or {}).get("levels") or {}
+    if set(ids) <= set(int8):
+        timings += [{c: int8[c]["fp32_s"] for c in ids}, {c: int8[c]["int8_s"] for c in ids}]
+    return timings
+
+
+def _dominated(family, timings: Sequence[dict[str, float]]) -> set[str]:
+    """Levels another level beats on PSNR and is at least as fast as by every timing (a single
+    noisy measurement does not drop a level; never the fastest)."""
+    ids = [lv.config.id for lv in family]
+    psnr = {lv.config.id: lv.psnr for lv in family}
+
+    def beats(b: str, a: str) -> bool:
+        as_fast = all(t[b] <= t[a] for t in timings)
+        return as_fast and psnr[b] >= psnr[a] and (psnr[b] > psnr[a] or any(t[b] < t[a] for t in timings))
+
+    return {a for a in ids if any(beats(b, a) for b in ids if b != a)}
 
 
 def _above_bicubic(family, evaluator, report: dict[str, Any]):

@@ -67,6 +67,24 @@ def test_kendall_tau_hand_computed():
         kendall_tau([1, 2], [1, 2, 3])
 
 
+def test_dominated_levels_need_every_timing_to_agree():
+    from types import SimpleNamespace
+
+    from adasr.build import _dominated
+
+    def lv(cid, psnr):
+        return SimpleNamespace(config=SimpleNamespace(id=cid), psnr=psnr)
+
+    family = [lv("a", 30.0), lv("b", 31.0), lv("c", 30.5)]
+    idle = {"a": 0.02, "b": 0.01, "c": 0.03}  # by this one timing, b beats both a and c
+    assert _dominated(family, [idle]) == {"a", "c"}
+    int8 = {"a": 0.005, "b": 0.008, "c": 0.009}  # a second timing: a is the fastest, c still loses to b
+    assert _dominated(family, [idle, int8]) == {"c"}
+    same = {"a": 0.01, "b": 0.01, "c": 0.01}
+    assert _dominated(family, [same]) == {"a", "c"}  # equal speed: the better PSNR wins
+    assert _dominated([lv("a", 30.0), lv("b", 30.0)], [same]) == set()  # a tie drops neither
+
+
 def test_pareto_front_on_hand_made_points():
     points = [(1, 30), (2, 29), (2, 31), (3, 31), (4, 33), (0.5, 28), (4, 32)]
     assert pareto_front(points) == [5, 0, 2, 4]
