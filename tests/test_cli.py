@@ -190,22 +190,39 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
                                                        if lv.config.id not in dropped]
     if not dropped:
         assert second.profiles == first.profiles
-    # carried-over timings still drop what they show dominated: with every level timed the same,
-    # only the best-scoring one is left, and the profiles keep only its measurements
-    assert len(first.family) >= 2
-    key = sorted(first.profiles)[0]
-    flat = json.loads(json.dumps(first.profiles[key]))
+    # carried-over timings still drop what they show dominated: three fixed levels (kept whatever
+    # this machine's timings say), then every level timed the same: only the best-scoring one is
+    # left, and the profiles keep only its measurements
+    import adasr.build
+    from adasr.modelfile import load_model
+    from adasr.nn.supernet import spread_configs
+
+    space = load_model(model)[0].space
+    ids = list(dict.fromkeys(c.id for c in (space.smallest(), *spread_configs(space, 3), space.largest())))[:3]
+    assert len(ids) == 3
+    three = tmp_path / "three"
+    with monkeypatch.context() as m:
+        m.setattr(adasr.build, "_dominated", lambda family, timings: set())
+        code, out, err = run_cli(monkeypatch, capsys, "search", model, "--out", three, "--val", folder,
+                                 "--size", "24x16", "--loads", "0", "--repeats", "2", "--strategy", "fixed",
+                                 "--param", "levels=" + json.dumps(ids), "--quiet", "--threads", "1",
+                                 "--no-above-bicubic")
+    assert code == 0, err
+    source = load_package(three)
+    assert sorted(lv.config.id for lv in source.family) == sorted(ids)
+    key = sorted(source.profiles)[0]
+    flat = json.loads(json.dumps(source.profiles[key]))
     for entry in flat["levels"].values():
         entry["measured"] = {c: {**v, "median_s": 0.01} for c, v in entry["measured"].items()}
-    first.add_profile(key, flat)
+    source.add_profile(key, flat)
     flat_out = tmp_path / "flat"
     code, out, err = run_cli(monkeypatch, capsys, "search", model, "--out", flat_out, "--val", folder,
-                             "--size", "24x16", "--levels-from", pkg, "--keep-profiles", "--threads", "1",
-                             "--no-above-bicubic", "--json", tmp_path / "flat.json")
+                             "--size", "24x16", "--levels-from", three, "--keep-profiles", "--threads", "1",
+                             "--no-above-bicubic")
     assert code == 0, err
-    assert "dropped" in out and "beats on measured speed and PSNR" in out
+    assert "dropped 2 level(s)" in out and "beats on measured speed and PSNR" in out
     kept = load_package(flat_out)
-    best = max(first.family, key=lambda lv: lv.psnr)
+    best = max(source.family, key=lambda lv: lv.psnr)
     assert [lv.config.id for lv in kept.family] == [best.config.id]
     assert all(set(e["measured"]) == {best.config.id} for p in kept.profiles.values() for e in p["levels"].values())
     code, _, err = run_cli(monkeypatch, capsys, "search", model, "--out", again, "--keep-profiles", "--quiet")
