@@ -258,9 +258,12 @@ def _measured(profile: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def _timings(profile: dict[str, Any], ids) -> list[dict[str, float]]:
-    """Every per-level timing a profile holds (s/frame by config id): the idle measurement and,
-    where its int8 section covers every level, that section's float32 and int8 times."""
-    timings = [_measured(profile)[load_name(0.0)]]
+    """Every per-level timing a profile holds (s/frame by config id): the idle measurement (or,
+    in a profile without one, that of the lightest load) and, where its int8 section covers every
+    level, that section's float32 and int8 times."""
+    measured = _measured(profile)
+    idle = load_name(0.0)
+    timings = [measured[idle] if idle in measured else measured[min(measured, key=float)]]
     int8 = (profile.get("int8") or {}).get("levels") or {}
     if set(ids) <= set(int8):
         timings += [{c: int8[c]["fp32_s"] for c in ids}, {c: int8[c]["int8_s"] for c in ids}]

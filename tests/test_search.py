@@ -85,6 +85,19 @@ def test_dominated_levels_need_every_timing_to_agree():
     assert _dominated([lv("a", 30.0), lv("b", 30.0)], [same]) == set()  # a tie drops neither
 
 
+def test_timings_of_a_profile():
+    from adasr.build import _timings
+
+    loaded = {"levels": {"0.50": {"measured": {"a": {"median_s": 0.2}}},
+                         "0.25": {"measured": {"a": {"median_s": 0.1}}}}}
+    assert _timings(loaded, ["a"]) == [{"a": 0.1}]  # no idle column: the lightest load's
+    both = {"levels": {"0.00": {"measured": {"a": {"median_s": 0.05}, "b": {"median_s": 0.07}}}},
+            "int8": {"levels": {"a": {"fp32_s": 0.04, "int8_s": 0.02}, "b": {"fp32_s": 0.06, "int8_s": 0.03}}}}
+    assert _timings(both, ["a", "b"]) == [{"a": 0.05, "b": 0.07}, {"a": 0.04, "b": 0.06}, {"a": 0.02, "b": 0.03}]
+    partial = {**both, "int8": {"levels": {"a": {"fp32_s": 0.04, "int8_s": 0.02}}}}
+    assert _timings(partial, ["a", "b"]) == [{"a": 0.05, "b": 0.07}]  # int8 section must cover every level
+
+
 def test_pareto_front_on_hand_made_points():
     points = [(1, 30), (2, 29), (2, 31), (3, 31), (4, 33), (0.5, 28), (4, 32)]
     assert pareto_front(points) == [5, 0, 2, 4]
