@@ -202,15 +202,8 @@ def _drop_dominated(package, out, shipped, report, key: str):
         return package
     report["dropped_dominated"] = sorted(dominated)
     family = replace(package.family, levels=tuple(lv for lv in package.family if lv.config.id not in dominated))
-    profiles = {}
-    for name, profile in package.profiles.items():
-        profile = copy.deepcopy(profile)
-        for entry in profile["levels"].values():
-            entry["measured"] = {c: v for c, v in entry["measured"].items() if c not in dominated}
-        int8 = profile.get("int8")
-        if isinstance(int8, dict) and isinstance(int8.get("levels"), dict):
-            int8["levels"] = {c: v for c, v in int8["levels"].items() if c not in dominated}
-        profiles[name] = profile
+    kept = {lv.config.id for lv in family}
+    profiles = {name: _cut_profile(profile, kept) for name, profile in package.profiles.items()}
     package = save_package(out, shipped(family), family, info=package.manifest.get("info"), overwrite=True)
     for name, profile in sorted(profiles.items()):
         package.add_profile(name, profile)
@@ -240,16 +233,25 @@ def _copy_profiles(source, package, lr_hw: tuple[int, int], threads: int | None)
     if tuple(source.family.lr_hw) != tuple(lr_hw):
         raise ConfigError(f"the package given for its profiles was profiled at {source.family.lr_hw}, not {lr_hw}")
     for key, profile in sorted(source.profiles.items()):
-        profile = copy.deepcopy(profile)
         for entry in profile["levels"].values():
             missing = ids - set(entry["measured"])
             if missing:
                 raise ConfigError(f"the profile {key} of the source package lacks level(s) "
                                   f"{', '.join(sorted(missing))}")
-            entry["measured"] = {c: v for c, v in entry["measured"].items() if c in ids}
-        package.add_profile(key, profile)
+        package.add_profile(key, _cut_profile(profile, ids))
     here = device_key(threads=threads)
     return here if here in package.profiles else sorted(package.profiles)[0]
+
+
+def _cut_profile(profile: dict[str, Any], ids: set[str]) -> dict[str, Any]:
+    """A copy of a device profile with its measurements and int8 entries cut to the levels `ids`."""
+    profile = copy.deepcopy(profile)
+    for entry in profile["levels"].values():
+        entry["measured"] = {c: v for c, v in entry["measured"].items() if c in ids}
+    int8 = profile.get("int8")
+    if isinstance(int8, dict) and isinstance(int8.get("levels"), dict):
+        int8["levels"] = {c: v for c, v in int8["levels"].items() if c in ids}
+    return profile
 
 
 def _measured(profile: dict[str, Any]) -> dict[str, dict[str, float]]:
