@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,9 @@ class SearchOptions:
     report its Kendall tau (0: skip). baselines / plot: model files placed on a PSNR-vs-FPS PNG.
     floor_bicubic: keep only levels above bicubic. trim: ship only the ops the levels use.
     profiles_from: a package whose device profiles the new one carries over instead of profiling
-    here (same configs, so the same latencies).
+    here (same configs, so the same latencies). own: config id -> `SubNet` with that config's own
+    weights (a sub-network trained alone, or a level of the `--levels-from` package that has
+    them): scored with those weights, and shipped as a level with its own weights where kept.
     """
 
     strategy: str = "ofa"
@@ -78,6 +80,7 @@ class SearchOptions:
     floor_bicubic: bool = True
     trim: bool = True
     profiles_from: Any = None
+    own: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.cost not in ("table", "macs", "measured"):
@@ -109,15 +112,25 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
 
     check_strategy(strategy, params or {})  # before seconds of loading and timing
     progress = on_progress or (lambda stage, done, total: None)
-    net, spec = load_model(model_path)
-    if not hasattr(net, "space"):
-        raise ConfigError(f"{model_path} is a {spec.arch!r} model, not a supernet (train one with --supernet)")
+    from adasr.package import is_package_path, load_package
+
+    if is_package_path(model_path):  # a package: its supernet (its own-weights levels come via `own`)
+        net = load_package(model_path).supernet
+    else:
+        net, spec = load_model(model_path)
+        if not hasattr(net, "space"):
+            raise ConfigError(f"{model_path} is a {spec.arch!r} model, not a supernet (train one with --supernet)")
     space = net.space
+    own = dict(opts.own or {})
+    for cid, module in own.items():
+        if getattr(module, "config", None) is None or module.config.id != cid:
+            raise ConfigError(f"own weights for {cid} are not a sub-network of that config")
+        space.validate(module.config)
     report: dict[str, Any] = {"model": str(model_path), "strategy": strategy, "cost": cost, "lr_hw": list(lr_hw)}
     started = time.perf_counter()
     with torch_threads(threads):
         evaluator = FastEvaluator(net, load_image_pairs(benchmark_dir(val), space.scale), space.scale, crops=crops,
-                                  seed=seed)
+                                  seed=seed, own=own)
         table = None
         if cost == "table":
             table = build_latency_table(supernet=net, lr_hw=lr_hw, repeats=5, threads=threads, on_progress=progress)
@@ -145,7 +158,8 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
 
         package = save_package(out, shipped(family), family, info={"source_model": Path(model_path).name,
                                                                     "strategy": strategy, "cost": cost,
-                                                                    "trimmed": trim}, overwrite=True)
+                                                                    "trimmed": trim}, overwrite=True,
+                               own=_own_of(own, family))
         if profiles_from is not None:  # same configs, so the same latencies: no profiling here
             key = _copy_profiles(profiles_from, package, lr_hw, threads)
             package = _drop_dominated(package, out, shipped, report, key)
@@ -166,6 +180,7 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
                   if plot or baselines else [])
     report["baselines"] = points
     report["levels"] = [{"config": lv.config.id, "psnr": lv.psnr, "params": lv.params, "macs": lv.macs,
+                         "own_weights": package.has_own(lv),
                          "fps": {name: 1.0 / s for name, s in (lv.measured_s or {}).items()},
                          "predicted_fps_idle": 1.0 / lv.latency_s[idle] if idle in lv.latency_s else None}
                         for lv in family]
@@ -204,10 +219,17 @@ def _drop_dominated(package, out, shipped, report, key: str):
     family = replace(package.family, levels=tuple(lv for lv in package.family if lv.config.id not in dominated))
     kept = {lv.config.id for lv in family}
     profiles = {name: _cut_profile(profile, kept) for name, profile in package.profiles.items()}
-    package = save_package(out, shipped(family), family, info=package.manifest.get("info"), overwrite=True)
+    package = save_package(out, shipped(family), family, info=package.manifest.get("info"), overwrite=True,
+                           own=_own_of(package.own, family))
     for name, profile in sorted(profiles.items()):
         package.add_profile(name, profile)
     return package
+
+
+def _own_of(own: Mapping[str, Any], family) -> dict[str, Any]:
+    """The own-weights modules of the levels `family` keeps."""
+    kept = {lv.config.id for lv in family}
+    return {cid: m for cid, m in own.items() if cid in kept}
 
 
 def _same_latencies(family, source):

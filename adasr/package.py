@@ -9,6 +9,8 @@ Folder layout (``save_package("model.adasrpkg", ...)``, any path not ending in `
                                (precision: optional, "fp32" when absent; `Package.precision`)
     supernet.safetensors       the supernet's state dict (safetensors; no pickle anywhere)
     levels.json                the `Family` (levels ordered by cost; `Family.to_dict`)
+                               ("own_levels": optional manifest list of config ids: levels that
+                               carry their own weights, below)
     profiles/<device-key>.json one per device (`adasr.runtime.profile.profile_package`; schema: `check_profile`):
                                measured per-level latency per load + latency table
 
@@ -17,6 +19,12 @@ same tensors, with the manifest, the levels and each profile as JSON strings in 
 (keys ``adasr.manifest``, ``adasr.levels``, ``adasr.profile.<device-key>``). The manifest then
 records ``weights.tensors_sha256``: a digest of the tensors (names, dtypes, shapes, bytes),
 since a file cannot contain its own checksum.
+
+A level may carry its own weights (a sub-network trained alone, `adasr train --arch subnet`,
+added with `adasr search --add-level`): its `SubNet` tensors are stored beside the supernet's in
+the same safetensors file, named ``own/<config id>/<tensor name>``, and the manifest lists such
+levels under ``own_levels``. `Package.level_model` and the runtime use those weights for that
+level; every other level is the supernet's sub-network (shared weights).
 
 Loading never unpickles and refuses a damaged package (weights checksum mismatch, a missing
 file, bad JSON, levels outside the supernet's space) or a foreign one (no manifest, another
@@ -27,6 +35,7 @@ a package under the final name.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -51,10 +60,10 @@ from adasr._atomic import (
 )
 from adasr._jsonfile import check_header
 from adasr.errors import ConfigError, ModelError, OutputError
-from adasr.family import Family
+from adasr.family import Family, Level
 from adasr.modelfile import refuse_non_finite, tensors_sha256
 from adasr.nn.registry import build_for_weights
-from adasr.nn.supernet import SuperNet
+from adasr.nn.supernet import SubNet, SuperNet
 from adasr.safepath import confined_file, read_confined
 from adasr.space import SearchSpace
 
@@ -77,6 +86,8 @@ _META_MANIFEST, _META_LEVELS, _META_PROFILE = "adasr.manifest", "adasr.levels", 
 MAX_WEIGHTS_BYTES = 1 << 30  # the supernet file (MAX_VALUES float32 values fit well below)
 MAX_JSON_BYTES = 16 << 20  # levels.json, one profile
 MAX_PROFILES = 256
+MAX_OWN_LEVELS = 64  # levels of a package that carry their own weights
+OWN_PREFIX = "own/"  # tensor-name prefix of a level's own weights: own/<config id>/<tensor name>
 
 
 def _version() -> str:
@@ -180,9 +191,24 @@ class Package:
     """A loaded (or freshly saved) package: supernet, family, profiles, and where it lives."""
 
     def __init__(self, path: Path | None, manifest: dict[str, Any], supernet: SuperNet, family: Family,
-                 profiles: dict[str, dict[str, Any]] | None = None) -> None:
+                 profiles: dict[str, dict[str, Any]] | None = None, own: Mapping[str, SubNet] | None = None) -> None:
         self.path, self.manifest, self.supernet, self.family = path, manifest, supernet, family
         self.profiles: dict[str, dict[str, Any]] = dict(profiles or {})
+        # Levels with their own weights: config id -> a resident static sub-network (eval mode).
+        self.own: dict[str, SubNet] = dict(own or {})
+
+    def level_model(self, level: int | Level) -> SubNet:
+        """A fresh static module (eval mode) computing level `level` (an index or a `Level` of
+        the family): a copy of the level's own weights where it has them, else the supernet's
+        sub-network extracted (`SuperNet.extract`)."""
+        lv = self.family[level] if isinstance(level, int) else level
+        own = self.own.get(lv.config.id)
+        return copy.deepcopy(own).eval() if own is not None else self.supernet.extract(lv.config).eval()
+
+    def has_own(self, level: int | Level) -> bool:
+        """Whether level `level` (an index or a `Level`) runs on its own weights, not the supernet's."""
+        lv = self.family[level] if isinstance(level, int) else level
+        return lv.config.id in self.own
 
     @property
     def scale(self) -> int:
@@ -205,7 +231,7 @@ class Package:
         if self.path is None:
             return
         if self.single_file:
-            _write_single_file(self.path, self.supernet, self.manifest, self.family, self.profiles)
+            _write_single_file(self.path, self.supernet, self.manifest, self.family, self.profiles, self.own)
         else:
             folder = self.path / PROFILES
             folder.mkdir(exist_ok=True)
@@ -220,7 +246,7 @@ class Package:
         if self.path is None:
             return
         if self.single_file:
-            _write_single_file(self.path, self.supernet, self.manifest, self.family, self.profiles)
+            _write_single_file(self.path, self.supernet, self.manifest, self.family, self.profiles, self.own)
         else:
             write_bytes_atomic(self.path / MANIFEST, _json(self.manifest).encode("utf-8"))
 
@@ -256,7 +282,7 @@ class Package:
             "space": self.space.to_dict(), "supernet_bytes": self.supernet.supernet_bytes(),
             "lr_hw": list(self.family.lr_hw), "search": self.family.search,
             "levels": [lv.to_dict() for lv in self.family], "profiles": sorted(self.profiles),
-            "precision": self.precision,
+            "precision": self.precision, "own_levels": sorted(self.own),
             "info": self.manifest.get("info", {}),
         }
 
@@ -275,14 +301,37 @@ def _manifest(supernet: SuperNet, info: Mapping[str, Any] | None, precision: str
             "info": json.loads(json.dumps(dict(info or {}))), "levels": {"file": LEVELS}, "precision": precision}
 
 
-def _state(supernet: SuperNet) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous() for k, v in supernet.state_dict().items()}
+def _state(supernet: SuperNet, own: Mapping[str, SubNet] | None = None) -> dict[str, torch.Tensor]:
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in supernet.state_dict().items()}
+    for cid, module in sorted((own or {}).items()):
+        tensors.update({f"{OWN_PREFIX}{cid}/{k}": v.detach().to("cpu").contiguous()
+                        for k, v in module.state_dict().items()})
+    return tensors
+
+
+def _with_own(manifest: dict[str, Any], own: Mapping[str, SubNet] | None) -> dict[str, Any]:
+    manifest = {k: v for k, v in manifest.items() if k != "own_levels"}
+    return {**manifest, "own_levels": sorted(own)} if own else manifest
+
+
+def _check_own(own: Mapping[str, Any] | None, family: Family) -> dict[str, SubNet]:
+    """ConfigError unless every own-weights entry is a `SubNet` of a family level's config."""
+    ids = {lv.config.id for lv in family}
+    out = {}
+    for cid, module in (own or {}).items():
+        if cid not in ids:
+            raise ConfigError(f"own weights for {cid}, which is not a level of the family")
+        if not isinstance(module, SubNet) or module.config.id != cid:
+            raise ConfigError(f"own weights for level {cid} must be a SubNet of that config, "
+                              f"got {type(module).__name__}")
+        out[cid] = module
+    return out
 
 
 def _write_single_file(path: Path, supernet: SuperNet, manifest: dict[str, Any], family: Family,
-                       profiles: Mapping[str, dict[str, Any]]) -> None:
-    tensors = _state(supernet)
-    manifest = {**manifest, "weights": {"tensors_sha256": _tensors_sha256(tensors)}}
+                       profiles: Mapping[str, dict[str, Any]], own: Mapping[str, SubNet] | None = None) -> None:
+    tensors = _state(supernet, own)
+    manifest = {**_with_own(manifest, own), "weights": {"tensors_sha256": _tensors_sha256(tensors)}}
     meta = {_META_MANIFEST: json.dumps(manifest, sort_keys=True), _META_LEVELS: family.to_json()}
     meta.update({_META_PROFILE + key: json.dumps(p, sort_keys=True) for key, p in profiles.items()})
     with atomic_path(path) as tmp:
@@ -291,11 +340,13 @@ def _write_single_file(path: Path, supernet: SuperNet, manifest: dict[str, Any],
 
 def save_package(path: str | os.PathLike[str], supernet: SuperNet, family: Family, *,
                  profiles: Mapping[str, dict[str, Any]] | None = None, info: Mapping[str, Any] | None = None,
-                 overwrite: bool = False, precision: str = "fp32") -> Package:
+                 overwrite: bool = False, precision: str = "fp32", own: Mapping[str, SubNet] | None = None) -> Package:
     """Write a package (a folder, or one file if `path` ends in ``.adasr``) and return it.
 
     `family` must hold configs of `supernet.space` at its scale. `info`: free-form JSON
     (training provenance, metrics). An existing destination is replaced only with `overwrite`.
+    own: levels with their own weights, config id -> `SubNet` of that config (each a level of
+    `family`); the other levels are the supernet's.
     """
     path = Path(path)
     if not isinstance(supernet, SuperNet):
@@ -306,6 +357,7 @@ def save_package(path: str | os.PathLike[str], supernet: SuperNet, family: Famil
         family.validate(supernet.space)
     except ModelError as exc:
         raise ConfigError(str(exc)) from None
+    own = _check_own(own, family)
     profiles = {_check_key(k): _check_profile(json.loads(json.dumps(p)), f"profile {k}")
                 for k, p in (profiles or {}).items()}
     if path.exists() and not overwrite:
@@ -313,14 +365,15 @@ def save_package(path: str | os.PathLike[str], supernet: SuperNet, family: Famil
     check_package_output(path)
     manifest = _manifest(supernet, info, precision)
     if _is_single_file(path):
-        _write_single_file(path, supernet, manifest, family, profiles)
+        _write_single_file(path, supernet, manifest, family, profiles, own)
         return load_package(path, device=_device_of(supernet))
     if path.exists() and not path.is_dir():
         raise OutputError(f"package path exists and is not a folder: {path}")
     with atomic_folder(path, package_folder_reason) as tmp:
         weights = tmp / WEIGHTS
         with atomic_path(weights) as part:
-            save_file(_state(supernet), str(part))
+            save_file(_state(supernet, own), str(part))
+        manifest = _with_own(manifest, own)
         manifest["weights"] = {"file": WEIGHTS, "sha256": _sha256_file(weights)}
         write_bytes_atomic(tmp / LEVELS, family.to_json().encode("utf-8"))
         (tmp / PROFILES).mkdir()
@@ -381,6 +434,10 @@ def _check_manifest(manifest: Any, source: Path) -> dict[str, Any]:
             raise ModelError(f"{source}: damaged package: manifest lacks {name!r}")
     if not isinstance(manifest["weights"], dict):
         raise ModelError(f"{source}: damaged package: manifest 'weights' is not an object")
+    own = manifest.get("own_levels", [])
+    if not isinstance(own, list) or len(own) > MAX_OWN_LEVELS or not all(isinstance(c, str) for c in own):
+        raise ModelError(f"{source}: damaged package: manifest 'own_levels' is not a list of at most "
+                         f"{MAX_OWN_LEVELS} config ids")
     if manifest.get("precision", "fp32") not in PRECISIONS:  # absent in packages saved before the field
         raise ModelError(f"{source}: damaged package: manifest precision {manifest['precision']!r} "
                          f"is not one of {', '.join(PRECISIONS)}")
@@ -388,9 +445,10 @@ def _check_manifest(manifest: Any, source: Path) -> dict[str, Any]:
 
 
 def _build(manifest: dict[str, Any], shapes: dict[str, tuple[int, ...]], family_data: Any,
-           source: Path) -> tuple[SearchSpace, SuperNet, Family]:
+           source: Path) -> tuple[SearchSpace, SuperNet, Family, dict[str, SubNet]]:
     """The search space, the supernet (built only after the header's tensor names and shapes
-    are checked against the space, on a meta-device build) and the family, all validated."""
+    are checked against the space, on a meta-device build), the family, all validated, and the
+    levels' own-weights modules (built and shape-checked the same way, weights not loaded)."""
     try:
         space = SearchSpace.from_dict(manifest["space"])
     except ConfigError as exc:
@@ -404,9 +462,40 @@ def _build(manifest: dict[str, Any], shapes: dict[str, tuple[int, ...]], family_
         raise ModelError(f"{source}: damaged package: {exc}") from None
     if family.scale != space.scale:
         raise ModelError(f"{source}: damaged package: levels are x{family.scale}, the supernet x{space.scale}")
-    net = build_for_weights("supernet", {"space": space.to_dict()}, shapes, f"{source}: damaged package",
+    own_ids = manifest.get("own_levels", [])
+    split: dict[str, dict[str, tuple[int, ...]]] = {cid: {} for cid in own_ids}
+    shared = {}
+    for name, shape in shapes.items():
+        if not name.startswith(OWN_PREFIX):
+            shared[name] = shape
+            continue
+        cid, _, tensor = name[len(OWN_PREFIX):].partition("/")
+        if cid not in split:
+            raise ModelError(f"{source}: damaged package: tensor {name!r} belongs to no level the manifest lists "
+                             f"as carrying its own weights")
+        split[cid][tensor] = shape
+    net = build_for_weights("supernet", {"space": space.to_dict()}, shared, f"{source}: damaged package",
                             what="the supernet")
-    return space, net, family
+    levels = {lv.config.id: lv for lv in family}
+    own = {}
+    for cid, own_shapes in split.items():
+        if cid not in levels:
+            raise ModelError(f"{source}: damaged package: own weights for {cid}, which is not a level")
+        own[cid] = build_for_weights("subnet", {"config": cid}, own_shapes, f"{source}: damaged package",
+                                     what=f"level {cid}'s own weights")
+    return space, net, family, own
+
+
+def _load_own(own: dict[str, SubNet], tensors: dict[str, torch.Tensor], device: str | torch.device,
+              source: Path) -> dict[str, SubNet]:
+    """Load the levels' own weights (taking their tensors out of `tensors`)."""
+    for cid, module in own.items():
+        prefix = f"{OWN_PREFIX}{cid}/"
+        mine = {k[len(prefix):]: tensors.pop(k) for k in [k for k in tensors if k.startswith(prefix)]}
+        refuse_non_finite(mine, f"{source}: damaged package")
+        module.load_state_dict(mine, strict=True)
+        own[cid] = module.to(device).eval()
+    return own
 
 
 def _load_weights(net: SuperNet, tensors: dict[str, torch.Tensor], device: str | torch.device,
@@ -466,8 +555,10 @@ def _load_folder(path: Path, device: str | torch.device) -> Package:
     family_data = _parse_json(read_confined(path, levels_name, MAX_JSON_BYTES, what=where, error=ModelError),
                               f"{path}/{levels_name}")
     shapes, _ = _header(weights, path)
-    _, net, family = _build(manifest, shapes, family_data, path)
-    net = _load_weights(net, _read_tensors(weights, path), device, path)
+    _, net, family, own = _build(manifest, shapes, family_data, path)
+    tensors = _read_tensors(weights, path)
+    own = _load_own(own, tensors, device, path)
+    net = _load_weights(net, tensors, device, path)
     profiles = {}
     folder = path / PROFILES
     if folder.is_dir() and not folder.is_symlink():
@@ -478,7 +569,7 @@ def _load_folder(path: Path, device: str | torch.device) -> Package:
             text = read_confined(folder, file.name, MAX_JSON_BYTES, what=where, error=ModelError)
             data = _parse_json(text, f"{path}/{PROFILES}/{file.name}")
             profiles[file.stem] = _check_profile(data, f"{path}/{PROFILES}/{file.name}")
-    return Package(path, manifest, net, family, profiles)
+    return Package(path, manifest, net, family, profiles, own)
 
 
 def _load_single_file(path: Path, device: str | torch.device) -> Package:
@@ -495,13 +586,14 @@ def _load_single_file(path: Path, device: str | torch.device) -> Package:
     profile_keys = sorted(k for k in meta if k.startswith(_META_PROFILE))
     if len(profile_keys) > MAX_PROFILES:
         raise ModelError(f"{path}: damaged package: {len(profile_keys)} profiles (at most {MAX_PROFILES})")
-    _, net, family = _build(manifest, shapes, family_data, path)
+    _, net, family, own = _build(manifest, shapes, family_data, path)
     tensors = _read_tensors(path, path)
     if _tensors_sha256(tensors) != digest:
         raise ModelError(f"{path}: damaged package: weights checksum mismatch (digest differs from the manifest)")
+    own = _load_own(own, tensors, device, path)
     net = _load_weights(net, tensors, device, path)
     profiles = {}
     for key in profile_keys:
         name = key[len(_META_PROFILE):]
         profiles[name] = _check_profile(_parse_json(meta[key], f"{path} profile {name}"), f"{path} profile {name}")
-    return Package(path, manifest, net, family, profiles)
+    return Package(path, manifest, net, family, profiles, own)

@@ -225,6 +225,51 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
     best = max(source.family, key=lambda lv: lv.psnr)
     assert [lv.config.id for lv in kept.family] == [best.config.id]
     assert all(set(e["measured"]) == {best.config.id} for p in kept.profiles.values() for e in p["levels"].values())
+    # a sub-network trained alone joins the family as a level with its own weights, scored with them
+    import torch
+
+    from adasr.data.datasets import load_image_pairs
+    from adasr.search.quality import FastEvaluator
+
+    supernet = load_model(model)[0]
+    extra = next(c for c in spread_configs(space, 6) if c.id not in ids)
+    alone = supernet.extract(extra).eval()
+    with torch.no_grad():
+        alone.tail.weight.mul_(0.5)  # other weights than the supernet's
+    save_model(tmp_path / "alone.safetensors", alone, ModelSpec("subnet", {"config": extra.id}, 2))
+    with_own = tmp_path / "own.adasr"
+    with monkeypatch.context() as m:
+        m.setattr(adasr.build, "_dominated", lambda family, timings: set())
+        code, out, err = run_cli(monkeypatch, capsys, "search", three, "--out", with_own, "--val", folder,
+                                 "--size", "24x16", "--loads", "0", "--repeats", "2", "--levels-from", three,
+                                 "--add-level", tmp_path / "alone.safetensors", "--quiet", "--threads", "1",
+                                 "--no-above-bicubic", "--json", tmp_path / "own.json")
+    assert code == 0, err
+    grown = load_package(with_own)
+    assert sorted(lv.config.id for lv in grown.family) == sorted([*ids, extra.id]) and sorted(grown.own) == [extra.id]
+    rows = {r["config"]: r for r in json.loads((tmp_path / "own.json").read_text())["levels"]}
+    evaluator = FastEvaluator(supernet, load_image_pairs(folder, 2), 2)
+    assert rows[extra.id]["own_weights"] and rows[extra.id]["psnr"] == pytest.approx(evaluator.score_module(alone))
+    assert rows[extra.id]["psnr"] != pytest.approx(evaluator.score(extra))
+    index = [lv.config.id for lv in grown.family].index(extra.id)
+    theirs, ours = grown.level_model(index).state_dict(), alone.state_dict()
+    assert theirs.keys() == ours.keys() and all(torch.equal(theirs[k], ours[k]) for k in ours)
+    code, out, err = run_cli(monkeypatch, capsys, "info", with_own)
+    assert code == 0 and "(own weights)" in out, err
+    # re-searching the package keeps its own-weights level
+    code, out, err = run_cli(monkeypatch, capsys, "search", with_own, "--out", tmp_path / "own2.adasr", "--val",
+                             folder, "--size", "24x16", "--levels-from", with_own, "--keep-profiles", "--quiet",
+                             "--threads", "1", "--no-above-bicubic")
+    assert code == 0, err
+    again_own = load_package(tmp_path / "own2.adasr")
+    assert sorted(again_own.own) == [extra.id]
+    assert [(lv.config.id, lv.psnr) for lv in again_own.family] == [(lv.config.id, lv.psnr) for lv in grown.family]
+    code, _, err = run_cli(monkeypatch, capsys, "search", model, "--out", tmp_path / "x.adasr", "--add-level",
+                           tmp_path / "alone.safetensors", "--quiet")
+    _one_line_error(code, err, "--add-level")
+    code, _, err = run_cli(monkeypatch, capsys, "search", model, "--out", tmp_path / "x.adasr", "--levels-from",
+                           three, "--add-level", model, "--quiet")
+    _one_line_error(code, err, "sub-network")
     code, _, err = run_cli(monkeypatch, capsys, "search", model, "--out", again, "--keep-profiles", "--quiet")
     _one_line_error(code, err, "--levels-from")
     (pkg / "manifest.json").write_text("{")

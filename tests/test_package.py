@@ -173,3 +173,72 @@ def test_overwrite_never_replaces_a_foreign_folder(tmp_path, net, family):
     with pytest.raises(OutputError, match="not an adasr package"):
         save_package(folder, net, family, overwrite=True)
     assert (folder / "precious.txt").read_text() == "keep me"
+
+
+def _own_module(net: SuperNet, cfg, seed: int = 1):
+    """The supernet's sub-network `cfg` with its weights moved: a level trained on its own."""
+    module = net.extract(cfg).eval()
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for p in module.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return module
+
+
+@pytest.mark.parametrize("name", ["pkg", "model.adasr"])
+def test_a_level_with_its_own_weights(tmp_path, net, family, name):
+    from safetensors.torch import load_file, save_file
+
+    from adasr.runtime.engine import Engine
+
+    mine = family[0]
+    module = _own_module(net, mine.config)
+    path = tmp_path / name
+    save_package(path, net, family, own={mine.config.id: module})
+    pkg = load_package(path)
+    assert sorted(pkg.own) == [mine.config.id] and pkg.has_own(0) and not pkg.has_own(1)
+    assert pkg.summary()["own_levels"] == [mine.config.id]
+    x = torch.rand(1, 3, *HW, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        want = module(x)
+        assert torch.equal(pkg.level_model(0)(x), want)
+        assert not torch.allclose(net(x, cfg=mine.config), want)  # the shared weights compute something else
+        assert torch.equal(pkg.level_model(1)(x), net(x, cfg=family[1].config))  # the others are the supernet's
+    _same(net, pkg.supernet, family)
+    # the runtime runs the level's own weights, and switches back and forth between both kinds
+    engine = Engine(pkg)
+    frame = (torch.rand(HW[0], HW[1], 3, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
+    from adasr.runtime.engine import frame_to_tensor, tensor_to_frame
+
+    with torch.inference_mode():
+        assert (engine.process(frame) == tensor_to_frame(module(frame_to_tensor(frame, False)))).all()
+        engine.switch(1)
+        assert (engine.process(frame) == tensor_to_frame(net(frame_to_tensor(frame, False),
+                                                             cfg=family[1].config))).all()
+    assert engine.resident_bytes() > net.supernet_bytes()
+    # a profile stored later, or a precision set later, keeps the own weights
+    pkg.set_precision("fp32")
+    assert sorted(load_package(path).own) == [mine.config.id]
+    # own weights for a config that is not a level, or not a sub-network of that config, are refused
+    with pytest.raises(ConfigError, match="not a level"):
+        save_package(tmp_path / "bad", net, family.__class__(family.levels[1:], family.scale, family.lr_hw),
+                     own={mine.config.id: module})
+    with pytest.raises(ConfigError, match="SubNet of that config"):
+        save_package(tmp_path / "bad", net, family, own={mine.config.id: _own_module(net, family[1].config)})
+    if name != "model.adasr":
+        return
+    # a tampered file: a tensor of a level not listed, or a listed level's tensor missing, is refused
+    tensors = load_file(str(path))
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+    stray = dict(tensors)
+    stray[f"own/{family[1].config.id}/head.weight"] = torch.zeros(1)
+    save_file(stray, str(tmp_path / "stray.adasr"), metadata=meta)
+    with pytest.raises(ModelError, match="belongs to no level"):
+        load_package(tmp_path / "stray.adasr")
+    short = {k: v for k, v in tensors.items() if not k.endswith("head.weight") or not k.startswith("own/")}
+    save_file(short, str(tmp_path / "short.adasr"), metadata=meta)
+    with pytest.raises(ModelError, match="damaged package"):
+        load_package(tmp_path / "short.adasr")

@@ -37,7 +37,7 @@ def _load(path: Path):
         from adasr.package import load_package
 
         package = load_package(path)
-        return [package.supernet.extract(lv.config).eval() for lv in package.family], package.scale, True
+        return [package.level_model(lv) for lv in package.family], package.scale, True
     model, spec = load_model(path)
     return model, spec.scale, False
 

@@ -422,6 +422,7 @@ def search(
     strategy: Annotated[str, typer.Option(help="ofa (Dynamic-OFA Algorithm 1 + evolution + Pareto front), dysr (adaptation-aware binning, Eq. 1), or fixed (no search: the levels of --levels-from or --param levels=[...]).")] = "ofa",
     levels_from: Annotated[Optional[Path], typer.Option(help="Keep this package's levels (strategy fixed): re-score and re-profile them with MODEL's weights, e.g. after training its supernet further.")] = None,
     keep_profiles: Annotated[bool, typer.Option(help="With --levels-from: copy that package's device profiles instead of profiling here (a level's latency depends on its config, not its weights).")] = False,
+    add_level: Annotated[Optional[list[Path]], typer.Option(help="A sub-network model file (adasr train --arch subnet, a config of MODEL's space) to add as a level with its own weights, kept if no level beats it on PSNR and speed (repeatable; with --levels-from or --strategy fixed).")] = None,
     cost: Annotated[str, typer.Option(help="Latency model for the search: table (per-op LUT timed here), macs or measured.")] = "table",
     val: Annotated[str, typer.Option(help="Validation set for the fast PSNR evaluator (crops).")] = "Set5",
     size: Annotated[str, typer.Option(help="LR frame size WxH the levels are profiled at.")] = "320x180",
@@ -449,9 +450,11 @@ def search(
         if path is not None:
             check_writable(path)
     check_package_output(package_path)  # before any work: replace only a package adasr wrote
-    check_not_input([plot, json_out], [model, *(baseline or [])], folders=[package_path])
+    check_not_input([plot, json_out], [model, *(baseline or []), *(add_level or [])], folders=[package_path])
     shares = parse_shares(loads)
     params = _parse_args(param or [], "--param")
+    own = {}
+    source = None
     if levels_from is not None:
         from adasr.errors import InputError
         from adasr.package import is_package_path, load_package
@@ -462,8 +465,16 @@ def search(
             raise ConfigError("--levels-from chooses the levels itself: leave out --strategy and --param levels")
         source = load_package(levels_from)
         strategy, params["levels"] = "fixed", [lv.config.id for lv in source.family.levels]
+        own.update(source.own)
     elif keep_profiles:
         raise ConfigError("--keep-profiles needs --levels-from")
+    if add_level:
+        if strategy != "fixed":
+            raise ConfigError("--add-level adds to a given family: use it with --levels-from or --strategy fixed")
+        added = _own_levels(add_level)
+        own.update(added)
+        given = list(params.get("levels") or [])
+        params["levels"] = given + [cid for cid in added if cid not in given]
     last = {"stage": None}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -474,7 +485,8 @@ def search(
     options = SearchOptions(strategy=strategy, val=val, cost=cost, lr_hw=_parse_hw(size), loads=shares,
                             repeats=repeats, threads=threads, seed=seed, predictor_samples=predictor_samples,
                             baselines=tuple(baseline or ()), plot=plot, params=params,
-                            floor_bicubic=above_bicubic, trim=trim, profiles_from=source if keep_profiles else None)
+                            floor_bicubic=above_bicubic, trim=trim, profiles_from=source if keep_profiles else None,
+                            own=own)
     report = run_search(model, package_path, options, on_progress=progress)
     table = Table(title=f"{len(report['levels'])} levels ({strategy}, {cost}) on {report['device']}")
     for col in ("level", "config", "PSNR", "params", "GMACs", *[f"FPS@{k}" for k in sorted(report["levels"][0]["fps"])]):
@@ -499,6 +511,28 @@ def search(
     out.print(f"  search {report['search_seconds']} s, whole command {report['wall_seconds']} s; package {package_path}")
     if json_out is not None:
         write_bytes_atomic(json_out, (json.dumps(report, indent=2) + "\n").encode())
+
+
+def _own_levels(paths: list[Path]) -> dict:
+    """config id -> SubNet of each --add-level model file (refused unless it is a sub-network)."""
+    from adasr.errors import InputError
+    from adasr.modelfile import load_model
+    from adasr.package import MAX_OWN_LEVELS, is_package_path
+
+    if len(paths) > MAX_OWN_LEVELS:
+        raise ConfigError(f"--add-level: at most {MAX_OWN_LEVELS} levels, got {len(paths)}")
+    out = {}
+    for path in paths:
+        if is_package_path(path):
+            raise InputError(f"--add-level: {path} is a package; give a sub-network model file (adasr train --arch subnet)")
+        model, spec = load_model(path)
+        if spec.arch != "subnet":
+            raise ConfigError(f"--add-level: {path} is a {spec.arch!r} model; a level is a sub-network "
+                              f"(adasr train --arch subnet --arg config=...)")
+        if model.config.id in out:
+            raise ConfigError(f"--add-level: two files of the same config {model.config.id}")
+        out[model.config.id] = model
+    return out
 
 
 @app.command()
@@ -544,8 +578,11 @@ def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors) o
         summary = load_package(model).summary()
         out.print(f"[bold]{model}[/bold] package v{summary['schema_version']}, x{summary['scale']}, "
                   f"supernet {summary['supernet_bytes'] / 1e6:.2f} MB, profiles: {', '.join(summary['profiles']) or 'none'}")
+        own = set(summary["own_levels"])
         for i, lv in enumerate(summary["levels"]):
-            out.print(f"  level {i}: {lv['config']}  {lv['psnr']:.2f} dB  {lv['params']:,} params", highlight=False)
+            mark = "  (own weights)" if lv["config"] in own else ""
+            out.print(f"  level {i}: {lv['config']}  {lv['psnr']:.2f} dB  {lv['params']:,} params{mark}",
+                      highlight=False, soft_wrap=True)
         return
     from adasr.nn.cost import count_macs, count_params
 

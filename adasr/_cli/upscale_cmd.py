@@ -263,7 +263,7 @@ def _image_package(job: _Job, package: Any, tile: int) -> None:
             if estimate >= LARGE_IMAGE_S:
                 job.say(f"{what}, level {level} of 0..{n - 1}: about {format_seconds(estimate)} here "
                         f"(from {source})")
-    model = package.supernet.extract(package.family[level].config).eval()
+    model = package.level_model(level)
     start = time.perf_counter()
     w, h = upscale_image_file(model, job.scale, job.src, job.dst, tile=tile, image=img)
     seconds = time.perf_counter() - start

@@ -82,7 +82,7 @@ def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int
 
         fns: dict[str, Fn] = {"torch-fp32": fp32}
         try:
-            q = quantize_level(package.supernet.extract(level.config), calib)
+            q = quantize_level(package.level_model(level), calib)
         except ConfigError as exc:
             notes.append(f"torch-int8 L{index}: {exc}")
         else:
@@ -100,7 +100,7 @@ def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int
             from adasr.bench.luma import luma_frame_fn
 
             try:
-                fns[LUMA] = luma_frame_fn(package.supernet.extract(level.config))
+                fns[LUMA] = luma_frame_fn(package.level_model(level))
             except ConfigError as exc:
                 notes.append(f"{LUMA} L{index}: {exc}")
         if onnx_folder is not None:
@@ -108,7 +108,7 @@ def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int
 
             try:
                 oc = calib if ort_calib is None else ort_calib
-                fns.update(ort_backends(package.supernet.extract(level.config), oc[0].shape[:2], oc,
+                fns.update(ort_backends(package.level_model(level), oc[0].shape[:2], oc,
                                         onnx_folder, torch.get_num_threads()))
             except (ValueError, RuntimeError) as exc:
                 notes.append(f"ONNX Runtime L{index}: {str(exc).splitlines()[0]}")

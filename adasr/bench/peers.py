@@ -132,7 +132,7 @@ def package_upscalers(path: str | Path) -> tuple[int, list[Upscaler]]:
     package = load_package(path)
     ups = []
     for index, level in enumerate(package.family):
-        static = package.supernet.extract(level.config)
+        static = package.level_model(level)
         ups.append(Upscaler(f"adasr L{index}", "adasr-level", _torch_fn(static), level.params))
     return package.scale, ups
 

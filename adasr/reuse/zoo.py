@@ -93,7 +93,8 @@ class BaseModel:
 
         p = Path(path) if path is not None else bundled_package(scale)
         pkg = load_package(p)
-        return cls(pkg.supernet, [lv.config for lv in pkg.family], pkg.scale, p.name)
+        # experts are deltas of the shared weights: levels with their own weights are left out
+        return cls(pkg.supernet, [lv.config for lv in pkg.family if not pkg.has_own(lv)], pkg.scale, p.name)
 
     @property
     def plain(self) -> bool:

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from adasr.errors import ConfigError
-from adasr.family import Family
+from adasr.family import Family, Level
 from adasr.modelfile import ModelSpec, load_model, save_model
 from adasr.nn.supernet import SuperNet
 from adasr.runtime.engine import frame_to_tensor, module_bytes, tensor_to_frame
@@ -39,14 +40,17 @@ if TYPE_CHECKING:
 __all__ = ["AssembledRunner", "StaticRunner"]
 
 
-def _source(source: Package | SuperNet, family: Family | None, device_key: str | None) -> tuple[SuperNet, Family]:
+def _source(source: Package | SuperNet, family: Family | None,
+            device_key: str | None) -> tuple[SuperNet, Family, Callable[[Level], nn.Module]]:
+    """The supernet, the family, and what makes a level's static module (a package's level with
+    its own weights gets those; `Package.level_model`)."""
     if isinstance(source, SuperNet):
         if family is None:
             raise ConfigError("a supernet needs its family of levels")
-        return source, family.validate(source.space)
+        return source, family.validate(source.space), lambda lv: source.extract(lv.config).eval()
     if family is None:
         family = source.family_for(device_key) if device_key is not None else source.family
-    return source.supernet, family.validate(source.supernet.space)
+    return source.supernet, family.validate(source.supernet.space), source.level_model
 
 
 class _Runner(Streams):
@@ -93,10 +97,10 @@ class AssembledRunner(_Runner):
 
     def __init__(self, source: Package | SuperNet, family: Family | None = None, *, device_key: str | None = None,
                  level: int = 0, channels_last: bool = True) -> None:
-        supernet, self.levels = _source(source, family, device_key)
+        supernet, self.levels, make = _source(source, family, device_key)
         self.scale = supernet.scale
         self.channels_last = channels_last
-        self.models = [supernet.extract(lv.config).eval() for lv in self.levels]
+        self.models = [make(lv) for lv in self.levels]
         self.level = check_level_index(level, len(self.levels))
         self._active = self.models[self.level]
         self.switch_latencies: list[int] = []
@@ -130,7 +134,7 @@ class StaticRunner(_Runner):
     def __init__(self, source: Package | SuperNet, family: Family | None = None, *, device_key: str | None = None,
                  level: int = 0, channels_last: bool = True, folder: str | Path | None = None,
                  warmup_hw: tuple[int, int] = (8, 8)) -> None:
-        supernet, self.levels = _source(source, family, device_key)
+        supernet, self.levels, make = _source(source, family, device_key)
         self.scale = supernet.scale
         self.channels_last = channels_last
         self.device = supernet.head.weight.device
@@ -142,7 +146,7 @@ class StaticRunner(_Runner):
         self.paths: list[Path] = []
         for i, lv in enumerate(self.levels):  # written once at set-up
             path = self.folder / f"level-{i:02d}.safetensors"
-            save_model(path, supernet.extract(lv.config), ModelSpec("subnet", {"config": lv.config.id}, self.scale,
+            save_model(path, make(lv), ModelSpec("subnet", {"config": lv.config.id}, self.scale,
                                                                      {"level": i, "psnr": lv.psnr}))
             self.paths.append(path)
         self.level = check_level_index(level, len(self.levels))

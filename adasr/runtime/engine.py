@@ -3,8 +3,9 @@
 `Engine` keeps a package's supernet in memory once and upscales frames with the active level.
 A switch is `SuperNet.set_active(cfg)`: one reference swap of a routing that the engine
 prebuilt for every level at start (so no switch builds anything, and no weight tensor is ever
-allocated or copied; DySR section 4.2). Each switch's latency is recorded in nanoseconds
-(`time.perf_counter_ns`).
+allocated or copied; DySR section 4.2). A level that carries its own weights (`Package.own`)
+runs its resident static module instead, chosen by the same index swap. Each switch's latency
+is recorded in nanoseconds (`time.perf_counter_ns`).
 
 The streaming pipeline that drives an engine (or a baseline) frame by frame, `run_stream`, and
 its records live in `adasr.runtime.pipeline`; `Engine.run_stream` delegates to it.
@@ -109,6 +110,12 @@ class Engine(Streams):
         if len(family) == 0:
             raise ConfigError("the family has no levels")
         self.levels: Family = family
+        own = {} if isinstance(source, SuperNet) else source.own
+        # Levels with their own weights: their resident static module (None: the supernet's routing).
+        self.own_levels: list[Any] = [own.get(lv.config.id) for lv in family]
+        for module in self.own_levels:
+            if module is not None:
+                module.eval()
         self.scale = self.supernet.scale
         self.device = self.supernet.head.weight.device
         self.channels_last = self.device.type == "cpu" if channels_last is None else bool(channels_last)
@@ -146,7 +153,9 @@ class Engine(Streams):
                 raise ConfigError(f"precision {precision} needs calibration frames (uint8 RGB)")
             for i in quantize:
                 try:
-                    self.int8_levels[i] = quantize_level(self.supernet.extract(family[i].config), calibration)
+                    static = self.own_levels[i] if self.own_levels[i] is not None else \
+                        self.supernet.extract(family[i].config)
+                    self.int8_levels[i] = quantize_level(static, calibration)
                 except ConfigError:
                     pass  # this level runs in float32
         # A policy reads the engine's family: give its int8 levels their measured int8 seconds.
@@ -199,8 +208,12 @@ class Engine(Streams):
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        quantized = self.int8_levels[self.level]
-        return quantized(x) if quantized is not None else self.supernet(self._prepare(x))
+        level = self.level
+        quantized = self.int8_levels[level]
+        if quantized is not None:
+            return quantized(x)
+        own = self.own_levels[level]
+        return own(self._prepare(x)) if own is not None else self.supernet(self._prepare(x))
 
     @torch.inference_mode()
     def process(self, frame: np.ndarray) -> np.ndarray:
@@ -215,12 +228,14 @@ class Engine(Streams):
             check_frame(frame)
             return sr_tiles(self._forward, frame, self.scale, self.tile, self.overlap)
         x = frame_to_tensor(frame, self.channels_last)
-        quantized = self.int8_levels[self.level]
+        level = self.level  # read once: a switch from another thread lands on the next frame
+        quantized = self.int8_levels[level]
         if quantized is not None:
             return phases_to_frame(quantized.phases(x), self.scale)
-        routing = self.supernet.routing  # read once: a switch from another thread lands on the next frame
+        own = self.own_levels[level]
+        routing = own if own is not None else self.supernet.routing
         if routing.config.upsampler == "tc":
-            return tensor_to_frame(self._forward(x))
+            return tensor_to_frame(routing(self._prepare(x)))
         # Before the pixel shuffle: round to uint8 at LR layout, then shuffle bytes (no float
         # buffer at output size, no float shuffle).
         return phases_to_frame(routing(self._prepare(x), phases=True), self.scale)
@@ -248,8 +263,10 @@ class Engine(Streams):
         return self.supernet.supernet_bytes()
 
     def resident_bytes(self) -> int:
-        """What is resident for every level at once: the supernet (and any int8 levels)."""
-        return self.supernet_bytes() + sum(q.int8_bytes() for q in self.int8_levels if q is not None)
+        """What is resident for every level at once: the supernet (and any int8 levels and levels
+        with their own weights)."""
+        return self.supernet_bytes() + sum(q.int8_bytes() for q in self.int8_levels if q is not None) \
+            + sum(module_bytes(m) for m in self.own_levels if m is not None)
 
     def data_ptrs(self) -> list[int]:
         """Storage addresses of every parameter (unchanged by switches; a test hook)."""

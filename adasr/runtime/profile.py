@@ -97,7 +97,9 @@ def profile_package(package: Package, loads: Sequence[float] = (0.0, 0.5), repea
             one = thread_rule == "auto" and share > 0 and dev.type == "cpu"
             with background, torch_threads(1 if one else None):
                 for lvl in family:
-                    sample = measure_latency(net, lvl.config, lr_hw, warmup=warmup, repeats=repeats, device=dev,
+                    own = package.own.get(lvl.config.id)  # a level with its own weights runs its own module
+                    sample = measure_latency(net if own is None else own, lvl.config if own is None else None,
+                                             lr_hw, warmup=warmup, repeats=repeats, device=dev,
                                              channels_last=channels_last)
                     measured[lvl.config.id] = sample.to_dict()
                     done += 1

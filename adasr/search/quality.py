@@ -19,7 +19,7 @@ import json
 import math
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +94,15 @@ class FastEvaluator:
 
     Deterministic: the crops are fixed at construction (seeded) and the forward is in eval and
     inference mode. `score_module(m)` scores any plain SR module (a baseline) on the same crops.
+    own: config id -> a static module with that config's own weights (a package level that does
+    not share the supernet's); `score` of such a config scores that module.
     """
 
     def __init__(self, model: nn.Module, pairs: Sequence[SRPair], scale: int, *, crops: int = 8,
-                 crop_size: int = 64, seed: int = 0, device: str | torch.device = "cpu") -> None:
+                 crop_size: int = 64, seed: int = 0, device: str | torch.device = "cpu",
+                 own: Mapping[str, nn.Module] | None = None) -> None:
         self.model, self.scale, self.device = model, scale, torch.device(device)
+        self.own = dict(own or {})
         self.crops = make_crops(pairs, scale, crops, crop_size, seed)
         # Same-shape crops go through the network as one batch.
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -132,8 +136,12 @@ class FastEvaluator:
         """Mean PSNR (dB) of sub-network `cfg` over the crops (cached per config id)."""
         cached = self._cache.get(cfg.id)
         if cached is None:
-            routing = self.model.routing_for(cfg)
-            cached = self._cache[cfg.id] = self._psnr(routing, self.model)
+            own = self.own.get(cfg.id)
+            if own is not None:
+                cached = self._cache[cfg.id] = self._psnr(own, own)
+            else:
+                routing = self.model.routing_for(cfg)
+                cached = self._cache[cfg.id] = self._psnr(routing, self.model)
             self.evaluations += 1
         return cached
 

@@ -171,13 +171,22 @@ def initial_model(settings: EncodeSettings) -> tuple[torch.nn.Module, dict[str, 
         pkg = load_package(path)
         if pkg.scale != settings.scale:
             raise ConfigError(f"package {path} is x{pkg.scale}; --scale asked for x{settings.scale}")
+        # The stream updates the supernet's shared weights: a level with its own weights
+        # (Package.own) is not one of its levels.
         levels = [lv.config for lv in pkg.family]
         if settings.levels != "all":
             try:
-                levels = [levels[int(i)] for i in settings.levels.split(",")]
+                picked = [int(i) for i in settings.levels.split(",")]
+                levels = [levels[i] for i in picked]
             except (ValueError, IndexError):
                 raise ConfigError(f"--levels wants 'all' or indices below {len(levels)}, "
                                   f"got {settings.levels!r}") from None
+            own = [i for i in picked if pkg.has_own(i)]
+            if own:
+                raise ConfigError(f"level {own[0]} of {path} has its own weights, not the supernet's: a model "
+                                  f"stream updates the shared weights; pick other levels")
+        else:
+            levels = [cfg for cfg in levels if cfg.id not in pkg.own]
         spec = {"arch": "supernet", "args": {"space": pkg.space.to_dict()}, "scale": pkg.scale}
         return pkg.supernet, spec, levels, {"model": "package", "levels": [c.id for c in levels]}
     model, spec = load_model(path)
