@@ -70,6 +70,7 @@ class SearchOptions:
     lr_hw: tuple[int, int] = (180, 320)
     loads: tuple[float, ...] = (0.0, 0.5)
     repeats: int = 20
+    rounds: int = 1
     threads: int | None = None
     seed: int = 0
     crops: int = 8
@@ -165,7 +166,7 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
             package = _drop_dominated(package, out, shipped, report, key)
         else:
             package, key = _profile_here(package, out, shipped, report, loads=loads, repeats=repeats, threads=threads,
-                                lr_hw=lr_hw, progress=progress)
+                                         lr_hw=lr_hw, progress=progress, rounds=opts.rounds)
         family = package.family_for(key)
         report["device"] = key
         report["wall_seconds"] = round(time.perf_counter() - started, 1)
@@ -192,13 +193,13 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
     return report
 
 
-def _profile_here(package, out, shipped, report, *, loads, repeats, threads, lr_hw, progress):
+def _profile_here(package, out, shipped, report, *, loads, repeats, threads, lr_hw, progress, rounds=1):
     """Profile the package's levels on this device, drop levels measured as dominated, store the
     profile; the package (rewritten if levels were dropped) and the device key."""
     from adasr.runtime.profile import profile_package
 
     profile = profile_package(package, loads=loads, repeats=repeats, threads=threads, on_progress=progress,
-                              lr_hw=lr_hw, table=False)
+                              lr_hw=lr_hw, table=False, rounds=rounds)
     key = profile["device"]
     package.add_profile(key, profile)
     return _drop_dominated(package, out, shipped, report, key), key

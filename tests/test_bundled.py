@@ -28,8 +28,11 @@ def test_bundled_package_is_a_profiled_family_that_beats_bicubic(scale, data_roo
     with torch.inference_mode():
         bicubic = evaluate(build_model("bicubic", scale=scale), pairs, scale, with_ssim=False).psnr
         for index, level in enumerate(family):
-            got = evaluate(pkg.supernet.extract(level.config).eval(), pairs, scale, with_ssim=False).psnr
+            got = evaluate(pkg.level_model(level), pairs, scale, with_ssim=False).psnr
             assert got > bicubic, (index, got, bicubic)
+            if pkg.has_own(level):  # a level with its own weights beats its config inside the supernet
+                shared = evaluate(pkg.supernet.extract(level.config).eval(), pairs, scale, with_ssim=False).psnr
+                assert got > shared, (index, got, shared)
 
 
 @pytest.mark.parametrize("scale", (2, 3, 4))
@@ -55,3 +58,26 @@ def test_bundled_packages_choose_int8_from_their_measured_profile(scale):
         entry = section["levels"][lv.config.id]
         ok = entry["int8_s"] < entry["fp32_s"] and -entry["psnr_change_db"] <= section["tolerance_db"]
         assert (i in chosen) == ok
+
+
+def test_bundled_x3_level_with_its_own_weights_runs_them_in_both_precisions(data_root):
+    # the x3 package's level trained alone runs its own weights in the engine, float32 and int8
+    import numpy as np
+
+    from adasr.images import read_image
+    from adasr.metrics import psnr_y
+    from adasr.runtime.engine import Engine, frame_to_tensor, tensor_to_frame
+
+    pkg = load_package(bundled_package(3))
+    own = [i for i in range(len(pkg.family)) if pkg.has_own(i)]
+    assert own, "the x3 package ships a level with its own weights"
+    i = own[0]
+    frame = np.ascontiguousarray(read_image(data_root / "benchmarks" / "Set5" / "butterfly.png").rgb[:64, :64])
+    with torch.inference_mode():
+        mine = tensor_to_frame(pkg.level_model(i)(frame_to_tensor(frame, False)))
+        shared = tensor_to_frame(pkg.supernet.extract(pkg.family[i].config).eval()(frame_to_tensor(frame, False)))
+        for precision in ("fp32", "int8"):
+            engine = Engine(pkg, level=i, precision=precision, calibration=[frame], int8_only=[i])
+            out = engine.process(frame)
+            close, far = psnr_y(out, mine, border=3), psnr_y(out, shared, border=3)
+            assert close > 40 and close > far + 3, (precision, close, far)

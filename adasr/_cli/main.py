@@ -428,6 +428,7 @@ def search(
     size: Annotated[str, typer.Option(help="LR frame size WxH the levels are profiled at.")] = "320x180",
     loads: Annotated[str, typer.Option(help="Loads: background CPU load shares, comma separated.")] = "0,0.5",
     repeats: Annotated[int, typer.Option(help="Frames per latency measurement (median).")] = 20,
+    rounds: Annotated[int, typer.Option(help="Profile every level this many times, interleaved, keeping each level's lowest median (steadier on a busy machine).")] = 1,
     predictor_samples: Annotated[int, typer.Option(help="Train the quality predictor on N sampled configs and report Kendall tau (0 = skip).")] = 0,
     baseline: Annotated[Optional[list[Path]], typer.Option(help="Baseline model files to place on the Pareto picture (repeatable).")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write the PSNR-vs-FPS picture (PNG) here.")] = None,
@@ -483,7 +484,7 @@ def search(
             last["stage"] = stage
 
     options = SearchOptions(strategy=strategy, val=val, cost=cost, lr_hw=_parse_hw(size), loads=shares,
-                            repeats=repeats, threads=threads, seed=seed, predictor_samples=predictor_samples,
+                            repeats=repeats, rounds=rounds, threads=threads, seed=seed, predictor_samples=predictor_samples,
                             baselines=tuple(baseline or ()), plot=plot, params=params,
                             floor_bicubic=above_bicubic, trim=trim, profiles_from=source if keep_profiles else None,
                             own=own)
@@ -540,6 +541,7 @@ def profile(
     package: Annotated[Path, typer.Argument(help="Package folder or .adasr file.")],
     loads: Annotated[str, typer.Option(help="Loads: background CPU load shares, comma separated.")] = "0,0.5",
     repeats: Annotated[int, typer.Option(help="Frames per measurement (median).")] = 20,
+    rounds: Annotated[int, typer.Option(help="Measure every level this many times, interleaved, and keep each level's lowest median (steadier on a busy machine).")] = 1,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
     thread_rule: Annotated[str, typer.Option(help="auto: loaded columns with one thread, as the runtime runs them; "
@@ -554,7 +556,7 @@ def profile(
     shares = parse_shares(loads)
     pkg = load_package(package)
     prof = profile_package(pkg, loads=shares, repeats=repeats, threads=threads, device=device, table=False,
-                           thread_rule=thread_rule)
+                           thread_rule=thread_rule, rounds=rounds)
     if cache:
         where = cache_profile(pkg, prof)
     else:

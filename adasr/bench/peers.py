@@ -133,7 +133,8 @@ def package_upscalers(path: str | Path) -> tuple[int, list[Upscaler]]:
     ups = []
     for index, level in enumerate(package.family):
         static = package.level_model(level)
-        ups.append(Upscaler(f"adasr L{index}", "adasr-level", _torch_fn(static), level.params))
+        name = f"adasr L{index}" + (" (own weights)" if package.has_own(level) else "")
+        ups.append(Upscaler(name, "adasr-level", _torch_fn(static), level.params))
     return package.scale, ups
 
 
@@ -282,9 +283,10 @@ def pareto_png(result: dict[str, Any], path: str | Path, set_name: str | None = 
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     levels = [r for r in result["rows"] if r["kind"] == "adasr-level"]
     ax.plot([r["fps"] for r in levels], [r[set_name]["psnr"] for r in levels], "o-", color="tab:blue",
-            label="adasr levels (one supernet)")
+            label="adasr levels (one supernet; 'own': a level with its own weights)")
     for r in levels:
-        ax.annotate(r["name"].replace("adasr ", ""), (r["fps"], r[set_name]["psnr"]), fontsize=7,
+        tag = r["name"].replace("adasr ", "").replace(" (own weights)", " own")
+        ax.annotate(tag, (r["fps"], r[set_name]["psnr"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
     markers = {"peer": ("s", "tab:red"), "bicubic": ("x", "black"), "adasr-model": ("^", "tab:green")}
     for r in result["rows"]:
