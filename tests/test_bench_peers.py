@@ -17,7 +17,8 @@ def test_peers_bench_runs_on_a_tiny_input(monkeypatch, capsys, tmp_path, data_ro
     out = tmp_path / "peers"
     code, stdout, stderr = run_cli(monkeypatch, capsys, "bench", "peers", MODELS_DIR / "sr_x2.adasr",
                                    "--data", "Set5", "--max-images", "1", "--crop", "24", "--lr-size", "16x16",
-                                   "--rounds", "1", "--repeats", "1", "--out", out, "--threads", "1")
+                                   "--rounds", "1", "--repeats", "1", "--out", out, "--threads", "1",
+                                   "--model", MODELS_DIR / "default_x2.safetensors")
     assert code == 0, stderr
     result = json.loads((out / "peers.json").read_text())
     names = [r["name"] for r in result["rows"]]
@@ -29,6 +30,31 @@ def test_peers_bench_runs_on_a_tiny_input(monkeypatch, capsys, tmp_path, data_ro
         assert 10 < r["Set5"]["psnr"] < 99 and 0 < r["Set5"]["ssim"] <= 1 and r["fps"] > 0
     assert (out / "peers.png").read_bytes()[:4] == b"\x89PNG"
     assert "Set5" in result["verdict"]
+    (against,) = result["verdict"]["Set5"]["models"]  # the bundled ESPCN against the family at equal speed
+    espcn = next(r for r in result["rows"] if r["kind"] == "adasr-model")
+    assert against["model"] == espcn["name"] and against["model_psnr"] == espcn["Set5"]["psnr"]
+    assert espcn["name"] in stdout and "FPS" in stdout
+
+
+def test_own_models_are_judged_against_the_best_level_at_least_as_fast():
+    from adasr.bench.peers import _verdict
+
+    def row(name, kind, psnr, fps):
+        return {"name": name, "kind": kind, "params": 1, "Set5": {"psnr": psnr, "ssim": 0.9}, "fps": fps}
+
+    rows = [row("bicubic", "bicubic", 30.0, 100), row("L0", "adasr-level", 32.0, 50),
+            row("L1", "adasr-level", 33.0, 20), row("L2", "adasr-level", 34.0, 10),
+            row("fast", "adasr-model", 32.5, 40), row("slow", "adasr-model", 33.5, 15),
+            row("fastest", "adasr-model", 31.0, 80)]
+    got = {m["model"]: m for m in _verdict({"sets": ["Set5"], "rows": rows})["Set5"]["models"]}
+    assert got["fast"]["level"] == "L0" and not got["fast"]["at_or_above"]
+    assert got["fast"]["margin_db"] == pytest.approx(-0.5)
+    assert got["slow"]["level"] == "L1" and not got["slow"]["at_or_above"]  # L2 is better but slower
+    assert got["fastest"]["level"] == "L0" and not got["fastest"]["as_fast"] and not got["fastest"]["at_or_above"]
+    rows[4]["Set5"]["psnr"] = 32.01
+    assert _verdict({"sets": ["Set5"], "rows": rows})["Set5"]["models"][0]["at_or_above"] is False
+    rows[4]["Set5"]["psnr"] = 32.0
+    assert _verdict({"sets": ["Set5"], "rows": rows})["Set5"]["models"][0]["at_or_above"] is True
 
 
 def test_opencv_peer_scores_like_published_on_set5_crop(data_root):

@@ -82,6 +82,16 @@ def bench_peers(
         out.print(f"{Path(s).name}: every level {word} every peer (worst level {v['worst_level']} "
                   f"{v['worst_level_psnr']:.2f} dB, best peer {v['best_peer']} {v['best_peer_psnr']:.2f} dB)",
                   highlight=False)
+        for m in v.get("models", []):
+            if m["as_fast"]:
+                word = "on or above" if m["at_or_above"] else "BELOW"
+                line = (f"the best level at least as fast, {m['level']} ({m['level_fps']:.1f} FPS, "
+                        f"{m['level_psnr']:.2f} dB), is {word} it ({m['margin_db']:+.2f} dB)")
+            else:
+                line = (f"no level is as fast; the fastest, {m['level']} ({m['level_fps']:.1f} FPS), scores "
+                        f"{m['margin_db']:+.2f} dB against it")
+            out.print(f"{Path(s).name}: {m['model']} {m['model_psnr']:.2f} dB at {m['model_fps']:.1f} FPS: {line}",
+                      highlight=False)
     write_bytes_atomic(out_dir / "peers.json", (json.dumps(result, indent=2) + "\n").encode())
     pareto_png(result, out_dir / "peers.png")
     out.print(f"wrote {out_dir / 'peers.json'} and {out_dir / 'peers.png'}")

@@ -267,7 +267,22 @@ def _verdict(result: dict[str, Any]) -> dict[str, Any]:
         out[set_name] = {"worst_level": worst_level["name"], "worst_level_psnr": worst_level[set_name]["psnr"],
                          "best_peer": best_other["name"], "best_peer_psnr": best_other[set_name]["psnr"],
                          "every_level_above_every_peer": worst_level[set_name]["psnr"] > best_other[set_name]["psnr"]}
+        models = [r for r in rows if r["kind"] == "adasr-model"]
+        if models:
+            out[set_name]["models"] = [_against_levels(m, levels, set_name) for m in models]
     return out
+
+
+def _against_levels(model: dict[str, Any], levels: Sequence[dict[str, Any]], set_name: str) -> dict[str, Any]:
+    """One of adasr's own models against the family at equal speed: the best level at least as
+    fast as the model (its PSNR and the margin), or, when every level is slower, the fastest
+    level (and `as_fast` false). `at_or_above`: that level's PSNR is not below the model's."""
+    fast = [r for r in levels if r["fps"] >= model["fps"]]
+    level = (max(fast, key=lambda r: r[set_name]["psnr"]) if fast else max(levels, key=lambda r: r["fps"]))
+    margin = level[set_name]["psnr"] - model[set_name]["psnr"]
+    return {"model": model["name"], "model_psnr": model[set_name]["psnr"], "model_fps": model["fps"],
+            "level": level["name"], "level_psnr": level[set_name]["psnr"], "level_fps": level["fps"],
+            "as_fast": bool(fast), "margin_db": margin, "at_or_above": bool(fast) and margin >= 0}
 
 
 def pareto_png(result: dict[str, Any], path: str | Path, set_name: str | None = None) -> None:
