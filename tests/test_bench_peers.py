@@ -32,6 +32,7 @@ def test_peers_bench_runs_on_a_tiny_input(monkeypatch, capsys, tmp_path, data_ro
     assert "Set5" in result["verdict"]
     (against,) = result["verdict"]["Set5"]["models"]  # the bundled ESPCN against the family at equal speed
     espcn = next(r for r in result["rows"] if r["kind"] == "adasr-model")
+    assert espcn["name"] == "adasr espcn (default_x2)"
     assert against["model"] == espcn["name"] and against["model_psnr"] == espcn["Set5"]["psnr"]
     assert espcn["name"] in stdout and "FPS" in stdout
 

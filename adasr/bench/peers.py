@@ -121,7 +121,9 @@ def model_upscaler(path: str | Path, scale: int) -> Upscaler:
     if spec.scale != scale:
         raise ConfigError(f"{path} is an x{spec.scale} model; this bench runs x{scale}")
     params = sum(p.numel() for p in model.parameters())
-    return Upscaler(f"adasr {spec.arch} ({Path(path).parent.name or Path(path).stem})", "adasr-model",
+    path = Path(path)  # named by its run folder (runs/imdn-x2/model.safetensors), else by its file name
+    tag = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+    return Upscaler(f"adasr {spec.arch} ({tag})", "adasr-model",
                     _torch_fn(model), params)
 
 
