@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import random
 import threading
+import time
 
 import pytest
 import torch
@@ -246,8 +247,9 @@ def test_thread_switching_gives_consistent_outputs(x):
     while thread.is_alive():
         net.set_active(b if switches % 2 == 0 else a)
         switches += 1
+        time.sleep(1e-4)  # switch often, but leave the worker the interpreter (a busy spin starves it)
     thread.join()
-    assert not errors and len(outputs) == 60 and switches > 1
+    assert not errors and len(outputs) == 60 and switches > 60
     for y in outputs:
         assert any(torch.allclose(y, r, atol=1e-5) for r in refs)
 
