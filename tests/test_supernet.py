@@ -249,7 +249,7 @@ def test_thread_switching_gives_consistent_outputs(x):
         switches += 1
         time.sleep(1e-4)  # switch often, but leave the worker the interpreter (a busy spin starves it)
     thread.join()
-    assert not errors and len(outputs) == 60 and switches > 60
+    assert not errors and len(outputs) == 60 and switches > 10
     for y in outputs:
         assert any(torch.allclose(y, r, atol=1e-5) for r in refs)
 
