@@ -123,8 +123,7 @@ def model_upscaler(path: str | Path, scale: int) -> Upscaler:
     params = sum(p.numel() for p in model.parameters())
     path = Path(path)  # named by its run folder (runs/imdn-x2/model.safetensors), else by its file name
     tag = path.parent.name if path.stem == "model" and path.parent.name else path.stem
-    return Upscaler(f"adasr {spec.arch} ({tag})", "adasr-model",
-                    _torch_fn(model), params)
+    return Upscaler(f"adasr {spec.arch} ({tag})", "adasr-model", _torch_fn(model), params)
 
 
 def package_upscalers(path: str | Path) -> tuple[int, list[Upscaler]]:
@@ -280,7 +279,7 @@ def _against_levels(model: dict[str, Any], levels: Sequence[dict[str, Any]], set
     fast as the model (its PSNR and the margin), or, when every level is slower, the fastest
     level (and `as_fast` false). `at_or_above`: that level's PSNR is not below the model's."""
     fast = [r for r in levels if r["fps"] >= model["fps"]]
-    level = (max(fast, key=lambda r: r[set_name]["psnr"]) if fast else max(levels, key=lambda r: r["fps"]))
+    level = max(fast, key=lambda r: r[set_name]["psnr"]) if fast else max(levels, key=lambda r: r["fps"])
     margin = level[set_name]["psnr"] - model[set_name]["psnr"]
     return {"model": model["name"], "model_psnr": model[set_name]["psnr"], "model_fps": model["fps"],
             "level": level["name"], "level_psnr": level[set_name]["psnr"], "level_fps": level["fps"],
