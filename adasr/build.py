@@ -82,8 +82,15 @@ class SearchOptions:
     trim: bool = True
     profiles_from: Any = None
     own: Mapping[str, Any] | None = None
+    # Score levels on streaming input: the validation images through this adasr.data.degrade spec
+    # (e.g. "h264:crf=28,kernel=area+bicubic,variants=2,frames=2"); None = the clean protocol.
+    degradation: str | None = None
 
     def __post_init__(self) -> None:
+        if self.degradation is not None:
+            from adasr.data.degrade import Degradation
+
+            object.__setattr__(self, "degradation", Degradation.parse(self.degradation).spec)
         if self.cost not in ("table", "macs", "measured"):
             raise ConfigError(f"--cost must be table, macs or measured, got {self.cost!r}")
         object.__setattr__(self, "lr_hw", check_hw(self.lr_hw, "lr_hw"))
@@ -130,8 +137,15 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
     report: dict[str, Any] = {"model": str(model_path), "strategy": strategy, "cost": cost, "lr_hw": list(lr_hw)}
     started = time.perf_counter()
     with torch_threads(threads):
-        evaluator = FastEvaluator(net, load_image_pairs(benchmark_dir(val), space.scale), space.scale, crops=crops,
-                                  seed=seed, own=own)
+        if opts.degradation is None:
+            val_pairs = load_image_pairs(benchmark_dir(val), space.scale)
+        else:
+            from adasr.data.degrade import Degradation, degraded_pairs
+
+            val_pairs = degraded_pairs([benchmark_dir(val)], space.scale, Degradation.parse(opts.degradation),
+                                       seed=seed)
+            report["degradation"] = opts.degradation
+        evaluator = FastEvaluator(net, val_pairs, space.scale, crops=crops, seed=seed, own=own)
         table = None
         if cost == "table":
             table = build_latency_table(supernet=net, lr_hw=lr_hw, repeats=5, threads=threads, on_progress=progress)

@@ -7,7 +7,13 @@ from pathlib import Path
 
 from adasr.errors import InputError
 
-__all__ = ["MODELS_DIR", "PACKAGE_DIR", "benchmark_dir", "bundled_model", "bundled_package", "data_root"]
+__all__ = ["FAMILIES", "MODELS_DIR", "PACKAGE_DIR", "benchmark_dir", "bundled_model", "bundled_package", "data_root",
+           "family_for_input"]
+
+# The two bundled families of levels: "codec" trained on codec-compressed LR (what streams and
+# almost every video carry), "clean" on the SR protocol's clean bicubic LR (lossless images).
+FAMILIES = ("codec", "clean")
+_LOSSLESS_IMAGES = (".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MODELS_DIR = PACKAGE_DIR / "models"
@@ -49,6 +55,27 @@ def bundled_model(scale: int) -> Path:
     return _bundled(f"default_x{scale}.safetensors", "default_x*.safetensors", "model", scale)
 
 
-def bundled_package(scale: int) -> Path:
-    """The default adaptive package (supernet + profiled family) shipped for `scale`."""
-    return _bundled(f"sr_x{scale}.adasr", "sr_x*.adasr", "package", scale)
+def bundled_package(scale: int, family: str = "codec") -> Path:
+    """The adaptive package (supernet + profiled family) shipped for `scale`: the codec-trained
+    family (`sr_x{scale}-codec.adasr`, the default) or the clean one (`sr_x{scale}.adasr`)."""
+    if family not in FAMILIES:
+        from adasr.errors import ConfigError
+
+        raise ConfigError(f"family must be one of {', '.join(FAMILIES)} (or auto), got {family!r}")
+    name = f"sr_x{scale}-codec.adasr" if family == "codec" else f"sr_x{scale}.adasr"
+    return _bundled(name, "sr_x*.adasr", f"{family} package", scale)
+
+
+def family_for_input(path: str | os.PathLike[str] | None, family: str | None = "auto") -> str:
+    """The bundled family for an input: `family` when given ("codec" or "clean"); "auto" picks
+    "clean" for a lossless image (PNG, BMP, TIFF, PPM) and "codec" for everything else (video
+    files, streams, JPEG and WebP images: their LR went through a lossy codec)."""
+    if family not in (None, "auto"):
+        if family not in FAMILIES:
+            from adasr.errors import ConfigError
+
+            raise ConfigError(f"--family must be auto, codec or clean, got {family!r}")
+        return family
+    if path is not None and Path(str(path)).suffix.lower() in _LOSSLESS_IMAGES:
+        return "clean"
+    return "codec"

@@ -64,6 +64,7 @@ def train(
     arg: Annotated[Optional[list[str]], typer.Option(help="Architecture argument NAME=VALUE (repeatable, JSON values).")] = None,
     init_from: Annotated[Optional[Path], typer.Option(help="Warm start: copy the tensors of this model file whose names and shapes match (e.g. an x4 supernet from a trained x2 one).")] = None,
     anchors: Annotated[Optional[Path], typer.Option(help="Train the configs that ship: a package (its levels) or a JSON list of sub-network ids, smallest first; each sandwich step trains the largest, the first anchor and random other anchors instead of random configs of the space.")] = None,
+    degrade: Annotated[Optional[str], typer.Option(help="Train on streaming input: the LR goes through a real codec round trip drawn per clip, e.g. 'h264+h265:crf=18-36,kernel=area+bicubic,clean=0.1' (codecs h264/h265/av1, CRF band, downscale kernels, share of clean clips). Images become short pans so P/B frames appear; cached under $ADASR_CACHE/degraded. Validation then uses x264 CRF 28, area.")] = None,
     grad_clip: Annotated[float, typer.Option(help="Clip the global gradient norm of each update to this (0 = off).")] = 0.0,
     small_steps: Annotated[int, typer.Option(help="Supernets: extra updates per step of the sub-networks other than the largest (the smallest and random ones), each on its own batch of --small-patch patches: the cheap levels get several updates per update of the costly largest one.")] = 0,
     small_patch: Annotated[int, typer.Option(help="LR patch side of the --small-steps updates.")] = 16,
@@ -96,7 +97,7 @@ def train(
                    batch_size=batch_size, patch=patch, lr=lr, schedule=schedule, hfen_weight=hfen_weight, ema=ema,
                    val_every=val_every, ckpt_every=ckpt_every, seed=seed, arg=arg, init_from=init_from,
                    anchors=anchors, small_steps=small_steps, small_patch=small_patch, small_until=small_until,
-                   grad_clip=grad_clip)
+                   grad_clip=grad_clip, degrade=degrade)
     if config is not None:
         try:
             cfg = _config_file(config)
@@ -140,7 +141,7 @@ def _config_file(path: Path):
 
 def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size, patch, lr, schedule, hfen_weight,
                   ema, val_every, ckpt_every, seed, arg, init_from, anchors=None, small_steps=0, small_patch=16,
-                  small_until=1.0, grad_clip=0.0):
+                  small_until=1.0, grad_clip=0.0, degrade=None):
     """The TrainConfig that `adasr train`'s options describe."""
     from adasr.paths import benchmark_dir, data_root
     from adasr.train import TrainConfig
@@ -169,7 +170,7 @@ def _train_config(*, arch, supernet, recipe, scale, data, val, steps, batch_size
                        val_data=val_dir, patch=patch, batch_size=batch_size, steps=steps, lr=lr,
                        schedule=schedule, hfen_weight=hfen_weight, ema=ema, val_every=val_every,
                        ckpt_every=ckpt_every, seed=seed, init_from=None if init_from is None else str(init_from),
-                       grad_clip=grad_clip)
+                       grad_clip=grad_clip, degradation=degrade)
 
 
 def _small_until_step(fraction: float, steps: int) -> int | None:
@@ -259,6 +260,7 @@ def _resumed_config(out_dir: Path, given: dict):
         "arg": lambda v: (_parse_args(v) if stored.arch == "supernet" else resolve_args(stored.arch, _parse_args(v)),
                           stored.arch_args),
         "init_from": lambda v: (str(v), stored.init_from),
+        "degrade": lambda v: (_degradation_spec(v), stored.degradation),
         "anchors": lambda v: (dataclasses.replace(stored, phases=_anchored(stored.phases, v, space)).to_dict()["phases"],
                               stored.to_dict()["phases"]),
         "small_steps": lambda v: (v, max(p.small_steps for p in stored.phases)),
@@ -275,6 +277,12 @@ def _resumed_config(out_dir: Path, given: dict):
         raise ConfigError(f"--resume continues {out_dir} with the settings of its checkpoint; "
                           f"{', '.join(conflicts)} differ from them (leave them out, or train into another folder)")
     return stored
+
+
+def _degradation_spec(text: str) -> str:
+    from adasr.data.degrade import Degradation
+
+    return Degradation.parse(text).spec
 
 
 def _check_arch(cfg) -> None:
@@ -298,15 +306,35 @@ def eval_cmd(
     subnet: Annotated[Optional[list[str]], typer.Option(help="For a supernet file: sub-network id to evaluate (repeatable).")] = None,
     spread: Annotated[int, typer.Option(help="For a supernet file without --subnet: N sub-networks from smallest to largest.")] = 2,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    degradation: Annotated[Optional[list[str]], typer.Option(help="Streaming input instead of the clean protocol: grid points of a real codec round trip (repeatable), e.g. 'h264:crf=23-33,kernel=area+bicubic' (CRFs lo, lo+5, ..., hi) or 'clean:kernel=bicubic'. Reports each level's gain over bicubic and Lanczos on the same decoded LR, SSIM and ms per frame, with the OpenCV peers.")] = None,
+    clip: Annotated[Optional[list[Path]], typer.Option(help="With --degradation: a video clip to score (repeatable; default: the shared clips, none of which the bundled levels trained on).")] = None,
+    frames: Annotated[int, typer.Option(help="With --degradation: frames per clip (images become pans of this many frames).")] = 12,
+    max_hr: Annotated[str, typer.Option(help="With --degradation: clips are centre-cropped to at most this HR size (WxH).")] = "640x360",
+    peers: Annotated[bool, typer.Option(help="With --degradation: include OpenCV's FSRCNN and ESPCN (adasr[peers]).")] = True,
+    png: Annotated[Optional[Path], typer.Option(help="With --degradation: write the gain-against-CRF plot here.")] = None,
 ) -> None:
-    """Evaluate models with the standard SR protocol (PSNR/SSIM on Y, border = scale).
+    """Evaluate models with the standard SR protocol (PSNR/SSIM on Y, border = scale), or with
+    --degradation on codec-compressed LR (the input a stream or a user's video carries).
 
     A supernet file is evaluated per sub-network, a package per level (each extracted as a static model)."""
     from adasr._atomic import check_not_input
     from adasr._cli.evaltable import run_eval
 
     _threads(threads)
-    check_not_input([json_out], models or [])
+    check_not_input([json_out, png], models or [])
+    if degradation:
+        from adasr._cli.streaming_eval import run_streaming_eval
+        from adasr.paths import data_root
+
+        if clip is None and data is None:
+            video = data_root() / "video"
+            clip = [video / n for n in ("bigbuckbunny_720p.mp4", "bikes_640x272.mp4", "megamind_720x528.avi",
+                                        "vtest_768x576.avi")]
+        run_streaming_eval(models or [], degradation, clip or [], data or [], scale[0] if scale else None, frames,
+                           max_hr, peers, json_out, png, subnet or [], spread, out, console)
+        return
+    if clip or png:
+        raise ConfigError("--clip and --png go with --degradation")
     if not models and not baseline:
         baseline = ["bicubic"]
     run_eval(models or [], baseline or [], data or ["Set5", "Set14"], scale, json_out, out, subnet, spread)
@@ -425,6 +453,8 @@ def search(
     add_level: Annotated[Optional[list[Path]], typer.Option(help="A sub-network model file (adasr train --arch subnet, a config of MODEL's space) to add as a level with its own weights, kept if no level beats it on PSNR and speed (repeatable; with --levels-from or --strategy fixed).")] = None,
     cost: Annotated[str, typer.Option(help="Latency model for the search: table (per-op LUT timed here), macs or measured.")] = "table",
     val: Annotated[str, typer.Option(help="Validation set for the fast PSNR evaluator (crops).")] = "Set5",
+    degradation: Annotated[Optional[str], typer.Option(help="Score the levels on streaming input: the validation images through this codec round trip (adasr.data.degrade spec, e.g. 'h264:crf=28,kernel=area+bicubic,variants=2,frames=2'), so the family is a ladder on compressed input.")] = None,
+    crops: Annotated[int, typer.Option(help="Validation crops (64x64 LR) the fast PSNR evaluator scores.")] = 8,
     size: Annotated[str, typer.Option(help="LR frame size WxH the levels are profiled at.")] = "320x180",
     loads: Annotated[str, typer.Option(help="Loads: background CPU load shares, comma separated.")] = "0,0.5",
     repeats: Annotated[int, typer.Option(help="Frames per latency measurement (median).")] = 20,
@@ -487,7 +517,7 @@ def search(
                             repeats=repeats, rounds=rounds, threads=threads, seed=seed, predictor_samples=predictor_samples,
                             baselines=tuple(baseline or ()), plot=plot, params=params,
                             floor_bicubic=above_bicubic, trim=trim, profiles_from=source if keep_profiles else None,
-                            own=own)
+                            own=own, degradation=degradation, crops=crops)
     report = run_search(model, package_path, options, on_progress=progress)
     table = Table(title=f"{len(report['levels'])} levels ({strategy}, {cost}) on {report['device']}")
     for col in ("level", "config", "PSNR", "params", "GMACs", *[f"FPS@{k}" for k in sorted(report["levels"][0]["fps"])]):

@@ -55,6 +55,12 @@ class TrainProgress:
                 self.console.print(f"step {data['step']}: val PSNR {text} dB")
             elif self.lines:
                 self._line(data["step"], f", val PSNR {text} dB")
+        elif kind == "data" and self.enabled:
+            # building degraded training clips (minutes on first use, cached afterwards)
+            if "what" in data:
+                self.console.print(data["what"], highlight=False)
+            elif data["done"] == data["total"] or data["done"] % max(1, data["total"] // 10) == 0:
+                self.console.print(f"  clips {data['done']}/{data['total']}", highlight=False)
         elif kind == "budget":
             self.console.print(f"time budget reached at step {data['step']}; saving")
 

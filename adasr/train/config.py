@@ -96,6 +96,9 @@ class TrainConfig:
     video_every: int = 5  # for video training sources: take every N-th frame
     phases: tuple[Phase, ...] = (Phase(),)
     init_from: str | None = None  # model file whose tensors of matching name and shape start the run
+    # Streaming degradation of the training LR (adasr.data.degrade spec, e.g.
+    # "h264+h265:crf=18-36,kernel=area+bicubic"): None trains on the protocol's clean bicubic LR.
+    degradation: str | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -114,6 +117,10 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
         object.__setattr__(self, "train_data", tuple(str(p) for p in self.train_data))
+        if self.degradation is not None:
+            from adasr.data.degrade import Degradation
+
+            object.__setattr__(self, "degradation", Degradation.parse(self.degradation).spec)
         object.__setattr__(self, "phases", tuple(p if isinstance(p, Phase) else Phase(**p) for p in self.phases))
 
     def phase_at(self, step: int) -> Phase:

@@ -176,10 +176,23 @@ class Trainer:
         self.val_pairs = val_pairs
         if self.val_pairs is None and cfg.val_data and self.dist.main:
             self.val_pairs = load_pairs(cfg.val_data, cfg.scale, limit=cfg.val_images)
+            if cfg.degradation is not None:
+                # validate on what the run trains for: the validation images through one fixed
+                # point of the band (two frames each, so a P frame is scored too)
+                from adasr.data.degrade import VALIDATION, degraded_pairs
+
+                self.val_pairs = degraded_pairs([cfg.val_data], cfg.scale, VALIDATION, seed=cfg.seed)
         if not self.dist.main:
             self.val_pairs = None  # rank 0 validates
 
     def _load_train(self) -> list[SRPair]:
+        if self.cfg.degradation is not None:
+            from adasr.data.degrade import Degradation, degraded_pairs
+
+            deg = Degradation.parse(self.cfg.degradation)
+            self.on_event("data", {"what": f"degrading training clips ({deg.spec})"})
+            return degraded_pairs(self.cfg.train_data, self.cfg.scale, deg, seed=self.cfg.seed,
+                                  progress=lambda done, total: self.on_event("data", {"done": done, "total": total}))
         pairs: list[SRPair] = []
         for source in self.cfg.train_data:
             pairs += load_pairs(source, self.cfg.scale, every=self.cfg.video_every)
