@@ -62,7 +62,7 @@ def train(
     ckpt_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 500,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     arg: Annotated[Optional[list[str]], typer.Option(help="Architecture argument NAME=VALUE (repeatable, JSON values).")] = None,
-    init_from: Annotated[Optional[Path], typer.Option(help="Warm start: copy the tensors of this model file whose names and shapes match (e.g. an x4 supernet from a trained x2 one).")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(help="Warm start: copy the tensors of this model file (or this package's supernet) whose names and shapes match (e.g. an x4 supernet from a trained x2 one).")] = None,
     anchors: Annotated[Optional[Path], typer.Option(help="Train the configs that ship: a package (its levels) or a JSON list of sub-network ids, smallest first; each sandwich step trains the largest, the first anchor and random other anchors instead of random configs of the space.")] = None,
     degrade: Annotated[Optional[str], typer.Option(help="Train on streaming input: the LR goes through a real codec round trip drawn per clip, e.g. 'h264+h265:crf=18-36,kernel=area+bicubic,clean=0.1' (codecs h264/h265/av1, CRF band, downscale kernels, share of clean clips). Images become short pans so P/B frames appear; cached under $ADASR_CACHE/degraded. Validation then uses x264 CRF 28, area.")] = None,
     grad_clip: Annotated[float, typer.Option(help="Clip the global gradient norm of each update to this (0 = off).")] = 0.0,
@@ -449,6 +449,7 @@ def search(
     package_path: Annotated[Path, typer.Option("--out", "-o", help="Package to write: a folder, or a single file ending in .adasr.")],
     strategy: Annotated[str, typer.Option(help="ofa (Dynamic-OFA Algorithm 1 + evolution + Pareto front), dysr (adaptation-aware binning, Eq. 1), or fixed (no search: the levels of --levels-from or --param levels=[...]).")] = "ofa",
     levels_from: Annotated[Optional[Path], typer.Option(help="Keep this package's levels (strategy fixed): re-score and re-profile them with MODEL's weights, e.g. after training its supernet further.")] = None,
+    shared_only: Annotated[bool, typer.Option(help="With --levels-from: leave out that package's levels with their own weights (e.g. when MODEL was retrained for other input and those weights were not).")] = False,
     keep_profiles: Annotated[bool, typer.Option(help="With --levels-from: copy that package's device profiles instead of profiling here (a level's latency depends on its config, not its weights).")] = False,
     add_level: Annotated[Optional[list[Path]], typer.Option(help="A sub-network model file (adasr train --arch subnet, a config of MODEL's space) to add as a level with its own weights, kept if no level beats it on PSNR and speed (repeatable; with --levels-from or --strategy fixed).")] = None,
     cost: Annotated[str, typer.Option(help="Latency model for the search: table (per-op LUT timed here), macs or measured.")] = "table",
@@ -496,9 +497,10 @@ def search(
             raise ConfigError("--levels-from chooses the levels itself: leave out --strategy and --param levels")
         source = load_package(levels_from)
         strategy, params["levels"] = "fixed", [lv.config.id for lv in source.family.levels]
-        own.update(source.own)
-    elif keep_profiles:
-        raise ConfigError("--keep-profiles needs --levels-from")
+        if not shared_only:
+            own.update(source.own)
+    elif keep_profiles or shared_only:
+        raise ConfigError(f"{'--keep-profiles' if keep_profiles else '--shared-only'} needs --levels-from")
     if add_level:
         if strategy != "fixed":
             raise ConfigError("--add-level adds to a given family: use it with --levels-from or --strategy fixed")

@@ -138,7 +138,8 @@ def print_summary(summary: dict[str, Any], out: Console, title: str) -> None:
     t.add_row("frames per level", hist)
     psnr = summary.get("psnr")
     if psnr and psnr.get("frames"):
-        t.add_row("PSNR-Y vs original", f"{psnr['sr']:.2f} dB (bicubic {psnr['bicubic']:.2f}, "
+        where = f" ({psnr['stream']})" if psnr.get("stream") else ""
+        t.add_row(f"PSNR-Y vs original{where}", f"{psnr['sr']:.2f} dB (bicubic {psnr['bicubic']:.2f}, "
                                         f"gain {psnr['gain']:+.2f} dB, {psnr['frames']} frames)")
     out.print(t)
 
@@ -146,7 +147,8 @@ def print_summary(summary: dict[str, Any], out: Console, title: str) -> None:
 def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float | None, policy: str, level: str,
              trace: str | None, lr_hw: tuple[int, int] | None, output: Path | None, max_frames: int | None,
              json_out: Path | None, timeline: Path | None, reference_every: int, quiet: bool, out: Console,
-             console: Console, base: str | None = None, precision: str | None = None) -> dict[str, Any]:
+             console: Console, base: str | None = None, precision: str | None = None,
+             stream: str | None = None) -> dict[str, Any]:
     from rich.live import Live
 
     from adasr._atomic import check_not_input, check_writable
@@ -181,7 +183,7 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
     fps = float(target_fps) if target_fps is not None else float(info.fps or 25)
     view = LiveView(engine, fps)
     options = PlayOptions(target_fps=fps, policy=policy, level=start, trace=trace, lr_hw=lr_hw, out=output,
-                          max_frames=max_frames, reference_every=reference_every, info=info)
+                          max_frames=max_frames, reference_every=reference_every, info=info, stream=stream)
     if quiet:
         result = play(engine, video, options)
     else:

@@ -28,6 +28,7 @@ FPS, latency and load over time with the missed deadlines marked.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -106,6 +107,10 @@ class PlayOptions:
     every frame (live views). info: the video's `probe` result when the caller has it already.
     pace: hold frames to the display clock (a player); False runs as fast as it can (offline
     upscaling at a fixed level; deadlines are still counted against the target).
+    stream: with `reference_every`, play the source as a stream carries it: shrunk with this
+    `adasr.data.degrade` spec's kernel and coded with its codec and CRF (e.g.
+    "h264:crf=28,kernel=area", the live server's settings) in segments of `STREAM_GOP` frames,
+    so the reference PSNR is that of the stream actually played.
     """
 
     target_fps: float | None = None
@@ -125,6 +130,7 @@ class PlayOptions:
     load_workers: int | None = None
     info: Any = None
     pace: bool = True
+    stream: str | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICY_NAMES:
@@ -138,6 +144,14 @@ class PlayOptions:
         object.__setattr__(self, "lr_hw", check_hw(self.lr_hw, "lr_hw"))
         if self.reference_every and self.lr_hw is None:
             raise ConfigError("reference PSNR needs lr_hw (the source is the ground truth, shrunk to lr_hw)")
+        if self.stream is not None:
+            from adasr.data.degrade import Degradation
+
+            if not self.reference_every:
+                raise ConfigError("stream needs reference_every (the source is the ground truth it degrades)")
+            settings = Degradation.parse(self.stream).settings()
+            if len(settings) != 1:
+                raise ConfigError(f"stream must name one codec, CRF and kernel, got {self.stream!r}")
         t = self.target_fps
         if t is not None and not (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
                                   and t > 0):
@@ -184,6 +198,10 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
         if not reference_every:
             same = lr == (info.height, info.width)
             yield from read_frames(video, max_frames=max_frames, hw=None if same else lr)
+            return
+        if opts.stream is not None:
+            yield from _streamed(read_frames(video, max_frames=max_frames, hw=out_hw), scale, opts.stream,
+                                 reference_every, refs)
             return
         from adasr.data.imresize import imresize_torch
         from adasr.frames import to_frame, to_tensor
@@ -253,7 +271,36 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
                         load_offset_s=session.load_offset_s, levels=levels, load_samples=load_samples)
     if reference_every:
         result.psnr = _reference_psnr(refs, outputs, scale)
+        if opts.stream is not None:
+            from adasr.data.degrade import Degradation
+
+            (point,) = Degradation.parse(opts.stream).settings()
+            result.psnr["stream"] = f"{point.kernel} downscale, {point.codec} CRF {point.crf}" if point.codec \
+                else f"{point.kernel} downscale, no codec"
     return result
+
+
+STREAM_GOP = 16  # frames per coded segment of a `stream` played with a reference
+
+
+def _streamed(hr_frames: Iterator[np.ndarray], scale: int, spec: str, every: int,
+              refs: dict[int, tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
+    """The LR frames a stream carries: HR frames shrunk and coded `STREAM_GOP` at a time (one
+    segment each, an I frame then P/B frames), decoded; every `every`-th kept as a reference."""
+    from adasr.data.degrade import Degradation, degrade_clip
+
+    (setting,) = Degradation.parse(spec).settings()
+    index, chunk = 0, []
+    for hr in itertools.chain(hr_frames, [None]):
+        if hr is not None:
+            chunk.append(hr)
+        if chunk and (hr is None or len(chunk) == STREAM_GOP):
+            for hr_frame, lr_frame in zip(chunk, degrade_clip(chunk, scale, setting), strict=True):
+                if index % every == 0:
+                    refs[index] = (hr_frame, lr_frame)
+                index += 1
+                yield lr_frame
+            chunk = []
 
 
 def _reference_psnr(refs: dict[int, tuple[np.ndarray, np.ndarray]], outputs: dict[int, np.ndarray],

@@ -109,17 +109,23 @@ def build_initial_model(cfg: TrainConfig) -> nn.Module:
 
 
 def warm_start(model: nn.Module, path: str | Path) -> tuple[int, int]:
-    """Copy the tensors of `path` (safetensors, never unpickled) whose names and shapes match
-    `model`'s; returns (copied, total in the model). ModelError when nothing matches."""
+    """Copy the tensors of `path` (a model file, safetensors, never unpickled; or a package: its
+    supernet) whose names and shapes match `model`'s; returns (copied, total in the model).
+    ModelError when nothing matches."""
     from safetensors.torch import load_file
 
+    from adasr.package import is_package_path, load_package
+
     path = Path(path)
-    if not path.is_file():
+    if is_package_path(path):  # a package: its supernet's tensors (checked as any package load is)
+        tensors = {k: v.detach().clone() for k, v in load_package(path).supernet.state_dict().items()}
+    elif not path.is_file():
         raise InputError(f"--init-from model not found: {path}")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"cannot read {path} as safetensors: {exc}") from None
+    else:
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelError(f"cannot read {path} as safetensors: {exc}") from None
     state = model.state_dict()
     matched = {k: v for k, v in tensors.items() if k in state and tuple(v.shape) == tuple(state[k].shape)}
     if not matched:

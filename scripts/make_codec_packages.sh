@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The bundled codec-trained families (adasr/models/sr_x{2,3,4}-codec.adasr) and the generic streaming
+# models (adasr/models/default_x{2,3,4}.safetensors), as they were made: each supernet is warm-started
+# from the clean bundled package's supernet and fine-tuned on SunHays80 LR that went through real
+# codec round trips (H.264, H.265, AV1 at CRF 18-36 on the x264 scale, area and bicubic downscale,
+# 10 % clean), anchored on the clean package's levels; then its levels are re-scored on
+# compressed input (x264 CRF 28, area and bicubic) and packaged with the clean package's profiles
+# (the same configs, so the same latencies). Every step resumes: `adasr train --out DIR --resume`.
+#
+#   scripts/make_codec_packages.sh [2 3 4]      # 1 CPU thread per run; minutes are on the 2-core machine
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ADASR=${ADASR:-.venv/bin/adasr}
+DEG="h264+h265+av1:crf=18-36,kernel=area+bicubic,clean=0.1"
+SCORE="h264:crf=28,kernel=area+bicubic,variants=2,frames=2"
+mkdir -p runs/codec
+for s in "${@:-2 3 4}"; do
+  steps=$([ "$s" = 2 ] && echo 6000 || echo 4000)
+  if [ -f "runs/codec/x$s/checkpoint.safetensors" ]; then   # continue where it stopped, with its stored settings
+    $ADASR train --out "runs/codec/x$s" --resume --threads 1 --max-minutes 75
+  else
+    $ADASR train --supernet "lite-x$s" --scale "$s" --recipe lite --anchors "adasr/models/sr_x$s.adasr" \
+      --init-from "adasr/models/sr_x$s.adasr" --degrade "$DEG" --out "runs/codec/x$s" --steps "$steps" \
+      --batch-size 16 --patch 32 --lr 5e-4 --grad-clip 0.5 --hfen-weight 0 --ema 0.999 --threads 1 \
+      --val-every 500 --max-minutes 75
+  fi
+  $ADASR search "runs/codec/x$s/model.safetensors" --levels-from "adasr/models/sr_x$s.adasr" --keep-profiles \
+    --shared-only --cost macs --degradation "$SCORE" --crops 16 --out "adasr/models/sr_x$s-codec.adasr"
+done
