@@ -20,8 +20,8 @@ from adasr.upscale import sr_array
 from adasr.video import probe
 from tests.conftest import random_image
 from tests.helpers import make_net
-from tests.test_player import TINY, _family
-from tests.test_video import make_clip_with_audio
+from tests.runtime.test_player import TINY, _family
+from tests.video.test_video import make_clip_with_audio
 
 ROOT = Path(__file__).resolve().parents[1]
 

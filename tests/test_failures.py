@@ -23,7 +23,7 @@ from adasr._cli.common import RANGES, Range, check_options, parse_hw, parse_shar
 from adasr.errors import ConfigError, ModelError
 from adasr.modelfile import ModelSpec, load_model, save_model
 from adasr.nn.registry import build_model
-from tests.test_cli import run_cli
+from tests.cli.test_cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
@@ -382,7 +382,7 @@ class TestFailuresHaveTheirClass:
         bad = tmp_path / "bad.adasrs"
         bad.write_bytes(bytes(data))
         code, _, err = run_cli(monkeypatch, capsys, "decode", bad, tmp_path / "o.mp4")
-        _one_line(code, err, 4, "header claims")  # a damaged stream: a model error, as in tests/test_hostile.py
+        _one_line(code, err, 4, "header claims")  # a damaged stream: a model error, as in tests/hostile/test_hostile.py
 
 
 def _dead_pid() -> int:

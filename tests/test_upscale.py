@@ -94,7 +94,7 @@ def profiled(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    from tests.test_video import make_clip_with_audio
+    from tests.video.test_video import make_clip_with_audio
 
     return make_clip_with_audio(tmp_path_factory.mktemp("clip") / "in.mp4", frames=12, size=(32, 24))
 
@@ -216,7 +216,7 @@ def test_timed_costs_time_only_what_is_asked(profiled):
 
 
 def _cli(monkeypatch, capsys, *args):
-    from tests.test_cli import run_cli
+    from tests.cli.test_cli import run_cli
 
     return run_cli(monkeypatch, capsys, "upscale", *args)
 
@@ -302,8 +302,8 @@ def test_upscale_image_best_and_budget(monkeypatch, capsys, profiled, tmp_path):
 
 def test_upscale_option_errors_are_one_line(monkeypatch, capsys, profiled, tiny_clip, tmp_path):
     from adasr.images import write_image
+    from tests.cli.test_cli import _one_line_error
     from tests.conftest import random_image
-    from tests.test_cli import _one_line_error
 
     write_image(tmp_path / "a.png", random_image(8, 8))
     cases = [((tiny_clip, "--time-budget", "soon"), "--time-budget"),

@@ -279,7 +279,7 @@ def test_bench_plan_recurs_across_sessions_at_other_times():
 
 
 def test_bench_reuse_refuses_bad_options(monkeypatch, capsys, tmp_path):
-    from tests.test_cli import run_cli
+    from tests.cli.test_cli import run_cli
 
     for args, word in ((["--sessions", "1"], "--sessions"), (["--schemes", "recl,magic"], "magic"),
                        (["--windows", "5", "--scene-windows", "2"], "multiple"), (["--lr-size", "9x9"], "lr-size"),

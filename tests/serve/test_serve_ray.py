@@ -19,8 +19,8 @@ from adasr.serve.media import LiveSource
 from adasr.serve.server import LiveServer
 from adasr.serve.trainer import ChannelTrainer
 from adasr.stream.codec import ModelState
+from tests.cli.test_cli import run_cli
 
-from .test_cli import run_cli
 from .test_serve import frames, tiny_model
 from .test_serve_http import TRAIN, get, hash_after
 

@@ -10,7 +10,7 @@ import pytest
 from adasr.bench.peers import bicubic_upscaler, opencv_upscalers, score
 from adasr.data.datasets import load_pairs
 from adasr.paths import MODELS_DIR
-from tests.test_cli import run_cli
+from tests.cli.test_cli import run_cli
 
 
 def test_peers_bench_runs_on_a_tiny_input(monkeypatch, capsys, tmp_path, data_root):

@@ -112,7 +112,7 @@ def test_upscale_video_keeps_fps_and_audio(monkeypatch, capsys, tmp_path, x2_mod
     from fractions import Fraction
 
     from adasr.video import probe
-    from tests.test_video import make_clip_with_audio  # the I/O tests' clip maker
+    from tests.video.test_video import make_clip_with_audio  # the I/O tests' clip maker
 
     src = make_clip_with_audio(tmp_path / "in.mp4", frames=6, size=(32, 24), fps=Fraction(25))
     code, out, err = run_cli(monkeypatch, capsys, "upscale", src, tmp_path / "out.mkv", "--model", x2_model, "--quiet")

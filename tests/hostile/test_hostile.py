@@ -34,8 +34,8 @@ from adasr.package import load_package, save_package
 from adasr.safepath import confined_file, read_confined
 from adasr.space import SearchSpace
 from adasr.stream.container import MANIFEST, STREAM_KIND, STREAM_SCHEMA_VERSION, StreamFile, write_stream
+from tests.cli.test_cli import _one_line_error, run_cli
 from tests.helpers import make_net
-from tests.test_cli import _one_line_error, run_cli
 
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TINY = SearchSpace.named("tiny")
@@ -72,7 +72,7 @@ def _own_stream(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def family():
-    from tests.test_player import _family
+    from tests.runtime.test_player import _family
 
     return _family(make_net(TINY))
 

@@ -11,7 +11,7 @@ from adasr.errors import ModelError
 from adasr.stream.codec import DeltaError, ModelState, encode_base_ref, encode_full, read_record, record_kind
 from adasr.stream.container import StreamFile
 from adasr.stream.reader import StreamReader, decode_stream
-from tests.test_cli import run_cli
+from tests.cli.test_cli import run_cli
 
 CLIP = ("--max-frames", "10", "--crop", "128x64", "--tau", "0.2", "--steps", "2", "--batch", "2", "--patch", "16",
         "--threads", "1", "--quiet", "--device", "cpu")

@@ -25,7 +25,7 @@ from adasr.mimo.problem import (
     to_real_vector,
     transmit,
 )
-from tests.test_cli import run_cli
+from tests.cli.test_cli import run_cli
 
 
 def one_line_error(code, err, exit_code, *words):

@@ -184,7 +184,7 @@ def test_cli_nproc_2_runs_torchrun_and_matches_one_process(tmp_path, data_root):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     common = ["train", "--arch", "fsrcnn", "--arg", "d=16", "--arg", "s=8", "--arg", "m=1", "--data",
               str(data_root / "benchmarks" / "Set5"), "--val", "none", "--steps", "3", "--batch-size", "4",
               "--patch", "16", "--quiet", "--threads", "1"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from .test_cli import run_cli
+from tests.cli.test_cli import run_cli
+
 from .test_serve_http import make_server
 
 BIKES = "video/bikes_640x272.mp4"

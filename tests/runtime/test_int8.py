@@ -15,8 +15,8 @@ from adasr.paths import MODELS_DIR
 from adasr.runtime.engine import frame_to_tensor, phases_to_frame, tensor_to_frame
 from adasr.runtime.int8 import quantize_level
 from adasr.space import SubnetConfig
+from tests.cli.test_cli import run_cli
 from tests.conftest import random_image
-from tests.test_cli import run_cli
 
 
 def _smooth(h: int, w: int, seed: int) -> np.ndarray:

@@ -16,9 +16,9 @@ from adasr.runtime.engine import Engine
 from adasr.runtime.player import play, write_timeline
 from adasr.space import SearchSpace
 from adasr.video import probe, read_frames
+from tests.cli.test_cli import _one_line_error, run_cli
 from tests.helpers import make_net
-from tests.test_cli import _one_line_error, run_cli
-from tests.test_video import audio_packets, make_clip_with_audio
+from tests.video.test_video import audio_packets, make_clip_with_audio
 
 TINY = SearchSpace.named("tiny")
 
@@ -199,7 +199,7 @@ def test_adaptive_upscale_bad_inputs(monkeypatch, capsys, package_path, tmp_path
     import av
 
     from adasr.images import read_image, write_image
-    from tests.test_video import write_clip
+    from tests.video.test_video import write_clip
 
     good = tmp_path / "good.mp4"
     write_clip(good, n=30)

@@ -11,9 +11,9 @@ from adasr.runtime.engine import Engine
 from adasr.runtime.pipeline import FrameRecord, RunStats, StreamOptions, run_stream
 from adasr.runtime.session import PlaybackSession
 from adasr.runtime.traces import load_trace
-from tests.test_bench_adaptivity import _load_children
-from tests.test_runtime import FakeClock, SlowRunner, _family, _frames
-from tests.test_runtime import net as net  # noqa: F401 - the module fixture
+from tests.bench.test_bench_adaptivity import _load_children
+from tests.runtime.test_runtime import FakeClock, SlowRunner, _family, _frames
+from tests.runtime.test_runtime import net as net  # noqa: F401 - the module fixture
 
 
 class Writer:

@@ -14,7 +14,7 @@ import torch
 from adasr.modelfile import ModelSpec, load_model, save_model
 from adasr.nn.dlsr import chain_genotype
 from adasr.nn.registry import BUILTIN_MODULES, build_model, model_names, resolve_args
-from tests.test_cli import run_cli
+from tests.cli.test_cli import run_cli
 
 # Tiny arguments for every registered architecture; a new one must add its entry here.
 TINY = {
@@ -58,7 +58,7 @@ def test_srvc_model_file_loads_in_a_fresh_interpreter(tmp_path):
     path = tmp_path / "srvc.safetensors"
     args = TINY["srvc"]
     save_model(path, build_model("srvc", **args), ModelSpec("srvc", args, 2))
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "adasr", "info", str(path)], capture_output=True, text=True,
                           env=env, timeout=300)

@@ -12,8 +12,7 @@ from adasr.space import SearchSpace
 from adasr.stream.adapt import AdaptConfig
 from adasr.stream.codec import ModelState
 from adasr.stream.encoder import EncodeSettings, build_model_stream, downsample
-
-from .helpers import make_net
+from tests.helpers import make_net
 
 
 def test_supernet_stream_round_trip_and_levels(small_pairs):

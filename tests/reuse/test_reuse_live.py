@@ -25,8 +25,7 @@ from adasr.serve.media import LiveSource, downsample
 from adasr.serve.server import LiveServer
 from adasr.stream.adapt import AdaptConfig, PatchSampler, SparseAdapter
 from adasr.stream.codec import ModelState
-
-from .test_serve import tiny_model
+from tests.serve.test_serve import tiny_model
 
 N = 10  # frames per scene
 SKIP = 0  # frames skipped at the start of each clip
@@ -215,7 +214,7 @@ def test_reuse_hook_leaves_a_hub_without_it_unchanged(data_root):
 
 
 def test_serve_zoo_cli_runs_saves_and_refuses_bad_zoos(monkeypatch, capsys, data_root, tmp_path):
-    from .test_cli import run_cli
+    from tests.cli.test_cli import run_cli
 
     bikes = data_root / "video" / "bikes_640x272.mp4"
     folder = tmp_path / "zoo"
