@@ -26,6 +26,7 @@ from tests.video.test_video import make_clip_with_audio
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.integration
 def test_import_is_cheap_and_every_entry_point_resolves():
     code = ("import sys, adasr; assert 'torch' not in sys.modules and 'av' not in sys.modules; "
             "names = [n for n in adasr.__all__ if not getattr(adasr, n).__doc__]; assert not names, names")

@@ -65,6 +65,7 @@ def _load_children() -> list[psutil.Process]:
     return out
 
 
+@pytest.mark.slow
 def test_run_adaptivity_all_runners(tmp_path, package, video):
     progress = []
     out = tmp_path / "out"

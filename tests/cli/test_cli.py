@@ -58,6 +58,7 @@ def test_upscale_image_modes(monkeypatch, capsys, tmp_path, x2_model):
         assert dst.gray == src.gray and dst.bit_depth == src.bit_depth
 
 
+@pytest.mark.slow
 def test_bad_inputs(monkeypatch, capsys, tmp_path, x2_model, data_root):
     good = data_root / "benchmarks" / "Set5" / "baby.png"
     cases = []
@@ -135,6 +136,7 @@ def test_help_lists_commands(monkeypatch, capsys):
         assert cmd in out
 
 
+@pytest.mark.slow
 def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_root):
     folder = tmp_path / "hr"
     folder.mkdir()

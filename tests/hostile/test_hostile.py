@@ -288,6 +288,7 @@ class TestOutputsNotInputs:
         with pytest.raises(OutputError, match="same path"):
             check_not_input([tmp_path / "a.json", Path("a.json")], [])
 
+    @pytest.mark.slow
     def test_commands_refuse_to_overwrite_inputs(self, tmp_path, monkeypatch, capsys, data_root):
         video = tmp_path / "clip.mp4"
         shutil.copy(data_root / "video" / "bikes_640x272.mp4", video)

@@ -207,6 +207,7 @@ def test_mmnet_iid_trains_offline_and_lowers_its_loss():
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
 
 
+@pytest.mark.slow
 def test_mmnet_learns_a_channel_and_reaches_low_ser():
     mod = constellation("qam4")
     cs = C.synthetic("iid", 4, 8, steps=1, seed=3)
@@ -219,6 +220,7 @@ def test_mmnet_learns_a_channel_and_reaches_low_ser():
     assert mmnet_ser <= ser(D.mmse(y, hr, s2, mod), x, mod) + 0.005
 
 
+@pytest.mark.slow
 def test_online_training_warm_starts_from_the_previous_channel():
     mod = constellation("qam4")
     cs = C.synthetic("iid", 4, 8, steps=2, carriers=3, seed=4, rho_f=0.95, rho_t=0.9)

@@ -53,6 +53,7 @@ def test_builds_saves_loads_and_shows_in_info(name, tmp_path, monkeypatch, capsy
     assert f"architecture  {name}" in out and f"x{scale}" in out
 
 
+@pytest.mark.integration
 def test_srvc_model_file_loads_in_a_fresh_interpreter(tmp_path):
     # `adasr info` once said "unknown architecture 'srvc'": the registry never imported its module.
     path = tmp_path / "srvc.safetensors"

@@ -79,6 +79,7 @@ def measured_macs(model: nn.Module, x: torch.Tensor) -> int:
 
 # -- extraction ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_extract_equals_supernet_for_50_random_configs(net, x):
     rng = random.Random(0)
     cfgs = [TINY.sample(rng) for _ in range(50)]
@@ -223,6 +224,7 @@ def test_switch_during_a_forward_does_not_affect_it(x, monkeypatch):
         assert (net(x) - net.extract(b)(x)).abs().max().item() <= 1e-5
 
 
+@pytest.mark.slow
 def test_thread_switching_gives_consistent_outputs(x):
     net = make_net()
     a = C("x2-d3-w16-e2-k5-s1-b:i+esa,c,m.s7-up:bic")

@@ -237,6 +237,7 @@ def test_admission_queue_and_pruning():
 
 # -- controller --
 
+@pytest.mark.slow
 def test_controller_reuses_an_expert_when_a_scene_recurs(base, scenes):
     cfg = ReuseConfig(level=0, k=3, gamma=1, alpha=0.0, eta=0, selector_steps=80, sparse=0.2, steps=5,
                       batch=3, patch=16, lr=1e-3)

@@ -100,6 +100,7 @@ def _get(url: str) -> bytes:
         return r.read()
 
 
+@pytest.mark.integration
 def test_scene_change_is_answered_from_the_zoo_and_sent_to_clients(data_root, zoo_dir, tmp_path):
     import shutil
 
@@ -213,6 +214,7 @@ def test_reuse_hook_leaves_a_hub_without_it_unchanged(data_root):
     assert ch.trainer.updates == []
 
 
+@pytest.mark.integration
 def test_serve_zoo_cli_runs_saves_and_refuses_bad_zoos(monkeypatch, capsys, data_root, tmp_path):
     from tests.cli.test_cli import run_cli
 

@@ -53,6 +53,7 @@ def test_int8_refuses_unsupported_levels():
         quantize_level(ok, [])
 
 
+@pytest.mark.slow
 def test_backends_bench_runs_every_level_through_each_backend(monkeypatch, capsys, tmp_path, data_root):
     out = tmp_path / "bb"
     code, stdout, stderr = run_cli(monkeypatch, capsys, "bench", "backends", MODELS_DIR / "sr_x2.adasr",
@@ -139,6 +140,7 @@ def test_int8_kernels_are_exact_after_the_saturation_check():
             assert int(d) <= 2
 
 
+@pytest.mark.slow
 def test_backends_bench_saves_the_int8_entry_that_auto_reads(monkeypatch, capsys, tmp_path, data_root):
     import shutil
 
@@ -218,6 +220,7 @@ def test_calibration_frames_are_never_enlarged(tmp_path):
     assert [f.shape for f in clip_frames(path, (48, 64), 2, stride=1)] == [(48, 64, 3)] * 2
 
 
+@pytest.mark.slow
 def test_luma_bound_is_timed_but_not_scored(monkeypatch, capsys, tmp_path, data_root):
     from adasr.bench.luma import _RGB_TO_YCC
 

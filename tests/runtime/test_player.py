@@ -135,6 +135,7 @@ def test_resolve_family_profiles_once_then_uses_the_cache(tmp_path, monkeypatch)
     assert resolve_family(again, key, profile_if_missing=False)[1] == "predicted"  # damaged cache ignored
 
 
+@pytest.mark.slow
 def test_cli_play_and_adaptive_upscale(monkeypatch, capsys, package_path, clip, tmp_path):
     code, out, err = run_cli(monkeypatch, capsys, "play", clip, "--model", package_path, "--quiet",
                              "--json", tmp_path / "p.json", "--timeline", tmp_path / "p.png", "--target-fps", "500")
@@ -195,6 +196,7 @@ def test_workloads_run_together_in_every_mode(package_path):
                       mode="fixed")
 
 
+@pytest.mark.slow
 def test_adaptive_upscale_bad_inputs(monkeypatch, capsys, package_path, tmp_path, data_root):
     import av
 

@@ -181,6 +181,7 @@ def test_hostile_genotypes_are_refused_with_one_line(tmp_path):
     assert as_genotype(_good()).width == 8
 
 
+@pytest.mark.slow
 def test_cli_refuses_damaged_genotype_and_retrains_a_good_one(monkeypatch, capsys, tmp_path, data_root):
     folder = tmp_path / "hr"
     folder.mkdir()
@@ -210,6 +211,7 @@ def test_cli_refuses_damaged_genotype_and_retrains_a_good_one(monkeypatch, capsy
     assert spec.arch == "dlsr" and spec.args["genotype"] == as_genotype(_good()).to_dict()
 
 
+@pytest.mark.slow
 def test_cli_search_dlsr_then_resume_and_plot(monkeypatch, capsys, tmp_path, data_root):
     folder = tmp_path / "hr"
     folder.mkdir()

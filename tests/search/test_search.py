@@ -273,6 +273,7 @@ def test_family_json_and_order():
     assert level_name(0.5) == "0.50" and level_name("0") == "0.00"
 
 
+@pytest.mark.slow
 def test_plot_family_writes_png(tmp_path):
     family = search_family(None, TINY, SyntheticEvaluator(), MacsCostModel(HW), "dysr", seed=0, per_depth=3)
     path = tmp_path / "pareto.png"

@@ -130,6 +130,7 @@ def test_ams_trainer_on_a_fake_clock_makes_sparse_updates_the_client_can_follow(
     assert client.hash == tr.state.hash
 
 
+@pytest.mark.slow
 def test_schemes_none_one_time_and_jit(data_root):
     lr, hr = frames(data_root, 16)
     none, once = _trainer("none"), _trainer("one_time", one_time_s=0.3)
@@ -176,6 +177,7 @@ def test_gain_driven_gives_time_to_the_channel_that_gains_most():
         make_scheduler("fifo")
 
 
+@pytest.mark.slow
 def test_channel_segments_play_on_their_own(data_root):
     from adasr.serve.channel import Channel, ChannelConfig, GivenModel, Hub
     from adasr.serve.media import LiveSource

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from .test_serve_http import make_server
@@ -22,6 +23,7 @@ def _chromium(*args: str, tmp_path) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+@pytest.mark.browser
 def test_status_page_renders_in_headless_chromium(data_root, tmp_path):
     with make_server(data_root, frames=20, name="bikes-live") as srv:
         srv.wait(60)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.cli.test_cli import run_cli
 
 from .test_serve_http import make_server
@@ -11,6 +13,7 @@ from .test_serve_http import make_server
 BIKES = "video/bikes_640x272.mp4"
 
 
+@pytest.mark.integration
 def test_serve_runs_bounded_and_reports(monkeypatch, capsys, data_root):
     code, out, err = run_cli(monkeypatch, capsys, "serve", data_root / BIKES, "--port", "0", "--crop", "64x64",
                              "--seconds", "2", "--segment-s", "0.2", "--k", "1", "--quiet", "--name", "bikes")
@@ -20,6 +23,7 @@ def test_serve_runs_bounded_and_reports(monkeypatch, capsys, data_root):
     assert stopped[0]["name"] == "bikes" and stopped[0]["segments"] >= 1
 
 
+@pytest.mark.integration
 def test_play_a_live_channel(monkeypatch, capsys, data_root, tmp_path):
     with make_server(data_root, frames=20) as srv:
         summary = tmp_path / "live.json"
@@ -32,6 +36,7 @@ def test_play_a_live_channel(monkeypatch, capsys, data_root, tmp_path):
     assert "updates applied" in out
 
 
+@pytest.mark.integration
 def test_live_errors_are_one_line(monkeypatch, capsys, data_root, tmp_path):
     cases = [
         (["serve", tmp_path / "missing.mp4", "--port", "0"], "live source not found"),

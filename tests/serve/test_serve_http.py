@@ -51,6 +51,7 @@ def get(url: str, timeout: float = 10.0) -> tuple[int, bytes, str]:
         return e.code, e.read(), e.headers.get("Content-Type", "")
 
 
+@pytest.mark.integration
 def test_endpoints_answer_and_refuse(data_root):
     with make_server(data_root, frames=12, model_source=NamedModel("generic")) as srv:
         srv.wait(60)  # the whole source served: 12 frames, 3 segments
@@ -86,6 +87,7 @@ def test_endpoints_answer_and_refuse(data_root):
         assert exc.value.code == 405
 
 
+@pytest.mark.integration
 def test_client_plays_the_channel_and_follows_every_update(data_root):
     with make_server(data_root, frames=30, model_source=NamedModel("generic")) as srv:
         # a buffer of all 6 segments: the client starts from segment 0 however late it connects
@@ -105,6 +107,7 @@ def test_client_plays_the_channel_and_follows_every_update(data_root):
         assert srv.hub.status()["channels"][0]["down_kbps"] > 0
 
 
+@pytest.mark.integration
 def test_damaged_update_is_refused_and_the_model_stays(data_root):
     with make_server(data_root, frames=30) as srv:
         client = LiveClient(f"{srv.url}/channel/bikes", reconnect_s=20)
@@ -131,6 +134,7 @@ def test_damaged_update_is_refused_and_the_model_stays(data_root):
         assert client.swap.state.hash == hash_after(ch, applied)
 
 
+@pytest.mark.integration
 def test_model_swap_refuses_an_out_of_order_update(data_root):
     from adasr.serve.client import ModelSwap
     from adasr.stream.codec import DeltaError
@@ -148,6 +152,7 @@ def test_model_swap_refuses_an_out_of_order_update(data_root):
         assert not swap.take(2) and swap.take(3)  # swapped only once its first segment is reached
 
 
+@pytest.mark.integration
 def test_server_death_client_keeps_playing_then_resumes(data_root):
     with make_server(data_root, frames=60) as srv:
         client = LiveClient(f"{srv.url}/channel/bikes", buffer_segments=5, max_lag=20, reconnect_s=30)
@@ -246,6 +251,7 @@ class ThrottledProxy:
         self.loop.close()
 
 
+@pytest.mark.integration
 def test_slow_link_client_falls_behind_and_skips_to_the_live_edge(data_root):
     with make_server(data_root, frames=50, segment_s=0.2) as srv:
         proxy = ThrottledProxy(srv.port, rate=1_500)  # 1.5 kB/s for a channel of ~13 kB/s
@@ -279,6 +285,7 @@ def _raw(port: int, payload: bytes) -> int:
     return int(parts[1]) if len(parts) > 1 and parts[0].startswith(b"HTTP/") and parts[1].isdigit() else 0
 
 
+@pytest.mark.integration
 def test_a_thousand_malformed_requests_get_4xx_and_the_server_stays_up(data_root):
     with make_server(data_root, frames=10) as srv:
         srv.wait(60)

@@ -15,6 +15,7 @@ from .test_serve import _trainer, frames, tiny_model
 from .test_serve_http import get, hash_after, make_server
 
 
+@pytest.mark.slow
 def test_snapshot_record_stands_in_for_the_updates_before_it(data_root):
     lr, hr = frames(data_root)
     tr = _trainer("ams")
@@ -55,6 +56,7 @@ def test_prefer_snapshot_weighs_replay_bytes_against_one_full_record():
     assert not prefer_snapshot({"model": "x", "updates": None}, base_named=False)
 
 
+@pytest.mark.integration
 def test_late_joiner_starts_from_the_newest_model(data_root):
     with make_server(data_root, frames=30, model_source=GivenModel(*tiny_model())) as srv:
         srv.wait(60)  # the whole source served: 6 segments and every update made

@@ -39,6 +39,7 @@ def local_ray():
     assert not ray.is_initialized()
 
 
+@pytest.mark.integration
 def test_importing_the_live_server_does_not_import_ray():
     code = ("import sys, adasr.serve, adasr.serve.server, adasr.serve.ray_trainer, adasr._cli.serve_cmd; "
             "assert 'ray' not in sys.modules, 'ray imported'")
@@ -47,6 +48,7 @@ def test_importing_the_live_server_does_not_import_ray():
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.cluster
 def test_addresses_and_the_unreachable_head_are_one_line_errors():
     assert parse_address("auto") is None and parse_address("10.0.0.1:6379") == ("10.0.0.1", 6379)
     for bad in ("6379", "host:", "host:0", "host:70000", "a b:1", "ray://h:1"):
@@ -57,6 +59,7 @@ def test_addresses_and_the_unreachable_head_are_one_line_errors():
     assert "\n" not in str(exc.value) and not ray.is_initialized()
 
 
+@pytest.mark.cluster
 def test_serve_with_an_unreachable_ray_head_fails_in_one_line(monkeypatch, capsys, data_root):
     code, out, err = run_cli(monkeypatch, capsys, "serve", data_root / "video/bikes_640x272.mp4", "--port", "0",
                              "--crop", "64x64", "--seconds", "2", "--ray", "127.0.0.1:1")
@@ -66,6 +69,7 @@ def test_serve_with_an_unreachable_ray_head_fails_in_one_line(monkeypatch, capsy
     assert code == 5 and "--ray takes auto or HOST:PORT" in err, err
 
 
+@pytest.mark.cluster
 def test_an_actor_trains_the_same_bits_as_one_process(local_ray, data_root):
     lr, hr = frames(data_root, 12)
     model, spec = tiny_model()
@@ -92,6 +96,7 @@ def test_an_actor_trains_the_same_bits_as_one_process(local_ray, data_root):
         there.close()
 
 
+@pytest.mark.cluster
 def test_two_channels_train_in_actors_and_the_clients_get_their_updates(local_ray, data_root):
     factory = RayTrainerFactory()
     channels = []

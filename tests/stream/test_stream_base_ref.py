@@ -81,6 +81,7 @@ def pair(tmp_path_factory, data_root):
     return full, hashed, mf, mh
 
 
+@pytest.mark.slow
 def test_by_hash_stream_decodes_to_the_same_frames_and_is_smaller(pair, tmp_path):
     from adasr.video import read_frames
 
@@ -107,6 +108,7 @@ def test_by_hash_stream_decodes_to_the_same_frames_and_is_smaller(pair, tmp_path
     assert torch.equal(StreamReader(full, base="srvc").state.vector, ModelState.from_full(init_full).vector)
 
 
+@pytest.mark.slow
 def test_by_hash_stream_needs_the_right_base(pair, tmp_path):
     _, hashed, _, _ = pair
     with pytest.raises(ModelError, match="give that model with --base"):
@@ -115,6 +117,7 @@ def test_by_hash_stream_needs_the_right_base(pair, tmp_path):
         StreamReader(hashed, base="srvc")
 
 
+@pytest.mark.slow
 def test_cli_base_by_hash_encode_decode_play_and_refusals(monkeypatch, capsys, tmp_path, data_root):
     from adasr.modelfile import ModelSpec, load_model, save_model
     from adasr.paths import bundled_model

@@ -6,6 +6,7 @@ import json
 from fractions import Fraction
 
 import numpy as np
+import pytest
 import torch
 
 from adasr.space import SearchSpace
@@ -15,6 +16,7 @@ from adasr.stream.encoder import EncodeSettings, build_model_stream, downsample
 from tests.helpers import make_net
 
 
+@pytest.mark.slow
 def test_supernet_stream_round_trip_and_levels(small_pairs):
     space = SearchSpace.named("tiny")
     net = make_net(space)
@@ -37,6 +39,7 @@ def test_supernet_stream_round_trip_and_levels(small_pairs):
         assert len(seg["psnr_before"]) == len(seg["psnr_after"]) == 2
 
 
+@pytest.mark.slow
 def test_bench_codec_miniature(tmp_path, data_root):
     from adasr.bench.codec import CodecBenchConfig, run_codec_bench, summary_lines
 

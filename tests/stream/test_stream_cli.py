@@ -76,6 +76,7 @@ def test_damaged_stream_part_refused(streams, tmp_path):
         reader.state.apply(bytes(data))
 
 
+@pytest.mark.slow
 def test_cli_encode_decode_end_to_end(monkeypatch, capsys, tmp_path, data_root):
     from adasr.video import probe, read_frames
 
@@ -96,6 +97,7 @@ def test_cli_encode_decode_end_to_end(monkeypatch, capsys, tmp_path, data_root):
     assert np.abs(out_frames - src).mean() < 0.5 * np.abs(src - src.mean()).mean()
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(monkeypatch, capsys, tmp_path, data_root):
     video = data_root / "video" / "bikes_640x272.mp4"
     for args, words, want in [
@@ -114,6 +116,7 @@ def test_cli_errors_are_one_line(monkeypatch, capsys, tmp_path, data_root):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_play_stream_applies_deltas_at_segment_boundaries(streams, tmp_path, monkeypatch, capsys):
     from adasr.stream.player import is_stream_path, play_stream
     from adasr.stream.reader import decode_stream

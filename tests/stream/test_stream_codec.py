@@ -59,6 +59,7 @@ def test_round_trip_is_bit_exact(stream):
         assert 0 < delta.indices.numel() <= round(0.05 * n)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "int8"])
 @pytest.mark.parametrize("strategy", ["ams", "random", "first_last"])
 def test_round_trip_other_values_and_strategies(dtype, strategy):
@@ -69,6 +70,7 @@ def test_round_trip_other_values_and_strategies(dtype, strategy):
     assert torch.equal(dec.vector, ms.state.vector)
 
 
+@pytest.mark.slow
 def test_srvc_model_round_trip():
     ms = _stream(model="srvc", steps=2)
     dec = _decoder(ms)
@@ -117,6 +119,7 @@ def test_out_of_order_and_repeated_delta_refused(stream):
     _unchanged(dec, vec, h, 1)
 
 
+@pytest.mark.slow
 def test_foreign_delta_refused(stream):
     other = _stream(seed=1)  # another stream: a different base model (other init rounding, same arch)
     dec = _decoder(stream)

@@ -138,6 +138,7 @@ def _model(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
+@pytest.mark.cluster
 def test_two_processes_train_the_weights_of_one_with_the_same_global_batch(two_ranks, tmp_path, small_pairs):
     root, _ = two_ranks
     one = Trainer(_supernet_cfg(), tmp_path / "one", device="cpu", train_pairs=small_pairs, val_pairs=small_pairs[:1])
@@ -153,6 +154,7 @@ def test_two_processes_train_the_weights_of_one_with_the_same_global_batch(two_r
     assert not (root / "full-rank1").exists()
 
 
+@pytest.mark.cluster
 def test_resume_under_two_processes_continues_exactly(two_ranks):
     root, report = two_ranks
     assert report["interrupted_at"] == 2 and report["resumed_from"] == 2
@@ -161,6 +163,7 @@ def test_resume_under_two_processes_continues_exactly(two_ranks):
         assert torch.equal(full[k], cut[k]), k
 
 
+@pytest.mark.cluster
 def test_dlsr_search_on_two_processes_matches_one(two_ranks, tmp_path, small_pairs):
     from adasr.search.dlsr import DLSRSearch
 
@@ -175,11 +178,13 @@ def test_dlsr_search_on_two_processes_matches_one(two_ranks, tmp_path, small_pai
     assert not (root / "dlsr-rank1").exists()
 
 
+@pytest.mark.cluster
 def test_a_dead_rank_gives_one_line_not_a_hang(two_ranks):
     _, report = two_ranks
     assert "lost the other processes" in report["error"] and "\n" not in report["error"]
 
 
+@pytest.mark.cluster
 def test_cli_nproc_2_runs_torchrun_and_matches_one_process(tmp_path, data_root):
     import subprocess
     import sys

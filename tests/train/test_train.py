@@ -49,6 +49,7 @@ def test_log_kernel_is_zero_sum_and_hfen_sees_edges_not_offsets():
         SRLoss(0.0, 0.0)
 
 
+@pytest.mark.slow
 def test_training_reduces_loss_and_writes_model(tmp_path, small_pairs):
     from adasr.modelfile import load_model
 
@@ -132,6 +133,7 @@ def test_same_seed_same_weights_different_seed_differs(tmp_path, small_pairs):
     assert not all(torch.equal(w[0][k], w[2][k]) for k in w[0])
 
 
+@pytest.mark.slow
 def test_supernet_sandwich_and_progressive_phases_train_and_resume(tmp_path, small_pairs):
     from adasr.space import SearchSpace
     from adasr.train.sampling import recipe, step_subnets
@@ -217,6 +219,7 @@ def test_anchored_phase_trains_only_the_largest_and_the_anchors(tmp_path):
         Phase("p", sampling="single", anchors=("a",))
 
 
+@pytest.mark.slow
 def test_small_steps_update_only_the_small_subnets_and_resume_exactly(tmp_path, small_pairs):
     """Phase.small_steps: extra updates of the sandwich's sub-networks but the largest (never the
     largest itself), with their own Adam state, checkpointed so a resumed run is exact."""
@@ -258,6 +261,7 @@ def test_small_steps_update_only_the_small_subnets_and_resume_exactly(tmp_path, 
         Phase("p", sampling="sandwich", small_steps=99)
 
 
+@pytest.mark.slow
 def test_small_steps_until_splits_the_phase_and_stops_the_extra_updates(tmp_path, small_pairs):
     """with_small_steps(until=S): the sandwich phase spanning step S is split there; the extra
     updates run before S and never after it, and the split is read back from the phases."""

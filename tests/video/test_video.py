@@ -102,6 +102,7 @@ def test_probe_real_clips(clips):
     assert (vt.fps, vt.frame_count, vt.has_audio) == (Fraction(10), 795, False)
 
 
+@pytest.mark.slow
 def test_read_first_frames(clips):
     frames = list(read_frames(clips / "bigbuckbunny_720p.mp4", max_frames=3))
     assert len(frames) == 3
@@ -128,6 +129,7 @@ def test_is_video_path():
      ("av1.webm", "av1", Fraction(24)),
      ("h264.mov", "h264", Fraction(2997, 125))],
 )
+@pytest.mark.slow
 def test_write_and_read_back(tmp_path, name, codec, fps):
     if codec not in available_codecs():
         pytest.skip(f"no {codec} encoder in this FFmpeg build")
@@ -162,6 +164,7 @@ def test_odd_size_kept_with_444(tmp_path):
     assert (info.width, info.height, info.pix_fmt) == (17, 13, "yuv444p")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["rot.mp4", "rot.mkv"])
 def test_rotation_metadata_round_trip(tmp_path, name):
     out = tmp_path / name
@@ -172,6 +175,7 @@ def test_rotation_metadata_round_trip(tmp_path, name):
     assert list(read_frames(out))[0].shape == (48, 64, 3)  # frames stay as stored
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["with_audio.mp4", "with_audio.mkv"])
 def test_audio_copied_unchanged(tmp_path, target):
     src = make_clip_with_audio(tmp_path / "src.mp4", frames=10)
@@ -243,6 +247,7 @@ def test_truncated_real_video_keeps_what_decodes(tmp_path, clips):
     assert got[-1].shape == (528, 720, 3)
 
 
+@pytest.mark.slow
 def test_truncated_mp4_keeps_what_decodes(tmp_path):
     good = tmp_path / "good.mp4"
     write_clip(good, n=30)  # the writer puts the index first, so a cut file stays readable
@@ -293,6 +298,7 @@ def test_not_a_video(tmp_path, data_root):
 # writer failures leave nothing behind
 
 
+@pytest.mark.slow
 def test_exception_inside_writer_leaves_nothing(tmp_path):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -309,6 +315,7 @@ def test_exception_inside_writer_leaves_nothing(tmp_path):
     assert leftovers(out_dir) == []
 
 
+@pytest.mark.slow
 def test_no_frames_written_saves_nothing(tmp_path):
     with pytest.raises(OutputError, match="no frames"):
         with VideoWriter(tmp_path / "x.mp4", 64, 48, 25):
@@ -344,6 +351,7 @@ def test_bad_writer_options(tmp_path, monkeypatch):
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_write_checks_frame_shape(tmp_path):
     with pytest.raises(ValueError, match="shape"):
         with VideoWriter(tmp_path / "x.mp4", 64, 48, 25) as vw:
