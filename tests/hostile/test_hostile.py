@@ -35,7 +35,7 @@ from adasr.safepath import confined_file, read_confined
 from adasr.space import SearchSpace
 from adasr.stream.container import MANIFEST, STREAM_KIND, STREAM_SCHEMA_VERSION, StreamFile, write_stream
 from tests.cli.test_cli import _one_line_error, run_cli
-from tests.helpers import make_net
+from tests.helpers import assert_frames_close, make_net
 
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TINY = SearchSpace.named("tiny")
@@ -441,7 +441,10 @@ class TestTiledOutput:
             model.largest = 0
             got = sr_array(model, img, 2, tile=16, overlap=4)
             monkeypatch.undo()
-            assert got.dtype == dtype and np.array_equal(got, want)
+            # the old path feeds the model slices of one float frame, the new one tiles cut from
+            # the integer input: the same values in another memory layout, which may run other
+            # conv kernels, so equal up to float rounding (at most 1 step of the dtype)
+            assert_frames_close(got, want)
             assert sizes == []  # no whole-output float buffer
             assert model.largest <= 3 * 48 * 48 < got.size // 5  # one tile (with margins) at a time
 
@@ -471,7 +474,10 @@ class TestTiledOutput:
         inner = engine.supernet
         engine.supernet = _Recording(inner)
         got = engine.process(frame)
-        assert np.array_equal(got, want) and engine.supernet.largest < got.size // 2
+        # the same tiles as the whole-frame tensor path, rounded the same way, but oneDNN may pick
+        # other conv kernels for them (seen on Intel AMX): equal up to float rounding
+        assert_frames_close(got, want)
+        assert engine.supernet.largest < got.size // 2
 
     def test_oversized_output_is_refused_with_its_size(self):
         from adasr.upscale import sr_array
