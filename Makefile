@@ -1,10 +1,13 @@
-# `make run` and `make test` set up .venv on first use, then do their job.
+# `make run`, `make test` and `make test-fast` set up .venv on first use, then do their job.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.adasr-installed
+# The fast tier: every package, without the tests marked slow, integration, browser or cluster
+# (pyproject.toml [tool.pytest.ini_options] markers).
+FAST := not (slow or integration or browser or cluster)
 
-.PHONY: setup run test clean
+.PHONY: setup run test test-fast chromium clean
 
 $(STAMP): pyproject.toml requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +21,25 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/adasr demo
 
-test: $(STAMP)
+# The browser test (tests/serve/test_serve_browser.py) needs Debian's chromium: installed here as
+# root; otherwise make stops before pytest with one line saying what to install.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update && apt-get install -y --no-install-recommends chromium; \
+	  else \
+	    echo "make test needs chromium for its browser test: install it as root (apt-get install -y --no-install-recommends chromium), or run make test-fast" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check adasr tests
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/ruff check adasr tests
+	$(BIN)/python -m pytest -q -m "$(FAST)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

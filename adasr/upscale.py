@@ -2,7 +2,8 @@
 
 Frames larger than `tile` LR pixels are processed in tiles, each extended by a margin of
 `overlap` pixels on every side and cropped back to its core after SR, so memory stays bounded
-and a model whose receptive field fits in the margin gives exactly the untiled output (no seams).
+and a model whose receptive field fits in the margin gives the untiled output (no seams; up to
+float rounding, since the kernels a backend picks can differ with the tensor's shape and layout).
 `sr_array` streams the tiles straight into the integer output (`sr_tiles`): peak memory is the
 uint8 (or uint16) output plus one tile, and an output over MAX_OUTPUT_BYTES is refused.
 """
@@ -86,8 +87,11 @@ def sr_tiles(run: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray, scale
     `run` maps a (1, 3, h, w) float tile in [0, 1] to (1, 3, s*h, s*w). Each tile is cut from
     the integer input with a margin of `overlap` pixels, converted, upscaled, cropped back to
     its core and written into the output at once, so the float buffers are one tile's: peak
-    memory is the integer output plus one tile, whatever the frame size. The result equals
-    `sr_tensor` on the whole frame (same tiles, same elementwise rounding)."""
+    memory is the integer output plus one tile, whatever the frame size. The result is `sr_tensor`
+    on the whole frame, rounded (same tiles, same elementwise rounding), up to float rounding of
+    the convolutions: a tile cut from the integer input may reach the model in another memory
+    layout than a slice of the float frame, and the backend may pick other kernels for it, so a
+    value at a rounding boundary can land one integer step away."""
     if tile < 8 or overlap < 0:
         raise ConfigError(f"tile must be at least 8 and overlap non-negative (got {tile}, {overlap})")
     h, w, c = rgb.shape

@@ -11,10 +11,20 @@ import pytest
 DATA = Path(os.environ.get("ADASR_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
+def missing_data(root: Path, from_env: bool) -> str | None:
+    """One line saying why `root` is not the shared data folder, or None when it is."""
+    if (root / "benchmarks" / "Set5").is_dir():
+        return None
+    where = f"ADASR_DATA={root}" if from_env else f"{root} (../shared/data beside the checkout)"
+    return (f"test data not found: expected the shared data folder (benchmarks/Set5, train/, video/) at {where}; "
+            f"point ADASR_DATA at it, e.g. ADASR_DATA=/path/to/shared/data make test")
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    if not DATA.is_dir():
-        pytest.fail(f"shared data folder missing: {DATA} (set ADASR_DATA)")
+    why = missing_data(DATA, "ADASR_DATA" in os.environ)
+    if why:
+        pytest.fail(why, pytrace=False)
     return DATA
 
 

@@ -20,12 +20,13 @@ from adasr.upscale import sr_array
 from adasr.video import probe
 from tests.conftest import random_image
 from tests.helpers import make_net
-from tests.test_player import TINY, _family
-from tests.test_video import make_clip_with_audio
+from tests.runtime.test_player import TINY, _family
+from tests.video.test_video import make_clip_with_audio
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.integration
 def test_import_is_cheap_and_every_entry_point_resolves():
     code = ("import sys, adasr; assert 'torch' not in sys.modules and 'av' not in sys.modules; "
             "names = [n for n in adasr.__all__ if not getattr(adasr, n).__doc__]; assert not names, names")

@@ -23,7 +23,7 @@ from adasr._cli.common import RANGES, Range, check_options, parse_hw, parse_shar
 from adasr.errors import ConfigError, ModelError
 from adasr.modelfile import ModelSpec, load_model, save_model
 from adasr.nn.registry import build_model
-from tests.test_cli import run_cli
+from tests.cli.test_cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
@@ -97,6 +97,7 @@ class TestOptionRanges:
         assert not missing, missing
         assert len(NUMERIC) > 60  # the walk really saw the whole CLI
 
+    @pytest.mark.slow
     @FUZZ
     @given(data=st.data())
     def test_out_of_range_values_are_one_line_option_errors(self, monkeypatch, capsys, data):
@@ -316,6 +317,7 @@ class TestFailuresHaveTheirClass:
         code, _, err = run_cli(monkeypatch, capsys, "info", pkg.path)
         _one_line(code, err, 4, "no levels")
 
+    @pytest.mark.slow
     @FUZZ
     @given(name=st.sampled_from(["d", "s", "m"]), value=st.integers(-10**6, -1))
     def test_negative_model_arguments(self, tmp_path, monkeypatch, capsys, name, value):
@@ -372,6 +374,7 @@ class TestFailuresHaveTheirClass:
         _one_line(code, err, 3, "No space left on device")
         assert sorted(p.name for p in tmp_path.iterdir()) == []  # no stream, no .part
 
+    @pytest.mark.slow
     @FUZZ
     @given(length=st.integers(10**6, 2**64 - 1))
     def test_stream_header_claiming_an_absurd_length(self, tmp_path, monkeypatch, capsys, stream, length):
@@ -382,7 +385,7 @@ class TestFailuresHaveTheirClass:
         bad = tmp_path / "bad.adasrs"
         bad.write_bytes(bytes(data))
         code, _, err = run_cli(monkeypatch, capsys, "decode", bad, tmp_path / "o.mp4")
-        _one_line(code, err, 4, "header claims")  # a damaged stream: a model error, as in tests/test_hostile.py
+        _one_line(code, err, 4, "header claims")  # a damaged stream: a model error, as in tests/hostile/test_hostile.py
 
 
 def _dead_pid() -> int:
@@ -394,6 +397,7 @@ def _dead_pid() -> int:
 class TestCtrlC:
     """Item 10: Ctrl-C is exit 130 with one line; no worker tracebacks; no leftovers; stale ones cleaned."""
 
+    @pytest.mark.integration
     def test_sigint_during_play_with_a_background_load(self, tmp_path, data_root):
         shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(os.environ.get("TMPDIR", "/tmp"))
         env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "adasr"
 
@@ -159,6 +161,7 @@ def _fresh(code: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.integration
 def test_every_module_imports_in_a_fresh_interpreter():
     modules = sorted(_module_name(p) for p in PACKAGE.rglob("*.py") if p.name != "__main__.py")
     code = f"import importlib\nfor m in {modules!r}:\n    importlib.import_module(m)\n"

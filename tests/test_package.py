@@ -18,7 +18,7 @@ from adasr.runtime.profile import device_key, profile_package
 from adasr.search.family import search_family
 from adasr.search.latency import LatencyTable, MacsCostModel
 from adasr.space import SearchSpace
-from tests.helpers import make_net
+from tests.helpers import assert_frames_close, make_net
 
 TINY = SearchSpace.named("tiny")
 HW = (16, 16)
@@ -210,11 +210,13 @@ def test_a_level_with_its_own_weights(tmp_path, net, family, name):
     frame = (torch.rand(HW[0], HW[1], 3, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
     from adasr.runtime.engine import frame_to_tensor, tensor_to_frame
 
+    # the engine feeds channels-last input, the references contiguous input: other conv kernels,
+    # so the same frames up to float rounding (at most 1 uint8 step)
     with torch.inference_mode():
-        assert (engine.process(frame) == tensor_to_frame(module(frame_to_tensor(frame, False)))).all()
+        assert_frames_close(engine.process(frame), tensor_to_frame(module(frame_to_tensor(frame, False))))
         engine.switch(1)
-        assert (engine.process(frame) == tensor_to_frame(net(frame_to_tensor(frame, False),
-                                                             cfg=family[1].config))).all()
+        assert_frames_close(engine.process(frame), tensor_to_frame(net(frame_to_tensor(frame, False),
+                                                                       cfg=family[1].config)))
     assert engine.resident_bytes() > net.supernet_bytes()
     # a profile stored later, or a precision set later, keeps the own weights
     pkg.set_precision("fp32")

@@ -6,6 +6,8 @@ import ast
 import importlib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "adasr"
 
@@ -29,6 +31,7 @@ def _states_all(tree: ast.Module) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_every_module_states_all():
     missing = [name for name, path in _modules()
                if not _states_all(ast.parse(path.read_text(encoding="utf-8"), str(path)))]

@@ -94,7 +94,7 @@ def profiled(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    from tests.test_video import make_clip_with_audio
+    from tests.video.test_video import make_clip_with_audio
 
     return make_clip_with_audio(tmp_path_factory.mktemp("clip") / "in.mp4", frames=12, size=(32, 24))
 
@@ -216,7 +216,7 @@ def test_timed_costs_time_only_what_is_asked(profiled):
 
 
 def _cli(monkeypatch, capsys, *args):
-    from tests.test_cli import run_cli
+    from tests.cli.test_cli import run_cli
 
     return run_cli(monkeypatch, capsys, "upscale", *args)
 
@@ -225,6 +225,7 @@ def _err_lines(err):
     return [line for line in err.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_upscale_default_is_the_best_level_with_an_estimate(monkeypatch, capsys, profiled, tiny_clip, tmp_path):
     code, out, err = _cli(monkeypatch, capsys, tiny_clip, tmp_path / "best.mp4", "--model", profiled, "--json")
     assert code == 0, err
@@ -238,6 +239,7 @@ def test_upscale_default_is_the_best_level_with_an_estimate(monkeypatch, capsys,
     assert code == 0 and err.strip() == "" and "level 1" in out  # --quiet: no estimate line
 
 
+@pytest.mark.slow
 def test_upscale_time_budget_picks_a_smaller_level(monkeypatch, capsys, profiled, tiny_clip, tmp_path):
     # the clip lasts 0.48 s: level 1 needs 3.6 s, level 0 0.36 s
     for budget in ("1x", "2s"):
@@ -264,6 +266,7 @@ def test_upscale_time_budget_picks_a_smaller_level(monkeypatch, capsys, profiled
     assert not (tmp_path / "strict.mp4").exists()
 
 
+@pytest.mark.slow
 def test_upscale_realtime_says_once_when_the_target_is_out_of_reach(monkeypatch, capsys, profiled, tiny_clip,
                                                                       tmp_path):
     code, out, err = _cli(monkeypatch, capsys, tiny_clip, tmp_path / "rt.mp4", "--model", profiled, "--realtime",
@@ -281,6 +284,7 @@ def test_upscale_realtime_says_once_when_the_target_is_out_of_reach(monkeypatch,
     assert s["estimated_s"] == pytest.approx(12 / 5)
 
 
+@pytest.mark.slow
 def test_upscale_image_best_and_budget(monkeypatch, capsys, profiled, tmp_path):
     from adasr.images import read_image, write_image
     from tests.conftest import random_image
@@ -300,10 +304,11 @@ def test_upscale_image_best_and_budget(monkeypatch, capsys, profiled, tmp_path):
     assert any("level 0 of 0..1" in ln for ln in _err_lines(err))
 
 
+@pytest.mark.slow
 def test_upscale_option_errors_are_one_line(monkeypatch, capsys, profiled, tiny_clip, tmp_path):
     from adasr.images import write_image
+    from tests.cli.test_cli import _one_line_error
     from tests.conftest import random_image
-    from tests.test_cli import _one_line_error
 
     write_image(tmp_path / "a.png", random_image(8, 8))
     cases = [((tiny_clip, "--time-budget", "soon"), "--time-budget"),

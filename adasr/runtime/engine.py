@@ -88,7 +88,8 @@ class Engine(Streams):
 
     source: a `Package` (its family, or `package.family_for(device_key)` when `device_key` is
     given), or a `SuperNet` with `family`. level: the starting level index (default: the
-    fastest, 0). channels_last: feed NHWC-strided input on CPU (faster, same output).
+    fastest, 0). channels_last: feed NHWC-strided input on CPU (faster; the same output up to
+    float rounding, as other convolution kernels run).
     precision: "fp32", "int8" (the levels in `int8_only`, default all) or "auto" (the levels
     `adasr.runtime.precision.int8_choice` picks from the package's profile), int8 levels
     calibrated on `calibration` frames.

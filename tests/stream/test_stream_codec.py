@@ -1,0 +1,183 @@
+"""Model-update codec: bit-exact round trip; damaged, out-of-order and foreign deltas refused."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from adasr.stream.adapt import AdaptConfig, PatchSampler, SparseAdapter
+from adasr.stream.codec import DeltaError, ModelState, encode_full, model_vector, read_record
+from adasr.stream.encoder import EncodeSettings, build_model_stream, downsample
+
+
+def _frames(n=6, h=32, w=40, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (h // 4, w // 4, 3)).astype(np.float32)
+    hr = []
+    for i in range(n):  # smooth moving content: something an SR model can learn
+        img = np.kron(np.roll(base, i, axis=1), np.ones((4, 4, 1))) + rng.normal(0, 4, (h, w, 3))
+        hr.append(np.clip(img, 0, 255).astype(np.uint8))
+    hr = np.stack(hr)
+    return downsample(hr, 2), hr
+
+
+def _stream(strategy="gradient", dtype="float16", model="generic", seed=0, steps=3):
+    lr, hr = _frames(seed=seed)
+    settings = EncodeSettings(tau=0.08, model=model, delta_dtype=dtype, device="cpu",
+                              adapt=AdaptConfig(strategy=strategy, eta=0.05, steps=steps, batch=2, patch=8, seed=seed))
+    return build_model_stream(lr, hr, Fraction(25), settings)
+
+
+@pytest.fixture(scope="module")
+def stream():
+    return _stream()
+
+
+def _decoder(ms):
+    return ModelState.from_full(ms.init)
+
+
+def test_round_trip_is_bit_exact(stream):
+    assert len(stream.deltas) == 3  # 6 frames, 2 per segment
+    dec = _decoder(stream)
+    for record in stream.deltas:
+        dec.apply(record)
+    assert torch.equal(dec.vector, stream.state.vector)
+    enc_sd, dec_sd = stream.state.model.state_dict(), dec.model.state_dict()
+    assert all(torch.equal(enc_sd[k], dec_sd[k]) for k in enc_sd)
+    assert torch.equal(model_vector(dec.model), model_vector(stream.state.model))
+    assert dec.next_segment == 3
+    # the stream really changed the model, and only a fraction eta per segment
+    first = read_record(stream.init)[1][1]
+    assert not torch.equal(first, dec.vector)
+    n = first.numel()
+    for record in stream.deltas:
+        _, delta = read_record(record)
+        assert 0 < delta.indices.numel() <= round(0.05 * n)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+@pytest.mark.parametrize("strategy", ["ams", "random", "first_last"])
+def test_round_trip_other_values_and_strategies(dtype, strategy):
+    ms = _stream(strategy, dtype, steps=2)
+    dec = _decoder(ms)
+    for record in ms.deltas:
+        dec.apply(record)
+    assert torch.equal(dec.vector, ms.state.vector)
+
+
+@pytest.mark.slow
+def test_srvc_model_round_trip():
+    ms = _stream(model="srvc", steps=2)
+    dec = _decoder(ms)
+    for record in ms.deltas:
+        dec.apply(record)
+    assert torch.equal(dec.vector, ms.state.vector)
+    x = torch.rand(1, 3, 12, 17)
+    assert dec.model(x).shape == (1, 3, 24, 34)
+
+
+def _unchanged(dec, vec, h, seg):
+    assert torch.equal(dec.vector, vec) and dec.hash == h and dec.next_segment == seg
+    assert torch.equal(model_vector(dec.model), vec)
+
+
+def test_damaged_delta_refused_and_model_kept(stream):
+    dec = _decoder(stream)
+    dec.apply(stream.deltas[0])
+    vec, h = dec.vector.clone(), dec.hash
+    good = stream.deltas[1]
+    for pos in (5, 60, len(good) // 2, len(good) - 3):  # header, hashes, payload, checksum
+        bad = bytearray(good)
+        bad[pos] ^= 0x10
+        with pytest.raises(DeltaError, match="damaged|stream|order|apply"):
+            dec.apply(bytes(bad))
+        _unchanged(dec, vec, h, 1)
+    with pytest.raises(DeltaError, match="damaged"):
+        dec.apply(good[:-1])
+    with pytest.raises(DeltaError, match="not an adasr model record"):
+        dec.apply(b"junk")
+    _unchanged(dec, vec, h, 1)
+    dec.apply(good)  # the intact record still applies afterwards
+    assert dec.next_segment == 2
+
+
+def test_out_of_order_and_repeated_delta_refused(stream):
+    dec = _decoder(stream)
+    vec, h = dec.vector.clone(), dec.hash
+    with pytest.raises(DeltaError, match="out of order: delta for segment 1, expected segment 0"):
+        dec.apply(stream.deltas[1])
+    _unchanged(dec, vec, h, 0)
+    dec.apply(stream.deltas[0])
+    vec, h = dec.vector.clone(), dec.hash
+    with pytest.raises(DeltaError, match="out of order"):
+        dec.apply(stream.deltas[0])
+    _unchanged(dec, vec, h, 1)
+
+
+@pytest.mark.slow
+def test_foreign_delta_refused(stream):
+    other = _stream(seed=1)  # another stream: a different base model (other init rounding, same arch)
+    dec = _decoder(stream)
+    vec, h = dec.vector.clone(), dec.hash
+    if other.state.base_hash == stream.state.base_hash:  # same generic base: forge the chain instead
+        dec.apply(stream.deltas[0])
+        vec, h = dec.vector.clone(), dec.hash
+        with pytest.raises(DeltaError, match="does not apply to this model|out of order"):
+            dec.apply(other.deltas[1])
+        _unchanged(dec, vec, h, 1)
+    srvc = _stream(model="srvc", steps=1)
+    with pytest.raises(DeltaError, match="another stream"):
+        dec.apply(srvc.deltas[dec.next_segment])
+    _unchanged(dec, vec, h, dec.next_segment)
+    with pytest.raises(DeltaError, match="expected a delta"):
+        dec.apply(stream.init)
+
+
+def test_delta_for_a_diverged_model_refused(stream):
+    """Same stream and segment, but the decoder's weights differ: the before-hash catches it."""
+    dec = _decoder(stream)
+    with torch.no_grad():
+        dec.vector[0] += 1.0
+    dec.hash = b"x" * 16
+    with pytest.raises(DeltaError, match="does not apply"):
+        dec.apply(stream.deltas[0])
+
+
+def test_full_record_checks():
+    from adasr.nn.registry import build_model
+
+    model = build_model("espcn", scale=2)
+    spec = {"arch": "espcn", "args": {"scale": 2}, "scale": 2}
+    rec = encode_full(model, spec, "float32")
+    state = ModelState.from_full(rec)
+    assert torch.equal(state.vector, model_vector(model))  # float32: lossless
+    rec16 = encode_full(model, spec, "float16")
+    assert len(rec16) < len(rec)
+    bad = bytearray(rec16)
+    bad[len(bad) // 2] ^= 1
+    with pytest.raises(DeltaError, match="damaged"):
+        ModelState.from_full(bytes(bad))
+
+
+def test_masked_adam_changes_only_the_mask_and_keeps_state():
+    from adasr.nn.registry import build_model
+
+    lr, hr = _frames(n=2)
+    torch.manual_seed(0)
+    model = build_model("espcn", scale=2)
+    before = model_vector(model)
+    ad = SparseAdapter(model, AdaptConfig(strategy="last", eta=0.1, steps=3, batch=2, patch=8))
+    idx, losses = ad.adapt(PatchSampler(lr, hr, 2, 8, 2, torch.device("cpu")), 0)
+    changed = torch.nonzero(model_vector(model) != before).flatten()
+    assert set(changed.tolist()) <= set(idx.tolist()) and changed.numel() > 0
+    assert idx.min() == before.numel() - idx.numel()  # last layers
+    # Adam's moments follow the full gradient (Algorithm 3), not only the mask
+    outside = torch.ones(before.numel(), dtype=torch.bool)
+    outside[idx] = False
+    assert ad.v[outside].abs().sum() > 0 and ad.t == 3
+    assert len(losses) == 3
