@@ -312,6 +312,7 @@ def eval_cmd(
     max_hr: Annotated[str, typer.Option(help="With --degradation: clips are centre-cropped to at most this HR size (WxH).")] = "640x360",
     peers: Annotated[bool, typer.Option(help="With --degradation: include OpenCV's FSRCNN and ESPCN (adasr[peers]).")] = True,
     png: Annotated[Optional[Path], typer.Option(help="With --degradation: write the gain-against-CRF plot here.")] = None,
+    levels: Annotated[Optional[str], typer.Option(help="With --degradation: only these levels of each package, e.g. 0,4,-1 (default: every level).")] = None,
 ) -> None:
     """Evaluate models with the standard SR protocol (PSNR/SSIM on Y, border = scale), or with
     --degradation on codec-compressed LR (the input a stream or a user's video carries).
@@ -331,10 +332,10 @@ def eval_cmd(
             clip = [video / n for n in ("bigbuckbunny_720p.mp4", "bikes_640x272.mp4", "megamind_720x528.avi",
                                         "vtest_768x576.avi")]
         run_streaming_eval(models or [], degradation, clip or [], data or [], scale[0] if scale else None, frames,
-                           max_hr, peers, json_out, png, subnet or [], spread, out, console)
+                           max_hr, peers, json_out, png, subnet or [], spread, out, console, levels=levels)
         return
-    if clip or png:
-        raise ConfigError("--clip and --png go with --degradation")
+    if clip or png or levels:
+        raise ConfigError("--clip, --png and --levels go with --degradation")
     if not models and not baseline:
         baseline = ["bicubic"]
     run_eval(models or [], baseline or [], data or ["Set5", "Set14"], scale, json_out, out, subnet, spread)

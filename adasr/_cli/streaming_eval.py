@@ -13,7 +13,7 @@ from adasr.errors import ConfigError
 __all__ = ["run_streaming_eval"]
 
 
-def _upscalers(models: list[Path], subnets: list[str], spread: int):
+def _upscalers(models: list[Path], subnets: list[str], spread: int, levels: tuple[int, ...] | None = None):
     from adasr._cli.evaltable import _label, _load, _supernet_entries
     from adasr.bench.peers import Upscaler, _torch_fn
 
@@ -27,6 +27,8 @@ def _upscalers(models: list[Path], subnets: list[str], spread: int):
 
             family = load_package(path).family
             for i, (level, cfg) in enumerate(zip(model, family, strict=True)):
+                if levels is not None and i not in levels and i - len(family) not in levels:
+                    continue
                 ups.append(Upscaler(f"{tag} L{i}", "adasr-level", _torch_fn(level), cfg.params))
         elif hasattr(model, "space"):
             for label, _, level in _supernet_entries(path, model, subnets, spread):
@@ -40,7 +42,8 @@ def _upscalers(models: list[Path], subnets: list[str], spread: int):
 
 def run_streaming_eval(models: list[Path], grid: list[str], clips: list[Path], sets: list[str], scale: int | None,
                        frames: int, max_hr: str, peers: bool, json_out: Path | None, png_out: Path | None,
-                       subnets: list[str], spread: int, out: Console, console: Console) -> dict:
+                       subnets: list[str], spread: int, out: Console, console: Console,
+                       levels: str | None = None) -> dict:
     from adasr._atomic import check_writable
     from adasr._cli.common import parse_hw
     from adasr._jsonfile import write_json
@@ -50,7 +53,15 @@ def run_streaming_eval(models: list[Path], grid: list[str], clips: list[Path], s
     for target in (json_out, png_out):
         if target is not None:
             check_writable(target)
-    ups, model_scale = _upscalers(models, subnets, spread)
+    picked = None
+    if levels is not None:
+        try:
+            picked = tuple(int(v) for v in levels.split(","))
+        except ValueError:
+            raise ConfigError(f"--levels must be level indices like 0,4,-1, got {levels!r}") from None
+        if not picked or len(picked) > 64:
+            raise ConfigError("--levels takes 1 to 64 level indices")
+    ups, model_scale = _upscalers(models, subnets, spread, picked)
     if scale is not None and model_scale is not None and scale != model_scale:
         raise ConfigError(f"--scale {scale} does not match the models (x{model_scale})")
     scale = scale or model_scale or 2

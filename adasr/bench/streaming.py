@@ -150,7 +150,7 @@ def run_streaming(upscalers: Sequence[Upscaler], scale: int, *, grid: Sequence[s
     done = 0
     for point in points:
         per: dict[str, dict[str, list[float]]] = {u.name: {"psnr": [], "ssim": [], "ms": []} for u in ups}
-        for name, kind, hr_frames in sources:
+        for *_, hr_frames in sources:
             lr = degrade_clip(hr_frames, scale, point, preset)
             source_scores = {u.name: ([], []) for u in ups}
             for u in ups:
