@@ -64,11 +64,12 @@ import numpy as np
 
 from adasr._atomic import atomic_path, ensure_dir, write_bytes_atomic
 from adasr._jsonfile import header
-from adasr._options import check_hw, check_int, check_positive, resolve
+from adasr._options import check_hw, check_int, check_positive, options_or_default
 from adasr.errors import ConfigError, InputError
 from adasr.runtime.policies import pick_policy
 from adasr.runtime.stats import fps_per_frame, fps_windows
 from adasr.runtime.traces import load_trace as load_trace
+from adasr.timing import provenance
 
 __all__ = ["AdaptivityOptions", "PNGS", "POLICIES", "PeakRss", "Progress", "RUNNERS", "SCHEMA_VERSION", "TRACE_KINDS",
            "content_psnr", "default_target_fps", "prepare_frames", "run_adaptivity", "summary_rows", "write_plots"]
@@ -396,7 +397,7 @@ class AdaptivityOptions:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        from adasr.runtime.precision import check_precision
+        from adasr.package import check_precision
 
         put = object.__setattr__
         check_precision(self.precision)
@@ -422,10 +423,9 @@ class AdaptivityOptions:
 
 def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.PathLike[str],
                    options: AdaptivityOptions | None = None, *, out_dir: str | os.PathLike[str],
-                   on_progress: Progress | None = None, **overrides: Any) -> dict[str, Any]:
+                   on_progress: Progress | None = None) -> dict[str, Any]:
     """Run every runner under the same load trace on the same frames; see the module doc and
-    `AdaptivityOptions` (`overrides`: its fields as keywords; ``lr_size``, the former (W, H)
-    keyword, is still read as ``lr_hw`` swapped).
+    `AdaptivityOptions`.
 
     on_progress(stage, done, total): called after the PSNR evaluation and after each runner.
     Writes ``out_dir/adaptivity.json`` and the PNGs in `PNGS`; returns the JSON dict.
@@ -433,10 +433,7 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
     from adasr.package import load_package
     from adasr.runtime.engine import Engine
 
-    if "lr_size" in overrides:
-        size = check_hw(overrides.pop("lr_size"), "lr_size")
-        overrides["lr_hw"] = None if size is None else (size[1], size[0])
-    opts = resolve(AdaptivityOptions, options, overrides, "run_adaptivity")
+    opts = options_or_default(AdaptivityOptions, options, "run_adaptivity")
     seconds, policy, runners, seed, device_key = opts.seconds, opts.policy, opts.runners, opts.seed, opts.device_key
     out = ensure_dir(out_dir)
     trace_obj = load_trace(opts.trace, seconds, seed)
@@ -453,7 +450,8 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
     if target_fps is None:
         timed = family
         if opts.precision != "fp32" and "adasr" in runners:  # the target follows the faster levels
-            from adasr.runtime.precision import int8_levels, int8_section, int8_timed
+            from adasr.runtime.int8_rule import int8_section, int8_timed
+            from adasr.runtime.precision import int8_levels
 
             chosen = int8_levels(package, family, opts.precision, device_key)
             timed = int8_timed(family, int8_section(package, device_key),
@@ -504,6 +502,7 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
                     "idle_s": lv.seconds("0.00")} for i, lv in enumerate(family)],
         "runners": results,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "provenance": provenance(),
     }
     import json
 

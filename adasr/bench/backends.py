@@ -25,6 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from adasr.errors import ConfigError
+from adasr.timing import provenance
 
 __all__ = ["Fn", "backends_png", "clip_frames", "conv_peak_gflops", "level_backends", "run_backends"]
 
@@ -172,7 +173,8 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
         peers, why = opencv_upscalers(scale, peers_dir)
         notes.extend(why)
     backends = sorted({b for r in levels for b in r["fns"]}, key=lambda b: (b != "torch-fp32", b))
-    result: dict[str, Any] = {"package": str(package_path), "scale": scale, "threads": torch.get_num_threads(),
+    result: dict[str, Any] = {"provenance": provenance(),
+                              "package": str(package_path), "scale": scale, "threads": torch.get_num_threads(),
                               "device": device_key("cpu", torch.get_num_threads()), "peak_gflops": peak,
                               "clock": "cpu" if torch.get_num_threads() == 1 else "wall",
                               "calib_video": str(calib_video), "time_video": str(time_video) if time_video else None,
@@ -266,7 +268,8 @@ def save_int8_profile(package_path: str | Path, result: dict[str, Any], set_name
     """Store `result`'s int8 measurements as the ``int8`` entry of the package's profile for the
     bench's device key; returns (key, the level indices precision "auto" now picks)."""
     from adasr.package import load_package
-    from adasr.runtime.precision import int8_choice, section_from_bench
+    from adasr.runtime.int8_rule import int8_choice
+    from adasr.runtime.precision import section_from_bench
 
     package = load_package(str(package_path))
     key = result["device"]

@@ -30,7 +30,7 @@ sink, for the Engine or any baseline (`Runner` protocol):
 switches (frame, from, to, ns) and stalls; `to_dict()` is JSON-ready with a summary.
 
 `StreamOptions` holds the pipeline's settings (clock, queues, pacing, stall rule, threads,
-timeouts) as one frozen, validated value; `run_stream` also takes its fields as keywords.
+timeouts) as one frozen, validated value.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from adasr._options import check_positive, resolve
+from adasr._options import check_positive, options_or_default
 from adasr.errors import ConfigError
 from adasr.family import Family, Level
 
@@ -88,9 +88,9 @@ class Streams:
 
     def run_stream(self, frames: Iterable[np.ndarray], sink: Callable[[np.ndarray], Any] | None,
                    target_fps: float, policy: Policy | None = None, monitor: Monitor | None = None,
-                   options: StreamOptions | None = None, **overrides: Any) -> RunStats:
+                   options: StreamOptions | None = None) -> RunStats:
         """`run_stream` on this runner."""
-        return run_stream(self, frames, sink, target_fps, policy, monitor, options, **overrides)  # type: ignore[arg-type]
+        return run_stream(self, frames, sink, target_fps, policy, monitor, options)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -279,19 +279,18 @@ class StreamOptions:
 
 def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.ndarray], Any] | None,
                target_fps: float, policy: Policy | None = None, monitor: Monitor | None = None,
-               options: StreamOptions | None = None, **overrides: Any) -> RunStats:
+               options: StreamOptions | None = None) -> RunStats:
     """Play `frames` through `runner` at `target_fps`; see the module doc for the clock rules.
 
     policy: decides the level before every frame (None: keep the runner's level).
     monitor: its `sample()` feeds the policy; if it has ``observe(level, latency_s, period)``
     it is told every frame's latency (None: a `StreamMonitor` on `clock`).
     sink: called as ``sink(frame)`` in order, from a sink thread (None: frames are dropped).
-    options: a `StreamOptions` (default: its defaults); `overrides` are its fields as keywords
-    (they replace those of `options`).
+    options: a `StreamOptions` (default: its defaults).
     """
     from adasr.runtime.monitors import StreamMonitor
 
-    opts = resolve(StreamOptions, options, overrides, "run_stream")
+    opts = options_or_default(StreamOptions, options, "run_stream")
     clock, sleep, pace, max_ahead, resync = opts.clock, opts.sleep, opts.pace, opts.max_ahead, opts.resync
     threads, on_frame, max_frames, poll_s = opts.threads, opts.on_frame, opts.max_frames, opts.poll_s
     stall_periods, stall_timeout_s, join_timeout_s = opts.stall_periods, opts.stall_timeout_s, opts.join_timeout_s

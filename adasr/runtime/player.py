@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from adasr._options import check_hw, resolve
+from adasr._options import check_hw, options_or_default
 from adasr.errors import ConfigError, InputError
 from adasr.runtime.policies import pick_policy
 
@@ -147,22 +147,13 @@ class PlayOptions:
             raise ConfigError(f"max_frames must be a positive integer, got {m!r}")
 
 
-def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None = None,
-         **overrides: Any) -> PlayResult:
-    """Play `video` through `engine` (see the module doc and `PlayOptions`); returns a `PlayResult`.
-
-    overrides: `PlayOptions` fields as keywords (they replace those of `options`); ``lr_size``,
-    the former (W, H) keyword, is still read as ``lr_hw`` swapped.
-    """
+def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None = None) -> PlayResult:
+    """Play `video` through `engine` (see the module doc and `PlayOptions`); returns a `PlayResult`."""
     from adasr.runtime.pipeline import AutoThreads, StreamOptions
     from adasr.runtime.session import PlaybackSession
     from adasr.video import VideoWriter, probe, read_frames
 
-    if "lr_size" in overrides:
-        size = overrides.pop("lr_size")
-        checked = check_hw(size, "lr_size")
-        overrides["lr_hw"] = None if checked is None else (checked[1], checked[0])
-    opts = resolve(PlayOptions, options, overrides, "play")
+    opts = options_or_default(PlayOptions, options, "play")
     policy, level, reference_every, max_frames, out = opts.policy, opts.level, opts.reference_every, \
         opts.max_frames, opts.out
     if level is not None and not 0 <= level < len(engine.levels):

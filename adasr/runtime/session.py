@@ -81,12 +81,12 @@ class PlaybackSession:
         return self
 
     def run(self, runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.ndarray], Any] | None,
-            policy: Any, options: StreamOptions | None = None, **overrides: Any) -> RunStats:
+            policy: Any, options: StreamOptions | None = None) -> RunStats:
         """`run_stream(runner, frames, sink, target_fps, policy, monitor, options)` with this
         session's target and monitor; records `load_offset_s`."""
         if self._load_start is not None:
             self.load_offset_s = time.monotonic() - self._load_start
-        return run_stream(runner, frames, sink, self.target_fps, policy, self.monitor, options, **overrides)
+        return run_stream(runner, frames, sink, self.target_fps, policy, self.monitor, options)
 
     def stop_load(self) -> None:
         """Stop the trace replay and the load processes (idempotent); keeps `applied`, `trace_error`."""
