@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.adasr-installed
 
-.PHONY: setup run test clean
+.PHONY: setup run test results clean
 
 $(STAMP): pyproject.toml requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check adasr tests
 	$(BIN)/python -m pytest -q
+
+# docs/RESULTS.md from the benches' JSON in docs/results/ (scripts/results_benches.sh reruns the benches)
+results: $(STAMP)
+	$(BIN)/adasr bench report
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

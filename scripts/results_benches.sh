@@ -7,7 +7,7 @@
 #   scripts/results_benches.sh peers mimo  # only these (names: protocol memory peers adaptivity
 #                                          #   backends codec reuse mimo)
 #
-# ADASR names the command (default: adasr); OUT the scratch folder for the benches' PNGs and
+# PEERS_SCALES picks the peers scales (default: 2 3 4). ADASR names the command (default: adasr); OUT the scratch folder for the benches' PNGs and
 # extra files (default: out/results). The commands run under `nice`: on a shared machine the
 # JSON's provenance.machine.loadavg_1m says how loaded the machine was.
 set -euo pipefail
@@ -33,7 +33,7 @@ protocol() { run protocol "${A[@]}" bench protocol --threads 1 --json "$RESULTS/
 memory() { run memory "${A[@]}" bench memory --space lite-x2 --json "$RESULTS/memory.json"; }
 
 peers() {
-  for s in 2 3 4; do
+  for s in ${PEERS_SCALES:-2 3 4}; do
     local model=()
     [ -f "adasr/models/default_x$s.safetensors" ] && model=(--model "adasr/models/default_x$s.safetensors")
     run "peers-x$s" "${A[@]}" bench peers "adasr/models/sr_x$s.adasr" "${model[@]}" --no-acnet --rounds 2 \

@@ -214,8 +214,28 @@ def bench_ddp(
         write_bytes_atomic(json_out, (json.dumps(result, indent=2) + "\n").encode())
 
 
+def bench_report(
+    results: Annotated[Path, typer.Option(help="Folder of the benches' JSON files.")] = Path("docs/results"),
+    output: Annotated[Path, typer.Option("--out", help="Markdown page to write ('-': print it).")] = Path("docs/RESULTS.md"),
+) -> None:
+    """Write the results page (docs/RESULTS.md) from the JSON the benches wrote (docs/results/)."""
+    from adasr._atomic import check_not_input, check_writable, write_bytes_atomic
+    from adasr.bench.report import render_results
+
+    if str(output) != "-":
+        check_writable(output)
+        check_not_input([output], [results])
+    page = render_results(results)
+    if str(output) == "-":
+        out.print(page, markup=False, highlight=False, soft_wrap=True)
+        return
+    write_bytes_atomic(output, page.encode("utf-8"))
+    console.print(f"wrote {output} ({page.count(chr(10))} lines) from {results}", highlight=False)
+
+
 def register(bench_app: typer.Typer) -> None:
     bench_app.command("protocol")(bench_protocol)
+    bench_app.command("report")(bench_report)
     bench_app.command("memory")(bench_memory)
     bench_app.command("adaptivity")(bench_adaptivity)
     bench_app.command("multi")(bench_multi)

@@ -58,7 +58,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -70,6 +70,12 @@ from adasr.runtime.policies import pick_policy
 from adasr.runtime.stats import fps_per_frame, fps_windows
 from adasr.runtime.traces import load_trace as load_trace
 from adasr.timing import provenance
+
+if TYPE_CHECKING:
+    from adasr.family import Family
+    from adasr.package import Package
+    from adasr.runtime.engine import Engine
+    from adasr.runtime.pipeline import Runner
 
 __all__ = ["AdaptivityOptions", "PNGS", "POLICIES", "PeakRss", "Progress", "RUNNERS", "SCHEMA_VERSION", "TRACE_KINDS",
            "content_psnr", "default_target_fps", "prepare_frames", "run_adaptivity", "summary_rows", "write_plots"]
@@ -120,7 +126,7 @@ def prepare_frames(video_path: str | os.PathLike[str], lr_hw: tuple[int, int], s
     return lrs, hrs
 
 
-def content_psnr(engine: Any, lrs: Sequence[np.ndarray], hrs: Sequence[np.ndarray], n: int) -> list[float]:
+def content_psnr(engine: Engine, lrs: Sequence[np.ndarray], hrs: Sequence[np.ndarray], n: int) -> list[float]:
     """Mean `psnr_y` per level over `n` evenly spaced (LR, HR) pairs (the engine ends on level 0)."""
     from adasr.metrics import psnr_y
 
@@ -135,7 +141,7 @@ def content_psnr(engine: Any, lrs: Sequence[np.ndarray], hrs: Sequence[np.ndarra
     return out
 
 
-def default_target_fps(family: Any, lr_hw: tuple[int, int]) -> float:
+def default_target_fps(family: Family, lr_hw: tuple[int, int]) -> float:
     """Idle FPS of the median level, scaled to `lr_hw` by pixel count (see the module doc)."""
     mid = family[len(family) // 2]
     seconds = mid.seconds("0.00")
@@ -185,7 +191,7 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else None
 
 
-def _switch_probe(runner: Any) -> tuple[list[int], int]:
+def _switch_probe(runner: Runner) -> tuple[list[int], int]:
     """Switch through every level once and back to the first: (ns of each switch, the largest
     `resident_bytes()` seen on the way)."""
     n = len(runner.levels)
@@ -197,7 +203,7 @@ def _switch_probe(runner: Any) -> tuple[list[int], int]:
     return ns, resident
 
 
-def _build_runner(name: str, package: Any, family: Any, options: AdaptivityOptions | None = None,
+def _build_runner(name: str, package: Package, family: Family, options: AdaptivityOptions | None = None,
                   video: str | os.PathLike[str] | None = None) -> Any:
     from adasr.runtime.baselines import AssembledRunner, StaticRunner
     from adasr.runtime.engine import Engine
@@ -214,7 +220,7 @@ def _build_runner(name: str, package: Any, family: Any, options: AdaptivityOptio
     return AssembledRunner(package, family)
 
 
-def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_psnr: list[float], *,
+def _run_one(name: str, package: Package, family: Family, lrs: list[np.ndarray], level_psnr: list[float], *,
              trace: Any, target_fps: float, max_frames: int, options: AdaptivityOptions,
              video: str | os.PathLike[str] | None = None, hrs: list[np.ndarray] | None = None) -> dict[str, Any]:
     from adasr.runtime.pipeline import AutoThreads, StreamOptions

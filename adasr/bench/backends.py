@@ -18,7 +18,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from torch.nn import functional as F
 
 from adasr.errors import ConfigError
 from adasr.timing import provenance
+
+if TYPE_CHECKING:
+    from adasr.package import Package
 
 __all__ = ["Fn", "backends_png", "clip_frames", "conv_peak_gflops", "level_backends", "run_backends"]
 
@@ -52,7 +55,7 @@ def conv_peak_gflops(repeats: int = 5, hw: tuple[int, int] = (180, 320), channel
     return flops / min(times) / 1e9
 
 
-def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int] | None = None,
+def level_backends(package: Package, calib: Sequence[np.ndarray], only: Sequence[int] | None = None,
                    onnx_folder: Path | None = None, ort_calib: Sequence[np.ndarray] | None = None,
                    luma: bool = False, tile: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Per level: {"index", "id", "params", "macs_per_px", "fns": {backend: frame -> frame}}.

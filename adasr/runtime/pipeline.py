@@ -51,7 +51,7 @@ from adasr.errors import ConfigError
 from adasr.family import Family, Level
 
 if TYPE_CHECKING:
-    from adasr.runtime.monitors import Monitor
+    from adasr.runtime.monitors import Monitor, RuntimeState
     from adasr.runtime.policies import Policy
 
 __all__ = ["AutoThreads", "FrameRecord", "RunStats", "Runner", "Stall", "StreamOptions", "SwitchRecord",
@@ -172,7 +172,7 @@ class RunStats:
 ThreadRule = Callable[[Any], int]
 
 
-def auto_threads(state: Any, *, cores: int | None = None, busy: float = 0.1) -> int:
+def auto_threads(state: RuntimeState, *, cores: int | None = None, busy: float = 0.1) -> int:
     """Torch threads for the next frame: every core while other programs leave the CPU idle,
     one thread once they take more than `busy` of it (or when the load is unknown after a busy
     reading). On a contended CPU a multi-threaded forward waits at every parallel region for its
@@ -205,7 +205,7 @@ class AutoThreads:
         self.smoothed: float | None = None
         self.threads = self.cores
 
-    def __call__(self, state: Any) -> int:
+    def __call__(self, state: RuntimeState) -> int:
         load = getattr(state, "load_share", None) if state is not None else None
         if load is not None:
             self.smoothed = load if self.smoothed is None else (1 - self.alpha) * self.smoothed + self.alpha * load

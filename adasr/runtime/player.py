@@ -33,13 +33,17 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from adasr._options import check_hw, options_or_default
 from adasr.errors import ConfigError, InputError
 from adasr.runtime.policies import pick_policy
+
+if TYPE_CHECKING:
+    from adasr.runtime.monitors import RuntimeState
+    from adasr.runtime.pipeline import FrameRecord, Runner, RunStats
 
 __all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "play", "write_timeline"]
 
@@ -48,7 +52,7 @@ POLICY_NAMES = ("lookup", "reactive", "fixed")
 
 @dataclass
 class PlayResult:
-    stats: Any                 # RunStats
+    stats: RunStats
     target_fps: float
     policy: str
     lr_hw: tuple[int, int]     # (H, W) fed to the engine
@@ -147,7 +151,7 @@ class PlayOptions:
             raise ConfigError(f"max_frames must be a positive integer, got {m!r}")
 
 
-def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None = None) -> PlayResult:
+def play(engine: Runner, video: str | os.PathLike[str], options: PlayOptions | None = None) -> PlayResult:
     """Play `video` through `engine` (see the module doc and `PlayOptions`); returns a `PlayResult`."""
     from adasr.runtime.pipeline import AutoThreads, StreamOptions
     from adasr.runtime.session import PlaybackSession
@@ -206,7 +210,7 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
     pol = pick_policy(policy, engine.levels, level)
     load_samples: list[tuple[float, float]] = []
 
-    def frame_hook(record: Any, state: Any) -> None:
+    def frame_hook(record: FrameRecord, state: RuntimeState | None) -> None:
         if state is not None and state.load_share is not None:
             load_samples.append((record.ready_time, float(state.load_share)))
         if opts.on_frame is not None:
