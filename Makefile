@@ -7,7 +7,7 @@ STAMP := $(VENV)/.adasr-installed
 # (pyproject.toml [tool.pytest.ini_options] markers).
 FAST := not (slow or integration or browser or cluster)
 
-.PHONY: setup run test test-fast chromium clean
+.PHONY: setup run test test-fast chromium results clean
 
 $(STAMP): pyproject.toml requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: $(STAMP) chromium
 test-fast: $(STAMP)
 	$(BIN)/ruff check adasr tests
 	$(BIN)/python -m pytest -q -m "$(FAST)"
+
+# docs/RESULTS.md from the benches' JSON in docs/results/ (scripts/results_benches.sh reruns the benches)
+results: $(STAMP)
+	$(BIN)/adasr bench report
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

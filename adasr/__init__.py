@@ -14,7 +14,7 @@ The entry points a user needs, in the style of timm's `create_model`::
 - `load_engine(path)`: an `Engine` whose levels carry this device's latencies (profiled once, cached).
 - `upscale_image`, `upscale_video`: upscale a file with a model, a package or an engine.
 - `play`: play a video through an engine, adapting the level to the device's load; its settings
-  are one frozen `PlayOptions` (or the same fields as keywords).
+  are one frozen `PlayOptions`.
 - the errors (`AdasrError` and its kinds), each with its exit code.
 
 Importing `adasr` is cheap: heavy dependencies (torch, PyAV) load with the first entry point used.

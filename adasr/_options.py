@@ -1,37 +1,33 @@
-"""Frozen option records for the long-running entry points (`run_stream`, `play`, ...).
+"""Frozen option records for the long-running entry points (`run_stream`, `play`, ...), and the
+checks their fields share.
 
 Each entry point takes one `options` value (a frozen dataclass: validated once, hashable,
-printable) and, for call sites written before the records, the same fields as keywords: the
-keywords replace fields of `options` (or of the defaults). An unknown keyword is a TypeError,
-as it was when the fields were parameters.
+printable); `options_or_default` checks it (None: the record's defaults).
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import fields, replace
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
 from adasr.errors import ConfigError
 
-__all__ = ["check_hw", "check_int", "check_positive", "resolve"]
+__all__ = ["check_hw", "check_int", "check_positive", "options_or_default", "parse_assignments"]
 
 T = TypeVar("T")
 
 
-def resolve(cls: type[T], options: T | None, overrides: dict[str, Any], where: str) -> T:
-    """`options` (default: ``cls()``) with `overrides` applied; TypeError for a keyword `cls` lacks."""
-    if options is not None and not isinstance(options, cls):
-        raise ConfigError(f"{where}: options must be a {cls.__name__}, got {type(options).__name__}")
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise TypeError(f"{where}() got unexpected keyword argument(s): {', '.join(unknown)}")
+def options_or_default(cls: type[T], options: T | None, where: str) -> T:
+    """`options`, or ``cls()`` for None; ConfigError for anything but a `cls`."""
     if options is None:
-        return cls(**overrides)
-    return replace(options, **overrides) if overrides else options  # type: ignore[type-var]
+        return cls()
+    if not isinstance(options, cls):
+        raise ConfigError(f"{where}: options must be a {cls.__name__}, got {type(options).__name__}")
+    return options
 
 
 def check_positive(name: str, value: Any) -> float:
@@ -57,3 +53,18 @@ def check_hw(hw: Any, name: str, most: int = 16384) -> tuple[int, int] | None:
             or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= most for v in hw)):
         raise ConfigError(f"{name} must be (H, W) positive integers, got {hw!r}")
     return int(hw[0]), int(hw[1])
+
+
+def parse_assignments(pairs: Sequence[str], option: str = "--arg") -> dict[str, Any]:
+    """``["width=16", "name=x"]`` -> ``{"width": 16, "name": "x"}``: values are JSON where they
+    parse as JSON, else strings."""
+    args: dict[str, Any] = {}
+    for item in pairs:
+        if "=" not in item:
+            raise ConfigError(f"{option} wants NAME=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            args[key] = json.loads(value)
+        except json.JSONDecodeError:
+            args[key] = value
+    return args

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adasr._options import check_hw, resolve
+from adasr._options import check_hw, options_or_default
 from adasr.errors import ConfigError
 from adasr.search.protocols import Progress, load_name
 
@@ -99,10 +99,9 @@ class SearchOptions:
 
 
 def run_search(model_path: Path, out: Path, options: SearchOptions | None = None, *,
-               on_progress: Progress | None = None, **overrides: Any) -> dict[str, Any]:
-    """Search, package and profile (see the module doc); `overrides`: `SearchOptions` fields as
-    keywords. Returns the report (JSON-ready)."""
-    opts = resolve(SearchOptions, options, overrides, "run_search")
+               on_progress: Progress | None = None) -> dict[str, Any]:
+    """Search, package and profile (see the module doc). Returns the report (JSON-ready)."""
+    opts = options_or_default(SearchOptions, options, "run_search")
     strategy, val, cost, lr_hw, loads = opts.strategy, opts.val, opts.cost, opts.lr_hw, opts.loads
     repeats, threads, seed, crops, predictor_samples = opts.repeats, opts.threads, opts.seed, opts.crops, \
         opts.predictor_samples

@@ -69,8 +69,8 @@ from adasr.space import SearchSpace
 
 __all__ = ["LEVELS", "MANIFEST", "MAX_JSON_BYTES", "MAX_PROFILES", "MAX_WEIGHTS_BYTES", "PACKAGE_FORMAT",
            "PACKAGE_SCHEMA_VERSION", "PROFILES", "PROFILE_KIND", "PROFILE_SCHEMA_VERSION", "Package",
-           "SINGLE_FILE_SUFFIX", "WEIGHTS", "check_package_output", "check_profile", "is_package_path", "load_package",
-           "package_folder_reason", "save_package"]
+           "SINGLE_FILE_SUFFIX", "WEIGHTS", "check_int8_section", "check_package_output", "check_precision",
+           "check_profile", "is_package_path", "load_package", "package_folder_reason", "save_package"]
 
 PACKAGE_FORMAT = "adasr-package"
 PACKAGE_SCHEMA_VERSION = 1
@@ -144,6 +144,13 @@ def check_profile(profile: Any, source: str) -> dict[str, Any]:
 
 PRECISIONS = ("fp32", "int8", "auto")
 MAX_INT8_LEVELS = 1000
+
+
+def check_precision(precision: Any) -> str:
+    """`precision` if it is one of `PRECISIONS` (fp32, int8, auto); ConfigError otherwise."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
 
 
 def _finite(value: Any, lo: float, hi: float) -> bool:
@@ -240,9 +247,7 @@ class Package:
     def set_precision(self, precision: str) -> None:
         """Make `precision` the package's preference (`Package.precision`); written to the
         package on disk at once (atomically)."""
-        if precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.manifest = {**self.manifest, "precision": precision}
+        self.manifest = {**self.manifest, "precision": check_precision(precision)}
         if self.path is None:
             return
         if self.single_file:
@@ -293,8 +298,7 @@ class Package:
 # -- saving -----------------------------------------------------------------------------------------
 
 def _manifest(supernet: SuperNet, info: Mapping[str, Any] | None, precision: str = "fp32") -> dict[str, Any]:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_precision(precision)
     return {"format": PACKAGE_FORMAT, "schema_version": PACKAGE_SCHEMA_VERSION, "adasr_version": _version(),
             "scale": supernet.scale, "space": supernet.space.to_dict(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import platform
 import re
 import time
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from adasr.space import SubnetConfig
 
 __all__ = ["LatencySample", "check_lr_hw", "cpu_name", "device_key", "make_input", "measure_latency", "model_device",
-           "resolve_device", "time_calls", "torch_threads"]
+           "provenance", "resolve_device", "time_calls", "torch_threads"]
 
 
 @dataclass(frozen=True)
@@ -221,3 +222,34 @@ def device_key(device: str | torch.device = "cpu", threads: int | None = None) -
         return f"cuda-{_slug(torch.cuda.get_device_name(dev))}"
     threads = torch.get_num_threads() if threads is None else threads
     return f"cpu-{_slug(cpu_name())}-{threads}t"
+
+
+def provenance(command: Sequence[str] | None = None) -> dict[str, Any]:
+    """Where and when a benchmark ran, for its JSON: the command line (default: this process's, as
+    ``adasr ...`` when run through the CLI), the machine (CPU model, logical cores, torch threads,
+    the `device_key` of its profiles, the platform) and the UTC date and time.
+
+    ``loadavg_1m`` (the 1-minute load average when the bench started, None where the OS has none)
+    tells a shared or loaded machine from an idle one."""
+    import datetime
+    import shlex
+    import sys
+
+    if command is None:
+        argv = list(sys.argv)
+        first = os.path.basename(argv[0]) if argv else ""
+        command = ["adasr", *argv[1:]] if first in ("adasr", "__main__.py", "-m") else argv
+    return {
+        "command": shlex.join(str(c) for c in command),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count() or 1, "torch_threads": torch.get_num_threads(),
+                    "device_key": device_key("cpu"), "platform": platform.platform(terse=True),
+                    "torch": torch.__version__.split("+")[0], "loadavg_1m": _loadavg()},
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

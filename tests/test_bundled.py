@@ -47,7 +47,7 @@ def test_bundled_levels_get_better_as_they_get_slower(scale):
 def test_bundled_packages_choose_int8_from_their_measured_profile(scale):
     # precision auto: a level runs in int8 only where the shipped profile measured it faster and
     # within the tolerance (the rule is tested in test_precision; here, that what ships is consistent)
-    from adasr.runtime.precision import int8_choice
+    from adasr.runtime.int8_rule import int8_choice
 
     pkg = load_package(bundled_package(scale))
     assert pkg.precision == "auto"

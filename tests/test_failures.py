@@ -426,7 +426,7 @@ class TestCtrlC:
         assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither the video nor a .part
 
     def test_stale_load_state_files_are_removed_and_nothing_else(self, tmp_path):
-        from adasr.runtime.load import remove_stale_state
+        from adasr.cpuload import remove_stale_state
 
         dead, old = _dead_pid(), time.time() - 3600
         stale = tmp_path / f"adasr-cpuload-{dead}-abc123.bin"
@@ -458,7 +458,7 @@ class TestCtrlC:
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.json", other.name, legacy.name])
 
     def test_load_workers_ignore_sigint(self):
-        from adasr.runtime.load import CpuLoad
+        from adasr.cpuload import CpuLoad
 
         with CpuLoad(0.2, workers=1) as load:
             pid = load.pids[0]

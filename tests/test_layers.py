@@ -3,8 +3,10 @@
 A *unit* is a subpackage of adasr (`adasr.nn`, `adasr.runtime`, ...) or a top-level module
 (`adasr.space`, `adasr.package`, ...). Every import of one unit by another, at module level or
 inside a function (a lazy import is still a dependency), must point to a unit in the same or a
-lower layer of LAYERS, and the units must not import each other in a cycle. The README's
-"Architecture" section lists the same layers.
+lower layer of LAYERS, and the units must not import each other in a cycle. Inside a unit the
+same holds module by module: no two modules import each other, lazily or not (an import inside a
+function only hides a cycle until the function runs). The README's "Architecture" section lists
+the same layers.
 """
 
 from __future__ import annotations
@@ -72,9 +74,8 @@ def _imports(node: ast.AST):
         yield from _imports(child)
 
 
-def import_edges() -> dict[tuple[str, str], list[str]]:
-    """(unit, imported unit) -> the imports that make the edge ("module -> target")."""
-    edges: dict[tuple[str, str], list[str]] = {}
+def _module_imports():
+    """(module, imported name) for every import of every module of adasr (lazy ones included)."""
     for path in sorted(PACKAGE.rglob("*.py")):
         module = _module_name(path)
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
@@ -86,11 +87,31 @@ def import_edges() -> dict[tuple[str, str], list[str]]:
                 if node.level:  # relative: from the package, `level - 1` steps up
                     parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join(parent + ([node.module] if node.module else []))
-                targets = [f"{base}.{alias.name}" for alias in node.names] if base == "adasr" else [base]
+                targets = [f"{base}.{alias.name}" for alias in node.names]
             for target in targets:
-                a, b = _unit(module), _unit(target)
-                if a is not None and b is not None and a != b:
-                    edges.setdefault((a, b), []).append(f"{module} -> {target}")
+                yield module, target
+
+
+def import_edges() -> dict[tuple[str, str], list[str]]:
+    """(unit, imported unit) -> the imports that make the edge ("module -> target")."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for module, target in _module_imports():
+        a, b = _unit(module), _unit(target)
+        if a is not None and b is not None and a != b:
+            edges.setdefault((a, b), []).append(f"{module} -> {target}")
+    return edges
+
+
+def module_edges() -> set[tuple[str, str]]:
+    """(module, imported module) of adasr; `from adasr.x import name` points at adasr.x (or at
+    adasr.x.name where that is a module)."""
+    modules = {_module_name(p) for p in PACKAGE.rglob("*.py")}
+    edges = set()
+    for module, target in _module_imports():
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        if target and target != module:
+            edges.add((module, target))
     return edges
 
 
@@ -147,6 +168,11 @@ def test_no_cycle_among_units_but_the_allowed_edges():
     edges = [e for e in import_edges() if e not in ALLOWED_UPWARD]
     cycle = _cycle(edges)
     assert cycle is None, f"import cycle among adasr's units: {' -> '.join(cycle)}"
+
+
+def test_no_cycle_among_modules_lazy_imports_included():
+    cycle = _cycle(module_edges())
+    assert cycle is None, f"import cycle among adasr's modules: {' -> '.join(cycle)}"
 
 
 def test_cycle_finder_finds_a_cycle():

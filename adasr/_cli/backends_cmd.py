@@ -65,7 +65,7 @@ def bench_backends(
         if not only or only[0] < 0 or len(only) > 64:
             raise ConfigError(f"--levels must be 1-64 non-negative level indices, got {levels!r}")
     if set_precision is not None:
-        from adasr.runtime.precision import check_precision
+        from adasr.package import check_precision
 
         check_precision(set_precision)
         if not save_profile:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from adasr.errors import ConfigError
+
+if TYPE_CHECKING:
+    import click
 
 __all__ = ["MAX_SIDE", "MAX_THREADS", "RANGES", "Range", "bound_commands", "check_options", "console", "explicit",
            "out", "parse_hw", "parse_ints", "parse_shares", "range_for", "set_threads"]
@@ -159,7 +162,7 @@ def check_options(command: str, values: dict[str, Any], flags: dict[str, str] | 
                 raise ConfigError(f"{flag} must be {allowed.describe()}, got {v:g}")
 
 
-def bound_commands(command: Any, path: tuple[str, ...] = ()) -> None:
+def bound_commands(command: click.Command, path: tuple[str, ...] = ()) -> None:
     """Wrap the callback of every (sub)command of the click `command` tree with `check_options`."""
     subcommands = getattr(command, "commands", None)
     if subcommands is not None:
@@ -227,7 +230,7 @@ def parse_ints(text: str, option: str, allowed: Range, most: int = 32) -> tuple[
     return values
 
 
-def explicit(ctx: Any, names: Iterable[str]) -> list[str]:
+def explicit(ctx: click.Context, names: Iterable[str]) -> list[str]:
     """Which of the parameters `names` the user gave on the command line (or in the environment)."""
     given = ("COMMANDLINE", "ENVIRONMENT")  # click's ParameterSource names
     return [n for n in names if getattr(ctx.get_parameter_source(n), "name", None) in given]

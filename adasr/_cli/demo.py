@@ -10,10 +10,14 @@ target frame rate, and the output video, a timeline PNG and a JSON QoS summary a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Optional
 
+import typer
 from rich.console import Console
 
-__all__ = ["DEMO_CLIP", "DEMO_FPS", "DEMO_LR", "DEMO_STREAM", "run_demo"]
+from adasr._cli.common import console, out
+
+__all__ = ["DEMO_CLIP", "DEMO_FPS", "DEMO_LR", "DEMO_STREAM", "demo", "register", "run_demo"]
 
 DEMO_CLIP = "bigbuckbunny_720p.mp4"
 DEMO_LR = {2: (180, 320), 3: (120, 212), 4: (90, 160)}  # (H, W) fed to SR; output 640x360 (x3: 636x360)
@@ -44,7 +48,7 @@ def run_demo(scale: int, out_dir: Path, out: Console, console: Console, *, targe
 
     load_trace(trace, 1.0)  # refuse a bad --trace before the output folder is made
     if precision is not None:
-        from adasr.runtime.precision import check_precision
+        from adasr.package import check_precision
 
         check_precision(precision)
     lr = DEMO_LR[scale]
@@ -58,3 +62,21 @@ def run_demo(scale: int, out_dir: Path, out: Console, console: Console, *, targe
                         json_out=out_dir / f"demo_x{scale}.json", timeline=out_dir / f"demo_x{scale}_timeline.png",
                         reference_every=4, quiet=quiet, out=out, console=console, precision=precision,
                         stream=DEMO_STREAM)
+
+
+def demo(
+    scale: Annotated[int, typer.Option(help="Scale of the bundled package to run.")] = 2,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the demo outputs.")] = Path("out"),
+    target_fps: Annotated[float, typer.Option(help="Frame rate the runtime holds.")] = 15.0,
+    trace: Annotated[str, typer.Option(help="Background load: bursty, stable, random or a CSV file.")] = "bursty",
+    quiet: Annotated[bool, typer.Option(help="No live view; print the summary only.")] = False,
+    precision: Annotated[Optional[str], typer.Option(help="Level precision: fp32, int8 or auto; default: the package's own (the bundled packages: auto).")] = None,
+) -> None:
+    """The main job of `make run`: adaptive SR of the bundled clip under a bursty CPU load.
+
+    Prints the QoS summary and the PSNR gain over bicubic; writes the video, a timeline PNG and JSON."""
+    run_demo(scale, out_dir, out, console, target_fps=target_fps, trace=trace, quiet=quiet, precision=precision)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(demo)

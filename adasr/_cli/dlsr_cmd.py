@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -11,6 +11,10 @@ from adasr._cli.common import console, out
 from adasr._cli.common import set_threads as _threads
 from adasr._cli.ddp import NPROC_HELP, TIMEOUT_HELP
 from adasr.errors import ConfigError
+
+if TYPE_CHECKING:
+    from adasr.search.dlsr import DLSRSearchConfig
+    from adasr.train.distributed import Dist
 
 __all__ = ["plot_dlsr", "register", "run_search_dlsr", "search_dlsr"]
 
@@ -80,8 +84,8 @@ def search_dlsr(
                         dist=dist)
 
 
-def run_search_dlsr(cfg: Any, out_dir: Path, *, resume: bool, device: str, max_minutes: float | None,
-                    plot: bool, quiet: bool, dist: Any = None) -> None:
+def run_search_dlsr(cfg: DLSRSearchConfig, out_dir: Path, *, resume: bool, device: str, max_minutes: float | None,
+                    plot: bool, quiet: bool, dist: Dist | None = None) -> None:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -58,17 +58,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from adasr._atomic import atomic_path, ensure_dir, write_bytes_atomic
 from adasr._jsonfile import header
-from adasr._options import check_hw, check_int, check_positive, resolve
+from adasr._options import check_hw, check_int, check_positive, options_or_default
 from adasr.errors import ConfigError, InputError
 from adasr.runtime.policies import pick_policy
 from adasr.runtime.stats import fps_per_frame, fps_windows
 from adasr.runtime.traces import load_trace as load_trace
+from adasr.timing import provenance
+
+if TYPE_CHECKING:
+    from adasr.family import Family
+    from adasr.package import Package
+    from adasr.runtime.engine import Engine
+    from adasr.runtime.pipeline import Runner
 
 __all__ = ["AdaptivityOptions", "PNGS", "POLICIES", "PeakRss", "Progress", "RUNNERS", "SCHEMA_VERSION", "TRACE_KINDS",
            "content_psnr", "default_target_fps", "prepare_frames", "run_adaptivity", "summary_rows", "write_plots"]
@@ -119,7 +126,7 @@ def prepare_frames(video_path: str | os.PathLike[str], lr_hw: tuple[int, int], s
     return lrs, hrs
 
 
-def content_psnr(engine: Any, lrs: Sequence[np.ndarray], hrs: Sequence[np.ndarray], n: int) -> list[float]:
+def content_psnr(engine: Engine, lrs: Sequence[np.ndarray], hrs: Sequence[np.ndarray], n: int) -> list[float]:
     """Mean `psnr_y` per level over `n` evenly spaced (LR, HR) pairs (the engine ends on level 0)."""
     from adasr.metrics import psnr_y
 
@@ -134,7 +141,7 @@ def content_psnr(engine: Any, lrs: Sequence[np.ndarray], hrs: Sequence[np.ndarra
     return out
 
 
-def default_target_fps(family: Any, lr_hw: tuple[int, int]) -> float:
+def default_target_fps(family: Family, lr_hw: tuple[int, int]) -> float:
     """Idle FPS of the median level, scaled to `lr_hw` by pixel count (see the module doc)."""
     mid = family[len(family) // 2]
     seconds = mid.seconds("0.00")
@@ -184,7 +191,7 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else None
 
 
-def _switch_probe(runner: Any) -> tuple[list[int], int]:
+def _switch_probe(runner: Runner) -> tuple[list[int], int]:
     """Switch through every level once and back to the first: (ns of each switch, the largest
     `resident_bytes()` seen on the way)."""
     n = len(runner.levels)
@@ -196,7 +203,7 @@ def _switch_probe(runner: Any) -> tuple[list[int], int]:
     return ns, resident
 
 
-def _build_runner(name: str, package: Any, family: Any, options: AdaptivityOptions | None = None,
+def _build_runner(name: str, package: Package, family: Family, options: AdaptivityOptions | None = None,
                   video: str | os.PathLike[str] | None = None) -> Any:
     from adasr.runtime.baselines import AssembledRunner, StaticRunner
     from adasr.runtime.engine import Engine
@@ -213,7 +220,7 @@ def _build_runner(name: str, package: Any, family: Any, options: AdaptivityOptio
     return AssembledRunner(package, family)
 
 
-def _run_one(name: str, package: Any, family: Any, lrs: list[np.ndarray], level_psnr: list[float], *,
+def _run_one(name: str, package: Package, family: Family, lrs: list[np.ndarray], level_psnr: list[float], *,
              trace: Any, target_fps: float, max_frames: int, options: AdaptivityOptions,
              video: str | os.PathLike[str] | None = None, hrs: list[np.ndarray] | None = None) -> dict[str, Any]:
     from adasr.runtime.pipeline import AutoThreads, StreamOptions
@@ -396,7 +403,7 @@ class AdaptivityOptions:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        from adasr.runtime.precision import check_precision
+        from adasr.package import check_precision
 
         put = object.__setattr__
         check_precision(self.precision)
@@ -422,10 +429,9 @@ class AdaptivityOptions:
 
 def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.PathLike[str],
                    options: AdaptivityOptions | None = None, *, out_dir: str | os.PathLike[str],
-                   on_progress: Progress | None = None, **overrides: Any) -> dict[str, Any]:
+                   on_progress: Progress | None = None) -> dict[str, Any]:
     """Run every runner under the same load trace on the same frames; see the module doc and
-    `AdaptivityOptions` (`overrides`: its fields as keywords; ``lr_size``, the former (W, H)
-    keyword, is still read as ``lr_hw`` swapped).
+    `AdaptivityOptions`.
 
     on_progress(stage, done, total): called after the PSNR evaluation and after each runner.
     Writes ``out_dir/adaptivity.json`` and the PNGs in `PNGS`; returns the JSON dict.
@@ -433,10 +439,7 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
     from adasr.package import load_package
     from adasr.runtime.engine import Engine
 
-    if "lr_size" in overrides:
-        size = check_hw(overrides.pop("lr_size"), "lr_size")
-        overrides["lr_hw"] = None if size is None else (size[1], size[0])
-    opts = resolve(AdaptivityOptions, options, overrides, "run_adaptivity")
+    opts = options_or_default(AdaptivityOptions, options, "run_adaptivity")
     seconds, policy, runners, seed, device_key = opts.seconds, opts.policy, opts.runners, opts.seed, opts.device_key
     out = ensure_dir(out_dir)
     trace_obj = load_trace(opts.trace, seconds, seed)
@@ -453,7 +456,8 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
     if target_fps is None:
         timed = family
         if opts.precision != "fp32" and "adasr" in runners:  # the target follows the faster levels
-            from adasr.runtime.precision import int8_levels, int8_section, int8_timed
+            from adasr.runtime.int8_rule import int8_section, int8_timed
+            from adasr.runtime.precision import int8_levels
 
             chosen = int8_levels(package, family, opts.precision, device_key)
             timed = int8_timed(family, int8_section(package, device_key),
@@ -504,6 +508,7 @@ def run_adaptivity(package_path: str | os.PathLike[str], video_path: str | os.Pa
                     "idle_s": lv.seconds("0.00")} for i, lv in enumerate(family)],
         "runners": results,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "provenance": provenance(),
     }
     import json
 

@@ -18,13 +18,17 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from adasr.errors import ConfigError
+from adasr.timing import provenance
+
+if TYPE_CHECKING:
+    from adasr.package import Package
 
 __all__ = ["Fn", "backends_png", "clip_frames", "conv_peak_gflops", "level_backends", "run_backends"]
 
@@ -51,7 +55,7 @@ def conv_peak_gflops(repeats: int = 5, hw: tuple[int, int] = (180, 320), channel
     return flops / min(times) / 1e9
 
 
-def level_backends(package: Any, calib: Sequence[np.ndarray], only: Sequence[int] | None = None,
+def level_backends(package: Package, calib: Sequence[np.ndarray], only: Sequence[int] | None = None,
                    onnx_folder: Path | None = None, ort_calib: Sequence[np.ndarray] | None = None,
                    luma: bool = False, tile: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Per level: {"index", "id", "params", "macs_per_px", "fns": {backend: frame -> frame}}.
@@ -172,7 +176,8 @@ def run_backends(package_path: str | Path, *, calib_video: Path, time_video: Pat
         peers, why = opencv_upscalers(scale, peers_dir)
         notes.extend(why)
     backends = sorted({b for r in levels for b in r["fns"]}, key=lambda b: (b != "torch-fp32", b))
-    result: dict[str, Any] = {"package": str(package_path), "scale": scale, "threads": torch.get_num_threads(),
+    result: dict[str, Any] = {"provenance": provenance(),
+                              "package": str(package_path), "scale": scale, "threads": torch.get_num_threads(),
                               "device": device_key("cpu", torch.get_num_threads()), "peak_gflops": peak,
                               "clock": "cpu" if torch.get_num_threads() == 1 else "wall",
                               "calib_video": str(calib_video), "time_video": str(time_video) if time_video else None,
@@ -266,7 +271,8 @@ def save_int8_profile(package_path: str | Path, result: dict[str, Any], set_name
     """Store `result`'s int8 measurements as the ``int8`` entry of the package's profile for the
     bench's device key; returns (key, the level indices precision "auto" now picks)."""
     from adasr.package import load_package
-    from adasr.runtime.precision import int8_choice, section_from_bench
+    from adasr.runtime.int8_rule import int8_choice
+    from adasr.runtime.precision import section_from_bench
 
     package = load_package(str(package_path))
     key = result["device"]

@@ -44,6 +44,7 @@ from adasr.stream.encoder import (
     initial_model,
     load_clip,
 )
+from adasr.timing import provenance
 
 __all__ = ["ANCHOR", "CodecBenchConfig", "Progress", "Quality", "bench_clip", "run_codec_bench", "summary_lines",
            "video_psnr"]
@@ -310,12 +311,14 @@ def run_codec_bench(videos: Sequence[Path], out_dir: Path, cfg: CodecBenchConfig
     from adasr._jsonfile import write_json
 
     started = time.perf_counter()
+    stamp = provenance()
     clips = []
     for video in videos:
         clips.append(bench_clip(Path(video), cfg, on_progress))
         device = torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
         result = {"config": _cfg_dict(cfg), "device": str(device),
-                  "threads": torch.get_num_threads(), "clips": clips, "wall_s": time.perf_counter() - started}
+                  "threads": torch.get_num_threads(), "clips": clips, "wall_s": time.perf_counter() - started,
+                  "provenance": stamp}
         write_json(out_dir / "codec.json", result)  # after every clip: a long run keeps what it has
     _plots(result, out_dir)
     return result

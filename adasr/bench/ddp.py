@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from adasr.errors import AdasrError, ConfigError
+from adasr.timing import provenance
 
 __all__ = ["SCHEMA_VERSION", "run_ddp_bench"]
 
@@ -88,4 +89,4 @@ def run_ddp_bench(*, nproc: int = 2, steps: int = 20, rounds: int = 2, batch_siz
             for name, procs, threads in runners]
     return {"schema_version": SCHEMA_VERSION, "supernet": supernet, "recipe": recipe, "steps": steps,
             "batch_size": batch_size, "patch": patch, "rounds": rounds, "nproc": nproc, "cpus": os.cpu_count(),
-            "runners": rows, "max_weight_diff": max(diffs)}
+            "runners": rows, "max_weight_diff": max(diffs), "provenance": provenance()}

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from adasr.errors import ConfigError
+from adasr.timing import provenance
 
 __all__ = ["DEFAULT_CLIPS", "LiveBenchConfig", "run_live_bench", "session_clip", "summary_lines"]
 
@@ -266,7 +267,8 @@ def run_live_bench(cfg: LiveBenchConfig, out_dir: str | Path,
         clip = session_clip(videos, cfg.crop_hw, Path(tmp) / "session.mp4", clip_seconds=cfg.clip_seconds) \
             if cfg.schemes else None
         result: dict[str, Any] = {"config": {**asdict(cfg), "videos": [str(v) for v in videos]},
-                                  "date": time.strftime("%Y-%m-%d"), "schemes": [], "scaling": []}
+                                  "date": time.strftime("%Y-%m-%d"), "schemes": [], "scaling": [],
+                                  "provenance": provenance()}
         torch.set_num_threads(1)
 
         def save() -> None:  # after every session: a long run stopped early keeps what it measured

@@ -21,6 +21,7 @@ def run_overhead(package_path: str | Path, *, rounds: int = 5, repeats: int = 10
                  on_progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     from adasr.package import load_package
     from adasr.runtime.profile import device_key, measure_latency
+    from adasr.timing import provenance
 
     if rounds < 1 or repeats < 1:
         from adasr.errors import ConfigError
@@ -43,6 +44,7 @@ def run_overhead(package_path: str | Path, *, rounds: int = 5, repeats: int = 10
         rows.append({"level": index, "config": cfg.id, "supernet_s": a, "extracted_s": b, "ratio": a / b})
         if on_progress is not None:
             on_progress("levels", index + 1, len(levels))
-    return {"package": str(package_path), "lr_hw": list(hw), "device": device_key("cpu", threads),
+    return {"provenance": provenance(), "package": str(package_path), "lr_hw": list(hw), "device": device_key("cpu",
+                                                                                                              threads),
             "rounds": rounds, "repeats": repeats, "levels": rows,
             "max_ratio": max(r["ratio"] for r in rows), "median_ratio": statistics.median(r["ratio"] for r in rows)}

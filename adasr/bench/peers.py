@@ -30,6 +30,7 @@ import torch
 
 from adasr.errors import ConfigError, InputError
 from adasr.frames import to_frame, to_tensor
+from adasr.timing import provenance
 
 __all__ = ["Upscaler", "bicubic_upscaler", "opencv_upscalers", "acnet_upscaler", "model_upscaler",
            "package_upscalers", "score", "time_upscalers", "run_peers", "pareto_png"]
@@ -242,6 +243,7 @@ def run_peers(package: str | Path, *, sets: Sequence[str] = ("Set5", "Set14"), m
               "device": device_key("cpu", torch.get_num_threads()), "notes": notes,
               "rows": list(rows.values())}
     result["verdict"] = _verdict(result)
+    result["provenance"] = provenance()
     return result
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from adasr._atomic import ensure_dir, write_bytes_atomic
 from adasr._jsonfile import header
 from adasr.errors import ConfigError
+from adasr.timing import provenance
 
 __all__ = ["run_pipeline"]
 
@@ -76,6 +77,7 @@ def run_pipeline(package_path: str | os.PathLike[str], videos: Sequence[str | os
     result_json = {**header("adasr-bench-pipeline", 1), "package": str(package_path),
                    "level": level, "config": engine.levels[level].config.id, "codec": codec, "crf": crf,
                    "threads": __import__("torch").get_num_threads(), "machine": {"cores": os.cpu_count()},
-                   "clips": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                   "clips": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   "provenance": provenance()}
     write_bytes_atomic(out / "pipeline.json", json.dumps(result_json, indent=1).encode("utf-8"))
     return result_json

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from adasr.errors import ConfigError, InputError
+from adasr.timing import provenance
 
 __all__ = ["CLIPS", "PHOTOS", "ReuseBenchConfig", "SCHEMES", "SchemeResult", "Window", "build_sessions", "plot",
            "run_reuse_bench", "run_scheme", "session_plan", "summary_lines"]
@@ -353,7 +354,7 @@ def run_reuse_bench(cfg: ReuseBenchConfig, data: Path, on_progress: Callable[[st
 def _result(cfg: ReuseBenchConfig, base, layout: list, results: dict) -> dict:
     out = {"config": asdict(cfg), "level": base.levels[cfg.level].id, "base": base.name,
            "micro_windows_per_window": cfg.budget * cfg.sessions, "layout": layout,
-           "schemes": {k: asdict(v) for k, v in results.items()}}
+           "schemes": {k: asdict(v) for k, v in results.items()}, "provenance": provenance()}
     for v in out["schemes"].values():
         r = np.array(v["respond"]) if v["respond"] else np.zeros(0)
         v["respond_mean"] = float(r.mean()) if r.size else None

@@ -26,6 +26,7 @@ from adasr.mimo import mmnet as M
 from adasr.mimo.channels import ChannelSet
 from adasr.mimo.ml import sphere_decode
 from adasr.mimo.problem import Constellation, symbol_errors, to_real_matrix, transmit
+from adasr.timing import provenance
 
 __all__ = ["DETECTORS", "ML_REFERENCES", "TARGET_SER", "parse_detectors", "plot", "plot_sweep", "resolve_device", "run",
            "snr_at", "sweep_phi", "write_json"]
@@ -203,7 +204,7 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
     return dict(
         users=cs.users, antennas=cs.antennas, modulation=mod.name, snr_db=snrs, channel=cs.meta,
         channels=n_ch, samples_per_channel_per_snr=samples, symbols_per_snr=symbols, seed=seed,
-        csi_error=csi_error, device=device, results=results, training=training,
+        csi_error=csi_error, device=device, results=results, training=training, provenance=provenance(),
         sphere=sphere_stats or None,
         complexity=dict(vectors_per_channel=coherence, counted="real multiplications per detected vector, "
                         "channel work shared by vectors_per_channel vectors (adasr.mimo.complexity)"),

@@ -1,9 +1,9 @@
 """Runtime: the level-switching engine (`engine`), its streaming pipeline (`pipeline`), the
 playback session that owns a run's load, monitor and writer (`session`), monitors, policies, load
-traces, the Static and Assembled baselines, profiling (`profile`), background CPU load (`load`) and
+traces, the Static and Assembled baselines, profiling (`profile`), the int8 rule (`int8_rule`) and
 FPS statistics (`stats`).
 
-Kept light: nothing is imported until used, so `import adasr.runtime` (or `adasr.runtime.load`)
+Kept light: nothing is imported until used, so `import adasr.runtime`
 pulls in no torch. The names below resolve lazily on first access.
 """
 

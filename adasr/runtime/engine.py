@@ -24,12 +24,9 @@ from adasr.errors import ConfigError
 from adasr.family import Family, Level
 from adasr.frames import to_frame, to_tensor
 from adasr.nn.supernet import SuperNet
-from adasr.runtime.pipeline import AutoThreads as AutoThreads  # the old import path of the pipeline's names
-from adasr.runtime.pipeline import Runner as Runner
-from adasr.runtime.pipeline import RunStats as RunStats
+from adasr.package import check_precision
+from adasr.runtime.int8_rule import int8_choice, int8_section, int8_timed
 from adasr.runtime.pipeline import Streams, check_level_index
-from adasr.runtime.pipeline import auto_threads as auto_threads
-from adasr.runtime.pipeline import run_stream as run_stream
 
 if TYPE_CHECKING:
     from adasr.package import Package
@@ -137,13 +134,11 @@ class Engine(Streams):
         # level's float32 bytes), calibrated on `calibration` frames and built here once, so a
         # switch still allocates nothing. "auto": the levels `adasr.runtime.precision` picks from
         # the package's profile for `device_key` (measured faster, loss within its tolerance).
-        from adasr.runtime.precision import check_precision, int8_levels
-
         self.precision = check_precision(precision)
         if precision == "auto":
             if isinstance(source, SuperNet):
                 raise ConfigError("precision auto needs a package (its profile holds the int8 measurements)")
-            int8_only = int8_levels(source, family, "auto", device_key)
+            int8_only = int8_choice(family, int8_section(source, device_key))
         quantize = [] if precision == "fp32" else range(len(family)) if int8_only is None else \
             [check_level_index(i, len(family)) for i in int8_only]
         self.int8_levels: list[Any] = [None] * len(family)
@@ -162,8 +157,6 @@ class Engine(Streams):
         # A policy reads the engine's family: give its int8 levels their measured int8 seconds.
         running = [i for i, q in enumerate(self.int8_levels) if q is not None]
         if running and not isinstance(source, SuperNet):
-            from adasr.runtime.precision import int8_section, int8_timed
-
             self.levels = int8_timed(family, int8_section(source, device_key), running)
 
     @classmethod

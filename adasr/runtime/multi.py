@@ -19,13 +19,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from adasr.errors import ConfigError
 from adasr.runtime.monitors import RuntimeState, StreamMonitor
 from adasr.runtime.policies import FixedPolicy, MultiWorkloadManager, ReactivePolicy
+
+if TYPE_CHECKING:
+    from adasr.runtime.pipeline import Runner
 
 __all__ = ["MODES", "SharedPolicy", "Workload", "run_workloads"]
 
@@ -67,7 +70,7 @@ class SharedPolicy:
 
 @dataclass
 class Workload:
-    runner: Any                  # Engine or a baseline
+    runner: Runner               # Engine or a baseline
     frames: Iterable[np.ndarray]
     target_fps: float
     name: str = ""

@@ -30,7 +30,7 @@ sink, for the Engine or any baseline (`Runner` protocol):
 switches (frame, from, to, ns) and stalls; `to_dict()` is JSON-ready with a summary.
 
 `StreamOptions` holds the pipeline's settings (clock, queues, pacing, stall rule, threads,
-timeouts) as one frozen, validated value; `run_stream` also takes its fields as keywords.
+timeouts) as one frozen, validated value.
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from adasr._options import check_positive, resolve
+from adasr._options import check_positive, options_or_default
 from adasr.errors import ConfigError
 from adasr.family import Family, Level
 
 if TYPE_CHECKING:
-    from adasr.runtime.monitors import Monitor
+    from adasr.runtime.monitors import Monitor, RuntimeState
     from adasr.runtime.policies import Policy
 
 __all__ = ["AutoThreads", "FrameRecord", "RunStats", "Runner", "Stall", "StreamOptions", "SwitchRecord",
@@ -88,9 +88,9 @@ class Streams:
 
     def run_stream(self, frames: Iterable[np.ndarray], sink: Callable[[np.ndarray], Any] | None,
                    target_fps: float, policy: Policy | None = None, monitor: Monitor | None = None,
-                   options: StreamOptions | None = None, **overrides: Any) -> RunStats:
+                   options: StreamOptions | None = None) -> RunStats:
         """`run_stream` on this runner."""
-        return run_stream(self, frames, sink, target_fps, policy, monitor, options, **overrides)  # type: ignore[arg-type]
+        return run_stream(self, frames, sink, target_fps, policy, monitor, options)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ class RunStats:
 ThreadRule = Callable[[Any], int]
 
 
-def auto_threads(state: Any, *, cores: int | None = None, busy: float = 0.1) -> int:
+def auto_threads(state: RuntimeState, *, cores: int | None = None, busy: float = 0.1) -> int:
     """Torch threads for the next frame: every core while other programs leave the CPU idle,
     one thread once they take more than `busy` of it (or when the load is unknown after a busy
     reading). On a contended CPU a multi-threaded forward waits at every parallel region for its
@@ -205,7 +205,7 @@ class AutoThreads:
         self.smoothed: float | None = None
         self.threads = self.cores
 
-    def __call__(self, state: Any) -> int:
+    def __call__(self, state: RuntimeState) -> int:
         load = getattr(state, "load_share", None) if state is not None else None
         if load is not None:
             self.smoothed = load if self.smoothed is None else (1 - self.alpha) * self.smoothed + self.alpha * load
@@ -279,19 +279,18 @@ class StreamOptions:
 
 def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.ndarray], Any] | None,
                target_fps: float, policy: Policy | None = None, monitor: Monitor | None = None,
-               options: StreamOptions | None = None, **overrides: Any) -> RunStats:
+               options: StreamOptions | None = None) -> RunStats:
     """Play `frames` through `runner` at `target_fps`; see the module doc for the clock rules.
 
     policy: decides the level before every frame (None: keep the runner's level).
     monitor: its `sample()` feeds the policy; if it has ``observe(level, latency_s, period)``
     it is told every frame's latency (None: a `StreamMonitor` on `clock`).
     sink: called as ``sink(frame)`` in order, from a sink thread (None: frames are dropped).
-    options: a `StreamOptions` (default: its defaults); `overrides` are its fields as keywords
-    (they replace those of `options`).
+    options: a `StreamOptions` (default: its defaults).
     """
     from adasr.runtime.monitors import StreamMonitor
 
-    opts = resolve(StreamOptions, options, overrides, "run_stream")
+    opts = options_or_default(StreamOptions, options, "run_stream")
     clock, sleep, pace, max_ahead, resync = opts.clock, opts.sleep, opts.pace, opts.max_ahead, opts.resync
     threads, on_frame, max_frames, poll_s = opts.threads, opts.on_frame, opts.max_frames, opts.poll_s
     stall_periods, stall_timeout_s, join_timeout_s = opts.stall_periods, opts.stall_timeout_s, opts.join_timeout_s

@@ -34,13 +34,17 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from adasr._options import check_hw, resolve
+from adasr._options import check_hw, options_or_default
 from adasr.errors import ConfigError, InputError
 from adasr.runtime.policies import pick_policy
+
+if TYPE_CHECKING:
+    from adasr.runtime.monitors import RuntimeState
+    from adasr.runtime.pipeline import FrameRecord, Runner, RunStats
 
 __all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "play", "write_timeline"]
 
@@ -49,7 +53,7 @@ POLICY_NAMES = ("lookup", "reactive", "fixed")
 
 @dataclass
 class PlayResult:
-    stats: Any                 # RunStats
+    stats: RunStats
     target_fps: float
     policy: str
     lr_hw: tuple[int, int]     # (H, W) fed to the engine
@@ -161,22 +165,13 @@ class PlayOptions:
             raise ConfigError(f"max_frames must be a positive integer, got {m!r}")
 
 
-def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None = None,
-         **overrides: Any) -> PlayResult:
-    """Play `video` through `engine` (see the module doc and `PlayOptions`); returns a `PlayResult`.
-
-    overrides: `PlayOptions` fields as keywords (they replace those of `options`); ``lr_size``,
-    the former (W, H) keyword, is still read as ``lr_hw`` swapped.
-    """
+def play(engine: Runner, video: str | os.PathLike[str], options: PlayOptions | None = None) -> PlayResult:
+    """Play `video` through `engine` (see the module doc and `PlayOptions`); returns a `PlayResult`."""
     from adasr.runtime.pipeline import AutoThreads, StreamOptions
     from adasr.runtime.session import PlaybackSession
     from adasr.video import VideoWriter, probe, read_frames
 
-    if "lr_size" in overrides:
-        size = overrides.pop("lr_size")
-        checked = check_hw(size, "lr_size")
-        overrides["lr_hw"] = None if checked is None else (checked[1], checked[0])
-    opts = resolve(PlayOptions, options, overrides, "play")
+    opts = options_or_default(PlayOptions, options, "play")
     policy, level, reference_every, max_frames, out = opts.policy, opts.level, opts.reference_every, \
         opts.max_frames, opts.out
     if level is not None and not 0 <= level < len(engine.levels):
@@ -233,7 +228,7 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
     pol = pick_policy(policy, engine.levels, level)
     load_samples: list[tuple[float, float]] = []
 
-    def frame_hook(record: Any, state: Any) -> None:
+    def frame_hook(record: FrameRecord, state: RuntimeState | None) -> None:
         if state is not None and state.load_share is not None:
             load_samples.append((record.ready_time, float(state.load_share)))
         if opts.on_frame is not None:

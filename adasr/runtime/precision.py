@@ -1,31 +1,27 @@
-"""Which levels run in int8: the rule, and the profile entry it reads.
+"""An engine at a precision: which levels an `Engine` quantizes, the frames that calibrate them,
+and the profile entry a bench measures.
 
-A device profile may carry an ``int8`` object (schema: `adasr.package.check_int8_section`),
-written by ``adasr bench backends --save-profile``: per level, the float32 and int8 seconds per
-frame measured side by side on this device, and the int8 output's PSNR change against HR on a
-benchmark set, with the largest loss the package accepts (``tolerance_db``, default
-`DEFAULT_TOLERANCE_DB`).
-
-The rule (`int8_choice`): a level runs in int8 only where its entry exists, int8 was measured
-faster than float32, and its PSNR loss is at most the tolerance. Precision ``"fp32"`` runs
-every level in float32, ``"int8"`` every level the int8 path supports (forced, measured or not),
-``"auto"`` the rule. Without an ``int8`` entry (every profile written before it existed) ``auto``
-is float32 everywhere.
+Precision ``"fp32"`` runs every level in float32, ``"int8"`` every level the int8 path supports
+(forced, measured or not), ``"auto"`` the levels `adasr.runtime.int8_rule.int8_choice` picks
+from the package's profile for this device (measured faster in int8, PSNR loss within the
+profile's ``tolerance_db``, default `DEFAULT_TOLERANCE_DB`); without an ``int8`` entry ``auto``
+is float32 everywhere. `build_engine` is the one way to an engine at a precision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from adasr.errors import ConfigError
-from adasr.package import PRECISIONS, check_int8_section
+from adasr.package import check_int8_section, check_precision
+from adasr.runtime.engine import Engine
+from adasr.runtime.int8_rule import int8_choice, int8_section
 
 __all__ = ["CALIBRATION_FRAMES", "CALIBRATION_HW", "DEFAULT_TOLERANCE_DB", "build_engine", "calibration_frames",
-           "check_precision", "int8_choice", "int8_levels", "int8_section", "int8_timed", "section_from_bench"]
+           "int8_levels", "section_from_bench"]
 
 if TYPE_CHECKING:
     from adasr.family import Family
@@ -34,43 +30,6 @@ if TYPE_CHECKING:
 DEFAULT_TOLERANCE_DB = 0.05
 CALIBRATION_FRAMES = 4
 CALIBRATION_HW = (180, 320)  # (H, W): at most this much of each calibration frame (its centre)
-
-
-def check_precision(precision: Any) -> str:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return precision
-
-
-def int8_choice(family: Family, section: dict[str, Any] | None, tolerance_db: float | None = None) -> list[int]:
-    """Indices of the levels of `family` that run in int8 under precision "auto": measured
-    faster in int8 than in float32 and losing at most `tolerance_db` (default: the section's
-    own) PSNR. None or an empty section: none."""
-    if not section:
-        return []
-    check_int8_section(section, "int8 profile")
-    tol = float(section["tolerance_db"] if tolerance_db is None else tolerance_db)
-    chosen = []
-    for i, level in enumerate(family):
-        entry = section["levels"].get(level.config.id)
-        if entry is not None and entry["int8_s"] < entry["fp32_s"] and -entry["psnr_change_db"] <= tol:
-            chosen.append(i)
-    return chosen
-
-
-def int8_section(package: Package, device_key: str | None) -> dict[str, Any] | None:
-    """The ``int8`` object of `package`'s profile for `device_key` (None: this device's key at
-    the current thread count, else the package's only profile)."""
-    profiles = package.profiles
-    if device_key is None:
-        import torch
-
-        from adasr.timing import device_key as current
-
-        here = current("cpu", torch.get_num_threads())
-        device_key = here if here in profiles else next(iter(profiles)) if len(profiles) == 1 else None
-    profile = profiles.get(device_key) if device_key is not None else None
-    return None if profile is None else profile.get("int8")
 
 
 def int8_levels(package: Package, family: Family, precision: str | None = None,
@@ -83,34 +42,6 @@ def int8_levels(package: Package, family: Family, precision: str | None = None,
     if precision == "fp32":
         return []
     return int8_choice(family, int8_section(package, device_key))
-
-
-def int8_timed(family: Family, section: dict[str, Any] | None, indices: Sequence[int]) -> Family:
-    """`family` with the measured seconds of the levels at `indices` (those that run in int8)
-    scaled by their int8 / float32 ratio from the profile's `section`, so that a policy's latency
-    table and a default target FPS see the int8 speed. The ratio was measured without background
-    load and is applied at every load; the predicted `latency_s` (the family's sort key) stays
-    float32, so the level order, and every index into it, is unchanged. A level with no measured
-    seconds gets its predicted ones scaled as its measured seconds. Levels without an entry are
-    left as they are."""
-    import dataclasses
-
-    from adasr.family import Family as FamilyType
-
-    if not section or not indices:
-        return family
-    check_int8_section(section, "int8 profile")
-    entries, chosen = section["levels"], set(indices)
-    levels = []
-    for i, level in enumerate(family):
-        entry = entries.get(level.config.id)
-        seconds = level.measured_s or level.latency_s
-        if i in chosen and entry is not None and seconds:
-            ratio = entry["int8_s"] / entry["fp32_s"]
-            level = dataclasses.replace(level, measured_s={k: v * ratio for k, v in seconds.items()})
-        levels.append(level)
-    return FamilyType(levels=tuple(levels), scale=family.scale, lr_hw=family.lr_hw, reference=family.reference,
-                      search=family.search)
 
 
 def calibration_frames(video: str | Path, count: int = CALIBRATION_FRAMES, stride: int = 10,
@@ -151,12 +82,10 @@ def section_from_bench(result: dict[str, Any], set_name: str, tolerance_db: floa
 
 
 def build_engine(package: Package, family: Family | None = None, *, precision: str | None = None,
-                 calibration_video: str | Path | None = None, device_key: str | None = None, **kw: Any) -> Any:
+                 calibration_video: str | Path | None = None, device_key: str | None = None, **kw: Any) -> Engine:
     """An `Engine` over `package` whose levels run in the precision asked for (None: the
     package's own, `Package.precision`), calibrated on the first frames of `calibration_video`
     where any level runs in int8 (a ConfigError if one is needed and none is given)."""
-    from adasr.runtime.engine import Engine
-
     family = family if family is not None else package.family_for(device_key) if device_key else package.family
     chosen = int8_levels(package, family, precision, device_key)
     if chosen == []:

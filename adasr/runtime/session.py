@@ -26,11 +26,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from adasr.runtime.pipeline import Runner, RunStats, StreamOptions, run_stream
+
+if TYPE_CHECKING:
+    from adasr.runtime.policies import Policy
 
 __all__ = ["PlaybackSession"]
 
@@ -81,12 +84,12 @@ class PlaybackSession:
         return self
 
     def run(self, runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.ndarray], Any] | None,
-            policy: Any, options: StreamOptions | None = None, **overrides: Any) -> RunStats:
+            policy: Policy | None, options: StreamOptions | None = None) -> RunStats:
         """`run_stream(runner, frames, sink, target_fps, policy, monitor, options)` with this
         session's target and monitor; records `load_offset_s`."""
         if self._load_start is not None:
             self.load_offset_s = time.monotonic() - self._load_start
-        return run_stream(runner, frames, sink, self.target_fps, policy, self.monitor, options, **overrides)
+        return run_stream(runner, frames, sink, self.target_fps, policy, self.monitor, options)
 
     def stop_load(self) -> None:
         """Stop the trace replay and the load processes (idempotent); keeps `applied`, `trace_error`."""

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,7 @@ from adasr.errors import ConfigError, InputError, ModelError
 from adasr.modelfile import tensors_sha256
 from adasr.nn.dlsr import OPS, DLSRSearchNet, Genotype
 from adasr.train.distributed import Dist
-from adasr.train.loop import TrainingInterrupted, pick_device, step_generator
+from adasr.train.loop import pick_device, run_steps, step_generator
 from adasr.train.losses import hfen_loss
 
 __all__ = ["CHECKPOINT", "DLSRSearch", "DLSRSearchConfig", "GENOTYPE", "SearchState", "TRAJECTORY", "TRAJECTORY_KIND",
@@ -274,31 +273,26 @@ class DLSRSearch:
         if self.dist.main:
             ensure_dir(self.run_dir)
         self.net.train()
-        started, base_seconds = time.monotonic(), state.seconds
         if not state.trajectory:
             self._record()
         self.on_event("start", {"step": state.step, "steps": cfg.steps, "device": str(self.device)})
-        try:
-            while state.step < cfg.steps:
-                info = self.search_step(state.step)
-                state.step += 1
-                state.seconds = base_seconds + time.monotonic() - started
-                if state.step % cfg.log_every == 0:
-                    self._record()
-                if state.step in cfg.snapshot_steps:
-                    path = self.write_genotype(self.run_dir / f"genotype-step{state.step}.json")
-                    state.snapshots.append(path.name)
-                    if self.dist.main:
-                        self.on_event("snapshot", {"step": state.step, "path": str(path)})
-                self.on_event("step", {"step": state.step, **info})
-                if state.step % cfg.ckpt_every == 0 and state.step < cfg.steps:
-                    self.save_checkpoint()
-                if self.max_seconds is not None and self.dist.any(time.monotonic() - started > self.max_seconds):
-                    self.on_event("budget", {"step": state.step})
-                    break
-        except KeyboardInterrupt:
-            self.save_checkpoint()
-            raise TrainingInterrupted(state.step, self.run_dir) from None
+        last = {}
+
+        def step(i: int) -> None:
+            last["info"] = self.search_step(i)
+
+        def after(done: int) -> None:
+            if done % cfg.log_every == 0:
+                self._record()
+            if done in cfg.snapshot_steps:
+                path = self.write_genotype(self.run_dir / f"genotype-step{done}.json")
+                state.snapshots.append(path.name)
+                if self.dist.main:
+                    self.on_event("snapshot", {"step": done, "path": str(path)})
+            self.on_event("step", {"step": done, **last["info"]})
+
+        run_steps(state, cfg.steps, step, after, ckpt_every=cfg.ckpt_every, checkpoint=self.save_checkpoint,
+                  max_seconds=self.max_seconds, dist=self.dist, on_event=self.on_event, run_dir=self.run_dir)
         if state.trajectory[-1]["step"] != state.step:
             self._record()
         self.save_checkpoint()

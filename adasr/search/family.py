@@ -44,13 +44,16 @@ import json
 import math
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adasr.errors import ConfigError
 from adasr.family import Family, Level, load_name, pareto_front, pareto_ranks
 from adasr.search.protocols import CostModel, Evaluator, Progress, cost_load_name
 from adasr.space import SearchSpace, SubnetConfig
 from adasr.spec import DEFAULT_LR_HW, op_keys, subnet_cost
+
+if TYPE_CHECKING:
+    from adasr.nn.supernet import SuperNet
 
 __all__ = ["DYSR_DEFAULTS", "FIXED_DEFAULTS", "OFA_DEFAULTS", "STRATEGIES", "check_strategy", "random_search",
            "search_family",
@@ -358,7 +361,7 @@ def check_strategy(strategy: str, params: Mapping[str, Any]) -> None:
                           f"known: {', '.join(sorted(defaults))}")
 
 
-def search_family(supernet: Any, space: SearchSpace | None, evaluator: Evaluator, cost_model: CostModel,
+def search_family(supernet: SuperNet, space: SearchSpace | None, evaluator: Evaluator, cost_model: CostModel,
                   strategy: str = "dysr", *, seed: int = 0, lr_hw: tuple[int, int] | None = None,
                   latency_models: Mapping[str, CostModel] | None = None, on_progress: Progress | None = None,
                   **params: Any) -> Family:

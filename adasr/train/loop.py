@@ -44,8 +44,8 @@ from adasr.train.losses import SRLoss
 from adasr.train.sampling import step_subnets, validation_subnets
 
 __all__ = ["CHECKPOINT", "MODEL", "TrainState", "Trainer", "TrainingDiverged", "TrainingInterrupted",
-           "build_initial_model", "pick_device", "read_checkpoint", "read_checkpoint_config", "step_generator",
-           "warm_start"]
+           "build_initial_model", "pick_device", "read_checkpoint", "read_checkpoint_config", "run_steps",
+           "step_generator", "warm_start"]
 
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
@@ -267,31 +267,28 @@ class Trainer:
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.model.train()
-        started = time.monotonic()
-        base_seconds = state.seconds
         self.on_event("start", {"step": state.step, "steps": cfg.steps, "device": str(self.device)})
-        try:
-            while state.step < cfg.steps:
-                loss = self.train_step(state.step)
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(state.step + 1, self.run_dir, self._saved_step)
-                state.step += 1
-                state.seconds = base_seconds + time.monotonic() - started
-                self.on_event("step", {"step": state.step, "loss": loss, "lr": cfg.lr_at(state.step - 1)})
-                if self.val_pairs and (state.step % cfg.val_every == 0 or state.step == cfg.steps):
-                    record = {"step": state.step, **self.validate()}
-                    state.history.append(record)
-                    self.on_event("val", record)
-                if state.step % cfg.ckpt_every == 0 and state.step < cfg.steps:
-                    self.save_checkpoint()
-                if self.max_seconds is not None and self.dist.any(time.monotonic() - started > self.max_seconds):
-                    self.on_event("budget", {"step": state.step})
-                    break
-        except KeyboardInterrupt:
-            if non_finite(self.model.state_dict()):  # interrupted inside a diverging step: keep the last good one
+        last = {}
+
+        def step(i: int) -> None:
+            last["loss"] = loss = self.train_step(i)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(i + 1, self.run_dir, self._saved_step)
+
+        def after(done: int) -> None:
+            self.on_event("step", {"step": done, "loss": last["loss"], "lr": cfg.lr_at(done - 1)})
+            if self.val_pairs and (done % cfg.val_every == 0 or done == cfg.steps):
+                record = {"step": done, **self.validate()}
+                state.history.append(record)
+                self.on_event("val", record)
+
+        def interrupted() -> None:
+            if non_finite(self.model.state_dict()):  # inside a diverging step: keep the last good one
                 raise TrainingDiverged(state.step, self.run_dir, self._saved_step) from None
-            self.save_checkpoint()
-            raise TrainingInterrupted(state.step, self.run_dir) from None
+
+        run_steps(state, cfg.steps, step, after, ckpt_every=cfg.ckpt_every, checkpoint=self.save_checkpoint,
+                  max_seconds=self.max_seconds, dist=self.dist, on_event=self.on_event, run_dir=self.run_dir,
+                  before_save=interrupted)
         if non_finite(self.final_model().state_dict()):
             raise TrainingDiverged(state.step, self.run_dir, self._saved_step)
         self.save_checkpoint()
@@ -393,6 +390,36 @@ def _config_of(meta: dict[str, Any], path: Path) -> TrainConfig:
         return TrainConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ConfigError) as exc:
         raise ModelError(f"{path}: damaged checkpoint (its training config: {exc})") from None
+
+
+def run_steps(state: Any, steps: int, step: Callable[[int], None], after: Callable[[int], None], *,
+              ckpt_every: int, checkpoint: Callable[[], None], max_seconds: float | None, dist: Dist,
+              on_event: Callable[[str, dict], None], run_dir: Path,
+              before_save: Callable[[], None] | None = None) -> None:
+    """The step loop every trainer here runs (`Trainer`, `adasr.search.dlsr.DLSRSearch`): from
+    ``state.step`` to `steps`: ``step(i)`` (the update), then ``state.step = i + 1`` and
+    ``state.seconds`` (time trained, earlier runs included), then ``after(i + 1)`` (events,
+    validation, snapshots); a `checkpoint` every `ckpt_every` steps but the last; a stop at
+    `max_seconds` of this run that every rank agrees on (an ``on_event("budget")``). Ctrl-C:
+    `before_save` (which may raise instead), `checkpoint`, then `TrainingInterrupted`."""
+    started, base_seconds = time.monotonic(), state.seconds
+    try:
+        while state.step < steps:
+            i = state.step
+            step(i)
+            state.step = i + 1
+            state.seconds = base_seconds + time.monotonic() - started
+            after(state.step)
+            if state.step % ckpt_every == 0 and state.step < steps:
+                checkpoint()
+            if max_seconds is not None and dist.any(time.monotonic() - started > max_seconds):
+                on_event("budget", {"step": state.step})
+                break
+    except KeyboardInterrupt:
+        if before_save is not None:
+            before_save()
+        checkpoint()
+        raise TrainingInterrupted(state.step, run_dir) from None
 
 
 def read_checkpoint_config(path: Path) -> TrainConfig:

@@ -13,7 +13,7 @@ import psutil
 import pytest
 import torch
 
-from adasr.bench.adaptivity import PNGS, load_trace, run_adaptivity, summary_rows
+from adasr.bench.adaptivity import PNGS, AdaptivityOptions, load_trace, run_adaptivity, summary_rows
 from adasr.errors import ConfigError, InputError
 from adasr.family import Family, Level
 from adasr.nn.supernet import SuperNet, subnet_cost
@@ -69,8 +69,8 @@ def _load_children() -> list[psutil.Process]:
 def test_run_adaptivity_all_runners(tmp_path, package, video):
     progress = []
     out = tmp_path / "out"
-    result = run_adaptivity(package, video, trace="stable", seconds=1.0, target_fps=15.0, policy="lookup",
-                            out_dir=out, load_workers=1, on_progress=lambda *a: progress.append(a))
+    opts = AdaptivityOptions(trace="stable", seconds=1.0, target_fps=15.0, policy="lookup", load_workers=1)
+    result = run_adaptivity(package, video, opts, out_dir=out, on_progress=lambda *a: progress.append(a))
     assert result["max_frames"] == 15 and result["lr_size"] == [16, 12] and result["scale"] == 2
     assert progress[-1] == ("runner", 3, 3)
     data = json.loads((out / "adaptivity.json").read_text())
@@ -103,8 +103,9 @@ def test_run_adaptivity_all_runners(tmp_path, package, video):
 
 def test_default_target_and_reactive(tmp_path, package, video):
     # default target: the median level's idle FPS (1 / 2 ms) at the family's LR size; a shorter run
-    result = run_adaptivity(package, video, trace="random", seconds=0.02, policy="reactive",
-                            runners=("adasr",), lr_size=(16, 12), out_dir=tmp_path, load_workers=1)
+    opts = AdaptivityOptions(trace="random", seconds=0.02, policy="reactive", runners=("adasr",), lr_hw=(12, 16),
+                             load_workers=1)
+    result = run_adaptivity(package, video, opts, out_dir=tmp_path)
     assert result["target_fps"] == pytest.approx(500.0)
     assert result["runners"]["adasr"]["frames"] == 10
     assert not _load_children()
@@ -112,20 +113,20 @@ def test_default_target_and_reactive(tmp_path, package, video):
 
 def test_bad_inputs(tmp_path, package, video):
     with pytest.raises(ConfigError):
-        run_adaptivity(package, video, trace="spiky", seconds=1.0, target_fps=5.0, out_dir=tmp_path)
+        run_adaptivity(package, video, AdaptivityOptions(trace="spiky", seconds=1.0, target_fps=5.0), out_dir=tmp_path)
     bad = tmp_path / "bad.csv"
     bad.write_text("time,load\n0,0.5\n1,2.0\n")
     with pytest.raises(InputError):
-        run_adaptivity(package, video, trace=str(bad), seconds=1.0, target_fps=5.0, out_dir=tmp_path)
+        run_adaptivity(package, video, AdaptivityOptions(trace=str(bad), seconds=1.0, target_fps=5.0), out_dir=tmp_path)
     with pytest.raises(InputError):
         load_trace(tmp_path / "missing.csv", 1.0)
     for kw in ({"policy": "greedy"}, {"runners": ("adasr", "adasr")}, {"runners": ("fancy",)},
-               {"lr_size": (0, 4)}, {"seconds": -1.0}):
+               {"lr_hw": (4, 0)}, {"seconds": -1.0}):
         with pytest.raises(ConfigError):
-            run_adaptivity(package, video, **{"trace": "stable", "target_fps": 5.0, "out_dir": tmp_path,
-                                              "seconds": 1.0, **kw})
+            run_adaptivity(package, video, AdaptivityOptions(**{"trace": "stable", "target_fps": 5.0, "seconds": 1.0,
+                                                                **kw}), out_dir=tmp_path)
     with pytest.raises(InputError):
-        run_adaptivity(package, tmp_path / "nope.mp4", trace="stable", seconds=1.0, target_fps=5.0,
+        run_adaptivity(package, tmp_path / "nope.mp4", AdaptivityOptions(trace="stable", seconds=1.0, target_fps=5.0),
                        out_dir=tmp_path)
     assert not _load_children()
 
@@ -146,11 +147,13 @@ def test_int8_adasr_runner(tmp_path, video):
         torch.manual_seed(0)
         net = SuperNet(lite).eval()
     package = save_package(tmp_path / "lite", net, Family(tuple(levels), 2, HW)).path
-    result = run_adaptivity(package, video, trace="stable", seconds=0.02, target_fps=500.0, runners=("adasr",),
-                            precision="int8", out_dir=tmp_path, load_workers=1)
+    opts = AdaptivityOptions(trace="stable", seconds=0.02, target_fps=500.0, runners=("adasr",), precision="int8",
+                             load_workers=1)
+    result = run_adaptivity(package, video, opts, out_dir=tmp_path)
     r = result["runners"]["adasr"]
     assert result["precision"] == "int8" and r["frames"] == 10 and len(r["content_psnr"]) == 3
     assert r["int8_levels"] == [0, 1, 2]
     assert all(math.isfinite(p) for p in r["content_psnr"])
     with pytest.raises(ConfigError, match="precision"):
-        run_adaptivity(package, video, trace="stable", seconds=0.02, precision="int4", out_dir=tmp_path)
+        run_adaptivity(package, video, AdaptivityOptions(trace="stable", seconds=0.02, precision="int4"),
+                       out_dir=tmp_path)

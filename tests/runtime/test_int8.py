@@ -145,7 +145,7 @@ def test_backends_bench_saves_the_int8_entry_that_auto_reads(monkeypatch, capsys
     import shutil
 
     from adasr.package import load_package
-    from adasr.runtime.precision import int8_choice
+    from adasr.runtime.int8_rule import int8_choice
     from adasr.timing import device_key
 
     pkg_path = tmp_path / "x2.adasr"

@@ -13,7 +13,7 @@ from adasr.family import Family, Level
 from adasr.nn.supernet import SuperNet
 from adasr.package import load_package, save_package
 from adasr.runtime.engine import Engine
-from adasr.runtime.player import play, write_timeline
+from adasr.runtime.player import PlayOptions, play, write_timeline
 from adasr.space import SearchSpace
 from adasr.video import probe, read_frames
 from tests.cli.test_cli import _one_line_error, run_cli
@@ -48,7 +48,7 @@ def clip(tmp_path_factory):
 def test_play_writes_video_with_audio_and_counts_every_frame(package_path, clip, tmp_path):
     engine = Engine.load(str(package_path))
     dst = tmp_path / "out.mp4"
-    result = play(engine, clip, target_fps=500.0, out=dst)
+    result = play(engine, clip, PlayOptions(target_fps=500.0, out=dst))
     s = result.summary()
     assert s["frames"] == 12 and sum(s["level_histogram"].values()) == 12
     assert s["out_size"] == [64, 48] and 0.0 <= s["deadlines_met"] <= 1.0
@@ -66,7 +66,7 @@ def test_play_fixed_level_equals_the_extracted_level(package_path, clip):
     outputs = []
     import adasr.runtime.player as player
 
-    result = play(engine, clip, policy="fixed", level=1, target_fps=1000.0, pace=False, max_frames=3)
+    result = play(engine, clip, PlayOptions(policy="fixed", level=1, target_fps=1000.0, pace=False, max_frames=3))
     assert result.summary()["switches"] == 0 and result.summary()["level_histogram"] == {"1": 3}
     ref = pkg.supernet.extract(pkg.family[1].config).eval()
     frame = next(read_frames(clip))
@@ -81,12 +81,12 @@ def test_play_fixed_level_equals_the_extracted_level(package_path, clip):
 
 def test_play_reference_psnr_and_resize(package_path, clip):
     engine = Engine.load(str(package_path))
-    result = play(engine, clip, lr_size=(16, 12), reference_every=3, target_fps=500.0)
+    result = play(engine, clip, PlayOptions(lr_hw=(12, 16), reference_every=3, target_fps=500.0))
     s = result.summary()
     assert s["lr_size"] == [16, 12] and s["out_size"] == [32, 24]
     assert s["psnr"]["frames"] == 4 and np.isfinite(s["psnr"]["sr"]) and np.isfinite(s["psnr"]["bicubic"])
     with pytest.raises(ConfigError):
-        play(engine, clip, reference_every=2)  # needs lr_size
+        play(engine, clip, PlayOptions(reference_every=2))  # needs lr_size
 
 
 def test_interrupted_play_leaves_no_output(package_path, clip, tmp_path):
@@ -98,7 +98,7 @@ def test_interrupted_play_leaves_no_output(package_path, clip, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        play(engine, clip, target_fps=500.0, out=dst, on_frame=stop)
+        play(engine, clip, PlayOptions(target_fps=500.0, out=dst, on_frame=stop))
     assert not dst.exists() and list(tmp_path.iterdir()) == []
 
 

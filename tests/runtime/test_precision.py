@@ -14,7 +14,8 @@ from adasr.metrics import psnr
 from adasr.nn.supernet import subnet_cost
 from adasr.package import PROFILE_KIND, PROFILE_SCHEMA_VERSION, load_package, save_package
 from adasr.runtime.engine import Engine
-from adasr.runtime.precision import int8_choice, int8_levels, int8_timed, section_from_bench
+from adasr.runtime.int8_rule import int8_choice, int8_timed
+from adasr.runtime.precision import int8_levels, section_from_bench
 from adasr.space import SearchSpace
 from adasr.timing import LatencySample, device_key
 from tests.helpers import make_net

@@ -12,9 +12,9 @@ import psutil
 import pytest
 import torch
 
+from adasr.cpuload import CpuLoad
 from adasr.errors import ConfigError, ModelError
 from adasr.nn.supernet import SuperNet
-from adasr.runtime.load import CpuLoad
 from adasr.runtime.profile import LatencySample, device_key, measure_latency
 from adasr.search.latency import (
     LatencyEntry,

@@ -20,8 +20,9 @@ from adasr.family import Family, Level
 from adasr.nn.supernet import SuperNet, subnet_cost
 from adasr.package import load_package, save_package
 from adasr.runtime.baselines import AssembledRunner, StaticRunner
-from adasr.runtime.engine import Engine, RunStats, frame_to_tensor, run_stream
+from adasr.runtime.engine import Engine, frame_to_tensor
 from adasr.runtime.monitors import CpuMonitor, LatencyMonitor, Monitor, RuntimeState, StreamMonitor
+from adasr.runtime.pipeline import RunStats, StreamOptions, run_stream
 from adasr.runtime.policies import FixedPolicy, LookupPolicy, MultiWorkloadManager, Policy, ReactivePolicy
 from adasr.space import SearchSpace, SubnetConfig
 from tests.helpers import make_net
@@ -257,7 +258,7 @@ def test_lookup_policy_calibrates_to_measured_latency():
 
 
 def test_auto_threads_rule():
-    from adasr.runtime.engine import auto_threads
+    from adasr.runtime.pipeline import auto_threads
 
     assert auto_threads(_state(load=0.0), cores=4) == 4
     assert auto_threads(_state(load=0.05), cores=4) == 4
@@ -364,8 +365,8 @@ def test_stream_saturated_cpu_steps_down_to_fastest_and_stays(net, family):
     policy = ReactivePolicy(family, cooldown=2, min_samples=2)
     monitor = StreamMonitor(LatencyMonitor(4), clock=clock)
     got = []
-    stats = run_stream(runner, _frames(24), got.append, 30.0, policy, monitor, clock=clock, sleep=clock.sleep,
-                       queue_size=2, stall_timeout_s=20, join_timeout_s=20)
+    opts = StreamOptions(clock=clock, sleep=clock.sleep, queue_size=2, stall_timeout_s=20, join_timeout_s=20)
+    stats = run_stream(runner, _frames(24), got.append, 30.0, policy, monitor, options=opts)
     assert len(got) == 24 and all(f.shape == (32, 32, 3) for f in got)
     assert [f.index for f in stats.frames] == list(range(24))
     levels = [f.level for f in stats.frames]
@@ -383,8 +384,8 @@ def test_stream_saturated_cpu_steps_down_to_fastest_and_stays(net, family):
 def test_stream_on_time_with_pacing_counts_no_misses(net, family):
     clock = FakeClock()
     runner = SlowRunner(Engine(net, family), clock, [0.01, 0.02, 0.03, 0.04])
-    stats = run_stream(runner, _frames(10), None, 20.0, FixedPolicy(1), clock=clock, sleep=clock.sleep,
-                       queue_size=1)
+    opts = StreamOptions(clock=clock, sleep=clock.sleep, queue_size=1)
+    stats = run_stream(runner, _frames(10), None, 20.0, FixedPolicy(1), options=opts)
     assert len(stats.frames) == 10 and stats.missed == 0 and stats.stalls == []
     assert [s.to_level for s in stats.switches] == [1]
     # paced: frame i starts at most one period ahead of its slot
@@ -404,14 +405,16 @@ def test_stream_resyncs_after_a_late_frame(net, family):
 
     runner = OneSlow(Engine(net, family), clock, [])
     runner.n = 0
-    stats = run_stream(runner, _frames(10), None, 20.0, clock=clock, sleep=clock.sleep, queue_size=1)
+    stats = run_stream(runner, _frames(10), None, 20.0, options=StreamOptions(clock=clock, sleep=clock.sleep,
+                                                                              queue_size=1))
     assert [f.missed for f in stats.frames] == [i == 3 for i in range(10)]  # one slow frame, one miss
     assert len(stats.stalls) == 1 and stats.stalls[0].frame == 3
     late = stats.frames[3]
     assert stats.frames[4].deadline == pytest.approx(late.ready_time + 0.05)  # the clock re-anchored
     runner.n = 0
     clock.t = 0.0
-    old = run_stream(runner, _frames(10), None, 20.0, clock=clock, sleep=clock.sleep, queue_size=1, resync=False)
+    old = run_stream(runner, _frames(10), None, 20.0, options=StreamOptions(clock=clock, sleep=clock.sleep,
+                                                                            queue_size=1, resync=False))
     assert old.missed > 1  # without re-anchoring the frames after it are late too
 
 
@@ -423,7 +426,7 @@ def test_stream_thread_rule_is_applied_and_restored(net, family):
         seen.append(state)
         return 1 if len(seen) % 2 else 2
 
-    stats = run_stream(Engine(net, family), _frames(4), None, 1000.0, threads=rule, pace=False)
+    stats = run_stream(Engine(net, family), _frames(4), None, 1000.0, options=StreamOptions(threads=rule, pace=False))
     assert len(seen) == 4 and all(isinstance(s, RuntimeState) for s in seen)
     assert [f.threads for f in stats.frames] == [1, 2, 1, 2]
     assert torch.get_num_threads() == before
@@ -437,7 +440,7 @@ def test_stream_real_clip_end_to_end(net, family, data_root):
     engine = Engine(net, family)
     got = []
     stats = engine.run_stream(frames, got.append, 30.0, ReactivePolicy(family, cooldown=1, min_samples=1),
-                              queue_size=2, pace=False)
+                              options=StreamOptions(queue_size=2, pace=False))
     assert len(got) == 6 and len(stats.frames) == 6
     assert all(f.dtype == np.uint8 and f.shape == (32, 48, 3) for f in got)
     assert [f.index for f in stats.frames] == list(range(6))
@@ -447,8 +450,8 @@ def test_stream_real_clip_end_to_end(net, family, data_root):
 
 def test_stream_max_frames_and_baselines(net, family):
     for runner in (AssembledRunner(net, family), StaticRunner(net, family)):
-        stats = run_stream(runner, iter(_frames(50, 16, 16)), None, 1000.0,
-                           FixedPolicy(2), max_frames=5, pace=False, queue_size=1)
+        stats = run_stream(runner, iter(_frames(50, 16, 16)), None, 1000.0, FixedPolicy(2),
+                           options=StreamOptions(max_frames=5, pace=False, queue_size=1))
         assert len(stats.frames) == 5 and {f.level for f in stats.frames} == {2}
         assert len(runner.switch_latencies) == 1
         if isinstance(runner, StaticRunner):
@@ -463,7 +466,7 @@ def test_stream_shuts_down_on_errors(net, family):
         raise OSError("decoder broke")
 
     with pytest.raises(OSError, match="decoder broke"):
-        run_stream(engine, bad_source(), None, 30.0, pace=False, queue_size=1)
+        run_stream(engine, bad_source(), None, 30.0, options=StreamOptions(pace=False, queue_size=1))
 
     def bad_sink(frame):
         raise ValueError("disk full")
@@ -477,7 +480,7 @@ def test_stream_shuts_down_on_errors(net, family):
             closed.append(True)
 
     with pytest.raises(ValueError, match="disk full"):
-        run_stream(engine, endless(), bad_sink, 30.0, pace=False, queue_size=1)
+        run_stream(engine, endless(), bad_sink, 30.0, options=StreamOptions(pace=False, queue_size=1))
     assert closed == [True]
 
     class BadPolicy:
@@ -485,7 +488,7 @@ def test_stream_shuts_down_on_errors(net, family):
             return 99
 
     with pytest.raises(ConfigError, match="level"):
-        run_stream(engine, endless(), None, 30.0, BadPolicy(), pace=False)
+        run_stream(engine, endless(), None, 30.0, BadPolicy(), options=StreamOptions(pace=False))
     # a source that hangs: the SR loop gives up instead of deadlocking
     hang = threading.Event()
 
@@ -496,8 +499,8 @@ def test_stream_shuts_down_on_errors(net, family):
 
     start = time.monotonic()
     with pytest.raises(TimeoutError):
-        run_stream(engine, hanging(), None, 30.0, pace=False, stall_timeout_s=0.3, join_timeout_s=0.1,
-                   poll_s=0.02)
+        run_stream(engine, hanging(), None, 30.0, options=StreamOptions(pace=False, stall_timeout_s=0.3,
+                                                                        join_timeout_s=0.1, poll_s=0.02))
     hang.set()
     assert time.monotonic() - start < 30  # bounded (generous: loaded machine)
     deadline = time.monotonic() + 10
@@ -507,7 +510,7 @@ def test_stream_shuts_down_on_errors(net, family):
 
 
 def test_auto_threads_smooths_and_has_hysteresis():
-    from adasr.runtime.engine import AutoThreads
+    from adasr.runtime.pipeline import AutoThreads
 
     rule = AutoThreads(cores=4, high=0.25, low=0.1, alpha=0.5)
     assert rule(_state(load=0.0)) == 4

@@ -33,7 +33,7 @@ class Writer:
         self.frames.append(frame)
 
 
-def test_stream_options_are_frozen_validated_and_keywords_override(net):  # noqa: F811
+def test_stream_options_are_frozen_validated_records(net):  # noqa: F811
     opts = StreamOptions(queue_size=2, pace=False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         opts.queue_size = 3  # type: ignore[misc]
@@ -41,17 +41,14 @@ def test_stream_options_are_frozen_validated_and_keywords_override(net):  # noqa
         with pytest.raises(ConfigError):
             StreamOptions(**bad)
     engine = Engine(net, _family())
-    stats = run_stream(engine, _frames(6), None, 1000.0, options=opts, max_frames=3)  # a keyword replaces a field
+    stats = run_stream(engine, _frames(6), None, 1000.0, options=dataclasses.replace(opts, max_frames=3))
     assert isinstance(stats, RunStats) and len(stats.frames) == 3
     assert opts.max_frames is None  # the record itself is unchanged
     with pytest.raises(TypeError, match="no_such_option"):
-        run_stream(engine, _frames(2), None, 1000.0, no_such_option=1)
+        run_stream(engine, _frames(2), None, 1000.0, no_such_option=1)  # options are a record, not keywords
     with pytest.raises(ConfigError):
         run_stream(engine, _frames(2), None, 1000.0, options={"pace": False})
-    # the engine's method and the old import path reach the same pipeline
-    from adasr.runtime import engine as engine_module
-
-    assert engine_module.run_stream is run_stream and engine_module.RunStats is RunStats
+    # the engine's method reaches the same pipeline
     again = engine.run_stream(_frames(4), None, 1000.0, None, None, opts)
     assert [type(f) for f in again.frames] == [FrameRecord] * 4
 
@@ -92,7 +89,7 @@ def test_session_replays_the_trace_and_always_stops_the_load(net):  # noqa: F811
     engine = Engine(net, _family())
     with PlaybackSession(target_fps=200.0, level=0, trace=trace, load_workers=1) as session:
         assert _load_children()  # the load runs while the session is open
-        stats = session.run(engine, _frames(4), None, None, pace=False)
+        stats = session.run(engine, _frames(4), None, None, options=StreamOptions(pace=False))
         session.stop_load()
         assert not _load_children()
         session.stop_load()  # idempotent

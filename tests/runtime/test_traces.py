@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from adasr.cpuload import CpuLoad
 from adasr.errors import ConfigError, InputError
-from adasr.runtime.load import CpuLoad
 from adasr.runtime.traces import KINDS, Trace, TracePlayer, bursty, generate, random_walk, stable
 
 

@@ -183,7 +183,6 @@ def test_anchored_phase_trains_only_the_largest_and_the_anchors(tmp_path):
     import json
     import random
 
-    from adasr._cli.main import _anchored
     from adasr.space import SearchSpace
     from adasr.train.sampling import recipe, step_subnets, with_anchors
 
@@ -204,17 +203,21 @@ def test_anchored_phase_trains_only_the_largest_and_the_anchors(tmp_path):
         assert len(subnets) == 3
         seen.update(s.id for s in subnets[1:])
     assert seen <= set(anchors) and len(seen) > 2
-    # the CLI reads ids from a JSON list and refuses configs outside the space with one line
+    # the CLI reads ids from a JSON list; configs outside the space are refused with one line
+    from adasr._cli.train_cmd import anchor_ids
+    from adasr.train.options import from_options
+
     good = tmp_path / "anchors.json"
     good.write_text(json.dumps(anchors))
-    assert _anchored(recipe("lite", 10), good, space.to_dict())[0].anchors == tuple(anchors)
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([anchors[0].replace("x2-", "x4-")]))
+    assert anchor_ids(good) == anchors
+    made = from_options(supernet="tiny", recipe="lite", steps=10, val="none", anchors=anchor_ids(good))
+    assert made.phases[0].anchors == tuple(anchors)
     with pytest.raises(ConfigError, match="--anchors"):
-        _anchored(recipe("lite", 10), bad, space.to_dict())
+        from_options(supernet="tiny", recipe="lite", steps=10, val="none",
+                     anchors=[anchors[0].replace("x2-", "x4-")])
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(InputError, match="--anchors"):
-        _anchored(recipe("lite", 10), tmp_path / "junk.json", space.to_dict())
+        anchor_ids(tmp_path / "junk.json")
     with pytest.raises(ConfigError, match="anchors need sampling"):
         Phase("p", sampling="single", anchors=("a",))
 

@@ -1,0 +1,244 @@
+"""docs/RESULTS.md, generated from the JSON the benches write (`adasr bench report`, `make results`).
+
+`SECTIONS` is the registry: one `Section` per claim, naming the JSON files it reads (under the
+results folder, docs/results/ in the repository) and the renderer that turns them into a
+markdown table. Adding a table is adding one renderer and one entry. Every bench stamps its JSON
+with ``provenance`` (`adasr.timing.provenance`: command, machine, date), which each section
+prints under its table; a missing file is said as such, never filled in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adasr.errors import InputError
+
+__all__ = ["SECTIONS", "Section", "render_results"]
+
+MAX_JSON_BYTES = 64 << 20
+Rows = list[list[str]]
+
+
+@dataclass(frozen=True)
+class Section:
+    """One claim: its heading, one sentence of what the table shows, the JSON files it reads and
+    the renderer: ``render(data) -> (header, rows, notes)`` with `data` one dict per file."""
+
+    title: str
+    claim: str
+    files: tuple[str, ...]
+    render: Callable[[list[dict[str, Any]]], tuple[list[str], Rows, list[str]]]
+    bench: str  # the name scripts/results_benches.sh takes to regenerate the files
+
+
+def _f(value: Any, fmt: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, fmt)
+
+
+def _protocol(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
+    rows = [[r["set"], f"x{r['scale']}", f"{r['psnr']:.3f}", _f(r["published_psnr"], ".2f"),
+             _f(r["psnr_diff"], "+.3f"), f"{r['ssim']:.4f}", _f(r["published_ssim"], ".4f")]
+            for r in data[0]["rows"]]
+    worst = max(abs(r["psnr_diff"]) for r in data[0]["rows"] if r["psnr_diff"] is not None)
+    return (["set", "scale", "PSNR (adasr)", "PSNR (published)", "difference", "SSIM (adasr)", "SSIM (published)"],
+            rows, [f"Largest PSNR difference: {worst:.3f} dB."])
+
+
+def _peers(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
+    rows, notes = [], []
+    for d in data:
+        sets = d["sets"]
+        levels = [r for r in d["rows"] if r["kind"] == "adasr-level"]
+        others = [r for r in d["rows"] if r["kind"] != "adasr-level"]
+        shown = others + ([levels[0], levels[-1]] if len(levels) > 1 else levels)
+        for r in shown:
+            name = r["name"] + (" (fastest level)" if r is levels[0] else " (best level)" if r is levels[-1] else "")
+            rows.append([f"x{d['scale']}", name, _f(r["params"], ",d"),
+                         *[f"{r[s]['psnr']:.2f} / {r[s]['ssim']:.4f}" for s in sets], f"{r['fps']:.1f}"])
+        for s, v in d["verdict"].items():
+            word = "above" if v["every_level_above_every_peer"] else "NOT above"
+            notes.append(f"x{d['scale']} {s}: every level {word} every peer (worst level {v['worst_level_psnr']:.2f} "
+                         f"dB, best peer {v['best_peer']} {v['best_peer_psnr']:.2f} dB).")
+        notes.extend(f"x{d['scale']}: not run: {n}" for n in d["notes"])
+    sets = data[0]["sets"]
+    h, w = data[0]["lr_hw"]
+    return ["scale", "upscaler", "params", *[f"{s} PSNR / SSIM" for s in sets], f"FPS at {w}x{h}"], rows, notes
+
+
+def _memory(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
+    d = data[0]
+    rows = [["supernet (every level)", f"{d['supernet_bytes'] / 1e6:.3f}"],
+            [f"assembled ({len(d['levels'])} levels held separately)", f"{d['assembled_bytes'] / 1e6:.3f}"],
+            ["largest level alone", f"{d['largest_bytes'] / 1e6:.3f}"]]
+    return ["weights", "MB"], rows, [f"Space {d['space']}: weight sharing saves {d['saving'] * 100:.1f} % "
+                                     f"against Assembled."]
+
+
+def _adaptivity(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
+    from adasr.bench.adaptivity import summary_rows
+
+    d = data[0]
+    table = summary_rows(d)
+    header = list(table[0])
+    rows = [[_f(v, ".4g") if isinstance(v, float) else str(v) for v in r.values()] for r in table]
+    note = (f"Trace {d['trace']['name']}, target {d['target_fps']:.1f} FPS ({d['target_fps_source']}), policy "
+            f"{d['policy']}, adasr in {d['precision']}, {d['seconds']:g} s per runner, LR {d['lr_size'][0]}x"
+            f"{d['lr_size'][1]}.")
+    return header, rows, [note]
+
+
+def _backends(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
+    d = data[0]
+    set_name = next((k for lv in d["levels"] for k, v in lv.items() if isinstance(v, dict)), None)
+    score = {(lv["index"], b): s for lv in d["levels"] for b, s in (lv.get(set_name) or {}).items()}
+    rows = []
+    for size in d["sizes"]:
+        h, w = size["lr_hw"]
+        for r in size["rows"]:
+            rows.append([f"{w}x{h}", f"L{r['level']}", r["backend"], f"{r['ms']:.1f}", f"{r['speedup']:.2f}",
+                         _f(r["psnr_vs_fp32"], ".1f"), _f(score.get((r["level"], r["backend"])), ".2f")])
+        for p, entry in zip(size.get("peers", []), d["peers"]):
+            rows.append([f"{w}x{h}", "peer", p["name"], f"{p['ms']:.1f}", "", "", _f(entry.get(set_name), ".2f")])
+    notes = [f"{d['threads']} thread(s), {d['clock']} time; PSNR against float32 on the timed frame; "
+             f"{set_name or 'no set'} PSNR-Y against HR."] + [f"not run: {n}" for n in d["notes"]]
+    return ["LR", "level", "backend", "ms/frame", "x fp32", "PSNR vs fp32", f"{set_name} PSNR-Y"], rows, notes
+
+
+def _codec(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
+    rows, notes = [], []
+    for clip in data[0]["clips"]:
+        name = Path(clip["video"]).name
+        for curve, bd in clip["bd_psnr"].items():
+            rows.append([name, curve, _f(bd.get("bd_rate"), "+.1f"), _f(bd.get("bd_psnr"), "+.2f")])
+        s = clip["default_stream"]
+        notes.append(f"{name}: {clip['frames']} frames {clip['width']}x{clip['height']}, x{clip['scale']}; model "
+                     f"stream {s['model_kbps_mean']:.1f} kbps (base by hash {s['model_kbps_base_by_hash_mean']:.1f}); "
+                     f"encode {s['realtime_factor_cpu_mean']:.2f}x real time in CPU time.")
+    return ["clip", "curve against", "BD-rate %", "BD-PSNR dB"], rows, notes
+
+
+def _reuse(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
+    d = data[0]
+    rows = [[name, f"{v['gain_db']:+.3f}", f"{v['final_gain_db']:+.3f}", _f(v["respond_mean"], ".2f"),
+             str(v["stats"].get("zoo", 0)), f"{v['stats'].get('reuse_rate', 0):.2f}", f"{v['seconds']:.0f}"]
+            for name, v in d["schemes"].items()]
+    cfg = d["config"]
+    note = (f"{cfg['sessions']} sessions x {cfg['windows']} windows, level {d['level']}, "
+            f"{d['micro_windows_per_window']} micro-windows ({cfg['steps']} steps each) per window.")
+    return ["scheme", "gain dB", "last scene dB", "respond (windows)", "zoo", "reuse rate", "CPU s"], rows, [note]
+
+
+def _mimo(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
+    d = data[0]
+    snrs = d["snr_db"]
+    rows = [[name, *[f"{s:.1e}" for s in r["ser"]], _f(r.get("snr_at_1e-3"), ".1f"), _f(r.get("gap_to_ml_db"), "+.1f"),
+             _f(r.get("multiplications_per_vector"), ".2e")] for name, r in d["results"].items()]
+    note = (f"{d['users']}x{d['antennas']} {d['modulation']}, {d['channels']} channels x "
+            f"{d['samples_per_channel_per_snr']} vectors ({d['symbols_per_snr']} symbols per SNR).")
+    return ["detector", *[f"SER @ {s:g} dB" for s in snrs], "SNR at SER 1e-3", "gap to ML dB", "mults / vector"], \
+        rows, [note]
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("Protocol parity", "Bicubic through adasr's SR protocol (PSNR / SSIM on Y, border = scale) against "
+            "the published bicubic rows: the protocol every other PSNR here is measured with.",
+            ("protocol.json",), _protocol, "protocol"),
+    Section("The bundled levels against the peers (clean)", "Each bundled package's fastest and best level "
+            "against OpenCV's dnn_superres models, bicubic and adasr's own single models, on the same frames "
+            "and threads.", ("peers-x2.json", "peers-x3.json", "peers-x4.json"), _peers, "peers"),
+    Section("Adaptivity", "adasr (one resident supernet, level switches) against Static (one level, reload on "
+            "switch) and Assembled (every level resident) under the same background-load trace.",
+            ("adaptivity.json",), _adaptivity, "adaptivity"),
+    Section("Weight sharing", "The bytes of one supernet against the same levels held as separate models.",
+            ("memory.json",), _memory, "memory"),
+    Section("int8 and backends", "Levels of the bundled x2 package through torch float32 / int8 and ONNX "
+            "Runtime float32 / int8, with OpenCV's peers as points.", ("backends.json",), _backends, "backends"),
+    Section("Model streaming", "SRVC-style model streaming (LR content + sparse model updates) against HR "
+            "H.264 / H.265 at equal quality: BD-rate (negative: fewer bits).", ("codec.json",), _codec, "codec"),
+    Section("Model reuse", "RECL (gating top-K + safety checker + the retraining scheduler) against no "
+            "adaptation and retraining alone, on the same frames and compute.", ("reuse.json",), _reuse, "reuse"),
+    Section("MMNet (massive-MIMO detection)", "Symbol error rate of the classic detectors, exact ML (sphere "
+            "decoder) and MMNet against SNR on i.i.d. Gaussian channels.", ("mimo.json",), _mimo, "mimo"),
+)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise InputError(f"{path} is larger than {MAX_JSON_BYTES >> 20} MiB")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a bench result is a JSON object")
+    return data
+
+
+def _table(header: Sequence[str], rows: Rows) -> list[str]:
+    cells = [list(header), *rows]
+    lines = ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in cells]
+    lines.insert(1, "|" + "---|" * len(header))
+    return lines
+
+
+def _provenance(name: str, data: dict[str, Any]) -> str:
+    p = data.get("provenance")
+    if not isinstance(p, dict):
+        return f"- `{name}`: no provenance recorded (written before benches stamped their JSON)."
+    m = p.get("machine", {})
+    load = m.get("loadavg_1m")
+    where = (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('torch_threads', '?')} torch thread(s), "
+             f"torch {m.get('torch', '?')}" + ("" if load is None else f", load average {load:g} at the start"))
+    return f"- `{name}`: `{p.get('command', '?')}` on {where}; {p.get('date', '?')}."
+
+
+def _section(section: Section, folder: Path) -> list[str]:
+    lines = [f"## {section.title}", "", section.claim, ""]
+    present = [(name, folder / name) for name in section.files if (folder / name).is_file()]
+    missing = [name for name in section.files if not (folder / name).is_file()]
+    if not present:
+        return lines + [f"Not measured in this regeneration: no {', '.join(section.files)} "
+                        f"(`scripts/results_benches.sh {section.bench}` writes it).", ""]
+    data = [_load(path) for _, path in present]
+    try:
+        header, rows, notes = section.render(data)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise InputError(f"{', '.join(n for n, _ in present)}: not a result this report knows ({exc!r})") from None
+    lines += _table(header, rows) + [""]
+    lines += [f"{n}" for n in notes] + ([""] if notes else [])
+    if missing:
+        lines += [f"Not measured in this regeneration: {', '.join(missing)}.", ""]
+    lines += ["Command, machine and date:", ""] + [_provenance(name, d) for (name, _), d in zip(present, data)] + [""]
+    return lines
+
+
+HEAD = """# Results
+
+Every headline figure of adasr, one table per claim, generated by `adasr bench report` (or
+`make results`) from the JSON the benches wrote, stored in docs/results/. Do not edit this file:
+rerun a bench (`scripts/results_benches.sh NAME` runs each with the short settings used here)
+and regenerate. The history of how each figure was reached, with the longer runs, is in
+docs/journal/.
+
+Protocol, stated once: PSNR and SSIM on Y (BT.601), border = scale, uint8 output, LR by MATLAB
+bicubic (`imresize`), Set5 / Set14 as published. Speeds are wall-clock or CPU time on the machine
+each section names; a load average above the core count means the machine was shared while the
+bench ran, so compare speeds within one table (the competitors ran side by side), not across
+tables or machines.
+"""
+
+
+def render_results(folder: str | os.PathLike[str], sections: Sequence[Section] = SECTIONS) -> str:
+    """The results page (markdown) from the JSON files in `folder`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"no results folder {folder}")
+    lines = [HEAD]
+    for section in sections:
+        lines += _section(section, folder)
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Re-run the benches behind docs/RESULTS.md with short settings (each about 2 minutes on a 2-core
+# CPU) and store their JSON in docs/results/; then `adasr bench report` (or `make results`)
+# regenerates docs/RESULTS.md from those files. Run from the repository root:
+#
+#   scripts/results_benches.sh             # every bench
+#   scripts/results_benches.sh peers mimo  # only these (names: protocol memory peers adaptivity
+#                                          #   backends codec reuse mimo)
+#
+# PEERS_SCALES picks the peers scales (default: 2 3 4). ADASR names the command (default: adasr); OUT the scratch folder for the benches' PNGs and
+# extra files (default: out/results). The commands run under `nice`: on a shared machine the
+# JSON's provenance.machine.loadavg_1m says how loaded the machine was.
+set -euo pipefail
+
+ADASR=${ADASR:-adasr}
+OUT=${OUT:-out/results}
+RESULTS=docs/results
+CLIPS=${CLIPS:-../shared/data/video}
+mkdir -p "$OUT" "$RESULTS"
+read -r -a A <<<"$ADASR"
+
+run() {  # run NAME: time one bench
+  local name=$1
+  shift
+  local start=$SECONDS
+  echo "== $name: $*" >&2
+  nice -n 10 "$@"
+  echo "== $name: $((SECONDS - start)) s" >&2
+}
+
+protocol() { run protocol "${A[@]}" bench protocol --threads 1 --json "$RESULTS/protocol.json"; }
+
+memory() { run memory "${A[@]}" bench memory --space lite-x2 --json "$RESULTS/memory.json"; }
+
+peers() {
+  for s in ${PEERS_SCALES:-2 3 4}; do
+    local model=()
+    [ -f "adasr/models/default_x$s.safetensors" ] && model=(--model "adasr/models/default_x$s.safetensors")
+    run "peers-x$s" "${A[@]}" bench peers "adasr/models/sr_x$s.adasr" "${model[@]}" --no-acnet --rounds 2 \
+      --repeats 3 --threads 1 --out "$OUT/peers-x$s"
+    cp "$OUT/peers-x$s/peers.json" "$RESULTS/peers-x$s.json"
+  done
+}
+
+adaptivity() {
+  run adaptivity "${A[@]}" bench adaptivity adasr/models/sr_x2.adasr --video "$CLIPS/bigbuckbunny_720p.mp4" \
+    --trace bursty --seconds 20 --out "$OUT/adaptivity"
+  cp "$OUT/adaptivity/adaptivity.json" "$RESULTS/adaptivity.json"
+}
+
+backends() {
+  run backends "${A[@]}" bench backends adasr/models/sr_x2.adasr --threads 1 --lr-size 320x180 --rounds 1 \
+    --repeats 3 --levels 0,4,9 --max-images 5 --out "$OUT/backends"
+  cp "$OUT/backends/backends.json" "$RESULTS/backends.json"
+}
+
+codec() {
+  run codec "${A[@]}" bench codec "$CLIPS/bikes_640x272.mp4" --max-frames 50 --crop 320x176 --hr-crfs 30,38 \
+    --lr-crfs 22,30 --steps 10 --oneshot-steps 10 --no-sweeps --threads 1 --device cpu --out "$OUT/codec"
+  cp "$OUT/codec/codec.json" "$RESULTS/codec.json"
+}
+
+reuse() {
+  run reuse "${A[@]}" bench reuse --sessions 2 --windows 4 --scene-windows 2 --budget 3 --lr-size 96x54 --q 8 \
+    --schemes recl,retrain,none --threads 1 --out "$OUT/reuse"
+  cp "$OUT/reuse/reuse.json" "$RESULTS/reuse.json"
+}
+
+mimo() {
+  run mimo "${A[@]}" mimo bench --channel iid --users 8 --antennas 32 --mod qam4 --snr 0:8:2 \
+    --detectors mmse,vblast,amp,kbest,sphere,mmnet-iid --steps 4 --samples 200 --iid-steps 200 --threads 1 \
+    --device cpu --json "$OUT/mimo.json"
+  cp "$OUT/mimo.json" "$RESULTS/mimo.json"
+}
+
+ALL=(protocol memory peers adaptivity backends codec reuse mimo)
+for name in "${@:-${ALL[@]}}"; do
+  case " ${ALL[*]} " in
+    *" $name "*) "$name" ;;
+    *) echo "unknown bench $name (one of: ${ALL[*]})" >&2; exit 2 ;;
+  esac
+done
