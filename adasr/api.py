@@ -22,9 +22,9 @@ __all__ = ["load_engine", "upscale_image", "upscale_video"]
 
 def load_engine(package: str | os.PathLike[str] | None = None, scale: int = 2, *, profile: bool = True,
                 on_progress: Callable[[str, int, int], None] | None = None, precision: str | None = None,
-                calibration_video: str | os.PathLike[str] | None = None) -> Any:
+                calibration_video: str | os.PathLike[str] | None = None, family: str = "codec") -> Any:
     """An `Engine` over `package` (a folder or ``.adasr`` file; default: the bundled package for
-    `scale`) with its family's latencies for this device: the package's own profile, a cached
+    `scale` of `family`, "codec" (trained on codec-compressed LR, what video carries) or "clean") with its family's latencies for this device: the package's own profile, a cached
     one, or (with `profile`) one measured now and cached (`adasr.runtime.profile.resolve_family`).
 
     The engine carries `profile_source` ("package", "cache", "measured" or "predicted") and
@@ -40,7 +40,7 @@ def load_engine(package: str | os.PathLike[str] | None = None, scale: int = 2, *
 
     if precision is not None:
         check_precision(precision)
-    path = Path(package) if package is not None else bundled_package(scale)
+    path = Path(package) if package is not None else bundled_package(scale, family)
     if not path.exists():
         raise InputError(f"model package not found: {path}")
     if not is_package_path(path):

@@ -89,6 +89,7 @@ def play(
     quiet: Annotated[bool, typer.Option(help="No live view; print the summary only.")] = False,
     base: Annotated[Optional[str], typer.Option(help="The base model this player already holds (generic, srvc, a model file or a package): a live channel then names it by hash and sends only updates; a model stream encoded with --base-by-hash needs it (a mismatching hash is refused).")] = None,
     precision: Annotated[Optional[str], typer.Option(help="Level precision: fp32, int8 (every level, forced) or auto (int8 only where this device's profile measured it faster and within its PSNR tolerance); default: the package's own (the bundled packages: auto; fp32 when a package says nothing).")] = None,
+    family: Annotated[str, typer.Option(help="Which bundled levels run when --model is not given: auto (a video: the levels trained on codec-compressed input), codec, or clean (trained on clean bicubic LR, for a lossless source).")] = "auto",
 ) -> None:
     """Play a video through the adaptive runtime with a live view of level, FPS, load, switches and misses."""
     from adasr._cli.play_cmd import run_play
@@ -122,7 +123,7 @@ def play(
     run_play(video, model=model, scale=scale, target_fps=target_fps, policy=policy, level=level, trace=trace,
              lr_hw=None if lr_size is None else _parse_hw(lr_size), output=output, max_frames=max_frames,
              json_out=json_out, timeline=timeline, reference_every=reference_every, quiet=quiet, out=out,
-             console=console, base=base, precision=precision)
+             console=console, base=base, precision=precision, family=family)
 
 
 def _parse_hw(text: str) -> tuple[int, int]:

@@ -19,7 +19,8 @@ __all__ = ["LiveView", "load_engine", "parse_level", "print_summary", "run_play"
 
 
 def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool = False,
-                profile: bool = True, precision: str | None = None, calibration_video: Path | None = None) -> Any:
+                profile: bool = True, precision: str | None = None, calibration_video: Path | None = None,
+                family: str = "codec") -> Any:
     """`adasr.api.load_engine` with a progress bar while this device is profiled (first use)."""
     from adasr.api import load_engine as load
 
@@ -38,7 +39,7 @@ def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool
     start = time.perf_counter()
     try:
         engine = load(model, scale, profile=profile, on_progress=on_progress, precision=precision,
-                      calibration_video=calibration_video)
+                      calibration_video=calibration_video, family=family)
     finally:
         if task:
             progress.stop()
@@ -148,7 +149,7 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
              trace: str | None, lr_hw: tuple[int, int] | None, output: Path | None, max_frames: int | None,
              json_out: Path | None, timeline: Path | None, reference_every: int, quiet: bool, out: Console,
              console: Console, base: str | None = None, precision: str | None = None,
-             stream: str | None = None) -> dict[str, Any]:
+             stream: str | None = None, family: str | None = None) -> dict[str, Any]:
     from rich.live import Live
 
     from adasr._atomic import check_not_input, check_writable
@@ -176,7 +177,10 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
 
         check_precision(precision)
     info = probe(video)
-    engine = load_engine(model, scale, console, quiet=quiet, precision=precision, calibration_video=video)
+    from adasr.paths import family_for_input
+
+    engine = load_engine(model, scale, console, quiet=quiet, precision=precision, calibration_video=video,
+                         family=family_for_input(video, family))
     start = parse_level(level, len(engine.levels))
     if policy == "fixed" and start is None:
         start = len(engine.levels) - 1

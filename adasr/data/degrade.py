@@ -22,6 +22,7 @@ The codecs run single-threaded (deterministic output, and one core left to the t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -37,7 +38,7 @@ from adasr.data.imresize import imresize, modcrop
 from adasr.errors import ConfigError, InputError
 
 __all__ = ["CODECS", "DEFAULT_CACHE_MB", "Degradation", "KERNELS", "Setting", "VALIDATION", "av1_crf", "degrade_clip",
-           "degraded_pairs", "downscale", "prune_cache"]
+           "degraded_pairs", "downscale", "kept_scheduling", "prune_cache"]
 
 CODECS = ("h264", "h265", "av1")
 KERNELS = ("area", "bicubic")
@@ -209,15 +210,38 @@ def _encoder(codec: str, width: int, height: int, crf: int, preset: str):
     return enc
 
 
+@contextlib.contextmanager
+def kept_scheduling():
+    """Restore the calling thread's CPU scheduling policy afterwards. SVT-AV1 switches the thread
+    that drives it to real-time SCHED_FIFO when it may (as root): left so, a training or a server
+    thread would starve every other program on the machine."""
+    get = getattr(os, "sched_getscheduler", None)
+    if get is None:  # not Linux
+        yield
+        return
+    policy, param = get(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) != (policy, param.sched_priority):
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(0, policy, param)
+
+
 def degrade_clip(hr_frames: Sequence[np.ndarray], scale: int, setting: Setting,
                  preset: str = "medium") -> np.ndarray:
     """LR frames (n, h, w, 3) uint8 of HR frames (each modcropped to an even LR size) through
     `setting`: downscale, then (unless clean) encode and decode with the real codec."""
-    import av
-
     lr = np.stack([downscale(f, scale, setting.kernel) for f in hr_frames])
     if setting.codec is None:
         return lr
+    with kept_scheduling():
+        return _round_trip(lr, setting, preset)
+
+
+def _round_trip(lr: np.ndarray, setting: Setting, preset: str) -> np.ndarray:
+    import av
+
     n, h, w = lr.shape[:3]
     if h % 2 or w % 2:
         raise ConfigError(f"codec round trip needs an even LR size, got {w}x{h}")

@@ -78,3 +78,15 @@ def test_cache_respects_its_bound(tmp_path):
     removed = prune_cache(folder, 2500)
     left = list(folder.glob("*.npy"))
     assert sum(p.stat().st_size for p in left) <= 2500 and removed > 0 and len(left) == 2
+
+
+def test_an_av1_round_trip_leaves_the_thread_scheduling_as_it_was():
+    # SVT-AV1 puts the thread that drives it on real-time SCHED_FIFO when it may (root): the
+    # pipeline must hand the thread back as it found it, or a trainer would starve the machine
+    import os
+
+    if not hasattr(os, "sched_getscheduler"):
+        pytest.skip("no POSIX scheduling interface on this platform")
+    before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+    degrade_clip(_clip(2), 2, Setting("area", "av1", 30))
+    assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
