@@ -12,8 +12,9 @@ points (`adasr.data.degrade`) over held-out clips and image sets:
 For each upscaler (every level of each package, single model files, bicubic, Lanczos and the
 OpenCV peers) it reports PSNR-Y and SSIM-Y (border = scale) on the same decoded LR, the gain in
 dB over bicubic (MATLAB imresize, the protocol's) and over Lanczos (Pillow), and milliseconds per
-frame (median over the scored frames, this process, these threads). A source's PSNR is the
-mean over its frames; a point's is the mean over its sources.
+frame (median over the scored frames, this process, these threads). A source's PSNR is that of
+the mean MSE over its frames (capped at 100 dB if every frame is exact); a point's is the mean
+over its sources, and a gain the mean of the sources' gains.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ __all__ = ["DEFAULT_GRID", "bicubic_matlab", "gain_png", "lanczos", "run_streami
 
 DEFAULT_GRID = ("h264:crf=23-33,kernel=area+bicubic", "clean:kernel=bicubic")
 MAX_FRAMES = 300
+SKIP = 25  # frames skipped at the start of a clip
+PSNR_CAP = 100.0  # dB: a source every frame of which an upscaler reproduces exactly
+
+
+def _source_psnr(frame_psnrs: Sequence[float]) -> float:
+    """A source's PSNR from the mean MSE over its frames (as video PSNR is reported), so one
+    exact frame does not make it infinite; capped at `PSNR_CAP` when every frame is exact."""
+    mse = float(np.mean([10.0 ** (-p / 10.0) for p in frame_psnrs]))  # relative to peak**2
+    return PSNR_CAP if mse <= 10.0 ** (-PSNR_CAP / 10.0) else float(-10.0 * np.log10(mse))
 
 
 def bicubic_matlab(scale: int) -> Upscaler:
@@ -73,11 +83,11 @@ def _grid(specs: Sequence[str]) -> list[Setting]:
 
 
 def _clip_frames(path: Path, frames: int, scale: int, max_hr: tuple[int, int]) -> list[np.ndarray]:
+    """`frames` consecutive frames from one second in (`SKIP` frames: past fades from black at
+    the start of a clip), or the last ones a shorter clip has."""
     from adasr.video import read_frames
 
-    out = []
-    for frame in read_frames(path, max_frames=frames):
-        out.append(frame)
+    out = list(read_frames(path, max_frames=SKIP + frames))[-frames:]
     if not out:
         raise InputError(f"{path}: no frames decoded")
     h, w = out[0].shape[:2]
@@ -161,7 +171,7 @@ def run_streaming(upscalers: Sequence[Upscaler], scale: int, *, grid: Sequence[s
                     source_scores[u.name][0].append(psnr_y(sr, hr, border=scale))
                     source_scores[u.name][1].append(ssim_y(sr, hr, border=scale))
             for u in ups:
-                per[u.name]["psnr"].append(float(np.mean(source_scores[u.name][0])))
+                per[u.name]["psnr"].append(_source_psnr(source_scores[u.name][0]))
                 per[u.name]["ssim"].append(float(np.mean(source_scores[u.name][1])))
             done += 1
             if progress is not None:

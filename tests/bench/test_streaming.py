@@ -61,3 +61,11 @@ def test_bad_grid_and_frame_counts_are_config_errors(tiny_clip):
         run_streaming([], 2, grid=["vp8:crf=3"], clips=[tiny_clip], frames=2)
     with pytest.raises(ConfigError):
         run_streaming([], 2, grid=["h264:crf=28"], clips=[tiny_clip], frames=0)
+
+
+def test_a_source_psnr_is_that_of_its_mean_mse_and_never_infinite():
+    from adasr.bench.streaming import PSNR_CAP, _source_psnr
+
+    assert _source_psnr([30.0, 30.0]) == pytest.approx(30.0)
+    assert _source_psnr([math.inf, 30.0]) == pytest.approx(30.0 + 10 * math.log10(2))  # half the MSE
+    assert _source_psnr([math.inf, math.inf]) == PSNR_CAP
