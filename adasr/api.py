@@ -24,7 +24,8 @@ def load_engine(package: str | os.PathLike[str] | None = None, scale: int = 2, *
                 on_progress: Callable[[str, int, int], None] | None = None, precision: str | None = None,
                 calibration_video: str | os.PathLike[str] | None = None, family: str = "codec") -> Any:
     """An `Engine` over `package` (a folder or ``.adasr`` file; default: the bundled package for
-    `scale` of `family`, "codec" (trained on codec-compressed LR, what video carries) or "clean") with its family's latencies for this device: the package's own profile, a cached
+    `scale` of `family`, "codec" (trained on codec-compressed LR, what video carries) or "clean")
+    with its family's latencies for this device: the package's own profile, a cached
     one, or (with `profile`) one measured now and cached (`adasr.runtime.profile.resolve_family`).
 
     The engine carries `profile_source` ("package", "cache", "measured" or "predicted") and

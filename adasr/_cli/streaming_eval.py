@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -71,8 +69,7 @@ def run_streaming_eval(models: list[Path], grid: list[str], clips: list[Path], s
         console.print(f"  {label}: {done}/{total}", highlight=False)
 
     result = run_streaming(ups, scale, grid=grid, clips=[str(c) for c in clips], sets=sets, frames=frames,
-                           max_hr=parse_hw(max_hr, "--max-hr", 16), peers_dir=peers_dir,
-                           command=shlex.join(["adasr", *sys.argv[1:]]), progress=progress)
+                           max_hr=parse_hw(max_hr, "--max-hr", 16), peers_dir=peers_dir, progress=progress)
     for line in summary_lines(result):
         out.print(line, highlight=False)
     for note in result["notes"]:

@@ -19,9 +19,7 @@ over its sources, and a gain the mean of the sources' gains.
 
 from __future__ import annotations
 
-import datetime
 import os
-import platform
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -138,12 +136,12 @@ def _sources(clips: Sequence[str | os.PathLike[str]], sets: Sequence[str], frame
 def run_streaming(upscalers: Sequence[Upscaler], scale: int, *, grid: Sequence[str] = DEFAULT_GRID,
                   clips: Sequence[str | os.PathLike[str]] = (), sets: Sequence[str] = (), frames: int = 12,
                   max_hr: tuple[int, int] = (360, 640), peers_dir: str | os.PathLike[str] | None = None,
-                  seed: int = 0, preset: str = "medium", command: str = "",
+                  seed: int = 0, preset: str = "medium",
                   progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Score `upscalers` (plus bicubic, Lanczos and the OpenCV peers) on the grid; the result dict
     is what `adasr eval --degradation` writes as JSON."""
     from adasr.metrics import psnr_y, ssim_y
-    from adasr.timing import cpu_name
+    from adasr.timing import provenance
 
     if not (1 <= frames <= MAX_FRAMES):
         raise ConfigError(f"frames must be 1..{MAX_FRAMES}, got {frames}")
@@ -189,20 +187,11 @@ def run_streaming(upscalers: Sequence[Upscaler], scale: int, *, grid: Sequence[s
                 "ms": float(np.median(per[u.name]["ms"])),
             })
     return {
-        "bench": "streaming", "command": command, "scale": scale,
-        "date": datetime.date.today().isoformat(),
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "threads": _threads()},
+        "bench": "streaming", "scale": scale, "provenance": provenance(),
         "grid": [p.label for p in points], "frames": frames, "max_hr": list(max_hr), "preset": preset, "seed": seed,
         "sources": [{"name": n, "kind": k, "hr": list(f[0].shape[:2]), "frames": len(f)} for n, k, f in sources],
         "notes": notes, "rows": rows,
     }
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
