@@ -85,8 +85,13 @@ class SearchOptions:
     # Score levels on streaming input: the validation images through this adasr.data.degrade spec
     # (e.g. "h264:crf=28,kernel=area+bicubic,variants=2,frames=2"); None = the clean protocol.
     degradation: str | None = None
+    # Drop a level whose score is less than this many dB above the next faster level kept (0: keep
+    # every level no other level dominates): a ladder whose every step is a real step in quality.
+    min_step: float = 0.0
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.min_step, (int, float)) and 0.0 <= self.min_step <= 10.0):
+            raise ConfigError(f"min_step must be between 0 and 10 dB, got {self.min_step!r}")
         if self.degradation is not None:
             from adasr.data.degrade import Degradation
 
@@ -176,10 +181,10 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
                                own=_own_of(own, family))
         if profiles_from is not None:  # same configs, so the same latencies: no profiling here
             key = _copy_profiles(profiles_from, package, lr_hw, threads)
-            package = _drop_dominated(package, out, shipped, report, key)
+            package = _drop_dominated(package, out, shipped, report, key, opts.min_step)
         else:
             package, key = _profile_here(package, out, shipped, report, loads=loads, repeats=repeats, threads=threads,
-                                         lr_hw=lr_hw, progress=progress, rounds=opts.rounds)
+                                         lr_hw=lr_hw, progress=progress, rounds=opts.rounds, min_step=opts.min_step)
         family = package.family_for(key)
         report["device"] = key
         report["wall_seconds"] = round(time.perf_counter() - started, 1)
@@ -206,7 +211,8 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
     return report
 
 
-def _profile_here(package, out, shipped, report, *, loads, repeats, threads, lr_hw, progress, rounds=1):
+def _profile_here(package, out, shipped, report, *, loads, repeats, threads, lr_hw, progress, rounds=1,
+                  min_step=0.0):
     """Profile the package's levels on this device, drop levels measured as dominated, store the
     profile; the package (rewritten if levels were dropped) and the device key."""
     from adasr.runtime.profile import profile_package
@@ -215,21 +221,26 @@ def _profile_here(package, out, shipped, report, *, loads, repeats, threads, lr_
                               lr_hw=lr_hw, table=False, rounds=rounds)
     key = profile["device"]
     package.add_profile(key, profile)
-    return _drop_dominated(package, out, shipped, report, key), key
+    return _drop_dominated(package, out, shipped, report, key, min_step), key
 
 
-def _drop_dominated(package, out, shipped, report, key: str):
+def _drop_dominated(package, out, shipped, report, key: str, min_step: float = 0.0):
     """Drop the levels another level beats on PSNR and speed by every timing of profile `key`
-    (`_timings`; after re-scoring, a level can fall below a faster one); the package, rewritten with every
+    (`_timings`; after re-scoring, a level can fall below a faster one), then, with `min_step`, the
+    levels less than `min_step` dB above the next faster level kept; the package, rewritten with every
     profile (its measurements and int8 entries) cut to the levels kept, if any were dropped."""
     from dataclasses import replace
 
     from adasr.package import save_package
 
     dominated = _dominated(package.family, _timings(package.profiles[key], [lv.config.id for lv in package.family]))
+    small = _small_steps(package.family, dominated, min_step) if min_step else set()
+    if small:
+        report["dropped_small_step"] = sorted(small)
+    dominated |= small
     if not dominated:
         return package
-    report["dropped_dominated"] = sorted(dominated)
+    report["dropped_dominated"] = sorted(dominated - small)
     family = replace(package.family, levels=tuple(lv for lv in package.family if lv.config.id not in dominated))
     kept = {lv.config.id for lv in family}
     profiles = {name: _cut_profile(profile, kept) for name, profile in package.profiles.items()}
@@ -319,6 +330,20 @@ def _dominated(family, timings: Sequence[dict[str, float]]) -> set[str]:
         return as_fast and psnr[b] >= psnr[a] and (psnr[b] > psnr[a] or any(t[b] < t[a] for t in timings))
 
     return {a for a in ids if any(beats(b, a) for b in ids if b != a)}
+
+
+def _small_steps(family, dropped: set[str], min_step: float) -> set[str]:
+    """Walking the levels fastest first (the family's order), those whose PSNR is less than
+    `min_step` above the last level kept; the fastest level is always kept."""
+    out, last = set(), None
+    for lv in family:
+        if lv.config.id in dropped:
+            continue
+        if last is not None and lv.psnr < last + min_step:
+            out.add(lv.config.id)
+            continue
+        last = lv.psnr
+    return out
 
 
 def _above_bicubic(family, evaluator, report: dict[str, Any]):

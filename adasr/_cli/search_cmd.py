@@ -27,6 +27,7 @@ def search(
     cost: Annotated[str, typer.Option(help="Latency model for the search: table (per-op LUT timed here), macs or measured.")] = "table",
     val: Annotated[str, typer.Option(help="Validation set for the fast PSNR evaluator (crops).")] = "Set5",
     degradation: Annotated[Optional[str], typer.Option(help="Score the levels on streaming input: the validation images through this codec round trip (adasr.data.degrade spec, e.g. 'h264:crf=28,kernel=area+bicubic,variants=2,frames=2'), so the family is a ladder on compressed input.")] = None,
+    min_step: Annotated[float, typer.Option(help="Drop a level whose score is less than this many dB above the next faster level kept, so every step of the ladder is a real step in quality (0 = keep every level no other dominates).")] = 0.0,
     crops: Annotated[int, typer.Option(help="Validation crops (64x64 LR) the fast PSNR evaluator scores.")] = 8,
     size: Annotated[str, typer.Option(help="LR frame size WxH the levels are profiled at.")] = "320x180",
     loads: Annotated[str, typer.Option(help="Loads: background CPU load shares, comma separated.")] = "0,0.5",
@@ -91,7 +92,7 @@ def search(
                             repeats=repeats, rounds=rounds, threads=threads, seed=seed, predictor_samples=predictor_samples,
                             baselines=tuple(baseline or ()), plot=plot, params=params,
                             floor_bicubic=above_bicubic, trim=trim, profiles_from=source if keep_profiles else None,
-                            own=own, degradation=degradation, crops=crops)
+                            own=own, degradation=degradation, crops=crops, min_step=min_step)
     report = run_search(model, package_path, options, on_progress=progress)
     table = Table(title=f"{len(report['levels'])} levels ({strategy}, {cost}) on {report['device']}")
     for col in ("level", "config", "PSNR", "params", "GMACs", *[f"FPS@{k}" for k in sorted(report["levels"][0]["fps"])]):

@@ -293,3 +293,19 @@ def test_load_shares_are_checked_once_for_cli_and_library():
         parse_loads(",".join(["0.1"] * 17))
     with pytest.raises(ConfigError, match="at least one"):
         check_loads([], "resource levels")
+
+
+def test_min_step_keeps_a_ladder_whose_steps_are_real():
+    # levels fastest first: a level less than min_step above the last one kept is dropped; the
+    # fastest always stays, and a dropped level does not move the bar
+    from types import SimpleNamespace
+
+    from adasr.build import _small_steps
+
+    def lv(name, psnr):
+        return SimpleNamespace(config=SimpleNamespace(id=name), psnr=psnr)
+
+    family = [lv("a", 30.00), lv("b", 30.01), lv("c", 30.03), lv("d", 30.035), lv("e", 30.10)]
+    assert _small_steps(family, set(), 0.02) == {"b", "d"}
+    assert _small_steps(family, {"c"}, 0.02) == {"b"}  # with c gone (dominated), d is measured against a
+    assert _small_steps(family, set(), 0.0) == set()
