@@ -1,4 +1,5 @@
-"""The bundled packages stay what the README promises: profiled adaptive families that beat bicubic."""
+"""The bundled packages stay what the README promises: profiled adaptive families that beat bicubic,
+the clean family on clean LR and the codec family on codec-compressed LR."""
 
 from __future__ import annotations
 
@@ -6,25 +7,34 @@ import pytest
 import torch
 
 from adasr.data.datasets import load_image_pairs
+from adasr.data.degrade import Setting, degrade_clip
 from adasr.evaluation import evaluate
 from adasr.nn.registry import build_model
 from adasr.package import load_package
 from adasr.paths import bundled_package
 
 
+FAMILY_SIZE = {("clean", 2): 8, ("clean", 3): 6, ("clean", 4): 6, ("codec", 2): 5, ("codec", 3): 4, ("codec", 4): 4}
+
+
+@pytest.mark.parametrize("family", ("clean", "codec"))
 @pytest.mark.parametrize("scale", (2, 3, 4))
-def test_bundled_package_is_a_profiled_family_that_beats_bicubic(scale, data_root):
-    path = bundled_package(scale)
+def test_bundled_package_is_a_profiled_family_that_beats_bicubic(scale, family, data_root):
+    path = bundled_package(scale, family)
     assert path.stat().st_size < 4 * 2**20  # small enough to ship inside the Python package
     pkg = load_package(path)
-    assert pkg.scale == scale and len(pkg.family) >= (8 if scale == 2 else 6)
+    assert pkg.scale == scale and len(pkg.family) >= FAMILY_SIZE[family, scale]
     assert pkg.profiles, "a profile of the reference machine ships with the package"
     family = pkg.family_for(next(iter(pkg.profiles)))
     idle = [1.0 / lv.measured_s["0.00"] for lv in family]
     assert max(idle) / min(idle) > (6 if scale == 2 else 2)  # x3/x4: HR-sized fixed cost
-    # Every level beats bicubic on Set5 crops (the top-left 96x96 LR corner of three images).
+    # Every level beats bicubic on Set5 crops (the top-left 96x96 LR corner of three images): clean
+    # LR for the clean family, the same crops through x264 CRF 28 (area downscale) for the codec one.
     pairs = load_image_pairs(data_root / "benchmarks" / "Set5", scale, limit=3)
     pairs = [type(p)(p.name, p.hr[:96 * scale, :96 * scale], p.lr[:96, :96], p.gray) for p in pairs]
+    if family == "codec":
+        pairs = [type(p)(p.name, p.hr, degrade_clip([p.hr], scale, Setting("area", "h264", 28))[0], p.gray)
+                 for p in pairs]
     with torch.inference_mode():
         bicubic = evaluate(build_model("bicubic", scale=scale), pairs, scale, with_ssim=False).psnr
         for index, level in enumerate(family):
@@ -35,21 +45,23 @@ def test_bundled_package_is_a_profiled_family_that_beats_bicubic(scale, data_roo
                 assert got > shared, (index, got, shared)
 
 
+@pytest.mark.parametrize("family", ("clean", "codec"))
 @pytest.mark.parametrize("scale", (2, 3, 4))
-def test_bundled_levels_get_better_as_they_get_slower(scale):
-    family = load_package(bundled_package(scale)).family
+def test_bundled_levels_get_better_as_they_get_slower(scale, family):
+    family = load_package(bundled_package(scale, family)).family
     psnrs = [lv.psnr for lv in family]
     params = [lv.params for lv in family]
     assert psnrs == sorted(psnrs) and params[0] < params[-1]
 
 
+@pytest.mark.parametrize("family", ("clean", "codec"))
 @pytest.mark.parametrize("scale", (2, 3, 4))
-def test_bundled_packages_choose_int8_from_their_measured_profile(scale):
+def test_bundled_packages_choose_int8_from_their_measured_profile(scale, family):
     # precision auto: a level runs in int8 only where the shipped profile measured it faster and
     # within the tolerance (the rule is tested in test_precision; here, that what ships is consistent)
     from adasr.runtime.int8_rule import int8_choice
 
-    pkg = load_package(bundled_package(scale))
+    pkg = load_package(bundled_package(scale, family))
     assert pkg.precision == "auto"
     section = next(iter(pkg.profiles.values()))["int8"]
     assert set(section["levels"]) == {lv.config.id for lv in pkg.family}  # every level was measured
@@ -68,7 +80,7 @@ def test_bundled_x3_level_with_its_own_weights_runs_them_in_both_precisions(data
     from adasr.metrics import psnr_y
     from adasr.runtime.engine import Engine, frame_to_tensor, tensor_to_frame
 
-    pkg = load_package(bundled_package(3))
+    pkg = load_package(bundled_package(3, "clean"))
     own = [i for i in range(len(pkg.family)) if pkg.has_own(i)]
     assert own, "the x3 package ships a level with its own weights"
     i = own[0]
@@ -81,3 +93,14 @@ def test_bundled_x3_level_with_its_own_weights_runs_them_in_both_precisions(data
             out = engine.process(frame)
             close, far = psnr_y(out, mine, border=3), psnr_y(out, shared, border=3)
             assert close > 40 and close > far + 3, (precision, close, far)
+
+
+def test_inputs_pick_their_family_and_an_option_overrides_it():
+    from adasr.errors import ConfigError
+    from adasr.paths import family_for_input
+
+    assert family_for_input("clip.mp4") == "codec" and family_for_input("photo.JPG") == "codec"
+    assert family_for_input("scan.png") == "clean" and family_for_input(None) == "codec"
+    assert family_for_input("clip.mp4", "clean") == "clean" and family_for_input("scan.png", "codec") == "codec"
+    with pytest.raises(ConfigError):
+        family_for_input("clip.mp4", "fancy")
