@@ -4,8 +4,8 @@
 # regenerates docs/RESULTS.md from those files. Run from the repository root:
 #
 #   scripts/results_benches.sh             # every bench
-#   scripts/results_benches.sh peers mimo  # only these (names: protocol memory peers adaptivity
-#                                          #   backends codec reuse mimo)
+#   scripts/results_benches.sh peers mimo  # only these (names: protocol memory peers streaming
+#                                          #   adaptivity backends codec reuse mimo)
 #
 # PEERS_SCALES picks the peers scales (default: 2 3 4). ADASR names the command (default: adasr); OUT the scratch folder for the benches' PNGs and
 # extra files (default: out/results). The commands run under `nice`: on a shared machine the
@@ -73,7 +73,16 @@ mimo() {
   cp "$OUT/mimo.json" "$RESULTS/mimo.json"
 }
 
-ALL=(protocol memory peers adaptivity backends codec reuse mimo)
+streaming() {  # every level of both families on codec-compressed and clean LR of the held-out clips
+  run streaming-x2 "${A[@]}" eval adasr/models/sr_x2-codec.adasr adasr/models/sr_x2.adasr \
+    --degradation "h264:crf=23-33,kernel=area+bicubic" --degradation "clean:kernel=bicubic" --frames 4 \
+    --levels 0,2,4,-1 --threads 1 --json "$RESULTS/streaming-x2.json" --png docs/figures/streaming_x2.png
+  run streaming-x4 "${A[@]}" eval adasr/models/sr_x4-codec.adasr adasr/models/sr_x4.adasr \
+    --degradation "h264:crf=23-33,kernel=area" --frames 4 --levels 0,2,-1 --threads 1 \
+    --json "$RESULTS/streaming-x4.json" --png docs/figures/streaming_x4.png
+}
+
+ALL=(protocol memory peers streaming adaptivity backends codec reuse mimo)
 for name in "${@:-${ALL[@]}}"; do
   case " ${ALL[*]} " in
     *" $name "*) "$name" ;;

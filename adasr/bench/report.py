@@ -144,6 +144,24 @@ def _mimo(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
         rows, [note]
 
 
+def _streaming(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
+    grid = data[0]["grid"]
+    rows, notes = [], []
+    for d in data:
+        cell = {(r["upscaler"], r["setting"]): r for r in d["rows"]}
+        for name in dict.fromkeys(r["upscaler"] for r in d["rows"]):
+            first = cell[(name, d["grid"][0])]
+            values = [f"{cell[(name, g)]['psnr']:.2f}" if name == "bicubic" else
+                      f"{cell[(name, g)]['gain_bicubic']:+.2f}" for g in grid if (name, g) in cell]
+            rows.append([f"x{d['scale']}", name, _f(first["params"], ",d"), *values,
+                         f"{sum(cell[(name, g)]['ms'] for g in grid if (name, g) in cell) / len(grid):.1f}"])
+        sources = ", ".join(s["name"] for s in d["sources"])
+        notes.append(f"x{d['scale']}: {d['frames']} frames per source ({sources}); clips centre-cropped to at most "
+                     f"{d['max_hr'][1]}x{d['max_hr'][0]} HR; x264 preset {d['preset']}. The bicubic row is its "
+                     "PSNR-Y (dB); every other row its gain over bicubic on the same decoded LR (dB).")
+    return ["scale", "upscaler", "params", *grid, "ms / frame"], rows, notes
+
+
 SECTIONS: tuple[Section, ...] = (
     Section("Protocol parity", "Bicubic through adasr's SR protocol (PSNR / SSIM on Y, border = scale) against "
             "the published bicubic rows: the protocol every other PSNR here is measured with.",
@@ -151,6 +169,11 @@ SECTIONS: tuple[Section, ...] = (
     Section("The bundled levels against the peers (clean)", "Each bundled package's fastest and best level "
             "against OpenCV's dnn_superres models, bicubic and adasr's own single models, on the same frames "
             "and threads.", ("peers-x2.json", "peers-x3.json", "peers-x4.json"), _peers, "peers"),
+    Section("The bundled levels on codec-compressed input", "Each level of the codec-trained family (`-codec`) "
+            "and of the clean family on LR that went through a real codec (x264 CRF 23 / 28 / 33 after an area or "
+            "bicubic downscale) and on clean bicubic LR, against bicubic, Lanczos and OpenCV's peers on the same "
+            "decoded frames of held-out clips (`adasr eval --degradation`).",
+            ("streaming-x2.json", "streaming-x4.json"), _streaming, "streaming"),
     Section("Adaptivity", "adasr (one resident supernet, level switches) against Static (one level, reload on "
             "switch) and Assembled (every level resident) under the same background-load trace.",
             ("adaptivity.json",), _adaptivity, "adaptivity"),
