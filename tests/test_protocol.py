@@ -198,6 +198,7 @@ def test_imresize_torch_matches_numpy(scale):
         np.testing.assert_allclose(out[b].permute(1, 2, 0).numpy(), ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_imresize_torch_is_differentiable():
     x = torch.rand(1, 3, 6, 5, dtype=torch.float64, requires_grad=True)
     imresize_torch(x, 2.0).sum().backward()

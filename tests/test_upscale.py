@@ -134,6 +134,7 @@ def test_costs_scale_by_pixels_and_pick_the_best_that_fits():
         pick_level(costs, [30.0], 1.0, (32, 24), 12)
 
 
+@pytest.mark.slow
 def test_package_costs_sources(tmp_path, monkeypatch):
     from adasr.runtime.profile import device_key, profile_cache_path
 

@@ -101,6 +101,7 @@ def test_run_adaptivity_all_runners(tmp_path, package, video):
     assert not _load_children()
 
 
+@pytest.mark.slow
 def test_default_target_and_reactive(tmp_path, package, video):
     # default target: the median level's idle FPS (1 / 2 ms) at the family's LR size; a shorter run
     opts = AdaptivityOptions(trace="random", seconds=0.02, policy="reactive", runners=("adasr",), lr_hw=(12, 16),
@@ -138,6 +139,7 @@ def test_fps_helpers():
     assert fps_per_frame([0.5, 1.0, 1.6]) == [2.0, 2.0, 2.0]
 
 
+@pytest.mark.slow
 def test_int8_adasr_runner(tmp_path, video):
     # precision applies to the adasr runner: calibrated on the clip, its levels' PSNR is its own
     lite = SearchSpace.named("lite-x2")

@@ -13,6 +13,7 @@ from adasr.paths import MODELS_DIR
 from tests.cli.test_cli import run_cli
 
 
+@pytest.mark.slow
 def test_peers_bench_runs_on_a_tiny_input(monkeypatch, capsys, tmp_path, data_root):
     out = tmp_path / "peers"
     code, stdout, stderr = run_cli(monkeypatch, capsys, "bench", "peers", MODELS_DIR / "sr_x2.adasr",

@@ -137,6 +137,7 @@ def test_amp_runs_batched_and_beats_chance():
     assert ser(D.amp(y, per_sample, s2, mod), x_hat, mod) <= 0.01
 
 
+@pytest.mark.slow
 def test_sionna_detectors_are_wrapped():
     pytest.importorskip("sionna.phy")
     mod = constellation("qam16")
@@ -259,6 +260,7 @@ def test_snr_at_target_interpolates_in_log_ser():
 
 # -- CLI ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_bench_writes_json_and_png(monkeypatch, capsys, tmp_path):
     out = tmp_path / "r.json"
     code, text, err = run_cli(monkeypatch, capsys, "mimo", "bench", "--users", "4", "--antennas", "8", "--mod", "qam4",
@@ -279,6 +281,7 @@ def test_cli_bench_writes_json_and_png(monkeypatch, capsys, tmp_path):
     assert "zf" in text and "mmse" in text
 
 
+@pytest.mark.slow
 def test_cli_channels_then_bench_from_file(monkeypatch, capsys, tmp_path):
     path = tmp_path / "c.safetensors"
     code, _, err = run_cli(monkeypatch, capsys, "mimo", "channels", "--channel", "corr", "--users", "4",
@@ -426,6 +429,7 @@ def test_multiplication_counts_match_a_hand_computation():
         X.count("sdr", 2, 4, 4)
 
 
+@pytest.mark.slow
 def test_cli_sweep_phi_writes_json_and_png(monkeypatch, capsys, tmp_path):
     out = tmp_path / "s.json"
     code, text, err = run_cli(monkeypatch, capsys, "mimo", "sweep-phi", "--channel", "corr", "--rho-f", "0.9",

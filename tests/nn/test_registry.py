@@ -34,6 +34,7 @@ def test_every_registered_architecture_has_tiny_args():
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.slow
 def test_builds_saves_loads_and_shows_in_info(name, tmp_path, monkeypatch, capsys):
     args = resolve_args(name, TINY[name])
     model = build_model(name, **args).eval()

@@ -382,6 +382,7 @@ def test_trimmed_supernet_computes_the_same_with_fewer_weights():
         trimmed.set_active(SubnetConfig(2, 8, 1, 3, ("i+esa",), True, "bic"))  # a dropped block type
 
 
+@pytest.mark.slow
 def test_trimming_random_families_keeps_outputs():
     from adasr.nn.supernet import trim_supernet
 

@@ -131,6 +131,7 @@ def test_growing_the_head_keeps_old_outputs():
     assert torch.equal(net(x).detach(), after[:, [0, 2, 4]])
 
 
+@pytest.mark.slow
 def test_gating_learns_which_expert_fits(base, scenes):
     """Two experts, each fine-tuned on one scene: the trained gate ranks the right one first."""
     cfg = base.levels[0]
@@ -279,6 +280,7 @@ def test_bench_plan_recurs_across_sessions_at_other_times():
         assert all(a[0] != b[0] and a[1] != b[1] for a, b in where.values())  # other session, other time
 
 
+@pytest.mark.slow
 def test_bench_reuse_refuses_bad_options(monkeypatch, capsys, tmp_path):
     from tests.cli.test_cli import run_cli
 

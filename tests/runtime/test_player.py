@@ -113,6 +113,7 @@ def test_engine_tiles_large_frames_without_seams(package_path):
     assert float((tiled - whole).abs().max()) < 1e-5
 
 
+@pytest.mark.slow
 def test_resolve_family_profiles_once_then_uses_the_cache(tmp_path, monkeypatch):
     from adasr.runtime.profile import profile_cache_path, resolve_family
 
@@ -166,6 +167,7 @@ def test_cli_play_and_adaptive_upscale(monkeypatch, capsys, package_path, clip, 
     assert code != 0 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_workloads_run_together_in_every_mode(package_path):
     from adasr.runtime.multi import MODES, Workload, run_workloads
 

@@ -95,6 +95,7 @@ def _assert_gone(pids: list[int]) -> None:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
+@pytest.mark.slow
 def test_cpu_load_starts_changes_share_and_stops():
     with CpuLoad(0.5, workers=2) as load:
         pids = load.pids

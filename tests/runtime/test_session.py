@@ -84,6 +84,7 @@ def test_session_commits_the_writer_on_success_and_aborts_it_on_error(net):  # n
     assert early.closed_with == [None] and session.writer is None
 
 
+@pytest.mark.slow
 def test_session_replays_the_trace_and_always_stops_the_load(net):  # noqa: F811
     trace = load_trace("stable", 1.0)
     engine = Engine(net, _family())

@@ -78,6 +78,7 @@ def test_param_loss_gradient_reaches_alpha_and_lowers_heavy_ops(tmp_path, small_
     assert all(not heavy[OPS.index(op)] for cell in derived.cells for op in cell.ops)
 
 
+@pytest.mark.slow
 def test_milenas_update_uses_the_val_split_through_lambda(tmp_path, small_pairs):
     other_val = [small_pairs[0]]
     grads = {}
@@ -101,6 +102,7 @@ def test_milenas_update_uses_the_val_split_through_lambda(tmp_path, small_pairs)
     assert same(before, [p.detach() for p in s.net.arch_parameters()])
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path, small_pairs):
     from adasr.train.loop import TrainingInterrupted
 

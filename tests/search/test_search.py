@@ -146,6 +146,7 @@ class LinearEvaluator:
         return 30.0 + float(encode(cfg, TINY) @ self.w)
 
 
+@pytest.mark.slow
 def test_quality_predictor_learns_a_linear_target(tmp_path):
     cfgs, psnrs = sample_quality_data(LinearEvaluator(encoding_size(TINY)), TINY, 200, seed=1)
     train, test = slice(0, 150), slice(150, None)

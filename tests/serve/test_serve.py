@@ -109,6 +109,7 @@ def _trainer(scheme="ams", **kw):
     return ChannelTrainer(model, spec, None, cfg, scale=2)
 
 
+@pytest.mark.slow
 def test_ams_trainer_on_a_fake_clock_makes_sparse_updates_the_client_can_follow(data_root):
     lr, hr = frames(data_root)
     tr = _trainer("ams")

@@ -25,6 +25,7 @@ def _generic():
     return model, {"arch": spec.arch, "args": spec.args, "scale": spec.scale}
 
 
+@pytest.mark.slow
 def test_base_ref_record_rebuilds_the_full_records_model():
     model, spec = _generic()
     full, ref = encode_full(model, spec), encode_base_ref(model, spec)

@@ -148,6 +148,7 @@ def test_delta_for_a_diverged_model_refused(stream):
         dec.apply(stream.deltas[0])
 
 
+@pytest.mark.slow
 def test_full_record_checks():
     from adasr.nn.registry import build_model
 

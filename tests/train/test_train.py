@@ -69,6 +69,7 @@ def test_training_reduces_loss_and_writes_model(tmp_path, small_pairs):
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.9])
+@pytest.mark.slow
 def test_resume_after_interrupt_equals_uninterrupted(tmp_path, small_pairs, ema):
     cfg = _cfg(ema=ema)
     full = Trainer(cfg, tmp_path / "full", train_pairs=small_pairs, val_pairs=small_pairs[:1])
