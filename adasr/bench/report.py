@@ -65,6 +65,9 @@ def _peers(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
             notes.append(f"x{d['scale']} {s}: every level {word} every peer (worst level {v['worst_level_psnr']:.2f} "
                          f"dB, best peer {v['best_peer']} {v['best_peer_psnr']:.2f} dB).")
         notes.extend(f"x{d['scale']}: not run: {n}" for n in d["notes"])
+    notes.append("bicubic here is torch's interpolation (the levels' own skip connection), not the protocol's "
+                 "MATLAB bicubic of the protocol table; FPS is one frame of the default clip at the LR size, on "
+                 "the machine and load each file names below.")
     sets = data[0]["sets"]
     h, w = data[0]["lr_hw"]
     return ["scale", "upscaler", "params", *[f"{s} PSNR / SSIM" for s in sets], f"FPS at {w}x{h}"], rows, notes
