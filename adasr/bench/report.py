@@ -196,7 +196,7 @@ def _provenance(name: str, data: dict[str, Any]) -> str:
     m = p.get("machine", {})
     load = m.get("loadavg_1m")
     where = (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('torch_threads', '?')} torch thread(s), "
-             f"torch {m.get('torch', '?')}" + ("" if load is None else f", load average {load:g} at the start"))
+             f"torch {m.get('torch', '?')}" + ("" if load is None else f", 1-minute load average {load:g}"))
     return f"- `{name}`: `{p.get('command', '?')}` on {where}; {p.get('date', '?')}."
 
 
