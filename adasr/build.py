@@ -22,7 +22,8 @@ from typing import Any
 
 from adasr._options import check_hw, options_or_default
 from adasr.errors import ConfigError
-from adasr.search.protocols import Progress, load_name
+from adasr.family import load_name
+from adasr.search.protocols import Progress
 
 __all__ = ["SearchOptions", "run_search"]
 
@@ -117,7 +118,7 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
     from adasr.modelfile import load_model
     from adasr.package import save_package
     from adasr.paths import benchmark_dir
-    from adasr.search.family import check_strategy, search_family
+    from adasr.search.family_search import check_strategy, search_family
     from adasr.search.latency import MacsCostModel, MeasuredCostModel, build_latency_table, median_abs_error
     from adasr.search.quality import FastEvaluator
     from adasr.timing import torch_threads

@@ -23,7 +23,7 @@ from adasr.space import SearchSpace, SubnetConfig
 from adasr.spec import DEFAULT_LR_HW
 
 __all__ = ["FAMILY_KIND", "FAMILY_SCHEMA_VERSION", "MAX_LEVELS", "MAX_LR_SIDE", "Family", "Level", "check_loads",
-           "level_name", "load_name", "parse_loads", "pareto_front", "pareto_ranks"]
+           "load_name", "parse_loads", "pareto_front", "pareto_ranks"]
 
 FAMILY_SCHEMA_VERSION = 1
 FAMILY_KIND = "adasr-family"
@@ -73,7 +73,6 @@ def load_name(share: float | str) -> str:
     return f"{float(share):.2f}"
 
 
-level_name = load_name  # the former name (a load share is not a family level)
 
 
 # -- Pareto ---------------------------------------------------------------------------------------

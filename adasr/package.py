@@ -158,7 +158,7 @@ def _finite(value: Any, lo: float, hi: float) -> bool:
 
 
 def check_int8_section(section: Any, source: str) -> dict[str, Any]:
-    """Validate a profile's optional ``int8`` object (`adasr.runtime.precision`)::
+    """Validate a profile's optional ``int8`` object (read by `adasr.runtime.int8_rule`)::
 
         {"tolerance_db": <largest PSNR loss, dB, at which a level may run in int8>,
          "set": <where the PSNR change was measured>, "levels": {<config id>: {"fp32_s": <s/frame>,
@@ -259,7 +259,7 @@ class Package:
     def precision(self) -> str:
         """The package's precision preference: "fp32" (also every package saved without one),
         "int8", or "auto" (int8 where this device's profile measured it faster and within its
-        tolerance; `adasr.runtime.precision`)."""
+        tolerance; `adasr.runtime.int8_rule`)."""
         return self.manifest.get("precision", "fp32")
 
     def family_for(self, device_key: str | None = None) -> Family:

@@ -229,7 +229,7 @@ def provenance(command: Sequence[str] | None = None) -> dict[str, Any]:
     ``adasr ...`` when run through the CLI), the machine (CPU model, logical cores, torch threads,
     the `device_key` of its profiles, the platform) and the UTC date and time.
 
-    ``loadavg_1m`` (the 1-minute load average when the bench started, None where the OS has none)
+    ``loadavg_1m`` (the 1-minute load average when this is called, None where the OS has none)
     tells a shared or loaded machine from an idle one."""
     import datetime
     import shlex

@@ -50,7 +50,7 @@ adaptivity() {
 
 backends() {
   run backends "${A[@]}" bench backends adasr/models/sr_x2.adasr --threads 1 --lr-size 320x180 --rounds 1 \
-    --repeats 3 --levels 0,4,9 --max-images 5 --out "$OUT/backends"
+    --repeats 3 --levels 0,4,8 --max-images 5 --out "$OUT/backends"
   cp "$OUT/backends/backends.json" "$RESULTS/backends.json"
 }
 

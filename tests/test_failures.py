@@ -279,7 +279,7 @@ class TestResumeTakesTheCheckpointsSettings:
 
 def _package(path: Path):
     from adasr.package import save_package
-    from adasr.search.family import search_family
+    from adasr.search.family_search import search_family
     from adasr.search.latency import MacsCostModel
     from adasr.space import SearchSpace
     from tests.helpers import make_net

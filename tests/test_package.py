@@ -15,7 +15,7 @@ from adasr.family import Family, Level
 from adasr.nn.supernet import SuperNet, subnet_cost
 from adasr.package import Package, load_package, save_package
 from adasr.runtime.profile import device_key, profile_package
-from adasr.search.family import search_family
+from adasr.search.family_search import search_family
 from adasr.search.latency import LatencyTable, MacsCostModel
 from adasr.space import SearchSpace
 from tests.helpers import assert_frames_close, make_net
@@ -147,14 +147,14 @@ def test_save_refuses_levels_outside_the_space(tmp_path, net):
 def test_profile_and_add_profile(tmp_path, net, family, name):
     pkg = save_package(tmp_path / name, net, family)
     stages = []
-    profile = profile_package(pkg, levels=(0.0, 0.5), repeats=2, warmup=1, lr_hw=HW, table_repeats=2,
+    profile = profile_package(pkg, loads=(0.0, 0.5), repeats=2, warmup=1, lr_hw=HW, table_repeats=2,
                               load_workers=1, on_progress=lambda s, d, t: stages.append((s, d, t)))
     key = device_key()
     assert profile["device"] == key and set(profile["levels"]) == {"0.00", "0.50"}
     assert set(profile["levels"]["0.00"]["measured"]) == {lv.config.id for lv in family}
     assert stages[-1][1] == stages[-1][2]
     table = LatencyTable.from_dict(profile["latency_table"])
-    assert table.levels(key) == ["0.00", "0.50"]
+    assert table.loads(key) == ["0.00", "0.50"]
     assert table.predict(family[-1].config, HW, 0.0, key) > 0
     pkg.add_profile(key, profile)
     with pytest.raises(ConfigError, match="device key"):

@@ -47,8 +47,9 @@ def bench_memory(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON here.")] = None,
 ) -> None:
     """Weight memory: one supernet vs the same levels as separate models (DySR's Assembled)."""
-    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr._atomic import check_writable
     from adasr.bench.memory import memory_report
+    from adasr.timing import provenance
 
     if json_out is not None:
         check_writable(json_out)
@@ -59,9 +60,7 @@ def bench_memory(
     out.print(f"  largest level alone       {rep.largest_bytes / 1e6:8.3f} MB")
     out.print(f"  saving vs assembled       {rep.saving * 100:7.1f} %")
     if json_out is not None:
-        from adasr.timing import provenance
-
-        write_bytes_atomic(json_out, (json.dumps({**rep.to_dict(), "provenance": provenance()}, indent=2) + "\n").encode())
+        _write_json(json_out, {**rep.to_dict(), "provenance": provenance()})
 
 
 def bench_adaptivity(
@@ -170,7 +169,7 @@ def bench_overhead(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the result as JSON here.")] = None,
 ) -> None:
     """Each level run inside the supernet vs the same level extracted standalone (time ratio)."""
-    from adasr._atomic import check_not_input, check_writable, write_bytes_atomic
+    from adasr._atomic import check_not_input, check_writable
     from adasr.bench.overhead import run_overhead
 
     if json_out is not None:
@@ -182,7 +181,7 @@ def bench_overhead(
                   f"{row['extracted_s'] * 1e3:7.2f} ms, ratio {row['ratio']:.3f}  {row['config']}", highlight=False)
     out.print(f"median ratio {result['median_ratio']:.3f}, max {result['max_ratio']:.3f} ({result['device']})")
     if json_out is not None:
-        write_bytes_atomic(json_out, (json.dumps(result, indent=2) + "\n").encode())
+        _write_json(json_out, result)
 
 
 def bench_ddp(
@@ -197,7 +196,7 @@ def bench_ddp(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the result as JSON here.")] = None,
 ) -> None:
     """Training throughput (images/s): 1 process on 1 and on N threads vs N processes (`train --nproc N`)."""
-    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr._atomic import check_writable
     from adasr.bench.ddp import run_ddp_bench
 
     if json_out is not None:
@@ -211,7 +210,7 @@ def bench_ddp(
                 f"{rounds} rounds, {result['cpus']} CPUs", rows)
     out.print(f"largest weight difference, {nproc} processes vs 1: {result['max_weight_diff']:.2e}")
     if json_out is not None:
-        write_bytes_atomic(json_out, (json.dumps(result, indent=2) + "\n").encode())
+        _write_json(json_out, result)
 
 
 def bench_report(

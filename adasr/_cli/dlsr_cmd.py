@@ -13,7 +13,7 @@ from adasr._cli.ddp import NPROC_HELP, TIMEOUT_HELP
 from adasr.errors import ConfigError
 
 if TYPE_CHECKING:
-    from adasr.search.dlsr import DLSRSearchConfig
+    from adasr.search.dlsr_search import DLSRSearchConfig
     from adasr.train.distributed import Dist
 
 __all__ = ["plot_dlsr", "register", "run_search_dlsr", "search_dlsr"]
@@ -54,7 +54,7 @@ def search_dlsr(
     """DLSR: differentiable cell- and network-level search (MiLeNAS, L1 + HFEN + L_P); writes a genotype.
     Data-parallel with --nproc N or under `torchrun --nproc-per-node N -m adasr search-dlsr ...`."""
     from adasr._cli.ddp import joined, launched
-    from adasr.search.dlsr import CHECKPOINT, DLSRSearchConfig, read_search_checkpoint
+    from adasr.search.dlsr_search import CHECKPOINT, DLSRSearchConfig, read_search_checkpoint
 
     _threads(threads)
     if launched(nproc, threads):
@@ -97,7 +97,7 @@ def run_search_dlsr(cfg: DLSRSearchConfig, out_dir: Path, *, resume: bool, devic
 
     from adasr.nn.cost import count_params
     from adasr.nn.registry import build_model
-    from adasr.search.dlsr import DLSRSearch, read_trajectory
+    from adasr.search.dlsr_search import DLSRSearch, read_trajectory
     from adasr.train.distributed import Dist
 
     dist = dist or Dist()
@@ -153,8 +153,8 @@ def plot_dlsr(
 ) -> None:
     """Plot a DLSR search's alpha and beta trajectories (also mid-search) as a PNG."""
     from adasr._atomic import check_writable
-    from adasr.search.dlsr import read_trajectory
     from adasr.search.dlsr_plot import plot_trajectory
+    from adasr.search.dlsr_search import read_trajectory
 
     check_writable(output)
     trajectory = read_trajectory(run)

@@ -205,7 +205,7 @@ def _switch_probe(runner: Runner) -> tuple[list[int], int]:
 
 def _build_runner(name: str, package: Package, family: Family, options: AdaptivityOptions | None = None,
                   video: str | os.PathLike[str] | None = None) -> Any:
-    from adasr.runtime.baselines import AssembledRunner, StaticRunner
+    from adasr.runtime.baseline_runners import AssembledRunner, StaticRunner
     from adasr.runtime.engine import Engine
 
     if name == "adasr":

@@ -65,6 +65,9 @@ def _peers(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
             notes.append(f"x{d['scale']} {s}: every level {word} every peer (worst level {v['worst_level_psnr']:.2f} "
                          f"dB, best peer {v['best_peer']} {v['best_peer_psnr']:.2f} dB).")
         notes.extend(f"x{d['scale']}: not run: {n}" for n in d["notes"])
+    notes.append("bicubic here is torch's interpolation (the levels' own skip connection), not the protocol's "
+                 "MATLAB bicubic of the protocol table; FPS is one frame of the default clip at the LR size, on "
+                 "the machine and load each file names below.")
     sets = data[0]["sets"]
     h, w = data[0]["lr_hw"]
     return ["scale", "upscaler", "params", *[f"{s} PSNR / SSIM" for s in sets], f"FPS at {w}x{h}"], rows, notes
@@ -216,7 +219,7 @@ def _provenance(name: str, data: dict[str, Any]) -> str:
     m = p.get("machine", {})
     load = m.get("loadavg_1m")
     where = (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('torch_threads', '?')} torch thread(s), "
-             f"torch {m.get('torch', '?')}" + ("" if load is None else f", load average {load:g} at the start"))
+             f"torch {m.get('torch', '?')}" + ("" if load is None else f", 1-minute load average {load:g}"))
     return f"- `{name}`: `{p.get('command', '?')}` on {where}; {p.get('date', '?')}."
 
 

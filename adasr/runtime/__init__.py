@@ -35,8 +35,8 @@ _LAZY = {
     "fps_per_frame": "adasr.runtime.stats",
     "Trace": "adasr.runtime.traces",
     "TracePlayer": "adasr.runtime.traces",
-    "StaticRunner": "adasr.runtime.baselines",
-    "AssembledRunner": "adasr.runtime.baselines",
+    "StaticRunner": "adasr.runtime.baseline_runners",
+    "AssembledRunner": "adasr.runtime.baseline_runners",
 }
 
 __all__ = sorted(_LAZY)

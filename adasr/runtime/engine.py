@@ -88,7 +88,7 @@ class Engine(Streams):
     fastest, 0). channels_last: feed NHWC-strided input on CPU (faster; the same output up to
     float rounding, as other convolution kernels run).
     precision: "fp32", "int8" (the levels in `int8_only`, default all) or "auto" (the levels
-    `adasr.runtime.precision.int8_choice` picks from the package's profile), int8 levels
+    `adasr.runtime.int8_rule.int8_choice` picks from the package's profile), int8 levels
     calibrated on `calibration` frames.
     """
 
@@ -132,7 +132,7 @@ class Engine(Streams):
         # precision "int8": every level that `adasr.runtime.int8` supports (or those in
         # `int8_only`) also gets a quantized copy (its own int8 weights, about a quarter of the
         # level's float32 bytes), calibrated on `calibration` frames and built here once, so a
-        # switch still allocates nothing. "auto": the levels `adasr.runtime.precision` picks from
+        # switch still allocates nothing. "auto": the levels `adasr.runtime.int8_rule` picks from
         # the package's profile for `device_key` (measured faster, loss within its tolerance).
         self.precision = check_precision(precision)
         if precision == "auto":

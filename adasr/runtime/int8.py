@@ -14,7 +14,7 @@ Set5, section 16) was not 8-bit activations but oneDNN's u8 x s8 kernels on this
 pairs of products in 16 bits and saturate; `quantize_level` checks every quantized conv against
 its exact result (on a calibration frame and a worst-case input) and gives the ones that
 saturate 7-bit weights, which cannot. With that, the bundled x2 levels lose 0.01-0.04 dB.
-Whether a level runs in int8 is `adasr.runtime.precision`'s rule (measured faster on the device
+Whether a level runs in int8 is `adasr.runtime.int8_rule`'s rule (measured faster on the device
 and within the profile's tolerance); `Engine(precision="int8")` forces it.
 
 The input needs no quantization step: a frame in [0, 1] is exactly uint8 / 255, which is the

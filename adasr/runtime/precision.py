@@ -5,7 +5,8 @@ Precision ``"fp32"`` runs every level in float32, ``"int8"`` every level the int
 (forced, measured or not), ``"auto"`` the levels `adasr.runtime.int8_rule.int8_choice` picks
 from the package's profile for this device (measured faster in int8, PSNR loss within the
 profile's ``tolerance_db``, default `DEFAULT_TOLERANCE_DB`); without an ``int8`` entry ``auto``
-is float32 everywhere. `build_engine` is the one way to an engine at a precision.
+is float32 everywhere. `build_engine` builds an engine at a precision, calibrating its int8 levels on a
+video's first frames.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from adasr.errors import ConfigError
-from adasr.family import check_loads
+from adasr.family import check_loads, load_name
 from adasr.package import PROFILE_KIND, PROFILE_SCHEMA_VERSION, check_profile  # noqa: F401 - re-exported
-from adasr.search.protocols import Progress, load_name
+from adasr.search.protocols import Progress
 from adasr.timing import (  # noqa: F401 - re-exported: the timing tools live in adasr.timing
     LatencySample,
     check_lr_hw,
@@ -49,9 +49,8 @@ def profile_package(package: Package, loads: Sequence[float] = (0.0, 0.5), repea
                     warmup: int = 3, threads: int | None = None, device: str | torch.device = "cpu",
                     channels_last: bool | None = None, table: bool = True, table_repeats: int = 5,
                     load_workers: int | None = None, thread_rule: str = "auto",
-                    levels: Sequence[float] | None = None, rounds: int = 1) -> dict[str, Any]:
-    """Measure every level of `package` under each background CPU load share in `loads`
-    (`levels`: the former name of `loads`).
+                    rounds: int = 1) -> dict[str, Any]:
+    """Measure every level of `package` under each background CPU load share in `loads`.
 
     rounds: measure every level this many times, the levels interleaved (a burst of noise from
     the rest of the machine then lands on one round of every level, not on all of one level's
@@ -80,7 +79,7 @@ def profile_package(package: Package, loads: Sequence[float] = (0.0, 0.5), repea
     dev = resolve_device(device)
     family = package.family
     lr_hw = check_lr_hw(tuple(lr_hw or family.lr_hw))
-    shares = list(check_loads(loads if levels is None else levels, "loads"))
+    shares = list(check_loads(loads, "loads"))
     if shares and max(shares) > 0 and dev.type != "cpu":
         raise ConfigError("background CPU loads need device cpu (GPU contention is not generated)")
     net = package.supernet

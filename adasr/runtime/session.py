@@ -33,7 +33,9 @@ import numpy as np
 from adasr.runtime.pipeline import Runner, RunStats, StreamOptions, run_stream
 
 if TYPE_CHECKING:
+    from adasr.runtime.monitors import StreamMonitor
     from adasr.runtime.policies import Policy
+    from adasr.runtime.traces import Trace
 
 __all__ = ["PlaybackSession"]
 
@@ -47,12 +49,12 @@ class PlaybackSession:
     open_writer: a callable that returns the output (a context manager with ``write(frame)``), or None.
     """
 
-    def __init__(self, *, target_fps: float, level: int, trace: Any = None, loop: bool = False,
+    def __init__(self, *, target_fps: float, level: int, trace: Trace | None = None, loop: bool = False,
                  load_workers: int | None = None,
                  open_writer: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
         self.target_fps, self.level, self.trace, self.loop = float(target_fps), int(level), trace, loop
         self.load_workers, self._open_writer = load_workers, open_writer
-        self.monitor: Any = None
+        self.monitor: StreamMonitor | None = None
         self.writer: Any = None
         self.applied: list[tuple[float, float]] = []
         self.trace_error: BaseException | None = None

@@ -2,11 +2,11 @@
 
 Modules (imported lazily; `import adasr.search` pulls in no torch):
 
-- `protocols`  `CostModel.cost(cfg) -> seconds`, `Evaluator.score(cfg) -> PSNR`, level names
+- `protocols`  `CostModel.cost(cfg) -> seconds`, `Evaluator.score(cfg) -> PSNR`
 - `latency`    per-op latency look-up table (Dynamic-OFA format), additive predictor, cost models
 - `quality`    `FastEvaluator` (PSNR on a few crops), `QualityPredictor` (MLP), `kendall_tau`
-- `family`     `search_family` (DySR and Dynamic-OFA strategies); `Level`, `Family`, `pareto_front`
-               live in `adasr.family` (re-exported here)
+- `family_search`  `search_family` (DySR and Dynamic-OFA strategies); the family it makes (`Level`,
+               `Family`, `pareto_front`, `load_name`) is `adasr.family`
 - `plot`       PSNR-vs-FPS picture of a family (PNG)
 """
 
@@ -18,8 +18,6 @@ from typing import Any
 from adasr.search.protocols import CostModel as CostModel
 from adasr.search.protocols import Evaluator as Evaluator
 from adasr.search.protocols import Progress as Progress
-from adasr.search.protocols import level_name as level_name
-from adasr.search.protocols import load_name as load_name
 
 _LAZY = {
     "LatencyTable": "adasr.search.latency",
@@ -34,15 +32,12 @@ _LAZY = {
     "encode": "adasr.search.quality",
     "kendall_tau": "adasr.search.quality",
     "sample_quality_data": "adasr.search.quality",
-    "Level": "adasr.family",
-    "Family": "adasr.family",
-    "pareto_front": "adasr.family",
-    "search_family": "adasr.search.family",
+    "search_family": "adasr.search.family_search",
     "plot_family": "adasr.search.plot",
     "LabelledPoint": "adasr.search.plot",
 }
 
-__all__ = sorted([*_LAZY, "CostModel", "Evaluator", "Progress", "level_name", "load_name"])
+__all__ = sorted([*_LAZY, "CostModel", "Evaluator", "Progress"])
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,7 @@ __all__ = ["plot_trajectory"]
 
 
 def plot_trajectory(path: str | os.PathLike[str], trajectory: dict[str, Any], *, dpi: int = 100) -> None:
-    """`trajectory`: a run's trajectory.json (`adasr.search.dlsr.read_trajectory`); a dotted line
+    """`trajectory`: a run's trajectory.json (`adasr.search.dlsr_search.read_trajectory`); a dotted line
     marks the end of the warm-up."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

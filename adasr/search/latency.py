@@ -57,10 +57,11 @@ from torch import nn
 
 from adasr._jsonfile import check_header, header, read_json, write_json
 from adasr.errors import ConfigError, ModelError
+from adasr.family import load_name
 from adasr.nn.blocks import Dims, block_type, parse_token
 from adasr.nn.elastic import Use, conv_use, static_layer
 from adasr.nn.supernet import DEFAULT_LR_HW, StaticBlock, run_upsampler, subnet_cost, upsampler_use
-from adasr.search.protocols import Progress, load_name
+from adasr.search.protocols import Progress
 from adasr.space import SearchSpace, SubnetConfig
 
 __all__ = ["LatencyEntry", "LatencyTable", "MacsCostModel", "MeasuredCostModel", "TABLE_KIND", "TABLE_SCHEMA_VERSION",
@@ -235,8 +236,6 @@ class LatencyTable:
 
     def loads(self, device: str | None = None) -> list[str]:
         return sorted({lv for d, lv, _ in self._entries if device is None or d == device})
-
-    levels = loads  # the former name of `loads` (a load share is not a family level)
 
     def keys(self, device: str | None = None, load: float | str | None = None) -> list[str]:
         name = None if load is None else load_name(load)

@@ -20,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from adasr.family import level_name as level_name  # the former name of load_name
-from adasr.family import load_name as load_name  # re-exported: the name lives with the family
+from adasr.family import load_name
 from adasr.space import SubnetConfig
 
 __all__ = ["CostModel", "Evaluator", "Progress", "cost_load_name"]

@@ -219,7 +219,7 @@ def _runner_factory(spec: dict[str, Any], levels: list | None, lr_hw: tuple[int,
     def make(module: Any) -> Any:
         if isinstance(module, SuperNet) and levels:
             from adasr.runtime.engine import Engine
-            from adasr.search.family import Family, Level
+            from adasr.search.family_search import Family, Level
             from adasr.space import SubnetConfig
 
             cfgs = [SubnetConfig.coerce(c) for c in levels]

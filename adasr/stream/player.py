@@ -14,11 +14,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from adasr.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from adasr.runtime.pipeline import Runner
+    from adasr.stream.reader import StreamReader
 
 __all__ = ["StreamRunner", "is_stream_path", "play_stream"]
 
@@ -56,7 +62,7 @@ class _OneLevel:
 class _ModelRunner:
     """`Runner` over a plain model: one level, no switching."""
 
-    def __init__(self, model: Any, name: str) -> None:
+    def __init__(self, model: nn.Module, name: str) -> None:
         self.model, self.levels, self.level, self.switch_latencies = model, [_OneLevel(name)], 0, []
 
     def process(self, frame: np.ndarray) -> np.ndarray:
@@ -82,7 +88,7 @@ class StreamRunner:
     """Wraps the engine (or the one-model runner) of a stream: `process((segment, lr))` first
     brings the model up to `segment`, then upscales."""
 
-    def __init__(self, reader: Any, inner: Any) -> None:
+    def __init__(self, reader: StreamReader, inner: Runner) -> None:
         self.reader, self.inner = reader, inner
         self.levels = inner.levels
         self.switch_latencies = inner.switch_latencies
@@ -104,7 +110,7 @@ class StreamRunner:
         return self.inner.resident_bytes()
 
 
-def _frames(reader: Any, max_frames: int | None) -> Iterator[tuple[int, np.ndarray]]:
+def _frames(reader: StreamReader, max_frames: int | None) -> Iterator[tuple[int, np.ndarray]]:
     """(segment, LR frame) in order, without touching the model."""
     from adasr.video import read_frames
 

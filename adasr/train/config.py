@@ -8,12 +8,19 @@ from typing import Any
 
 from adasr.errors import ConfigError
 
-__all__ = ["MAX_ANCHORS", "MAX_SMALL_STEPS", "Phase", "SAMPLINGS", "SCHEDULES", "TrainConfig"]
+__all__ = ["MAX_ANCHORS", "MAX_SMALL_STEPS", "Phase", "SAMPLINGS", "SCHEDULES", "TrainConfig", "check_fields"]
 
 SAMPLINGS = ("single", "sandwich")
 SCHEDULES = ("cosine", "constant", "step")
 MAX_ANCHORS = 64
 MAX_SMALL_STEPS = 16
+
+
+def check_fields(cls: type, data: dict[str, Any], what: str) -> None:
+    """ConfigError naming the keys of `data` (a run file's options) that `cls`, a dataclass, lacks."""
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ConfigError(f"unknown {what}(s): {', '.join(unknown)}")
 
 
 @dataclass(frozen=True)
@@ -152,10 +159,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+        check_fields(cls, data, "training option")
         data = dict(data)
         data["train_data"] = tuple(data.get("train_data", ()))
         if "phases" in data:

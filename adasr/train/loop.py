@@ -44,8 +44,8 @@ from adasr.train.losses import SRLoss
 from adasr.train.sampling import step_subnets, validation_subnets
 
 __all__ = ["CHECKPOINT", "MODEL", "TrainState", "Trainer", "TrainingDiverged", "TrainingInterrupted",
-           "build_initial_model", "pick_device", "read_checkpoint", "read_checkpoint_config", "run_steps",
-           "step_generator", "warm_start"]
+           "build_initial_model", "pick_device", "load_optimizer_state", "optimizer_tensors",
+           "read_checkpoint", "read_checkpoint_config", "run_steps", "step_generator", "tensors_under", "warm_start"]
 
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
@@ -327,11 +327,8 @@ class Trainer:
         if self.ema is not None:
             tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema.state_dict().items()})
         for prefix, optim in (("optim", self.optim), ("small_optim", self.small_optim)):
-            if optim is None:
-                continue
-            for index, slots in optim.state_dict()["state"].items():
-                for name, value in slots.items():
-                    tensors[f"{prefix}.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+            if optim is not None:
+                tensors.update(optimizer_tensors(optim, prefix))
         return tensors
 
     def save_checkpoint(self) -> None:
@@ -351,23 +348,13 @@ class Trainer:
         self._saved_step = self.state.step
 
     def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        def sub(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
         try:
-            self.model.load_state_dict(sub("model."), strict=True)
+            self.model.load_state_dict(tensors_under(tensors, "model"), strict=True)
             if self.ema is not None:
-                self.ema.load_state_dict(sub("ema."), strict=True)
-            for prefix, optim in (("optim.", self.optim), ("small_optim.", self.small_optim)):
-                if optim is None:
-                    continue
-                optim_state = optim.state_dict()
-                state: dict[int, dict[str, torch.Tensor]] = {}
-                for key, value in sub(prefix).items():
-                    index, name = key.split(".", 1)
-                    state.setdefault(int(index), {})[name] = value
-                optim_state["state"] = state
-                optim.load_state_dict(optim_state)
+                self.ema.load_state_dict(tensors_under(tensors, "ema"), strict=True)
+            for prefix, optim in (("optim", self.optim), ("small_optim", self.small_optim)):
+                if optim is not None:
+                    load_optimizer_state(optim, tensors_under(tensors, prefix))
         except (RuntimeError, ValueError, KeyError) as exc:
             raise ModelError(f"checkpoint does not fit the model: {str(exc).splitlines()[0]}") from None
 
@@ -392,11 +379,35 @@ def _config_of(meta: dict[str, Any], path: Path) -> TrainConfig:
         raise ModelError(f"{path}: damaged checkpoint (its training config: {exc})") from None
 
 
+def tensors_under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors named ``prefix.<rest>``, as ``<rest>``."""
+    start = prefix + "."
+    return {k[len(start):]: v for k, v in tensors.items() if k.startswith(start)}
+
+
+def optimizer_tensors(optim: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter state as flat checkpoint tensors ``prefix.<index>.<slot>``
+    (its param groups go to the checkpoint's JSON metadata)."""
+    return {f"{prefix}.{index}.{name}": torch.as_tensor(value).detach().cpu().contiguous()
+            for index, slots in optim.state_dict()["state"].items() for name, value in slots.items()}
+
+
+def load_optimizer_state(optim: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    """Restore what `optimizer_tensors` wrote (`tensors` without the prefix: ``<index>.<slot>``)."""
+    optim_state = optim.state_dict()
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optim_state["state"] = state
+    optim.load_state_dict(optim_state)
+
+
 def run_steps(state: Any, steps: int, step: Callable[[int], None], after: Callable[[int], None], *,
               ckpt_every: int, checkpoint: Callable[[], None], max_seconds: float | None, dist: Dist,
               on_event: Callable[[str, dict], None], run_dir: Path,
               before_save: Callable[[], None] | None = None) -> None:
-    """The step loop every trainer here runs (`Trainer`, `adasr.search.dlsr.DLSRSearch`): from
+    """The step loop every trainer here runs (`Trainer`, `adasr.search.dlsr_search.DLSRSearch`): from
     ``state.step`` to `steps`: ``step(i)`` (the update), then ``state.step = i + 1`` and
     ``state.seconds`` (time trained, earlier runs included), then ``after(i + 1)`` (events,
     validation, snapshots); a `checkpoint` every `ckpt_every` steps but the last; a stop at

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from adasr.nn.upsample import bicubic_phases, bicubic_up, phase_weights, phases_to_hwc
 from adasr.runtime.engine import Engine, frame_to_tensor, phases_to_frame, tensor_to_frame
-from adasr.search.family import Family, Level
+from adasr.search.family_search import Family, Level
 from adasr.space import SearchSpace, SubnetConfig
 from tests.conftest import random_image
 from tests.helpers import make_net

@@ -81,7 +81,7 @@ def test_backends_bench_refuses_bad_options(monkeypatch, capsys, tmp_path, args)
 def test_engine_int8_precision_switches_between_quantized_levels():
     from adasr.nn.supernet import subnet_cost
     from adasr.runtime.engine import Engine
-    from adasr.search.family import Family, Level
+    from adasr.search.family_search import Family, Level
     from adasr.space import SearchSpace
     from tests.helpers import make_net
 

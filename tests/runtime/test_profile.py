@@ -187,7 +187,7 @@ def test_latency_table_build_predict_round_trip(net, tmp_path):
 
 def test_static_table_and_bad_json():
     table = build_latency_table(TINY, HW, configs=[TINY.smallest()], repeats=2, warmup=0, device_label="x")
-    assert len(table) == 4 and table.devices() == ["x"] and table.levels() == ["0.00"]
+    assert len(table) == 4 and table.devices() == ["x"] and table.loads() == ["0.00"]
     data = table.to_dict()
     with pytest.raises(ModelError, match="schema version"):
         LatencyTable.from_dict({**data, "schema_version": 99})

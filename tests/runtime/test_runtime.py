@@ -19,7 +19,7 @@ from adasr.errors import ConfigError
 from adasr.family import Family, Level
 from adasr.nn.supernet import SuperNet, subnet_cost
 from adasr.package import load_package, save_package
-from adasr.runtime.baselines import AssembledRunner, StaticRunner
+from adasr.runtime.baseline_runners import AssembledRunner, StaticRunner
 from adasr.runtime.engine import Engine, frame_to_tensor
 from adasr.runtime.monitors import CpuMonitor, LatencyMonitor, Monitor, RuntimeState, StreamMonitor
 from adasr.runtime.pipeline import RunStats, StreamOptions, run_stream

@@ -12,7 +12,7 @@ from adasr.images import read_image, write_image
 from adasr.modelfile import ModelSpec, load_model, save_model
 from adasr.nn.dlsr import OPS, DLSRSearchNet, Genotype, as_genotype, chain_genotype, op_params
 from adasr.nn.registry import build_model, resolve_args
-from adasr.search.dlsr import DLSRSearch, DLSRSearchConfig, read_trajectory
+from adasr.search.dlsr_search import DLSRSearch, DLSRSearchConfig, read_trajectory
 from tests.cli.test_cli import _one_line_error, run_cli
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from adasr.errors import ConfigError, ModelError
-from adasr.family import Family, Level, check_loads, level_name, pareto_front, pareto_ranks, parse_loads
+from adasr.family import Family, Level, check_loads, load_name, pareto_front, pareto_ranks, parse_loads
 from adasr.nn.supernet import SuperNet, subnet_cost
-from adasr.search.family import search_family
+from adasr.search.family_search import search_family
 from adasr.search.latency import MacsCostModel
 from adasr.search.plot import LabelledPoint, plot_family
 from adasr.search.protocols import Evaluator
@@ -271,7 +271,7 @@ def test_family_json_and_order():
         Family.from_dict({**data, "schema_version": 2})
     with pytest.raises(ModelError):
         Family.from_dict({**data, "levels": [{"config": "nonsense"}]})
-    assert level_name(0.5) == "0.50" and level_name("0") == "0.00"
+    assert load_name(0.5) == "0.50" and load_name("0") == "0.00"
 
 
 @pytest.mark.slow

@@ -47,7 +47,7 @@ def _supernet_cfg() -> TrainConfig:
 
 
 def _dlsr_cfg():
-    from adasr.search.dlsr import DLSRSearchConfig
+    from adasr.search.dlsr_search import DLSRSearchConfig
 
     return DLSRSearchConfig(scale=2, train_data=("unused",), width=8, cells=2, patch=8, batch_size=4, steps=4,
                             warmup_steps=1, snapshot_steps=(2,), log_every=1, ckpt_every=2, seed=3)
@@ -62,7 +62,7 @@ def _worker(rank: int, port: int, data: str, root: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from adasr.search.dlsr import DLSRSearch
+    from adasr.search.dlsr_search import DLSRSearch
     from adasr.train import TrainingInterrupted
     from adasr.train.distributed import DistributedError, process_group
 
@@ -165,7 +165,7 @@ def test_resume_under_two_processes_continues_exactly(two_ranks):
 
 @pytest.mark.cluster
 def test_dlsr_search_on_two_processes_matches_one(two_ranks, tmp_path, small_pairs):
-    from adasr.search.dlsr import DLSRSearch
+    from adasr.search.dlsr_search import DLSRSearch
 
     root, report = two_ranks
     one = DLSRSearch(_dlsr_cfg(), tmp_path / "one", device="cpu", train_pairs=small_pairs[:2],

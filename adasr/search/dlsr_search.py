@@ -47,8 +47,16 @@ from adasr.data.datasets import PatchSampler, SRPair, load_pairs
 from adasr.errors import ConfigError, InputError, ModelError
 from adasr.modelfile import tensors_sha256
 from adasr.nn.dlsr import OPS, DLSRSearchNet, Genotype
+from adasr.train.config import check_fields
 from adasr.train.distributed import Dist
-from adasr.train.loop import pick_device, run_steps, step_generator
+from adasr.train.loop import (
+    load_optimizer_state,
+    optimizer_tensors,
+    pick_device,
+    run_steps,
+    step_generator,
+    tensors_under,
+)
 from adasr.train.losses import hfen_loss
 
 __all__ = ["CHECKPOINT", "DLSRSearch", "DLSRSearchConfig", "GENOTYPE", "SearchState", "TRAJECTORY", "TRAJECTORY_KIND",
@@ -131,10 +139,7 @@ class DLSRSearchConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DLSRSearchConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown DLSR search option(s): {', '.join(unknown)}")
+        check_fields(cls, data, "DLSR search option")
         try:
             return cls(**data)
         except TypeError as exc:
@@ -329,11 +334,8 @@ class DLSRSearch:
         tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         groups = {}
         for prefix, optim in (("wopt", self.wopt), ("aopt", self.aopt)):
-            sd = optim.state_dict()
-            for index, slots in sd["state"].items():
-                for name, value in slots.items():
-                    tensors[f"{prefix}.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-            groups[prefix] = [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]
+            tensors.update(optimizer_tensors(optim, prefix))
+            groups[prefix] = [{k: v for k, v in g.items() if k != "params"} for g in optim.state_dict()["param_groups"]]
         return tensors, groups
 
     def save_checkpoint(self) -> None:
@@ -353,19 +355,10 @@ class DLSRSearch:
             save_file(tensors, str(tmp), metadata={_META: json.dumps(meta)})
 
     def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        def sub(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
         try:
-            self.net.load_state_dict(sub("net."), strict=True)
+            self.net.load_state_dict(tensors_under(tensors, "net"), strict=True)
             for prefix, optim in (("wopt", self.wopt), ("aopt", self.aopt)):
-                sd = optim.state_dict()
-                state: dict[int, dict[str, torch.Tensor]] = {}
-                for key, value in sub(f"{prefix}.").items():
-                    index, name = key.split(".", 1)
-                    state.setdefault(int(index), {})[name] = value
-                sd["state"] = state
-                optim.load_state_dict(sd)
+                load_optimizer_state(optim, tensors_under(tensors, prefix))
         except (RuntimeError, ValueError, KeyError) as exc:
             raise ModelError(f"checkpoint does not fit the search network: {str(exc).splitlines()[0]}") from None
 
