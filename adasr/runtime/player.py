@@ -41,7 +41,8 @@ from adasr._options import check_hw, resolve
 from adasr.errors import ConfigError, InputError
 from adasr.runtime.policies import pick_policy
 
-__all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "play", "write_timeline"]
+__all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "check_time_range", "output_pix_fmt", "play",
+           "write_timeline"]
 
 POLICY_NAMES = ("lookup", "reactive", "fixed")
 
@@ -106,6 +107,12 @@ class PlayOptions:
     every frame (live views). info: the video's `probe` result when the caller has it already.
     pace: hold frames to the display clock (a player); False runs as fast as it can (offline
     upscaling at a fixed level; deadlines are still counted against the target).
+    start_s / duration_s: play only this time range of the video (seconds from its start).
+
+    The output keeps the source's timestamps (a variable frame rate stays variable), bit depth
+    (a 10-bit source is decoded to 16-bit RGB and written at yuv420p10le), colour tags, sample
+    aspect ratio and its audio, subtitle and attachment streams (trimmed to the frames played
+    when `max_frames`, `start_s` or `duration_s` cut the video).
     """
 
     target_fps: float | None = None
@@ -125,6 +132,8 @@ class PlayOptions:
     load_workers: int | None = None
     info: Any = None
     pace: bool = True
+    start_s: float | None = None
+    duration_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICY_NAMES:
@@ -145,6 +154,17 @@ class PlayOptions:
         m = self.max_frames
         if m is not None and (not isinstance(m, int) or m < 1):
             raise ConfigError(f"max_frames must be a positive integer, got {m!r}")
+        check_time_range(self.start_s, self.duration_s)
+
+
+def check_time_range(start_s: Any, duration_s: Any) -> None:
+    """ConfigError unless start is a finite number >= 0 and duration one > 0 (None: not given)."""
+    for name, v, lo_ok in (("start", start_s, True), ("duration", duration_s, False)):
+        if v is None:
+            continue
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and (v >= 0 if lo_ok else v > 0) and v < 1e7):
+            raise ConfigError(f"{name} must be {'non-negative' if lo_ok else 'positive'} seconds, got {v!r}")
 
 
 def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None = None,
@@ -172,6 +192,11 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
 
         check_not_input([out], [video])
     info = opts.info or probe(video)
+    if out is not None:
+        from adasr.video import check_carried, check_sdr
+
+        check_sdr(info)
+        check_carried(video, out)  # a stream the container cannot hold: refused before any frame
     scale = engine.scale
     lr = opts.lr_hw or (info.height, info.width)
     out_hw = (lr[0] * scale, lr[1] * scale)
@@ -179,16 +204,22 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
     target = fps if opts.target_fps is None else float(opts.target_fps)
 
     refs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index -> (HR reference, LR frame)
+    times: list[float] = []  # source time of every frame read, in order (the writer keeps them)
+    start_s = opts.start_s
+    end_s = None if opts.duration_s is None else (start_s or 0.0) + opts.duration_s
+    depth = 16 if getattr(info, "bit_depth", 8) > 8 and not reference_every else 8
 
     def frames() -> Iterator[np.ndarray]:
         if not reference_every:
             same = lr == (info.height, info.width)
-            yield from read_frames(video, max_frames=max_frames, hw=None if same else lr)
+            yield from read_frames(video, max_frames=max_frames, hw=None if same else lr, depth=depth,
+                                   start_s=start_s, end_s=end_s, times=times)
             return
         from adasr.data.imresize import imresize_torch
         from adasr.frames import to_frame, to_tensor
 
-        for i, hr in enumerate(read_frames(video, max_frames=max_frames, hw=out_hw)):
+        for i, hr in enumerate(read_frames(video, max_frames=max_frames, hw=out_hw, start_s=start_s, end_s=end_s,
+                                           times=times)):
             small = imresize_torch(to_tensor(hr, peak=1.0), scale=1.0 / scale)  # on the 0..255 scale
             lr_frame = to_frame(small, unit=False)
             if i % reference_every == 0:
@@ -203,7 +234,7 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
         i = counter[0]
         counter[0] += 1
         if session.writer is not None:
-            session.writer.write(frame)
+            session.writer.write(frame, times[i] if i < len(times) else None)
         if reference_every and i % reference_every == 0:
             outputs[i] = frame
 
@@ -229,8 +260,12 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
         trace_obj = load_trace(opts.trace, max(1.0, duration), opts.trace_seed)
 
     def open_writer() -> Any:
+        trimmed = max_frames is not None or start_s is not None or end_s is not None
         return VideoWriter(out, out_hw[1], out_hw[0], info.fps or fps, codec=opts.codec, crf=opts.crf,
-                           preset=opts.preset, audio_from=video if info.has_audio else None, rotation=info.rotation)
+                           preset=opts.preset, audio_from=video if getattr(info, "carried", ()) or info.has_audio
+                           else None, rotation=info.rotation, pix_fmt=output_pix_fmt(info, opts.codec),
+                           color=getattr(info, "color", None), sar=getattr(info, "sar", None),
+                           time_base=getattr(info, "time_base", None), trim=trimmed)
 
     stream = StreamOptions(threads=AutoThreads() if opts.thread_rule == "auto" else None, on_frame=frame_hook,
                            pace=opts.pace)
@@ -254,6 +289,21 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
     if reference_every:
         result.psnr = _reference_psnr(refs, outputs, scale)
     return result
+
+
+def output_pix_fmt(info: Any, codec: str) -> str:
+    """yuv420p10le for a source of more than 8 bits (when the codec's encoder takes it), else yuv420p."""
+    if getattr(info, "bit_depth", 8) <= 8:
+        return "yuv420p"
+    import av
+
+    from adasr.video import CODECS, _canonical_codec, _has_encoder
+
+    for enc in CODECS[_canonical_codec(codec)]:
+        if _has_encoder(enc):
+            formats = {f.name for f in (av.Codec(enc, "w").video_formats or [])}
+            return "yuv420p10le" if "yuv420p10le" in formats else "yuv420p"
+    return "yuv420p"
 
 
 def _reference_psnr(refs: dict[int, tuple[np.ndarray, np.ndarray]], outputs: dict[int, np.ndarray],
