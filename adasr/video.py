@@ -205,8 +205,11 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
 
 def check_not_url(path: str | os.PathLike[str]) -> None:
     """InputError for a URL (http://, https://, rtmp://, ...): inputs are local files."""
-    if _URL.match(os.fspath(path)):
-        raise InputError(f"URL inputs are not supported ({os.fspath(path)}): download the file first "
+    text = os.fspath(path)
+    if _URL.match(text):
+        if "://" not in text:  # a Path folds '//' into '/'
+            text = text.replace(":/", "://", 1)
+        raise InputError(f"URL inputs are not supported ({text}): download the file first "
                          f"(e.g. curl -L -o clip.mp4 URL) and give its path")
 
 

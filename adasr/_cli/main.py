@@ -28,6 +28,20 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from adasr import __version__
+
+        out.print(f"adasr {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Adaptive neural super-resolution: train, evaluate and run SR models on images and video."""
+
+
 def _parse_args(pairs: list[str], option: str = "--arg") -> dict:
     args = {}
     for item in pairs:
@@ -314,8 +328,7 @@ def eval_cmd(
 
 @app.command()
 def upscale(
-    input: Annotated[Path, typer.Argument(help="Image (png, jpg, ...) or video (mp4, mkv, avi, ...).")],
-    output: Annotated[Path, typer.Argument(help="Output file; its suffix picks the format.")],
+    paths: Annotated[list[Path], typer.Argument(help="INPUT... OUTPUT: an image (png, jpg, ...) or video (mp4, mkv, avi, ...) and the output file (its suffix picks the format); or folders and/or several inputs and an output folder (created; every image and video directly in an input folder is upscaled, keeping its name).", metavar="INPUT... OUTPUT")],
     scale: Annotated[int, typer.Option(help="Upscaling factor; picks the bundled model unless --model is given.")] = 2,
     model: Annotated[Optional[Path], typer.Option(help="Package (folder or .adasr) or single model file "
                                                   "(default: the bundled package for --scale).")] = None,
@@ -329,11 +342,14 @@ def upscale(
                                            "rate (or --target-fps), switching levels as the CPU allows.")] = False,
     target_fps: Annotated[Optional[float], typer.Option(help="Frame rate --realtime holds (default: the video's); "
                                                         "implies --realtime.")] = None,
-    codec: Annotated[str, typer.Option(help="Video codec: h264, h265 or av1.")] = "h264",
+    codec: Annotated[Optional[str], typer.Option(help="Video codec: h264, h265 or av1 (default: h265 for a 10-bit source, av1 for .webm, else h264).")] = None,
     crf: Annotated[int, typer.Option(help="Video quality (constant rate factor, lower = better).")] = 20,
     preset: Annotated[Optional[str], typer.Option(help="Encoder preset (default: the codec's own).")] = None,
     tile: Annotated[int, typer.Option(help="Process frames in tiles of this many LR pixels (bounded memory).")] = 256,
-    max_frames: Annotated[Optional[int], typer.Option(help="Stop a video after this many frames.")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop a video after this many frames (every stream is cut there).")] = None,
+    start: Annotated[Optional[float], typer.Option(help="Start a video this many seconds in (every stream is cut there).")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Upscale this many seconds of a video (every stream is cut there).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace an existing output (a batch: upscale again the files whose outputs exist, which are skipped otherwise).")] = False,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar and no estimate line (warnings still show).")] = False,
     json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary (mode, level histogram, "
@@ -341,14 +357,18 @@ def upscale(
                                                "instead of a sentence.")] = False,
     precision: Annotated[Optional[str], typer.Option(help="Video level precision: fp32, int8 (every level, forced) or auto (int8 only where this device's profile measured it faster and within its PSNR tolerance); default: fp32 for a file (quality first), the package's own with --realtime (the bundled packages: auto).")] = None,
 ) -> None:
-    """Upscale an image or a video (frame rate, rotation and audio are kept): the best level by default,
-    the best that fits --time-budget, or --realtime; one line up front says what runs and how long it takes."""
+    """Upscale images and videos: every audio, subtitle and attachment stream, frame time, bit depth and colour
+    tag is kept. The best level by default, the best that fits --time-budget, or --realtime; one line up front
+    says what runs and about how long it takes here."""
     from adasr._cli.upscale_cmd import run_upscale
 
+    if len(paths) < 2:
+        raise ConfigError("give an input and an output (INPUT... OUTPUT)")
     _threads(threads)
-    run_upscale(input, output, scale, model, codec, crf, preset, tile, max_frames, quiet, out, console,
-                level=level, target_fps=target_fps, json_summary=json_summary, time_budget=time_budget,
-                realtime=realtime, strict=strict, precision=precision)
+    run_upscale(paths[:-1], paths[-1], quiet=quiet, json_summary=json_summary, overwrite=overwrite, out=out,
+                console=console, scale=scale, model=model, codec=codec, crf=crf, preset=preset, tile=tile,
+                max_frames=max_frames, level=level, target_fps=target_fps, time_budget=time_budget,
+                realtime=realtime, strict=strict, precision=precision, start=start, duration=duration)
 
 
 @app.command()
@@ -375,8 +395,10 @@ def play(
     quiet: Annotated[bool, typer.Option(help="No live view; print the summary only.")] = False,
     base: Annotated[Optional[str], typer.Option(help="The base model this player already holds (generic, srvc, a model file or a package): a live channel then names it by hash and sends only updates; a model stream encoded with --base-by-hash needs it (a mismatching hash is refused).")] = None,
     precision: Annotated[Optional[str], typer.Option(help="Level precision: fp32, int8 (every level, forced) or auto (int8 only where this device's profile measured it faster and within its PSNR tolerance); default: the package's own (the bundled packages: auto; fp32 when a package says nothing).")] = None,
+    pipe: Annotated[bool, typer.Option("--pipe", help="Write the upscaled frames as raw rgb24 to stdout, to watch live: adasr play clip.mp4 --pipe | ffplay -f rawvideo -pixel_format rgb24 -video_size WxH -framerate FPS - (the exact line is printed on stderr).")] = False,
 ) -> None:
-    """Play a video through the adaptive runtime with a live view of level, FPS, load, switches and misses."""
+    """Play a video through the adaptive runtime with a live view of level, FPS, load, switches and misses;
+    one warning when the target frame rate is out of reach."""
     from adasr._cli.play_cmd import run_play
     from adasr.stream.player import is_stream_path
 
@@ -408,7 +430,7 @@ def play(
     run_play(video, model=model, scale=scale, target_fps=target_fps, policy=policy, level=level, trace=trace,
              lr_hw=None if lr_size is None else _parse_hw(lr_size), output=output, max_frames=max_frames,
              json_out=json_out, timeline=timeline, reference_every=reference_every, quiet=quiet, out=out,
-             console=console, base=base, precision=precision)
+             console=console, base=base, precision=precision, pipe=pipe)
 
 
 def _parse_hw(text: str) -> tuple[int, int]:
@@ -573,8 +595,9 @@ def profile(
 def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors) or package (folder or .adasr).")]) -> None:
     """Show what a model file or package holds: architecture, scale, parameters, MACs, levels."""
     from adasr.modelfile import load_model
+    from adasr.package import is_package_path
 
-    if model.is_dir() or model.suffix == ".adasr":
+    if is_package_path(model):
         from adasr.package import load_package
 
         summary = load_package(model).summary()

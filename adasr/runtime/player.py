@@ -41,7 +41,7 @@ from adasr._options import check_hw, resolve
 from adasr.errors import ConfigError, InputError
 from adasr.runtime.policies import pick_policy
 
-__all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "check_time_range", "output_pix_fmt", "play",
+__all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "ReachWatch", "check_time_range", "output_pix_fmt", "play",
            "write_timeline"]
 
 POLICY_NAMES = ("lookup", "reactive", "fixed")
@@ -108,6 +108,7 @@ class PlayOptions:
     pace: hold frames to the display clock (a player); False runs as fast as it can (offline
     upscaling at a fixed level; deadlines are still counted against the target).
     start_s / duration_s: play only this time range of the video (seconds from its start).
+    on_output: called with every SR frame, in order, from the sink thread (e.g. raw frames to a pipe).
 
     The output keeps the source's timestamps (a variable frame rate stays variable), bit depth
     (a 10-bit source is decoded to 16-bit RGB and written at yuv420p10le), colour tags, sample
@@ -134,6 +135,7 @@ class PlayOptions:
     pace: bool = True
     start_s: float | None = None
     duration_s: float | None = None
+    on_output: Callable[[np.ndarray], None] | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICY_NAMES:
@@ -237,6 +239,8 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
             session.writer.write(frame, times[i] if i < len(times) else None)
         if reference_every and i % reference_every == 0:
             outputs[i] = frame
+        if opts.on_output is not None:
+            opts.on_output(frame)
 
     start_level = level if level is not None else (len(engine.levels) - 1 if policy == "fixed" else 0)
     if engine.level != start_level:
@@ -289,6 +293,40 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
     if reference_every:
         result.psnr = _reference_psnr(refs, outputs, scale)
     return result
+
+
+class ReachWatch:
+    """Calls `warn(line)` once when the target frame rate is out of reach while playing: over the
+    last `window_s` seconds (after at least that long and `min_frames` frames) the runtime sat on
+    its fastest level for most frames and still delivered under `share` of the target. Feed it
+    every frame record (`on_frame`)."""
+
+    def __init__(self, target_fps: float, warn: Callable[[str], None], *, fastest: int = 0, window_s: float = 3.0,
+                 min_frames: int = 20, share: float = 0.9) -> None:
+        self.target, self.warn, self.fastest = float(target_fps), warn, fastest
+        self.window_s, self.min_frames, self.share = window_s, min_frames, share
+        self.recent: list[tuple[float, int, bool]] = []  # (ready time, level, missed)
+        self.warned = False
+
+    def on_frame(self, record: Any, state: Any = None) -> None:
+        if self.warned:
+            return
+        t = float(record.ready_time)
+        self.recent.append((t, int(record.level), bool(record.missed)))
+        while self.recent and self.recent[0][0] < t - self.window_s:
+            self.recent.pop(0)
+        n = len(self.recent)
+        if record.index + 1 < self.min_frames or t < self.window_s or n < 2:
+            return
+        span = self.recent[-1][0] - self.recent[0][0]
+        rate = (n - 1) / span if span > 0 else math.inf
+        on_fastest = sum(1 for _, lv, _ in self.recent if lv == self.fastest) / n
+        if rate < self.share * self.target and on_fastest >= 0.5:
+            late = sum(1 for *_, m in self.recent if m) / n
+            self.warned = True
+            self.warn(f"target {self.target:g} FPS is out of reach on this machine now: even the fastest level "
+                      f"runs about {rate:.1f} FPS ({100 * late:.0f}% of recent frames late); lower the target "
+                      f"(--target-fps) or the LR size, or free the CPU")
 
 
 def output_pix_fmt(info: Any, codec: str) -> str:
