@@ -858,6 +858,11 @@ def bench_ddp(
 
 _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
+# The optional packages and the extra that installs each (pyproject.toml [project.optional-dependencies]):
+# the core install leaves them out, and a command that needs one says how to get it.
+EXTRA_OF_MODULE = {"aiohttp": "serve", "ray": "cluster", "sionna": "mimo", "scipy": "mimo", "h5py": "mimo",
+                   "onnxruntime": "onnx", "onnx": "onnx", "cv2": "peers", "pyanime4k": "peers"}
+
 
 def _fail(message: str, code: int) -> None:
     from adasr._cli.ddp import rank_prefix
@@ -894,6 +899,12 @@ def main() -> None:
             console.print(escape(str(exc)), highlight=False, soft_wrap=True)
             sys.exit(130)
         _fail(str(exc), exc.exit_code)
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
+        if extra is None or os.environ.get("ADASR_DEBUG"):
+            _internal(exc)
+        _fail(f"this command needs the optional package {exc.name}: pip install 'adasr[{extra}]' "
+              f"(or make setup-dev for every extra)", ConfigError.exit_code)
     except OSError as exc:
         if exc.errno not in _FULL_DISK or os.environ.get("ADASR_DEBUG"):
             _internal(exc)
