@@ -202,6 +202,8 @@ class _Job:
     start_s: float | None = None
     duration_s: float | None = None
     load_share: float = 0.0
+    resume: bool = False
+    chunk_frames: int = 240
 
 
 def _sizes(hw: tuple[int, int], scale: int) -> str:
@@ -319,8 +321,8 @@ def upscale_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, sc
                  time_budget: str | None = None, strict: bool = False, realtime: bool = False,
                  target_fps: float | None = None, precision: str | None = None, codec: str | None = None,
                  crf: int = 20, preset: str | None = None, tile: int = 256, max_frames: int | None = None,
-                 start: float | None = None, duration: float | None = None,
-                 reporter: Reporter | None = None) -> UpscaleResult:
+                 start: float | None = None, duration: float | None = None, resume: bool = False,
+                 chunk_frames: int | None = None, reporter: Reporter | None = None) -> UpscaleResult:
     """Upscale one image or video file `src` into `dst` as `adasr upscale` does (see the module doc).
 
     model: a package (folder or .adasr) or a single model file (None: the bundled package for
@@ -328,7 +330,9 @@ def upscale_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, sc
     "1x", ... (`adasr.estimate.parse_time_budget`); strict: refuse when even the fastest level
     misses it. realtime / target_fps: the adaptive runtime, paced. codec None: h265 for a source
     of more than 8 bits (av1 for .webm), else h264. start / duration: a time range of the video
-    (seconds). Errors are `adasr.AdasrError`s raised before any work where they can be.
+    (seconds). resume: encode in chunks kept beside the output and continue an interrupted run
+    (`adasr.resume`; one level of a package, not realtime); chunk_frames: frames per chunk.
+    Errors are `adasr.AdasrError`s raised before any work where they can be.
     """
     from adasr._atomic import check_not_input, check_writable
     from adasr.estimate import parse_time_budget, sample_load_share
@@ -362,6 +366,16 @@ def upscale_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, sc
     job = _Job(src, dst, scale, mode, None if level is None else str(level), budget, strict,
                reporter or Reporter(), precision, codec, crf, preset, tile, max_frames, start, duration)
     job.load_share = sample_load_share()
+    if chunk_frames is not None:
+        if not isinstance(chunk_frames, int) or isinstance(chunk_frames, bool) or chunk_frames < 1:
+            raise ConfigError(f"chunk_frames must be a positive integer, got {chunk_frames!r}")
+        job.chunk_frames = chunk_frames
+    if resume:
+        if image:
+            raise ConfigError("--resume is for videos (an image is one step)")
+        if mode == "realtime":
+            raise ConfigError("--resume and --realtime: a live transcode is not resumed; choose one")
+        job.resume = True
     from adasr.package import is_package_path
     from adasr.paths import MODELS_DIR
 
@@ -378,6 +392,9 @@ def upscale_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, sc
                           "this is a single model file")
     if mode == "level":
         raise ConfigError("--level picks a level of a package; a single model file has one")
+    if job.resume:
+        raise ConfigError("--resume works with a package (the bundled one, or --model a package), not a single "
+                          "model file")
     from adasr.modelfile import load_model
     from adasr.paths import bundled_model
 
@@ -475,32 +492,94 @@ def _video_package(job: _Job, model_path: Path | None) -> UpscaleResult:
     # `precision` asks (the package's own precision is for the adaptive runtime: realtime, play);
     # int8 levels calibrate on the input
     engine = build_engine(package, precision=job.precision or "fp32", calibration_video=job.src)
-    choice = choose_level(package, hw, total, total / fps, mode=job.mode, level=job.level, budget=job.budget,
-                          tile=engine.tile, load_share=job.load_share)
-    _announce(job, choice, len(package.family), what)
+    work = _work_folder(job, model_path) if job.resume else None
+    if work is not None and work.chunks and work.frames_done >= total:
+        work.chunks.pop()  # all kept (stopped while joining): the last chunk again, then the join
+        work.save()
+    skip = 0 if work is None else work.frames_done
+    if work is not None and work.level is not None:
+        n = len(package.family)
+        if not 0 <= work.level < n:
+            raise ConfigError(f"the work kept in {work.folder} is at level {work.level}, which {package.path.name} "
+                              f"does not have; remove that folder to start over")
+        costs, calibrate = _level_costs(package, [work.level], hw, job.load_share)
+        costs = calibrate(costs, work.level)
+        left = max(0, total - skip)
+        choice = LevelChoice(work.level, costs.seconds_for(work.level, hw, left, engine.tile), costs, None)
+        job.reporter.say(f"{what}: resuming after {skip} frames kept in {work.folder.name}, at level {work.level} "
+                         f"as before: {plain_estimate(choice.estimate_s, job.load_share)} for the rest")
+    else:
+        choice = choose_level(package, hw, total, total / fps, mode=job.mode, level=job.level, budget=job.budget,
+                              tile=engine.tile, load_share=job.load_share)
+        _announce(job, choice, len(package.family), what)
+        if work is not None:
+            work.level = choice.level
+            work.save()
     level, estimate = choice.level, choice.estimate_s
-    re = _Reestimate(job, estimate, total)
+    re = _Reestimate(job, estimate, max(0, total - skip))
     job.reporter.start(total or None, str(level), format_seconds(estimate))
+    writer = None
+    if work is not None:
+        from functools import partial
+
+        from adasr.resume import ChunkedWriter
+
+        writer = partial(_chunked, ChunkedWriter, work, job.chunk_frames)
     try:
         def on_frame(record: Any, state: Any) -> None:
             done = record.index + 1
             remaining = re.update(done, record.ready_time)
-            if done <= 3 or done % 5 == 0 or done == total:
-                job.reporter.update(done, total or None, done / max(1e-9, record.ready_time), str(level),
+            if done <= 3 or done % 5 == 0 or skip + done == total:
+                job.reporter.update(skip + done, total or None, done / max(1e-9, record.ready_time), str(level),
                                     format_seconds(remaining))
 
         result = play(engine, job.src, PlayOptions(target_fps=fps, policy="fixed", level=level, out=job.dst,
                                                    codec=job.codec, crf=job.crf, preset=job.preset,
                                                    max_frames=job.max_frames, info=info, on_frame=on_frame,
-                                                   pace=False, start_s=job.start_s, duration_s=job.duration_s))
+                                                   pace=False, start_s=job.start_s, duration_s=job.duration_s,
+                                                   writer=writer, skip_frames=skip))
+    except KeyboardInterrupt:
+        if work is not None and work.chunks:
+            from adasr.errors import Interrupted
+
+            raise Interrupted(f"interrupted; {work.frames_done} frames are kept in {work.folder}: run the same "
+                              f"command (with --resume) to go on from there") from None
+        raise
     finally:
-        job.reporter.finish(re.running.done)
+        job.reporter.finish(skip + re.running.done)
     summary = {k: v for k, v in result.summary().items() if k not in DEADLINE_KEYS}
     summary.update(mode=job.mode, level=level, estimated_s=estimate, estimate_source=choice.costs.source,
                    budget_s=choice.budget_s)
-    return UpscaleResult(summary, f"wrote {job.dst}: {summary['frames']} frames {summary['out_size'][0]}x"
+    kept = ""
+    if work is not None:
+        summary["frames_resumed"] = skip  # frames upscaled by an earlier, interrupted run
+        summary["frames"] += skip
+        summary["level_histogram"] = {str(level): summary["frames"]}
+        kept = f" ({skip} of them kept from before)" if skip else ""
+    return UpscaleResult(summary, f"wrote {job.dst}: {summary['frames']} frames{kept} {summary['out_size'][0]}x"
                                   f"{summary['out_size'][1]}, level {level}, {format_seconds(summary['seconds'])} "
                                   f"(estimated {format_seconds(estimate)}), {summary['mean_fps']:.1f} FPS")
+
+
+def _work_folder(job: _Job, model_path: Path | None) -> Any:
+    """The resume work folder, keyed by everything that shapes the output's frames and encoding."""
+    from adasr.resume import WorkFolder
+
+    model = "bundled" if model_path is None else str(model_path.resolve())
+    if model_path is not None and model_path.is_file():
+        model += f" {model_path.stat().st_size} {model_path.stat().st_mtime_ns}"
+    key = {"scale": job.scale, "model": model, "mode": job.mode, "level": job.level,
+           "budget": None if job.budget is None else job.budget.text, "codec": job.codec, "crf": job.crf,
+           "preset": job.preset, "max_frames": job.max_frames, "start": job.start_s, "duration": job.duration_s,
+           "precision": job.precision, "chunk_frames": job.chunk_frames}
+    return WorkFolder(job.dst, job.src, key)
+
+
+def _chunked(cls: Any, work: Any, chunk_frames: int, out: Any, width: int, height: int, fps: Any, *,
+             audio_from: Any = None, trim: bool = False, rotation: int = 0, **video: Any) -> Any:
+    """`PlayOptions.writer` for a resumable run: `ChunkedWriter` with VideoWriter's arguments."""
+    return cls(work, width, height, fps, chunk_frames=chunk_frames, audio_from=audio_from, trim=trim,
+               rotation=rotation, **video)
 
 
 def _video_realtime(job: _Job, model_path: Path | None, target_fps: float | None) -> UpscaleResult:

@@ -438,6 +438,7 @@ def read_frames(
         fps = _rate(stream)
         reformatter = VideoReformatter()  # one scaler context for the whole clip
         decoded = 0
+        in_range = 0  # frames in [start_s, end_s) so far; the first `start` of them are dropped
         yielded = 0
         packets = 0
         last_time: float | None = None
@@ -447,18 +448,19 @@ def read_frames(
                     packets += 1
                 for frame in packet.decode():
                     decoded += 1
-                    if frame.time is not None:
-                        last_time = frame.time
-                    if decoded <= start:
-                        continue
                     ft = frame.time
+                    if ft is not None:
+                        last_time = ft
                     if t_lo is not None and ft is not None and ft < t_lo - 1e-6:
                         continue
                     if t_hi is not None and ft is not None and ft >= t_hi - 1e-6:
-                        if yielded == 0:
+                        if yielded == 0 and in_range >= start:
                             raise InputError(f"no frames of {path} in the time range asked for "
                                              f"(from {start_s or 0:g} s to {end_s:g} s)")
                         return
+                    in_range += 1
+                    if in_range <= start:
+                        continue
                     if times is not None:
                         times.append(float(ft) if ft is not None else float(stream_start + yielded / (fps or 25)))
                     yield _to_rgb(frame, reformatter, hw, rgb)
@@ -484,8 +486,8 @@ def read_frames(
                 f"truncated video {path}: decoded {decoded} frames, then: the stream ended at "
                 f"{last_time:.2f}s of {expected_end:.2f}s"
             )
-        if decoded <= start:
-            raise InputError(f"start frame {start} is past the end of {path} ({decoded} frames)")
+        if in_range <= start:
+            raise InputError(f"start frame {start} is past the end of {path} ({in_range} frames)")
         if yielded == 0 and (t_lo is not None or t_hi is not None):
             raise InputError(f"no frames of {path} in the time range asked for "
                              f"(from {start_s or 0:g} s{'' if end_s is None else f' to {end_s:g} s'})")
@@ -621,6 +623,8 @@ class VideoWriter:
     time_base: the clock of `write(frame, time=...)` (None: 1/fps); give the source stream's
               time base to keep its timestamps exactly.
     trim:     cut the copied streams to the written video's time range (see the module doc).
+    time_origin: the source time (seconds) that becomes output time 0 with `write(frame, time=...)`
+              (default: the first written frame's; pieces of one video written apart share one).
 
     Bad options raise ConfigError, an unknown suffix or unwritable target OutputError, and an
     unreadable `audio_from` InputError, all before any frame is written.
@@ -644,6 +648,7 @@ class VideoWriter:
         sar: Fraction | None = None,
         time_base: Fraction | None = None,
         trim: bool = False,
+        time_origin: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.codec = codec_for_suffix(self.path, codec)
@@ -679,7 +684,7 @@ class VideoWriter:
         self._audio_map: dict[int, Any] = {}
         self._audio_iter: Iterator[Any] | None = None
         self._audio_next: Any = None
-        self._t0: float | None = None       # source seconds of the first written frame (or the video start)
+        self._t0: float | None = time_origin  # source seconds of output time 0 (default: the first frame's)
         self._t_last: float = 0.0           # seconds, written clock, of the last frame written
         self._last_pts = -1
         check_writable(self.path)
@@ -765,6 +770,25 @@ class VideoWriter:
         except (av.FFmpegError, OSError) as e:
             raise OutputError(f"cannot create video {self.path}: {_one_line(e)}") from None
 
+        self._vstream = self._add_video_stream(fmt)
+
+        if self.audio_from is not None:
+            self._add_carried(suffix)
+
+        restore = None
+        if self.encoder == "libsvtav1" and "SVT_LOG" not in os.environ:
+            os.environ["SVT_LOG"] = "1"  # SVT-AV1 prints its banner to stderr unless told not to
+            restore = "SVT_LOG"
+        try:
+            self._out.start_encoding()
+        except (av.FFmpegError, OSError, ValueError) as e:
+            raise OutputError(f"cannot start writing video {self.path}: {_one_line(e)}") from None
+        finally:
+            if restore:
+                os.environ.pop(restore, None)
+
+    def _add_video_stream(self, fmt: str) -> Any:
+        """The encoded video stream, its options, colour tags, aspect ratio and rotation."""
         opts = {"crf": str(self.crf)}
         if self.encoder in ("libx264", "libx265", "libsvtav1"):
             opts["preset"] = self.preset
@@ -796,22 +820,7 @@ class VideoWriter:
                 vs.set_display_rotation(self.rotation)
             else:  # older PyAV: the legacy clockwise tag, which newer FFmpeg muxers ignore
                 vs.metadata["rotate"] = str((-self.rotation) % 360)
-        self._vstream = vs
-
-        if self.audio_from is not None:
-            self._add_carried(suffix)
-
-        restore = None
-        if self.encoder == "libsvtav1" and "SVT_LOG" not in os.environ:
-            os.environ["SVT_LOG"] = "1"  # SVT-AV1 prints its banner to stderr unless told not to
-            restore = "SVT_LOG"
-        try:
-            self._out.start_encoding()
-        except (av.FFmpegError, OSError, ValueError) as e:
-            raise OutputError(f"cannot start writing video {self.path}: {_one_line(e)}") from None
-        finally:
-            if restore:
-                os.environ.pop(restore, None)
+        return vs
 
     def _add_carried(self, suffix: str) -> None:
         src = self.audio_from
@@ -955,7 +964,7 @@ class VideoWriter:
             if self.frames_written == 0:
                 raise OutputError(f"no frames were written; nothing saved to {self.path}")
             try:
-                for packet in self._vstream.encode(None):
+                for packet in self._flush_video():
                     self._out.mux(packet)
             except (av.FFmpegError, OSError) as e:
                 raise OutputError(f"cannot write video {self.path}: {_one_line(e)}") from None
@@ -974,6 +983,9 @@ class VideoWriter:
         except BaseException as e:
             self._abort(type(e), e, e.__traceback__)
             raise
+
+    def _flush_video(self) -> Any:
+        return self._vstream.encode(None)
 
     def _close_audio_source(self) -> None:
         if self._in_audio is not None:

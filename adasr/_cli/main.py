@@ -349,6 +349,7 @@ def upscale(
     max_frames: Annotated[Optional[int], typer.Option(help="Stop a video after this many frames (every stream is cut there).")] = None,
     start: Annotated[Optional[float], typer.Option(help="Start a video this many seconds in (every stream is cut there).")] = None,
     duration: Annotated[Optional[float], typer.Option(help="Upscale this many seconds of a video (every stream is cut there).")] = None,
+    resume: Annotated[bool, typer.Option(help="Encode a video in chunks kept beside the output (.NAME.adasr-partial/) so that Ctrl-C loses at most one chunk: the same command with --resume then goes on from there, and the result is the same file as an uninterrupted --resume run. A package's levels only, not --realtime.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace an existing output (a batch: upscale again the files whose outputs exist, which are skipped otherwise).")] = False,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar and no estimate line (warnings still show).")] = False,
@@ -368,7 +369,7 @@ def upscale(
     run_upscale(paths[:-1], paths[-1], quiet=quiet, json_summary=json_summary, overwrite=overwrite, out=out,
                 console=console, scale=scale, model=model, codec=codec, crf=crf, preset=preset, tile=tile,
                 max_frames=max_frames, level=level, target_fps=target_fps, time_budget=time_budget,
-                realtime=realtime, strict=strict, precision=precision, start=start, duration=duration)
+                realtime=realtime, strict=strict, precision=precision, start=start, duration=duration, resume=resume)
 
 
 @app.command()

@@ -109,6 +109,9 @@ class PlayOptions:
     upscaling at a fixed level; deadlines are still counted against the target).
     start_s / duration_s: play only this time range of the video (seconds from its start).
     on_output: called with every SR frame, in order, from the sink thread (e.g. raw frames to a pipe).
+    writer: makes the output instead of `VideoWriter` (same arguments; `adasr.resume.ChunkedWriter`).
+    skip_frames: decode and drop this many frames first (they were upscaled before: a resume);
+    `max_frames` still counts from the first frame.
 
     The output keeps the source's timestamps (a variable frame rate stays variable), bit depth
     (a 10-bit source is decoded to 16-bit RGB and written at yuv420p10le), colour tags, sample
@@ -136,6 +139,8 @@ class PlayOptions:
     start_s: float | None = None
     duration_s: float | None = None
     on_output: Callable[[np.ndarray], None] | None = None
+    writer: Callable[..., Any] | None = None
+    skip_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.policy not in POLICY_NAMES:
@@ -157,6 +162,10 @@ class PlayOptions:
         if m is not None and (not isinstance(m, int) or m < 1):
             raise ConfigError(f"max_frames must be a positive integer, got {m!r}")
         check_time_range(self.start_s, self.duration_s)
+        if not isinstance(self.skip_frames, int) or self.skip_frames < 0:
+            raise ConfigError(f"skip_frames must be a non-negative integer, got {self.skip_frames!r}")
+        if self.max_frames is not None and self.skip_frames >= self.max_frames:
+            raise ConfigError(f"skip_frames ({self.skip_frames}) leaves nothing of max_frames ({self.max_frames})")
 
 
 def check_time_range(start_s: Any, duration_s: Any) -> None:
@@ -214,8 +223,9 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
     def frames() -> Iterator[np.ndarray]:
         if not reference_every:
             same = lr == (info.height, info.width)
-            yield from read_frames(video, max_frames=max_frames, hw=None if same else lr, depth=depth,
-                                   start_s=start_s, end_s=end_s, times=times)
+            skip = opts.skip_frames
+            yield from read_frames(video, max_frames=None if max_frames is None else max_frames - skip, start=skip,
+                                   hw=None if same else lr, depth=depth, start_s=start_s, end_s=end_s, times=times)
             return
         from adasr.data.imresize import imresize_torch
         from adasr.frames import to_frame, to_tensor
@@ -265,7 +275,8 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
 
     def open_writer() -> Any:
         trimmed = max_frames is not None or start_s is not None or end_s is not None
-        return VideoWriter(out, out_hw[1], out_hw[0], info.fps or fps, codec=opts.codec, crf=opts.crf,
+        make = opts.writer or VideoWriter
+        return make(out, out_hw[1], out_hw[0], info.fps or fps, codec=opts.codec, crf=opts.crf,
                            preset=opts.preset, audio_from=video if getattr(info, "carried", ()) or info.has_audio
                            else None, rotation=info.rotation, pix_fmt=output_pix_fmt(info, opts.codec),
                            color=getattr(info, "color", None), sar=getattr(info, "sar", None),
