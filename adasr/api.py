@@ -1,8 +1,10 @@
 """The library's entry points, as `adasr` exports them (see `adasr/__init__.py`).
 
-`upscale_image` and `upscale_video` are thin wrappers over `adasr.upscale`'s file functions that
-also accept what the other entry points return: a model file's path, the `(module, spec)` pair
-of `load_model`, a package's path or an `Engine`. Nothing here holds state.
+`upscale_image` and `upscale_video` accept what the other entry points return: a model file's
+path, the `(module, spec)` pair of `load_model`, a package's path or an `Engine`. A video with a
+package's path (or None, the bundled package) runs exactly what `adasr upscale` runs
+(`adasr.upscale_run.upscale_file`: time budgets, realtime, the thread rule, resume); the other
+forms run `adasr.upscale`'s file functions with the thread rule. Nothing here holds state.
 """
 
 from __future__ import annotations
@@ -121,7 +123,9 @@ def upscale_video(model: Any, src: str | os.PathLike[str], dst: str | os.PathLik
     `target_fps` (the adaptive runtime), with the runtime's thread rule. An `Engine`: its active
     level (or `level`) through the same runtime. A model file's path, `load_model`'s `(module,
     spec)` or an `nn.Module`: one frame at a time with the thread rule for the load now.
-    kw: `codec`, `crf`, `preset`, `max_frames`, `tile` (and `on_frame`, `overlap` for a single model).
+    kw: `codec`, `crf`, `preset`, `max_frames`, `tile`, `resume`, `chunk_frames` for a package path
+    (`adasr.upscale_run.upscale_file`); `codec`, `crf`, `preset`, `max_frames` for an Engine; and
+    `on_frame`, `tile`, `overlap` for a single model.
     """
     from adasr.package import is_package_path
 
@@ -129,7 +133,7 @@ def upscale_video(model: Any, src: str | os.PathLike[str], dst: str | os.PathLik
         from adasr.upscale import VideoSummary
         from adasr.upscale_run import upscale_file
 
-        unknown = set(kw) - {"codec", "crf", "preset", "max_frames", "tile"}
+        unknown = set(kw) - {"codec", "crf", "preset", "max_frames", "tile", "resume", "chunk_frames"}
         if unknown:
             raise ConfigError(f"upscale_video with a package does not take {', '.join(sorted(unknown))}")
         result = upscale_file(src, dst, scale=scale or 2, model=model, level=level, time_budget=time_budget,

@@ -85,7 +85,10 @@ def run_upscale(inputs: list[Path], output: Path, *, quiet: bool, json_summary: 
     for src in inputs:
         check_not_url(src)
     if len(inputs) == 1 and not inputs[0].is_dir():
+        from adasr._atomic import check_not_input
+
         src = inputs[0]
+        check_not_input([output], [src, options.get("model")])  # writing over an input: refused first
         if output.exists() and not output.is_dir() and not overwrite:
             if not src.exists():
                 raise InputError(f"input not found: {src}")
