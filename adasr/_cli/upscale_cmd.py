@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from adasr.errors import AdasrError, InputError, OutputError
+from adasr.errors import AdasrError, InputError, Interrupted, OutputError
 from adasr.upscale_run import DEADLINE_KEYS, Reporter, resolve_mode, upscale_file
 
 __all__ = ["DEADLINE_KEYS", "batch_jobs", "resolve_mode", "run_upscale"]
@@ -169,6 +169,8 @@ def _run_batch(inputs: list[Path], outdir: Path, *, quiet: bool, json_summary: b
             try:
                 result = upscale_file(src, dst, reporter=RichReporter(console, quiet, progress, label=src.name),
                                       **options)
+            except Interrupted:
+                raise  # Ctrl-C stops the batch (what a resumable file kept, its message says)
             except AdasrError as exc:
                 failed.append(exc)
                 rows.append({"input": str(src), "output": str(dst), "status": f"failed: {exc}",

@@ -340,10 +340,11 @@ class ReachWatch:
                       f"(--target-fps) or the LR size, or free the CPU")
 
 
-def output_pix_fmt(info: Any, codec: str) -> str:
+def output_pix_fmt(info: Any, codec: str | None) -> str:
     """yuv420p10le for a source of more than 8 bits (when the codec's encoder takes it), else yuv420p."""
     if getattr(info, "bit_depth", 8) <= 8:
         return "yuv420p"
+    codec = codec or "h264"
     import av
 
     from adasr.video import CODECS, _canonical_codec, _has_encoder
