@@ -29,6 +29,8 @@ def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool
 
     def on_progress(stage: str, done: int, total: int) -> None:
         if not task:  # the bar shows only when profiling runs
+            if not quiet and not console.is_terminal:  # no bar off a terminal: say it once
+                console.print("profiling this device's levels (first use; cached after)", highlight=False)
             progress.start()
             task.append(progress.add_task("profile", total=None))
         progress.update(task[0], completed=done, total=total)

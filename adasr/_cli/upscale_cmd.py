@@ -66,6 +66,8 @@ class RichReporter(Reporter):
 
     def profiling(self, stage: str, done: int, total: int) -> None:
         if self.profile_bar is None:
+            if not self.quiet and not self.console.is_terminal:  # no bar off a terminal: say it once
+                self.console.print("profiling this device's levels (first use; cached after)", highlight=False)
             self.profile_bar = Progress(TextColumn("[bold]profiling this device (first use, cached)"), BarColumn(),
                                         MofNCompleteColumn(), console=self.console, disable=self.quiet,
                                         transient=True)
