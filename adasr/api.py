@@ -34,18 +34,10 @@ def load_engine(package: str | os.PathLike[str] | None = None, scale: int = 2, *
     precision: "fp32", "int8" or "auto" (`adasr.runtime.precision`; None: the package's own);
     int8 levels are calibrated on the first frames of `calibration_video`.
     """
-    from adasr.package import open_package
-    from adasr.runtime.precision import build_engine, check_precision
-    from adasr.runtime.profile import resolve_family
+    from adasr.runtime.precision import open_engine
 
-    if precision is not None:
-        check_precision(precision)
-    pkg = open_package(package, scale)
-    family, source = resolve_family(pkg, profile_if_missing=profile, on_progress=on_progress)
-    engine = build_engine(pkg, family, precision=precision, calibration_video=calibration_video)
-    engine.profile_source = source
-    engine.package = pkg
-    return engine
+    return open_engine(package, scale, profile=profile, on_progress=on_progress, precision=precision,
+                       calibration_video=calibration_video)
 
 
 def _runner(model: Any, scale: int | None, level: int | None) -> tuple[Callable[[Any], Any], int]:

@@ -169,8 +169,7 @@ def upscale_video_file(model: nn.Module, scale: int, src: str | Path, dst: str |
     `on_frame(done, total)` is called after every frame (progress bars); `info` is the source's
     `VideoInfo` when the caller has already probed it.
     """
-    from adasr.runtime.player import output_pix_fmt
-    from adasr.video import VideoWriter, probe, read_frames
+    from adasr.video import VideoWriter, output_pix_fmt, probe, read_frames
 
     info = info or probe(src)
     total = info.frame_count if max_frames is None else min(max_frames, info.frame_count)

@@ -91,6 +91,7 @@ __all__ = [
     "check_carried",
     "check_sdr",
     "codec_for_suffix",
+    "output_pix_fmt",
     "is_video_path",
     "probe",
     "read_frames",
@@ -486,11 +487,11 @@ def read_frames(
                 f"truncated video {path}: decoded {decoded} frames, then: the stream ended at "
                 f"{last_time:.2f}s of {expected_end:.2f}s"
             )
-        if in_range <= start:
-            raise InputError(f"start frame {start} is past the end of {path} ({in_range} frames)")
-        if yielded == 0 and (t_lo is not None or t_hi is not None):
+        if in_range == 0 and (t_lo is not None or t_hi is not None):
             raise InputError(f"no frames of {path} in the time range asked for "
                              f"(from {start_s or 0:g} s{'' if end_s is None else f' to {end_s:g} s'})")
+        if in_range <= start:
+            raise InputError(f"start frame {start} is past the end of {path} ({in_range} frames)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -543,6 +544,18 @@ def codec_for_suffix(path: str | os.PathLike[str], codec: str | None = None) -> 
     if suffix == ".webm" and c != "av1":
         raise ConfigError(f"WebM output holds only AV1, not {c}: choose codec av1 or a .mp4/.mkv file ({path})")
     return c
+
+
+def output_pix_fmt(info: Any, codec: str | None) -> str:
+    """yuv420p10le for a source of more than 8 bits (when the codec's encoder takes it), else yuv420p."""
+    if getattr(info, "bit_depth", 8) <= 8:
+        return "yuv420p"
+    codec = codec or "h264"
+    for enc in CODECS[_canonical_codec(codec)]:
+        if _has_encoder(enc):
+            formats = {f.name for f in (av.Codec(enc, "w").video_formats or [])}
+            return "yuv420p10le" if "yuv420p10le" in formats else "yuv420p"
+    return "yuv420p"
 
 
 def _fraction(fps: Any) -> Fraction:

@@ -30,9 +30,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from adasr import __version__
+        import adasr
 
-        out.print(f"adasr {__version__}", highlight=False)
+        out.print(f"adasr {adasr.__version__}", highlight=False)
         raise typer.Exit()
 
 

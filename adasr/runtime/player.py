@@ -41,7 +41,7 @@ from adasr._options import check_hw, resolve
 from adasr.errors import ConfigError, InputError
 from adasr.runtime.policies import pick_policy
 
-__all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "ReachWatch", "check_time_range", "output_pix_fmt", "play",
+__all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "ReachWatch", "check_time_range", "play",
            "write_timeline"]
 
 POLICY_NAMES = ("lookup", "reactive", "fixed")
@@ -187,7 +187,7 @@ def play(engine: Any, video: str | os.PathLike[str], options: PlayOptions | None
     """
     from adasr.runtime.pipeline import AutoThreads, StreamOptions
     from adasr.runtime.session import PlaybackSession
-    from adasr.video import VideoWriter, probe, read_frames
+    from adasr.video import VideoWriter, output_pix_fmt, probe, read_frames
 
     if "lr_size" in overrides:
         size = overrides.pop("lr_size")
@@ -338,22 +338,6 @@ class ReachWatch:
             self.warn(f"target {self.target:g} FPS is out of reach on this machine now: even the fastest level "
                       f"runs about {rate:.1f} FPS ({100 * late:.0f}% of recent frames late); lower the target "
                       f"(--target-fps) or the LR size, or free the CPU")
-
-
-def output_pix_fmt(info: Any, codec: str | None) -> str:
-    """yuv420p10le for a source of more than 8 bits (when the codec's encoder takes it), else yuv420p."""
-    if getattr(info, "bit_depth", 8) <= 8:
-        return "yuv420p"
-    codec = codec or "h264"
-    import av
-
-    from adasr.video import CODECS, _canonical_codec, _has_encoder
-
-    for enc in CODECS[_canonical_codec(codec)]:
-        if _has_encoder(enc):
-            formats = {f.name for f in (av.Codec(enc, "w").video_formats or [])}
-            return "yuv420p10le" if "yuv420p10le" in formats else "yuv420p"
-    return "yuv420p"
 
 
 def _reference_psnr(refs: dict[int, tuple[np.ndarray, np.ndarray]], outputs: dict[int, np.ndarray],
