@@ -1,4 +1,6 @@
-# `make run`, `make test` and `make test-fast` set up .venv on first use, then do their job.
+# `make run`, `make test` and `make test-fast` set up .venv on first use, then do their job. `make run`
+# installs the core only (requirements.txt: what upscale, play, encode and decode need); `make test`
+# and `make test-fast` add every extra and the test tools (requirements-dev.txt).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,16 +9,25 @@ STAMP := $(VENV)/.adasr-installed
 # (pyproject.toml [tool.pytest.ini_options] markers).
 FAST := not (slow or integration or browser or cluster)
 
-.PHONY: setup run test test-fast chromium results clean
+
+DEV_STAMP := $(VENV)/.adasr-dev-installed
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
+.PHONY: setup setup-dev run test test-fast chromium results clean
 
 $(STAMP): pyproject.toml requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . \
-	  || $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps --no-build-isolation -e . || $(PIP) --no-deps -e .
 	@touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
+	@touch $(DEV_STAMP)
+
 setup: $(STAMP)
+
+setup-dev: $(DEV_STAMP)
 
 run: $(STAMP)
 	$(BIN)/adasr demo
@@ -33,11 +44,11 @@ chromium:
 	  fi; \
 	fi
 
-test: $(STAMP) chromium
+test: $(DEV_STAMP) chromium
 	$(BIN)/ruff check adasr tests
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(BIN)/ruff check adasr tests
 	$(BIN)/python -m pytest -q -m "$(FAST)"
 

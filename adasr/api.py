@@ -1,8 +1,10 @@
 """The library's entry points, as `adasr` exports them (see `adasr/__init__.py`).
 
-`upscale_image` and `upscale_video` are thin wrappers over `adasr.upscale`'s file functions that
-also accept what the other entry points return: a model file's path, the `(module, spec)` pair
-of `load_model`, a package's path or an `Engine`. Nothing here holds state.
+`upscale_image` and `upscale_video` accept what the other entry points return: a model file's
+path, the `(module, spec)` pair of `load_model`, a package's path or an `Engine`. A video with a
+package's path (or None, the bundled package) runs exactly what `adasr upscale` runs
+(`adasr.upscale_run.upscale_file`: time budgets, realtime, the thread rule, resume); the other
+forms run `adasr.upscale`'s file functions with the thread rule. Nothing here holds state.
 """
 
 from __future__ import annotations
@@ -33,28 +35,10 @@ def load_engine(package: str | os.PathLike[str] | None = None, scale: int = 2, *
     precision: "fp32", "int8" or "auto" (`adasr.runtime.precision`; None: the package's own);
     int8 levels are calibrated on the first frames of `calibration_video`.
     """
-    from adasr.errors import InputError
-    from adasr.package import is_package_path, load_package
-    from adasr.paths import bundled_package
-    from adasr.runtime.precision import build_engine, check_precision
-    from adasr.runtime.profile import resolve_family
+    from adasr.runtime.precision import open_engine
 
-    if precision is not None:
-        check_precision(precision)
-    path = Path(package) if package is not None else bundled_package(scale, family)
-    if not path.exists():
-        raise InputError(f"model package not found: {path}")
-    if not is_package_path(path):
-        raise ConfigError(f"{path} is a single model file; adaptive mode needs a package (folder or .adasr) "
-                          f"with a family of levels (pass --level to upscale with a plain model)")
-    pkg = load_package(path)
-    if pkg.scale != scale:
-        raise ConfigError(f"{path} is a x{pkg.scale} package; --scale {scale} asked for x{scale}")
-    family, source = resolve_family(pkg, profile_if_missing=profile, on_progress=on_progress)
-    engine = build_engine(pkg, family, precision=precision, calibration_video=calibration_video)
-    engine.profile_source = source
-    engine.package = pkg
-    return engine
+    return open_engine(package, scale, profile=profile, on_progress=on_progress, precision=precision,
+                       calibration_video=calibration_video, family=family)
 
 
 def _runner(model: Any, scale: int | None, level: int | None) -> tuple[Callable[[Any], Any], int]:
@@ -65,7 +49,9 @@ def _runner(model: Any, scale: int | None, level: int | None) -> tuple[Callable[
 
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
-        if path.is_dir() or path.suffix == ".adasr":
+        from adasr.package import is_package_path
+
+        if is_package_path(path):
             engine = Engine.load(str(path))
             model = engine
             level = len(engine) - 1 if level is None else level  # a package: its best level
@@ -116,18 +102,75 @@ def upscale_image(model: Any, src: str | os.PathLike[str], dst: str | os.PathLik
 
 
 def upscale_video(model: Any, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
-                  scale: int | None = None, level: int | None = None, **kw: Any) -> VideoSummary:
-    """Upscale the video file `src` into `dst` at one level, frame by frame, keeping frame rate,
-    rotation and audio (written atomically); returns a `VideoSummary` (frames, seconds, sr_fps).
+                  scale: int | None = None, level: int | str | None = None, time_budget: str | None = None,
+                  strict: bool = False, realtime: bool = False, target_fps: float | None = None,
+                  precision: str | None = None, start: float | None = None, duration: float | None = None,
+                  **kw: Any) -> VideoSummary:
+    """Upscale the video file `src` into `dst`, keeping frame times, rotation, bit depth, colour
+    tags and every audio, subtitle and attachment stream (written atomically); returns a
+    `VideoSummary` (frames, seconds, sr_fps; level, mode and the estimate for a package).
 
-    model: as for `upscale_image`. kw: `codec`, `crf`, `preset`, `max_frames`, `on_frame`,
-    `tile`, `overlap` of `adasr.upscale.upscale_video_file`. To adapt the level to the device's
-    load while a video plays, use `play` with an `Engine` instead.
+    model: a package's path or None (the bundled package for `scale`): exactly what `adasr
+    upscale` runs (`adasr.upscale_run.upscale_file`): the best level, `level`, the best level that
+    fits `time_budget` ("90s", "2m", "1x"; `strict` refuses when none does), or `realtime` /
+    `target_fps` (the adaptive runtime), with the runtime's thread rule. An `Engine`: its active
+    level (or `level`) through the same runtime. A model file's path, `load_model`'s `(module,
+    spec)` or an `nn.Module`: one frame at a time with the thread rule for the load now.
+    kw: `codec`, `crf`, `preset`, `max_frames`, `tile`, `resume`, `chunk_frames` and `family` (the
+    bundled levels for None: "auto", "codec" or "clean") for a package path (`adasr.upscale_run.upscale_file`); `codec`, `crf`, `preset`, `max_frames` for an Engine; and
+    `on_frame`, `tile`, `overlap` for a single model.
     """
+    from adasr.package import is_package_path
+
+    if model is None or (isinstance(model, (str, os.PathLike)) and is_package_path(model)):
+        from adasr.upscale import VideoSummary
+        from adasr.upscale_run import upscale_file
+
+        unknown = set(kw) - {"codec", "crf", "preset", "max_frames", "tile", "resume", "chunk_frames", "family"}
+        if unknown:
+            raise ConfigError(f"upscale_video with a package does not take {', '.join(sorted(unknown))}")
+        result = upscale_file(src, dst, scale=scale or 2, model=model, level=level, time_budget=time_budget,
+                              strict=strict, realtime=realtime, target_fps=target_fps, precision=precision,
+                              start=start, duration=duration, **kw)
+        s = result.summary
+        return VideoSummary(s["frames"], s["seconds"], s["out_size"][0], s["out_size"][1], float(s["source_fps"]),
+                            level=s.get("level"), mode=s.get("mode"), estimated_s=s.get("estimated_s"), details=s)
+    if time_budget is not None or realtime or target_fps is not None or strict:
+        raise ConfigError("time_budget, strict, realtime and target_fps choose levels of a package: pass the "
+                          "package's path (or None for the bundled one)")
+    from adasr.runtime.engine import Engine
+
+    if isinstance(model, Engine):
+        return _engine_video(model, src, dst, scale, level, precision, start, duration, **kw)
     import torch
 
+    from adasr.estimate import sample_load_share
     from adasr.upscale import upscale_video_file
+    from adasr.upscale_run import _rule_threads
 
     run, s = _runner(model, scale, level)
-    with torch.inference_mode():
-        return upscale_video_file(run, s, src, dst, **kw)
+    with _rule_threads(sample_load_share()), torch.inference_mode():
+        return upscale_video_file(run, s, src, dst, start_s=start, duration_s=duration, **kw)
+
+
+def _engine_video(engine: Any, src: Any, dst: Any, scale: int | None, level: int | str | None, precision: Any,
+                  start: float | None, duration: float | None, **kw: Any) -> VideoSummary:
+    """An engine's level (or `level`) through the runtime (`play`, fixed policy, unpaced)."""
+    from adasr.runtime.player import PlayOptions, play
+    from adasr.upscale import VideoSummary
+    from adasr.video import probe
+
+    if precision is not None:
+        raise ConfigError("precision is chosen when an engine is built (load_engine(..., precision=...))")
+    if scale is not None and scale != engine.scale:
+        raise ConfigError(f"scale {scale} does not match the package's x{engine.scale}")
+    unknown = set(kw) - {"codec", "crf", "preset", "max_frames"}
+    if unknown:
+        raise ConfigError(f"upscale_video with an Engine does not take {', '.join(sorted(unknown))}")
+    lv = engine.level if level is None else int(level)
+    info = probe(src)
+    result = play(engine, src, PlayOptions(policy="fixed", level=lv, out=dst, pace=False, info=info,
+                                           start_s=start, duration_s=duration, **kw))
+    s = result.summary()
+    return VideoSummary(s["frames"], s["seconds"], s["out_size"][0], s["out_size"][1], float(s["source_fps"]),
+                        level=lv, mode="level", details=s)

@@ -6,7 +6,7 @@ mode). Everything else is a bug and is allowed to surface as a traceback.
 
 from __future__ import annotations
 
-__all__ = ["AdasrError", "ConfigError", "InputError", "ModelError", "OutputError"]
+__all__ = ["AdasrError", "ConfigError", "InputError", "Interrupted", "ModelError", "OutputError"]
 
 
 class AdasrError(Exception):
@@ -37,3 +37,9 @@ class ConfigError(AdasrError):
     """An option or configuration value is invalid."""
 
     exit_code = 5
+
+
+class Interrupted(AdasrError):
+    """Ctrl-C, with a message saying what was kept (the CLI prints it and exits 130)."""
+
+    exit_code = 130

@@ -70,7 +70,8 @@ from adasr.space import SearchSpace
 __all__ = ["LEVELS", "MANIFEST", "MAX_JSON_BYTES", "MAX_PROFILES", "MAX_WEIGHTS_BYTES", "PACKAGE_FORMAT",
            "PACKAGE_SCHEMA_VERSION", "PROFILES", "PROFILE_KIND", "PROFILE_SCHEMA_VERSION", "Package",
            "SINGLE_FILE_SUFFIX", "WEIGHTS", "check_int8_section", "check_package_output", "check_precision",
-           "check_profile", "is_package_path", "load_package", "package_folder_reason", "save_package"]
+           "check_profile", "is_package_path", "load_package", "open_package", "package_folder_reason",
+           "save_package"]
 
 PACKAGE_FORMAT = "adasr-package"
 PACKAGE_SCHEMA_VERSION = 1
@@ -528,6 +529,26 @@ def _read_tensors(path: Path, source: Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(f"{source}: damaged package: weights are not a readable safetensors file ({first})") from None
+
+
+def open_package(path: str | os.PathLike[str] | None, scale: int, family: str = "codec") -> Package:
+    """The one package loader of every entry point: `path` (None: the bundled package of `family`,
+    `adasr.paths.bundled_package`, for `scale`),
+    loaded and checked. InputError when it is missing; ConfigError for a single model file or a
+    package of another scale; ModelError when it is damaged."""
+    from adasr.errors import InputError
+    from adasr.paths import bundled_package
+
+    p = Path(path) if path is not None else bundled_package(scale, family)
+    if not p.exists():
+        raise InputError(f"model package not found: {p}")
+    if not is_package_path(p):
+        raise ConfigError(f"{p} is a single model file; adaptive mode needs a package (folder or .adasr) "
+                          f"with a family of levels (pass --level to upscale with a plain model)")
+    pkg = load_package(p)
+    if pkg.scale != scale:
+        raise ConfigError(f"{p} is a x{pkg.scale} package; --scale {scale} asked for x{scale}")
+    return pkg
 
 
 def load_package(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Package:

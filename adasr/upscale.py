@@ -152,6 +152,10 @@ class VideoSummary:
     width: int
     height: int
     fps: float  # source frame rate
+    level: int | None = None           # the package level run (None: a single model, or several levels)
+    mode: str | None = None            # best, level, budget or realtime (a package path)
+    estimated_s: float | None = None   # the estimate made before the work
+    details: dict | None = None        # the full summary `adasr upscale --json` prints
 
     @property
     def sr_fps(self) -> float:
@@ -160,22 +164,32 @@ class VideoSummary:
 
 def upscale_video_file(model: nn.Module, scale: int, src: str | Path, dst: str | Path, *, codec: str = "h264",
                        crf: int = 20, preset: str | None = None, max_frames: int | None = None,
-                       on_frame: Callable[[int, int], None] | None = None, info=None, **kw) -> VideoSummary:
-    """Upscale a video frame by frame, keeping frame rate, rotation and audio; atomic output.
+                       on_frame: Callable[[int, int], None] | None = None, info=None,
+                       start_s: float | None = None, duration_s: float | None = None, **kw) -> VideoSummary:
+    """Upscale a video frame by frame, keeping frame times, rotation, bit depth, colour tags,
+    aspect ratio and the audio, subtitle and attachment streams (cut to the frames written when
+    `max_frames`, `start_s` or `duration_s` trim the video); atomic output.
 
     `on_frame(done, total)` is called after every frame (progress bars); `info` is the source's
     `VideoInfo` when the caller has already probed it.
     """
-    from adasr.video import VideoWriter, probe, read_frames
+    from adasr.video import VideoWriter, output_pix_fmt, probe, read_frames
 
     info = info or probe(src)
     total = info.frame_count if max_frames is None else min(max_frames, info.frame_count)
     started = time.perf_counter()
     done = 0
+    times: list[float] = []
+    end_s = None if duration_s is None else (start_s or 0.0) + duration_s
+    trimmed = max_frames is not None or start_s is not None or end_s is not None
     with VideoWriter(dst, info.width * scale, info.height * scale, info.fps, codec=codec, crf=crf,
-                     preset=preset, audio_from=src if info.has_audio else None, rotation=info.rotation) as writer:
-        for frame in read_frames(src, max_frames=max_frames):
-            writer.write(sr_array(model, frame, scale, **kw))
+                     preset=preset, audio_from=src if info.carried or info.has_audio else None,
+                     rotation=info.rotation, pix_fmt=output_pix_fmt(info, codec), color=info.color, sar=info.sar,
+                     time_base=info.time_base, trim=trimmed) as writer:
+        depth = 16 if info.bit_depth > 8 else 8
+        for frame in read_frames(src, max_frames=max_frames, depth=depth, start_s=start_s, end_s=end_s,
+                                 times=times):
+            writer.write(sr_array(model, frame, scale, **kw), times[done])
             done += 1
             if on_frame is not None:
                 on_frame(done, total)

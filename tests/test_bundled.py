@@ -13,7 +13,6 @@ from adasr.nn.registry import build_model
 from adasr.package import load_package
 from adasr.paths import bundled_package
 
-
 FAMILY_SIZE = {("clean", 2): 8, ("clean", 3): 6, ("clean", 4): 6, ("codec", 2): 5, ("codec", 3): 4, ("codec", 4): 4}
 
 

@@ -28,7 +28,8 @@ LAYERS = [
     ("spec",),  # architecture spec: block grammar, op shapes, analytic cost (no torch)
     ("space",),  # SubnetConfig, SearchSpace (no torch)
     ("family",),  # Level, Family, Pareto: the data model search, package and runtime share (no torch)
-    ("images", "video", "frames", "timing", "data", "metrics", "evaluation"),  # I/O, tensors, timing, datasets
+    # I/O, tensors, timing, datasets, resumable video chunks
+    ("images", "video", "frames", "timing", "data", "metrics", "evaluation", "resume"),
     ("nn", "modelfile", "upscale"),  # networks, the model registry, model files, tiled SR
     ("train",),
     ("search",),
@@ -39,6 +40,7 @@ LAYERS = [
     ("reuse",),  # RECL model reuse: expert zoo, gating network, safety checker, retraining scheduler
     ("mimo",),  # massive-MIMO detection: a second task, on the leaf helpers only
     ("bench",),
+    ("upscale_run",),  # the upscale policy: what `adasr upscale` and `adasr.upscale_video` run
     ("api", "_cli", "__main__"),  # the public entry points and the CLI
 ]
 

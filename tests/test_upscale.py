@@ -219,7 +219,7 @@ def test_timed_costs_time_only_what_is_asked(profiled):
 def _cli(monkeypatch, capsys, *args):
     from tests.cli.test_cli import run_cli
 
-    return run_cli(monkeypatch, capsys, "upscale", *args)
+    return run_cli(monkeypatch, capsys, "upscale", *args, "-y")  # the tests below reuse output names
 
 
 def _err_lines(err):

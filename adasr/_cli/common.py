@@ -77,6 +77,8 @@ RANGES: dict[str, Range] = {
     "sweep_crf": Range(0, 63),
     "tile": Range(8, MAX_SIDE),
     "max_frames": Range(1, _BIG),
+    "upscale:start": Range(0, 1e7),            # seconds into a video
+    "upscale:duration": Range(0, 1e7, lo_open=True),
     "pipeline:max_frames": Range(2, _BIG),
     "repeats": Range(1, 10_000),
     "predictor_samples": Range(0, 100_000),

@@ -61,7 +61,7 @@ def run_demo(scale: int, out_dir: Path, out: Console, console: Console, *, targe
                         trace=trace, lr_hw=lr, output=out_dir / f"demo_x{scale}.mp4", max_frames=None,
                         json_out=out_dir / f"demo_x{scale}.json", timeline=out_dir / f"demo_x{scale}_timeline.png",
                         reference_every=4, quiet=quiet, out=out, console=console, precision=precision,
-                        stream=DEMO_STREAM)
+                        as_stream=DEMO_STREAM)
 
 
 def demo(

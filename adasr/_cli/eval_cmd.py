@@ -63,8 +63,9 @@ def eval_cmd(
 def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors) or package (folder or .adasr).")]) -> None:
     """Show what a model file or package holds: architecture, scale, parameters, MACs, levels."""
     from adasr.modelfile import load_model
+    from adasr.package import is_package_path
 
-    if model.is_dir() or model.suffix == ".adasr":
+    if is_package_path(model):
         from adasr.package import load_package
 
         summary = load_package(model).summary()

@@ -26,10 +26,23 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        import adasr
+
+        out.print(f"adasr {adasr.__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Adaptive neural super-resolution: train, evaluate and run SR models on images and video."""
+
+
 @app.command()
 def upscale(
-    input: Annotated[Path, typer.Argument(help="Image (png, jpg, ...) or video (mp4, mkv, avi, ...).")],
-    output: Annotated[Path, typer.Argument(help="Output file; its suffix picks the format.")],
+    paths: Annotated[list[Path], typer.Argument(help="INPUT... OUTPUT: an image (png, jpg, ...) or video (mp4, mkv, avi, ...) and the output file (its suffix picks the format); or folders and/or several inputs and an output folder (created; every image and video directly in an input folder is upscaled, keeping its name).", metavar="INPUT... OUTPUT")],
     scale: Annotated[int, typer.Option(help="Upscaling factor; picks the bundled model unless --model is given.")] = 2,
     model: Annotated[Optional[Path], typer.Option(help="Package (folder or .adasr) or single model file "
                                                   "(default: the bundled package for --scale).")] = None,
@@ -43,26 +56,36 @@ def upscale(
                                            "rate (or --target-fps), switching levels as the CPU allows.")] = False,
     target_fps: Annotated[Optional[float], typer.Option(help="Frame rate --realtime holds (default: the video's); "
                                                         "implies --realtime.")] = None,
-    codec: Annotated[str, typer.Option(help="Video codec: h264, h265 or av1.")] = "h264",
+    codec: Annotated[Optional[str], typer.Option(help="Video codec: h264, h265 or av1 (default: h265 for a 10-bit source, av1 for .webm, else h264).")] = None,
     crf: Annotated[int, typer.Option(help="Video quality (constant rate factor, lower = better).")] = 20,
     preset: Annotated[Optional[str], typer.Option(help="Encoder preset (default: the codec's own).")] = None,
     tile: Annotated[int, typer.Option(help="Process frames in tiles of this many LR pixels (bounded memory).")] = 256,
-    max_frames: Annotated[Optional[int], typer.Option(help="Stop a video after this many frames.")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop a video after this many frames (every stream is cut there).")] = None,
+    start: Annotated[Optional[float], typer.Option(help="Start a video this many seconds in (every stream is cut there).")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Upscale this many seconds of a video (every stream is cut there).")] = None,
+    resume: Annotated[bool, typer.Option(help="Encode a video in chunks kept beside the output (.NAME.adasr-partial/) so that Ctrl-C loses at most one chunk: the same command with --resume then goes on from there, and the result is the same file as an uninterrupted --resume run. A package's levels only, not --realtime.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace an existing output (a batch: upscale again the files whose outputs exist, which are skipped otherwise).")] = False,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar and no estimate line (warnings still show).")] = False,
     json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary (mode, level histogram, "
                                                "estimated and actual seconds; --realtime: deadline share) "
                                                "instead of a sentence.")] = False,
     precision: Annotated[Optional[str], typer.Option(help="Video level precision: fp32, int8 (every level, forced) or auto (int8 only where this device's profile measured it faster and within its PSNR tolerance); default: fp32 for a file (quality first), the package's own with --realtime (the bundled packages: auto).")] = None,
+    family: Annotated[str, typer.Option(help="Which bundled levels run when --model is not given: auto (a lossless image, PNG/BMP/TIFF/PPM: the levels trained on clean LR; a video or a JPEG/WebP: those trained on codec-compressed LR), codec, or clean.")] = "auto",
 ) -> None:
-    """Upscale an image or a video (frame rate, rotation and audio are kept): the best level by default,
-    the best that fits --time-budget, or --realtime; one line up front says what runs and how long it takes."""
+    """Upscale images and videos: every audio, subtitle and attachment stream, frame time, bit depth and colour
+    tag is kept. The best level by default, the best that fits --time-budget, or --realtime; one line up front
+    says what runs and about how long it takes here. Without --model the levels follow the input (--family)."""
     from adasr._cli.upscale_cmd import run_upscale
 
+    if len(paths) < 2:
+        raise ConfigError("give an input and an output (INPUT... OUTPUT)")
     _threads(threads)
-    run_upscale(input, output, scale, model, codec, crf, preset, tile, max_frames, quiet, out, console,
-                level=level, target_fps=target_fps, json_summary=json_summary, time_budget=time_budget,
-                realtime=realtime, strict=strict, precision=precision)
+    run_upscale(paths[:-1], paths[-1], quiet=quiet, json_summary=json_summary, overwrite=overwrite, out=out,
+                console=console, scale=scale, model=model, codec=codec, crf=crf, preset=preset, tile=tile,
+                max_frames=max_frames, level=level, target_fps=target_fps, time_budget=time_budget,
+                realtime=realtime, strict=strict, precision=precision, start=start, duration=duration, resume=resume,
+                family=family)
 
 
 @app.command()
@@ -90,8 +113,10 @@ def play(
     base: Annotated[Optional[str], typer.Option(help="The base model this player already holds (generic, srvc, a model file or a package): a live channel then names it by hash and sends only updates; a model stream encoded with --base-by-hash needs it (a mismatching hash is refused).")] = None,
     precision: Annotated[Optional[str], typer.Option(help="Level precision: fp32, int8 (every level, forced) or auto (int8 only where this device's profile measured it faster and within its PSNR tolerance); default: the package's own (the bundled packages: auto; fp32 when a package says nothing).")] = None,
     family: Annotated[str, typer.Option(help="Which bundled levels run when --model is not given: auto (a video: the levels trained on codec-compressed input), codec, or clean (trained on clean bicubic LR, for a lossless source).")] = "auto",
+    pipe: Annotated[bool, typer.Option("--pipe", help="Write the upscaled frames as raw rgb24 to stdout, to watch live: adasr play clip.mp4 --pipe | ffplay -f rawvideo -pixel_format rgb24 -video_size WxH -framerate FPS - (the exact line is printed on stderr).")] = False,
 ) -> None:
-    """Play a video through the adaptive runtime with a live view of level, FPS, load, switches and misses."""
+    """Play a video through the adaptive runtime with a live view of level, FPS, load, switches and misses;
+    one warning when the target frame rate is out of reach."""
     from adasr._cli.play_cmd import run_play
     from adasr.stream.player import is_stream_path
 
@@ -123,7 +148,7 @@ def play(
     run_play(video, model=model, scale=scale, target_fps=target_fps, policy=policy, level=level, trace=trace,
              lr_hw=None if lr_size is None else _parse_hw(lr_size), output=output, max_frames=max_frames,
              json_out=json_out, timeline=timeline, reference_every=reference_every, quiet=quiet, out=out,
-             console=console, base=base, precision=precision, family=family)
+             console=console, base=base, precision=precision, family=family, pipe=pipe)
 
 
 def _parse_hw(text: str) -> tuple[int, int]:
@@ -184,6 +209,11 @@ _register_mimo(app)
 
 _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
+# The optional packages and the extra that installs each (pyproject.toml [project.optional-dependencies]):
+# the core install leaves them out, and a command that needs one says how to get it.
+EXTRA_OF_MODULE = {"aiohttp": "serve", "ray": "cluster", "sionna": "mimo", "scipy": "mimo", "h5py": "mimo",
+                   "onnxruntime": "onnx", "onnx": "onnx", "cv2": "peers", "pyanime4k": "peers"}
+
 
 def _fail(message: str, code: int) -> None:
     from adasr._cli.ddp import rank_prefix
@@ -220,6 +250,12 @@ def main() -> None:
             console.print(escape(str(exc)), highlight=False, soft_wrap=True)
             sys.exit(130)
         _fail(str(exc), exc.exit_code)
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
+        if extra is None or os.environ.get("ADASR_DEBUG"):
+            _internal(exc)
+        _fail(f"this command needs the optional package {exc.name}: pip install 'adasr[{extra}]' "
+              f"(or make setup-dev for every extra)", ConfigError.exit_code)
     except OSError as exc:
         if exc.errno not in _FULL_DISK or os.environ.get("ADASR_DEBUG"):
             _internal(exc)

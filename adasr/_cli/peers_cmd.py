@@ -73,10 +73,13 @@ def bench_peers(
     for r in result["rows"]:
         params = "-" if r["params"] is None else f"{r['params'] / 1e3:.1f}K"
         cells = [f"{r[s]['psnr']:.2f} / {r[s]['ssim']:.4f}" for s in result["sets"]]
-        table.add_row(r["name"], params, *cells, f"{r['ms']:.1f}", f"{r['fps']:.1f}")
+        mark = "" if r.get("timing_trusted", True) else " ?"
+        table.add_row(r["name"], params, *cells, f"{r['ms']:.1f}{mark}", f"{r['fps']:.1f}{mark}")
     out.print(table, width=160)
     for note in result["notes"]:
         out.print(f"not run: {note}", highlight=False)
+    if result.get("verdict_withheld"):
+        out.print(f"? marks a timing that cannot be trusted: {result['verdict_withheld']}", highlight=False)
     for s, v in result["verdict"].items():
         word = "above" if v["every_level_above_every_peer"] else "NOT above"
         out.print(f"{Path(s).name}: every level {word} every peer (worst level {v['worst_level']} "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from adasr.errors import ConfigError, InputError
+from adasr.upscale_run import parse_level
 
 __all__ = ["LiveView", "load_engine", "parse_level", "print_summary", "run_play"]
 
@@ -30,6 +30,8 @@ def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool
 
     def on_progress(stage: str, done: int, total: int) -> None:
         if not task:  # the bar shows only when profiling runs
+            if not quiet and not console.is_terminal:  # no bar off a terminal: say it once
+                console.print("profiling this device's levels (first use; cached after)", highlight=False)
             progress.start()
             task.append(progress.add_task("profile", total=None))
         progress.update(task[0], completed=done, total=total)
@@ -53,23 +55,6 @@ def load_engine(model: Path | None, scale: int, console: Console, *, quiet: bool
 def _trace_file(trace: str | None) -> Path | None:
     """The CSV file a --trace names (None for a named trace)."""
     return Path(trace) if trace is not None and Path(trace).is_file() else None
-
-
-def parse_level(text: str, n_levels: int) -> int | None:
-    """'auto' -> None; 'best' -> the last level; an index (negative counts from the end)."""
-    if text == "auto":
-        return None
-    if text == "best":
-        return n_levels - 1
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"--level must be auto, best or a level index, got {text!r}") from None
-    if value < 0:
-        value += n_levels
-    if not 0 <= value < n_levels:
-        raise ConfigError(f"--level {text}: this package has levels 0..{n_levels - 1}")
-    return value
 
 
 class LiveView:
@@ -149,7 +134,11 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
              trace: str | None, lr_hw: tuple[int, int] | None, output: Path | None, max_frames: int | None,
              json_out: Path | None, timeline: Path | None, reference_every: int, quiet: bool, out: Console,
              console: Console, base: str | None = None, precision: str | None = None,
-             stream: str | None = None, family: str | None = None) -> dict[str, Any]:
+             as_stream: str | None = None, family: str | None = None, pipe: bool = False) -> dict[str, Any]:
+    """Play `video` with the live view (stderr); warn once when the target frame rate is out of reach
+    (up front from this device's profile, or as it plays). pipe: the SR frames as raw rgb24 on stdout
+    (for `ffplay -f rawvideo ...` or mpv), the summary on stderr. as_stream: an `adasr.data.degrade` spec the
+    source is played through (shrunk and coded as a stream carries it; `PlayOptions.stream`)."""
     from rich.live import Live
 
     from adasr._atomic import check_not_input, check_writable
@@ -173,7 +162,7 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
                             max_frames=max_frames, json_out=json_out, timeline=timeline, quiet=quiet, out=out,
                             console=console, base=base)
     if precision is not None:
-        from adasr.runtime.precision import check_precision
+        from adasr.package import check_precision
 
         check_precision(precision)
     info = probe(video)
@@ -186,16 +175,47 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
         start = len(engine.levels) - 1
     fps = float(target_fps) if target_fps is not None else float(info.fps or 25)
     view = LiveView(engine, fps)
-    options = PlayOptions(target_fps=fps, policy=policy, level=start, trace=trace, lr_hw=lr_hw, out=output,
-                          max_frames=max_frames, reference_every=reference_every, info=info, stream=stream)
-    if quiet:
-        result = play(engine, video, options)
+    from adasr.estimate import sample_load_share
+    from adasr.runtime.player import ReachWatch
+    from adasr.upscale_run import fastest_fps, reach_line
+
+    def warn(line: str) -> None:
+        console.print(line, highlight=False, soft_wrap=True)
+
+    hw = lr_hw or (info.height, info.width)
+    watch = ReachWatch(fps, warn)
+    if policy != "fixed":
+        top = fastest_fps(engine, hw, sample_load_share())
+        if top is not None and top < fps:
+            warn(reach_line(top, hw, fps, "the runtime will hold the fastest level"))
+            watch.warned = True  # once is enough
     else:
-        with Live(view.table(), console=console, refresh_per_second=4, transient=False) as live:
-            view.live = live
-            result = play(engine, video, replace(options, on_frame=view.on_frame))
-            live.update(view.table())
-        console.print()
+        watch.warned = True  # one level asked for: being late is the choice made
+    on_output = None
+    if pipe:
+        on_output = _raw_pipe(console, (hw[0] * engine.scale, hw[1] * engine.scale), fps)
+        out = console  # stdout carries the frames; the summary goes to stderr
+
+    def on_frame(record: Any, state: Any) -> None:
+        watch.on_frame(record, state)
+        if not quiet:
+            view.on_frame(record, state)
+
+    options = PlayOptions(target_fps=fps, policy=policy, level=start, trace=trace, lr_hw=lr_hw, out=output,
+                          max_frames=max_frames, reference_every=reference_every, info=info, on_frame=on_frame,
+                          on_output=on_output, stream=as_stream)
+    try:
+        if quiet:
+            result = play(engine, video, options)
+        else:
+            with Live(view.table(), console=console, refresh_per_second=4, transient=False) as live:
+                view.live = live
+                result = play(engine, video, options)
+                live.update(view.table())
+            console.print()
+    except _PipeClosed:
+        console.print("the viewer closed the pipe; stopped", highlight=False)
+        return {}
     summary = result.summary()
     summary["profile_source"] = engine.profile_source
     _report(result, summary, timeline, json_out, out, f"{video.name}: {_sizes(summary)}, policy {policy}"
@@ -204,6 +224,38 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
     if written:
         out.print("wrote " + ", ".join(written))
     return summary
+
+
+class _PipeClosed(Exception):
+    """The program reading `--pipe` went away."""
+
+
+def _raw_pipe(console: Console, out_hw: tuple[int, int], fps: float) -> Any:
+    """A writer of raw rgb24 frames to stdout, and the line that says how to watch them."""
+    import sys
+
+    import numpy as np
+
+    if sys.stdout.isatty():
+        raise ConfigError("--pipe writes raw video to stdout: pipe it into a player, e.g. "
+                          "adasr play clip.mp4 --pipe | ffplay -f rawvideo -pixel_format rgb24 ...")
+    h, w = out_hw
+    console.print(f"raw rgb24 {w}x{h} at {fps:g} fps on stdout: | ffplay -f rawvideo -pixel_format rgb24 "
+                  f"-video_size {w}x{h} -framerate {fps:g} -   (or: | mpv --demuxer=rawvideo "
+                  f"--demuxer-rawvideo-w={w} --demuxer-rawvideo-h={h} --demuxer-rawvideo-fps={fps:g} -)",
+                  highlight=False, soft_wrap=True)
+    stream = sys.stdout.buffer
+
+    def write(frame: Any) -> None:
+        if frame.dtype != np.uint8:  # a 10-bit source's 16-bit frames: the top 8 bits
+            frame = (frame >> 8).astype(np.uint8)
+        try:
+            stream.write(np.ascontiguousarray(frame).tobytes())
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            raise _PipeClosed() from None
+
+    return write
 
 
 def _play_stream(path: Path, *, target_fps: float | None, policy: str, level: str, output: Path | None,

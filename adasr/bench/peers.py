@@ -18,6 +18,7 @@ reported as unavailable, never silently dropped.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -162,10 +163,31 @@ def score(up: Upscaler, pairs: Sequence[Any], scale: int) -> dict[str, float]:
 
 # -- speed --------------------------------------------------------------------------------------
 
+#: A timing is trusted with at least this many samples and a spread (interquartile range over
+#: the median) of at most TRUSTED_SPREAD; no verdict is printed from timings that are not.
+TRUSTED_SAMPLES = 10
+TRUSTED_SPREAD = 0.20
+
+
+def timing_spread(samples: Sequence[float]) -> float:
+    """(75th - 25th percentile) / median of `samples` (0 for fewer than two)."""
+    if len(samples) < 2:
+        return 0.0
+    q1, med, q3 = np.percentile(np.asarray(samples, dtype=np.float64), [25, 50, 75])
+    return float((q3 - q1) / med) if med > 0 else math.inf
+
+
+def timing_trusted(samples: Sequence[float]) -> bool:
+    return len(samples) >= TRUSTED_SAMPLES and timing_spread(samples) <= TRUSTED_SPREAD
+
+
 def time_upscalers(ups: Sequence[Upscaler], frame: np.ndarray, *, rounds: int = 3, repeats: int = 5,
-                   warmup: int = 2) -> dict[str, float]:
-    """Median seconds per frame of each upscaler, measured in alternating rounds."""
-    times: dict[str, list[float]] = {u.name: [] for u in ups}
+                   warmup: int = 2, samples: dict[str, list[float]] | None = None) -> dict[str, float]:
+    """Median seconds per frame of each upscaler, measured in alternating rounds (`samples`, when
+    given, gets every timing by name)."""
+    times: dict[str, list[float]] = {u.name: [] for u in ups} if samples is None else samples
+    for u in ups:
+        times.setdefault(u.name, [])
     for u in ups:
         for _ in range(warmup):
             u.fn(frame)
@@ -234,15 +256,27 @@ def run_peers(package: str | Path, *, sets: Sequence[str] = ("Set5", "Set14"), m
             rows[u.name][set_name] = score(u, pairs, scale)
     frame = _frame(None if video is None else Path(video), lr_hw)
     say(f"timing {len(ups)} upscalers at {lr_hw[1]}x{lr_hw[0]}")
-    seconds = time_upscalers(ups, frame, rounds=rounds, repeats=repeats)
+    samples: dict[str, list[float]] = {}
+    seconds = time_upscalers(ups, frame, rounds=rounds, repeats=repeats, samples=samples)
     for name, s in seconds.items():
         rows[name]["ms"] = s * 1e3
         rows[name]["fps"] = 1.0 / s
+        rows[name]["timing_samples"] = len(samples[name])
+        rows[name]["timing_spread"] = timing_spread(samples[name])
+        rows[name]["timing_trusted"] = timing_trusted(samples[name])
     result = {"package": str(package), "scale": scale, "sets": list(sets), "lr_hw": list(lr_hw),
               "video": None if video is None else str(video), "threads": torch.get_num_threads(),
               "device": device_key("cpu", torch.get_num_threads()), "notes": notes,
               "rows": list(rows.values())}
-    result["verdict"] = _verdict(result)
+    untrusted = [r["name"] for r in rows.values() if not r["timing_trusted"]]
+    if untrusted:  # the verdicts compare levels and peers that were timed together: none from noise
+        result["verdict"] = {}
+        result["verdict_withheld"] = (
+            f"{len(untrusted)} of {len(rows)} timings are not trustworthy (fewer than {TRUSTED_SAMPLES} samples "
+            f"or a spread above {100 * TRUSTED_SPREAD:.0f}%): {', '.join(untrusted)}; no verdict. Rerun with "
+            f"more --rounds / --repeats, on a quieter machine")
+    else:
+        result["verdict"] = _verdict(result)
     result["provenance"] = provenance()
     return result
 
@@ -298,7 +332,7 @@ def pareto_png(result: dict[str, Any], path: str | Path, set_name: str | None = 
     from adasr._atomic import atomic_path
 
     set_name = set_name or result["sets"][0]
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=120)
     levels = [r for r in result["rows"] if r["kind"] == "adasr-level"]
     ax.plot([r["fps"] for r in levels], [r[set_name]["psnr"] for r in levels], "o-", color="tab:blue",
             label="adasr levels (one supernet; 'own': a level with its own weights)")
@@ -307,10 +341,14 @@ def pareto_png(result: dict[str, Any], path: str | Path, set_name: str | None = 
         ax.annotate(tag, (r["fps"], r[set_name]["psnr"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
     markers = {"peer": ("s", "tab:red"), "bicubic": ("x", "black"), "adasr-model": ("^", "tab:green")}
+    labelled: set[str] = set()
+    names = {"peer": "peers", "bicubic": "bicubic", "adasr-model": "adasr models"}
     for r in result["rows"]:
         if r["kind"] in markers:
             m, c = markers[r["kind"]]
-            ax.scatter([r["fps"]], [r[set_name]["psnr"]], marker=m, color=c)
+            label = None if r["kind"] in labelled else names[r["kind"]]
+            labelled.add(r["kind"])
+            ax.scatter([r["fps"]], [r[set_name]["psnr"]], marker=m, color=c, label=label)
             ax.annotate(r["name"], (r["fps"], r[set_name]["psnr"]), fontsize=7, xytext=(4, -9),
                         textcoords="offset points")
     ax.set_xscale("log")
@@ -319,7 +357,12 @@ def pareto_png(result: dict[str, Any], path: str | Path, set_name: str | None = 
     ax.set_ylabel(f"{set_name} x{result['scale']} PSNR (dB, Y)")
     ax.set_title(f"adasr levels vs peers, x{result['scale']}")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    untrusted = [r for r in result["rows"] if r.get("timing_trusted") is False]
+    if untrusted:
+        ax.scatter([r["fps"] for r in untrusted], [r[set_name]["psnr"] for r in untrusted], s=160,
+                   facecolors="none", edgecolors="tab:orange", label="timing not trustworthy")
+    # outside the axes, so that it never covers a point
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
     fig.tight_layout()
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png")

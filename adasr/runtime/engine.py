@@ -211,10 +211,15 @@ class Engine(Streams):
 
     @torch.inference_mode()
     def process(self, frame: np.ndarray) -> np.ndarray:
-        """uint8 HxWx3 RGB -> uint8 (sH)x(sW)x3 with the active level.
+        """uint8 HxWx3 RGB -> uint8 (sH)x(sW)x3 with the active level (uint16 -> uint16: a
+        10-bit video's frames keep their precision).
 
         A frame larger than `tile` is upscaled tile by tile straight into the uint8 output
         (`adasr.upscale.sr_tiles`): no float buffer of the output's size."""
+        if isinstance(frame, np.ndarray) and frame.dtype == np.uint16 and frame.ndim == 3 and frame.shape[2] == 3:
+            from adasr.upscale import sr_array
+
+            return sr_array(self._forward, frame, self.scale, tile=self.tile, overlap=self.overlap)
         if self.tile is not None and isinstance(frame, np.ndarray) and frame.ndim == 3 \
                 and max(frame.shape[:2]) > self.tile:
             from adasr.upscale import sr_tiles

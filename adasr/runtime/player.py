@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from adasr.runtime.monitors import RuntimeState
     from adasr.runtime.pipeline import FrameRecord, Runner, RunStats
 
-__all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "play", "write_timeline"]
+__all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "ReachWatch", "check_time_range", "play",
+           "write_timeline"]
 
 POLICY_NAMES = ("lookup", "reactive", "fixed")
 
@@ -115,6 +116,16 @@ class PlayOptions:
     `adasr.data.degrade` spec's kernel and coded with its codec and CRF (e.g.
     "h264:crf=28,kernel=area", the live server's settings) in segments of `STREAM_GOP` frames,
     so the reference PSNR is that of the stream actually played.
+    start_s / duration_s: play only this time range of the video (seconds from its start).
+    on_output: called with every SR frame, in order, from the sink thread (e.g. raw frames to a pipe).
+    writer: makes the output instead of `VideoWriter` (same arguments; `adasr.resume.ChunkedWriter`).
+    skip_frames: decode and drop this many frames first (they were upscaled before: a resume);
+    `max_frames` still counts from the first frame.
+
+    The output keeps the source's timestamps (a variable frame rate stays variable), bit depth
+    (a 10-bit source is decoded to 16-bit RGB and written at yuv420p10le), colour tags, sample
+    aspect ratio and its audio, subtitle and attachment streams (trimmed to the frames played
+    when `max_frames`, `start_s` or `duration_s` cut the video).
     """
 
     target_fps: float | None = None
@@ -135,6 +146,11 @@ class PlayOptions:
     info: Any = None
     pace: bool = True
     stream: str | None = None
+    start_s: float | None = None
+    duration_s: float | None = None
+    on_output: Callable[[np.ndarray], None] | None = None
+    writer: Callable[..., Any] | None = None
+    skip_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.policy not in POLICY_NAMES:
@@ -163,13 +179,28 @@ class PlayOptions:
         m = self.max_frames
         if m is not None and (not isinstance(m, int) or m < 1):
             raise ConfigError(f"max_frames must be a positive integer, got {m!r}")
+        check_time_range(self.start_s, self.duration_s)
+        if not isinstance(self.skip_frames, int) or self.skip_frames < 0:
+            raise ConfigError(f"skip_frames must be a non-negative integer, got {self.skip_frames!r}")
+        if self.max_frames is not None and self.skip_frames >= self.max_frames:
+            raise ConfigError(f"skip_frames ({self.skip_frames}) leaves nothing of max_frames ({self.max_frames})")
+
+
+def check_time_range(start_s: Any, duration_s: Any) -> None:
+    """ConfigError unless start is a finite number >= 0 and duration one > 0 (None: not given)."""
+    for name, v, lo_ok in (("start", start_s, True), ("duration", duration_s, False)):
+        if v is None:
+            continue
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and (v >= 0 if lo_ok else v > 0) and v < 1e7):
+            raise ConfigError(f"{name} must be {'non-negative' if lo_ok else 'positive'} seconds, got {v!r}")
 
 
 def play(engine: Runner, video: str | os.PathLike[str], options: PlayOptions | None = None) -> PlayResult:
     """Play `video` through `engine` (see the module doc and `PlayOptions`); returns a `PlayResult`."""
     from adasr.runtime.pipeline import AutoThreads, StreamOptions
     from adasr.runtime.session import PlaybackSession
-    from adasr.video import VideoWriter, probe, read_frames
+    from adasr.video import VideoWriter, output_pix_fmt, probe, read_frames
 
     opts = options_or_default(PlayOptions, options, "play")
     policy, level, reference_every, max_frames, out = opts.policy, opts.level, opts.reference_every, \
@@ -181,6 +212,11 @@ def play(engine: Runner, video: str | os.PathLike[str], options: PlayOptions | N
 
         check_not_input([out], [video])
     info = opts.info or probe(video)
+    if out is not None:
+        from adasr.video import check_carried, check_sdr
+
+        check_sdr(info)
+        check_carried(video, out)  # a stream the container cannot hold: refused before any frame
     scale = engine.scale
     lr = opts.lr_hw or (info.height, info.width)
     out_hw = (lr[0] * scale, lr[1] * scale)
@@ -188,20 +224,27 @@ def play(engine: Runner, video: str | os.PathLike[str], options: PlayOptions | N
     target = fps if opts.target_fps is None else float(opts.target_fps)
 
     refs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index -> (HR reference, LR frame)
+    times: list[float] = []  # source time of every frame read, in order (the writer keeps them)
+    start_s = opts.start_s
+    end_s = None if opts.duration_s is None else (start_s or 0.0) + opts.duration_s
+    depth = 16 if getattr(info, "bit_depth", 8) > 8 and not reference_every else 8
 
     def frames() -> Iterator[np.ndarray]:
         if not reference_every:
             same = lr == (info.height, info.width)
-            yield from read_frames(video, max_frames=max_frames, hw=None if same else lr)
+            skip = opts.skip_frames
+            yield from read_frames(video, max_frames=None if max_frames is None else max_frames - skip, start=skip,
+                                   hw=None if same else lr, depth=depth, start_s=start_s, end_s=end_s, times=times)
             return
         if opts.stream is not None:
-            yield from _streamed(read_frames(video, max_frames=max_frames, hw=out_hw), scale, opts.stream,
-                                 reference_every, refs)
+            yield from _streamed(read_frames(video, max_frames=max_frames, hw=out_hw, start_s=start_s, end_s=end_s,
+                                             times=times), scale, opts.stream, reference_every, refs)
             return
         from adasr.data.imresize import imresize_torch
         from adasr.frames import to_frame, to_tensor
 
-        for i, hr in enumerate(read_frames(video, max_frames=max_frames, hw=out_hw)):
+        for i, hr in enumerate(read_frames(video, max_frames=max_frames, hw=out_hw, start_s=start_s, end_s=end_s,
+                                           times=times)):
             small = imresize_torch(to_tensor(hr, peak=1.0), scale=1.0 / scale)  # on the 0..255 scale
             lr_frame = to_frame(small, unit=False)
             if i % reference_every == 0:
@@ -216,9 +259,11 @@ def play(engine: Runner, video: str | os.PathLike[str], options: PlayOptions | N
         i = counter[0]
         counter[0] += 1
         if session.writer is not None:
-            session.writer.write(frame)
+            session.writer.write(frame, times[i] if i < len(times) else None)
         if reference_every and i % reference_every == 0:
             outputs[i] = frame
+        if opts.on_output is not None:
+            opts.on_output(frame)
 
     start_level = level if level is not None else (len(engine.levels) - 1 if policy == "fixed" else 0)
     if engine.level != start_level:
@@ -242,8 +287,13 @@ def play(engine: Runner, video: str | os.PathLike[str], options: PlayOptions | N
         trace_obj = load_trace(opts.trace, max(1.0, duration), opts.trace_seed)
 
     def open_writer() -> Any:
-        return VideoWriter(out, out_hw[1], out_hw[0], info.fps or fps, codec=opts.codec, crf=opts.crf,
-                           preset=opts.preset, audio_from=video if info.has_audio else None, rotation=info.rotation)
+        trimmed = max_frames is not None or start_s is not None or end_s is not None
+        make = opts.writer or VideoWriter
+        return make(out, out_hw[1], out_hw[0], info.fps or fps, codec=opts.codec, crf=opts.crf,
+                           preset=opts.preset, audio_from=video if getattr(info, "carried", ()) or info.has_audio
+                           else None, rotation=info.rotation, pix_fmt=output_pix_fmt(info, opts.codec),
+                           color=getattr(info, "color", None), sar=getattr(info, "sar", None),
+                           time_base=getattr(info, "time_base", None), trim=trimmed)
 
     stream = StreamOptions(threads=AutoThreads() if opts.thread_rule == "auto" else None, on_frame=frame_hook,
                            pace=opts.pace)
@@ -296,6 +346,39 @@ def _streamed(hr_frames: Iterator[np.ndarray], scale: int, spec: str, every: int
                 index += 1
                 yield lr_frame
             chunk = []
+
+class ReachWatch:
+    """Calls `warn(line)` once when the target frame rate is out of reach while playing: over the
+    last `window_s` seconds (after at least that long and `min_frames` frames) the runtime sat on
+    its fastest level for most frames and still delivered under `share` of the target. Feed it
+    every frame record (`on_frame`)."""
+
+    def __init__(self, target_fps: float, warn: Callable[[str], None], *, fastest: int = 0, window_s: float = 3.0,
+                 min_frames: int = 20, share: float = 0.9) -> None:
+        self.target, self.warn, self.fastest = float(target_fps), warn, fastest
+        self.window_s, self.min_frames, self.share = window_s, min_frames, share
+        self.recent: list[tuple[float, int, bool]] = []  # (ready time, level, missed)
+        self.warned = False
+
+    def on_frame(self, record: Any, state: Any = None) -> None:
+        if self.warned:
+            return
+        t = float(record.ready_time)
+        self.recent.append((t, int(record.level), bool(record.missed)))
+        while self.recent and self.recent[0][0] < t - self.window_s:
+            self.recent.pop(0)
+        n = len(self.recent)
+        if record.index + 1 < self.min_frames or t < self.window_s or n < 2:
+            return
+        span = self.recent[-1][0] - self.recent[0][0]
+        rate = (n - 1) / span if span > 0 else math.inf
+        on_fastest = sum(1 for _, lv, _ in self.recent if lv == self.fastest) / n
+        if rate < self.share * self.target and on_fastest >= 0.5:
+            late = sum(1 for *_, m in self.recent if m) / n
+            self.warned = True
+            self.warn(f"target {self.target:g} FPS is out of reach on this machine now: even the fastest level "
+                      f"runs about {rate:.1f} FPS ({100 * late:.0f}% of recent frames late); lower the target "
+                      f"(--target-fps) or the LR size, or free the CPU")
 
 
 def _reference_psnr(refs: dict[int, tuple[np.ndarray, np.ndarray]], outputs: dict[int, np.ndarray],

@@ -22,7 +22,7 @@ from adasr.runtime.engine import Engine
 from adasr.runtime.int8_rule import int8_choice, int8_section
 
 __all__ = ["CALIBRATION_FRAMES", "CALIBRATION_HW", "DEFAULT_TOLERANCE_DB", "build_engine", "calibration_frames",
-           "int8_levels", "section_from_bench"]
+           "int8_levels", "open_engine", "section_from_bench"]
 
 if TYPE_CHECKING:
     from adasr.family import Family
@@ -95,3 +95,22 @@ def build_engine(package: Package, family: Family | None = None, *, precision: s
         raise ConfigError("int8 levels need calibration frames: give a video to calibrate on")
     return Engine(package, family, precision="int8", int8_only=chosen, device_key=device_key,
                   calibration=calibration_frames(calibration_video), **kw)
+
+
+def open_engine(package: Any = None, scale: int = 2, *, profile: bool = True, on_progress: Any = None,
+                precision: str | None = None, calibration_video: Any = None, family: str = "codec") -> Any:
+    """An `Engine` over the package at `package` (None: the bundled one of `family` for `scale`, through the one
+    loader `adasr.package.open_package`) with its family's latencies for this device
+    (`adasr.runtime.profile.resolve_family`), carrying `profile_source` and `package`. What
+    `adasr.load_engine` returns (see there)."""
+    from adasr.package import open_package
+    from adasr.runtime.profile import resolve_family
+
+    if precision is not None:
+        check_precision(precision)
+    pkg = open_package(package, scale, family)
+    levels, source = resolve_family(pkg, profile_if_missing=profile, on_progress=on_progress)
+    engine = build_engine(pkg, levels, precision=precision, calibration_video=calibration_video)
+    engine.profile_source = source
+    engine.package = pkg
+    return engine

@@ -143,7 +143,9 @@ def segment_bounds(frames: int, fps: Fraction, tau: float) -> list[tuple[int, in
 # -- models ---------------------------------------------------------------------------------------
 
 def _is_package(path: Path) -> bool:
-    return path.suffix == ".adasr" or (path.is_dir() and (path / "levels.json").is_file())
+    from adasr.package import is_package_path
+
+    return is_package_path(path)
 
 
 def initial_model(settings: EncodeSettings) -> tuple[torch.nn.Module, dict[str, Any], list | None, dict[str, Any]]:
