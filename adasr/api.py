@@ -117,7 +117,8 @@ def upscale_video(model: Any, src: str | os.PathLike[str], dst: str | os.PathLik
     level (or `level`) through the same runtime. A model file's path, `load_model`'s `(module,
     spec)` or an `nn.Module`: one frame at a time with the thread rule for the load now.
     kw: `codec`, `crf`, `preset`, `max_frames`, `tile`, `resume`, `chunk_frames` and `family` (the
-    bundled levels for None: "auto", "codec" or "clean") for a package path (`adasr.upscale_run.upscale_file`); `codec`, `crf`, `preset`, `max_frames` for an Engine; and
+    bundled levels for None: "auto", "codec" or "clean") for a package path
+    (`adasr.upscale_run.upscale_file`); `codec`, `crf`, `preset`, `max_frames` for an Engine; and
     `on_frame`, `tile`, `overlap` for a single model.
     """
     from adasr.package import is_package_path

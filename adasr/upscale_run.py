@@ -329,8 +329,9 @@ def upscale_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, sc
 
     model: a package (folder or .adasr) or a single model file (None: the bundled package for
     `scale` of `family`: "auto" picks the clean levels for a lossless image and the codec-trained
-    ones for anything else, `adasr.paths.family_for_input`; or "codec" / "clean"). level: "best", an index, or "auto" (videos: realtime). time_budget: "90s", "2m",
-    "1x", ... (`adasr.estimate.parse_time_budget`); strict: refuse when even the fastest level
+    ones for anything else, `adasr.paths.family_for_input`; or "codec" / "clean"). level: "best",
+    an index, or "auto" (videos: realtime). time_budget: "90s", "2m", "1x", ...
+    (`adasr.estimate.parse_time_budget`); strict: refuse when even the fastest level
     misses it. realtime / target_fps: the adaptive runtime, paced. codec None: h265 for a source
     of more than 8 bits (av1 for .webm), else h264. start / duration: a time range of the video
     (seconds). resume: encode in chunks kept beside the output and continue an interrupted run
