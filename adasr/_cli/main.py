@@ -15,7 +15,8 @@ from rich.markup import escape
 from adasr._cli.common import console, explicit, out, parse_hw, parse_shares
 from adasr._cli.common import set_threads as _threads
 from adasr._cli.ddp import NPROC_HELP, TIMEOUT_HELP
-from adasr.errors import AdasrError, ConfigError
+from adasr._jsonfile import loads
+from adasr.errors import AdasrError, ConfigError, InputError
 
 __all__ = ["app", "bench_app", "main"]  # the commands register on `app`
 
@@ -34,10 +35,7 @@ def _parse_args(pairs: list[str], option: str = "--arg") -> dict:
         if "=" not in item:
             raise ConfigError(f"{option} wants NAME=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        try:
-            args[key] = json.loads(value)
-        except json.JSONDecodeError:
-            args[key] = value
+        args[key] = loads(value, f"{option} {key}", ConfigError, 1 << 20, text_fallback=True)
     return args
 
 
@@ -130,9 +128,10 @@ def train(
 
 
 def _config_file(path: Path):
+    from adasr.safepath import read_bounded
     from adasr.train import TrainConfig
 
-    data = json.loads(Path(path).read_text())
+    data = loads(read_bounded(path, 1 << 20, "training config", InputError), f"training config {path}", ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(f"training config {path} must be a JSON object")
     return TrainConfig.from_dict(data)
@@ -204,12 +203,9 @@ def _anchored(phases, source: Path, space: dict):
     if is_package_path(source):
         ids = [level.config.id for level in load_package(source).family.levels]
     else:
-        try:
-            if source.stat().st_size > 1 << 20:
-                raise InputError(f"--anchors: {source} is larger than 1 MiB")
-            ids = json.loads(source.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"--anchors: cannot read {source}: {exc}") from None
+        from adasr.safepath import read_bounded
+
+        ids = loads(read_bounded(source, 1 << 20, "--anchors file", InputError), f"--anchors {source}", InputError)
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise InputError(f"--anchors: {source} must hold a JSON list of sub-network ids")
     if not 1 <= len(ids) <= MAX_ANCHORS:

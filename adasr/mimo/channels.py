@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from adasr._atomic import atomic_path
+from adasr._jsonfile import loads
 from adasr.errors import ConfigError, InputError
 from adasr.mimo.problem import check_size
 
@@ -191,7 +192,7 @@ def load(path: str | Path) -> ChannelSet:
         with safe_open(str(path), framework="pt") as f:
             meta_text = (f.metadata() or {}).get("adasr_mimo")
             re, im = f.get_tensor("h_real"), f.get_tensor("h_imag")
-        meta = json.loads(meta_text) if meta_text else None
+        meta = loads(meta_text, "header", InputError) if meta_text else None
     except Exception as exc:  # noqa: BLE001 - any damage is the same one-line answer
         raise InputError(f"{path} is not a readable adasr channel set ({type(exc).__name__})") from None
     if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from adasr._jsonfile import loads
 from adasr.errors import ModelError
 from adasr.nn.registry import MAX_VALUES
 
@@ -359,7 +360,7 @@ def read_record(data: bytes, what: str = "model record") -> tuple[RecordInfo, An
             (mlen,) = struct.unpack_from("<I", payload)
             if mlen != len(payload) - 4:
                 raise ValueError("base reference JSON length does not match the payload")
-            meta = json.loads(payload[4:])
+            meta = loads(payload[4:], "base reference JSON", ValueError)
             if not isinstance(meta, dict):
                 raise ValueError("base reference JSON is not an object")
             return info, meta
@@ -367,7 +368,7 @@ def read_record(data: bytes, what: str = "model record") -> tuple[RecordInfo, An
             (mlen,) = struct.unpack_from("<I", payload)
             if mlen > MAX_ARCH_JSON:
                 raise ValueError(f"architecture JSON of {mlen:,} bytes")
-            meta = json.loads(payload[4:4 + mlen])
+            meta = loads(payload[4:4 + mlen], "architecture JSON", ValueError)
             values = payload[4 + mlen:]
             if len(values) != _value_bytes(DTYPES[info.dtype], info.n_params):
                 raise ValueError("parameter bytes do not match the parameter count")
