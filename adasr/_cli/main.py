@@ -391,7 +391,7 @@ def play(
         run_play_live(video, base=base, target_fps=target_fps, policy=policy, output=output, json_out=json_out,
                       max_frames=max_frames, quiet=quiet, token=token)
         return
-    if token is not None and "token" in explicit(ctx, ("token",)):
+    if getattr(ctx.get_parameter_source("token"), "name", None) == "COMMANDLINE":  # ADASR_TOKEN may stay set
         raise ConfigError("--token: for a live channel (http(s)://HOST:PORT/channel/NAME) only; leave it out")
     from adasr.safepath import user_path
 

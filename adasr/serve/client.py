@@ -639,7 +639,10 @@ class LiveClient:
         self._task = asyncio.current_task()
         if self._stop.is_set():
             return
-        await self._main()
+        try:
+            await self._main()
+        except asyncio.CancelledError:  # stop() while the session closes: nothing is left to do
+            pass
 
     def start(self) -> LiveClient:
         self._loop = asyncio.new_event_loop()
