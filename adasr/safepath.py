@@ -113,8 +113,8 @@ def read_confined(folder: str | os.PathLike[str], name: object, max_bytes: int, 
 
 def read_bounded(path: str | os.PathLike[str], max_bytes: int, what: str,
                  error: type[AdasrError] = InputError) -> bytes:
-    """The bytes of the regular file `path` (a path the user named), at most `max_bytes`."""
-    path = Path(path)
+    """The bytes of the regular file `path` (a path the user named: not empty), at most `max_bytes`."""
+    path = user_path(path, what)
     try:
         return _read_regular(path, None, max_bytes, f"{what} {path}", error)
     except OSError as exc:

@@ -466,9 +466,6 @@ class SearchSpace:
     @classmethod
     def from_file(cls, path) -> SearchSpace:
         """A space from a JSON file of `to_dict`'s fields (how a user widens a space for a GPU)."""
-        from pathlib import Path
-
-        path = Path(path)
         from adasr._jsonfile import loads
         from adasr.safepath import read_bounded
 
