@@ -108,7 +108,6 @@ def _base_ref_record(tmp: Path, text) -> None:
 
 def _arg_option(tmp: Path, text) -> None:
     from adasr._cli.main import _parse_args
-
     from adasr.nn.registry import resolve_args
 
     value = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
@@ -269,7 +268,8 @@ class TestFiniteModelState:
 class TestBuildBound:
     """5: `build_model` (training) refuses what loading refuses, before allocating it."""
 
-    @pytest.mark.parametrize("arch,args", [("espcn", {"f1": 4096, "f2": 4096}), ("fsrcnn", {"d": 4096, "s": 4096, "m": 4})])
+    @pytest.mark.parametrize("arch,args", [("espcn", {"f1": 4096, "f2": 4096}),
+                                           ("fsrcnn", {"d": 4096, "s": 4096, "m": 4})])
     def test_oversized_is_refused_before_building(self, arch, args):
         import tracemalloc
 
