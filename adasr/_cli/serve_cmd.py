@@ -127,15 +127,18 @@ def _access_token(host: str, token: str | None) -> str | None:
     with a one-line warning that the service is reachable from other machines)."""
     import secrets
 
-    from adasr.serve.server import is_loopback
+    from adasr.serve.server import check_token, is_loopback
 
+    check_token(token)
     if is_loopback(host):
         return token
     if token is None:
         token = secrets.token_urlsafe(24)
-        out.print(f"access token (give it to viewers: adasr play URL --token ...): {token}", highlight=False)
+        out.print(f"access token (give it to viewers: adasr play URL --token ...): {token}", highlight=False,
+                  soft_wrap=True)
     console.print(f"[yellow]warning:[/yellow] binding {host}: the channels are reachable from other machines, "
-                  f"over plain HTTP unless a TLS proxy is in front (docs/LIVE.md); a token is required", highlight=False)
+                  f"over plain HTTP unless a TLS proxy is in front (docs/LIVE.md); a token is required", highlight=False,
+                  soft_wrap=True)
     return token
 
 

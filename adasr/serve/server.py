@@ -55,7 +55,7 @@ from adasr.errors import ConfigError
 from adasr.serve.channel import Hub
 
 __all__ = ["BASE_REF_KIND", "Handlers", "LiveServer", "MAX_INDEX", "MAX_LINE", "MAX_WAIT_S", "NAME_RE", "OPEN_PATHS",
-           "is_loopback", "make_app", "status_html"]
+           "check_token", "is_loopback", "make_app", "status_html"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_INDEX = 10**9
@@ -87,6 +87,13 @@ def _float(text: str, what: str, hi: float) -> float:
     if not 0 <= value <= hi:
         raise web.HTTPBadRequest(text=f"{what} must be in [0, {hi}]\n")
     return value
+
+
+def check_token(token: str | None) -> str | None:
+    """`token` if it is None or 16 to 256 characters of A-Z a-z 0-9 - _ . ~; ConfigError otherwise."""
+    if token is not None and (not isinstance(token, str) or not _TOKEN.fullmatch(token)):
+        raise ConfigError("an access token (--token) is 16 to 256 characters of A-Z a-z 0-9 - _ . ~")
+    return token
 
 
 def is_loopback(host: str) -> bool:
@@ -290,8 +297,7 @@ class LiveServer:
             raise ConfigError(f"--host must name an address to bind, got {host!r}")
         if not is_loopback(host) and not token:
             raise ConfigError(f"binding {host} (not loopback) needs an access token (--token)")
-        if token is not None and not _TOKEN.fullmatch(token):
-            raise ConfigError("an access token is 16 to 256 characters of A-Z a-z 0-9 - _ . ~")
+        check_token(token)
         for what, v, hi in (("max_per_address", max_per_address, 100_000), ("max_requests", max_requests, 1_000_000)):
             if not isinstance(v, int) or not 1 <= v <= hi:
                 raise ConfigError(f"{what} must be an integer in [1, {hi}], got {v!r}")

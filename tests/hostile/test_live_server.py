@@ -18,10 +18,9 @@ import pytest
 
 from adasr.errors import ConfigError
 from adasr.serve.channel import Channel, ChannelConfig, GivenModel, Hub
-from adasr.serve.clients import ClientTable
 from adasr.serve.config import TrainerConfig
 from adasr.serve.media import LiveSource
-from adasr.serve.server import LiveServer, is_loopback
+from adasr.serve.server import LiveServer
 from tests.test_serve import tiny_model
 
 TOKEN = "t0ken-for-the-tests-0123456789"
@@ -101,6 +100,8 @@ class TestClientTable:
     """17: 1,100 invented viewer ids no longer push a real viewer out of the count."""
 
     def test_invented_ids_from_one_address(self):
+        from adasr.serve.clients import ClientTable
+
         table = ClientTable(capacity=1024, ttl_s=120, per_address=16)
         for i in range(1100):
             table.seen(f"fake-{i}", "10.0.0.9", 100.0)
@@ -109,6 +110,8 @@ class TestClientTable:
         assert table.active(100.5) == len(table)
 
     def test_lru_evicts_the_least_recently_seen(self):
+        from adasr.serve.clients import ClientTable
+
         table = ClientTable(capacity=3, ttl_s=120, per_address=16)
         for i, c in enumerate(["a", "b", "c"]):
             table.seen(c, f"10.0.0.{i}", float(i))
@@ -117,6 +120,8 @@ class TestClientTable:
         assert "b" not in table and all(c in table for c in "acd")
 
     def test_entries_expire(self):
+        from adasr.serve.clients import ClientTable
+
         table = ClientTable(capacity=10, ttl_s=5, per_address=16)
         table.seen("old", "a", 0.0)
         table.seen("new", "b", 10.0)
@@ -152,6 +157,8 @@ class TestAccessToken:
         assert client.manifest["name"] == "c"
 
     def test_non_loopback_needs_a_token(self, hub):
+        from adasr.serve.server import is_loopback
+
         # constructed only, never bound: tests bind loopback alone
         with pytest.raises(ConfigError, match="token"):
             LiveServer(hub, host="0.0.0.0", train=False)
