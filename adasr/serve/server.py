@@ -28,9 +28,9 @@ numbers are ASCII digits only and bounded; a handler's failure answers 500 and t
 Access: with a `token`, every path but the status page (``/`` and ``/status``) needs the header
 ``Authorization: Bearer TOKEN`` (401 otherwise; compared in constant time). One address may have
 at most `max_per_address` requests in flight (429 beyond), and the server at most
-`max_requests` (503 beyond). A non-loopback `host` is bound only when asked for, and only with a
-token (`adasr serve --host` makes one when none is given); TLS belongs to a reverse proxy in
-front (docs/LIVE.md).
+`max_requests` (503 beyond); the status page, answered at once, is outside both limits. A
+non-loopback `host` is bound only when asked for, and only with a token (`adasr serve --host`
+makes one when none is given); TLS belongs to a reverse proxy in front (docs/LIVE.md).
 
 `LiveServer` runs the hub's worker thread and the HTTP server on an asyncio loop in a thread of
 its own (`start()`, `stop()`; `port` after start): tests, benchmarks and `adasr serve` share it.
@@ -245,6 +245,8 @@ class _Guard:
                 raise web.HTTPUnauthorized(text="an access token is needed: Authorization: Bearer TOKEN\n",
                                            headers={"WWW-Authenticate": 'Bearer realm="adasr"'})
         address = request.remote or "?"
+        if request.path in OPEN_PATHS:  # the status page: answered at once, never held, never limited
+            return await self._answer(request, handler)
         if self.total >= self.max_requests:
             raise web.HTTPServiceUnavailable(text="server busy\n", headers={"Retry-After": "1"})
         if self.in_flight.get(address, 0) >= self.max_per_address:
@@ -253,11 +255,7 @@ class _Guard:
         self.in_flight[address] = self.in_flight.get(address, 0) + 1
         self.total += 1
         try:
-            return await handler(request)
-        except web.HTTPException:
-            raise
-        except Exception:  # noqa: BLE001 - one request must never take the server down
-            return web.Response(status=500, text="internal error\n")
+            return await self._answer(request, handler)
         finally:
             self.total -= 1
             left = self.in_flight[address] - 1
@@ -265,6 +263,16 @@ class _Guard:
                 self.in_flight[address] = left
             else:
                 del self.in_flight[address]
+
+
+    @staticmethod
+    async def _answer(request: web.Request, handler):
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:  # noqa: BLE001 - one request must never take the server down
+            return web.Response(status=500, text="internal error\n")
 
 
 def make_app(hub: Hub, *, token: str | None = None, max_per_address: int = 32,
