@@ -126,6 +126,8 @@ RANGES: dict[str, Range] = {
     "serve:zoo_eta": Range(0, 100_000),
     "serve:zoo_q": Range(1, 1_000_000),
     "serve:zoo_cut": Range(0, 1, lo_open=True),
+    "serve:max_per_address": Range(1, 100_000),   # requests in flight from one address
+    "serve:max_requests": Range(1, 1_000_000),    # requests in flight in all
 }
 
 
