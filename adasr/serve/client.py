@@ -393,8 +393,8 @@ class LiveClient:
         headers = {"X-Adasr-Client": self.client_id}
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token}"
-        for _ in range(MAX_REDIRECTS + 1):
-            self.stats.bytes_up += REQUEST_HEAD_BYTES + len(url)
+        for hop in range(MAX_REDIRECTS + 1):
+            self.stats.bytes_up += REQUEST_HEAD_BYTES + len(path if hop == 0 else urlsplit(url).path)
             async with self._session.get(url, params=params, timeout=t, headers=headers, allow_redirects=False) as r:
                 if r.status in (301, 302, 303, 307, 308):
                     target = urljoin(url, r.headers.get("Location", ""))
