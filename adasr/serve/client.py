@@ -377,6 +377,7 @@ class LiveClient:
         self._thread: threading.Thread | None = None
         self._session = None
         self._task: asyncio.Task | None = None
+        self._closing = threading.Lock()
         self.fatal: BaseException | None = None
         self.damage: Callable[[int, bytes], bytes] | None = None  # test hook: alter update U's bytes
 
@@ -679,10 +680,11 @@ class LiveClient:
                 loop.call_soon_threadsafe(task.cancel)
             except RuntimeError:  # the loop has closed already
                 pass
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(self.timeout_s + 15)
-        if self._loop is not None and not self._loop.is_running():
-            self._loop.close()
+        with self._closing:  # stop() may run in two threads at once (start() giving up, and its caller)
+            if self._loop is not None and not self._loop.is_running() and not self._loop.is_closed():
+                self._loop.close()
 
     def run(self, *, target_fps: float | None = None, policy: str = "reactive", out: str | None = None,
             on_frame: Callable[[Any, Any], None] | None = None,
