@@ -20,6 +20,8 @@ from adasr.errors import AdasrError, ConfigError, InputError, ModelError
 from adasr.serve.client import LiveClient, parse_channel_url
 from tests.hostile.servers import NAME, HostileServer, channel_parts, honest_routes, manifest
 
+pytestmark = pytest.mark.integration  # a server on 127.0.0.1, end to end
+
 DROP = manifest.DROP
 
 

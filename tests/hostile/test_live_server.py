@@ -23,6 +23,8 @@ from adasr.serve.media import LiveSource
 from adasr.serve.server import LiveServer
 from tests.test_serve import tiny_model
 
+pytestmark = pytest.mark.integration  # a server on 127.0.0.1, end to end
+
 TOKEN = "t0ken-for-the-tests-0123456789"
 
 
