@@ -212,7 +212,7 @@ class TestStatusUnderBurst:
             for i in range(25):
                 if stop.is_set():
                     return
-                path = ["/channel/c?after=1000&wait=1", "/channel/c/segment/\u0661.ts", "/nope",
+                path = ["/channel/c?after=1000&wait=1", "/channel/c/segment/%D9%A1.ts", "/nope",  # %D9%A1: U+0661
                         "/channel/c/segment/0.ts"][i % 4]
                 try:
                     _get(server, path, {"X-Adasr-Client": f"b{i}"}, timeout=10)
