@@ -201,18 +201,18 @@ def guarded_in_flight(srv: LiveServer) -> dict[str, int]:
 
 
 class TestStatusUnderBurst:
-    """/status still answers during a burst of long polls and invalid requests (bounded: 64
-    connections, 200 requests). The latency is printed, not asserted (a shared machine)."""
+    """/status still answers during a burst of long polls and invalid requests (bounded: 8
+    threads, 128 requests). The latency is printed, not asserted (a shared machine)."""
 
     def test_burst(self, server):
         stop = threading.Event()
         sent = [0]
 
         def burst() -> None:
-            for i in range(25):
+            for i in range(16):
                 if stop.is_set():
                     return
-                path = ["/channel/c?after=1000&wait=1", "/channel/c/segment/%D9%A1.ts", "/nope",  # %D9%A1: U+0661
+                path = ["/channel/c?after=1000&wait=0.3", "/channel/c/segment/%D9%A1.ts", "/nope",  # %D9%A1: U+0661
                         "/channel/c/segment/0.ts"][i % 4]
                 try:
                     _get(server, path, {"X-Adasr-Client": f"b{i}"}, timeout=10)
