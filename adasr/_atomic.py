@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import glob
-import json
 import os
 import re
 import shutil
@@ -223,11 +222,12 @@ MAX_MANIFEST_BYTES = 16 << 20
 
 def read_marker_manifest(folder: Path, key: str, value: str) -> dict | None:
     """The folder's manifest.json if it is a JSON object with `key` == `value`, else None."""
+    from adasr._jsonfile import loads
     from adasr.errors import AdasrError
     from adasr.safepath import read_confined
 
     try:
-        data = json.loads(read_confined(folder, "manifest.json", MAX_MANIFEST_BYTES))
+        data = loads(read_confined(folder, "manifest.json", MAX_MANIFEST_BYTES), "manifest")
     except (AdasrError, ValueError):
         return None
     return data if isinstance(data, dict) and data.get(key) == value else None

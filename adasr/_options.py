@@ -7,7 +7,6 @@ printable); `options_or_default` checks it (None: the record's defaults).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -63,8 +62,7 @@ def parse_assignments(pairs: Sequence[str], option: str = "--arg") -> dict[str, 
         if "=" not in item:
             raise ConfigError(f"{option} wants NAME=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        try:
-            args[key] = json.loads(value)
-        except json.JSONDecodeError:
-            args[key] = value
+        from adasr._jsonfile import loads
+
+        args[key] = loads(value, f"{option} {key}", ConfigError, 1 << 20, text_fallback=True)
     return args

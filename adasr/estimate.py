@@ -32,7 +32,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from adasr._jsonfile import loads
 from adasr.errors import ConfigError
+from adasr.safepath import read_bounded
 
 if TYPE_CHECKING:
     from adasr.package import Package
@@ -153,7 +155,6 @@ def _closest_key(keys: Sequence[str], here: str) -> str:
 def package_costs(package: Package, device_key: str | None = None, *, load_share: float = 0.0,
                   others: bool = True) -> LevelCosts | None:
     """Latencies of `package`'s levels for this device (see the module doc for the order)."""
-    import json
 
     from adasr.runtime.profile import check_profile, profile_cache_path
     from adasr.runtime.profile import device_key as this_device
@@ -166,7 +167,7 @@ def package_costs(package: Package, device_key: str | None = None, *, load_share
     try:
         path = profile_cache_path(package, key)
         if path.is_file():
-            profile = check_profile(json.loads(path.read_text(encoding="utf-8")), str(path))
+            profile = check_profile(loads(read_bounded(path, 16 << 20, "cached profile"), str(path)), str(path))
             return costs_from_profile(profile, family, load_share=load_share, kind="cache",
                                       source=f"this device's cached profile {key}")
     except (OSError, ValueError, ConfigError, KeyError, TypeError):

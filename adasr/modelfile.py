@@ -22,7 +22,7 @@ from safetensors.torch import save
 from torch import nn
 
 from adasr._atomic import write_bytes_atomic
-from adasr._jsonfile import check_header
+from adasr._jsonfile import check_header, loads
 from adasr.errors import ModelError
 from adasr.nn.registry import build_for_weights
 
@@ -64,10 +64,7 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str, source: str) -> ModelSpec:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{source}: model config is not valid JSON ({exc.msg})") from None
+        data = loads(text, f"{source}: model config", ModelError)
         check_header(data, None, SCHEMA_VERSION, "model file", source=source)
         version = data["schema_version"]
         try:

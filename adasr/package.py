@@ -58,7 +58,7 @@ from adasr._atomic import (
     owned_folder_reason,
     write_bytes_atomic,
 )
-from adasr._jsonfile import check_header
+from adasr._jsonfile import check_header, loads
 from adasr.errors import ConfigError, ModelError, OutputError
 from adasr.family import Family, Level
 from adasr.modelfile import refuse_non_finite, tensors_sha256
@@ -426,10 +426,7 @@ def _device_of(net: SuperNet) -> torch.device:
 # -- loading ----------------------------------------------------------------------------------------
 
 def _parse_json(text: str | bytes, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"damaged package: {what} is not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    return loads(text, f"damaged package: {what}", ModelError)
 
 
 def _check_manifest(manifest: Any, source: Path) -> dict[str, Any]:

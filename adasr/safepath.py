@@ -8,6 +8,10 @@ larger than the caller's bound, each with a one-line error of the caller's class
 `read_confined` also reads the file, checking the open file itself, so a swap between the check
 and the read cannot slip a device or a longer file through.
 
+A path the user names goes through `user_path` (an empty name is refused: it would otherwise
+become "." and read or write the current folder) and is read with `read_bounded` (a regular
+file of bounded size: /dev/zero, a FIFO or a folder is refused before anything is read).
+
 Leaf module: imports nothing of adasr but the errors.
 """
 
@@ -17,11 +21,22 @@ import os
 import stat
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from adasr.errors import AdasrError, InputError
+from adasr.errors import AdasrError, ConfigError, InputError
 
-__all__ = ["MAX_NAME", "check_name", "confined_file", "read_bounded", "read_confined"]
+__all__ = ["MAX_NAME", "check_name", "confined_file", "read_bounded", "read_confined", "user_path"]
 
 MAX_NAME = 255  # characters of a name from a manifest
+
+
+def user_path(value: object, what: str, error: type[AdasrError] = ConfigError) -> Path:
+    """`value` (a path a user typed) as a Path; `error` if it is empty or blank, which `Path`
+    would silently turn into "." (the current folder), or holds a NUL byte."""
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(text, str) or "\0" in text:
+        raise error(f"{what}: not a usable path: {str(value)[:60]!r}")
+    if not text.strip():
+        raise error(f"{what}: an empty path names nothing (give a file name; '.' for the current folder)")
+    return Path(text)
 
 
 def check_name(name: object, what: str, error: type[AdasrError] = InputError) -> str:
@@ -66,11 +81,11 @@ def confined_file(folder: str | os.PathLike[str], name: object, max_bytes: int, 
 
 
 def _check_stat(st: os.stat_result, name: object, max_bytes: int, what: str, error: type[AdasrError]) -> None:
+    label = f"refusing part {name!r}: " if name is not None else "refusing it: "
     if not stat.S_ISREG(st.st_mode):
-        raise error(f"{what}: refusing part {name!r}: not a regular file")
+        raise error(f"{what}: {label}not a regular file")
     if st.st_size > max_bytes:
-        raise error(f"{what}: refusing part {name!r}: {st.st_size:,} bytes, more than the "
-                    f"{max_bytes:,} allowed")
+        raise error(f"{what}: {label}{st.st_size:,} bytes, more than the {max_bytes:,} allowed")
 
 
 def _read_regular(path: Path, name: object, max_bytes: int, what: str, error: type[AdasrError]) -> bytes:
@@ -80,7 +95,8 @@ def _read_regular(path: Path, name: object, max_bytes: int, what: str, error: ty
         _check_stat(os.fstat(fd), name, max_bytes, what, error)
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise error(f"{what}: refusing part {name!r}: more than the {max_bytes:,} bytes allowed")
+        label = f"refusing part {name!r}: " if name is not None else "refusing it: "
+        raise error(f"{what}: {label}more than the {max_bytes:,} bytes allowed")
     return data
 
 
@@ -97,9 +113,9 @@ def read_confined(folder: str | os.PathLike[str], name: object, max_bytes: int, 
 
 def read_bounded(path: str | os.PathLike[str], max_bytes: int, what: str,
                  error: type[AdasrError] = InputError) -> bytes:
-    """The bytes of the regular file `path` (a path the user named), at most `max_bytes`."""
-    path = Path(path)
+    """The bytes of the regular file `path` (a path the user named: not empty), at most `max_bytes`."""
+    path = user_path(path, what)
     try:
-        return _read_regular(path, path.name, max_bytes, f"{what} {path}", error)
+        return _read_regular(path, None, max_bytes, f"{what} {path}", error)
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None

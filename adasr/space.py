@@ -466,16 +466,11 @@ class SearchSpace:
     @classmethod
     def from_file(cls, path) -> SearchSpace:
         """A space from a JSON file of `to_dict`'s fields (how a user widens a space for a GPU)."""
-        import json
-        from pathlib import Path
+        from adasr._jsonfile import loads
+        from adasr.safepath import read_bounded
 
-        path = Path(path)
-        try:
-            if path.stat().st_size > 1 << 20:
-                raise ConfigError(f"search space file {path} is larger than 1 MiB")
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read search space file {path}: {exc}") from None
+        data = loads(read_bounded(path, 1 << 20, "search space file", ConfigError), f"search space file {path}",
+                     ConfigError)
         return cls.from_dict(data)
 
     @classmethod

@@ -131,6 +131,8 @@ RANGES: dict[str, Range] = {
     "serve:zoo_eta": Range(0, 100_000),
     "serve:zoo_q": Range(1, 1_000_000),
     "serve:zoo_cut": Range(0, 1, lo_open=True),
+    "serve:max_per_address": Range(1, 100_000),   # requests in flight from one address
+    "serve:max_requests": Range(1, 1_000_000),    # requests in flight in all
 }
 
 
@@ -164,8 +166,40 @@ def check_options(command: str, values: dict[str, Any], flags: dict[str, str] | 
                 raise ConfigError(f"{flag} must be {allowed.describe()}, got {v:g}")
 
 
-def bound_commands(command: click.Command, path: tuple[str, ...] = ()) -> None:
-    """Wrap the callback of every (sub)command of the click `command` tree with `check_options`."""
+def _takes_path(annotation: Any) -> bool:
+    """True if a parameter's annotation is a Path (or Optional / a list of one)."""
+    import typing
+    from pathlib import PurePath
+
+    if isinstance(annotation, type):
+        return issubclass(annotation, PurePath)
+    return any(_takes_path(a) for a in typing.get_args(annotation))
+
+
+def _refuse_empty_path(param: Any) -> None:
+    """Make a path parameter refuse an empty value (Path("") is ".", the current folder) in one line."""
+    descriptor = getattr(param, "type_descriptor", None)
+    process = getattr(param, "process_value", None)
+    if descriptor is None or process is None or getattr(process, "_adasr_nonempty", False) \
+            or not _takes_path(descriptor.annotation):
+        return
+    flag = param.opts[0] if param.opts else param.name
+
+    def checked(ctx: Any, value: Any) -> Any:
+        from adasr.safepath import user_path
+
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, str):
+                user_path(item, flag)
+        return process(ctx, value)
+
+    checked._adasr_nonempty = True  # type: ignore[attr-defined]
+    param.process_value = checked
+
+
+def bound_commands(command: Any, path: tuple[str, ...] = ()) -> None:
+    """Wrap the callback of every (sub)command of the click `command` tree with `check_options`,
+    and make every path parameter refuse an empty value."""
     subcommands = getattr(command, "commands", None)
     if subcommands is not None:
         for name, sub in subcommands.items():
@@ -175,6 +209,8 @@ def bound_commands(command: click.Command, path: tuple[str, ...] = ()) -> None:
     if callback is None or getattr(callback, "_adasr_bounded", False):
         return
     name = path[-1] if path else command.name
+    for param in getattr(command, "params", []):
+        _refuse_empty_path(param)
     # the flag a user typed (e.g. --lambda for the parameter `lam`) names the option in errors
     flags = {p.name: p.opts[0] for p in getattr(command, "params", []) if p.name and p.opts}
 

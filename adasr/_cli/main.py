@@ -93,7 +93,7 @@ def play(
     ctx: typer.Context,
     video: Annotated[str, typer.Argument(help="Video file to play (its frames are the LR input), a model stream "
                                          "(from adasr encode), which carries its own model and LR size, or a live "
-                                         "channel http://127.0.0.1:PORT/channel/NAME (from adasr serve).")],
+                                         "channel http(s)://HOST:PORT/channel/NAME (from adasr serve).")],
     target_fps: Annotated[Optional[float], typer.Option(help="Display rate to hold (default: the video's).")] = None,
     policy: Annotated[str, typer.Option(help="lookup (DySR Algorithm 1 on the profile, calibrated online), reactive "
                                         "(Dynamic-OFA runtime manager) or fixed (one level).")] = "lookup",
@@ -113,6 +113,7 @@ def play(
     base: Annotated[Optional[str], typer.Option(help="The base model this player already holds (generic, srvc, a model file or a package): a live channel then names it by hash and sends only updates; a model stream encoded with --base-by-hash needs it (a mismatching hash is refused).")] = None,
     precision: Annotated[Optional[str], typer.Option(help="Level precision: fp32, int8 (every level, forced) or auto (int8 only where this device's profile measured it faster and within its PSNR tolerance); default: the package's own (the bundled packages: auto; fp32 when a package says nothing).")] = None,
     family: Annotated[str, typer.Option(help="Which bundled levels run when --model is not given: auto (a video: the levels trained on codec-compressed input), codec, or clean (trained on clean bicubic LR, for a lossless source).")] = "auto",
+    token: Annotated[Optional[str], typer.Option(envvar="ADASR_TOKEN", show_envvar=True, help="Access token of a live channel served with adasr serve --host (or set ADASR_TOKEN, which keeps it out of the process list).")] = None,
     pipe: Annotated[bool, typer.Option("--pipe", help="Write the upscaled frames as raw rgb24 to stdout, to watch live: adasr play clip.mp4 --pipe | ffplay -f rawvideo -pixel_format rgb24 -video_size WxH -framerate FPS - (the exact line is printed on stderr).")] = False,
 ) -> None:
     """Play a video through the adaptive runtime with a live view of level, FPS, load, switches and misses;
@@ -132,11 +133,15 @@ def play(
             raise ConfigError(f"{names}: not for a live channel (the channel sets model, scale and LR size); "
                               f"leave {names} out")
         run_play_live(video, base=base, target_fps=target_fps, policy=policy, output=output, json_out=json_out,
-                      max_frames=max_frames, quiet=quiet)
+                      max_frames=max_frames, quiet=quiet, token=token)
         return
-    video = Path(video)
+    if getattr(ctx.get_parameter_source("token"), "name", None) == "COMMANDLINE":  # ADASR_TOKEN may stay set
+        raise ConfigError("--token: for a live channel (http(s)://HOST:PORT/channel/NAME) only; leave it out")
+    from adasr.safepath import user_path
+
+    video = user_path(video, "video")
     if base is not None and not is_stream_path(video):
-        raise ConfigError("--base applies to a live channel (http://127.0.0.1:PORT/channel/NAME) or a model "
+        raise ConfigError("--base applies to a live channel (http(s)://HOST:PORT/channel/NAME) or a model "
                           "stream only")
     if is_stream_path(video):
         ignored = explicit(ctx, ("model", "scale", "trace", "lr_size", "reference_every", "precision"))

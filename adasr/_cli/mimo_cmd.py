@@ -58,7 +58,7 @@ def _channels(channel, users, antennas, steps, carriers, seed, rho, rho_t, rho_f
     from adasr.mimo.channels import make
     from adasr.mimo.problem import check_size
 
-    check_size(users, antennas)
+    check_size(users, antennas, steps, carriers)
     if channel != "file" and file is not None:
         raise ConfigError("--channels PATH goes with --channel file")
     return make(channel, users, antennas, steps=steps, carriers=carriers, seed=seed, rho=rho, rho_t=rho_t,

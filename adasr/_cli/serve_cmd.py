@@ -37,7 +37,11 @@ def _trainer_config(scheme: str, t_update: float, t_horizon: float, k: int, eta:
 def serve(
     sources: Annotated[list[str], typer.Argument(help="HR sources, one channel each: video files (played at their frame rate, looping) or URLs PyAV opens.")],
     name: Annotated[Optional[list[str]], typer.Option(help="Channel names, one per source (default: the file stems).")] = None,
-    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1 (0 picks a free one).")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind: 127.0.0.1 (default, this machine only), or an address of this machine (0.0.0.0: all) to serve other machines; then an access token is required (--token) for everything but the status page. Put TLS in front with a reverse proxy (docs/LIVE.md).")] = "127.0.0.1",
+    token: Annotated[Optional[str], typer.Option(help="Access token clients send (adasr play --token); with a non-loopback --host and no --token, one is made and printed once. 16-256 characters of A-Z a-z 0-9 - _ . ~")] = None,
+    max_per_address: Annotated[int, typer.Option(help="Requests one client address may have in flight (429 beyond).")] = 32,
+    max_requests: Annotated[int, typer.Option(help="Requests the server answers at once (503 beyond).")] = 1024,
     scale: Annotated[int, typer.Option(help="SR factor: LR segments are the source shrunk by this.")] = 2,
     crop: Annotated[Optional[str], typer.Option(help="Centre crop WxH of each source (HR pixels).")] = None,
     model: Annotated[str, typer.Option(help="Model the clients run: generic (bundled), srvc, a model file or a package.")] = "generic",
@@ -70,6 +74,7 @@ def serve(
     from adasr.serve.server import LiveServer
 
     _threads(threads)
+    token = _access_token(host, token)
     names = list(name or [])
     if names and len(names) != len(sources):
         raise ConfigError(f"--name is given {len(names)} times for {len(sources)} sources")
@@ -107,13 +112,34 @@ def serve(
             reuse = LiveReuse.attach(hub, zoo, LiveReuseConfig(cut=zoo_cut, k=zoo_k, alpha=zoo_alpha, gamma=zoo_gamma,
                                                                eta=zoo_eta, q=zoo_q, seed=seed))
             out.print(f"model zoo {zoo}: {reuse.stats()['zoo']} expert(s)", highlight=False)
-        server = LiveServer(hub, port=port, duration_s=seconds)
+        server = LiveServer(hub, host=host, port=port, duration_s=seconds, token=token,
+                            max_per_address=max_per_address, max_requests=max_requests)
         _serve(server, channels, seconds, quiet, reuse, zoo)
     finally:
         if factory is not None:
             factory.close()
         if session is not None:
             session.close()
+
+
+def _access_token(host: str, token: str | None) -> str | None:
+    """The token `serve` requires: `token`, or for a non-loopback `host` a new one (printed once,
+    with a one-line warning that the service is reachable from other machines)."""
+    import secrets
+
+    from adasr.serve.server import check_token, is_loopback
+
+    check_token(token)
+    if is_loopback(host):
+        return token
+    if token is None:
+        token = secrets.token_urlsafe(24)
+        out.print(f"access token (give it to viewers: adasr play URL --token ...): {token}", highlight=False,
+                  soft_wrap=True)
+    console.print(f"[yellow]warning:[/yellow] binding {host}: the channels are reachable from other machines, "
+                  f"over plain HTTP unless a TLS proxy is in front (docs/LIVE.md); a token is required", highlight=False,
+                  soft_wrap=True)
+    return token
 
 
 def _serve(server, channels, seconds: float, quiet: bool, reuse=None, zoo=None) -> None:
@@ -144,8 +170,9 @@ def _serve(server, channels, seconds: float, quiet: bool, reuse=None, zoo=None) 
 
 
 def run_play_live(url: str, *, base: str | None, target_fps: float | None, policy: str, output: Path | None,
-                  json_out: Path | None, max_frames: int | None, quiet: bool) -> dict[str, Any]:
-    """`adasr play http://127.0.0.1:PORT/channel/NAME`."""
+                  json_out: Path | None, max_frames: int | None, quiet: bool,
+                  token: str | None = None) -> dict[str, Any]:
+    """`adasr play http(s)://HOST:PORT/channel/NAME`."""
     from rich.live import Live
 
     from adasr._atomic import check_writable, write_bytes_atomic
@@ -155,7 +182,7 @@ def run_play_live(url: str, *, base: str | None, target_fps: float | None, polic
     for path in (output, json_out):
         if path is not None:
             check_writable(path)
-    client = LiveClient(url, have_model=base).start()
+    client = LiveClient(url, have_model=base, token=token).start()
     if quiet:
         result = client.run(target_fps=target_fps, policy=policy, out=None if output is None else str(output),
                             max_frames=max_frames)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -107,12 +106,10 @@ def anchor_ids(source: Path) -> list[str]:
         raise InputError(f"--anchors: {source} does not exist")
     if is_package_path(source):
         return [level.config.id for level in load_package(source).family.levels]
-    try:
-        if source.stat().st_size > 1 << 20:
-            raise InputError(f"--anchors: {source} is larger than 1 MiB")
-        ids = json.loads(source.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"--anchors: cannot read {source}: {exc}") from None
+    from adasr._jsonfile import loads
+    from adasr.safepath import read_bounded
+
+    ids = loads(read_bounded(source, 1 << 20, "--anchors file", InputError), f"--anchors {source}", InputError)
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise InputError(f"--anchors: {source} must hold a JSON list of sub-network ids")
     return ids

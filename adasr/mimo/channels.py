@@ -22,8 +22,9 @@ from typing import Any
 import torch
 
 from adasr._atomic import atomic_path
+from adasr._jsonfile import loads
 from adasr.errors import ConfigError, InputError
-from adasr.mimo.problem import check_size
+from adasr.mimo.problem import MAX_CHANNEL_VALUES, check_channels, check_size
 
 __all__ = ["ChannelSet", "KINDS", "SCHEMA", "exp_corr", "load", "make", "save", "synthetic", "uma"]
 
@@ -88,8 +89,7 @@ def synthetic(kind: str, users: int, antennas: int, steps: int = 1, carriers: in
     for name, v in (("rho", rho), ("rho-t", rho_t), ("rho-f", rho_f), ("rho-tx", rho_tx or 0.0)):
         if not 0 <= v < 1:
             raise ConfigError(f"--{name} must be at least 0 and below 1, got {v:g}")
-    if steps < 1 or carriers < 1:
-        raise ConfigError(f"a channel set needs at least one time step and one subcarrier, got {steps} x {carriers}")
+    check_size(users, antennas, steps, carriers)
     g = torch.Generator().manual_seed(seed)
     draw = lambda: _cn((antennas, users), g, 1.0 / antennas)  # noqa: E731
     h = _markov(steps, carriers, draw, rho_t, rho_f)
@@ -190,15 +190,23 @@ def load(path: str | Path) -> ChannelSet:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta_text = (f.metadata() or {}).get("adasr_mimo")
+            shape = f.get_slice("h_real").get_shape()
+            if math.prod(shape) > MAX_CHANNEL_VALUES:  # checked before a byte of it is read
+                raise InputError(f"{path}: a channel set of shape {tuple(shape)} holds more than the "
+                                 f"{MAX_CHANNEL_VALUES:,} entries allowed")
             re, im = f.get_tensor("h_real"), f.get_tensor("h_imag")
-        meta = json.loads(meta_text) if meta_text else None
+        meta = loads(meta_text, f"{path}: header", InputError) if meta_text else None
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any damage is the same one-line answer
         raise InputError(f"{path} is not a readable adasr channel set ({type(exc).__name__})") from None
     if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
         raise InputError(f"{path} is not an adasr channel set (schema {SCHEMA} missing)")
     if re.shape != im.shape or re.dim() != 4 or not torch.isfinite(re).all() or not torch.isfinite(im).all():
         raise InputError(f"{path}: channel tensors must be finite and of shape (T, F, Nr, Nt)")
-    return ChannelSet(torch.complex(re.float(), im.float()), meta)
+    h = torch.complex(re.float(), im.float())
+    check_channels(h, str(path))
+    return ChannelSet(h, meta)
 
 
 def make(kind: str, users: int, antennas: int, *, steps: int = 1, carriers: int = 1, seed: int = 0,
@@ -218,6 +226,6 @@ def make(kind: str, users: int, antennas: int, *, steps: int = 1, carriers: int 
     if kind == "uma":
         if antennas != 64:
             raise ConfigError(f"uma channels have 64 base-station antennas, got --antennas {antennas}")
-        check_size(users, antennas)
+        check_size(users, antennas, steps, carriers)
         return uma(users, steps=steps, carriers=carriers, seed=seed, device=device)
     raise ConfigError(f"unknown channel {kind!r}; choose one of iid, corr, uma, file")

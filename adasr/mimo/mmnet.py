@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from adasr._atomic import atomic_path
+from adasr._jsonfile import loads
 from adasr.errors import ConfigError, InputError, ModelError
 from adasr.mimo.problem import (
     Constellation,
@@ -365,7 +366,7 @@ def load(path: str | Path, device: str = "cpu") -> tuple[MMNet, dict[str, Any]]:
         raise InputError(f"MMNet checkpoint not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get("adasr_mimo", "null"))
+            meta = loads((f.metadata() or {}).get("adasr_mimo", "null"), "header", ModelError)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"{path} is not a readable MMNet checkpoint ({type(exc).__name__})") from None

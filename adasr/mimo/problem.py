@@ -91,29 +91,61 @@ def to_complex_matrix(hr: torch.Tensor) -> torch.Tensor:
     return torch.complex(hr[..., :nr, :nt], hr[..., nr:, :nt])
 
 
-def check_size(users: int, antennas: int) -> None:
+MAX_CHANNEL_VALUES = 1 << 24  # complex entries of one channel set (T x F x Nr x Nt): 128 MB as complex64
+MAX_SNRS = 200
+
+
+def check_size(users: int, antennas: int, steps: int = 1, carriers: int = 1) -> None:
+    """ConfigError unless users <= antennas and the channel set's T x F x Nr x Nt entries stay
+    within MAX_CHANNEL_VALUES (the total, not each dimension alone: its memory is their product)."""
     if users < 1 or antennas < 1:
         raise ConfigError(f"users and antennas must be at least 1, got {users} x {antennas}")
     if users > antennas:
         raise ConfigError(f"{users} users need at least as many receive antennas, got {antennas}")
+    if steps < 1 or carriers < 1:
+        raise ConfigError(f"a channel set needs at least one time step and one subcarrier, got {steps} x {carriers}")
+    total = steps * carriers * antennas * users
+    if total > MAX_CHANNEL_VALUES:
+        raise ConfigError(f"a channel set of {steps} steps x {carriers} carriers x {antennas} antennas x {users} users "
+                          f"holds {total:,} entries, more than the {MAX_CHANNEL_VALUES:,} allowed (about "
+                          f"{8 * MAX_CHANNEL_VALUES >> 20} MB); make one of them smaller")
+
+
+def check_channels(h: torch.Tensor, where: str) -> None:
+    """InputError unless every channel matrix of `h` (..., Nr, Nt) is finite and not all zero: the
+    SNR is set relative to ||H||, so a zero channel has no noise level and no detector answer."""
+    from adasr.errors import InputError
+
+    if not bool(torch.isfinite(torch.view_as_real(h) if h.is_complex() else h).all()):
+        raise InputError(f"{where}: channel entries must be finite")
+    norms = h.abs().pow(2).sum((-2, -1)).reshape(-1)
+    zero = int((norms == 0).sum())
+    if zero:
+        raise InputError(f"{where}: {zero} of {norms.numel()} channel matrices are all zero (no signal: the SNR "
+                         f"is relative to ||H||, so there is nothing to detect)")
 
 
 def parse_snrs(text: str) -> list[float]:
     """'8,10,12' or '8:12:2' (start:stop:step, stop included) -> SNRs in dB."""
     text = str(text).strip()
+    if len(text) > 4096:
+        raise ConfigError(f"--snr is {len(text):,} characters long; give at most {MAX_SNRS} values")
     try:
         if ":" in text:
             parts = [float(p) for p in text.split(":")]
-            if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
+            if len(parts) != 3 or not all(math.isfinite(p) for p in parts) or parts[2] <= 0 or parts[1] < parts[0]:
                 raise ConfigError(f"--snr range wants START:STOP:STEP with STOP >= START and STEP > 0, got {text!r}")
-            count = int(math.floor((parts[1] - parts[0]) / parts[2] + 1e-9)) + 1
+            span = (parts[1] - parts[0]) / parts[2]  # the count, known before any list is built
+            if span + 1 > MAX_SNRS:
+                raise ConfigError(f"--snr {text} asks for about {span + 1:.3g} values; at most {MAX_SNRS}")
+            count = int(math.floor(span + 1e-9)) + 1
             values = [parts[0] + i * parts[2] for i in range(count)]
         else:
             values = [float(p) for p in text.split(",") if p.strip()]
     except ValueError:
         raise ConfigError(f"--snr wants numbers in dB like 8,10,12 or 8:12:2, got {text!r}") from None
-    if not values or len(values) > 200:
-        raise ConfigError(f"--snr wants 1 to 200 values, got {len(values)}")
+    if not values or len(values) > MAX_SNRS:
+        raise ConfigError(f"--snr wants 1 to {MAX_SNRS} values, got {len(values)}")
     for v in values:
         if not math.isfinite(v) or not -30 <= v <= 60:
             raise ConfigError(f"--snr values must lie in -30..60 dB, got {v:g}")

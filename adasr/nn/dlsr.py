@@ -33,11 +33,9 @@ is built; the registry builds ``dlsr`` from it.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -290,30 +288,25 @@ class Genotype:
 
 def read_genotype(path: str | os.PathLike[str]) -> Genotype:
     """Read and validate a genotype JSON file (size-capped; nothing else is read)."""
-    path = Path(path)
+    from adasr.safepath import read_bounded, user_path
+
+    path = user_path(path, "genotype file")
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"genotype file not found: {path}")
+    data = read_bounded(path, MAX_GENOTYPE_BYTES, "genotype", InputError)  # a regular file only: no FIFO, no device
     try:
-        size = path.stat().st_size
-        if size > MAX_GENOTYPE_BYTES:
-            raise ModelError(f"{path}: not a valid DLSR genotype (file of {size} bytes; at most {MAX_GENOTYPE_BYTES})")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"genotype file not found: {path}") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ModelError(f"{path}: not a valid DLSR genotype (not UTF-8 text)") from None
-    except OSError as exc:
-        raise InputError(f"cannot read genotype {path}: {exc.strerror or exc}") from None
     return parse_genotype_text(text, str(path))
 
 
 def parse_genotype_text(text: str, source: str) -> Genotype:
     if len(text) > MAX_GENOTYPE_BYTES:
         raise ModelError(f"{source}: not a valid DLSR genotype (more than {MAX_GENOTYPE_BYTES} characters)")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{source}: not a valid DLSR genotype (bad JSON: {exc.msg} at line {exc.lineno})") from None
-    except RecursionError:
-        raise ModelError(f"{source}: not a valid DLSR genotype (JSON nested too deeply)") from None
+    from adasr._jsonfile import loads
+
+    data = loads(text, f"{source}: not a valid DLSR genotype", ModelError)
     return Genotype.from_dict(data, source)
 
 

@@ -83,7 +83,16 @@ def model_names() -> list[str]:
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build the registered model `name`, refusing unknown names and unknown arguments."""
+    """Build the registered model `name`, refusing unknown names and unknown arguments, and any
+    network of more than MAX_TENSORS tensors or MAX_VALUES values: it is built on the meta device
+    first (`meta_model`, shapes only), so training, loading and streaming share one bound and an
+    oversized network is refused before any of its memory is allocated."""
+    if getattr(_budget, "counts", None) is None:  # a real build: bounded first (meta_model comes back here)
+        meta_model(name, kwargs)
+    return _build(name, kwargs)
+
+
+def _build(name: str, kwargs: Mapping[str, Any]) -> nn.Module:
     _discover(name)
     if name not in _REGISTRY:
         _load_builtin()  # the message lists every known name
@@ -232,7 +241,7 @@ def build_for_weights(name: str, args: Mapping[str, Any], shapes: Mapping[str, S
         if shape != expected[key]:
             raise ModelError(f"{source}: weight {key!r} has shape {shape}, {what} expects {expected[key]}")
     try:
-        return build_model(name, **args)
+        return _build(name, args)  # bounded by the meta build above
     except AdasrError as exc:
         raise ModelError(f"{source}: {exc}") from None
 

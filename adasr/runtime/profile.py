@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from adasr._jsonfile import loads
 from adasr.errors import ConfigError
 from adasr.family import check_loads, load_name
 from adasr.package import PROFILE_KIND, PROFILE_SCHEMA_VERSION, check_profile  # noqa: F401 - re-exported
@@ -181,7 +182,6 @@ def resolve_family(package: Package, device_key_: str | None = None, *, profile_
     predicted them). Returns (family, source) with source "package", "cache", "measured" or
     "predicted". A damaged cache file is ignored and replaced.
     """
-    import json
 
     from adasr.errors import AdasrError
     from adasr.safepath import read_bounded
@@ -192,7 +192,7 @@ def resolve_family(package: Package, device_key_: str | None = None, *, profile_
     path = profile_cache_path(package, key)
     if path.is_file():
         try:
-            profile = check_profile(json.loads(read_bounded(path, 16 << 20, "cached profile")), str(path))
+            profile = check_profile(loads(read_bounded(path, 16 << 20, "cached profile"), str(path)), str(path))
             package.profiles[key] = profile  # in memory only: the package file is never rewritten
             return package.family_for(key), "cache"
         except (OSError, ValueError, AdasrError, KeyError, TypeError):

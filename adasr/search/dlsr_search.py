@@ -42,7 +42,7 @@ from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from adasr._atomic import atomic_path, ensure_dir
-from adasr._jsonfile import check_header, header, read_json, write_json
+from adasr._jsonfile import check_header, header, loads, read_json, write_json
 from adasr.data.datasets import PatchSampler, SRPair, load_pairs
 from adasr.errors import ConfigError, InputError, ModelError
 from adasr.modelfile import tensors_sha256
@@ -373,7 +373,7 @@ class _GradHolder:
 def read_search_checkpoint(path: Path) -> tuple[DLSRSearchConfig, SearchState, dict[str, torch.Tensor]]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
-            meta = json.loads((handle.metadata() or {})[_META])
+            meta = loads((handle.metadata() or {})[_META], "header", ValueError)
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}
         cfg = DLSRSearchConfig.from_dict(meta["config"])
         state = SearchState(int(meta["step"]), float(meta.get("seconds", 0.0)), list(meta["trajectory"]),

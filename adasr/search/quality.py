@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from adasr._atomic import atomic_path
-from adasr._jsonfile import check_header
+from adasr._jsonfile import check_header, loads
 from adasr.data.datasets import SRPair, gray_of
 from adasr.errors import ConfigError, InputError, ModelError
 from adasr.frames import to_frame
@@ -315,7 +315,7 @@ class QualityPredictor(nn.Module):
         if raw is None:
             raise ModelError(f"{path}: not an adasr quality predictor (no header)")
         try:
-            meta = json.loads(raw)
+            meta = loads(raw, "header", ModelError)
             check_header(meta, None, PREDICTOR_SCHEMA_VERSION, "quality predictor", source=path)
             model = cls(SearchSpace.from_dict(meta["space"]), tuple(meta["hidden"]))
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ConfigError) as exc:

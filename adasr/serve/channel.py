@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from adasr.errors import ConfigError
+from adasr.serve.clients import ClientTable
 from adasr.serve.config import TrainerConfig
 from adasr.serve.media import LiveSource, decode_segment, downsample, encode_segment
 from adasr.serve.scheduler import RoundRobin
@@ -142,7 +143,7 @@ class Channel:
         self.encode_cpu_s = 0.0
         self.bytes_down = 0  # served to clients (counted by the HTTP layer)
         self.bytes_up = 0  # received from clients (request lines and headers)
-        self.clients: dict[str, float] = {}  # client id -> wall time last seen
+        self.clients = ClientTable()  # viewers: a bounded LRU with expiry, a share per address
         self.on_update: list[Callable[[Channel, Update], None]] = []  # hooks (model reuse, logs)
         # the newest published model (vector, updates it includes), for late joiners; its full record is
         # coded on first request and kept until the next update
@@ -220,8 +221,7 @@ class Channel:
     def status(self, now: float) -> dict[str, Any]:
         vt = max(self.video_time, 1e-9)
         ups = self.trainer.updates
-        with self._lock:
-            clients = sum(1 for seen in self.clients.values() if now - seen < 10.0)
+        clients = self.clients.active(now, 10.0)
         return {
             "name": self.name, "clients": clients, "video_s": self.video_time, "segments": self.live_edge + 1,
             "updates": len(ups), "scheme": self.trainer_config.scheme, "sampling_rate": self.trainer.sampling_rate,
@@ -232,10 +232,9 @@ class Channel:
             "ended": self.ended,
         }
 
-    def seen(self, client: str, up_bytes: int, now: float) -> None:
+    def seen(self, client: str, up_bytes: int, now: float, address: str = "?") -> None:
+        self.clients.seen(client, address, now)
         with self._lock:
-            if client in self.clients or len(self.clients) < 1024:
-                self.clients[client] = now
             self.bytes_up += up_bytes
 
     def served(self, n: int) -> None:

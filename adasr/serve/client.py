@@ -13,9 +13,18 @@ them through the adaptive runtime, swap to each updated model between two frames
   made after it; `snapshot` = "auto", "always" or "never".
 * Segments: long-polled from the manifest, decoded into a playout buffer. A client more than
   `max_lag` segments behind the live edge skips to it (`skipped`).
-* Faults: a failed request (server gone, network stalled past `timeout_s`) is retried with
-  exponential backoff (0.1 s doubling to 2 s) for at most `reconnect_s` seconds in a row; playback
-  meanwhile continues from the buffer with the last good model.
+* Faults: a failed request (server gone, network stalled past `timeout_s`, 429/503 answers) is
+  retried with exponential backoff (0.1 s doubling to 2 s) for at most `reconnect_s` seconds in a
+  row; playback meanwhile continues from the buffer with the last good model. A server that
+  answers the long poll at once with nothing new is polled less and less often (0.05 s doubling
+  to 2 s), never in a busy loop.
+* Hostile servers: the manifest is read with the bounded JSON reader and each field it uses is
+  checked (`check_manifest`) before use; a segment's frames must have the manifest's size; every
+  response is bounded in bytes; a redirect is followed only within the channel's origin (scheme,
+  host, port), at most `MAX_REDIRECTS` times. Errors name what failed: the field, the segment or
+  record, and its URL.
+* Any host, http or https (`parse_channel_url`); `token`: sent as ``Authorization: Bearer`` to a
+  server that asks for one (`adasr serve --host`).
 * Bounded: at most `max_segments` segments and `duration_s` seconds; every wait has a timeout.
 
 `LiveClient.run(...)` plays through `adasr.runtime.pipeline.run_stream` and returns a
@@ -26,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import threading
 import time
 import uuid
@@ -34,32 +42,114 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 
+from adasr._jsonfile import loads
 from adasr.errors import ConfigError, InputError, ModelError
 from adasr.serve.media import MAX_SEGMENT_BYTES, decode_segment
 from adasr.stream.codec import DeltaError, ModelState, encode_full
 
 __all__ = ["ClientStats", "LiveClient", "LivePlayResult", "LiveRunner", "MAX_MANIFEST_BYTES", "MAX_RECORD_BYTES",
-           "ModelSwap", "REQUEST_HEAD_BYTES", "RESPONSE_HEAD_BYTES", "parse_channel_url"]
+           "MAX_REDIRECTS", "ModelSwap", "REQUEST_HEAD_BYTES", "RESPONSE_HEAD_BYTES", "check_manifest",
+           "parse_channel_url"]
 
 MAX_MANIFEST_BYTES = 8 << 20
 MAX_RECORD_BYTES = 512 << 20
+MAX_REDIRECTS = 5
 REQUEST_HEAD_BYTES = 150  # request line + headers the client sends, about (uplink accounting)
 RESPONSE_HEAD_BYTES = 200  # status line + headers of a response, about (downlink accounting)
+MAX_LR_SIDE = 8192  # pixels per side of a channel's LR frames
+MAX_OUT_SIDE = 16384  # pixels per side of the upscaled frames
+MAX_LISTED = 100_000  # segments or updates one manifest may list
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 def parse_channel_url(url: str) -> tuple[str, str]:
-    """('http://127.0.0.1:PORT', NAME) of a channel URL; ConfigError unless it is one on loopback."""
-    parts = urlsplit(url)
+    """('SCHEME://HOST:PORT', NAME) of a channel URL http(s)://HOST[:PORT]/channel/NAME; ConfigError
+    otherwise (credentials in the URL are refused: the token goes in `token`)."""
+    parts = urlsplit(str(url))
     segs = [s for s in parts.path.split("/") if s]
-    if parts.scheme != "http" or len(segs) != 2 or segs[0] != "channel":
-        raise ConfigError(f"a live channel URL looks like http://127.0.0.1:PORT/channel/NAME, got {url!r}")
-    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        raise ConfigError(f"live channels are played from the loopback interface only, got host {parts.hostname!r}")
-    return f"http://{parts.netloc}", segs[1]
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(segs) != 2 or segs[0] != "channel" \
+            or parts.query or parts.fragment or not 1 <= len(segs[1]) <= 64 or not set(segs[1]) <= _NAME_CHARS:
+        raise ConfigError(f"a live channel URL looks like http(s)://HOST:PORT/channel/NAME, got {str(url)[:120]!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError("a live channel URL must not carry credentials: give the access token with --token")
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        raise ConfigError(f"a live channel URL has a bad port: {str(url)[:120]!r}") from None
+    return f"{parts.scheme}://{parts.netloc}", segs[1]
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = -1
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _field(where: str, name: str, value: Any, why: str) -> InputError:
+    shown = repr(value)
+    return InputError(f"{where}: field {name!r} {why}, got {shown[:40] + '...' if len(shown) > 40 else shown}")
+
+
+def _int_field(m: dict[str, Any], name: str, lo: int, hi: int, where: str, default: Any = ...) -> int:
+    value = m.get(name, default)
+    if value is ...:
+        raise _field(where, name, None, "is missing")
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise _field(where, name, value, f"must be an integer in [{lo}, {hi}]")
+    return value
+
+
+def check_manifest(m: Any, where: str) -> dict[str, Any]:
+    """`m` if it is a live channel manifest whose every field the client uses has the right type
+    and a bounded value; InputError naming the field (and `where`: the URL) otherwise."""
+    if not isinstance(m, dict) or m.get("kind") != "adasr-live-channel" or m.get("version") != 1:
+        raise InputError(f"{where}: not an adasr live channel manifest (kind/version)")
+    scale = _int_field(m, "scale", 1, 8, where)
+    lr_w = _int_field(m, "lr_width", 2, MAX_LR_SIDE, where)
+    lr_h = _int_field(m, "lr_height", 2, MAX_LR_SIDE, where)
+    if max(lr_w, lr_h) * scale > MAX_OUT_SIDE:
+        raise _field(where, "scale", scale, f"makes frames of {lr_w * scale}x{lr_h * scale} (at most {MAX_OUT_SIDE} "
+                                            f"a side)")
+    fps = m.get("fps")
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= 240:
+        raise _field(where, "fps", fps, "must be a number in (0, 240]")
+    _int_field(m, "live_edge", -1, 10**9, where)
+    _int_field(m, "n_updates", 0, 10**9, where, 0)
+    if not isinstance(m.get("ended", False), bool):
+        raise _field(where, "ended", m.get("ended"), "must be true or false")
+    for name in ("segments", "updates"):
+        items = m.get(name, [])
+        if not isinstance(items, list) or len(items) > MAX_LISTED:
+            raise _field(where, name, type(items).__name__, f"must be a list of at most {MAX_LISTED:,} entries")
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise _field(where, f"{name}[{i}]", item, "must be an object")
+            _int_field(item, "index", 0, 10**9, f"{where}: {name}[{i}]")
+            if name == "updates":
+                _int_field(item, "from_segment", 0, 10**9, f"{where}: updates[{i}]", 0)
+                _int_field(item, "bytes", 0, MAX_RECORD_BYTES, f"{where}: updates[{i}]", 0)
+    model = m.get("model")
+    if not isinstance(model, dict):
+        raise _field(where, "model", model, "must be an object")
+    base = model.get("base_hash")
+    if not isinstance(base, str) or len(base) != 32 or not set(base) <= set("0123456789abcdef"):
+        raise _field(where, "model.base_hash", base, "must be 32 lowercase hex digits")
+    for name in ("init_bytes", "params", "snapshot_updates"):
+        _int_field(model, name, 0, 10**12, f"{where}: model", 0)
+    if not isinstance(model.get("id", ""), str) or len(model.get("id", "")) > 256:
+        raise _field(where, "model.id", model.get("id"), "must be a string of at most 256 characters")
+    levels = model.get("levels")
+    if levels is not None and (not isinstance(levels, list) or len(levels) > 1000):
+        raise _field(where, "model.levels", levels, "must be a list of at most 1000 levels")
+    return m
 
 
 @dataclass
@@ -83,6 +173,13 @@ class ClientStats:
     def note(self, text: str) -> None:
         if len(self.errors) < 50:
             self.errors.append(text)
+
+
+class _Busy(Exception):
+    """The server answered 429 or 503 (its limits): retried like a failed connection."""
+
+    def __str__(self) -> str:
+        return f"HTTP {self.args[0]}"
 
 
 SNAPSHOT_SLACK_BYTES = 16384  # a snapshot record's header and names, at most about
@@ -241,13 +338,17 @@ class LivePlayResult:
 
 
 class LiveClient:
-    """One viewer of `url` (http://127.0.0.1:PORT/channel/NAME); see the module doc."""
+    """One viewer of `url` (http(s)://HOST:PORT/channel/NAME); see the module doc."""
 
     def __init__(self, url: str, *, have_model: str | None = None, max_lag: int = 4, buffer_segments: int = 1,
                  timeout_s: float = 5.0, reconnect_s: float = 30.0, max_segments: int = 100_000,
                  duration_s: float = 3600.0, client_id: str | None = None,
-                 connector: Callable[[], Any] | None = None, snapshot: str = "auto") -> None:
+                 connector: Callable[[], Any] | None = None, snapshot: str = "auto", token: str | None = None) -> None:
         self.base_url, self.name = parse_channel_url(url)
+        if token is not None and (not isinstance(token, str) or not 1 <= len(token) <= 256
+                                  or not token.isascii() or not token.isprintable() or " " in token):
+            raise ConfigError("an access token is 1 to 256 printable ASCII characters without spaces")
+        self.token = token
         if snapshot not in ("auto", "always", "never"):
             raise ConfigError(f"snapshot must be auto, always or never, got {snapshot!r}")
         self.snapshot = snapshot
@@ -275,77 +376,105 @@ class LiveClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._session = None
+        self._task: asyncio.Task | None = None
+        self._closing = threading.Lock()
         self.fatal: BaseException | None = None
         self.damage: Callable[[int, bytes], bytes] | None = None  # test hook: alter update U's bytes
 
     # -- HTTP (on the client's own loop) --
 
     async def _get(self, path: str, limit: int, params: dict[str, str] | None = None,
-                   timeout: float | None = None) -> tuple[int, bytes, str]:
+                   timeout: float | None = None, what: str = "response") -> tuple[int, bytes, str]:
+        """(status, body, content type) of GET `path`: at most `limit` bytes, redirects followed
+        within the channel's origin only; InputError naming `what` and the URL otherwise."""
         import aiohttp
 
         t = aiohttp.ClientTimeout(total=timeout or self.timeout_s)
         url = f"{self.base_url}{path}"
-        self.stats.bytes_up += REQUEST_HEAD_BYTES + len(path)
-        async with self._session.get(url, params=params, timeout=t, headers={"X-Adasr-Client": self.client_id}) as r:
-            if r.content_length is not None and r.content_length > limit:
-                raise InputError(f"{path}: response of {r.content_length:,} bytes exceeds {limit:,}")
-            body = bytearray()
-            async for chunk in r.content.iter_chunked(1 << 16):
-                body += chunk
-                if len(body) > limit:
-                    raise InputError(f"{path}: response exceeds {limit:,} bytes")
-            self.stats.bytes_down += RESPONSE_HEAD_BYTES + len(body)
-            return r.status, bytes(body), r.content_type
+        headers = {"X-Adasr-Client": self.client_id}
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
+        for hop in range(MAX_REDIRECTS + 1):
+            self.stats.bytes_up += REQUEST_HEAD_BYTES + len(path if hop == 0 else urlsplit(url).path)
+            async with self._session.get(url, params=params, timeout=t, headers=headers, allow_redirects=False) as r:
+                if r.status in (301, 302, 303, 307, 308):
+                    target = urljoin(url, r.headers.get("Location", ""))
+                    if _origin(target) != _origin(self.base_url):
+                        raise InputError(f"{what} ({url}): the server redirects to another origin "
+                                         f"({target[:100]}); not followed")
+                    url, params = target, None
+                    continue
+                if r.status == 401:
+                    raise InputError(f"{what} ({url}): the server wants an access token"
+                                     + (" and refused the one given" if self.token else " (give it with --token)"))
+                if r.content_length is not None and r.content_length > limit:
+                    raise InputError(f"{what} ({url}): response of {r.content_length:,} bytes exceeds {limit:,}")
+                body = bytearray()
+                async for chunk in r.content.iter_chunked(1 << 16):
+                    body += chunk
+                    if len(body) > limit:
+                        raise InputError(f"{what} ({url}): response exceeds {limit:,} bytes")
+                self.stats.bytes_down += RESPONSE_HEAD_BYTES + len(body)
+                if r.status in (429, 503):  # the server's limits: retried with backoff
+                    raise _Busy(r.status)
+                return r.status, bytes(body), r.content_type
+        raise InputError(f"{what} ({self.base_url}{path}): more than {MAX_REDIRECTS} redirects")
 
     async def _retrying(self, path: str, limit: int, params: dict[str, str] | None = None,
-                        timeout: float | None = None) -> tuple[int, bytes, str]:
+                        timeout: float | None = None, what: str = "response") -> tuple[int, bytes, str]:
         """`_get` with exponential backoff on connection failures, for `reconnect_s` in a row."""
         import aiohttp
 
         delay, start, failed = 0.1, time.monotonic(), False
         while not self._stop.is_set():
             try:
-                result = await self._get(path, limit, params, timeout)
+                result = await self._get(path, limit, params, timeout, what)
                 if failed:
                     self.stats.reconnects += 1
                 return result
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError, _Busy) as exc:
                 self.stats.failed_requests += 1
                 failed = True
                 if time.monotonic() - start + delay > self.reconnect_s:
-                    raise InputError(f"live server {self.base_url} unreachable for {self.reconnect_s:.0f} s "
-                                     f"({type(exc).__name__})") from None
-                await asyncio.sleep(delay)
+                    why = "busy" if isinstance(exc, _Busy) else "unreachable or stalled"
+                    raise InputError(f"{what} ({self.base_url}{path}): live server {why} for {self.reconnect_s:.0f} s "
+                                     f"({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})") from None
+                await self._pause(delay)
                 delay = min(2.0, 2 * delay)
         raise InputError("stopped")
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep `seconds`, in short steps, so that `stop()` is seen within 0.05 s."""
+        end = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(0.05, left))
 
     async def _manifest(self, after: int | None = None) -> dict[str, Any]:
         params = {"segments_from": str(self._next_segment), "updates_from": str(self._updates_seen)}
         if after is not None:
             params.update(after=str(max(-1, after)), wait="2")
+        where = f"live channel manifest ({self.base_url}/channel/{self.name})"
         status, body, _ = await self._retrying(f"/channel/{self.name}", MAX_MANIFEST_BYTES, params,
-                                               timeout=self.timeout_s + (2.5 if after is not None else 0))
+                                               timeout=self.timeout_s + (2.5 if after is not None else 0),
+                                               what="live channel manifest")
         if status != 200:
-            raise InputError(f"live channel {self.name!r}: server answered {status}")
-        try:
-            m = json.loads(body)
-        except ValueError:
-            raise InputError("live channel manifest is not JSON") from None
-        if not isinstance(m, dict) or m.get("kind") != "adasr-live-channel" or m.get("version") != 1:
-            raise InputError("not an adasr live channel manifest (kind/version)")
-        return m
+            raise InputError(f"{where}: server answered {status}")
+        return check_manifest(loads(body, where, InputError, MAX_MANIFEST_BYTES), where)
 
     async def _from_snapshot(self, m: dict[str, Any], base_hash: str) -> ModelState | None:
         """The newest model from ``model/latest`` when worth it (`snapshot`, `prefer_snapshot`)."""
         if self.snapshot == "never" or (self.snapshot == "auto"
                                         and not prefer_snapshot(m, self.have_model is not None)):
             return None
-        status, body, _ = await self._retrying(f"/channel/{self.name}/model/latest", MAX_RECORD_BYTES)
+        status, body, _ = await self._retrying(f"/channel/{self.name}/model/latest", MAX_RECORD_BYTES,
+                                               what="model snapshot")
         if status != 200:
             return None  # no update yet: the first record
         self.stats.model_bytes += len(body)
-        state = ModelState.from_full(body, what="live model snapshot")
+        state = ModelState.from_full(body, what=f"model snapshot ({self.base_url}/channel/{self.name}/model/latest)")
         if state.base_hash.hex() != base_hash:
             raise ModelError("the channel's model snapshot does not match its manifest's base hash")
         self._updates_seen = state.next_segment  # the next update to fetch
@@ -362,23 +491,33 @@ class LiveClient:
             local = ModelState.from_full(encode_full(model, spec, "float16"))
             if local.base_hash.hex() == base_hash:
                 status, body, ctype = await self._retrying(f"/channel/{self.name}/model/init", 4096,
-                                                           {"have": base_hash})
-                ref = json.loads(body) if status == 200 and ctype == "application/json" else {}
-                if ref.get("base_hash") == base_hash:
+                                                           {"have": base_hash}, what="base reference")
+                ref = loads(body, "base reference") if status == 200 and ctype == "application/json" else {}
+                if isinstance(ref, dict) and ref.get("base_hash") == base_hash:
                     state, self.stats.base_by_hash = local, True
                     self.stats.model_bytes += len(body)
         if state is None:
-            status, body, _ = await self._retrying(f"/channel/{self.name}/model/init", MAX_RECORD_BYTES)
+            url = f"{self.base_url}/channel/{self.name}/model/init"
+            status, body, _ = await self._retrying(f"/channel/{self.name}/model/init", MAX_RECORD_BYTES,
+                                                   what="first model record")
             if status != 200:
-                raise InputError(f"live channel {self.name!r}: no model record ({status})")
-            state = ModelState.from_full(body, what="live model record")
+                raise InputError(f"first model record ({url}): server answered {status}")
+            state = ModelState.from_full(body, what=f"first model record ({url})")
             self.stats.model_bytes += len(body)
             if state.base_hash.hex() != base_hash:
                 raise ModelError("the channel's model record does not match its manifest's base hash")
-        lr_hw = (int(m["lr_height"]), int(m["lr_width"]))
+        if int(state.spec.get("scale", 0)) != m["scale"]:
+            raise InputError(f"live channel manifest ({self.base_url}/channel/{self.name}): field 'scale' is "
+                             f"{m['scale']}, the model's is {state.spec.get('scale')}")
+        lr_hw = (m["lr_height"], m["lr_width"])
         levels = m["model"].get("levels")
         make = _runner_factory(state.spec, levels, lr_hw, str(m["model"].get("id", "live model")))
-        self.swap = ModelSwap(state, make)
+        try:
+            self.swap = ModelSwap(state, make)
+        except (ConfigError, ModelError, TypeError, ValueError, KeyError) as exc:
+            raise InputError(f"live channel manifest ({self.base_url}/channel/{self.name}): field 'model.levels' "
+                             f"does not fit the model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                             ) from None
 
     async def _pull_updates(self, m: dict[str, Any]) -> None:
         listed = {int(u["index"]): u for u in (m.get("updates") or []) if isinstance(u, dict) and "index" in u}
@@ -387,14 +526,16 @@ class LiveClient:
             if self.swap.busy:
                 return  # the SR loop has not reached the staged update yet: fetch it next round
             status, body, _ = await self._retrying(f"/channel/{self.name}/model/{self._updates_seen}.bin",
-                                                   MAX_RECORD_BYTES)
+                                                   MAX_RECORD_BYTES, what=f"model update {self._updates_seen}")
             if status != 200:
                 return
             self.stats.model_bytes += len(body)
             if self.damage is not None:
                 body = self.damage(self._updates_seen, body)
             try:
-                self.swap.stage(body, int(u.get("from_segment", 0)), f"update {self._updates_seen}")
+                self.swap.stage(body, int(u.get("from_segment", 0)),
+                                f"model update {self._updates_seen} ({self.base_url}/channel/{self.name}/model/"
+                                f"{self._updates_seen}.bin)")
                 self.stats.updates_applied += 1
                 self._updates_seen += 1
             except DeltaError as exc:
@@ -419,15 +560,18 @@ class LiveClient:
                 self._next_segment += 1
                 self.stats.skipped_segments += 1
                 continue
-            status, body, _ = await self._retrying(f"/channel/{self.name}/segment/{n}.ts", MAX_SEGMENT_BYTES)
+            url = f"{self.base_url}/channel/{self.name}/segment/{n}.ts"
+            status, body, _ = await self._retrying(f"/channel/{self.name}/segment/{n}.ts", MAX_SEGMENT_BYTES,
+                                                   what=f"segment {n}")
             self._next_segment += 1
             if status != 200:
+                self.stats.note(f"segment {n} ({url}): server answered {status}")
                 self.stats.skipped_segments += 1
                 continue
             try:
-                frames = decode_segment(body)
+                frames = decode_segment(body, size_hw=(m["lr_height"], m["lr_width"]))
             except InputError as exc:
-                self.stats.note(f"segment {n}: {exc}")
+                self.stats.note(f"segment {n} ({url}): {exc}")
                 self.stats.skipped_segments += 1
                 continue
             self.stats.segments += 1
@@ -453,6 +597,7 @@ class LiveClient:
                 with self._cond:
                     self._cond.notify_all()
                 end = time.monotonic() + self.duration_s
+                idle = 0.0  # pause before the next poll while the server answers at once with nothing new
                 while not self._stop.is_set() and time.monotonic() < end and not self._done.is_set():
                     await self._pull_updates(m)
                     await self._pull_segments(m)
@@ -471,8 +616,15 @@ class LiveClient:
                                 or (staged is not None and staged > edge):
                             break
                         await asyncio.sleep(0.1)
+                    asked = time.monotonic()
                     m = await self._manifest(after=self._next_segment - 1)
                     self.manifest = m
+                    if m["live_edge"] < self._next_segment and not m.get("ended") \
+                            and time.monotonic() - asked < 0.2:  # the long poll was not held: back off
+                        idle = min(2.0, max(0.05, 2 * idle))
+                        await self._pause(idle)
+                    else:
+                        idle = 0.0
             except BaseException as exc:  # noqa: BLE001 - the player ends when the fetcher does
                 if not isinstance(exc, asyncio.CancelledError) and not self._stop.is_set():
                     self.fatal = exc
@@ -484,9 +636,18 @@ class LiveClient:
 
     # -- the player's side --
 
+    async def _run_main(self) -> None:
+        self._task = asyncio.current_task()
+        if self._stop.is_set():
+            return
+        try:
+            await self._main()
+        except asyncio.CancelledError:  # stop() while the session closes: nothing is left to do
+            pass
+
     def start(self) -> LiveClient:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._main(),),
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._run_main(),),
                                         name="adasr-live-fetch", daemon=True)
         self._thread.start()
         with self._cond:  # wait for the model (bounded)
@@ -513,10 +674,17 @@ class LiveClient:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None and not task.done():
+            try:  # a request in flight ends now, not at its timeout
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop has closed already
+                pass
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(self.timeout_s + 15)
-        if self._loop is not None and not self._loop.is_running():
-            self._loop.close()
+        with self._closing:  # stop() may run in two threads at once (start() giving up, and its caller)
+            if self._loop is not None and not self._loop.is_running() and not self._loop.is_closed():
+                self._loop.close()
 
     def run(self, *, target_fps: float | None = None, policy: str = "reactive", out: str | None = None,
             on_frame: Callable[[Any, Any], None] | None = None,
@@ -530,14 +698,14 @@ class LiveClient:
         if self.swap is None:
             self.start()
         m = self.manifest
-        fps = float(m["fps"])
+        fps = float(m["fps"])  # checked by check_manifest: (0, 240]
         target = fps if target_fps is None else float(target_fps)
         if not target > 0:
             raise ConfigError(f"target FPS must be positive, got {target_fps!r}")
         order: deque[tuple[int, int]] = deque()
         played: list[tuple[int, int]] = []
         runner = LiveRunner(self.swap, on_output=lambda s, i: order.append((s, i)))
-        lr_w, lr_h, scale = int(m["lr_width"]), int(m["lr_height"]), int(m["scale"])
+        lr_w, lr_h, scale = m["lr_width"], m["lr_height"], m["scale"]
         writer = None
         if out is not None:
             from adasr.video import VideoWriter
@@ -567,11 +735,15 @@ class LiveClient:
             self.stop()
             raise
         self.stop()
+        if not stats.frames:
+            why = str(self.fatal) if self.fatal else (self.stats.errors[-1] if self.stats.errors else "")
+            exc = InputError(f"no frames were played from {self.base_url}/channel/{self.name}"
+                             + (f": {why}" if why else ""))
+            if writer is not None:  # nothing is left behind
+                writer.__exit__(InputError, exc, None)
+            raise exc
         if writer is not None:
             writer.__exit__(None, None, None)
-        if not stats.frames:
-            raise InputError(f"no frames were played from {self.base_url}/channel/{self.name}"
-                             + (f" ({self.fatal})" if self.fatal else ""))
         from adasr.runtime.player import PlayResult
 
         self.stats.swaps = self.swap.applied

@@ -16,11 +16,12 @@ import numpy as np
 
 from adasr.errors import ConfigError, InputError
 
-__all__ = ["LiveSource", "MAX_SEGMENT_BYTES", "MAX_SEGMENT_FRAMES", "SEGMENT_CODECS", "decode_segment", "downsample",
-           "encode_segment"]
+__all__ = ["LiveSource", "MAX_SEGMENT_BYTES", "MAX_SEGMENT_DECODED", "MAX_SEGMENT_FRAMES", "SEGMENT_CODECS",
+           "decode_segment", "downsample", "encode_segment"]
 
 MAX_SEGMENT_BYTES = 32 << 20  # one LR segment on the wire
 MAX_SEGMENT_FRAMES = 1200
+MAX_SEGMENT_DECODED = 1 << 30  # bytes of one segment's decoded RGB frames
 SEGMENT_CODECS = {"h264": "libx264", "h265": "libx265"}
 
 
@@ -114,19 +115,29 @@ def encode_segment(frames: list[np.ndarray], fps: float, *, codec: str = "h264",
     return buf.getvalue()
 
 
-def decode_segment(data: bytes, max_frames: int = MAX_SEGMENT_FRAMES) -> list[np.ndarray]:
-    """The RGB frames of one segment (InputError if it is damaged or holds too many frames)."""
+def decode_segment(data: bytes, max_frames: int = MAX_SEGMENT_FRAMES,
+                   size_hw: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """The RGB frames of one segment (InputError if it is damaged, holds too many frames or
+    more than MAX_SEGMENT_DECODED bytes of them). `size_hw`: the (H, W) the stream's manifest
+    declares; each frame's size is checked against it before the frame is converted, so a
+    segment of larger frames costs no memory."""
     if len(data) > MAX_SEGMENT_BYTES:
         raise InputError(f"segment of {len(data):,} bytes exceeds {MAX_SEGMENT_BYTES:,}")
     frames = []
+    decoded = 0
     try:
         with av.open(io.BytesIO(data), mode="r", format="mpegts") as c:
             if not c.streams.video:
                 raise InputError("segment holds no video stream")
             for frame in c.decode(video=0):
+                if size_hw is not None and (frame.height, frame.width) != tuple(size_hw):
+                    raise InputError(f"frame {len(frames)} is {frame.width}x{frame.height}, the manifest says "
+                                     f"{size_hw[1]}x{size_hw[0]}")
+                decoded += 3 * frame.width * frame.height
+                if len(frames) >= max_frames or decoded > MAX_SEGMENT_DECODED:
+                    raise InputError(f"segment holds more than {max_frames} frames or "
+                                     f"{MAX_SEGMENT_DECODED >> 20} MiB of them")
                 frames.append(frame.to_ndarray(format="rgb24"))
-                if len(frames) > max_frames:
-                    raise InputError(f"segment holds more than {max_frames} frames")
     except av.FFmpegError as exc:
         raise InputError(f"damaged segment: {exc}") from None
     if not frames:

@@ -1,4 +1,4 @@
-"""The live AMS server over HTTP (aiohttp), bound to 127.0.0.1 by default.
+"""The live AMS server over HTTP (aiohttp), bound to 127.0.0.1 unless another address is asked for.
 
 Endpoints (GET only; every other method 405, every other path 404, bad numbers 400):
 
@@ -20,9 +20,17 @@ Endpoints (GET only; every other method 405, every other path 404, bad numbers 4
 ``/channel/NAME/model/U.bin``            update U (a delta record of `adasr.stream.codec`)
 =======================================  ===========================================================
 
-Clients may name themselves with an ``X-Adasr-Client`` header (status counts them). Request
-lines and headers are bounded (2 KiB each), bodies refused (GETs carry none), names checked
-against a strict pattern, numbers bounded; a handler's failure answers 500 and the server goes on.
+Clients may name themselves with an ``X-Adasr-Client`` header (status counts them, in a bounded
+table with expiry and a share per address: `adasr.serve.clients`). Request lines and headers are
+bounded (2 KiB each), bodies refused (GETs carry none), names checked against a strict pattern,
+numbers are ASCII digits only and bounded; a handler's failure answers 500 and the server goes on.
+
+Access: with a `token`, every path but the status page (``/`` and ``/status``) needs the header
+``Authorization: Bearer TOKEN`` (401 otherwise; compared in constant time). One address may have
+at most `max_per_address` requests in flight (429 beyond), and the server at most
+`max_requests` (503 beyond); the status page, answered at once, is outside both limits. A
+non-loopback `host` is bound only when asked for, and only with a token (`adasr serve --host`
+makes one when none is given); TLS belongs to a reverse proxy in front (docs/LIVE.md).
 
 `LiveServer` runs the hub's worker thread and the HTTP server on an asyncio loop in a thread of
 its own (`start()`, `stop()`; `port` after start): tests, benchmarks and `adasr serve` share it.
@@ -31,7 +39,9 @@ its own (`start()`, `stop()`; `port` after start): tests, benchmarks and `adasr 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import html
+import ipaddress
 import json
 import logging
 import re
@@ -44,14 +54,18 @@ from aiohttp import web
 from adasr.errors import ConfigError
 from adasr.serve.channel import Hub
 
-__all__ = ["BASE_REF_KIND", "Handlers", "LiveServer", "MAX_INDEX", "MAX_LINE", "MAX_WAIT_S", "NAME_RE", "make_app",
-           "status_html"]
+__all__ = ["BASE_REF_KIND", "Handlers", "LiveServer", "MAX_INDEX", "MAX_LINE", "MAX_WAIT_S", "NAME_RE", "OPEN_PATHS",
+           "check_token", "is_loopback", "make_app", "status_html"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_INDEX = 10**9
 MAX_WAIT_S = 10.0
 MAX_LINE = 2048
+OPEN_PATHS = frozenset({"/", "/status"})  # the status page: no token needed
+_DIGITS = re.compile(r"[0-9]{1,10}")  # ASCII only: str.isdigit() also takes other scripts' digits
+_DECIMAL = re.compile(r"[0-9]{1,6}(?:\.[0-9]{0,6})?|\.[0-9]{1,6}")
 BASE_REF_KIND = "adasr-base-ref"
+_TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 # aiohttp logs every malformed request with a traceback; it has been answered 400 already.
 _QUIET = logging.getLogger("adasr.serve.http")
 _QUIET.setLevel(logging.CRITICAL)
@@ -59,19 +73,37 @@ _QUIET.propagate = False
 
 
 def _int(text: str, what: str, lo: int = 0, hi: int = MAX_INDEX) -> int:
-    if not text.isdigit() or len(text) > 10 or not lo <= int(text) <= hi:
+    """An integer of ASCII digits in [lo, hi]; 400 otherwise."""
+    if not _DIGITS.fullmatch(text) or not lo <= int(text) <= hi:
         raise web.HTTPBadRequest(text=f"{what} must be an integer in [{lo}, {hi}]\n")
     return int(text)
 
 
 def _float(text: str, what: str, hi: float) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{what} must be a number\n") from None
+    """A plain decimal (ASCII digits, one optional point) in [0, hi]; 400 otherwise."""
+    if not _DECIMAL.fullmatch(text):
+        raise web.HTTPBadRequest(text=f"{what} must be a number\n")
+    value = float(text)
     if not 0 <= value <= hi:
         raise web.HTTPBadRequest(text=f"{what} must be in [0, {hi}]\n")
     return value
+
+
+def check_token(token: str | None) -> str | None:
+    """`token` if it is None or 16 to 256 characters of A-Z a-z 0-9 - _ . ~; ConfigError otherwise."""
+    if token is not None and (not isinstance(token, str) or not _TOKEN.fullmatch(token)):
+        raise ConfigError("an access token (--token) is 16 to 256 characters of A-Z a-z 0-9 - _ . ~")
+    return token
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and any address of 127.0.0.0/8 or ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def status_html(status: dict[str, Any]) -> str:
@@ -127,9 +159,10 @@ class Handlers:
         if not NAME_RE.match(name) or name not in self.hub.channels:
             raise web.HTTPNotFound(text="no such channel\n")
         ch = self.hub.channels[name]
-        client = request.headers.get("X-Adasr-Client", request.remote or "?")[:64]
+        address = request.remote or "?"
+        client = request.headers.get("X-Adasr-Client", address)[:64]
         up = len(request.raw_path) + sum(len(k) + len(v) + 4 for k, v in request.raw_headers) + 16
-        ch.seen(client, up, time.monotonic())
+        ch.seen(client, up, time.monotonic(), address)
         return ch
 
     @staticmethod
@@ -190,23 +223,61 @@ class Handlers:
         return self._send(ch, record, "application/octet-stream")
 
 
-@web.middleware
-async def _guard(request: web.Request, handler):
-    """GET/HEAD only, no bodies; any unexpected failure is a 500 for this request alone."""
-    if request.method not in ("GET", "HEAD"):
-        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
-    if request.content_length:
-        raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length)
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception:  # noqa: BLE001 - one request must never take the server down
-        return web.Response(status=500, text="internal error\n")
+class _Guard:
+    """GET/HEAD only, no bodies, the token (when set) outside the status page, requests in flight
+    bounded per address and in all; any unexpected failure is a 500 for this request alone."""
+
+    def __init__(self, token: str | None, max_per_address: int, max_requests: int) -> None:
+        self.token = None if token is None else f"Bearer {token}".encode()
+        self.max_per_address, self.max_requests = max_per_address, max_requests
+        self.in_flight: dict[str, int] = {}  # address -> requests being answered (one event loop: no lock)
+        self.total = 0
+
+    @web.middleware
+    async def handle(self, request: web.Request, handler):
+        if request.method not in ("GET", "HEAD"):
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+        if request.content_length:
+            raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length)
+        if self.token is not None and request.path not in OPEN_PATHS:
+            given = request.headers.get("Authorization", "").encode("utf-8", "replace")
+            if not hmac.compare_digest(given, self.token):
+                raise web.HTTPUnauthorized(text="an access token is needed: Authorization: Bearer TOKEN\n",
+                                           headers={"WWW-Authenticate": 'Bearer realm="adasr"'})
+        address = request.remote or "?"
+        if request.path in OPEN_PATHS:  # the status page: answered at once, never held, never limited
+            return await self._answer(request, handler)
+        if self.total >= self.max_requests:
+            raise web.HTTPServiceUnavailable(text="server busy\n", headers={"Retry-After": "1"})
+        if self.in_flight.get(address, 0) >= self.max_per_address:
+            raise web.HTTPTooManyRequests(text="too many requests in flight from this address\n",
+                                          headers={"Retry-After": "1"})
+        self.in_flight[address] = self.in_flight.get(address, 0) + 1
+        self.total += 1
+        try:
+            return await self._answer(request, handler)
+        finally:
+            self.total -= 1
+            left = self.in_flight[address] - 1
+            if left:
+                self.in_flight[address] = left
+            else:
+                del self.in_flight[address]
 
 
-def make_app(hub: Hub) -> web.Application:
-    app = web.Application(middlewares=[_guard], client_max_size=1024)
+    @staticmethod
+    async def _answer(request: web.Request, handler):
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:  # noqa: BLE001 - one request must never take the server down
+            return web.Response(status=500, text="internal error\n")
+
+
+def make_app(hub: Hub, *, token: str | None = None, max_per_address: int = 32,
+             max_requests: int = 1024) -> web.Application:
+    app = web.Application(middlewares=[_Guard(token, max_per_address, max_requests).handle], client_max_size=1024)
     h = Handlers(hub)
     app.router.add_get("/", h.index)
     app.router.add_get("/status", h.status)
@@ -228,10 +299,18 @@ class LiveServer:
     client, used by the fault tests."""
 
     def __init__(self, hub: Hub, host: str = "127.0.0.1", port: int = 0, *, duration_s: float | None = None,
-                 train: bool = True) -> None:
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            raise ConfigError(f"the live server binds the loopback interface only (127.0.0.1), not {host!r}")
+                 train: bool = True, token: str | None = None, max_per_address: int = 32,
+                 max_requests: int = 1024) -> None:
+        if not isinstance(host, str) or not host or len(host) > 255:
+            raise ConfigError(f"--host must name an address to bind, got {host!r}")
+        if not is_loopback(host) and not token:
+            raise ConfigError(f"binding {host} (not loopback) needs an access token (--token)")
+        check_token(token)
+        for what, v, hi in (("max_per_address", max_per_address, 100_000), ("max_requests", max_requests, 1_000_000)):
+            if not isinstance(v, int) or not 1 <= v <= hi:
+                raise ConfigError(f"{what} must be an integer in [1, {hi}], got {v!r}")
         self.hub, self.host, self.port, self.duration_s, self.train = hub, host, int(port), duration_s, train
+        self.token, self.max_per_address, self.max_requests = token, max_per_address, max_requests
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._stop = threading.Event()
@@ -272,7 +351,9 @@ class LiveServer:
 
     def start_http(self) -> None:
         async def up() -> int:
-            runner = web.AppRunner(make_app(self.hub), max_line_size=MAX_LINE, max_field_size=MAX_LINE,
+            app = make_app(self.hub, token=self.token, max_per_address=self.max_per_address,
+                           max_requests=self.max_requests)
+            runner = web.AppRunner(app, max_line_size=MAX_LINE, max_field_size=MAX_LINE,
                                    max_headers=32, keepalive_timeout=15.0, access_log=None, shutdown_timeout=1.0,
                                    logger=_QUIET)
             await runner.setup()
@@ -290,7 +371,8 @@ class LiveServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the worker ends (duration passed, sources ended); True if it did."""

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from adasr._jsonfile import loads
 from adasr.errors import ModelError
 from adasr.nn.registry import MAX_VALUES
 
@@ -359,7 +360,7 @@ def read_record(data: bytes, what: str = "model record") -> tuple[RecordInfo, An
             (mlen,) = struct.unpack_from("<I", payload)
             if mlen != len(payload) - 4:
                 raise ValueError("base reference JSON length does not match the payload")
-            meta = json.loads(payload[4:])
+            meta = loads(payload[4:], "base reference JSON", ValueError)
             if not isinstance(meta, dict):
                 raise ValueError("base reference JSON is not an object")
             return info, meta
@@ -367,7 +368,7 @@ def read_record(data: bytes, what: str = "model record") -> tuple[RecordInfo, An
             (mlen,) = struct.unpack_from("<I", payload)
             if mlen > MAX_ARCH_JSON:
                 raise ValueError(f"architecture JSON of {mlen:,} bytes")
-            meta = json.loads(payload[4:4 + mlen])
+            meta = loads(payload[4:4 + mlen], "architecture JSON", ValueError)
             values = payload[4 + mlen:]
             if len(values) != _value_bytes(DTYPES[info.dtype], info.n_params):
                 raise ValueError("parameter bytes do not match the parameter count")
@@ -418,11 +419,14 @@ class ModelState:
 
     `vector` is the flat float32 parameter vector (always on the CPU, the reference copy);
     `model` holds the same values on `device`. `next_segment` is the segment the next delta must
-    be for; `hash` the hash of the current vector.
+    be for; `hash` the hash of the current vector. Every vector it takes (a first record, a
+    snapshot, a base, each update's result) must be finite: a NaN or infinite parameter is
+    refused with a `DeltaError` (`check_finite`), so no record can turn the output black.
     """
 
     def __init__(self, model: nn.Module, spec: dict[str, Any], vector: torch.Tensor, base_hash: bytes,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", what: str = "model record") -> None:
+        self.check_finite(vector, what)
         self.model, self.spec, self.vector, self.base_hash = model, spec, vector, base_hash
         self.device = torch.device(device)
         self.hash = vector_hash(vector)
@@ -446,7 +450,8 @@ class ModelState:
             listed = [(str(n), tuple(int(d) for d in shape)) for n, shape in meta["params"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise DeltaError(f"{what}: damaged model record (architecture lacks or mangles {exc})") from None
-        state = cls(_build(spec, listed, vec, what).to(device).eval(), spec, vec, info.base_hash, device)
+        cls.check_finite(vec, what)  # before anything is built
+        state = cls(_build(spec, listed, vec, what).to(device).eval(), spec, vec, info.base_hash, device, what)
         state.next_segment = info.segment  # 0 for a stream's first record; a snapshot's update count
         return state
 
@@ -470,7 +475,17 @@ class ModelState:
                              f"{info.base_hash.hex()[:12]} ({spec['arch']}, {info.n_params:,} parameters), "
                              f"the one given is {got.hex()[:12]} ({mine['arch']}, {vec.numel():,} parameters)")
         listed = [(n, tuple(p.shape)) for n, p in base.named_parameters()]
-        return cls(_build(spec, listed, vec, what).to(device).eval(), spec, vec, info.base_hash, device)
+        cls.check_finite(vec, what)
+        return cls(_build(spec, listed, vec, what).to(device).eval(), spec, vec, info.base_hash, device, what)
+
+    @staticmethod
+    def check_finite(vector: torch.Tensor, what: str) -> None:
+        """DeltaError unless every value of `vector` is finite (neither NaN nor infinite)."""
+        finite = torch.isfinite(vector)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise DeltaError(f"{what}: refused: {bad:,} of {vector.numel():,} parameters are not finite (NaN or "
+                             f"infinite)")
 
     def _load(self) -> None:
         offset = 0
@@ -502,6 +517,7 @@ class ModelState:
         delta = self.check(data, what)
         new = self.vector.clone()
         new[delta.indices] += delta.values
+        self.check_finite(new, f"{what}: segment {delta.info.segment}")
         new_hash = vector_hash(new)
         if new_hash != delta.info.after_hash:
             raise DeltaError(f"{what}: segment {delta.info.segment}: the updated model does not match the "

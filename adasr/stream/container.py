@@ -32,7 +32,7 @@ from adasr._atomic import (
     check_writable,
     owned_folder_reason,
 )
-from adasr._jsonfile import check_header, header
+from adasr._jsonfile import check_header, header, loads
 from adasr.errors import InputError, ModelError, OutputError
 from adasr.safepath import check_name, confined_file, read_confined
 
@@ -119,10 +119,7 @@ class StreamFile:
                                  error=ModelError)
         else:
             text = self._read_single_file_head()
-        try:
-            manifest = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelError(f"{self.path}: stream manifest is not valid JSON ({exc})") from None
+        manifest = loads(text, f"{self.path}: stream manifest", ModelError)
         check_header(manifest, STREAM_KIND, STREAM_SCHEMA_VERSION, "stream manifest", source=self.path)
         self._check_table(manifest)
         self.manifest = manifest

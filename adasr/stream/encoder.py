@@ -164,7 +164,9 @@ def initial_model(settings: EncodeSettings) -> tuple[torch.nn.Module, dict[str, 
             model = build_model("srvc", scale=settings.scale)
         spec = {"arch": "srvc", "args": {"scale": settings.scale}, "scale": settings.scale}
         return model, spec, None, {"model": "srvc"}
-    path = Path(name)
+    from adasr.safepath import user_path
+
+    path = user_path(name, "model (generic, srvc, a model file or a package)")
     if not path.exists():
         raise InputError(f"model not found: {name} (use generic, srvc, a model file or a package)")
     if _is_package(path):

@@ -31,7 +31,6 @@ __all__ = ["StreamRunner", "is_stream_path", "play_stream"]
 
 def is_stream_path(path: str | os.PathLike[str]) -> bool:
     """A single-file stream (.adasrs) or a stream folder (a manifest of kind stream)."""
-    import json
 
     from adasr.stream.container import MANIFEST, SINGLE_FILE_SUFFIX
 
@@ -40,11 +39,12 @@ def is_stream_path(path: str | os.PathLike[str]) -> bool:
         return True
     if p.is_dir() and (p / MANIFEST).is_file():
         from adasr._atomic import MAX_MANIFEST_BYTES
+        from adasr._jsonfile import loads
         from adasr.errors import AdasrError
         from adasr.safepath import read_confined
 
         try:
-            data = json.loads(read_confined(p, MANIFEST, MAX_MANIFEST_BYTES))
+            data = loads(read_confined(p, MANIFEST, MAX_MANIFEST_BYTES), "stream manifest")
         except (AdasrError, ValueError):
             return False
         return isinstance(data, dict) and "segments" in data

@@ -84,6 +84,7 @@ def resolve_base(base: str | os.PathLike[str], scale: int) -> tuple[torch.nn.Mod
     """(model, spec) of the base model a receiver holds: generic, srvc, a model file or a package."""
     from adasr.stream.encoder import EncodeSettings, initial_model
 
+    base_file(base)  # an empty name is refused, not read as "."
     model, spec, _, _ = initial_model(EncodeSettings(scale=scale, model=str(base), device="cpu"))
     return model, spec
 
@@ -209,7 +210,9 @@ def decode_stream(stream: str | os.PathLike[str], out: str | os.PathLike[str], *
 
 def base_file(base: str | os.PathLike[str] | None) -> Path | None:
     """The file a --base names (None for the named models generic / srvc)."""
-    return None if base is None or str(base) in ("generic", "srvc") else Path(base)
+    from adasr.safepath import user_path
+
+    return None if base is None or str(base) in ("generic", "srvc") else user_path(base, "--base")
 
 
 def stream_info(path: str | os.PathLike[str]) -> dict[str, Any]:

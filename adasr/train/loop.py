@@ -33,6 +33,7 @@ from safetensors.torch import save
 from torch import nn
 
 from adasr._atomic import write_bytes_atomic
+from adasr._jsonfile import loads
 from adasr.data.datasets import PatchSampler, SRPair, load_pairs
 from adasr.errors import AdasrError, ConfigError, InputError, ModelError
 from adasr.evaluation import evaluate
@@ -362,7 +363,7 @@ class Trainer:
 def _read(path: Path, with_tensors: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
-            meta = json.loads((handle.metadata() or {})[_META])
+            meta = loads((handle.metadata() or {})[_META], "header", ValueError)
             tensors = {k: handle.get_tensor(k) for k in handle.keys()} if with_tensors else {}
         if not isinstance(meta, dict):
             raise ValueError("header is not a JSON object")

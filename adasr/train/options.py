@@ -10,7 +10,6 @@ InputError naming the option.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,15 +109,13 @@ def from_options(*, arch: str = "fsrcnn", supernet: str | None = None, recipe: s
 def read_config_file(path: str | os.PathLike[str]) -> TrainConfig:
     """A JSON run file (`TrainConfig.to_dict`'s keys); an architecture's file arguments (e.g. a
     DLSR genotype path) are read in."""
+    from adasr._jsonfile import loads
     from adasr.nn.registry import resolve_args
+    from adasr.safepath import read_bounded
 
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"training config {path} is larger than {MAX_CONFIG_BYTES >> 20} MiB")
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read training config {path}: {exc}") from None
+    data = loads(read_bounded(path, MAX_CONFIG_BYTES, "training config", InputError), f"training config {path}",
+                 ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(f"training config {path} must be a JSON object")
     cfg = TrainConfig.from_dict(data)

@@ -176,7 +176,7 @@ def test_hostile_genotypes_are_refused_with_one_line(tmp_path):
         with pytest.raises(ModelError, match=why) as info:
             as_genotype(data)
         assert "\n" not in str(info.value)
-    for text, why in (("{not json", "bad JSON"), ("[" * 100_000, "too deeply"),
+    for text, why in (("{not json", "not valid JSON"), ("[" * 100_000, "too deeply"),
                       ("{" + " " * (2 << 20) + "}", "characters")):
         with pytest.raises(ModelError, match=why):
             as_genotype(text)
@@ -191,7 +191,7 @@ def test_cli_refuses_damaged_genotype_and_retrains_a_good_one(monkeypatch, capsy
         write_image(folder / p.name, read_image(p).rgb[:48, :48])
     common = ["--data", folder, "--val", "none", "--steps", "2", "--patch", "8", "--batch-size", "2", "--quiet"]
     cases = {name: json.dumps(data) for name, data in _bad_genotypes().items()}
-    cases["bad JSON"] = '{"kind": "adasr.dlsr-genotype", "cells": [ '
+    cases["not valid JSON"] = '{"kind": "adasr.dlsr-genotype", "cells": [ '
     for i, (why, text) in enumerate(cases.items()):
         bad = tmp_path / f"bad{i}.json"
         bad.write_text(text)

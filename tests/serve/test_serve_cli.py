@@ -42,8 +42,8 @@ def test_live_errors_are_one_line(monkeypatch, capsys, data_root, tmp_path):
         (["serve", tmp_path / "missing.mp4", "--port", "0"], "live source not found"),
         (["serve", data_root / BIKES, "--scheme", "magic", "--port", "0"], "--scheme must be one of"),
         (["serve", data_root / BIKES, "--port", "70000"], "--port must be"),
-        (["play", "http://192.0.2.1:8000/channel/x"], "loopback"),
-        (["play", "http://127.0.0.1:1/nochannel"], "looks like http://127.0.0.1:PORT/channel/NAME"),
+        (["play", "http://user:pw@127.0.0.1:8000/channel/x"], "must not carry credentials"),
+        (["play", "http://127.0.0.1:1/nochannel"], "looks like http(s)://HOST:PORT/channel/NAME"),
         (["play", "http://127.0.0.1:8000/channel/x", "--trace", "bursty"], "not for a live channel"),
         (["play", data_root / BIKES, "--base", "generic"], "--base applies to a live channel"),
     ]
