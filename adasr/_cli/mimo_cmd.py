@@ -156,6 +156,7 @@ def bench_cmd(
     warm: Annotated[bool, typer.Option("--warm/--cold", help="MMNet online: start each channel from the previous one's weights (--cold re-initialises).")] = True,
     init: Annotated[str, typer.Option("--init", help="MMNet initial weights: random (Algorithm 1) or mf (matched filter of the first channel).")] = "random",
     next_lr: Annotated[Optional[float], typer.Option("--next-lr", help="MMNet online: Adam step size after the first channel (default --lr).")] = None,
+    transport: Annotated[bool, typer.Option("--transport/--no-transport", help="MMNet online: map each layer's A to the next channel (A + A(H_prev - H)H^+, so A H is kept) before its training; not in the thesis.")] = False,
     iid_steps: Annotated[int, typer.Option("--iid-steps", help="MMNet-iid, OAMPNet and DetNet: offline training steps (OAMPNet and DetNet on a non-iid set train on the set's channels).")] = 1000,
     iid_model: Annotated[Optional[Path], typer.Option("--iid-model", help="MMNet-iid checkpoint from `adasr mimo train` instead of training here.")] = None,
     max_nodes: Annotated[int, typer.Option("--max-nodes", help="sphere: bound on visited tree nodes per vector (a vector that hits it keeps its best leaf; counted in the report).")] = 100_000,
@@ -200,7 +201,7 @@ def bench_cmd(
     report = B.run(cs, modc, snrs, names, samples=samples, seed=seed, device=dev, csi_error=csi_error, first=first,
                    next_iters=next_iters, time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=warm,
                    init=init, next_lr=next_lr, iid_steps=iid_steps, iid_model=net, max_nodes=max_nodes, coherence=coherence,
-                   kbest_k=kbest_k, log=lambda m: console.print(m, highlight=False))
+                   kbest_k=kbest_k, transport=transport, log=lambda m: console.print(m, highlight=False))
     B.write_json(report, json_path)
     B.plot(report, png_path)
     from rich.table import Table
@@ -271,6 +272,7 @@ def sweep_phi_cmd(
     samples: Annotated[int, typer.Option("--samples", help="Transmitted vectors per channel.")] = 500,
     init: Annotated[str, typer.Option("--init", help="MMNet initial weights: random (Algorithm 1) or mf.")] = "random",
     next_lr: Annotated[Optional[float], typer.Option("--next-lr", help="Adam step size after the first channel (default --lr).")] = None,
+    transport: Annotated[bool, typer.Option("--transport/--no-transport", help="MMNet online: map each layer's A to the next channel (A + A(H_prev - H)H^+, so A H is kept) before its training; not in the thesis.")] = False,
     layers: Annotated[int, typer.Option("--layers", help="MMNet layers.")] = 10,
     batch: Annotated[int, typer.Option("--batch", help="MMNet training batch.")] = 500,
     lr: Annotated[float, typer.Option("--lr", help="MMNet Adam learning rate.")] = 1e-3,
@@ -309,7 +311,7 @@ def sweep_phi_cmd(
     report = B.sweep_phi(cs, modc, snr_db, phis, baselines=names, train_snr=(lo_hi[0], lo_hi[1]), first=first,
                          time_iters=time_iters, samples=samples, seed=seed, device=dev, batch=batch, lr=lr,
                          layers=layers, init=init, next_lr=next_lr, band=band, fresh_every=fresh_every,
-                         oamp_steps=oamp_steps, kbest_k=kbest_k, log=lambda m: console.print(m, highlight=False))
+                         oamp_steps=oamp_steps, kbest_k=kbest_k, transport=transport, log=lambda m: console.print(m, highlight=False))
     B.write_json(report, json_path)
     B.plot_sweep(report, png_path)
     from rich.table import Table
@@ -424,6 +426,7 @@ def train_cmd(
     warm: Annotated[bool, typer.Option("--warm/--cold", help="mmnet: warm start from the previous channel's weights.")] = True,
     init: Annotated[str, typer.Option("--init", help="mmnet initial weights: random or mf.")] = "random",
     next_lr: Annotated[Optional[float], typer.Option("--next-lr", help="MMNet online: Adam step size after the first channel (default --lr).")] = None,
+    transport: Annotated[bool, typer.Option("--transport/--no-transport", help="MMNet online: map each layer's A to the next channel (A + A(H_prev - H)H^+, so A H is kept) before its training; not in the thesis.")] = False,
     layers: Annotated[int, typer.Option("--layers", help="Layers.")] = 10,
     batch: Annotated[int, typer.Option("--batch", help="Training batch (thesis: 500).")] = 500,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (thesis: 1e-3).")] = 1e-3,
@@ -473,8 +476,9 @@ def train_cmd(
         cs = _channels(channel, users, antennas, steps, carriers, seed, rho, rho_t, rho_f, file, "cpu")
         net, res = M.train_online(cs.h, modc, lo_hi[0], lo_hi[1], first=first, next_iters=next_iters,
                                   time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=warm, seed=seed,
-                                  device=dev, keep_states=False, init=init, next_lr=next_lr)
-        log = dict(kind=kind, channel=cs.meta, first=first, next=next_iters, next_lr=next_lr, time_iters=time_iters, warm=warm,
+                                  device=dev, keep_states=False, init=init, next_lr=next_lr, transport=transport)
+        log = dict(kind=kind, channel=cs.meta, first=first, next=next_iters, next_lr=next_lr, time_iters=time_iters,
+                   warm=warm, transport=transport,
                    init=init, batch=batch, lr=lr, snr=lo_hi, iterations=res.iterations, first_loss=res.first_loss,
                    last_loss=res.last_loss, index=res.index)
     M.save(net, out_path, modc, extra=dict(snr=lo_hi, seed=seed))

@@ -86,7 +86,7 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
         seed: int = 0, device: str = "cpu", csi_error: float = 0.0, first: int = 1000, next_iters: int = 8,
         time_iters: int | None = None, batch: int = 500, lr: float = 1e-3, layers: int = 10, warm: bool = True,
         init: str = "random", next_lr: float | None = None, iid_steps: int = 1000, iid_model: M.MMNet | None = None,
-        max_nodes: int = 100_000, coherence: int = 100, kbest_k: int = 32,
+        max_nodes: int = 100_000, coherence: int = 100, kbest_k: int = 32, transport: bool = False,
         log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure SER per detector per SNR over every channel of `cs`; returns the report dict."""
     log = log or (lambda _m: None)
@@ -173,9 +173,10 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
 
         _, res = M.train_online(h_est, mod, lo, hi, first=first, next_iters=next_iters, time_iters=time_iters,
                                 batch=batch, lr=lr, layers=layers, warm=warm, seed=seed, device=device,
-                                keep_states=False, on_channel=on_channel, init=init, next_lr=next_lr)
+                                keep_states=False, on_channel=on_channel, init=init, next_lr=next_lr,
+                                transport=transport)
         training["mmnet"] = dict(first=first, next=next_iters, time_iters=time_iters, warm=warm, init=init,
-                                 next_lr=next_lr,
+                                 next_lr=next_lr, transport=transport,
                                  batch=batch, lr=lr, iterations_total=sum(res.iterations),
                                  iterations_per_channel=sum(res.iterations) / max(1, len(res.iterations)),
                                  last_loss=res.last_loss, seconds=time.perf_counter() - t0 - seconds["mmnet"])
@@ -244,7 +245,7 @@ def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int]
               train_snr: tuple[float, float], first: int = 1000, time_iters: int | None = None, samples: int = 500,
               seed: int = 0, device: str = "cpu", batch: int = 500, lr: float = 1e-3, layers: int = 10,
               init: str = "random", next_lr: float | None = None, band: int = 16, fresh_every: int = 0,
-              oamp_steps: int = 300, kbest_k: int = 32,
+              oamp_steps: int = 300, kbest_k: int = 32, transport: bool = False,
               log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """SER vs Phi with Psi fixed (the thesis's Fig. 3-11): for each Phi, MMNet is trained online over
     the set (Algorithm 1, warm start) and each channel is detected at `snr_db` with the weights
@@ -252,7 +253,8 @@ def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int]
     offline for `oamp_steps` steps on the set's channels) see the same symbols and noise.
 
     Phi = 0 is always run: it is the frozen copy of the first-subcarrier model (no training after
-    the first subcarrier of a time step), the bound the online steps must not fall below. The Psi
+    the first subcarrier of a time step; with `transport`, mapped to each channel), the bound the
+    online steps must not fall below. The Psi
     iterations on the first channel are run once and shared by every Phi (same result as separate
     runs). SER is also reported per band of `band` adjacent subcarriers. With `fresh_every` K > 0,
     every K-th subcarrier of each time step also gets a fresh network trained for it alone (Psi
@@ -326,7 +328,7 @@ def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int]
         _, res = M.train_online(cs.h, mod, train_snr[0], train_snr[1], first=first, next_iters=phi,
                                 time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=True, seed=seed,
                                 device=device, keep_states=False, on_channel=on_channel, init=init, next_lr=next_lr,
-                                first_state=shared)
+                                first_state=shared, transport=transport)
         shared = shared or res.first_state
         total = sum(err)
         rows.append(dict(phi=phi, ser=total / symbols, errors=total, ci95=_wilson(total, symbols),
@@ -360,8 +362,8 @@ def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int]
             r["ser_on_fresh_channels"] = on
             r["ratio_to_fresh"] = on / fresh["ser"] if fresh["ser"] > 0 else (1.0 if on == 0 else math.inf)
     return dict(users=cs.users, antennas=cs.antennas, modulation=mod.name, snr_db=snr_db, train_snr=list(train_snr),
-                psi=first, time_iters=time_iters, init=init, lr=lr, next_lr=next_lr, batch=batch, layers=layers,
-                channel=cs.meta, channels=n_ch, time_steps=steps, subcarriers=carriers, band=band,
+                psi=first, time_iters=time_iters, init=init, lr=lr, next_lr=next_lr, transport=transport, batch=batch,
+                layers=layers, channel=cs.meta, channels=n_ch, time_steps=steps, subcarriers=carriers, band=band,
                 samples_per_channel=samples, symbols=symbols, seed=seed, device=device, baselines=base, mmnet=rows,
                 frozen=dict(ser=frozen["ser"], ser_per_band=frozen["ser_per_band"]), fresh=fresh,
                 confidence="95% Wilson interval per SER over all symbols (symbols within a vector are not independent)")

@@ -293,8 +293,8 @@ def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: flo
                  next_iters: int = 8, time_iters: int | None = None, batch: int = 500, lr: float = 1e-3,
                  layers: int = 10, warm: bool = True, seed: int = 0, device: str = "cpu", keep_states: bool = True,
                  on_channel=None, model: MMNet | None = None, init: str = "random",
-                 next_lr: float | None = None, first_state: dict[str, Any] | None = None
-                 ) -> tuple[MMNet, OnlineResult]:
+                 next_lr: float | None = None, first_state: dict[str, Any] | None = None,
+                 transport: bool = False) -> tuple[MMNet, OnlineResult]:
     """Algorithm 1 over channels h (T, F, Nr, Nt) complex: for each time step n and subcarrier f,
     train `first` (Psi) iterations at f = 0 (`time_iters` instead for n > 0 if given) and
     `next_iters` (Phi) at each next f, starting from the weights of the previous channel
@@ -305,7 +305,13 @@ def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: flo
     The result's `first_state` holds the weights, Adam's state and the sample generator's state
     after the first channel; passed back as `first_state` (same `h[0, 0]`, `first`, `lr`, `seed`)
     it replaces that channel's training, so runs that differ only after the first channel (a
-    sweep over Phi) share its Psi iterations and give the same result as running from scratch."""
+    sweep over Phi) share its Psi iterations and give the same result as running from scratch.
+
+    `transport=True` (not in the thesis) maps the warm start to each new channel before its
+    training: every layer's A becomes A + A (H_prev - H) H^+ (complex, H^+ the Nt x Nr
+    pseudo-inverse), so that A H = A_prev H_prev exactly (H of full column rank): the layer acts
+    on the signal part of the new channel's residual as it did on the previous channel, and only
+    its action on the noise changes. One pseudo-inverse per channel, no change to detection."""
     _check_snr_range(snr_lo, snr_hi)
     if h.dim() != 4:
         raise ConfigError("online training wants channels of shape (T, F, Nr, Nt)")
@@ -324,11 +330,17 @@ def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: flo
     initial = copy.deepcopy(model.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     result = OnlineResult()
+    if transport and model.kind != "mmnet":
+        raise ConfigError("transport applies to MMNet's free matrices A_t (kind mmnet)")
+    prev = None
     for n in range(steps):
         for f in range(carriers):
             if not warm and (n, f) != (0, 0):
                 model.load_state_dict(initial)
                 opt = torch.optim.Adam(model.parameters(), lr=lr)
+            if transport and warm and prev is not None:
+                _transport(model, prev, h[n, f].to(device))
+            prev = h[n, f].to(device)
             if f == 0:
                 iters = first if (n == 0 or time_iters is None or not warm) else time_iters
             else:
@@ -363,6 +375,17 @@ def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: flo
             if on_channel is not None:
                 on_channel(n, f, model, hr)
     return model, result
+
+
+def _transport(model: MMNet, h_prev: torch.Tensor, h_new: torch.Tensor) -> None:
+    """A <- A + A (H_prev - H_new) H_new^+ for every layer (complex), in place."""
+    with torch.no_grad():
+        a = torch.complex(model.a_re, model.a_im).to(torch.complex128)   # (L, Nt, Nr)
+        hn = h_new.to(torch.complex128)
+        move = (h_prev.to(torch.complex128) - hn) @ torch.linalg.pinv(hn)  # (Nr, Nr)
+        a = a + a @ move
+        model.a_re.copy_(a.real.to(model.a_re.dtype))
+        model.a_im.copy_(a.imag.to(model.a_im.dtype))
 
 
 # -- checkpoints -----------------------------------------------------------------------------------

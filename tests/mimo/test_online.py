@@ -46,3 +46,24 @@ def test_a_shared_first_stage_gives_the_result_of_a_separate_run():
     # the stored first stage was not changed by the run that reused it
     _, again = M.train_online(cs.h, mod, 6.0, 10.0, first_state=first.first_state, **kw)
     assert again.last_loss == ref.last_loss
+
+
+def test_transport_keeps_each_layers_action_on_the_signal():
+    g = torch.Generator().manual_seed(5)
+    model = M.MMNet("mmnet", 3, 8, layers=2, generator=g, init_std=0.3)
+    h0 = torch.complex(torch.randn(8, 3, generator=g), torch.randn(8, 3, generator=g))
+    h1 = h0 + 0.3 * torch.complex(torch.randn(8, 3, generator=g), torch.randn(8, 3, generator=g))
+    before = torch.complex(model.a_re, model.a_im).detach().clone()
+    M._transport(model, h0, h1)
+    after = torch.complex(model.a_re, model.a_im).detach()
+    assert not torch.allclose(after, before, atol=1e-3)
+    assert torch.allclose(after @ h1, before @ h0, atol=1e-5)  # A' H1 = A H0 for every layer
+
+
+def test_transport_carries_the_frozen_copy_along_a_drifting_set():
+    cs = _drifting_set()
+    mod = constellation("qam4")
+    kw = dict(baselines=[], train_snr=(6.0, 10.0), first=150, samples=400, batch=100, lr=1e-2, layers=4, seed=0)
+    plain = sweep_phi(cs, mod, 8.0, [0], **kw)["frozen"]["ser"]
+    moved = sweep_phi(cs, mod, 8.0, [0], transport=True, **kw)["frozen"]["ser"]
+    assert moved < 0.3 * plain, (moved, plain)
