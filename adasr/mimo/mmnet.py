@@ -308,10 +308,10 @@ def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: flo
     sweep over Phi) share its Psi iterations and give the same result as running from scratch.
 
     `transport=True` (not in the thesis) maps the warm start to each new channel before its
-    training: every layer's A becomes A + A (H_prev - H) H^+ (complex, H^+ the Nt x Nr
-    pseudo-inverse), so that A H = A_prev H_prev exactly (H of full column rank): the layer acts
-    on the signal part of the new channel's residual as it did on the previous channel, and only
-    its action on the noise changes. One pseudo-inverse per channel, no change to detection."""
+    training: every layer's A becomes A H_prev H^+ (complex, H^+ the Nt x Nr pseudo-inverse), the
+    smallest A' with A' H = A H_prev (H of full column rank): the layer acts on the signal part of
+    the new channel's residual as it did on the previous channel, and only its action on the
+    noise changes. One pseudo-inverse per channel, no change to detection."""
     _check_snr_range(snr_lo, snr_hi)
     if h.dim() != 4:
         raise ConfigError("online training wants channels of shape (T, F, Nr, Nt)")
@@ -378,12 +378,12 @@ def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: flo
 
 
 def _transport(model: MMNet, h_prev: torch.Tensor, h_new: torch.Tensor) -> None:
-    """A <- A + A (H_prev - H_new) H_new^+ for every layer (complex), in place."""
+    """A <- A H_prev H_new^+ for every layer (complex), in place: A' H_new = A H_prev, and A' has
+    no part outside the range of H_new (such a part would only pass noise)."""
     with torch.no_grad():
         a = torch.complex(model.a_re, model.a_im).to(torch.complex128)   # (L, Nt, Nr)
-        hn = h_new.to(torch.complex128)
-        move = (h_prev.to(torch.complex128) - hn) @ torch.linalg.pinv(hn)  # (Nr, Nr)
-        a = a + a @ move
+        move = h_prev.to(torch.complex128) @ torch.linalg.pinv(h_new.to(torch.complex128))  # (Nr, Nr)
+        a = a @ move
         model.a_re.copy_(a.real.to(model.a_re.dtype))
         model.a_im.copy_(a.imag.to(model.a_im.dtype))
 
