@@ -1,4 +1,4 @@
-"""`adasr mimo ...`: massive-MIMO detection (channels, bench, sweep-phi, train); thin wrappers over adasr.mimo."""
+"""`adasr mimo ...`: massive-MIMO detection (channels, bench, sweep-phi, complexity, train); thin wrappers over adasr.mimo."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError
 
 __all__ = ["AntennasOpt", "CarriersOpt", "ChannelOpt", "DeviceOpt", "FileOpt", "ModOpt", "RhoFOpt", "RhoOpt", "RhoTOpt",
-           "SeedOpt", "StepsOpt", "ThreadsOpt", "UsersOpt", "bench_cmd", "channels_cmd", "mimo_app", "register",
+           "SeedOpt", "StepsOpt", "ThreadsOpt", "UsersOpt", "bench_cmd", "channels_cmd", "complexity_cmd", "mimo_app", "register",
            "sweep_phi_cmd", "train_cmd"]
 
 mimo_app = typer.Typer(help="Massive-MIMO signal detection: classic detectors and MMNet with online training.",
@@ -32,6 +32,13 @@ RANGES.update({
     "csi_error": Range(0, 10),
     "max_nodes": Range(1, 100_000_000),
     "coherence": Range(1, 1_000_000),
+    "kbest_k": Range(1, 4096),
+    "band": Range(1, 4096),
+    "fresh_every": Range(0, 4096),
+    "oamp_steps": Range(0, 1_000_000),
+    "stride": Range(1, 1024),
+    "offset": Range(0, 1023),
+    "drops": Range(1, 64),
     "sweep-phi:snr": Range(-30, 60),
     "next_lr": Range(0, 10, lo_open=True),
     "rho": Range(0, 1, hi_open=True),
@@ -76,23 +83,55 @@ def channels_cmd(
     rho: RhoOpt = 0.7,
     rho_t: RhoTOpt = 0.0,
     rho_f: RhoFOpt = 0.0,
+    stride: Annotated[int, typer.Option("--stride", help="uma: keep every STRIDE-th of the 1024 subcarriers (4: the thesis's data set; 1: every subcarrier, as Algorithm 1).")] = 4,
+    offset: Annotated[int, typer.Option("--offset", help="uma: index of the first kept subcarrier.")] = 0,
+    drops: Annotated[int, typer.Option("--drops", help="uma: independent user drops, stacked along time (T = drops x steps).")] = 1,
+    png_out: Annotated[Optional[Path], typer.Option("--png", help="Also plot the correlation against distance in subcarriers and time steps (Fig. 3-10).")] = None,
     seed: SeedOpt = 0,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Generate a channel set (T x F channels of Nr x Nt) and cache it on disk with its seed."""
+    """Generate a channel set (T x F channels of Nr x Nt), measure its correlation against distance
+    in frequency and time (stored in the description) and cache it on disk with its seed."""
     from adasr._atomic import check_writable
-    from adasr.mimo.channels import save
+    from adasr.mimo.channels import correlation, save
 
     _threads(threads)
     if channel == "file":
         raise ConfigError("`mimo channels` generates sets; --channel must be iid, corr or uma")
     if out_path.suffix != ".safetensors":
         raise ConfigError(f"--out must end in .safetensors, got {out_path.name}")
-    check_writable(out_path)
-    check_writable(out_path.with_suffix(".json"))
-    cs = _channels(channel, users, antennas, steps, carriers, seed, rho, rho_t, rho_f, None, "cpu")
+    if png_out is not None and png_out.suffix != ".png":
+        raise ConfigError(f"--png must end in .png, got {png_out.name}")
+    if channel != "uma" and (stride, offset, drops) != (4, 0, 1):
+        raise ConfigError("--stride, --offset and --drops go with --channel uma")
+    for p in (out_path, out_path.with_suffix(".json"), png_out):
+        if p is not None:
+            check_writable(p)
+    from adasr.mimo.channels import make
+    from adasr.mimo.problem import check_size
+
+    check_size(users, antennas)
+    cs = make(channel, users, antennas, steps=steps, carriers=carriers, seed=seed, rho=rho, rho_t=rho_t, rho_f=rho_f,
+              stride=stride, offset=offset, drops=drops)
+    loc = correlation(cs.h)
+    steps_per_drop = int(cs.meta.get("steps_per_drop", cs.h.shape[0]))
+    if cs.meta.get("drops", 1) > 1:  # time lags only within a drop
+        loc_t = correlation(cs.h[:steps_per_drop])
+        loc.update(time=loc_t["time"], time_real=loc_t["time_real"])
+    cs.meta["locality"] = loc
     save(cs, out_path)
-    out.print(f"wrote {out_path}: {cs.h.shape[0]} x {cs.h.shape[1]} channels of {cs.antennas} x {cs.users} ({channel}, seed {seed})")
+    if png_out is not None:
+        from adasr.mimo.bench import plot_locality
+
+        plot_locality(cs.meta, png_out)
+    f = loc["frequency"]
+    near = ", ".join(f"{d}: {f[d]:.3f}" for d in (1, 4, 8, 16, 32, 64) if d < len(f))
+    out.print(f"wrote {out_path}: {cs.h.shape[0]} x {cs.h.shape[1]} channels of {cs.antennas} x {cs.users} "
+              f"({channel}, seed {seed})")
+    if near:
+        out.print(f"correlation at a distance of d subcarriers (d: |<H1,H2>|/norms): {near}")
+    if len(loc["time"]) > 1:
+        out.print(f"correlation one time step apart: {loc['time'][1]:.3f}")
 
 
 @mimo_app.command("bench")
@@ -117,9 +156,11 @@ def bench_cmd(
     warm: Annotated[bool, typer.Option("--warm/--cold", help="MMNet online: start each channel from the previous one's weights (--cold re-initialises).")] = True,
     init: Annotated[str, typer.Option("--init", help="MMNet initial weights: random (Algorithm 1) or mf (matched filter of the first channel).")] = "random",
     next_lr: Annotated[Optional[float], typer.Option("--next-lr", help="MMNet online: Adam step size after the first channel (default --lr).")] = None,
+    transport: Annotated[bool, typer.Option("--transport/--no-transport", help="MMNet online: map each layer's A to the next channel (A H_prev H^+, so A H is kept) before its training; not in the thesis.")] = False,
     iid_steps: Annotated[int, typer.Option("--iid-steps", help="MMNet-iid, OAMPNet and DetNet: offline training steps (OAMPNet and DetNet on a non-iid set train on the set's channels).")] = 1000,
     iid_model: Annotated[Optional[Path], typer.Option("--iid-model", help="MMNet-iid checkpoint from `adasr mimo train` instead of training here.")] = None,
     max_nodes: Annotated[int, typer.Option("--max-nodes", help="sphere: bound on visited tree nodes per vector (a vector that hits it keeps its best leaf; counted in the report).")] = 100_000,
+    kbest_k: Annotated[int, typer.Option("--kbest-k", help="kbest: survivors per tree level K (a large K is the near-ML stand-in where exact ML is out of reach).")] = 32,
     coherence: Annotated[int, typer.Option("--coherence", help="Vectors per coherence interval that share a detector's per-channel work in the multiplication counts (thesis: about 100).")] = 100,
     layers: Annotated[int, typer.Option("--layers", help="MMNet layers.")] = 10,
     batch: Annotated[int, typer.Option("--batch", help="MMNet training batch.")] = 500,
@@ -159,7 +200,8 @@ def bench_cmd(
     cs = _channels(channel, users, antennas, steps, carriers, seed, rho, rho_t, rho_f, file, "cpu")
     report = B.run(cs, modc, snrs, names, samples=samples, seed=seed, device=dev, csi_error=csi_error, first=first,
                    next_iters=next_iters, time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=warm,
-                   init=init, next_lr=next_lr, iid_steps=iid_steps, iid_model=net, max_nodes=max_nodes, coherence=coherence, log=lambda m: console.print(m, highlight=False))
+                   init=init, next_lr=next_lr, iid_steps=iid_steps, iid_model=net, max_nodes=max_nodes, coherence=coherence,
+                   kbest_k=kbest_k, transport=transport, log=lambda m: console.print(m, highlight=False))
     B.write_json(report, json_path)
     B.plot(report, png_path)
     from rich.table import Table
@@ -215,7 +257,12 @@ def sweep_phi_cmd(
     phi: Annotated[str, typer.Option("--phi", help="Comma list of Phi values (iterations on each next subcarrier).")] = "2,4,8,16,32",
     first: Annotated[int, typer.Option("--first", help="Psi: iterations on the first subcarrier (thesis: 1000).")] = 1000,
     time_iters: Annotated[Optional[int], typer.Option("--time-iters", help="Iterations on the first subcarrier of later time steps (default --first).")] = None,
-    baselines: Annotated[str, typer.Option("--baselines", help="Comma list of classic detectors measured on the same data.")] = "mmse",
+    baselines: Annotated[str, typer.Option("--baselines", help="Comma list of detectors measured on the same data: classic ones (mmse, kbest, ...) and oampnet (trained offline on the set's channels).")] = "mmse",
+    band: Annotated[int, typer.Option("--band", help="Also report SER per band of this many adjacent subcarriers.")] = 16,
+    fresh_every: Annotated[int, typer.Option("--fresh-every", help="Train a fresh network (Psi iterations) on every K-th subcarrier too: the per-channel bound (0: off).")] = 0,
+    oamp_steps: Annotated[int, typer.Option("--oamp-steps", help="oampnet baseline: offline training steps on the set's channels.")] = 300,
+    kbest_k: Annotated[int, typer.Option("--kbest-k", help="kbest: survivors per tree level K (a large K is the near-ML stand-in where exact ML is out of reach).")] = 32,
+
     steps: StepsOpt = 1,
     carriers: CarriersOpt = 16,
     rho: RhoOpt = 0.7,
@@ -225,6 +272,7 @@ def sweep_phi_cmd(
     samples: Annotated[int, typer.Option("--samples", help="Transmitted vectors per channel.")] = 500,
     init: Annotated[str, typer.Option("--init", help="MMNet initial weights: random (Algorithm 1) or mf.")] = "random",
     next_lr: Annotated[Optional[float], typer.Option("--next-lr", help="Adam step size after the first channel (default --lr).")] = None,
+    transport: Annotated[bool, typer.Option("--transport/--no-transport", help="MMNet online: map each layer's A to the next channel (A H_prev H^+, so A H is kept) before its training; not in the thesis.")] = False,
     layers: Annotated[int, typer.Option("--layers", help="MMNet layers.")] = 10,
     batch: Annotated[int, typer.Option("--batch", help="MMNet training batch.")] = 500,
     lr: Annotated[float, typer.Option("--lr", help="MMNet Adam learning rate.")] = 1e-3,
@@ -262,7 +310,8 @@ def sweep_phi_cmd(
         raise ConfigError("SER vs Phi needs at least 2 subcarriers (--carriers)")
     report = B.sweep_phi(cs, modc, snr_db, phis, baselines=names, train_snr=(lo_hi[0], lo_hi[1]), first=first,
                          time_iters=time_iters, samples=samples, seed=seed, device=dev, batch=batch, lr=lr,
-                         layers=layers, init=init, next_lr=next_lr, log=lambda m: console.print(m, highlight=False))
+                         layers=layers, init=init, next_lr=next_lr, band=band, fresh_every=fresh_every,
+                         oamp_steps=oamp_steps, kbest_k=kbest_k, transport=transport, log=lambda m: console.print(m, highlight=False))
     B.write_json(report, json_path)
     B.plot_sweep(report, png_path)
     from rich.table import Table
@@ -276,8 +325,82 @@ def sweep_phi_cmd(
     for name, b in report["baselines"].items():
         table.add_row(name, "-", f"{b['ser']:.2e}", f"{b['ci95'][0]:.1e}-{b['ci95'][1]:.1e}")
     for r in report["mmnet"]:
-        table.add_row(f"mmnet phi={r['phi']}", f"{r['iterations_per_channel']:.1f}", f"{r['ser']:.2e}",
+        label = "mmnet frozen copy (phi=0)" if r["phi"] == 0 else f"mmnet phi={r['phi']}"
+        table.add_row(label, f"{r['iterations_per_channel']:.1f}", f"{r['ser']:.2e}",
                       f"{r['ci95'][0]:.1e}-{r['ci95'][1]:.1e}")
+    fr = report.get("fresh")
+    if fr:
+        table.add_row(f"mmnet fresh per channel ({len(fr['channels'])} channels)", f"{fr['iterations']}",
+                      f"{fr['ser']:.2e}", "-")
+    out.print(table)
+    for r in report["mmnet"][1:]:
+        note = f", {r['ratio_to_fresh']:.2f}x the fresh networks' SER on their channels" if "ratio_to_fresh" in r else ""
+        below = "at or below" if r["not_above_frozen_in_every_band"] else "NOT at or below"
+        out.print(f"phi={r['phi']}: {below} the frozen copy in every band of {report['band']} subcarriers{note}")
+    out.print(f"wrote {json_path} and {png_path}")
+
+
+@mimo_app.command("complexity")
+def complexity_cmd(
+    users: Annotated[str, typer.Option("--users", help="Comma list of user counts Nt (thesis: 16,32).")] = "16,32",
+    antennas: AntennasOpt = 64,
+    mod: ModOpt = "qam16",
+    detectors: Annotated[str, typer.Option("--detectors", help="Comma list of detectors to count.")] = "mmse,amp,detnet,oampnet,mmnet",
+    train_iters: Annotated[float, typer.Option("--train-iters", help="MMNet's online training iterations per channel (thesis: 9; a sweep-phi JSON's iterations_per_channel).")] = 9.0,
+    coherence: Annotated[int, typer.Option("--coherence", help="Vectors per coherence interval that share the per-channel work (thesis: about 100).")] = 100,
+    layers: Annotated[int, typer.Option("--layers", help="Layers of the learned detectors.")] = 10,
+    batch: Annotated[int, typer.Option("--batch", help="MMNet training batch.")] = 500,
+    kbest_k: Annotated[int, typer.Option("--kbest-k", help="kbest: survivors per level.")] = 32,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the counts here (default: mimo-complexity.json).")] = None,
+    png_out: Annotated[Optional[Path], typer.Option("--png", help="Write the bar chart here (default: beside --json).")] = None,
+) -> None:
+    """Multiplications per detected vector for each detector and system size (Fig. 3-12), counted
+    analytically (adasr.mimo.complexity); writes JSON and a PNG."""
+    import json
+
+    from adasr._atomic import check_writable, write_bytes_atomic
+    from adasr.mimo import complexity as X
+    from adasr.mimo.bench import plot_complexity
+    from adasr.mimo.problem import check_size, constellation
+
+    modc = constellation(mod)
+    sizes = _int_list(users, "--users", 1, 1024, most=8)
+    for u in sizes:
+        check_size(u, antennas)
+    names = [n.strip().lower() for n in detectors.split(",") if n.strip()]
+    for n in names:
+        if n not in X.COUNTED:
+            raise ConfigError(f"no multiplication count for {n!r}; choose from {', '.join(X.COUNTED)}")
+    if not names:
+        raise ConfigError("--detectors wants a comma-separated list, e.g. mmse,amp,mmnet")
+    if not 0 <= train_iters <= 1_000_000:
+        raise ConfigError(f"--train-iters must lie in 0..1000000, got {train_iters:g}")
+    json_path = json_out or Path("mimo-complexity.json")
+    png_path = png_out or json_path.with_suffix(".png")
+    for p, suffix in ((json_path, ".json"), (png_path, ".png")):
+        if p.suffix != suffix:
+            raise ConfigError(f"{p} should end in {suffix}")
+        check_writable(p)
+    counts = {}
+    for u in sizes:
+        counts[f"{u}x{antennas}"] = {n: X.count(n, u, antennas, modc.order, vectors=coherence, layers=layers,
+                                                batch=batch, k=kbest_k, train_iters=train_iters)
+                                     for n in names}
+    report = dict(modulation=modc.name, antennas=antennas, users=sizes, train_iters=train_iters,
+                  vectors_per_channel=coherence, layers=layers, batch=batch, counts=counts,
+                  counted="real multiplications per detected vector, channel work shared by vectors_per_channel "
+                          "vectors; MMNet includes its online training (adasr.mimo.complexity)")
+    write_bytes_atomic(json_path, (json.dumps(report, indent=2) + "\n").encode())
+    plot_complexity(report, png_path)
+    from rich.table import Table
+
+    table = Table(title=f"multiplications per detected vector, {modc.name.upper()}, {coherence} vectors per channel, "
+                        f"MMNet with {train_iters:g} training iterations per channel")
+    table.add_column("Nt x Nr")
+    for n in names:
+        table.add_column(n, justify="right")
+    for size, row in counts.items():
+        table.add_row(size, *["-" if row[n]["total"] is None else f"{row[n]['total']:.3g}" for n in names])
     out.print(table)
     out.print(f"wrote {json_path} and {png_path}")
 
@@ -303,6 +426,7 @@ def train_cmd(
     warm: Annotated[bool, typer.Option("--warm/--cold", help="mmnet: warm start from the previous channel's weights.")] = True,
     init: Annotated[str, typer.Option("--init", help="mmnet initial weights: random or mf.")] = "random",
     next_lr: Annotated[Optional[float], typer.Option("--next-lr", help="MMNet online: Adam step size after the first channel (default --lr).")] = None,
+    transport: Annotated[bool, typer.Option("--transport/--no-transport", help="MMNet online: map each layer's A to the next channel (A H_prev H^+, so A H is kept) before its training; not in the thesis.")] = False,
     layers: Annotated[int, typer.Option("--layers", help="Layers.")] = 10,
     batch: Annotated[int, typer.Option("--batch", help="Training batch (thesis: 500).")] = 500,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (thesis: 1e-3).")] = 1e-3,
@@ -352,8 +476,9 @@ def train_cmd(
         cs = _channels(channel, users, antennas, steps, carriers, seed, rho, rho_t, rho_f, file, "cpu")
         net, res = M.train_online(cs.h, modc, lo_hi[0], lo_hi[1], first=first, next_iters=next_iters,
                                   time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=warm, seed=seed,
-                                  device=dev, keep_states=False, init=init, next_lr=next_lr)
-        log = dict(kind=kind, channel=cs.meta, first=first, next=next_iters, next_lr=next_lr, time_iters=time_iters, warm=warm,
+                                  device=dev, keep_states=False, init=init, next_lr=next_lr, transport=transport)
+        log = dict(kind=kind, channel=cs.meta, first=first, next=next_iters, next_lr=next_lr, time_iters=time_iters,
+                   warm=warm, transport=transport,
                    init=init, batch=batch, lr=lr, snr=lo_hi, iterations=res.iterations, first_loss=res.first_loss,
                    last_loss=res.last_loss, index=res.index)
     M.save(net, out_path, modc, extra=dict(snr=lo_hi, seed=seed))

@@ -28,8 +28,8 @@ from adasr.mimo.ml import sphere_decode
 from adasr.mimo.problem import Constellation, symbol_errors, to_real_matrix, transmit
 from adasr.timing import provenance
 
-__all__ = ["DETECTORS", "ML_REFERENCES", "TARGET_SER", "parse_detectors", "plot", "plot_sweep", "resolve_device", "run",
-           "snr_at", "sweep_phi", "write_json"]
+__all__ = ["DETECTORS", "ML_REFERENCES", "TARGET_SER", "parse_detectors", "plot", "plot_complexity", "plot_locality",
+           "plot_sweep", "resolve_device", "run", "snr_at", "sweep_phi", "write_json"]
 
 DETECTORS = ("zf", "mmse", "vblast", "amp", "kbest", "ep", "ml", "sphere", "oampnet", "detnet", "mmnet-iid", "mmnet")
 ML_REFERENCES = ("ml", "sphere")
@@ -87,7 +87,8 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
         seed: int = 0, device: str = "cpu", csi_error: float = 0.0, first: int = 1000, next_iters: int = 8,
         time_iters: int | None = None, batch: int = 500, lr: float = 1e-3, layers: int = 10, warm: bool = True,
         init: str = "random", next_lr: float | None = None, iid_steps: int = 1000, iid_model: M.MMNet | None = None,
-        max_nodes: int = 100_000, coherence: int = 100, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+        max_nodes: int = 100_000, coherence: int = 100, kbest_k: int = 32, transport: bool = False,
+        log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure SER per detector per SNR over every channel of `cs`; returns the report dict."""
     log = log or (lambda _m: None)
     h_true = cs.h
@@ -124,7 +125,7 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
     classic = [d for d in detectors if d in D.CLASSIC]
     sphere_stats: dict[str, Any] = {}
     for name in classic:
-        fn = D.CLASSIC[name]
+        fn = _baseline(name, kbest_k)
         if name == "sphere":
             fn = partial(sphere_decode, max_nodes=max_nodes, stats=sphere_stats)
         for ci in range(n_ch):
@@ -173,9 +174,10 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
 
         _, res = M.train_online(h_est, mod, lo, hi, first=first, next_iters=next_iters, time_iters=time_iters,
                                 batch=batch, lr=lr, layers=layers, warm=warm, seed=seed, device=device,
-                                keep_states=False, on_channel=on_channel, init=init, next_lr=next_lr)
+                                keep_states=False, on_channel=on_channel, init=init, next_lr=next_lr,
+                                transport=transport)
         training["mmnet"] = dict(first=first, next=next_iters, time_iters=time_iters, warm=warm, init=init,
-                                 next_lr=next_lr,
+                                 next_lr=next_lr, transport=transport,
                                  batch=batch, lr=lr, iterations_total=sum(res.iterations),
                                  iterations_per_channel=sum(res.iterations) / max(1, len(res.iterations)),
                                  last_loss=res.last_loss, seconds=time.perf_counter() - t0 - seconds["mmnet"])
@@ -197,14 +199,15 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
     for name, r in results.items():
         if name in C.COUNTED:
             c = C.count(name, cs.users, cs.antennas, mod.order, vectors=coherence, layers=layers, batch=batch,
-                        train_iters=training.get("mmnet", {}).get("iterations_per_channel"),
+                        k=kbest_k, train_iters=training.get("mmnet", {}).get("iterations_per_channel"),
                         nodes_per_vector=sphere_stats.get("nodes_per_vector"))
             r["multiplications_per_vector"] = c["total"]
             r["multiplications"] = c
     return dict(
         users=cs.users, antennas=cs.antennas, modulation=mod.name, snr_db=snrs, channel=cs.meta,
         channels=n_ch, samples_per_channel_per_snr=samples, symbols_per_snr=symbols, seed=seed,
-        csi_error=csi_error, device=device, results=results, training=training, provenance=provenance(),
+        csi_error=csi_error, device=device, results=results, training=training, kbest_k=kbest_k,
+        provenance=provenance(),
         sphere=sphere_stats or None,
         complexity=dict(vectors_per_channel=coherence, counted="real multiplications per detected vector, "
                         "channel work shared by vectors_per_channel vectors (adasr.mimo.complexity)"),
@@ -234,20 +237,39 @@ def plot(report: dict[str, Any], path: Path) -> None:
     _save_ser_plot(fig, ax, path)
 
 
+def _baseline(name: str, kbest_k: int) -> Any:
+    if name == "kbest":
+        return partial(D.sionna_kbest, k=kbest_k)
+    return D.CLASSIC[name]
+
+
 def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int], *, baselines: list[str],
               train_snr: tuple[float, float], first: int = 1000, time_iters: int | None = None, samples: int = 500,
               seed: int = 0, device: str = "cpu", batch: int = 500, lr: float = 1e-3, layers: int = 10,
-              init: str = "random", next_lr: float | None = None,
+              init: str = "random", next_lr: float | None = None, band: int = 16, fresh_every: int = 0,
+              oamp_steps: int = 300, kbest_k: int = 32, transport: bool = False,
               log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """SER vs Phi with Psi fixed (the thesis's Fig. 3-11): for each Phi, MMNet is trained online over
     the set (Algorithm 1, warm start) and each channel is detected at `snr_db` with the weights
-    trained for it; the classic `baselines` see the same symbols and noise."""
+    trained for it; the `baselines` (classic detectors, `kbest` with K = `kbest_k`, `oampnet` trained
+    offline for `oamp_steps` steps on the set's channels) see the same symbols and noise.
+
+    Phi = 0 is always run: it is the frozen copy of the first-subcarrier model (no training after
+    the first subcarrier of a time step; with `transport`, mapped to each channel), the bound the
+    online steps must not fall below. The Psi
+    iterations on the first channel are run once and shared by every Phi (same result as separate
+    runs). SER is also reported per band of `band` adjacent subcarriers. With `fresh_every` K > 0,
+    every K-th subcarrier of each time step also gets a fresh network trained for it alone (Psi
+    iterations from the initial weights): the per-channel bound, compared on those channels."""
     log = log or (lambda _m: None)
     if not phis:
         raise ConfigError("--phi wants at least one value")
+    if band < 1 or fresh_every < 0:
+        raise ConfigError(f"--band must be at least 1 and --fresh-every at least 0, got {band} and {fresh_every}")
     for name in baselines:
-        if name not in D.CLASSIC:
-            raise ConfigError(f"--baselines takes classic detectors ({', '.join(D.CLASSIC)}), got {name!r}")
+        if name not in D.CLASSIC and name != "oampnet":
+            raise ConfigError(f"--baselines takes classic detectors ({', '.join(D.CLASSIC)}) or oampnet, got {name!r}")
+    phis = [0] + [p for p in phis if p != 0]
     steps, carriers = cs.h.shape[:2]
     n_ch = steps * carriers
     flat = to_real_matrix(cs.h.reshape(-1, *cs.h.shape[2:])).to(device)
@@ -257,18 +279,45 @@ def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int]
         x, y, s2 = transmit(flat[ci].cpu(), mod, samples, snr_db, generator=g)
         return x.to(device), y.to(device), s2.to(device)
 
-    symbols = n_ch * samples * cs.users
+    per_channel = samples * cs.users
+    symbols = n_ch * per_channel
+    bands = [list(range(b0, min(b0 + band, carriers))) for b0 in range(0, carriers, band)]
+
+    def band_ser(err: list[int]) -> list[float]:
+        return [sum(err[n * carriers + f] for n in range(steps) for f in fs) / (steps * len(fs) * per_channel)
+                for fs in bands]
+
     base = {}
     for name in baselines:
-        fn = D.CLASSIC[name]
-        err = 0
+        t0 = time.perf_counter()
+        training = None
+        if name == "oampnet":
+            net = M.build("oampnet", cs.users, cs.antennas, layers)
+            losses = M.train_offline(net, mod, train_snr[0], train_snr[1], oamp_steps, batch=batch, lr=lr, seed=seed,
+                                     device=device, pool=cs.h.reshape(-1, *cs.h.shape[2:]))
+            training = dict(steps=oamp_steps, batch=batch, channels="the set", first_loss=losses[0] if losses else None,
+                            last_loss=losses[-1] if losses else None)
+            net = net.eval()
+
+            def fn(y, hr, s2, mod, net=net):
+                return M.detect(net, y, hr, s2, mod)
+        else:
+            fn = _baseline(name, kbest_k)
+        err = []
         for ci in range(n_ch):
             x, y, s2 = data(ci)
             with torch.no_grad():
-                err += int(symbol_errors(fn(y, flat[ci], s2, mod), x, mod).sum())
-        base[name] = dict(ser=err / symbols, errors=err, ci95=_wilson(err, symbols))
-        log(f"{name}: SER {err / symbols:.3e}")
+                err.append(int(symbol_errors(fn(y, flat[ci], s2, mod), x, mod).sum()))
+        total = sum(err)
+        base[name] = dict(ser=total / symbols, errors=total, ci95=_wilson(total, symbols), ser_per_band=band_ser(err),
+                          ser_per_channel=[e / per_channel for e in err], seconds=time.perf_counter() - t0)
+        if training is not None:
+            base[name]["training"] = training
+        if name == "kbest":
+            base[name]["k"] = kbest_k
+        log(f"{name}: SER {total / symbols:.3e}")
     rows = []
+    shared = None
     for phi in phis:
         err = [0] * n_ch
 
@@ -280,18 +329,45 @@ def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int]
         t0 = time.perf_counter()
         _, res = M.train_online(cs.h, mod, train_snr[0], train_snr[1], first=first, next_iters=phi,
                                 time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=True, seed=seed,
-                                device=device, keep_states=False, on_channel=on_channel, init=init, next_lr=next_lr)
+                                device=device, keep_states=False, on_channel=on_channel, init=init, next_lr=next_lr,
+                                first_state=shared, transport=transport)
+        shared = shared or res.first_state
         total = sum(err)
         rows.append(dict(phi=phi, ser=total / symbols, errors=total, ci95=_wilson(total, symbols),
-                         ser_per_channel=[e / (samples * cs.users) for e in err],
+                         ser_per_band=band_ser(err), ser_per_channel=[e / per_channel for e in err],
                          iterations_total=sum(res.iterations),
                          iterations_per_channel=sum(res.iterations) / max(1, n_ch),
-                         last_loss=res.last_loss, seconds=time.perf_counter() - t0))
-        log(f"phi {phi}: SER {total / symbols:.3e} ({sum(res.iterations) / max(1, n_ch):.1f} iterations per channel)")
+                         first_loss=res.first_loss, last_loss=res.last_loss, seconds=time.perf_counter() - t0))
+        log(f"phi {phi}{' (frozen copy)' if phi == 0 else ''}: SER {total / symbols:.3e} "
+            f"({sum(res.iterations) / max(1, n_ch):.1f} iterations per channel)")
+    fresh = None
+    if fresh_every > 0:
+        chans, errs = [], []
+        t0 = time.perf_counter()
+        for n in range(steps):
+            for f in range(fresh_every, carriers, fresh_every):
+                ci = n * carriers + f
+                x, y, s2 = data(ci)
+                model, _ = M.train_online(cs.h[n:n + 1, f:f + 1], mod, train_snr[0], train_snr[1], first=first,
+                                          batch=batch, lr=lr, layers=layers, seed=seed, device=device,
+                                          keep_states=False, init=init)
+                chans.append(ci)
+                errs.append(int(symbol_errors(M.detect(model, y, flat[ci], s2, mod), x, mod).sum()))
+                log(f"fresh training on channel {ci}: SER {errs[-1] / per_channel:.3e}")
+        fresh = dict(every=fresh_every, iterations=first, channels=chans, errors=errs,
+                     ser=sum(errs) / max(1, len(chans) * per_channel), seconds=time.perf_counter() - t0)
+    frozen = rows[0]
+    for r in rows:
+        r["not_above_frozen_in_every_band"] = all(a <= b for a, b in zip(r["ser_per_band"], frozen["ser_per_band"]))
+        if fresh is not None and fresh["channels"]:
+            on = sum(r["ser_per_channel"][ci] for ci in fresh["channels"]) / len(fresh["channels"])
+            r["ser_on_fresh_channels"] = on
+            r["ratio_to_fresh"] = on / fresh["ser"] if fresh["ser"] > 0 else (1.0 if on == 0 else math.inf)
     return dict(users=cs.users, antennas=cs.antennas, modulation=mod.name, snr_db=snr_db, train_snr=list(train_snr),
-                psi=first, time_iters=time_iters, init=init, lr=lr, next_lr=next_lr, batch=batch, layers=layers,
-                channel=cs.meta, channels=n_ch, samples_per_channel=samples, symbols=symbols, seed=seed,
-                device=device, baselines=base, mmnet=rows,
+                psi=first, time_iters=time_iters, init=init, lr=lr, next_lr=next_lr, transport=transport, batch=batch,
+                layers=layers, channel=cs.meta, channels=n_ch, time_steps=steps, subcarriers=carriers, band=band,
+                samples_per_channel=samples, symbols=symbols, seed=seed, device=device, baselines=base, mmnet=rows,
+                frozen=dict(ser=frozen["ser"], ser_per_band=frozen["ser_per_band"]), fresh=fresh,
                 confidence="95% Wilson interval per SER over all symbols (symbols within a vector are not independent)")
 
 
@@ -303,8 +379,13 @@ def plot_sweep(report: dict[str, Any], path: Path) -> None:
 
     floor = 0.5 / max(1, report["symbols"])
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    phis = [r["phi"] for r in report["mmnet"]]
-    ax.semilogy(phis, [max(r["ser"], floor) for r in report["mmnet"]], marker="o", label=f"MMNet (Psi={report['psi']})")
+    rows = [r for r in report["mmnet"] if r["phi"] > 0]
+    ax.semilogy([r["phi"] for r in rows], [max(r["ser"], floor) for r in rows], marker="o",
+                label=f"MMNet online (Psi={report['psi']})")
+    ax.axhline(max(report["frozen"]["ser"], floor), color="C0", ls=":", label="frozen first-subcarrier copy")
+    if report.get("fresh"):
+        ax.axhline(max(report["fresh"]["ser"], floor), color="C0", ls="-.", lw=0.8,
+                   label=f"fresh per channel ({report['fresh']['iterations']} it.)")
     for i, (name, b) in enumerate(report["baselines"].items()):
         ax.axhline(max(b["ser"], floor), color=f"C{i + 1}", ls="--", label=name)
     ax.axhline(TARGET_SER, color="grey", lw=0.8, ls=":")
@@ -315,6 +396,60 @@ def plot_sweep(report: dict[str, Any], path: Path) -> None:
     ax.set_title(f"{report['users']}x{report['antennas']} {report['modulation'].upper()}, {ch}, "
                  f"{report['snr_db']:g} dB")
     _save_ser_plot(fig, ax, path)
+
+
+def plot_locality(meta: dict[str, Any], path: Path) -> None:
+    """Correlation against distance in subcarriers and in time steps (Fig. 3-10) from a set's
+    description (`adasr.mimo.channels.correlation` under 'locality')."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loc = meta["locality"]
+    stride = meta.get("subcarrier_stride", 1)
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    f = loc["frequency"]
+    ax.plot([d * stride for d in range(len(f))], f, marker=".", label="frequency (distance in subcarriers of 1024)")
+    if len(loc["time"]) > 1:
+        ax.plot(range(len(loc["time"])), loc["time"], marker="o", label="time (distance in time steps)")
+    ax.set_xlabel("distance")
+    ax.set_ylabel("|<H1, H2>| / (||H1|| ||H2||)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"channel locality, {meta.get('model', '?')} {meta.get('antennas', '?')}x{meta.get('users', '?')}")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def plot_complexity(report: dict[str, Any], path: Path) -> None:
+    """Bars of multiplications per detected vector, one group per system size (Fig. 3-12)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = list(report["counts"])
+    names = list(report["counts"][sizes[0]])
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        vals = [report["counts"][s][name]["total"] or 0 for s in sizes]
+        ax.bar([j + i * width for j in range(len(sizes))], vals, width, label=name)
+    ax.set_yscale("log")
+    ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(sizes))], sizes)
+    ax.set_ylabel("multiplications per detection")
+    ax.set_title(f"{report['modulation'].upper()}, Nr = {report['antennas']}, MMNet with "
+                 f"{report['train_iters']:g} training it./channel")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
 
 
 def _save_ser_plot(fig: Any, ax: Any, path: Path) -> None:

@@ -26,7 +26,7 @@ from adasr._jsonfile import loads
 from adasr.errors import ConfigError, InputError
 from adasr.mimo.problem import MAX_CHANNEL_VALUES, check_channels, check_size
 
-__all__ = ["ChannelSet", "KINDS", "SCHEMA", "exp_corr", "load", "make", "save", "synthetic", "uma"]
+__all__ = ["ChannelSet", "KINDS", "SCHEMA", "correlation", "exp_corr", "load", "make", "save", "synthetic", "uma"]
 
 SCHEMA = "adasr-mimo-channels/1"
 KINDS = ("iid", "corr", "uma")
@@ -113,13 +113,15 @@ def uma(*args: Any, **kwargs: Any) -> ChannelSet:
 
 def _uma(users: int, steps: int = 10, carriers: int = 256, seed: int = 0, carrier_frequency: float = 2.53e9,
         bandwidth: float = 20e6, fft_size: int = 1024, speed: float = 1.0, radius: float = 500.0,
-        device: str = "cpu") -> ChannelSet:
+        stride: int = 4, offset: int = 0, drops: int = 1, device: str = "cpu") -> ChannelSet:
     """The thesis's set-up as far as Sionna's UMa model allows: one 120-degree sector of radius
     `radius` m (guard 10 m, BS at 25 m), a 64-port BS (8 x 4 cross-polarised 38.901 panel),
     single-antenna omni users, all outdoor and NLOS, moving at `speed` m/s; channel sampled every
     lambda/4 of travel for `steps` steps, OFDM with `fft_size` subcarriers over `bandwidth` of
-    which every fourth is kept up to `carriers`; perfect power control (per user and time step,
-    the mean over kept subcarriers of ||H[f, :, k]||^2 is 1)."""
+    which every `stride`-th from `offset` is kept up to `carriers` (stride 4: the thesis's data
+    set of F = 256; stride 1: every subcarrier, as Algorithm 1 walks them); perfect power control
+    (per drop, user and time step, the mean over kept subcarriers of ||H[f, :, k]||^2 is 1).
+    `drops` independent user drops are stacked along the time axis (T = drops x steps)."""
     try:
         from sionna.phy import config as sn_config
         from sionna.phy.channel import cir_to_ofdm_channel, subcarrier_frequencies
@@ -129,10 +131,15 @@ def _uma(users: int, steps: int = 10, carriers: int = 256, seed: int = 0, carrie
         raise ConfigError(f"the uma channel needs Sionna (pip install sionna-no-rt): {exc}") from None
     if users < 1 or users > 64:
         raise ConfigError(f"uma channels serve 1 to 64 users with the 64-port base station, got {users}")
-    if carriers < 1 or carriers > fft_size // 4:
-        raise ConfigError(f"--carriers must be 1 to {fft_size // 4} (every 4th of {fft_size}), got {carriers}")
-    if steps < 1:
-        raise ConfigError(f"--steps must be at least 1, got {steps}")
+    if not 1 <= stride <= fft_size or not 0 <= offset < fft_size:
+        raise ConfigError(f"--stride must be 1 to {fft_size} and --offset 0 to {fft_size - 1}, "
+                          f"got {stride} and {offset}")
+    most = len(range(offset, fft_size, stride))
+    if carriers < 1 or carriers > most:
+        raise ConfigError(f"--carriers must be 1 to {most} (every {stride}th of {fft_size} from {offset}), "
+                          f"got {carriers}")
+    if steps < 1 or not 1 <= drops <= 64:
+        raise ConfigError(f"--steps must be at least 1 and --drops 1 to 64, got {steps} and {drops}")
     sn_config.seed = seed
     bs = PanelArray(num_rows_per_panel=4, num_cols_per_panel=8, polarization="dual", polarization_type="cross",
                     antenna_pattern="38.901", carrier_frequency=carrier_frequency, device=device)
@@ -141,22 +148,26 @@ def _uma(users: int, steps: int = 10, carriers: int = 256, seed: int = 0, carrie
     model = UMa(carrier_frequency=carrier_frequency, o2i_model="low", ut_array=ut, bs_array=bs,
                 direction="uplink", enable_pathloss=True, enable_shadow_fading=True, device=device)
     isd = radius * math.sqrt(3)  # a hexagonal sector of this inter-site distance has radius `radius`
-    topo = gen_single_sector_topology(batch_size=1, num_ut=users, scenario="uma", min_bs_ut_dist=10.0, isd=isd,
+    topo = gen_single_sector_topology(batch_size=drops, num_ut=users, scenario="uma", min_bs_ut_dist=10.0, isd=isd,
                                       bs_height=25.0, indoor_probability=0.0, min_ut_velocity=speed,
                                       max_ut_velocity=speed, device=device)
     model.set_topology(*topo, los=False)
     wavelength = 299_792_458.0 / carrier_frequency
     dt = wavelength / 4 / speed
     a, tau = model(num_time_samples=steps, sampling_frequency=1.0 / dt)
-    freqs = subcarrier_frequencies(fft_size, bandwidth / fft_size, device=device)[::4][:carriers]
-    hf = cir_to_ofdm_channel(freqs, a, tau, normalize=False)  # [1, 1, 64, users, 1, T, F]
-    h = hf[0, 0, :, :, 0].permute(2, 3, 0, 1).contiguous()    # (T, F, 64, users)
+    freqs = subcarrier_frequencies(fft_size, bandwidth / fft_size, device=device)[offset::stride][:carriers]
+    hf = cir_to_ofdm_channel(freqs, a, tau, normalize=False)  # [drops, 1, 64, users, 1, T, F]
+    h = hf[:, 0, :, :, 0].permute(0, 3, 4, 1, 2)              # (drops, T, F, 64, users)
+    h = h.reshape(drops * steps, carriers, *h.shape[-2:]).contiguous()
     power = h.abs().pow(2).sum(-2).mean(1, keepdim=True)       # (T, 1, users)
     h = h / power.clamp_min(1e-30).sqrt().unsqueeze(-2)
-    meta = dict(model="uma", seed=seed, users=users, antennas=h.shape[-2], steps=steps, carriers=carriers,
+    meta = dict(model="uma", seed=seed, users=users, antennas=h.shape[-2], steps=drops * steps, carriers=carriers,
+                drops=drops, steps_per_drop=steps,
                 scenario="UMa NLOS (TR 38.901, Sionna)", carrier_frequency=carrier_frequency, bandwidth=bandwidth,
-                fft_size=fft_size, subcarrier_stride=4, speed=speed, radius=radius, time_step_s=dt,
-                bs_array="8x4 cross-polarised 38.901 panel (64 ports)", power_control="per user and time step")
+                fft_size=fft_size, subcarrier_stride=stride, subcarrier_offset=offset,
+                subcarrier_spacing_hz=bandwidth / fft_size * stride, speed=speed, radius=radius, time_step_s=dt,
+                bs_array="8x4 cross-polarised 38.901 panel (64 ports)",
+                power_control="per drop, user and time step")
     return ChannelSet(h.to(torch.complex64).cpu(), meta)
 
 
@@ -211,7 +222,7 @@ def load(path: str | Path) -> ChannelSet:
 
 def make(kind: str, users: int, antennas: int, *, steps: int = 1, carriers: int = 1, seed: int = 0,
          rho: float = 0.7, rho_t: float = 0.0, rho_f: float = 0.0, file: str | Path | None = None,
-         device: str = "cpu") -> ChannelSet:
+         stride: int = 4, offset: int = 0, drops: int = 1, device: str = "cpu") -> ChannelSet:
     """A channel set by source name: iid, corr, uma or file (`file` names a cached set)."""
     if kind == "file":
         if file is None:
@@ -226,6 +237,33 @@ def make(kind: str, users: int, antennas: int, *, steps: int = 1, carriers: int 
     if kind == "uma":
         if antennas != 64:
             raise ConfigError(f"uma channels have 64 base-station antennas, got --antennas {antennas}")
-        check_size(users, antennas, steps, carriers)
-        return uma(users, steps=steps, carriers=carriers, seed=seed, device=device)
+        check_size(users, antennas, steps * drops, carriers)
+        return uma(users, steps=steps, carriers=carriers, seed=seed, stride=stride, offset=offset, drops=drops,
+                   device=device)
     raise ConfigError(f"unknown channel {kind!r}; choose one of iid, corr, uma, file")
+
+
+def correlation(h: torch.Tensor, max_lag: int = 64) -> dict[str, Any]:
+    """Channel locality as in the thesis's Fig. 3-10: for each distance d (in subcarriers of the
+    set, and in time steps), the mean over all pairs (H1, H2) d apart of the normalised inner
+    product |<H1, H2>| / (||H1||_F ||H2||_F), with <A, B> = sum conj(A) B. 'real' is the same with
+    the real part instead of the magnitude (it also sees a common phase rotation). Complex h
+    (T, F, Nr, Nt); lags up to min(max_lag, F - 1) and T - 1."""
+    h = h.to(torch.complex128)
+    norm = h.abs().pow(2).sum((-2, -1)).sqrt()                            # (T, F)
+
+    def along(dim: int) -> tuple[list[float], list[float]]:
+        size = h.shape[dim]
+        mags, reals = [], []
+        for d in range(min(max_lag, size - 1) + 1):
+            a, b = h.narrow(dim, 0, size - d), h.narrow(dim, d, size - d)
+            na, nb = norm.narrow(dim, 0, size - d), norm.narrow(dim, d, size - d)
+            ip = (a.conj() * b).sum((-2, -1)) / (na * nb).clamp_min(1e-30)
+            mags.append(float(ip.abs().mean()))
+            reals.append(float(ip.real.mean()))
+        return mags, reals
+
+    f_mag, f_real = along(1)
+    t_mag, t_real = along(0)
+    return dict(frequency=f_mag, frequency_real=f_real, time=t_mag, time_real=t_real,
+                definition="mean of |<H1, H2>| / (||H1||_F ||H2||_F) over pairs d apart (real: Re instead of |.|)")

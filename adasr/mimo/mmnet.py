@@ -108,10 +108,16 @@ class MMNet(nn.Module):
 
 class OAMPNet(nn.Module):
     """OAMPNet (He et al., Eq. 3.10): OAMP's LMMSE-like linear step with a learned step gain
-    gamma_t and a learned scale theta_t of the denoiser's noise variance, 2 parameters a layer.
+    gamma_t and a learned scale theta_t of the denoiser variance, 2 parameters a layer.
     Per layer and vector: v_t^2 = [||y - H x||^2 - Nr sigma^2]_+ / tr(H^T H) (floored),
     W_t = 2Nt / tr(W^ H) * W^, W^ = v^2 H^T (v^2 H H^T + sigma^2/2 I)^-1, z = x + gamma W (y - H x),
-    tau^2 = tr(C C^T) v^2 / (2Nt) + theta^2 tr(W W^T) sigma^2/2 / (2Nt) with C = I - gamma W H."""
+    tau^2 = tr(C C^T) v^2 / (2Nt) + theta^2 tr(W W^T) sigma^2/2 / (2Nt) with C = I - gamma W H.
+
+    Computed exactly but without a matrix inverse per layer and vector: with H^T H = U diag(lam) U^T
+    (one eigendecomposition per channel), W^ = U diag(v^2 / (v^2 lam + s)) U^T H^T (push-through
+    identity, s = sigma^2 / 2), so tr(W^ H), ||C||_F^2 and ||W||_F^2 are sums over the eigenvalues.
+    The multiplication count of Fig. 3-12 (`adasr.mimo.complexity`) is that of OAMPNet as defined,
+    with its inverse per layer and vector."""
 
     def __init__(self, kind: str, users: int, antennas: int, layers: int = 10, **_: Any) -> None:
         super().__init__()
@@ -130,24 +136,25 @@ class OAMPNet(nn.Module):
             raise ModelError(f"this OAMPNet is for {self.users} users x {self.antennas} antennas, "
                              f"not {nt2 // 2} x {nr2 // 2}")
         b = y.shape[0]
-        h = hr.expand(b, *hr.shape) if hr.dim() == 2 else hr
-        ht = h.transpose(-2, -1)
-        hht = h @ ht
-        tr_hth = h.pow(2).sum((-2, -1))
-        s = (sigma2 / 2).view(-1, 1, 1)
-        eye_r = torch.eye(nr2, dtype=y.dtype, device=y.device)
-        eye_t = torch.eye(nt2, dtype=y.dtype, device=y.device)
+        with torch.no_grad():  # the channel is data: its eigendecomposition needs no gradient
+            lam, u = torch.linalg.eigh((hr.transpose(-2, -1) @ hr).double())
+            lam, u = lam.clamp_min(0).to(y.dtype), u.to(y.dtype)      # (n,) / (n, n) or batched
+        lam = lam.expand(b, nt2) if lam.dim() == 1 else lam
+        tr_hth = lam.sum(-1)                                           # (B,)
+        s = (sigma2 / 2).view(-1, 1)                                   # (B, 1)
         x = torch.zeros(b, nt2, dtype=y.dtype, device=y.device)
         outs = []
         for t in range(self.layers):
             r = y - apply(hr, x)
-            v2 = ((r.pow(2).sum(-1) - nr2 * s.view(-1)) / tr_hth).clamp_min(1e-9).view(-1, 1, 1)
-            w_hat = v2 * ht @ torch.linalg.inv(v2 * hht + s * eye_r)
-            w = (nt2 / torch.diagonal(w_hat @ h, dim1=-2, dim2=-1).sum(-1)).view(-1, 1, 1) * w_hat
-            z = x + self.gamma[t] * torch.einsum("bij,bj->bi", w, r)
-            c = eye_t - self.gamma[t] * w @ h
-            tau2 = (c.pow(2).sum((-2, -1)) * v2.view(-1)
-                    + self.theta[t].pow(2) * w.pow(2).sum((-2, -1)) * s.view(-1)) / nt2
+            v2 = ((r.pow(2).sum(-1) - nr2 * s.view(-1)) / tr_hth).clamp_min(1e-9).view(-1, 1)
+            d = v2 / (v2 * lam + s)                                    # (B, n) eigenvalues of W^ H / lam
+            c = nt2 / (d * lam).sum(-1, keepdim=True)                  # 2Nt / tr(W^ H)
+            proj = apply_t(hr, r)                                      # H^T r
+            coef = (proj @ u if u.dim() == 2 else torch.einsum("bij,bi->bj", u, proj)) * (c * d)
+            z = x + self.gamma[t] * (coef @ u.T if u.dim() == 2 else torch.einsum("bij,bj->bi", u, coef))
+            cc = (1 - self.gamma[t] * c * d * lam).pow(2).sum(-1)      # ||I - gamma W H||_F^2
+            ww = (c.pow(2) * d.pow(2) * lam).sum(-1)                   # ||W||_F^2
+            tau2 = (cc * v2.view(-1) + self.theta[t].pow(2) * ww * s.view(-1)) / nt2
             x, _ = gaussian_denoiser(z, tau2.view(-1, 1).clamp_min(1e-9), mod)
             outs.append(x)
         return outs
@@ -280,19 +287,32 @@ class OnlineResult:
     last_loss: list[float] = field(default_factory=list)
     states: list[dict[str, torch.Tensor]] = field(default_factory=list)  # M_n[f], if kept
     index: list[tuple[int, int]] = field(default_factory=list)   # (n, f) of each channel
+    first_state: dict[str, Any] | None = None  # weights, Adam and sample generator after channel (0, 0)
 
 
 def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: float, *, first: int = 1000,
                  next_iters: int = 8, time_iters: int | None = None, batch: int = 500, lr: float = 1e-3,
                  layers: int = 10, warm: bool = True, seed: int = 0, device: str = "cpu", keep_states: bool = True,
                  on_channel=None, model: MMNet | None = None, init: str = "random",
-                 next_lr: float | None = None) -> tuple[MMNet, OnlineResult]:
+                 next_lr: float | None = None, first_state: dict[str, Any] | None = None,
+                 transport: bool = False) -> tuple[MMNet, OnlineResult]:
     """Algorithm 1 over channels h (T, F, Nr, Nt) complex: for each time step n and subcarrier f,
     train `first` (Psi) iterations at f = 0 (`time_iters` instead for n > 0 if given) and
     `next_iters` (Phi) at each next f, starting from the weights of the previous channel
     (warm=False re-initialises the network for every channel, as the public MMNet code does).
     `next_lr` (default `lr`) is Adam's step size on every channel after the first (warm start).
-    `on_channel(n, f, model, hr)` runs after each channel's training (e.g. to measure SER)."""
+    `on_channel(n, f, model, hr)` runs after each channel's training (e.g. to measure SER).
+
+    The result's `first_state` holds the weights, Adam's state and the sample generator's state
+    after the first channel; passed back as `first_state` (same `h[0, 0]`, `first`, `lr`, `seed`)
+    it replaces that channel's training, so runs that differ only after the first channel (a
+    sweep over Phi) share its Psi iterations and give the same result as running from scratch.
+
+    `transport=True` (not in the thesis) maps the warm start to each new channel before its
+    training: every layer's A becomes A H_prev H^+ (complex, H^+ the Nt x Nr pseudo-inverse), the
+    smallest A' with A' H = A H_prev (H of full column rank): the layer acts on the signal part of
+    the new channel's residual as it did on the previous channel, and only its action on the
+    noise changes. One pseudo-inverse per channel, no change to detection."""
     _check_snr_range(snr_lo, snr_hi)
     if h.dim() != 4:
         raise ConfigError("online training wants channels of shape (T, F, Nr, Nt)")
@@ -311,11 +331,17 @@ def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: flo
     initial = copy.deepcopy(model.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     result = OnlineResult()
+    if transport and model.kind != "mmnet":
+        raise ConfigError("transport applies to MMNet's free matrices A_t (kind mmnet)")
+    prev = None
     for n in range(steps):
         for f in range(carriers):
             if not warm and (n, f) != (0, 0):
                 model.load_state_dict(initial)
                 opt = torch.optim.Adam(model.parameters(), lr=lr)
+            if transport and warm and prev is not None:
+                _transport(model, prev, h[n, f].to(device))
+            prev = h[n, f].to(device)
             if f == 0:
                 iters = first if (n == 0 or time_iters is None or not warm) else time_iters
             else:
@@ -325,13 +351,22 @@ def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: flo
                 group["lr"] = step
             hr = to_real_matrix(h[n, f]).to(device)
             losses = []
-            for _ in range(iters):
+            if (n, f) == (0, 0) and first_state is not None:
+                model.load_state_dict(first_state["model"])
+                opt.load_state_dict(copy.deepcopy(first_state["adam"]))  # Adam updates its state in place
+                g.set_state(first_state["generator"])
+                losses, iters = list(first_state["losses"]), len(first_state["losses"])
+            for _ in range(iters - len(losses)):
                 x, y, sigma2 = _batch(hr, mod, batch, snr_lo, snr_hi, g)
                 loss = loss_fn(model(y, hr, sigma2, mod), x)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 losses.append(float(loss.detach()))
+            if (n, f) == (0, 0):
+                result.first_state = dict(model=copy.deepcopy(model.state_dict()),
+                                          adam=copy.deepcopy(opt.state_dict()), generator=g.get_state(),
+                                          losses=list(losses))
             result.iterations.append(iters)
             result.first_loss.append(losses[0] if losses else float("nan"))
             result.last_loss.append(losses[-1] if losses else float("nan"))
@@ -341,6 +376,17 @@ def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: flo
             if on_channel is not None:
                 on_channel(n, f, model, hr)
     return model, result
+
+
+def _transport(model: MMNet, h_prev: torch.Tensor, h_new: torch.Tensor) -> None:
+    """A <- A H_prev H_new^+ for every layer (complex), in place: A' H_new = A H_prev, and A' has
+    no part outside the range of H_new (such a part would only pass noise)."""
+    with torch.no_grad():
+        a = torch.complex(model.a_re, model.a_im).to(torch.complex128)   # (L, Nt, Nr)
+        move = h_prev.to(torch.complex128) @ torch.linalg.pinv(h_new.to(torch.complex128))  # (Nr, Nr)
+        a = a @ move
+        model.a_re.copy_(a.real.to(model.a_re.dtype))
+        model.a_im.copy_(a.imag.to(model.a_im.dtype))
 
 
 # -- checkpoints -----------------------------------------------------------------------------------

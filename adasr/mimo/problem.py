@@ -209,7 +209,10 @@ def gaussian_denoiser(z: torch.Tensor, tau2: torch.Tensor, mod: Constellation):
     levels = mod.levels.to(z.device, z.dtype)
     tau2 = tau2.clamp_min(1e-9)
     logits = -(z.unsqueeze(-1) - levels).pow(2) / (2 * tau2.unsqueeze(-1))
-    p = torch.softmax(logits, -1)
+    # softmax over the few levels, written out: torch.softmax over a last dimension of 2-8 is
+    # about 2x slower on CPU, and this is the hot spot of MMNet's training
+    e = (logits - logits.amax(-1, keepdim=True).detach()).exp()
+    p = e / e.sum(-1, keepdim=True)
     mean = (p * levels).sum(-1)
     var = (p * levels.pow(2)).sum(-1) - mean.pow(2)
     return mean, var
