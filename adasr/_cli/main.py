@@ -646,6 +646,10 @@ from adasr._cli.backends_cmd import register as _register_backends  # noqa: E402
 
 _register_backends(bench_app)
 
+from adasr._cli.export_cmd import register as _register_export  # noqa: E402  (export)
+
+_register_export(app)
+
 from adasr._cli.dlsr_cmd import register as _register_dlsr  # noqa: E402  (search-dlsr, plot-dlsr)
 
 _register_dlsr(app)
