@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.adasr-installed
 
-.PHONY: setup run test clean
+.PHONY: setup run test clean js
 
 $(STAMP): pyproject.toml requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,12 +15,21 @@ $(STAMP): pyproject.toml requirements.txt
 
 setup: $(STAMP)
 
-run: $(STAMP)
+# The browser player's JS (onnxruntime-web, mp4box) and the browser tests' driver (playwright-core),
+# exactly as package-lock.json pins them; node_modules/ is git-ignored, adasr serve serves from it.
+JS_STAMP := node_modules/.adasr-installed
+$(JS_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(JS_STAMP)
+
+js: $(JS_STAMP)
+
+run: $(STAMP) $(JS_STAMP)
 	$(BIN)/adasr demo
 
-test: $(STAMP)
+test: $(STAMP) $(JS_STAMP)
 	$(BIN)/ruff check adasr tests
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache node_modules
