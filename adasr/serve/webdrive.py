@@ -1,4 +1,4 @@
-"""Headless Chromium driven by playwright-core (``adasr/serve/web/drive.mjs``, run with Node):
+"""Headless Chromium driven by playwright-core (``adasr/serve/webdrive.mjs``, run with Node):
 what the browser tests and `adasr bench browser` use to open the player and read its stats.
 
 `drive(url, body, args)` runs `body` (the text of an async JS function of ``page``, ``args``,
@@ -20,7 +20,7 @@ from adasr.errors import ConfigError, InputError
 
 __all__ = ["CHROMIUM_ARGS", "chromium", "drive"]
 
-DRIVER = Path(__file__).with_name("web") / "drive.mjs"
+DRIVER = Path(__file__).with_name("webdrive.mjs")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions",
                  "--autoplay-policy=no-user-gesture-required"]
 
