@@ -650,6 +650,10 @@ from adasr._cli.export_cmd import register as _register_export  # noqa: E402  (e
 
 _register_export(app)
 
+from adasr._cli.browser_cmd import register as _register_browser  # noqa: E402  (bench browser)
+
+_register_browser(bench_app)
+
 from adasr._cli.dlsr_cmd import register as _register_dlsr  # noqa: E402  (search-dlsr, plot-dlsr)
 
 _register_dlsr(app)

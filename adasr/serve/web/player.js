@@ -4,7 +4,7 @@
 // measured frame times to hold the stream's frame rate (DySR-style), and the channel's model
 // updates applied between frames after the same checks as Python's ModelState.apply.
 //
-// URL options: ?threads=N (WASM threads; default min(4, cores) when isolated, else 1)
+// URL options: ?fps=F (the rate to hold; default the channel's) &threads=N (WASM threads; default min(4, cores) when isolated, else 1)
 // &ep=auto|wasm|webgpu &policy=adaptive|fixed &level=K (start / fixed level) &start=live|first|N
 // &loop=1 (replay the kept segments once the channel has ended) &paused=1 (load, do not play)
 // &model=init (start from the stream's first record and apply every update, not the newest snapshot).
@@ -363,7 +363,7 @@ async function main() {
   const manifest = await get(`/channel/${NAME}`);
   L = await get(`/play/${NAME}/levels.json`);
   mark('levels');
-  W = L.lr_width; H = L.lr_height; SCALE = L.scale; SW = W * SCALE; SH = H * SCALE; FPS = L.fps;
+  W = L.lr_width; H = L.lr_height; SCALE = L.scale; SW = W * SCALE; SH = H * SCALE; FPS = Math.max(0.5, Math.min(240, +(q.get('fps') || 0) || L.fps));
   stats.nLevels = L.levels.length;
   lrCanvas.width = W; lrCanvas.height = H;
   lrCtx = lrCanvas.getContext('2d', { willReadFrequently: true });
