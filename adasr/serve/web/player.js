@@ -372,6 +372,8 @@ async function main() {
   if (SW < 640) canvas.style.width = '640px'; // small channels shown larger (the browser scales the SR output)
   view.ctx = canvas.getContext('2d');
   $('title').textContent = `${NAME}: ${W}x${H} -> ${SW}x${SH} at ${FPS.toFixed(0)} fps`;
+  // segments are fetched and decoded while the model and the first level load
+  const producing = produce(manifest).catch((e) => { stats.error = `segments: ${e.message}`; stats.state = 'error'; hud(); });
   // the model: the newest snapshot when there is one (a late joiner), else the stream's first record
   let rec = null;
   if (manifest.n_updates > 0 && q.get('model') !== 'init') rec = await get(`/play/${NAME}/model/latest`, 'bytes').catch(() => null);
@@ -386,7 +388,6 @@ async function main() {
   buildFeeds();
   followUpdates();
   report();
-  const producing = produce(manifest).catch((e) => { stats.error = `segments: ${e.message}`; stats.state = 'error'; hud(); });
   if (q.get('paused') === '1') {
     await loading;
     while (!queue.length && !producerDone) await sleep(20);
