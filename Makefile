@@ -13,7 +13,7 @@ FAST := not (slow or integration or browser or cluster)
 DEV_STAMP := $(VENV)/.adasr-dev-installed
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup setup-dev run test test-fast chromium results clean
+.PHONY: setup setup-dev run test test-fast chromium results clean js
 
 $(STAMP): pyproject.toml requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt
 setup: $(STAMP)
 
 setup-dev: $(DEV_STAMP)
+
+# The browser player's JS (onnxruntime-web, mp4box) and the browser tests' driver (playwright-core),
+# exactly as package-lock.json pins them; node_modules/ is git-ignored, adasr serve serves from it.
+JS_STAMP := node_modules/.adasr-installed
+$(JS_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(JS_STAMP)
+
+js: $(JS_STAMP)
 
 run: $(STAMP)
 	$(BIN)/adasr demo
@@ -44,7 +53,7 @@ chromium:
 	  fi; \
 	fi
 
-test: $(DEV_STAMP) chromium
+test: $(DEV_STAMP) $(JS_STAMP) chromium
 	$(BIN)/ruff check adasr tests
 	$(BIN)/python -m pytest -q
 
@@ -57,4 +66,4 @@ results: $(STAMP)
 	$(BIN)/adasr bench report
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache node_modules

@@ -203,6 +203,14 @@ from adasr._cli.backends_cmd import register as _register_backends  # noqa: E402
 
 _register_backends(bench_app)
 
+from adasr._cli.export_cmd import register as _register_export  # noqa: E402  (export)
+
+_register_export(app)
+
+from adasr._cli.browser_cmd import register as _register_browser  # noqa: E402  (bench browser)
+
+_register_browser(bench_app)
+
 from adasr._cli.dlsr_cmd import register as _register_dlsr  # noqa: E402  (search-dlsr, plot-dlsr)
 
 _register_dlsr(app)

@@ -18,6 +18,7 @@ Endpoints (GET only; every other method 405, every other path 404, bad numbers 4
                                          ``X-Adasr-Updates``: the updates it includes), for late
                                          joiners; 404 before the first update
 ``/channel/NAME/model/U.bin``            update U (a delta record of `adasr.stream.codec`)
+``/play/NAME``, ``/play/...``            the browser player and what it loads (`adasr.serve.web`)
 =======================================  ===========================================================
 
 Clients may name themselves with an ``X-Adasr-Client`` header (status counts them, in a bounded
@@ -118,6 +119,7 @@ def status_html(status: dict[str, Any]) -> str:
         "channel", "scheme", "clients", "video s", "segments", "updates", "sampling fps", "T_update s",
         "up kbps", "down kbps", "PSNR gain dB", "training time"))
     reuse = _reuse_html(status["reuse"]) if isinstance(status.get("reuse"), dict) else ""
+    reuse += _players_html(status["players"]) if status.get("players") else ""
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>adasr live</title>
 <style>
@@ -148,6 +150,17 @@ def _reuse_html(reuse: dict[str, Any]) -> str:
             f'{100 * reuse.get("reuse_rate", 0.0):.0f}% of {reuse.get("selections", 0)} selection(s), '
             f'admitted {reuse.get("admitted", 0)}, pruned {reuse.get("pruned", 0)}</p>\n'
             f'<table id="experts"><tr>{head}</tr>\n{rows}\n</table>\n')
+
+
+def _players_html(players: list[dict[str, Any]]) -> str:
+    """The browser players (`adasr.serve.web`) that reported in the last 30 s."""
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+        p["channel"], p["client"], p["backend"], p["level"], f"{p['fps']:.1f}", f"{p['sr_ms']:.0f}", p["frames"],
+        f"{100 * p['on_time_share']:.0f}%", p["levels"], p["updates"], p["refused"], p["model"][:12]))
+        + "</tr>" for p in players)
+    head = "".join(f"<th>{h}</th>" for h in ("channel", "player", "backend", "level", "FPS", "SR ms", "frames",
+                                             "on time", "frames per level", "updates", "refused", "model"))
+    return f'<h2>browser players</h2>\n<table id="players"><tr>{head}</tr>\n{rows}\n</table>\n'
 
 
 class Handlers:
@@ -287,6 +300,9 @@ def make_app(hub: Hub, *, token: str | None = None, max_per_address: int = 32,
     app.router.add_get("/channel/{name}/model/init", h.model_init)
     app.router.add_get("/channel/{name}/model/latest", h.model_latest)
     app.router.add_get("/channel/{name}/model/{index}.bin", h.model_update)
+    from adasr.serve.web import add_web_routes
+
+    add_web_routes(app, hub, h)  # the browser player under /play (adasr.serve.web)
     return app
 
 

@@ -1,0 +1,67 @@
+"""`adasr bench browser`: the levels in headless Chromium (onnxruntime-web) against torch, and
+the page's deadlines under a bursty in-page load (`adasr.bench.browser`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from adasr._cli.common import Range, console, out, parse_hw, parse_ints
+from adasr.errors import ConfigError
+
+__all__ = ["bench_browser", "register"]
+
+
+def bench_browser(
+    package: Annotated[Optional[Path], typer.Argument(help="Package folder or .adasr file (default: the bundled x2).")] = None,
+    video: Annotated[Optional[Path], typer.Option(help="Source clip, centre-cropped to scale x --lr-size (default: the shared bigbuckbunny 720p clip).")] = None,
+    lr_size: Annotated[str, typer.Option(help="LR frame size WxH the page super-resolves.")] = "320x180",
+    repeats: Annotated[int, typer.Option(help="Timed frames per level (median), after one warm-up.")] = 8,
+    threads: Annotated[str, typer.Option(help="WASM thread counts to time the levels with, comma-separated.")] = "1,2",
+    play_threads: Annotated[int, typer.Option(help="WASM threads of the two playbacks.")] = 2,
+    seconds: Annotated[float, typer.Option(help="Seconds of each playback under the bursty load.")] = 20.0,
+    burst_s: Annotated[float, typer.Option(help="Length of the load's on and off windows (s).")] = 2.0,
+    fps: Annotated[Optional[float], typer.Option(help="Frame rate the page holds (default: the video's).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for browser.json and browser.png.")] = Path("out/browser"),
+) -> None:
+    """Levels in the browser (WASM, 1 and 2 threads) vs torch on this machine; deadlines met, adaptive vs fixed."""
+    from adasr._atomic import check_writable, ensure_dir, write_bytes_atomic
+    from adasr.bench.browser import browser_png, run_browser_bench
+    from adasr.paths import bundled_package, data_root
+
+    h, w = parse_hw(lr_size, "--lr-size", minimum=16)
+    if max(h, w) > 1920:
+        raise ConfigError(f"--lr-size must be at most 1920 on a side, got {lr_size}")
+    for name, value, lo, hi in (("--repeats", repeats, 1, 100), ("--play-threads", play_threads, 1, 16)):
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name} must be in [{lo}, {hi}], got {value}")
+    if not 2 <= seconds <= 600 or not 0.1 <= burst_s <= 60:
+        raise ConfigError("--seconds must be in [2, 600] and --burst-s in [0.1, 60]")
+    if fps is not None and not 0.5 <= fps <= 240:
+        raise ConfigError(f"--fps must be in [0.5, 240], got {fps}")
+    counts = parse_ints(threads, "--threads", Range(1, 16), most=4)
+    package = package or bundled_package(2)
+    video = video or data_root() / "video" / "bigbuckbunny_720p.mp4"
+    ensure_dir(out_dir)
+    check_writable(out_dir / "browser.json")
+    result = run_browser_bench(package, video, (h, w), repeats=repeats, threads=tuple(counts),
+                               play_threads=play_threads, seconds=seconds, burst_s=burst_s, fps=fps,
+                               progress=lambda m: console.print(m))
+    write_bytes_atomic(out_dir / "browser.json", json.dumps(result, indent=1).encode())
+    browser_png(result, out_dir / "browser.png")
+    for t, b in result["browser_wasm"].items():
+        row = ", ".join(f"L{i} {f:.1f}" for i, f in enumerate(b["fps"]))
+        out.print(f"browser WASM {t} thread(s) FPS: {row}")
+    for t, v in result["python_torch_fps"].items():
+        out.print(f"torch {t} thread(s) FPS:        " + ", ".join(f"L{i} {f:.1f}" for i, f in enumerate(v)))
+    for name, run in result["playback"].items():
+        out.print(f"{name}: {100 * run['deadlines_met']:.1f}% on time at {result['fps']:.1f} fps, "
+                  f"levels {run['levels']}, TTFF {run['ttff_ms'] / 1000:.1f} s")
+    out.print(f"{out_dir / 'browser.json'}, {out_dir / 'browser.png'} (shared machine: timings are noisy)")
+
+
+def register(bench_app: typer.Typer) -> None:
+    bench_app.command("browser")(bench_browser)

@@ -1,0 +1,47 @@
+"""`adasr export PACKAGE --format onnx`: every level as ONNX, the weights held once (`adasr.export`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from adasr._cli.common import Range, console, out, parse_hw, parse_ints
+from adasr.errors import ConfigError
+
+__all__ = ["export", "register"]
+
+
+def export(
+    package: Annotated[Path, typer.Argument(help="Package folder or .adasr file.")],
+    format: Annotated[str, typer.Option("--format", help="Export format (onnx).")] = "onnx",
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write: manifest.json (the sidecar), weights.bin and level-K.onnx per level. Replaced whole if it is an earlier export; any other non-empty folder is refused.")] = Path("out/onnx"),
+    lr_size: Annotated[str, typer.Option(help="LR frame size WxH the graphs take (fixed; export again for another size).")] = "320x180",
+    levels: Annotated[Optional[str], typer.Option(help="Only these level indices, comma-separated (default: all).")] = None,
+) -> None:
+    """Export every level of a package as ONNX graphs that share one weight file (see docs/EXPORT.md)."""
+    from adasr.export import export_onnx, write_export
+    from adasr.package import load_package
+
+    if format != "onnx":
+        raise ConfigError(f"--format must be onnx, got {format!r}")
+    h, w = parse_hw(lr_size, "--lr-size", minimum=8)
+    if max(h, w) > 4096:
+        raise ConfigError(f"--lr-size must be at most 4096 on a side, got {lr_size}")
+    from adasr._atomic import check_replaceable
+    from adasr.export import export_folder_reason
+
+    check_replaceable(out_dir, export_folder_reason)  # refuse before the minutes of exporting
+    pkg = load_package(package)
+    picked = None if levels is None else parse_ints(levels, "--levels", Range(0, len(pkg.family) - 1))
+    console.print(f"exporting {len(pkg.family) if picked is None else len(picked)} level(s) at {w}x{h} ...")
+    files = export_onnx(pkg, (h, w), picked)
+    write_export(files, out_dir)
+    size = sum(len(v) for k, v in files.items() if k.endswith(".onnx"))
+    out.print(f"{out_dir}: {len(files) - 2} level graph(s) ({size / 1024:.0f} KiB in all) sharing weights.bin "
+              f"({len(files['weights.bin']) / 1024:.0f} KiB), sidecar manifest.json")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)

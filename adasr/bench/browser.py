@@ -1,0 +1,216 @@
+"""`adasr bench browser`: the levels in headless Chromium (onnxruntime-web, WASM) against the
+same levels in Python (torch) on the same machine, and the page's deadlines under a bursty
+in-page load with levels switching against a fixed largest level.
+
+One run serves one channel from `video` (centre crop of scale x the LR size, no training, so
+the server takes no CPU from the page beyond sending segments) on 127.0.0.1, then:
+
+1. per WASM thread count: the page loads every level and times each on one decoded frame
+   (one warm-up, then the median of `repeats`), playback paused;
+2. the same levels in torch, float32, with 1 and 2 threads, on the same LR frame size;
+3. two playbacks of `seconds` each, a busy Web Worker in the page spinning in alternate
+   `burst_s` windows: adaptive (DySR-style switching from measured frame times) and fixed at
+   the largest level. Deadline met: the frame's SR output was on the canvas by its display
+   time (frame i due i+1 periods after the first); a frame more than a period late is dropped
+   and counts as missed.
+
+Returns a JSON-ready dict; `browser_png` draws the timeline and the FPS bars.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["browser_png", "run_browser_bench"]
+
+LEVEL_TIMES = """
+const until = async (pred, ms) => { const end = Date.now() + ms; let s = null;
+  while (Date.now() < end) { s = await page.evaluate(() => (window.adasr ? window.adasr.stats() : null));
+    if (s && (s.error || pred(s))) return s; await sleep(250); } return s; };
+const s = await until((s) => s.state === 'paused', args.timeout_ms);
+if (!s || s.state !== 'paused') return { error: s ? s.error || `state ${s.state}` : 'no player', stats: s };
+const levels = await page.evaluate((n) => window.adasr.benchLevels(n), args.repeats);
+return { levels, stats: await page.evaluate(() => window.adasr.stats()) };
+"""
+
+PLAYBACK = """
+const until = async (pred, ms) => { const end = Date.now() + ms; let s = null;
+  while (Date.now() < end) { s = await page.evaluate(() => (window.adasr ? window.adasr.stats() : null));
+    if (s && (s.error || pred(s))) return s; await sleep(250); } return s; };
+const s0 = await until((s) => s.frames >= 1, args.timeout_ms);
+if (!s0 || s0.error || !s0.frames) return { error: s0 ? s0.error || 'no frame' : 'no player', stats: s0 };
+await page.evaluate((o) => window.adasr.startLoad(o), args.load);
+const before = await page.evaluate(() => window.adasr.stats());
+await sleep(args.seconds * 1000);
+const after = await page.evaluate(() => window.adasr.stats());
+await page.evaluate(() => window.adasr.stopLoad());
+return { before, after };
+"""
+
+
+def _torch_times(package: Any, indices: list[int], frame: np.ndarray, threads: int, repeats: int) -> list[float]:
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))[None].float() / 255.0
+        out = []
+        for i in indices:
+            net = package.level_model(i)
+            with torch.inference_mode():
+                net(x)
+                times = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    net(x)
+                    times.append(time.perf_counter() - t)
+            out.append(1000 * statistics.median(times))
+        return out
+    finally:
+        torch.set_num_threads(old)
+
+
+def _window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What happened between two stats snapshots: frames, deadlines, levels, SR times."""
+    frames = after["frames"] - before["frames"]
+    dropped = after["dropped"] - before["dropped"]
+    on_time = after["onTime"] - before["onTime"]
+    rows = after["timeline"][len(before["timeline"]):]
+    hist: dict[str, int] = {}
+    for row in rows:
+        hist[str(row[1])] = hist.get(str(row[1]), 0) + 1
+    seen = frames + dropped
+    return {"frames": frames, "dropped": dropped, "on_time": on_time,
+            "deadlines_met": on_time / seen if seen else 0.0, "levels": hist,
+            "switches": after["switches"] - before["switches"],
+            "median_sr_ms": statistics.median([r[2] for r in rows]) if rows else None,
+            "fps_shown": frames / max(1e-9, (rows[-1][0] - rows[0][0]) / 1000) if len(rows) > 1 else 0.0,
+            "timeline": rows}
+
+
+def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *, repeats: int = 8,
+                      threads: tuple[int, ...] = (1, 2), play_threads: int = 2, seconds: float = 20.0,
+                      burst_s: float = 2.0, fps: float | None = None, progress=None) -> dict[str, Any]:
+    from adasr.package import load_package
+    from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
+    from adasr.serve.config import TrainerConfig
+    from adasr.serve.media import LiveSource
+    from adasr.serve.server import LiveServer
+    from adasr.serve.webdrive import drive
+
+    say = progress or (lambda _msg: None)
+    h, w = lr_hw
+    pkg = load_package(package_path)
+    scale = pkg.scale
+    src = LiveSource(video, scale=scale, crop_hw=(h * scale, w * scale), max_frames=None)
+    if (src.height // scale, src.width // scale) != (h, w):
+        from adasr.errors import ConfigError
+
+        raise ConfigError(f"{video} is {src.width}x{src.height}: too small for {w}x{h} x{scale}")
+    ch = Channel("bench", src, TrainerConfig(scheme="none"), model_source=NamedModel(str(package_path)),
+                 config=ChannelConfig(segment_s=1.0))
+    levels = [cfg.id for cfg in ch.trainer.levels]
+    rate = float(fps or src.fps)
+    timeout_ms = 600_000
+    result: dict[str, Any] = {"kind": "adasr-bench-browser", "schema_version": 1, "package": str(package_path),
+                              "video": str(video), "lr_size": [w, h], "scale": scale, "fps": rate,
+                              "levels": levels, "params": [lv.params for lv in pkg.family if lv.config.id in levels]}
+    with LiveServer(Hub([ch]), duration_s=3600, train=True) as srv:
+        t0 = time.monotonic()
+        while ch.live_edge < 2 and time.monotonic() - t0 < 120:
+            time.sleep(0.2)
+        base = f"{srv.url}/play/bench?start=first&loop=1"
+        # time to first frame: the first page load exports the levels (cold), the second finds them (warm)
+        ttff = {}
+        browser: dict[str, Any] = {}
+        for t in threads:
+            say(f"browser: timing {len(levels)} levels with {t} WASM thread(s)")
+            r = drive(f"{base}&paused=1&threads={t}", LEVEL_TIMES, {"repeats": repeats, "timeout_ms": timeout_ms},
+                      timeout_s=timeout_ms / 1000 + 60)
+            if r.get("error"):
+                raise RuntimeError(f"browser bench: {r['error']}")
+            browser[str(t)] = {"median_ms": [lv["median_ms"] for lv in r["levels"]], "isolated": r["stats"]["isolated"],
+                               "backend": r["stats"]["backend"], "threads": r["stats"]["threads"]}
+            ttff.setdefault("marks_first_load" if not ttff else "marks_later_load", r["stats"]["marks"])
+        from adasr.serve.media import decode_segment
+
+        lr = decode_segment(ch.segment(0).data)[0][:h, :w]
+        say("python: timing the same levels in torch")
+        indices = [i for i, lv in enumerate(pkg.family) if lv.config.id in levels]
+        python = {str(t): _torch_times(pkg, indices, lr, t, repeats) for t in (1, 2)}
+        runs = {}
+        load = {"workers": 1, "busyMs": 45, "idleMs": 5, "burstMs": int(burst_s * 1000)}
+        for name, query in (("adaptive", "policy=adaptive&level=0"),
+                            ("fixed_largest", f"policy=fixed&level={len(levels) - 1}")):
+            say(f"browser: {seconds:.0f} s of playback, {name}, bursty in-page load")
+            r = drive(f"{base}&threads={play_threads}&fps={rate}&{query}", PLAYBACK,
+                      {"seconds": seconds, "load": load, "timeout_ms": timeout_ms}, timeout_s=timeout_ms / 1000 + 60)
+            if r.get("error"):
+                raise RuntimeError(f"browser bench ({name}): {r['error']}")
+            runs[name] = _window(r["before"], r["after"])
+            runs[name]["ttff_ms"] = r["after"]["ttffMs"]
+            runs[name]["marks"] = r["after"]["marks"]
+    result.update({"browser_wasm": browser, "python_torch": python, "playback": runs, "load": load,
+                   "play_threads": play_threads, "ttff": ttff,
+                   "note": "shared 2-core machine: absolute times are noisy; compare within this run"})
+    for b in browser.values():
+        b["fps"] = [1000 / ms for ms in b["median_ms"]]
+    result["python_torch_fps"] = {t: [1000 / ms for ms in v] for t, v in python.items()}
+    result["browser_over_python"] = {t: [b / p for b, p in zip(browser[t]["median_ms"], python.get(t, python["1"]))]
+                                     for t in browser}
+    return result
+
+
+def browser_png(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(10, 10))
+    ax = axes[0]
+    n = len(result["levels"])
+    xs = np.arange(n)
+    series = [(f"browser WASM {t}T", v["fps"]) for t, v in result["browser_wasm"].items()]
+    series += [(f"torch {t}T", v) for t, v in result["python_torch_fps"].items()]
+    width = 0.8 / len(series)
+    for i, (label, fpsv) in enumerate(series):
+        ax.bar(xs + i * width, fpsv, width, label=label)
+    ax.axhline(result["fps"], color="k", lw=0.8, ls="--", label=f"{result['fps']:.0f} fps")
+    ax.set_xticks(xs + 0.4 - width / 2, [f"L{i}\n{p / 1000:.0f}K" for i, p in enumerate(result["params"])])
+    ax.set_ylabel("FPS (median)")
+    w, h = result["lr_size"]
+    ax.set_title(f"levels at {w}x{h} -> {w * result['scale']}x{h * result['scale']} (shared machine)")
+    ax.legend(fontsize=7, ncol=2)
+    for ax, name in zip(axes[1:], ("adaptive", "fixed_largest")):
+        run = result["playback"][name]
+        rows = run["timeline"]
+        if rows:
+            t0 = rows[0][0]
+            t = np.array([(r[0] - t0) / 1000 for r in rows])
+            ax.step(t, [r[1] for r in rows], where="post", label="level")
+            ax2 = ax.twinx()
+            ax2.plot(t, [r[2] for r in rows], ".", ms=3, color="tab:orange", label="SR ms")
+            ax2.axhline(1000 / result["fps"], color="tab:red", lw=0.8, ls="--")
+            ax2.set_ylabel("SR ms")
+            late = [ti for ti, r in zip(t, rows) if not r[3]]
+            ax.plot(late, [-0.5] * len(late), "|", color="tab:red", label="late")
+            burst = result["load"]["burstMs"]
+            if burst:  # the busy worker spins in the even windows of the page clock
+                for k in range(int(rows[0][0] // burst), int(rows[-1][0] // burst) + 1):
+                    if k % 2 == 0:
+                        ax.axvspan(max(0, (k * burst - t0) / 1000), ((k + 1) * burst - t0) / 1000, color="0.9")
+        ax.set_ylabel("level")
+        ax.set_title(f"{name}: {100 * run['deadlines_met']:.0f}% of frames on time "
+                     f"({run['frames']} shown, {run['dropped']} dropped), levels {run['levels']}")
+        ax.legend(loc="upper left", fontsize=7)
+    axes[-1].set_xlabel("seconds (bursty in-page load: a busy worker in alternate windows)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

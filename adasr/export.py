@@ -1,0 +1,265 @@
+"""Every level of a package as ONNX, with the weights held once.
+
+Layout of an export folder (``adasr export PACKAGE --format onnx --out FOLDER``)::
+
+    manifest.json     the sidecar (kind ``adasr-onnx-export``): scale, LR size, the input and
+                      output names, the weight layout and, per level, its graph file, its
+                      inputs, params, MACs, PSNR and profiled costs
+    weights.bin       every weight once: float32, little endian, the tensors one after another
+                      in the order the sidecar lists them (``offset`` and ``count`` in floats)
+    level-K.onnx      level K's graph: input ``x`` (1, 3, H, W) RGB in [0, 1], output ``y``
+                      (1, 3, sH, sW); its weights are graph *inputs* named after the tensors
+                      of the layout, not initializers, so a graph file holds no weight
+                      (30-50 kB of slicing and padding ops for the bundled x2)
+
+Why weights as graph inputs: the levels of a package are slices of one supernet (Dynamic-OFA's
+weight sharing), so level K reads ``head.weight[:16, :3]`` where level K+1 reads
+``head.weight[:24, :3]``. Each graph takes the *whole* tensors it touches and slices them itself
+(ONNX ``Slice`` and, for a smaller kernel, the learned kernel transform's ``MatMul``), so every
+level is fed from the same buffers: a runtime loads ``weights.bin`` once, makes one tensor per
+layout entry (views of the buffer, no copies) and switching levels loads nothing. A model
+update (``adasr.stream.codec`` deltas over the supernet's flat parameter vector) changes the
+buffer once and every level sees it: the buffer's first ``shared`` floats are exactly that
+vector (the supernet's parameters in ``named_parameters()`` order). A level that carries its
+own weights (``adasr search --add-level``) has its tensors after the shared ones, named
+``own/<config id>/<name>``, read by that level's graph alone.
+
+The graphs are exported at one fixed LR size (the bicubic skip's replicate pad does not
+export with a symbolic size); export again for another size. Opset 17 (ONNX Runtime 1.14+,
+onnxruntime-web, OpenVINO 2022.3+).
+
+`OnnxLevels` runs an export with ONNX Runtime (tests, `adasr bench browser`'s native rows and the
+README's example use it).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from adasr.errors import ConfigError, InputError, ModelError
+
+__all__ = ["EXPORT_KIND", "EXPORT_VERSION", "MANIFEST", "OnnxLevels", "WEIGHTS", "export_folder_reason",
+           "export_onnx", "level_onnx", "weight_layout"]
+
+EXPORT_KIND = "adasr-onnx-export"
+EXPORT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.bin"
+OPSET = 17
+MAX_SIDECAR_BYTES = 16 << 20
+MAX_WEIGHT_FLOATS = 1 << 28  # 1 GiB of float32
+
+
+class _Level(nn.Module):
+    """A copy of `net` (a SuperNet run as `cfg`, or a SubNet) as a function of x and its parameters:
+    each parameter becomes a plain attribute that `forward` sets to the graph input of that name
+    (torch's stateless API refuses to run under the ONNX exporter's tracer)."""
+
+    def __init__(self, net: nn.Module, cfg: Any = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.net = copy.deepcopy(net)
+        self.slots: list[tuple[nn.Module, str]] = []
+        for name, _ in list(self.net.named_parameters()):
+            owner_name, _, attr = name.rpartition(".")
+            owner = self.net.get_submodule(owner_name) if owner_name else self.net
+            del owner._parameters[attr]
+            self.slots.append((owner, attr))
+
+    def forward(self, x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+        for (owner, attr), weight in zip(self.slots, weights):
+            owner.__dict__[attr] = weight
+        return self.net(x) if self.cfg is None else self.net(x, cfg=self.cfg)
+
+
+def weight_layout(supernet: nn.Module, own: dict[str, nn.Module] | None = None) -> list[dict[str, Any]]:
+    """[{name, offset, count, shape}] of the supernet's parameters (named_parameters order, the
+    model stream's vector), then each own-weights level's tensors (``own/<id>/<name>``)."""
+    out, offset = [], 0
+    tensors = list(supernet.named_parameters())
+    for cid, sub in sorted((own or {}).items()):
+        tensors += [(f"own/{cid}/{n}", p) for n, p in sub.named_parameters()]
+    for name, p in tensors:
+        out.append({"name": name, "offset": offset, "count": p.numel(), "shape": list(p.shape)})
+        offset += p.numel()
+    return out
+
+
+def level_onnx(net: nn.Module, lr_hw: tuple[int, int], cfg: Any = None, prefix: str = "") -> tuple[bytes, list[str]]:
+    """(ONNX bytes, the weight names it takes as inputs after ``x``) of one level: the supernet
+    `net` run as sub-network `cfg`, or a static `net` (cfg None) whose tensors are named with
+    `prefix`. Inputs the level does not read are dropped from the graph."""
+    import onnx
+
+    h, w = lr_hw
+    params = list(net.named_parameters())
+    names = [n for n, _ in params]
+    module = _Level(net, cfg).eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(1, 3, h, w), *[p.detach() for _, p in params]), buf,
+                          input_names=["x", *[prefix + n for n in names]], output_names=["y"],
+                          opset_version=OPSET, dynamo=False)
+    model = onnx.load_from_string(buf.getvalue())
+    used = {i for node in model.graph.node for i in node.input}
+    keep = [i for i in model.graph.input if i.name == "x" or i.name in used]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    return model.SerializeToString(), [i.name for i in keep if i.name != "x"]
+
+
+def _weights_bytes(supernet: nn.Module, own: dict[str, nn.Module]) -> bytes:
+    parts = [p.detach().reshape(-1).to("cpu", torch.float32) for p in supernet.parameters()]
+    for _, sub in sorted(own.items()):
+        parts += [p.detach().reshape(-1).to("cpu", torch.float32) for p in sub.parameters()]
+    return torch.cat(parts).numpy().astype("<f4").tobytes()
+
+
+def _profiles(package: Any) -> dict[str, Any]:
+    """Per device key: {config id: {load name: median seconds}} from the package's profiles."""
+    out: dict[str, Any] = {}
+    for key, prof in package.profiles.items():
+        per: dict[str, dict[str, float]] = {}
+        for load, entry in prof.get("levels", {}).items():
+            for cid, s in entry.get("measured", {}).items():
+                per.setdefault(cid, {})[load] = s["median_s"]
+        out[key] = {"lr_hw": prof.get("lr_hw"), "levels": per}
+    return out
+
+
+def export_onnx(package: Any, lr_hw: tuple[int, int], levels: Sequence[int] | None = None) -> dict[str, bytes]:
+    """{file name: bytes} of the export of `package` at LR size `lr_hw` (H, W): the sidecar,
+    ``weights.bin`` and one graph per level (`levels`: indices; default all)."""
+    h, w = lr_hw
+    if min(h, w) < 8 or max(h, w) > 4096:
+        raise ConfigError(f"export LR size must be 8..4096 pixels a side, got {w}x{h}")
+    fam = package.family
+    picked = list(range(len(fam))) if levels is None else list(levels)
+    for i in picked:
+        if not 0 <= i < len(fam):
+            raise ConfigError(f"level {i} does not exist (the package has levels 0..{len(fam) - 1})")
+    supernet = package.supernet.eval()
+    own = {cid: sub.eval() for cid, sub in package.own.items()}
+    layout = weight_layout(supernet, own)
+    weights = _weights_bytes(supernet, own)
+    shared = sum(p.numel() for p in supernet.parameters())
+    profiles = _profiles(package)
+    files: dict[str, bytes] = {}
+    entries = []
+    for i in picked:
+        lv = fam[i]
+        cid = lv.config.id
+        if cid in own:
+            graph, inputs = level_onnx(own[cid], lr_hw, None, prefix=f"own/{cid}/")
+        else:
+            graph, inputs = level_onnx(supernet, lr_hw, lv.config)
+        name = f"level-{i}.onnx"
+        files[name] = graph
+        entries.append({"index": i, "id": cid, "file": name, "inputs": inputs, "own_weights": cid in own,
+                        "params": lv.params, "macs": lv.macs, "psnr": lv.psnr,
+                        "latency_s": dict(lv.latency_s),
+                        "measured_s": {k: v["levels"][cid] for k, v in profiles.items() if cid in v["levels"]},
+                        "graph_sha256": hashlib.sha256(graph).hexdigest()})
+    from adasr.package import _version
+
+    sidecar = {"kind": EXPORT_KIND, "schema_version": EXPORT_VERSION, "adasr_version": _version(), "format": "onnx",
+               "opset": OPSET, "scale": package.scale, "lr_width": w, "lr_height": h,
+               "input": {"name": "x", "shape": [1, 3, h, w], "range": [0, 1], "layout": "NCHW RGB"},
+               "output": {"name": "y", "shape": [1, 3, h * package.scale, w * package.scale], "range": [0, 1]},
+               "weights": {"file": WEIGHTS, "dtype": "float32", "byte_order": "little", "count": len(weights) // 4,
+                           "shared": shared, "sha256": hashlib.sha256(weights).hexdigest(), "tensors": layout},
+               "levels": entries, "profile_lr_hw": list(fam.lr_hw),
+               "profiles": {k: {"lr_hw": v["lr_hw"]} for k, v in profiles.items()}}
+    files[WEIGHTS] = weights
+    files[MANIFEST] = json.dumps(sidecar, indent=1).encode()
+    return files
+
+
+def export_folder_reason(folder: Path) -> str | None:
+    """None if `folder` is an export adasr wrote (so it may be replaced), else why not."""
+    from adasr._atomic import owned_folder_reason
+
+    return owned_folder_reason(folder, "kind", EXPORT_KIND, "ONNX export",
+                               lambda m: [WEIGHTS, *(lv["file"] for lv in m["levels"])])
+
+
+def write_export(files: dict[str, bytes], out: Path) -> None:
+    """Write an export's files into folder `out` (replaced whole, atomically; a folder adasr did
+    not write is refused)."""
+    from adasr._atomic import atomic_folder
+
+    with atomic_folder(out, export_folder_reason) as tmp:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+
+
+def _read_sidecar(folder: Path) -> dict[str, Any]:
+    from adasr._jsonfile import check_header
+    from adasr.safepath import read_confined
+
+    raw = read_confined(folder, MANIFEST, MAX_SIDECAR_BYTES, what="export sidecar", error=InputError)
+    try:
+        side = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{folder / MANIFEST}: not JSON ({exc})") from None
+    check_header(side, EXPORT_KIND, EXPORT_VERSION, "ONNX export", source=folder / MANIFEST, error=InputError)
+    return side
+
+
+class OnnxLevels:
+    """An export folder run with ONNX Runtime: the weights read once, one session per level,
+    every level fed from the same arrays (`frame(level, rgb)`)."""
+
+    def __init__(self, folder: str | Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        from adasr.safepath import read_confined
+
+        self.folder = Path(folder)
+        self.sidecar = side = _read_sidecar(self.folder)
+        wt = side["weights"]
+        count = int(wt["count"])
+        if not 0 < count <= MAX_WEIGHT_FLOATS:
+            raise InputError(f"{self.folder}: weight count {count} out of range")
+        raw = read_confined(self.folder, WEIGHTS, 4 * count, what="export weights", error=InputError)
+        if len(raw) != 4 * count or hashlib.sha256(raw).hexdigest() != wt["sha256"]:
+            raise ModelError(f"{self.folder / WEIGHTS}: damaged (size or SHA-256 does not match the sidecar)")
+        self.buffer = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        self.tensors: dict[str, np.ndarray] = {}
+        for t in wt["tensors"]:
+            off, n, shape = int(t["offset"]), int(t["count"]), [int(d) for d in t["shape"]]
+            if off < 0 or off + n > count or math.prod(shape) != n:
+                raise ModelError(f"{self.folder}: weight {t['name']!r} does not fit the buffer")
+            self.tensors[t["name"]] = self.buffer[off:off + n].reshape(shape)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        self.sessions, self.inputs = [], []
+        for lv in side["levels"]:
+            graph = read_confined(self.folder, lv["file"], 64 << 20, what="level graph", error=InputError)
+            self.sessions.append(ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"]))
+            self.inputs.append({n: self.tensors[n] for n in lv["inputs"]})
+        self.scale = int(side["scale"])
+        self.lr_hw = (int(side["lr_height"]), int(side["lr_width"]))
+
+    def run(self, k: int, x: np.ndarray) -> np.ndarray:
+        """Level k (position in the sidecar's list) on (1, 3, H, W) float32 in [0, 1]."""
+        return self.sessions[k].run(None, {"x": x, **self.inputs[k]})[0]
+
+    def frame(self, k: int, rgb: np.ndarray) -> np.ndarray:
+        """uint8 H x W x 3 -> uint8 sH x sW x 3 through level k (clipped, rounded)."""
+        x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
+        y = self.run(k, x)[0]
+        return np.ascontiguousarray((np.clip(y, 0, 1) * 255.0).round().astype(np.uint8).transpose(1, 2, 0))

@@ -1,0 +1,423 @@
+// adasr's browser player: LR segments from `adasr serve` (MP4 -> mp4box.js -> WebCodecs), each
+// frame super-resolved by the current level with onnxruntime-web (WASM SIMD + threads when the
+// page is cross-origin isolated; WebGPU where the browser has an adapter), the level picked from
+// measured frame times to hold the stream's frame rate (DySR-style), and the channel's model
+// updates applied between frames after the same checks as Python's ModelState.apply.
+//
+// URL options: ?fps=F (the rate to hold; default the channel's) &threads=N (WASM threads; default min(4, cores) when isolated, else 1)
+// &ep=auto|wasm|webgpu &policy=adaptive|fixed &level=K (start / fixed level) &start=live|first|N
+// &loop=1 (replay the kept segments once the channel has ended) &paused=1 (load, do not play)
+// &model=init (start from the stream's first record and apply every update, not the newest snapshot).
+// Tests and benchmarks read window.adasr (stats(), probe(k), applyRecord(bytes), benchLevels(n),
+// startLoad(opts), stopLoad()).
+import { DeltaError, ModelState, hex } from './records.js';
+import { DataStream, Endianness, MP4BoxBuffer, createFile } from '/play/lib/mp4box/mp4box.all.mjs';
+
+const q = new URLSearchParams(location.search);
+const NAME = decodeURIComponent(location.pathname.split('/')[2] || '');
+const $ = (id) => document.getElementById(id);
+const sleep = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+const CLIENT = 'web-' + Math.random().toString(16).slice(2, 10);
+
+const stats = {
+  name: NAME, client: CLIENT, state: 'loading', error: null, note: '', backend: 'wasm', threads: 1,
+  isolated: self.crossOriginIsolated, frames: 0, onTime: 0, late: 0, dropped: 0, levels: {}, level: 0,
+  switches: 0, fps: 0, srMs: 0, updates: 0, refused: 0, refusedReasons: [], modelHash: '', modelSegment: 0,
+  ttffMs: null, marks: {}, levelsLoaded: 0, nLevels: 0, segments: 0, timeline: [], bench: null, loadOn: false,
+};
+const TIMELINE_MAX = 20000;
+
+async function get(url, kind = 'json', timeoutMs = 30000) {
+  const r = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { 'X-Adasr-Client': CLIENT } });
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status} ${(await r.text()).slice(0, 200)}`);
+  if (kind === 'json') return r.json();
+  return { body: new Uint8Array(await r.arrayBuffer()), headers: r.headers };
+}
+
+// ---------------------------------------------------------------- onnxruntime-web and the levels
+let ort, L, sessions = [], feeds = [], feedsOf = null, state;
+let W, H, SW, SH, SCALE, FPS;
+
+async function loadOrt() {
+  let ep = q.get('ep') || 'auto';
+  if (ep === 'auto') ep = navigator.gpu && (await navigator.gpu.requestAdapter().catch(() => null)) ? 'webgpu' : 'wasm';
+  ort = await import(ep === 'webgpu' ? '/play/lib/ort/ort.webgpu.min.mjs' : '/play/lib/ort/ort.wasm.min.mjs');
+  ort.env.wasm.wasmPaths = '/play/lib/ort/';
+  const want = q.has('threads') ? Math.max(1, Math.min(16, +q.get('threads') || 1))
+    : (self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? want : 1;
+  stats.backend = ep;
+  stats.threads = ort.env.wasm.numThreads;
+}
+
+async function loadLevel(k) {
+  const { body } = await get(`/play/${NAME}/level/${k}.onnx`, 'bytes', 180000);
+  sessions[k] = await ort.InferenceSession.create(body, {
+    executionProviders: [stats.backend], graphOptimizationLevel: 'all',
+  });
+  stats.levelsLoaded += 1;
+}
+
+// One ort.Tensor per weight of the layout: views of the model's vector (no copies); rebuilt
+// when an update swaps in a new vector, between frames.
+function buildFeeds() {
+  const t = {};
+  for (const e of L.weights.tensors) t[e.name] = new ort.Tensor('float32', state.vector.subarray(e.offset, e.offset + e.count), e.shape);
+  feeds = sessions.map((s) => (s ? Object.fromEntries(s.inputNames.filter((n) => n !== 'x').map((n) => [n, t[n]])) : null));
+  feedsOf = state.vector;
+  stats.modelHash = hex(state.hash);
+  stats.modelSegment = state.nextSegment;
+}
+
+const xBuf = { data: null };
+async function sr(k, rgba) {
+  if (feedsOf !== state.vector || !feeds[k]) buildFeeds(); // a model swap or a level loaded since
+  const n = W * H;
+  if (!xBuf.data) xBuf.data = new Float32Array(3 * n);
+  const x = xBuf.data;
+  for (let i = 0; i < n; i++) { x[i] = rgba[4 * i] / 255; x[n + i] = rgba[4 * i + 1] / 255; x[2 * n + i] = rgba[4 * i + 2] / 255; }
+  const out = await sessions[k].run({ x: new ort.Tensor('float32', x, [1, 3, H, W]), ...feeds[k] });
+  const y = out[L.output].data;
+  const m = SW * SH, img = new Uint8ClampedArray(4 * m);
+  for (let i = 0; i < m; i++) {
+    img[4 * i] = Math.min(1, Math.max(0, y[i])) * 255;
+    img[4 * i + 1] = Math.min(1, Math.max(0, y[m + i])) * 255;
+    img[4 * i + 2] = Math.min(1, Math.max(0, y[2 * m + i])) * 255;
+    img[4 * i + 3] = 255;
+  }
+  return img;
+}
+
+// ---------------------------------------------------------------- model updates
+let applying = Promise.resolve();
+async function applyUpdate(bytes, what) {
+  const run = applying.then(async () => {
+    try {
+      const info = await state.apply(bytes, what);
+      stats.updates += 1;
+      return { ok: true, segment: info.segment, hash: hex(state.hash) };
+    } catch (e) {
+      if (!(e instanceof DeltaError)) throw e;
+      stats.refused += 1;
+      if (stats.refusedReasons.length < 20) stats.refusedReasons.push(e.message);
+      return { ok: false, reason: e.message, hash: hex(state.hash) };
+    }
+  });
+  applying = run.catch(() => {});
+  return run;
+}
+
+async function followUpdates() {
+  while (stats.state !== 'ended' && stats.state !== 'error') {
+    try {
+      const m = await get(`/channel/${NAME}?updates_from=${state.nextSegment}`);
+      for (const u of m.updates) {
+        if (u.index < state.nextSegment) continue;
+        const { body } = await get(`/play/${NAME}/model/${u.index}.bin`, 'bytes');
+        const r = await applyUpdate(body, `update ${u.index}`);
+        if (!r.ok) break; // a refused update: the next ones do not apply either; retry later
+      }
+      if (m.ended && state.nextSegment >= m.n_updates) return;
+    } catch (e) { stats.note = `updates: ${e.message}`.slice(0, 200); }
+    await sleep(1000);
+  }
+}
+
+// ---------------------------------------------------------------- segments: MP4 -> WebCodecs
+const queue = [];
+let producerDone = false, lastLR = null;
+const lrCanvas = new OffscreenCanvas(8, 8);
+let lrCtx;
+
+async function decodeSegment(idx) {
+  const { body } = await get(`/play/${NAME}/segment/${idx}.mp4`, 'bytes');
+  const file = createFile();
+  let track = null;
+  const samples = [];
+  file.onError = (e) => { throw new Error(`mp4: ${e}`); };
+  file.onReady = (info) => {
+    track = info.videoTracks[0];
+    file.setExtractionOptions(track.id, null, { nbSamples: 100000 });
+    file.start();
+  };
+  file.onSamples = (_id, _user, s) => { samples.push(...s); };
+  file.appendBuffer(MP4BoxBuffer.fromArrayBuffer(body.buffer, 0));
+  file.flush();
+  if (!track) throw new Error(`segment ${idx}: no video track`);
+  let description;
+  for (const entry of file.getTrackById(track.id).mdia.minf.stbl.stsd.entries) {
+    const box = entry.avcC || entry.hvcC || entry.vpcC || entry.av1C;
+    if (box) {
+      const ds = new DataStream(undefined, 0, Endianness.BIG_ENDIAN);
+      box.write(ds);
+      description = new Uint8Array(ds.buffer, 8);
+    }
+  }
+  const frames = [];
+  let failure = null;
+  const dec = new VideoDecoder({
+    output: (frame) => {
+      lrCtx.drawImage(frame, 0, 0, W, H);
+      frames.push({ rgba: lrCtx.getImageData(0, 0, W, H).data, seg: idx });
+      frame.close();
+    },
+    error: (e) => { failure = e; },
+  });
+  dec.configure({ codec: track.codec, codedWidth: track.video.width, codedHeight: track.video.height, description, optimizeForLatency: true });
+  for (const s of samples) {
+    dec.decode(new EncodedVideoChunk({ type: s.is_sync ? 'key' : 'delta', timestamp: (1e6 * s.cts) / s.timescale, duration: (1e6 * s.duration) / s.timescale, data: s.data }));
+  }
+  await dec.flush();
+  dec.close();
+  if (failure) throw failure;
+  stats.segments += 1;
+  if (!stats.marks.first_segment) stats.marks.first_segment = Math.round(performance.now());
+  return frames;
+}
+
+async function produce(manifest) {
+  const kept = manifest.segments.map((s) => s.index);
+  const startOpt = q.get('start') || 'live';
+  let next = startOpt === 'first' ? kept[0] ?? 0 : startOpt === 'live' ? Math.max(manifest.live_edge, 0) : +startOpt;
+  const cap = Math.max(4, Math.round(2 * FPS * manifest.segment_s));
+  while (stats.state !== 'error') {
+    if (queue.length >= cap) { await sleep(20); continue; }
+    const m = await get(`/channel/${NAME}?after=${next - 1}&wait=5`);
+    const have = m.segments.map((s) => s.index);
+    if (have.includes(next)) {
+      queue.push(...(await decodeSegment(next)));
+      next += 1;
+    } else if (have.length && next < have[0]) next = have[0]; // fell behind the kept window
+    else if (m.ended) {
+      if (q.get('loop') === '1' && have.length) next = have[0];
+      else break;
+    }
+  }
+  producerDone = true;
+}
+
+// ---------------------------------------------------------------- level switching (DySR-style)
+class Switcher {
+  constructor(levels, periodMs, fixed, start) {
+    this.cost = levels.map((l) => Math.max(1, l.macs || l.params));
+    this.period = periodMs;
+    this.fixed = fixed;
+    this.cur = start;
+    this.est = levels.map(() => null);
+    this.calm = 0;
+    this.cooldown = 0;
+  }
+
+  // predicted SR time of level j under the load the current level's last frames ran under
+  predict(j) {
+    return this.est[this.cur] * (this.cost[j] / this.cost[this.cur]);
+  }
+
+  observe(k, ms, ready) {
+    this.est[k] = this.est[k] === null || k !== this.cur ? ms : 0.6 * this.est[k] + 0.4 * ms;
+    if (this.fixed || k !== this.cur) return this.cur;
+    const budget = 0.9 * this.period;
+    if (this.cooldown > 0) this.cooldown -= 1;
+    this.calm = ms < 0.7 * budget ? this.calm + 1 : 0;
+    if (this.est[k] > budget && this.cur > 0) { // too slow now: the best level predicted to fit, else the smallest
+      let j = this.cur - 1;
+      while (j > 0 && (this.predict(j) > budget || !ready(j))) j -= 1;
+      if (ready(j)) { this.cur = j; this.cooldown = 4; }
+    } else if (this.cooldown === 0 && this.calm >= 8 && ready(this.cur + 1) && this.predict(this.cur + 1) < 0.8 * budget) {
+      this.cur += 1;
+      this.calm = 0;
+      this.cooldown = 8;
+    }
+    return this.cur;
+  }
+}
+
+// ---------------------------------------------------------------- the display loop
+const view = { ctx: null, shown: [] };
+
+function hud() {
+  const seen = stats.frames + stats.dropped;
+  $('level').textContent = `L${stats.level}${L ? ` (${L.levels[stats.level].params.toLocaleString()} params)` : ''}`;
+  $('fps').textContent = `${stats.fps.toFixed(1)} / ${FPS ? FPS.toFixed(0) : '?'}`;
+  $('srms').textContent = `${stats.srMs.toFixed(0)} ms`;
+  $('ontime').textContent = seen ? `${((100 * stats.onTime) / seen).toFixed(0)}%` : '-';
+  $('model').textContent = `v${stats.modelSegment} ${stats.modelHash.slice(0, 12)}${stats.refused ? ` (${stats.refused} refused)` : ''}`;
+  $('backend').textContent = `${stats.backend}, ${stats.threads} thread(s)${stats.isolated ? '' : ', not isolated'}`;
+  $('state').textContent = stats.error ? `error: ${stats.error}` : `${stats.state}${stats.note ? ' - ' + stats.note : ''}`;
+}
+
+async function play(switcher) {
+  const period = 1000 / FPS;
+  let t0 = null, i = 0;
+  stats.state = 'playing';
+  while (stats.state === 'playing') {
+    if (!queue.length) {
+      if (producerDone) break;
+      t0 = null; // a stall of the network or decoder, not of SR: restart the clock when frames come
+      await sleep(5);
+      continue;
+    }
+    if (t0 === null) { t0 = performance.now(); i = 0; }
+    const due = t0 + (i + 1) * period;
+    if (performance.now() > due + period) { // already a whole frame behind: drop it to catch up
+      queue.shift();
+      stats.dropped += 1;
+      i += 1;
+      continue;
+    }
+    const f = queue.shift();
+    const k = switcher.cur;
+    const start = performance.now();
+    const img = await sr(k, f.rgba);
+    const ms = performance.now() - start;
+    view.ctx.putImageData(new ImageData(img, SW, SH), 0, 0);
+    lastLR = f.rgba;
+    const done = performance.now();
+    if (stats.ttffMs === null) stats.ttffMs = done;
+    const onTime = done <= due;
+    stats.frames += 1;
+    stats.onTime += onTime ? 1 : 0;
+    stats.late += onTime ? 0 : 1;
+    stats.levels[k] = (stats.levels[k] || 0) + 1;
+    stats.srMs = ms;
+    view.shown.push(done);
+    while (view.shown.length && view.shown[0] < done - 1000) view.shown.shift();
+    stats.fps = view.shown.length;
+    if (stats.timeline.length < TIMELINE_MAX) stats.timeline.push([Math.round(done), k, Math.round(ms * 10) / 10, onTime ? 1 : 0, stats.loadOn ? 1 : 0]);
+    const nk = switcher.observe(k, ms, (j) => j >= 0 && j < sessions.length && !!sessions[j]);
+    const slow = nk === 0 && switcher.est[0] > 0.9 * period;
+    stats.note = slow ? `even the smallest level cannot hold ${FPS.toFixed(0)} fps here (${switcher.est[0].toFixed(0)} ms a frame)` : '';
+    if (nk !== k) stats.switches += 1;
+    stats.level = nk;
+    if (stats.frames % 5 === 0) hud();
+    i += 1;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+  }
+  if (stats.state === 'playing') stats.state = 'ended';
+  hud();
+}
+
+// ---------------------------------------------------------------- load workers (tests, bench)
+let loaders = [];
+function startLoad({ workers = 1, busyMs = 45, idleMs = 5, burstMs = 0 } = {}) {
+  stopLoad();
+  for (let w = 0; w < workers; w++) {
+    const worker = new Worker('/play/static/load.js');
+    worker.postMessage({ busyMs, idleMs, burstMs, t0: performance.timeOrigin });
+    loaders.push(worker);
+  }
+  stats.loadOn = true;
+}
+function stopLoad() {
+  for (const w of loaders) w.terminate();
+  loaders = [];
+  stats.loadOn = false;
+}
+
+function b64(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+async function benchLevels(repeats = 8) {
+  const frame = lastLR || queue[0]?.rgba;
+  if (!frame) throw new Error('no decoded frame yet');
+  const out = [];
+  for (let k = 0; k < sessions.length; k++) {
+    if (!sessions[k]) continue;
+    await sr(k, frame); // warm-up
+    const times = [];
+    for (let r = 0; r < repeats; r++) {
+      const t = performance.now();
+      await sr(k, frame);
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    out.push({ level: k, id: L.levels[k].id, params: L.levels[k].params, median_ms: times[Math.floor(times.length / 2)], times_ms: times });
+  }
+  stats.bench = out;
+  return out;
+}
+
+async function report() {
+  while (stats.state !== 'error') {
+    const p = new URLSearchParams({
+      client: CLIENT, frames: stats.frames, on_time: stats.onTime, late: stats.late, dropped: stats.dropped,
+      level: stats.level, updates: stats.updates, refused: stats.refused, model_segment: stats.modelSegment,
+      ttff_ms: Math.round(stats.ttffMs || 0), fps: stats.fps, sr_ms: stats.srMs.toFixed(1),
+      levels: Object.entries(stats.levels).map(([k, v]) => `${k}:${v}`).join(',').slice(0, 200),
+      model: stats.modelHash.slice(0, 32), backend: stats.backend,
+    });
+    fetch(`/play/${NAME}/report?${p}`, { signal: AbortSignal.timeout(5000) }).catch(() => {});
+    if (stats.state === 'ended') return;
+    await sleep(1000);
+  }
+}
+
+async function main() {
+  const mark = (what) => { stats.marks[what] = Math.round(performance.now()); };
+  await loadOrt();
+  mark('ort');
+  const manifest = await get(`/channel/${NAME}`);
+  L = await get(`/play/${NAME}/levels.json`);
+  mark('levels');
+  W = L.lr_width; H = L.lr_height; SCALE = L.scale; SW = W * SCALE; SH = H * SCALE; FPS = Math.max(0.5, Math.min(240, +(q.get('fps') || 0) || L.fps));
+  stats.nLevels = L.levels.length;
+  lrCanvas.width = W; lrCanvas.height = H;
+  lrCtx = lrCanvas.getContext('2d', { willReadFrequently: true });
+  const canvas = $('view');
+  canvas.width = SW; canvas.height = SH;
+  if (SW < 640) canvas.style.width = '640px'; // small channels shown larger (the browser scales the SR output)
+  view.ctx = canvas.getContext('2d');
+  $('title').textContent = `${NAME}: ${W}x${H} -> ${SW}x${SH} at ${FPS.toFixed(0)} fps`;
+  // segments are fetched and decoded while the model and the first level load
+  const producing = produce(manifest).catch((e) => { stats.error = `segments: ${e.message}`; stats.state = 'error'; hud(); });
+  // the model: the newest snapshot when there is one (a late joiner), else the stream's first record
+  let rec = null;
+  if (manifest.n_updates > 0 && q.get('model') !== 'init') rec = await get(`/play/${NAME}/model/latest`, 'bytes').catch(() => null);
+  if (!rec) rec = await get(`/play/${NAME}/model/init`, 'bytes');
+  state = await ModelState.fromFull(rec.body, 'the channel model');
+  mark('model');
+  const start = Math.max(0, Math.min(L.levels.length - 1, +(q.get('level') || 0)));
+  await loadLevel(start); // the first level to play, then the others smallest first in the background
+  mark('first_level');
+  const loading = (async () => { for (let k = 0; k < L.levels.length; k++) if (k !== start) await loadLevel(k); })();
+  stats.state = 'buffering';
+  buildFeeds();
+  followUpdates();
+  report();
+  if (q.get('paused') === '1') {
+    await loading;
+    while (!queue.length && !producerDone) await sleep(20);
+    stats.state = 'paused';
+    lastLR = queue[0]?.rgba || null;
+    hud();
+    return;
+  }
+  const fixed = q.get('policy') === 'fixed';
+  // the switcher only picks levels loaded so far
+  const sw = new Switcher(L.levels, 1000 / FPS, fixed, start);
+  stats.level = start;
+  const timer = setInterval(hud, 500);
+  await play(sw);
+  clearInterval(timer);
+  await producing;
+}
+
+window.adasr = {
+  stats: () => JSON.parse(JSON.stringify(stats)),
+  probe: async (k) => {
+    if (!lastLR) throw new Error('no frame shown yet');
+    const lr = lastLR;
+    const img = await sr(k, lr);
+    return { w: W, h: H, scale: SCALE, lr: b64(new Uint8Array(lr.buffer)), sr: b64(new Uint8Array(img.buffer)), model: hex(state.hash), segment: state.nextSegment };
+  },
+  applyRecord: async (bytes) => applyUpdate(new Uint8Array(bytes), 'record from the page'),
+  fetchRecord: async (u) => Array.from((await get(`/play/${NAME}/model/${u}.bin`, 'bytes')).body),
+  benchLevels,
+  startLoad,
+  stopLoad,
+};
+window.adasr.ready = main().catch((e) => { stats.error = String(e && e.message ? e.message : e); stats.state = 'error'; hud(); });

@@ -1,0 +1,155 @@
+"""The browser player in headless Chromium (Debian's `chromium`, driven by playwright-core from
+node_modules: `make js`), against a live server on 127.0.0.1: it plays a channel, its SR output
+equals the Python level's, it applies every update the Python client accepts bit for bit and
+refuses damaged ones with the model unchanged, and it switches levels when a busy worker in the
+page takes the CPU. Few, short, and every wait bounded."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from adasr.paths import bundled_package
+from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
+from adasr.serve.config import TrainerConfig
+from adasr.serve.media import LiveSource
+from adasr.serve.server import LiveServer
+from adasr.serve.web import browser_record
+from adasr.serve.webdrive import drive
+from adasr.stream.codec import ModelState, encode_delta, quantise, vector_hash
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
+
+LEVELS = "0,4,8"  # three of the bundled x2 package's nine levels: smallest, middle, largest
+
+
+def _server(data_root, frames: int, train: TrainerConfig) -> LiveServer:
+    src = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop_hw=(96, 128), max_frames=frames)
+    ch = Channel("bikes", src, train, model_source=NamedModel(str(bundled_package(2)), levels=LEVELS),
+                 config=ChannelConfig(segment_s=0.4))
+    return LiveServer(Hub([ch]), duration_s=120)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+UNTIL = """
+const until = async (page, sleep, pred, ms) => { // the page's stats once pred holds (or an error, or the time is up)
+  const end = Date.now() + ms;
+  let s = null;
+  while (Date.now() < end) {
+    s = await page.evaluate(() => (window.adasr ? window.adasr.stats() : null));
+    if (s && (s.error || pred(s))) return s;
+    await sleep(250);
+  }
+  return s;
+};
+"""
+
+PLAY = UNTIL + """
+const s0 = await until(page, sleep,
+  (s) => s.frames >= 8 && s.levelsLoaded === s.nLevels && s.updates >= args.updates, 120000);
+if (s0.error || s0.updates < args.updates || s0.levelsLoaded < s0.nLevels) return { s0 };
+const probes = [];
+for (const k of [0, s0.nLevels - 1]) probes.push(await page.evaluate((k) => window.adasr.probe(k), k));
+const apply = (b) => page.evaluate((b) => window.adasr.applyRecord(b), b);
+const badSum = await apply(args.bad_checksum);
+const badAfter = await apply(args.bad_after);
+const replay = await apply(args.replayed);
+const good = await apply(args.good);
+await sleep(1500); // one more report to the server
+const s1 = await page.evaluate(() => window.adasr.stats());
+return { s0, probes, badSum, badAfter, replay, good, s1 };
+"""
+
+
+def test_page_plays_matches_python_and_follows_updates(data_root, tmp_path):
+    train = TrainerConfig(t_update=0.4, k=2, batch=2, patch=12)
+    with _server(data_root, 40, train) as srv:
+        assert srv.wait(90), "the channel did not finish"
+        ch = srv.hub.channels["bikes"]
+        n = ch.manifest()["n_updates"]
+        assert n >= 1
+        # what the Python client holds after every update, then one more update made here
+        state = ModelState.from_full(ch.init_record)
+        for i in range(n):
+            state.apply(ch.update(i))
+        vec = state.vector
+        idx = torch.arange(0, vec.numel(), 97)
+        raw, values = quantise(torch.full((idx.numel(),), 0.01), "float16")
+        new = vec.clone()
+        new[idx] += values
+        args = dict(n_params=vec.numel(), updates=n)
+        # (the records as the /play routes serve them: an LZMA2 payload re-packed as zlib)
+        head = (idx, raw, "float16", n, vec.numel(), state.base_hash, state.hash)
+        good = browser_record(encode_delta(*head, vector_hash(new)))
+        bad_after = browser_record(encode_delta(*head, b"\1" * 16))
+        bad_sum = bytearray(good)
+        bad_sum[len(bad_sum) // 2] ^= 0x40
+        args.update(good=list(good), bad_after=list(bad_after), bad_checksum=list(bad_sum),
+                    replayed=list(browser_record(ch.update(n - 1))))
+        shot = tmp_path / "player.png"
+        r = drive(f"{srv.url}/play/bikes?start=first&loop=1&threads=1&model=init", PLAY, args, timeout_s=240,
+                  screenshot=shot)
+        players = srv.hub.status()["players"]
+        status_page = srv.hub.status()
+    s0, s1 = r["s0"], r.get("s1")
+    assert not s0["error"] and s1 is not None, s0
+    assert s0["frames"] >= 8 and s0["ttffMs"] is not None and s0["isolated"], s0
+    # every update the Python client accepted: applied bit for bit (same hash)
+    assert s0["updates"] == n and s0["refused"] == 0 and s0["modelHash"] == state.hash.hex()
+    # the page's SR of a frame against the Python level on the same LR frame, same model
+    configs = ch.trainer.levels
+    for k, p in zip([0, len(configs) - 1], r["probes"]):
+        assert p["model"] == state.hash.hex()
+        lr = np.frombuffer(base64.b64decode(p["lr"]), np.uint8).reshape(p["h"], p["w"], 4)[..., :3]
+        got = np.frombuffer(base64.b64decode(p["sr"]), np.uint8).reshape(2 * p["h"], 2 * p["w"], 4)[..., :3]
+        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None].float() / 255.0
+        with torch.no_grad():
+            y = state.model(x, cfg=configs[k])[0]
+        want = (y.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).numpy()
+        diff = np.abs(got.astype(int) - want.astype(int))
+        assert diff.max() <= 1 and _psnr(got, want) >= 50, (k, int(diff.max()), _psnr(got, want))
+    # damaged, foreign-hash and replayed records refused with the model unchanged; the good one applied
+    assert not r["badSum"]["ok"] and "checksum" in r["badSum"]["reason"], r["badSum"]
+    assert not r["badAfter"]["ok"] and "does not match the encoder" in r["badAfter"]["reason"], r["badAfter"]
+    assert not r["replay"]["ok"] and "out of order" in r["replay"]["reason"], r["replay"]
+    for bad in (r["badSum"], r["badAfter"], r["replay"]):
+        assert bad["hash"] == state.hash.hex()
+    assert r["good"]["ok"] and r["good"]["hash"] == vector_hash(new).hex(), r["good"]
+    assert s1["refused"] == 3 and s1["updates"] == n + 1
+    # the server's status page lists the player
+    assert any(p["client"] == s1["client"] and p["frames"] > 0 for p in players), players
+    assert "players" in status_page
+    img = np.asarray(Image.open(shot).convert("RGB"))
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 100  # a picture, not a blank page
+
+
+SWITCH = UNTIL + """
+const s0 = await until(page, sleep, (s) => s.frames >= 3 && s.levelsLoaded === s.nLevels, 120000);
+if (s0.error || s0.levelsLoaded < s0.nLevels) return s0;
+await page.evaluate(() => window.adasr.startLoad({ workers: 2, busyMs: 40, idleMs: 2 }));
+return await until(page, sleep, (s) => s.frames >= 40, 90000);
+"""
+
+
+def test_page_switches_levels_under_a_busy_worker(data_root):
+    train = TrainerConfig(scheme="none")
+    with _server(data_root, 60, train) as srv:
+        assert srv.wait(90)
+        top = len(srv.hub.channels["bikes"].trainer.levels) - 1
+        s = drive(f"{srv.url}/play/bikes?start=first&loop=1&threads=1&level={top}", SWITCH, timeout_s=240)
+    assert not s["error"] and s["frames"] >= 40, s
+    hist = {int(k): v for k, v in s["levels"].items()}
+    # it starts at the largest level; with two busy workers in the page it steps down and plays below it
+    assert s["switches"] >= 1 and min(hist) < top and sum(v for k, v in hist.items() if k < top) > hist.get(top, 0), s
+    timeline = s["timeline"]
+    assert timeline[0][1] == top and any(row[1] < top for row in timeline)
+    assert json.dumps(s)  # plain data for the report
