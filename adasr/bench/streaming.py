@@ -226,7 +226,8 @@ def gain_png(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
     names = list(dict.fromkeys(r["upscaler"] for r in rows))
     cmap = plt.get_cmap("viridis")
-    levels = [n for n in names if n.startswith("adasr") or "L" in n.split()[-1]]
+    kinds = {r["upscaler"]: r["kind"] for r in rows}
+    levels = [n for n in names if kinds[n] in ("adasr-level", "adasr-model")]
     for ax, (codec, kernel) in zip(axes[0], panels, strict=True):
         for n in names:
             pts = sorted((r["crf"], r["gain_bicubic"]) for r in rows
@@ -246,7 +247,7 @@ def gain_png(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     import io
 
     from adasr._atomic import write_bytes_atomic
