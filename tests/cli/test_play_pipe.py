@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_video import make_clip_with_audio
+from tests.video.test_video import make_clip_with_audio
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import pytest
 from adasr.errors import ConfigError, Interrupted
 from adasr.upscale_run import Reporter, upscale_file
 from adasr.video import probe
-from tests.test_video import audio_packets, make_clip_with_audio
+from tests.video.test_video import audio_packets, make_clip_with_audio
 
 
 class StopAt(Reporter):

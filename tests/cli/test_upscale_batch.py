@@ -10,8 +10,8 @@ import pytest
 from adasr.images import read_image, write_image
 from adasr.video import probe
 from tests.conftest import random_image
-from tests.test_cli import run_cli
-from tests.test_video import make_clip_with_audio
+from tests.hostile.test_cli import run_cli
+from tests.video.test_video import make_clip_with_audio
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from adasr.errors import AdasrError, ConfigError, InputError, ModelError
-from tests.test_serve import tiny_model
+from tests.serve.test_serve import tiny_model
 
 # -- classes 6 and 7: one JSON reader -------------------------------------------------------------
 
@@ -285,7 +285,7 @@ class TestBuildBound:
         assert peak < 64 << 20, peak  # no tensor of the network was allocated
 
     def test_train_refuses_without_leaving_a_folder(self, tmp_path, monkeypatch, capsys):
-        from tests.test_cli import run_cli
+        from tests.hostile.test_cli import run_cli
 
         code, _, err = run_cli(monkeypatch, capsys, "train", "--out", tmp_path / "run", "--arch", "espcn",
                                "--arg", "f1=4096", "--arg", "f2=4096", "--steps", "1")

@@ -21,7 +21,7 @@ from adasr.serve.channel import Channel, ChannelConfig, GivenModel, Hub
 from adasr.serve.config import TrainerConfig
 from adasr.serve.media import LiveSource
 from adasr.serve.server import LiveServer
-from tests.test_serve import tiny_model
+from tests.serve.test_serve import tiny_model
 
 pytestmark = pytest.mark.integration  # a server on 127.0.0.1, end to end
 
