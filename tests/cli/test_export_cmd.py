@@ -9,7 +9,7 @@ import pytest
 
 from adasr.paths import bundled_package
 
-from tests.hostile.test_cli import _one_line_error, run_cli
+from tests.cli.test_cli import _one_line_error, run_cli
 
 
 @pytest.mark.parametrize("args, words", [

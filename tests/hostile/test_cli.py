@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.hostile.test_cli import run_cli
+from tests.cli.test_cli import run_cli
 
 
 @pytest.fixture(scope="module")

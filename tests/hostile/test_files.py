@@ -285,7 +285,7 @@ class TestBuildBound:
         assert peak < 64 << 20, peak  # no tensor of the network was allocated
 
     def test_train_refuses_without_leaving_a_folder(self, tmp_path, monkeypatch, capsys):
-        from tests.hostile.test_cli import run_cli
+        from tests.cli.test_cli import run_cli
 
         code, _, err = run_cli(monkeypatch, capsys, "train", "--out", tmp_path / "run", "--arch", "espcn",
                                "--arg", "f1=4096", "--arg", "f2=4096", "--steps", "1")

@@ -8,7 +8,7 @@ import pytest
 
 from adasr.mimo import channels as C
 from adasr.mimo import complexity as X
-from tests.hostile.test_cli import run_cli
+from tests.cli.test_cli import run_cli
 
 
 def test_complexity_writes_the_counts_as_json_and_png(monkeypatch, capsys, tmp_path):
