@@ -133,6 +133,9 @@ RANGES: dict[str, Range] = {
     "serve:zoo_cut": Range(0, 1, lo_open=True),
     "serve:max_per_address": Range(1, 100_000),   # requests in flight from one address
     "serve:max_requests": Range(1, 1_000_000),    # requests in flight in all
+    "eval:frames": Range(1, 300),                 # eval --degradation: frames per clip / pan
+    "crops": Range(1, 4096),                      # search: validation crops of the fast evaluator
+    "min_step": Range(0, 10),                     # search: dB a level must gain over the next faster one
 }
 
 
