@@ -148,16 +148,16 @@ def _mimo(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
 
 
 def _streaming(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
-    grid = data[0]["grid"]
+    grid = list(dict.fromkeys(g for d in data for g in d["grid"]))  # every point any file scored
     rows, notes = [], []
     for d in data:
         cell = {(r["upscaler"], r["setting"]): r for r in d["rows"]}
         for name in dict.fromkeys(r["upscaler"] for r in d["rows"]):
             first = cell[(name, d["grid"][0])]
-            values = [f"{cell[(name, g)]['psnr']:.2f}" if name == "bicubic" else
-                      f"{cell[(name, g)]['gain_bicubic']:+.2f}" for g in grid if (name, g) in cell]
-            rows.append([f"x{d['scale']}", name, _f(first["params"], ",d"), *values,
-                         f"{sum(cell[(name, g)]['ms'] for g in grid if (name, g) in cell) / len(grid):.1f}"])
+            values = ["-" if (name, g) not in cell else f"{cell[(name, g)]['psnr']:.2f}" if name == "bicubic" else
+                      f"{cell[(name, g)]['gain_bicubic']:+.2f}" for g in grid]
+            ms = [cell[(name, g)]["ms"] for g in d["grid"]]
+            rows.append([f"x{d['scale']}", name, _f(first["params"], ",d"), *values, f"{sum(ms) / len(ms):.1f}"])
         sources = ", ".join(s["name"] for s in d["sources"])
         notes.append(f"x{d['scale']}: {d['frames']} frames per source ({sources}); clips centre-cropped to at most "
                      f"{d['max_hr'][1]}x{d['max_hr'][0]} HR; x264 preset {d['preset']}. The bicubic row is its "
