@@ -44,6 +44,7 @@ from adasr.runtime.policies import pick_policy
 if TYPE_CHECKING:
     from adasr.runtime.monitors import RuntimeState
     from adasr.runtime.pipeline import FrameRecord, Runner, RunStats
+    from adasr.video import VideoInfo
 
 __all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "play", "write_timeline"]
 
@@ -127,7 +128,7 @@ class PlayOptions:
     reference_every: int = 0
     on_frame: Callable[[Any, Any], None] | None = None
     load_workers: int | None = None
-    info: Any = None
+    info: VideoInfo | None = None
     pace: bool = True
 
     def __post_init__(self) -> None:
