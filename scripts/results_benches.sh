@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Re-run the benches behind docs/RESULTS.md with short settings (each about 2 minutes on a 2-core
-# CPU) and store their JSON in docs/results/; then `adasr bench report` (or `make results`)
+# Re-run the benches behind docs/RESULTS.md with short settings (each meant to take about 2 minutes on an idle 2-core
+# CPU; far longer on a shared one) and store their JSON in docs/results/; then `adasr bench report` (or `make results`)
 # regenerates docs/RESULTS.md from those files. Run from the repository root:
 #
 #   scripts/results_benches.sh             # every bench
