@@ -18,12 +18,17 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adasr._options import check_hw, options_or_default
 from adasr.errors import ConfigError
 from adasr.family import load_name
 from adasr.search.protocols import Progress
+
+if TYPE_CHECKING:
+    from adasr.family import Family
+    from adasr.nn.supernet import SuperNet
+    from adasr.package import Package
 
 __all__ = ["SearchOptions", "run_search"]
 
@@ -81,7 +86,7 @@ class SearchOptions:
     params: dict[str, Any] | None = None
     floor_bicubic: bool = True
     trim: bool = True
-    profiles_from: Any = None
+    profiles_from: Package | None = None
     own: Mapping[str, Any] | None = None
     # Score levels on streaming input: the validation images through this adasr.data.degrade spec
     # (e.g. "h264:crf=28,kernel=area+bicubic,variants=2,frames=2"); None = the clean protocol.
@@ -173,7 +178,7 @@ def run_search(model_path: Path, out: Path, options: SearchOptions | None = None
             family = _same_latencies(family, profiles_from)
         from adasr.nn.supernet import trim_supernet
 
-        def shipped(fam: Any) -> Any:  # the supernet the package holds: only the ops its levels use
+        def shipped(fam: Family) -> SuperNet:  # the supernet the package holds: only the ops its levels use
             return trim_supernet(net, fam.configs) if trim else net
 
         package = save_package(out, shipped(family), family, info={"source_model": Path(model_path).name,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Re-run the benches behind docs/RESULTS.md with short settings (each about 2 minutes on a 2-core
-# CPU) and store their JSON in docs/results/; then `adasr bench report` (or `make results`)
+# Re-run the benches behind docs/RESULTS.md with short settings (each meant to take about 2 minutes on an idle 2-core
+# CPU; far longer on a shared one) and store their JSON in docs/results/; then `adasr bench report` (or `make results`)
 # regenerates docs/RESULTS.md from those files. Run from the repository root:
 #
 #   scripts/results_benches.sh             # every bench
@@ -55,8 +55,8 @@ backends() {
 }
 
 codec() {
-  run codec "${A[@]}" bench codec "$CLIPS/bikes_640x272.mp4" --max-frames 50 --crop 320x176 --hr-crfs 30,38 \
-    --lr-crfs 22,30 --steps 10 --oneshot-steps 10 --no-sweeps --threads 1 --device cpu --out "$OUT/codec"
+  run codec "${A[@]}" bench codec "$CLIPS/bikes_640x272.mp4" --max-frames 30 --crop 320x176 --hr-crfs 26,30,34,38 \
+    --lr-crfs 18,22,26,30 --steps 10 --oneshot-steps 10 --no-sweeps --threads 1 --device cpu --out "$OUT/codec"
   cp "$OUT/codec/codec.json" "$RESULTS/codec.json"
 }
 

@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from adasr.package import Package
     from adasr.runtime.engine import Engine
     from adasr.runtime.pipeline import Runner
+    from adasr.runtime.traces import Trace
 
 __all__ = ["AdaptivityOptions", "PNGS", "POLICIES", "PeakRss", "Progress", "RUNNERS", "SCHEMA_VERSION", "TRACE_KINDS",
            "content_psnr", "default_target_fps", "prepare_frames", "run_adaptivity", "summary_rows", "write_plots"]
@@ -221,7 +222,7 @@ def _build_runner(name: str, package: Package, family: Family, options: Adaptivi
 
 
 def _run_one(name: str, package: Package, family: Family, lrs: list[np.ndarray], level_psnr: list[float], *,
-             trace: Any, target_fps: float, max_frames: int, options: AdaptivityOptions,
+             trace: Trace, target_fps: float, max_frames: int, options: AdaptivityOptions,
              video: str | os.PathLike[str] | None = None, hrs: list[np.ndarray] | None = None) -> dict[str, Any]:
     from adasr.runtime.pipeline import AutoThreads, StreamOptions
     from adasr.runtime.session import PlaybackSession

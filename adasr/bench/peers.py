@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ import torch
 from adasr.errors import ConfigError, InputError
 from adasr.frames import to_frame, to_tensor
 from adasr.timing import provenance
+
+if TYPE_CHECKING:
+    from adasr.data.datasets import SRPair
 
 __all__ = ["Upscaler", "bicubic_upscaler", "opencv_upscalers", "acnet_upscaler", "model_upscaler",
            "package_upscalers", "score", "time_upscalers", "run_peers", "pareto_png"]
@@ -281,7 +284,7 @@ def run_peers(package: str | Path, *, sets: Sequence[str] = ("Set5", "Set14"), m
     return result
 
 
-def _crop_pair(pair: Any, crop: int, scale: int) -> Any:
+def _crop_pair(pair: SRPair, crop: int, scale: int) -> SRPair:
     """The top-left `crop` x `crop` LR corner of a pair (and its HR), for quick tests."""
     import dataclasses
 

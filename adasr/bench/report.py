@@ -78,8 +78,9 @@ def _memory(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
     rows = [["supernet (every level)", f"{d['supernet_bytes'] / 1e6:.3f}"],
             [f"assembled ({len(d['levels'])} levels held separately)", f"{d['assembled_bytes'] / 1e6:.3f}"],
             ["largest level alone", f"{d['largest_bytes'] / 1e6:.3f}"]]
-    return ["weights", "MB"], rows, [f"Space {d['space']}: weight sharing saves {d['saving'] * 100:.1f} % "
-                                     f"against Assembled."]
+    return ["weights", "MB"], rows, [f"Space {d['space']}, {len(d['levels'])} sub-networks spread from its smallest "
+                                     f"to its largest: weight sharing saves {d['saving'] * 100:.1f} % against "
+                                     f"Assembled."]
 
 
 def _adaptivity(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
@@ -116,13 +117,19 @@ def _codec(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
     rows, notes = [], []
     for clip in data[0]["clips"]:
         name = Path(clip["video"]).name
-        for curve, bd in clip["bd_psnr"].items():
-            rows.append([name, curve, _f(bd.get("bd_rate"), "+.1f"), _f(bd.get("bd_psnr"), "+.2f")])
+        for curve, points in clip["curves"].items():
+            bd = clip["bd_psnr"].get(curve)
+            pts = ", ".join(f"{p['kbps']:.0f} / {p['psnr']:.2f}" for p in points)
+            rate = "anchor" if bd is None else _f(bd.get("bd_rate"), "+.1f")
+            gain = "anchor" if bd is None else _f(bd.get("bd_psnr"), "+.2f")
+            rows.append([name, curve, pts, rate, gain])
+        why = {bd["note"] for bd in clip["bd_psnr"].values() if bd.get("bd_rate") is None and bd.get("note")}
+        notes.extend(f"{name}: no BD figure: {w}." for w in sorted(why))
         s = clip["default_stream"]
         notes.append(f"{name}: {clip['frames']} frames {clip['width']}x{clip['height']}, x{clip['scale']}; model "
                      f"stream {s['model_kbps_mean']:.1f} kbps (base by hash {s['model_kbps_base_by_hash_mean']:.1f}); "
                      f"encode {s['realtime_factor_cpu_mean']:.2f}x real time in CPU time.")
-    return ["clip", "curve against", "BD-rate %", "BD-PSNR dB"], rows, notes
+    return ["clip", "curve", "points: kbps / PSNR dB", "BD-rate % vs anchor", "BD-PSNR dB"], rows, notes
 
 
 def _reuse(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
@@ -180,12 +187,13 @@ SECTIONS: tuple[Section, ...] = (
     Section("Adaptivity", "adasr (one resident supernet, level switches) against Static (one level, reload on "
             "switch) and Assembled (every level resident) under the same background-load trace.",
             ("adaptivity.json",), _adaptivity, "adaptivity"),
-    Section("Weight sharing", "The bytes of one supernet against the same levels held as separate models.",
+    Section("Weight sharing", "The bytes of one supernet against the same sub-networks held as separate models.",
             ("memory.json",), _memory, "memory"),
     Section("int8 and backends", "Levels of the bundled x2 package through torch float32 / int8 and ONNX "
             "Runtime float32 / int8, with OpenCV's peers as points.", ("backends.json",), _backends, "backends"),
     Section("Model streaming", "SRVC-style model streaming (LR content + sparse model updates) against HR "
-            "H.264 / H.265 at equal quality: BD-rate (negative: fewer bits).", ("codec.json",), _codec, "codec"),
+            "H.264 / H.265: rate and PSNR per CRF, and BD-rate against HR H.265 (negative: fewer bits at equal "
+            "quality).", ("codec.json",), _codec, "codec"),
     Section("Model reuse", "RECL (gating top-K + safety checker + the retraining scheduler) against no "
             "adaptation and retraining alone, on the same frames and compute.", ("reuse.json",), _reuse, "reuse"),
     Section("MMNet (massive-MIMO detection)", "Symbol error rate of the classic detectors, exact ML (sphere "

@@ -45,6 +45,7 @@ from adasr.runtime.policies import pick_policy
 if TYPE_CHECKING:
     from adasr.runtime.monitors import RuntimeState
     from adasr.runtime.pipeline import FrameRecord, Runner, RunStats
+    from adasr.video import VideoInfo
 
 __all__ = ["POLICY_NAMES", "PlayOptions", "PlayResult", "ReachWatch", "check_time_range", "play",
            "write_timeline"]
@@ -143,7 +144,7 @@ class PlayOptions:
     reference_every: int = 0
     on_frame: Callable[[Any, Any], None] | None = None
     load_workers: int | None = None
-    info: Any = None
+    info: VideoInfo | None = None
     pace: bool = True
     stream: str | None = None
     start_s: float | None = None

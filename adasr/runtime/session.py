@@ -33,9 +33,10 @@ import numpy as np
 from adasr.runtime.pipeline import Runner, RunStats, StreamOptions, run_stream
 
 if TYPE_CHECKING:
+    from adasr.cpuload import CpuLoad
     from adasr.runtime.monitors import StreamMonitor
     from adasr.runtime.policies import Policy
-    from adasr.runtime.traces import Trace
+    from adasr.runtime.traces import Trace, TracePlayer
 
 __all__ = ["PlaybackSession"]
 
@@ -59,8 +60,8 @@ class PlaybackSession:
         self.applied: list[tuple[float, float]] = []
         self.trace_error: BaseException | None = None
         self.load_offset_s = 0.0
-        self._load: Any = None
-        self._player: Any = None
+        self._load: CpuLoad | None = None
+        self._player: TracePlayer | None = None
         self._load_start: float | None = None
 
     def __enter__(self) -> PlaybackSession:

@@ -39,10 +39,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adasr._atomic import atomic_path
 from adasr.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from adasr.cpuload import CpuLoad
 
 __all__ = ["KINDS", "MAX_TRACE_BYTES", "Trace", "TracePlayer", "bursty", "generate", "load_trace", "random_walk",
            "stable"]
@@ -268,7 +271,7 @@ class TracePlayer:
     `applied` records (elapsed_s, share) of every step applied.
     """
 
-    def __init__(self, trace: Trace, load: Any, *, time_scale: float = 1.0, loop: bool = False,
+    def __init__(self, trace: Trace, load: CpuLoad, *, time_scale: float = 1.0, loop: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not hasattr(load, "set_share"):
             raise ConfigError(f"TracePlayer needs a load with set_share(), got {type(load).__name__}")

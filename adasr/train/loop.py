@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -380,6 +380,13 @@ def _config_of(meta: dict[str, Any], path: Path) -> TrainConfig:
         raise ModelError(f"{path}: damaged checkpoint (its training config: {exc})") from None
 
 
+class StepState(Protocol):
+    """What `run_steps` advances: a trainer's step count and training seconds."""
+
+    step: int
+    seconds: float
+
+
 def tensors_under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The tensors named ``prefix.<rest>``, as ``<rest>``."""
     start = prefix + "."
@@ -404,7 +411,7 @@ def load_optimizer_state(optim: torch.optim.Optimizer, tensors: dict[str, torch.
     optim.load_state_dict(optim_state)
 
 
-def run_steps(state: Any, steps: int, step: Callable[[int], None], after: Callable[[int], None], *,
+def run_steps(state: StepState, steps: int, step: Callable[[int], None], after: Callable[[int], None], *,
               ckpt_every: int, checkpoint: Callable[[], None], max_seconds: float | None, dist: Dist,
               on_event: Callable[[str, dict], None], run_dir: Path,
               before_save: Callable[[], None] | None = None) -> None:
