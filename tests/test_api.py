@@ -100,3 +100,26 @@ def test_load_engine_opens_a_package_and_refuses_what_is_not_one(tmp_path, model
         adasr.load_engine(model_file, 2)
     with pytest.raises(adasr.ConfigError, match="x2 package"):
         adasr.load_engine(pkg, 3)
+
+
+def test_upscale_video_runs_with_the_thread_rule_and_restores_threads(monkeypatch, tmp_path):
+    """A single model through the library gets the runtime's thread rule (one thread under load),
+    as the CLI does; torch's own setting is back afterwards."""
+    import adasr.estimate
+
+    clip = make_clip_with_audio(tmp_path / "in.mp4", frames=2, size=(16, 12))
+    model = build_model("bicubic", scale=2)
+    keep = torch.get_num_threads()
+    torch.set_num_threads(2)  # what torch would use on two idle cores
+    try:
+        seen: list[int] = []
+        for load, want in ((0.9, 1), (0.0, 2)):
+            monkeypatch.setattr(adasr.estimate, "sample_load_share", lambda seconds=0.25, v=load: v)
+            seen.clear()
+            adasr.upscale_video(model, clip, tmp_path / f"o{load}.mp4", scale=2,
+                                on_frame=lambda done, total: seen.append(torch.get_num_threads()))
+            assert seen == [want, want] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(keep)
+    with pytest.raises(adasr.ConfigError, match="package"):
+        adasr.upscale_video(model, clip, tmp_path / "x.mp4", scale=2, time_budget="1m")

@@ -58,7 +58,7 @@ class RichReporter(Reporter):
             if self.shared:
                 self.progress.remove_task(self.task)
             else:
-                self.progress.update(self.task, completed=done, eta="0 s")
+                self.progress.update(self.task, completed=done, total=done or None, eta="0 s")  # the real count
         if not self.shared:
             self.progress.stop()
             self.progress = None
