@@ -21,9 +21,9 @@ from pathlib import Path
 
 from adasr.errors import OutputError
 
-__all__ = ["MAX_MANIFEST_BYTES", "atomic_folder", "atomic_path", "check_not_input", "check_replaceable",
-           "check_writable", "ensure_dir", "foreign_files", "is_stale", "owned_folder_reason", "pid_alive",
-           "read_marker_manifest", "remove_stale_parts", "removed_if_empty", "temp_dir_beside", "write_bytes_atomic"]
+__all__ = ["atomic_folder", "atomic_path", "check_not_input", "check_replaceable",
+           "check_writable", "ensure_dir", "foreign_files", "is_stale", "pid_alive",
+           "remove_stale_parts", "removed_if_empty", "temp_dir_beside", "write_bytes_atomic"]
 
 
 def _default_mode() -> int:
@@ -217,22 +217,6 @@ def check_not_input(outputs: Iterable[str | os.PathLike[str] | None],
 
 # -- folders replaced atomically ------------------------------------------------------------------
 
-MAX_MANIFEST_BYTES = 16 << 20
-
-
-def read_marker_manifest(folder: Path, key: str, value: str) -> dict | None:
-    """The folder's manifest.json if it is a JSON object with `key` == `value`, else None."""
-    from adasr._jsonfile import loads
-    from adasr.errors import AdasrError
-    from adasr.safepath import read_confined
-
-    try:
-        data = loads(read_confined(folder, "manifest.json", MAX_MANIFEST_BYTES), "manifest")
-    except (AdasrError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get(key) == value else None
-
-
 def foreign_files(folder: Path, allowed: Iterable[str], patterns: Sequence[str] = ()) -> list[str]:
     """Relative paths (POSIX) of the files and links under `folder` that are neither in
     `allowed` nor match one of `patterns`; folders themselves are not listed."""
@@ -246,24 +230,6 @@ def foreign_files(folder: Path, allowed: Iterable[str], patterns: Sequence[str] 
             if rel not in allowed and not any(fnmatch.fnmatchcase(rel, p) for p in patterns):
                 found.append(rel)
     return sorted(found)
-
-
-def owned_folder_reason(folder: Path, key: str, value: str, what: str,
-                        names: Callable[[dict], Iterable[str]], patterns: Sequence[str] = ()) -> str | None:
-    """None if `folder` is something adasr wrote: its manifest has `key` == `value` and it holds
-    only the files that manifest names (`names(manifest)`, plus `patterns`); else the reason."""
-    manifest = read_marker_manifest(folder, key, value)
-    if manifest is None:
-        return f"it is not an adasr {what} (no manifest.json with {key} {value!r})"
-    try:
-        allowed = {"manifest.json", *(str(n) for n in names(manifest))}
-    except (AttributeError, KeyError, TypeError):
-        return "its manifest.json is damaged, so what adasr wrote there is unknown"
-    extra = foreign_files(folder, allowed, patterns)
-    if extra:
-        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
-        return f"it holds files adasr did not write ({shown}); move them or choose another output"
-    return None
 
 
 def check_replaceable(path: str | os.PathLike[str], owned: Callable[[Path], str | None]) -> Path:

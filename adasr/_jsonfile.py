@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from adasr._atomic import atomic_path
+from adasr._atomic import atomic_path, foreign_files
 from adasr.errors import AdasrError, InputError, ModelError
 
-__all__ = ["MAX_INT_DIGITS", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "check_header", "header", "header_problem", "loads",
-           "read_json", "write_json"]
+__all__ = ["MAX_INT_DIGITS", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_MANIFEST_BYTES", "check_header", "header",
+           "header_problem", "loads", "owned_folder_reason", "read_json", "read_marker_manifest", "write_json"]
 
 MAX_JSON_BYTES = 64 << 20
 MAX_JSON_DEPTH = 64  # nested arrays/objects; adasr's own files nest at most 8 deep
@@ -130,3 +131,37 @@ def read_json(path: str | os.PathLike[str], what: str) -> Any:
 
     text = read_bounded(path, MAX_JSON_BYTES, what, InputError)  # a regular file of bounded size
     return loads(text, f"{path}: {what}", ModelError)
+
+
+# -- folders adasr wrote, known by their manifest --------------------------------------------------
+
+MAX_MANIFEST_BYTES = 16 << 20
+
+
+def read_marker_manifest(folder: Path, key: str, value: str) -> dict | None:
+    """The folder's manifest.json if it is a JSON object with `key` == `value`, else None."""
+    from adasr.safepath import read_confined
+
+    try:
+        data = loads(read_confined(folder, "manifest.json", MAX_MANIFEST_BYTES), "manifest")
+    except (AdasrError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get(key) == value else None
+
+
+def owned_folder_reason(folder: Path, key: str, value: str, what: str,
+                        names: Callable[[dict], Iterable[str]], patterns: Sequence[str] = ()) -> str | None:
+    """None if `folder` is something adasr wrote: its manifest has `key` == `value` and it holds
+    only the files that manifest names (`names(manifest)`, plus `patterns`); else the reason."""
+    manifest = read_marker_manifest(folder, key, value)
+    if manifest is None:
+        return f"it is not an adasr {what} (no manifest.json with {key} {value!r})"
+    try:
+        allowed = {"manifest.json", *(str(n) for n in names(manifest))}
+    except (AttributeError, KeyError, TypeError):
+        return "its manifest.json is damaged, so what adasr wrote there is unknown"
+    extra = foreign_files(folder, allowed, patterns)
+    if extra:
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        return f"it holds files adasr did not write ({shown}); move them or choose another output"
+    return None

@@ -190,7 +190,7 @@ def export_onnx(package: Any, lr_hw: tuple[int, int], levels: Sequence[int] | No
 
 def export_folder_reason(folder: Path) -> str | None:
     """None if `folder` is an export adasr wrote (so it may be replaced), else why not."""
-    from adasr._atomic import owned_folder_reason
+    from adasr._jsonfile import owned_folder_reason
 
     return owned_folder_reason(folder, "kind", EXPORT_KIND, "ONNX export",
                                lambda m: [WEIGHTS, *(lv["file"] for lv in m["levels"])])

@@ -50,15 +50,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from adasr._atomic import (
-    MAX_MANIFEST_BYTES,
     atomic_folder,
     atomic_path,
     check_replaceable,
     check_writable,
-    owned_folder_reason,
     write_bytes_atomic,
 )
-from adasr._jsonfile import check_header, loads
+from adasr._jsonfile import MAX_MANIFEST_BYTES, check_header, loads, owned_folder_reason
 from adasr.errors import ConfigError, ModelError, OutputError
 from adasr.family import Family, Level
 from adasr.modelfile import refuse_non_finite, tensors_sha256

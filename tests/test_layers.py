@@ -35,7 +35,7 @@ LAYERS = [
     ("search",),
     ("package",),
     ("runtime",),
-    ("stream", "estimate", "build"),  # build: the search -> package -> profile workflow
+    ("stream", "estimate", "build", "export"),  # build: search -> package -> profile; export: ONNX levels
     ("serve",),  # live AMS: HTTP server and client, per-channel trainers, scheduler
     ("reuse",),  # RECL model reuse: expert zoo, gating network, safety checker, retraining scheduler
     ("mimo",),  # massive-MIMO detection: a second task, on the leaf helpers only

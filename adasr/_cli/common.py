@@ -136,6 +136,10 @@ RANGES: dict[str, Range] = {
     "eval:frames": Range(1, 300),                 # eval --degradation: frames per clip / pan
     "crops": Range(1, 4096),                      # search: validation crops of the fast evaluator
     "min_step": Range(0, 10),                     # search: dB a level must gain over the next faster one
+    "browser:play_threads": Range(1, 16),         # bench browser: WASM threads of the two playbacks
+    "browser:burst_s": Range(0.1, 60),            # bench browser: the in-page load's on/off windows
+    "browser:fps": Range(0, 1000, lo_open=True),
+    "complexity:train_iters": Range(0, 1_000_000),  # mimo complexity: MMNet's online iterations per channel
 }
 
 

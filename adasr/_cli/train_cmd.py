@@ -87,6 +87,8 @@ def train(
     with joined(device, dist_timeout) as (dist, device):
         folder = removed_if_empty(out_dir) if dist.main else contextlib.nullcontext()
         with folder, TrainProgress(enabled=not quiet and dist.main, console=console) as progress:
+            if cfg.init_from is not None and not resume:  # every rank: the same bytes, written atomically
+                cfg = _package_warm_start(cfg, out_dir)
             trainer = Trainer(cfg, out_dir, device=device, resume=resume, max_minutes=max_minutes,
                               on_event=progress.event if dist.main else None, dist=dist)
             state = trainer.run()
@@ -96,6 +98,27 @@ def train(
     psnr = ", ".join(f"{k} {v:.2f} dB" for k, v in last.items() if k.startswith("psnr"))
     out.print(f"trained {state.step} steps in {state.seconds / 60:.1f} min; {psnr or 'no validation'}; "
               f"model: {out_dir / 'model.safetensors'}")
+
+
+INIT_FILE = "init-supernet.safetensors"
+
+
+def _package_warm_start(cfg, out_dir: Path):
+    """`--init-from PACKAGE`: the package's supernet written into the run folder as a model file
+    (what the training loop warm-starts from; the run folder keeps the starting point)."""
+    import dataclasses
+
+    from adasr.modelfile import ModelSpec, save_model
+    from adasr.package import is_package_path, load_package
+
+    if not is_package_path(Path(cfg.init_from)):
+        return cfg
+    package = load_package(cfg.init_from)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / INIT_FILE
+    save_model(target, package.supernet, ModelSpec("supernet", {"space": package.space.to_dict()}, package.scale,
+                                                   {"source": str(cfg.init_from)}))
+    return dataclasses.replace(cfg, init_from=str(target))
 
 
 def anchor_ids(source: Path) -> list[str]:

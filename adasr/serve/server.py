@@ -54,40 +54,21 @@ from aiohttp import web
 
 from adasr.errors import ConfigError
 from adasr.serve.channel import Hub
+from adasr.serve.numbers import MAX_INDEX
 
 __all__ = ["BASE_REF_KIND", "Handlers", "LiveServer", "MAX_INDEX", "MAX_LINE", "MAX_WAIT_S", "NAME_RE", "OPEN_PATHS",
            "check_token", "is_loopback", "make_app", "status_html"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MAX_INDEX = 10**9
 MAX_WAIT_S = 10.0
 MAX_LINE = 2048
 OPEN_PATHS = frozenset({"/", "/status"})  # the status page: no token needed
-_DIGITS = re.compile(r"[0-9]{1,10}")  # ASCII only: str.isdigit() also takes other scripts' digits
-_DECIMAL = re.compile(r"[0-9]{1,6}(?:\.[0-9]{0,6})?|\.[0-9]{1,6}")
 BASE_REF_KIND = "adasr-base-ref"
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 # aiohttp logs every malformed request with a traceback; it has been answered 400 already.
 _QUIET = logging.getLogger("adasr.serve.http")
 _QUIET.setLevel(logging.CRITICAL)
 _QUIET.propagate = False
-
-
-def _int(text: str, what: str, lo: int = 0, hi: int = MAX_INDEX) -> int:
-    """An integer of ASCII digits in [lo, hi]; 400 otherwise."""
-    if not _DIGITS.fullmatch(text) or not lo <= int(text) <= hi:
-        raise web.HTTPBadRequest(text=f"{what} must be an integer in [{lo}, {hi}]\n")
-    return int(text)
-
-
-def _float(text: str, what: str, hi: float) -> float:
-    """A plain decimal (ASCII digits, one optional point) in [0, hi]; 400 otherwise."""
-    if not _DECIMAL.fullmatch(text):
-        raise web.HTTPBadRequest(text=f"{what} must be a number\n")
-    value = float(text)
-    if not 0 <= value <= hi:
-        raise web.HTTPBadRequest(text=f"{what} must be in [0, {hi}]\n")
-    return value
 
 
 def check_token(token: str | None) -> str | None:
@@ -196,19 +177,19 @@ class Handlers:
         ch = self._channel(request)
         after = request.query.get("after")
         if after is not None:
-            n = _int(after, "after", 0, MAX_INDEX) if after != "-1" else -1
-            wait = _float(request.query.get("wait", "2"), "wait", MAX_WAIT_S)
+            n = query_int(after, "after", 0, MAX_INDEX) if after != "-1" else -1
+            wait = query_float(request.query.get("wait", "2"), "wait", MAX_WAIT_S)
             end = time.monotonic() + wait
             while ch.live_edge <= n and not ch.ended and time.monotonic() < end:
                 await asyncio.sleep(0.02)
-        seg_from = _int(request.query.get("segments_from", "0"), "segments_from")
-        upd_from = _int(request.query.get("updates_from", "0"), "updates_from")
+        seg_from = query_int(request.query.get("segments_from", "0"), "segments_from")
+        upd_from = query_int(request.query.get("updates_from", "0"), "updates_from")
         body = json.dumps(ch.manifest(seg_from, upd_from)).encode()
         return self._send(ch, body, "application/json")
 
     async def segment(self, request: web.Request) -> web.Response:
         ch = self._channel(request)
-        seg = ch.segment(_int(request.match_info["index"], "segment"))
+        seg = ch.segment(query_int(request.match_info["index"], "segment"))
         if seg is None:
             raise web.HTTPNotFound(text="segment not available (not yet, or no longer)\n")
         return self._send(ch, seg.data, "video/mp2t", **{"X-Adasr-Sha256": seg.sha256})
@@ -230,7 +211,7 @@ class Handlers:
 
     async def model_update(self, request: web.Request) -> web.Response:
         ch = self._channel(request)
-        record = ch.update(_int(request.match_info["index"], "update"))
+        record = ch.update(query_int(request.match_info["index"], "update"))
         if record is None:
             raise web.HTTPNotFound(text="no such update (yet)\n")
         return self._send(ch, record, "application/octet-stream")

@@ -301,10 +301,10 @@ class _Handlers:
         return self._send(ch, ("\n".join(lines) + "\n").encode(), "application/vnd.apple.mpegurl")
 
     async def segment(self, request: web.Request) -> web.Response:
-        from adasr.serve.server import _int
+        from adasr.serve.numbers import query_int
 
         ch = self._ch(request)
-        seg = ch.segment(_int(request.match_info["index"], "segment"))
+        seg = ch.segment(query_int(request.match_info["index"], "segment"))
         if seg is None:
             raise web.HTTPNotFound(text="segment not available (not yet, or no longer)\n")
         body = await asyncio.to_thread(self.web.mp4, ch, seg)
@@ -318,11 +318,11 @@ class _Handlers:
         return self._send(ch, json.dumps(exp.info).encode(), "application/json")
 
     async def level(self, request: web.Request) -> web.Response:
-        from adasr.serve.server import _int
+        from adasr.serve.numbers import query_int
 
         ch = self._ch(request)
         exp = await asyncio.to_thread(self.web.export, ch)
-        k = _int(request.match_info["index"], "level", 0, len(exp.graphs) - 1)
+        k = query_int(request.match_info["index"], "level", 0, len(exp.graphs) - 1)
         graph = await asyncio.wait_for(asyncio.wrap_future(exp.graphs[k]), 120)
         return self._send(ch, graph, "application/octet-stream")
 
@@ -341,10 +341,10 @@ class _Handlers:
         return self._send(ch, got[0], "application/octet-stream", **{"X-Adasr-Updates": str(got[1])})
 
     async def model_update(self, request: web.Request) -> web.Response:
-        from adasr.serve.server import _int
+        from adasr.serve.numbers import query_int
 
         ch = self._ch(request)
-        got = await asyncio.to_thread(self.web.record, ch, "update", _int(request.match_info["index"], "update"))
+        got = await asyncio.to_thread(self.web.record, ch, "update", query_int(request.match_info["index"], "update"))
         if got is None:
             raise web.HTTPNotFound(text="no such update (yet)\n")
         return self._send(ch, got[0], "application/octet-stream")

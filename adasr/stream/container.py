@@ -25,14 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from adasr._atomic import (
-    MAX_MANIFEST_BYTES,
     atomic_folder,
     atomic_path,
     check_replaceable,
     check_writable,
-    owned_folder_reason,
 )
-from adasr._jsonfile import check_header, header, loads
+from adasr._jsonfile import MAX_MANIFEST_BYTES, check_header, header, loads, owned_folder_reason
 from adasr.errors import InputError, ModelError, OutputError
 from adasr.safepath import check_name, confined_file, read_confined
 

@@ -94,7 +94,7 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def build_initial_model(cfg: TrainConfig) -> nn.Module:
+def build_initial_model(cfg: TrainConfig, warm: bool = True) -> nn.Module:
     """The model with its initial weights, seeded without touching the global RNG state.
 
     With `cfg.init_from` (a model file), every tensor of the same name and shape is copied from
@@ -104,29 +104,23 @@ def build_initial_model(cfg: TrainConfig) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.arch, scale=cfg.scale, **cfg.arch_args)
-    if cfg.init_from:
+    if cfg.init_from and warm:  # a resumed run's checkpoint holds every tensor: no warm start needed
         warm_start(model, cfg.init_from)
     return model
 
 
 def warm_start(model: nn.Module, path: str | Path) -> tuple[int, int]:
-    """Copy the tensors of `path` (a model file, safetensors, never unpickled; or a package: its
-    supernet) whose names and shapes match `model`'s; returns (copied, total in the model).
-    ModelError when nothing matches."""
+    """Copy the tensors of `path` (safetensors, never unpickled) whose names and shapes match
+    `model`'s; returns (copied, total in the model). ModelError when nothing matches."""
     from safetensors.torch import load_file
 
-    from adasr.package import is_package_path, load_package
-
     path = Path(path)
-    if is_package_path(path):  # a package: its supernet's tensors (checked as any package load is)
-        tensors = {k: v.detach().clone() for k, v in load_package(path).supernet.state_dict().items()}
-    elif not path.is_file():
+    if not path.is_file():
         raise InputError(f"--init-from model not found: {path}")
-    else:
-        try:
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelError(f"cannot read {path} as safetensors: {exc}") from None
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {path} as safetensors: {exc}") from None
     state = model.state_dict()
     matched = {k: v for k, v in tensors.items() if k in state and tuple(v.shape) == tuple(state[k].shape)}
     if not matched:
@@ -166,7 +160,7 @@ class Trainer:
             self.state, tensors = TrainState(), None
             self._saved_step = None
         self.cfg = cfg
-        self.model = build_initial_model(cfg).to(self.device)
+        self.model = build_initial_model(cfg, warm=tensors is None).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.ema else None
         self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
         # The small sub-networks' extra updates (Phase.small_steps) have their own Adam state, so

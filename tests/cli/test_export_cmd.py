@@ -8,7 +8,6 @@ import json
 import pytest
 
 from adasr.paths import bundled_package
-
 from tests.cli.test_cli import _one_line_error, run_cli
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from adasr.images import read_image, write_image
 from adasr.video import probe
-from tests.conftest import random_image
 from tests.cli.test_cli import run_cli
+from tests.conftest import random_image
 from tests.video.test_video import make_clip_with_audio
 
 

@@ -107,7 +107,7 @@ def _base_ref_record(tmp: Path, text) -> None:
 
 
 def _arg_option(tmp: Path, text) -> None:
-    from adasr._cli.main import _parse_args
+    from adasr._options import parse_assignments as _parse_args
     from adasr.nn.registry import resolve_args
 
     value = text.decode("utf-8", "replace") if isinstance(text, bytes) else text

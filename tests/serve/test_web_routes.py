@@ -17,7 +17,6 @@ import torch
 from adasr.serve.media import decode_segment
 from adasr.serve.web import ISOLATION, browser_record
 from adasr.stream.codec import ModelState, record_kind
-
 from tests.serve.test_serve_http import make_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
