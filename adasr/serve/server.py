@@ -54,7 +54,7 @@ from aiohttp import web
 
 from adasr.errors import ConfigError
 from adasr.serve.channel import Hub
-from adasr.serve.numbers import MAX_INDEX
+from adasr.serve.numbers import MAX_INDEX, query_float, query_int
 
 __all__ = ["BASE_REF_KIND", "Handlers", "LiveServer", "MAX_INDEX", "MAX_LINE", "MAX_WAIT_S", "NAME_RE", "OPEN_PATHS",
            "check_token", "is_loopback", "make_app", "status_html"]
