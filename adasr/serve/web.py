@@ -239,8 +239,11 @@ class WebPlayers:
             got = None if raw is None else (browser_record(raw), index + 1)
         if got is not None:
             with self._lock:
+                if kind == "latest":  # only the newest snapshot is asked for: drop the older ones
+                    for old in [k for k in self._records if k[:2] == key[:2]]:
+                        del self._records[old]
                 self._records[key] = got
-                while len(self._records) > 256:
+                while len(self._records) > 128:
                     self._records.popitem(last=False)
         return got
 
