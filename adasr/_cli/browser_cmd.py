@@ -58,8 +58,9 @@ def bench_browser(
     for t, v in result["python_torch_fps"].items():
         out.print(f"torch {t} thread(s) FPS:        " + ", ".join(f"L{i} {f:.1f}" for i, f in enumerate(v)))
     for name, run in result["playback"].items():
+        stalled = " (STALLED: no frame shown or dropped in the window)" if run["stalled"] else ""
         out.print(f"{name}: {100 * run['deadlines_met']:.1f}% on time at {result['fps']:.1f} fps, "
-                  f"levels {run['levels']}, TTFF {run['ttff_ms'] / 1000:.1f} s")
+                  f"levels {run['levels']}, TTFF {run['ttff_ms'] / 1000:.1f} s{stalled}")
     out.print(f"{out_dir / 'browser.json'}, {out_dir / 'browser.png'} (shared machine: timings are noisy)")
 
 

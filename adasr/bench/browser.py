@@ -86,7 +86,7 @@ def _window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     for row in rows:
         hist[str(row[1])] = hist.get(str(row[1]), 0) + 1
     seen = frames + dropped
-    return {"frames": frames, "dropped": dropped, "on_time": on_time,
+    return {"frames": frames, "dropped": dropped, "on_time": on_time, "stalled": seen == 0,
             "deadlines_met": on_time / seen if seen else 0.0, "levels": hist,
             "switches": after["switches"] - before["switches"],
             "median_sr_ms": statistics.median([r[2] for r in rows]) if rows else None,
@@ -209,7 +209,8 @@ def browser_png(result: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("level")
         ax.set_title(f"{name}: {100 * run['deadlines_met']:.0f}% of frames on time "
                      f"({run['frames']} shown, {run['dropped']} dropped), levels {run['levels']}")
-        ax.legend(loc="upper left", fontsize=7)
+        if rows:
+            ax.legend(loc="upper left", fontsize=7)
     axes[-1].set_xlabel("seconds (bursty in-page load: a busy worker in alternate windows)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -160,7 +160,10 @@ class _Export:
                      "weights": {"count": sum(p.numel() for p in self.model.parameters()),
                                  "tensors": weight_layout(self.model)}}
         self.graphs: list[Future] = [Future() for _ in self.configs]
-        threading.Thread(target=self._run, name=f"adasr-export-{ch.name}", daemon=True).start()
+        # cancelled (and joined) when the HTTP side stops
+        self.cancel = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"adasr-export-{ch.name}")
+        self.thread.start()
 
     def _run(self) -> None:
         import torch
@@ -169,6 +172,9 @@ class _Export:
 
         torch.set_num_threads(1)
         for cfg, fut in zip(self.configs, self.graphs):
+            if self.cancel.is_set():
+                fut.set_exception(RuntimeError("the server stopped"))
+                continue
             try:
                 fut.set_result(level_onnx(self.model, self.lr_hw, cfg)[0])
             except BaseException as exc:  # noqa: BLE001 - answered as a 500 to the page
@@ -189,9 +195,21 @@ class WebPlayers:
 
     def export(self, ch: Any) -> _Export:
         with self._lock:
-            if ch.name not in self._exports:
-                self._exports[ch.name] = _Export(ch)
-            return self._exports[ch.name]
+            exp = self._exports.get(ch.name)
+            if exp is None or exp.cancel.is_set():
+                exp = self._exports[ch.name] = _Export(ch)
+            return exp
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Stop the exports in progress and wait for the level being traced (the HTTP side is
+        closing: a process that exits while torch traces in another thread aborts); a later
+        request starts anew."""
+        with self._lock:
+            exports = list(self._exports.values())
+        for exp in exports:
+            exp.cancel.set()
+        for exp in exports:
+            exp.thread.join(timeout_s)
 
     def mp4(self, ch: Any, seg: Any) -> bytes:
         key = (ch.name, seg.index, seg.sha256)
@@ -221,8 +239,11 @@ class WebPlayers:
             got = None if raw is None else (browser_record(raw), index + 1)
         if got is not None:
             with self._lock:
+                if kind == "latest":  # only the newest snapshot is asked for: drop the older ones
+                    for old in [k for k in self._records if k[:2] == key[:2]]:
+                        del self._records[old]
                 self._records[key] = got
-                while len(self._records) > 256:
+                while len(self._records) > 128:
                     self._records.popitem(last=False)
         return got
 
@@ -385,6 +406,11 @@ def add_web_routes(app: web.Application, hub: Any, handlers: Any) -> WebPlayers:
     if getattr(hub, "web_players", None) is None:  # one per hub: the HTTP side may be restarted
         hub.web_players = WebPlayers(hub)
     h.web = hub.web_players
+
+    async def stop_exports(_app: web.Application) -> None:
+        await asyncio.to_thread(h.web.stop)
+
+    app.on_cleanup.append(stop_exports)
     r = app.router
     r.add_get("/play/static/{file}", h.static)
     r.add_get("/play/lib/{lib}/{file}", h.lib)

@@ -69,8 +69,16 @@ function buildFeeds() {
   stats.modelSegment = state.nextSegment;
 }
 
+// one SR call at a time (the display loop, probes and benchLevels share the sessions and xBuf)
+let srChain = Promise.resolve();
+function sr(k, rgba) {
+  const run = srChain.then(() => srNow(k, rgba));
+  srChain = run.catch(() => {});
+  return run;
+}
+
 const xBuf = { data: null };
-async function sr(k, rgba) {
+async function srNow(k, rgba) {
   if (feedsOf !== state.vector || !feeds[k]) buildFeeds(); // a model swap or a level loaded since
   const n = W * H;
   if (!xBuf.data) xBuf.data = new Float32Array(3 * n);
