@@ -218,7 +218,7 @@ _register_dlsr(app)
 from adasr._cli.mimo_cmd import register as _register_mimo  # noqa: E402  (mimo channels, bench, train)
 
 _register_mimo(app)
-
+import adasr._cli.mimo_figures_cmd  # noqa: E402,F401  (mimo sweep-phi, complexity: on the mimo group)
 
 _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 

@@ -38,8 +38,7 @@ def is_stream_path(path: str | os.PathLike[str]) -> bool:
     if p.suffix == SINGLE_FILE_SUFFIX:
         return True
     if p.is_dir() and (p / MANIFEST).is_file():
-        from adasr._jsonfile import MAX_MANIFEST_BYTES
-        from adasr._jsonfile import loads
+        from adasr._jsonfile import MAX_MANIFEST_BYTES, loads
         from adasr.errors import AdasrError
         from adasr.safepath import read_confined
 

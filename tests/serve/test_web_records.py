@@ -14,7 +14,6 @@ import torch
 
 from adasr.serve.web import WEB_DIR, browser_record
 from adasr.stream.codec import ModelState, encode_delta, encode_full, quantise, vector_hash
-
 from tests.serve.test_serve import tiny_model
 
 pytestmark = pytest.mark.integration  # runs Node in a subprocess
