@@ -133,7 +133,11 @@ def sweep_phi_cmd(
                       f"{fr['ser']:.2e}", "-")
     out.print(table)
     for r in report["mmnet"][1:]:
-        note = f", {r['ratio_to_fresh']:.2f}x the fresh networks' SER on their channels" if "ratio_to_fresh" in r else ""
+        note = ""
+        if "ratio_to_fresh" in r:
+            note = (f", {r['ratio_to_fresh']:.2f}x the fresh networks' SER on their channels"
+                    if r["ratio_to_fresh"] is not None else
+                    f", SER {r['ser_on_fresh_channels']:.2e} on channels where the fresh networks made no error")
         below = "at or below" if r["not_above_frozen_in_every_band"] else "NOT at or below"
         out.print(f"phi={r['phi']}: {below} the frozen copy in every band of {report['band']} subcarriers{note}")
     out.print(f"wrote {json_path} and {png_path}")

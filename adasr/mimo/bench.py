@@ -180,7 +180,8 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
                                  next_lr=next_lr, transport=transport,
                                  batch=batch, lr=lr, iterations_total=sum(res.iterations),
                                  iterations_per_channel=sum(res.iterations) / max(1, len(res.iterations)),
-                                 last_loss=res.last_loss, seconds=time.perf_counter() - t0 - seconds["mmnet"])
+                                 last_loss=_losses(res.last_loss),
+                                 seconds=time.perf_counter() - t0 - seconds["mmnet"])
         log(f"mmnet: trained online, {sum(res.iterations)} iterations over {n_ch} channels")
     symbols = n_ch * samples * cs.users
     results = {}
@@ -235,6 +236,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("SNR (dB)")
     ax.set_ylabel("SER")
     _save_ser_plot(fig, ax, path)
+
+
+def _losses(values: list[float]) -> list[float | None]:
+    """Losses for the JSON report: None for a channel with no training iteration (NaN)."""
+    return [None if math.isnan(v) else v for v in values]
 
 
 def _baseline(name: str, kbest_k: int) -> Any:
@@ -337,7 +343,8 @@ def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int]
                          ser_per_band=band_ser(err), ser_per_channel=[e / per_channel for e in err],
                          iterations_total=sum(res.iterations),
                          iterations_per_channel=sum(res.iterations) / max(1, n_ch),
-                         first_loss=res.first_loss, last_loss=res.last_loss, seconds=time.perf_counter() - t0))
+                         first_loss=_losses(res.first_loss), last_loss=_losses(res.last_loss),
+                         seconds=time.perf_counter() - t0))
         log(f"phi {phi}{' (frozen copy)' if phi == 0 else ''}: SER {total / symbols:.3e} "
             f"({sum(res.iterations) / max(1, n_ch):.1f} iterations per channel)")
     fresh = None
@@ -362,7 +369,8 @@ def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int]
         if fresh is not None and fresh["channels"]:
             on = sum(r["ser_per_channel"][ci] for ci in fresh["channels"]) / len(fresh["channels"])
             r["ser_on_fresh_channels"] = on
-            r["ratio_to_fresh"] = on / fresh["ser"] if fresh["ser"] > 0 else (1.0 if on == 0 else math.inf)
+            # None where the fresh networks made no error but the online one did (no finite ratio)
+            r["ratio_to_fresh"] = on / fresh["ser"] if fresh["ser"] > 0 else (1.0 if on == 0 else None)
     return dict(users=cs.users, antennas=cs.antennas, modulation=mod.name, snr_db=snr_db, train_snr=list(train_snr),
                 psi=first, time_iters=time_iters, init=init, lr=lr, next_lr=next_lr, transport=transport, batch=batch,
                 layers=layers, channel=cs.meta, channels=n_ch, time_steps=steps, subcarriers=carriers, band=band,

@@ -95,9 +95,10 @@ def count(name: str, users: int, antennas: int, order: int, *, vectors: int = 10
             return dict(per_vector=pv, per_channel=pc, total=None)
         pc += train_iters * 3 * (batch * pv + pc)              # forward + backward on each batch
     elif name == "oampnet":
-        # as implemented (adasr.mimo.mmnet.OAMPNet): per channel H H^T and tr(H^T H); per layer and
-        # vector: H x, ||r||^2, K = v^2 H H^T + c I, its M x M inverse, W^ = v^2 H^T K^-1, W^ H and
-        # its trace, the scaled W, W r, C = I - gamma W H and ||C||^2, ||W||^2, tau^2, the denoiser.
+        # as defined (Eq. 3.10; adasr.mimo.mmnet.OAMPNet computes the same without the inverse):
+        # per channel H H^T and tr(H^T H); per layer and vector: H x, ||r||^2, K = v^2 H H^T + c I,
+        # its M x M inverse, W^ = v^2 H^T K^-1, W^ H and its trace, the scaled W, W r,
+        # C = I - gamma W H and ||C||^2, ||W||^2, tau^2, the denoiser.
         # (The push-through identity would turn the M x M inverse into an n x n one.)
         pc = big_m * big_m * n + big_m * n
         pv = layers * (big_m * n + big_m + big_m * big_m + _inv(big_m) + n * big_m * big_m + n * big_m

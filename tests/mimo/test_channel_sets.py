@@ -22,7 +22,6 @@ def test_correlation_against_distance_of_a_known_set():
     assert len(loc["frequency"]) == 5 and len(loc["time"]) == 65  # lags up to 64
 
 
-@pytest.mark.slow
 def test_stride_one_uma_sets_round_trip_through_the_cache(tmp_path):
     pytest.importorskip("sionna.phy")
     cs = C.make("uma", 2, 64, steps=2, carriers=8, seed=4, stride=1, drops=2)

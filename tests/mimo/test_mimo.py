@@ -435,9 +435,15 @@ def test_cli_sweep_phi_writes_json_and_png(monkeypatch, capsys, tmp_path):
     code, text, err = run_cli(monkeypatch, capsys, "mimo", "sweep-phi", "--channel", "corr", "--rho-f", "0.9",
                               "--users", "2", "--antennas", "4", "--mod", "qam4", "--snr", "10", "--phi", "0,4",
                               "--first", "20", "--carriers", "3", "--samples", "50", "--batch", "32",
-                              "--layers", "2", "--device", "cpu", "--json", str(out))
+                              "--layers", "2", "--fresh-every", "2", "--device", "cpu", "--json", str(out))
     assert code == 0, err
-    report = json.loads(out.read_text())
+
+    def strict(c):  # no NaN or Infinity: the report is plain JSON
+        raise AssertionError(c)
+
+    report = json.loads(out.read_text(), parse_constant=strict)
+    assert report["fresh"]["channels"] == [2] and report["fresh"]["iterations"] == 20
+    assert all("ratio_to_fresh" in r and "not_above_frozen_in_every_band" in r for r in report["mmnet"])
     assert [r["phi"] for r in report["mmnet"]] == [0, 4]
     assert [r["iterations_total"] for r in report["mmnet"]] == [20, 28]
     assert report["symbols"] == 3 * 50 * 2 and "mmse" in report["baselines"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from adasr.mimo import channels as C
@@ -17,7 +16,6 @@ def _drifting_set():
     return C.synthetic("corr", 4, 16, steps=1, carriers=12, seed=3, rho=0.5, rho_f=0.9)
 
 
-@pytest.mark.slow
 def test_online_steps_improve_on_the_frozen_first_subcarrier_copy():
     cs = _drifting_set()
     report = sweep_phi(cs, constellation("qam4"), 8.0, [10], baselines=["mmse"], train_snr=(6.0, 10.0), first=150,
@@ -62,7 +60,6 @@ def test_transport_keeps_each_layers_action_on_the_signal():
     assert torch.allclose(after @ h1, before @ h0, atol=1e-5)  # A' H1 = A H0 for every layer
 
 
-@pytest.mark.slow
 def test_transport_carries_the_frozen_copy_along_a_drifting_set():
     cs = _drifting_set()
     mod = constellation("qam4")
