@@ -20,8 +20,10 @@ from adasr.errors import ConfigError, InputError
 
 __all__ = [
     "rgb_to_ycbcr_y", "psnr", "psnr_y", "ssim_y", "ssim", "bits_per_pixel", "bd_rate", "bd_psnr",
-    "bicubic_benchmark",
+    "bicubic_benchmark", "PSNR_CAP", "psnr_of_mean_mse",
 ]
+
+PSNR_CAP = 100.0  # dB: what `psnr_of_mean_mse` reports for frames reproduced exactly
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
 
@@ -228,3 +230,13 @@ def bicubic_benchmark(hr: np.ndarray, scale: int) -> tuple[float, float]:
     hr = modcrop(hr, scale)
     sr = imresize(imresize(hr, 1.0 / scale), float(scale))
     return psnr_y(sr, hr, border=scale), ssim_y(sr, hr, border=scale)
+
+
+def psnr_of_mean_mse(frame_psnrs: Sequence[float], cap: float = PSNR_CAP) -> float:
+    """The PSNR of a set of frames from their mean MSE (as video PSNR is reported), given each
+    frame's PSNR (inf for an exact frame): one exact frame does not make it infinite, and a set
+    whose every frame is exact reads `cap` dB. NaN for an empty set."""
+    if len(frame_psnrs) == 0:
+        return math.nan
+    mse = float(np.mean([10.0 ** (-min(float(p), 1e6) / 10.0) for p in frame_psnrs]))  # relative to peak**2
+    return cap if mse <= 10.0 ** (-cap / 10.0) else float(-10.0 * np.log10(mse))

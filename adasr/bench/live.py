@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from adasr.errors import ConfigError
+from adasr.metrics import PSNR_CAP, psnr_of_mean_mse
 from adasr.timing import provenance
 
 __all__ = ["DEFAULT_CLIPS", "LiveBenchConfig", "run_live_bench", "session_clip", "summary_lines"]
@@ -153,9 +154,9 @@ def _session(clips: list[Path], scheme: str, cfg: LiveBenchConfig, scheduler: st
     out["actors_start_s"] = actors_s
     if on_progress:
         on_progress(f"  {scheme} ({len(clips)} ch, {scheduler}, trainers {out['trainers']}): gain "
-                    + ", ".join(f"{c['psnr_gain_db']:+.2f}" for c in out["channels"]) + " dB, updates "
+                    + ", ".join(_fmt(c["psnr_gain_db"], "+.2f") for c in out["channels"]) + " dB, updates "
                     + ", ".join(str(c["updates"]) for c in out["channels"]) + ", down "
-                    + ", ".join(f"{c['down_kbps']:.0f}" for c in out["channels"]) + f" kbps, server CPU "
+                    + ", ".join(_fmt(c["down_kbps"], ".0f") for c in out["channels"]) + f" kbps, server CPU "
                     f"{out['server_cpu_per_video_s']:.2f} s/s, training CPU {out['train_cpu_per_video_s']:.2f} s/s")
     return out
 
@@ -201,26 +202,27 @@ def _run_session(channels: list, scheme: str, cfg: LiveBenchConfig, scheduler: s
     per_channel = []
     for ch in channels:
         base = _base_psnr(ch)
-        gains, kb_down, kb_up, model_kb, errors = [], [], [], [], []
+        pairs, kb_down, kb_up, model_kb, errors = [], [], [], [], []  # pairs: (client, base) PSNR per frame
         for owner, w in watches:
             if owner is not ch:
                 continue
             if w.error or w.result is None:
                 errors.append(w.error or "no result")
                 continue
-            gains += [p - base[k] for k, p in w.psnr.items() if k in base]
+            pairs += [(p, base[k]) for k, p in w.psnr.items() if k in base]
             s = w.result.stats
             kb_down.append(8e-3 * s.bytes_down / ch.video_time)
             kb_up.append(8e-3 * s.bytes_up / ch.video_time)
             model_kb.append(8e-3 * s.model_bytes / ch.video_time)
-        g = np.array(gains) if gains else np.array([float("nan")])
+        # The mean gain is the PSNR of the mean MSE of the client's frames minus that of the base
+        # model on the same frames (an exact frame, e.g. black at a join, no longer makes it inf or
+        # NaN); the per-frame gains of the CDF cap each frame's PSNR at PSNR_CAP.
         per_channel.append({
-            "channel": ch.name, "video_s": ch.video_time, "frames_scored": len(gains),
-            "psnr_gain_db": float(np.mean(g)), "gain_cdf": {f"p{q}": float(np.percentile(g, q)) for q in (10, 50, 90)},
-            "base_psnr_db": float(np.mean(list(base.values()))) if base else float("nan"),
-            "down_kbps": float(np.mean(kb_down)) if kb_down else float("nan"),
-            "model_kbps": float(np.mean(model_kb)) if model_kb else float("nan"),
-            "up_kbps": float(np.mean(kb_up)) if kb_up else float("nan"),
+            "channel": ch.name, "video_s": ch.video_time, **frame_gains(pairs),
+            "base_psnr_db": _finite(psnr_of_mean_mse(list(base.values()))),
+            "down_kbps": _finite(np.mean(kb_down)) if kb_down else None,
+            "model_kbps": _finite(np.mean(model_kb)) if model_kb else None,
+            "up_kbps": _finite(np.mean(kb_up)) if kb_up else None,
             "updates": len(ch.trainer.updates), "train_cpu_s": ch.trainer.train_cpu_s,
             "sampling_rate_end": ch.trainer.sampling_rate, "t_update_end": ch.trainer.t_update, "errors": errors,
         })
@@ -273,7 +275,8 @@ def run_live_bench(cfg: LiveBenchConfig, out_dir: str | Path,
 
         def save() -> None:  # after every session: a long run stopped early keeps what it measured
             result["wall_s"] = time.time() - started
-            write_bytes_atomic(out_dir / "live.json", json.dumps(result, indent=1, default=str).encode())
+            write_bytes_atomic(out_dir / "live.json",
+                               json.dumps(result, indent=1, default=str, allow_nan=False).encode())
 
         try:
             for scheme in cfg.schemes:
@@ -316,11 +319,12 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     for s in result["schemes"]:
         c = s["channels"][0]
         cdf = c["gain_cdf"]
-        lines.append(f"{s['scheme']:<13} {c['psnr_gain_db']:>+8.3f} {cdf['p10']:>+6.2f} {cdf['p50']:>+6.2f} "
-                     f"{cdf['p90']:>+6.2f} {c['down_kbps']:>10.1f} {c['model_kbps']:>10.2f} {c['up_kbps']:>8.2f} "
+        lines.append(f"{s['scheme']:<13} {_fmt(c['psnr_gain_db'], '>+8.3f')} {_fmt(cdf['p10'], '>+6.2f')} "
+                     f"{_fmt(cdf['p50'], '>+6.2f')} {_fmt(cdf['p90'], '>+6.2f')} {_fmt(c['down_kbps'], '>10.1f')} "
+                     f"{_fmt(c['model_kbps'], '>10.2f')} {_fmt(c['up_kbps'], '>8.2f')} "
                      f"{c['updates']:>7d} {s['server_cpu_per_video_s']:>14.3f}")
     for s in result["scaling"]:
-        gains = [c["psnr_gain_db"] for c in s["channels"]]
+        gains = [c["psnr_gain_db"] for c in s["channels"] if c["psnr_gain_db"] is not None]
         mean = float(np.mean(gains)) if gains else math.nan
         ups = [c["updates"] for c in s["channels"]]
         where = s.get("trainers", "in-process")
@@ -334,3 +338,28 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
                      + ", ".join(f"{s['actors_start_s']:.1f}" for s in result["scaling"] if s.get("trainers") == "ray")
                      + " s (before each session, not in it)")
     return lines
+
+
+def frame_gains(pairs: list[tuple[float, float]]) -> dict[str, Any]:
+    """From (client, base) PSNR-Y pairs of the same frames: the frames scored, the mean gain (the
+    PSNR of the client's mean MSE minus the base's, so an exactly reproduced frame cannot make it
+    inf or NaN; None when no frame was scored) and the CDF of per-frame gains, each frame's PSNR
+    capped at `PSNR_CAP` (stated in the result)."""
+    client_db, base_db = psnr_of_mean_mse([p for p, _ in pairs]), psnr_of_mean_mse([b for _, b in pairs])
+    g = np.array([min(p, PSNR_CAP) - min(b, PSNR_CAP) for p, b in pairs])
+    return {"frames_scored": len(pairs), "psnr_cap_db": PSNR_CAP, "psnr_gain_db": _finite(client_db - base_db),
+            "gain_cdf": {f"p{q}": _finite(np.percentile(g, q)) if len(g) else None for q in (10, 50, 90)}}
+
+
+def _finite(value: float) -> float | None:
+    """`value` as a float, or None (JSON null) when it is not finite: live.json stays valid JSON."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    """`value` formatted with `spec`, or "-" (right-aligned to the spec's width) when it is None."""
+    if value is None:
+        width = "".join(ch for ch in spec.split(".")[0] if ch.isdigit())
+        return "-".rjust(int(width) if width else 1)
+    return format(value, spec)

@@ -37,16 +37,6 @@ __all__ = ["DEFAULT_GRID", "bicubic_matlab", "gain_png", "lanczos", "run_streami
 DEFAULT_GRID = ("h264:crf=23-33,kernel=area+bicubic", "clean:kernel=bicubic")
 MAX_FRAMES = 300
 SKIP = 25  # frames skipped at the start of a clip
-PSNR_CAP = 100.0  # dB: a source every frame of which an upscaler reproduces exactly
-
-
-def _source_psnr(frame_psnrs: Sequence[float]) -> float:
-    """A source's PSNR from the mean MSE over its frames (as video PSNR is reported), so one
-    exact frame does not make it infinite; capped at `PSNR_CAP` when every frame is exact."""
-    mse = float(np.mean([10.0 ** (-p / 10.0) for p in frame_psnrs]))  # relative to peak**2
-    return PSNR_CAP if mse <= 10.0 ** (-PSNR_CAP / 10.0) else float(-10.0 * np.log10(mse))
-
-
 def bicubic_matlab(scale: int) -> Upscaler:
     from adasr.data.imresize import imresize
 
@@ -140,7 +130,7 @@ def run_streaming(upscalers: Sequence[Upscaler], scale: int, *, grid: Sequence[s
                   progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Score `upscalers` (plus bicubic, Lanczos and the OpenCV peers) on the grid; the result dict
     is what `adasr eval --degradation` writes as JSON."""
-    from adasr.metrics import psnr_y, ssim_y
+    from adasr.metrics import psnr_of_mean_mse, psnr_y, ssim_y
     from adasr.timing import provenance
 
     if not (1 <= frames <= MAX_FRAMES):
@@ -169,7 +159,7 @@ def run_streaming(upscalers: Sequence[Upscaler], scale: int, *, grid: Sequence[s
                     source_scores[u.name][0].append(psnr_y(sr, hr, border=scale))
                     source_scores[u.name][1].append(ssim_y(sr, hr, border=scale))
             for u in ups:
-                per[u.name]["psnr"].append(_source_psnr(source_scores[u.name][0]))
+                per[u.name]["psnr"].append(psnr_of_mean_mse(source_scores[u.name][0]))
                 per[u.name]["ssim"].append(float(np.mean(source_scores[u.name][1])))
             done += 1
             if progress is not None:

@@ -26,6 +26,7 @@ def tiny_clip(tmp_path):
     return path
 
 
+@pytest.mark.slow  # a real codec round trip and SSIM over a small grid: seconds
 def test_grid_over_a_clip_and_an_image_set_reports_gains_against_bicubic(tiny_clip, tmp_path, data_root):
     from adasr.nn.registry import build_model
 
@@ -64,8 +65,8 @@ def test_bad_grid_and_frame_counts_are_config_errors(tiny_clip):
 
 
 def test_a_source_psnr_is_that_of_its_mean_mse_and_never_infinite():
-    from adasr.bench.streaming import PSNR_CAP, _source_psnr
+    from adasr.metrics import PSNR_CAP, psnr_of_mean_mse
 
-    assert _source_psnr([30.0, 30.0]) == pytest.approx(30.0)
-    assert _source_psnr([math.inf, 30.0]) == pytest.approx(30.0 + 10 * math.log10(2))  # half the MSE
-    assert _source_psnr([math.inf, math.inf]) == PSNR_CAP
+    assert psnr_of_mean_mse([30.0, 30.0]) == pytest.approx(30.0)
+    assert psnr_of_mean_mse([math.inf, 30.0]) == pytest.approx(30.0 + 10 * math.log10(2))  # half the MSE
+    assert psnr_of_mean_mse([math.inf, math.inf]) == PSNR_CAP

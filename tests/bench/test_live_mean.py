@@ -1,0 +1,30 @@
+"""`adasr bench live`'s quality figures: a mean that cannot be inf or NaN, and valid JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from adasr.bench.live import frame_gains
+
+
+def _strict(text: str):
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+
+
+def test_frames_the_base_reproduces_exactly_leave_the_mean_finite():
+    # black frames at a join: both the client and the base reproduce them exactly (PSNR inf)
+    pairs = [(math.inf, math.inf), (31.0, 30.0), (33.0, 32.0), (math.inf, 40.0)]
+    g = frame_gains(pairs)
+    assert g["frames_scored"] == 4 and math.isfinite(g["psnr_gain_db"]) and g["psnr_gain_db"] > 0
+    assert all(v is not None and math.isfinite(v) for v in g["gain_cdf"].values())
+    assert g["gain_cdf"]["p50"] == pytest.approx(1.0)  # capped per-frame gains: 0, 1, 1, 60
+    _strict(json.dumps(g, allow_nan=False))
+
+
+def test_no_frame_scored_is_null_not_nan():
+    g = frame_gains([])
+    assert g["psnr_gain_db"] is None and set(g["gain_cdf"].values()) == {None}
+    _strict(json.dumps(g, allow_nan=False))
