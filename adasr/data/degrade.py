@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adasr.data.datasets import SRPair, cache_dir, list_images
+from adasr.data.datasets import IMAGE_SUFFIXES, SRPair, cache_dir, list_images
 from adasr.data.imresize import imresize, modcrop
 from adasr.errors import ConfigError, InputError
 
@@ -362,7 +362,7 @@ def degraded_pairs(sources: Sequence[str | os.PathLike[str]], scale: int, deg: D
     pairs: list[SRPair] = []
     total, done = len(paths) * deg.variants, 0
     for index, path in enumerate(paths):
-        is_video = path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+        is_video = path.suffix.lower() not in IMAGE_SUFFIXES
         hr_full = None
         if not is_video:
             img = read_image(path)
