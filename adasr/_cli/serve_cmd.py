@@ -209,30 +209,33 @@ def run_play_live(url: str, *, base: str | None, target_fps: float | None, polic
 
 def bench_live(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for live.json.")] = Path("out/live"),
-    videos: Annotated[Optional[list[Path]], typer.Option("--video", help="Clips played back to back as one live session (default: bikes, megamind, bigbuckbunny from the shared data).")] = None,
+    videos: Annotated[Optional[list[Path]], typer.Option("--video", help="Clips played back to back as one live session (default: bigbuckbunny, megamind, vtest from the shared data; bikes, megamind, bigbuckbunny for crops at most 272 high).")] = None,
     schemes: Annotated[str, typer.Option(help="Comma-separated schemes: none, one_time, jit, ams, ams_asr_atr.")] = "none,one_time,jit,ams,ams_asr_atr",
     clients: Annotated[int, typer.Option(help="Clients watching each channel.")] = 1,
     channels: Annotated[str, typer.Option(help="Channel counts for the scaling run (e.g. 1,2,3; empty: skip).")] = "",
     scheduler: Annotated[str, typer.Option(help="Scheduler of the scaling run: round_robin, gain or both.")] = "both",
-    crop: Annotated[str, typer.Option(help="Centre crop WxH of every clip (HR pixels).")] = "192x128",
-    seconds: Annotated[float, typer.Option(help="Length of each live session in seconds (bounded).")] = 30.0,
+    crop: Annotated[str, typer.Option(help="Centre crop WxH of every clip (HR pixels; the clients get half or a third of it).")] = "640x360",
+    seconds: Annotated[float, typer.Option(help="Length of each live session in seconds (bounded).")] = 60.0,
     t_update: Annotated[float, typer.Option(help="T_update seconds.")] = 2.0,
     k: Annotated[int, typer.Option(help="Adam iterations per update (K).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    setting: Annotated[Optional[list[str]], typer.Option("--set", help="A trainer setting NAME=VALUE for every scheme (repeatable; the names of bench adapt's rows: k, eta, lr, t_horizon, on_cut, ...).")] = None,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Run every scaling session once more with the trainers as Ray actors (needs adasr\\[cluster]): auto (a Ray on this machine) or HOST:PORT of a cluster's head.")] = None,
     ray_cpus: Annotated[Optional[int], typer.Option(help="CPUs of a Ray that --ray auto starts here (default: all).")] = None,
 ) -> None:
     """Live AMS on loopback: server + clients, Table 4.1's schemes in SR form; PSNR gain, kbps, server CPU."""
     from adasr._atomic import check_not_input
+    from adasr.bench.adapt import parse_row
     from adasr.bench.live import LiveBenchConfig, run_live_bench, summary_lines
 
     size = parse_hw(crop, "--crop", minimum=32)
     names = tuple(s.strip() for s in schemes.split(",") if s.strip())
+    overrides = parse_row("ams:" + ",".join(setting or [])).overrides
     counts = tuple(int(c) for c in channels.split(",") if c.strip()) if channels.strip() else ()
     cfg = LiveBenchConfig(videos=tuple(videos) if videos else None, schemes=names, clients=clients, crop_hw=size,
                           seconds=seconds, t_update=t_update, k=k, seed=seed, channel_counts=counts,
                           schedulers=("round_robin", "gain") if scheduler == "both" else (scheduler,),
-                          ray=ray, ray_cpus=ray_cpus)
+                          ray=ray, ray_cpus=ray_cpus, overrides=overrides)
     if ray is not None and not counts:
         raise ConfigError("--ray compares the scaling run's channels: give --channels too (e.g. --channels 1,2)")
     check_not_input([out_dir], list(videos or []))
@@ -242,6 +245,34 @@ def bench_live(
     out.print(f"wrote {out_dir / 'live.json'}")
 
 
+def bench_adapt(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for adapt.json.")] = Path("out/adapt"),
+    videos: Annotated[Optional[list[Path]], typer.Option("--video", help="Clips played back to back as one session (default: bigbuckbunny, megamind, vtest from the shared data).")] = None,
+    rows: Annotated[Optional[list[str]], typer.Option("--row", help="A setting: SCHEME[:NAME=VALUE,...] with SCHEME none, one_time, jit, ams or ams_asr_atr and NAME a trainer setting (k, eta, lr, t_horizon, t_update, batch, patch, strategy, on_cut=keep|reset|base, cut_phi, one_time_s, one_time_lr, jit_gain_db, jit_max_steps); repeatable. Default: the ablation table (Table 4.1's schemes, then AMS with one setting changed at a time).")] = None,
+    crop: Annotated[str, typer.Option(help="Centre crop WxH of every clip (HR pixels).")] = "640x360",
+    seconds: Annotated[float, typer.Option(help="Length of the session in seconds (bounded).")] = 60.0,
+    crf: Annotated[int, typer.Option(help="CRF of the segments (the server's default).")] = 28,
+    model: Annotated[str, typer.Option(help="Base model: generic (the bundled codec-trained model), a model file or a package.")] = "generic",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Adaptation settings side by side, offline: the live trainer on a simulated clock (no training
+    delay, an upper bound on the live run), each frame scored with the model the clients hold when
+    it arrives. Gain over the base model per clip, model kbps, training CPU per video second."""
+    from adasr._atomic import check_not_input
+    from adasr.bench.adapt import ABLATION_ROWS, AdaptBenchConfig, parse_row, run_adapt_bench, summary_lines
+
+    size = parse_hw(crop, "--crop", minimum=32)
+    parsed = tuple(parse_row(r) for r in (rows or ABLATION_ROWS))
+    cfg = AdaptBenchConfig(videos=tuple(videos) if videos else None, rows=parsed, crop_hw=size, seconds=seconds,
+                           crf=crf, model=model, seed=seed)
+    check_not_input([out_dir], list(videos or []))
+    result = run_adapt_bench(cfg, out_dir, on_progress=lambda text: console.print(text, highlight=False))
+    for line in summary_lines(result):
+        out.print(line, highlight=False)
+    out.print(f"wrote {out_dir / 'adapt.json'}")
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command("serve")(serve)
     bench_app.command("live")(bench_live)
+    bench_app.command("adapt")(bench_adapt)

@@ -49,6 +49,8 @@ from adasr.timing import provenance
 __all__ = ["DEFAULT_CLIPS", "LiveBenchConfig", "run_live_bench", "session_clip", "summary_lines"]
 
 DEFAULT_CLIPS = ("bikes_640x272.mp4", "megamind_720x528.avi", "bigbuckbunny_720p.mp4")
+#: the clips a real-size session (640x360 HR, 320x180 LR) can crop: bikes is only 272 rows high
+DEFAULT_REAL_CLIPS = ("bigbuckbunny_720p.mp4", "megamind_720x528.avi", "vtest_768x576.avi")
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,9 @@ class LiveBenchConfig:
     videos: tuple[Path, ...] | None = None
     schemes: tuple[str, ...] = ("none", "one_time", "jit", "ams", "ams_asr_atr")
     clients: int = 1
-    crop_hw: tuple[int, int] = (128, 192)
-    seconds: float = 30.0
-    clip_seconds: float = 10.0  # at most this much of each clip goes into the session
+    crop_hw: tuple[int, int] = (360, 640)  # HR; the clients get 320x180 LR
+    seconds: float = 60.0
+    clip_seconds: float = 30.0  # at most this much of each clip goes into the session
     t_update: float = 2.0
     k: int = 20
     one_time_s: float = 6.0
@@ -69,6 +71,8 @@ class LiveBenchConfig:
     model: str = "generic"
     ray: str | None = None  # the scaling run once more with the trainers as Ray actors (auto or HOST:PORT)
     ray_cpus: int | None = None  # CPUs of a Ray that `ray="auto"` starts here
+    overrides: tuple[tuple[str, Any], ...] = ()  # TrainerConfig settings for every scheme (bench adapt's rows)
+    min_real_time: float = 0.95  # a session whose server fell below this fraction of real time is invalid
 
     def __post_init__(self) -> None:
         from adasr.serve.config import SCHEMES
@@ -86,8 +90,9 @@ class LiveBenchConfig:
 
 
 def session_clip(videos: list[Path], crop_hw: tuple[int, int], out: Path, fps: float = 25.0,
-                 clip_seconds: float = 10.0) -> Path:
-    """The clips centre-cropped to `crop_hw` (H, W) and written back to back at `fps` (one H.264 file)."""
+                 clip_seconds: float = 10.0, counts: list[tuple[str, int]] | None = None) -> Path:
+    """The clips centre-cropped to `crop_hw` (H, W) and written back to back at `fps` (one H.264 file);
+    `counts`, if given, receives (clip name, frames written) per clip."""
     from adasr.serve.media import LiveSource
     from adasr.video import VideoWriter, read_frames
 
@@ -95,10 +100,14 @@ def session_clip(videos: list[Path], crop_hw: tuple[int, int], out: Path, fps: f
     with VideoWriter(out, w, h, fps, codec="h264", crf=14, preset="veryfast") as writer:
         for v in videos:
             src = LiveSource(v, scale=2, crop_hw=crop_hw, loops=1)
-            for i, f in enumerate(read_frames(v, max_frames=int(clip_seconds * fps))):
+            n = 0
+            for f in read_frames(v, max_frames=int(clip_seconds * fps)):
                 writer.write(np.ascontiguousarray(f[src.y0:src.y0 + h, src.x0:src.x0 + w]))
-                if i + 1 >= clip_seconds * fps:
+                n += 1
+                if n >= clip_seconds * fps:
                     break
+            if counts is not None:
+                counts.append((Path(v).stem, n))
     return out
 
 
@@ -106,6 +115,7 @@ def _trainer_config(scheme: str, cfg: LiveBenchConfig):
     from adasr.serve.config import ASRConfig, ATRConfig, TrainerConfig
 
     kw = dict(t_update=cfg.t_update, k=cfg.k, one_time_s=cfg.one_time_s, seed=cfg.seed)
+    kw.update(dict(cfg.overrides))
     if scheme == "ams_asr_atr":
         return TrainerConfig(scheme="ams", asr=ASRConfig(enabled=True),
                              atr=ATRConfig(enabled=True, tau_min=cfg.t_update), **kw)
@@ -199,6 +209,8 @@ def _run_session(channels: list, scheme: str, cfg: LiveBenchConfig, scheduler: s
         if server.worker_error is not None:
             raise server.worker_error
     video_s = max(ch.video_time for ch in channels)
+    fractions = [f for f in (ch.real_time_fraction() for ch in channels) if f is not None]
+    real_time = min(fractions) if fractions else None
     per_channel = []
     for ch in channels:
         base = _base_psnr(ch)
@@ -228,6 +240,7 @@ def _run_session(channels: list, scheme: str, cfg: LiveBenchConfig, scheduler: s
         })
     train_cpu = sum(ch.trainer.train_cpu_s for ch in channels)
     return {"scheme": scheme, "scheduler": scheduler, "channels": per_channel, "video_s": video_s,
+            "real_time_fraction": real_time, "valid": real_time is not None and real_time >= cfg.min_real_time,
             "server_cpu_s": hub.worker_cpu_s, "server_cpu_per_video_s": hub.worker_cpu_s / max(video_s, 1e-9),
             "train_cpu_s": train_cpu, "train_cpu_per_video_s": train_cpu / max(video_s, 1e-9)}
 
@@ -262,7 +275,8 @@ def run_live_bench(cfg: LiveBenchConfig, out_dir: str | Path,
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    videos = list(cfg.videos) if cfg.videos else [data_root() / "video" / v for v in DEFAULT_CLIPS]
+    videos = list(cfg.videos) if cfg.videos else [
+        data_root() / "video" / v for v in (DEFAULT_CLIPS if cfg.crop_hw[0] <= 272 else DEFAULT_REAL_CLIPS)]
     threads = torch.get_num_threads()
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="adasr-live-") as tmp:
@@ -315,14 +329,16 @@ def run_live_bench(cfg: LiveBenchConfig, out_dir: str | Path,
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
     lines = [f"{'scheme':<13} {'gain dB':>8} {'p10':>6} {'p50':>6} {'p90':>6} {'down kbps':>10} {'model kbps':>10} "
-             f"{'up kbps':>8} {'updates':>7} {'server CPU s/s':>14}"]
+             f"{'up kbps':>8} {'updates':>7} {'server CPU s/s':>14} {'real time':>9}"]
     for s in result["schemes"]:
         c = s["channels"][0]
         cdf = c["gain_cdf"]
         lines.append(f"{s['scheme']:<13} {_fmt(c['psnr_gain_db'], '>+8.3f')} {_fmt(cdf['p10'], '>+6.2f')} "
                      f"{_fmt(cdf['p50'], '>+6.2f')} {_fmt(cdf['p90'], '>+6.2f')} {_fmt(c['down_kbps'], '>10.1f')} "
                      f"{_fmt(c['model_kbps'], '>10.2f')} {_fmt(c['up_kbps'], '>8.2f')} "
-                     f"{c['updates']:>7d} {s['server_cpu_per_video_s']:>14.3f}")
+                     f"{c['updates']:>7d} {s['server_cpu_per_video_s']:>14.3f} "
+                     f"{_fmt(s.get('real_time_fraction'), '>9.3f')}"
+                     + ("" if s.get("valid", True) else "  INVALID (below real time)"))
     for s in result["scaling"]:
         gains = [c["psnr_gain_db"] for c in s["channels"] if c["psnr_gain_db"] is not None]
         mean = float(np.mean(gains)) if gains else math.nan

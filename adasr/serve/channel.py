@@ -141,6 +141,7 @@ class Channel:
         self._t0: float | None = None
         self.ended = False
         self.encode_cpu_s = 0.0
+        self.last_segment_wall: float | None = None  # wall clock (pump's `now`) of the newest segment
         self.bytes_down = 0  # served to clients (counted by the HTTP layer)
         self.bytes_up = 0  # received from clients (request lines and headers)
         self.clients = ClientTable()  # viewers: a bounded LRU with expiry, a share per address
@@ -253,7 +254,7 @@ class Channel:
         due = int((now - self._t0) * self.fps) + 1 - self._frames_in
         if max_frames is not None:
             due = min(due, max_frames)
-        taken = 0
+        taken, before = 0, self.live_edge
         for _ in range(max(0, due)):
             frame = next(self._iter, None)
             if frame is None:
@@ -263,7 +264,17 @@ class Channel:
             taken += 1
         if self.ended and self._pending:
             self._finish_segment()
+        if self.live_edge != before:
+            self.last_segment_wall = now
         return taken
+
+    def real_time_fraction(self) -> float | None:
+        """Video seconds published per wall second from the first frame to the newest segment (1.0:
+        the server kept up with the source; below: segments came out late). None before any segment."""
+        if self._t0 is None or self.last_segment_wall is None or not self._frames_in:
+            return None
+        wall = self.last_segment_wall - self._t0 + 1.0 / self.fps
+        return min(1.0, self.video_time / max(wall, 1e-9))
 
     def ingest(self, hr: np.ndarray) -> Segment | None:
         """One HR frame of the source; a segment when it fills."""

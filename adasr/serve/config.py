@@ -36,9 +36,10 @@ from typing import Any
 
 from adasr.errors import ConfigError
 
-__all__ = ["ASRConfig", "ATRConfig", "SCHEMES", "TrainerConfig"]
+__all__ = ["ASRConfig", "ATRConfig", "ON_CUT", "SCHEMES", "TrainerConfig"]
 
 SCHEMES = ("none", "one_time", "jit", "ams")
+ON_CUT = ("keep", "reset", "base")
 
 
 def _positive(name: str, value: float) -> None:
@@ -93,6 +94,11 @@ class TrainerConfig:
     after `one_time_s` seconds, then nothing), "jit" (Just-In-Time: train on the newest sample
     until its PSNR gain over the base model reaches `jit_gain_db`), "ams" (Algorithm 2: every
     T_update, K steps over the last T_horizon seconds, eta of the parameters, Algorithm 3).
+
+    on_cut: what a scene cut does (a cut: two consecutive samples further apart than `cut_phi`,
+    the phi-score of Eq. 4.1, i.e. MSE on [0, 1]): "keep" (nothing: the horizon forgets the old
+    scene in its own time), "reset" (the buffer keeps only the new scene and Adam's moments start
+    again) or "base" (as reset, and the clients' model goes back to the generic base first).
     """
 
     scheme: str = "ams"
@@ -111,6 +117,8 @@ class TrainerConfig:
     jit_gain_db: float = 1.0
     jit_chunk: int = 5
     jit_max_steps: int = 40
+    on_cut: str = "keep"
+    cut_phi: float = 0.02  # consecutive samples ~17 dB apart: a different shot, not motion
     seed: int = 0
     asr: ASRConfig = field(default_factory=ASRConfig)
     atr: ATRConfig = field(default_factory=ATRConfig)
@@ -118,7 +126,9 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
             raise ConfigError(f"unknown scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}")
-        for name in ("t_horizon", "t_update", "eta", "lr", "one_time_lr", "one_time_s", "jit_gain_db"):
+        if self.on_cut not in ON_CUT:
+            raise ConfigError(f"unknown on_cut {self.on_cut!r}; choose one of {', '.join(ON_CUT)}")
+        for name in ("t_horizon", "t_update", "eta", "lr", "one_time_lr", "one_time_s", "jit_gain_db", "cut_phi"):
             _positive(name, getattr(self, name))
         if self.eta > 1:
             raise ConfigError(f"eta must be in (0, 1], got {self.eta}")

@@ -20,7 +20,8 @@ Schemes (`TrainerConfig.scheme`, the SR form of thesis Table 4.1):
   picks (`adasr.stream.adapt.SparseAdapter`).
 
 The sampling rate (which frames join the buffer) is ASR's (fixed at r_init when off); T_update
-is ATR's (fixed when off).
+is ATR's (fixed when off). A scene cut (`TrainerConfig.on_cut`) may empty the buffer, restart
+Adam and send the clients back to the base model.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from adasr.errors import ModelError
 from adasr.serve.adaptive import SamplingRate, TrainingRate, phi_score
 from adasr.serve.config import TrainerConfig
 from adasr.stream.adapt import AdaptConfig, PatchSampler, SparseAdapter, segment_psnr
-from adasr.stream.codec import ModelState, encode_delta, encode_full, quantise, vector_hash
+from adasr.stream.codec import ModelState, encode_delta, encode_full, model_vector, quantise, vector_hash
 
 __all__ = ["ChannelTrainer", "Sample", "SampleBuffer", "Update"]
 
@@ -114,6 +115,8 @@ class ChannelTrainer:
         self._last_label: np.ndarray | None = None
         self.samples_seen = 0
         self.last_phi: float | None = None
+        self.cuts = 0
+        self._cut_pending = False
         self.train_cpu_s = 0.0
         self._lock = threading.Lock()  # offer (ingest thread) vs train (training thread)
 
@@ -138,6 +141,10 @@ class ChannelTrainer:
         if self._last_label is not None and self._last_label.shape == hr.shape:
             self.last_phi = phi_score(hr, self._last_label)
             self.asr.observe(self.last_phi)
+            if self.cfg.on_cut != "keep" and self.last_phi > self.cfg.cut_phi:
+                self.cuts += 1
+                self.buffer.items.clear()  # the new scene only
+                self._cut_pending = True
         self._last_label = hr
         sample = Sample(float(t), lr, hr)
         self.buffer.add(sample)
@@ -180,6 +187,14 @@ class ChannelTrainer:
         """Run the due training phase at video time `t`; the new update, or None (nothing to send)."""
         started = time.thread_time()
         s = self.cfg.scheme
+        with self._lock:
+            cut, self._cut_pending = self._cut_pending, False
+        if cut:
+            self._restart_adam()
+            if self.cfg.on_cut == "base":
+                update = self.adopt(self.base_vector(), t)
+                if update is not None:  # the next call trains on the new scene
+                    return update
         with self._lock:  # take the data; the training itself runs unlocked (the ingest goes on)
             if not self._due(t):
                 return None
@@ -278,10 +293,7 @@ class ChannelTrainer:
         record = encode_delta(idx, data, "float32", state.next_segment, after.numel(), state.base_hash, state.hash,
                               vector_hash(after))
         state.apply(record, f"update {state.next_segment}")
-        a = self.adapter  # a new scene: Adam starts again
-        a.m.zero_()
-        a.v.zero_()
-        a.t, a.last_update = 0, None
+        self._restart_adam()  # a new scene: Adam starts again
         with self._lock:
             window = self.buffer.window(t)[-2:]
         cpu = time.thread_time() - started
@@ -291,6 +303,16 @@ class ChannelTrainer:
                         psnr_vs_base_db=self._vs_base(window) if window else 0.0)
         self.updates.append(update)
         return update
+
+    def _restart_adam(self) -> None:
+        a = self.adapter
+        a.m.zero_()
+        a.v.zero_()
+        a.t, a.last_update = 0, None
+
+    def base_vector(self) -> torch.Tensor:
+        """The generic base model's parameters as one flat vector (the order of `ModelState`)."""
+        return model_vector(self.base)
 
     # -- quality --
 

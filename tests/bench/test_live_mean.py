@@ -28,3 +28,17 @@ def test_no_frame_scored_is_null_not_nan():
     g = frame_gains([])
     assert g["psnr_gain_db"] is None and set(g["gain_cdf"].values()) == {None}
     _strict(json.dumps(g, allow_nan=False))
+
+
+@pytest.mark.integration
+def test_a_short_live_session_reports_its_real_time_fraction(data_root, tmp_path):
+    from adasr.bench.live import LiveBenchConfig, run_live_bench
+
+    cfg = LiveBenchConfig(videos=(data_root / "video" / "bikes_640x272.mp4",), schemes=("none", "ams"),
+                          crop_hw=(64, 96), seconds=3, clip_seconds=3, overrides=(("k", 2),))
+    result = run_live_bench(cfg, tmp_path)
+    json.loads((tmp_path / "live.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    for s in result["schemes"]:
+        assert 0 < s["real_time_fraction"] <= 1
+        assert s["valid"] == (s["real_time_fraction"] >= 0.95)
+    assert result["config"]["overrides"] == (("k", 2),)

@@ -199,3 +199,33 @@ def test_channel_segments_play_on_their_own(data_root):
         assert len(got) == s["frames"] and got[0].shape == (32, 32, 3)
     assert len(m["updates"]) == len(ch.trainer.updates) >= 1
     assert all(u["from_segment"] >= 1 for u in m["updates"])  # an update applies from the next segment on
+
+
+def test_a_scene_cut_resets_the_buffer_and_base_sends_the_clients_back(data_root):
+    lr, hr = frames(data_root, 6)
+    other_hr = [255 - f for f in hr]  # a different shot: far above cut_phi from the frames before it
+    other_lr = [255 - f for f in lr]
+    for on_cut in ("keep", "reset", "base"):
+        tr = _trainer("ams", on_cut=on_cut)
+        client = ModelState.from_full(tr.init_record)
+        for i in range(3):  # one still shot, then a cut
+            tr.offer(i / 2, lr[0], hr[0])  # 2 fps: every frame is sampled
+        first = tr.train(1.0)
+        client.apply(first.record)
+        assert first is not None and client.hash != client.base_hash
+        tr.offer(1.5, other_lr[0], other_hr[0])
+        assert tr.cuts == (0 if on_cut == "keep" else 1)
+        assert len(tr.buffer) == (4 if on_cut == "keep" else 1)  # reset / base: the new shot alone
+        update = tr.train(2.0)
+        client.apply(update.record)
+        if on_cut == "base":  # first the clients' model goes back to the generic base, then training resumes
+            assert update.steps == 0 and client.vector.equal(tr.base_vector()) and tr.due(2.0)
+            client.apply(tr.train(2.0).record)
+        assert client.hash == tr.state.hash
+
+
+def test_trainer_config_refuses_an_unknown_cut_rule():
+    with pytest.raises(ConfigError, match="on_cut"):
+        TrainerConfig(on_cut="forget")
+    with pytest.raises(ConfigError):
+        TrainerConfig(cut_phi=float("nan"))

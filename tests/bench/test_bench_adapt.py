@@ -1,0 +1,43 @@
+"""`adasr bench adapt`: rows parse and are checked before a run; a tiny session scores every frame."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from adasr.bench.adapt import ABLATION_ROWS, AdaptBenchConfig, parse_row, run_adapt_bench
+from adasr.errors import ConfigError
+
+
+def test_rows_parse_into_trainer_settings():
+    row = parse_row("ams:k=60,eta=1,on_cut=reset")
+    assert row.label == "ams:k=60,eta=1.0,on_cut=reset"
+    cfg = row.trainer_config()
+    assert (cfg.k, cfg.eta, cfg.on_cut) == (60, 1.0, "reset")
+    assert parse_row("ams_asr_atr").trainer_config().asr.enabled
+    for r in ABLATION_ROWS:
+        parse_row(r)
+
+
+@pytest.mark.parametrize("bad", ["magic", "ams:k", "ams:depth=3", "ams:k=many", "ams:eta=2", "ams:lr=nan",
+                                 "ams:on_cut=forget"])
+def test_bad_rows_are_refused_before_a_run(bad):
+    with pytest.raises(ConfigError):
+        parse_row(bad)
+
+
+@pytest.mark.slow
+def test_a_tiny_session_scores_every_frame_causally(data_root, tmp_path):
+    clips = (data_root / "video" / "bikes_640x272.mp4",)
+    cfg = AdaptBenchConfig(videos=clips, rows=(parse_row("none"), parse_row("ams:k=2,t_update=1,on_cut=reset")),
+                           crop_hw=(64, 96), seconds=3, clip_seconds=3)
+    result = run_adapt_bench(cfg, tmp_path)
+    loaded = json.loads((tmp_path / "adapt.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert loaded["rows"] == result["rows"]
+    none, ams = result["rows"]
+    assert none["frames_scored"] == ams["frames_scored"] == 75
+    assert none["gain_db"] == 0.0 and none["updates"] == 0 and none["model_kbps"] == 0.0
+    assert ams["updates"] >= 2 and ams["model_kbps"] > 0 and ams["gain_db"] is not None
+    assert result["clips"] == [{"clip": "bikes_640x272", "frames": 75}]
+    assert [c["clip"] for c in ams["per_clip"]] == ["bikes_640x272"]
