@@ -5,7 +5,7 @@
 #
 #   scripts/results_benches.sh             # every bench
 #   scripts/results_benches.sh peers mimo  # only these (names: protocol memory peers streaming
-#                                          #   adaptivity backends codec reuse mimo)
+#                                          #   adaptivity backends codec live adapt reuse mimo)
 #
 # PEERS_SCALES picks the peers scales (default: 2 3 4). ADASR names the command (default: adasr); OUT the scratch folder for the benches' PNGs and
 # extra files (default: out/results). The commands run under `nice`: on a shared machine the
@@ -82,7 +82,21 @@ streaming() {  # every level of both families on codec-compressed and clean LR o
     --json "$RESULTS/streaming-x4.json" --png docs/figures/streaming_x4.png
 }
 
-ALL=(protocol memory peers streaming adaptivity backends codec reuse mimo)
+live() {  # a quiet machine: the server must keep real time (runs below 0.95 of it are marked invalid)
+  run live "${A[@]}" bench live --schemes none,one_time,jit,ams,ams_asr_atr --seconds 60 --crop 640x360 \
+    --out "$OUT/live"
+  cp "$OUT/live/live.json" "$RESULTS/live.json"
+}
+
+adapt() {  # the ablation (about 4 CPU-minutes per row; deterministic, so a shared machine only slows it)
+  local rows=()
+  for r in none one_time jit ams ams_asr_atr ams:k=60 ams:lr=0.003 ams:eta=0.25 ams:eta=1 ams:t_horizon=4 \
+    ams:t_horizon=60 ams:on_cut=reset ams:on_cut=base ams:eta=1,lr=0.003,on_cut=reset; do rows+=(--row "$r"); done
+  run adapt "${A[@]}" bench adapt "${rows[@]}" --seconds 60 --crop 640x360 --out "$OUT/adapt"
+  cp "$OUT/adapt/adapt.json" "$RESULTS/adapt.json"
+}
+
+ALL=(protocol memory peers streaming adaptivity backends codec live adapt reuse mimo)
 for name in "${@:-${ALL[@]}}"; do
   case " ${ALL[*]} " in
     *" $name "*) "$name" ;;
