@@ -19,7 +19,7 @@ __all__ = ["MAX_SIDE", "MAX_THREADS", "RANGES", "Range", "bound_commands", "chec
            "out", "parse_hw", "parse_ints", "parse_shares", "range_for", "set_threads"]
 
 console = Console(stderr=True)  # progress, live views, errors
-out = Console()                 # results
+out = Console(soft_wrap=True)   # results (whole lines, also when not a terminal)
 
 MAX_THREADS = 256  # far above any core count here; libgomp aborts on absurd thread counts
 MAX_SIDE = 16384   # pixels per side of any WxH option

@@ -241,7 +241,7 @@ def bench_live(
     if ray is not None and not counts:
         raise ConfigError("--ray compares the scaling run's channels: give --channels too (e.g. --channels 1,2)")
     check_not_input([out_dir], list(videos or []))
-    result = run_live_bench(cfg, out_dir, on_progress=lambda text: console.print(text, highlight=False))
+    result = run_live_bench(cfg, out_dir, on_progress=lambda text: console.print(text, highlight=False, soft_wrap=True))
     for line in summary_lines(result):
         out.print(line, highlight=False)
     out.print(f"wrote {out_dir / 'live.json'}")
@@ -268,7 +268,7 @@ def bench_adapt(
     cfg = AdaptBenchConfig(videos=tuple(videos) if videos else None, rows=parsed, crop_hw=size, seconds=seconds,
                            crf=crf, model=model, seed=seed)
     check_not_input([out_dir], list(videos or []))
-    result = run_adapt_bench(cfg, out_dir, on_progress=lambda text: console.print(text, highlight=False))
+    result = run_adapt_bench(cfg, out_dir, on_progress=lambda text: console.print(text, highlight=False, soft_wrap=True))
     for line in summary_lines(result):
         out.print(line, highlight=False)
     out.print(f"wrote {out_dir / 'adapt.json'}")
