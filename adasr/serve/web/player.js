@@ -7,7 +7,11 @@
 // URL options: ?fps=F (the rate to hold; default the channel's) &threads=N (WASM threads; default min(4, cores) when isolated, else 1)
 // &ep=auto|wasm|webgpu &policy=adaptive|fixed &level=K (start / fixed level) &start=live|first|N
 // &loop=1 (replay the kept segments once the channel has ended) &paused=1 (load, do not play)
-// &model=init (start from the stream's first record and apply every update, not the newest snapshot).
+// &model=init (start from the stream's first record and apply every update, not the newest snapshot)
+// &variant=plain|residual|int8|int8-residual (the graphs the server exports; see docs/LIVE.md): residual
+// graphs output the learned residual's s*s phases and this page adds the browser's own upscale (canvas
+// drawImage, imageSmoothingQuality 'high': close to, not equal to, the model's bicubic); int8 graphs hold
+// the base model's weights quantized, so the channel's model updates are not applied to them.
 // Tests and benchmarks read window.adasr (stats(), probe(k), applyRecord(bytes), benchLevels(n),
 // startLoad(opts), stopLoad()).
 import { DeltaError, ModelState, hex } from './records.js';
@@ -24,7 +28,10 @@ const stats = {
   isolated: self.crossOriginIsolated, frames: 0, onTime: 0, late: 0, dropped: 0, levels: {}, level: 0,
   switches: 0, fps: 0, srMs: 0, updates: 0, refused: 0, refusedReasons: [], modelHash: '', modelSegment: 0,
   ttffMs: null, marks: {}, levelsLoaded: 0, nLevels: 0, segments: 0, timeline: [], bench: null, loadOn: false,
+  variant: q.get('variant') || 'plain', upscaleMs: 0,
 };
+const RESIDUAL = stats.variant.endsWith('residual');
+const FROZEN = stats.variant.startsWith('int8'); // weights inside the graphs: no model updates
 const TIMELINE_MAX = 20000;
 
 async function get(url, kind = 'json', timeoutMs = 30000) {
@@ -51,7 +58,7 @@ async function loadOrt() {
 }
 
 async function loadLevel(k) {
-  const { body } = await get(`/play/${NAME}/level/${k}.onnx`, 'bytes', 180000);
+  const { body } = await get(`/play/${NAME}/level/${k}.onnx?variant=${encodeURIComponent(stats.variant)}`, 'bytes', 300000);
   sessions[k] = await ort.InferenceSession.create(body, {
     executionProviders: [stats.backend], graphOptimizationLevel: 'all',
   });
@@ -85,14 +92,47 @@ async function srNow(k, rgba) {
   const x = xBuf.data;
   for (let i = 0; i < n; i++) { x[i] = rgba[4 * i] / 255; x[n + i] = rgba[4 * i + 1] / 255; x[2 * n + i] = rgba[4 * i + 2] / 255; }
   const out = await sessions[k].run({ x: new ort.Tensor('float32', x, [1, 3, H, W]), ...feeds[k] });
-  const y = out[L.output].data;
+  const y = out[sessions[k].outputNames[0]].data;
   const m = SW * SH, img = new Uint8ClampedArray(4 * m);
+  if (RESIDUAL) return addUpscale(rgba, y, img);
   for (let i = 0; i < m; i++) {
     img[4 * i] = Math.min(1, Math.max(0, y[i])) * 255;
     img[4 * i + 1] = Math.min(1, Math.max(0, y[m + i])) * 255;
     img[4 * i + 2] = Math.min(1, Math.max(0, y[2 * m + i])) * 255;
     img[4 * i + 3] = 255;
   }
+  return img;
+}
+
+// A residual-only graph's output r (1, 3*s*s, H, W: channel c's phase (i, j) is plane c*s*s + i*s + j,
+// before the pixel shuffle) plus the browser's upscale of the LR frame (canvas drawImage with
+// imageSmoothingQuality 'high'), shuffled into RGBA in the same pass.
+const up = { src: null, dst: null, sctx: null, dctx: null };
+function addUpscale(rgba, r, img) {
+  const t = performance.now();
+  if (!up.src) {
+    up.src = new OffscreenCanvas(W, H); up.dst = new OffscreenCanvas(SW, SH);
+    up.sctx = up.src.getContext('2d'); up.dctx = up.dst.getContext('2d', { willReadFrequently: true });
+    up.dctx.imageSmoothingEnabled = true; up.dctx.imageSmoothingQuality = 'high';
+  }
+  up.sctx.putImageData(new ImageData(new Uint8ClampedArray(rgba), W, H), 0, 0);
+  up.dctx.drawImage(up.src, 0, 0, W, H, 0, 0, SW, SH);
+  const b = up.dctx.getImageData(0, 0, SW, SH).data;
+  const s = SCALE, n = W * H;
+  for (let c = 0; c < 3; c++) {
+    for (let i = 0; i < s; i++) {
+      for (let j = 0; j < s; j++) {
+        const plane = (c * s * s + i * s + j) * n;
+        for (let yy = 0; yy < H; yy++) {
+          let o = 4 * ((yy * s + i) * SW + j) + c;
+          let p = plane + yy * W;
+          for (let xx = 0; xx < W; xx++, o += 4 * s, p++) img[o] = b[o] + 255 * r[p];
+        }
+      }
+    }
+  }
+  for (let o = 3; o < img.length; o += 4) img[o] = 255;
+  stats.upscaleMs = performance.now() - t;
   return img;
 }
 
@@ -250,7 +290,8 @@ function hud() {
   $('srms').textContent = `${stats.srMs.toFixed(0)} ms`;
   $('ontime').textContent = seen ? `${((100 * stats.onTime) / seen).toFixed(0)}%` : '-';
   $('model').textContent = `v${stats.modelSegment} ${stats.modelHash.slice(0, 12)}${stats.refused ? ` (${stats.refused} refused)` : ''}`;
-  $('backend').textContent = `${stats.backend}, ${stats.threads} thread(s)${stats.isolated ? '' : ', not isolated'}`;
+  $('backend').textContent = `${stats.backend}, ${stats.threads} thread(s)${stats.isolated ? '' : ', not isolated'}, ${stats.variant}`
+    + (FROZEN ? ' (weights in the graphs: model updates not applied)' : '') + (RESIDUAL ? ' (browser upscale)' : '');
   $('state').textContent = stats.error ? `error: ${stats.error}` : `${stats.state}${stats.note ? ' - ' + stats.note : ''}`;
 }
 
@@ -329,12 +370,12 @@ function b64(bytes) {
   return btoa(s);
 }
 
-async function benchLevels(repeats = 8) {
+async function benchLevels(repeats = 8, only = null) {
   const frame = lastLR || queue[0]?.rgba;
   if (!frame) throw new Error('no decoded frame yet');
   const out = [];
   for (let k = 0; k < sessions.length; k++) {
-    if (!sessions[k]) continue;
+    if (!sessions[k] || (only && !only.includes(k))) continue;
     await sr(k, frame); // warm-up
     const times = [];
     for (let r = 0; r < repeats; r++) {
@@ -371,6 +412,7 @@ async function main() {
   const manifest = await get(`/channel/${NAME}`);
   L = await get(`/play/${NAME}/levels.json`);
   mark('levels');
+  if (!(L.variants || ['plain']).includes(stats.variant)) throw new Error(`variant ${stats.variant} not offered (${(L.variants || ['plain']).join(', ')})`);
   W = L.lr_width; H = L.lr_height; SCALE = L.scale; SW = W * SCALE; SH = H * SCALE; FPS = Math.max(0.5, Math.min(240, +(q.get('fps') || 0) || L.fps));
   stats.nLevels = L.levels.length;
   lrCanvas.width = W; lrCanvas.height = H;
@@ -394,7 +436,7 @@ async function main() {
   const loading = (async () => { for (let k = 0; k < L.levels.length; k++) if (k !== start) await loadLevel(k); })();
   stats.state = 'buffering';
   buildFeeds();
-  followUpdates();
+  if (!FROZEN) followUpdates();
   report();
   if (q.get('paused') === '1') {
     await loading;
