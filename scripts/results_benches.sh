@@ -5,7 +5,7 @@
 #
 #   scripts/results_benches.sh             # every bench
 #   scripts/results_benches.sh peers mimo  # only these (names: protocol memory peers streaming
-#                                          #   adaptivity backends codec reuse mimo)
+#                                          #   adaptivity backends codec reuse mimo browser)
 #
 # PEERS_SCALES picks the peers scales (default: 2 3 4). ADASR names the command (default: adasr); OUT the scratch folder for the benches' PNGs and
 # extra files (default: out/results). The commands run under `nice`: on a shared machine the
@@ -82,7 +82,12 @@ streaming() {  # every level of both families on codec-compressed and clean LR o
     --json "$RESULTS/streaming-x4.json" --png docs/figures/streaming_x4.png
 }
 
-ALL=(protocol memory peers streaming adaptivity backends codec reuse mimo)
+browser() {  # headless Chromium (make js; apt-get install chromium): the export variants, then three playbacks
+  run browser "${A[@]}" bench browser --repeats 5 --seconds 12 --quality-frames 6 --out "$OUT/browser"
+  cp "$OUT/browser/browser.json" "$RESULTS/browser.json"
+}
+
+ALL=(protocol memory peers streaming adaptivity backends codec reuse mimo browser)
 for name in "${@:-${ALL[@]}}"; do
   case " ${ALL[*]} " in
     *" $name "*) "$name" ;;

@@ -25,7 +25,7 @@ def bench_browser(
     seconds: Annotated[float, typer.Option(help="Seconds of each playback under the bursty load.")] = 20.0,
     burst_s: Annotated[float, typer.Option(help="Length of the load's on and off windows (s).")] = 2.0,
     fps: Annotated[Optional[float], typer.Option(help="Frame rate the page holds (default: the video's).")] = None,
-    variants: Annotated[str, typer.Option(help="Export variants to time side by side with --play-threads, comma-separated: plain (weights as inputs, full image), residual (the graph outputs the residual; the page adds the browser's upscale), int8, int8-residual.")] = "plain,residual,int8,int8-residual",
+    variants: Annotated[str, typer.Option(help="Variants to time side by side with --play-threads, comma-separated: plain (weights as inputs, full image), residual (the graph outputs the residual; the page adds the exact bicubic in JS), residual-canvas (... the browser's canvas upscale), int8, int8-residual, int8-residual-canvas.")] = "plain,residual,residual-canvas,int8,int8-residual",
     quality_frames: Annotated[int, typer.Option(help="Video frames scoring int8 against float32 (PSNR against HR).")] = 4,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for browser.json and browser.png.")] = Path("out/browser"),
 ) -> None:
@@ -45,11 +45,12 @@ def bench_browser(
     if fps is not None and not 0.5 <= fps <= 240:
         raise ConfigError(f"--fps must be in [0.5, 240], got {fps}")
     counts = parse_ints(threads, "--threads", Range(1, 16), most=4)
-    from adasr.serve.web import VARIANTS
+    from adasr.bench.browser import BENCH_VARIANTS
 
     picked = tuple(dict.fromkeys(v.strip() for v in variants.split(",") if v.strip()))
-    if not picked or any(v not in VARIANTS for v in picked):
-        raise ConfigError(f"--variants must be a comma-separated subset of {', '.join(VARIANTS)}, got {variants!r}")
+    if not picked or any(v not in BENCH_VARIANTS for v in picked):
+        raise ConfigError(f"--variants must be a comma-separated subset of {', '.join(BENCH_VARIANTS)}, "
+                          f"got {variants!r}")
     if not 1 <= quality_frames <= 50:
         raise ConfigError(f"--quality-frames must be in [1, 50], got {quality_frames}")
     package = package or bundled_package(2)
@@ -59,7 +60,10 @@ def bench_browser(
     result = run_browser_bench(package, video, (h, w), repeats=repeats, threads=tuple(counts),
                                play_threads=play_threads, seconds=seconds, burst_s=burst_s, fps=fps,
                                progress=lambda m: console.print(m), variants=picked, quality_frames=quality_frames)
-    write_bytes_atomic(out_dir / "browser.json", json.dumps(result, indent=1).encode())
+    from adasr.timing import provenance
+
+    result["provenance"] = provenance()
+    write_bytes_atomic(out_dir / "browser.json", json.dumps(result, indent=1, allow_nan=False).encode())
     browser_png(result, out_dir / "browser.png")
     for t, b in result["browser_wasm"].items():
         row = ", ".join(f"L{i} {f:.1f}" for i, f in enumerate(b["fps"]))

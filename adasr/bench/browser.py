@@ -7,9 +7,10 @@ the server takes no CPU from the page beyond sending segments) on 127.0.0.1, the
 
 1. per WASM thread count: the page loads every level and times each on one decoded frame
    (one warm-up, then the median of `repeats`), playback paused; then each other export
-   variant (``residual``: the graph outputs the learned residual, the page adds the browser's
-   canvas upscale; ``int8``, ``int8-residual``: ONNX Runtime static QDQ, calibrated on the
-   channel's first LR frames) with `play_threads` threads. Every variant's output on the
+   variant (`BENCH_VARIANTS`; ``residual``: the graph outputs the learned residual, the page
+   adds the exact bicubic in JS, ``residual-canvas`` the browser's canvas upscale instead;
+   ``int8``, ``int8-residual``: ONNX Runtime static QDQ, calibrated on LR frames spread over
+   the channel's kept segments) with `play_threads` threads. Every variant's output on the
    page's frame is compared with the Python level's (float32 torch, exact bicubic): PSNR and
    the largest difference in uint8 steps, for the smallest and the largest level;
 2. the same levels in torch, float32, with 1 and 2 threads, on the same LR frame size;
@@ -35,7 +36,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["browser_png", "run_browser_bench"]
+__all__ = ["BENCH_VARIANTS", "browser_png", "run_browser_bench"]
+
+# What the page runs: the server's graph variant (adasr.serve.web.VARIANTS) and, for the residual
+# ones, the page's upscale (exact: the model's bicubic in JS; canvas: drawImage, 'high' quality).
+BENCH_VARIANTS = {"plain": "variant=plain", "residual": "variant=residual&upscale=exact",
+                  "residual-canvas": "variant=residual&upscale=canvas", "int8": "variant=int8",
+                  "int8-residual": "variant=int8-residual&upscale=exact",
+                  "int8-residual-canvas": "variant=int8-residual&upscale=canvas"}
 
 LEVEL_TIMES = """
 const until = async (pred, ms) => { const end = Date.now() + ms; let s = null;
@@ -172,7 +180,7 @@ def _window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *, repeats: int = 8,
                       threads: tuple[int, ...] = (1, 2), play_threads: int = 2, seconds: float = 20.0,
                       burst_s: float = 2.0, fps: float | None = None, progress=None,
-                      variants: tuple[str, ...] = ("plain", "residual", "int8", "int8-residual"),
+                      variants: tuple[str, ...] = ("plain", "residual", "residual-canvas", "int8", "int8-residual"),
                       quality_frames: int = 4) -> dict[str, Any]:
     from adasr.package import load_package
     from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
@@ -214,7 +222,7 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
             jobs.append(("plain", play_threads))
         for v, t in jobs:
             say(f"browser: timing {len(levels)} levels, {v} export, {t} WASM thread(s)")
-            r = drive(f"{base}&paused=1&threads={t}&variant={v}", LEVEL_TIMES,
+            r = drive(f"{base}&paused=1&threads={t}&{BENCH_VARIANTS[v]}", LEVEL_TIMES,
                       {"repeats": repeats, "timeout_ms": timeout_ms, "probe": ks}, timeout_s=timeout_ms / 1000 + 60)
             if r.get("error"):
                 raise RuntimeError(f"browser bench ({v}): {r['error']}")
@@ -245,7 +253,7 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
         load = {"workers": 1, "busyMs": 45, "idleMs": 5, "burstMs": int(burst_s * 1000)}
         plays = [("adaptive", "policy=adaptive&level=0"), ("fixed_largest", f"policy=fixed&level={len(levels) - 1}")]
         if fastest and fastest != "plain":
-            plays.append(("adaptive_fastest", f"policy=adaptive&level=0&variant={fastest}"))
+            plays.append(("adaptive_fastest", f"policy=adaptive&level=0&{BENCH_VARIANTS[fastest]}"))
         for name, query in plays:
             say(f"browser: {seconds:.0f} s of playback, {name}, bursty in-page load")
             r = drive(f"{base}&threads={play_threads}&fps={rate}&{query}", PLAYBACK,

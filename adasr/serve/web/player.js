@@ -9,9 +9,11 @@
 // &loop=1 (replay the kept segments once the channel has ended) &paused=1 (load, do not play)
 // &model=init (start from the stream's first record and apply every update, not the newest snapshot)
 // &variant=plain|residual|int8|int8-residual (the graphs the server exports; see docs/LIVE.md): residual
-// graphs output the learned residual's s*s phases and this page adds the browser's own upscale (canvas
-// drawImage, imageSmoothingQuality 'high': close to, not equal to, the model's bicubic); int8 graphs hold
-// the base model's weights quantized, so the channel's model updates are not applied to them.
+// graphs output the learned residual's s*s phases and this page adds the upscale itself: &upscale=exact
+// (default: the model's own bicubic, PyTorch's A = -0.75 with clamped borders, computed here in JS) or
+// &upscale=canvas (canvas drawImage with imageSmoothingQuality 'high': close to, not equal to, the model's
+// bicubic); int8 graphs hold the base model's weights quantized, so the channel's model updates are not
+// applied to them.
 // Tests and benchmarks read window.adasr (stats(), probe(k), applyRecord(bytes), benchLevels(n),
 // startLoad(opts), stopLoad()).
 import { DeltaError, ModelState, hex } from './records.js';
@@ -28,7 +30,7 @@ const stats = {
   isolated: self.crossOriginIsolated, frames: 0, onTime: 0, late: 0, dropped: 0, levels: {}, level: 0,
   switches: 0, fps: 0, srMs: 0, updates: 0, refused: 0, refusedReasons: [], modelHash: '', modelSegment: 0,
   ttffMs: null, marks: {}, levelsLoaded: 0, nLevels: 0, segments: 0, timeline: [], bench: null, loadOn: false,
-  variant: q.get('variant') || 'plain', upscaleMs: 0,
+  variant: q.get('variant') || 'plain', upscale: q.get('upscale') === 'canvas' ? 'canvas' : 'exact', upscaleMs: 0,
 };
 const RESIDUAL = stats.variant.endsWith('residual');
 const FROZEN = stats.variant.startsWith('int8'); // weights inside the graphs: no model updates
@@ -94,7 +96,7 @@ async function srNow(k, rgba) {
   const out = await sessions[k].run({ x: new ort.Tensor('float32', x, [1, 3, H, W]), ...feeds[k] });
   const y = out[sessions[k].outputNames[0]].data;
   const m = SW * SH, img = new Uint8ClampedArray(4 * m);
-  if (RESIDUAL) return addUpscale(rgba, y, img);
+  if (RESIDUAL) return stats.upscale === 'canvas' ? addCanvasUpscale(rgba, y, img) : addBicubic(rgba, y, img);
   for (let i = 0; i < m; i++) {
     img[4 * i] = Math.min(1, Math.max(0, y[i])) * 255;
     img[4 * i + 1] = Math.min(1, Math.max(0, y[m + i])) * 255;
@@ -105,10 +107,65 @@ async function srNow(k, rgba) {
 }
 
 // A residual-only graph's output r (1, 3*s*s, H, W: channel c's phase (i, j) is plane c*s*s + i*s + j,
-// before the pixel shuffle) plus the browser's upscale of the LR frame (canvas drawImage with
-// imageSmoothingQuality 'high'), shuffled into RGBA in the same pass.
+// before the pixel shuffle) plus an upscale of the LR frame, shuffled into RGBA in the same pass.
+
+// The exact one: the model's bicubic skip (adasr.nn.upsample): output sub-pixel p of LR pixel x reads
+// LR offsets -2..2 with fixed weights (PyTorch's cubic, A = -0.75, align_corners=False), borders
+// clamped; separable, so a horizontal pass per column phase, then a vertical pass per row phase.
+function phaseWeights(s) {
+  const a = -0.75, near = (d) => ((a + 2) * d - (a + 3)) * d * d + 1, far = (d) => ((a * d - 5 * a) * d + 8 * a) * d - 4 * a;
+  const rows = [];
+  for (let p = 0; p < s; p++) {
+    const src = (p + 0.5) / s - 0.5, base = Math.floor(src), t = src - base, row = [0, 0, 0, 0, 0];
+    [far(t + 1), near(t), near(1 - t), far(2 - t)].forEach((w, k) => { row[base - 1 + k + 2] += w; });
+    rows.push(row);
+  }
+  return rows;
+}
+const bic = { wts: null, h: null, planes: null };
+function addBicubic(rgba, r, img) {
+  const t = performance.now();
+  const s = SCALE, n = W * H;
+  if (!bic.wts) { bic.wts = phaseWeights(s); bic.h = new Float32Array(n); bic.planes = new Float32Array(3 * n); }
+  const wts = bic.wts, hb = bic.h, lr = bic.planes;
+  for (let i = 0; i < n; i++) { lr[i] = rgba[4 * i] / 255; lr[n + i] = rgba[4 * i + 1] / 255; lr[2 * n + i] = rgba[4 * i + 2] / 255; }
+  for (let c = 0; c < 3; c++) {
+    const src = c * n;
+    for (let j = 0; j < s; j++) {
+      const wj = wts[j];
+      for (let yy = 0; yy < H; yy++) { // horizontal pass, column phase j
+        const row = src + yy * W;
+        for (let xx = 0; xx < W; xx++) {
+          let v = 0;
+          for (let k = 0; k < 5; k++) if (wj[k]) v += wj[k] * lr[row + Math.min(W - 1, Math.max(0, xx + k - 2))];
+          hb[yy * W + xx] = v;
+        }
+      }
+      for (let i = 0; i < s; i++) { // vertical pass, row phase i, plus the residual, into RGBA
+        const wi = wts[i], plane = (c * s * s + i * s + j) * n;
+        const taps = [];
+        for (let k = 0; k < 5; k++) if (wi[k]) taps.push(k);
+        for (let yy = 0; yy < H; yy++) {
+          let o = 4 * ((yy * s + i) * SW + j) + c;
+          const offs = taps.map((k) => Math.min(H - 1, Math.max(0, yy + k - 2)) * W), ws = taps.map((k) => wi[k]);
+          const [o0, o1, o2, o3] = [offs[0], offs[1], offs[2] ?? offs[0], offs[3] ?? offs[0]];
+          const [w0, w1, w2, w3] = [ws[0], ws[1], ws[2] ?? 0, ws[3] ?? 0];
+          for (let xx = 0, p = plane + yy * W; xx < W; xx++, o += 4 * s, p++) {
+            const v = r[p] + w0 * hb[o0 + xx] + w1 * hb[o1 + xx] + w2 * hb[o2 + xx] + w3 * hb[o3 + xx];
+            img[o] = 255 * Math.min(1, Math.max(0, v));
+          }
+        }
+      }
+    }
+  }
+  for (let o = 3; o < img.length; o += 4) img[o] = 255;
+  stats.upscaleMs = performance.now() - t;
+  return img;
+}
+
+// The browser's own: canvas drawImage with imageSmoothingQuality 'high' (fast, not the model's bicubic).
 const up = { src: null, dst: null, sctx: null, dctx: null };
-function addUpscale(rgba, r, img) {
+function addCanvasUpscale(rgba, r, img) {
   const t = performance.now();
   if (!up.src) {
     up.src = new OffscreenCanvas(W, H); up.dst = new OffscreenCanvas(SW, SH);
@@ -291,7 +348,7 @@ function hud() {
   $('ontime').textContent = seen ? `${((100 * stats.onTime) / seen).toFixed(0)}%` : '-';
   $('model').textContent = `v${stats.modelSegment} ${stats.modelHash.slice(0, 12)}${stats.refused ? ` (${stats.refused} refused)` : ''}`;
   $('backend').textContent = `${stats.backend}, ${stats.threads} thread(s)${stats.isolated ? '' : ', not isolated'}, ${stats.variant}`
-    + (FROZEN ? ' (weights in the graphs: model updates not applied)' : '') + (RESIDUAL ? ' (browser upscale)' : '');
+    + (FROZEN ? ' (weights in the graphs: model updates not applied)' : '') + (RESIDUAL ? ` (${stats.upscale} upscale in the page)` : '');
   $('state').textContent = stats.error ? `error: ${stats.error}` : `${stats.state}${stats.note ? ' - ' + stats.note : ''}`;
 }
 
