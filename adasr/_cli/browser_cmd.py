@@ -26,6 +26,7 @@ def bench_browser(
     burst_s: Annotated[float, typer.Option(help="Length of the load's on and off windows (s).")] = 2.0,
     fps: Annotated[Optional[float], typer.Option(help="Frame rate the page holds (default: the video's).")] = None,
     variants: Annotated[str, typer.Option(help="Variants to time side by side with --play-threads, comma-separated: plain (weights as inputs, full image), residual (the graph outputs the residual; the page adds the exact bicubic in JS), residual-canvas (... the browser's canvas upscale), int8, int8-residual, int8-residual-canvas.")] = "plain,residual,residual-canvas,int8,int8-residual",
+    floor: Annotated[bool, typer.Option("--floor/--no-floor", help="Also play the fastest variant adaptive with the bicubic floor (below level 0: the bicubic upscale alone).")] = True,
     quality_frames: Annotated[int, typer.Option(help="Video frames scoring int8 against float32 (PSNR against HR).")] = 4,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for browser.json and browser.png.")] = Path("out/browser"),
 ) -> None:
@@ -59,7 +60,7 @@ def bench_browser(
     check_writable(out_dir / "browser.json")
     result = run_browser_bench(package, video, (h, w), repeats=repeats, threads=tuple(counts),
                                play_threads=play_threads, seconds=seconds, burst_s=burst_s, fps=fps,
-                               progress=lambda m: console.print(m), variants=picked, quality_frames=quality_frames)
+                               progress=lambda m: console.print(m), variants=picked, quality_frames=quality_frames, floor=floor)
     from adasr.timing import provenance
 
     result["provenance"] = provenance()

@@ -45,8 +45,9 @@ def export(
         from adasr.paths import data_root
         from adasr.runtime.precision import calibration_frames
 
-        frames = calibration_frames(calibration or data_root() / "video" / "bigbuckbunny_720p.mp4",
-                                    max_hw=(h, w))
+        # 8 frames over the first 5 s or so: one scene's frames alone give too narrow activation ranges
+        frames = calibration_frames(calibration or data_root() / "video" / "bigbuckbunny_720p.mp4", count=8,
+                                    stride=15, max_hw=(h, w))
     what = ("int8 " if int8 else "") + ("residual-only " if residual_only else "")
     console.print(f"exporting {len(pkg.family) if picked is None else len(picked)} {what}level(s) at {w}x{h} ...")
     files = export_onnx(pkg, (h, w), picked, residual=residual_only, calibration=frames)

@@ -5,24 +5,27 @@ in-page load with levels switching against a fixed largest level.
 One run serves one channel from `video` (centre crop of scale x the LR size, no training, so
 the server takes no CPU from the page beyond sending segments) on 127.0.0.1, then:
 
-1. per WASM thread count: the page loads every level and times each on one decoded frame
-   (one warm-up, then the median of `repeats`), playback paused; then each other export
-   variant (`BENCH_VARIANTS`; ``residual``: the graph outputs the learned residual, the page
-   adds the exact bicubic in JS, ``residual-canvas`` the browser's canvas upscale instead;
-   ``int8``, ``int8-residual``: ONNX Runtime static QDQ, calibrated on LR frames spread over
-   the channel's kept segments) with `play_threads` threads. Every variant's output on the
-   page's frame is compared with the Python level's (float32 torch, exact bicubic): PSNR and
-   the largest difference in uint8 steps, for the smallest and the largest level;
+1. per WASM thread count: the page loads every level in every variant (`BENCH_VARIANTS`:
+   ``plain``; ``residual``, the graph outputs the learned residual and the page adds the exact
+   bicubic in JS; ``residual-canvas``, the browser's canvas upscale instead; ``int8``,
+   ``int8-residual``, ONNX Runtime static QDQ calibrated on LR frames spread over the channel's
+   kept segments) and times each on one decoded frame, playback paused, side by side
+   (`benchVariants`: each repeat runs every level in every variant in turn, so a change of
+   load falls on all alike; one warm-up, then the median of `repeats`). With `play_threads`
+   threads every variant's output on the page's frame is also compared with the Python
+   level's (float32 torch, exact bicubic): PSNR and the largest difference in uint8 steps,
+   for the smallest and the largest level;
 2. the same levels in torch, float32, with 1 and 2 threads, on the same LR frame size;
 3. the int8 loss on real frames, natively (ONNX Runtime, the same quantizer and calibration
-   frames as the server's): PSNR against the HR frames of `quality_frames` later frames of
-   the video (area-downsampled, as the channel's LR), float32 torch vs int8, per level;
+   frames as the server's): PSNR against HR on `quality_frames` frames spread over the
+   video (area-downsampled, as the channel's LR), float32 torch vs int8, per level;
 4. playbacks of `seconds` each, a busy Web Worker in the page spinning in alternate
    `burst_s` windows: adaptive (DySR-style switching from measured frame times) and fixed at
-   the largest level with the plain export, and adaptive with the fastest variant (the
-   highest smallest-level FPS). Deadline met: the frame's SR output was on the canvas by its
-   display time (frame i due i+1 periods after the first); a frame more than a period late
-   is dropped and counts as missed.
+   the largest level with the plain export, adaptive with the fastest variant (the highest
+   smallest-level FPS), and that again with the bicubic floor (``floor``: below level 0 the
+   page shows the model's bicubic upscale alone when even level 0 misses). Deadline met: the
+   frame's SR output was on the canvas by its display time (frame i due i+1 periods after
+   the first); a frame more than a period late is dropped and counts as missed.
 
 Returns a JSON-ready dict; `browser_png` draws the timeline and the FPS bars.
 """
@@ -51,10 +54,13 @@ const until = async (pred, ms) => { const end = Date.now() + ms; let s = null;
     if (s && (s.error || pred(s))) return s; await sleep(250); } return s; };
 const s = await until((s) => s.state === 'paused', args.timeout_ms);
 if (!s || s.state !== 'paused') return { error: s ? s.error || `state ${s.state}` : 'no player', stats: s };
-const levels = await page.evaluate((n) => window.adasr.benchLevels(n), args.repeats);
-const probes = [];
-for (const k of args.probe) probes.push(await page.evaluate((k) => window.adasr.probe(k), k));
-return { levels, probes, stats: await page.evaluate(() => window.adasr.stats()) };
+const variants = await page.evaluate((a) => window.adasr.benchVariants(a.variants, a.repeats), args);
+const probes = {};
+if (args.probe.length) for (const v of args.variants) {
+  probes[v] = [];
+  for (const k of args.probe) probes[v].push(await page.evaluate((a) => window.adasr.probe(a.k, a.v), { k, v }));
+}
+return { variants, probes, stats: await page.evaluate(() => window.adasr.stats()) };
 """
 
 PLAYBACK = """
@@ -181,7 +187,7 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
                       threads: tuple[int, ...] = (1, 2), play_threads: int = 2, seconds: float = 20.0,
                       burst_s: float = 2.0, fps: float | None = None, progress=None,
                       variants: tuple[str, ...] = ("plain", "residual", "residual-canvas", "int8", "int8-residual"),
-                      quality_frames: int = 4) -> dict[str, Any]:
+                      quality_frames: int = 4, floor: bool = True) -> dict[str, Any]:
     from adasr.package import load_package
     from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
     from adasr.serve.config import TrainerConfig
@@ -214,26 +220,28 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
         # time to first frame: the first page load exports the levels (cold), the second finds them (warm)
         ttff = {}
         browser: dict[str, Any] = {}
-        var: dict[str, Any] = {}
         indices = [i for i, lv in enumerate(pkg.family) if lv.config.id in levels]
         ks = [0, len(levels) - 1]
-        jobs = [("plain", t) for t in threads] + [(v, play_threads) for v in variants if v != "plain"]
-        if "plain" in variants and play_threads not in threads:
-            jobs.append(("plain", play_threads))
-        for v, t in jobs:
-            say(f"browser: timing {len(levels)} levels, {v} export, {t} WASM thread(s)")
-            r = drive(f"{base}&paused=1&threads={t}&{BENCH_VARIANTS[v]}", LEVEL_TIMES,
-                      {"repeats": repeats, "timeout_ms": timeout_ms, "probe": ks}, timeout_s=timeout_ms / 1000 + 60)
+        by_threads: dict[str, Any] = {}
+        counts = list(dict.fromkeys([*threads, play_threads]))
+        for t in counts:
+            say(f"browser: timing {len(levels)} levels x {len(variants)} variants side by side, {t} WASM thread(s)")
+            r = drive(f"{base}&paused=1&threads={t}", LEVEL_TIMES,
+                      {"repeats": repeats, "timeout_ms": timeout_ms, "variants": list(variants),
+                       "probe": ks if t == play_threads else []}, timeout_s=timeout_ms / 1000 + 60)
             if r.get("error"):
-                raise RuntimeError(f"browser bench ({v}): {r['error']}")
-            row = {"median_ms": [lv["median_ms"] for lv in r["levels"]], "isolated": r["stats"]["isolated"],
-                   "backend": r["stats"]["backend"], "threads": r["stats"]["threads"],
-                   "page_vs_python": _probe_agreement(pkg, indices, r["probes"], ks)}
-            if v == "plain" and t in threads:
-                browser[str(t)] = row
-                ttff.setdefault("marks_first_load" if not ttff else "marks_later_load", r["stats"]["marks"])
-            if t == play_threads:
-                var[v] = row
+                raise RuntimeError(f"browser bench: {r['error']}")
+            ttff.setdefault("marks_first_load" if not ttff else "marks_later_load", r["stats"]["marks"])
+            rows = {}
+            for v, per in r["variants"].items():
+                rows[v] = {"median_ms": [lv["median_ms"] for lv in per], "isolated": r["stats"]["isolated"],
+                           "backend": r["stats"]["backend"], "threads": r["stats"]["threads"]}
+                if v in r["probes"]:
+                    rows[v]["page_vs_python"] = _probe_agreement(pkg, indices, r["probes"][v], ks)
+            by_threads[str(t)] = rows
+            if "plain" in rows and t in threads:
+                browser[str(t)] = rows["plain"]
+        var = by_threads[str(play_threads)]
         from adasr.export import calibration_inputs
         from adasr.serve.media import decode_segment
 
@@ -254,6 +262,8 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
         plays = [("adaptive", "policy=adaptive&level=0"), ("fixed_largest", f"policy=fixed&level={len(levels) - 1}")]
         if fastest and fastest != "plain":
             plays.append(("adaptive_fastest", f"policy=adaptive&level=0&{BENCH_VARIANTS[fastest]}"))
+        if fastest and floor:
+            plays.append(("adaptive_fastest_floor", f"policy=adaptive&level=0&floor=bicubic&{BENCH_VARIANTS[fastest]}"))
         for name, query in plays:
             say(f"browser: {seconds:.0f} s of playback, {name}, bursty in-page load")
             r = drive(f"{base}&threads={play_threads}&fps={rate}&{query}", PLAYBACK,
@@ -263,15 +273,15 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
             runs[name] = _window(r["before"], r["after"])
             runs[name]["ttff_ms"] = r["after"]["ttffMs"]
             runs[name]["marks"] = r["after"]["marks"]
-    for row in var.values():
-        row["fps"] = [1000 / ms for ms in row["median_ms"]]
-    if "plain" in var:
-        for row in var.values():
-            row["speedup_over_plain"] = [p / m for p, m in zip(var["plain"]["median_ms"], row["median_ms"])]
-    for row in var.values():
-        row["over_torch"] = [m / p for m, p in zip(row["median_ms"], python.get(str(play_threads), python["1"]))]
+    for t, rows in by_threads.items():
+        for row in rows.values():
+            row["fps"] = [1000 / ms for ms in row["median_ms"]]
+            if "plain" in rows:
+                row["speedup_over_plain"] = [p / m for p, m in zip(rows["plain"]["median_ms"], row["median_ms"])]
+            row["over_torch"] = [m / p for m, p in zip(row["median_ms"], python.get(t, python["1"]))]
     result.update({"browser_wasm": browser, "python_torch": python, "playback": runs, "load": load,
-                   "play_threads": play_threads, "ttff": ttff, "variants": var, "fastest_variant": fastest,
+                   "play_threads": play_threads, "ttff": ttff, "variants": var, "variants_by_threads": by_threads,
+                   "fastest_variant": fastest,
                    "int8_quality": quality,
                    "note": "shared 2-core machine: absolute times are noisy; compare within this run"})
     for b in browser.values():
@@ -320,7 +330,7 @@ def browser_png(result: dict[str, Any], path: Path) -> None:
             ax2.axhline(1000 / result["fps"], color="tab:red", lw=0.8, ls="--")
             ax2.set_ylabel("SR ms")
             late = [ti for ti, r in zip(t, rows) if not r[3]]
-            ax.plot(late, [-0.5] * len(late), "|", color="tab:red", label="late")
+            ax.plot(late, [min(r[1] for r in rows) - 0.5] * len(late), "|", color="tab:red", label="late")
             burst = result["load"]["burstMs"]
             if burst:  # the busy worker spins in the even windows of the page clock
                 for k in range(int(rows[0][0] // burst), int(rows[-1][0] // burst) + 1):

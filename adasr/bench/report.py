@@ -175,7 +175,6 @@ def _streaming(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
 def _browser(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
     d = data[0]
     pt = d["play_threads"]
-    torch_ms = d["python_torch"].get(str(pt)) or d["python_torch"]["1"]
     rows = []
     for t, b in d["browser_wasm"].items():
         if int(t) != pt:
@@ -186,7 +185,8 @@ def _browser(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
                                                  zip(v["fps"], v.get("speedup_over_plain", [1.0] * len(v["fps"])))],
                      " / ".join(f"{a['psnr_db']:.1f}" for a in agree.values()),
                      " / ".join(str(a["max_steps"]) for a in agree.values())])
-    rows.append([f"torch float32 native, {pt} thread(s)", *[f"{1000 / ms:.1f}" for ms in torch_ms], "", ""])
+    for t, ms_list in d["python_torch"].items():
+        rows.append([f"torch float32 native, {t} thread(s)", *[f"{1000 / ms:.1f}" for ms in ms_list], "", ""])
     w, h = d["lr_size"]
     notes = [f"FPS per level at {w}x{h} -> {w * d['scale']}x{h * d['scale']} in headless Chromium (onnxruntime-web, "
              f"WASM), median of the timed frames; (xN): speed over the plain export in the same run. PSNR / max "

@@ -74,7 +74,7 @@ TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "applicat
 MAX_PLAYERS = 64  # reports kept per channel
 REPORT_FIELDS = {"frames": int, "on_time": int, "late": int, "dropped": int, "level": int, "updates": int,
                  "refused": int, "model_segment": int, "ttff_ms": int, "fps": float, "sr_ms": float}
-REPORT_TEXT = {"levels": r"^[0-9:,]{0,200}$", "model": r"^[0-9a-f]{0,32}$", "backend": r"^[a-z0-9-]{0,24}$",
+REPORT_TEXT = {"levels": r"^[0-9:,-]{0,200}$", "model": r"^[0-9a-f]{0,32}$", "backend": r"^[a-z0-9-]{0,24}$",
                "client": r"^[A-Za-z0-9_-]{1,64}$"}
 
 
@@ -318,7 +318,7 @@ class WebPlayers:
                 value = kind(text)
             except ValueError:
                 raise web.HTTPBadRequest(text=f"{key} must be a number\n") from None
-            if not (0 <= value <= 10**9):
+            if not ((-1 if key == "level" else 0) <= value <= 10**9):  # level -1: the bicubic floor
                 raise web.HTTPBadRequest(text=f"{key} out of range\n")
             entry[key] = value
         for key, pattern in REPORT_TEXT.items():

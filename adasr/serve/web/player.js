@@ -8,6 +8,7 @@
 // &ep=auto|wasm|webgpu &policy=adaptive|fixed &level=K (start / fixed level) &start=live|first|N
 // &loop=1 (replay the kept segments once the channel has ended) &paused=1 (load, do not play)
 // &model=init (start from the stream's first record and apply every update, not the newest snapshot)
+// &floor=bicubic (adaptive: below level 0, the bicubic upscale alone when even level 0 misses the rate)
 // &variant=plain|residual|int8|int8-residual (the graphs the server exports; see docs/LIVE.md): residual
 // graphs output the learned residual's s*s phases and this page adds the upscale itself: &upscale=exact
 // (default: the model's own bicubic, PyTorch's A = -0.75 with clamped borders, computed here in JS) or
@@ -69,10 +70,15 @@ async function loadLevel(k) {
 
 // One ort.Tensor per weight of the layout: views of the model's vector (no copies); rebuilt
 // when an update swaps in a new vector, between frames.
-function buildFeeds() {
+function weightTensors() {
   const t = {};
   for (const e of L.weights.tensors) t[e.name] = new ort.Tensor('float32', state.vector.subarray(e.offset, e.offset + e.count), e.shape);
-  feeds = sessions.map((s) => (s ? Object.fromEntries(s.inputNames.filter((n) => n !== 'x').map((n) => [n, t[n]])) : null));
+  return t;
+}
+const feedOf = (s, t) => (s ? Object.fromEntries(s.inputNames.filter((n) => n !== 'x').map((n) => [n, t[n]])) : null);
+function buildFeeds() {
+  const t = weightTensors();
+  feeds = sessions.map((s) => feedOf(s, t));
   feedsOf = state.vector;
   stats.modelHash = hex(state.hash);
   stats.modelSegment = state.nextSegment;
@@ -80,23 +86,26 @@ function buildFeeds() {
 
 // one SR call at a time (the display loop, probes and benchLevels share the sessions and xBuf)
 let srChain = Promise.resolve();
-function sr(k, rgba) {
-  const run = srChain.then(() => srNow(k, rgba));
+function sr(k, rgba, alt = null) {
+  const run = srChain.then(() => srNow(k, rgba, alt));
   srChain = run.catch(() => {});
   return run;
 }
 
 const xBuf = { data: null };
-async function srNow(k, rgba) {
-  if (feedsOf !== state.vector || !feeds[k]) buildFeeds(); // a model swap or a level loaded since
+// alt: another variant's sessions for benchVariants ({sessions, feeds, residual, upscale})
+async function srNow(k, rgba, alt = null) {
+  if (!alt && (feedsOf !== state.vector || !feeds[k])) buildFeeds(); // a model swap or a level loaded since
+  const sess = alt ? alt.sessions[k] : sessions[k], feed = alt ? alt.feeds[k] : feeds[k];
+  const residual = alt ? alt.residual : RESIDUAL, upscale = alt ? alt.upscale : stats.upscale;
   const n = W * H;
   if (!xBuf.data) xBuf.data = new Float32Array(3 * n);
   const x = xBuf.data;
   for (let i = 0; i < n; i++) { x[i] = rgba[4 * i] / 255; x[n + i] = rgba[4 * i + 1] / 255; x[2 * n + i] = rgba[4 * i + 2] / 255; }
-  const out = await sessions[k].run({ x: new ort.Tensor('float32', x, [1, 3, H, W]), ...feeds[k] });
-  const y = out[sessions[k].outputNames[0]].data;
+  const out = await sess.run({ x: new ort.Tensor('float32', x, [1, 3, H, W]), ...feed });
+  const y = out[sess.outputNames[0]].data;
   const m = SW * SH, img = new Uint8ClampedArray(4 * m);
-  if (RESIDUAL) return stats.upscale === 'canvas' ? addCanvasUpscale(rgba, y, img) : addBicubic(rgba, y, img);
+  if (residual) return upscale === 'canvas' ? addCanvasUpscale(rgba, y, img) : addBicubic(rgba, y, img);
   for (let i = 0; i < m; i++) {
     img[4 * i] = Math.min(1, Math.max(0, y[i])) * 255;
     img[4 * i + 1] = Math.min(1, Math.max(0, y[m + i])) * 255;
@@ -127,7 +136,7 @@ function addBicubic(rgba, r, img) {
   const t = performance.now();
   const s = SCALE, n = W * H;
   if (!bic.wts) { bic.wts = phaseWeights(s); bic.h = new Float32Array(n); bic.planes = new Float32Array(3 * n); }
-  const wts = bic.wts, hb = bic.h, lr = bic.planes;
+  const wts = bic.wts, hb = bic.h, lr = bic.planes, zero = r === null;
   for (let i = 0; i < n; i++) { lr[i] = rgba[4 * i] / 255; lr[n + i] = rgba[4 * i + 1] / 255; lr[2 * n + i] = rgba[4 * i + 2] / 255; }
   for (let c = 0; c < 3; c++) {
     const src = c * n;
@@ -151,7 +160,7 @@ function addBicubic(rgba, r, img) {
           const [o0, o1, o2, o3] = [offs[0], offs[1], offs[2] ?? offs[0], offs[3] ?? offs[0]];
           const [w0, w1, w2, w3] = [ws[0], ws[1], ws[2] ?? 0, ws[3] ?? 0];
           for (let xx = 0, p = plane + yy * W; xx < W; xx++, o += 4 * s, p++) {
-            const v = r[p] + w0 * hb[o0 + xx] + w1 * hb[o1 + xx] + w2 * hb[o2 + xx] + w3 * hb[o3 + xx];
+            const v = (zero ? 0 : r[p]) + w0 * hb[o0 + xx] + w1 * hb[o1 + xx] + w2 * hb[o2 + xx] + w3 * hb[o3 + xx];
             img[o] = 255 * Math.min(1, Math.max(0, v));
           }
         }
@@ -161,6 +170,11 @@ function addBicubic(rgba, r, img) {
   for (let o = 3; o < img.length; o += 4) img[o] = 255;
   stats.upscaleMs = performance.now() - t;
   return img;
+}
+
+// The floor of ?floor=bicubic: the LR frame through the model's bicubic alone, no network.
+function bicubicOnly(rgba) {
+  return addBicubic(rgba, null, new Uint8ClampedArray(4 * SW * SH));
 }
 
 // The browser's own: canvas drawImage with imageSmoothingQuality 'high' (fast, not the model's bicubic).
@@ -302,8 +316,11 @@ async function produce(manifest) {
 }
 
 // ---------------------------------------------------------------- level switching (DySR-style)
+// With floor (?floor=bicubic) there is one more step below the smallest level: level -1, the LR frame
+// upscaled by the model's bicubic alone (no network), taken when even level 0 misses the budget; from
+// there level 0 is tried again after `backoff` calm frames (doubled, up to 64, each time the try fails).
 class Switcher {
-  constructor(levels, periodMs, fixed, start) {
+  constructor(levels, periodMs, fixed, start, floor = false) {
     this.cost = levels.map((l) => Math.max(1, l.macs || l.params));
     this.period = periodMs;
     this.fixed = fixed;
@@ -311,6 +328,8 @@ class Switcher {
     this.est = levels.map(() => null);
     this.calm = 0;
     this.cooldown = 0;
+    this.floor = floor;
+    this.backoff = 8;
   }
 
   // predicted SR time of level j under the load the current level's last frames ran under
@@ -319,11 +338,25 @@ class Switcher {
   }
 
   observe(k, ms, ready) {
+    const budget = 0.9 * this.period;
+    if (k < 0) { // at the floor: try level 0 again after enough calm frames
+      if (this.cooldown > 0) this.cooldown -= 1;
+      this.calm = ms < 0.7 * budget ? this.calm + 1 : 0;
+      if (this.cur < 0 && this.cooldown === 0 && this.calm >= this.backoff) {
+        this.cur = 0; this.est[0] = null; this.calm = 0; this.cooldown = 2;
+      }
+      return this.cur;
+    }
     this.est[k] = this.est[k] === null || k !== this.cur ? ms : 0.6 * this.est[k] + 0.4 * ms;
     if (this.fixed || k !== this.cur) return this.cur;
-    const budget = 0.9 * this.period;
     if (this.cooldown > 0) this.cooldown -= 1;
     this.calm = ms < 0.7 * budget ? this.calm + 1 : 0;
+    if (this.floor && this.cur === 0 && this.est[0] > budget && this.cooldown === 0) { // even level 0 misses
+      this.cur = -1; this.calm = 0; this.cooldown = 0;
+      this.backoff = Math.min(64, this.backoff * 2);
+      return this.cur;
+    }
+    if (this.floor && this.cur === 0 && this.calm >= 16) this.backoff = 8; // level 0 holds again
     if (this.est[k] > budget && this.cur > 0) { // too slow now: the best level predicted to fit, else the smallest
       let j = this.cur - 1;
       while (j > 0 && (this.predict(j) > budget || !ready(j))) j -= 1;
@@ -342,7 +375,8 @@ const view = { ctx: null, shown: [] };
 
 function hud() {
   const seen = stats.frames + stats.dropped;
-  $('level').textContent = `L${stats.level}${L ? ` (${L.levels[stats.level].params.toLocaleString()} params)` : ''}`;
+  $('level').textContent = stats.level < 0 ? 'bicubic only (level 0 too slow)'
+    : `L${stats.level}${L ? ` (${L.levels[stats.level].params.toLocaleString()} params)` : ''}`;
   $('fps').textContent = `${stats.fps.toFixed(1)} / ${FPS ? FPS.toFixed(0) : '?'}`;
   $('srms').textContent = `${stats.srMs.toFixed(0)} ms`;
   $('ontime').textContent = seen ? `${((100 * stats.onTime) / seen).toFixed(0)}%` : '-';
@@ -374,7 +408,7 @@ async function play(switcher) {
     const f = queue.shift();
     const k = switcher.cur;
     const start = performance.now();
-    const img = await sr(k, f.rgba);
+    const img = k < 0 ? bicubicOnly(f.rgba) : await sr(k, f.rgba);
     const ms = performance.now() - start;
     view.ctx.putImageData(new ImageData(img, SW, SH), 0, 0);
     lastLR = f.rgba;
@@ -391,8 +425,9 @@ async function play(switcher) {
     stats.fps = view.shown.length;
     if (stats.timeline.length < TIMELINE_MAX) stats.timeline.push([Math.round(done), k, Math.round(ms * 10) / 10, onTime ? 1 : 0, stats.loadOn ? 1 : 0]);
     const nk = switcher.observe(k, ms, (j) => j >= 0 && j < sessions.length && !!sessions[j]);
-    const slow = nk === 0 && switcher.est[0] > 0.9 * period;
-    stats.note = slow ? `even the smallest level cannot hold ${FPS.toFixed(0)} fps here (${switcher.est[0].toFixed(0)} ms a frame)` : '';
+    const slow = nk <= 0 && switcher.est[0] > 0.9 * period;
+    stats.note = slow ? `even the smallest level cannot hold ${FPS.toFixed(0)} fps here (${switcher.est[0].toFixed(0)} ms a frame)`
+      + (nk < 0 ? ': showing the bicubic upscale alone' : '') : '';
     if (nk !== k) stats.switches += 1;
     stats.level = nk;
     if (stats.frames % 5 === 0) hud();
@@ -444,6 +479,51 @@ async function benchLevels(repeats = 8, only = null) {
     out.push({ level: k, id: L.levels[k].id, params: L.levels[k].params, median_ms: times[Math.floor(times.length / 2)], times_ms: times });
   }
   stats.bench = out;
+  return out;
+}
+
+// The speed variants side by side in this one page (same frame, same threads, same moment): each
+// name is a graph variant (plain, residual, int8, int8-residual) with '-canvas' for the canvas
+// upscale; each repeat times every level in every variant in turn, so a change of load on a
+// shared machine falls on all of them alike. Returns {name: [{level, median_ms, times_ms}]}.
+const altCache = {};
+async function variantSessions(name, only) {
+  const graph = name.replace(/-canvas$/, '');
+  if (!(L.variants || ['plain']).includes(graph)) throw new Error(`variant ${graph} not offered`);
+  if (!altCache[graph]) altCache[graph] = [];
+  const list = altCache[graph], t = weightTensors();
+  for (const k of only) {
+    if (list[k]) continue;
+    const { body } = await get(`/play/${NAME}/level/${k}.onnx?variant=${encodeURIComponent(graph)}`, 'bytes', 300000);
+    list[k] = await ort.InferenceSession.create(body, { executionProviders: [stats.backend], graphOptimizationLevel: 'all' });
+  }
+  return { sessions: list, feeds: list.map((s) => feedOf(s, t)), residual: graph.endsWith('residual'),
+    upscale: name.endsWith('-canvas') ? 'canvas' : 'exact' };
+}
+
+async function benchVariants(names, repeats = 8, only = null) {
+  const frame = lastLR || queue[0]?.rgba;
+  if (!frame) throw new Error('no decoded frame yet');
+  const levels = only || L.levels.map((_, k) => k);
+  const alts = {};
+  for (const name of names) alts[name] = await variantSessions(name, levels);
+  const times = Object.fromEntries(names.map((v) => [v, levels.map(() => [])]));
+  for (let r = -1; r < repeats; r++) { // r = -1: one warm-up of each
+    for (const [i, k] of levels.entries()) {
+      for (const name of names) {
+        const t = performance.now();
+        await sr(k, frame, alts[name]);
+        if (r >= 0) times[name][i].push(performance.now() - t);
+      }
+    }
+  }
+  const out = {};
+  for (const name of names) {
+    out[name] = levels.map((k, i) => {
+      const ts = times[name][i].slice().sort((a, b) => a - b);
+      return { level: k, median_ms: ts[Math.floor(ts.length / 2)], times_ms: times[name][i] };
+    });
+  }
   return out;
 }
 
@@ -505,7 +585,7 @@ async function main() {
   }
   const fixed = q.get('policy') === 'fixed';
   // the switcher only picks levels loaded so far
-  const sw = new Switcher(L.levels, 1000 / FPS, fixed, start);
+  const sw = new Switcher(L.levels, 1000 / FPS, fixed, start, q.get('floor') === 'bicubic');
   stats.level = start;
   const timer = setInterval(hud, 500);
   await play(sw);
@@ -515,15 +595,16 @@ async function main() {
 
 window.adasr = {
   stats: () => JSON.parse(JSON.stringify(stats)),
-  probe: async (k) => {
+  probe: async (k, variant = null) => { // variant: a benchVariants name (default: the page's own)
     if (!lastLR) throw new Error('no frame shown yet');
     const lr = lastLR;
-    const img = await sr(k, lr);
+    const img = await sr(k, lr, variant ? await variantSessions(variant, [k]) : null);
     return { w: W, h: H, scale: SCALE, lr: b64(new Uint8Array(lr.buffer)), sr: b64(new Uint8Array(img.buffer)), model: hex(state.hash), segment: state.nextSegment };
   },
   applyRecord: async (bytes) => applyUpdate(new Uint8Array(bytes), 'record from the page'),
   fetchRecord: async (u) => Array.from((await get(`/play/${NAME}/model/${u}.bin`, 'bytes')).body),
   benchLevels,
+  benchVariants,
   startLoad,
   stopLoad,
 };
