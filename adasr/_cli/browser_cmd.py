@@ -25,7 +25,7 @@ def bench_browser(
     seconds: Annotated[float, typer.Option(help="Seconds of each playback under the bursty load.")] = 20.0,
     burst_s: Annotated[float, typer.Option(help="Length of the load's on and off windows (s).")] = 2.0,
     fps: Annotated[Optional[float], typer.Option(help="Frame rate the page holds (default: the video's).")] = None,
-    variants: Annotated[str, typer.Option(help="Variants to time side by side with --play-threads, comma-separated: plain (weights as inputs, full image), residual (the graph outputs the residual; the page adds the exact bicubic in JS), residual-canvas (... the browser's canvas upscale), int8, int8-residual, int8-residual-canvas.")] = "plain,residual,residual-canvas,int8,int8-residual",
+    variants: Annotated[str, typer.Option(help="Variants to time side by side with --play-threads, comma-separated: plain (weights as inputs, full image), residual (the graph outputs the residual; the page adds the exact bicubic in JS), residual-canvas (... the browser's canvas upscale), frozen, frozen-residual (float32, weights inside the graphs), int8, int8-residual, int8-residual-canvas.")] = "plain,residual,residual-canvas,frozen-residual,int8,int8-residual",
     floor: Annotated[bool, typer.Option("--floor/--no-floor", help="Also play the fastest variant adaptive with the bicubic floor (below level 0: the bicubic upscale alone).")] = True,
     quality_frames: Annotated[int, typer.Option(help="Video frames scoring int8 against float32 (PSNR against HR).")] = 4,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for browser.json and browser.png.")] = Path("out/browser"),

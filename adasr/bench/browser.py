@@ -7,9 +7,10 @@ the server takes no CPU from the page beyond sending segments) on 127.0.0.1, the
 
 1. per WASM thread count: the page loads every level in every variant (`BENCH_VARIANTS`:
    ``plain``; ``residual``, the graph outputs the learned residual and the page adds the exact
-   bicubic in JS; ``residual-canvas``, the browser's canvas upscale instead; ``int8``,
-   ``int8-residual``, ONNX Runtime static QDQ calibrated on LR frames spread over the channel's
-   kept segments) and times each on one decoded frame, playback paused, side by side
+   bicubic in JS; ``residual-canvas``, the browser's canvas upscale instead; ``frozen``,
+   ``frozen-residual``, float32 with the weights inside the graph; ``int8``, ``int8-residual``,
+   those quantized by ONNX Runtime's static QDQ, calibrated on LR frames spread over the
+   channel's kept segments) and times each on one decoded frame, playback paused, side by side
    (`benchVariants`: each repeat runs every level in every variant in turn, so a change of
    load falls on all alike; one warm-up, then the median of `repeats`). With `play_threads`
    threads every variant's output on the page's frame is also compared with the Python
@@ -44,7 +45,8 @@ __all__ = ["BENCH_VARIANTS", "browser_png", "run_browser_bench"]
 # What the page runs: the server's graph variant (adasr.serve.web.VARIANTS) and, for the residual
 # ones, the page's upscale (exact: the model's bicubic in JS; canvas: drawImage, 'high' quality).
 BENCH_VARIANTS = {"plain": "variant=plain", "residual": "variant=residual&upscale=exact",
-                  "residual-canvas": "variant=residual&upscale=canvas", "int8": "variant=int8",
+                  "residual-canvas": "variant=residual&upscale=canvas", "frozen": "variant=frozen",
+                  "frozen-residual": "variant=frozen-residual&upscale=exact", "int8": "variant=int8",
                   "int8-residual": "variant=int8-residual&upscale=exact",
                   "int8-residual-canvas": "variant=int8-residual&upscale=canvas"}
 
@@ -186,7 +188,8 @@ def _window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *, repeats: int = 8,
                       threads: tuple[int, ...] = (1, 2), play_threads: int = 2, seconds: float = 20.0,
                       burst_s: float = 2.0, fps: float | None = None, progress=None,
-                      variants: tuple[str, ...] = ("plain", "residual", "residual-canvas", "int8", "int8-residual"),
+                      variants: tuple[str, ...] = ("plain", "residual", "residual-canvas", "frozen-residual", "int8",
+                                                   "int8-residual"),
                       quality_frames: int = 4, floor: bool = True) -> dict[str, Any]:
     from adasr.package import load_package
     from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel

@@ -18,11 +18,13 @@ Routes (GET; added to the live server's app by `add_web_routes`):
                                          exported on first request, smallest level first;
                                          ``?variant=residual``: the graph outputs the learned
                                          residual's phases without the bicubic skip (the page
-                                         adds the browser's own upscale); ``int8``,
-                                         ``int8-residual``: quantized (ONNX Runtime static QDQ,
-                                         calibrated on the channel's first LR frames), weights
-                                         inside the graph (the base model: updates do not reach
-                                         them); exported on first request, then cached
+                                         adds the upscale itself); ``frozen``, ``frozen-residual``:
+                                         float32 with the weights inside the graph (slices
+                                         folded); ``int8``, ``int8-residual``: those quantized
+                                         (ONNX Runtime static QDQ, calibrated on LR frames spread
+                                         over the kept segments). Weights inside a graph are the
+                                         base model's: updates do not reach them. Exported on
+                                         first request, then cached
 ``/play/NAME/model/init``, ``.../latest``, ``.../U.bin``
                                          the channel's model records (as under ``/channel/NAME``)
                                          with LZMA2 payloads re-packed as zlib (browsers have no
@@ -144,7 +146,7 @@ def browser_record(data: bytes) -> bytes:
     return head + body + c._digest(head + body)
 
 
-VARIANTS = ("plain", "residual", "int8", "int8-residual")
+VARIANTS = ("plain", "residual", "frozen", "frozen-residual", "int8", "int8-residual")
 
 
 class _Export:
@@ -217,6 +219,8 @@ class _Export:
                 if self._calibration is None:
                     self._calibration = calibration_inputs(self._frames(), self.lr_hw)
                 got = quantize_level_onnx(frozen_level_onnx(self.model, self.lr_hw, cfg, residual), self._calibration)
+            elif name.startswith("frozen"):
+                got = frozen_level_onnx(self.model, self.lr_hw, cfg, residual)
             else:
                 got = level_onnx(self.model, self.lr_hw, cfg, residual=residual)[0]
             self._variants[(name, k)] = got

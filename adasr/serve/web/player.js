@@ -9,11 +9,12 @@
 // &loop=1 (replay the kept segments once the channel has ended) &paused=1 (load, do not play)
 // &model=init (start from the stream's first record and apply every update, not the newest snapshot)
 // &floor=bicubic (adaptive: below level 0, the bicubic upscale alone when even level 0 misses the rate)
-// &variant=plain|residual|int8|int8-residual (the graphs the server exports; see docs/LIVE.md): residual
+// &variant=plain|residual|frozen|frozen-residual|int8|int8-residual (the graphs the server exports; see
+// docs/LIVE.md): residual
 // graphs output the learned residual's s*s phases and this page adds the upscale itself: &upscale=exact
 // (default: the model's own bicubic, PyTorch's A = -0.75 with clamped borders, computed here in JS) or
 // &upscale=canvas (canvas drawImage with imageSmoothingQuality 'high': close to, not equal to, the model's
-// bicubic); int8 graphs hold the base model's weights quantized, so the channel's model updates are not
+// bicubic); frozen and int8 graphs hold the base model's weights (int8: quantized), so the channel's model updates are not
 // applied to them.
 // Tests and benchmarks read window.adasr (stats(), probe(k), applyRecord(bytes), benchLevels(n),
 // startLoad(opts), stopLoad()).
@@ -34,7 +35,7 @@ const stats = {
   variant: q.get('variant') || 'plain', upscale: q.get('upscale') === 'canvas' ? 'canvas' : 'exact', upscaleMs: 0,
 };
 const RESIDUAL = stats.variant.endsWith('residual');
-const FROZEN = stats.variant.startsWith('int8'); // weights inside the graphs: no model updates
+const FROZEN = /^(int8|frozen)/.test(stats.variant); // weights inside the graphs: no model updates
 const TIMELINE_MAX = 20000;
 
 async function get(url, kind = 'json', timeoutMs = 30000) {
