@@ -176,22 +176,22 @@ def _browser(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
     d = data[0]
     pt = d["play_threads"]
     rows = []
-    for t, b in d["browser_wasm"].items():
-        if int(t) != pt:
-            rows.append([f"plain, {t} thread(s)", *[f"{f:.1f}" for f in b["fps"]], "", ""])
-    for name, v in d["variants"].items():
-        agree = v["page_vs_python"]
-        rows.append([f"{name}, {pt} thread(s)", *[f"{f:.1f} (x{r:.2f})" for f, r in
-                                                 zip(v["fps"], v.get("speedup_over_plain", [1.0] * len(v["fps"])))],
-                     " / ".join(f"{a['psnr_db']:.1f}" for a in agree.values()),
-                     " / ".join(str(a["max_steps"]) for a in agree.values())])
+    for t, per in (d.get("variants_by_threads") or {str(pt): d["variants"]}).items():
+        for name, v in per.items():
+            agree = v.get("page_vs_python") or {}
+            rows.append([f"{name}, {t} thread(s)", *[f"{f:.1f} (x{r:.2f})" for f, r in
+                                                    zip(v["fps"], v.get("speedup_over_plain", [1.0] * len(v["fps"])))],
+                         " / ".join(f"{a['psnr_db']:.1f}" for a in agree.values()),
+                         " / ".join(str(a["max_steps"]) for a in agree.values())])
     for t, ms_list in d["python_torch"].items():
         rows.append([f"torch float32 native, {t} thread(s)", *[f"{1000 / ms:.1f}" for ms in ms_list], "", ""])
     w, h = d["lr_size"]
     notes = [f"FPS per level at {w}x{h} -> {w * d['scale']}x{h * d['scale']} in headless Chromium (onnxruntime-web, "
-             f"WASM), median of the timed frames; (xN): speed over the plain export in the same run. PSNR / max "
+             f"WASM), median of the timed frames, the variants interleaved in one page; (xN): speed over the plain "
+             f"export in the same page. PSNR / max "
              f"steps: the page's output against the Python level's (float32, exact bicubic), smallest / largest "
-             f"level: the residual variants add the browser's canvas upscale, not the exact bicubic."]
+             f"level. residual: the graph outputs the learned residual, the page adds the exact bicubic (JS); "
+             f"-canvas: the canvas upscale instead; frozen: weights inside the graphs; int8: those quantized."]
     q = d.get("int8_quality")
     if q:
         notes.append(f"int8 PSNR loss against float32 (RGB PSNR against HR, {q['frames']} frames of the clip): "
@@ -233,9 +233,9 @@ SECTIONS: tuple[Section, ...] = (
     Section("MMNet (massive-MIMO detection)", "Symbol error rate of the classic detectors, exact ML (sphere "
             "decoder) and MMNet against SNR on i.i.d. Gaussian channels.", ("mimo.json",), _mimo, "mimo"),
     Section("The browser as the edge device", "The bundled x2 levels in headless Chromium's WASM backend "
-            "(onnxruntime-web) as the plain export and its speed variants (residual-only graphs with the browser's "
-            "upscale, int8), side by side with torch on the same machine, and the page's deadlines under a bursty "
-            "in-page load.", ("browser.json",), _browser, "browser"),
+            "(onnxruntime-web) as the plain export and its speed variants (residual-only graphs with the upscale in "
+            "the page, frozen weights, int8), side by side with torch on the same machine, and the page's deadlines "
+            "under a bursty in-page load.", ("browser.json",), _browser, "browser"),
 )
 
 

@@ -80,7 +80,7 @@ def test_play_routes(data_root):
         with torch.no_grad():
             want = state.model(torch.from_numpy(x)).numpy()
         assert float(np.abs(got - want).max()) <= 2e-4  # fp32 in two kernels: reordered sums only
-        # variants: a model without bic levels offers frozen and int8, not residual; int8 is close to float32 on a real frame
+        # variants: a model without bic levels offers frozen and int8, not residual; int8 is close to float32
         assert levels["variants"] == ["plain", "frozen", "int8"]
         for bad in ("residual", "nope", "int8%00"):
             assert _get(f"{u}/level/0.onnx?variant={bad}")[0] == 400, bad
