@@ -146,6 +146,9 @@ def browser_record(data: bytes) -> bytes:
     return head + body + c._digest(head + body)
 
 
+# torch.onnx.export is not thread-safe (the tracer's state is global): one export at a time, in
+# any channel's background thread or a variant's request thread
+_TRACE_LOCK = threading.Lock()
 VARIANTS = ("plain", "residual", "frozen", "frozen-residual", "int8", "int8-residual")
 
 
@@ -197,7 +200,9 @@ class _Export:
                 fut.set_exception(RuntimeError("the server stopped"))
                 continue
             try:
-                fut.set_result(level_onnx(self.model, self.lr_hw, cfg)[0])
+                with _TRACE_LOCK:
+                    graph = level_onnx(self.model, self.lr_hw, cfg)[0]
+                fut.set_result(graph)
             except BaseException as exc:  # noqa: BLE001 - answered as a 500 to the page
                 fut.set_exception(exc)
 
@@ -218,11 +223,15 @@ class _Export:
             if name.startswith("int8"):
                 if self._calibration is None:
                     self._calibration = calibration_inputs(self._frames(), self.lr_hw)
-                got = quantize_level_onnx(frozen_level_onnx(self.model, self.lr_hw, cfg, residual), self._calibration)
-            elif name.startswith("frozen"):
-                got = frozen_level_onnx(self.model, self.lr_hw, cfg, residual)
+                with _TRACE_LOCK:
+                    frozen = frozen_level_onnx(self.model, self.lr_hw, cfg, residual)
+                got = quantize_level_onnx(frozen, self._calibration)
             else:
-                got = level_onnx(self.model, self.lr_hw, cfg, residual=residual)[0]
+                with _TRACE_LOCK:
+                    if name.startswith("frozen"):
+                        got = frozen_level_onnx(self.model, self.lr_hw, cfg, residual)
+                    else:
+                        got = level_onnx(self.model, self.lr_hw, cfg, residual=residual)[0]
             self._variants[(name, k)] = got
             return got
 
