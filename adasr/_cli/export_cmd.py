@@ -53,8 +53,12 @@ def export(
     files = export_onnx(pkg, (h, w), picked, residual=residual_only, calibration=frames)
     write_export(files, out_dir)
     size = sum(len(v) for k, v in files.items() if k.endswith(".onnx"))
-    out.print(f"{out_dir}: {len(files) - 2} level graph(s) ({size / 1024:.0f} KiB in all) sharing weights.bin "
-              f"({len(files['weights.bin']) / 1024:.0f} KiB), sidecar manifest.json")
+    if int8:
+        out.print(f"{out_dir}: {len(files) - 2} int8 level graph(s) ({size / 1024:.0f} KiB in all, weights inside), "
+                  f"weights.bin (float32, for reference), sidecar manifest.json")
+    else:
+        out.print(f"{out_dir}: {len(files) - 2} level graph(s) ({size / 1024:.0f} KiB in all) sharing weights.bin "
+                  f"({len(files['weights.bin']) / 1024:.0f} KiB), sidecar manifest.json")
 
 
 def register(app: typer.Typer) -> None:
