@@ -28,6 +28,11 @@ The graphs are exported at one fixed LR size (the bicubic skip's replicate pad d
 export with a symbolic size); export again for another size. Opset 17 (ONNX Runtime 1.14+,
 onnxruntime-web, OpenVINO 2022.3+).
 
+Speed variants (docs/EXPORT.md): ``residual=True`` graphs output ``r``, the "bic" levels'
+learned branch as (1, 3*s*s, H, W) phases before the pixel shuffle, without the bicubic skip
+(the runtime adds an upscale: `residual_to_image`); ``calibration=frames`` gives int8 graphs
+(`quantize_level_onnx`, ONNX Runtime's static QDQ) with their weights inside (`frozen_level_onnx`).
+
 `OnnxLevels` runs an export with ONNX Runtime (tests, `adasr bench browser`'s native rows and the
 README's example use it).
 """
