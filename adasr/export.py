@@ -28,6 +28,11 @@ The graphs are exported at one fixed LR size (the bicubic skip's replicate pad d
 export with a symbolic size); export again for another size. Opset 17 (ONNX Runtime 1.14+,
 onnxruntime-web, OpenVINO 2022.3+).
 
+Speed variants (docs/EXPORT.md): ``residual=True`` graphs output ``r``, the "bic" levels'
+learned branch as (1, 3*s*s, H, W) phases before the pixel shuffle, without the bicubic skip
+(the runtime adds an upscale: `residual_to_image`); ``calibration=frames`` gives int8 graphs
+(`quantize_level_onnx`, ONNX Runtime's static QDQ) with their weights inside (`frozen_level_onnx`).
+
 `OnnxLevels` runs an export with ONNX Runtime (tests, `adasr bench browser`'s native rows and the
 README's example use it).
 """
@@ -50,26 +55,50 @@ from torch import nn
 
 from adasr.errors import ConfigError, InputError, ModelError
 
-__all__ = ["EXPORT_KIND", "EXPORT_VERSION", "MANIFEST", "OnnxLevels", "WEIGHTS", "export_folder_reason",
-           "export_onnx", "level_onnx", "weight_layout"]
+__all__ = ["EXPORT_KIND", "EXPORT_VERSION", "MANIFEST", "OUTPUT_IMAGE", "OUTPUT_RESIDUAL", "OnnxLevels", "WEIGHTS",
+           "calibration_inputs", "export_folder_reason", "export_onnx", "frozen_level_onnx", "level_onnx",
+           "quantize_level_onnx", "residual_to_image", "weight_layout"]
 
 EXPORT_KIND = "adasr-onnx-export"
 EXPORT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.bin"
+OUTPUT_IMAGE = "image"  # y: (1, 3, sH, sW)
+OUTPUT_RESIDUAL = "residual-phases"  # r: (1, 3*s*s, H, W) before the pixel shuffle, bicubic skip not added
 OPSET = 17
 MAX_SIDECAR_BYTES = 16 << 20
 MAX_WEIGHT_FLOATS = 1 << 28  # 1 GiB of float32
 
 
+def _residual_phases(net: nn.Module, cfg: Any, x: torch.Tensor) -> torch.Tensor:
+    """The "bic" upsampler's learned branch alone: (B, 3*s*s, H, W), the sub-pixel phases before
+    the pixel shuffle, without the bicubic skip (`run_network` with the "ps" upsampler on the
+    same layers is exactly that)."""
+    from adasr.nn.supernet import run_network
+
+    if cfg is not None:
+        r = net.routing_for(cfg)
+        return run_network(r.head, r.blocks, r.tail, "ps", r.up, r.config.scale, x, phases=True)
+    return run_network(net.head, net.body, net.tail, "ps", net.up, net.scale, x, phases=True)
+
+
+def _check_residual(net: nn.Module, cfg: Any) -> None:
+    up = (cfg if cfg is not None else net.config).upsampler
+    if up != "bic":
+        raise ConfigError(f"a residual-only export needs levels with the 'bic' upsampler "
+                          f"(a learned branch plus bicubic), not {up!r}")
+
+
 class _Level(nn.Module):
     """A copy of `net` (a SuperNet run as `cfg`, or a SubNet) as a function of x and its parameters:
     each parameter becomes a plain attribute that `forward` sets to the graph input of that name
-    (torch's stateless API refuses to run under the ONNX exporter's tracer)."""
+    (torch's stateless API refuses to run under the ONNX exporter's tracer). residual: the output
+    is the residual phases (`_residual_phases`), not the image."""
 
-    def __init__(self, net: nn.Module, cfg: Any = None) -> None:
+    def __init__(self, net: nn.Module, cfg: Any = None, residual: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
+        self.residual = residual
         self.net = copy.deepcopy(net)
         self.slots: list[tuple[nn.Module, str]] = []
         for name, _ in list(self.net.named_parameters()):
@@ -81,7 +110,20 @@ class _Level(nn.Module):
     def forward(self, x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
         for (owner, attr), weight in zip(self.slots, weights):
             owner.__dict__[attr] = weight
+        if self.residual:
+            return _residual_phases(self.net, self.cfg, x)
         return self.net(x) if self.cfg is None else self.net(x, cfg=self.cfg)
+
+
+class _Frozen(nn.Module):
+    """A static sub-network with its weights as ordinary parameters (exported as initializers)."""
+
+    def __init__(self, sub: nn.Module, residual: bool) -> None:
+        super().__init__()
+        self.sub, self.residual = sub, residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _residual_phases(self.sub, None, x) if self.residual else self.sub(x)
 
 
 def weight_layout(supernet: nn.Module, own: dict[str, nn.Module] | None = None) -> list[dict[str, Any]]:
@@ -97,21 +139,26 @@ def weight_layout(supernet: nn.Module, own: dict[str, nn.Module] | None = None) 
     return out
 
 
-def level_onnx(net: nn.Module, lr_hw: tuple[int, int], cfg: Any = None, prefix: str = "") -> tuple[bytes, list[str]]:
+def level_onnx(net: nn.Module, lr_hw: tuple[int, int], cfg: Any = None, prefix: str = "",
+               residual: bool = False) -> tuple[bytes, list[str]]:
     """(ONNX bytes, the weight names it takes as inputs after ``x``) of one level: the supernet
     `net` run as sub-network `cfg`, or a static `net` (cfg None) whose tensors are named with
-    `prefix`. Inputs the level does not read are dropped from the graph."""
+    `prefix`. Inputs the level does not read are dropped from the graph. residual: the graph's
+    output ``r`` is the learned residual's s*s phases, (1, 3*s*s, H, W), without the bicubic
+    skip and before the pixel shuffle (see `residual_to_image`)."""
     import onnx
 
+    if residual:
+        _check_residual(net, cfg)
     h, w = lr_hw
     params = list(net.named_parameters())
     names = [n for n, _ in params]
-    module = _Level(net, cfg).eval()
+    module = _Level(net, cfg, residual).eval()
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (torch.zeros(1, 3, h, w), *[p.detach() for _, p in params]), buf,
-                          input_names=["x", *[prefix + n for n in names]], output_names=["y"],
+                          input_names=["x", *[prefix + n for n in names]], output_names=["r" if residual else "y"],
                           opset_version=OPSET, dynamo=False)
     model = onnx.load_from_string(buf.getvalue())
     used = {i for node in model.graph.node for i in node.input}
@@ -119,6 +166,102 @@ def level_onnx(net: nn.Module, lr_hw: tuple[int, int], cfg: Any = None, prefix: 
     del model.graph.input[:]
     model.graph.input.extend(keep)
     return model.SerializeToString(), [i.name for i in keep if i.name != "x"]
+
+
+def frozen_level_onnx(net: nn.Module, lr_hw: tuple[int, int], cfg: Any = None, residual: bool = False) -> bytes:
+    """ONNX bytes of one level with its weights baked in as initializers (the supernet's slices
+    and kernel transforms folded at export): what int8 quantization starts from. Input ``x``,
+    output ``y`` (or ``r``, as `level_onnx` with residual)."""
+    if residual:
+        _check_residual(net, cfg)
+    h, w = lr_hw
+    sub = net.extract(cfg) if cfg is not None else net
+    module = _Frozen(copy.deepcopy(sub).float().eval(), residual)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(1, 3, h, w),), buf, input_names=["x"],
+                          output_names=["r" if residual else "y"], opset_version=OPSET, dynamo=False)
+    return buf.getvalue()
+
+
+def calibration_inputs(frames: Sequence[np.ndarray], lr_hw: tuple[int, int]) -> list[np.ndarray]:
+    """uint8 RGB frames -> (1, 3, H, W) float32 inputs at the export's LR size: the centre of a
+    frame at least that large, else the frame resized to it (bicubic)."""
+    h, w = lr_hw
+    out = []
+    for f in frames:
+        if f.ndim != 3 or f.shape[2] != 3:
+            raise InputError(f"calibration frames must be H x W x 3 RGB, got shape {f.shape}")
+        if f.shape[0] >= h and f.shape[1] >= w:
+            top, left = (f.shape[0] - h) // 2, (f.shape[1] - w) // 2
+            f = f[top:top + h, left:left + w]
+        else:
+            from PIL import Image
+
+            f = np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC))
+        out.append(np.ascontiguousarray(f.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0))
+    return out
+
+
+def quantize_level_onnx(graph: bytes, inputs: Sequence[np.ndarray]) -> bytes:
+    """A frozen level (`frozen_level_onnx`) quantized to int8 by ONNX Runtime's static QDQ
+    quantizer: per-channel int8 weights, per-tensor uint8 activations with ranges from
+    `inputs` (min / max over real frames). The network's convs, ReLUs and residual adds are
+    quantized; the bicubic skip (its conv reads constant phase kernels, not a weight) and the
+    add of the skip stay float32, so the image itself is not rounded to 8 bits."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    if not inputs:
+        raise ConfigError("int8 quantization needs at least one calibration frame")
+    model = onnx.load_from_string(graph)
+    weights = {i.name for i in model.graph.initializer if i.name.startswith("sub.")}  # `_Frozen`'s parameters
+    skip: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type == "Conv" and (len(node.input) < 2 or node.input[1] not in weights):
+            skip.update(node.output)  # the bicubic phases' conv (kernel computed in the graph)
+    picked = [n.name for n in model.graph.node
+              if (n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in weights) or n.op_type == "Relu"
+              or (n.op_type == "Add" and not skip & set(n.input))]
+
+    class _Frames(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"x": x} for x in inputs])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    import logging
+
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the quantizer's "consider pre-processing" warnings
+    try:
+        with tempfile.TemporaryDirectory(prefix="adasr-quant-") as tmp:
+            src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+            src.write_bytes(graph)
+            quantize_static(str(src), str(dst), _Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=["Conv", "Relu", "Add"], nodes_to_quantize=picked)
+            return dst.read_bytes()
+    finally:
+        quiet.setLevel(level)
+
+
+def residual_to_image(r: np.ndarray, x: np.ndarray, scale: int) -> np.ndarray:
+    """A residual-only output `r` (1, 3*s*s, H, W) and its input `x` (1, 3, H, W) -> the level's
+    image (1, 3, sH, sW): the residual plus the exact bicubic upscale (what the full graph
+    computes), pixel-shuffled."""
+    from torch.nn import functional as F
+
+    from adasr.nn.upsample import bicubic_phases
+
+    with torch.no_grad():
+        z = torch.from_numpy(np.ascontiguousarray(r)) + bicubic_phases(torch.from_numpy(np.ascontiguousarray(x)), scale)
+        return F.pixel_shuffle(z, scale).numpy()
 
 
 def _weights_bytes(supernet: nn.Module, own: dict[str, nn.Module]) -> bytes:
@@ -140,9 +283,16 @@ def _profiles(package: Any) -> dict[str, Any]:
     return out
 
 
-def export_onnx(package: Any, lr_hw: tuple[int, int], levels: Sequence[int] | None = None) -> dict[str, bytes]:
+def export_onnx(package: Any, lr_hw: tuple[int, int], levels: Sequence[int] | None = None, *,
+                residual: bool = False, calibration: Sequence[np.ndarray] | None = None) -> dict[str, bytes]:
     """{file name: bytes} of the export of `package` at LR size `lr_hw` (H, W): the sidecar,
-    ``weights.bin`` and one graph per level (`levels`: indices; default all)."""
+    ``weights.bin`` and one graph per level (`levels`: indices; default all).
+
+    residual: each graph outputs ``r``, the learned residual's phases (1, 3*s*s, H, W) without
+    the bicubic skip (the runtime adds an upscale of its own; `residual_to_image`).
+    calibration: uint8 RGB frames; given, the levels are int8 (`quantize_level_onnx`) with
+    their weights inside the graphs (no graph inputs but ``x``; ``weights.bin`` is still
+    written, for reference, but a model update does not reach these graphs)."""
     h, w = lr_hw
     if min(h, w) < 8 or max(h, w) > 4096:
         raise ConfigError(f"export LR size must be 8..4096 pixels a side, got {w}x{h}")
@@ -159,13 +309,18 @@ def export_onnx(package: Any, lr_hw: tuple[int, int], levels: Sequence[int] | No
     profiles = _profiles(package)
     files: dict[str, bytes] = {}
     entries = []
+    int8 = calibration is not None
+    xs = calibration_inputs(calibration, lr_hw) if int8 else []
     for i in picked:
         lv = fam[i]
         cid = lv.config.id
-        if cid in own:
-            graph, inputs = level_onnx(own[cid], lr_hw, None, prefix=f"own/{cid}/")
+        if int8:
+            net, cfg = (own[cid], None) if cid in own else (supernet, lv.config)
+            graph, inputs = quantize_level_onnx(frozen_level_onnx(net, lr_hw, cfg, residual), xs), []
+        elif cid in own:
+            graph, inputs = level_onnx(own[cid], lr_hw, None, prefix=f"own/{cid}/", residual=residual)
         else:
-            graph, inputs = level_onnx(supernet, lr_hw, lv.config)
+            graph, inputs = level_onnx(supernet, lr_hw, lv.config, residual=residual)
         name = f"level-{i}.onnx"
         files[name] = graph
         entries.append({"index": i, "id": cid, "file": name, "inputs": inputs, "own_weights": cid in own,
@@ -178,7 +333,12 @@ def export_onnx(package: Any, lr_hw: tuple[int, int], levels: Sequence[int] | No
     sidecar = {"kind": EXPORT_KIND, "schema_version": EXPORT_VERSION, "adasr_version": _version(), "format": "onnx",
                "opset": OPSET, "scale": package.scale, "lr_width": w, "lr_height": h,
                "input": {"name": "x", "shape": [1, 3, h, w], "range": [0, 1], "layout": "NCHW RGB"},
-               "output": {"name": "y", "shape": [1, 3, h * package.scale, w * package.scale], "range": [0, 1]},
+               "output": ({"name": "r", "shape": [1, 3 * package.scale ** 2, h, w], "layout": OUTPUT_RESIDUAL,
+                           "skip": "bicubic"} if residual else
+                          {"name": "y", "shape": [1, 3, h * package.scale, w * package.scale], "range": [0, 1],
+                           "layout": OUTPUT_IMAGE}),
+               "precision": "int8" if int8 else "float32",
+               "weights_in_graphs": int8,
                "weights": {"file": WEIGHTS, "dtype": "float32", "byte_order": "little", "count": len(weights) // 4,
                            "shared": shared, "sha256": hashlib.sha256(weights).hexdigest(), "tensors": layout},
                "levels": entries, "profile_lr_hw": list(fam.lr_hw),
@@ -253,13 +413,20 @@ class OnnxLevels:
             self.inputs.append({n: self.tensors[n] for n in lv["inputs"]})
         self.scale = int(side["scale"])
         self.lr_hw = (int(side["lr_height"]), int(side["lr_width"]))
+        self.residual = side.get("output", {}).get("layout") == OUTPUT_RESIDUAL
 
     def run(self, k: int, x: np.ndarray) -> np.ndarray:
-        """Level k (position in the sidecar's list) on (1, 3, H, W) float32 in [0, 1]."""
+        """Level k (position in the sidecar's list) on (1, 3, H, W) float32 in [0, 1]: the graph's
+        output (the image, or for a residual-only export the residual phases)."""
         return self.sessions[k].run(None, {"x": x, **self.inputs[k]})[0]
+
+    def image(self, k: int, x: np.ndarray) -> np.ndarray:
+        """Level k's image (1, 3, sH, sW): a residual-only export's phases plus the exact bicubic."""
+        y = self.run(k, x)
+        return residual_to_image(y, x, self.scale) if self.residual else y
 
     def frame(self, k: int, rgb: np.ndarray) -> np.ndarray:
         """uint8 H x W x 3 -> uint8 sH x sW x 3 through level k (clipped, rounded)."""
         x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
-        y = self.run(k, x)[0]
+        y = self.image(k, x)[0]
         return np.ascontiguousarray((np.clip(y, 0, 1) * 255.0).round().astype(np.uint8).transpose(1, 2, 0))

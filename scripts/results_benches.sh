@@ -5,7 +5,7 @@
 #
 #   scripts/results_benches.sh             # every bench
 #   scripts/results_benches.sh peers mimo  # only these (names: protocol memory peers streaming
-#                                          #   adaptivity backends codec live adapt reuse mimo)
+#                                          #   adaptivity backends codec live adapt reuse mimo browser)
 #
 # PEERS_SCALES picks the peers scales (default: 2 3 4). ADASR names the command (default: adasr); OUT the scratch folder for the benches' PNGs and
 # extra files (default: out/results). The commands run under `nice`: on a shared machine the
@@ -96,7 +96,12 @@ adapt() {  # the ablation (about 4 CPU-minutes per row; deterministic, so a shar
   cp "$OUT/adapt/adapt.json" "$RESULTS/adapt.json"
 }
 
-ALL=(protocol memory peers streaming adaptivity backends codec live adapt reuse mimo)
+browser() {  # headless Chromium (make js; apt-get install chromium): the export variants, then three playbacks
+  run browser "${A[@]}" bench browser --repeats 5 --seconds 12 --quality-frames 6 --out "$OUT/browser"
+  cp "$OUT/browser/browser.json" "$RESULTS/browser.json"
+}
+
+ALL=(protocol memory peers streaming adaptivity backends codec live adapt reuse mimo browser)
 for name in "${@:-${ALL[@]}}"; do
   case " ${ALL[*]} " in
     *" $name "*) "$name" ;;

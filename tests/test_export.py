@@ -80,3 +80,63 @@ def test_an_update_to_the_buffer_reaches_every_level(exported, data_root):
         got = levels.run(k, x)
         assert float(np.abs(want - before).max()) > 10 * TOL  # the update changes the output
         assert float(np.abs(got - want).max()) <= TOL
+
+
+def test_residual_only_graphs_output_the_learned_branch(tmp_path, data_root):
+    """--residual-only: the graph's output r is the level's image before the pixel shuffle minus
+    the exact bicubic skip; r plus bicubic is the torch level within TOL; the skip's ops (the
+    replicate pad and its conv) are not in the graph."""
+    import onnx
+
+    from adasr.export import residual_to_image
+    from adasr.nn.upsample import bicubic_phases
+
+    pkg = load_package(bundled_package(2))
+    folder = tmp_path / "res"
+    write_export(export_onnx(pkg, (36, 64), [0, 5], residual=True), folder)
+    side = json.loads((folder / "manifest.json").read_text())
+    assert side["output"]["name"] == "r" and side["output"]["layout"] == "residual-phases"
+    assert side["output"]["shape"] == [1, 12, 36, 64] and side["precision"] == "float32"
+    levels = OnnxLevels(folder)
+    x = np.ascontiguousarray(_frame(data_root).transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
+    for k, i in enumerate([0, 5]):
+        ops = {n.op_type for n in onnx.load(folder / side["levels"][k]["file"]).graph.node}
+        assert "Pad" not in ops and "DepthToSpace" not in ops, ops
+        cfg = pkg.family[i].config
+        with torch.no_grad():
+            phases = pkg.supernet(torch.from_numpy(x), cfg=cfg, phases=True)
+            want_r = (phases - bicubic_phases(torch.from_numpy(x), 2)).numpy()
+        r = levels.run(k, x)
+        assert r.shape == (1, 12, 36, 64) and float(np.abs(r - want_r).max()) <= TOL
+        assert float(np.abs(residual_to_image(r, x, 2) - _torch(pkg.supernet, cfg, x)).max()) <= TOL
+        assert float(np.abs(levels.image(k, x) - _torch(pkg.supernet, cfg, x)).max()) <= TOL
+
+
+def test_int8_export_is_close_to_float_and_holds_its_weights(tmp_path, data_root):
+    """--int8: per-channel int8 weights and uint8 activations (calibrated on real frames) inside
+    the graph. Against float32 torch on a real frame, within INT8_PSNR_DB: 8-bit activations
+    with per-tensor ranges add about a third of a uint8 step of noise per quantized tensor (a
+    handful here), well under the 2-3 steps RMS that 40 dB allows; a broken quantization
+    (wrong scale, clipped range, the skip rounded) lands far below."""
+    import onnx
+
+    from adasr.serve.media import LiveSource
+
+    src = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop_hw=(72, 128), max_frames=40)
+    frames = [f[::2, ::2].copy() for i, f in enumerate(src.frames()) if i % 10 == 0]
+    pkg = load_package(bundled_package(2))
+    folder = tmp_path / "int8"
+    write_export(export_onnx(pkg, (36, 64), [0], calibration=frames[:3]), folder)
+    side = json.loads((folder / "manifest.json").read_text())
+    assert side["precision"] == "int8" and side["weights_in_graphs"] and side["levels"][0]["inputs"] == []
+    ops = [n.op_type for n in onnx.load(folder / "level-0.onnx").graph.node]
+    assert ops.count("QuantizeLinear") >= 5, ops
+    levels = OnnxLevels(folder)
+    x = np.ascontiguousarray(frames[3].transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
+    got = np.clip(levels.run(0, x), 0, 1)
+    want = np.clip(_torch(pkg.supernet, pkg.family[0].config, x), 0, 1)
+    psnr = 10 * np.log10(1 / float(np.mean((got - want) ** 2)))
+    assert psnr >= INT8_PSNR_DB, psnr
+
+
+INT8_PSNR_DB = 40.0

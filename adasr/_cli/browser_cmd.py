@@ -25,9 +25,12 @@ def bench_browser(
     seconds: Annotated[float, typer.Option(help="Seconds of each playback under the bursty load.")] = 20.0,
     burst_s: Annotated[float, typer.Option(help="Length of the load's on and off windows (s).")] = 2.0,
     fps: Annotated[Optional[float], typer.Option(help="Frame rate the page holds (default: the video's).")] = None,
+    variants: Annotated[str, typer.Option(help="Variants to time side by side with --play-threads, comma-separated: plain (weights as inputs, full image), residual (the graph outputs the residual; the page adds the exact bicubic in JS), residual-canvas (... the browser's canvas upscale), frozen, frozen-residual (float32, weights inside the graphs), int8, int8-residual, int8-residual-canvas.")] = "plain,residual,residual-canvas,frozen-residual,int8,int8-residual",
+    floor: Annotated[bool, typer.Option("--floor/--no-floor", help="Also play the fastest variant adaptive with the bicubic floor (below level 0: the bicubic upscale alone).")] = True,
+    quality_frames: Annotated[int, typer.Option(help="Video frames scoring int8 against float32 (PSNR against HR).")] = 4,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for browser.json and browser.png.")] = Path("out/browser"),
 ) -> None:
-    """Levels in the browser (WASM, 1 and 2 threads) vs torch on this machine; deadlines met, adaptive vs fixed."""
+    """Levels in the browser (WASM, 1 and 2 threads; export variants side by side) vs torch on this machine; deadlines met, adaptive vs fixed."""
     from adasr._atomic import check_writable, ensure_dir, write_bytes_atomic
     from adasr.bench.browser import browser_png, run_browser_bench
     from adasr.paths import bundled_package, data_root
@@ -43,20 +46,39 @@ def bench_browser(
     if fps is not None and not 0.5 <= fps <= 240:
         raise ConfigError(f"--fps must be in [0.5, 240], got {fps}")
     counts = parse_ints(threads, "--threads", Range(1, 16), most=4)
+    from adasr.bench.browser import BENCH_VARIANTS
+
+    picked = tuple(dict.fromkeys(v.strip() for v in variants.split(",") if v.strip()))
+    if not picked or any(v not in BENCH_VARIANTS for v in picked):
+        raise ConfigError(f"--variants must be a comma-separated subset of {', '.join(BENCH_VARIANTS)}, "
+                          f"got {variants!r}")
+    if not 1 <= quality_frames <= 50:
+        raise ConfigError(f"--quality-frames must be in [1, 50], got {quality_frames}")
     package = package or bundled_package(2)
     video = video or data_root() / "video" / "bigbuckbunny_720p.mp4"
     ensure_dir(out_dir)
     check_writable(out_dir / "browser.json")
     result = run_browser_bench(package, video, (h, w), repeats=repeats, threads=tuple(counts),
                                play_threads=play_threads, seconds=seconds, burst_s=burst_s, fps=fps,
-                               progress=lambda m: console.print(m))
-    write_bytes_atomic(out_dir / "browser.json", json.dumps(result, indent=1).encode())
+                               progress=lambda m: console.print(m), variants=picked, quality_frames=quality_frames, floor=floor)
+    from adasr.timing import provenance
+
+    result["provenance"] = provenance()
+    write_bytes_atomic(out_dir / "browser.json", json.dumps(result, indent=1, allow_nan=False).encode())
     browser_png(result, out_dir / "browser.png")
     for t, b in result["browser_wasm"].items():
         row = ", ".join(f"L{i} {f:.1f}" for i, f in enumerate(b["fps"]))
         out.print(f"browser WASM {t} thread(s) FPS: {row}")
     for t, v in result["python_torch_fps"].items():
         out.print(f"torch {t} thread(s) FPS:        " + ", ".join(f"L{i} {f:.1f}" for i, f in enumerate(v)))
+    for name, v in result["variants"].items():
+        ratio = ", ".join(f"L{i} x{r:.2f}" for i, r in enumerate(v.get("speedup_over_plain", [])))
+        out.print(f"{name} ({result['play_threads']} thread(s)) FPS: " + ", ".join(f"L{i} {f:.1f}" for i, f in enumerate(v["fps"]))
+                  + (f"; over plain: {ratio}" if ratio else "") + "; page vs Python: "
+                  + ", ".join(f"L{k} {a['psnr_db']:.1f} dB" for k, a in v["page_vs_python"].items()))
+    q = result.get("int8_quality")
+    if q:
+        out.print("int8 PSNR loss vs float32 (dB, against HR): " + ", ".join(f"L{i} {d:.3f}" for i, d in enumerate(q["int8_loss_db"])))
     for name, run in result["playback"].items():
         stalled = " (STALLED: no frame shown or dropped in the window)" if run["stalled"] else ""
         out.print(f"{name}: {100 * run['deadlines_met']:.1f}% on time at {result['fps']:.1f} fps, "

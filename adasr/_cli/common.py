@@ -139,6 +139,7 @@ RANGES: dict[str, Range] = {
     "browser:play_threads": Range(1, 16),         # bench browser: WASM threads of the two playbacks
     "browser:burst_s": Range(0.1, 60),            # bench browser: the in-page load's on/off windows
     "browser:fps": Range(0, 1000, lo_open=True),
+    "browser:quality_frames": Range(1, 50),       # bench browser: frames scoring int8 against float32
     "complexity:train_iters": Range(0, 1_000_000),  # mimo complexity: MMNet's online iterations per channel
 }
 

@@ -19,6 +19,9 @@ def export(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write: manifest.json (the sidecar), weights.bin and level-K.onnx per level. Replaced whole if it is an earlier export; any other non-empty folder is refused.")] = Path("out/onnx"),
     lr_size: Annotated[str, typer.Option(help="LR frame size WxH the graphs take (fixed; export again for another size).")] = "320x180",
     levels: Annotated[Optional[str], typer.Option(help="Only these level indices, comma-separated (default: all).")] = None,
+    residual_only: Annotated[bool, typer.Option("--residual-only", help="Graphs output the learned residual's s*s phases (r: 1 x 3s^2 x H x W, before the pixel shuffle) without the bicubic skip; the runtime adds its own upscale ('bic' levels only; docs/EXPORT.md).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Quantize every level to int8 (ONNX Runtime static QDQ, calibrated on --calibration); the weights go inside the graphs, so streamed model updates do not reach them.")] = False,
+    calibration: Annotated[Optional[Path], typer.Option(help="Video whose frames calibrate --int8 (default: the shared bigbuckbunny 720p clip).")] = None,
 ) -> None:
     """Export every level of a package as ONNX graphs that share one weight file (see docs/EXPORT.md)."""
     from adasr.export import export_onnx, write_export
@@ -35,12 +38,27 @@ def export(
     check_replaceable(out_dir, export_folder_reason)  # refuse before the minutes of exporting
     pkg = load_package(package)
     picked = None if levels is None else parse_ints(levels, "--levels", Range(0, len(pkg.family) - 1))
-    console.print(f"exporting {len(pkg.family) if picked is None else len(picked)} level(s) at {w}x{h} ...")
-    files = export_onnx(pkg, (h, w), picked)
+    frames = None
+    if calibration is not None and not int8:
+        raise ConfigError("--calibration is for --int8")
+    if int8:
+        from adasr.paths import data_root
+        from adasr.runtime.precision import calibration_frames
+
+        # 8 frames over the first 5 s or so: one scene's frames alone give too narrow activation ranges
+        frames = calibration_frames(calibration or data_root() / "video" / "bigbuckbunny_720p.mp4", count=8,
+                                    stride=15, max_hw=(h, w))
+    what = ("int8 " if int8 else "") + ("residual-only " if residual_only else "")
+    console.print(f"exporting {len(pkg.family) if picked is None else len(picked)} {what}level(s) at {w}x{h} ...")
+    files = export_onnx(pkg, (h, w), picked, residual=residual_only, calibration=frames)
     write_export(files, out_dir)
     size = sum(len(v) for k, v in files.items() if k.endswith(".onnx"))
-    out.print(f"{out_dir}: {len(files) - 2} level graph(s) ({size / 1024:.0f} KiB in all) sharing weights.bin "
-              f"({len(files['weights.bin']) / 1024:.0f} KiB), sidecar manifest.json")
+    if int8:
+        out.print(f"{out_dir}: {len(files) - 2} int8 level graph(s) ({size / 1024:.0f} KiB in all, weights inside), "
+                  f"weights.bin (float32, for reference), sidecar manifest.json")
+    else:
+        out.print(f"{out_dir}: {len(files) - 2} level graph(s) ({size / 1024:.0f} KiB in all) sharing weights.bin "
+                  f"({len(files['weights.bin']) / 1024:.0f} KiB), sidecar manifest.json")
 
 
 def register(app: typer.Typer) -> None:

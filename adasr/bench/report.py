@@ -216,6 +216,40 @@ def _adapt(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
         rows, notes
 
 
+def _browser(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
+    d = data[0]
+    pt = d["play_threads"]
+    rows = []
+    for t, per in (d.get("variants_by_threads") or {str(pt): d["variants"]}).items():
+        for name, v in per.items():
+            agree = v.get("page_vs_python") or {}
+            rows.append([f"{name}, {t} thread(s)", *[f"{f:.1f} (x{r:.2f})" for f, r in
+                                                    zip(v["fps"], v.get("speedup_over_plain", [1.0] * len(v["fps"])))],
+                         " / ".join(f"{a['psnr_db']:.1f}" for a in agree.values()),
+                         " / ".join(str(a["max_steps"]) for a in agree.values())])
+    for t, ms_list in d["python_torch"].items():
+        rows.append([f"torch float32 native, {t} thread(s)", *[f"{1000 / ms:.1f}" for ms in ms_list], "", ""])
+    w, h = d["lr_size"]
+    notes = [f"FPS per level at {w}x{h} -> {w * d['scale']}x{h * d['scale']} in headless Chromium (onnxruntime-web, "
+             f"WASM), median of the timed frames, the variants interleaved in one page; (xN): speed over the plain "
+             f"export in the same page. PSNR / max "
+             f"steps: the page's output against the Python level's (float32, exact bicubic), smallest / largest "
+             f"level. residual: the graph outputs the learned residual, the page adds the exact bicubic (JS); "
+             f"-canvas: the canvas upscale instead; frozen: weights inside the graphs; int8: those quantized."]
+    q = d.get("int8_quality")
+    if q:
+        notes.append(f"int8 PSNR loss against float32 (RGB PSNR against HR, {q['frames']} frames of the clip): "
+                     + ", ".join(f"L{i} {x:.3f} dB" for i, x in enumerate(q["int8_loss_db"])) + ".")
+    plays = []
+    for name, run in d["playback"].items():
+        plays.append(f"{name} {100 * run['deadlines_met']:.1f} % ({run['frames']} shown, {run['dropped']} dropped, "
+                     f"levels {run['levels']})")
+    notes.append(f"Deadlines met at {d['fps']:.0f} fps under a bursty in-page load ({d['load']['burstMs']} ms on / "
+                 f"off, {pt} WASM threads; fastest variant: {d.get('fastest_variant')}): " + "; ".join(plays) + ".")
+    levels = [f"L{i} ({p / 1000:.1f}K)" for i, p in enumerate(d["params"])]
+    return ["export", *levels, "page vs Python dB", "max steps"], rows, notes
+
+
 SECTIONS: tuple[Section, ...] = (
     Section("Protocol parity", "Bicubic through adasr's SR protocol (PSNR / SSIM on Y, border = scale) against "
             "the published bicubic rows: the protocol every other PSNR here is measured with.",
@@ -247,6 +281,10 @@ SECTIONS: tuple[Section, ...] = (
             "adaptation and retraining alone, on the same frames and compute.", ("reuse.json",), _reuse, "reuse"),
     Section("MMNet (massive-MIMO detection)", "Symbol error rate of the classic detectors, exact ML (sphere "
             "decoder) and MMNet against SNR on i.i.d. Gaussian channels.", ("mimo.json",), _mimo, "mimo"),
+    Section("The browser as the edge device", "The bundled x2 levels in headless Chromium's WASM backend "
+            "(onnxruntime-web) as the plain export and its speed variants (residual-only graphs with the upscale in "
+            "the page, frozen weights, int8), side by side with torch on the same machine, and the page's deadlines "
+            "under a bursty in-page load.", ("browser.json",), _browser, "browser"),
 )
 
 

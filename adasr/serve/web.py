@@ -15,7 +15,16 @@ Routes (GET; added to the live server's app by `add_web_routes`):
                                          id, params, MACs, and the weight layout (the model
                                          stream's flat vector, as ``adasr.export`` lays it out)
 ``/play/NAME/level/K.onnx``              level K as ONNX, weights as graph inputs (``adasr.export``),
-                                         exported on first request, smallest level first
+                                         exported on first request, smallest level first;
+                                         ``?variant=residual``: the graph outputs the learned
+                                         residual's phases without the bicubic skip (the page
+                                         adds the upscale itself); ``frozen``, ``frozen-residual``:
+                                         float32 with the weights inside the graph (slices
+                                         folded); ``int8``, ``int8-residual``: those quantized
+                                         (ONNX Runtime static QDQ, calibrated on LR frames spread
+                                         over the kept segments). Weights inside a graph are the
+                                         base model's: updates do not reach them. Exported on
+                                         first request, then cached
 ``/play/NAME/model/init``, ``.../latest``, ``.../U.bin``
                                          the channel's model records (as under ``/channel/NAME``)
                                          with LZMA2 payloads re-packed as zlib (browsers have no
@@ -54,7 +63,8 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["ISOLATION", "LIBS", "WebPlayers", "add_web_routes", "browser_record", "node_modules", "ts_to_mp4"]
+__all__ = ["ISOLATION", "LIBS", "VARIANTS", "WebPlayers", "add_web_routes", "browser_record", "node_modules",
+           "ts_to_mp4"]
 
 WEB_DIR = Path(__file__).with_name("web")
 ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
@@ -66,7 +76,7 @@ TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "applicat
 MAX_PLAYERS = 64  # reports kept per channel
 REPORT_FIELDS = {"frames": int, "on_time": int, "late": int, "dropped": int, "level": int, "updates": int,
                  "refused": int, "model_segment": int, "ttff_ms": int, "fps": float, "sr_ms": float}
-REPORT_TEXT = {"levels": r"^[0-9:,]{0,200}$", "model": r"^[0-9a-f]{0,32}$", "backend": r"^[a-z0-9-]{0,24}$",
+REPORT_TEXT = {"levels": r"^[0-9:,-]{0,200}$", "model": r"^[0-9a-f]{0,32}$", "backend": r"^[a-z0-9-]{0,24}$",
                "client": r"^[A-Za-z0-9_-]{1,64}$"}
 
 
@@ -136,10 +146,21 @@ def browser_record(data: bytes) -> bytes:
     return head + body + c._digest(head + body)
 
 
+# torch.onnx.export is not thread-safe (the tracer's state is global): one export at a time, in
+# any channel's background thread or a variant's request thread
+_TRACE_LOCK = threading.Lock()
+VARIANTS = ("plain", "residual", "frozen", "frozen-residual", "int8", "int8-residual")
+
+
 class _Export:
-    """A channel's levels exported one by one in a background thread (smallest first)."""
+    """A channel's levels exported one by one in a background thread (smallest first); the
+    other variants (`VARIANTS`) exported when first asked for."""
 
     def __init__(self, ch: Any) -> None:
+        self.ch = ch
+        self._variants: dict[tuple[str, int], bytes] = {}
+        self._variant_lock = threading.Lock()
+        self._calibration: list[Any] | None = None
         from adasr.export import weight_layout
 
         trainer = ch.trainer
@@ -155,7 +176,10 @@ class _Export:
             else:
                 params, macs = self.model.cost(cfg, (h, w))
                 levels.append({"id": cfg.id, "params": int(params), "macs": int(macs)})
+        residual_ok = all(cfg is not None and cfg.upsampler == "bic" for cfg in self.configs)
+        self.variants = [v for v in VARIANTS if residual_ok or "residual" not in v]
         self.info = {"kind": "adasr-web-levels", "name": ch.name, "scale": self.scale, "fps": self.fps,
+                     "variants": self.variants,
                      "lr_width": w, "lr_height": h, "input": "x", "output": "y", "levels": levels,
                      "weights": {"count": sum(p.numel() for p in self.model.parameters()),
                                  "tensors": weight_layout(self.model)}}
@@ -176,9 +200,59 @@ class _Export:
                 fut.set_exception(RuntimeError("the server stopped"))
                 continue
             try:
-                fut.set_result(level_onnx(self.model, self.lr_hw, cfg)[0])
+                with _TRACE_LOCK:
+                    graph = level_onnx(self.model, self.lr_hw, cfg)[0]
+                fut.set_result(graph)
             except BaseException as exc:  # noqa: BLE001 - answered as a 500 to the page
                 fut.set_exception(exc)
+
+    def variant(self, name: str, k: int) -> bytes:
+        """Level k's graph in variant `name` (not "plain"), exported on first call (one at a time)."""
+        import torch
+
+        from adasr.export import calibration_inputs, frozen_level_onnx, level_onnx, quantize_level_onnx
+
+        with self._variant_lock:
+            got = self._variants.get((name, k))
+            if got is not None:
+                return got
+            if self.cancel.is_set():
+                raise RuntimeError("the server stopped")
+            torch.set_num_threads(1)
+            cfg, residual = self.configs[k], name.endswith("residual")
+            if name.startswith("int8"):
+                if self._calibration is None:
+                    self._calibration = calibration_inputs(self._frames(), self.lr_hw)
+                with _TRACE_LOCK:
+                    frozen = frozen_level_onnx(self.model, self.lr_hw, cfg, residual)
+                got = quantize_level_onnx(frozen, self._calibration)
+            else:
+                with _TRACE_LOCK:
+                    if name.startswith("frozen"):
+                        got = frozen_level_onnx(self.model, self.lr_hw, cfg, residual)
+                    else:
+                        got = level_onnx(self.model, self.lr_hw, cfg, residual=residual)[0]
+            self._variants[(name, k)] = got
+            return got
+
+    def _frames(self, count: int = 8) -> list[Any]:
+        """`count` LR frames for int8 calibration, spread over the channel's kept segments (one
+        segment's frames alone cover too little of the content's range: measured, calibrating
+        on the first second loses twice the PSNR of calibrating on frames across the clip)."""
+        from adasr.serve.media import decode_segment
+
+        kept = [s["index"] for s in self.ch.manifest()["segments"]]
+        picks = sorted({kept[round(i * (len(kept) - 1) / max(1, count - 1))] for i in range(count)}) if kept else []
+        frames = []
+        per = -(-count // max(1, len(picks)))  # frames from each picked segment
+        for idx in picks:
+            seg = self.ch.segment(idx)
+            if seg is not None:
+                got = decode_segment(seg.data)
+                frames += got[::max(1, len(got) // per)][:per]
+        if not frames:
+            raise RuntimeError("no segment yet to calibrate int8 on")
+        return frames[:count]
 
 
 class WebPlayers:
@@ -210,6 +284,8 @@ class WebPlayers:
             exp.cancel.set()
         for exp in exports:
             exp.thread.join(timeout_s)
+            if exp._variant_lock.acquire(timeout=timeout_s):  # a variant being exported
+                exp._variant_lock.release()
 
     def mp4(self, ch: Any, seg: Any) -> bytes:
         key = (ch.name, seg.index, seg.sha256)
@@ -255,7 +331,7 @@ class WebPlayers:
                 value = kind(text)
             except ValueError:
                 raise web.HTTPBadRequest(text=f"{key} must be a number\n") from None
-            if not (0 <= value <= 10**9):
+            if not ((-1 if key == "level" else 0) <= value <= 10**9):  # level -1: the bicubic floor
                 raise web.HTTPBadRequest(text=f"{key} out of range\n")
             entry[key] = value
         for key, pattern in REPORT_TEXT.items():
@@ -344,7 +420,13 @@ class _Handlers:
         ch = self._ch(request)
         exp = await asyncio.to_thread(self.web.export, ch)
         k = query_int(request.match_info["index"], "level", 0, len(exp.graphs) - 1)
-        graph = await asyncio.wait_for(asyncio.wrap_future(exp.graphs[k]), 120)
+        variant = request.query.get("variant", "plain")
+        if variant not in exp.variants:
+            raise web.HTTPBadRequest(text=f"variant must be one of {', '.join(exp.variants)}\n")
+        if variant == "plain":
+            graph = await asyncio.wait_for(asyncio.wrap_future(exp.graphs[k]), 120)
+        else:
+            graph = await asyncio.wait_for(asyncio.to_thread(exp.variant, variant, k), 300)
         return self._send(ch, graph, "application/octet-stream")
 
     async def model_init(self, request: web.Request) -> web.Response:

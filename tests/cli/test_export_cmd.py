@@ -15,6 +15,7 @@ from tests.cli.test_cli import _one_line_error, run_cli
     (["--format", "tflite"], ["--format", "onnx"]),
     (["--lr-size", "4x4"], ["--lr-size"]),
     (["--levels", "99"], ["--levels"]),
+    (["--calibration", "clip.mp4"], ["--calibration", "--int8"]),
 ])
 def test_export_refuses_bad_options(monkeypatch, capsys, tmp_path, args, words):
     code, _, err = run_cli(monkeypatch, capsys, "export", bundled_package(2), "--out", tmp_path / "x", *args)
@@ -46,6 +47,8 @@ def test_export_writes_and_replaces_only_its_own(monkeypatch, capsys, tmp_path):
     (["--seconds", "1"], ["--seconds"]),
     (["--threads", "0"], ["--threads"]),
     (["--fps", "0"], ["--fps"]),
+    (["--variants", "plain,fast"], ["--variants"]),
+    (["--quality-frames", "0"], ["--quality-frames"]),
 ])
 def test_bench_browser_refuses_bad_options(monkeypatch, capsys, tmp_path, args, words):
     code, _, err = run_cli(monkeypatch, capsys, "bench", "browser", "--out", tmp_path / "b", *args)

@@ -153,3 +153,39 @@ def test_page_switches_levels_under_a_busy_worker(data_root):
     timeline = s["timeline"]
     assert timeline[0][1] == top and any(row[1] < top for row in timeline)
     assert json.dumps(s)  # plain data for the report
+
+
+PROBE = UNTIL + """
+const s = await until(page, sleep, (s) => s.state === 'paused' && s.levelsLoaded === s.nLevels, 120000);
+if (s.error || s.state !== 'paused') return { s };
+const probes = [];
+for (const k of [0, s.nLevels - 1]) probes.push(await page.evaluate((k) => window.adasr.probe(k), k));
+return { s, probes };
+"""
+
+
+def test_speed_variants_match_python(data_root):
+    """The residual-only graphs with the page's exact bicubic (JS) give the Python level's output
+    within 1 uint8 step, as the plain export does; the int8 residual graphs stay within the int8
+    bound of tests/test_export.py (PSNR >= 40 dB against float32); the canvas upscale is not
+    checked for equality (it is not the model's bicubic: measured by `adasr bench browser`)."""
+    with _server(data_root, 20, TrainerConfig(scheme="none")) as srv:
+        assert srv.wait(90)
+        ch = srv.hub.channels["bikes"]
+        out = {v: drive(f"{srv.url}/play/bikes?start=first&paused=1&threads=1&variant={v}", PROBE, timeout_s=240)
+               for v in ("residual", "int8-residual")}
+    configs = ch.trainer.levels
+    for v, r in out.items():
+        assert not r["s"]["error"] and r["s"]["variant"] == v, r["s"]
+        for k, p in zip([0, len(configs) - 1], r["probes"]):
+            lr = np.frombuffer(base64.b64decode(p["lr"]), np.uint8).reshape(p["h"], p["w"], 4)[..., :3]
+            got = np.frombuffer(base64.b64decode(p["sr"]), np.uint8).reshape(2 * p["h"], 2 * p["w"], 4)[..., :3]
+            x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None].float() / 255.0
+            with torch.no_grad():
+                y = ch.trainer.base(x, cfg=configs[k])[0]
+            want = (y.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).numpy()
+            diff = int(np.abs(got.astype(int) - want.astype(int)).max())
+            if v == "residual":
+                assert diff <= 1 and _psnr(got, want) >= 50, (v, k, diff, _psnr(got, want))
+            else:
+                assert _psnr(got, want) >= 40, (v, k, diff, _psnr(got, want))

@@ -80,12 +80,27 @@ def test_play_routes(data_root):
         with torch.no_grad():
             want = state.model(torch.from_numpy(x)).numpy()
         assert float(np.abs(got - want).max()) <= 2e-4  # fp32 in two kernels: reordered sums only
+        # variants: a model without bic levels offers frozen and int8, not residual; int8 is close to float32
+        assert levels["variants"] == ["plain", "frozen", "int8"]
+        for bad in ("residual", "nope", "int8%00"):
+            assert _get(f"{u}/level/0.onnx?variant={bad}")[0] == 400, bad
+        status, q, _ = _get(f"{u}/level/0.onnx?variant=int8")
+        sess = ort.InferenceSession(q, providers=["CPUExecutionProvider"])
+        assert [i.name for i in sess.get_inputs()] == ["x"]  # the weights are inside the int8 graph
+        lr = decode_segment(ch.segment(0).data)[-1][:32, :32]
+        x = np.ascontiguousarray(lr.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
+        with torch.no_grad():
+            want = np.clip(ch.trainer.base(torch.from_numpy(x)).numpy(), 0, 1)
+        got = np.clip(sess.run(None, {"x": x})[0], 0, 1)
+        assert 10 * np.log10(1 / float(np.mean((got - want) ** 2))) >= 40  # as tests/test_export.py's int8 bound
         # reports: shown in the status; malformed ones refused
         ok = _get(f"{u}/report?client=t1&frames=10&on_time=9&level=0&fps=24.5&levels=0:10&model=abcd&backend=wasm")
         assert ok[0] == 204
         assert srv.hub.status()["players"][0]["client"] == "t1"
         assert _get(f"{srv.url}/")[1].count(b'id="players"') == 1
-        for bad in ("client=t1&frames=-1", "client=t1&frames=1e99", "client=t1&levels=%3Cscript%3E", "client=../x",
+        assert _get(f"{u}/report?client=t2&frames=8&level=-1&levels=-1:3,0:5")[0] == 204  # the bicubic floor
+        for bad in ("client=t1&frames=-1", "client=t1&level=-2", "client=t1&frames=1e99",
+                    "client=t1&levels=%3Cscript%3E", "client=../x",
                     "frames=1"):
             assert _get(f"{u}/report?{bad}")[0] == 400, bad
         # files: only the page's own and the pinned libraries, by plain names

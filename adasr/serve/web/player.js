@@ -7,7 +7,15 @@
 // URL options: ?fps=F (the rate to hold; default the channel's) &threads=N (WASM threads; default min(4, cores) when isolated, else 1)
 // &ep=auto|wasm|webgpu &policy=adaptive|fixed &level=K (start / fixed level) &start=live|first|N
 // &loop=1 (replay the kept segments once the channel has ended) &paused=1 (load, do not play)
-// &model=init (start from the stream's first record and apply every update, not the newest snapshot).
+// &model=init (start from the stream's first record and apply every update, not the newest snapshot)
+// &floor=bicubic (adaptive: below level 0, the bicubic upscale alone when even level 0 misses the rate)
+// &variant=plain|residual|frozen|frozen-residual|int8|int8-residual (the graphs the server exports; see
+// docs/LIVE.md): residual
+// graphs output the learned residual's s*s phases and this page adds the upscale itself: &upscale=exact
+// (default: the model's own bicubic, PyTorch's A = -0.75 with clamped borders, computed here in JS) or
+// &upscale=canvas (canvas drawImage with imageSmoothingQuality 'high': close to, not equal to, the model's
+// bicubic); frozen and int8 graphs hold the base model's weights (int8: quantized), so the channel's model updates are not
+// applied to them.
 // Tests and benchmarks read window.adasr (stats(), probe(k), applyRecord(bytes), benchLevels(n),
 // startLoad(opts), stopLoad()).
 import { DeltaError, ModelState, hex } from './records.js';
@@ -24,7 +32,10 @@ const stats = {
   isolated: self.crossOriginIsolated, frames: 0, onTime: 0, late: 0, dropped: 0, levels: {}, level: 0,
   switches: 0, fps: 0, srMs: 0, updates: 0, refused: 0, refusedReasons: [], modelHash: '', modelSegment: 0,
   ttffMs: null, marks: {}, levelsLoaded: 0, nLevels: 0, segments: 0, timeline: [], bench: null, loadOn: false,
+  variant: q.get('variant') || 'plain', upscale: q.get('upscale') === 'canvas' ? 'canvas' : 'exact', upscaleMs: 0,
 };
+const RESIDUAL = stats.variant.endsWith('residual');
+const FROZEN = /^(int8|frozen)/.test(stats.variant); // weights inside the graphs: no model updates
 const TIMELINE_MAX = 20000;
 
 async function get(url, kind = 'json', timeoutMs = 30000) {
@@ -51,7 +62,7 @@ async function loadOrt() {
 }
 
 async function loadLevel(k) {
-  const { body } = await get(`/play/${NAME}/level/${k}.onnx`, 'bytes', 180000);
+  const { body } = await get(`/play/${NAME}/level/${k}.onnx?variant=${encodeURIComponent(stats.variant)}`, 'bytes', 300000);
   sessions[k] = await ort.InferenceSession.create(body, {
     executionProviders: [stats.backend], graphOptimizationLevel: 'all',
   });
@@ -60,10 +71,15 @@ async function loadLevel(k) {
 
 // One ort.Tensor per weight of the layout: views of the model's vector (no copies); rebuilt
 // when an update swaps in a new vector, between frames.
-function buildFeeds() {
+function weightTensors() {
   const t = {};
   for (const e of L.weights.tensors) t[e.name] = new ort.Tensor('float32', state.vector.subarray(e.offset, e.offset + e.count), e.shape);
-  feeds = sessions.map((s) => (s ? Object.fromEntries(s.inputNames.filter((n) => n !== 'x').map((n) => [n, t[n]])) : null));
+  return t;
+}
+const feedOf = (s, t) => (s ? Object.fromEntries(s.inputNames.filter((n) => n !== 'x').map((n) => [n, t[n]])) : null);
+function buildFeeds() {
+  const t = weightTensors();
+  feeds = sessions.map((s) => feedOf(s, t));
   feedsOf = state.vector;
   stats.modelHash = hex(state.hash);
   stats.modelSegment = state.nextSegment;
@@ -71,28 +87,124 @@ function buildFeeds() {
 
 // one SR call at a time (the display loop, probes and benchLevels share the sessions and xBuf)
 let srChain = Promise.resolve();
-function sr(k, rgba) {
-  const run = srChain.then(() => srNow(k, rgba));
+function sr(k, rgba, alt = null) {
+  const run = srChain.then(() => srNow(k, rgba, alt));
   srChain = run.catch(() => {});
   return run;
 }
 
 const xBuf = { data: null };
-async function srNow(k, rgba) {
-  if (feedsOf !== state.vector || !feeds[k]) buildFeeds(); // a model swap or a level loaded since
+// alt: another variant's sessions for benchVariants ({sessions, feeds, residual, upscale})
+async function srNow(k, rgba, alt = null) {
+  if (!alt && (feedsOf !== state.vector || !feeds[k])) buildFeeds(); // a model swap or a level loaded since
+  const sess = alt ? alt.sessions[k] : sessions[k], feed = alt ? alt.feeds[k] : feeds[k];
+  const residual = alt ? alt.residual : RESIDUAL, upscale = alt ? alt.upscale : stats.upscale;
   const n = W * H;
   if (!xBuf.data) xBuf.data = new Float32Array(3 * n);
   const x = xBuf.data;
   for (let i = 0; i < n; i++) { x[i] = rgba[4 * i] / 255; x[n + i] = rgba[4 * i + 1] / 255; x[2 * n + i] = rgba[4 * i + 2] / 255; }
-  const out = await sessions[k].run({ x: new ort.Tensor('float32', x, [1, 3, H, W]), ...feeds[k] });
-  const y = out[L.output].data;
+  const out = await sess.run({ x: new ort.Tensor('float32', x, [1, 3, H, W]), ...feed });
+  const y = out[sess.outputNames[0]].data;
   const m = SW * SH, img = new Uint8ClampedArray(4 * m);
+  if (residual) return upscale === 'canvas' ? addCanvasUpscale(rgba, y, img) : addBicubic(rgba, y, img);
   for (let i = 0; i < m; i++) {
     img[4 * i] = Math.min(1, Math.max(0, y[i])) * 255;
     img[4 * i + 1] = Math.min(1, Math.max(0, y[m + i])) * 255;
     img[4 * i + 2] = Math.min(1, Math.max(0, y[2 * m + i])) * 255;
     img[4 * i + 3] = 255;
   }
+  return img;
+}
+
+// A residual-only graph's output r (1, 3*s*s, H, W: channel c's phase (i, j) is plane c*s*s + i*s + j,
+// before the pixel shuffle) plus an upscale of the LR frame, shuffled into RGBA in the same pass.
+
+// The exact one: the model's bicubic skip (adasr.nn.upsample): output sub-pixel p of LR pixel x reads
+// LR offsets -2..2 with fixed weights (PyTorch's cubic, A = -0.75, align_corners=False), borders
+// clamped; separable, so a horizontal pass per column phase, then a vertical pass per row phase.
+function phaseWeights(s) {
+  const a = -0.75, near = (d) => ((a + 2) * d - (a + 3)) * d * d + 1, far = (d) => ((a * d - 5 * a) * d + 8 * a) * d - 4 * a;
+  const rows = [];
+  for (let p = 0; p < s; p++) {
+    const src = (p + 0.5) / s - 0.5, base = Math.floor(src), t = src - base, row = [0, 0, 0, 0, 0];
+    [far(t + 1), near(t), near(1 - t), far(2 - t)].forEach((w, k) => { row[base - 1 + k + 2] += w; });
+    rows.push(row);
+  }
+  return rows;
+}
+const bic = { wts: null, h: null, planes: null };
+function addBicubic(rgba, r, img) {
+  const t = performance.now();
+  const s = SCALE, n = W * H;
+  if (!bic.wts) { bic.wts = phaseWeights(s); bic.h = new Float32Array(n); bic.planes = new Float32Array(3 * n); }
+  const wts = bic.wts, hb = bic.h, lr = bic.planes, zero = r === null;
+  for (let i = 0; i < n; i++) { lr[i] = rgba[4 * i] / 255; lr[n + i] = rgba[4 * i + 1] / 255; lr[2 * n + i] = rgba[4 * i + 2] / 255; }
+  for (let c = 0; c < 3; c++) {
+    const src = c * n;
+    for (let j = 0; j < s; j++) {
+      const wj = wts[j];
+      for (let yy = 0; yy < H; yy++) { // horizontal pass, column phase j
+        const row = src + yy * W;
+        for (let xx = 0; xx < W; xx++) {
+          let v = 0;
+          for (let k = 0; k < 5; k++) if (wj[k]) v += wj[k] * lr[row + Math.min(W - 1, Math.max(0, xx + k - 2))];
+          hb[yy * W + xx] = v;
+        }
+      }
+      for (let i = 0; i < s; i++) { // vertical pass, row phase i, plus the residual, into RGBA
+        const wi = wts[i], plane = (c * s * s + i * s + j) * n;
+        const taps = [];
+        for (let k = 0; k < 5; k++) if (wi[k]) taps.push(k);
+        for (let yy = 0; yy < H; yy++) {
+          let o = 4 * ((yy * s + i) * SW + j) + c;
+          const offs = taps.map((k) => Math.min(H - 1, Math.max(0, yy + k - 2)) * W), ws = taps.map((k) => wi[k]);
+          const [o0, o1, o2, o3] = [offs[0], offs[1], offs[2] ?? offs[0], offs[3] ?? offs[0]];
+          const [w0, w1, w2, w3] = [ws[0], ws[1], ws[2] ?? 0, ws[3] ?? 0];
+          for (let xx = 0, p = plane + yy * W; xx < W; xx++, o += 4 * s, p++) {
+            const v = (zero ? 0 : r[p]) + w0 * hb[o0 + xx] + w1 * hb[o1 + xx] + w2 * hb[o2 + xx] + w3 * hb[o3 + xx];
+            img[o] = 255 * Math.min(1, Math.max(0, v));
+          }
+        }
+      }
+    }
+  }
+  for (let o = 3; o < img.length; o += 4) img[o] = 255;
+  stats.upscaleMs = performance.now() - t;
+  return img;
+}
+
+// The floor of ?floor=bicubic: the LR frame through the model's bicubic alone, no network.
+function bicubicOnly(rgba) {
+  return addBicubic(rgba, null, new Uint8ClampedArray(4 * SW * SH));
+}
+
+// The browser's own: canvas drawImage with imageSmoothingQuality 'high' (fast, not the model's bicubic).
+const up = { src: null, dst: null, sctx: null, dctx: null };
+function addCanvasUpscale(rgba, r, img) {
+  const t = performance.now();
+  if (!up.src) {
+    up.src = new OffscreenCanvas(W, H); up.dst = new OffscreenCanvas(SW, SH);
+    up.sctx = up.src.getContext('2d'); up.dctx = up.dst.getContext('2d', { willReadFrequently: true });
+    up.dctx.imageSmoothingEnabled = true; up.dctx.imageSmoothingQuality = 'high';
+  }
+  up.sctx.putImageData(new ImageData(new Uint8ClampedArray(rgba), W, H), 0, 0);
+  up.dctx.drawImage(up.src, 0, 0, W, H, 0, 0, SW, SH);
+  const b = up.dctx.getImageData(0, 0, SW, SH).data;
+  const s = SCALE, n = W * H;
+  for (let c = 0; c < 3; c++) {
+    for (let i = 0; i < s; i++) {
+      for (let j = 0; j < s; j++) {
+        const plane = (c * s * s + i * s + j) * n;
+        for (let yy = 0; yy < H; yy++) {
+          let o = 4 * ((yy * s + i) * SW + j) + c;
+          let p = plane + yy * W;
+          for (let xx = 0; xx < W; xx++, o += 4 * s, p++) img[o] = b[o] + 255 * r[p];
+        }
+      }
+    }
+  }
+  for (let o = 3; o < img.length; o += 4) img[o] = 255;
+  stats.upscaleMs = performance.now() - t;
   return img;
 }
 
@@ -205,8 +317,11 @@ async function produce(manifest) {
 }
 
 // ---------------------------------------------------------------- level switching (DySR-style)
+// With floor (?floor=bicubic) there is one more step below the smallest level: level -1, the LR frame
+// upscaled by the model's bicubic alone (no network), taken when even level 0 misses the budget; from
+// there level 0 is tried again after `backoff` calm frames (doubled, up to 64, each time the try fails).
 class Switcher {
-  constructor(levels, periodMs, fixed, start) {
+  constructor(levels, periodMs, fixed, start, floor = false) {
     this.cost = levels.map((l) => Math.max(1, l.macs || l.params));
     this.period = periodMs;
     this.fixed = fixed;
@@ -214,6 +329,8 @@ class Switcher {
     this.est = levels.map(() => null);
     this.calm = 0;
     this.cooldown = 0;
+    this.floor = floor;
+    this.backoff = 8;
   }
 
   // predicted SR time of level j under the load the current level's last frames ran under
@@ -222,11 +339,25 @@ class Switcher {
   }
 
   observe(k, ms, ready) {
+    const budget = 0.9 * this.period;
+    if (k < 0) { // at the floor: try level 0 again after enough calm frames
+      if (this.cooldown > 0) this.cooldown -= 1;
+      this.calm = ms < 0.7 * budget ? this.calm + 1 : 0;
+      if (this.cur < 0 && this.cooldown === 0 && this.calm >= this.backoff) {
+        this.cur = 0; this.est[0] = null; this.calm = 0; this.cooldown = 2;
+      }
+      return this.cur;
+    }
     this.est[k] = this.est[k] === null || k !== this.cur ? ms : 0.6 * this.est[k] + 0.4 * ms;
     if (this.fixed || k !== this.cur) return this.cur;
-    const budget = 0.9 * this.period;
     if (this.cooldown > 0) this.cooldown -= 1;
     this.calm = ms < 0.7 * budget ? this.calm + 1 : 0;
+    if (this.floor && this.cur === 0 && this.est[0] > budget && this.cooldown === 0) { // even level 0 misses
+      this.cur = -1; this.calm = 0; this.cooldown = 0;
+      this.backoff = Math.min(64, this.backoff * 2);
+      return this.cur;
+    }
+    if (this.floor && this.cur === 0 && this.calm >= 16) this.backoff = 8; // level 0 holds again
     if (this.est[k] > budget && this.cur > 0) { // too slow now: the best level predicted to fit, else the smallest
       let j = this.cur - 1;
       while (j > 0 && (this.predict(j) > budget || !ready(j))) j -= 1;
@@ -245,12 +376,14 @@ const view = { ctx: null, shown: [] };
 
 function hud() {
   const seen = stats.frames + stats.dropped;
-  $('level').textContent = `L${stats.level}${L ? ` (${L.levels[stats.level].params.toLocaleString()} params)` : ''}`;
+  $('level').textContent = stats.level < 0 ? 'bicubic only (level 0 too slow)'
+    : `L${stats.level}${L ? ` (${L.levels[stats.level].params.toLocaleString()} params)` : ''}`;
   $('fps').textContent = `${stats.fps.toFixed(1)} / ${FPS ? FPS.toFixed(0) : '?'}`;
   $('srms').textContent = `${stats.srMs.toFixed(0)} ms`;
   $('ontime').textContent = seen ? `${((100 * stats.onTime) / seen).toFixed(0)}%` : '-';
   $('model').textContent = `v${stats.modelSegment} ${stats.modelHash.slice(0, 12)}${stats.refused ? ` (${stats.refused} refused)` : ''}`;
-  $('backend').textContent = `${stats.backend}, ${stats.threads} thread(s)${stats.isolated ? '' : ', not isolated'}`;
+  $('backend').textContent = `${stats.backend}, ${stats.threads} thread(s)${stats.isolated ? '' : ', not isolated'}, ${stats.variant}`
+    + (FROZEN ? ' (weights in the graphs: model updates not applied)' : '') + (RESIDUAL ? ` (${stats.upscale} upscale in the page)` : '');
   $('state').textContent = stats.error ? `error: ${stats.error}` : `${stats.state}${stats.note ? ' - ' + stats.note : ''}`;
 }
 
@@ -276,7 +409,7 @@ async function play(switcher) {
     const f = queue.shift();
     const k = switcher.cur;
     const start = performance.now();
-    const img = await sr(k, f.rgba);
+    const img = k < 0 ? bicubicOnly(f.rgba) : await sr(k, f.rgba);
     const ms = performance.now() - start;
     view.ctx.putImageData(new ImageData(img, SW, SH), 0, 0);
     lastLR = f.rgba;
@@ -293,8 +426,9 @@ async function play(switcher) {
     stats.fps = view.shown.length;
     if (stats.timeline.length < TIMELINE_MAX) stats.timeline.push([Math.round(done), k, Math.round(ms * 10) / 10, onTime ? 1 : 0, stats.loadOn ? 1 : 0]);
     const nk = switcher.observe(k, ms, (j) => j >= 0 && j < sessions.length && !!sessions[j]);
-    const slow = nk === 0 && switcher.est[0] > 0.9 * period;
-    stats.note = slow ? `even the smallest level cannot hold ${FPS.toFixed(0)} fps here (${switcher.est[0].toFixed(0)} ms a frame)` : '';
+    const slow = nk <= 0 && switcher.est[0] > 0.9 * period;
+    stats.note = slow ? `even the smallest level cannot hold ${FPS.toFixed(0)} fps here (${switcher.est[0].toFixed(0)} ms a frame)`
+      + (nk < 0 ? ': showing the bicubic upscale alone' : '') : '';
     if (nk !== k) stats.switches += 1;
     stats.level = nk;
     if (stats.frames % 5 === 0) hud();
@@ -329,12 +463,12 @@ function b64(bytes) {
   return btoa(s);
 }
 
-async function benchLevels(repeats = 8) {
+async function benchLevels(repeats = 8, only = null) {
   const frame = lastLR || queue[0]?.rgba;
   if (!frame) throw new Error('no decoded frame yet');
   const out = [];
   for (let k = 0; k < sessions.length; k++) {
-    if (!sessions[k]) continue;
+    if (!sessions[k] || (only && !only.includes(k))) continue;
     await sr(k, frame); // warm-up
     const times = [];
     for (let r = 0; r < repeats; r++) {
@@ -346,6 +480,51 @@ async function benchLevels(repeats = 8) {
     out.push({ level: k, id: L.levels[k].id, params: L.levels[k].params, median_ms: times[Math.floor(times.length / 2)], times_ms: times });
   }
   stats.bench = out;
+  return out;
+}
+
+// The speed variants side by side in this one page (same frame, same threads, same moment): each
+// name is a graph variant (plain, residual, int8, int8-residual) with '-canvas' for the canvas
+// upscale; each repeat times every level in every variant in turn, so a change of load on a
+// shared machine falls on all of them alike. Returns {name: [{level, median_ms, times_ms}]}.
+const altCache = {};
+async function variantSessions(name, only) {
+  const graph = name.replace(/-canvas$/, '');
+  if (!(L.variants || ['plain']).includes(graph)) throw new Error(`variant ${graph} not offered`);
+  if (!altCache[graph]) altCache[graph] = [];
+  const list = altCache[graph], t = weightTensors();
+  for (const k of only) {
+    if (list[k]) continue;
+    const { body } = await get(`/play/${NAME}/level/${k}.onnx?variant=${encodeURIComponent(graph)}`, 'bytes', 300000);
+    list[k] = await ort.InferenceSession.create(body, { executionProviders: [stats.backend], graphOptimizationLevel: 'all' });
+  }
+  return { sessions: list, feeds: list.map((s) => feedOf(s, t)), residual: graph.endsWith('residual'),
+    upscale: name.endsWith('-canvas') ? 'canvas' : 'exact' };
+}
+
+async function benchVariants(names, repeats = 8, only = null) {
+  const frame = lastLR || queue[0]?.rgba;
+  if (!frame) throw new Error('no decoded frame yet');
+  const levels = only || L.levels.map((_, k) => k);
+  const alts = {};
+  for (const name of names) alts[name] = await variantSessions(name, levels);
+  const times = Object.fromEntries(names.map((v) => [v, levels.map(() => [])]));
+  for (let r = -1; r < repeats; r++) { // r = -1: one warm-up of each
+    for (const [i, k] of levels.entries()) {
+      for (const name of names) {
+        const t = performance.now();
+        await sr(k, frame, alts[name]);
+        if (r >= 0) times[name][i].push(performance.now() - t);
+      }
+    }
+  }
+  const out = {};
+  for (const name of names) {
+    out[name] = levels.map((k, i) => {
+      const ts = times[name][i].slice().sort((a, b) => a - b);
+      return { level: k, median_ms: ts[Math.floor(ts.length / 2)], times_ms: times[name][i] };
+    });
+  }
   return out;
 }
 
@@ -371,6 +550,7 @@ async function main() {
   const manifest = await get(`/channel/${NAME}`);
   L = await get(`/play/${NAME}/levels.json`);
   mark('levels');
+  if (!(L.variants || ['plain']).includes(stats.variant)) throw new Error(`variant ${stats.variant} not offered (${(L.variants || ['plain']).join(', ')})`);
   W = L.lr_width; H = L.lr_height; SCALE = L.scale; SW = W * SCALE; SH = H * SCALE; FPS = Math.max(0.5, Math.min(240, +(q.get('fps') || 0) || L.fps));
   stats.nLevels = L.levels.length;
   lrCanvas.width = W; lrCanvas.height = H;
@@ -394,7 +574,7 @@ async function main() {
   const loading = (async () => { for (let k = 0; k < L.levels.length; k++) if (k !== start) await loadLevel(k); })();
   stats.state = 'buffering';
   buildFeeds();
-  followUpdates();
+  if (!FROZEN) followUpdates();
   report();
   if (q.get('paused') === '1') {
     await loading;
@@ -406,7 +586,7 @@ async function main() {
   }
   const fixed = q.get('policy') === 'fixed';
   // the switcher only picks levels loaded so far
-  const sw = new Switcher(L.levels, 1000 / FPS, fixed, start);
+  const sw = new Switcher(L.levels, 1000 / FPS, fixed, start, q.get('floor') === 'bicubic');
   stats.level = start;
   const timer = setInterval(hud, 500);
   await play(sw);
@@ -416,15 +596,16 @@ async function main() {
 
 window.adasr = {
   stats: () => JSON.parse(JSON.stringify(stats)),
-  probe: async (k) => {
+  probe: async (k, variant = null) => { // variant: a benchVariants name (default: the page's own)
     if (!lastLR) throw new Error('no frame shown yet');
     const lr = lastLR;
-    const img = await sr(k, lr);
+    const img = await sr(k, lr, variant ? await variantSessions(variant, [k]) : null);
     return { w: W, h: H, scale: SCALE, lr: b64(new Uint8Array(lr.buffer)), sr: b64(new Uint8Array(img.buffer)), model: hex(state.hash), segment: state.nextSegment };
   },
   applyRecord: async (bytes) => applyUpdate(new Uint8Array(bytes), 'record from the page'),
   fetchRecord: async (u) => Array.from((await get(`/play/${NAME}/model/${u}.bin`, 'bytes')).body),
   benchLevels,
+  benchVariants,
   startLoad,
   stopLoad,
 };
