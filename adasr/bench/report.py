@@ -196,22 +196,24 @@ def _live(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
 
 
 def _adapt(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
-    d = data[0]
-    clips = [c["clip"] for c in d["clips"]]
-    rows = []
-    for r in d["rows"]:
-        per = {}
-        for c in r["per_clip"]:  # a looping session scores a clip twice: the first pass is what is shown
-            per.setdefault(c["clip"], c["gain_db"])
-        rows.append([r["row"], _f(r["gain_db"], "+.3f"), *[_f(per.get(c), "+.2f") for c in clips],
-                     f"{r['model_kbps']:.1f}", str(r["updates"]), f"{r['train_cpu_per_video_s']:.2f}",
-                     "yes" if r["feasible"] else "no"])
-    cfg = d["config"]
+    clips = list(dict.fromkeys(c["clip"] for d in data for c in d["clips"]))
+    rows, notes = [], []
+    for d in data:
+        for r in d["rows"]:
+            per: dict[str, Any] = {}
+            for c in r["per_clip"]:  # a looping session scores a clip twice: the first pass is what is shown
+                per.setdefault(c["clip"], c["gain_db"])
+            rows.append([r["row"], _f(r["gain_db"], "+.3f"), *[_f(per.get(c), "+.2f") for c in clips],
+                         f"{r['model_kbps']:.1f}", str(r["updates"]), f"{r['train_cpu_per_video_s']:.2f}",
+                         "yes" if r["feasible"] else "no"])
+    cfg = data[0]["config"]
     h, w = cfg["crop_hw"]
-    notes = [f"The live trainer on a simulated clock (no training delay: an upper bound on the live run), "
-             f"{w}x{h} HR / {w // 2}x{h // 2} LR, {cfg['seconds']:g} s, {cfg['codec']} CRF {cfg['crf']}, base "
-             f"model {cfg['model']}. Per-clip columns: the gain on that clip's first pass. `live`: training CPU "
-             f"within {cfg['cpu_budget']:g} core-second per video second."]
+    notes.append(f"The live trainer on a simulated clock (no training delay: an upper bound on the live run), {w}x{h} "
+                 f"HR / {w // 2}x{h // 2} LR, {cfg['seconds']:g} s, {cfg['codec']} CRF {cfg['crf']}, base model "
+                 f"{cfg['model']}" + (f"; {len(data)} runs on the same session, the same base scores." if len(data) > 1
+                                      else "."))
+    notes.append("Per-clip columns: the gain on that clip's first pass. `live`: training CPU within "
+                 f"{data[0]['config']['cpu_budget']:g} core-second per video second.")
     return ["setting", "gain dB", *[f"{c} dB" for c in clips], "model kbps", "updates", "train CPU s/s", "live"], \
         rows, notes
 
@@ -276,7 +278,8 @@ SECTIONS: tuple[Section, ...] = (
             "its client on loopback, each scheme's gain over the codec-trained generic model it starts from.",
             ("live.json",), _live, "live"),
     Section("What makes adaptation pay (ablation)", "The live trainer's schemes and settings on the same session, "
-            "one change at a time (`adasr bench adapt`).", ("adapt.json",), _adapt, "adapt"),
+            "one change at a time, then the changes that paid combined (`adasr bench adapt`).",
+            ("adapt.json", "adapt-combined.json"), _adapt, "adapt"),
     Section("Model reuse", "RECL (gating top-K + safety checker + the retraining scheduler) against no "
             "adaptation and retraining alone, on the same frames and compute.", ("reuse.json",), _reuse, "reuse"),
     Section("MMNet (massive-MIMO detection)", "Symbol error rate of the classic detectors, exact ML (sphere "
