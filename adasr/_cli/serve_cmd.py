@@ -213,6 +213,7 @@ def bench_live(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for live.json.")] = Path("out/live"),
     videos: Annotated[Optional[list[Path]], typer.Option("--video", help="Clips played back to back as one live session (default: bigbuckbunny, megamind, vtest from the shared data; bikes, megamind, bigbuckbunny for crops at most 272 high).")] = None,
     schemes: Annotated[str, typer.Option(help="Comma-separated schemes: none, one_time, jit, ams, ams_asr_atr.")] = "none,one_time,jit,ams,ams_asr_atr",
+    rows: Annotated[Optional[list[str]], typer.Option("--row", help="One more session after the schemes, with settings of its own: SCHEME:NAME=VALUE,... as bench adapt takes it (repeatable), e.g. ams:k=40,t_horizon=4.")] = None,
     clients: Annotated[int, typer.Option(help="Clients watching each channel.")] = 1,
     channels: Annotated[str, typer.Option(help="Channel counts for the scaling run (e.g. 1,2,3; empty: skip).")] = "",
     scheduler: Annotated[str, typer.Option(help="Scheduler of the scaling run: round_robin, gain or both.")] = "both",
@@ -231,7 +232,7 @@ def bench_live(
     from adasr.bench.live import LiveBenchConfig, run_live_bench, summary_lines
 
     size = parse_hw(crop, "--crop", minimum=32)
-    names = tuple(s.strip() for s in schemes.split(",") if s.strip())
+    names = tuple(s.strip() for s in schemes.split(",") if s.strip()) + tuple(rows or ())
     overrides = parse_row("ams:" + ",".join(setting or [])).overrides
     counts = tuple(int(c) for c in channels.split(",") if c.strip()) if channels.strip() else ()
     cfg = LiveBenchConfig(videos=tuple(videos) if videos else None, schemes=names, clients=clients, crop_hw=size,

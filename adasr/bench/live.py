@@ -75,12 +75,10 @@ class LiveBenchConfig:
     min_real_time: float = 0.95  # a session whose server fell below this fraction of real time is invalid
 
     def __post_init__(self) -> None:
-        from adasr.serve.config import SCHEMES
+        from adasr.bench.adapt import parse_row
 
-        known = (*SCHEMES, "ams_asr_atr")
-        for s in self.schemes:
-            if s not in known:
-                raise ConfigError(f"unknown scheme {s!r}; choose from {', '.join(known)}")
+        for s in self.schemes:  # a scheme name, or a bench adapt row: SCHEME:NAME=VALUE,...
+            parse_row(s)
         if not 1 <= self.clients <= 16:
             raise ConfigError("clients must be in [1, 16]")
         if not 2 <= self.seconds <= 600:
@@ -112,14 +110,19 @@ def session_clip(videos: list[Path], crop_hw: tuple[int, int], out: Path, fps: f
 
 
 def _trainer_config(scheme: str, cfg: LiveBenchConfig):
+    """The trainer of `scheme` (a name, or a row "ams:k=40,..."): the session's settings, then
+    `cfg.overrides`, then the row's own."""
+    from adasr.bench.adapt import parse_row
     from adasr.serve.config import ASRConfig, ATRConfig, TrainerConfig
 
+    row = parse_row(scheme)
     kw = dict(t_update=cfg.t_update, k=cfg.k, one_time_s=cfg.one_time_s, seed=cfg.seed)
     kw.update(dict(cfg.overrides))
-    if scheme == "ams_asr_atr":
+    kw.update(dict(row.overrides))
+    if row.scheme == "ams_asr_atr":
         return TrainerConfig(scheme="ams", asr=ASRConfig(enabled=True),
-                             atr=ATRConfig(enabled=True, tau_min=cfg.t_update), **kw)
-    return TrainerConfig(scheme=scheme, **kw)
+                             atr=ATRConfig(enabled=True, tau_min=kw["t_update"]), **kw)
+    return TrainerConfig(scheme=row.scheme, **kw)
 
 
 @dataclass
