@@ -19,14 +19,14 @@ SCHEME_NAMES = ("none", "one_time", "jit", "ams", "ams_asr_atr")
 
 
 def _trainer_config(scheme: str, t_update: float, t_horizon: float, k: int, eta: float, seed: int,
-                    on_cut: str = "keep"):
+                    on_cut: str = "keep", lr: float = 1e-3):
     from adasr.serve.config import TrainerConfig
 
     if scheme not in SCHEME_NAMES:
         raise ConfigError(f"--scheme must be one of {', '.join(SCHEME_NAMES)}, got {scheme!r}")
     from adasr.serve.config import ATRConfig
 
-    kw: dict[str, Any] = dict(t_update=t_update, t_horizon=t_horizon, k=k, eta=eta, seed=seed, on_cut=on_cut)
+    kw: dict[str, Any] = dict(t_update=t_update, t_horizon=t_horizon, k=k, eta=eta, seed=seed, on_cut=on_cut, lr=lr)
     if scheme == "ams_asr_atr":
         from adasr.serve.config import ASRConfig
 
@@ -53,6 +53,7 @@ def serve(
     t_horizon: Annotated[float, typer.Option(help="Training horizon in seconds (T_horizon).")] = 16.0,
     k: Annotated[int, typer.Option(help="Adam iterations per update (K).")] = 20,
     eta: Annotated[float, typer.Option(help="Fraction of the parameters an update may change.")] = 0.05,
+    lr: Annotated[float, typer.Option(help="Adam learning rate of the updates.")] = 1e-3,
     on_cut: Annotated[str, typer.Option(help="At a scene cut (consecutive samples far apart): keep (the horizon forgets the old scene in its own time), reset (train on the new scene only, Adam restarted) or base (as reset, and the clients go back to the base model first).")] = "keep",
     crf: Annotated[int, typer.Option(help="LR segment quality (H.264 CRF).")] = 28,
     seconds: Annotated[float, typer.Option(help="Stop serving after this many seconds.")] = 3600.0,
@@ -85,7 +86,7 @@ def serve(
     if len(set(names)) != len(names):
         raise ConfigError(f"channel names must differ, got {', '.join(names)} (use --name)")
     size = None if crop is None else parse_hw(crop, "--crop", minimum=16)
-    cfg = _trainer_config(scheme, t_update, t_horizon, k, eta, seed, on_cut)
+    cfg = _trainer_config(scheme, t_update, t_horizon, k, eta, seed, on_cut, lr)
     if ray is not None and zoo is not None:
         raise ConfigError("--zoo and --ray cannot be combined yet: model reuse needs the trainers in this process")
     sources_ = [LiveSource(s, scale=scale, crop_hw=size) for s in sources]
