@@ -84,7 +84,7 @@ streaming() {  # every level of both families on codec-compressed and clean LR o
 
 live() {  # a quiet machine: the server must keep real time (runs below 0.95 of it are marked invalid)
   run live "${A[@]}" bench live --schemes none,one_time,jit,ams,ams_asr_atr --seconds 60 --crop 640x360 \
-    --out "$OUT/live"
+    --row "ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.07" --out "$OUT/live"
   cp "$OUT/live/live.json" "$RESULTS/live.json"
 }
 
@@ -94,6 +94,11 @@ adapt() {  # the ablation (about 4 CPU-minutes per row; deterministic, so a shar
     ams:t_horizon=60 ams:on_cut=reset ams:on_cut=base ams:eta=1,lr=0.003,on_cut=reset; do rows+=(--row "$r"); done
   run adapt "${A[@]}" bench adapt "${rows[@]}" --seconds 60 --crop 640x360 --out "$OUT/adapt"
   cp "$OUT/adapt/adapt.json" "$RESULTS/adapt.json"
+  rows=()   # the changes that paid, combined
+  for r in ams:t_horizon=4,on_cut=reset ams:t_horizon=4,lr=0.003,on_cut=reset ams:k=40,t_horizon=4,lr=0.003,on_cut=reset \
+    ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.07 jit:jit_max_steps=10; do rows+=(--row "$r"); done
+  run adapt-combined "${A[@]}" bench adapt "${rows[@]}" --seconds 60 --crop 640x360 --out "$OUT/adapt2"
+  cp "$OUT/adapt2/adapt.json" "$RESULTS/adapt-combined.json"
 }
 
 browser() {  # headless Chromium (make js; apt-get install chromium): the export variants, then three playbacks
