@@ -229,8 +229,8 @@ def bench_live(
 ) -> None:
     """Live AMS on loopback: server + clients, Table 4.1's schemes in SR form; PSNR gain, kbps, server CPU."""
     from adasr._atomic import check_not_input
-    from adasr.bench.adapt import parse_row
     from adasr.bench.live import LiveBenchConfig, run_live_bench, summary_lines
+    from adasr.serve.config import parse_row
 
     size = parse_hw(crop, "--crop", minimum=32)
     names = tuple(s.strip() for s in schemes.split(",") if s.strip()) + tuple(rows or ())

@@ -37,13 +37,10 @@ import numpy as np
 
 from adasr.errors import ConfigError
 from adasr.metrics import PSNR_CAP, psnr_of_mean_mse
+from adasr.serve.config import Row, parse_row
 
 __all__ = ["ABLATION_ROWS", "AdaptBenchConfig", "Row", "parse_row", "run_adapt_bench", "summary_lines"]
 
-#: keys a row may set (TrainerConfig fields), with their type
-_KEYS: dict[str, type] = {"k": int, "eta": float, "lr": float, "t_horizon": float, "t_update": float, "batch": int,
-                          "patch": int, "strategy": str, "on_cut": str, "cut_phi": float, "one_time_s": float,
-                          "one_time_lr": float, "jit_gain_db": float, "jit_max_steps": int}
 MAX_ROWS = 32
 
 #: The ablation table: Table 4.1's schemes, then AMS with one thing changed at a time.
@@ -52,48 +49,6 @@ ABLATION_ROWS = (
     "ams:k=60", "ams:lr=0.003", "ams:eta=0.25", "ams:eta=1", "ams:t_horizon=4", "ams:t_horizon=60",
     "ams:on_cut=reset", "ams:on_cut=base",
 )
-
-
-@dataclass(frozen=True)
-class Row:
-    """One setting: a scheme (none, one_time, jit, ams, ams_asr_atr) and TrainerConfig overrides."""
-
-    scheme: str
-    overrides: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def label(self) -> str:
-        return self.scheme + ("" if not self.overrides else ":" + ",".join(f"{k}={v}" for k, v in self.overrides))
-
-    def trainer_config(self, seed: int = 0):
-        from adasr.serve.config import TrainerConfig
-
-        return TrainerConfig.named(self.scheme, seed=seed, **dict(self.overrides))
-
-
-def parse_row(text: str) -> Row:
-    """'ams:k=60,eta=1' -> Row (the scheme, then NAME=VALUE overrides of the trainer's settings)."""
-    from adasr.serve.config import SCHEMES
-
-    scheme, _, rest = text.strip().partition(":")
-    known = (*SCHEMES, "ams_asr_atr")
-    if scheme not in known:
-        raise ConfigError(f"unknown scheme {scheme!r} in row {text!r}; choose from {', '.join(known)}")
-    overrides = []
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or key not in _KEYS:
-            raise ConfigError(f"row {text!r}: expected NAME=VALUE with NAME one of {', '.join(_KEYS)}, got {item!r}")
-        try:
-            v = _KEYS[key](value)
-        except ValueError:
-            raise ConfigError(f"row {text!r}: {key} needs a {_KEYS[key].__name__}, got {value!r}") from None
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"row {text!r}: {key} must be finite")
-        overrides.append((key, v))
-    row = Row(scheme, tuple(overrides))
-    row.trainer_config()  # the trainer's own checks (ranges, names) now, not mid-run
-    return row
 
 
 @dataclass(frozen=True)

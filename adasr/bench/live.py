@@ -75,7 +75,7 @@ class LiveBenchConfig:
     min_real_time: float = 0.95  # a session whose server fell below this fraction of real time is invalid
 
     def __post_init__(self) -> None:
-        from adasr.bench.adapt import parse_row
+        from adasr.serve.config import parse_row
 
         for s in self.schemes:  # a scheme name, or a bench adapt row: SCHEME:NAME=VALUE,...
             parse_row(s)
@@ -112,8 +112,7 @@ def session_clip(videos: list[Path], crop_hw: tuple[int, int], out: Path, fps: f
 def _trainer_config(scheme: str, cfg: LiveBenchConfig):
     """The trainer of `scheme` (a name, or a row "ams:k=40,..."): the session's settings, then
     `cfg.overrides`, then the row's own."""
-    from adasr.bench.adapt import parse_row
-    from adasr.serve.config import ASRConfig, ATRConfig, TrainerConfig
+    from adasr.serve.config import ASRConfig, ATRConfig, TrainerConfig, parse_row
 
     row = parse_row(scheme)
     kw = dict(t_update=cfg.t_update, k=cfg.k, one_time_s=cfg.one_time_s, seed=cfg.seed)
