@@ -316,7 +316,7 @@ def run_codec_bench(videos: Sequence[Path], out_dir: Path, cfg: CodecBenchConfig
     for video in videos:
         clips.append(bench_clip(Path(video), cfg, on_progress))
         device = torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
-        result = {"config": _cfg_dict(cfg), "device": str(device),
+        result = {"config": _cfg_dict(cfg), "device": str(device), "videos": [str(v) for v in videos],
                   "threads": torch.get_num_threads(), "clips": clips, "wall_s": time.perf_counter() - started,
                   "provenance": stamp}
         write_json(out_dir / "codec.json", result)  # after every clip: a long run keeps what it has

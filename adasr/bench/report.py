@@ -129,6 +129,10 @@ def _codec(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
         notes.append(f"{name}: {clip['frames']} frames {clip['width']}x{clip['height']}, x{clip['scale']}; model "
                      f"stream {s['model_kbps_mean']:.1f} kbps (base by hash {s['model_kbps_base_by_hash_mean']:.1f}); "
                      f"encode {s['realtime_factor_cpu_mean']:.2f}x real time in CPU time.")
+    done = {clip["video"] for clip in data[0]["clips"]}
+    left = [Path(v).name for v in data[0].get("videos", []) if v not in done]
+    if left:
+        notes.append(f"Not finished when the JSON was written (a run writes it after every clip): {', '.join(left)}.")
     return ["clip", "curve", "points: kbps / PSNR dB", "BD-rate % vs anchor", "BD-PSNR dB"], rows, notes
 
 
