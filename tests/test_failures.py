@@ -402,7 +402,9 @@ class TestCtrlC:
         shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(os.environ.get("TMPDIR", "/tmp"))
         env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
         out = tmp_path / "p.mp4"
-        cmd = [sys.executable, "-m", "adasr", "play", str(data_root / "video" / "bikes_640x272.mp4"), "--trace",
+        # the longest shared clip (795 frames): the play must still be running when the signal comes, also on a
+        # loaded machine where the load workers start late
+        cmd = [sys.executable, "-m", "adasr", "play", str(data_root / "video" / "vtest_768x576.avi"), "--trace",
                "stable", "--quiet", "--lr-size", "64x32", "--target-fps", "5", "--out", str(out)]
         # a session of its own: SIGINT to the group is what a terminal's Ctrl-C does
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)

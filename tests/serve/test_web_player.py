@@ -54,8 +54,9 @@ const until = async (page, sleep, pred, ms) => { // the page's stats once pred h
 """
 
 PLAY = UNTIL + """
-const s0 = await until(page, sleep,
-  (s) => s.frames >= 8 && s.levelsLoaded === s.nLevels && s.updates >= args.updates, 120000);
+// updates are applied as they arrive and swapped in between frames: wait for the swap too (modelSegment)
+const s0 = await until(page, sleep, (s) => s.frames >= 8 && s.levelsLoaded === s.nLevels
+  && s.updates >= args.updates && s.modelSegment >= args.updates, 120000);
 if (s0.error || s0.updates < args.updates || s0.levelsLoaded < s0.nLevels) return { s0 };
 const probes = [];
 for (const k of [0, s0.nLevels - 1]) probes.push(await page.evaluate((k) => window.adasr.probe(k), k));
