@@ -407,7 +407,10 @@ class TestCtrlC:
         cmd = [sys.executable, "-m", "adasr", "play", str(data_root / "video" / "vtest_768x576.avi"), "--trace",
                "stable", "--quiet", "--lr-size", "64x32", "--target-fps", "5", "--out", str(out)]
         # a session of its own: SIGINT to the group is what a terminal's Ctrl-C does
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+        # SIGINT back to its default in the child: a test run started in the background (nohup make test &)
+        # ignores SIGINT, the child would inherit that, and Python then never raises KeyboardInterrupt
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 120
             mine = f"adasr-cpuload-{proc.pid}-"
