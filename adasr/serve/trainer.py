@@ -66,6 +66,9 @@ class SampleBuffer:
             self.items.popleft()
         return [s for s in self.items if s.t >= t - h]
 
+    def clear(self) -> None:
+        self.items.clear()
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -143,7 +146,7 @@ class ChannelTrainer:
             self.asr.observe(self.last_phi)
             if self.cfg.on_cut != "keep" and self.last_phi > self.cfg.cut_phi:
                 self.cuts += 1
-                self.buffer.items.clear()  # the new scene only
+                self.buffer.clear()  # the new scene only
                 self._cut_pending = True
         self._last_label = hr
         sample = Sample(float(t), lr, hr)
