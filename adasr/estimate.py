@@ -13,8 +13,9 @@ Before it starts it says how long that should take, from what this module comput
 - `timed_costs(package, levels, frame_hw)`: a quick timing of one frame per level here, on the
   frame size capped at `TIMING_CAP` LR pixels a side (then scaled to the frame by pixel count).
 - `calibrate_costs(package, costs, frame_hw, level=L)`: a profile's numbers scaled by how fast the
-  machine runs now (level L timed for a few frames against the profile's number for it): a
-  profile is measured once, while the share of the CPU other programs take keeps changing.
+  machine runs now (level L timed for about `CALIBRATE_S` seconds, their mean, against the
+  profile's number for it): a profile is measured once, while the share of the CPU other
+  programs take keeps changing.
 - `estimate_seconds(source, level, frame_hw, frames)`: the one-call form (a package or costs).
 - `pick_level(costs, psnr, budget_s, frame_hw, frames)`: the best level whose estimate fits the
   budget, or the fastest level when none does (and says so).
@@ -39,12 +40,13 @@ from adasr.safepath import read_bounded
 if TYPE_CHECKING:
     from adasr.package import Package
 
-__all__ = ["Choice", "LARGE_IMAGE_S", "LevelCosts", "PRIOR_FRAMES", "RunningEstimate", "TIMING_CAP", "TimeBudget",
-           "calibrate_costs", "costs_from_profile", "estimate_seconds", "format_seconds", "package_costs",
+__all__ = ["CALIBRATE_S", "Choice", "LARGE_IMAGE_S", "LevelCosts", "PRIOR_FRAMES", "RunningEstimate", "TIMING_CAP",
+           "TimeBudget", "calibrate_costs", "costs_from_profile", "estimate_seconds", "format_seconds", "package_costs",
            "parse_time_budget", "pick_level", "quality_order", "sample_load_share", "time_level", "timed_costs"]
 
 TIMING_CAP = 256          # quick timing: at most this many LR pixels a side
 LARGE_IMAGE_S = 2.0       # images whose estimate reaches this get the estimate line
+CALIBRATE_S = 1.5         # calibrate_costs: seconds of timing (the mean over them; see time_level)
 PRIOR_FRAMES = 5.0        # RunningEstimate: the prior counts as this many measured frames
 
 
@@ -186,15 +188,29 @@ def package_costs(package: Package, device_key: str | None = None, *, load_share
 
 
 def time_level(package: Package, level: int, hw: tuple[int, int], *, threads: int | None = None,
-               repeats: int = 3, channels_last: bool | None = None) -> float:
-    """Median seconds of `repeats` frames of `hw` (H, W) through `level` here, after one warm-up
-    (`channels_last`: the input layout the run will use; None: the runtime's, NHWC on CPU)."""
+               repeats: int = 3, channels_last: bool | None = None, min_s: float = 0.0,
+               max_repeats: int = 40) -> float:
+    """Seconds per frame of `hw` (H, W) through `level` here, after one warm-up
+    (`channels_last`: the input layout the run will use; None: the runtime's, NHWC on CPU).
+
+    min_s = 0: the median of `repeats` frames. min_s > 0: frames are timed for about `min_s`
+    seconds (at least `repeats`, at most `max_repeats`) and their mean is returned: on a machine
+    other programs share, the mean over a stretch of time is what a long run will see, while
+    the median of a few frames is whichever share the scheduler gave in that instant."""
     from adasr.runtime.profile import measure_latency
 
     cfg = package.family[_index(level, len(package.family))].config
-    sample = measure_latency(package.supernet, cfg, _hw(hw), warmup=1, repeats=repeats, threads=threads,
+    hw = _hw(hw)
+    if min_s <= 0:
+        sample = measure_latency(package.supernet, cfg, hw, warmup=1, repeats=repeats, threads=threads,
+                                 channels_last=channels_last)
+        return max(sample.median_s, 1e-9)
+    first = measure_latency(package.supernet, cfg, hw, warmup=1, repeats=1, threads=threads,
+                            channels_last=channels_last).median_s
+    n = min(max_repeats, max(repeats, math.ceil(min_s / max(first, 1e-6))))
+    sample = measure_latency(package.supernet, cfg, hw, warmup=0, repeats=n, threads=threads,
                              channels_last=channels_last)
-    return max(sample.median_s, 1e-9)
+    return max(sample.mean_s, 1e-9)
 
 
 def timed_costs(package: Package, levels: Sequence[int], frame_hw: tuple[int, int], *, cap: int = TIMING_CAP,
@@ -213,17 +229,18 @@ def timed_costs(package: Package, levels: Sequence[int], frame_hw: tuple[int, in
 
 def calibrate_costs(package: Package, costs: LevelCosts, frame_hw: tuple[int, int], *, level: int | None = None,
                     threads: int | None = None, channels_last: bool | None = None, cap: int = TIMING_CAP,
-                    limits: tuple[float, float] = (0.2, 50.0)) -> LevelCosts:
+                    limits: tuple[float, float] = (0.2, 50.0), min_s: float = 0.0) -> LevelCosts:
     """`costs` scaled to how fast this machine runs right now: `level` (default: the fastest) is
     timed on `frame_hw` capped at `cap` (`time_level`, with the run's `threads` and input layout),
     and every level's time is multiplied by the ratio of that timing to the profile's number
-    (clamped to `limits`). A profile is measured once; the CPU other programs take changes, a
+    (clamped to `limits`; `min_s`: how long to time, see `time_level`). A profile is measured
+    once; the CPU other programs take changes, a
     busy machine can be several times slower, and not by the same factor for every level (small
     nets suffer most from a contended thread pool): time the level that will run."""
     h, w = _hw(frame_hw)
     hw = (min(h, cap), min(w, cap))
     level = costs.fastest() if level is None else _index(level, len(costs))
-    now = time_level(package, level, hw, threads=threads, channels_last=channels_last)
+    now = time_level(package, level, hw, threads=threads, channels_last=channels_last, min_s=min_s)
     factor = min(max(now / costs.frame_seconds(level, hw), limits[0]), limits[1])
     seconds = tuple(None if s is None else s * factor for s in costs.seconds)
     return LevelCosts(seconds, costs.ref_hw, costs.kind,

@@ -39,6 +39,8 @@ __all__ = ["DEADLINE_KEYS", "Reporter", "UpscaleResult", "busy_words", "choose_l
 DEADLINE_KEYS = ("target_fps", "deadlines_met", "missed", "stalls", "switches", "switch_ms_max", "policy")
 #: The re-measured total moves the reporter's estimate once it differs from the first by this share.
 REESTIMATE_SHARE = 1 / 3
+#: The estimate's timing lasts at most this share of what the run is expected to take.
+CALIBRATE_SHARE = 0.02
 _log = logging.getLogger("adasr")
 
 
@@ -213,13 +215,15 @@ def _sizes(hw: tuple[int, int], scale: int) -> str:
 
 
 def _level_costs(package: Any, levels: list[int], hw: tuple[int, int], load: float, *,
-                 image: bool = False) -> tuple[Any, Any]:
+                 image: bool = False, frames: int = 1) -> tuple[Any, Any]:
     """(costs, calibrate): this device's profile (the column nearest the CPU load now), else a
     quick timing of `levels` here; `calibrate(costs, level)` rescales profile numbers by a timing
     of `level` now (timed numbers are returned as they are). Timed as the run will go: a video
     through the engine (NHWC input, the runtime's thread rule), an image through `sr_array`
-    (NCHW, torch's thread setting)."""
-    from adasr.estimate import calibrate_costs, package_costs, timed_costs
+    (NCHW, torch's thread setting). The timing lasts up to `CALIBRATE_S`, at most
+    `CALIBRATE_SHARE` of what the profile says `frames` frames take: a long run gets an estimate
+    from a stretch of time, a short one starts at once."""
+    from adasr.estimate import CALIBRATE_S, calibrate_costs, package_costs, timed_costs
 
     threads, layout = (None, False) if image else (threads_for_load(load), None)
     costs = package_costs(package, others=False, load_share=load)
@@ -228,7 +232,9 @@ def _level_costs(package: Any, levels: list[int], hw: tuple[int, int], load: flo
     profile = costs
 
     def calibrate(_: Any, level: int) -> Any:
-        return calibrate_costs(package, profile, hw, level=level, threads=threads, channels_last=layout)
+        min_s = min(CALIBRATE_S, CALIBRATE_SHARE * profile.seconds_for(level, hw, frames))
+        return calibrate_costs(package, profile, hw, level=level, threads=threads, channels_last=layout,
+                               min_s=min_s)
 
     return costs, calibrate
 
@@ -253,7 +259,7 @@ def choose_level(package: Any, hw: tuple[int, int], frames: int, clip_s: float |
     n = len(family)
     if mode == "budget":
         budget_s = budget.seconds(clip_s)
-        costs, calibrate = _level_costs(package, list(range(n)), hw, load_share, image=image)
+        costs, calibrate = _level_costs(package, list(range(n)), hw, load_share, image=image, frames=frames)
         psnr = [lv.psnr for lv in family]
         costs = calibrate(costs, costs.fastest())
         choice = pick_level(costs, psnr, budget_s, hw, frames, tile)
@@ -267,7 +273,7 @@ def choose_level(package: Any, hw: tuple[int, int], frames: int, clip_s: float |
         return LevelChoice(choice.level, choice.estimate_s, costs, budget_s, choice.fits)
     chosen = n - 1 if mode == "best" else parse_level(level if level is not None else "best", n)
     assert chosen is not None
-    costs, calibrate = _level_costs(package, [chosen], hw, load_share, image=image)
+    costs, calibrate = _level_costs(package, [chosen], hw, load_share, image=image, frames=frames)
     costs = calibrate(costs, chosen)
     return LevelChoice(chosen, costs.seconds_for(chosen, hw, frames, tile), costs, None)
 
@@ -299,6 +305,7 @@ class _Reestimate:
         self.job, self.estimate, self.total = job, estimate, total
         self.running = RunningEstimate(estimate / total if estimate and total else None, total)
         self.told = False
+        self.revised: float | None = None  # the revised total, once said
 
     def update(self, done: int, elapsed: float) -> float:
         from adasr.estimate import format_seconds
@@ -309,6 +316,7 @@ class _Reestimate:
             measured = elapsed + (self.total - done) * elapsed / done  # the frames done alone
             if abs(measured - self.estimate) > REESTIMATE_SHARE * self.estimate:
                 self.told = True
+                self.revised = measured
                 slower = measured > self.estimate
                 self.job.reporter.say(
                     f"now about {format_seconds(measured)} in all (estimated {format_seconds(self.estimate)}): "
@@ -509,7 +517,7 @@ def _video_package(job: _Job, model_path: Path | None) -> UpscaleResult:
         if not 0 <= work.level < n:
             raise ConfigError(f"the work kept in {work.folder} is at level {work.level}, which {package.path.name} "
                               f"does not have; remove that folder to start over")
-        costs, calibrate = _level_costs(package, [work.level], hw, job.load_share)
+        costs, calibrate = _level_costs(package, [work.level], hw, job.load_share, frames=max(1, total - skip))
         costs = calibrate(costs, work.level)
         left = max(0, total - skip)
         choice = LevelChoice(work.level, costs.seconds_for(work.level, hw, left, engine.tile), costs, None)
@@ -556,7 +564,7 @@ def _video_package(job: _Job, model_path: Path | None) -> UpscaleResult:
         job.reporter.finish(skip + re.running.done)
     summary = {k: v for k, v in result.summary().items() if k not in DEADLINE_KEYS}
     summary.update(mode=job.mode, level=level, estimated_s=estimate, estimate_source=choice.costs.source,
-                   budget_s=choice.budget_s)
+                   budget_s=choice.budget_s, revised_estimate_s=re.revised)
     kept = ""
     if work is not None:
         summary["frames_resumed"] = skip  # frames upscaled by an earlier, interrupted run

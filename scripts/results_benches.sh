@@ -5,7 +5,7 @@
 #
 #   scripts/results_benches.sh             # every bench
 #   scripts/results_benches.sh peers mimo  # only these (names: protocol memory peers streaming
-#                                          #   adaptivity backends codec live adapt reuse mimo browser)
+#                                          #   adaptivity backends codec live adapt reuse mimo estimate browser)
 #
 # PEERS_SCALES picks the peers scales (default: 2 3 4). ADASR names the command (default: adasr); OUT the scratch folder for the benches' PNGs and
 # extra files (default: out/results). The commands run under `nice`: on a shared machine the
@@ -86,6 +86,14 @@ live() {  # a quiet machine: the server must keep real time (runs below 0.95 of 
   run live "${A[@]}" bench live --schemes none,one_time,jit,ams,ams_asr_atr --seconds 60 --crop 640x360 \
     --row "ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.07" --out "$OUT/live"
   cp "$OUT/live/live.json" "$RESULTS/live.json"
+  # the largest size the shared clips have (bigbuckbunny is 1280x720): does the 2-core server keep real time?
+  run live-720p "${A[@]}" bench live --schemes ams --seconds 60 --crop 1280x720 \
+    --video "$CLIPS/bigbuckbunny_720p.mp4" --channels "" --out "$OUT/live720"
+  cp "$OUT/live720/live.json" "$RESULTS/live-720p.json"
+}
+
+estimate() {  # a quiet machine: the bench adds its own steady load (half of every core)
+  run estimate "${A[@]}" bench estimate --frames 24 --load 0.5 --json "$RESULTS/estimate.json"
 }
 
 adapt() {  # the ablation (about 4 CPU-minutes per row; deterministic, so a shared machine only slows it)
@@ -106,7 +114,7 @@ browser() {  # headless Chromium (make js; apt-get install chromium): the export
   cp "$OUT/browser/browser.json" "$RESULTS/browser.json"
 }
 
-ALL=(protocol memory peers streaming adaptivity backends codec live adapt reuse mimo browser)
+ALL=(protocol memory peers streaming adaptivity backends codec live adapt reuse mimo estimate browser)
 for name in "${@:-${ALL[@]}}"; do
   case " ${ALL[*]} " in
     *" $name "*) "$name" ;;

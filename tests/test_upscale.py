@@ -169,7 +169,7 @@ def test_calibration_scales_a_profile_to_the_machine_now(monkeypatch, profiled):
 
     seen = []
 
-    def busy(package, level, hw, *, threads=None, repeats=3, channels_last=None):
+    def busy(package, level, hw, *, threads=None, repeats=3, channels_last=None, min_s=0.0):
         seen.append((level, hw, threads))
         return 3 * SECONDS[level] * hw[0] * hw[1] / 256  # the machine runs 3x slower than profiled
 
@@ -178,8 +178,37 @@ def test_calibration_scales_a_profile_to_the_machine_now(monkeypatch, profiled):
     out = calibrate_costs(load_package(profiled), costs, (600, 800), threads=1)
     assert seen == [(0, (256, 256), 1)]  # the fastest level, on the capped frame, with the run's threads
     assert out.seconds == pytest.approx((0.03, 0.06)) and "x0.6" in out.source
+
     monkeypatch.setattr(adasr.estimate, "time_level", lambda *a, **k: 1e6)
     assert calibrate_costs(load_package(profiled), costs, (16, 16)).seconds == pytest.approx((2.5, 5.0))  # clamped
+
+
+def test_a_timed_stretch_averages_frames_over_min_s(profiled, monkeypatch):
+    """time_level with min_s: one frame sizes the stretch, then the mean of enough frames to fill
+    min_s (bounded by max_repeats), not the median of a few."""
+    import sys
+
+    import adasr.estimate
+    from adasr.package import load_package
+    from adasr.timing import LatencySample
+
+    monkeypatch.undo()  # the real time_level (the module's fixture fakes it), over a fake frame timer
+    time_level = adasr.estimate.time_level
+    calls = []
+
+    def fake(model, cfg, hw, *, warmup, repeats, threads, channels_last):
+        calls.append(repeats)
+        times = [0.1] * repeats if repeats == 1 else [0.1] * (repeats - 1) + [0.1 + 0.4 * repeats]
+        return LatencySample.from_times(times, 1, "cpu")
+
+    monkeypatch.setattr(sys.modules["adasr.runtime.profile"], "measure_latency", fake)
+    package = load_package(profiled)
+    mean = time_level(package, 0, (16, 16), min_s=1.5)
+    assert calls == [1, 15] and mean == pytest.approx(0.1 + 0.4)  # the slow frame counts in the mean
+    calls.clear()
+    assert time_level(package, 0, (16, 16), min_s=100.0, max_repeats=7) > 0 and calls == [1, 7]
+    calls.clear()
+    assert time_level(package, 0, (16, 16)) == pytest.approx(0.1) and calls == [3]  # the median of 3
 
 
 def test_running_estimate_follows_the_frames():

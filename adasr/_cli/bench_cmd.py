@@ -1,4 +1,4 @@
-"""`adasr bench protocol|memory|adaptivity|multi|pipeline|overhead|ddp|report`: the benches of the
+"""`adasr bench protocol|memory|adaptivity|multi|pipeline|overhead|ddp|estimate|report`: the benches of the
 runtime and the protocol, and the results page generated from the benches' JSON."""
 
 from __future__ import annotations
@@ -232,6 +232,37 @@ def bench_report(
     console.print(f"wrote {output} ({page.count(chr(10))} lines) from {results}", highlight=False)
 
 
+def bench_estimate(
+    inputs: Annotated[Optional[list[Path]], typer.Argument(help="Video files (default: the shared 720p, 720x528 and "
+                                                           "768x576 clips).", show_default=False)] = None,
+    frames: Annotated[int, typer.Option(help="Frames upscaled from the start of each input.")] = 24,
+    level: Annotated[str, typer.Option(help="Level of the bundled package: best or an index (as adasr upscale).")] = "best",
+    load: Annotated[float, typer.Option(help="Share of every core a background process keeps busy during the runs "
+                                       "(0: none).")] = 0.5,
+    json_out: Annotated[Path, typer.Option("--json", help="Where the result is written.")] = Path("out/estimate.json"),
+) -> None:
+    """`adasr upscale`'s announced time estimate against the time the run took, under a steady
+    background load (the library call the CLI makes; within 30 %: actual/estimate in [0.77, 1.3])."""
+    from adasr._atomic import check_not_input, check_writable
+    from adasr.bench.estimate import default_inputs, run_estimate_bench
+    from adasr.errors import InputError
+
+    paths = list(inputs) if inputs else default_inputs()
+    for p in paths:
+        if not p.is_file():
+            raise InputError(f"input not found: {p}")
+    check_writable(json_out)
+    check_not_input([json_out], paths)
+    result = run_estimate_bench(paths, frames=frames, level=level, load_share=load,
+                                on_progress=lambda m: console.print(f"  {m}", highlight=False))
+    for r in result["rows"]:
+        revised = "" if r["revised_s"] is None else f", revised {r['revised_s']:.1f} s"
+        out.print(f"{r['input']}: level {r['level']}, estimated {r['estimated_s']:.1f} s, took {r['actual_s']:.1f} s "
+                  f"(x{r['ratio']:.2f}{', within 30 %' if r['within'] else ''}){revised}", highlight=False)
+    out.print(f"within 30 %: {result['met']} of {result['inputs']} (load {load:g} on every core)", highlight=False)
+    _write_json(json_out, result)
+
+
 def register(bench_app: typer.Typer) -> None:
     bench_app.command("protocol")(bench_protocol)
     bench_app.command("report")(bench_report)
@@ -241,3 +272,4 @@ def register(bench_app: typer.Typer) -> None:
     bench_app.command("pipeline")(bench_pipeline)
     bench_app.command("overhead")(bench_overhead)
     bench_app.command("ddp")(bench_ddp)
+    bench_app.command("estimate")(bench_estimate)

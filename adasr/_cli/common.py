@@ -141,6 +141,8 @@ RANGES: dict[str, Range] = {
     "browser:fps": Range(0, 1000, lo_open=True),
     "browser:quality_frames": Range(1, 50),       # bench browser: frames scoring int8 against float32
     "complexity:train_iters": Range(0, 1_000_000),  # mimo complexity: MMNet's online iterations per channel
+    "estimate:frames": Range(1, 10_000),          # bench estimate: frames per input
+    "estimate:load": Range(0, 1),                 # bench estimate: background share of every core
 }
 
 
