@@ -39,8 +39,8 @@ LAYERS = [
     ("serve",),  # live AMS: HTTP server and client, per-channel trainers, scheduler
     ("reuse",),  # RECL model reuse: expert zoo, gating network, safety checker, retraining scheduler
     ("mimo",),  # massive-MIMO detection: a second task, on the leaf helpers only
-    ("bench",),
     ("upscale_run",),  # the upscale policy: what `adasr upscale` and `adasr.upscale_video` run
+    ("bench",),  # benches (bench estimate times upscale_run's announced estimate)
     ("api", "_cli", "__main__"),  # the public entry points and the CLI
 ]
 
