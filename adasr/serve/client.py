@@ -369,6 +369,7 @@ class LiveClient:
         self._segments: deque[tuple[int, list[np.ndarray]]] = deque()
         self._cond = threading.Condition()
         self._done = threading.Event()
+        self._all_in = threading.Event()  # the channel ended and every segment it had is fetched or skipped
         self._stop = threading.Event()
         self._next_segment = 0
         self._updates_seen = 0
@@ -603,6 +604,9 @@ class LiveClient:
                     await self._pull_segments(m)
                     if m.get("ended") and self._next_segment > int(m.get("live_edge", -1)):
                         # every segment is in: fetch the remaining updates as the player reaches them
+                        self._all_in.set()  # the player starts now, even with fewer than buffer_segments
+                        with self._cond:
+                            self._cond.notify_all()
                         edge = int(m.get("live_edge", -1))
                         for _ in range(100_000):
                             await self._pull_updates(m)
@@ -661,11 +665,16 @@ class LiveClient:
         """(segment, index, LR frame) as they arrive; ends when the fetcher ends and the buffer is empty."""
         limit = give_up_s if give_up_s is not None else self.reconnect_s + 10
         with self._cond:  # the playout buffer: start once `buffer_segments` segments are in
-            self._cond.wait_for(lambda: len(self._segments) >= max(1, self.buffer_segments) or self._done.is_set(),
-                                timeout=limit)
+            self._cond.wait_for(lambda: len(self._segments) >= max(1, self.buffer_segments) or self._done.is_set()
+                                or self._all_in.is_set(), timeout=limit)
         while True:
             with self._cond:
-                ok = self._cond.wait_for(lambda: bool(self._segments) or self._done.is_set(), timeout=limit)
+                # all_in: the channel ended and nothing more will come (the fetcher may still wait for
+                # the player to reach a staged update, which it never will once the buffer is empty)
+                ok = self._cond.wait_for(lambda: bool(self._segments) or self._done.is_set() or self._all_in.is_set(),
+                                         timeout=limit)
+                if not ok:
+                    self.stats.note(f"no segment for {limit:g} s: the player stops")
                 if not ok or not self._segments:
                     return
                 n, frames = self._segments.popleft()
