@@ -36,6 +36,9 @@ def bench_reuse(
     schemes: Annotated[Optional[str], typer.Option(help="Comma-separated subset of: none, retrain, exhaustive, autoencoder, recl, retrain-inband, retrain-outofband.")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = 1,
+    degradation: Annotated[Optional[str], typer.Option(help="LR as streams carry it: each window's frames through "
+                                                       "one codec setting, e.g. h264:crf=28,kernel=area (default: "
+                                                       "clean MATLAB-bicubic LR).")] = None,
 ) -> None:
     """RECL (gating top-K + safety checker + Algorithm 4) vs its foils, same frames and compute: JSON + PNG."""
     from adasr._atomic import check_not_input, check_writable, ensure_dir, write_bytes_atomic
@@ -49,7 +52,7 @@ def bench_reuse(
         raise ConfigError("--schemes names no scheme")
     cfg = ReuseBenchConfig(sessions=sessions, windows=windows, scene_windows=scene_windows, budget=budget,
                            steps=steps, lr_w=w, lr_h=h, profile=profile, level=level, k=k, alpha=alpha, gamma=gamma, eta=eta, q=q, lr=lr,
-                           schemes=chosen, seed=seed)
+                           schemes=chosen, seed=seed, degradation=degradation)
     root = data or data_root()
     check_not_input([out_dir], [root])
     ensure_dir(out_dir)

@@ -77,8 +77,12 @@ class ReuseBenchConfig:
     profile: int = 1  # Ekya-style profiling micro-windows per job
     schemes: tuple[str, ...] = SCHEMES
     seed: int = 0
+    # LR as streams carry it: each window's frames (a moving clip) through one codec setting,
+    # e.g. "h264:crf=28,kernel=area" (adasr.data.degrade); None: clean MATLAB-bicubic LR
+    degradation: str | None = None
 
     def __post_init__(self) -> None:
+        self.setting()  # a bad --degradation is refused here, before any content is read
         if not 2 <= self.sessions <= 8:
             raise ConfigError(f"--sessions must be in [2, 8], got {self.sessions}")
         if not 1 <= self.scene_windows <= self.windows <= 200 or self.windows % self.scene_windows:
@@ -97,6 +101,18 @@ class ReuseBenchConfig:
             if s not in SCHEMES:
                 raise ConfigError(f"unknown scheme {s!r}; choose from {', '.join(SCHEMES)}")
             _controller_config(self, s)  # the controller's own checks, before any content is read
+
+    def setting(self):
+        """The one codec setting of `degradation` (`adasr.data.degrade.Setting`), None for clean LR."""
+        if self.degradation is None:
+            return None
+        from adasr.data.degrade import Degradation
+
+        points = Degradation.parse(self.degradation).settings()
+        if len(points) != 1:
+            raise ConfigError(f"--degradation must name one setting (one codec, one CRF, one kernel), got "
+                              f"{self.degradation!r}")
+        return points[0]
 
 
 @dataclass
@@ -156,16 +172,22 @@ def _pan_frames(img: np.ndarray, row: float, length: int, w: int, h: int, px: in
 
 def _windows_of(kind: str, seg_name: str, frames: np.ndarray, cfg: ReuseBenchConfig, scale: int) -> list[Window]:
     from adasr.data.datasets import make_lr
+    from adasr.data.degrade import degrade_clip
 
     out = []
     half = cfg.span // 2
     lab = np.linspace(0, half - 1, cfg.labelled).round().astype(int)
     ev = half + np.linspace(0, half - 1, cfg.heldout).round().astype(int)
+    setting = cfg.setting()
     for w in range(cfg.scene_windows):
         chunk = frames[w * cfg.span:(w + 1) * cfg.span]
         hr, hr_eval = chunk[lab], chunk[ev]
-        lr = np.stack([make_lr(f, scale) for f in hr])
-        lr_eval = np.stack([make_lr(f, scale) for f in hr_eval])
+        if setting is None:
+            lr = np.stack([make_lr(f, scale) for f in hr])
+            lr_eval = np.stack([make_lr(f, scale) for f in hr_eval])
+        else:  # the whole window is one clip through the codec (P/B frames), then the same frames are kept
+            lr_all = degrade_clip(list(chunk), scale, setting)
+            lr, lr_eval = lr_all[lab], lr_all[ev]
         out.append(Window(kind, seg_name, w == 0, lr, hr, lr_eval, hr_eval))
     return out
 

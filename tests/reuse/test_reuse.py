@@ -280,13 +280,31 @@ def test_bench_plan_recurs_across_sessions_at_other_times():
         assert all(a[0] != b[0] and a[1] != b[1] for a, b in where.values())  # other session, other time
 
 
+def test_bench_windows_carry_codec_lr_when_asked():
+    """--degradation: a window's LR frames went through the codec as one moving clip (not the clean
+    bicubic LR), HR untouched; the same frames are labelled and held out either way."""
+    from adasr.bench.reuse import ReuseBenchConfig, _windows_of
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (48, 96, 3), dtype=np.uint8)
+    frames = np.stack([np.roll(base, 2 * i, axis=1)[:, :64] for i in range(12)])  # a pan, 64x48 HR
+    clean = ReuseBenchConfig(sessions=2, windows=1, scene_windows=1, schemes=("none",))
+    coded = ReuseBenchConfig(sessions=2, windows=1, scene_windows=1, schemes=("none",),
+                             degradation="h264:crf=40,kernel=bicubic")
+    (a,), (b,) = _windows_of("clip", "x", frames, clean, 2), _windows_of("clip", "x", frames, coded, 2)
+    assert a.lr.shape == b.lr.shape == (3, 24, 32, 3) and np.array_equal(a.hr, b.hr)
+    diff = np.abs(a.lr.astype(int) - b.lr.astype(int)).mean()
+    assert diff > 2  # CRF 40 on noise: far from the clean LR
+
+
 @pytest.mark.slow
 def test_bench_reuse_refuses_bad_options(monkeypatch, capsys, tmp_path):
     from tests.cli.test_cli import run_cli
 
     for args, word in ((["--sessions", "1"], "--sessions"), (["--schemes", "recl,magic"], "magic"),
                        (["--windows", "5", "--scene-windows", "2"], "multiple"), (["--lr-size", "9x9"], "lr-size"),
-                       (["--eta", "30", "--q", "4"], "eta")):
+                       (["--eta", "30", "--q", "4"], "eta"), (["--degradation", "h264:crf=23-33"], "one setting"),
+                       (["--degradation", "h266:crf=28"], "degradation")):
         code, _, err = run_cli(monkeypatch, capsys, "bench", "reuse", "--out", tmp_path / "o", *args)
         assert code != 0 and "Traceback" not in err and err.strip().count("\n") == 0, err
         assert word in err, (word, err)
