@@ -60,10 +60,15 @@ codec() {
   cp "$OUT/codec/codec.json" "$RESULTS/codec.json"
 }
 
-reuse() {
-  run reuse "${A[@]}" bench reuse --sessions 2 --windows 4 --scene-windows 2 --budget 3 --lr-size 96x54 --q 8 \
-    --schemes recl,retrain,none --threads 1 --out "$OUT/reuse"
+reuse() {  # at a real size on codec LR; RECL at budget 3, then retraining alone at 6 and 9 (the compute to match)
+  local c=(--sessions 2 --windows 6 --scene-windows 2 --lr-size 320x180 --q 8 --degradation h264:crf=28,kernel=area
+    --threads 1)
+  run reuse "${A[@]}" bench reuse "${c[@]}" --budget 3 --schemes recl,retrain-inband,none --out "$OUT/reuse"
   cp "$OUT/reuse/reuse.json" "$RESULTS/reuse.json"
+  for b in 6 9; do
+    run reuse-b$b "${A[@]}" bench reuse "${c[@]}" --budget $b --schemes retrain-inband --out "$OUT/reuse-b$b"
+    cp "$OUT/reuse-b$b/reuse.json" "$RESULTS/reuse-b$b.json"
+  done
 }
 
 mimo() {

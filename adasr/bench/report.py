@@ -137,14 +137,49 @@ def _codec(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
 
 
 def _reuse(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
-    d = data[0]
-    rows = [[name, f"{v['gain_db']:+.3f}", f"{v['final_gain_db']:+.3f}", _f(v["respond_mean"], ".2f"),
-             str(v["stats"].get("zoo", 0)), f"{v['stats'].get('reuse_rate', 0):.2f}", f"{v['seconds']:.0f}"]
-            for name, v in d["schemes"].items()]
-    cfg = d["config"]
-    note = (f"{cfg['sessions']} sessions x {cfg['windows']} windows, level {d['level']}, "
-            f"{d['micro_windows_per_window']} micro-windows ({cfg['steps']} steps each) per window.")
-    return ["scheme", "gain dB", "last scene dB", "respond (windows)", "zoo", "reuse rate", "CPU s"], rows, [note]
+    rows, notes = [], []
+    curve: dict[int, float] = {}  # retrain-only (Algorithm 4) gain by budget
+    recl: tuple[int, float] | None = None
+    for d in data:
+        cfg = d["config"]
+        for name, v in d["schemes"].items():
+            rows.append([name, str(cfg["budget"]), f"{v['gain_db']:+.3f}", f"{v['final_gain_db']:+.3f}",
+                         _f(v["respond_mean"], ".2f"), str(v["stats"].get("zoo", 0)),
+                         f"{v['stats'].get('reuse_rate', 0):.2f}", f"{v['seconds']:.0f}"])
+            if name == "retrain-inband":
+                curve[int(cfg["budget"])] = float(v["gain_db"])
+            if name == "recl" and recl is None:
+                recl = (int(cfg["budget"]), float(v["gain_db"]))
+    cfg = data[0]["config"]
+    lr = "clean bicubic LR" if not cfg.get("degradation") else f"LR through {cfg['degradation']}"
+    notes.append(f"{cfg['sessions']} sessions x {cfg['windows']} windows of {cfg['lr_w']}x{cfg['lr_h']} {lr}, "
+                 f"level {data[0]['level']} of {data[0]['base']}; budget: micro-windows ({cfg['steps']} steps each) "
+                 "per session per window.")
+    match = _compute_to_match(curve, recl)
+    if match:
+        notes.append(match)
+    return ["scheme", "budget", "gain dB", "last scene dB", "respond (windows)", "zoo", "reuse rate", "CPU s"], rows, \
+        [" ".join(notes)]
+
+
+def _compute_to_match(curve: dict[int, float], recl: tuple[int, float] | None) -> str:
+    """Where retraining alone (gain against budget, straight lines between the measured budgets)
+    reaches RECL's gain, as a multiple of RECL's budget."""
+    if recl is None or len(curve) < 2:
+        return ""
+    budget, gain = recl
+    pts = sorted(curve.items())
+    if gain <= pts[0][1]:
+        return (f"Compute to match: retraining alone gains {pts[0][1]:+.3f} dB at budget {pts[0][0]}, already at "
+                f"or above RECL's {gain:+.3f} dB at budget {budget} (a ratio of at most {pts[0][0] / budget:.2f}x).")
+    for (b0, g0), (b1, g1) in zip(pts, pts[1:]):
+        if g0 < gain <= g1:
+            at = b0 + (gain - g0) / (g1 - g0) * (b1 - b0)
+            return (f"Compute to match: retraining alone reaches RECL's {gain:+.3f} dB at a budget of about {at:.1f} "
+                    f"(straight line between {b0} and {b1}), {at / budget:.2f}x RECL's budget of {budget} "
+                    "(the thesis: 3.2x).")
+    return (f"Compute to match: retraining alone stays below RECL's {gain:+.3f} dB up to budget {pts[-1][0]} "
+            f"({pts[-1][1]:+.3f} dB): more than {pts[-1][0] / budget:.1f}x RECL's budget.")
 
 
 def _mimo(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
@@ -299,7 +334,8 @@ SECTIONS: tuple[Section, ...] = (
             "one change at a time, then the changes that paid combined (`adasr bench adapt`).",
             ("adapt.json", "adapt-combined.json"), _adapt, "adapt"),
     Section("Model reuse", "RECL (gating top-K + safety checker + the retraining scheduler) against no "
-            "adaptation and retraining alone, on the same frames and compute.", ("reuse.json",), _reuse, "reuse"),
+            "adaptation and retraining alone, on the same frames and compute, and the budget retraining alone needs "
+            "to match RECL.", ("reuse.json", "reuse-b6.json", "reuse-b9.json"), _reuse, "reuse"),
     Section("MMNet (massive-MIMO detection)", "Symbol error rate of the classic detectors, exact ML (sphere "
             "decoder) and MMNet against SNR on i.i.d. Gaussian channels.", ("mimo.json",), _mimo, "mimo"),
     Section("Honest time estimates", "`adasr upscale`'s announced estimate against the time the run took, under "
