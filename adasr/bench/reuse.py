@@ -425,7 +425,8 @@ def plot(result: dict, path: Path) -> None:
     axes[2].set(xlabel="window", ylabel="experts", title="zoo size")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a panel with nothing to show (no scene change answered) has none
+            ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
