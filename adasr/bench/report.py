@@ -316,7 +316,7 @@ SECTIONS: tuple[Section, ...] = (
             "and of the clean family on LR that went through a real codec (x264 CRF 23 / 28 / 33 after an area or "
             "bicubic downscale) and on clean bicubic LR, against bicubic, Lanczos and OpenCV's peers on the same "
             "decoded frames of held-out clips (`adasr eval --degradation`).",
-            ("streaming-x2.json", "streaming-x4.json"), _streaming, "streaming"),
+            ("streaming-x2.json", "streaming-x3.json", "streaming-x4.json"), _streaming, "streaming"),
     Section("Adaptivity", "adasr (one resident supernet, level switches) against Static (one level, reload on "
             "switch) and Assembled (every level resident) under the same background-load trace.",
             ("adaptivity.json",), _adaptivity, "adaptivity"),
