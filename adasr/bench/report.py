@@ -115,7 +115,8 @@ def _backends(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
 
 def _codec(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
     rows, notes = [], []
-    for clip in data[0]["clips"]:
+    clips = [clip for d in data for clip in d["clips"]]
+    for clip in clips:
         name = Path(clip["video"]).name
         for curve, points in clip["curves"].items():
             bd = clip["bd_psnr"].get(curve)
@@ -129,8 +130,8 @@ def _codec(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
         notes.append(f"{name}: {clip['frames']} frames {clip['width']}x{clip['height']}, x{clip['scale']}; model "
                      f"stream {s['model_kbps_mean']:.1f} kbps (base by hash {s['model_kbps_base_by_hash_mean']:.1f}); "
                      f"encode {s['realtime_factor_cpu_mean']:.2f}x real time in CPU time.")
-    done = {clip["video"] for clip in data[0]["clips"]}
-    left = [Path(v).name for v in data[0].get("videos", []) if v not in done]
+    done = {Path(clip["video"]).name for clip in clips}
+    left = sorted({Path(v).name for d in data for v in d.get("videos", [])} - done)
     if left:
         notes.append(f"Not finished when the JSON was written (a run writes it after every clip): {', '.join(left)}.")
     return ["clip", "curve", "points: kbps / PSNR dB", "BD-rate % vs anchor", "BD-PSNR dB"], rows, notes
@@ -326,7 +327,7 @@ SECTIONS: tuple[Section, ...] = (
             "Runtime float32 / int8, with OpenCV's peers as points.", ("backends.json",), _backends, "backends"),
     Section("Model streaming", "SRVC-style model streaming (LR content + sparse model updates) against HR "
             "H.264 / H.265: rate and PSNR per CRF, and BD-rate against HR H.265 (negative: fewer bits at equal "
-            "quality).", ("codec.json",), _codec, "codec"),
+            "quality).", ("codec.json", "codec-vtest.json"), _codec, "codec"),
     Section("Live content adaptation (AMS)", "Thesis Table 4.1 in SR form at a real size: a live server and "
             "its client on loopback, each scheme's gain over the codec-trained generic model it starts from.",
             ("live.json", "live-720p.json"), _live, "live"),
