@@ -61,7 +61,7 @@ codec() {
 }
 
 reuse() {  # at a real size on codec LR; RECL at budget 3, then retraining alone at 6 and 9 (the compute to match)
-  local c=(--sessions 2 --windows 6 --scene-windows 2 --lr-size 320x180 --q 8 --degradation h264:crf=28,kernel=area
+  local c=(--sessions 2 --windows 12 --scene-windows 2 --lr-size 320x180 --q 8 --degradation h264:crf=28,kernel=area
     --threads 1)
   run reuse "${A[@]}" bench reuse "${c[@]}" --budget 3 --schemes recl,retrain-inband,none --out "$OUT/reuse"
   cp "$OUT/reuse/reuse.json" "$RESULTS/reuse.json"
