@@ -69,7 +69,8 @@ PLAYBACK = """
 const until = async (pred, ms) => { const end = Date.now() + ms; let s = null;
   while (Date.now() < end) { s = await page.evaluate(() => (window.adasr ? window.adasr.stats() : null));
     if (s && (s.error || pred(s))) return s; await sleep(250); } return s; };
-const s0 = await until((s) => s.frames >= 1, args.timeout_ms);
+// the window opens once every level is loaded (and warmed up): it measures switching, not loading
+const s0 = await until((s) => s.frames >= 1 && s.levelsLoaded === s.nLevels, args.timeout_ms);
 if (!s0 || s0.error || !s0.frames) return { error: s0 ? s0.error || 'no frame' : 'no player', stats: s0 };
 await page.evaluate((o) => window.adasr.startLoad(o), args.load);
 const before = await page.evaluate(() => window.adasr.stats());
@@ -168,17 +169,31 @@ def _int8_quality(pkg: Any, indices: list[int], video: Path, lr_hw: tuple[int, i
 
 
 def _window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """What happened between two stats snapshots: frames, deadlines, levels, SR times."""
+    """What happened between two stats snapshots: frames, deadlines, levels, SR times.
+
+    The denominator of `deadlines_met` is every frame of the page's timeline that fell due in the
+    window (``due``: stream frames whose display time passed, on a clock that never restarts, so
+    frames the network or decoder held back count), less those the lowered display rate left out by
+    design (``thinned``, reported); shown-late, dropped, skipped and never-shown frames are missed.
+    A page that stopped with an error keeps its error here."""
     frames = after["frames"] - before["frames"]
     dropped = after["dropped"] - before["dropped"]
     on_time = after["onTime"] - before["onTime"]
+    due = after.get("due", 0) - before.get("due", 0)
+    thinned = after.get("thinned", 0) - before.get("thinned", 0)
+    skipped = after.get("skipped", 0) - before.get("skipped", 0)
     rows = after["timeline"][len(before["timeline"]):]
     hist: dict[str, int] = {}
     for row in rows:
         hist[str(row[1])] = hist.get(str(row[1]), 0) + 1
     seen = frames + dropped
-    return {"frames": frames, "dropped": dropped, "on_time": on_time, "stalled": seen == 0,
-            "deadlines_met": on_time / seen if seen else 0.0, "levels": hist,
+    timeline = max(due - thinned, seen + skipped)
+    divs = sorted({row[5] for row in rows if len(row) > 5})
+    return {"frames": frames, "dropped": dropped, "on_time": on_time, "stalled": seen == 0, "due": due,
+            "thinned": thinned, "skipped": skipped, "timeline_frames": timeline,
+            "shown_share": frames / due if due else 0.0, "rate_divs": divs,
+            "error": after.get("error"), "state": after.get("state"), "note": after.get("note", ""),
+            "deadlines_met": on_time / timeline if timeline else 0.0, "levels": hist,
             "switches": after["switches"] - before["switches"],
             "median_sr_ms": statistics.median([r[2] for r in rows]) if rows else None,
             "fps_shown": frames / max(1e-9, (rows[-1][0] - rows[0][0]) / 1000) if len(rows) > 1 else 0.0,
@@ -190,7 +205,7 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
                       burst_s: float = 2.0, fps: float | None = None, progress=None,
                       variants: tuple[str, ...] = ("plain", "residual", "residual-canvas", "frozen-residual", "int8",
                                                    "int8-residual"),
-                      quality_frames: int = 4, floor: bool = True) -> dict[str, Any]:
+                      quality_frames: int = 4, floor: bool = True, lower_rate: bool = True) -> dict[str, Any]:
     from adasr.package import load_package
     from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
     from adasr.serve.config import TrainerConfig
@@ -202,7 +217,9 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
     h, w = lr_hw
     pkg = load_package(package_path)
     scale = pkg.scale
-    src = LiveSource(video, scale=scale, crop_hw=(h * scale, w * scale), max_frames=None)
+    # one pass of the clip: the channel ends with every segment kept, and the pages loop over them (a
+    # looping live source slides its kept window under a page that starts at the oldest segment)
+    src = LiveSource(video, scale=scale, crop_hw=(h * scale, w * scale), max_frames=None, loops=1)
     if (src.height // scale, src.width // scale) != (h, w):
         from adasr.errors import ConfigError
 
@@ -267,6 +284,9 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
             plays.append(("adaptive_fastest", f"policy=adaptive&level=0&{BENCH_VARIANTS[fastest]}"))
         if fastest and floor:
             plays.append(("adaptive_fastest_floor", f"policy=adaptive&level=0&floor=bicubic&{BENCH_VARIANTS[fastest]}"))
+        if fastest and lower_rate:
+            plays.append(("adaptive_fastest_rate",
+                          f"policy=adaptive&level=0&floor=canvas&rate=auto&{BENCH_VARIANTS[fastest]}"))
         for name, query in plays:
             say(f"browser: {seconds:.0f} s of playback, {name}, bursty in-page load")
             r = drive(f"{base}&threads={play_threads}&fps={rate}&{query}", PLAYBACK,
@@ -274,6 +294,8 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
             if r.get("error"):
                 raise RuntimeError(f"browser bench ({name}): {r['error']}")
             runs[name] = _window(r["before"], r["after"])
+            if runs[name]["error"]:
+                say(f"browser: the {name} page stopped: {runs[name]['error']}")
             runs[name]["ttff_ms"] = r["after"]["ttffMs"]
             runs[name]["marks"] = r["after"]["marks"]
     for t, rows in by_threads.items():
