@@ -28,6 +28,7 @@ def bench_browser(
     variants: Annotated[str, typer.Option(help="Variants to time side by side with --play-threads, comma-separated: plain (weights as inputs, full image), residual (the graph outputs the residual; the page adds the exact bicubic in JS), residual-canvas (... the browser's canvas upscale), frozen, frozen-residual (float32, weights inside the graphs), int8, int8-residual, int8-residual-canvas.")] = "plain,residual,residual-canvas,frozen-residual,int8,int8-residual",
     floor: Annotated[bool, typer.Option("--floor/--no-floor", help="Also play the fastest variant adaptive with the bicubic floor (below level 0: the bicubic upscale alone).")] = True,
     lower_rate: Annotated[bool, typer.Option("--lower-rate/--no-lower-rate", help="Also play the fastest variant adaptive with the lowered display rate (1 frame in 2..4 shown when even level 0 cannot hold the stream's rate) and the canvas floor.")] = True,
+    levels: Annotated[str, typer.Option(help="The package's levels the channel offers: 'all', level indices, and sub-networks of its supernet as dD-wW (depth, width; e.g. all,d6-w16 adds a 32K-param level between L3 and L4), comma-separated.")] = "all",
     quality_frames: Annotated[int, typer.Option(help="Video frames scoring int8 against float32 (PSNR against HR).")] = 4,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for browser.json and browser.png.")] = Path("out/browser"),
 ) -> None:
@@ -62,7 +63,7 @@ def bench_browser(
     result = run_browser_bench(package, video, (h, w), repeats=repeats, threads=tuple(counts),
                                play_threads=play_threads, seconds=seconds, burst_s=burst_s, fps=fps,
                                progress=lambda m: console.print(m), variants=picked, quality_frames=quality_frames, floor=floor,
-                               lower_rate=lower_rate)
+                               lower_rate=lower_rate, levels_spec=levels)
     from adasr.timing import provenance
 
     result["provenance"] = provenance()

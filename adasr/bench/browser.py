@@ -81,7 +81,15 @@ return { before, after };
 """
 
 
-def _torch_times(package: Any, indices: list[int], frame: np.ndarray, threads: int, repeats: int) -> list[float]:
+def _level(pkg: Any, cfg: Any) -> Any:
+    """Level `cfg` of the channel (a family level or a sub-network of the supernet) as a static module."""
+    import copy
+
+    own = pkg.own.get(cfg.id)
+    return copy.deepcopy(own).eval() if own is not None else pkg.supernet.extract(cfg).eval()
+
+
+def _torch_times(package: Any, cfgs: list[Any], frame: np.ndarray, threads: int, repeats: int) -> list[float]:
     import torch
 
     old = torch.get_num_threads()
@@ -89,8 +97,8 @@ def _torch_times(package: Any, indices: list[int], frame: np.ndarray, threads: i
     try:
         x = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))[None].float() / 255.0
         out = []
-        for i in indices:
-            net = package.level_model(i)
+        for cfg in cfgs:
+            net = _level(package, cfg)
             with torch.inference_mode():
                 net(x)
                 times = []
@@ -109,7 +117,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 100.0 if mse == 0 else min(100.0, 10 * np.log10(255.0**2 / mse))
 
 
-def _probe_agreement(pkg: Any, indices: list[int], probes: list[dict[str, Any]], ks: list[int]) -> dict[str, Any]:
+def _probe_agreement(pkg: Any, cfgs: list[Any], probes: list[dict[str, Any]], ks: list[int]) -> dict[str, Any]:
     """The page's SR of its frame against the Python level's (float32 torch) on the same frame."""
     import base64
 
@@ -122,13 +130,13 @@ def _probe_agreement(pkg: Any, indices: list[int], probes: list[dict[str, Any]],
         got = np.frombuffer(base64.b64decode(p["sr"]), np.uint8).reshape(s * p["h"], s * p["w"], 4)[..., :3]
         x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None].float() / 255.0
         with torch.inference_mode():
-            y = pkg.level_model(indices[k])(x)[0]
+            y = _level(pkg, cfgs[k])(x)[0]
         want = (y.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).numpy()
         out[str(k)] = {"psnr_db": _psnr(got, want), "max_steps": int(np.abs(got.astype(int) - want.astype(int)).max())}
     return out
 
 
-def _int8_quality(pkg: Any, indices: list[int], video: Path, lr_hw: tuple[int, int], xs: list[np.ndarray],
+def _int8_quality(pkg: Any, cfgs: list[Any], video: Path, lr_hw: tuple[int, int], xs: list[np.ndarray],
                   count: int) -> dict[str, Any]:
     """PSNR (RGB, against HR) of each level in float32 torch and as the int8 graph (ONNX Runtime,
     1 thread; calibrated on `xs`, the server's calibration inputs) on `count` frames of `video`
@@ -147,9 +155,8 @@ def _int8_quality(pkg: Any, indices: list[int], video: Path, lr_hw: tuple[int, i
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
     fp32, int8 = [], []
-    for i in indices:
-        net = pkg.level_model(i)
-        cfg = pkg.family[i].config
+    for cfg in cfgs:
+        net = _level(pkg, cfg)
         q = quantize_level_onnx(frozen_level_onnx(pkg.supernet.eval(), lr_hw, cfg), xs)
         sess = ort.InferenceSession(q, opts, providers=["CPUExecutionProvider"])
         a, b = [], []
@@ -205,7 +212,8 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
                       burst_s: float = 2.0, fps: float | None = None, progress=None,
                       variants: tuple[str, ...] = ("plain", "residual", "residual-canvas", "frozen-residual", "int8",
                                                    "int8-residual"),
-                      quality_frames: int = 4, floor: bool = True, lower_rate: bool = True) -> dict[str, Any]:
+                      quality_frames: int = 4, floor: bool = True, lower_rate: bool = True,
+                      levels_spec: str = "all") -> dict[str, Any]:
     from adasr.package import load_package
     from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
     from adasr.serve.config import TrainerConfig
@@ -224,14 +232,16 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
         from adasr.errors import ConfigError
 
         raise ConfigError(f"{video} is {src.width}x{src.height}: too small for {w}x{h} x{scale}")
-    ch = Channel("bench", src, TrainerConfig(scheme="none"), model_source=NamedModel(str(package_path)),
-                 config=ChannelConfig(segment_s=1.0))
-    levels = [cfg.id for cfg in ch.trainer.levels]
+    ch = Channel("bench", src, TrainerConfig(scheme="none"),
+                 model_source=NamedModel(str(package_path), levels=levels_spec), config=ChannelConfig(segment_s=1.0))
+    cfgs = list(ch.trainer.levels)
+    levels = [cfg.id for cfg in cfgs]
     rate = float(fps or src.fps)
     timeout_ms = 600_000
     result: dict[str, Any] = {"kind": "adasr-bench-browser", "schema_version": 1, "package": str(package_path),
                               "video": str(video), "lr_size": [w, h], "scale": scale, "fps": rate,
-                              "levels": levels, "params": [lv.params for lv in pkg.family if lv.config.id in levels]}
+                              "levels": levels, "params": [int(pkg.supernet.cost(cfg, (h, w))[0]) for cfg in cfgs],
+                              "levels_spec": levels_spec}
     with LiveServer(Hub([ch]), duration_s=3600, train=True) as srv:
         t0 = time.monotonic()
         while ch.live_edge < 2 and time.monotonic() - t0 < 120:
@@ -240,7 +250,6 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
         # time to first frame: the first page load exports the levels (cold), the second finds them (warm)
         ttff = {}
         browser: dict[str, Any] = {}
-        indices = [i for i, lv in enumerate(pkg.family) if lv.config.id in levels]
         ks = [0, len(levels) - 1]
         by_threads: dict[str, Any] = {}
         counts = list(dict.fromkeys([*threads, play_threads]))
@@ -257,7 +266,7 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
                 rows[v] = {"median_ms": [lv["median_ms"] for lv in per], "isolated": r["stats"]["isolated"],
                            "backend": r["stats"]["backend"], "threads": r["stats"]["threads"]}
                 if v in r["probes"]:
-                    rows[v]["page_vs_python"] = _probe_agreement(pkg, indices, r["probes"][v], ks)
+                    rows[v]["page_vs_python"] = _probe_agreement(pkg, cfgs, r["probes"][v], ks)
             by_threads[str(t)] = rows
             if "plain" in rows and t in threads:
                 browser[str(t)] = rows["plain"]
@@ -268,13 +277,13 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
         first = decode_segment(ch.segment(0).data)
         lr = first[0][:h, :w]
         say("python: timing the same levels in torch")
-        python = {str(t): _torch_times(pkg, indices, lr, t, repeats) for t in (1, 2)}
+        python = {str(t): _torch_times(pkg, cfgs, lr, t, repeats) for t in (1, 2)}
         quality = None
         if any(v.startswith("int8") for v in variants):
             say(f"python: int8 against float32 on {quality_frames} frames (PSNR against HR)")
             exp = srv.hub.web_players._exports["bench"]  # the calibration the page's int8 graphs got
             xs = exp._calibration or calibration_inputs(exp._frames(), (h, w))
-            quality = _int8_quality(pkg, indices, video, (h, w), xs, quality_frames)
+            quality = _int8_quality(pkg, cfgs, video, (h, w), xs, quality_frames)
             quality["calibration_frames"] = len(xs)
         fastest = max(var, key=lambda v: 1000 / var[v]["median_ms"][0]) if var else None
         runs = {}
