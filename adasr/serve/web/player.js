@@ -34,7 +34,7 @@ const stats = {
   isolated: self.crossOriginIsolated, frames: 0, onTime: 0, late: 0, dropped: 0, levels: {}, level: 0,
   switches: 0, fps: 0, srMs: 0, updates: 0, refused: 0, refusedReasons: [], modelHash: '', modelSegment: 0,
   ttffMs: null, marks: {}, levelsLoaded: 0, nLevels: 0, segments: 0, timeline: [], bench: null, loadOn: false,
-  producer: 'starting', queued: 0, skipped: 0, skippedSegments: 0, retries: 0, thinned: 0, rateDiv: 1, displayFps: 0, level0Ms: null,
+  producer: 'starting', queued: 0, skipped: 0, skippedSegments: 0, retries: 0, probes: 0, probesPassed: 0, thinned: 0, rateDiv: 1, displayFps: 0, level0Ms: null,
   variant: q.get('variant') || 'plain', upscale: q.get('upscale') === 'canvas' ? 'canvas' : 'exact', upscaleMs: 0,
 };
 const RESIDUAL = stats.variant.endsWith('residual');
@@ -380,9 +380,14 @@ async function produce(manifest) {
 }
 
 // ---------------------------------------------------------------- level switching (DySR-style)
-// With floor (?floor=bicubic) there is one more step below the smallest level: level -1, the LR frame
-// upscaled by the model's bicubic alone (no network), taken when even level 0 misses the budget; from
-// there level 0 is tried again after `backoff` calm frames (doubled, up to 64, each time the try fails).
+// With floor (?floor=bicubic|canvas) there is one more step below the smallest level: level -1, the LR
+// frame upscaled alone (no network), taken as soon as level 0's frame time misses the budget. From the
+// floor, level 0 is probed after `backoff` floor frames: run on the frame just shown, in the time left
+// before the next frame is due (its output not shown), so a probe that fails costs at most its overrun
+// past that time instead of a late frame; it comes back when the probe fits 80 % of the budget. backoff:
+// 4 floor frames, doubled up to 16 while probes fail. A level's time estimate rises at once with a slower
+// frame and falls smoothly (EWMA), so the first frame that misses moves the level down; a level switched
+// to is measured afresh.
 class Switcher {
   constructor(levels, periodMs, fixed, start, floor = false) {
     this.cost = levels.map((l) => Math.max(1, l.macs || l.params));
@@ -393,7 +398,8 @@ class Switcher {
     this.calm = 0;
     this.cooldown = 0;
     this.floor = floor;
-    this.backoff = 8;
+    this.backoff = 4;
+    this.probeDue = false;
   }
 
   // predicted SR time of level j under the load the current level's last frames ran under
@@ -401,36 +407,49 @@ class Switcher {
     return this.est[this.cur] * (this.cost[j] / this.cost[this.cur]);
   }
 
+  to(j, cooldown) {
+    this.cur = j;
+    if (j >= 0) this.est[j] = null;
+    this.calm = 0;
+    this.cooldown = cooldown;
+  }
+
   observe(k, ms, ready) {
     const budget = 0.9 * this.period;
-    if (k < 0) { // at the floor: try level 0 again after enough calm frames
-      if (this.cooldown > 0) this.cooldown -= 1;
-      this.calm = ms < 0.7 * budget ? this.calm + 1 : 0;
-      if (this.cur < 0 && this.cooldown === 0 && this.calm >= this.backoff) {
-        this.cur = 0; this.est[0] = null; this.calm = 0; this.cooldown = 2;
-      }
+    if (k < 0) { // at the floor: probe level 0 after `backoff` frames
+      this.calm += 1;
+      if (this.cur < 0 && this.calm >= this.backoff && ready(0)) { this.probeDue = true; this.calm = 0; }
       return this.cur;
     }
-    this.est[k] = this.est[k] === null || k !== this.cur ? ms : 0.6 * this.est[k] + 0.4 * ms;
+    // up at once (a frame that misses acts on the next frame), down smoothly
+    const old = this.est[k];
+    this.est[k] = old === null || k !== this.cur || ms > old ? ms : 0.6 * old + 0.4 * ms;
     if (this.fixed || k !== this.cur) return this.cur;
     if (this.cooldown > 0) this.cooldown -= 1;
     this.calm = ms < 0.7 * budget ? this.calm + 1 : 0;
-    if (this.floor && this.cur === 0 && this.est[0] > budget && this.cooldown === 0) { // even level 0 misses
-      this.cur = -1; this.calm = 0; this.cooldown = 0;
-      this.backoff = Math.min(64, this.backoff * 2);
+    if (this.floor && this.cur === 0 && this.est[0] > budget) { // even level 0 misses: the floor
+      this.to(-1, 0);
+      this.backoff = 4;
       return this.cur;
     }
-    if (this.floor && this.cur === 0 && this.calm >= 16) this.backoff = 8; // level 0 holds again
     if (this.est[k] > budget && this.cur > 0) { // too slow now: the best level predicted to fit, else the smallest
       let j = this.cur - 1;
       while (j > 0 && (this.predict(j) > budget || !ready(j))) j -= 1;
-      if (ready(j)) { this.cur = j; this.cooldown = 4; }
+      if (this.floor && j === 0 && this.predict(0) > budget) { this.to(-1, 0); this.backoff = 4; } // straight to the floor
+      else if (ready(j)) this.to(j, 4);
     } else if (this.cooldown === 0 && this.calm >= 8 && ready(this.cur + 1) && this.predict(this.cur + 1) < 0.8 * budget) {
-      this.cur += 1;
-      this.calm = 0;
-      this.cooldown = 8;
+      this.to(this.cur + 1, 8);
     }
     return this.cur;
+  }
+
+  // level 0's time on a probe from the floor
+  probed(ms) {
+    this.probeDue = false;
+    if (this.cur < 0 && ms < 0.8 * 0.9 * this.period) {
+      this.to(0, 4);
+      this.est[0] = ms;
+    } else this.backoff = Math.min(16, this.backoff * 2);
   }
 }
 
@@ -547,8 +566,18 @@ async function play(switcher, rate) {
     stats.note = (rate.div > 1 ? `level 0 cannot hold ${FPS.toFixed(0)} fps here: showing 1 frame in ${rate.div} (${stats.displayFps.toFixed(1)} fps)` : '')
       + (slow ? `${rate.div > 1 ? '; ' : ''}even the smallest level misses the frame time now (${switcher.est[0].toFixed(0)} ms a frame)`
         + (nk < 0 ? `: showing the ${floorKind === 'canvas' ? "browser's smooth" : 'bicubic'} upscale alone` : '') : '');
-    if (nk !== k) stats.switches += 1;
-    stats.level = nk;
+    if (switcher.probeDue) { // from the floor: level 0 on the frame just shown, in the time left (not shown)
+      const t = performance.now();
+      await sr(0, f.rgba);
+      const pms = performance.now() - t;
+      stats.probes += 1;
+      if (rate.observe(0, pms)) switcher.period = rate.period;
+      switcher.probed(pms);
+      if (switcher.cur === 0) stats.probesPassed += 1;
+    }
+    const nk2 = switcher.cur;
+    if (nk2 !== k) stats.switches += 1;
+    stats.level = nk2;
     if (stats.frames % 5 === 0) hud();
     j += 1;
     const wait = due - performance.now();
