@@ -58,6 +58,11 @@ def bench_browser(
         raise ConfigError(f"--quality-frames must be in [1, 50], got {quality_frames}")
     package = package or bundled_package(2)
     video = video or data_root() / "video" / "bigbuckbunny_720p.mp4"
+    if levels != "all":  # checked before anything is written
+        from adasr.package import load_package
+        from adasr.stream.encoder import package_levels
+
+        package_levels(load_package(package), levels, package)
     ensure_dir(out_dir)
     check_writable(out_dir / "browser.json")
     result = run_browser_bench(package, video, (h, w), repeats=repeats, threads=tuple(counts),
