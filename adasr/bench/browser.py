@@ -371,8 +371,10 @@ def browser_png(result: dict[str, Any], path: Path) -> None:
                     if k % 2 == 0:
                         ax.axvspan(max(0, (k * burst - t0) / 1000), ((k + 1) * burst - t0) / 1000, color="0.9")
         ax.set_ylabel("level")
+        divs = [d for d in run.get("rate_divs", []) if d > 1]
+        rate = f", 1 frame in {'/'.join(map(str, divs))} shown" if divs else ""
         ax.set_title(f"{name}: {100 * run['deadlines_met']:.0f}% of frames on time "
-                     f"({run['frames']} shown, {run['dropped']} dropped), levels {run['levels']}")
+                     f"({run['frames']} shown, {run['dropped']} dropped{rate}), levels {run['levels']}")
         if rows:
             ax.legend(loc="upper left", fontsize=7)
     axes[-1].set_xlabel("seconds (bursty in-page load: a busy worker in alternate windows)")
