@@ -382,12 +382,12 @@ async function produce(manifest) {
 // ---------------------------------------------------------------- level switching (DySR-style)
 // With floor (?floor=bicubic|canvas) there is one more step below the smallest level: level -1, the LR
 // frame upscaled alone (no network), taken as soon as level 0's frame time misses the budget. From the
-// floor, level 0 is probed after `backoff` floor frames: run on the frame just shown, in the time left
+// floor, level 0 is probed every `backoff` (4) floor frames: run on the frame just shown, in the time left
 // before the next frame is due (its output not shown), so a probe that fails costs at most its overrun
-// past that time instead of a late frame; it comes back when the probe fits 80 % of the budget. backoff:
-// 4 floor frames, doubled up to 16 while probes fail. A level's time estimate rises at once with a slower
-// frame and falls smoothly (EWMA), so the first frame that misses moves the level down; a level switched
-// to is measured afresh.
+// past that time instead of a late frame; the page comes back to level 0 when a probe fits 80 % of the
+// budget, and after a probe of over two frame periods it waits (see observe). A level's time estimate
+// rises at once with a slower frame and falls smoothly (EWMA), so the first frame that misses moves the
+// level down; a level switched to is measured afresh.
 class Switcher {
   constructor(levels, periodMs, fixed, start, floor = false) {
     this.cost = levels.map((l) => Math.max(1, l.macs || l.params));
@@ -400,6 +400,7 @@ class Switcher {
     this.floor = floor;
     this.backoff = 4;
     this.probeDue = false;
+    this.lastProbe = 0;
   }
 
   // predicted SR time of level j under the load the current level's last frames ran under
@@ -418,7 +419,13 @@ class Switcher {
     const budget = 0.9 * this.period;
     if (k < 0) { // at the floor: probe level 0 after `backoff` frames
       this.calm += 1;
-      if (this.cur < 0 && this.calm >= this.backoff && ready(0)) { this.probeDue = true; this.calm = 0; }
+      if (this.cur < 0 && this.calm >= this.backoff && ready(0)) {
+        this.calm = 0;
+        // a probe longer than two frame periods delays the next shown frame past its due time: after one
+        // that long, wait (its time decays by 20 % a skipped turn) rather than probe again
+        if (this.lastProbe > 2 * this.period) this.lastProbe *= 0.8;
+        else this.probeDue = true;
+      }
       return this.cur;
     }
     // up at once (a frame that misses acts on the next frame), down smoothly
@@ -429,13 +436,12 @@ class Switcher {
     this.calm = ms < 0.7 * budget ? this.calm + 1 : 0;
     if (this.floor && this.cur === 0 && this.est[0] > budget) { // even level 0 misses: the floor
       this.to(-1, 0);
-      this.backoff = 4;
       return this.cur;
     }
     if (this.est[k] > budget && this.cur > 0) { // too slow now: the best level predicted to fit, else the smallest
       let j = this.cur - 1;
       while (j > 0 && (this.predict(j) > budget || !ready(j))) j -= 1;
-      if (this.floor && j === 0 && this.predict(0) > budget) { this.to(-1, 0); this.backoff = 4; } // straight to the floor
+      if (this.floor && j === 0 && this.predict(0) > budget) this.to(-1, 0); // straight to the floor
       else if (ready(j)) this.to(j, 4);
     } else if (this.cooldown === 0 && this.calm >= 8 && ready(this.cur + 1) && this.predict(this.cur + 1) < 0.8 * budget) {
       this.to(this.cur + 1, 8);
@@ -446,10 +452,11 @@ class Switcher {
   // level 0's time on a probe from the floor
   probed(ms) {
     this.probeDue = false;
+    this.lastProbe = ms;
     if (this.cur < 0 && ms < 0.8 * 0.9 * this.period) {
       this.to(0, 4);
       this.est[0] = ms;
-    } else this.backoff = Math.min(16, this.backoff * 2);
+    }
   }
 }
 
