@@ -333,7 +333,8 @@ function skip(n, why) {
 }
 
 // A failed request or decode is retried (up to MAX_RETRIES in a row, backing off to 2 s); a segment the
-// server no longer has (404: evicted between the manifest and the fetch) is skipped, not fatal.
+// server no longer has (404: evicted between the manifest and the fetch), or one that failed 3 times, is
+// skipped, not fatal.
 const MAX_RETRIES = 20;
 async function produce(manifest) {
   const kept = manifest.segments.map((s) => s.index);
@@ -342,6 +343,7 @@ async function produce(manifest) {
   const cap = Math.max(4, Math.round(2 * FPS * manifest.segment_s));
   const perSegment = Math.max(1, Math.round(FPS * manifest.segment_s));
   let failures = 0;
+  const tries = {}; // failed fetches or decodes per segment: a segment that fails 3 times is skipped
   const failed = async (e) => {
     failures += 1;
     stats.retries += 1;
@@ -362,10 +364,13 @@ async function produce(manifest) {
         queue.push(...(await decodeSegment(next)));
         failures = 0;
       } catch (e) {
-        if (e.status !== 404) { await failed(e); continue; }
         const entry = m.segments.find((s) => s.index === next);
-        skip(entry ? entry.frames : perSegment, `segment ${next} was gone when fetched (evicted): skipped`);
+        const frames = entry ? entry.frames : perSegment;
+        if (e.status === 404) skip(frames, `segment ${next} was gone when fetched (evicted): skipped`);
+        else if ((tries[next] = (tries[next] || 0) + 1) >= 3) skip(frames, `segment ${next} failed 3 times (${e.message}): skipped`.slice(0, 200));
+        else { await failed(e); continue; }
       }
+      delete tries[next];
       next += 1;
     } else if (have.length && next < have[0]) { // fell behind the kept window
       skip((have[0] - next) * perSegment, `fell behind the server's kept segments: skipped ${next}..${have[0] - 1}`);
