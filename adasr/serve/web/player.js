@@ -340,7 +340,10 @@ const MAX_RETRIES = 20;
 async function produce(manifest) {
   const kept = manifest.segments.map((s) => s.index);
   const startOpt = q.get('start') || 'live';
-  let next = startOpt === 'first' ? kept[0] ?? 0 : startOpt === 'live' ? Math.max(manifest.live_edge, 0) : +startOpt;
+  // live: one segment behind the newest, when the server still has it (a segment of playout buffer: the
+  // display clock never waits, so without it every segment that arrives a little late would be late frames)
+  let next = startOpt === 'first' ? kept[0] ?? 0
+    : startOpt === 'live' ? Math.max(manifest.live_edge - (kept.includes(manifest.live_edge - 1) ? 1 : 0), 0) : +startOpt;
   const cap = Math.max(4, Math.round(2 * FPS * manifest.segment_s));
   const perSegment = Math.max(1, Math.round(FPS * manifest.segment_s));
   let failures = 0;
