@@ -363,7 +363,9 @@ def browser_png(result: dict[str, Any], path: Path) -> None:
             ax.step(t, [r[1] for r in rows], where="post", label="level")
             ax2 = ax.twinx()
             ax2.plot(t, [r[2] for r in rows], ".", ms=3, color="tab:orange", label="SR ms")
-            ax2.axhline(1000 / result["fps"], color="tab:red", lw=0.8, ls="--")
+            # the frame period: the stream's, times the lowered rate's divisor where the page lowered it
+            ax2.step(t, [1000 / result["fps"] * (r[5] if len(r) > 5 else 1) for r in rows], where="post",
+                     color="tab:red", lw=0.8, ls="--")
             ax2.set_ylabel("SR ms")
             late = [ti for ti, r in zip(t, rows) if not r[3]]
             ax.plot(late, [min(r[1] for r in rows) - 0.5] * len(late), "|", color="tab:red", label="late")
