@@ -83,9 +83,9 @@ export class Switcher {
 
 // The lowered display rate (?rate=auto, adaptive only): the page shows every div-th frame of the stream
 // (div 1..4) and says so. div starts as the smallest that gives level 0 twice its measured time (on a
-// blank frame, when it loaded) per shown frame; while playing, from the lower quartile of level 0's last
-// 12 frame times (the calm ones, not a burst): one step down when it is over 90 % of the shown frames'
-// period, one step up when it is under half the faster rate's period. The frames left out are counted
+// blank frame, when it loaded) per shown frame; while playing, from level 0's last 12 frame times: one
+// step down when even their lower quartile (the calm ones, not a burst) is over 90 % of the shown frames'
+// period, one step up when their upper quartile is under half the faster rate's period (twice the time). The frames left out are counted
 // (stats.thinned) and are not in the timeline whose deadlines are counted.
 export class Rate {
   constructor(base, on) { this.base = base; this.on = on; this.div = 1; this.l0 = []; }
@@ -100,10 +100,11 @@ export class Rate {
     this.l0.push(ms);
     if (this.l0.length > 12) this.l0.shift();
     if (this.l0.length < 6) return false;
-    const low = this.l0.slice().sort((a, b) => a - b)[Math.floor(this.l0.length / 4)];
+    const sorted = this.l0.slice().sort((a, b) => a - b);
+    const low = sorted[Math.floor(sorted.length / 4)], high = sorted[Math.floor((3 * sorted.length) / 4)];
     const before = this.div;
     if (low > 0.9 * this.period && this.div < 4) this.div += 1;
-    else if (this.div > 1 && low < 0.5 * this.base * (this.div - 1)) this.div -= 1;
+    else if (this.div > 1 && high < 0.5 * this.base * (this.div - 1)) this.div -= 1;
     if (this.div !== before) this.l0 = [];
     return this.div !== before;
   }
