@@ -76,7 +76,7 @@ async function loadLevel(k) {
   if (W) {
     const blank = new Uint8ClampedArray(4 * W * H);
     await sr(k, blank);
-    if (k === 0) { // level 0's time on this device, unloaded by the display loop: the lowered rate's start
+    if (k === 0 && q.get('rate') === 'auto') { // level 0's time on this device, before play: the lowered rate's start
       const t = performance.now();
       await sr(0, blank);
       stats.level0Ms = performance.now() - t;
