@@ -117,8 +117,8 @@ adapt() {  # the ablation (about 4 CPU-minutes per row; deterministic, so a shar
   cp "$OUT/adapt2/adapt.json" "$RESULTS/adapt-combined.json"
 }
 
-browser() {  # headless Chromium (make js; apt-get install chromium): the export variants, then three playbacks
-  run browser "${A[@]}" bench browser --repeats 5 --seconds 12 --quality-frames 6 --out "$OUT/browser"
+browser() {  # headless Chromium (make js; apt-get install chromium): the export variants, then five playbacks
+  run browser "${A[@]}" bench browser --levels all,d6-w16 --repeats 5 --seconds 12 --quality-frames 6 --out "$OUT/browser"
   cp "$OUT/browser/browser.json" "$RESULTS/browser.json"
 }
 

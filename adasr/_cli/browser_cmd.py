@@ -27,6 +27,8 @@ def bench_browser(
     fps: Annotated[Optional[float], typer.Option(help="Frame rate the page holds (default: the video's).")] = None,
     variants: Annotated[str, typer.Option(help="Variants to time side by side with --play-threads, comma-separated: plain (weights as inputs, full image), residual (the graph outputs the residual; the page adds the exact bicubic in JS), residual-canvas (... the browser's canvas upscale), frozen, frozen-residual (float32, weights inside the graphs), int8, int8-residual, int8-residual-canvas.")] = "plain,residual,residual-canvas,frozen-residual,int8,int8-residual",
     floor: Annotated[bool, typer.Option("--floor/--no-floor", help="Also play the fastest variant adaptive with the bicubic floor (below level 0: the bicubic upscale alone).")] = True,
+    lower_rate: Annotated[bool, typer.Option("--lower-rate/--no-lower-rate", help="Also play the fastest variant adaptive with the lowered display rate (1 frame in 2..4 shown when even level 0 cannot hold the stream's rate) and the canvas floor.")] = True,
+    levels: Annotated[str, typer.Option(help="The package's levels the channel offers: 'all', level indices, and sub-networks of its supernet as dD-wW (depth, width; e.g. all,d6-w16 adds a 32K-param level between L3 and L4), comma-separated.")] = "all",
     quality_frames: Annotated[int, typer.Option(help="Video frames scoring int8 against float32 (PSNR against HR).")] = 4,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for browser.json and browser.png.")] = Path("out/browser"),
 ) -> None:
@@ -56,11 +58,17 @@ def bench_browser(
         raise ConfigError(f"--quality-frames must be in [1, 50], got {quality_frames}")
     package = package or bundled_package(2)
     video = video or data_root() / "video" / "bigbuckbunny_720p.mp4"
+    if levels != "all":  # checked before anything is written
+        from adasr.package import load_package
+        from adasr.stream.encoder import package_levels
+
+        package_levels(load_package(package), levels, package)
     ensure_dir(out_dir)
     check_writable(out_dir / "browser.json")
     result = run_browser_bench(package, video, (h, w), repeats=repeats, threads=tuple(counts),
                                play_threads=play_threads, seconds=seconds, burst_s=burst_s, fps=fps,
-                               progress=lambda m: console.print(m), variants=picked, quality_frames=quality_frames, floor=floor)
+                               progress=lambda m: console.print(m), variants=picked, quality_frames=quality_frames, floor=floor,
+                               lower_rate=lower_rate, levels_spec=levels)
     from adasr.timing import provenance
 
     result["provenance"] = provenance()
@@ -81,8 +89,12 @@ def bench_browser(
         out.print("int8 PSNR loss vs float32 (dB, against HR): " + ", ".join(f"L{i} {d:.3f}" for i, d in enumerate(q["int8_loss_db"])))
     for name, run in result["playback"].items():
         stalled = " (STALLED: no frame shown or dropped in the window)" if run["stalled"] else ""
-        out.print(f"{name}: {100 * run['deadlines_met']:.1f}% on time at {result['fps']:.1f} fps, "
-                  f"levels {run['levels']}, TTFF {run['ttff_ms'] / 1000:.1f} s{stalled}")
+        rate = (f", 1 frame in {'/'.join(map(str, run['rate_divs']))} shown ({run['thinned']} of {run['due']} left out)"
+                if any(d > 1 for d in run.get("rate_divs", [])) else "")
+        error = f" (the page stopped: {run['error']})" if run.get("error") else ""
+        out.print(f"{name}: {100 * run['deadlines_met']:.1f}% on time at {result['fps']:.1f} fps "
+                  f"({run['on_time']} of {run['timeline_frames']} timeline frames), levels {run['levels']}, "
+                  f"{run['switches']} switches{rate}, TTFF {run['ttff_ms'] / 1000:.1f} s{stalled}{error}")
     out.print(f"{out_dir / 'browser.json'}, {out_dir / 'browser.png'} (shared machine: timings are noisy)")
 
 

@@ -46,6 +46,7 @@ def serve(
     scale: Annotated[int, typer.Option(help="SR factor: LR segments are the source shrunk by this.")] = 2,
     crop: Annotated[Optional[str], typer.Option(help="Centre crop WxH of each source (HR pixels).")] = None,
     model: Annotated[str, typer.Option(help="Model the clients run: generic (bundled), srvc, a model file or a package.")] = "generic",
+    levels: Annotated[str, typer.Option(help="Package model: the levels the channels offer (and adapt): 'all', level indices, and sub-networks of the package's supernet as dD-wW (depth, width), comma-separated; e.g. all,d6-w16 adds a 32K-param level on the shared weights for the web player.")] = "all",
     scheme: Annotated[str, typer.Option(help="Training: none, one_time, jit, ams or ams_asr_atr.")] = "ams",
     scheduler: Annotated[str, typer.Option(help="Sharing compute among channels: round_robin or gain.")] = "round_robin",
     segment_s: Annotated[float, typer.Option(help="LR segment length in seconds.")] = 1.0,
@@ -100,7 +101,7 @@ def serve(
         out.print(f"Ray: {session.how}, {cpus:g} CPUs in the cluster; {len(sources_)} trainer actor(s) of "
                   f"{factory.num_cpus:g} CPU each", highlight=False)
     try:
-        channels = [Channel(n, src, cfg, model_source=NamedModel(model), trainer_factory=factory,
+        channels = [Channel(n, src, cfg, model_source=NamedModel(model, levels=levels), trainer_factory=factory,
                             config=ChannelConfig(segment_s=segment_s, crf=crf)) for n, src in zip(names, sources_)]
         if factory is not None:  # serve once every trainer actor is up (bounded: RayTrainer's start deadline)
             started = time.monotonic()

@@ -55,7 +55,7 @@ def encode(
     eta: Annotated[float, typer.Option(help="Fraction of the parameters a segment may change.")] = 0.05,
     strategy: Annotated[str, typer.Option(help="Which parameters: gradient (SRVC), ams (Algorithm 3), random, first, last, first_last, full.")] = "gradient",
     model: Annotated[str, typer.Option(help="generic (bundled model), srvc (SRVC's model), a model file, or a package (folder/.adasr).")] = "generic",
-    levels: Annotated[str, typer.Option(help="Package model: levels to adapt together, 'all' or indices like 0,5,10.")] = "all",
+    levels: Annotated[str, typer.Option(help="Package model: levels to adapt together: 'all', indices like 0,5,10, and sub-networks of its supernet as dD-wW (depth, width), comma-separated.")] = "all",
     steps: Annotated[int, typer.Option(help="Adam steps per segment.")] = 30,
     batch: Annotated[int, typer.Option(help="Crops per step.")] = 8,
     patch: Annotated[int, typer.Option(help="LR crop side in pixels.")] = 48,

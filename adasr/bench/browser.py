@@ -69,8 +69,11 @@ PLAYBACK = """
 const until = async (pred, ms) => { const end = Date.now() + ms; let s = null;
   while (Date.now() < end) { s = await page.evaluate(() => (window.adasr ? window.adasr.stats() : null));
     if (s && (s.error || pred(s))) return s; await sleep(250); } return s; };
-const s0 = await until((s) => s.frames >= 1, args.timeout_ms);
+// the window opens 1 s after every level is loaded (and warmed up: a large level's warm-up run holds the
+// display loop for a frame or more, and the frames behind it are dropped): it measures switching, not loading
+const s0 = await until((s) => s.frames >= 1 && s.levelsLoaded === s.nLevels, args.timeout_ms);
 if (!s0 || s0.error || !s0.frames) return { error: s0 ? s0.error || 'no frame' : 'no player', stats: s0 };
+await sleep(1000);
 await page.evaluate((o) => window.adasr.startLoad(o), args.load);
 const before = await page.evaluate(() => window.adasr.stats());
 await sleep(args.seconds * 1000);
@@ -80,7 +83,15 @@ return { before, after };
 """
 
 
-def _torch_times(package: Any, indices: list[int], frame: np.ndarray, threads: int, repeats: int) -> list[float]:
+def _level(pkg: Any, cfg: Any) -> Any:
+    """Level `cfg` of the channel (a family level or a sub-network of the supernet) as a static module."""
+    import copy
+
+    own = pkg.own.get(cfg.id)
+    return copy.deepcopy(own).eval() if own is not None else pkg.supernet.extract(cfg).eval()
+
+
+def _torch_times(package: Any, cfgs: list[Any], frame: np.ndarray, threads: int, repeats: int) -> list[float]:
     import torch
 
     old = torch.get_num_threads()
@@ -88,8 +99,8 @@ def _torch_times(package: Any, indices: list[int], frame: np.ndarray, threads: i
     try:
         x = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))[None].float() / 255.0
         out = []
-        for i in indices:
-            net = package.level_model(i)
+        for cfg in cfgs:
+            net = _level(package, cfg)
             with torch.inference_mode():
                 net(x)
                 times = []
@@ -108,7 +119,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 100.0 if mse == 0 else min(100.0, 10 * np.log10(255.0**2 / mse))
 
 
-def _probe_agreement(pkg: Any, indices: list[int], probes: list[dict[str, Any]], ks: list[int]) -> dict[str, Any]:
+def _probe_agreement(pkg: Any, cfgs: list[Any], probes: list[dict[str, Any]], ks: list[int]) -> dict[str, Any]:
     """The page's SR of its frame against the Python level's (float32 torch) on the same frame."""
     import base64
 
@@ -121,13 +132,13 @@ def _probe_agreement(pkg: Any, indices: list[int], probes: list[dict[str, Any]],
         got = np.frombuffer(base64.b64decode(p["sr"]), np.uint8).reshape(s * p["h"], s * p["w"], 4)[..., :3]
         x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None].float() / 255.0
         with torch.inference_mode():
-            y = pkg.level_model(indices[k])(x)[0]
+            y = _level(pkg, cfgs[k])(x)[0]
         want = (y.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).numpy()
         out[str(k)] = {"psnr_db": _psnr(got, want), "max_steps": int(np.abs(got.astype(int) - want.astype(int)).max())}
     return out
 
 
-def _int8_quality(pkg: Any, indices: list[int], video: Path, lr_hw: tuple[int, int], xs: list[np.ndarray],
+def _int8_quality(pkg: Any, cfgs: list[Any], video: Path, lr_hw: tuple[int, int], xs: list[np.ndarray],
                   count: int) -> dict[str, Any]:
     """PSNR (RGB, against HR) of each level in float32 torch and as the int8 graph (ONNX Runtime,
     1 thread; calibrated on `xs`, the server's calibration inputs) on `count` frames of `video`
@@ -146,9 +157,8 @@ def _int8_quality(pkg: Any, indices: list[int], video: Path, lr_hw: tuple[int, i
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
     fp32, int8 = [], []
-    for i in indices:
-        net = pkg.level_model(i)
-        cfg = pkg.family[i].config
+    for cfg in cfgs:
+        net = _level(pkg, cfg)
         q = quantize_level_onnx(frozen_level_onnx(pkg.supernet.eval(), lr_hw, cfg), xs)
         sess = ort.InferenceSession(q, opts, providers=["CPUExecutionProvider"])
         a, b = [], []
@@ -168,17 +178,31 @@ def _int8_quality(pkg: Any, indices: list[int], video: Path, lr_hw: tuple[int, i
 
 
 def _window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """What happened between two stats snapshots: frames, deadlines, levels, SR times."""
+    """What happened between two stats snapshots: frames, deadlines, levels, SR times.
+
+    The denominator of `deadlines_met` is every frame of the page's timeline that fell due in the
+    window (``due``: stream frames whose display time passed, on a clock that never restarts, so
+    frames the network or decoder held back count), less those the lowered display rate left out by
+    design (``thinned``, reported); shown-late, dropped, skipped and never-shown frames are missed.
+    A page that stopped with an error keeps its error here."""
     frames = after["frames"] - before["frames"]
     dropped = after["dropped"] - before["dropped"]
     on_time = after["onTime"] - before["onTime"]
+    due = after.get("due", 0) - before.get("due", 0)
+    thinned = after.get("thinned", 0) - before.get("thinned", 0)
+    skipped = after.get("skipped", 0) - before.get("skipped", 0)
     rows = after["timeline"][len(before["timeline"]):]
     hist: dict[str, int] = {}
     for row in rows:
         hist[str(row[1])] = hist.get(str(row[1]), 0) + 1
     seen = frames + dropped
-    return {"frames": frames, "dropped": dropped, "on_time": on_time, "stalled": seen == 0,
-            "deadlines_met": on_time / seen if seen else 0.0, "levels": hist,
+    timeline = max(due - thinned, seen + skipped)
+    divs = sorted({row[5] for row in rows if len(row) > 5})
+    return {"frames": frames, "dropped": dropped, "on_time": on_time, "stalled": seen == 0, "due": due,
+            "thinned": thinned, "skipped": skipped, "timeline_frames": timeline,
+            "shown_share": frames / due if due else 0.0, "rate_divs": divs,
+            "error": after.get("error"), "state": after.get("state"), "note": after.get("note", ""),
+            "deadlines_met": on_time / timeline if timeline else 0.0, "levels": hist,
             "switches": after["switches"] - before["switches"],
             "median_sr_ms": statistics.median([r[2] for r in rows]) if rows else None,
             "fps_shown": frames / max(1e-9, (rows[-1][0] - rows[0][0]) / 1000) if len(rows) > 1 else 0.0,
@@ -190,7 +214,8 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
                       burst_s: float = 2.0, fps: float | None = None, progress=None,
                       variants: tuple[str, ...] = ("plain", "residual", "residual-canvas", "frozen-residual", "int8",
                                                    "int8-residual"),
-                      quality_frames: int = 4, floor: bool = True) -> dict[str, Any]:
+                      quality_frames: int = 4, floor: bool = True, lower_rate: bool = True,
+                      levels_spec: str = "all") -> dict[str, Any]:
     from adasr.package import load_package
     from adasr.serve.channel import Channel, ChannelConfig, Hub, NamedModel
     from adasr.serve.config import TrainerConfig
@@ -202,19 +227,23 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
     h, w = lr_hw
     pkg = load_package(package_path)
     scale = pkg.scale
-    src = LiveSource(video, scale=scale, crop_hw=(h * scale, w * scale), max_frames=None)
+    # one pass of the clip: the channel ends with every segment kept, and the pages loop over them (a
+    # looping live source slides its kept window under a page that starts at the oldest segment)
+    src = LiveSource(video, scale=scale, crop_hw=(h * scale, w * scale), max_frames=None, loops=1)
     if (src.height // scale, src.width // scale) != (h, w):
         from adasr.errors import ConfigError
 
         raise ConfigError(f"{video} is {src.width}x{src.height}: too small for {w}x{h} x{scale}")
-    ch = Channel("bench", src, TrainerConfig(scheme="none"), model_source=NamedModel(str(package_path)),
-                 config=ChannelConfig(segment_s=1.0))
-    levels = [cfg.id for cfg in ch.trainer.levels]
+    ch = Channel("bench", src, TrainerConfig(scheme="none"),
+                 model_source=NamedModel(str(package_path), levels=levels_spec), config=ChannelConfig(segment_s=1.0))
+    cfgs = list(ch.trainer.levels)
+    levels = [cfg.id for cfg in cfgs]
     rate = float(fps or src.fps)
     timeout_ms = 600_000
     result: dict[str, Any] = {"kind": "adasr-bench-browser", "schema_version": 1, "package": str(package_path),
                               "video": str(video), "lr_size": [w, h], "scale": scale, "fps": rate,
-                              "levels": levels, "params": [lv.params for lv in pkg.family if lv.config.id in levels]}
+                              "levels": levels, "params": [int(pkg.supernet.cost(cfg, (h, w))[0]) for cfg in cfgs],
+                              "levels_spec": levels_spec}
     with LiveServer(Hub([ch]), duration_s=3600, train=True) as srv:
         t0 = time.monotonic()
         while ch.live_edge < 2 and time.monotonic() - t0 < 120:
@@ -223,7 +252,6 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
         # time to first frame: the first page load exports the levels (cold), the second finds them (warm)
         ttff = {}
         browser: dict[str, Any] = {}
-        indices = [i for i, lv in enumerate(pkg.family) if lv.config.id in levels]
         ks = [0, len(levels) - 1]
         by_threads: dict[str, Any] = {}
         counts = list(dict.fromkeys([*threads, play_threads]))
@@ -240,7 +268,7 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
                 rows[v] = {"median_ms": [lv["median_ms"] for lv in per], "isolated": r["stats"]["isolated"],
                            "backend": r["stats"]["backend"], "threads": r["stats"]["threads"]}
                 if v in r["probes"]:
-                    rows[v]["page_vs_python"] = _probe_agreement(pkg, indices, r["probes"][v], ks)
+                    rows[v]["page_vs_python"] = _probe_agreement(pkg, cfgs, r["probes"][v], ks)
             by_threads[str(t)] = rows
             if "plain" in rows and t in threads:
                 browser[str(t)] = rows["plain"]
@@ -251,13 +279,13 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
         first = decode_segment(ch.segment(0).data)
         lr = first[0][:h, :w]
         say("python: timing the same levels in torch")
-        python = {str(t): _torch_times(pkg, indices, lr, t, repeats) for t in (1, 2)}
+        python = {str(t): _torch_times(pkg, cfgs, lr, t, repeats) for t in (1, 2)}
         quality = None
         if any(v.startswith("int8") for v in variants):
             say(f"python: int8 against float32 on {quality_frames} frames (PSNR against HR)")
             exp = srv.hub.web_players._exports["bench"]  # the calibration the page's int8 graphs got
             xs = exp._calibration or calibration_inputs(exp._frames(), (h, w))
-            quality = _int8_quality(pkg, indices, video, (h, w), xs, quality_frames)
+            quality = _int8_quality(pkg, cfgs, video, (h, w), xs, quality_frames)
             quality["calibration_frames"] = len(xs)
         fastest = max(var, key=lambda v: 1000 / var[v]["median_ms"][0]) if var else None
         runs = {}
@@ -267,6 +295,9 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
             plays.append(("adaptive_fastest", f"policy=adaptive&level=0&{BENCH_VARIANTS[fastest]}"))
         if fastest and floor:
             plays.append(("adaptive_fastest_floor", f"policy=adaptive&level=0&floor=bicubic&{BENCH_VARIANTS[fastest]}"))
+        if fastest and lower_rate:
+            plays.append(("adaptive_fastest_rate",
+                          f"policy=adaptive&level=0&floor=canvas&rate=auto&{BENCH_VARIANTS[fastest]}"))
         for name, query in plays:
             say(f"browser: {seconds:.0f} s of playback, {name}, bursty in-page load")
             r = drive(f"{base}&threads={play_threads}&fps={rate}&{query}", PLAYBACK,
@@ -274,6 +305,8 @@ def run_browser_bench(package_path: Path, video: Path, lr_hw: tuple[int, int], *
             if r.get("error"):
                 raise RuntimeError(f"browser bench ({name}): {r['error']}")
             runs[name] = _window(r["before"], r["after"])
+            if runs[name]["error"]:
+                say(f"browser: the {name} page stopped: {runs[name]['error']}")
             runs[name]["ttff_ms"] = r["after"]["ttffMs"]
             runs[name]["marks"] = r["after"]["marks"]
     for t, rows in by_threads.items():
@@ -330,7 +363,9 @@ def browser_png(result: dict[str, Any], path: Path) -> None:
             ax.step(t, [r[1] for r in rows], where="post", label="level")
             ax2 = ax.twinx()
             ax2.plot(t, [r[2] for r in rows], ".", ms=3, color="tab:orange", label="SR ms")
-            ax2.axhline(1000 / result["fps"], color="tab:red", lw=0.8, ls="--")
+            # the frame period: the stream's, times the lowered rate's divisor where the page lowered it
+            ax2.step(t, [1000 / result["fps"] * (r[5] if len(r) > 5 else 1) for r in rows], where="post",
+                     color="tab:red", lw=0.8, ls="--")
             ax2.set_ylabel("SR ms")
             late = [ti for ti, r in zip(t, rows) if not r[3]]
             ax.plot(late, [min(r[1] for r in rows) - 0.5] * len(late), "|", color="tab:red", label="late")
@@ -340,8 +375,10 @@ def browser_png(result: dict[str, Any], path: Path) -> None:
                     if k % 2 == 0:
                         ax.axvspan(max(0, (k * burst - t0) / 1000), ((k + 1) * burst - t0) / 1000, color="0.9")
         ax.set_ylabel("level")
+        divs = [d for d in run.get("rate_divs", []) if d > 1]
+        rate = f", 1 frame in {'/'.join(map(str, divs))} shown" if divs else ""
         ax.set_title(f"{name}: {100 * run['deadlines_met']:.0f}% of frames on time "
-                     f"({run['frames']} shown, {run['dropped']} dropped), levels {run['levels']}")
+                     f"({run['frames']} shown, {run['dropped']} dropped{rate}), levels {run['levels']}")
         if rows:
             ax.legend(loc="upper left", fontsize=7)
     axes[-1].set_xlabel("seconds (bursty in-page load: a busy worker in alternate windows)")

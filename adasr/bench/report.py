@@ -298,8 +298,10 @@ def _browser(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
                      + ", ".join(f"L{i} {x:.3f} dB" for i, x in enumerate(q["int8_loss_db"])) + ".")
     plays = []
     for name, run in d["playback"].items():
+        rate = (f", 1 frame in {'/'.join(map(str, run['rate_divs']))} shown, {run['thinned']} of {run['due']} left out"
+                if any(d > 1 for d in run.get("rate_divs", [])) else "")
         plays.append(f"{name} {100 * run['deadlines_met']:.1f} % ({run['frames']} shown, {run['dropped']} dropped, "
-                     f"levels {run['levels']})")
+                     f"levels {run['levels']}{rate})")
     notes.append(f"Deadlines met at {d['fps']:.0f} fps under a bursty in-page load ({d['load']['burstMs']} ms on / "
                  f"off, {pt} WASM threads; fastest variant: {d.get('fastest_variant')}): " + "; ".join(plays) + ".")
     levels = [f"L{i} ({p / 1000:.1f}K)" for i, p in enumerate(d["params"])]

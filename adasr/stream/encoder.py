@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -51,7 +52,7 @@ class EncodeSettings:
     preset: str = "slow"
     tau: float = 2.0  # segment length in seconds; inf = one segment (one-shot)
     model: str = "generic"  # generic, srvc, a model file, or a package folder / .adasr file
-    levels: str = "all"  # package only: "all" or comma-separated level indices
+    levels: str = "all"  # package only: "all", level indices, dD-wW sub-networks; comma-separated
     init_steps: int = 0  # full-parameter steps on the whole clip before the full model is sent
     init_dtype: str = "float16"
     delta_dtype: str = "float16"
@@ -148,6 +149,51 @@ def _is_package(path: Path) -> bool:
     return is_package_path(path)
 
 
+_SUBNET_ITEM = re.compile(r"d(\d{1,2})-w(\d{1,4})")
+
+
+def package_levels(pkg: Any, text: str, path: Any = "the package") -> list:
+    """The levels `text` names in package `pkg`: "all" (the family's levels on the supernet's shared
+    weights), level indices, and sub-networks of the supernet as ``dD-wW`` (depth D, width W, the
+    other settings as level 0's; validated against the package's search space), comma-separated.
+    With a sub-network in the list the levels are ordered by cost (cheapest first), as players
+    assume; otherwise as given. At most 32."""
+    family = [lv.config for lv in pkg.family]
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items or len(items) > 32:
+        raise ConfigError(f"--levels wants 'all', level indices and dD-wW sub-networks (1 to 32 items), got {text!r}")
+    picked: list = []
+    subnets = False
+    for item in items:
+        m = _SUBNET_ITEM.fullmatch(item)
+        if item == "all":
+            picked += [cfg for cfg in family if cfg.id not in pkg.own]
+        elif m:
+            depth, width = int(m.group(1)), int(m.group(2))
+            base = family[0]
+            cfg = base.replace(width=width, blocks=(base.blocks[0],) * depth)
+            try:
+                picked.append(pkg.space.validate(cfg))
+            except ConfigError as exc:
+                raise ConfigError(f"--levels item {item!r} is not a sub-network of {path}'s supernet: {exc}") from None
+            subnets = True
+        else:
+            try:
+                i = int(item)
+                cfg = family[i]
+            except (ValueError, IndexError):
+                raise ConfigError(f"--levels wants 'all', indices below {len(family)} or dD-wW sub-networks, "
+                                  f"got {item!r}") from None
+            if pkg.has_own(i):
+                raise ConfigError(f"level {i} of {path} has its own weights, not the supernet's: a model "
+                                  f"stream updates the shared weights; pick other levels")
+            picked.append(cfg)
+    levels = list({cfg.id: cfg for cfg in picked}.values())
+    if subnets:
+        levels.sort(key=lambda cfg: pkg.supernet.cost(cfg, (64, 64))[1])
+    return levels
+
+
 def initial_model(settings: EncodeSettings) -> tuple[torch.nn.Module, dict[str, Any], list | None, dict[str, Any]]:
     """(model, spec, levels to adapt or None, extra manifest info) for `settings.model`."""
     from adasr.modelfile import load_model
@@ -177,20 +223,7 @@ def initial_model(settings: EncodeSettings) -> tuple[torch.nn.Module, dict[str, 
             raise ConfigError(f"package {path} is x{pkg.scale}; --scale asked for x{settings.scale}")
         # The stream updates the supernet's shared weights: a level with its own weights
         # (Package.own) is not one of its levels.
-        levels = [lv.config for lv in pkg.family]
-        if settings.levels != "all":
-            try:
-                picked = [int(i) for i in settings.levels.split(",")]
-                levels = [levels[i] for i in picked]
-            except (ValueError, IndexError):
-                raise ConfigError(f"--levels wants 'all' or indices below {len(levels)}, "
-                                  f"got {settings.levels!r}") from None
-            own = [i for i in picked if pkg.has_own(i)]
-            if own:
-                raise ConfigError(f"level {own[0]} of {path} has its own weights, not the supernet's: a model "
-                                  f"stream updates the shared weights; pick other levels")
-        else:
-            levels = [cfg for cfg in levels if cfg.id not in pkg.own]
+        levels = package_levels(pkg, settings.levels, path)
         spec = {"arch": "supernet", "args": {"space": pkg.space.to_dict()}, "scale": pkg.scale}
         return pkg.supernet, spec, levels, {"model": "package", "levels": [c.id for c in levels]}
     model, spec = load_model(path)

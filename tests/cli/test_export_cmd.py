@@ -49,6 +49,7 @@ def test_export_writes_and_replaces_only_its_own(monkeypatch, capsys, tmp_path):
     (["--fps", "0"], ["--fps"]),
     (["--variants", "plain,fast"], ["--variants"]),
     (["--quality-frames", "0"], ["--quality-frames"]),
+    (["--levels", "all,d9-w16"], ["--levels", "d9-w16"]),
 ])
 def test_bench_browser_refuses_bad_options(monkeypatch, capsys, tmp_path, args, words):
     code, _, err = run_cli(monkeypatch, capsys, "bench", "browser", "--out", tmp_path / "b", *args)

@@ -190,3 +190,34 @@ def test_speed_variants_match_python(data_root):
                 assert diff <= 1 and _psnr(got, want) >= 50, (v, k, diff, _psnr(got, want))
             else:
                 assert _psnr(got, want) >= 40, (v, k, diff, _psnr(got, want))
+
+
+SKIP = UNTIL + """
+const s = await until(page, sleep, (s) => s.skippedSegments >= 1 && s.frames >= 30, 90000);
+await sleep(500);
+return await page.evaluate(() => window.adasr.stats());
+"""
+
+
+def test_page_skips_a_segment_gone_when_fetched_and_counts_it(data_root):
+    """A segment listed in the manifest but gone when the page fetches it (evicted from the kept window in
+    between: here the server answers 404 for it once) is skipped, its frames counted as missed, and the
+    page plays on; before, the 404 stopped the page (state 'error'), which showed as a playback stall."""
+    with _server(data_root, 40, TrainerConfig(scheme="none")) as srv:
+        assert srv.wait(90)
+        ch = srv.hub.channels["bikes"]
+        gone, real = {2}, ch.segment
+
+        def segment(index: int):
+            if index in gone:
+                gone.discard(index)
+                return None
+            return real(index)
+
+        ch.segment = segment  # the page's fetch of segment 2 finds it evicted, once
+        s = drive(f"{srv.url}/play/bikes?start=first&loop=1&threads=1&level=0&policy=fixed", SKIP, timeout_s=150)
+    assert not s["error"] and s["state"] == "playing", s
+    assert not gone and s["skippedSegments"] >= 1 and s["skipped"] == ch.segment(2).frames, s
+    assert s["frames"] >= 30 and s["due"] >= 1, s
+    # the display clock never restarts: frames shown or dropped never outrun the frames due on it
+    assert s["frames"] + s["dropped"] <= s["due"] + 2, s

@@ -8,7 +8,9 @@
 // &ep=auto|wasm|webgpu &policy=adaptive|fixed &level=K (start / fixed level) &start=live|first|N
 // &loop=1 (replay the kept segments once the channel has ended) &paused=1 (load, do not play)
 // &model=init (start from the stream's first record and apply every update, not the newest snapshot)
-// &floor=bicubic (adaptive: below level 0, the bicubic upscale alone when even level 0 misses the rate)
+// &floor=bicubic|canvas (adaptive: below level 0, the upscale alone when even level 0 misses the rate: the model's
+// bicubic in JS, or the browser's smooth drawImage, faster) &rate=auto (adaptive: a lowered display rate, 1 frame
+// in 2..4 shown, when even level 0 cannot hold the stream's rate; said on screen and in stats)
 // &variant=plain|residual|frozen|frozen-residual|int8|int8-residual (the graphs the server exports; see
 // docs/LIVE.md): residual
 // graphs output the learned residual's s*s phases and this page adds the upscale itself: &upscale=exact
@@ -18,6 +20,7 @@
 // applied to them.
 // Tests and benchmarks read window.adasr (stats(), probe(k), applyRecord(bytes), benchLevels(n),
 // startLoad(opts), stopLoad()).
+import { Rate, Switcher } from './adapt.js';
 import { DeltaError, ModelState, hex } from './records.js';
 import { DataStream, Endianness, MP4BoxBuffer, createFile } from '/play/lib/mp4box/mp4box.all.mjs';
 
@@ -32,6 +35,7 @@ const stats = {
   isolated: self.crossOriginIsolated, frames: 0, onTime: 0, late: 0, dropped: 0, levels: {}, level: 0,
   switches: 0, fps: 0, srMs: 0, updates: 0, refused: 0, refusedReasons: [], modelHash: '', modelSegment: 0,
   ttffMs: null, marks: {}, levelsLoaded: 0, nLevels: 0, segments: 0, timeline: [], bench: null, loadOn: false,
+  producer: 'starting', queued: 0, skipped: 0, skippedSegments: 0, retries: 0, probes: 0, probesPassed: 0, thinned: 0, rateDiv: 1, displayFps: 0, level0Ms: null,
   variant: q.get('variant') || 'plain', upscale: q.get('upscale') === 'canvas' ? 'canvas' : 'exact', upscaleMs: 0,
 };
 const RESIDUAL = stats.variant.endsWith('residual');
@@ -40,7 +44,7 @@ const TIMELINE_MAX = 20000;
 
 async function get(url, kind = 'json', timeoutMs = 30000) {
   const r = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { 'X-Adasr-Client': CLIENT } });
-  if (!r.ok) throw new Error(`${url}: HTTP ${r.status} ${(await r.text()).slice(0, 200)}`);
+  if (!r.ok) throw Object.assign(new Error(`${url}: HTTP ${r.status} ${(await r.text()).slice(0, 200)}`), { status: r.status });
   if (kind === 'json') return r.json();
   return { body: new Uint8Array(await r.arrayBuffer()), headers: r.headers };
 }
@@ -63,9 +67,21 @@ async function loadOrt() {
 
 async function loadLevel(k) {
   const { body } = await get(`/play/${NAME}/level/${k}.onnx?variant=${encodeURIComponent(stats.variant)}`, 'bytes', 300000);
-  sessions[k] = await ort.InferenceSession.create(body, {
+  const sess = await ort.InferenceSession.create(body, {
     executionProviders: [stats.backend], graphOptimizationLevel: 'all',
   });
+  // its first run allocates and pre-packs (several times a later run): done here, on a blank frame, so
+  // that neither the first frame nor the first frame after a switch to it pays for it
+  sessions[k] = sess;
+  if (W) {
+    const blank = new Uint8ClampedArray(4 * W * H);
+    await sr(k, blank);
+    if (k === 0 && q.get('rate') === 'auto') { // level 0's time on this device, before play: the lowered rate's start
+      const t = performance.now();
+      await sr(0, blank);
+      stats.level0Ms = performance.now() - t;
+    }
+  }
   stats.levelsLoaded += 1;
 }
 
@@ -173,9 +189,22 @@ function addBicubic(rgba, r, img) {
   return img;
 }
 
-// The floor of ?floor=bicubic: the LR frame through the model's bicubic alone, no network.
+// The floor of ?floor=bicubic: the LR frame through the model's bicubic alone, no network (in JS: about
+// 12 ms a frame at 320x180). ?floor=canvas: the browser's own smooth upscale of the LR frame straight onto
+// the view (drawImage, imageSmoothingQuality 'high'; about 1-2 ms; close to, not equal to, bicubic).
 function bicubicOnly(rgba) {
   return addBicubic(rgba, null, new Uint8ClampedArray(4 * SW * SH));
+}
+const floorCanvas = { c: null, ctx: null };
+function canvasFloor(rgba) {
+  if (!floorCanvas.c) {
+    floorCanvas.c = new OffscreenCanvas(W, H);
+    floorCanvas.ctx = floorCanvas.c.getContext('2d');
+  }
+  floorCanvas.ctx.putImageData(new ImageData(rgba, W, H), 0, 0);
+  view.ctx.imageSmoothingEnabled = true;
+  view.ctx.imageSmoothingQuality = 'high';
+  view.ctx.drawImage(floorCanvas.c, 0, 0, W, H, 0, 0, SW, SH);
 }
 
 // The browser's own: canvas drawImage with imageSmoothingQuality 'high' (fast, not the model's bicubic).
@@ -295,90 +324,79 @@ async function decodeSegment(idx) {
   return frames;
 }
 
+// Segments the page could not have (evicted from the server's kept window before it fetched them):
+// a marker in the queue, so the display loop counts their frames as missed, in stream order.
+function skip(n, why) {
+  if (n <= 0) return;
+  queue.push({ skip: n });
+  stats.skippedSegments += 1;
+  stats.note = why.slice(0, 200);
+}
+
+// A failed request or decode is retried (up to MAX_RETRIES in a row, backing off to 2 s); a segment the
+// server no longer has (404: evicted between the manifest and the fetch), or one that failed 3 times, is
+// skipped, not fatal.
+const MAX_RETRIES = 20;
 async function produce(manifest) {
   const kept = manifest.segments.map((s) => s.index);
   const startOpt = q.get('start') || 'live';
-  let next = startOpt === 'first' ? kept[0] ?? 0 : startOpt === 'live' ? Math.max(manifest.live_edge, 0) : +startOpt;
+  // live: one segment behind the newest, when the server still has it (a segment of playout buffer: the
+  // display clock never waits, so without it every segment that arrives a little late would be late frames)
+  let next = startOpt === 'first' ? kept[0] ?? 0
+    : startOpt === 'live' ? Math.max(manifest.live_edge - (kept.includes(manifest.live_edge - 1) ? 1 : 0), 0) : +startOpt;
   const cap = Math.max(4, Math.round(2 * FPS * manifest.segment_s));
+  const perSegment = Math.max(1, Math.round(FPS * manifest.segment_s));
+  let failures = 0;
+  const tries = {}; // failed fetches or decodes per segment: a segment that fails 3 times is skipped
+  const failed = async (e) => {
+    failures += 1;
+    stats.retries += 1;
+    if (failures > MAX_RETRIES) throw e;
+    stats.note = `segments: ${e.message} (retry ${failures})`.slice(0, 200);
+    await sleep(Math.min(2000, 50 * 2 ** failures));
+  };
   while (stats.state !== 'error') {
-    if (queue.length >= cap) { await sleep(20); continue; }
-    const m = await get(`/channel/${NAME}?after=${next - 1}&wait=5`);
+    stats.queued = queue.length;
+    if (queue.length >= cap) { stats.producer = 'full'; await sleep(20); continue; }
+    stats.producer = `manifest ${next}`;
+    let m;
+    try { m = await get(`/channel/${NAME}?after=${next - 1}&wait=5`); } catch (e) { await failed(e); continue; }
     const have = m.segments.map((s) => s.index);
     if (have.includes(next)) {
-      queue.push(...(await decodeSegment(next)));
+      stats.producer = `segment ${next}`;
+      try {
+        queue.push(...(await decodeSegment(next)));
+        failures = 0;
+      } catch (e) {
+        const entry = m.segments.find((s) => s.index === next);
+        const frames = entry ? entry.frames : perSegment;
+        if (e.status === 404) skip(frames, `segment ${next} was gone when fetched (evicted): skipped`);
+        else if ((tries[next] = (tries[next] || 0) + 1) >= 3) skip(frames, `segment ${next} failed 3 times (${e.message}): skipped`.slice(0, 200));
+        else { await failed(e); continue; }
+      }
+      delete tries[next];
       next += 1;
-    } else if (have.length && next < have[0]) next = have[0]; // fell behind the kept window
-    else if (m.ended) {
+    } else if (have.length && next < have[0]) { // fell behind the kept window
+      skip((have[0] - next) * perSegment, `fell behind the server's kept segments: skipped ${next}..${have[0] - 1}`);
+      next = have[0];
+    } else if (m.ended) {
       if (q.get('loop') === '1' && have.length) next = have[0];
       else break;
     }
   }
   producerDone = true;
+  stats.producer = 'done';
 }
 
-// ---------------------------------------------------------------- level switching (DySR-style)
-// With floor (?floor=bicubic) there is one more step below the smallest level: level -1, the LR frame
-// upscaled by the model's bicubic alone (no network), taken when even level 0 misses the budget; from
-// there level 0 is tried again after `backoff` calm frames (doubled, up to 64, each time the try fails).
-class Switcher {
-  constructor(levels, periodMs, fixed, start, floor = false) {
-    this.cost = levels.map((l) => Math.max(1, l.macs || l.params));
-    this.period = periodMs;
-    this.fixed = fixed;
-    this.cur = start;
-    this.est = levels.map(() => null);
-    this.calm = 0;
-    this.cooldown = 0;
-    this.floor = floor;
-    this.backoff = 8;
-  }
-
-  // predicted SR time of level j under the load the current level's last frames ran under
-  predict(j) {
-    return this.est[this.cur] * (this.cost[j] / this.cost[this.cur]);
-  }
-
-  observe(k, ms, ready) {
-    const budget = 0.9 * this.period;
-    if (k < 0) { // at the floor: try level 0 again after enough calm frames
-      if (this.cooldown > 0) this.cooldown -= 1;
-      this.calm = ms < 0.7 * budget ? this.calm + 1 : 0;
-      if (this.cur < 0 && this.cooldown === 0 && this.calm >= this.backoff) {
-        this.cur = 0; this.est[0] = null; this.calm = 0; this.cooldown = 2;
-      }
-      return this.cur;
-    }
-    this.est[k] = this.est[k] === null || k !== this.cur ? ms : 0.6 * this.est[k] + 0.4 * ms;
-    if (this.fixed || k !== this.cur) return this.cur;
-    if (this.cooldown > 0) this.cooldown -= 1;
-    this.calm = ms < 0.7 * budget ? this.calm + 1 : 0;
-    if (this.floor && this.cur === 0 && this.est[0] > budget && this.cooldown === 0) { // even level 0 misses
-      this.cur = -1; this.calm = 0; this.cooldown = 0;
-      this.backoff = Math.min(64, this.backoff * 2);
-      return this.cur;
-    }
-    if (this.floor && this.cur === 0 && this.calm >= 16) this.backoff = 8; // level 0 holds again
-    if (this.est[k] > budget && this.cur > 0) { // too slow now: the best level predicted to fit, else the smallest
-      let j = this.cur - 1;
-      while (j > 0 && (this.predict(j) > budget || !ready(j))) j -= 1;
-      if (ready(j)) { this.cur = j; this.cooldown = 4; }
-    } else if (this.cooldown === 0 && this.calm >= 8 && ready(this.cur + 1) && this.predict(this.cur + 1) < 0.8 * budget) {
-      this.cur += 1;
-      this.calm = 0;
-      this.cooldown = 8;
-    }
-    return this.cur;
-  }
-}
-
+// ---------------------------------------------------------------- level switching: adapt.js
 // ---------------------------------------------------------------- the display loop
 const view = { ctx: null, shown: [] };
 
 function hud() {
-  const seen = stats.frames + stats.dropped;
-  $('level').textContent = stats.level < 0 ? 'bicubic only (level 0 too slow)'
+  const seen = stats.frames + stats.dropped + stats.skipped;
+  $('level').textContent = stats.level < 0 ? `${q.get('floor') === 'canvas' ? "browser's upscale" : 'bicubic'} only (level 0 too slow)`
     : `L${stats.level}${L ? ` (${L.levels[stats.level].params.toLocaleString()} params)` : ''}`;
-  $('fps').textContent = `${stats.fps.toFixed(1)} / ${FPS ? FPS.toFixed(0) : '?'}`;
+  $('fps').textContent = `${stats.fps.toFixed(1)} / ${FPS ? FPS.toFixed(0) : '?'}${stats.rateDiv > 1 ? ` (1 frame in ${stats.rateDiv} shown: ${stats.displayFps.toFixed(1)} fps)` : ''}`;
   $('srms').textContent = `${stats.srMs.toFixed(0)} ms`;
   $('ontime').textContent = seen ? `${((100 * stats.onTime) / seen).toFixed(0)}%` : '-';
   $('model').textContent = `v${stats.modelSegment} ${stats.modelHash.slice(0, 12)}${stats.refused ? ` (${stats.refused} refused)` : ''}`;
@@ -387,31 +405,52 @@ function hud() {
   $('state').textContent = stats.error ? `error: ${stats.error}` : `${stats.state}${stats.note ? ' - ' + stats.note : ''}`;
 }
 
-async function play(switcher) {
-  const period = 1000 / FPS;
-  let t0 = null, i = 0;
+// The display clock: stream frame j (counted from the first frame played, skipped ones included) is due
+// at t0 + (j + 1) * period, t0 when the first frame is ready. The clock never restarts: when the network
+// or the decoder stalls, the frames behind the stall are late (dropped), and the frames of skipped
+// segments count as missed. stats().due: the stream frames whose due time has passed.
+const clock = { t0: null, period: 0 };
+const dueNow = () => (clock.t0 === null ? 0 : Math.max(0, Math.floor((performance.now() - clock.t0) / clock.period)));
+
+async function play(switcher, rate) {
+  const base = 1000 / FPS;
+  clock.period = base;
+  let j = 0; // the next stream frame's index on the clock
+  const floorKind = q.get('floor');
   stats.state = 'playing';
   while (stats.state === 'playing') {
-    if (!queue.length) {
+    if (!queue.length) { // waiting for the network or the decoder: the clock runs on
       if (producerDone) break;
-      t0 = null; // a stall of the network or decoder, not of SR: restart the clock when frames come
       await sleep(5);
       continue;
     }
-    if (t0 === null) { t0 = performance.now(); i = 0; }
-    const due = t0 + (i + 1) * period;
-    if (performance.now() > due + period) { // already a whole frame behind: drop it to catch up
-      queue.shift();
-      stats.dropped += 1;
-      i += 1;
+    if (clock.t0 === null) {
+      if (rate.on && stats.level0Ms) rate.start(stats.level0Ms);
+      clock.t0 = performance.now();
+    }
+    const head = queue.shift();
+    if (head.skip) { // frames the server no longer had: missed; the clock moves past them as far as it has run
+      j = Math.max(j, Math.min(j + head.skip, dueNow()));
+      stats.skipped += head.skip;
       continue;
     }
-    const f = queue.shift();
+    const due = clock.t0 + (j + 1) * base;
+    if (j % rate.div !== 0) { // left out by the lowered display rate
+      stats.thinned += 1;
+      j += 1;
+      continue;
+    }
+    if (performance.now() > due + base) { // already a whole frame behind: drop it to catch up
+      stats.dropped += 1;
+      j += 1;
+      continue;
+    }
+    const f = head;
     const k = switcher.cur;
     const start = performance.now();
-    const img = k < 0 ? bicubicOnly(f.rgba) : await sr(k, f.rgba);
+    if (k < 0 && floorKind === 'canvas') canvasFloor(f.rgba);
+    else view.ctx.putImageData(new ImageData(k < 0 ? bicubicOnly(f.rgba) : await sr(k, f.rgba), SW, SH), 0, 0);
     const ms = performance.now() - start;
-    view.ctx.putImageData(new ImageData(img, SW, SH), 0, 0);
     lastLR = f.rgba;
     const done = performance.now();
     if (stats.ttffMs === null) stats.ttffMs = done;
@@ -424,15 +463,31 @@ async function play(switcher) {
     view.shown.push(done);
     while (view.shown.length && view.shown[0] < done - 1000) view.shown.shift();
     stats.fps = view.shown.length;
-    if (stats.timeline.length < TIMELINE_MAX) stats.timeline.push([Math.round(done), k, Math.round(ms * 10) / 10, onTime ? 1 : 0, stats.loadOn ? 1 : 0]);
-    const nk = switcher.observe(k, ms, (j) => j >= 0 && j < sessions.length && !!sessions[j]);
-    const slow = nk <= 0 && switcher.est[0] > 0.9 * period;
-    stats.note = slow ? `even the smallest level cannot hold ${FPS.toFixed(0)} fps here (${switcher.est[0].toFixed(0)} ms a frame)`
-      + (nk < 0 ? ': showing the bicubic upscale alone' : '') : '';
-    if (nk !== k) stats.switches += 1;
-    stats.level = nk;
+    if (stats.timeline.length < TIMELINE_MAX) {
+      stats.timeline.push([Math.round(done), k, Math.round(ms * 10) / 10, onTime ? 1 : 0, stats.loadOn ? 1 : 0, rate.div]);
+    }
+    if (rate.observe(k, ms)) switcher.period = rate.period;
+    stats.rateDiv = rate.div;
+    stats.displayFps = FPS / rate.div;
+    const nk = switcher.observe(k, ms, (i) => i >= 0 && i < sessions.length && !!sessions[i]);
+    const slow = nk <= 0 && switcher.est[0] > 0.9 * switcher.period;
+    stats.note = (rate.div > 1 ? `level 0 cannot hold ${FPS.toFixed(0)} fps here: showing 1 frame in ${rate.div} (${stats.displayFps.toFixed(1)} fps)` : '')
+      + (slow ? `${rate.div > 1 ? '; ' : ''}even the smallest level misses the frame time now (${switcher.est[0].toFixed(0)} ms a frame)`
+        + (nk < 0 ? `: showing the ${floorKind === 'canvas' ? "browser's smooth" : 'bicubic'} upscale alone` : '') : '');
+    if (switcher.probeDue) { // from the floor: level 0 on the frame just shown, in the time left (not shown)
+      const t = performance.now();
+      await sr(0, f.rgba);
+      const pms = performance.now() - t;
+      stats.probes += 1;
+      if (rate.observe(0, pms)) switcher.period = rate.period;
+      switcher.probed(pms);
+      if (switcher.cur === 0) stats.probesPassed += 1;
+    }
+    const nk2 = switcher.cur;
+    if (nk2 !== k) stats.switches += 1;
+    stats.level = nk2;
     if (stats.frames % 5 === 0) hud();
-    i += 1;
+    j += 1;
     const wait = due - performance.now();
     if (wait > 0) await sleep(wait);
   }
@@ -586,16 +641,18 @@ async function main() {
   }
   const fixed = q.get('policy') === 'fixed';
   // the switcher only picks levels loaded so far
-  const sw = new Switcher(L.levels, 1000 / FPS, fixed, start, q.get('floor') === 'bicubic');
+  const floor = ['bicubic', 'canvas'].includes(q.get('floor'));
+  const sw = new Switcher(L.levels, 1000 / FPS, fixed, start, floor);
+  const rate = new Rate(1000 / FPS, !fixed && q.get('rate') === 'auto');
   stats.level = start;
   const timer = setInterval(hud, 500);
-  await play(sw);
+  await play(sw, rate);
   clearInterval(timer);
   await producing;
 }
 
 window.adasr = {
-  stats: () => JSON.parse(JSON.stringify(stats)),
+  stats: () => JSON.parse(JSON.stringify({ ...stats, due: dueNow() })),
   probe: async (k, variant = null) => { // variant: a benchVariants name (default: the page's own)
     if (!lastLR) throw new Error('no frame shown yet');
     const lr = lastLR;
