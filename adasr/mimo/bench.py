@@ -88,7 +88,7 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
         time_iters: int | None = None, batch: int = 500, lr: float = 1e-3, layers: int = 10, warm: bool = True,
         init: str = "random", next_lr: float | None = None, iid_steps: int = 1000, iid_model: M.MMNet | None = None,
         max_nodes: int = 100_000, coherence: int = 100, kbest_k: int = 32, transport: bool = False,
-        log: Callable[[str], None] | None = None) -> dict[str, Any]:
+        reset_adam: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure SER per detector per SNR over every channel of `cs`; returns the report dict."""
     log = log or (lambda _m: None)
     h_true = cs.h
@@ -175,9 +175,9 @@ def run(cs: ChannelSet, mod: Constellation, snrs: list[float], detectors: list[s
         _, res = M.train_online(h_est, mod, lo, hi, first=first, next_iters=next_iters, time_iters=time_iters,
                                 batch=batch, lr=lr, layers=layers, warm=warm, seed=seed, device=device,
                                 keep_states=False, on_channel=on_channel, init=init, next_lr=next_lr,
-                                transport=transport)
+                                transport=transport, reset_adam=reset_adam)
         training["mmnet"] = dict(first=first, next=next_iters, time_iters=time_iters, warm=warm, init=init,
-                                 next_lr=next_lr, transport=transport,
+                                 next_lr=next_lr, transport=transport, reset_adam=reset_adam,
                                  batch=batch, lr=lr, iterations_total=sum(res.iterations),
                                  iterations_per_channel=sum(res.iterations) / max(1, len(res.iterations)),
                                  last_loss=_losses(res.last_loss),
@@ -254,7 +254,7 @@ def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int]
               seed: int = 0, device: str = "cpu", batch: int = 500, lr: float = 1e-3, layers: int = 10,
               init: str = "random", next_lr: float | None = None, band: int = 16, fresh_every: int = 0,
               oamp_steps: int = 300, kbest_k: int = 32, transport: bool = False,
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+              reset_adam: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """SER vs Phi with Psi fixed (the thesis's Fig. 3-11): for each Phi, MMNet is trained online over
     the set (Algorithm 1, warm start) and each channel is detected at `snr_db` with the weights
     trained for it; the `baselines` (classic detectors, `kbest` with K = `kbest_k`, `oampnet` trained
@@ -336,7 +336,7 @@ def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int]
         _, res = M.train_online(cs.h, mod, train_snr[0], train_snr[1], first=first, next_iters=phi,
                                 time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=True, seed=seed,
                                 device=device, keep_states=False, on_channel=on_channel, init=init, next_lr=next_lr,
-                                first_state=shared, transport=transport)
+                                first_state=shared, transport=transport, reset_adam=reset_adam)
         shared = shared or res.first_state
         total = sum(err)
         rows.append(dict(phi=phi, ser=total / symbols, errors=total, ci95=_wilson(total, symbols),
@@ -372,8 +372,9 @@ def sweep_phi(cs: ChannelSet, mod: Constellation, snr_db: float, phis: list[int]
             # None where the fresh networks made no error but the online one did (no finite ratio)
             r["ratio_to_fresh"] = on / fresh["ser"] if fresh["ser"] > 0 else (1.0 if on == 0 else None)
     return dict(users=cs.users, antennas=cs.antennas, modulation=mod.name, snr_db=snr_db, train_snr=list(train_snr),
-                psi=first, time_iters=time_iters, init=init, lr=lr, next_lr=next_lr, transport=transport, batch=batch,
-                layers=layers, channel=cs.meta, channels=n_ch, time_steps=steps, subcarriers=carriers, band=band,
+                psi=first, time_iters=time_iters, init=init, lr=lr, next_lr=next_lr, transport=transport,
+                reset_adam=reset_adam, batch=batch, layers=layers,
+                channel=cs.meta, channels=n_ch, time_steps=steps, subcarriers=carriers, band=band,
                 samples_per_channel=samples, symbols=symbols, seed=seed, device=device, baselines=base, mmnet=rows,
                 frozen=dict(ser=frozen["ser"], ser_per_band=frozen["ser_per_band"]), fresh=fresh,
                 confidence="95% Wilson interval per SER over all symbols (symbols within a vector are not independent)")

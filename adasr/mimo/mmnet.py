@@ -295,7 +295,7 @@ def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: flo
                  layers: int = 10, warm: bool = True, seed: int = 0, device: str = "cpu", keep_states: bool = True,
                  on_channel=None, model: MMNet | None = None, init: str = "random",
                  next_lr: float | None = None, first_state: dict[str, Any] | None = None,
-                 transport: bool = False) -> tuple[MMNet, OnlineResult]:
+                 transport: bool = False, reset_adam: bool = False) -> tuple[MMNet, OnlineResult]:
     """Algorithm 1 over channels h (T, F, Nr, Nt) complex: for each time step n and subcarrier f,
     train `first` (Psi) iterations at f = 0 (`time_iters` instead for n > 0 if given) and
     `next_iters` (Phi) at each next f, starting from the weights of the previous channel
@@ -312,7 +312,11 @@ def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: flo
     training: every layer's A becomes A H_prev H^+ (complex, H^+ the Nt x Nr pseudo-inverse), the
     smallest A' with A' H = A H_prev (H of full column rank): the layer acts on the signal part of
     the new channel's residual as it did on the previous channel, and only its action on the
-    noise changes. One pseudo-inverse per channel, no change to detection."""
+    noise changes. One pseudo-inverse per channel, no change to detection.
+
+    `reset_adam=True` (not in the thesis) starts Adam's moments afresh on every channel after the
+    first (after the transport, if any): the first of its Phi steps then moves each weight by the
+    full step size whatever the scale of the gradients seen on earlier channels."""
     _check_snr_range(snr_lo, snr_hi)
     if h.dim() != 4:
         raise ConfigError("online training wants channels of shape (T, F, Nr, Nt)")
@@ -341,6 +345,8 @@ def train_online(h: torch.Tensor, mod: Constellation, snr_lo: float, snr_hi: flo
                 opt = torch.optim.Adam(model.parameters(), lr=lr)
             if transport and warm and prev is not None:
                 _transport(model, prev, h[n, f].to(device))
+            if reset_adam and warm and (n, f) != (0, 0):
+                opt = torch.optim.Adam(model.parameters(), lr=lr)
             prev = h[n, f].to(device)
             if f == 0:
                 iters = first if (n == 0 or time_iters is None or not warm) else time_iters

@@ -52,3 +52,20 @@ def test_channels_stores_and_plots_the_locality(monkeypatch, capsys, tmp_path):
     assert loc["frequency"][1] > loc["frequency"][5]
     assert (tmp_path / "loc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "correlation at a distance" in text
+
+
+@pytest.mark.slow
+def test_sweep_phi_passes_reset_adam_to_the_online_loop(monkeypatch, capsys, tmp_path):
+    reports = {}
+    for flag in ("--reset-adam", "--keep-adam"):
+        out = tmp_path / f"{flag[2:]}.json"
+        code, _, err = run_cli(monkeypatch, capsys, "mimo", "sweep-phi", "--channel", "corr", "--users", "2",
+                               "--antennas", "8", "--mod", "qam4", "--carriers", "3", "--rho-f", "0.9", "--phi", "3",
+                               "--first", "20", "--batch", "20", "--samples", "20", "--layers", "2", "--lr", "1e-2",
+                               "--next-lr", "2e-2", flag, "--device", "cpu", "--json", str(out))
+        assert code == 0, err
+        reports[flag] = json.loads(out.read_text())
+    assert reports["--reset-adam"]["reset_adam"] is True and reports["--keep-adam"]["reset_adam"] is False
+    reset, keep = (reports[f]["mmnet"] for f in ("--reset-adam", "--keep-adam"))
+    assert reset[0]["ser_per_channel"] == keep[0]["ser_per_channel"]  # the frozen copy trains no warm channel
+    assert reset[1]["last_loss"] != keep[1]["last_loss"]              # the warm channels' training differs

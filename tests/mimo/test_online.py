@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from adasr.mimo import channels as C
@@ -67,3 +68,29 @@ def test_transport_carries_the_frozen_copy_along_a_drifting_set():
     plain = sweep_phi(cs, mod, 8.0, [0], **kw)["frozen"]["ser"]
     moved = sweep_phi(cs, mod, 8.0, [0], transport=True, **kw)["frozen"]["ser"]
     assert moved < 0.3 * plain, (moved, plain)
+
+
+def test_reset_adam_gives_the_first_warm_step_its_full_size():
+    # Adam's first step from fresh moments moves every weight by the step size (lr * g / |g|); the
+    # moments carried from the first channel's large early gradients make it much smaller
+    cs = _drifting_set()
+    mod = constellation("qam4")
+    kw = dict(first=60, next_iters=1, batch=50, lr=1e-2, next_lr=2e-2, layers=2, seed=0)
+    moves = {}
+    for reset in (False, True):
+        _, res = M.train_online(cs.h[:, :2], mod, 6.0, 10.0, reset_adam=reset, **kw)
+        moves[reset] = (res.states[1]["a_re"] - res.states[0]["a_re"]).abs().flatten()
+    assert torch.allclose(moves[True].median(), torch.tensor(2e-2), rtol=1e-3), moves[True].median()
+    assert moves[False].median() < 0.5 * 2e-2, moves[False].median()
+
+
+@pytest.mark.slow
+def test_reset_adam_tracks_a_drifting_set_better_than_carried_moments():
+    cs = _drifting_set()
+    mod = constellation("qam4")
+    kw = dict(baselines=[], train_snr=(6.0, 10.0), first=150, samples=300, batch=100, lr=1e-3, next_lr=1e-2,
+              layers=4, band=4, seed=0)
+    keep = sweep_phi(cs, mod, 8.0, [4], **kw)["mmnet"][1]
+    reset = sweep_phi(cs, mod, 8.0, [4], reset_adam=True, **kw)["mmnet"][1]
+    assert reset["ser"] < 0.5 * keep["ser"], (reset["ser"], keep["ser"])
+    assert reset["not_above_frozen_in_every_band"]
