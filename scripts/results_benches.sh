@@ -5,7 +5,7 @@
 #
 #   scripts/results_benches.sh             # every bench
 #   scripts/results_benches.sh peers mimo  # only these (names: protocol memory peers streaming
-#                                          #   adaptivity backends codec live adapt reuse mimo estimate browser)
+#                                          #   adaptivity backends codec live adapt reuse mimo mimo-online estimate browser)
 #
 # PEERS_SCALES picks the peers scales (default: 2 3 4). ADASR names the command (default: adasr); OUT the scratch folder for the benches' PNGs and
 # extra files (default: out/results). The commands run under `nice`: on a shared machine the
@@ -78,6 +78,14 @@ mimo() {
   cp "$OUT/mimo.json" "$RESULTS/mimo.json"
 }
 
+mimo-online() {  # thesis Fig. 3-11 on 64 adjacent subcarriers of a 3GPP UMa drop (tens of minutes on one thread)
+  run uma64 "${A[@]}" mimo channels --channel uma --users 16 --antennas 64 --stride 1 --carriers 64 --steps 1 \
+    --seed 0 --out "$OUT/uma64.safetensors" --png "$OUT/fig3-10.png"
+  run mimo-online "${A[@]}" mimo sweep-phi --channel file --channels "$OUT/uma64.safetensors" --users 16 \
+    --antennas 64 --mod qam16 --snr 18 --train-snr 14,22 --phi 1,2,4,8,16 --first 1000 --baselines mmse,oampnet \
+    --fresh-every 16 --reset-adam --next-lr 2e-2 --threads 1 --json "$RESULTS/mimo-online.json" --png "$OUT/fig3-11.png"
+}
+
 streaming() {  # every level of both families on codec-compressed and clean LR of the held-out clips
   run streaming-x2 "${A[@]}" eval adasr/models/sr_x2-codec.adasr adasr/models/sr_x2.adasr \
     --degradation "h264:crf=23-33,kernel=area+bicubic" --degradation "clean:kernel=bicubic" --frames 4 \
@@ -122,7 +130,7 @@ browser() {  # headless Chromium (make js; apt-get install chromium): the export
   cp "$OUT/browser/browser.json" "$RESULTS/browser.json"
 }
 
-ALL=(protocol memory peers streaming adaptivity backends codec live adapt reuse mimo estimate browser)
+ALL=(protocol memory peers streaming adaptivity backends codec live adapt reuse mimo mimo-online estimate browser)
 for name in "${@:-${ALL[@]}}"; do
   case " ${ALL[*]} " in
     *" $name "*) "$name" ;;

@@ -203,6 +203,9 @@ def bench_cmd(
                    next_iters=next_iters, time_iters=time_iters, batch=batch, lr=lr, layers=layers, warm=warm,
                    init=init, next_lr=next_lr, iid_steps=iid_steps, iid_model=net, max_nodes=max_nodes, coherence=coherence,
                    kbest_k=kbest_k, transport=transport, reset_adam=reset_adam, log=lambda m: console.print(m, highlight=False))
+    from adasr.timing import provenance
+
+    report.setdefault("provenance", provenance())  # command, machine, date (docs/RESULTS.md prints it)
     B.write_json(report, json_path)
     B.plot(report, png_path)
     from rich.table import Table

@@ -112,6 +112,9 @@ def sweep_phi_cmd(
                          time_iters=time_iters, samples=samples, seed=seed, device=dev, batch=batch, lr=lr,
                          layers=layers, init=init, next_lr=next_lr, band=band, fresh_every=fresh_every,
                          oamp_steps=oamp_steps, kbest_k=kbest_k, transport=transport, reset_adam=reset_adam, log=lambda m: console.print(m, highlight=False))
+    from adasr.timing import provenance
+
+    report.setdefault("provenance", provenance())  # command, machine, date (docs/RESULTS.md prints it)
     B.write_json(report, json_path)
     B.plot_sweep(report, png_path)
     from rich.table import Table
