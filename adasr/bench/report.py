@@ -212,8 +212,8 @@ def _mimo_online(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]
              f"subcarrier (lr {d['lr']:g}, warm steps {d['next_lr']:g}, Adam's moments "
              f"{'afresh on every channel' if d.get('reset_adam') else 'carried'})."]
     if fresh:
-        notes.append(f"Fresh per-channel training ({fresh['iterations']} iterations) on subcarriers {fresh['channels']}:"
-                     f" SER {fresh['ser']:.2e}.")
+        notes.append(f"Fresh per-channel training ({fresh['iterations']} iterations) on subcarriers "
+                     f"{fresh['channels']}: SER {fresh['ser']:.2e}.")
     return ["detector", "iterations per channel", "SER", "95 % interval", "below MMSE"], rows, [" ".join(notes)]
 
 
