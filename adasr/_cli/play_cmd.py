@@ -168,8 +168,10 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
     info = probe(video)
     from adasr.paths import family_for_input
 
+    # a fixed level needs no latency table: no first-use profiling of every level (its stored or
+    # predicted latencies still feed the one "out of reach" warning)
     engine = load_engine(model, scale, console, quiet=quiet, precision=precision, calibration_video=video,
-                         family=family_for_input(video, family))
+                         family=family_for_input(video, family), profile=policy != "fixed")
     start = parse_level(level, len(engine.levels))
     if policy == "fixed" and start is None:
         start = len(engine.levels) - 1
