@@ -13,9 +13,10 @@ Before it starts it says how long that should take, from what this module comput
 - `timed_costs(package, levels, frame_hw)`: a quick timing of one frame per level here, on the
   frame size capped at `TIMING_CAP` LR pixels a side (then scaled to the frame by pixel count).
 - `calibrate_costs(package, costs, frame_hw, level=L)`: a profile's numbers scaled by how fast the
-  machine runs now (level L timed for about `CALIBRATE_S` seconds, their mean, against the
-  profile's number for it): a profile is measured once, while the share of the CPU other
-  programs take keeps changing.
+  machine runs now (level L timed against the profile's number for it: the median of a few
+  frames, or with `min_s` the mean over up to that many seconds, `CALIBRATE_S` for an upscale's
+  announced estimate): a profile is measured once, while the share of the CPU other programs
+  take keeps changing.
 - `estimate_seconds(source, level, frame_hw, frames)`: the one-call form (a package or costs).
 - `pick_level(costs, psnr, budget_s, frame_hw, frames)`: the best level whose estimate fits the
   budget, or the fastest level when none does (and says so).
