@@ -4,9 +4,11 @@ Three ways (issue 19): quality first (the best level, as fast as it runs; the de
 level whose estimate fits a time budget, or realtime (the adaptive runtime holds the source's
 frame rate or `target_fps`, for live transcoding); or one level asked for. Before the work starts
 the `Reporter` gets one line saying what will run and about how long it takes here, in plain
-words; while it runs, the estimate is re-measured from the frames done, and when it moves by more
-than a third the reporter is told once ("now about 4 min 30 s: this machine is busier than when
-the estimate was made").
+words (a fixed-level video expected to take `FIRST_FRAMES_FROM_S` or more says the estimate once
+its own first frames are done: a timing before the run sees one tile of one level, and ran 1.4-1.6x
+low on a loaded machine, docs/journal/29); while it runs, the estimate is re-measured from the
+frames done, and when it moves by more than a third the reporter is told once ("now about 4 min
+30 s: this machine is busier than when the estimate was made").
 
 - `thread_rule(load_share)`: the torch threads the runtime's rule (`AutoThreads`) uses under a
   background load; the estimate times with it, and a single model file runs with it, so the
@@ -41,6 +43,10 @@ DEADLINE_KEYS = ("target_fps", "deadlines_met", "missed", "stalls", "switches", 
 REESTIMATE_SHARE = 1 / 3
 #: The estimate's timing lasts at most this share of what the run is expected to take.
 CALIBRATE_SHARE = 0.02
+#: A fixed-level video run expected to take at least this long says its estimate from its own
+#: first frames (timed for at least `FIRST_FRAMES_S`), not from a timing before the run.
+FIRST_FRAMES_FROM_S = 10.0
+FIRST_FRAMES_S = 1.5
 _log = logging.getLogger("adasr")
 
 
@@ -278,7 +284,9 @@ def choose_level(package: Any, hw: tuple[int, int], frames: int, clip_s: float |
     return LevelChoice(chosen, costs.seconds_for(chosen, hw, frames, tile), costs, None)
 
 
-def _announce(job: _Job, choice: LevelChoice, n: int, what: str) -> None:
+def _announce(job: _Job, choice: LevelChoice, n: int, what: str, *, deferred: bool = False) -> None:
+    """The line before the work. deferred: the level only; the estimate follows from the first
+    frames (`_Reestimate`)."""
     from adasr.estimate import format_seconds
 
     if choice.budget_s is not None and not choice.fits:
@@ -292,27 +300,49 @@ def _announce(job: _Job, choice: LevelChoice, n: int, what: str) -> None:
         why = f"the best that fits {format_seconds(choice.budget_s)}"
     else:
         why = "the best" if choice.level == n - 1 else "as asked"
+    if deferred:
+        job.reporter.say(f"{what}, level {choice.level} of 0..{n - 1} ({why}); "
+                         f"the estimate follows from the first frames")
+        return
     job.reporter.say(f"{what}, level {choice.level} of 0..{n - 1} ({why}): "
                      f"{plain_estimate(choice.estimate_s, job.load_share)}")
 
 
 class _Reestimate:
-    """The running estimate, and one warning when it moves by more than `REESTIMATE_SHARE`."""
+    """The running estimate, and one warning when it moves by more than `REESTIMATE_SHARE`.
 
-    def __init__(self, job: _Job, estimate: float | None, total: int) -> None:
+    pending: the estimate is not said yet; it is said from the run's own first frames (at least
+    two, and `FIRST_FRAMES_S` seconds: the first frame, which builds the kernels of each tile
+    shape, is left out of the rate), which time exactly what the run does (tiles, conversions,
+    decode and encode beside it, the machine's load now). `line(seconds)` words it."""
+
+    def __init__(self, job: _Job, estimate: float | None, total: int, *, pending: Any = None) -> None:
         from adasr.estimate import RunningEstimate
 
         self.job, self.estimate, self.total = job, estimate, total
         self.running = RunningEstimate(estimate / total if estimate and total else None, total)
         self.told = False
         self.revised: float | None = None  # the revised total, once said
+        self.pending = pending
+        self.first_s: float | None = None  # when the first frame was done
+        self.measured_from: int | None = None  # frames the announced estimate was measured on
 
     def update(self, done: int, elapsed: float) -> float:
-        from adasr.estimate import format_seconds
+        from adasr.estimate import RunningEstimate, format_seconds
 
+        if done >= 1 and self.first_s is None:
+            self.first_s = elapsed
+        if self.pending is not None and self.total:
+            if done >= self.total or (done >= 2 and elapsed >= FIRST_FRAMES_S):
+                per = (elapsed - (self.first_s or 0.0)) / (done - 1) if done >= 2 else elapsed / max(done, 1)
+                self.estimate = elapsed + max(0, self.total - done) * per
+                self.running = RunningEstimate(max(per, 1e-9), self.total)
+                self.measured_from = done
+                self.job.reporter.say(self.pending(self.estimate, done))
+                self.pending = None
         remaining = self.running.update(done, elapsed)
-        if (not self.told and self.estimate and self.total and elapsed >= 2.0 and done >= min(10, self.total // 4)
-                and done < self.total):
+        if (not self.told and self.pending is None and self.estimate and self.total and elapsed >= 2.0
+                and done >= min(10, self.total // 4) + (self.measured_from or 0) and done < self.total):
             measured = elapsed + (self.total - done) * elapsed / done  # the frames done alone
             if abs(measured - self.estimate) > REESTIMATE_SHARE * self.estimate:
                 self.told = True
@@ -512,6 +542,7 @@ def _video_package(job: _Job, model_path: Path | None) -> UpscaleResult:
         work.chunks.pop()  # all kept (stopped while joining): the last chunk again, then the join
         work.save()
     skip = 0 if work is None else work.frames_done
+    deferred = False
     if work is not None and work.level is not None:
         n = len(package.family)
         if not 0 <= work.level < n:
@@ -526,12 +557,19 @@ def _video_package(job: _Job, model_path: Path | None) -> UpscaleResult:
     else:
         choice = choose_level(package, hw, total, total / fps, mode=job.mode, level=job.level, budget=job.budget,
                               tile=engine.tile, load_share=job.load_share)
-        _announce(job, choice, len(package.family), what)
+        # a long fixed-level run says its estimate from its own first frames: a timing before the
+        # run sees one tile of one level, the run the whole frame beside decoding and encoding
+        deferred = choice.budget_s is None and total >= 3 and choice.estimate_s >= FIRST_FRAMES_FROM_S
+        _announce(job, choice, len(package.family), what, deferred=deferred)
         if work is not None:
             work.level = choice.level
             work.save()
     level, estimate = choice.level, choice.estimate_s
-    re = _Reestimate(job, estimate, max(0, total - skip))
+    pending = None
+    if work is None and deferred:
+        def pending(seconds: float, done: int) -> str:
+            return f"estimate from the first {done} frames: {plain_estimate(seconds, job.load_share)}"
+    re = _Reestimate(job, estimate, max(0, total - skip), pending=pending)
     job.reporter.start(total or None, str(level), format_seconds(estimate))
     writer = None
     if work is not None:
@@ -563,8 +601,11 @@ def _video_package(job: _Job, model_path: Path | None) -> UpscaleResult:
     finally:
         job.reporter.finish(skip + re.running.done)
     summary = {k: v for k, v in result.summary().items() if k not in DEADLINE_KEYS}
-    summary.update(mode=job.mode, level=level, estimated_s=estimate, estimate_source=choice.costs.source,
-                   budget_s=choice.budget_s, revised_estimate_s=re.revised)
+    source = choice.costs.source
+    if re.measured_from is not None:  # said from the first frames
+        source = f"the run's first {re.measured_from} frames (before the run: {estimate:.1f} s from {source})"
+    summary.update(mode=job.mode, level=level, estimated_s=re.estimate, estimate_source=source,
+                   prior_estimate_s=estimate, budget_s=choice.budget_s, revised_estimate_s=re.revised)
     kept = ""
     if work is not None:
         summary["frames_resumed"] = skip  # frames upscaled by an earlier, interrupted run

@@ -270,6 +270,30 @@ def test_upscale_default_is_the_best_level_with_an_estimate(monkeypatch, capsys,
 
 
 @pytest.mark.slow
+def test_a_long_run_says_its_estimate_from_its_own_first_frames(monkeypatch, capsys, profiled, tiny_clip, tmp_path):
+    import adasr.upscale_run as ur
+
+    # the profile's 3.6 s counts as a long run here; the estimate is said once two frames are done
+    monkeypatch.setattr(ur, "FIRST_FRAMES_FROM_S", 1.0)
+    monkeypatch.setattr(ur, "FIRST_FRAMES_S", 0.0)
+    code, out, err = _cli(monkeypatch, capsys, tiny_clip, tmp_path / "first.mp4", "--model", profiled, "--json")
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["prior_estimate_s"] == pytest.approx(12 * 0.3) and "first 2 frames" in s["estimate_source"]
+    # measured on this run's frames (milliseconds each), not the profile's 0.3 s a frame
+    assert 0 < s["estimated_s"] < 12 * 0.3 and s["estimated_s"] != pytest.approx(s["prior_estimate_s"])
+    lines = _err_lines(err)
+    before = [ln for ln in lines if "level 1 of 0..1" in ln]
+    assert len(before) == 1 and "the estimate follows from the first frames" in before[0] and "3.6 s" not in before[0]
+    assert sum("estimate from the first 2 frames: about" in ln for ln in lines) == 1
+    # a short run still says it before the first frame
+    monkeypatch.setattr(ur, "FIRST_FRAMES_FROM_S", 10.0)
+    code, out, err = _cli(monkeypatch, capsys, tiny_clip, tmp_path / "short.mp4", "--model", profiled, "--json")
+    s = json.loads(out)
+    assert s["estimated_s"] == pytest.approx(12 * 0.3) and "first" not in s["estimate_source"]
+
+
+@pytest.mark.slow
 def test_upscale_time_budget_picks_a_smaller_level(monkeypatch, capsys, profiled, tiny_clip, tmp_path):
     # the clip lasts 0.48 s: level 1 needs 3.6 s, level 0 0.36 s
     for budget in ("1x", "2s"):
