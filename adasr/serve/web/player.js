@@ -7,6 +7,7 @@
 // URL options: ?fps=F (the rate to hold; default the channel's) &threads=N (WASM threads; default min(4, cores) when isolated, else 1)
 // &ep=auto|wasm|webgpu &policy=adaptive|fixed &level=K (start / fixed level) &start=live|first|N
 // &loop=1 (replay the kept segments once the channel has ended) &paused=1 (load, do not play)
+// &ahead=N (frames upscaled ahead of their display slots, 0..8, default 3; see the display clock below)
 // &model=init (start from the stream's first record and apply every update, not the newest snapshot)
 // &floor=bicubic|canvas (adaptive: below level 0, the upscale alone when even level 0 misses the rate: the model's
 // bicubic in JS, or the browser's smooth drawImage, faster) &rate=auto (adaptive: a lowered display rate, 1 frame
@@ -406,11 +407,42 @@ function hud() {
 }
 
 // The display clock: stream frame j (counted from the first frame played, skipped ones included) is due
-// at t0 + (j + 1) * period, t0 when the first frame is ready. The clock never restarts: when the network
-// or the decoder stalls, the frames behind the stall are late (dropped), and the frames of skipped
-// segments count as missed. stats().due: the stream frames whose due time has passed.
+// at t0 + (j + 1) * period, t0 when the first frame is ready, and shown from t0 + j * period (its slot).
+// The clock never restarts: when the network or the decoder stalls, the frames behind the stall are late
+// (dropped), and the frames of skipped segments count as missed. stats().due: the stream frames whose due
+// time has passed.
+//
+// Frames are upscaled ahead of their slots, as a player decodes ahead: frame j may start up to `ahead`
+// (?ahead=N, 0..8, default 3) periods before its slot, so the time a fast frame saves is banked for a slow
+// one (a burst of load, a slow level's first frames) instead of being slept away. Finished frames wait in
+// `shows` and are painted when their slot comes. This adds no latency (t0 is still the first frame's
+// ready time); it costs `ahead` output frames of memory. ahead=0 is the frame-by-frame loop: frame j
+// starts once frame j-1's slot has ended.
 const clock = { t0: null, period: 0 };
 const dueNow = () => (clock.t0 === null ? 0 : Math.max(0, Math.floor((performance.now() - clock.t0) / clock.period)));
+const AHEAD = Math.max(0, Math.min(8, Math.floor(Number(q.get('ahead') ?? 3)) || 0));
+const shows = []; // finished frames: { at (slot start), paint }
+
+function paintDue(force = false) {
+  while (shows.length && (force || shows[0].at <= performance.now())) {
+    const s = shows.shift();
+    s.paint();
+    const t = performance.now();
+    view.shown.push(t);
+    while (view.shown.length && view.shown[0] < t - 1000) view.shown.shift();
+    stats.fps = view.shown.length;
+  }
+}
+
+// sleep until `t`, painting every finished frame whose slot comes meanwhile
+async function waitUntil(t) {
+  for (;;) {
+    paintDue();
+    const now = performance.now();
+    if (now >= t) return;
+    await sleep(Math.min(t, shows.length ? shows[0].at : t) - now);
+  }
+}
 
 async function play(switcher, rate) {
   const base = 1000 / FPS;
@@ -418,7 +450,9 @@ async function play(switcher, rate) {
   let j = 0; // the next stream frame's index on the clock
   const floorKind = q.get('floor');
   stats.state = 'playing';
+  stats.ahead = AHEAD;
   while (stats.state === 'playing') {
+    paintDue();
     if (!queue.length) { // waiting for the network or the decoder: the clock runs on
       if (producerDone) break;
       await sleep(5);
@@ -428,31 +462,44 @@ async function play(switcher, rate) {
       if (rate.on && stats.level0Ms) rate.start(stats.level0Ms);
       clock.t0 = performance.now();
     }
-    const head = queue.shift();
+    const head = queue[0];
     if (head.skip) { // frames the server no longer had: missed; the clock moves past them as far as it has run
+      queue.shift();
       j = Math.max(j, Math.min(j + head.skip, dueNow()));
       stats.skipped += head.skip;
       continue;
     }
     const due = clock.t0 + (j + 1) * base;
     if (j % rate.div !== 0) { // left out by the lowered display rate
+      queue.shift();
       stats.thinned += 1;
       j += 1;
       continue;
     }
     if (performance.now() > due + base) { // already a whole frame behind: drop it to catch up
+      queue.shift();
       stats.dropped += 1;
       j += 1;
       continue;
     }
-    const f = head;
+    if (performance.now() < due - (AHEAD + 1) * base) { // far enough ahead: wait (painting meanwhile)
+      await waitUntil(due - (AHEAD + 1) * base);
+      continue;
+    }
+    const f = queue.shift();
     const k = switcher.cur;
     const start = performance.now();
-    if (k < 0 && floorKind === 'canvas') canvasFloor(f.rgba);
-    else view.ctx.putImageData(new ImageData(k < 0 ? bicubicOnly(f.rgba) : await sr(k, f.rgba), SW, SH), 0, 0);
+    let paint;
+    if (k < 0 && floorKind === 'canvas') paint = () => canvasFloor(f.rgba);
+    else {
+      const img = new ImageData(k < 0 ? bicubicOnly(f.rgba) : await sr(k, f.rgba), SW, SH);
+      paint = () => view.ctx.putImageData(img, 0, 0);
+    }
     const ms = performance.now() - start;
     lastLR = f.rgba;
     const done = performance.now();
+    shows.push({ at: due - base, paint });
+    paintDue();
     if (stats.ttffMs === null) stats.ttffMs = done;
     const onTime = done <= due;
     stats.frames += 1;
@@ -460,9 +507,6 @@ async function play(switcher, rate) {
     stats.late += onTime ? 0 : 1;
     stats.levels[k] = (stats.levels[k] || 0) + 1;
     stats.srMs = ms;
-    view.shown.push(done);
-    while (view.shown.length && view.shown[0] < done - 1000) view.shown.shift();
-    stats.fps = view.shown.length;
     if (stats.timeline.length < TIMELINE_MAX) {
       stats.timeline.push([Math.round(done), k, Math.round(ms * 10) / 10, onTime ? 1 : 0, stats.loadOn ? 1 : 0, rate.div]);
     }
@@ -474,7 +518,7 @@ async function play(switcher, rate) {
     stats.note = (rate.div > 1 ? `level 0 cannot hold ${FPS.toFixed(0)} fps here: showing 1 frame in ${rate.div} (${stats.displayFps.toFixed(1)} fps)` : '')
       + (slow ? `${rate.div > 1 ? '; ' : ''}even the smallest level misses the frame time now (${switcher.est[0].toFixed(0)} ms a frame)`
         + (nk < 0 ? `: showing the ${floorKind === 'canvas' ? "browser's smooth" : 'bicubic'} upscale alone` : '') : '');
-    if (switcher.probeDue) { // from the floor: level 0 on the frame just shown, in the time left (not shown)
+    if (switcher.probeDue) { // from the floor: level 0 on the frame just done, in the time banked (not shown)
       const t = performance.now();
       await sr(0, f.rgba);
       const pms = performance.now() - t;
@@ -488,9 +532,8 @@ async function play(switcher, rate) {
     stats.level = nk2;
     if (stats.frames % 5 === 0) hud();
     j += 1;
-    const wait = due - performance.now();
-    if (wait > 0) await sleep(wait);
   }
+  while (shows.length) await waitUntil(shows[0].at); // the frames still waiting for their slots
   if (stats.state === 'playing') stats.state = 'ended';
   hud();
 }
