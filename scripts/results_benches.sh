@@ -128,6 +128,10 @@ adapt() {  # the ablation (about 4 CPU-minutes per row; deterministic, so a shar
 browser() {  # headless Chromium (make js; apt-get install chromium): the export variants, then five playbacks
   run browser "${A[@]}" bench browser --levels all,d6-w16 --repeats 5 --seconds 12 --quality-frames 6 --out "$OUT/browser"
   cp "$OUT/browser/browser.json" "$RESULTS/browser.json"
+  # the playbacks again on the 10-fps surveillance clip (the neural levels that hold 10 fps switch under the load)
+  run browser-vtest "${A[@]}" bench browser --video "$CLIPS/vtest_768x576.avi" --levels all --threads 2 \
+    --variants plain,int8 --repeats 3 --seconds 20 --quality-frames 2 --out "$OUT/browser-vtest"
+  cp "$OUT/browser-vtest/browser.json" "$RESULTS/browser-vtest.json"
 }
 
 ALL=(protocol memory peers streaming adaptivity backends codec live adapt reuse mimo mimo-online estimate browser)

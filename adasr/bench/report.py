@@ -297,6 +297,16 @@ def _adapt(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
         rows, notes
 
 
+def _plays(d: dict[str, Any]) -> list[str]:
+    plays = []
+    for name, run in d["playback"].items():
+        rate = (f", 1 frame in {'/'.join(map(str, run['rate_divs']))} shown, {run['thinned']} of {run['due']} left out"
+                if any(d > 1 for d in run.get("rate_divs", [])) else "")
+        plays.append(f"{name} {100 * run['deadlines_met']:.1f} % ({run['frames']} shown, {run['dropped']} dropped, "
+                     f"levels {run['levels']}, {run.get('switches', 0)} switches{rate})")
+    return plays
+
+
 def _browser(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
     d = data[0]
     pt = d["play_threads"]
@@ -321,14 +331,13 @@ def _browser(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
     if q:
         notes.append(f"int8 PSNR loss against float32 (RGB PSNR against HR, {q['frames']} frames of the clip): "
                      + ", ".join(f"L{i} {x:.3f} dB" for i, x in enumerate(q["int8_loss_db"])) + ".")
-    plays = []
-    for name, run in d["playback"].items():
-        rate = (f", 1 frame in {'/'.join(map(str, run['rate_divs']))} shown, {run['thinned']} of {run['due']} left out"
-                if any(d > 1 for d in run.get("rate_divs", [])) else "")
-        plays.append(f"{name} {100 * run['deadlines_met']:.1f} % ({run['frames']} shown, {run['dropped']} dropped, "
-                     f"levels {run['levels']}{rate})")
+    plays = _plays(d)
     notes.append(f"Deadlines met at {d['fps']:.0f} fps under a bursty in-page load ({d['load']['burstMs']} ms on / "
                  f"off, {pt} WASM threads; fastest variant: {d.get('fastest_variant')}): " + "; ".join(plays) + ".")
+    for other in data[1:]:  # the same playbacks on another clip, at its own frame rate
+        notes.append(f"The same on {Path(str(other['video'])).name} at its own {other['fps']:g} fps "
+                     f"({other['lr_size'][0]}x{other['lr_size'][1]} LR, fastest variant: "
+                     f"{other.get('fastest_variant')}): " + "; ".join(_plays(other)) + ".")
     levels = [f"L{i} ({p / 1000:.1f}K)" for i, p in enumerate(d["params"])]
     return ["export", *levels, "page vs Python dB", "max steps"], rows, notes
 
@@ -374,7 +383,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("The browser as the edge device", "The bundled x2 levels in headless Chromium's WASM backend "
             "(onnxruntime-web) as the plain export and its speed variants (residual-only graphs with the upscale in "
             "the page, frozen weights, int8), side by side with torch on the same machine, and the page's deadlines "
-            "under a bursty in-page load.", ("browser.json",), _browser, "browser"),
+            "under a bursty in-page load.", ("browser.json", "browser-vtest.json"), _browser, "browser"),
 )
 
 
