@@ -28,7 +28,7 @@ for s in "${@:-2 3 4}"; do
     --shared-only --cost macs --degradation "$SCORE" --crops 16 --out "adasr/models/sr_x$s-codec.adasr"
 done
 
-# Stage 2 (what ships for x2 and x4): each stage-1 supernet trained on with larger LR patches (48, for more of the
+# Stage 2 (what ships for x2, x3 and x4): each stage-1 supernet trained on with larger LR patches (48, for more of the
 # codec's block structure per patch), H.264 and H.265 only (the codecs of live segments and of most files), more
 # clips per image, a lower learning rate; then searched and packaged as above, with the ladder rule (--min-step:
 # every kept level gains at least 0.02 dB over the next faster one on the compressed crops), and the int8 entry
@@ -36,8 +36,7 @@ done
 # validation had been flat for 1000 steps (29.84 / 29.32 dB largest / smallest); `--resume` continues it.
 if [ "${STAGE2:-1}" = 1 ]; then
   DEG2="h264+h265:crf=20-36,kernel=area+bicubic,clean=0.05"
-  for s in "${@:-2 4}"; do
-    [ "$s" = 3 ] && continue   # x3 ships from stage 1
+  for s in "${@:-2 3 4}"; do
     variants=$([ "$s" = 2 ] && echo 6 || echo 4)
     steps=$([ "$s" = 2 ] && echo 4000 || echo 2000)
     if [ -f "runs/codec2/x$s/checkpoint.safetensors" ]; then

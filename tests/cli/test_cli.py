@@ -182,7 +182,7 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
     again = tmp_path / "again"
     code, out, err = run_cli(monkeypatch, capsys, "search", model, "--out", again, "--val", folder, "--size", "24x16",
                              "--levels-from", pkg, "--keep-profiles", "--json", tmp_path / "again.json", "--quiet",
-                             "--threads", "1", "--no-above-bicubic")
+                             "--threads", "1", "--no-above-bicubic", "--cost", "macs")
     assert code == 0, err
     from adasr.package import load_package
 
@@ -208,7 +208,7 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
         code, out, err = run_cli(monkeypatch, capsys, "search", model, "--out", three, "--val", folder,
                                  "--size", "24x16", "--loads", "0", "--repeats", "2", "--strategy", "fixed",
                                  "--param", "levels=" + json.dumps(ids), "--quiet", "--threads", "1",
-                                 "--no-above-bicubic")
+                                 "--no-above-bicubic", "--cost", "macs")
     assert code == 0, err
     source = load_package(three)
     assert sorted(lv.config.id for lv in source.family) == sorted(ids)
@@ -220,7 +220,7 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
     flat_out = tmp_path / "flat"
     code, out, err = run_cli(monkeypatch, capsys, "search", model, "--out", flat_out, "--val", folder,
                              "--size", "24x16", "--levels-from", three, "--keep-profiles", "--threads", "1",
-                             "--no-above-bicubic")
+                             "--no-above-bicubic", "--cost", "macs")
     assert code == 0, err
     assert "dropped 2 level(s)" in out and "beats on measured speed and PSNR" in out
     kept = load_package(flat_out)
@@ -245,7 +245,7 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
         code, out, err = run_cli(monkeypatch, capsys, "search", three, "--out", with_own, "--val", folder,
                                  "--size", "24x16", "--loads", "0", "--repeats", "2", "--levels-from", three,
                                  "--add-level", tmp_path / "alone.safetensors", "--quiet", "--threads", "1",
-                                 "--no-above-bicubic", "--json", tmp_path / "own.json")
+                                 "--no-above-bicubic", "--cost", "macs", "--json", tmp_path / "own.json")
     assert code == 0, err
     grown = load_package(with_own)
     assert sorted(lv.config.id for lv in grown.family) == sorted([*ids, extra.id]) and sorted(grown.own) == [extra.id]
@@ -263,7 +263,7 @@ def test_train_supernet_then_eval_levels(monkeypatch, capsys, tmp_path, data_roo
         m.setattr(adasr.build, "_dominated", lambda family, timings: set())
         code, out, err = run_cli(monkeypatch, capsys, "search", with_own, "--out", tmp_path / "own2.adasr", "--val",
                                  folder, "--size", "24x16", "--levels-from", with_own, "--keep-profiles", "--quiet",
-                                 "--threads", "1", "--no-above-bicubic")
+                                 "--threads", "1", "--no-above-bicubic", "--cost", "macs")
     assert code == 0, err
     again_own = load_package(tmp_path / "own2.adasr")
     assert sorted(again_own.own) == [extra.id]
