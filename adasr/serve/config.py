@@ -40,6 +40,7 @@ __all__ = ["ASRConfig", "ATRConfig", "ON_CUT", "Row", "SCHEMES", "TrainerConfig"
 
 SCHEMES = ("none", "one_time", "jit", "ams")
 ON_CUT = ("keep", "reset", "base")
+DELTA_DTYPES = ("float16", "int8", "float32")  # the model-update values (adasr.stream.codec.quantise)
 
 
 def _positive(name: str, value: float) -> None:
@@ -132,6 +133,8 @@ class TrainerConfig:
             _positive(name, getattr(self, name))
         if self.eta > 1:
             raise ConfigError(f"eta must be in (0, 1], got {self.eta}")
+        if self.delta_dtype not in DELTA_DTYPES:
+            raise ConfigError(f"unknown delta_dtype {self.delta_dtype!r}; choose one of {', '.join(DELTA_DTYPES)}")
         for name, hi in (("k", 10_000), ("batch", 256), ("patch", 512), ("buffer_max", 100_000),
                          ("jit_chunk", 10_000), ("jit_max_steps", 100_000)):
             v = getattr(self, name)
@@ -156,7 +159,7 @@ class TrainerConfig:
 #: keys a row may set (TrainerConfig fields), with their type
 _KEYS: dict[str, type] = {"k": int, "eta": float, "lr": float, "t_horizon": float, "t_update": float, "batch": int,
                           "patch": int, "strategy": str, "on_cut": str, "cut_phi": float, "one_time_s": float,
-                          "one_time_lr": float, "jit_gain_db": float, "jit_max_steps": int}
+                          "one_time_lr": float, "jit_gain_db": float, "jit_max_steps": int, "delta_dtype": str}
 
 
 @dataclass(frozen=True)
