@@ -100,7 +100,7 @@ streaming() {  # every level of both families on codec-compressed and clean LR o
 
 live() {  # a quiet machine: the server must keep real time (runs below 0.95 of it are marked invalid)
   run live "${A[@]}" bench live --schemes none,one_time,jit,ams,ams_asr_atr --seconds 60 --crop 640x360 \
-    --row "ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.07" --out "$OUT/live"
+    --row "ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.07" --row "ams:delta_dtype=float16" --out "$OUT/live"
   cp "$OUT/live/live.json" "$RESULTS/live.json"
   # the largest size the shared clips have (bigbuckbunny is 1280x720): does the 2-core server keep real time?
   run live-720p "${A[@]}" bench live --schemes ams --seconds 60 --crop 1280x720 \
