@@ -52,3 +52,33 @@ if [ "${STAGE2:-1}" = 1 ]; then
     .venv/bin/python scripts/codec_int8.py "adasr/models/sr_x$s-codec.adasr" "adasr/models/sr_x$s.adasr"
   done
 fi
+
+# Stage 3 (what ships): one level per scale trained alone with its own weights from the stage-2 supernet's level
+# (`adasr train --arch subnet`, 3000 steps at patch 48, Adam 5e-4 cosine): the generic x2 level x2-d5-w16 (also
+# default_x2.safetensors, the model streaming's base), and the largest level of at most 60K parameters at x3 and x4.
+# Then each package is searched again with it (`--add-level`; the ladder rule drops what it no longer beats).
+# Own weights for the smallest x2 level (+0.03 dB) and the largest (+0.02 dB on the search's crops) were tried
+# and not shipped: a second copy of the level for that little.
+if [ "${STAGE3:-1}" = 1 ]; then
+  DEG3="h264+h265:crf=20-36,kernel=area+bicubic,clean=0.05"
+  declare -A OWN=([2]="x2-d5-w16-e1-k3-s1-b:r,r,r,r,r-up:bic" [3]="x3-d5-w16-e1-k3-s1-b:r,r,r,r,r-up:bic"
+                  [4]="x4-d4-w24-e1-k3-s1-b:r,r,r,r-up:bic")
+  for s in "${@:-2 3 4}"; do
+    cfg=${OWN[$s]}
+    variants=$([ "$s" = 2 ] && echo 6 || echo 4)
+    cp "adasr/models/sr_x$s-codec.adasr" "runs/codec2/sr_x$s-codec-shared.adasr"
+    if [ -f "runs/codec2/own-x$s/checkpoint.safetensors" ]; then
+      $ADASR train --out "runs/codec2/own-x$s" --resume --threads 1
+    else
+      .venv/bin/python scripts/export_generic.py "runs/codec2/sr_x$s-codec-shared.adasr" "$cfg" "runs/codec2/own-x$s-init.safetensors"
+      $ADASR train --arch subnet --arg "config=\"$cfg\"" --scale "$s" --init-from "runs/codec2/own-x$s-init.safetensors" \
+        --degrade "$DEG3,variants=$variants" --out "runs/codec2/own-x$s" --steps 3000 --batch-size 16 --patch 48 --lr 5e-4 \
+        --grad-clip 0.5 --hfen-weight 0 --ema 0.999 --threads 1 --val-every 1000
+    fi
+    $ADASR search "runs/codec2/sr_x$s-codec-shared.adasr" --levels-from "runs/codec2/sr_x$s-codec-shared.adasr" --keep-profiles \
+      --cost macs --degradation "$SCORE" --crops 32 --min-step 0.02 --add-level "runs/codec2/own-x$s/model.safetensors" \
+      --out "adasr/models/sr_x$s-codec.adasr"
+    .venv/bin/python scripts/codec_int8.py "adasr/models/sr_x$s-codec.adasr" "adasr/models/sr_x$s.adasr"
+    [ "$s" = 2 ] && .venv/bin/python scripts/export_generic.py "adasr/models/sr_x2-codec.adasr" "$cfg" adasr/models/default_x2.safetensors
+  done
+fi

@@ -89,12 +89,12 @@ mimo-online() {  # thesis Fig. 3-11 on 64 adjacent subcarriers of a 3GPP UMa dro
 streaming() {  # every level of both families on codec-compressed and clean LR of the held-out clips
   run streaming-x2 "${A[@]}" eval adasr/models/sr_x2-codec.adasr adasr/models/sr_x2.adasr \
     --degradation "h264:crf=23-33,kernel=area+bicubic" --degradation "clean:kernel=bicubic" --frames 4 \
-    --levels 0,2,4,-1 --threads 1 --json "$RESULTS/streaming-x2.json" --png docs/figures/streaming_x2.png
+    --levels 0,3,4,-1 --threads 1 --json "$RESULTS/streaming-x2.json" --png docs/figures/streaming_x2.png
   run streaming-x3 "${A[@]}" eval adasr/models/sr_x3-codec.adasr adasr/models/sr_x3.adasr \
     --degradation "h264:crf=23-33,kernel=area" --frames 4 --levels 0,2,-1 --threads 1 \
     --json "$RESULTS/streaming-x3.json" --png docs/figures/streaming_x3.png
   run streaming-x4 "${A[@]}" eval adasr/models/sr_x4-codec.adasr adasr/models/sr_x4.adasr \
-    --degradation "h264:crf=23-33,kernel=area" --frames 4 --levels 0,3,-1 --threads 1 \
+    --degradation "h264:crf=23-33,kernel=area" --frames 4 --levels 0,1,-1 --threads 1 \
     --json "$RESULTS/streaming-x4.json" --png docs/figures/streaming_x4.png
 }
 
