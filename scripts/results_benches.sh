@@ -94,7 +94,7 @@ streaming() {  # every level of both families on codec-compressed and clean LR o
     --degradation "h264:crf=23-33,kernel=area" --frames 4 --levels 0,2,-1 --threads 1 \
     --json "$RESULTS/streaming-x3.json" --png docs/figures/streaming_x3.png
   run streaming-x4 "${A[@]}" eval adasr/models/sr_x4-codec.adasr adasr/models/sr_x4.adasr \
-    --degradation "h264:crf=23-33,kernel=area" --frames 4 --levels 0,1,-1 --threads 1 \
+    --degradation "h264:crf=23-33,kernel=area" --frames 4 --levels 0,3,-1 --threads 1 \
     --json "$RESULTS/streaming-x4.json" --png docs/figures/streaming_x4.png
 }
 
