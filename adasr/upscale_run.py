@@ -314,7 +314,7 @@ class _Reestimate:
     pending: the estimate is not said yet; it is said from the run's own first frames (at least
     two, and `FIRST_FRAMES_S` seconds: the first frame, which builds the kernels of each tile
     shape, is left out of the rate), which time exactly what the run does (tiles, conversions,
-    decode and encode beside it, the machine's load now). `line(seconds)` words it."""
+    decode and encode beside it, the machine's load now). `pending(seconds, frames)` words it."""
 
     def __init__(self, job: _Job, estimate: float | None, total: int, *, pending: Any = None) -> None:
         from adasr.estimate import RunningEstimate
