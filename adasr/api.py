@@ -34,7 +34,17 @@ def load_engine(package: str | os.PathLike[str] | None = None, scale: int = 2, *
     `package`. InputError for a missing path; ConfigError for a model file or another scale.
     precision: "fp32", "int8" or "auto" (`adasr.runtime.precision`; None: the package's own);
     int8 levels are calibrated on the first frames of `calibration_video`.
+
+    Without torch (or with $ADASR_BACKEND=onnx) this is an `OnnxEngine`: the same levels run by
+    ONNX Runtime in fp32 (`adasr.runtime.onnx_engine`).
     """
+    from adasr.runtime.onnx_engine import backend
+
+    if backend() == "onnx":
+        from adasr.runtime.onnx_engine import open_onnx_engine
+
+        return open_onnx_engine(package, scale, profile=profile, on_progress=on_progress, precision=precision,
+                                family=family)
     from adasr.runtime.precision import open_engine
 
     return open_engine(package, scale, profile=profile, on_progress=on_progress, precision=precision,

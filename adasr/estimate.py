@@ -82,12 +82,17 @@ class LevelCosts:
                       overlap: int = 16) -> float:
         """Seconds for one LR frame of `frame_hw` (H, W) at `level`, scaled by pixel count (with
         `tile`: the pixels of its tiles and their margins, as `adasr.upscale.sr_tensor` runs them)."""
-        from adasr.upscale import tiled_pixels
-
         s = self.seconds[_index(level, len(self))]
         if s is None:
             raise ConfigError(f"no latency is known for level {level}")
-        return s * tiled_pixels(_hw(frame_hw), tile, overlap) / (self.ref_hw[0] * self.ref_hw[1])
+        h, w = _hw(frame_hw)
+        if tile is None:  # whole frames (the ONNX runtime's graphs take any size)
+            pixels = h * w
+        else:
+            from adasr.upscale import tiled_pixels
+
+            pixels = tiled_pixels((h, w), tile, overlap)
+        return s * pixels / (self.ref_hw[0] * self.ref_hw[1])
 
     def fps(self, level: int, frame_hw: tuple[int, int], tile: int | None = None, overlap: int = 16) -> float:
         return 1.0 / self.frame_seconds(level, frame_hw, tile, overlap)
@@ -159,10 +164,11 @@ def package_costs(package: Package, device_key: str | None = None, *, load_share
                   others: bool = True) -> LevelCosts | None:
     """Latencies of `package`'s levels for this device (see the module doc for the order)."""
 
-    from adasr.runtime.profile import check_profile, profile_cache_path
-    from adasr.runtime.profile import device_key as this_device
+    from adasr.package import check_profile
+    from adasr.runtime.profile_cache import profile_cache_path
+    from adasr.threads import cpu_device_key
 
-    key = device_key or this_device()
+    key = device_key or cpu_device_key()
     family = package.family
     if key in package.profiles:
         return costs_from_profile(package.profiles[key], family, load_share=load_share, kind="profile",

@@ -430,3 +430,106 @@ class OnnxLevels:
         x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
         y = self.image(k, x)[0]
         return np.ascontiguousarray((np.clip(y, 0, 1) * 255.0).round().astype(np.uint8).transpose(1, 2, 0))
+
+
+# -- the ONNX runtime's graphs (adasr.runtime.onnx_engine) -------------------------------------------
+
+RUNTIME_KIND = "adasr-runtime-graphs"
+RUNTIME_VERSION = 1
+RUNTIME_MANIFEST = "manifest.json"
+
+
+def runtime_graph(net: nn.Module, scale: int, cfg: Any = None, prefix: str = "") -> tuple[bytes, list[dict[str, Any]]]:
+    """One 'bic' level as the torch-free runtime runs it: (ONNX bytes, its weight inputs as
+    [{name, shape}]). Input ``frame``: a uint8 (H, W, 3) RGB frame of any size; output ``out``:
+    the uint8 (sH, sW, 3) frame, rounded and clipped as `Engine.process` does. The weights are
+    graph inputs named as the package's tensors (``prefix`` + name for a level's own weights),
+    so the runtime feeds them from the package file itself. Inside: the residual branch exported
+    by torch with a symbolic size, then the bicubic skip as an edge pad and the fixed 5x5 phase
+    convolution (`adasr.nn.upsample.phase_kernel`), the sub-pixel shuffle (DepthToSpace, CRD:
+    torch's pixel shuffle) and the uint8 conversion."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from adasr.nn.upsample import phase_kernel
+
+    _check_residual(net, cfg)
+    params = list(net.named_parameters())
+    names = [prefix + n for n, _ in params]
+    module = _Level(net, cfg, residual=True).eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(1, 3, 24, 32), *[p.detach() for _, p in params]), buf,
+                          input_names=["x", *names], output_names=["r"], opset_version=OPSET, dynamo=False,
+                          dynamic_axes={"x": {2: "h", 3: "w"}, "r": {2: "h", 3: "w"}})
+    model = onnx.load_from_string(buf.getvalue())
+    graph = model.graph
+    used = {i for node in graph.node for i in node.input}
+    weights = [i for i in graph.input if i.name != "x" and i.name in used]
+    shapes = {n: list(p.shape) for n, (_, p) in zip(names, params)}
+    s = int(scale)
+    const = [numpy_helper.from_array(np.array(255.0, dtype=np.float32), "c255"),
+             numpy_helper.from_array(np.array(0.0, dtype=np.float32), "c0"),
+             numpy_helper.from_array(np.array(1.0, dtype=np.float32), "c1"),
+             numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
+             numpy_helper.from_array(np.array([0, 0, 2, 2, 0, 0, 2, 2], dtype=np.int64), "pads2"),
+             numpy_helper.from_array(phase_kernel(s).numpy().astype(np.float32), "bicubic_kernel")]
+    before = [helper.make_node("Cast", ["frame"], ["frame_f"], to=TensorProto.FLOAT),
+              helper.make_node("Div", ["frame_f", "c255"], ["frame_01"]),
+              helper.make_node("Transpose", ["frame_01"], ["frame_chw"], perm=[2, 0, 1]),
+              helper.make_node("Unsqueeze", ["frame_chw", "axis0"], ["x"])]
+    after = [helper.make_node("Pad", ["x", "pads2"], ["x_pad"], mode="edge"),
+             helper.make_node("Conv", ["x_pad", "bicubic_kernel"], ["bicubic"]),
+             helper.make_node("Add", ["r", "bicubic"], ["z"]),
+             helper.make_node("DepthToSpace", ["z"], ["y"], blocksize=s, mode="CRD"),
+             helper.make_node("Squeeze", ["y", "axis0"], ["y_chw"]),
+             helper.make_node("Transpose", ["y_chw"], ["y_hwc"], perm=[1, 2, 0]),
+             helper.make_node("Clip", ["y_hwc", "c0", "c1"], ["y_clip"]),
+             helper.make_node("Mul", ["y_clip", "c255"], ["y_255"]),
+             helper.make_node("Round", ["y_255"], ["y_round"]),
+             helper.make_node("Cast", ["y_round"], ["out"], to=TensorProto.UINT8)]
+    nodes = [*before, *graph.node, *after]
+    inputs = [helper.make_tensor_value_info("frame", TensorProto.UINT8, ["h", "w", 3]), *weights]
+    outputs = [helper.make_tensor_value_info("out", TensorProto.UINT8, ["sh", "sw", 3])]
+    new = helper.make_graph(nodes, "adasr_level", inputs, outputs, initializer=[*graph.initializer, *const])
+    out = helper.make_model(new, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="adasr")
+    out.ir_version = model.ir_version
+    onnx.checker.check_model(out)
+    return out.SerializeToString(), [{"name": i.name, "shape": shapes[i.name]} for i in weights]
+
+
+def runtime_graphs(package: Any) -> dict[str, bytes]:
+    """{file name: bytes} of the graphs the torch-free runtime runs `package` with: one
+    ``level-K.onnx`` per level (`runtime_graph`) and ``manifest.json``, which names each level's
+    config id, graph file, SHA-256 and weight inputs (names and shapes of the package's tensors).
+    The graphs hold no trained weight, so they stay valid while the levels keep their configs."""
+    supernet = package.supernet.eval()
+    files: dict[str, bytes] = {}
+    entries = []
+    for i, lv in enumerate(package.family):
+        cid = lv.config.id
+        own = package.own.get(cid)
+        if own is not None:
+            graph, inputs = runtime_graph(own.eval(), package.scale, None, prefix=f"own/{cid}/")
+        else:
+            graph, inputs = runtime_graph(supernet, package.scale, lv.config)
+        name = f"level-{i}.onnx"
+        files[name] = graph
+        entries.append({"index": i, "id": cid, "file": name, "inputs": inputs,
+                        "sha256": hashlib.sha256(graph).hexdigest()})
+    from adasr.package import _version
+
+    side = {"kind": RUNTIME_KIND, "schema_version": RUNTIME_VERSION, "adasr_version": _version(), "opset": OPSET,
+            "scale": package.scale, "input": {"name": "frame", "dtype": "uint8", "layout": "HWC RGB"},
+            "output": {"name": "out", "dtype": "uint8", "layout": "HWC RGB"}, "levels": entries}
+    files[RUNTIME_MANIFEST] = json.dumps(side, indent=1).encode()
+    return files
+
+
+def runtime_folder_reason(folder: Path) -> str | None:
+    """None if `folder` holds runtime graphs adasr wrote (so it may be replaced), else why not."""
+    from adasr._jsonfile import owned_folder_reason
+
+    return owned_folder_reason(folder, "kind", RUNTIME_KIND, "runtime graphs folder",
+                               lambda m: [lv["file"] for lv in m["levels"]])

@@ -7,10 +7,12 @@ that feeds a frame to a network or reads one back uses these two.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["peak_of", "to_frame", "to_tensor"]
 
@@ -22,6 +24,8 @@ def peak_of(dtype: Any) -> float:
 
 def to_tensor(img: np.ndarray, peak: float = 255.0, device: torch.device | str | None = None) -> torch.Tensor:
     """HxWxC image -> (1, C, H, W) float32, divided by `peak` (on `device`, moved before the cast)."""
+    import torch
+
     img = np.ascontiguousarray(img)
     x = torch.from_numpy(img if img.flags.writeable else img.copy())
     if device is not None:
@@ -34,6 +38,8 @@ def to_frame(y: torch.Tensor, peak: float = 255.0, dtype: Any = np.uint8, *, uni
     """(1, C, H, W) float -> HxWxC `dtype` array on the CPU (C-contiguous), rounded and clipped.
 
     unit: `y` holds values in [0, 1] (scaled by `peak`); False: `y` is already in [0, peak]."""
+    import torch
+
     y = y.detach()
     y = y.clamp(0, 1).mul(peak) if unit else y.clamp(0, peak)
     hwc = y.round_()[0].permute(1, 2, 0)

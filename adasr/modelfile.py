@@ -8,10 +8,8 @@ the config's sizes are bounded and checked against the header's tensor shapes fi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from safetensors.torch import save
 from torch import nn
 
 from adasr._atomic import write_bytes_atomic
+from adasr._digest import tensors_sha256  # re-exported: packages and checkpoints share the digest
 from adasr._jsonfile import check_header, loads
 from adasr.errors import ModelError
 from adasr.nn.registry import build_for_weights
@@ -32,17 +31,6 @@ __all__ = ["MAX_CONFIG_CHARS", "ModelSpec", "SCHEMA_VERSION", "load_model", "non
 SCHEMA_VERSION = 1
 _META_KEY = "adasr"
 MAX_CONFIG_CHARS = 1 << 20
-
-
-def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
-    """Digest of a state dict independent of file layout: name, dtype, shape, raw bytes (guards
-    packages and training checkpoints)."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -43,11 +43,9 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from adasr._atomic import (
     atomic_folder,
@@ -59,17 +57,19 @@ from adasr._atomic import (
 from adasr._jsonfile import MAX_MANIFEST_BYTES, check_header, loads, owned_folder_reason
 from adasr.errors import ConfigError, ModelError, OutputError
 from adasr.family import Family, Level
-from adasr.modelfile import refuse_non_finite, tensors_sha256
-from adasr.nn.registry import build_for_weights
-from adasr.nn.supernet import SubNet, SuperNet
 from adasr.safepath import confined_file, read_confined
 from adasr.space import SearchSpace
 
+if TYPE_CHECKING:  # torch loads only where a package is built, saved or run in torch (adasr.runtime.onnx_engine
+    import torch  # reads packages without it)
+
+    from adasr.nn.supernet import SubNet, SuperNet
+
 __all__ = ["LEVELS", "MANIFEST", "MAX_JSON_BYTES", "MAX_PROFILES", "MAX_WEIGHTS_BYTES", "PACKAGE_FORMAT",
            "PACKAGE_SCHEMA_VERSION", "PROFILES", "PROFILE_KIND", "PROFILE_SCHEMA_VERSION", "Package",
-           "SINGLE_FILE_SUFFIX", "WEIGHTS", "check_int8_section", "check_package_output", "check_precision",
-           "check_profile", "is_package_path", "load_package", "open_package", "package_folder_reason",
-           "save_package"]
+           "PackageArrays", "PackageInfo", "SINGLE_FILE_SUFFIX", "WEIGHTS", "check_int8_section",
+           "check_package_output", "check_precision", "check_profile", "is_package_path", "load_package",
+           "open_package", "package_folder_reason", "read_package_arrays", "save_package"]
 
 PACKAGE_FORMAT = "adasr-package"
 PACKAGE_SCHEMA_VERSION = 1
@@ -103,7 +103,10 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-_tensors_sha256 = tensors_sha256  # defined with the model files; the same digest guards training checkpoints
+def _tensors_sha256(tensors: Mapping[str, Any]) -> str:
+    from adasr._digest import tensors_sha256  # the same digest guards training checkpoints
+
+    return tensors_sha256(tensors)
 
 
 def _json(data: Any) -> str:
@@ -120,7 +123,7 @@ def _check_key(device_key: str) -> str:
 def check_profile(profile: Any, source: str) -> dict[str, Any]:
     """Validate the structure of a device profile dict (as `adasr.runtime.profile.profile_package`
     returns and ``profiles/<device-key>.json`` holds); ConfigError if bad."""
-    from adasr.timing import LatencySample
+    from adasr.measures import LatencySample
 
     check_header(profile, PROFILE_KIND, PROFILE_SCHEMA_VERSION, "device profile", source=source, error=ConfigError)
     levels = profile.get("levels")
@@ -135,7 +138,7 @@ def check_profile(profile: Any, source: str) -> dict[str, Any]:
         check_int8_section(profile["int8"], source)
     table = profile.get("latency_table")
     if table is not None:
-        from adasr.search.latency import LatencyTable
+        from adasr.measures import LatencyTable
 
         LatencyTable.from_dict(table)
     return profile
@@ -193,13 +196,65 @@ def is_package_path(path: str | os.PathLike[str]) -> bool:
     return _is_single_file(path) or path.is_dir()
 
 
-class Package:
+class PackageInfo:
+    """What every loaded package has, with or without torch: where it lives, its manifest, family
+    and device profiles (`Package` adds the torch supernet, `PackageArrays` the NumPy tensors)."""
+
+    def __init__(self, path: Path | None, manifest: dict[str, Any], family: Family,
+                 profiles: dict[str, dict[str, Any]] | None = None) -> None:
+        self.path, self.manifest, self.family = path, manifest, family
+        self.profiles: dict[str, dict[str, Any]] = dict(profiles or {})
+
+    @property
+    def scale(self) -> int:
+        return self.family.scale
+
+    @property
+    def precision(self) -> str:
+        """The package's precision preference: "fp32" (also every package saved without one),
+        "int8", or "auto" (int8 where this device's profile measured it faster and within its
+        tolerance; `adasr.runtime.int8_rule`)."""
+        return self.manifest.get("precision", "fp32")
+
+    def family_for(self, device_key: str | None = None) -> Family:
+        """The family with `measured_s` filled from a device's profile (None: the only profile,
+        or the family as stored when there is none)."""
+        if device_key is None:
+            if not self.profiles:
+                return self.family
+            if len(self.profiles) > 1:
+                raise ConfigError(f"package has profiles for {sorted(self.profiles)}; name one")
+            device_key = next(iter(self.profiles))
+        if device_key not in self.profiles:
+            raise ConfigError(f"package has no profile for {device_key!r}; it has {sorted(self.profiles) or 'none'}")
+        levels = self.profiles[device_key]["levels"]
+        measured = {name: {cid: s["median_s"] for cid, s in entry["measured"].items()}
+                    for name, entry in levels.items()}
+        return self.family.with_measured(measured)
+
+
+class PackageArrays(PackageInfo):
+    """A package read without torch (`read_package_arrays`): its tensors as NumPy arrays by name
+    (the supernet's, and ``own/<config id>/<name>`` for a level with its own weights)."""
+
+    def __init__(self, path: Path | None, manifest: dict[str, Any], family: Family,
+                 profiles: dict[str, dict[str, Any]], tensors: dict[str, Any]) -> None:
+        super().__init__(path, manifest, family, profiles)
+        self.tensors = tensors
+        self.own_ids = frozenset(manifest.get("own_levels", []))
+
+    def has_own(self, level: int | Level) -> bool:
+        lv = self.family[level] if isinstance(level, int) else level
+        return lv.config.id in self.own_ids
+
+
+class Package(PackageInfo):
     """A loaded (or freshly saved) package: supernet, family, profiles, and where it lives."""
 
     def __init__(self, path: Path | None, manifest: dict[str, Any], supernet: SuperNet, family: Family,
                  profiles: dict[str, dict[str, Any]] | None = None, own: Mapping[str, SubNet] | None = None) -> None:
-        self.path, self.manifest, self.supernet, self.family = path, manifest, supernet, family
-        self.profiles: dict[str, dict[str, Any]] = dict(profiles or {})
+        super().__init__(path, manifest, family, profiles)
+        self.supernet = supernet
         # Levels with their own weights: config id -> a resident static sub-network (eval mode).
         self.own: dict[str, SubNet] = dict(own or {})
 
@@ -215,10 +270,6 @@ class Package:
         """Whether level `level` (an index or a `Level`) runs on its own weights, not the supernet's."""
         lv = self.family[level] if isinstance(level, int) else level
         return lv.config.id in self.own
-
-    @property
-    def scale(self) -> int:
-        return self.family.scale
 
     @property
     def space(self) -> SearchSpace:
@@ -253,29 +304,6 @@ class Package:
             _write_single_file(self.path, self.supernet, self.manifest, self.family, self.profiles, self.own)
         else:
             write_bytes_atomic(self.path / MANIFEST, _json(self.manifest).encode("utf-8"))
-
-    @property
-    def precision(self) -> str:
-        """The package's precision preference: "fp32" (also every package saved without one),
-        "int8", or "auto" (int8 where this device's profile measured it faster and within its
-        tolerance; `adasr.runtime.int8_rule`)."""
-        return self.manifest.get("precision", "fp32")
-
-    def family_for(self, device_key: str | None = None) -> Family:
-        """The family with `measured_s` filled from a device's profile (None: the only profile,
-        or the family as stored when there is none)."""
-        if device_key is None:
-            if not self.profiles:
-                return self.family
-            if len(self.profiles) > 1:
-                raise ConfigError(f"package has profiles for {sorted(self.profiles)}; name one")
-            device_key = next(iter(self.profiles))
-        if device_key not in self.profiles:
-            raise ConfigError(f"package has no profile for {device_key!r}; it has {sorted(self.profiles) or 'none'}")
-        levels = self.profiles[device_key]["levels"]
-        measured = {name: {cid: s["median_s"] for cid, s in entry["measured"].items()}
-                    for name, entry in levels.items()}
-        return self.family.with_measured(measured)
 
     def summary(self) -> dict[str, Any]:
         """What `adasr info` shows: JSON-ready."""
@@ -319,6 +347,8 @@ def _with_own(manifest: dict[str, Any], own: Mapping[str, SubNet] | None) -> dic
 
 def _check_own(own: Mapping[str, Any] | None, family: Family) -> dict[str, SubNet]:
     """ConfigError unless every own-weights entry is a `SubNet` of a family level's config."""
+    from adasr.nn.supernet import SubNet
+
     ids = {lv.config.id for lv in family}
     out = {}
     for cid, module in (own or {}).items():
@@ -333,6 +363,8 @@ def _check_own(own: Mapping[str, Any] | None, family: Family) -> dict[str, SubNe
 
 def _write_single_file(path: Path, supernet: SuperNet, manifest: dict[str, Any], family: Family,
                        profiles: Mapping[str, dict[str, Any]], own: Mapping[str, SubNet] | None = None) -> None:
+    from safetensors.torch import save_file
+
     tensors = _state(supernet, own)
     manifest = {**_with_own(manifest, own), "weights": {"tensors_sha256": _tensors_sha256(tensors)}}
     meta = {_META_MANIFEST: json.dumps(manifest, sort_keys=True), _META_LEVELS: family.to_json()}
@@ -351,6 +383,10 @@ def save_package(path: str | os.PathLike[str], supernet: SuperNet, family: Famil
     own: levels with their own weights, config id -> `SubNet` of that config (each a level of
     `family`); the other levels are the supernet's.
     """
+    from safetensors.torch import save_file
+
+    from adasr.nn.supernet import SuperNet
+
     path = Path(path)
     if not isinstance(supernet, SuperNet):
         raise ConfigError(f"a package holds a SuperNet, got {type(supernet).__name__}")
@@ -399,7 +435,7 @@ def package_folder_reason(path: Path) -> str | None:
 
 def _is_single_file_package(path: Path) -> bool:
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
+        with safe_open(str(path), framework="numpy", device="cpu") as handle:
             return _META_MANIFEST in (handle.metadata() or {})
     except (SafetensorError, OSError, ValueError):
         return False
@@ -449,6 +485,8 @@ def _build(manifest: dict[str, Any], shapes: dict[str, tuple[int, ...]], family_
     """The search space, the supernet (built only after the header's tensor names and shapes
     are checked against the space, on a meta-device build), the family, all validated, and the
     levels' own-weights modules (built and shape-checked the same way, weights not loaded)."""
+    from adasr.nn.registry import build_for_weights
+
     try:
         space = SearchSpace.from_dict(manifest["space"])
     except ConfigError as exc:
@@ -489,6 +527,8 @@ def _build(manifest: dict[str, Any], shapes: dict[str, tuple[int, ...]], family_
 def _load_own(own: dict[str, SubNet], tensors: dict[str, torch.Tensor], device: str | torch.device,
               source: Path) -> dict[str, SubNet]:
     """Load the levels' own weights (taking their tensors out of `tensors`)."""
+    from adasr.modelfile import refuse_non_finite
+
     for cid, module in own.items():
         prefix = f"{OWN_PREFIX}{cid}/"
         mine = {k[len(prefix):]: tensors.pop(k) for k in [k for k in tensors if k.startswith(prefix)]}
@@ -500,6 +540,8 @@ def _load_own(own: dict[str, SubNet], tensors: dict[str, torch.Tensor], device: 
 
 def _load_weights(net: SuperNet, tensors: dict[str, torch.Tensor], device: str | torch.device,
                   source: Path) -> SuperNet:
+    from adasr.modelfile import refuse_non_finite
+
     refuse_non_finite(tensors, f"{source}: damaged package")
     net.load_state_dict(tensors, strict=True)
     return net.to(device).eval()
@@ -508,7 +550,7 @@ def _load_weights(net: SuperNet, tensors: dict[str, torch.Tensor], device: str |
 def _header(path: Path, source: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
     """Tensor shapes and metadata of a safetensors file, without loading a tensor."""
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
+        with safe_open(str(path), framework="numpy", device="cpu") as handle:
             meta = dict(handle.metadata() or {})
             shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -517,9 +559,9 @@ def _header(path: Path, source: Path) -> tuple[dict[str, tuple[int, ...]], dict[
     return shapes, meta
 
 
-def _read_tensors(path: Path, source: Path) -> dict[str, torch.Tensor]:
+def _read_tensors(path: Path, source: Path, framework: str = "pt") -> dict[str, Any]:
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
+        with safe_open(str(path), framework=framework, device="cpu") as handle:
             return {k: handle.get_tensor(k) for k in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -548,15 +590,63 @@ def open_package(path: str | os.PathLike[str] | None, scale: int, family: str = 
 
 def load_package(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Package:
     """Load a package folder or single file; ModelError if it is damaged or not a package."""
-    path = Path(path)
+    parts = _read_parts(Path(path), "pt")
+    _, net, family, own = _build(parts.manifest, parts.shapes, parts.family_data, parts.path)
+    parts.check_digest()
+    own = _load_own(own, parts.tensors, device, parts.path)
+    net = _load_weights(net, parts.tensors, device, parts.path)
+    return Package(parts.path, parts.manifest, net, family, parts.profiles, own)
+
+
+def read_package_arrays(path: str | os.PathLike[str]) -> PackageArrays:
+    """Read a package without torch: its manifest, family and profiles, checked as `load_package`
+    checks them (the weights digest included), and its tensors as NumPy arrays (what the ONNX
+    runtime feeds its level graphs, `adasr.runtime.onnx_engine`). ModelError if it is damaged."""
+    import numpy as np
+
+    parts = _read_parts(Path(path), "numpy")
+    try:
+        space = SearchSpace.from_dict(parts.manifest["space"])
+        family = Family.from_dict(parts.family_data).validate(space)
+    except (ConfigError, ModelError) as exc:
+        raise ModelError(f"{parts.path}: damaged package: {exc}") from None
+    if family.scale != parts.manifest["scale"]:
+        raise ModelError(f"{parts.path}: damaged package: levels are x{family.scale}, the manifest "
+                         f"x{parts.manifest['scale']}")
+    parts.check_digest()
+    bad = [k for k, v in parts.tensors.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+    if bad:
+        raise ModelError(f"{parts.path}: damaged package: {len(bad)} weight tensor(s) hold NaN or infinity "
+                         f"(e.g. {bad[0]})")
+    return PackageArrays(parts.path, parts.manifest, family, parts.profiles, parts.tensors)
+
+
+class _Parts(NamedTuple):
+    path: Path
+    manifest: dict[str, Any]
+    family_data: Any
+    shapes: dict[str, tuple[int, ...]]
+    tensors: dict[str, Any]
+    profiles: dict[str, dict[str, Any]]
+    digest: str | None  # a single file's tensors digest, checked after the structure
+
+    def check_digest(self) -> None:
+        if self.digest is not None and _tensors_sha256(self.tensors) != self.digest:
+            raise ModelError(f"{self.path}: damaged package: weights checksum mismatch (digest differs from the "
+                             f"manifest)")
+
+
+def _read_parts(path: Path, framework: str) -> _Parts:
+    """Everything a package file or folder holds, checked (manifest, weights checksum, profiles),
+    with its tensors read by safetensors as `framework` ("pt" or "numpy")."""
     if path.is_dir():
-        return _load_folder(path, device)
+        return _read_folder(path, framework)
     if path.is_file():
-        return _load_single_file(path, device)
+        return _read_single_file(path, framework)
     raise ModelError(f"package not found: {path}")
 
 
-def _load_folder(path: Path, device: str | torch.device) -> Package:
+def _read_folder(path: Path, framework: str) -> _Parts:
     if not (path / MANIFEST).exists():
         raise ModelError(f"{path}: not an adasr package (no {MANIFEST})")
     where = f"{path}: damaged package"
@@ -575,10 +665,7 @@ def _load_folder(path: Path, device: str | torch.device) -> Package:
     family_data = _parse_json(read_confined(path, levels_name, MAX_JSON_BYTES, what=where, error=ModelError),
                               f"{path}/{levels_name}")
     shapes, _ = _header(weights, path)
-    _, net, family, own = _build(manifest, shapes, family_data, path)
-    tensors = _read_tensors(weights, path)
-    own = _load_own(own, tensors, device, path)
-    net = _load_weights(net, tensors, device, path)
+    tensors = _read_tensors(weights, path, framework)
     profiles = {}
     folder = path / PROFILES
     if folder.is_dir() and not folder.is_symlink():
@@ -589,10 +676,10 @@ def _load_folder(path: Path, device: str | torch.device) -> Package:
             text = read_confined(folder, file.name, MAX_JSON_BYTES, what=where, error=ModelError)
             data = _parse_json(text, f"{path}/{PROFILES}/{file.name}")
             profiles[file.stem] = _check_profile(data, f"{path}/{PROFILES}/{file.name}")
-    return Package(path, manifest, net, family, profiles, own)
+    return _Parts(path, manifest, family_data, shapes, tensors, profiles, None)
 
 
-def _load_single_file(path: Path, device: str | torch.device) -> Package:
+def _read_single_file(path: Path, framework: str) -> _Parts:
     shapes, meta = _header(path, path)
     if _META_MANIFEST not in meta:
         raise ModelError(f"{path}: not an adasr package (no manifest in the file header)")
@@ -606,14 +693,9 @@ def _load_single_file(path: Path, device: str | torch.device) -> Package:
     profile_keys = sorted(k for k in meta if k.startswith(_META_PROFILE))
     if len(profile_keys) > MAX_PROFILES:
         raise ModelError(f"{path}: damaged package: {len(profile_keys)} profiles (at most {MAX_PROFILES})")
-    _, net, family, own = _build(manifest, shapes, family_data, path)
-    tensors = _read_tensors(path, path)
-    if _tensors_sha256(tensors) != digest:
-        raise ModelError(f"{path}: damaged package: weights checksum mismatch (digest differs from the manifest)")
-    own = _load_own(own, tensors, device, path)
-    net = _load_weights(net, tensors, device, path)
+    tensors = _read_tensors(path, path, framework)
     profiles = {}
     for key in profile_keys:
         name = key[len(_META_PROFILE):]
         profiles[name] = _check_profile(_parse_json(meta[key], f"{path} profile {name}"), f"{path} profile {name}")
-    return Package(path, manifest, net, family, profiles, own)
+    return _Parts(path, manifest, family_data, shapes, tensors, profiles, digest)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from adasr.errors import InputError
 
-__all__ = ["FAMILIES", "MODELS_DIR", "PACKAGE_DIR", "benchmark_dir", "bundled_model", "bundled_package", "data_root",
-           "family_for_input"]
+__all__ = ["FAMILIES", "MODELS_DIR", "PACKAGE_DIR", "benchmark_dir", "bundled_model", "bundled_package", "cache_dir",
+           "data_root", "family_for_input"]
 
 # The two bundled families of levels: "codec" trained on codec-compressed LR (what streams and
 # almost every video carry), "clean" on the SR protocol's clean bicubic LR (lossless images).
@@ -17,6 +17,12 @@ _LOSSLESS_IMAGES = (".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MODELS_DIR = PACKAGE_DIR / "models"
+
+
+def cache_dir() -> Path:
+    """Where derived data lives: $ADASR_CACHE, else ~/.cache/adasr."""
+    root = os.environ.get("ADASR_CACHE") or Path.home() / ".cache" / "adasr"
+    return Path(root)
 
 
 def data_root() -> Path:

@@ -19,62 +19,26 @@ and the runtime all time with these; nothing here knows about packages or famili
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import platform
-import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from adasr.errors import ConfigError
 from adasr.spec import DEFAULT_LR_HW
+from adasr.threads import cpu_device_key, cpu_name, slug  # noqa: F401 - cpu_name re-exported (torch-free)
 
 if TYPE_CHECKING:
     from adasr.space import SubnetConfig
 
+from adasr.measures import LatencySample  # noqa: E402,F401 - re-exported (torch-free, adasr.measures)
+
 __all__ = ["LatencySample", "check_lr_hw", "cpu_name", "device_key", "make_input", "measure_latency", "model_device",
            "provenance", "resolve_device", "time_calls", "torch_threads"]
-
-
-@dataclass(frozen=True)
-class LatencySample:
-    """Per-frame latency statistics of one measurement (seconds); `threads` is torch's intra-op
-    thread count during the measurement (0 on CUDA), `device` "cpu" or "cuda"."""
-
-    median_s: float
-    p90_s: float
-    mean_s: float
-    std_s: float
-    repeats: int
-    threads: int
-    device: str
-
-    @property
-    def fps(self) -> float:
-        return 1.0 / self.median_s if self.median_s > 0 else math.inf
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LatencySample:
-        try:
-            return cls(float(data["median_s"]), float(data["p90_s"]), float(data["mean_s"]), float(data["std_s"]),
-                       int(data["repeats"]), int(data["threads"]), str(data["device"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"bad latency sample {data!r}: {exc}") from None
-
-    @classmethod
-    def from_times(cls, times: Sequence[float], threads: int, device: str) -> LatencySample:
-        arr = np.asarray(times, dtype=np.float64)
-        return cls(float(np.median(arr)), float(np.percentile(arr, 90)), float(arr.mean()), float(arr.std()),
-                   len(arr), threads, device)
 
 
 # -- checks and small helpers ---------------------------------------------------------------------
@@ -196,21 +160,6 @@ def measure_latency(model: nn.Module, cfg: SubnetConfig | str | None = None,
 
 # -- device keys ------------------------------------------------------------------------------------
 
-def _slug(text: str, limit: int = 48) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:limit].rstrip("-") or "unknown"
-
-
-def cpu_name() -> str:
-    """The CPU model name (Linux /proc/cpuinfo, else `platform`)."""
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "cpu"
-
-
 def device_key(device: str | torch.device = "cpu", threads: int | None = None) -> str:
     """A file-name-safe key naming the device a profile belongs to.
 
@@ -219,9 +168,8 @@ def device_key(device: str | torch.device = "cpu", threads: int | None = None) -
     """
     dev = resolve_device(device)
     if dev.type == "cuda":
-        return f"cuda-{_slug(torch.cuda.get_device_name(dev))}"
-    threads = torch.get_num_threads() if threads is None else threads
-    return f"cpu-{_slug(cpu_name())}-{threads}t"
+        return f"cuda-{slug(torch.cuda.get_device_name(dev))}"
+    return cpu_device_key(torch.get_num_threads() if threads is None else threads)
 
 
 def provenance(command: Sequence[str] | None = None) -> dict[str, Any]:

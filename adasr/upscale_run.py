@@ -93,18 +93,19 @@ thread_rule = threads_for_load
 
 @contextlib.contextmanager
 def _rule_threads(load_share: float) -> Iterator[None]:
-    """Run the block with `threads_for_load`'s thread count, then restore torch's setting."""
-    import torch
+    """Run the block with `threads_for_load`'s thread count, then restore the setting before
+    (torch's, or the ONNX runtime's: `adasr.threads`)."""
+    from adasr import threads
 
     n = threads_for_load(load_share)
-    before = torch.get_num_threads()
+    before = threads.get_num_threads()
     if n is not None and n != before:
-        torch.set_num_threads(n)
+        threads.set_num_threads(n)
     try:
         yield
     finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+        if threads.get_num_threads() != before:
+            threads.set_num_threads(before)
 
 
 def busy_words(load_share: float | None) -> str:
@@ -125,9 +126,15 @@ def plain_estimate(seconds: float | None, load_share: float | None = None) -> st
 
 def fastest_fps(engine: Any, hw: tuple[int, int], load_share: float) -> float | None:
     """Frames per second the engine's fastest level runs at `hw` (H, W) here now (its profile,
-    calibrated by a timing now); None without a profile."""
+    calibrated by a timing now); None without a profile. An `OnnxEngine`: its own profile
+    (ONNX Runtime's timings), scaled by pixels to `hw`, without the timing."""
     from adasr.estimate import calibrate_costs, package_costs
 
+    if getattr(engine, "backend", "torch") == "onnx":
+        from adasr.runtime.onnx_engine import onnx_device_key
+
+        costs = package_costs(engine.package, onnx_device_key(), load_share=load_share, others=False)
+        return None if costs is None else costs.fps(costs.fastest(), hw, engine.tile, engine.overlap)
     costs = package_costs(engine.package, load_share=load_share)
     if costs is None:
         return None

@@ -152,9 +152,12 @@ def run_play(video: Path, *, model: Path | None, scale: int, target_fps: float |
     for path in (output, json_out, timeline):
         if path is not None:
             check_writable(path)
-    from adasr.stream.reader import base_file
+    base_path = None
+    if base is not None:  # a stream's base model (the stream reader needs torch)
+        from adasr.stream.reader import base_file
 
-    check_not_input([output, json_out, timeline], [video, model, _trace_file(trace), base_file(base)])
+        base_path = base_file(base)
+    check_not_input([output, json_out, timeline], [video, model, _trace_file(trace), base_path])
     if output is not None:
         codec_for_suffix(output)
     if stream:

@@ -13,14 +13,18 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from adasr.data.imresize import imresize, modcrop
 from adasr.errors import InputError
 from adasr.frames import to_frame as to_uint8  # noqa: F401 - older name, re-exported
 from adasr.frames import to_tensor
+from adasr.paths import cache_dir  # noqa: F401 - re-exported (torch-free, with the other paths)
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["IMAGE_SUFFIXES", "PatchSampler", "SRPair", "cache_dir", "gray_of", "iter_tensors", "list_images",
            "load_image_pairs", "load_pairs", "load_video_pairs", "make_lr"]
@@ -40,12 +44,6 @@ class SRPair:
     hr: np.ndarray
     lr: np.ndarray
     gray: bool = False
-
-
-def cache_dir() -> Path:
-    """Where derived data lives: $ADASR_CACHE, else ~/.cache/adasr."""
-    root = os.environ.get("ADASR_CACHE") or Path.home() / ".cache" / "adasr"
-    return Path(root)
 
 
 def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
@@ -152,6 +150,8 @@ class PatchSampler:
             raise InputError(f"LR patch {patch} is larger than image(s) {', '.join(small[:3])}")
         self.pairs = list(pairs)
         self.scale, self.patch, self.batch_size, self.augment = scale, patch, batch_size, augment
+        import torch
+
         # Tensors once, so a batch only slices.
         self._lr = [torch.from_numpy(np.array(p.lr)).permute(2, 0, 1) for p in self.pairs]
         self._hr = [torch.from_numpy(np.array(p.hr)).permute(2, 0, 1) for p in self.pairs]
@@ -160,6 +160,8 @@ class PatchSampler:
         """The batch of `batch_size` patches, or only the items `part` of it (a data-parallel
         rank's share): every random number of the whole batch is drawn either way, so the
         generator ends in the same state and the parts of all ranks make up the whole batch."""
+        import torch
+
         p, s = self.patch, self.scale
         lrs, hrs = [], []
         keep = range(self.batch_size)[part] if part is not None else range(self.batch_size)

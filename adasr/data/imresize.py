@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from adasr.errors import ConfigError, InputError
 
-__all__ = ["imresize", "imresize_torch", "modcrop", "resize_weights"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["bicubic_frame", "imresize", "imresize_torch", "modcrop", "resize_weights"]
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -194,6 +197,13 @@ def imresize(img: np.ndarray, scale: float | None = None,
     return np.ascontiguousarray(out if int_dtype is not None else out.astype(dtype, copy=False))
 
 
+def bicubic_frame(img: np.ndarray, scale: float) -> np.ndarray:
+    """A uint8 frame resized by the protocol's bicubic in float, rounded once at the end: what
+    `imresize_torch` on the frame's values and a clip-and-round back to uint8 compute, without
+    torch (the runtime's reference frames use it: `adasr.runtime.player`)."""
+    return np.clip(imresize(np.asarray(img).astype(np.float32), scale), 0, 255).round().astype(np.uint8)
+
+
 def imresize_torch(x: torch.Tensor, scale: float) -> torch.Tensor:
     """Batched MATLAB-bicubic resize of a float tensor, with the same weights as `imresize`.
 
@@ -205,6 +215,8 @@ def imresize_torch(x: torch.Tensor, scale: float) -> torch.Tensor:
         (B, C, ceil(H*scale), ceil(W*scale)) tensor, same dtype and device, not rounded or
         clipped. Differentiable with respect to `x` (two matrix products).
     """
+    import torch
+
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
         got = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise InputError(f"imresize_torch expects a float (B, C, H, W) tensor, got {got}")
@@ -217,6 +229,8 @@ def imresize_torch(x: torch.Tensor, scale: float) -> torch.Tensor:
 @lru_cache(maxsize=16)
 def _torch_weights(in_len: int, out_len: int, scale: float, dtype: torch.dtype,
                    device: torch.device) -> torch.Tensor:
+    import torch
+
     return torch.tensor(resize_weights(in_len, out_len, scale), dtype=dtype, device=device)
 
 

@@ -19,6 +19,7 @@ _LAZY = {
     "profile_package": "adasr.runtime.profile",
     "device_key": "adasr.runtime.profile",
     "Engine": "adasr.runtime.engine",
+    "OnnxEngine": "adasr.runtime.onnx_engine",
     "run_stream": "adasr.runtime.pipeline",
     "RunStats": "adasr.runtime.pipeline",
     "StreamOptions": "adasr.runtime.pipeline",

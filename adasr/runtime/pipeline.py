@@ -44,8 +44,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
+from adasr import threads as _threads
 from adasr._options import check_positive, options_or_default
 from adasr.errors import ConfigError
 from adasr.family import Family, Level
@@ -184,7 +184,7 @@ def auto_threads(state: RuntimeState, *, cores: int | None = None, busy: float =
     cores = cores or os.cpu_count() or 1
     load = getattr(state, "load_share", None) if state is not None else None
     if load is None:
-        return torch.get_num_threads()
+        return _threads.get_num_threads()
     return 1 if load > busy else cores
 
 
@@ -353,7 +353,7 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
         except BaseException as exc:
             fail(exc)
 
-    threads_before = torch.get_num_threads()
+    threads_before = _threads.get_num_threads()
     decoder = threading.Thread(target=decode, name="adasr-decode", daemon=True)
     writer = threading.Thread(target=write, name="adasr-sink", daemon=True)
     wall_start = time.perf_counter()
@@ -386,8 +386,8 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
             state = monitor.sample() if policy is not None or callable(threads) else None
             if threads is not None:
                 n_threads = int(threads(state) if callable(threads) else threads)
-                if n_threads >= 1 and n_threads != torch.get_num_threads():
-                    torch.set_num_threads(n_threads)
+                if n_threads >= 1 and n_threads != _threads.get_num_threads():
+                    _threads.set_num_threads(n_threads)
             if policy is not None:
                 want = check_level_index(policy.choose(state), n_levels)
                 if want != runner.level:
@@ -407,7 +407,8 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
                 stats.stalls.append(Stall(index, gap))
             last_ready = ready_rel
             late = ready_rel > deadline
-            stats.frames.append(FrameRecord(index, level, latency, ready_rel, deadline, late, torch.get_num_threads()))
+            stats.frames.append(FrameRecord(index, level, latency, ready_rel, deadline, late,
+                                            _threads.get_num_threads()))
             next_deadline = (ready_rel if late and resync else deadline) + period
             if on_frame is not None:
                 on_frame(stats.frames[-1], state)
@@ -425,8 +426,8 @@ def run_stream(runner: Runner, frames: Iterable[np.ndarray], sink: Callable[[np.
         decoder.join(join_timeout_s)
         writer.join(join_timeout_s)
         stats.wall_s = time.perf_counter() - wall_start
-        if threads is not None and torch.get_num_threads() != threads_before:
-            torch.set_num_threads(threads_before)
+        if threads is not None and _threads.get_num_threads() != threads_before:
+            _threads.set_num_threads(threads_before)
     if errors:
         raise errors[0]
     if decoder.is_alive() or writer.is_alive():

@@ -241,13 +241,11 @@ def play(engine: Runner, video: str | os.PathLike[str], options: PlayOptions | N
             yield from _streamed(read_frames(video, max_frames=max_frames, hw=out_hw, start_s=start_s, end_s=end_s,
                                              times=times), scale, opts.stream, reference_every, refs)
             return
-        from adasr.data.imresize import imresize_torch
-        from adasr.frames import to_frame, to_tensor
+        from adasr.data.imresize import bicubic_frame
 
         for i, hr in enumerate(read_frames(video, max_frames=max_frames, hw=out_hw, start_s=start_s, end_s=end_s,
                                            times=times)):
-            small = imresize_torch(to_tensor(hr, peak=1.0), scale=1.0 / scale)  # on the 0..255 scale
-            lr_frame = to_frame(small, unit=False)
+            lr_frame = bicubic_frame(hr, 1.0 / scale)
             if i % reference_every == 0:
                 refs[i] = (hr, lr_frame)
             yield lr_frame
@@ -385,14 +383,13 @@ class ReachWatch:
 def _reference_psnr(refs: dict[int, tuple[np.ndarray, np.ndarray]], outputs: dict[int, np.ndarray],
                     scale: int) -> dict[str, Any]:
     """Mean PSNR-Y of the played frames and of bicubic on the same sampled frames."""
-    from adasr.data.imresize import imresize_torch
-    from adasr.frames import to_frame, to_tensor
+    from adasr.data.imresize import bicubic_frame
     from adasr.metrics import psnr_y
 
     sr_scores, bic_scores = [], []
     for i in sorted(set(refs) & set(outputs)):
         hr, lr_frame = refs[i]
-        bic = to_frame(imresize_torch(to_tensor(lr_frame, peak=1.0), scale=float(scale)), unit=False)
+        bic = bicubic_frame(lr_frame, float(scale))
         sr_scores.append(psnr_y(outputs[i], hr, border=scale))
         bic_scores.append(psnr_y(bic, hr, border=scale))
     if not sr_scores:

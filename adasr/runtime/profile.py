@@ -14,15 +14,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from adasr._jsonfile import loads
 from adasr.errors import ConfigError
 from adasr.family import check_loads, load_name
 from adasr.package import PROFILE_KIND, PROFILE_SCHEMA_VERSION, check_profile  # noqa: F401 - re-exported
+from adasr.runtime.profile_cache import (  # noqa: F401 - re-exported (torch-free)
+    cache_profile,
+    package_id,
+    profile_cache_path,
+)
+from adasr.runtime.profile_cache import resolve_family as resolve_cached
 from adasr.search.protocols import Progress
 from adasr.timing import (  # noqa: F401 - re-exported: the timing tools live in adasr.timing
     LatencySample,
@@ -135,73 +139,15 @@ def profile_package(package: Package, loads: Sequence[float] = (0.0, 0.5), repea
     }
 
 
-# -- the profile a runtime uses on this device --------------------------------------------------------
-
-def package_id(package: Package) -> str:
-    """A stable id of a package's weights and family (for cached profiles): 16 hex digits of the
-    SHA-256 of the weights' hash recorded in its manifest and the family's JSON."""
-    import hashlib
-
-    weights = package.manifest.get("weights", {})
-    digest = weights.get("tensors_sha256") or weights.get("sha256")
-    if not isinstance(digest, str) or len(digest) < 16:
-        raise ConfigError("the package's manifest records no weights hash")
-    return hashlib.sha256((digest + package.family.to_json()).encode("utf-8")).hexdigest()[:16]
-
-
-def profile_cache_path(package: Package, key: str) -> Path:
-    from adasr.data.datasets import cache_dir
-
-    return cache_dir() / "profiles" / package_id(package) / f"{key}.json"
-
-
-def cache_profile(package: Package, profile: dict[str, Any], key: str | None = None) -> Path:
-    """Store `profile` (as `profile_package` returns it) in the user's cache folder for `package`
-    under `key` (default: the profile's device key; the package file is never rewritten) and in
-    memory on `package`; returns the cache file. OSError when the cache cannot be written."""
-    import json
-
-    from adasr._atomic import write_bytes_atomic
-
-    path = profile_cache_path(package, key or profile["device"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, json.dumps(profile, indent=1).encode("utf-8"))
-    package.profiles[profile["device"]] = profile
-    return path
-
+# -- the profile a runtime uses on this device (the torch-free part: adasr.runtime.profile_cache) ----------
 
 def resolve_family(package: Package, device_key_: str | None = None, *, profile_if_missing: bool = True,
                    repeats: int = 5, on_progress: Progress | None = None) -> tuple[Any, str]:
-    """The family the runtime should use here, and where its latencies came from.
+    """The family the torch runtime should use here, and where its latencies came from
+    (`adasr.runtime.profile_cache.resolve_family` with torch's device key, `device_key` with
+    torch's current thread count unless `device_key_` names one, and `profile_package` as the
+    quick measurement: idle and 50% background load, `repeats` frames per level, no table)."""
+    def measure() -> dict[str, Any]:
+        return profile_package(package, repeats=repeats, warmup=2, table=False, on_progress=on_progress)
 
-    Order: the package's own profile for this device (key from `device_key` with torch's current
-    thread count, or `device_key_`), then a profile cached in the user's cache folder
-    (``$ADASR_CACHE/profiles/<package id>/<key>.json``), then, with `profile_if_missing`, a quick
-    profile measured now (idle and 50% background load, `repeats` frames per level, no latency
-    table) and cached for the next run; else the stored family (latencies as the search
-    predicted them). Returns (family, source) with source "package", "cache", "measured" or
-    "predicted". A damaged cache file is ignored and replaced.
-    """
-
-    from adasr.errors import AdasrError
-    from adasr.safepath import read_bounded
-
-    key = device_key_ or device_key()
-    if key in package.profiles:
-        return package.family_for(key), "package"
-    path = profile_cache_path(package, key)
-    if path.is_file():
-        try:
-            profile = check_profile(loads(read_bounded(path, 16 << 20, "cached profile"), str(path)), str(path))
-            package.profiles[key] = profile  # in memory only: the package file is never rewritten
-            return package.family_for(key), "cache"
-        except (OSError, ValueError, AdasrError, KeyError, TypeError):
-            pass
-    if not profile_if_missing:
-        return package.family, "predicted"
-    profile = profile_package(package, repeats=repeats, warmup=2, table=False, on_progress=on_progress)
-    try:
-        cache_profile(package, profile, key)
-    except OSError:
-        package.profiles[profile["device"]] = profile  # an unwritable cache only costs a re-profile next time
-    return package.family_for(profile["device"]), "measured"
+    return resolve_cached(package, device_key_ or device_key(), measure if profile_if_missing else None)

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -55,8 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from adasr._jsonfile import check_header, header, read_json, write_json
-from adasr.errors import ConfigError, ModelError
+from adasr.errors import ConfigError
 from adasr.family import load_name
 from adasr.nn.blocks import Dims, block_type, parse_token
 from adasr.nn.elastic import Use, conv_use, static_layer
@@ -68,9 +66,12 @@ __all__ = ["LatencyEntry", "LatencyTable", "MacsCostModel", "MeasuredCostModel",
            "TableCostModel", "Unit", "build_latency_table", "config_units", "family_units", "median_abs_error",
            "space_units", "time_units"]
 
-TABLE_SCHEMA_VERSION = 1
-TABLE_KIND = "adasr-latency-table"
-
+from adasr.measures import (  # noqa: E402,F401 - re-exported: the table itself is torch-free (adasr.measures)
+    TABLE_KIND,
+    TABLE_SCHEMA_VERSION,
+    LatencyEntry,
+    LatencyTable,
+)
 
 # -- units ------------------------------------------------------------------------------------------
 
@@ -172,146 +173,6 @@ def _unit_callable(unit: Unit, supernet: nn.Module | None = None
 
 
 # -- the table --------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LatencyEntry:
-    """Statistics of one unit's per-call seconds (Dynamic-OFA: count, mean, std)."""
-
-    count: int
-    mean: float
-    std: float
-
-    @classmethod
-    def of(cls, samples: Sequence[float]) -> LatencyEntry:
-        arr = np.asarray(samples, dtype=np.float64)
-        if arr.size == 0:
-            raise ValueError("no samples")
-        return cls(int(arr.size), float(arr.mean()), float(arr.std()))
-
-    def merge(self, other: LatencyEntry) -> LatencyEntry:
-        n = self.count + other.count
-        delta = other.mean - self.mean
-        mean = self.mean + delta * other.count / n
-        m2 = self.std ** 2 * self.count + other.std ** 2 * other.count + delta ** 2 * self.count * other.count / n
-        return LatencyEntry(n, mean, math.sqrt(max(0.0, m2 / n)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "mean": self.mean, "std": self.std}
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> LatencyEntry:
-        try:
-            entry = cls(int(data["count"]), float(data["mean"]), float(data["std"]))
-        except (KeyError, TypeError, ValueError):
-            raise ModelError(f"latency table entry {where} is not {{count, mean, std}}: {data!r}") from None
-        if entry.count < 1 or not (math.isfinite(entry.mean) and entry.mean >= 0) or not entry.std >= 0:
-            raise ModelError(f"latency table entry {where} is out of range: {data!r}")
-        return entry
-
-
-class LatencyTable:
-    """Per-unit latency statistics keyed by (device, load name, unit key)."""
-
-    def __init__(self, entries: Mapping[tuple[str, str, str], LatencyEntry] | None = None) -> None:
-        self._entries: dict[tuple[str, str, str], LatencyEntry] = dict(entries or {})
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LatencyTable) and self._entries == other._entries
-
-    def add(self, device: str, load: float | str, key: str, samples: Sequence[float] | LatencyEntry) -> None:
-        """Record samples (seconds per call) for a unit, merging with what is there."""
-        entry = samples if isinstance(samples, LatencyEntry) else LatencyEntry.of(samples)
-        k = (device, load_name(load), key)
-        old = self._entries.get(k)
-        self._entries[k] = entry if old is None else old.merge(entry)
-
-    def get(self, device: str, load: float | str, key: str) -> LatencyEntry | None:
-        return self._entries.get((device, load_name(load), key))
-
-    def devices(self) -> list[str]:
-        return sorted({d for d, _, _ in self._entries})
-
-    def loads(self, device: str | None = None) -> list[str]:
-        return sorted({lv for d, lv, _ in self._entries if device is None or d == device})
-
-    def keys(self, device: str | None = None, load: float | str | None = None) -> list[str]:
-        name = None if load is None else load_name(load)
-        return sorted({k for d, lv, k in self._entries
-                       if (device is None or d == device) and (name is None or lv == name)})
-
-    def _device(self, device: str | None) -> str:
-        devices = self.devices()
-        if device is None:
-            if len(devices) != 1:
-                raise ModelError(f"latency table holds devices {devices}; name one")
-            return devices[0]
-        if device not in devices:
-            raise ModelError(f"latency table has no device {device!r}; it has {devices}")
-        return device
-
-    def predict(self, cfg: SubnetConfig, lr_hw: tuple[int, int] = DEFAULT_LR_HW, load: float | str = 0.0,
-                device: str | None = None) -> float:
-        """Seconds per LR frame of `cfg`: the sum of its units' mean latencies (additive model)."""
-        device = self._device(device)
-        name = load_name(load)
-        total = 0.0
-        for unit in config_units(cfg, lr_hw):
-            entry = self._entries.get((device, name, unit.key))
-            if entry is None:
-                if name not in self.loads(device):
-                    raise ModelError(f"latency table has no load {name} (resource level) for {device}; "
-                                     f"it has {self.loads(device)}")
-                raise ModelError(f"latency table ({device}, load {name}) has no entry for {unit.key} "
-                                 f"(of {cfg.id}); build it over this config's space or ops")
-            total += entry.mean
-        return total
-
-    def cost_model(self, lr_hw: tuple[int, int] = DEFAULT_LR_HW, load: float | str = 0.0,
-                   device: str | None = None) -> TableCostModel:
-        return TableCostModel(self, lr_hw, float(load_name(load)), self._device(device))
-
-    # -- JSON --
-
-    def to_dict(self) -> dict[str, Any]:
-        tables: dict[str, dict[str, dict[str, Any]]] = {}
-        for (device, load, key), entry in sorted(self._entries.items()):
-            tables.setdefault(device, {}).setdefault(load, {})[key] = entry.to_dict()
-        return {**header(TABLE_KIND, TABLE_SCHEMA_VERSION), "tables": tables}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> LatencyTable:
-        check_header(data, TABLE_KIND, TABLE_SCHEMA_VERSION, "latency table")
-        tables = data.get("tables")
-        if not isinstance(tables, Mapping):
-            raise ModelError("latency table has no 'tables' object")
-        entries = {}
-        for device, loads in tables.items():
-            if not isinstance(loads, Mapping):
-                raise ModelError(f"latency table device {device!r} is not an object")
-            for load, units in loads.items():
-                try:
-                    name = load_name(load)
-                except ConfigError as exc:
-                    raise ModelError(f"latency table: {exc}") from None
-                if not isinstance(units, Mapping):
-                    raise ModelError(f"latency table load {load!r} of {device!r} is not an object")
-                for key, entry in units.items():
-                    entries[(str(device), name, str(key))] = LatencyEntry.from_dict(entry, f"{device}/{load}/{key}")
-        return cls(entries)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
-        return cls.from_dict(read_json(path, "latency table"))
-
-    def __repr__(self) -> str:
-        return f"LatencyTable({len(self)} entries, devices={self.devices()})"
-
 
 # -- building ---------------------------------------------------------------------------------------
 

@@ -9,18 +9,23 @@
 
 from __future__ import annotations
 
-from adasr.stream.adapt import STRATEGIES as STRATEGIES
-from adasr.stream.adapt import AdaptConfig as AdaptConfig
-from adasr.stream.adapt import SparseAdapter as SparseAdapter
-from adasr.stream.codec import DeltaError as DeltaError
-from adasr.stream.codec import ModelState as ModelState
-from adasr.stream.codec import encode_delta as encode_delta
-from adasr.stream.codec import encode_full as encode_full
-from adasr.stream.codec import read_record as read_record
-from adasr.stream.encoder import EncodeSettings as EncodeSettings
-from adasr.stream.encoder import encode_video as encode_video
-from adasr.stream.reader import StreamReader as StreamReader
-from adasr.stream.reader import decode_stream as decode_stream
+import importlib
+from typing import Any
 
-__all__ = ["AdaptConfig", "DeltaError", "EncodeSettings", "ModelState", "STRATEGIES", "SparseAdapter", "StreamReader",
-           "decode_stream", "encode_delta", "encode_full", "encode_video", "read_record"]
+# Imported on first use, so `adasr.stream.player` and the container load without torch.
+_LAZY = {
+    "STRATEGIES": "adasr.stream.adapt", "AdaptConfig": "adasr.stream.adapt", "SparseAdapter": "adasr.stream.adapt",
+    "DeltaError": "adasr.stream.codec", "ModelState": "adasr.stream.codec", "encode_delta": "adasr.stream.codec",
+    "encode_full": "adasr.stream.codec", "read_record": "adasr.stream.codec",
+    "EncodeSettings": "adasr.stream.encoder", "encode_video": "adasr.stream.encoder",
+    "StreamReader": "adasr.stream.reader", "decode_stream": "adasr.stream.reader",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'adasr.stream' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,87 @@
+"""This machine's CPU and the intra-op thread count SR runs with, with or without torch.
+
+The runtime's thread rule (`adasr.runtime.monitors.AutoThreads`) and the streaming pipeline
+read and set one process-wide count through `get_num_threads` / `set_num_threads`: torch's own
+setting where torch is installed, else a module-level count that the ONNX runtime
+(`adasr.runtime.onnx_engine`) reads before every frame (it keeps one session per level and
+thread count). `cpu_name` and `cpu_device_key` name the machine as device profiles do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import platform
+import re
+from typing import Any
+
+from adasr.errors import ConfigError
+
+__all__ = ["cpu_device_key", "cpu_name", "get_num_threads", "have_torch", "logical_cores", "set_num_threads",
+           "slug"]
+
+_torch: Any = None
+_checked = False
+
+
+def logical_cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells it)."""
+    with contextlib.suppress(AttributeError, OSError):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+_threads = logical_cores()  # the count without torch (torch's default is the same: one per core)
+
+
+def have_torch() -> bool:
+    """Whether torch is installed (it is then imported, once)."""
+    global _torch, _checked
+    if not _checked:
+        _checked = True
+        if importlib.util.find_spec("torch") is not None:
+            try:
+                import torch
+
+                _torch = torch
+            except ImportError:
+                _torch = None
+    return _torch is not None
+
+
+def get_num_threads() -> int:
+    """The intra-op thread count SR runs with (torch's where torch is installed)."""
+    return _torch.get_num_threads() if have_torch() else _threads
+
+
+def set_num_threads(n: int) -> None:
+    """Set the intra-op thread count (torch's where torch is installed)."""
+    global _threads
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"threads must be a positive integer, got {n!r}")
+    if have_torch():
+        _torch.set_num_threads(n)
+    _threads = n
+
+
+def slug(text: str, limit: int = 48) -> str:
+    """`text` as a file-name-safe slug (lower case letters, digits and '-')."""
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s[:limit].rstrip("-") or "unknown"
+
+
+def cpu_name() -> str:
+    """The CPU model name (Linux /proc/cpuinfo, else `platform`)."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def cpu_device_key(threads: int | None = None) -> str:
+    """``cpu-<model name slug>-<threads>t``: the key of this CPU's device profiles (threads
+    default: the current count, `get_num_threads`)."""
+    return f"cpu-{slug(cpu_name())}-{get_num_threads() if threads is None else threads}t"
