@@ -1,5 +1,5 @@
 # `make run`, `make test` and `make test-fast` set up .venv on first use, then do their job. `make run`
-# installs the core only (requirements.txt: what upscale, play, encode and decode need); `make test`
+# installs the core only (requirements.txt: what demo, play and upscale need, with ONNX Runtime, no torch); `make test`
 # and `make test-fast` add every extra and the test tools (requirements-dev.txt).
 PYTHON ?= python3
 VENV ?= .venv

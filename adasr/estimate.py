@@ -168,6 +168,10 @@ def package_costs(package: Package, device_key: str | None = None, *, load_share
     from adasr.runtime.profile_cache import profile_cache_path
     from adasr.threads import cpu_device_key
 
+    if device_key is None and getattr(package, "supernet", None) is None:  # run by ONNX Runtime: its timings
+        from adasr.runtime.onnx_engine import onnx_device_key
+
+        device_key = onnx_device_key()
     key = device_key or cpu_device_key()
     family = package.family
     if key in package.profiles:
@@ -203,7 +207,15 @@ def time_level(package: Package, level: int, hw: tuple[int, int], *, threads: in
     min_s = 0: the median of `repeats` frames. min_s > 0: frames are timed for about `min_s`
     seconds (at least `repeats`, at most `max_repeats`) and their mean is returned: on a machine
     other programs share, the mean over a stretch of time is what a long run will see, while
-    the median of a few frames is whichever share the scheduler gave in that instant."""
+    the median of a few frames is whichever share the scheduler gave in that instant.
+
+    A package read without torch (`adasr.package.PackageArrays`) is timed through ONNX Runtime
+    (`adasr.runtime.onnx_engine.time_onnx_level`), as its run will go."""
+    if getattr(package, "supernet", None) is None:
+        from adasr.runtime.onnx_engine import time_onnx_level
+
+        return time_onnx_level(package, _index(level, len(package.family)), _hw(hw), threads=threads,
+                               repeats=repeats, min_s=min_s, max_repeats=max_repeats)
     from adasr.runtime.profile import measure_latency
 
     cfg = package.family[_index(level, len(package.family))].config

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from adasr.errors import ConfigError, InputError
 
 __all__ = ["DEADLINE_KEYS", "Reporter", "UpscaleResult", "busy_words", "choose_level", "fastest_fps", "parse_level",
@@ -458,13 +460,45 @@ def upscale_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, sc
 
 # -- images ---------------------------------------------------------------------------------------------
 
+def _open(job: _Job, model_path: Path | None) -> Any:
+    """The package: loaded into torch, or read as arrays for ONNX Runtime where torch is not
+    installed (or $ADASR_BACKEND=onnx; `adasr.runtime.onnx_engine`)."""
+    from adasr.runtime.onnx_engine import backend
+
+    if backend() == "onnx":
+        from adasr.runtime.onnx_engine import open_package_arrays
+
+        if job.precision == "int8":
+            raise ConfigError("--precision int8 needs the torch runtime (pip install 'adasr[torch]')")
+        return open_package_arrays(model_path, job.scale, job.family)
+    from adasr.package import open_package
+
+    return open_package(model_path, job.scale, job.family)
+
+
+def _upscale_image_onnx(package: Any, level: int, job: _Job, img: Any) -> tuple[int, int]:
+    """An image through level `level` of a package run by ONNX Runtime (alpha with bicubic,
+    grayscale kept, as `adasr.upscale.upscale_image_file` does)."""
+    from adasr.data.imresize import imresize
+    from adasr.images import write_image
+    from adasr.runtime.onnx_engine import engine_for
+
+    if img.rgb.dtype != np.uint8:
+        raise ConfigError(f"{job.src}: a {img.bit_depth}-bit image needs the torch runtime "
+                          f"(pip install 'adasr[torch]')")
+    engine = engine_for(package)
+    engine.switch(level)
+    sr = engine.process(img.rgb)
+    alpha = None if img.alpha is None else imresize(img.alpha, output_shape=sr.shape[:2])
+    write_image(job.dst, sr, alpha=alpha, gray=img.gray, bit_depth=img.bit_depth)
+    return sr.shape[1], sr.shape[0]
+
+
 def _image_package(job: _Job, model_path: Path | None) -> UpscaleResult:
     from adasr.estimate import LARGE_IMAGE_S, TIMING_CAP, format_seconds, package_costs
     from adasr.images import read_image
-    from adasr.package import open_package
-    from adasr.upscale import upscale_image_file
 
-    package = open_package(model_path, job.scale, job.family)
+    package = _open(job, model_path)
     img = read_image(job.src)
     hw = (img.height, img.width)
     n = len(package.family)
@@ -487,9 +521,13 @@ def _image_package(job: _Job, model_path: Path | None) -> UpscaleResult:
             estimate, source = costs.seconds_for(level, hw, 1, job.tile), costs.source
             if estimate >= LARGE_IMAGE_S:
                 job.reporter.say(f"{what}, level {level} of 0..{n - 1}: {plain_estimate(estimate, job.load_share)}")
-    model = package.level_model(level)
     start = time.perf_counter()
-    w, h = upscale_image_file(model, job.scale, job.src, job.dst, tile=job.tile, image=img)
+    if getattr(package, "supernet", None) is None:
+        w, h = _upscale_image_onnx(package, level, job, img)
+    else:
+        from adasr.upscale import upscale_image_file
+
+        w, h = upscale_image_file(package.level_model(level), job.scale, job.src, job.dst, tile=job.tile, image=img)
     seconds = time.perf_counter() - start
     label = f"level {level} of {package.path.name}"
     return UpscaleResult(
@@ -530,12 +568,10 @@ def _check_video_out(job: _Job) -> Any:
 def _video_package(job: _Job, model_path: Path | None) -> UpscaleResult:
     """The best level, a level asked for, or the best within the budget: one level, no pacing."""
     from adasr.estimate import format_seconds
-    from adasr.package import open_package
     from adasr.runtime.player import PlayOptions, play
-    from adasr.runtime.precision import build_engine
 
     info = _check_video_out(job)
-    package = open_package(model_path, job.scale, job.family)
+    package = _open(job, model_path)
     fps = float(info.fps or 25)
     total = _video_frames(job, info)
     hw = (info.height, info.width)
@@ -543,7 +579,14 @@ def _video_package(job: _Job, model_path: Path | None) -> UpscaleResult:
     # one fixed level: the family's latencies play no part; quality first, so float32 unless
     # `precision` asks (the package's own precision is for the adaptive runtime: realtime, play);
     # int8 levels calibrate on the input
-    engine = build_engine(package, precision=job.precision or "fp32", calibration_video=job.src)
+    if getattr(package, "supernet", None) is None:  # ONNX Runtime (float32)
+        from adasr.runtime.onnx_engine import engine_for
+
+        engine = engine_for(package)
+    else:
+        from adasr.runtime.precision import build_engine
+
+        engine = build_engine(package, precision=job.precision or "fp32", calibration_video=job.src)
     work = _work_folder(job, model_path) if job.resume else None
     if work is not None and work.chunks and work.frames_done >= total:
         work.chunks.pop()  # all kept (stopped while joining): the last chunk again, then the join
@@ -648,12 +691,12 @@ def _chunked(cls: Any, work: Any, chunk_frames: int, out: Any, width: int, heigh
 def _video_realtime(job: _Job, model_path: Path | None, target_fps: float | None) -> UpscaleResult:
     """The adaptive runtime at the source's frame rate (or `target_fps`), paced, for live
     transcoding; one warning up front when even the fastest level cannot hold the target."""
+    from adasr.api import load_engine
     from adasr.estimate import calibrate_costs, package_costs
     from adasr.runtime.player import PlayOptions, play
-    from adasr.runtime.precision import open_engine
 
     info = _check_video_out(job)
-    engine = open_engine(model_path, job.scale, on_progress=job.reporter.profiling, precision=job.precision,
+    engine = load_engine(model_path, job.scale, on_progress=job.reporter.profiling, precision=job.precision,
                          calibration_video=job.src, family=job.family)
     fps = float(target_fps) if target_fps is not None else float(info.fps or 25)
     total = _video_frames(job, info)

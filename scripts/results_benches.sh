@@ -5,7 +5,7 @@
 #
 #   scripts/results_benches.sh             # every bench
 #   scripts/results_benches.sh peers mimo  # only these (names: protocol memory peers streaming
-#                                          #   adaptivity backends codec live adapt reuse mimo mimo-online estimate browser)
+#                                          #   adaptivity backends codec live adapt reuse mimo mimo-online estimate setup browser)
 #
 # PEERS_SCALES picks the peers scales (default: 2 3 4). ADASR names the command (default: adasr); OUT the scratch folder for the benches' PNGs and
 # extra files (default: out/results). The commands run under `nice`: on a shared machine the
@@ -134,7 +134,11 @@ browser() {  # headless Chromium (make js; apt-get install chromium): the export
   cp "$OUT/browser-vtest/browser.json" "$RESULTS/browser-vtest.json"
 }
 
-ALL=(protocol memory peers streaming adaptivity backends codec live adapt reuse mimo mimo-online estimate browser)
+setup() {  # the core set-up (make run) against the full one (make test), each from nothing; fetches from the index
+  run setup "${A[@]}" bench setup --json "$RESULTS/setup.json"
+}
+
+ALL=(protocol memory peers streaming adaptivity backends codec live adapt reuse mimo mimo-online estimate setup browser)
 for name in "${@:-${ALL[@]}}"; do
   case " ${ALL[*]} " in
     *" $name "*) "$name" ;;

@@ -1,4 +1,4 @@
-"""`adasr bench protocol|memory|adaptivity|multi|pipeline|overhead|ddp|estimate|report`: the benches of the
+"""`adasr bench protocol|memory|adaptivity|multi|pipeline|overhead|ddp|estimate|setup|report`: the benches of the
 runtime and the protocol, and the results page generated from the benches' JSON."""
 
 from __future__ import annotations
@@ -263,7 +263,30 @@ def bench_estimate(
     _write_json(json_out, result)
 
 
+def bench_setup(
+    setups: Annotated[str, typer.Option(help="Set-ups to make, comma-separated: core (make run), full (make test).")] = "core,full",
+    json_out: Annotated[Path, typer.Option("--json", help="Where the result is written.")] = Path("out/setup.json"),
+) -> None:
+    """The core set-up (make run: ONNX Runtime, no torch) against the full one (make test), each
+    made from nothing in a fresh venv with pip's cache off: seconds and bytes side by side.
+    Run it from a checkout; it fetches from the package index (minutes)."""
+    from adasr._atomic import check_writable
+    from adasr.bench.setup import run_setup_bench
+
+    check_writable(json_out)
+    names = tuple(s.strip() for s in setups.split(",") if s.strip())
+    result = run_setup_bench(Path.cwd(), names, on_progress=lambda m: console.print(f"  {m}", highlight=False))
+    for r in result["rows"]:
+        out.print(f"{r['setup']} ({r['requirements']}): {r['seconds']:.0f} s, {r['bytes'] / 1e6:.0f} MB, "
+                  f"{r['distributions']} distributions, torch {'in' if r['torch'] else 'not in'} it", highlight=False)
+    if result["core_over_full"]:
+        ratio = result["core_over_full"]
+        out.print(f"core / full: {ratio['bytes']:.2f} of the bytes, {ratio['seconds']:.2f} of the time", highlight=False)
+    _write_json(json_out, result)
+
+
 def register(bench_app: typer.Typer) -> None:
+    bench_app.command("setup")(bench_setup)
     bench_app.command("protocol")(bench_protocol)
     bench_app.command("report")(bench_report)
     bench_app.command("memory")(bench_memory)

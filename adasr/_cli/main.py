@@ -224,8 +224,10 @@ _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 # The optional packages and the extra that installs each (pyproject.toml [project.optional-dependencies]):
 # the core install leaves them out, and a command that needs one says how to get it.
-EXTRA_OF_MODULE = {"aiohttp": "serve", "ray": "cluster", "sionna": "mimo", "scipy": "mimo", "h5py": "mimo",
-                   "onnxruntime": "onnx", "onnx": "onnx", "cv2": "peers", "pyanime4k": "peers"}
+# torch: training, search, profiling into a package, encode/decode, eval, int8 and the benches (the core runs
+# packages with ONNX Runtime, adasr.runtime.onnx_engine).
+EXTRA_OF_MODULE = {"torch": "torch", "aiohttp": "serve", "ray": "cluster", "sionna": "mimo", "scipy": "mimo",
+                   "h5py": "mimo", "onnx": "onnx", "cv2": "peers", "pyanime4k": "peers"}
 
 
 def _fail(message: str, code: int) -> None:

@@ -274,6 +274,25 @@ def _estimate(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
             "revised s"], rows, notes
 
 
+def _setup(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
+    d = data[0]
+    goal = d.get("goal", {})
+    rows = [[r["setup"], f"`{r['requirements']}`", f"{r['bytes'] / 1e6:.0f}", f"{r['seconds']:.0f}",
+             str(r["distributions"]), "yes" if r["torch"] else "no"] for r in d["rows"]]
+    notes = ["Each set-up made from nothing: a new venv, its requirements installed by pip with the cache off, "
+             "then adasr (editable). The core runs the bundled packages with ONNX Runtime (`make run`, `adasr "
+             "play`, `adasr upscale`); torch comes with the full set-up or `pip install 'adasr[torch]'`."]
+    core = next((r for r in d["rows"] if r["setup"] == "core"), None)
+    if core is not None and goal:
+        met = core["bytes"] < goal["bytes"] and core["seconds"] < goal["seconds"]
+        notes.append(f"Goal for the core: under {goal['bytes'] / 1e6:.0f} MB and {goal['seconds']:.0f} s: "
+                     f"{'met' if met else 'missed'}.")
+    if d.get("core_over_full"):
+        notes[-1] += (f" Core / full: {d['core_over_full']['bytes']:.2f} of the bytes, "
+                      f"{d['core_over_full']['seconds']:.2f} of the time.")
+    return ["set-up", "requirements", "MB", "seconds", "distributions", "torch"], rows, notes
+
+
 def _adapt(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
     clips = list(dict.fromkeys(c["clip"] for d in data for c in d["clips"]))
     rows, notes = [], []
@@ -380,6 +399,8 @@ SECTIONS: tuple[Section, ...] = (
             "channel.", ("mimo-online.json",), _mimo_online, "mimo-online"),
     Section("Honest time estimates", "`adasr upscale`'s announced estimate against the time the run took, under "
             "a steady background load (`adasr bench estimate`).", ("estimate.json",), _estimate, "estimate"),
+    Section("The set-ups", "What `make run` installs (the core, torch-free) against what `make test` installs, "
+            "each made from nothing on the same machine (`adasr bench setup`).", ("setup.json",), _setup, "setup"),
     Section("The browser as the edge device", "The bundled x2 levels in headless Chromium's WASM backend "
             "(onnxruntime-web) as the plain export and its speed variants (residual-only graphs with the upscale in "
             "the page, frozen weights, int8), side by side with torch on the same machine, and the page's deadlines "

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -44,8 +45,8 @@ from adasr.family import Family, Level, check_loads, load_name
 from adasr.package import PROFILE_KIND, PROFILE_SCHEMA_VERSION, PackageArrays, check_precision
 from adasr.runtime.pipeline import Streams, check_level_index
 
-__all__ = ["BACKENDS", "GRAPHS_SUFFIX", "OnnxEngine", "backend", "graphs_folder", "onnx_device_key",
-           "open_onnx_engine", "profile_onnx"]
+__all__ = ["BACKENDS", "GRAPHS_SUFFIX", "OnnxEngine", "backend", "engine_for", "graphs_folder", "onnx_device_key",
+           "open_onnx_engine", "open_package_arrays", "profile_onnx", "time_onnx_level"]
 
 BACKENDS = ("auto", "torch", "onnx")
 GRAPHS_SUFFIX = ".onnx"
@@ -177,6 +178,9 @@ class OnnxEngine(Streams):
             opts.intra_op_num_threads, opts.inter_op_num_threads = n, 1
             opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             opts.log_severity_level = 3
+            # no busy-waiting pool threads between frames: under the background load the runtime
+            # adapts to, spinning threads take the CPU that decoding and the next frame need
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = ort.InferenceSession(self._graphs[level], opts, providers=["CPUExecutionProvider"])
             self._sessions[key] = session
         return session
@@ -230,6 +234,44 @@ class OnnxEngine(Streams):
         return sum(seen.values()) + sum(len(g) for g in self._graphs)
 
 
+def engine_for(package: PackageArrays) -> OnnxEngine:
+    """The `OnnxEngine` over `package`, made once and kept on it (timings reuse its sessions)."""
+    engine = getattr(package, "_onnx_engine", None)
+    if engine is None:
+        engine = OnnxEngine(package)
+        package._onnx_engine = engine  # type: ignore[attr-defined]
+    return engine
+
+
+def time_onnx_level(package: PackageArrays, level: int, hw: tuple[int, int], *, threads: int | None = None,
+                    repeats: int = 3, min_s: float = 0.0, max_repeats: int = 40) -> float:
+    """Seconds per frame of `hw` (H, W) through `level` of `package` under ONNX Runtime, after
+    one warm-up, with `threads` (None: the current count): the median of `repeats` frames, or
+    with `min_s` > 0 the mean over about that many seconds (at most `max_repeats` frames), as
+    `adasr.estimate.time_level` measures the torch runtime."""
+    engine = engine_for(package)
+    frame = np.random.default_rng(0).integers(0, 256, (int(hw[0]), int(hw[1]), 3), dtype=np.uint8)
+    before, keep = _threads.get_num_threads(), engine.level
+    try:
+        if threads is not None:
+            _threads.set_num_threads(threads)
+        engine.level = check_level_index(level, len(engine.levels))
+
+        def once() -> float:
+            t0 = time.perf_counter()
+            engine.process(frame)
+            return time.perf_counter() - t0
+
+        first = max(once(), once())  # the warm-up builds the session
+        if min_s <= 0:
+            return max(float(np.median([first, *[once() for _ in range(max(0, repeats - 1))]])), 1e-9)
+        n = min(max_repeats, max(repeats, math.ceil(min_s / max(first, 1e-6))))
+        return max(float(np.mean([once() for _ in range(n)])), 1e-9)
+    finally:
+        _threads.set_num_threads(before)
+        engine.level = keep
+
+
 def profile_onnx(engine: OnnxEngine, loads: Sequence[float] = (0.0, 0.5), repeats: int = 5, warmup: int = 2,
                  on_progress: Callable[[str, int, int], None] | None = None,
                  lr_hw: tuple[int, int] | None = None) -> dict[str, Any]:
@@ -278,6 +320,24 @@ def profile_onnx(engine: OnnxEngine, loads: Sequence[float] = (0.0, 0.5), repeat
             "created": datetime.now(UTC).isoformat(timespec="seconds"), "levels": out_loads, "latency_table": None}
 
 
+def open_package_arrays(package: Any, scale: int, family: str = "codec") -> PackageArrays:
+    """`adasr.package.open_package` without torch: the package at `package` (None: the bundled
+    one of `family` for `scale`) read as NumPy arrays, with the same errors."""
+    from adasr.package import is_package_path, read_package_arrays
+    from adasr.paths import bundled_package
+
+    p = Path(package) if package is not None else bundled_package(scale, family)
+    if not p.exists():
+        raise InputError(f"model package not found: {p}")
+    if not is_package_path(p):
+        raise ConfigError(f"{p} is a single model file; adaptive mode needs a package (folder or .adasr) "
+                          f"with a family of levels (a single model file needs torch: pip install 'adasr[torch]')")
+    pkg = read_package_arrays(p)
+    if pkg.scale != scale:
+        raise ConfigError(f"{p} is a x{pkg.scale} package; --scale {scale} asked for x{scale}")
+    return pkg
+
+
 def open_onnx_engine(package: Any = None, scale: int = 2, *, profile: bool = True, on_progress: Any = None,
                      precision: str | None = None, family: str = "codec", graphs: Any = None) -> OnnxEngine:
     """`adasr.load_engine` without torch: an `OnnxEngine` over the package at `package` (None:
@@ -285,22 +345,12 @@ def open_onnx_engine(package: Any = None, scale: int = 2, *, profile: bool = Tru
     ONNX Runtime (the package's profile, a cached one, or with `profile` one measured now and
     cached), carrying `profile_source` and `package`. A precision other than fp32 runs in fp32
     here (int8 levels need the torch runtime); "int8" asked for outright is refused."""
-    from adasr.package import is_package_path, read_package_arrays
-    from adasr.paths import bundled_package
     from adasr.runtime.profile_cache import resolve_family
 
     if precision is not None and check_precision(precision) == "int8":
         raise ConfigError("int8 levels need the torch runtime (pip install 'adasr[torch]'); "
                           "without torch every level runs in fp32")
-    p = Path(package) if package is not None else bundled_package(scale, family)
-    if not p.exists():
-        raise InputError(f"model package not found: {p}")
-    if not is_package_path(p):
-        raise ConfigError(f"{p} is a single model file; adaptive mode needs a package (folder or .adasr) "
-                          f"with a family of levels")
-    pkg = read_package_arrays(p)
-    if pkg.scale != scale:
-        raise ConfigError(f"{p} is a x{pkg.scale} package; --scale {scale} asked for x{scale}")
+    pkg = open_package_arrays(package, scale, family)
     engine = OnnxEngine(pkg, graphs=graphs)
 
     def measure() -> dict[str, Any]:
