@@ -38,17 +38,10 @@ def load_engine(package: str | os.PathLike[str] | None = None, scale: int = 2, *
     Without torch (or with $ADASR_BACKEND=onnx) this is an `OnnxEngine`: the same levels run by
     ONNX Runtime in fp32 (`adasr.runtime.onnx_engine`).
     """
-    from adasr.runtime.onnx_engine import backend
+    from adasr.runtime.onnx_engine import open_runtime_engine
 
-    if backend() == "onnx":
-        from adasr.runtime.onnx_engine import open_onnx_engine
-
-        return open_onnx_engine(package, scale, profile=profile, on_progress=on_progress, precision=precision,
-                                family=family)
-    from adasr.runtime.precision import open_engine
-
-    return open_engine(package, scale, profile=profile, on_progress=on_progress, precision=precision,
-                       calibration_video=calibration_video, family=family)
+    return open_runtime_engine(package, scale, profile=profile, on_progress=on_progress, precision=precision,
+                               calibration_video=calibration_video, family=family)
 
 
 def _runner(model: Any, scale: int | None, level: int | None) -> tuple[Callable[[Any], Any], int]:

@@ -1,9 +1,10 @@
 """Records of measured latency, torch-free: what device profiles and latency tables hold.
 
 `LatencySample` is one whole-frame measurement (`adasr.timing.measure_latency`, the ONNX
-runtime's profiler); `LatencyEntry` and `LatencyTable` are the per-unit table of
-`adasr.search.latency` (built there with torch). A package's profiles are checked with these
-(`adasr.package.check_profile`), so a package loads, and its profiles are read, without torch.
+runtime's profiler); `LatencyEntry` and `TableData` are the per-unit table of
+`adasr.search.latency.LatencyTable` (built and used for predictions there, with torch). A
+package's profiles are checked with these (`adasr.package.check_profile`), so a package loads,
+and its profiles are read, without torch.
 """
 
 from __future__ import annotations
@@ -12,20 +13,15 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from adasr._jsonfile import check_header, header, read_json, write_json
 from adasr.errors import ConfigError, ModelError
 from adasr.family import load_name
-from adasr.spec import DEFAULT_LR_HW
 
-if TYPE_CHECKING:
-    from adasr.search.latency import TableCostModel
-    from adasr.space import SubnetConfig
-
-__all__ = ["LatencyEntry", "LatencySample", "LatencyTable", "TABLE_KIND", "TABLE_SCHEMA_VERSION"]
+__all__ = ["LatencyEntry", "LatencySample", "TABLE_KIND", "TABLE_SCHEMA_VERSION", "TableData"]
 
 TABLE_SCHEMA_VERSION = 1
 TABLE_KIND = "adasr-latency-table"
@@ -103,8 +99,10 @@ class LatencyEntry:
         return entry
 
 
-class LatencyTable:
-    """Per-unit latency statistics keyed by (device, load name, unit key)."""
+class TableData:
+    """Per-unit latency statistics keyed by (device, load name, unit key): the data of
+    `adasr.search.latency.LatencyTable` (which adds the predictions), read and checked here
+    without torch."""
 
     def __init__(self, entries: Mapping[tuple[str, str, str], LatencyEntry] | None = None) -> None:
         self._entries: dict[tuple[str, str, str], LatencyEntry] = dict(entries or {})
@@ -113,7 +111,7 @@ class LatencyTable:
         return len(self._entries)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, LatencyTable) and self._entries == other._entries
+        return isinstance(other, TableData) and self._entries == other._entries
 
     def add(self, device: str, load: float | str, key: str, samples: Sequence[float] | LatencyEntry) -> None:
         """Record samples (seconds per call) for a unit, merging with what is there."""
@@ -146,31 +144,6 @@ class LatencyTable:
             raise ModelError(f"latency table has no device {device!r}; it has {devices}")
         return device
 
-    def predict(self, cfg: SubnetConfig, lr_hw: tuple[int, int] = DEFAULT_LR_HW, load: float | str = 0.0,
-                device: str | None = None) -> float:
-        """Seconds per LR frame of `cfg`: the sum of its units' mean latencies (additive model)."""
-        device = self._device(device)
-        name = load_name(load)
-        from adasr.search.latency import config_units
-
-        total = 0.0
-        for unit in config_units(cfg, lr_hw):
-            entry = self._entries.get((device, name, unit.key))
-            if entry is None:
-                if name not in self.loads(device):
-                    raise ModelError(f"latency table has no load {name} (resource level) for {device}; "
-                                     f"it has {self.loads(device)}")
-                raise ModelError(f"latency table ({device}, load {name}) has no entry for {unit.key} "
-                                 f"(of {cfg.id}); build it over this config's space or ops")
-            total += entry.mean
-        return total
-
-    def cost_model(self, lr_hw: tuple[int, int] = DEFAULT_LR_HW, load: float | str = 0.0,
-                   device: str | None = None) -> TableCostModel:
-        from adasr.search.latency import TableCostModel
-
-        return TableCostModel(self, lr_hw, float(load_name(load)), self._device(device))
-
     # -- JSON --
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,7 +153,7 @@ class LatencyTable:
         return {**header(TABLE_KIND, TABLE_SCHEMA_VERSION), "tables": tables}
 
     @classmethod
-    def from_dict(cls, data: Any) -> LatencyTable:
+    def from_dict(cls, data: Any) -> TableData:
         check_header(data, TABLE_KIND, TABLE_SCHEMA_VERSION, "latency table")
         tables = data.get("tables")
         if not isinstance(tables, Mapping):
@@ -204,8 +177,8 @@ class LatencyTable:
         write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
+    def load(cls, path: str | os.PathLike[str]) -> TableData:
         return cls.from_dict(read_json(path, "latency table"))
 
     def __repr__(self) -> str:
-        return f"LatencyTable({len(self)} entries, devices={self.devices()})"
+        return f"{type(self).__name__}({len(self)} entries, devices={self.devices()})"

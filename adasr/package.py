@@ -54,6 +54,7 @@ from adasr._atomic import (
     check_writable,
     write_bytes_atomic,
 )
+from adasr._digest import tensors_sha256
 from adasr._jsonfile import MAX_MANIFEST_BYTES, check_header, loads, owned_folder_reason
 from adasr.errors import ConfigError, ModelError, OutputError
 from adasr.family import Family, Level
@@ -103,10 +104,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _tensors_sha256(tensors: Mapping[str, Any]) -> str:
-    from adasr._digest import tensors_sha256  # the same digest guards training checkpoints
-
-    return tensors_sha256(tensors)
+_tensors_sha256 = tensors_sha256  # the same digest guards training checkpoints (torch-free: adasr._digest)
 
 
 def _json(data: Any) -> str:
@@ -138,9 +136,9 @@ def check_profile(profile: Any, source: str) -> dict[str, Any]:
         check_int8_section(profile["int8"], source)
     table = profile.get("latency_table")
     if table is not None:
-        from adasr.measures import LatencyTable
+        from adasr.measures import TableData
 
-        LatencyTable.from_dict(table)
+        TableData.from_dict(table)
     return profile
 
 

@@ -691,12 +691,12 @@ def _chunked(cls: Any, work: Any, chunk_frames: int, out: Any, width: int, heigh
 def _video_realtime(job: _Job, model_path: Path | None, target_fps: float | None) -> UpscaleResult:
     """The adaptive runtime at the source's frame rate (or `target_fps`), paced, for live
     transcoding; one warning up front when even the fastest level cannot hold the target."""
-    from adasr.api import load_engine
     from adasr.estimate import calibrate_costs, package_costs
+    from adasr.runtime.onnx_engine import open_runtime_engine
     from adasr.runtime.player import PlayOptions, play
 
     info = _check_video_out(job)
-    engine = load_engine(model_path, job.scale, on_progress=job.reporter.profiling, precision=job.precision,
+    engine = open_runtime_engine(model_path, job.scale, on_progress=job.reporter.profiling, precision=job.precision,
                          calibration_video=job.src, family=job.family)
     fps = float(target_fps) if target_fps is not None else float(info.fps or 25)
     total = _video_frames(job, info)

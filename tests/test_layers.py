@@ -24,12 +24,13 @@ PACKAGE = ROOT / "adasr"
 
 # Bottom to top; a unit may import units of its own layer (without a cycle) and of lower ones.
 LAYERS = [
-    ("errors", "safepath", "_atomic", "_jsonfile", "_options", "paths", "cpuload"),  # leaf helpers, no torch
+    # leaf helpers, no torch
+    ("errors", "safepath", "_atomic", "_jsonfile", "_options", "paths", "cpuload", "threads", "_digest"),
     ("spec",),  # architecture spec: block grammar, op shapes, analytic cost (no torch)
     ("space",),  # SubnetConfig, SearchSpace (no torch)
     ("family",),  # Level, Family, Pareto: the data model search, package and runtime share (no torch)
     # I/O, tensors, timing, datasets, resumable video chunks
-    ("images", "video", "frames", "timing", "data", "metrics", "evaluation", "resume"),
+    ("images", "video", "frames", "measures", "timing", "data", "metrics", "evaluation", "resume"),
     ("nn", "modelfile", "upscale"),  # networks, the model registry, model files, tiled SR
     ("train",),
     ("search",),

@@ -46,7 +46,7 @@ from adasr.package import PROFILE_KIND, PROFILE_SCHEMA_VERSION, PackageArrays, c
 from adasr.runtime.pipeline import Streams, check_level_index
 
 __all__ = ["BACKENDS", "GRAPHS_SUFFIX", "OnnxEngine", "backend", "engine_for", "graphs_folder", "onnx_device_key",
-           "open_onnx_engine", "open_package_arrays", "profile_onnx", "time_onnx_level"]
+           "open_onnx_engine", "open_package_arrays", "open_runtime_engine", "profile_onnx", "time_onnx_level"]
 
 BACKENDS = ("auto", "torch", "onnx")
 GRAPHS_SUFFIX = ".onnx"
@@ -360,3 +360,17 @@ def open_onnx_engine(package: Any = None, scale: int = 2, *, profile: bool = Tru
     engine.levels = levels
     engine.profile_source = source
     return engine
+
+
+def open_runtime_engine(package: Any = None, scale: int = 2, *, profile: bool = True, on_progress: Any = None,
+                        precision: str | None = None, calibration_video: Any = None, family: str = "codec") -> Any:
+    """The engine of the runtime `backend` picks: `adasr.runtime.precision.open_engine` (torch)
+    or `open_onnx_engine` (ONNX Runtime; `calibration_video` plays no part, every level is fp32).
+    What `adasr.load_engine` and `adasr upscale --realtime` open."""
+    if backend() == "onnx":
+        return open_onnx_engine(package, scale, profile=profile, on_progress=on_progress, precision=precision,
+                                family=family)
+    from adasr.runtime.precision import open_engine
+
+    return open_engine(package, scale, profile=profile, on_progress=on_progress, precision=precision,
+                       calibration_video=calibration_video, family=family)

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from adasr.errors import ConfigError
+from adasr.errors import ConfigError, ModelError
 from adasr.family import load_name
 from adasr.nn.blocks import Dims, block_type, parse_token
 from adasr.nn.elastic import Use, conv_use, static_layer
@@ -66,11 +66,11 @@ __all__ = ["LatencyEntry", "LatencyTable", "MacsCostModel", "MeasuredCostModel",
            "TableCostModel", "Unit", "build_latency_table", "config_units", "family_units", "median_abs_error",
            "space_units", "time_units"]
 
-from adasr.measures import (  # noqa: E402,F401 - re-exported: the table itself is torch-free (adasr.measures)
+from adasr.measures import (  # noqa: E402,F401 - re-exported: the table's data is torch-free (adasr.measures)
     TABLE_KIND,
     TABLE_SCHEMA_VERSION,
     LatencyEntry,
-    LatencyTable,
+    TableData,
 )
 
 # -- units ------------------------------------------------------------------------------------------
@@ -173,6 +173,32 @@ def _unit_callable(unit: Unit, supernet: nn.Module | None = None
 
 
 # -- the table --------------------------------------------------------------------------------------
+
+class LatencyTable(TableData):
+    """Per-unit latency statistics keyed by (device, load name, unit key), and the additive
+    prediction of a sub-network's latency from them."""
+
+    def predict(self, cfg: SubnetConfig, lr_hw: tuple[int, int] = DEFAULT_LR_HW, load: float | str = 0.0,
+                device: str | None = None) -> float:
+        """Seconds per LR frame of `cfg`: the sum of its units' mean latencies (additive model)."""
+        device = self._device(device)
+        name = load_name(load)
+        total = 0.0
+        for unit in config_units(cfg, lr_hw):
+            entry = self._entries.get((device, name, unit.key))
+            if entry is None:
+                if name not in self.loads(device):
+                    raise ModelError(f"latency table has no load {name} (resource level) for {device}; "
+                                     f"it has {self.loads(device)}")
+                raise ModelError(f"latency table ({device}, load {name}) has no entry for {unit.key} "
+                                 f"(of {cfg.id}); build it over this config's space or ops")
+            total += entry.mean
+        return total
+
+    def cost_model(self, lr_hw: tuple[int, int] = DEFAULT_LR_HW, load: float | str = 0.0,
+                   device: str | None = None) -> TableCostModel:
+        return TableCostModel(self, lr_hw, float(load_name(load)), self._device(device))
+
 
 # -- building ---------------------------------------------------------------------------------------
 
