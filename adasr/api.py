@@ -95,6 +95,14 @@ def upscale_image(model: Any, src: str | os.PathLike[str], dst: str | os.PathLik
     kw: `tile`, `overlap` of `adasr.upscale.sr_array`. Alpha is upscaled with bicubic, grayscale
     stays grayscale; errors are `adasr.AdasrError` subclasses.
     """
+    from adasr.package import is_package_path
+    from adasr.runtime.onnx_engine import backend
+
+    if isinstance(model, (str, os.PathLike)) and is_package_path(model) and backend() == "onnx" and not kw:
+        from adasr.upscale_run import upscale_file  # without torch: the package's level through ONNX Runtime
+
+        done = upscale_file(src, dst, scale=scale or 2, model=model, level="best" if level is None else level)
+        return done.summary["width"], done.summary["height"]
     import torch
 
     from adasr.upscale import upscale_image_file

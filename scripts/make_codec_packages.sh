@@ -82,3 +82,9 @@ if [ "${STAGE3:-1}" = 1 ]; then
     [ "$s" = 2 ] && .venv/bin/python scripts/export_generic.py "adasr/models/sr_x2-codec.adasr" "$cfg" adasr/models/default_x2.safetensors
   done
 fi
+
+# The graphs the torch-free runtime (make run's set-up) plays each package with, beside it as
+# adasr/models/sr_x<s>-codec.onnx/ (no weights inside: written again whenever a package's levels change).
+for s in 2 3 4; do
+  $ADASR export "adasr/models/sr_x$s-codec.adasr" --format runtime
+done

@@ -88,7 +88,13 @@ int8() {
   adasr bench backends adasr/models/sr_x2.adasr --threads 2 --lr-size 320x180 --save-profile --set-precision auto
 }
 
-ALL=(x2 x4 x3 baselines int8)
+runtime() {  # the graphs the torch-free runtime plays each package with (adasr/models/sr_x<s>.onnx/)
+  for s in 2 3 4; do
+    "${A[@]}" export "adasr/models/sr_x$s.adasr" --format runtime
+  done
+}
+
+ALL=(x2 x4 x3 baselines int8 runtime)
 for stage in "${@:-${ALL[@]}}"; do
   case " ${ALL[*]} " in
     *" $stage "*) "$stage" ;;

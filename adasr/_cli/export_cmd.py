@@ -15,8 +15,8 @@ __all__ = ["export", "register"]
 
 def export(
     package: Annotated[Path, typer.Argument(help="Package folder or .adasr file.")],
-    format: Annotated[str, typer.Option("--format", help="Export format (onnx).")] = "onnx",
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write: manifest.json (the sidecar), weights.bin and level-K.onnx per level. Replaced whole if it is an earlier export; any other non-empty folder is refused.")] = Path("out/onnx"),
+    format: Annotated[str, typer.Option("--format", help="onnx: graphs at one LR size sharing weights.bin (for other runtimes and the browser); runtime: the graphs adasr's own torch-free runtime plays the package with (any frame size, uint8 frames in and out, weights read from the package), written beside the package as <package>.onnx unless --out says otherwise.")] = "onnx",
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder to write (onnx: manifest.json, weights.bin and level-K.onnx per level; default out/onnx). Replaced whole if it is an earlier export; any other non-empty folder is refused.")] = None,
     lr_size: Annotated[str, typer.Option(help="LR frame size WxH the graphs take (fixed; export again for another size).")] = "320x180",
     levels: Annotated[Optional[str], typer.Option(help="Only these level indices, comma-separated (default: all).")] = None,
     residual_only: Annotated[bool, typer.Option("--residual-only", help="Graphs output the learned residual's s*s phases (r: 1 x 3s^2 x H x W, before the pixel shuffle) without the bicubic skip; the runtime adds its own upscale ('bic' levels only; docs/EXPORT.md).")] = False,
@@ -27,8 +27,12 @@ def export(
     from adasr.export import export_onnx, write_export
     from adasr.package import load_package
 
-    if format != "onnx":
-        raise ConfigError(f"--format must be onnx, got {format!r}")
+    if format not in ("onnx", "runtime"):
+        raise ConfigError(f"--format must be onnx or runtime, got {format!r}")
+    if format == "runtime":
+        _runtime(package, out_dir, levels, residual_only, int8, calibration)
+        return
+    out_dir = out_dir or Path("out/onnx")
     h, w = parse_hw(lr_size, "--lr-size", minimum=8)
     if max(h, w) > 4096:
         raise ConfigError(f"--lr-size must be at most 4096 on a side, got {lr_size}")
@@ -59,6 +63,32 @@ def export(
     else:
         out.print(f"{out_dir}: {len(files) - 2} level graph(s) ({size / 1024:.0f} KiB in all) sharing weights.bin "
                   f"({len(files['weights.bin']) / 1024:.0f} KiB), sidecar manifest.json")
+
+
+def _runtime(package: Path, out_dir: Path | None, levels: str | None, residual_only: bool, int8: bool,
+             calibration: Path | None) -> None:
+    """`--format runtime`: every level's graph for `adasr.runtime.onnx_engine`, beside the package."""
+    from adasr._atomic import atomic_folder, check_replaceable
+    from adasr.export import runtime_folder_reason, runtime_graphs
+    from adasr.package import load_package
+    from adasr.runtime.onnx_engine import graphs_folder
+
+    if levels is not None or residual_only or int8 or calibration is not None:
+        raise ConfigError("--format runtime writes every level at any size in float32: --levels, --residual-only, "
+                          "--int8 and --calibration are for --format onnx")
+    folder = out_dir or graphs_folder(package)
+    check_replaceable(folder, runtime_folder_reason)
+    pkg = load_package(package)
+    console.print(f"writing the runtime graphs of {len(pkg.family)} level(s) ...")
+    files = runtime_graphs(pkg)
+    with atomic_folder(folder, runtime_folder_reason) as tmp:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+    size = sum(len(v) for k, v in files.items() if k.endswith(".onnx"))
+    where = "" if out_dir is None or out_dir == graphs_folder(package) else \
+        f" (the runtime reads them beside the package, as {graphs_folder(package).name})"
+    out.print(f"{folder}: {len(files) - 1} level graph(s) ({size / 1024:.0f} KiB in all, no weights: the runtime reads "
+              f"them from the package), manifest.json{where}")
 
 
 def register(app: typer.Typer) -> None:

@@ -85,7 +85,7 @@ class LiveView:
         t.add_row("FPS (last 1 s)", f"{fps:5.1f}")
         t.add_row("SR latency", f"{self.latency_ms:6.1f} ms  (period {1e3 / self.target_fps:.1f} ms)")
         t.add_row("background load", "-" if self.load is None else f"{100 * self.load:4.0f}%")
-        t.add_row("torch threads", str(self.threads))
+        t.add_row("SR threads", str(self.threads))
         t.add_row("frames / switches", f"{self.frames} / {self.switches}")
         share = 100.0 * (self.frames - self.missed) / self.frames if self.frames else 100.0
         t.add_row("deadlines missed", f"{self.missed} ({share:.1f}% met)")

@@ -71,7 +71,7 @@ def test_the_bundled_graphs_are_what_export_writes_now(path):
     kept = json.loads((graphs_folder(path) / "manifest.json").read_text())
 
     def strip(side):
-        return [(lv["id"], lv["file"], lv["inputs"]) for lv in side["levels"]]
+        return [(lv["id"], lv["file"], lv["inputs"], lv["sha256"]) for lv in side["levels"]]
 
     assert strip(kept) == strip(fresh)
     assert kept["scale"] == fresh["scale"] and kept["kind"] == fresh["kind"]
@@ -247,3 +247,24 @@ def test_play_and_upscale_run_without_torch(tmp_path):
     assert done.returncode == ConfigError.exit_code and "Traceback" not in done.stderr
     assert "pip install 'adasr[torch]'" in done.stderr.strip() and done.stderr.strip().count("\n") == 0
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_export_format_runtime_writes_the_graphs_beside_the_package(tmp_path, monkeypatch, capsys):
+    from tests.cli.test_cli import _one_line_error, run_cli
+
+    path = tmp_path / "p.adasr"
+    shutil.copy(MODELS_DIR / "sr_x3-codec.adasr", path)
+    code, out, err = run_cli(monkeypatch, capsys, "export", path, "--format", "runtime")
+    assert code == 0, err
+    kept = json.loads((graphs_folder(MODELS_DIR / "sr_x3-codec.adasr") / "manifest.json").read_text())
+    fresh = json.loads((graphs_folder(path) / "manifest.json").read_text())
+    assert [lv["sha256"] for lv in fresh["levels"]] == [lv["sha256"] for lv in kept["levels"]]  # deterministic
+    OnnxEngine(read_package_arrays(path))  # and the runtime finds them there
+    _one_line_error(*run_cli(monkeypatch, capsys, "export", path, "--format", "runtime", "--int8")[::2],
+                    "--format onnx")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    code, _, err = run_cli(monkeypatch, capsys, "export", path, "--format", "runtime", "--out", tmp_path / "mine")
+    _one_line_error(code, err, "refus")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
