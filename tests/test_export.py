@@ -18,7 +18,7 @@ from adasr.stream.codec import model_vector
 # a few 1e-7 on outputs in [0, 1]. 2e-4 is 1/20 of a uint8 step: far from the one step a
 # viewer could see, far above what reordering sums can produce.
 TOL = 2e-4
-LEVELS = [0, 3, 5]  # smallest, middle and largest of the bundled (codec) x2 package
+LEVELS = [0, 3, 5]  # smallest, middle (its own weights) and largest of the bundled (codec) x2 package
 pytestmark = pytest.mark.slow  # three levels exported: several seconds
 
 
@@ -37,15 +37,22 @@ def _frame(data_root) -> np.ndarray:
     return next(src.frames())[::2, ::2].copy()  # 36 x 64 LR
 
 
-def _torch(net, cfg, x: np.ndarray) -> np.ndarray:
+def _torch(pkg, i: int, x: np.ndarray, net=None) -> np.ndarray:
+    """Level `i` in torch: its own weights where it has them, else `net` (default: the package's
+    supernet) run as the level's sub-network."""
     with torch.no_grad():
-        return net(torch.from_numpy(x), cfg=cfg).numpy()
+        if pkg.has_own(i):
+            return pkg.level_model(i)(torch.from_numpy(x)).numpy()
+        return (net or pkg.supernet)(torch.from_numpy(x), cfg=pkg.family[i].config).numpy()
 
 
 def test_each_level_matches_torch_from_one_buffer(exported, data_root):
     pkg, folder = exported
     side = json.loads((folder / "manifest.json").read_text())
-    assert [lv["index"] for lv in side["levels"]] == LEVELS and side["weights"]["shared"] == side["weights"]["count"]
+    own = sum(p.numel() for sub in pkg.own.values() for p in sub.parameters())
+    assert [lv["index"] for lv in side["levels"]] == LEVELS and own > 0  # the middle level has its own weights
+    assert side["weights"]["shared"] + own == side["weights"]["count"]  # its tensors follow the shared ones
+    assert [lv["own_weights"] for lv in side["levels"]] == [pkg.has_own(i) for i in LEVELS]
     # the buffer's shared part is the model stream's vector (what updates change)
     levels = OnnxLevels(folder)
     assert np.array_equal(levels.buffer[: side["weights"]["shared"]], model_vector(pkg.supernet).numpy())
@@ -56,7 +63,7 @@ def test_each_level_matches_torch_from_one_buffer(exported, data_root):
             assert np.shares_memory(arr, levels.buffer)
     x = np.ascontiguousarray(_frame(data_root).transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
     for k, i in enumerate(LEVELS):
-        want = _torch(pkg.supernet, pkg.family[i].config, x)
+        want = _torch(pkg, i, x)
         got = levels.run(k, x)
         assert got.shape == want.shape == (1, 3, 72, 128)
         assert float(np.abs(got - want).max()) <= TOL, (i, float(np.abs(got - want).max()))
@@ -75,10 +82,13 @@ def test_an_update_to_the_buffer_reaches_every_level(exported, data_root):
     torch.nn.utils.vector_to_parameters(new, net.parameters())
     x = np.ascontiguousarray(_frame(data_root).transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
     for k, i in enumerate(LEVELS):
-        want = _torch(net, pkg.family[i].config, x)
-        before = _torch(pkg.supernet, pkg.family[i].config, x)
+        want = _torch(pkg, i, x, net)
+        before = _torch(pkg, i, x)
         got = levels.run(k, x)
-        assert float(np.abs(want - before).max()) > 10 * TOL  # the update changes the output
+        if pkg.has_own(i):  # its own weights: the shared vector does not reach them
+            assert float(np.abs(want - before).max()) == 0.0
+        else:
+            assert float(np.abs(want - before).max()) > 10 * TOL  # the update changes the output
         assert float(np.abs(got - want).max()) <= TOL
 
 
@@ -108,8 +118,8 @@ def test_residual_only_graphs_output_the_learned_branch(tmp_path, data_root):
             want_r = (phases - bicubic_phases(torch.from_numpy(x), 2)).numpy()
         r = levels.run(k, x)
         assert r.shape == (1, 12, 36, 64) and float(np.abs(r - want_r).max()) <= TOL
-        assert float(np.abs(residual_to_image(r, x, 2) - _torch(pkg.supernet, cfg, x)).max()) <= TOL
-        assert float(np.abs(levels.image(k, x) - _torch(pkg.supernet, cfg, x)).max()) <= TOL
+        assert float(np.abs(residual_to_image(r, x, 2) - _torch(pkg, i, x)).max()) <= TOL
+        assert float(np.abs(levels.image(k, x) - _torch(pkg, i, x)).max()) <= TOL
 
 
 def test_int8_export_is_close_to_float_and_holds_its_weights(tmp_path, data_root):
@@ -134,7 +144,7 @@ def test_int8_export_is_close_to_float_and_holds_its_weights(tmp_path, data_root
     levels = OnnxLevels(folder)
     x = np.ascontiguousarray(frames[3].transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
     got = np.clip(levels.run(0, x), 0, 1)
-    want = np.clip(_torch(pkg.supernet, pkg.family[0].config, x), 0, 1)
+    want = np.clip(_torch(pkg, 0, x), 0, 1)
     psnr = 10 * np.log10(1 / float(np.mean((got - want) ** 2)))
     assert psnr >= INT8_PSNR_DB, psnr
 

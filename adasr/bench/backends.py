@@ -1,9 +1,11 @@
 """`adasr bench backends`: every level of a package through each available backend, side by side.
 
-Backends: ``torch-fp32`` (the engine's float path: adasr today) and ``torch-int8`` (PyTorch's
-own oneDNN int8 kernels, `adasr.runtime.int8`, calibrated on frames of a real clip other than
-the timed one). For each level: ms per frame (all backends timed in alternating rounds on the
-same frame, in one process), the PSNR of each backend's output against the float output on the
+Backends: ``torch-fp32`` (the engine's float path), ``torch-int8`` (PyTorch's own oneDNN int8
+kernels, `adasr.runtime.int8`, calibrated on frames of a real clip other than the timed one)
+and ``runtime-onnx`` (the torch-free runtime of the core set-up, `adasr.runtime.onnx_engine`,
+on the package's runtime graphs), with the fixed-size exports' ``ort-*`` rows where asked.
+For each level: ms per frame (all backends timed in alternating rounds on the same frame, in
+one process), the PSNR of each backend's output against the float output on the
 timed frame, and PSNR-Y against HR on a benchmark set (the SR protocol). A large convolution
 timed in the same run gives the machine's achieved float32 peak, against which each level's
 GFLOP/s (2 x MACs / time) is reported.
@@ -65,6 +67,15 @@ def level_backends(package: Package, calib: Sequence[np.ndarray], only: Sequence
 
     engine = Engine(package, tile=tile)
     notes: list[str] = []
+    runtime = None  # the torch-free runtime's engine (make run's set-up), where the package has its graphs
+    if package.path is not None:
+        from adasr.package import read_package_arrays
+        from adasr.runtime.onnx_engine import OnnxEngine, graphs_folder
+
+        if (graphs_folder(package.path) / "manifest.json").is_file():
+            runtime = OnnxEngine(read_package_arrays(package.path))
+        else:
+            notes.append(f"{RUNTIME}: no runtime graphs beside {package.path} (adasr export --format runtime)")
     if onnx_folder is not None:
         from adasr.bench.ort import available
 
@@ -85,6 +96,13 @@ def level_backends(package: Package, calib: Sequence[np.ndarray], only: Sequence
             return engine.process(frame)
 
         fns: dict[str, Fn] = {"torch-fp32": fp32}
+        if runtime is not None:
+            def onnx_runtime(frame: np.ndarray, index: int = index, runtime: Any = runtime) -> np.ndarray:
+                if runtime.level != index:
+                    runtime.switch(index)
+                return runtime.process(frame)
+
+            fns[RUNTIME] = onnx_runtime
         try:
             q = quantize_level(package.level_model(level), calib)
         except ConfigError as exc:
@@ -122,6 +140,7 @@ def level_backends(package: Package, calib: Sequence[np.ndarray], only: Sequence
     return rows, notes
 
 
+RUNTIME = "runtime-onnx"  # adasr.runtime.onnx_engine: what the torch-free core runs (any size, uint8 in and out)
 LUMA = "luma-bound"  # timed only: the luma-only form of a level with untrained head and upsampler
 
 

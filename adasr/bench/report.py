@@ -378,8 +378,9 @@ SECTIONS: tuple[Section, ...] = (
             ("adaptivity.json",), _adaptivity, "adaptivity"),
     Section("Weight sharing", "The bytes of one supernet against the same sub-networks held as separate models.",
             ("memory.json",), _memory, "memory"),
-    Section("int8 and backends", "Levels of the bundled x2 package through torch float32 / int8 and ONNX "
-            "Runtime float32 / int8, with OpenCV's peers as points.", ("backends.json",), _backends, "backends"),
+    Section("int8 and backends", "Levels of the bundled x2 package through torch float32 / int8, the torch-free "
+            "runtime of the core set-up (`runtime-onnx`) and ONNX Runtime float32 / int8 exports, with OpenCV's "
+            "peers as points.", ("backends.json",), _backends, "backends"),
     Section("Model streaming", "SRVC-style model streaming (LR content + sparse model updates) against HR "
             "H.264 / H.265: rate and PSNR per CRF, and BD-rate against HR H.265 (negative: fewer bits at equal "
             "quality).", ("codec.json", "codec-vtest.json"), _codec, "codec"),

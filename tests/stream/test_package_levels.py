@@ -18,9 +18,15 @@ def pkg():
 
 
 def test_all_indices_and_a_subnetwork_ordered_by_cost(pkg):
-    family = [lv.config.id for lv in pkg.family]
+    # "all": the levels a model stream can update, those on the supernet's shared weights
+    family = [lv.config.id for lv in pkg.family if not pkg.has_own(lv)]
     assert [c.id for c in package_levels(pkg, "all")] == family
-    assert [c.id for c in package_levels(pkg, "3,0")] == [family[3], family[0]]  # indices alone: as given
+    ids = [lv.config.id for lv in pkg.family]
+    assert [c.id for c in package_levels(pkg, "4,0")] == [ids[4], ids[0]]  # indices alone: as given
+    own = [i for i in range(len(ids)) if pkg.has_own(i)]
+    assert own == [3]  # the bundled x2's generic level carries its own weights: a model stream refuses it
+    with pytest.raises(ConfigError, match="its own weights"):
+        package_levels(pkg, "3")
     got = package_levels(pkg, "all,d6-w16")
     ids = [c.id for c in got]
     assert len(ids) == len(family) + 1 and set(family) <= set(ids)
