@@ -435,16 +435,34 @@ class OnnxLevels:
 # -- the ONNX runtime's graphs (adasr.runtime.onnx_engine) -------------------------------------------
 
 RUNTIME_KIND = "adasr-runtime-graphs"
-RUNTIME_VERSION = 1
+RUNTIME_VERSION = 2  # 2: the weights are external initializers (1: graph inputs)
+RUNTIME_WEIGHTS = "adasr-package"  # the external data location the runtime supplies from the package
 RUNTIME_MANIFEST = "manifest.json"
+
+
+def _external(name: str, shape: list[int]) -> Any:
+    """A float32 initializer `name` of `shape` whose data lives outside the graph, at location
+    `RUNTIME_WEIGHTS`: the runtime supplies it from the package (ONNX Runtime's external
+    initializers), so the graph holds no weight and yet ONNX Runtime folds and pre-packs it."""
+    from onnx import TensorProto
+
+    t = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=shape, data_location=TensorProto.EXTERNAL)
+    nbytes = 4 * math.prod(shape)
+    for key, value in (("location", RUNTIME_WEIGHTS), ("offset", "0"), ("length", str(nbytes))):
+        entry = t.external_data.add()
+        entry.key, entry.value = key, value
+    return t
 
 
 def runtime_graph(net: nn.Module, scale: int, cfg: Any = None, prefix: str = "") -> tuple[bytes, list[dict[str, Any]]]:
     """One 'bic' level as the torch-free runtime runs it: (ONNX bytes, its weight inputs as
     [{name, shape}]). Input ``frame``: a uint8 (H, W, 3) RGB frame of any size; output ``out``:
     the uint8 (sH, sW, 3) frame, rounded and clipped as `Engine.process` does. The weights are
-    graph inputs named as the package's tensors (``prefix`` + name for a level's own weights),
-    so the runtime feeds them from the package file itself. Inside: the residual branch exported
+    initializers named as the package's tensors (``prefix`` + name for a level's own weights)
+    whose data is external (`_external`): the runtime hands ONNX Runtime the package's own arrays
+    for them when it opens the session, so ONNX Runtime folds the slices and kernel transforms and
+    pre-packs the convolutions once (as graph inputs they ran on every call: about a third
+    slower), and the graph file still holds no weight. Inside: the residual branch exported
     by torch with a symbolic size, then the bicubic skip as an edge pad and the fixed 5x5 phase
     convolution (`adasr.nn.upsample.phase_kernel`), the sub-pixel shuffle (DepthToSpace, CRD:
     torch's pixel shuffle) and the uint8 conversion."""
@@ -495,14 +513,16 @@ def runtime_graph(net: nn.Module, scale: int, cfg: Any = None, prefix: str = "")
     new = helper.make_graph(nodes, "adasr_level", inputs, outputs, initializer=[*graph.initializer, *const])
     out = helper.make_model(new, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="adasr")
     out.ir_version = model.ir_version
-    onnx.checker.check_model(out)
+    onnx.checker.check_model(out)  # checked with the weights as inputs (the checker looks for external files)
+    del out.graph.input[1:]  # then they become external initializers
+    out.graph.initializer.extend(_external(i.name, shapes[i.name]) for i in weights)
     return out.SerializeToString(), [{"name": i.name, "shape": shapes[i.name]} for i in weights]
 
 
 def runtime_graphs(package: Any) -> dict[str, bytes]:
     """{file name: bytes} of the graphs the torch-free runtime runs `package` with: one
     ``level-K.onnx`` per level (`runtime_graph`) and ``manifest.json``, which names each level's
-    config id, graph file, SHA-256 and weight inputs (names and shapes of the package's tensors).
+    config id, graph file, SHA-256 and weights (names and shapes of the package's tensors it reads).
     The graphs hold no trained weight, so they stay valid while the levels keep their configs."""
     supernet = package.supernet.eval()
     files: dict[str, bytes] = {}
@@ -516,13 +536,15 @@ def runtime_graphs(package: Any) -> dict[str, bytes]:
             graph, inputs = runtime_graph(supernet, package.scale, lv.config)
         name = f"level-{i}.onnx"
         files[name] = graph
-        entries.append({"index": i, "id": cid, "file": name, "inputs": inputs,
+        entries.append({"index": i, "id": cid, "file": name, "weights": inputs,
                         "sha256": hashlib.sha256(graph).hexdigest()})
     from adasr.package import _version
 
     side = {"kind": RUNTIME_KIND, "schema_version": RUNTIME_VERSION, "adasr_version": _version(), "opset": OPSET,
             "scale": package.scale, "input": {"name": "frame", "dtype": "uint8", "layout": "HWC RGB"},
-            "output": {"name": "out", "dtype": "uint8", "layout": "HWC RGB"}, "levels": entries}
+            "output": {"name": "out", "dtype": "uint8", "layout": "HWC RGB"},
+            "weights": {"location": RUNTIME_WEIGHTS, "dtype": "float32", "from": "the package's tensors"},
+            "levels": entries}
     files[RUNTIME_MANIFEST] = json.dumps(side, indent=1).encode()
     return files
 

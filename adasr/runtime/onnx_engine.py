@@ -10,8 +10,10 @@ an ONNX graph:
   bundled packages ship theirs. A graph takes a uint8 (H, W, 3) frame of any size and gives
   the uint8 (sH, sW, 3) frame; it holds no trained weight.
 - The weights: read from the package file itself as NumPy arrays (`read_package_arrays`, the
-  same checks as `load_package`) and fed to every level's graph as inputs, so the levels share
-  one copy, as the supernet's sub-networks do, and a retrained package needs no new graphs.
+  same checks as `load_package`) and handed to each level's session as its graph's external
+  initializers, so a retrained package with the same levels needs no new graphs, while ONNX
+  Runtime folds each level's slices and pre-packs its convolutions once (a level's session holds
+  its own packed copy: small next to a frame's activations).
 - Threads: one ONNX Runtime session per level and intra-op thread count, made on first use
   (`warmup` makes them for the counts the thread rule uses), so the runtime's thread rule
   (`adasr.threads`) switches thread counts between frames as it does with torch.
@@ -51,7 +53,7 @@ __all__ = ["BACKENDS", "GRAPHS_SUFFIX", "OnnxEngine", "backend", "engine_for", "
 BACKENDS = ("auto", "torch", "onnx")
 GRAPHS_SUFFIX = ".onnx"
 RUNTIME_KIND = "adasr-runtime-graphs"  # adasr.export.RUNTIME_KIND (that module needs torch)
-RUNTIME_VERSION = 1
+RUNTIME_VERSION = 2  # adasr.export.RUNTIME_VERSION: the weights are external initializers
 MAX_GRAPHS_MANIFEST = 4 << 20
 MAX_GRAPH_BYTES = 64 << 20
 MAX_THREADS = 256
@@ -109,9 +111,9 @@ def _read_graphs(folder: Path, package: PackageArrays, family: Family) -> tuple[
         if entry is None:
             raise ModelError(f"{folder}: no runtime graph for level {cid}; {hint}")
         try:
-            name, digest, inputs = str(entry["file"]), str(entry["sha256"]), list(entry["inputs"])
+            name, digest, inputs = str(entry["file"]), str(entry["sha256"]), list(entry["weights"])
         except (KeyError, TypeError):
-            raise ModelError(f"{folder}/manifest.json: level {cid} lacks file, sha256 or inputs") from None
+            raise ModelError(f"{folder}/manifest.json: level {cid} lacks file, sha256 or weights") from None
         graph = read_confined(folder, name, MAX_GRAPH_BYTES, what="runtime graph", error=ModelError)
         if hashlib.sha256(graph).hexdigest() != digest:
             raise ModelError(f"{folder}/{name}: damaged (SHA-256 differs from the manifest)")
@@ -153,6 +155,7 @@ class OnnxEngine(Streams):
         self._graphs, self._feeds = _read_graphs(Path(graphs) if graphs else graphs_folder(package.path),
                                                  package, family)
         self._sessions: dict[tuple[int, int], Any] = {}
+        self._values: dict[tuple[int, int], list[Any]] = {}
         self.level = check_level_index(level, len(family))
         self.switch_latencies: list[int] = []
         self.int8_levels: list[Any] = [None] * len(family)  # int8 needs the torch runtime
@@ -181,7 +184,12 @@ class OnnxEngine(Streams):
             # no busy-waiting pool threads between frames: under the background load the runtime
             # adapts to, spinning threads take the CPU that decoding and the next frame need
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            # the graph's weights are external initializers: the package's arrays, handed over here
+            names = list(self._feeds[level])
+            values = [ort.OrtValue.ortvalue_from_numpy(self._feeds[level][n]) for n in names]
+            opts.add_external_initializers(names, values)
             session = ort.InferenceSession(self._graphs[level], opts, providers=["CPUExecutionProvider"])
+            self._values[key] = values  # alive as long as the session
             self._sessions[key] = session
         return session
 
@@ -202,7 +210,7 @@ class OnnxEngine(Streams):
                 if isinstance(frame, np.ndarray) and frame.dtype == np.uint16 else ""
             raise ConfigError(f"a frame must be a uint8 HxWx3 RGB array, got {got}{extra}")
         level = self.level  # read once: a switch from another thread lands on the next frame
-        return self._session(level).run(None, {"frame": np.ascontiguousarray(frame), **self._feeds[level]})[0]
+        return self._session(level).run(None, {"frame": np.ascontiguousarray(frame)})[0]
 
     def warmup(self, lr_hw: tuple[int, int], repeats: int = 1, levels: Sequence[int] | None = None) -> None:
         """Build and run every level's session (for the current thread count and for one thread,
