@@ -237,7 +237,8 @@ class OnnxEngine(Streams):
         return sum(a.nbytes for a in self.package.tensors.values())
 
     def resident_bytes(self) -> int:
-        """The weights fed to the graphs, each array once, plus the graphs."""
+        """The package's arrays the levels read (each once) and the graphs; ONNX Runtime's packed
+        copy of each opened session's weights comes on top (that level's parameters again)."""
         seen = {id(a): a.nbytes for feed in self._feeds for a in feed.values()}
         return sum(seen.values()) + sum(len(g) for g in self._graphs)
 
