@@ -150,9 +150,15 @@ def test_page_switches_levels_under_a_busy_worker(data_root):
     assert not s["error"] and s["frames"] >= 40, s
     hist = {int(k): v for k, v in s["levels"].items()}
     # it starts at the largest level; with two busy workers in the page it steps down and plays below it
-    assert s["switches"] >= 1 and min(hist) < top and sum(v for k, v in hist.items() if k < top) > hist.get(top, 0), s
-    timeline = s["timeline"]
+    assert s["switches"] >= 1 and min(hist) < top, s
+    timeline = s["timeline"]  # per frame: [ms, level, frame ms, on time, load on, ...]
     assert timeline[0][1] == top and any(row[1] < top for row in timeline)
+    # once it has stepped down under the load, most frames play below the top level (how many frames
+    # it takes to notice the load is the controller's reaction time, which a loaded machine stretches)
+    loaded = [row for row in timeline if row[4] == 1]
+    first = next(i for i, row in enumerate(loaded) if row[1] < top)
+    after = loaded[first:]
+    assert sum(row[1] < top for row in after) > len(after) / 2, s
     assert json.dumps(s)  # plain data for the report
 
 
