@@ -231,6 +231,20 @@ class PackageInfo:
         return self.family.with_measured(measured)
 
 
+    def summary(self) -> dict[str, Any]:
+        """What `adasr info` shows: JSON-ready."""
+        return {
+            "path": str(self.path) if self.path else None, "format": self.manifest.get("format"),
+            "schema_version": self.manifest.get("schema_version"),
+            "adasr_version": self.manifest.get("adasr_version"), "scale": self.scale,
+            "space": self.space.to_dict(), "supernet_bytes": self.supernet_bytes(),
+            "lr_hw": list(self.family.lr_hw), "search": self.family.search,
+            "levels": [lv.to_dict() for lv in self.family], "profiles": sorted(self.profiles),
+            "precision": self.precision, "own_levels": self.own_ids(),
+            "info": self.manifest.get("info", {}),
+        }
+
+
 class PackageArrays(PackageInfo):
     """A package read without torch (`read_package_arrays`): its tensors as NumPy arrays by name
     (the supernet's, and ``own/<config id>/<name>`` for a level with its own weights)."""
@@ -239,11 +253,22 @@ class PackageArrays(PackageInfo):
                  profiles: dict[str, dict[str, Any]], tensors: dict[str, Any]) -> None:
         super().__init__(path, manifest, family, profiles)
         self.tensors = tensors
-        self.own_ids = frozenset(manifest.get("own_levels", []))
+        self._own = frozenset(manifest.get("own_levels", []))
 
     def has_own(self, level: int | Level) -> bool:
         lv = self.family[level] if isinstance(level, int) else level
-        return lv.config.id in self.own_ids
+        return lv.config.id in self._own
+
+    def own_ids(self) -> list[str]:
+        return sorted(self._own)
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace.from_dict(self.manifest["space"])
+
+    def supernet_bytes(self) -> int:
+        """Bytes of the shared weights (the supernet's tensors, not the levels' own)."""
+        return sum(a.nbytes for k, a in self.tensors.items() if not k.startswith(OWN_PREFIX))
 
 
 class Package(PackageInfo):
@@ -303,18 +328,11 @@ class Package(PackageInfo):
         else:
             write_bytes_atomic(self.path / MANIFEST, _json(self.manifest).encode("utf-8"))
 
-    def summary(self) -> dict[str, Any]:
-        """What `adasr info` shows: JSON-ready."""
-        return {
-            "path": str(self.path) if self.path else None, "format": self.manifest.get("format"),
-            "schema_version": self.manifest.get("schema_version"),
-            "adasr_version": self.manifest.get("adasr_version"), "scale": self.scale,
-            "space": self.space.to_dict(), "supernet_bytes": self.supernet.supernet_bytes(),
-            "lr_hw": list(self.family.lr_hw), "search": self.family.search,
-            "levels": [lv.to_dict() for lv in self.family], "profiles": sorted(self.profiles),
-            "precision": self.precision, "own_levels": sorted(self.own),
-            "info": self.manifest.get("info", {}),
-        }
+    def supernet_bytes(self) -> int:
+        return self.supernet.supernet_bytes()
+
+    def own_ids(self) -> list[str]:
+        return sorted(self.own)
 
     def __repr__(self) -> str:
         return f"Package({self.path}, x{self.scale}, {len(self.family)} levels, profiles={sorted(self.profiles)})"

@@ -62,12 +62,15 @@ def eval_cmd(
 
 def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors) or package (folder or .adasr).")]) -> None:
     """Show what a model file or package holds: architecture, scale, parameters, MACs, levels."""
-    from adasr.modelfile import load_model
     from adasr.package import is_package_path
 
     if is_package_path(model):
-        from adasr.package import load_package
+        from adasr.runtime.onnx_engine import backend
 
+        if backend() == "onnx":  # without torch: the package read as arrays says the same
+            from adasr.package import read_package_arrays as load_package
+        else:
+            from adasr.package import load_package
         summary = load_package(model).summary()
         out.print(f"[bold]{model}[/bold] package v{summary['schema_version']}, x{summary['scale']}, "
                   f"supernet {summary['supernet_bytes'] / 1e6:.2f} MB, profiles: {', '.join(summary['profiles']) or 'none'}")
@@ -77,6 +80,7 @@ def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors) o
             out.print(f"  level {i}: {lv['config']}  {lv['psnr']:.2f} dB  {lv['params']:,} params{mark}",
                       highlight=False, soft_wrap=True)
         return
+    from adasr.modelfile import load_model
     from adasr.nn.cost import count_macs, count_params
 
     net, spec = load_model(model)

@@ -121,6 +121,8 @@ def test_package_arrays_are_checked_as_load_package_checks_them(tmp_path):
     ref = load_package(path)
     assert pkg.family.to_json() == ref.family.to_json() and pkg.precision == ref.precision
     assert sorted(pkg.profiles) == sorted(ref.profiles)
+    # what `adasr info` shows is the same without torch (the own-weights level included)
+    assert pkg.summary() == ref.summary() and pkg.summary()["own_levels"] == [ref.family[3].config.id]
     # the digest of NumPy arrays is the digest of the same torch tensors
     from adasr.package import _state
 
@@ -233,6 +235,8 @@ def test_play_and_upscale_run_without_torch(tmp_path):
                                 "--level", "0")
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout and (tmp_path / "up.mkv").stat().st_size > 0
+    done = _adasr_without_torch(tmp_path, "info", str(MODELS_DIR / "sr_x2-codec.adasr"))
+    assert done.returncode == 0 and "level 3" in done.stdout and "(own weights)" in done.stdout, done.stderr
     # a command that trains needs torch: one line naming the extra, no traceback
     done = _adasr_without_torch(tmp_path, "train", "--out", str(tmp_path / "run"))
     assert done.returncode == ConfigError.exit_code and "Traceback" not in done.stderr
