@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -151,13 +151,19 @@ def profile(
     thread_rule: Annotated[str, typer.Option(help="auto: loaded columns with one thread, as the runtime runs them; "
                                              "fixed: every column with --threads.")] = "auto",
     cache: Annotated[bool, typer.Option(help="Store the profile in the user's cache folder instead of the package "
-                                        "(for read-only packages such as the bundled ones).")] = False,
+                                        "(for read-only packages such as the bundled ones); without torch the profile always goes to the cache.")] = False,
 ) -> None:
-    """Re-profile a package's levels on this device (how you bring your own phone or GPU)."""
+    """Re-profile a package's levels on this device (how you bring your own phone or GPU).
+    Without torch: ONNX Runtime's timings of the levels, stored in the cache."""
+    from adasr.runtime.onnx_engine import backend
+
+    shares = parse_shares(loads)
+    if backend() == "onnx":
+        _profile_onnx(package, shares, repeats, threads, device, thread_rule, rounds)
+        return
     from adasr.package import load_package
     from adasr.runtime.profile import cache_profile, profile_package
 
-    shares = parse_shares(loads)
     pkg = load_package(package)
     prof = profile_package(pkg, loads=shares, repeats=repeats, threads=threads, device=device, table=False,
                            thread_rule=thread_rule, rounds=rounds)
@@ -171,6 +177,29 @@ def profile(
         fps = ", ".join(f"{name}: {1 / s:.1f}" for name, s in sorted((lv.measured_s or {}).items()))
         out.print(f"level {i} {lv.config.id}: {lv.psnr:.2f} dB, FPS {fps}", highlight=False)
     out.print(f"profile {prof['device']} stored in {where}")
+
+
+def _profile_onnx(package: Path, shares: Any, repeats: int, threads: int | None, device: str, thread_rule: str,
+                  rounds: int) -> None:
+    """`adasr profile` without torch: the levels as ONNX Runtime runs them (`profile_onnx`), in the
+    user's cache (the package file is written with torch)."""
+    from adasr import threads as sr_threads
+    from adasr.package import read_package_arrays
+    from adasr.runtime.onnx_engine import OnnxEngine, profile_onnx
+    from adasr.runtime.profile_cache import cache_profile
+
+    if device != "cpu" or thread_rule != "auto" or rounds != 1:
+        raise ConfigError("without torch a profile is ONNX Runtime's on the CPU with the runtime's thread rule: "
+                          "--device cpu, --thread-rule auto and --rounds 1 (pip install 'adasr[torch]' for the rest)")
+    if threads is not None:
+        sr_threads.set_num_threads(threads)
+    pkg = read_package_arrays(package)
+    prof = profile_onnx(OnnxEngine(pkg), loads=shares, repeats=repeats)
+    where = cache_profile(pkg, prof)
+    for i, lv in enumerate(pkg.family_for(prof["device"])):
+        fps = ", ".join(f"{name}: {1 / s:.1f}" for name, s in sorted((lv.measured_s or {}).items()))
+        out.print(f"level {i} {lv.config.id}: {lv.psnr:.2f} dB, FPS {fps}", highlight=False)
+    out.print(f"profile {prof['device']} (ONNX Runtime) stored in {where}")
 
 
 def register(app: typer.Typer) -> None:

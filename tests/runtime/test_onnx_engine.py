@@ -235,6 +235,10 @@ def test_play_and_upscale_run_without_torch(tmp_path):
                                 "--level", "0")
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout and (tmp_path / "up.mkv").stat().st_size > 0
+    done = _adasr_without_torch(tmp_path, "profile", str(MODELS_DIR / "sr_x2-codec.adasr"), "--loads", "0",
+                                "--repeats", "1")
+    assert done.returncode == 0 and "(ONNX Runtime) stored in" in done.stdout, done.stderr
+    assert len(list((tmp_path / "cache" / "profiles").glob("*/cpu-*-onnx.json"))) == 1  # the cache, keyed by -onnx
     done = _adasr_without_torch(tmp_path, "info", str(MODELS_DIR / "sr_x2-codec.adasr"))
     assert done.returncode == 0 and "level 3" in done.stdout and "(own weights)" in done.stdout, done.stderr
     # a command that trains needs torch: one line naming the extra, no traceback
