@@ -206,15 +206,35 @@ def test_upscale_through_either_runtime_gives_the_same_image(tmp_path, monkeypat
 
 # -- without torch at all (what `make run` installs) ------------------------------------------------
 
-_NO_TORCH = ("import sys; sys.modules['torch'] = None; from adasr._cli.main import main; "
-             "sys.argv = ['adasr'] + sys.argv[1:]; main()")
+# One interpreter in which torch cannot be imported runs several commands in turn (each one's exit
+# code, stdout and stderr captured), so the interpreter starts once.
+_NO_TORCH = """
+import io, json, sys
+sys.modules["torch"] = None
+from adasr._cli.main import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    sys.stdout, sys.stderr, sys.argv = out, err, ["adasr", *argv]
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    results.append({"code": code, "out": out.getvalue(), "err": err.getvalue()})
+print(json.dumps(results))
+"""
 
 
-def _adasr_without_torch(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _adasr_without_torch(tmp_path: Path, *commands: list[str]) -> list[dict]:
     env = {**os.environ, "ADASR_CACHE": str(tmp_path / "cache")}
     env.pop("ADASR_BACKEND", None)
-    return subprocess.run([sys.executable, "-c", _NO_TORCH, *args], capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=600, check=False)
+    done = subprocess.run([sys.executable, "-c", _NO_TORCH, json.dumps(commands)], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.integration
@@ -223,28 +243,27 @@ def test_play_and_upscale_run_without_torch(tmp_path):
 
     clip = data_root() / "video" / "bikes_640x272.mp4"
     assert clip.is_file(), f"shared clip missing: {clip} (set ADASR_DATA)"
-    done = _adasr_without_torch(tmp_path, "play", str(clip), "--lr-size", "160x68", "--max-frames", "8",
-                                "--policy", "fixed", "--level", "1", "--reference-every", "4", "--quiet",
-                                "--json", str(tmp_path / "play.json"), "--out", str(tmp_path / "play.mp4"))
-    assert done.returncode == 0, done.stderr
+    play, up, prof, info, train = _adasr_without_torch(
+        tmp_path,
+        ["play", str(clip), "--lr-size", "160x68", "--max-frames", "8", "--policy", "fixed", "--level", "1",
+         "--reference-every", "4", "--quiet", "--json", str(tmp_path / "play.json"),
+         "--out", str(tmp_path / "play.mp4")],
+        ["upscale", str(clip), str(tmp_path / "up.mkv"), "--max-frames", "3", "--level", "0"],
+        ["profile", str(MODELS_DIR / "sr_x2-codec.adasr"), "--loads", "0", "--repeats", "1"],
+        ["info", str(MODELS_DIR / "sr_x2-codec.adasr")],
+        ["train", "--out", str(tmp_path / "run")])
+    assert play["code"] == 0, play["err"]
     summary = json.loads((tmp_path / "play.json").read_text())
     assert summary["frames"] == 8 and summary["out_size"] == [320, 136] and summary["level_histogram"] == {"1": 8}
     assert summary["psnr"]["frames"] == 2 and summary["psnr"]["gain"] > 0
     assert (tmp_path / "play.mp4").stat().st_size > 0
-    done = _adasr_without_torch(tmp_path, "upscale", str(clip), str(tmp_path / "up.mkv"), "--max-frames", "3",
-                                "--level", "0")
-    assert done.returncode == 0, done.stderr
-    assert "wrote" in done.stdout and (tmp_path / "up.mkv").stat().st_size > 0
-    done = _adasr_without_torch(tmp_path, "profile", str(MODELS_DIR / "sr_x2-codec.adasr"), "--loads", "0",
-                                "--repeats", "1")
-    assert done.returncode == 0 and "(ONNX Runtime) stored in" in done.stdout, done.stderr
+    assert up["code"] == 0 and "wrote" in up["out"] and (tmp_path / "up.mkv").stat().st_size > 0, up["err"]
+    assert prof["code"] == 0 and "(ONNX Runtime) stored in" in prof["out"], prof["err"]
     assert len(list((tmp_path / "cache" / "profiles").glob("*/cpu-*-onnx.json"))) == 1  # the cache, keyed by -onnx
-    done = _adasr_without_torch(tmp_path, "info", str(MODELS_DIR / "sr_x2-codec.adasr"))
-    assert done.returncode == 0 and "level 3" in done.stdout and "(own weights)" in done.stdout, done.stderr
+    assert info["code"] == 0 and "level 3" in info["out"] and "(own weights)" in info["out"], info["err"]
     # a command that trains needs torch: one line naming the extra, no traceback
-    done = _adasr_without_torch(tmp_path, "train", "--out", str(tmp_path / "run"))
-    assert done.returncode == ConfigError.exit_code and "Traceback" not in done.stderr
-    assert "pip install 'adasr[torch]'" in done.stderr.strip() and done.stderr.strip().count("\n") == 0
+    assert train["code"] == ConfigError.exit_code and "Traceback" not in train["err"]
+    assert "pip install 'adasr[torch]'" in train["err"].strip() and train["err"].strip().count("\n") == 0
     assert not (tmp_path / "run").exists()
 
 
