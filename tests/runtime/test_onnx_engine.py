@@ -147,8 +147,9 @@ def test_profile_on_first_use_then_from_the_cache(tmp_path, monkeypatch):
 
     monkeypatch.setenv("ADASR_CACHE", str(tmp_path / "cache"))
     # the measurement itself is profile_onnx's (tested below); small frames keep this test short
+    # (the idle column only: a column under load is profile_onnx's own test below)
     monkeypatch.setattr(onnx_engine, "profile_onnx", functools.partial(onnx_engine.profile_onnx, repeats=1,
-                                                                       warmup=0, lr_hw=(18, 32)))
+                                                                       warmup=0, lr_hw=(18, 32), loads=(0.0,)))
     path = _copy_package(tmp_path)
     seen = []
     engine = open_onnx_engine(path, 2, on_progress=lambda stage, done, total: seen.append((stage, done, total)))
@@ -167,12 +168,16 @@ def test_profile_on_first_use_then_from_the_cache(tmp_path, monkeypatch):
         open_onnx_engine(path, 3)
 
 
+@pytest.mark.slow
 def test_profile_onnx_measures_every_level_under_each_load():
     engine = OnnxEngine(read_package_arrays(MODELS_DIR / "sr_x2-codec.adasr"))
-    profile = profile_onnx(engine, loads=(0.0,), repeats=2, warmup=1, lr_hw=(18, 32))
+    profile = profile_onnx(engine, loads=(0.0, 0.5), repeats=2, warmup=1, lr_hw=(18, 32))
     check_profile(profile, "onnx profile")
-    assert list(profile["levels"]) == ["0.00"]
-    assert set(profile["levels"]["0.00"]["measured"]) == {lv.config.id for lv in engine.levels}
+    assert list(profile["levels"]) == ["0.00", "0.50"]
+    for column in profile["levels"].values():
+        assert set(column["measured"]) == {lv.config.id for lv in engine.levels}
+    # the loaded column as the thread rule runs it: one thread
+    assert {s["threads"] for s in profile["levels"]["0.50"]["measured"].values()} == {1}
     with pytest.raises(ConfigError, match="repeats"):
         profile_onnx(engine, repeats=0)
 
