@@ -584,11 +584,13 @@ def _read_tensors(path: Path, source: Path, framework: str = "pt") -> dict[str, 
         raise ModelError(f"{source}: damaged package: weights are not a readable safetensors file ({first})") from None
 
 
-def open_package(path: str | os.PathLike[str] | None, scale: int, family: str = "codec") -> Package:
+def open_package(path: str | os.PathLike[str] | None, scale: int, family: str = "codec", *,
+                 arrays: bool = False) -> Any:
     """The one package loader of every entry point: `path` (None: the bundled package of `family`,
     `adasr.paths.bundled_package`, for `scale`),
     loaded and checked. InputError when it is missing; ConfigError for a single model file or a
-    package of another scale; ModelError when it is damaged."""
+    package of another scale; ModelError when it is damaged. arrays: read it without torch
+    (`read_package_arrays`, a `PackageArrays`; what the ONNX runtime runs) instead of loading it."""
     from adasr.errors import InputError
     from adasr.paths import bundled_package
 
@@ -596,9 +598,11 @@ def open_package(path: str | os.PathLike[str] | None, scale: int, family: str = 
     if not p.exists():
         raise InputError(f"model package not found: {p}")
     if not is_package_path(p):
+        hint = "a single model file needs torch: pip install 'adasr[torch]'" if arrays else \
+            "pass --level to upscale with a plain model"
         raise ConfigError(f"{p} is a single model file; adaptive mode needs a package (folder or .adasr) "
-                          f"with a family of levels (pass --level to upscale with a plain model)")
-    pkg = load_package(p)
+                          f"with a family of levels ({hint})")
+    pkg = read_package_arrays(p) if arrays else load_package(p)
     if pkg.scale != scale:
         raise ConfigError(f"{p} is a x{pkg.scale} package; --scale {scale} asked for x{scale}")
     return pkg

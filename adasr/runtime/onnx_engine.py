@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from adasr import threads as _threads
-from adasr.errors import ConfigError, InputError, ModelError
+from adasr.errors import ConfigError, ModelError
 from adasr.family import Family, Level, check_loads, load_name
 from adasr.package import PROFILE_KIND, PROFILE_SCHEMA_VERSION, PackageArrays, check_precision
 from adasr.runtime.pipeline import Streams, check_level_index
@@ -332,19 +332,9 @@ def profile_onnx(engine: OnnxEngine, loads: Sequence[float] = (0.0, 0.5), repeat
 def open_package_arrays(package: Any, scale: int, family: str = "codec") -> PackageArrays:
     """`adasr.package.open_package` without torch: the package at `package` (None: the bundled
     one of `family` for `scale`) read as NumPy arrays, with the same errors."""
-    from adasr.package import is_package_path, read_package_arrays
-    from adasr.paths import bundled_package
+    from adasr.package import open_package
 
-    p = Path(package) if package is not None else bundled_package(scale, family)
-    if not p.exists():
-        raise InputError(f"model package not found: {p}")
-    if not is_package_path(p):
-        raise ConfigError(f"{p} is a single model file; adaptive mode needs a package (folder or .adasr) "
-                          f"with a family of levels (a single model file needs torch: pip install 'adasr[torch]')")
-    pkg = read_package_arrays(p)
-    if pkg.scale != scale:
-        raise ConfigError(f"{p} is a x{pkg.scale} package; --scale {scale} asked for x{scale}")
-    return pkg
+    return open_package(package, scale, family, arrays=True)
 
 
 def open_onnx_engine(package: Any = None, scale: int = 2, *, profile: bool = True, on_progress: Any = None,
