@@ -84,6 +84,7 @@ RANGES: dict[str, Range] = {
     "predictor_samples": Range(0, 100_000),
     "reference_every": Range(0, _BIG),
     "eta": Range(0, 1, lo_open=True),
+    "rd_lambda": Range(0, 1e12),              # encode --updates rd: HR squared error per bit
     "init_steps": Range(0, 1_000_000),
     "oneshot_steps": Range(0, 1_000_000),
     "ssim_every": Range(1, _BIG),

@@ -14,6 +14,8 @@ from adasr.errors import ConfigError, InputError
 
 __all__ = ["bench_codec", "decode", "encode", "register"]
 
+DELTA_VALUES = ("float16", "int8", "float32")
+
 
 def _crop(text: str | None) -> tuple[int, int] | None:
     return None if text is None else parse_hw(text, "--crop", minimum=16)
@@ -63,6 +65,8 @@ def encode(
     init_steps: Annotated[int, typer.Option(help="Full-model steps on the whole clip before the first model is sent (one-shot customisation).")] = 0,
     values: Annotated[str, typer.Option(help="Delta values: float16, int8 or float32.")] = "float16",
     base_by_hash: Annotated[bool, typer.Option(help="The receiver already holds the --model (generic, or the same model file / package): the first record names it by hash instead of carrying it, so only the updates travel; decode/play then need --base.")] = False,
+    updates: Annotated[str, typer.Option(help="Which segment updates are sent: always, or rd (only those that pay: the error an update removes must be worth more than its bits spent on the content, at the content's own rate-distortion slope, measured by a second encode at CRF+2; the others send an empty record).")] = "always",
+    rd_lambda: Annotated[Optional[float], typer.Option(help="--updates rd: the exchange rate instead of the measured slope (HR luma squared error per bit).")] = None,
     max_frames: Annotated[Optional[int], typer.Option(help="Encode only the first N frames.")] = None,
     crop: Annotated[Optional[str], typer.Option(help="Centre crop WxH of the source before encoding.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
@@ -83,9 +87,11 @@ def encode(
         raise ConfigError(f"--max-frames must be at least 1, got {max_frames}")
     settings = EncodeSettings(scale=scale, codec=codec, crf=crf, preset=preset, tau=_tau(tau), model=model,
                               levels=levels, init_steps=init_steps, delta_dtype=values, device=device,
-                              base_by_hash=base_by_hash,
+                              base_by_hash=base_by_hash, updates=updates, rd_lambda=rd_lambda,
                               adapt=AdaptConfig(eta=eta, steps=steps, batch=batch, patch=patch, lr=lr,
                                                 strategy=strategy, seed=seed))
+    if values not in DELTA_VALUES:
+        raise ConfigError(f"--values must be one of {', '.join(DELTA_VALUES)}, got {values!r}")
     m = encode_video(video, stream, settings, max_frames=max_frames, crop_hw=_crop(crop),
                      on_progress=_stage_printer(quiet))
     k, t = m["kbps"], m["timing"]
@@ -95,6 +101,11 @@ def encode(
               f"(first model {k['model_init']:.1f}{' named by hash' if base_by_hash else ''}, updates "
               f"{k['model_deltas']:.1f}), total {k['total']:.1f} kbps, "
               f"{m['bpp']['total']:.4f} bits per pixel", highlight=False)
+    if "rate_distortion" in m or updates == "rd":
+        sent = sum(bool(seg.get("sent")) for seg in m["segments"])
+        lam = m["settings"]["rd_lambda"]
+        out.print(f"  updates that pay: {sent} of {len(m['segments'])} sent (lambda {lam:.4g} squared error per bit"
+                  f"{', the content' + chr(39) + 's slope' if 'rate_distortion' in m else ''})", highlight=False)
     out.print(f"  encoded in {t['encode_s']:.1f} s = {t['realtime_factor']:.2f}x real time", highlight=False)
 
 
@@ -140,6 +151,8 @@ def bench_codec(
     ssim_every: Annotated[int, typer.Option(help="SSIM on every N-th frame (PSNR on all).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    values: Annotated[str, typer.Option(help="Delta values of the adasr stream: float16, int8 or float32.")] = "float16",
+    rd: Annotated[bool, typer.Option(help="Also the stream that sends only the updates that pay (encode --updates rd).")] = True,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
 ) -> None:
     """Rate-distortion of model streaming vs HR H.264/H.265: PSNR/SSIM vs bpp, BD-rate, sweeps; JSON + PNG."""
@@ -153,7 +166,9 @@ def bench_codec(
     cfg = CodecBenchConfig(max_frames=max_frames, crop_hw=_crop(crop), hr_crfs=ints(hr_crfs, "hr-crfs"),
                            lr_crfs=ints(lr_crfs, "lr-crfs"), sweep_crf=sweep_crf, sweeps=sweeps, package=package,
                            tau=_tau(tau), eta=eta, steps=steps, oneshot_steps=oneshot_steps, ssim_every=ssim_every,
-                           seed=seed, device=device)
+                           seed=seed, device=device, values=values, rd=rd)
+    if values not in DELTA_VALUES:
+        raise ConfigError(f"--values must be one of {', '.join(DELTA_VALUES)}, got {values!r}")
     from adasr._atomic import check_not_input
 
     check_not_input([out_dir], [*videos, package])

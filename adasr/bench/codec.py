@@ -10,7 +10,9 @@ pixels):
   + one-shot customisation (the model trained once on the whole clip, sent in full at the start),
   + adasr stream (first model + per-segment sparse deltas; all model bits counted), and the
   same stream with its first record naming the generic model by hash (a receiver that holds
-  the bundled model: the base reference + the deltas counted; the same frames);
+  the bundled model: the base reference + the deltas counted; the same frames), and (`rd`)
+  the by-hash stream that sends only the updates that pay at the content's own
+  rate-distortion slope (`adasr.stream.encoder.content_lambda`; the others get empty records);
 * sweeps at `sweep_crf` like SRVC Tables 5.2-5.3 (eta, tau) and AMS Table 4.3 (selection
   strategies at eta 1% and 5%);
 * with `package`: the package's supernet adapted for all its levels at once, each level's PSNR
@@ -39,6 +41,7 @@ from adasr.stream.adapt import AdaptConfig
 from adasr.stream.encoder import (
     EncodeSettings,
     build_model_stream,
+    content_lambda,
     downsample,
     encode_content,
     initial_model,
@@ -46,12 +49,13 @@ from adasr.stream.encoder import (
 )
 from adasr.timing import provenance
 
-__all__ = ["ANCHOR", "CodecBenchConfig", "Progress", "Quality", "bench_clip", "run_codec_bench", "summary_lines",
+__all__ = ["ANCHOR", "RD_GATED", "CodecBenchConfig", "Progress", "Quality", "bench_clip", "run_codec_bench", "summary_lines",
            "video_psnr"]
 
 Progress = Callable[[str, int, int], None]
 ANCHOR = "HR H.265 slow"
 BY_HASH = "LR H.265 + adasr stream, base by hash"
+RD_GATED = "LR H.265 + adasr stream, base by hash, updates that pay"
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class CodecBenchConfig:
     strategy_etas: tuple[float, ...] = (0.01, 0.05)
     strategies: tuple[str, ...] = ("gradient", "ams", "random", "first", "last", "first_last")
     package_steps: int = 20
+    values: str = "float16"  # the adasr stream's delta values: float16, int8 or float32
+    rd: bool = True  # also the stream that sends only the updates that pay (EncodeSettings.updates="rd")
 
 
 def _y_mse(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
@@ -203,7 +209,7 @@ def bench_clip(video: Path, cfg: CodecBenchConfig, on_progress: Progress | None 
     lr = downsample(hr, k)
     bicubic = build_model("bicubic", scale=k).to(device)
     generic = load_model(bundled_model(k), device=device)[0]
-    stream_settings = EncodeSettings(scale=k, tau=cfg.tau, device=str(device),
+    stream_settings = EncodeSettings(scale=k, tau=cfg.tau, device=str(device), delta_dtype=cfg.values,
                                      adapt=AdaptConfig(eta=cfg.eta, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed))
     oneshot_settings = replace(stream_settings, tau=math.inf, init_steps=cfg.oneshot_steps,
                                adapt=replace(stream_settings.adapt, steps=0))
@@ -228,6 +234,13 @@ def bench_clip(video: Path, cfg: CodecBenchConfig, on_progress: Progress | None 
                      realtime_factor_cpu=duration / (content_cpu_s + point["adapt_cpu_s"]))
         curves.setdefault("LR H.265 + adasr stream", []).append(point)
         curves.setdefault(BY_HASH, []).append(_by_hash(point, ms, n, h, w, duration))
+        if cfg.rd:
+            rd = content_lambda(lr, hr, fps, replace(stream_settings, crf=crf, preset="slow"), content, dec,
+                                generic, None, stream_settings.rd_every)
+            gated = replace(stream_settings, updates="rd", rd_lambda=rd["lambda"], base_by_hash=True)
+            point, ms = _stream_point(dec, hr, fps, gated, bits, qa, device)
+            point.update(crf=crf, rd=rd, sent=sum(bool(s.get("sent")) for s in ms.segments), base_by_hash=True)
+            curves.setdefault(RD_GATED, []).append(point)
         say("LR H.265 points", j + 1, len(cfg.lr_crfs))
 
     result: dict[str, Any] = {

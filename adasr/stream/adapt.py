@@ -124,7 +124,7 @@ class SparseAdapter:
     def vector(self) -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1) for p in self.params])
 
-    def _set(self, vec: torch.Tensor) -> None:
+    def set_vector(self, vec: torch.Tensor) -> None:
         off = 0
         with torch.no_grad():
             for p, n in zip(self.params, self.sizes):
@@ -187,9 +187,9 @@ class SparseAdapter:
             lr, hr = sampler.sample(gen)
             g, _ = self._grad(lr, hr)
             w -= self._adam(g)
-            self._set(w)
+            self.set_vector(w)
         self.m, self.v, self.t = saved
-        self._set(w0)
+        self.set_vector(w0)
         return self._top(w - w0)
 
     # -- one segment --
@@ -207,7 +207,7 @@ class SparseAdapter:
             g, loss = self._grad(lr, hr)
             u = self._adam(g)
             w -= u * mask
-            self._set(w)
+            self.set_vector(w)
             self.last_update = u
             losses.append(loss)
         return idx, losses

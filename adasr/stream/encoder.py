@@ -10,6 +10,13 @@
    a fraction eta of its parameters (`adasr.stream.adapt`).
 4. Each segment's change is quantised, coded as a delta record, and applied through the same
    `ModelState.apply` the decoder uses, so encoder and decoder hold identical weights.
+5. With `updates="rd"` a segment's change is sent only when it pays in rate-distortion terms:
+   the squared error it removes from the segment's HR frames (luma) must be worth more than its
+   bits would buy if spent on the content instead. The exchange rate (lambda, squared error per
+   bit) is the content's own rate-distortion slope at its CRF, measured by a second encode at
+   CRF + 2 (`content_lambda`). A segment whose update does not pay gets an empty record: the
+   receiver keeps the model it holds. (SRVC leaves "the model vs content bitrate trade-off" as
+   future work; this is the Lagrangian rule video encoders use for their own choices.)
 
 The model is the bundled generic SR model (default), SRVC's own lightweight model, any adasr
 model file, or an adasr package (a supernet with a family of levels): then the loss is the mean
@@ -36,10 +43,13 @@ from adasr.errors import ConfigError, InputError
 from adasr.stream.adapt import AdaptConfig, PatchSampler, SparseAdapter, segment_psnr
 from adasr.stream.codec import ModelState, encode_base_ref, encode_delta, encode_full, quantise, vector_hash
 
-__all__ = ["EncodeSettings", "ModelStream", "Progress", "build_model_stream", "downsample", "encode_content",
-           "encode_video", "initial_model", "load_clip", "pick_device", "segment_bounds"]
+__all__ = ["UPDATE_RULES", "EncodeSettings", "ModelStream", "Progress", "build_model_stream", "content_lambda",
+           "downsample", "encode_content", "encode_video", "initial_model", "load_clip", "pick_device",
+           "segment_bounds"]
 
 Progress = Callable[[str, int, int], None]
+UPDATE_RULES = ("always", "rd")
+RD_CRF_STEP = 2  # content_lambda's second encode: CRF + this
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,17 @@ class EncodeSettings:
     base_by_hash: bool = False  # the first record names the base model by hash (the receiver holds it)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     device: str = "auto"
+    updates: str = "always"  # always: every segment's update is sent; rd: only the updates that pay
+    rd_lambda: float | None = None  # rd: squared error (HR luma) per bit; None = the content's slope
+    rd_every: int = 5  # rd: judge an update on every N-th frame of its segment
 
     def __post_init__(self) -> None:
+        if self.updates not in UPDATE_RULES:
+            raise ConfigError(f"unknown update rule {self.updates!r}; choose one of {', '.join(UPDATE_RULES)}")
+        if self.rd_lambda is not None and not (math.isfinite(self.rd_lambda) and self.rd_lambda >= 0):
+            raise ConfigError(f"the rate-distortion lambda must be a finite number >= 0, got {self.rd_lambda}")
+        if self.rd_every < 1:
+            raise ConfigError(f"rd_every must be at least 1, got {self.rd_every}")
         if self.init_steps and self.base_by_hash:
             raise ConfigError("the base model can be named by hash only when it is sent unchanged: "
                               "leave out --init-steps (it retrains the first model) or --base-by-hash")
@@ -276,11 +295,17 @@ def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: 
         state = ModelState.from_full(init, device=device)
     adapter = SparseAdapter(state.model, cfg, levels)
     bounds = segment_bounds(len(lr), fps, settings.tau)
+    gate = settings.updates == "rd" and cfg.steps > 0
+    lam = settings.rd_lambda
+    if gate and lam is None:
+        raise ConfigError("updates='rd' needs rd_lambda (see content_lambda)")
     deltas, segments = [], []
     for t, (a, b) in enumerate(bounds):
         seg = {"index": t, "start": a, "frames": b - a}
         if evaluate_every:
             seg["psnr_before"] = _psnr(state.model, lr[a:b], hr[a:b], settings.scale, levels, evaluate_every)
+        if gate:
+            sse_before = _segment_sse(state.model, lr[a:b], hr[a:b], settings.scale, levels, settings.rd_every)
         sampler = PatchSampler(lr[a:b], hr[a:b], settings.scale, cfg.patch, cfg.batch, device)
         before = state.vector
         if cfg.steps:
@@ -299,6 +324,18 @@ def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: 
         after[idx] += deq
         record = encode_delta(idx, data, settings.delta_dtype, t, before.numel(), state.base_hash, state.hash,
                               vector_hash(after))
+        if gate:
+            # What the receiver would hold with this update, judged against what it holds now.
+            adapter.set_vector(after.to(device))
+            saved = sse_before - _segment_sse(state.model, lr[a:b], hr[a:b], settings.scale, levels,
+                                              settings.rd_every)
+            empty_data, _ = quantise(torch.zeros(0), settings.delta_dtype)
+            empty = encode_delta(torch.zeros(0, dtype=torch.int64), empty_data, settings.delta_dtype, t,
+                                 before.numel(), state.base_hash, state.hash, state.hash)
+            cost = 8 * (len(record) - len(empty))
+            seg.update(rd_saved_sse=saved, rd_cost_bits=cost, sent=bool(saved > lam * cost))
+            if not seg["sent"]:
+                record, idx = empty, torch.zeros(0, dtype=torch.int64)
         state.apply(record, f"segment {t}")  # the encoder's model becomes the decoder's, bit for bit
         deltas.append(record)
         seg.update(changed=int(idx.numel()), bytes=len(record),
@@ -313,6 +350,42 @@ def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: 
     info = dict(info, params=int(state.vector.numel()), device=str(device))
     return ModelStream(init, deltas, segments, state, levels, info, time.perf_counter() - started,
                        time.process_time() - cpu_started, base_ref)
+
+
+@torch.inference_mode()
+def _segment_sse(model, lr: np.ndarray, hr: np.ndarray, scale: int, levels, every: int) -> float:
+    """Squared error (HR luma, 0-255, border = scale) of `model` over a run of frames, from every
+    N-th frame scaled up to all of them; for a package, the mean over its levels."""
+    from adasr.frames import to_frame, to_tensor
+    from adasr.metrics import rgb_to_ycbcr_y
+
+    device = next(model.parameters()).device
+    picks = range(0, lr.shape[0], every)
+    total = 0.0
+    for i in picks:
+        x = to_tensor(lr[i], device=device)
+        yh = rgb_to_ycbcr_y(hr[i])[scale:-scale, scale:-scale]
+        outs = [model(x)] if not levels else [model(x, cfg=c) for c in levels]
+        for o in outs:
+            ys = rgb_to_ycbcr_y(to_frame(o))[scale:-scale, scale:-scale]
+            total += float(np.sum((ys - yh) ** 2)) / len(outs)
+    return total * lr.shape[0] / len(picks)
+
+
+def content_lambda(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: EncodeSettings,
+                   content: bytes, decoded: np.ndarray, model: torch.nn.Module, levels=None,
+                   every: int = 5) -> dict[str, float]:
+    """The content's rate-distortion slope at its CRF: how much HR squared error (luma, what the
+    receiver shows through `model`) one more bit of content removes. A second encode at CRF +
+    RD_CRF_STEP gives the second point; lambda = (D2 - D1) / (R1 - R2), at least 0."""
+    crf2 = settings.crf + RD_CRF_STEP
+    content2, decoded2 = encode_content(lr, fps, settings.codec, crf2, settings.preset)
+    d1 = _segment_sse(model, decoded, hr, settings.scale, levels, every)
+    d2 = _segment_sse(model, decoded2, hr, settings.scale, levels, every)
+    r1, r2 = 8 * len(content), 8 * len(content2)
+    lam = (d2 - d1) / (r1 - r2) if r1 > r2 else 0.0
+    return {"lambda": max(0.0, lam), "crf": settings.crf, "crf2": crf2, "bits": r1, "bits2": r2,
+            "sse": d1, "sse2": d2}
 
 
 def _psnr(model, lr, hr, scale, levels, every):
@@ -345,7 +418,16 @@ def encode_video(video: str | os.PathLike[str], out: str | os.PathLike[str], set
         on_progress("content", 0, 1)
     content, decoded = encode_content(lr, fps, settings.codec, settings.crf, settings.preset)
     content_s = time.perf_counter() - t0
-    ms = build_model_stream(decoded, hr, fps, settings, on_progress=on_progress)
+    base, rd = None, None
+    if settings.updates == "rd" and settings.adapt.steps:
+        base = initial_model(settings)
+        if settings.rd_lambda is None:
+            if on_progress:
+                on_progress("rate-distortion slope", 0, 1)
+            model = base[0].to(pick_device(settings.device))
+            rd = content_lambda(lr, hr, fps, settings, content, decoded, model, base[2], settings.rd_every)
+            settings = replace(settings, rd_lambda=rd["lambda"])
+    ms = build_model_stream(decoded, hr, fps, settings, on_progress=on_progress, base=base)
     encode_s, encode_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     n, h, w = hr.shape[:3]
     duration = n / float(fps)
@@ -355,16 +437,18 @@ def encode_video(video: str | os.PathLike[str], out: str | os.PathLike[str], set
         name = f"model/seg-{seg['index']:05d}.bin"
         blobs[name] = record
         segs.append({"index": seg["index"], "start_frame": seg["start"], "frames": seg["frames"], "record": name,
-                     "changed": seg["changed"], "bytes": seg["bytes"]})
+                     "changed": seg["changed"], "bytes": seg["bytes"],
+                     **({"sent": seg["sent"]} if "sent" in seg else {})})
     bits = {"content": 8 * len(content), "model_init": 8 * len(ms.init), "model_deltas": 8 * sum(map(len, ms.deltas))}
     bits["total"] = sum(bits.values())
-    base = {"base_by_hash": ms.state.base_hash.hex()} if settings.base_by_hash else {}
+    by_hash = {"base_by_hash": ms.state.base_hash.hex()} if settings.base_by_hash else {}
     manifest = {
         "source": {"path": str(video), "width": w, "height": h, "frames": n},
         "scale": settings.scale, "fps": str(fps), "frames": n, "width": w, "height": h,
         "lr_width": w // settings.scale, "lr_height": h // settings.scale, "duration_s": duration,
         "content": {"file": "content.mp4", "codec": settings.codec, "crf": settings.crf, "preset": settings.preset},
-        "model": {"init": "model/init.bin", **ms.info, **base}, "segments": segs, "settings": settings.to_dict(),
+        "model": {"init": "model/init.bin", **ms.info, **by_hash}, "segments": segs, "settings": settings.to_dict(),
+        **({"rate_distortion": rd} if rd is not None else {}),
         "bits": bits,
         "kbps": {k: v / duration / 1000 for k, v in bits.items()},
         "bpp": {k: v / (n * w * h) for k, v in bits.items()},

@@ -41,7 +41,7 @@ def test_supernet_stream_round_trip_and_levels(small_pairs):
 
 @pytest.mark.slow
 def test_bench_codec_miniature(tmp_path, data_root):
-    from adasr.bench.codec import CodecBenchConfig, run_codec_bench, summary_lines
+    from adasr.bench.codec import RD_GATED, CodecBenchConfig, run_codec_bench, summary_lines
 
     cfg = CodecBenchConfig(max_frames=6, crop_hw=(64, 128), hr_crfs=(24, 32, 40, 48), lr_crfs=(20, 28, 36, 44),
                            sweeps=False, steps=2, oneshot_steps=2, ssim_every=3, tau=0.12, device="cpu")
@@ -49,7 +49,7 @@ def test_bench_codec_miniature(tmp_path, data_root):
     clip = result["clips"][0]
     assert set(clip["curves"]) == {"HR H.264 slow", "HR H.265 slow", "LR H.265 + bicubic", "LR H.265 + generic SR",
                                    "LR H.265 + one-shot", "LR H.265 + adasr stream",
-                                   "LR H.265 + adasr stream, base by hash"}
+                                   "LR H.265 + adasr stream, base by hash", RD_GATED}
     for name, pts in clip["curves"].items():
         assert len(pts) == 4 and all(p["bpp"] > 0 and 10 < p["psnr"] < 60 and 0 < p["ssim"] <= 1 for p in pts), name
     hr265 = sorted(clip["curves"]["HR H.265 slow"], key=lambda p: p["crf"])
@@ -63,6 +63,12 @@ def test_bench_codec_miniature(tmp_path, data_root):
     assert by_hash["bits"] == bic["bits"] + by_hash["model_init_bits"] + stream["model_delta_bits"]
     assert "LR H.265 + adasr stream, base by hash" in clip["bd_psnr"]
     assert "LR H.265 + adasr stream" in clip["bd_psnr"]
+    for gated, generic in zip(clip["curves"][RD_GATED], clip["curves"]["LR H.265 + generic SR"]):
+        assert gated["rd"]["lambda"] >= 0 and 0 <= gated["sent"] <= gated["segments"] == 2
+        assert gated["bits"] == generic["bits"] + gated["model_init_bits"] + gated["model_delta_bits"]
+        if gated["sent"] == 0:  # no update paid: the receiver shows the generic model's frames, from its
+            # weights rounded to float16 as a stream's first record names them (a change far below 0.01 dB)
+            assert gated["psnr"] == pytest.approx(generic["psnr"], abs=0.01)
     saved = json.loads((tmp_path / "codec.json").read_text())
     assert saved["clips"][0]["frames"] == 6
     assert (tmp_path / "rd_bikes_640x272.png").stat().st_size > 1000

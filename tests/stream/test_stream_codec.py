@@ -182,3 +182,43 @@ def test_masked_adam_changes_only_the_mask_and_keeps_state():
     outside[idx] = False
     assert ad.v[outside].abs().sum() > 0 and ad.t == 3
     assert len(losses) == 3
+
+
+def _gated(rd_lambda, updates="rd"):
+    lr, hr = _frames()
+    settings = EncodeSettings(tau=0.08, delta_dtype="int8", device="cpu", updates=updates, rd_lambda=rd_lambda,
+                              adapt=AdaptConfig(eta=0.05, steps=3, batch=2, patch=8, lr=3e-3))
+    return build_model_stream(lr, hr, Fraction(25), settings)
+
+
+def test_rd_gate_sends_only_the_updates_that_pay():
+    free = _gated(0.0)  # bits cost nothing: every update that lowers the error is sent
+    assert [s["sent"] for s in free.segments] == [s["rd_saved_sse"] > 0 for s in free.segments]
+    assert any(s["sent"] for s in free.segments)
+    for s in free.segments:
+        assert s["rd_cost_bits"] > 0 and (s["changed"] > 0) == s["sent"]
+    dear = _gated(1e12)  # bits cost more than any error: nothing is sent, the receiver keeps the base
+    assert not any(s["sent"] for s in dear.segments) and all(s["changed"] == 0 for s in dear.segments)
+    dec = _decoder(dear)
+    base = dec.vector.clone()
+    for record in dear.deltas:
+        dec.apply(record)  # the empty records are valid records
+        assert read_record(record)[1].indices.numel() == 0
+    assert torch.equal(dec.vector, base) and torch.equal(dear.state.vector, base)
+    assert sum(map(len, dear.deltas)) < sum(map(len, free.deltas))
+    # the decision is the Lagrangian rule: error removed > lambda * bits
+    lam = 0.5 * max(s["rd_saved_sse"] / s["rd_cost_bits"] for s in free.segments if s["sent"])
+    half = _gated(lam)
+    first = half.segments[0]
+    assert first["sent"] == (first["rd_saved_sse"] > lam * first["rd_cost_bits"])
+
+
+def test_rd_gate_needs_a_lambda_and_a_known_rule():
+    from adasr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rd_lambda"):
+        _gated(None)
+    with pytest.raises(ConfigError, match="update rule"):
+        EncodeSettings(updates="sometimes")
+    with pytest.raises(ConfigError, match="lambda"):
+        EncodeSettings(updates="rd", rd_lambda=float("nan"))
