@@ -65,7 +65,7 @@ def encode(
     init_steps: Annotated[int, typer.Option(help="Full-model steps on the whole clip before the first model is sent (one-shot customisation).")] = 0,
     values: Annotated[str, typer.Option(help="Delta values: float16, int8 or float32.")] = "float16",
     base_by_hash: Annotated[bool, typer.Option(help="The receiver already holds the --model (generic, or the same model file / package): the first record names it by hash instead of carrying it, so only the updates travel; decode/play then need --base.")] = False,
-    updates: Annotated[str, typer.Option(help="Which segment updates are sent: always, or rd (only those that pay: the error an update removes must be worth more than its bits spent on the content, at the content's own rate-distortion slope, measured by a second encode at CRF+2; the others send an empty record).")] = "always",
+    updates: Annotated[str, typer.Option(help="Which segment updates are sent: always, or rd (only as far as they pay: the whole update, its largest half or quarter, or nothing, whichever removes the most error net of its bits at the content's own rate-distortion slope, measured by a second encode at CRF+2; nothing sends an empty record).")] = "always",
     rd_lambda: Annotated[Optional[float], typer.Option(help="--updates rd: the exchange rate instead of the measured slope (HR luma squared error per bit).")] = None,
     max_frames: Annotated[Optional[int], typer.Option(help="Encode only the first N frames.")] = None,
     crop: Annotated[Optional[str], typer.Option(help="Centre crop WxH of the source before encoding.")] = None,

@@ -50,6 +50,7 @@ __all__ = ["UPDATE_RULES", "EncodeSettings", "ModelStream", "Progress", "build_m
 Progress = Callable[[str, int, int], None]
 UPDATE_RULES = ("always", "rd")
 RD_CRF_STEP = 2  # content_lambda's second encode: CRF + this
+RD_SHARES = (1.0, 0.5, 0.25)  # updates="rd": the shares of a segment's update tried (largest changes first)
 
 
 @dataclass(frozen=True)
@@ -312,30 +313,31 @@ def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: 
             idx, losses = adapter.adapt(sampler, t)
             idx = idx.to("cpu")
             change = (adapter.vector().to("cpu") - before)[idx]
-            data, deq = quantise(change, settings.delta_dtype)
-            keep = deq != 0
-            idx, deq = idx[keep], deq[keep]
-            if not bool(keep.all()):
-                data, deq = quantise(change[keep], settings.delta_dtype)
         else:
-            idx, losses, deq = torch.zeros(0, dtype=torch.int64), [], torch.zeros(0)
-            data, _ = quantise(deq, settings.delta_dtype)
-        after = before.clone()
-        after[idx] += deq
-        record = encode_delta(idx, data, settings.delta_dtype, t, before.numel(), state.base_hash, state.hash,
-                              vector_hash(after))
+            idx, losses, change = torch.zeros(0, dtype=torch.int64), [], torch.zeros(0)
+        record, idx, change = _delta_record(idx, change, settings.delta_dtype, t, state)
         if gate:
-            # What the receiver would hold with this update, judged against what it holds now.
-            adapter.set_vector(after.to(device))
-            saved = sse_before - _segment_sse(state.model, lr[a:b], hr[a:b], settings.scale, levels,
-                                              settings.rd_every)
-            empty_data, _ = quantise(torch.zeros(0), settings.delta_dtype)
-            empty = encode_delta(torch.zeros(0, dtype=torch.int64), empty_data, settings.delta_dtype, t,
-                                 before.numel(), state.base_hash, state.hash, state.hash)
-            cost = 8 * (len(record) - len(empty))
-            seg.update(rd_saved_sse=saved, rd_cost_bits=cost, sent=bool(saved > lam * cost))
-            if not seg["sent"]:
-                record, idx = empty, torch.zeros(0, dtype=torch.int64)
+            # Candidates: the update, the half and the quarter of it that changed most, and nothing.
+            # Each is judged by what the receiver would show with it against what it shows now; the
+            # one with the lowest error + lambda * bits is sent (nothing when no update pays).
+            empty = _delta_record(idx[:0], change[:0], settings.delta_dtype, t, state)[0]
+            best = (0.0, empty, idx[:0], None)
+            tried = []
+            order = torch.argsort(change.abs(), descending=True, stable=True)
+            for share in RD_SHARES:
+                keep = order[:max(1, int(round(share * idx.numel())))].sort().values if idx.numel() else order
+                rec, kept, _ = _delta_record(idx[keep], change[keep], settings.delta_dtype, t, state)
+                if not kept.numel():
+                    continue
+                adapter.set_vector(_after(state.vector, rec).to(device))
+                saved = sse_before - _segment_sse(state.model, lr[a:b], hr[a:b], settings.scale, levels,
+                                                  settings.rd_every)
+                cost = 8 * (len(rec) - len(empty))
+                tried.append({"share": share, "saved_sse": saved, "cost_bits": cost})
+                if saved - lam * cost > best[0]:
+                    best = (saved - lam * cost, rec, kept, share)
+            _, record, idx, share = best
+            seg.update(rd=tried, rd_share=share, sent=share is not None)
         state.apply(record, f"segment {t}")  # the encoder's model becomes the decoder's, bit for bit
         deltas.append(record)
         seg.update(changed=int(idx.numel()), bytes=len(record),
@@ -386,6 +388,31 @@ def content_lambda(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: Enco
     lam = (d2 - d1) / (r1 - r2) if r1 > r2 else 0.0
     return {"lambda": max(0.0, lam), "crf": settings.crf, "crf2": crf2, "bits": r1, "bits2": r2,
             "sse": d1, "sse2": d2}
+
+
+def _delta_record(idx: torch.Tensor, change: torch.Tensor, dtype: str, t: int,
+                  state: ModelState) -> tuple[bytes, torch.Tensor, torch.Tensor]:
+    """(delta record for segment t, the indices it changes, their unquantised changes): `change`
+    at `idx` quantised to `dtype`; coordinates whose change rounds to zero are left out."""
+    data, deq = quantise(change, dtype)
+    keep = deq != 0
+    if not bool(keep.all()):
+        idx, change = idx[keep], change[keep]
+        data, deq = quantise(change, dtype)
+    after = state.vector.clone()
+    after[idx] += deq
+    record = encode_delta(idx, data, dtype, t, after.numel(), state.base_hash, state.hash, vector_hash(after))
+    return record, idx, change
+
+
+def _after(vector: torch.Tensor, record: bytes) -> torch.Tensor:
+    """The model vector after a delta record (as `ModelState.apply` computes it)."""
+    from adasr.stream.codec import read_record
+
+    delta = read_record(record)[1]
+    new = vector.clone()
+    new[delta.indices] += delta.values
+    return new
 
 
 def _psnr(model, lr, hr, scale, levels, every):
