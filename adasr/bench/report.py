@@ -386,10 +386,10 @@ SECTIONS: tuple[Section, ...] = (
             "quality).", ("codec.json", "codec-vtest.json"), _codec, "codec"),
     Section("Live content adaptation (AMS)", "Thesis Table 4.1 in SR form at a real size: a live server and "
             "its client on loopback, each scheme's gain over the codec-trained generic model it starts from.",
-            ("live.json", "live-720p.json"), _live, "live"),
+            ("live.json", "live-tuned.json", "live-720p.json"), _live, "live"),
     Section("What makes adaptation pay (ablation)", "The live trainer's schemes and settings on the same session, "
             "one change at a time, then the changes that paid combined (`adasr bench adapt`).",
-            ("adapt.json", "adapt-combined.json"), _adapt, "adapt"),
+            ("adapt.json", "adapt-ablation.json"), _adapt, "adapt"),
     Section("Model reuse", "RECL (gating top-K + safety checker + the retraining scheduler) against no "
             "adaptation and retraining alone, on the same frames and compute, and the budget retraining alone needs "
             "to match RECL.", ("reuse.json", "reuse-b6.json", "reuse-b9.json"), _reuse, "reuse"),

@@ -151,3 +151,32 @@ def test_cli_base_by_hash_encode_decode_play_and_refusals(monkeypatch, capsys, t
     code, _, err = run_cli(monkeypatch, capsys, "encode", video, tmp_path / "t.adasrs", *CLIP, "--base-by-hash",
                            "--init-steps", "2")
     assert code != 0 and "--init-steps" in err and not (tmp_path / "t.adasrs").exists()
+
+
+@pytest.mark.slow
+def test_cli_encode_sends_only_the_updates_that_pay(monkeypatch, capsys, tmp_path, data_root):
+    from adasr.stream.reader import StreamReader
+
+    video = data_root / "video" / "bikes_640x272.mp4"
+    stream = tmp_path / "s.adasrs"
+    code, out, err = run_cli(monkeypatch, capsys, "encode", video, stream, *CLIP, "--base-by-hash", "--updates", "rd",
+                             "--values", "int8")
+    assert code == 0, err
+    assert "updates that pay:" in out and "the content's slope" in out
+    manifest = StreamReader(stream, base="generic").manifest
+    rd = manifest["rate_distortion"]  # the slope from the second encode at CRF + 2: fewer bits, more error
+    assert rd["crf2"] == rd["crf"] + 2 and rd["bits2"] < rd["bits"] and rd["sse2"] > rd["sse"]
+    assert rd["lambda"] == manifest["settings"]["rd_lambda"] > 0
+    sent = [s["sent"] for s in manifest["segments"]]
+    assert len(sent) == 2 and f"{sum(sent)} of 2 sent" in out
+    code, out, err = run_cli(monkeypatch, capsys, "decode", stream, tmp_path / "o.mp4", "--quiet", "--base", "generic")
+    assert code == 0, err
+    # a fixed exchange rate instead of the measured one; a bad rule or rate is one line
+    code, out, err = run_cli(monkeypatch, capsys, "encode", video, tmp_path / "t.adasrs", *CLIP, "--updates", "rd",
+                             "--rd-lambda", "0")
+    assert code == 0 and "(lambda 0 squared error per bit)" in out, err
+    for args, word in ((("--updates", "often"), "update rule"), (("--updates", "rd", "--rd-lambda", "-1"), "rd-lambda"),
+                       (("--values", "int4"), "--values")):
+        code, _, err = run_cli(monkeypatch, capsys, "encode", video, tmp_path / "u.adasrs", *CLIP, *args)
+        assert code != 0 and word in err and err.strip().count("\n") == 0, err
+        assert not (tmp_path / "u.adasrs").exists()
