@@ -54,10 +54,14 @@ backends() {
   cp "$OUT/backends/backends.json" "$RESULTS/backends.json"
 }
 
-codec() {
-  run codec "${A[@]}" bench codec "$CLIPS/bikes_640x272.mp4" --max-frames 30 --crop 320x176 --hr-crfs 26,30,34,38 \
-    --lr-crfs 18,22,26,30 --steps 10 --oneshot-steps 10 --no-sweeps --threads 1 --device cpu --out "$OUT/codec"
+codec() {  # about 40 minutes for the first run on a quiet 2-core machine (HR encodes at preset slow, SR of every frame)
+  local C=(--hr-crfs 32,37,42,47 --lr-crfs 24,29,34,39 --no-sweeps --tau 5 --eta 0.01 --steps 60 --values int8
+           --oneshot-steps 100 --ssim-every 10 --threads 1 --device cpu)
+  run codec "${A[@]}" bench codec "$CLIPS/bikes_640x272.mp4" "$CLIPS/bigbuckbunny_720p.mp4" --max-frames 800 "${C[@]}" \
+    --out "$OUT/codec"
   cp "$OUT/codec/codec.json" "$RESULTS/codec.json"
+  run codec-vtest "${A[@]}" bench codec "$CLIPS/vtest_768x576.avi" --max-frames 400 "${C[@]}" --out "$OUT/codec-vtest"
+  cp "$OUT/codec-vtest/codec.json" "$RESULTS/codec-vtest.json"
 }
 
 reuse() {  # at a real size on codec LR; RECL at budget 3, then retraining alone at 6 and 9 (the compute to match)

@@ -130,6 +130,11 @@ def _codec(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
         notes.append(f"{name}: {clip['frames']} frames {clip['width']}x{clip['height']}, x{clip['scale']}; model "
                      f"stream {s['model_kbps_mean']:.1f} kbps (base by hash {s['model_kbps_base_by_hash_mean']:.1f}); "
                      f"encode {s['realtime_factor_cpu_mean']:.2f}x real time in CPU time.")
+        gated = clip["curves"].get("LR H.265 + adasr stream, base by hash, updates that pay")
+        if gated:
+            notes.append(f"{name}: updates that pay: " + ", ".join(
+                f"{p['sent']} of {p['segments']} sent at LR CRF {p['crf']} (lambda {p['rd']['lambda']:.0f})"
+                for p in gated) + "; a segment whose update does not pay gets an empty record.")
     done = {Path(clip["video"]).name for clip in clips}
     left = sorted({Path(v).name for d in data for v in d.get("videos", [])} - done)
     if left:
