@@ -257,6 +257,9 @@ def _live(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
         notes.append(f"{w}x{h} HR ({w // 2}x{h // 2} LR): one live session per scheme, "
                      f"{', '.join(Path(v).stem for v in cfg['videos'])} back to back, {cfg['seconds']:g} s, "
                      f"{cfg['clients']} client(s) on loopback; trainer settings {over}.")
+        missing = [n for n in cfg.get("schemes", []) if n not in {s["scheme"] for s in d["schemes"]}]
+        if missing:  # the JSON is written after every session: a run stopped early keeps what it has
+            notes.append(f"This run was stopped before these sessions: {', '.join(missing)}.")
     notes.append("Gain: PSNR-Y of the client's mean MSE minus the base model's on the same decoded frames; "
                  "p10/p50/p90 of per-frame gains. A session whose server fell below 0.95 of real time is marked "
                  "invalid and its gain not given.")
