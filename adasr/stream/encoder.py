@@ -50,6 +50,7 @@ __all__ = ["UPDATE_RULES", "EncodeSettings", "ModelStream", "Progress", "build_m
 Progress = Callable[[str, int, int], None]
 UPDATE_RULES = ("always", "rd")
 RD_CRF_STEP = 2  # content_lambda's second encode: CRF + this
+MAX_CRF = 51  # x264 / x265
 RD_SHARES = (1.0, 0.5, 0.25)  # updates="rd": the shares of a segment's update tried (largest changes first)
 
 
@@ -379,13 +380,15 @@ def content_lambda(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: Enco
                    every: int = 5) -> dict[str, float]:
     """The content's rate-distortion slope at its CRF: how much HR squared error (luma, what the
     receiver shows through `model`) one more bit of content removes. A second encode at CRF +
-    RD_CRF_STEP gives the second point; lambda = (D2 - D1) / (R1 - R2), at least 0."""
-    crf2 = settings.crf + RD_CRF_STEP
+    RD_CRF_STEP (CRF - RD_CRF_STEP at the codec's top CRF) gives the second point; lambda =
+    (D(higher CRF) - D(lower CRF)) / (R(lower CRF) - R(higher CRF)), at least 0."""
+    crf2 = settings.crf + RD_CRF_STEP if settings.crf + RD_CRF_STEP <= MAX_CRF else settings.crf - RD_CRF_STEP
     content2, decoded2 = encode_content(lr, fps, settings.codec, crf2, settings.preset)
     d1 = _segment_sse(model, decoded, hr, settings.scale, levels, every)
     d2 = _segment_sse(model, decoded2, hr, settings.scale, levels, every)
     r1, r2 = 8 * len(content), 8 * len(content2)
-    lam = (d2 - d1) / (r1 - r2) if r1 > r2 else 0.0
+    (d_lo, r_lo), (d_hi, r_hi) = ((d1, r1), (d2, r2)) if crf2 > settings.crf else ((d2, r2), (d1, r1))
+    lam = (d_hi - d_lo) / (r_lo - r_hi) if r_lo > r_hi else 0.0
     return {"lambda": max(0.0, lam), "crf": settings.crf, "crf2": crf2, "bits": r1, "bits2": r2,
             "sse": d1, "sse2": d2}
 

@@ -237,3 +237,15 @@ def test_rd_gate_needs_a_lambda_and_a_known_rule():
         EncodeSettings(updates="sometimes")
     with pytest.raises(ConfigError, match="lambda"):
         EncodeSettings(updates="rd", rd_lambda=float("nan"))
+
+
+def test_content_lambda_at_the_codecs_top_crf_steps_down():
+    from adasr.stream.encoder import content_lambda, encode_content, initial_model
+
+    lr, hr = _frames(n=4, h=64, w=96)
+    for crf, other in ((30, 32), (50, 48)):  # CRF + 2, or CRF - 2 where CRF + 2 would pass x264's 51
+        settings = EncodeSettings(codec="h264", crf=crf, preset="fast", device="cpu")
+        content, decoded = encode_content(lr, Fraction(25), "h264", crf, "fast")
+        rd = content_lambda(lr, hr, Fraction(25), settings, content, decoded, initial_model(settings)[0], every=2)
+        assert rd["crf2"] == other and rd["lambda"] >= 0
+        assert (rd["bits2"] < rd["bits"]) == (other > crf)  # a higher CRF spends fewer bits
