@@ -49,8 +49,8 @@ from adasr.stream.encoder import (
 )
 from adasr.timing import provenance
 
-__all__ = ["ANCHOR", "RD_GATED", "CodecBenchConfig", "Progress", "Quality", "bench_clip", "run_codec_bench", "summary_lines",
-           "video_psnr"]
+__all__ = ["ANCHOR", "RD_GATED", "CodecBenchConfig", "Progress", "Quality", "bench_clip", "run_codec_bench",
+           "summary_lines", "video_psnr"]
 
 Progress = Callable[[str, int, int], None]
 ANCHOR = "HR H.265 slow"
@@ -209,7 +209,8 @@ def bench_clip(video: Path, cfg: CodecBenchConfig, on_progress: Progress | None 
     lr = downsample(hr, k)
     bicubic = build_model("bicubic", scale=k).to(device)
     generic = load_model(bundled_model(k), device=device)[0]
-    stream_settings = EncodeSettings(scale=k, tau=cfg.tau, device=str(device), delta_dtype=cfg.values, updates="always",
+    stream_settings = EncodeSettings(scale=k, tau=cfg.tau, device=str(device), delta_dtype=cfg.values,
+                                     updates="always",
                                      adapt=AdaptConfig(eta=cfg.eta, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed))
     oneshot_settings = replace(stream_settings, tau=math.inf, init_steps=cfg.oneshot_steps,
                                adapt=replace(stream_settings.adapt, steps=0))
