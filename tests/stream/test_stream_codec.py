@@ -187,7 +187,7 @@ def test_masked_adam_changes_only_the_mask_and_keeps_state():
 def _gated(rd_lambda, updates="rd"):
     lr, hr = _frames()
     settings = EncodeSettings(tau=0.08, delta_dtype="int8", device="cpu", updates=updates, rd_lambda=rd_lambda,
-                              adapt=AdaptConfig(eta=0.05, steps=3, batch=2, patch=8, lr=3e-3))
+                              adapt=AdaptConfig(eta=0.05, steps=2, batch=2, patch=8, lr=3e-3))
     return build_model_stream(lr, hr, Fraction(25), settings)
 
 
