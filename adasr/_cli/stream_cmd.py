@@ -96,7 +96,7 @@ def encode(
                      on_progress=_stage_printer(quiet))
     k, t = m["kbps"], m["timing"]
     out.print(f"wrote {stream}: {m['frames']} frames {m['width']}x{m['height']} (content {m['lr_width']}x"
-              f"{m['lr_height']} {codec} crf {crf}), {len(m['segments'])} segments", highlight=False)
+              f"{m['lr_height']} {codec} crf {crf}), {len(m['segments'])} segment{'' if len(m['segments']) == 1 else 's'}", highlight=False)
     out.print(f"  content {k['content']:.1f} kbps, model {k['model_init'] + k['model_deltas']:.1f} kbps "
               f"(first model {k['model_init']:.1f}{' named by hash' if base_by_hash else ''}, updates "
               f"{k['model_deltas']:.1f}), total {k['total']:.1f} kbps, "
