@@ -139,6 +139,12 @@ def _codec(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
     left = sorted({Path(v).name for d in data for v in d.get("videos", [])} - done)
     if left:
         notes.append(f"Not finished when the JSON was written (a run writes it after every clip): {', '.join(left)}.")
+    for d in data:  # a run stopped early whose clip another file measured
+        own = {Path(clip["video"]).name for clip in d["clips"]}
+        later = sorted({Path(v).name for v in d.get("videos", [])} - own - set(left))
+        if later:
+            notes.append(f"A run of {', '.join(sorted(own))} was stopped before {', '.join(later)}, "
+                         "measured by another run below.")
     return ["clip", "curve", "points: kbps / PSNR dB", "BD-rate % vs anchor", "BD-PSNR dB"], rows, notes
 
 
