@@ -316,7 +316,7 @@ def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: 
             change = (adapter.vector().to("cpu") - before)[idx]
         else:
             idx, losses, change = torch.zeros(0, dtype=torch.int64), [], torch.zeros(0)
-        record, idx, change = _delta_record(idx, change, settings.delta_dtype, t, state)
+        record, idx, change, after = _delta_record(idx, change, settings.delta_dtype, t, state)
         if gate:
             # Candidates: the update, the half and the quarter of it that changed most, and nothing.
             # Each is judged by what the receiver would show with it against what it shows now; the
@@ -326,11 +326,14 @@ def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: 
             tried = []
             order = torch.argsort(change.abs(), descending=True, stable=True)
             for share in RD_SHARES:
-                keep = order[:max(1, int(round(share * idx.numel())))].sort().values if idx.numel() else order
-                rec, kept, _ = _delta_record(idx[keep], change[keep], settings.delta_dtype, t, state)
+                if share == 1.0:
+                    rec, kept, vec = record, idx, after
+                else:
+                    keep = order[:max(1, int(round(share * idx.numel())))].sort().values if idx.numel() else order
+                    rec, kept, _, vec = _delta_record(idx[keep], change[keep], settings.delta_dtype, t, state)
                 if not kept.numel():
                     continue
-                adapter.set_vector(_after(state.vector, rec).to(device))
+                adapter.set_vector(vec.to(device))
                 saved = sse_before - _segment_sse(state.model, lr[a:b], hr[a:b], settings.scale, levels,
                                                   settings.rd_every)
                 cost = 8 * (len(rec) - len(empty))
@@ -394,9 +397,10 @@ def content_lambda(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: Enco
 
 
 def _delta_record(idx: torch.Tensor, change: torch.Tensor, dtype: str, t: int,
-                  state: ModelState) -> tuple[bytes, torch.Tensor, torch.Tensor]:
-    """(delta record for segment t, the indices it changes, their unquantised changes): `change`
-    at `idx` quantised to `dtype`; coordinates whose change rounds to zero are left out."""
+                  state: ModelState) -> tuple[bytes, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(delta record for segment t, the indices it changes, their unquantised changes, the model
+    vector after it): `change` at `idx` quantised to `dtype`; coordinates whose change rounds to
+    zero are left out."""
     data, deq = quantise(change, dtype)
     keep = deq != 0
     if not bool(keep.all()):
@@ -405,17 +409,7 @@ def _delta_record(idx: torch.Tensor, change: torch.Tensor, dtype: str, t: int,
     after = state.vector.clone()
     after[idx] += deq
     record = encode_delta(idx, data, dtype, t, after.numel(), state.base_hash, state.hash, vector_hash(after))
-    return record, idx, change
-
-
-def _after(vector: torch.Tensor, record: bytes) -> torch.Tensor:
-    """The model vector after a delta record (as `ModelState.apply` computes it)."""
-    from adasr.stream.codec import read_record
-
-    delta = read_record(record)[1]
-    new = vector.clone()
-    new[delta.indices] += delta.values
-    return new
+    return record, idx, change, after
 
 
 def _psnr(model, lr, hr, scale, levels, every):
