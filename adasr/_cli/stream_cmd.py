@@ -67,6 +67,7 @@ def encode(
     base_by_hash: Annotated[bool, typer.Option(help="The receiver already holds the --model (generic, or the same model file / package): the first record names it by hash instead of carrying it, so only the updates travel; decode/play then need --base.")] = False,
     updates: Annotated[str, typer.Option(help="Which segment updates are sent: always, or rd (only as far as they pay: the whole update, its largest half or quarter, or nothing, whichever removes the most error net of its bits at the content's own rate-distortion slope, measured by a second encode at CRF+2; nothing sends an empty record).")] = "rd",
     rd_lambda: Annotated[Optional[float], typer.Option(help="--updates rd: the exchange rate instead of the measured slope (HR luma squared error per bit).")] = None,
+    rd_lookahead: Annotated[int, typer.Option(help="--updates rd: also count what an update saves on the next N segments, where the receiver still holds it (0 = its own segment only).")] = 1,
     max_frames: Annotated[Optional[int], typer.Option(help="Encode only the first N frames.")] = None,
     crop: Annotated[Optional[str], typer.Option(help="Centre crop WxH of the source before encoding.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
@@ -88,6 +89,7 @@ def encode(
     settings = EncodeSettings(scale=scale, codec=codec, crf=crf, preset=preset, tau=_tau(tau), model=model,
                               levels=levels, init_steps=init_steps, delta_dtype=values, device=device,
                               base_by_hash=base_by_hash, updates=updates, rd_lambda=rd_lambda,
+                              rd_lookahead=rd_lookahead,
                               adapt=AdaptConfig(eta=eta, steps=steps, batch=batch, patch=patch, lr=lr,
                                                 strategy=strategy, seed=seed))
     if values not in DELTA_VALUES:
@@ -153,6 +155,7 @@ def bench_codec(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     values: Annotated[str, typer.Option(help="Delta values of the adasr stream: int8, float16 or float32.")] = "int8",
     rd: Annotated[bool, typer.Option(help="Also the stream that sends only the updates that pay (encode --updates rd).")] = True,
+    rd_lookahead: Annotated[int, typer.Option(help="That stream's look-ahead: the segments after its own an update is judged on (encode --rd-lookahead).")] = 1,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
 ) -> None:
     """Rate-distortion of model streaming vs HR H.264/H.265: PSNR/SSIM vs bpp, BD-rate, sweeps; JSON + PNG."""
@@ -166,7 +169,8 @@ def bench_codec(
     cfg = CodecBenchConfig(max_frames=max_frames, crop_hw=_crop(crop), hr_crfs=ints(hr_crfs, "hr-crfs"),
                            lr_crfs=ints(lr_crfs, "lr-crfs"), sweep_crf=sweep_crf, sweeps=sweeps, package=package,
                            tau=_tau(tau), eta=eta, steps=steps, oneshot_steps=oneshot_steps, ssim_every=ssim_every,
-                           seed=seed, device=device, values=values, rd=rd)
+                           seed=seed, device=device, values=values, rd=rd,
+                           rd_lookahead=rd_lookahead)
     if values not in DELTA_VALUES:
         raise ConfigError(f"--values must be one of {', '.join(DELTA_VALUES)}, got {values!r}")
     from adasr._atomic import check_not_input

@@ -83,6 +83,7 @@ class CodecBenchConfig:
     package_steps: int = 20
     values: str = "int8"  # the adasr stream's delta values: int8, float16 or float32
     rd: bool = True  # also the stream that sends only the updates that pay (EncodeSettings.updates="rd")
+    rd_lookahead: int = 1  # that stream's EncodeSettings.rd_lookahead
 
 
 def _y_mse(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
@@ -238,7 +239,8 @@ def bench_clip(video: Path, cfg: CodecBenchConfig, on_progress: Progress | None 
         if cfg.rd:
             rd = content_lambda(lr, hr, fps, replace(stream_settings, crf=crf, preset="slow"), content, dec,
                                 generic, None, stream_settings.rd_every)
-            gated = replace(stream_settings, updates="rd", rd_lambda=rd["lambda"], base_by_hash=True)
+            gated = replace(stream_settings, updates="rd", rd_lambda=rd["lambda"], base_by_hash=True,
+                            rd_lookahead=cfg.rd_lookahead)
             point, ms = _stream_point(dec, hr, fps, gated, bits, qa, device)
             point.update(crf=crf, rd=rd, sent=sum(bool(s.get("sent")) for s in ms.segments), base_by_hash=True)
             curves.setdefault(RD_GATED, []).append(point)

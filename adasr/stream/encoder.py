@@ -15,7 +15,9 @@
    bits would buy if spent on the content instead. The exchange rate (lambda, squared error per
    bit) is the content's own rate-distortion slope at its CRF, measured by a second encode at
    CRF + 2 (`content_lambda`). A segment whose update does not pay gets an empty record: the
-   receiver keeps the model it holds. (SRVC leaves "the model vs content bitrate trade-off" as
+   receiver keeps the model it holds. An update stays in the receiver's model after its segment,
+   so its savings are counted over the next `rd_lookahead` segments too (default 1): on a static
+   scene an update keeps paying long after the segment that trained it. (SRVC leaves "the model vs content bitrate trade-off" as
    future work; this is the Lagrangian rule video encoders use for their own choices.)
 
 The model is the bundled generic SR model (default), SRVC's own lightweight model, any adasr
@@ -74,6 +76,7 @@ class EncodeSettings:
     updates: str = "always"  # always: every segment's update is sent; rd: only the updates that pay
     rd_lambda: float | None = None  # rd: squared error (HR luma) per bit; None = the content's slope
     rd_every: int = 5  # rd: judge an update on every N-th frame of its segment
+    rd_lookahead: int = 1  # rd: also count what an update saves on the next N segments (it persists there)
 
     def __post_init__(self) -> None:
         if self.updates not in UPDATE_RULES:
@@ -82,6 +85,8 @@ class EncodeSettings:
             raise ConfigError(f"the rate-distortion lambda must be a finite number >= 0, got {self.rd_lambda}")
         if self.rd_every < 1:
             raise ConfigError(f"rd_every must be at least 1, got {self.rd_every}")
+        if not 0 <= self.rd_lookahead <= 1000:
+            raise ConfigError(f"rd_lookahead must be between 0 and 1000 segments, got {self.rd_lookahead}")
         if self.init_steps and self.base_by_hash:
             raise ConfigError("the base model can be named by hash only when it is sent unchanged: "
                               "leave out --init-steps (it retrains the first model) or --base-by-hash")
@@ -307,7 +312,10 @@ def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: 
         if evaluate_every:
             seg["psnr_before"] = _psnr(state.model, lr[a:b], hr[a:b], settings.scale, levels, evaluate_every)
         if gate:
-            sse_before = _segment_sse(state.model, lr[a:b], hr[a:b], settings.scale, levels, settings.rd_every)
+            # An update stays in the receiver's model after its segment: on a static scene it keeps
+            # paying in the segments that follow, so those are counted too (look-ahead).
+            c = bounds[min(len(bounds) - 1, t + settings.rd_lookahead)][1]
+            sse_before = _segment_sse(state.model, lr[a:c], hr[a:c], settings.scale, levels, settings.rd_every)
         sampler = PatchSampler(lr[a:b], hr[a:b], settings.scale, cfg.patch, cfg.batch, device)
         before = state.vector
         if cfg.steps:
@@ -334,14 +342,14 @@ def build_model_stream(lr: np.ndarray, hr: np.ndarray, fps: Fraction, settings: 
                 if not kept.numel():
                     continue
                 adapter.set_vector(vec.to(device))
-                saved = sse_before - _segment_sse(state.model, lr[a:b], hr[a:b], settings.scale, levels,
+                saved = sse_before - _segment_sse(state.model, lr[a:c], hr[a:c], settings.scale, levels,
                                                   settings.rd_every)
                 cost = 8 * (len(rec) - len(empty))
                 tried.append({"share": share, "saved_sse": saved, "cost_bits": cost})
                 if saved - lam * cost > best[0]:
                     best = (saved - lam * cost, rec, kept, share)
             _, record, idx, share = best
-            seg.update(rd=tried, rd_share=share, sent=share is not None)
+            seg.update(rd=tried, rd_share=share, sent=share is not None, rd_frames=[a, c])
         state.apply(record, f"segment {t}")  # the encoder's model becomes the decoder's, bit for bit
         deltas.append(record)
         seg.update(changed=int(idx.numel()), bytes=len(record),

@@ -184,9 +184,10 @@ def test_masked_adam_changes_only_the_mask_and_keeps_state():
     assert len(losses) == 3
 
 
-def _gated(rd_lambda, updates="rd"):
+def _gated(rd_lambda, updates="rd", lookahead=1):
     lr, hr = _frames()
     settings = EncodeSettings(tau=0.08, delta_dtype="int8", device="cpu", updates=updates, rd_lambda=rd_lambda,
+                              rd_lookahead=lookahead,
                               adapt=AdaptConfig(eta=0.05, steps=2, batch=2, patch=8, lr=3e-3))
     return build_model_stream(lr, hr, Fraction(25), settings)
 
@@ -228,6 +229,21 @@ def test_rd_gate_sends_only_the_updates_that_pay():
         assert pick is not None and half["sent"] and half["rd_share"] == pick["share"]
 
 
+def test_rd_gate_counts_the_segments_an_update_persists_into():
+    """An update is judged on its own segment and the next rd_lookahead ones (the receiver still
+    holds it there); the last segments have fewer after them."""
+    ends = [s["start"] + s["frames"] for s in _gated(0.0, lookahead=0).segments]
+    for k in (0, 1, 2):
+        segs = _gated(0.0, lookahead=k).segments
+        assert len(segs) >= 3
+        for t, s in enumerate(segs):
+            assert s["rd_frames"] == [s["start"], ends[min(len(ends) - 1, t + k)]]
+    # the first segment trains the same update whatever the look-ahead: only the frames it is judged on differ
+    own, ahead = _gated(0.0, lookahead=0).segments[0], _gated(0.0, lookahead=1).segments[0]
+    assert [c["cost_bits"] for c in own["rd"]] == [c["cost_bits"] for c in ahead["rd"]]
+    assert [c["saved_sse"] for c in own["rd"]] != [c["saved_sse"] for c in ahead["rd"]]
+
+
 def test_rd_gate_needs_a_lambda_and_a_known_rule():
     from adasr.errors import ConfigError
 
@@ -237,6 +253,8 @@ def test_rd_gate_needs_a_lambda_and_a_known_rule():
         EncodeSettings(updates="sometimes")
     with pytest.raises(ConfigError, match="lambda"):
         EncodeSettings(updates="rd", rd_lambda=float("nan"))
+    with pytest.raises(ConfigError, match="rd_lookahead"):
+        EncodeSettings(updates="rd", rd_lookahead=-1)
 
 
 def test_content_lambda_at_the_codecs_top_crf_steps_down():
