@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from adasr._cli.common import console, out, parse_hw
+from adasr._cli.common import Range, console, out, parse_hw, parse_ints
 from adasr._cli.common import set_threads as _threads
 from adasr.errors import ConfigError
 
@@ -259,6 +259,7 @@ def bench_adapt(
     crf: Annotated[int, typer.Option(help="CRF of the segments (the server's default).")] = 28,
     model: Annotated[str, typer.Option(help="Base model: generic (the bundled codec-trained model), a model file or a package.")] = "generic",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    ceiling_steps: Annotated[str, typer.Option(help="Also the ceiling of content adaptation for this model, one row per count: every parameter trained for N Adam steps on each segment before that same segment is scored (not causal, not streamable). Comma-separated counts, e.g. 100,400; empty = none.")] = "",
 ) -> None:
     """Adaptation settings side by side, offline: the live trainer on a simulated clock (no training
     delay, an upper bound on the live run), each frame scored with the model the clients hold when
@@ -269,7 +270,9 @@ def bench_adapt(
     size = parse_hw(crop, "--crop", minimum=32)
     parsed = tuple(parse_row(r) for r in (rows or ABLATION_ROWS))
     cfg = AdaptBenchConfig(videos=tuple(videos) if videos else None, rows=parsed, crop_hw=size, seconds=seconds,
-                           crf=crf, model=model, seed=seed)
+                           crf=crf, model=model, seed=seed,
+                           ceiling_steps=parse_ints(ceiling_steps, "--ceiling-steps", Range(1, 10_000), most=8)
+                           if ceiling_steps.strip() else ())
     check_not_input([out_dir], list(videos or []))
     result = run_adapt_bench(cfg, out_dir, on_progress=lambda text: console.print(text, highlight=False, soft_wrap=True))
     for line in summary_lines(result):

@@ -20,6 +20,9 @@ Scores: the gain is the PSNR-Y of the mean MSE of the adapted frames minus that 
 model's on the same frames (finite whatever a frame scores), per clip of the session and over
 all; the CDF of per-frame gains (each frame's PSNR capped at `PSNR_CAP`); model downlink kbps
 (the update records' bytes over the video's seconds).
+
+`ceiling_steps` adds rows that are not a scheme: the ceiling of content adaptation for the base
+model (`_ceiling_run`: every parameter trained on each segment before that segment is scored).
 """
 
 from __future__ import annotations
@@ -64,12 +67,15 @@ class AdaptBenchConfig:
     model: str = "generic"
     seed: int = 0
     cpu_budget: float = 1.0  # core-seconds of training per video second a live server can give one channel
+    ceiling_steps: tuple[int, ...] = ()  # also the ceiling rows (`_ceiling_run`), one per step count
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.rows) <= MAX_ROWS:
             raise ConfigError(f"give 1..{MAX_ROWS} rows")
         if not 2 <= self.seconds <= 600:
             raise ConfigError("a session lasts 2..600 seconds here")
+        if any(not 1 <= n <= 10_000 for n in self.ceiling_steps) or len(self.ceiling_steps) > 8:
+            raise ConfigError("ceiling steps: at most 8 counts, each 1..10000 steps per segment")
 
 
 def _session_run(clip: Path, row: Row, cfg: AdaptBenchConfig, bounds: list[tuple[str, int]],
@@ -124,6 +130,67 @@ def _session_run(clip: Path, row: Row, cfg: AdaptBenchConfig, bounds: list[tuple
             "updates": len(trainer.updates), "cuts": trainer.cuts, "model_kbps": 8e-3 * model_bytes / video_s,
             "train_cpu_per_video_s": train_cpu, "encode_cpu_per_video_s": ch.encode_cpu_s / video_s,
             "feasible": bool(train_cpu <= cfg.cpu_budget), "wall_s": time.monotonic() - started}
+
+
+def _ceiling_run(clip: Path, steps: int, cfg: AdaptBenchConfig, bounds: list[tuple[str, int]],
+                 base_scores: dict[int, float]) -> dict[str, Any]:
+    """The ceiling of content adaptation for this model: before each segment is scored, every
+    parameter is trained for `steps` Adam steps on that very segment (its decoded LR and its HR:
+    what SRVC's encoder does, with no bit or CPU limit), continuing from the previous segment's
+    model. It is not causal and not streamable; no scheme that trains on frames already shown and
+    sends a fraction of the parameters can beat it by much at the same training per segment."""
+    import copy
+
+    import torch
+
+    from adasr.metrics import psnr_y
+    from adasr.runtime.engine import frame_to_tensor, tensor_to_frame
+    from adasr.serve.channel import Channel, ChannelConfig, NamedModel
+    from adasr.serve.media import LiveSource
+    from adasr.stream.adapt import AdaptConfig, PatchSampler, SparseAdapter
+
+    fps = 25.0
+    src = LiveSource(clip, scale=2, max_frames=int(cfg.seconds * fps), loops=10)
+    ch = Channel("bench", src, parse_row("none").trainer_config(cfg.seed), model_source=NamedModel(cfg.model),
+                 config=ChannelConfig(segment_s=cfg.segment_s, codec=cfg.codec, crf=cfg.crf, max_segments=4))
+    base = ch.trainer.base
+    model = copy.deepcopy(base).requires_grad_(True)
+    adapter = SparseAdapter(model, AdaptConfig(strategy="full", eta=1.0, steps=steps, seed=cfg.seed))
+    pairs: list[tuple[float, float]] = []
+    state = {"segments": 0, "cpu": 0.0}
+
+    def score(_ch, _seg, shown, hr) -> None:
+        t0 = time.thread_time()
+        with torch.inference_mode(False), torch.enable_grad():
+            adapter.adapt(PatchSampler(np.stack(shown), np.stack(hr), 2, 48, 8, torch.device("cpu")),
+                          state["segments"])
+        state["cpu"] += time.thread_time() - t0
+        state["segments"] += 1
+        with torch.inference_mode():
+            for lr, h in zip(shown, hr):
+                n = len(pairs)
+                x = frame_to_tensor(lr, channels_last=False)
+                if n not in base_scores:
+                    base_scores[n] = psnr_y(tensor_to_frame(base(x)), h, 2)
+                pairs.append((psnr_y(tensor_to_frame(model(x)), h, 2), base_scores[n]))
+
+    ch.on_segment.append(score)
+    started = time.monotonic()
+    for i in range(int(cfg.seconds * fps) + 2 * int(fps)):  # bounded: the session's frames and a margin
+        if ch.ended:
+            break
+        ch.pump(i / fps)
+    video_s = max(ch.video_time, 1e-9)
+    per_clip = []
+    for name, (lo, hi) in _clip_spans(bounds, len(pairs)):
+        part = pairs[lo:hi]
+        if part:
+            per_clip.append({"clip": name, "frames": len(part), **_gain(part)})
+    return {"row": f"ceiling:steps={steps}", "scheme": "ceiling", "overrides": {"steps": steps},
+            "video_s": ch.video_time, "frames_scored": len(pairs), **_gain(pairs), "cdf": _cdf(pairs),
+            "per_clip": per_clip, "updates": state["segments"], "cuts": 0, "model_kbps": None,
+            "train_cpu_per_video_s": state["cpu"] / video_s, "encode_cpu_per_video_s": ch.encode_cpu_s / video_s,
+            "feasible": False, "wall_s": time.monotonic() - started}
 
 
 def _clip_spans(bounds: list[tuple[str, int]], total: int):
@@ -183,8 +250,10 @@ def run_adapt_bench(cfg: AdaptBenchConfig, out_dir: str | Path,
                                 counts=bounds)
             result["clips"] = [{"clip": n, "frames": f} for n, f in bounds]
             base_scores: dict[int, float] = {}
-            for row in cfg.rows:
-                r = _session_run(clip, row, cfg, bounds, base_scores)
+            runs = [(lambda row=row: _session_run(clip, row, cfg, bounds, base_scores)) for row in cfg.rows]
+            runs += [(lambda n=n: _ceiling_run(clip, n, cfg, bounds, base_scores)) for n in cfg.ceiling_steps]
+            for run in runs:
+                r = run()
                 result["rows"].append(r)
                 save()
                 if on_progress:
@@ -202,7 +271,7 @@ def _fmt(v: float | None, spec: str) -> str:
 def _line(r: dict[str, Any]) -> str:
     clips = " ".join(f"{c['clip'].split('_')[0]} {_fmt(c['gain_db'], '+.2f')}" for c in r["per_clip"][:6])
     return (f"  {r['row']:<22} gain {_fmt(r['gain_db'], '+.3f')} dB  p50 {_fmt(r['cdf']['p50'], '+.2f')}  "
-            f"model {r['model_kbps']:.1f} kbps  train CPU {r['train_cpu_per_video_s']:.2f} s/s"
+            f"model {_fmt(r['model_kbps'], '.1f')} kbps  train CPU {r['train_cpu_per_video_s']:.2f} s/s"
             f"{'' if r['feasible'] else ' (not live)'}  [{clips}]")
 
 
@@ -212,6 +281,6 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     for r in result["rows"]:
         c = r["cdf"]
         lines.append(f"{r['row']:<22} {_fmt(r['gain_db'], '>+8.3f')} {_fmt(c['p10'], '>+6.2f')} "
-                     f"{_fmt(c['p50'], '>+6.2f')} {_fmt(c['p90'], '>+6.2f')} {r['model_kbps']:>10.1f} "
+                     f"{_fmt(c['p50'], '>+6.2f')} {_fmt(c['p90'], '>+6.2f')} {_fmt(r['model_kbps'], '>10.1f')} "
                      f"{r['updates']:>7d} {r['train_cpu_per_video_s']:>13.2f} {'yes' if r['feasible'] else 'no'}")
     return lines

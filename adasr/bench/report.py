@@ -317,7 +317,7 @@ def _adapt(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
             for c in r["per_clip"]:  # a looping session scores a clip twice: the first pass is what is shown
                 per.setdefault(c["clip"], c["gain_db"])
             rows.append([r["row"], _f(r["gain_db"], "+.3f"), *[_f(per.get(c), "+.2f") for c in clips],
-                         f"{r['model_kbps']:.1f}", str(r["updates"]), f"{r['train_cpu_per_video_s']:.2f}",
+                         _f(r["model_kbps"], ".1f"), str(r["updates"]), f"{r['train_cpu_per_video_s']:.2f}",
                          "yes" if r["feasible"] else "no"])
     cfg = data[0]["config"]
     h, w = cfg["crop_hw"]
@@ -327,6 +327,10 @@ def _adapt(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
                                       else "."))
     notes.append("Per-clip columns: the gain on that clip's first pass. `live`: training CPU within "
                  f"{data[0]['config']['cpu_budget']:g} core-second per video second.")
+    if any(r.get("scheme") == "ceiling" for d in data for r in d["rows"]):
+        notes.append("`ceiling:steps=N` is not a scheme: every parameter is trained for N steps on each segment "
+                     "before that same segment is scored (not causal, nothing sent): the most content adaptation "
+                     "of this model gives at that training per segment.")
     return ["setting", "gain dB", *[f"{c} dB" for c in clips], "model kbps", "updates", "train CPU s/s", "live"], \
         rows, notes
 

@@ -17,8 +17,9 @@
    CRF + 2 (`content_lambda`). A segment whose update does not pay gets an empty record: the
    receiver keeps the model it holds. An update stays in the receiver's model after its segment,
    so its savings are counted over the next `rd_lookahead` segments too (default 1): on a static
-   scene an update keeps paying long after the segment that trained it. (SRVC leaves "the model vs content bitrate trade-off" as
-   future work; this is the Lagrangian rule video encoders use for their own choices.)
+   scene an update keeps paying long after the segment that trained it. (SRVC leaves "the model
+   vs content bitrate trade-off" as future work; this is the Lagrangian rule video encoders use
+   for their own choices.)
 
 The model is the bundled generic SR model (default), SRVC's own lightweight model, any adasr
 model file, or an adasr package (a supernet with a family of levels): then the loss is the mean

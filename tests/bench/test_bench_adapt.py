@@ -32,13 +32,24 @@ def test_bad_rows_are_refused_before_a_run(bad):
 def test_a_tiny_session_scores_every_frame_causally(data_root, tmp_path):
     clips = (data_root / "video" / "bikes_640x272.mp4",)
     cfg = AdaptBenchConfig(videos=clips, rows=(parse_row("none"), parse_row("ams:k=2,t_update=1,on_cut=reset")),
-                           crop_hw=(64, 96), seconds=3, clip_seconds=3)
+                           crop_hw=(64, 96), seconds=3, clip_seconds=3, ceiling_steps=(30,))
     result = run_adapt_bench(cfg, tmp_path)
     loaded = json.loads((tmp_path / "adapt.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert loaded["rows"] == result["rows"]
-    none, ams = result["rows"]
+    none, ams, ceiling = result["rows"]
     assert none["frames_scored"] == ams["frames_scored"] == 75
     assert none["gain_db"] == 0.0 and none["updates"] == 0 and none["model_kbps"] == 0.0
     assert ams["updates"] >= 2 and ams["model_kbps"] > 0 and ams["gain_db"] is not None
     assert result["clips"] == [{"clip": "bikes_640x272", "frames": 75}]
     assert [c["clip"] for c in ams["per_clip"]] == ["bikes_640x272"]
+    # the ceiling trains every parameter on each segment before scoring it: one update per segment
+    assert ceiling["row"] == "ceiling:steps=30" and ceiling["frames_scored"] == 75 and ceiling["updates"] == 3
+    assert ceiling["model_kbps"] is None and not ceiling["feasible"] and ceiling["gain_db"] > 0
+    assert ceiling["base_psnr_db"] == none["base_psnr_db"]  # the same frames, the same base scores
+
+
+def test_ceiling_steps_are_bounded():
+    with pytest.raises(ConfigError, match="ceiling"):
+        AdaptBenchConfig(ceiling_steps=(0,))
+    with pytest.raises(ConfigError, match="ceiling"):
+        AdaptBenchConfig(ceiling_steps=tuple(range(1, 10)))
