@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import sys
 from pathlib import Path
@@ -237,16 +238,25 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def main() -> None:
-    """Entry point: every failure is one line on stderr and an exit code from adasr.errors
-    (a usage error is an option error, 5; Ctrl-C is 130); a bug is an "internal error", 70."""
+@functools.cache
+def _command():
+    """The click tree of `adasr`, built once per process (typer builds it from every command's
+    signature, about 0.15 s), with every numeric option range-checked before its command runs."""
     from typer.main import get_command
 
     from adasr._cli.common import bound_commands
-    from adasr.errors import OutputError
 
     command = get_command(app)
-    bound_commands(command)  # every numeric option is range-checked before its command runs
+    bound_commands(command)
+    return command
+
+
+def main() -> None:
+    """Entry point: every failure is one line on stderr and an exit code from adasr.errors
+    (a usage error is an option error, 5; Ctrl-C is 130); a bug is an "internal error", 70."""
+    from adasr.errors import OutputError
+
+    command = _command()
     try:
         code = command.main(prog_name="adasr", standalone_mode=False)
     except typer.TyperException as exc:  # click's usage errors: unknown option, missing argument, bad value

@@ -254,7 +254,9 @@ class ThrottledProxy:
 @pytest.mark.integration
 def test_slow_link_client_falls_behind_and_skips_to_the_live_edge(data_root):
     with make_server(data_root, frames=50, segment_s=0.2) as srv:
-        proxy = ThrottledProxy(srv.port, rate=1_500)  # 1.5 kB/s for a channel of ~13 kB/s
+        # 3 kB/s for a channel of ~13 kB/s: a segment (~2.6 kB) takes ~0.9 s to arrive, while the live edge
+        # moves ~4 segments (more than max_lag); slower links only make the session longer
+        proxy = ThrottledProxy(srv.port, rate=3_000)
         try:
             client = LiveClient(f"http://127.0.0.1:{proxy.port}/channel/bikes", max_lag=2, reconnect_s=30,
                                 timeout_s=20, max_segments=4)

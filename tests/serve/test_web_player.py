@@ -35,6 +35,15 @@ def _server(data_root, frames: int, train: TrainerConfig) -> LiveServer:
     return LiveServer(Hub([ch]), duration_s=120)
 
 
+@pytest.fixture(scope="module")
+def played_channel(data_root):
+    """One untrained channel (scheme none) of 60 frames, fully published: the tests that only play it
+    (a busy worker, the speed variants, a segment gone) share it rather than each encoding their own."""
+    with _server(data_root, 60, TrainerConfig(scheme="none")) as srv:
+        assert srv.wait(90), "the channel did not finish"
+        yield srv
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
@@ -65,7 +74,11 @@ const badSum = await apply(args.bad_checksum);
 const badAfter = await apply(args.bad_after);
 const replay = await apply(args.replayed);
 const good = await apply(args.good);
-await sleep(1500); // one more report to the server
+// one more report to the server (every second): until /status lists this player with frames played
+const listed = (st) => (st.players || []).some((p) => p.client === s0.client && p.frames > 0);
+for (const end = Date.now() + 10000; Date.now() < end; await sleep(100)) {
+  if (listed(await page.evaluate(() => fetch('/status').then((r) => r.json())))) break;
+}
 const s1 = await page.evaluate(() => window.adasr.stats());
 return { s0, probes, badSum, badAfter, replay, good, s1 };
 """
@@ -141,12 +154,10 @@ return await until(page, sleep, (s) => s.frames >= 40, 90000);
 """
 
 
-def test_page_switches_levels_under_a_busy_worker(data_root):
-    train = TrainerConfig(scheme="none")
-    with _server(data_root, 60, train) as srv:
-        assert srv.wait(90)
-        top = len(srv.hub.channels["bikes"].trainer.levels) - 1
-        s = drive(f"{srv.url}/play/bikes?start=first&loop=1&threads=1&level={top}", SWITCH, timeout_s=240)
+def test_page_switches_levels_under_a_busy_worker(played_channel):
+    srv = played_channel
+    top = len(srv.hub.channels["bikes"].trainer.levels) - 1
+    s = drive(f"{srv.url}/play/bikes?start=first&loop=1&threads=1&level={top}", SWITCH, timeout_s=240)
     assert not s["error"] and s["frames"] >= 40, s
     hist = {int(k): v for k, v in s["levels"].items()}
     # it starts at the largest level; with two busy workers in the page it steps down and plays below it
@@ -163,24 +174,30 @@ def test_page_switches_levels_under_a_busy_worker(data_root):
 
 
 PROBE = UNTIL + """
-const s = await until(page, sleep, (s) => s.state === 'paused' && s.levelsLoaded === s.nLevels, 120000);
-if (s.error || s.state !== 'paused') return { s };
-const probes = [];
-for (const k of [0, s.nLevels - 1]) probes.push(await page.evaluate((k) => window.adasr.probe(k), k));
-return { s, probes };
+// each variant's page in turn, in the one browser: the first is the page the driver opened
+const out = {};
+for (const [i, v] of args.variants.entries()) {
+  if (i > 0) await page.goto(args.url + v, { waitUntil: 'load' });
+  const s = await until(page, sleep, (s) => s.state === 'paused' && s.levelsLoaded === s.nLevels, 120000);
+  if (s.error || s.state !== 'paused') { out[v] = { s }; continue; }
+  const probes = [];
+  for (const k of [0, s.nLevels - 1]) probes.push(await page.evaluate((k) => window.adasr.probe(k), k));
+  out[v] = { s, probes };
+}
+return out;
 """
 
 
-def test_speed_variants_match_python(data_root):
+def test_speed_variants_match_python(played_channel):
     """The residual-only graphs with the page's exact bicubic (JS) give the Python level's output
     within 1 uint8 step, as the plain export does; the int8 residual graphs stay within the int8
     bound of tests/test_export.py (PSNR >= 40 dB against float32); the canvas upscale is not
     checked for equality (it is not the model's bicubic: measured by `adasr bench browser`)."""
-    with _server(data_root, 20, TrainerConfig(scheme="none")) as srv:
-        assert srv.wait(90)
-        ch = srv.hub.channels["bikes"]
-        out = {v: drive(f"{srv.url}/play/bikes?start=first&paused=1&threads=1&variant={v}", PROBE, timeout_s=240)
-               for v in ("residual", "int8-residual")}
+    srv, variants = played_channel, ("residual", "int8-residual")
+    ch = srv.hub.channels["bikes"]
+    url = f"{srv.url}/play/bikes?start=first&paused=1&threads=1&variant="
+    out = drive(url + variants[0], PROBE, {"url": url, "variants": variants}, timeout_s=240)
+    assert sorted(out) == sorted(variants), out
     configs = ch.trainer.levels
     for v, r in out.items():
         assert not r["s"]["error"] and r["s"]["variant"] == v, r["s"]
@@ -205,23 +222,22 @@ return await page.evaluate(() => window.adasr.stats());
 """
 
 
-def test_page_skips_a_segment_gone_when_fetched_and_counts_it(data_root):
+def test_page_skips_a_segment_gone_when_fetched_and_counts_it(played_channel, monkeypatch):
     """A segment listed in the manifest but gone when the page fetches it (evicted from the kept window in
     between: here the server answers 404 for it once) is skipped, its frames counted as missed, and the
     page plays on; before, the 404 stopped the page (state 'error'), which showed as a playback stall."""
-    with _server(data_root, 40, TrainerConfig(scheme="none")) as srv:
-        assert srv.wait(90)
-        ch = srv.hub.channels["bikes"]
-        gone, real = {2}, ch.segment
+    srv = played_channel
+    ch = srv.hub.channels["bikes"]
+    gone, real = {2}, ch.segment
 
-        def segment(index: int):
-            if index in gone:
-                gone.discard(index)
-                return None
-            return real(index)
+    def segment(index: int):
+        if index in gone:
+            gone.discard(index)
+            return None
+        return real(index)
 
-        ch.segment = segment  # the page's fetch of segment 2 finds it evicted, once
-        s = drive(f"{srv.url}/play/bikes?start=first&loop=1&threads=1&level=0&policy=fixed", SKIP, timeout_s=150)
+    monkeypatch.setattr(ch, "segment", segment)  # the page's fetch of segment 2 finds it evicted, once
+    s = drive(f"{srv.url}/play/bikes?start=first&loop=1&threads=1&level=0&policy=fixed", SKIP, timeout_s=150)
     assert not s["error"] and s["state"] == "playing", s
     assert not gone and s["skippedSegments"] >= 1 and s["skipped"] == ch.segment(2).frames, s
     assert s["frames"] >= 30 and s["due"] >= 1, s
