@@ -92,7 +92,8 @@ def _session_run(clip: Path, row: Row, cfg: AdaptBenchConfig, bounds: list[tuple
     fps = 25.0
     src = LiveSource(clip, scale=2, max_frames=int(cfg.seconds * fps), loops=10)
     ch = Channel("bench", src, row.trainer_config(cfg.seed), model_source=NamedModel(cfg.model),
-                 config=ChannelConfig(segment_s=cfg.segment_s, codec=cfg.codec, crf=cfg.crf, max_segments=4))
+                 config=ChannelConfig(segment_s=cfg.segment_s, codec=cfg.codec, crf=cfg.crf, max_segments=4,
+                                      hold=row.hold))
     trainer = ch.trainer
     pairs: list[tuple[float, float]] = []  # (adapted, base) PSNR-Y per frame, in session order
 
@@ -107,7 +108,7 @@ def _session_run(clip: Path, row: Row, cfg: AdaptBenchConfig, bounds: list[tuple
                 mine = base_scores[n] if unchanged else psnr_y(tensor_to_frame(trainer.state.model(x)), h, 2)
                 pairs.append((mine, base_scores[n]))
 
-    ch.on_segment.append(score)
+    ch.on_publish.append(score)  # a segment is scored when the clients get it (`hold` segments after encoding)
     started = time.monotonic()
     for i in range(int(cfg.seconds * fps) + 2 * int(fps)):  # bounded: the session's frames and a margin
         if ch.ended:
@@ -128,6 +129,7 @@ def _session_run(clip: Path, row: Row, cfg: AdaptBenchConfig, bounds: list[tuple
     return {"row": row.label, "scheme": row.scheme, "overrides": dict(row.overrides), "video_s": ch.video_time,
             "frames_scored": len(pairs), **_gain(pairs), "cdf": _cdf(pairs), "per_clip": per_clip,
             "updates": len(trainer.updates), "cuts": trainer.cuts, "model_kbps": 8e-3 * model_bytes / video_s,
+            "hold_s": row.hold * cfg.segment_s,
             "train_cpu_per_video_s": train_cpu, "encode_cpu_per_video_s": ch.encode_cpu_s / video_s,
             "feasible": bool(train_cpu <= cfg.cpu_budget), "wall_s": time.monotonic() - started}
 

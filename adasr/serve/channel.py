@@ -1,7 +1,9 @@
 """A live channel and the hub that runs every channel on the server's compute.
 
-`Channel`: one HR source -> LR segments (published as they fill) + one `ChannelTrainer`
-(updates published as they are made). Its model comes from a pluggable `ModelSource` (the
+`Channel`: one HR source -> LR segments (published as they fill, or `ChannelConfig.hold`
+segments later, so that the trainer sees each segment before the clients do) + one
+`ChannelTrainer` (updates published as they are made; an update applies from the first segment
+not yet published). Its model comes from a pluggable `ModelSource` (the
 bundled generic model, SRVC's, a model file or a package by default; model reuse can pass its
 own). Every published list is guarded by a lock: the hub's worker thread writes, the HTTP
 handlers read.
@@ -20,7 +22,7 @@ import hashlib
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -40,6 +42,7 @@ __all__ = ["Channel", "ChannelConfig", "GivenModel", "Hub", "MAX_CHANNELS", "Mod
            "channel_config_dict"]
 
 MAX_CHANNELS = 64
+MAX_HOLD = 30  # segments a channel may hold back before publishing them
 
 
 class ModelSource(Protocol):
@@ -83,6 +86,10 @@ class ChannelConfig:
     max_segments: int = 120  # segments kept for clients (older ones: 404, clients skip ahead)
     max_updates: int = 100_000
     keep_hr: bool = False  # keep each segment's HR frames (benchmarks score clients with them)
+    # segments held back after encoding before they are published: the trainer gets each segment
+    # `hold` segments before the clients do, so an update can be trained on the very frames it is
+    # applied to (clients wait hold x segment_s longer; 0 = publish at once, as the thesis's AMS)
+    hold: int = 0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.segment_s) and 0.04 <= self.segment_s <= 30):
@@ -91,6 +98,8 @@ class ChannelConfig:
             raise ConfigError(f"crf must be in [0, 51], got {self.crf}")
         if not 1 <= self.max_segments <= 100_000:
             raise ConfigError("max_segments must be in [1, 100000]")
+        if not 0 <= self.hold <= MAX_HOLD:
+            raise ConfigError(f"hold must be 0..{MAX_HOLD} segments, got {self.hold}")
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,8 @@ class Channel:
         self._hr: OrderedDict[int, np.ndarray] = OrderedDict()
         self._updates: list[tuple[Update, int]] = []  # (update, first segment it applies to)
         self._pending: list[np.ndarray] = []
+        self._held: deque[tuple[Segment, list[np.ndarray], list[np.ndarray]]] = deque()  # encoded, not published
+        self._encoded = 0  # segments encoded (published + held)
         self._frames_in = 0
         self._frames_per_segment = max(1, round(self.cfg.segment_s * self.fps))
         self._iter = None
@@ -155,6 +166,9 @@ class Channel:
         # (channel, segment, LR frames as clients decode them, HR frames): model reuse watches
         # the content with it; runs in the ingest thread, so a hook only copies what it needs
         self.on_segment: list[Callable[[Channel, Segment, list[np.ndarray], list[np.ndarray]], None]] = []
+        # the same, when the segment is published (after `hold` more segments): what clients get, and
+        # the model they hold for it (benchmarks score it there)
+        self.on_publish: list[Callable[[Channel, Segment, list[np.ndarray], list[np.ndarray]], None]] = []
 
     # -- reading (any thread) --
 
@@ -264,6 +278,9 @@ class Channel:
             taken += 1
         if self.ended and self._pending:
             self._finish_segment()
+        if self.ended:
+            while self._held:  # the source ended: nothing more to wait for
+                self._publish_segment(*self._held.popleft())
         if self.live_edge != before:
             self.last_segment_wall = now
         return taken
@@ -288,7 +305,8 @@ class Channel:
         started = time.thread_time()
         hr = self._pending
         self._pending = []
-        index = self.live_edge + 1
+        index = self._encoded
+        self._encoded += 1
         first = self._frames_in - len(hr)
         lr = [downsample(f, self.scale) for f in hr]
         data = encode_segment(lr, self.fps, codec=self.cfg.codec, crf=self.cfg.crf, preset=self.cfg.preset,
@@ -296,20 +314,27 @@ class Channel:
         decoded = decode_segment(data)  # the LR frames exactly as a client decodes them
         seg = Segment(index, first / self.fps, len(hr) / self.fps, len(hr), data, hashlib.sha256(data).hexdigest())
         self.encode_cpu_s += time.thread_time() - started
-        with self._lock:
-            self._segments[index] = seg
-            if self.cfg.keep_hr:
-                self._hr[index] = np.stack(hr)
-            while len(self._segments) > self.cfg.max_segments:
-                old = next(iter(self._segments))
-                del self._segments[old]
-                self._hr.pop(old, None)
         shown = [f[: lr[0].shape[0], : lr[0].shape[1]] for f in decoded]
         for i, (lr_frame, hr_frame) in enumerate(zip(shown, hr)):
             self.trainer.offer((first + i) / self.fps, lr_frame, hr_frame)
         for hook in self.on_segment:
             hook(self, seg, shown, hr)
+        self._held.append((seg, shown, hr))
+        while len(self._held) > self.cfg.hold:
+            self._publish_segment(*self._held.popleft())
         return seg
+
+    def _publish_segment(self, seg: Segment, shown: list[np.ndarray], hr: list[np.ndarray]) -> None:
+        with self._lock:
+            self._segments[seg.index] = seg
+            if self.cfg.keep_hr:
+                self._hr[seg.index] = np.stack(hr)
+            while len(self._segments) > self.cfg.max_segments:
+                old = next(iter(self._segments))
+                del self._segments[old]
+                self._hr.pop(old, None)
+        for hook in self.on_publish:
+            hook(self, seg, shown, hr)
 
     def train_due(self) -> bool:
         return len(self._updates) < self.cfg.max_updates and self.trainer.due(self.video_time)

@@ -161,7 +161,10 @@ class TrainerConfig:
 #: keys a row may set (TrainerConfig fields), with their type
 _KEYS: dict[str, type] = {"k": int, "eta": float, "lr": float, "t_horizon": float, "t_update": float, "batch": int,
                           "patch": int, "strategy": str, "on_cut": str, "cut_phi": float, "one_time_s": float,
-                          "one_time_lr": float, "jit_gain_db": float, "jit_max_steps": int, "delta_dtype": str}
+                          "one_time_lr": float, "jit_gain_db": float, "jit_max_steps": int, "delta_dtype": str,
+                          "hold": int}
+#: row keys that are the channel's, not the trainer's (ChannelConfig fields)
+_CHANNEL_KEYS = ("hold",)
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,13 @@ class Row:
         return self.scheme + ("" if not self.overrides else ":" + ",".join(f"{k}={v}" for k, v in self.overrides))
 
     def trainer_config(self, seed: int = 0) -> TrainerConfig:
-        return TrainerConfig.named(self.scheme, seed=seed, **dict(self.overrides))
+        return TrainerConfig.named(self.scheme, seed=seed,
+                                   **{k: v for k, v in self.overrides if k not in _CHANNEL_KEYS})
+
+    @property
+    def hold(self) -> int:
+        """Segments the channel holds back before publishing them (ChannelConfig.hold)."""
+        return int(dict(self.overrides).get("hold", 0))
 
 
 def parse_row(text: str) -> Row:
@@ -199,4 +208,6 @@ def parse_row(text: str) -> Row:
         overrides.append((key, v))
     row = Row(scheme, tuple(overrides))
     row.trainer_config()  # the trainer's own checks (ranges, names) now, not mid-run
+    if not 0 <= row.hold <= 30:
+        raise ConfigError(f"row {text!r}: hold must be 0..30 segments")
     return row
