@@ -57,6 +57,7 @@ def serve(
     lr: Annotated[float, typer.Option(help="Adam learning rate of the updates.")] = 1e-3,
     on_cut: Annotated[str, typer.Option(help="At a scene cut (consecutive samples far apart): keep (the horizon forgets the old scene in its own time), reset (train on the new scene only, Adam restarted) or base (as reset, and the clients go back to the base model first).")] = "keep",
     crf: Annotated[int, typer.Option(help="LR segment quality (H.264 CRF).")] = 28,
+    hold: Annotated[int, typer.Option(help="Segments held back before they are published: the trainer gets each segment this many segments before the clients, so an update can be trained on the frames it is applied to; the clients lag the source by hold x --segment-s more. 0 = publish at once.")] = 0,
     seconds: Annotated[float, typer.Option(help="Stop serving after this many seconds.")] = 3600.0,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
@@ -102,7 +103,8 @@ def serve(
                   f"{factory.num_cpus:g} CPU each", highlight=False)
     try:
         channels = [Channel(n, src, cfg, model_source=NamedModel(model, levels=levels), trainer_factory=factory,
-                            config=ChannelConfig(segment_s=segment_s, crf=crf)) for n, src in zip(names, sources_)]
+                            config=ChannelConfig(segment_s=segment_s, crf=crf, hold=hold))
+                    for n, src in zip(names, sources_)]
         if factory is not None:  # serve once every trainer actor is up (bounded: RayTrainer's start deadline)
             started = time.monotonic()
             for ch in channels:

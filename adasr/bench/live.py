@@ -109,6 +109,14 @@ def session_clip(videos: list[Path], crop_hw: tuple[int, int], out: Path, fps: f
     return out
 
 
+def _hold(scheme: str, cfg: LiveBenchConfig) -> int:
+    """Segments the channel holds back (ChannelConfig.hold): the row's, else the session's `--set hold=N`."""
+    from adasr.serve.config import parse_row
+
+    row = dict(parse_row(scheme).overrides)
+    return int(row.get("hold", dict(cfg.overrides).get("hold", 0)))
+
+
 def _trainer_config(scheme: str, cfg: LiveBenchConfig):
     """The trainer of `scheme` (a name, or a row "ams:k=40,..."): the session's settings, then
     `cfg.overrides`, then the row's own."""
@@ -118,6 +126,7 @@ def _trainer_config(scheme: str, cfg: LiveBenchConfig):
     kw = dict(t_update=cfg.t_update, k=cfg.k, one_time_s=cfg.one_time_s, seed=cfg.seed)
     kw.update(dict(cfg.overrides))
     kw.update(dict(row.overrides))
+    kw.pop("hold", None)  # the channel's (`_hold`)
     if row.scheme == "ams_asr_atr":
         return TrainerConfig(scheme="ams", asr=ASRConfig(enabled=True),
                              atr=ATRConfig(enabled=True, tau_min=kw["t_update"]), **kw)
@@ -153,7 +162,8 @@ def _session(clips: list[Path], scheme: str, cfg: LiveBenchConfig, scheduler: st
         for i, clip in enumerate(clips):
             src = LiveSource(clip, scale=2, max_frames=int(cfg.seconds * 25), loops=10)
             channels.append(Channel(f"ch{i}", src, tcfg, model_source=NamedModel(cfg.model), trainer_factory=factory,
-                                    config=ChannelConfig(segment_s=cfg.segment_s, keep_hr=True, max_segments=1000)))
+                                    config=ChannelConfig(segment_s=cfg.segment_s, keep_hr=True, max_segments=1000,
+                                                         hold=_hold(scheme, cfg))))
         if factory is not None:
             for ch in channels:
                 ch.trainer.ready(None)
@@ -162,6 +172,7 @@ def _session(clips: list[Path], scheme: str, cfg: LiveBenchConfig, scheduler: st
     finally:
         if factory is not None:
             factory.close()
+    out["hold_s"] = _hold(scheme, cfg) * cfg.segment_s  # how much later the clients get each segment
     out["trainers"] = "in-process" if factory is None else "ray"
     out["actors_start_s"] = actors_s
     if on_progress:

@@ -201,6 +201,36 @@ def test_channel_segments_play_on_their_own(data_root):
     assert all(u["from_segment"] >= 1 for u in m["updates"])  # an update applies from the next segment on
 
 
+def test_a_held_channel_trains_on_a_segment_before_its_clients_get_it(data_root):
+    """hold=2: a segment is published two segments after it was encoded, so an update trained on
+    its frames reaches the clients before it does and applies from it on."""
+    from adasr.serve.channel import Channel, ChannelConfig, GivenModel, Hub
+    from adasr.serve.media import LiveSource
+
+    model, spec = tiny_model()
+    src = LiveSource(data_root / "video" / "bikes_640x272.mp4", scale=2, crop_hw=(64, 64), max_frames=20)
+    ch = Channel("bikes", src, TrainerConfig(t_update=0.2, k=2, batch=2, patch=12),
+                 model_source=GivenModel(model, spec), config=ChannelConfig(segment_s=0.2, hold=2))
+    encoded, published = [], []
+    ch.on_segment.append(lambda _c, seg, *_: encoded.append(seg.index))
+    ch.on_publish.append(lambda c, seg, *_: published.append((seg.index, len(encoded), c.live_edge)))
+    hub = Hub([ch])
+    edges = []
+    for i in range(30):  # a fake clock: 25 frames a second
+        hub.step(now=i / 25)
+        edges.append((len(encoded), ch.live_edge))
+    assert ch.ended and encoded == [0, 1, 2, 3] and [p[0] for p in published] == [0, 1, 2, 3]
+    # while the source plays, segment i is published when segment i + 2 is encoded; at its end, the rest at once
+    assert published[:2] == [(0, 3, 0), (1, 4, 1)] and published[2:] == [(2, 4, 2), (3, 4, 3)]
+    assert all(edge == max(-1, n - 3) for n, edge in edges if n < 4)
+    m = ch.manifest()
+    assert [s["index"] for s in m["segments"]] == [0, 1, 2, 3]
+    # an update made after segment 1 was encoded (trained on its frames), before it was published, applies from it
+    assert any(u["from_segment"] == 1 for u in m["updates"]), m["updates"]
+    with pytest.raises(ConfigError, match="hold"):
+        ChannelConfig(hold=31)
+
+
 def test_a_scene_cut_resets_the_buffer_and_base_sends_the_clients_back(data_root):
     lr, hr = frames(data_root, 6)
     other_hr = [255 - f for f in hr]  # a different shot: far above cut_phi from the frames before it
