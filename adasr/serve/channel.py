@@ -223,7 +223,7 @@ class Channel:
         return {
             "kind": "adasr-live-channel", "version": 1, "name": self.name, "scale": self.scale, "fps": self.fps,
             "lr_width": self.lr_hw[1], "lr_height": self.lr_hw[0], "codec": self.cfg.codec,
-            "container": "mpegts", "segment_s": self.cfg.segment_s,
+            "container": "mpegts", "segment_s": self.cfg.segment_s, "hold": self.cfg.hold,
             "segments": segs, "live_edge": edge, "ended": self.ended, "n_updates": n_updates,
             "model": {"id": self.model_info.get("model", "model"), "levels": self.model_info.get("levels"),
                       "base_hash": self.base_hash.hex(), "init_bytes": len(self.init_record),
