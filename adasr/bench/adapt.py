@@ -283,6 +283,6 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     for r in result["rows"]:
         c = r["cdf"]
         lines.append(f"{r['row']:<22} {_fmt(r['gain_db'], '>+8.3f')} {_fmt(c['p10'], '>+6.2f')} "
-                     f"{_fmt(c['p50'], '>+6.2f')} {_fmt(c['p90'], '>+6.2f')} {_fmt(r['model_kbps'], '>10.1f')} "
+                     f"{_fmt(c['p50'], '>+6.2f')} {_fmt(c['p90'], '>+6.2f')} {_fmt(r['model_kbps'], '.1f'):>10} "
                      f"{r['updates']:>7d} {r['train_cpu_per_video_s']:>13.2f} {'yes' if r['feasible'] else 'no'}")
     return lines
