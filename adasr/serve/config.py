@@ -31,7 +31,7 @@ chosen on the shared clips so that a static camera (vtest) drifts to r_min and a
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from adasr.errors import ConfigError
@@ -162,9 +162,11 @@ class TrainerConfig:
 _KEYS: dict[str, type] = {"k": int, "eta": float, "lr": float, "t_horizon": float, "t_update": float, "batch": int,
                           "patch": int, "strategy": str, "on_cut": str, "cut_phi": float, "one_time_s": float,
                           "one_time_lr": float, "jit_gain_db": float, "jit_max_steps": int, "delta_dtype": str,
-                          "hold": int}
+                          "hold": int, "rate": float}
 #: row keys that are the channel's, not the trainer's (ChannelConfig fields)
 _CHANNEL_KEYS = ("hold",)
+#: row keys of the sampling rate (ASRConfig: `rate` is r_init, the fixed rate when ASR is off)
+_RATE_KEYS = ("rate",)
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,13 @@ class Row:
         return self.scheme + ("" if not self.overrides else ":" + ",".join(f"{k}={v}" for k, v in self.overrides))
 
     def trainer_config(self, seed: int = 0) -> TrainerConfig:
-        return TrainerConfig.named(self.scheme, seed=seed,
-                                   **{k: v for k, v in self.overrides if k not in _CHANNEL_KEYS})
+        cfg = TrainerConfig.named(self.scheme, seed=seed,
+                                  **{k: v for k, v in self.overrides if k not in (*_CHANNEL_KEYS, *_RATE_KEYS)})
+        rate = dict(self.overrides).get("rate")
+        if rate is not None:  # frames per second that join the buffer (ASR's start when it is on)
+            cfg = replace(cfg, asr=replace(cfg.asr, r_init=rate, r_max=max(cfg.asr.r_max, rate),
+                                           r_min=min(cfg.asr.r_min, rate)))
+        return cfg
 
     @property
     def hold(self) -> int:
