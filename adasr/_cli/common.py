@@ -84,6 +84,7 @@ RANGES: dict[str, Range] = {
     "predictor_samples": Range(0, 100_000),
     "reference_every": Range(0, _BIG),
     "eta": Range(0, 1, lo_open=True),
+    "rate": Range(0.01, 120),                 # serve: frames per second that join the training buffer
     "hold": Range(0, 30),                     # serve: segments held back before publication
     "rd_lookahead": Range(0, 1000),           # encode --updates rd: segments an update is judged on after its own
     "rd_lambda": Range(0, 1e12),              # encode --updates rd: HR squared error per bit

@@ -19,13 +19,16 @@ def test_rows_parse_into_trainer_settings():
     assert parse_row("ams:delta_dtype=int8").trainer_config().delta_dtype == "int8"
     held = parse_row("ams:k=40,hold=2")  # the channel's hold, not the trainer's
     assert held.hold == 2 and held.trainer_config().k == 40 and parse_row("ams").hold == 0
+    every = parse_row("ams:rate=25").trainer_config().asr  # every frame of a 25-fps source joins the buffer
+    assert (every.r_init, every.r_max, every.enabled) == (25.0, 25.0, False)
+    assert parse_row("ams_asr_atr:rate=1").trainer_config().asr.enabled  # ASR starts from it
     for r in ABLATION_ROWS:
         parse_row(r)
 
 
 @pytest.mark.parametrize("bad", ["magic", "ams:k", "ams:depth=3", "ams:k=many", "ams:eta=2", "ams:lr=nan",
                                  "ams:on_cut=forget", "ams:delta_dtype=int4", "ams:hold=31",
-                                 "ams:hold=-1"])
+                                 "ams:hold=-1", "ams:rate=500", "ams:rate=0"])
 def test_bad_rows_are_refused_before_a_run(bad):
     with pytest.raises(ConfigError):
         parse_row(bad)
