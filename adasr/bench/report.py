@@ -261,12 +261,16 @@ def _live(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
                          _f(c["down_kbps"], ".0f"), str(c["updates"]), f"{s['server_cpu_per_video_s']:.2f}",
                          _f(s.get("real_time_fraction"), ".3f")])
         over = ", ".join(f"{k}={v}" for k, v in cfg.get("overrides") or []) or "defaults"
-        notes.append(f"{w}x{h} HR ({w // 2}x{h // 2} LR): one live session per scheme, "
-                     f"{', '.join(Path(v).stem for v in cfg['videos'])} back to back, {cfg['seconds']:g} s, "
-                     f"{cfg['clients']} client(s) on loopback; trainer settings {over}.")
+        text = (f"{w}x{h} HR ({w // 2}x{h // 2} LR): one live session per scheme, "
+                f"{', '.join(Path(v).stem for v in cfg['videos'])} back to back, {cfg['seconds']:g} s, "
+                f"{cfg['clients']} client(s) on loopback; trainer settings {over}.")
+        if text not in notes:  # runs of the same session say it once
+            notes.append(text)
         missing = [n for n in cfg.get("schemes", []) if n not in {s["scheme"] for s in d["schemes"]}]
         if missing:  # the JSON is written after every session: a run stopped early keeps what it has
-            notes.append(f"This run was stopped before these sessions: {', '.join(missing)}.")
+            elsewhere = {s["scheme"] for e in data if e is not d for s in e["schemes"]}
+            notes.append(f"A run was stopped before these sessions: {', '.join(missing)}"
+                         + ("; they ran in a run of their own." if set(missing) <= elsewhere else "."))
     notes.append("Gain: PSNR-Y of the client's mean MSE minus the base model's on the same decoded frames; "
                  "p10/p50/p90 of per-frame gains. A session whose server fell below 0.95 of real time is marked "
                  "invalid and its gain not given.")
@@ -405,10 +409,11 @@ SECTIONS: tuple[Section, ...] = (
             "quality).", ("codec.json", "codec-vtest.json"), _codec, "codec"),
     Section("Live content adaptation (AMS)", "Thesis Table 4.1 in SR form at a real size: a live server and "
             "its client on loopback, each scheme's gain over the codec-trained generic model it starts from.",
-            ("live.json", "live-tuned.json", "live-720p.json"), _live, "live"),
+            ("live.json", "live-tuned.json", "live-hold.json", "live-720p.json"), _live, "live"),
     Section("What makes adaptation pay (ablation)", "The live trainer's schemes and settings on the same session, "
-            "one change at a time, then the changes that paid combined (`adasr bench adapt`).",
-            ("adapt.json", "adapt-ablation.json"), _adapt, "adapt"),
+            "one change at a time, then the changes that paid combined, segments held back (`hold`) and the "
+            "ceiling (`adasr bench adapt`).",
+            ("adapt.json", "adapt-ablation.json", "adapt-hold.json", "adapt-ceiling.json"), _adapt, "adapt"),
     Section("Model reuse", "RECL (gating top-K + safety checker + the retraining scheduler) against no "
             "adaptation and retraining alone, on the same frames and compute, and the budget retraining alone needs "
             "to match RECL.", ("reuse.json", "reuse-b6.json", "reuse-b9.json"), _reuse, "reuse"),
