@@ -109,6 +109,10 @@ live() {  # a quiet machine: the server must keep real time (runs below 0.95 of 
   run live-tuned "${A[@]}" bench live --schemes ams_asr_atr --seconds 60 --crop 640x360 \
     --row "ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.1" --out "$OUT/live-tuned"
   cp "$OUT/live-tuned/live.json" "$RESULTS/live-tuned.json"
+  # the same with segments held back 2 s and every frame in the buffer
+  run live-hold "${A[@]}" bench live --schemes "" --seconds 60 --crop 640x360 \
+    --row "ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.1,rate=25,hold=2" --out "$OUT/live-hold"
+  cp "$OUT/live-hold/live.json" "$RESULTS/live-hold.json"
   # the largest size the shared clips have (bigbuckbunny is 1280x720): does the 2-core server keep real time?
   run live-720p "${A[@]}" bench live --schemes ams --seconds 60 --crop 1280x720 \
     --video "$CLIPS/bigbuckbunny_720p.mp4" --channels "" --out "$OUT/live720"
@@ -131,6 +135,17 @@ adapt() {  # the ablation (about 4 CPU-minutes per row; deterministic, so a shar
     ams:on_cut=reset ams:on_cut=base ams:eta=1,lr=0.003,on_cut=reset; do rows+=(--row "$r"); done
   run adapt-ablation "${A[@]}" bench adapt "${rows[@]}" --seconds 60 --crop 640x360 --out "$OUT/adapt2"
   cp "$OUT/adapt2/adapt.json" "$RESULTS/adapt-ablation.json"
+  rows=()   # segments held back (hold=N) and every frame in the buffer (rate=25): updates trained on what they apply to
+  for r in ams:k=15,t_update=1,t_horizon=1,lr=0.003,on_cut=reset,eta=1,rate=25,hold=1 \
+    ams:k=15,t_update=1,t_horizon=1,lr=0.003,on_cut=reset,eta=0.1,rate=25,hold=1 \
+    ams:k=30,t_update=2,t_horizon=2,lr=0.003,on_cut=reset,eta=0.1,rate=25,hold=2 \
+    ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.1,rate=25,hold=2; do rows+=(--row "$r"); done
+  run adapt-hold "${A[@]}" bench adapt "${rows[@]}" --seconds 60 --crop 640x360 --out "$OUT/adapt-hold"
+  cp "$OUT/adapt-hold/adapt.json" "$RESULTS/adapt-hold.json"
+  # the ceiling: every parameter trained on each segment before it is scored (about 25 CPU-minutes)
+  run adapt-ceiling "${A[@]}" bench adapt --row none --ceiling-steps 60,300 --seconds 60 --crop 640x360 \
+    --out "$OUT/adapt-ceiling"
+  cp "$OUT/adapt-ceiling/adapt.json" "$RESULTS/adapt-ceiling.json"
 }
 
 browser() {  # headless Chromium (make js; apt-get install chromium): the export variants, then five playbacks
