@@ -59,3 +59,14 @@ def test_ceiling_steps_are_bounded():
         AdaptBenchConfig(ceiling_steps=(0,))
     with pytest.raises(ConfigError, match="ceiling"):
         AdaptBenchConfig(ceiling_steps=tuple(range(1, 10)))
+
+
+def test_live_rows_take_the_channels_hold_and_the_buffers_rate():
+    from adasr.bench.live import LiveBenchConfig, _hold, _trainer_config
+
+    cfg = LiveBenchConfig()
+    row = "ams:k=40,rate=25,hold=2"
+    t = _trainer_config(row, cfg)
+    assert t.k == 40 and t.asr.r_init == 25.0 and not t.asr.enabled
+    assert _hold(row, cfg) == 2 and _hold("ams", cfg) == 0
+    assert _trainer_config("ams_asr_atr:rate=1", cfg).asr.enabled
