@@ -67,7 +67,7 @@ def encode(
     base_by_hash: Annotated[bool, typer.Option(help="The receiver already holds the --model (generic, or the same model file / package): the first record names it by hash instead of carrying it, so only the updates travel; decode/play then need --base.")] = False,
     updates: Annotated[str, typer.Option(help="Which segment updates are sent: always, or rd (only as far as they pay: the whole update, its largest half or quarter, or nothing, whichever removes the most error net of its bits at the content's own rate-distortion slope, measured by a second encode at CRF+2; nothing sends an empty record).")] = "rd",
     rd_lambda: Annotated[Optional[float], typer.Option(help="--updates rd: the exchange rate instead of the measured slope (HR luma squared error per bit).")] = None,
-    rd_lookahead: Annotated[int, typer.Option(help="--updates rd: also count what an update saves on the next N segments, where the receiver still holds it (0 = its own segment only).")] = 1,
+    rd_lookahead: Annotated[int, typer.Option(help="--updates rd: also count what an update saves on the next N segments, where the receiver still holds it (0 = its own segment only).")] = 2,
     max_frames: Annotated[Optional[int], typer.Option(help="Encode only the first N frames.")] = None,
     crop: Annotated[Optional[str], typer.Option(help="Centre crop WxH of the source before encoding.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
@@ -155,7 +155,7 @@ def bench_codec(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     values: Annotated[str, typer.Option(help="Delta values of the adasr stream: int8, float16 or float32.")] = "int8",
     rd: Annotated[bool, typer.Option(help="Also the stream that sends only the updates that pay (encode --updates rd).")] = True,
-    rd_lookahead: Annotated[int, typer.Option(help="That stream's look-ahead: the segments after its own an update is judged on (encode --rd-lookahead).")] = 1,
+    rd_lookahead: Annotated[int, typer.Option(help="That stream's look-ahead: the segments after its own an update is judged on (encode --rd-lookahead).")] = 2,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
 ) -> None:
     """Rate-distortion of model streaming vs HR H.264/H.265: PSNR/SSIM vs bpp, BD-rate, sweeps; JSON + PNG."""

@@ -83,7 +83,7 @@ class CodecBenchConfig:
     package_steps: int = 20
     values: str = "int8"  # the adasr stream's delta values: int8, float16 or float32
     rd: bool = True  # also the stream that sends only the updates that pay (EncodeSettings.updates="rd")
-    rd_lookahead: int = 1  # that stream's EncodeSettings.rd_lookahead
+    rd_lookahead: int = 2  # that stream's EncodeSettings.rd_lookahead
 
 
 def _y_mse(sr: np.ndarray, hr: np.ndarray, border: int) -> float:

@@ -16,7 +16,7 @@
    bit) is the content's own rate-distortion slope at its CRF, measured by a second encode at
    CRF + 2 (`content_lambda`). A segment whose update does not pay gets an empty record: the
    receiver keeps the model it holds. An update stays in the receiver's model after its segment,
-   so its savings are counted over the next `rd_lookahead` segments too (default 1): on a static
+   so its savings are counted over the next `rd_lookahead` segments too (default 2): on a static
    scene an update keeps paying long after the segment that trained it. (SRVC leaves "the model
    vs content bitrate trade-off" as future work; this is the Lagrangian rule video encoders use
    for their own choices.)
@@ -77,7 +77,7 @@ class EncodeSettings:
     updates: str = "always"  # always: every segment's update is sent; rd: only the updates that pay
     rd_lambda: float | None = None  # rd: squared error (HR luma) per bit; None = the content's slope
     rd_every: int = 5  # rd: judge an update on every N-th frame of its segment
-    rd_lookahead: int = 1  # rd: also count what an update saves on the next N segments (it persists there)
+    rd_lookahead: int = 2  # rd: also count what an update saves on the next N segments (it persists there)
 
     def __post_init__(self) -> None:
         if self.updates not in UPDATE_RULES:
