@@ -27,7 +27,7 @@ def _trainer_config(scheme: str, t_update: float, t_horizon: float, k: int, eta:
     kw: dict[str, Any] = dict(t_update=t_update, t_horizon=t_horizon, k=k, eta=eta, seed=seed, on_cut=on_cut, lr=lr)
     asr = ASRConfig(enabled=scheme == "ams_asr_atr")
     if rate is not None:  # the buffer's sampling rate (ASR's start when it is on)
-        asr = ASRConfig(enabled=asr.enabled, r_init=rate, r_min=min(asr.r_min, rate), r_max=max(asr.r_max, rate))
+        asr = asr.with_rate(rate)
     if scheme == "ams_asr_atr":
         return TrainerConfig(scheme="ams", asr=asr,
                              atr=ATRConfig(enabled=True, tau_min=t_update, tau_max=max(t_update, t_horizon)), **kw)

@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,7 @@ def _trainer_config(scheme: str, cfg: LiveBenchConfig):
     rate = kw.pop("rate", None)
     asr = ASRConfig(enabled=row.scheme == "ams_asr_atr")
     if rate is not None:  # the buffer's sampling rate (ASR's start when it is on)
-        asr = replace(asr, r_init=rate, r_min=min(asr.r_min, rate), r_max=max(asr.r_max, rate))
+        asr = asr.with_rate(rate)
     if row.scheme == "ams_asr_atr":
         return TrainerConfig(scheme="ams", asr=asr, atr=ATRConfig(enabled=True, tau_min=kw["t_update"]), **kw)
     return TrainerConfig(scheme=row.scheme, asr=asr, **kw)

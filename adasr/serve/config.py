@@ -60,6 +60,11 @@ class ASRConfig:
     phi_target: float = 0.004
     delta_t: float = 2.0
 
+    def with_rate(self, rate: float) -> ASRConfig:
+        """The same, sampling `rate` frames per second (the fixed rate, or ASR's start), the bounds
+        widened to hold it."""
+        return replace(self, r_init=rate, r_min=min(self.r_min, rate), r_max=max(self.r_max, rate))
+
     def __post_init__(self) -> None:
         for name in ("r_min", "r_max", "r_init", "eta_r", "phi_target", "delta_t"):
             _positive(name, getattr(self, name))
@@ -185,8 +190,7 @@ class Row:
                                   **{k: v for k, v in self.overrides if k not in (*_CHANNEL_KEYS, *_RATE_KEYS)})
         rate = dict(self.overrides).get("rate")
         if rate is not None:  # frames per second that join the buffer (ASR's start when it is on)
-            cfg = replace(cfg, asr=replace(cfg.asr, r_init=rate, r_max=max(cfg.asr.r_max, rate),
-                                           r_min=min(cfg.asr.r_min, rate)))
+            cfg = replace(cfg, asr=cfg.asr.with_rate(rate))
         return cfg
 
     @property
