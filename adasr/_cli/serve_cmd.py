@@ -229,6 +229,7 @@ def bench_live(
     setting: Annotated[Optional[list[str]], typer.Option("--set", help="A trainer setting NAME=VALUE for every scheme (repeatable; the names of bench adapt's rows: k, eta, lr, t_horizon, on_cut, ...).")] = None,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Run every scaling session once more with the trainers as Ray actors (needs adasr\\[cluster]): auto (a Ray on this machine) or HOST:PORT of a cluster's head.")] = None,
     ray_cpus: Annotated[Optional[int], typer.Option(help="CPUs of a Ray that --ray auto starts here (default: all).")] = None,
+    client_sr: Annotated[str, typer.Option(help="Where the clients upscale: inline (here, every frame as it plays, on the server's cores) or after (the clients fetch, decode and swap models in real time and record which model each segment played with; their frames are upscaled and scored after the session, as if each client had a device of its own).")] = "inline",
 ) -> None:
     """Live AMS on loopback: server + clients, Table 4.1's schemes in SR form; PSNR gain, kbps, server CPU."""
     from adasr._atomic import check_not_input
@@ -242,7 +243,7 @@ def bench_live(
     cfg = LiveBenchConfig(videos=tuple(videos) if videos else None, schemes=names, clients=clients, crop_hw=size,
                           seconds=seconds, t_update=t_update, k=k, seed=seed, channel_counts=counts,
                           schedulers=("round_robin", "gain") if scheduler == "both" else (scheduler,),
-                          ray=ray, ray_cpus=ray_cpus, overrides=overrides)
+                          ray=ray, ray_cpus=ray_cpus, overrides=overrides, client_sr=client_sr)
     if ray is not None and not counts:
         raise ConfigError("--ray compares the scaling run's channels: give --channels too (e.g. --channels 1,2)")
     check_not_input([out_dir], list(videos or []))

@@ -14,7 +14,7 @@ from adasr.errors import ConfigError, InputError
 
 __all__ = ["bench_codec", "decode", "encode", "register"]
 
-DELTA_VALUES = ("float16", "int8", "float32")
+DELTA_VALUES = ("float16", "int8", "int4", "float32")
 
 
 def _crop(text: str | None) -> tuple[int, int] | None:
@@ -63,7 +63,7 @@ def encode(
     patch: Annotated[int, typer.Option(help="LR crop side in pixels.")] = 48,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     init_steps: Annotated[int, typer.Option(help="Full-model steps on the whole clip before the first model is sent (one-shot customisation).")] = 0,
-    values: Annotated[str, typer.Option(help="Delta values: int8 (one float32 scale per record), float16 or float32.")] = "int8",
+    values: Annotated[str, typer.Option(help="Delta values: int8 or int4 (one float32 scale per record), float16 or float32.")] = "int8",
     base_by_hash: Annotated[bool, typer.Option(help="The receiver already holds the --model (generic, or the same model file / package): the first record names it by hash instead of carrying it, so only the updates travel; decode/play then need --base.")] = False,
     updates: Annotated[str, typer.Option(help="Which segment updates are sent: always, or rd (only as far as they pay: the whole update, its largest half or quarter, or nothing, whichever removes the most error net of its bits at the content's own rate-distortion slope, measured by a second encode at CRF+2; nothing sends an empty record).")] = "rd",
     rd_lambda: Annotated[Optional[float], typer.Option(help="--updates rd: the exchange rate instead of the measured slope (HR luma squared error per bit).")] = None,
@@ -153,7 +153,7 @@ def bench_codec(
     ssim_every: Annotated[int, typer.Option(help="SSIM on every N-th frame (PSNR on all).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
-    values: Annotated[str, typer.Option(help="Delta values of the adasr stream: int8, float16 or float32.")] = "int8",
+    values: Annotated[str, typer.Option(help="Delta values of the adasr stream: int8, int4, float16 or float32.")] = "int8",
     rd: Annotated[bool, typer.Option(help="Also the stream that sends only the updates that pay (encode --updates rd).")] = True,
     rd_lookahead: Annotated[int, typer.Option(help="That stream's look-ahead: the segments after its own an update is judged on (encode --rd-lookahead).")] = 2,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,

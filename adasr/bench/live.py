@@ -24,6 +24,14 @@ server's process (one training thread, the channels take turns) and as Ray actor
 session). Training CPU: the trainers' own thread CPU time per second of video (in the actors for
 Ray, where the server's CPU is then the ingest, encoding and publishing alone).
 
+Where the clients upscale (`client_sr`): "inline" (the default before 2026-12-07), each client
+plays through the runtime here and upscales every frame as it plays, on the same cores as the
+server; "after", each client fetches, decodes and paces its playout here in real time and swaps
+to each update at the segment it applies from, as in "inline", but records which model it held
+for every segment instead of upscaling; its frames are upscaled and scored after the session.
+On one 2-core machine an inline client takes about half of the CPU away from the server's
+trainer; "after" stands for a client on a device of its own, which is what a real client is.
+
 Clients start with `have_model="generic"`: the server names the base model by hash and only
 deltas travel (the first model's bytes would be ~half a megabyte otherwise).
 """
@@ -51,6 +59,8 @@ __all__ = ["DEFAULT_CLIPS", "LiveBenchConfig", "run_live_bench", "session_clip",
 DEFAULT_CLIPS = ("bikes_640x272.mp4", "megamind_720x528.avi", "bigbuckbunny_720p.mp4")
 #: the clips a real-size session (640x360 HR, 320x180 LR) can crop: bikes is only 272 rows high
 DEFAULT_REAL_CLIPS = ("bigbuckbunny_720p.mp4", "megamind_720x528.avi", "vtest_768x576.avi")
+#: where the bench's clients upscale (LiveBenchConfig.client_sr)
+CLIENT_SR = ("inline", "after")
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,7 @@ class LiveBenchConfig:
     ray_cpus: int | None = None  # CPUs of a Ray that `ray="auto"` starts here
     overrides: tuple[tuple[str, Any], ...] = ()  # TrainerConfig settings for every scheme (bench adapt's rows)
     min_real_time: float = 0.95  # a session whose server fell below this fraction of real time is invalid
+    client_sr: str = "inline"  # where the clients upscale: inline (here, as they play) or after (the session)
 
     def __post_init__(self) -> None:
         from adasr.serve.config import parse_row
@@ -85,6 +96,8 @@ class LiveBenchConfig:
             raise ConfigError("a live session lasts 2..600 seconds here")
         if any(not 1 <= n <= 16 for n in self.channel_counts):
             raise ConfigError("channel counts must be in [1, 16]")
+        if self.client_sr not in CLIENT_SR:
+            raise ConfigError(f"client_sr must be one of {', '.join(CLIENT_SR)}, got {self.client_sr!r}")
 
 
 def session_clip(videos: list[Path], crop_hw: tuple[int, int], out: Path, fps: float = 25.0,
@@ -138,9 +151,11 @@ def _trainer_config(scheme: str, cfg: LiveBenchConfig):
 
 @dataclass
 class _Watch:
-    """One client's frames: (segment, index) -> PSNR-Y against the server's HR frame."""
+    """One client's frames: (segment, index) -> PSNR-Y against the server's HR frame ("after":
+    filled after the session from `models`, segment -> the flat parameters the client held)."""
 
     psnr: dict[tuple[int, int], float] = field(default_factory=dict)
+    models: dict[int, Any] = field(default_factory=dict)
     result: Any = None
     error: str | None = None
 
@@ -212,7 +227,10 @@ def _run_session(channels: list, scheme: str, cfg: LiveBenchConfig, scheduler: s
                     try:
                         client = LiveClient(f"{server.url}/channel/{ch.name}", have_model=cfg.model,
                                             client_id=f"{ch.name}-{c}", duration_s=cfg.seconds + 30)
-                        w.result = client.run(policy="fixed", on_output=score)
+                        if cfg.client_sr == "after":
+                            w.result = _record_play(client, w.models)
+                        else:
+                            w.result = client.run(policy="fixed", on_output=score)
                     except Exception as exc:  # noqa: BLE001 - reported in the result
                         w.error = f"{type(exc).__name__}: {exc}"
 
@@ -224,6 +242,9 @@ def _run_session(channels: list, scheme: str, cfg: LiveBenchConfig, scheduler: s
         server.wait(30)
         if server.worker_error is not None:
             raise server.worker_error
+    for ch, w in watches:  # "after": the clients' frames upscaled now, each with the model it held
+        if w.models:
+            w.psnr.update(_scores(ch, w.models))
     video_s = max(ch.video_time for ch in channels)
     fractions = [f for f in (ch.real_time_fraction() for ch in channels) if f is not None]
     real_time = min(fractions) if fractions else None
@@ -259,6 +280,67 @@ def _run_session(channels: list, scheme: str, cfg: LiveBenchConfig, scheduler: s
             "real_time_fraction": real_time, "valid": real_time is not None and real_time >= cfg.min_real_time,
             "server_cpu_s": hub.worker_cpu_s, "server_cpu_per_video_s": hub.worker_cpu_s / max(video_s, 1e-9),
             "train_cpu_s": train_cpu, "train_cpu_per_video_s": train_cpu / max(video_s, 1e-9)}
+
+
+@dataclass
+class _Played:
+    stats: Any  # the client's ClientStats
+
+
+def _record_play(client, models: dict[int, Any]) -> _Played:
+    """Play `client`'s channel without upscaling ("after"): frames are taken at the manifest's
+    frame rate from the first one on (as the runtime paces them), the client swaps to each update
+    at the segment it applies from, and `models[segment]` gets the flat parameters it held for that
+    segment (one shared tensor per model)."""
+    from adasr.stream.codec import model_vector
+
+    client.start()
+    try:
+        period = 1.0 / float(client.manifest["fps"])
+        t0, n, vec, held = None, 0, None, None
+        for seg, _idx, _frame in client.frames():
+            now = time.monotonic()
+            if t0 is None:
+                t0 = now
+            elif now < t0 + n * period:
+                time.sleep(t0 + n * period - now)
+            n += 1
+            if client.swap.take(seg) or vec is None:
+                held = client.swap.active_module
+                vec = model_vector(held).clone()
+            models[seg] = vec
+    finally:
+        client.stop()
+    client.stats.swaps = client.swap.applied
+    return _Played(client.stats)
+
+
+def _scores(ch, models: dict[int, Any]) -> dict[tuple[int, int], float]:
+    """PSNR-Y of every frame of the segments in `models`, each upscaled with the parameters the
+    client held for its segment."""
+    import copy
+
+    import torch
+
+    from adasr.metrics import psnr_y
+    from adasr.runtime.engine import frame_to_tensor, tensor_to_frame
+    from adasr.serve.media import decode_segment
+
+    out: dict[tuple[int, int], float] = {}
+    model, loaded = copy.deepcopy(ch.trainer.base).eval(), None
+    for n in sorted(models):
+        seg, hr = ch.segment(n), ch.hr_frames(n)
+        if seg is None or hr is None:
+            continue
+        if models[n] is not loaded:
+            torch.nn.utils.vector_to_parameters(models[n], model.parameters())
+            loaded = models[n]
+        for i, lr in enumerate(decode_segment(seg.data)):
+            if i < len(hr):
+                with torch.inference_mode():
+                    sr = tensor_to_frame(model(frame_to_tensor(lr, channels_last=False)))
+                out[(n, i)] = psnr_y(sr, hr[i], 2)
+    return out
 
 
 def _base_psnr(ch) -> dict[tuple[int, int], float]:

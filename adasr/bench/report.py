@@ -263,7 +263,11 @@ def _live(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
         over = ", ".join(f"{k}={v}" for k, v in cfg.get("overrides") or []) or "defaults"
         text = (f"{w}x{h} HR ({w // 2}x{h // 2} LR): one live session per scheme, "
                 f"{', '.join(Path(v).stem for v in cfg['videos'])} back to back, {cfg['seconds']:g} s, "
-                f"{cfg['clients']} client(s) on loopback; trainer settings {over}.")
+                f"{cfg['clients']} client(s) on loopback, "
+                + ("upscaling after the session (each fetches, decodes, paces and swaps models live, and records "
+                   "which model it held per segment: a client with a device of its own)"
+                   if cfg.get("client_sr") == "after" else "upscaling every frame as they play, on the server's cores")
+                + f"; trainer settings {over}.")
         if text not in notes:  # runs of the same session say it once
             notes.append(text)
         missing = [n for n in cfg.get("schemes", []) if n not in {s["scheme"] for s in d["schemes"]}]

@@ -222,6 +222,11 @@ class ModelSwap:
             return self._staged is not None
 
     @property
+    def active_module(self) -> Any:
+        """The module the active runner upscales with (read it between `take` calls)."""
+        return self._active_module
+
+    @property
     def staged_from(self) -> int | None:
         """The first segment of the staged update (None: nothing staged)."""
         with self._lock:

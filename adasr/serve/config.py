@@ -40,7 +40,7 @@ __all__ = ["ASRConfig", "ATRConfig", "ON_CUT", "Row", "SCHEMES", "TrainerConfig"
 
 SCHEMES = ("none", "one_time", "jit", "ams")
 ON_CUT = ("keep", "reset", "base")
-DELTA_DTYPES = ("float16", "int8", "float32")  # the model-update values (adasr.stream.codec.quantise)
+DELTA_DTYPES = ("float16", "int8", "int4", "float32")  # the model-update values (adasr.stream.codec.quantise)
 
 
 def _positive(name: str, value: float) -> None:

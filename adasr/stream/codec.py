@@ -3,7 +3,8 @@
 The model is seen as one flat float32 vector (its parameters in `named_parameters()` order). A
 stream's first record carries the whole model (architecture as JSON + every parameter, float16
 or float32); each later record carries the change made for one content segment: the indices of
-the parameters that changed and the change itself, quantised (float16 or 8-bit), entropy-coded.
+the parameters that changed and the change itself, quantised (float16, 8-bit or 4-bit),
+entropy-coded.
 
 Decoding is lossless with respect to the encoder: the encoder sets its own model to exactly
 what the decoder will compute (`previous + dequantised delta`, one float32 add per changed
@@ -26,7 +27,8 @@ stream's base): a live channel's late joiner starts from it instead of replaying
 Record layout (little endian)::
 
     magic  b"ASMU" | version u8 | kind u8 (0 full, 1 delta, 2 base reference) | codec u8 (0 raw, 1 zlib, 2 lzma)
-    | value dtype u8 (0 float32, 1 float16, 2 int8 + float32 scale) | segment u32 | n_params u64
+    | value dtype u8 (0 float32, 1 float16, 2 int8 + float32 scale, 3 int4 + float32 scale)
+    | segment u32 | n_params u64
     | base hash 16 B | before hash 16 B | after hash 16 B | payload length u32 | payload
     | SHA-256 of everything before, first 16 B
 
@@ -34,6 +36,9 @@ Full payload: u32 JSON length, JSON ({"arch", "args", "scale", "params": [[name,
 then the parameter values. Base reference payload: u32 JSON length, JSON ({"arch", "args",
 "scale"}), no values (value dtype = what the base is rounded to). Delta payload: u32 count,
 u8 index coding (0 gap varints, 1 bitmap), u32 index-bytes length, index bytes, then the values.
+int8 values are q in [-127, 127], int4 values q in [-7, 7] (two's complement nibbles, two per
+byte, the first value in the low nibble, an odd count's last high nibble 0); each is q times
+the record's float32 scale (peak |value| / 127 or / 7).
 """
 
 from __future__ import annotations
@@ -67,7 +72,9 @@ _HEAD = struct.Struct("<4sBBBBIQ16s16s16sI")
 _DIGEST = 16
 FULL, DELTA, REF = 0, 1, 2
 _KIND_NAMES = {FULL: "full", DELTA: "delta", REF: "ref"}
-DTYPES = {"float32": 0, "float16": 1, "int8": 2}
+DTYPES = {"float32": 0, "float16": 1, "int8": 2, "int4": 3}
+#: the largest |q| of each integer value type (q times the record's scale)
+_QMAX = {"int8": 127, "int4": 7}
 _DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 _RAW, _ZLIB, _LZMA = 0, 1, 2
 _GAPS, _BITMAP = 0, 1
@@ -144,11 +151,19 @@ def quantise(delta: torch.Tensor, dtype: str) -> tuple[bytes, torch.Tensor]:
     if dtype == "float16":
         h = d.to(torch.float16)
         return h.numpy().tobytes(), h.to(torch.float32)
-    if dtype == "int8":
+    if dtype in _QMAX:
+        qmax = _QMAX[dtype]
         peak = float(d.abs().max()) if d.numel() else 0.0
-        scale = np.float32(peak / 127.0 if peak > 0 else 1.0)
-        q = torch.round(d / torch.tensor(float(scale))).clamp_(-127, 127).to(torch.int8)
-        return struct.pack("<f", scale) + q.numpy().tobytes(), q.to(torch.float32) * torch.tensor(float(scale))
+        scale = np.float32(peak / qmax if peak > 0 else 1.0)
+        q = torch.round(d / torch.tensor(float(scale))).clamp_(-qmax, qmax).to(torch.int8)
+        deq = q.to(torch.float32) * torch.tensor(float(scale))
+        qb = q.numpy()
+        if dtype == "int4":
+            nib = (qb.astype(np.uint8) & 0x0F)
+            if nib.size % 2:
+                nib = np.append(nib, np.uint8(0))
+            qb = nib[0::2] | (nib[1::2] << 4)
+        return struct.pack("<f", scale) + qb.tobytes(), deq
     raise ModelError(f"unknown delta value type {dtype!r}; choose one of {', '.join(DTYPES)}")
 
 
@@ -163,11 +178,22 @@ def _dequantise(data: bytes, dtype: int, count: int) -> torch.Tensor:
         (scale,) = struct.unpack_from("<f", data)
         q = np.frombuffer(data, dtype=np.int8, count=count, offset=4)
         return torch.from_numpy(q.copy()).to(torch.float32) * torch.tensor(float(np.float32(scale)))
+    if dtype == 3:
+        (scale,) = struct.unpack_from("<f", data)
+        packed = np.frombuffer(data, dtype=np.uint8, count=(count + 1) // 2, offset=4)
+        nib = np.empty(2 * packed.size, dtype=np.uint8)
+        nib[0::2], nib[1::2] = packed & 0x0F, packed >> 4
+        if count % 2 and nib[-1]:
+            raise ValueError("int4 values: the padding nibble is not 0")
+        q = (nib[:count].astype(np.int8) ^ 8) - 8  # two's complement nibble -> [-8, 7]
+        if np.any(q == -8):
+            raise ValueError("int4 values: -8 is outside [-7, 7]")
+        return torch.from_numpy(q.astype(np.float32)) * torch.tensor(float(np.float32(scale)))
     raise ValueError(f"unknown value type {dtype}")
 
 
 def _value_bytes(dtype: int, count: int) -> int:
-    return {0: 4 * count, 1: 2 * count, 2: 4 + count}[dtype]
+    return {0: 4 * count, 1: 2 * count, 2: 4 + count, 3: 4 + (count + 1) // 2}[dtype]
 
 
 # -- indices --------------------------------------------------------------------------------------
@@ -344,7 +370,7 @@ def _parse(data: bytes, what: str) -> tuple[RecordInfo, bytes]:
         raise DeltaError(f"{what}: damaged model record (length {len(data)} bytes, header says {end + _DIGEST})")
     if _digest(data[:end]) != data[end:]:
         raise DeltaError(f"{what}: damaged model record (checksum mismatch)")
-    if kind not in _KIND_NAMES or dtype not in _DTYPE_NAMES or (kind == REF and dtype == DTYPES["int8"]):
+    if kind not in _KIND_NAMES or dtype not in _DTYPE_NAMES or (kind == REF and _DTYPE_NAMES[dtype] in _QMAX):
         raise DeltaError(f"{what}: damaged model record (unknown kind {kind} or value type {dtype})")
     if n_params > MAX_VALUES:
         raise DeltaError(f"{what}: damaged model record ({n_params:,} parameters, more than the {MAX_VALUES:,} "

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from adasr.bench.live import frame_gains
+from adasr.errors import ConfigError
 
 
 def _strict(text: str):
@@ -43,3 +44,21 @@ def test_a_short_live_session_reports_its_real_time_fraction(data_root, tmp_path
         assert s["valid"] == (s["real_time_fraction"] >= 0.95)
     assert result["config"]["overrides"] == (("k", 2),)
     assert [s["scheme"] for s in result["schemes"]] == ["ams:k=1,t_horizon=4"]
+
+
+@pytest.mark.integration
+def test_clients_that_upscale_after_the_session_score_every_frame_they_played(data_root, tmp_path):
+    """client_sr="after": the client plays live but upscales later, each segment with the model it
+    held; with no updates that is the base model on the same frames, so the gain is 0 (the same
+    module on the same tensors in one process: equal to float rounding)."""
+    from adasr.bench.live import LiveBenchConfig, run_live_bench
+
+    cfg = LiveBenchConfig(videos=(data_root / "video" / "bikes_640x272.mp4",), schemes=("none",),
+                          crop_hw=(64, 96), seconds=3, clip_seconds=3, client_sr="after")
+    result = run_live_bench(cfg, tmp_path)
+    (c,) = result["schemes"][0]["channels"]
+    assert not c["errors"] and c["frames_scored"] >= 25  # at least one 1-s segment of 25 frames was played and scored
+    assert abs(c["psnr_gain_db"]) < 1e-6
+    assert result["config"]["client_sr"] == "after"
+    with pytest.raises(ConfigError, match="client_sr"):
+        LiveBenchConfig(client_sr="elsewhere")

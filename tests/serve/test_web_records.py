@@ -1,5 +1,5 @@
 """The page's record decoder (adasr/serve/web/records.js) run in Node against records Python
-writes: every value type (float32, float16, int8) and index coding (gap varints, bitmap) gives
+writes: every value type (float32, float16, int8, int4) and index coding (gap varints, bitmap) gives
 the model Python's ModelState gives, bit for bit (same hash); damaged records are refused with
 the model unchanged. Node's WebCrypto and DecompressionStream are the browser's APIs."""
 
@@ -42,7 +42,8 @@ def test_js_decoder_matches_python(tmp_path):
     py = ModelState.from_full(init)
     gen = torch.Generator().manual_seed(0)
     records, want = [], []
-    cases = [("float32", 7), ("float16", 3), ("int8", 11), ("float16", 1), ("int8", 2)]  # step 1/2: bitmap
+    cases = [("float32", 7), ("float16", 3), ("int8", 11), ("int4", 5),
+             ("float16", 1), ("int8", 2), ("int4", 1)]  # strides 1 and 2: a bitmap
     for seg, (dtype, stride) in enumerate(cases):
         idx = torch.arange(seg % 3, py.vector.numel(), stride)
         raw, values = quantise(torch.randn(idx.numel(), generator=gen) * 0.01, dtype)

@@ -267,3 +267,24 @@ def test_content_lambda_at_the_codecs_top_crf_steps_down():
         rd = content_lambda(lr, hr, Fraction(25), settings, content, decoded, initial_model(settings)[0], every=2)
         assert rd["crf2"] == other and rd["lambda"] >= 0
         assert (rd["bits2"] < rd["bits"]) == (other > crf)  # a higher CRF spends fewer bits
+
+
+@pytest.mark.parametrize("count", [1, 6, 7])
+def test_int4_values_round_trip_and_refuse_what_the_encoder_never_writes(count):
+    from adasr.stream.codec import _dequantise, quantise
+
+    d = torch.linspace(-0.02, 0.013, count)
+    raw, deq = quantise(d, "int4")
+    assert len(raw) == 4 + (count + 1) // 2  # a float32 scale, then two values a byte
+    assert torch.equal(_dequantise(raw, 3, count), deq)  # the decoder computes the encoder's values
+    scale = float(d.abs().max()) / 7
+    assert float((deq - d).abs().max()) <= scale / 2 * (1 + 1e-5)  # round to nearest: half a step
+    bad = bytearray(raw)
+    bad[4] = (bad[4] & 0xF0) | 0x08  # -8: outside [-7, 7]
+    with pytest.raises(ValueError, match="-8"):
+        _dequantise(bytes(bad), 3, count)
+    if count % 2:
+        pad = bytearray(raw)
+        pad[-1] |= 0x10  # the odd count's unused high nibble
+        with pytest.raises(ValueError, match="padding"):
+            _dequantise(bytes(pad), 3, count)

@@ -4,7 +4,8 @@
 //
 // Record layout (little endian): magic "ASMU" | version u8 | kind u8 (0 full, 1 delta, 2 base
 // reference) | codec u8 (0 raw, 1 zlib; the /play routes re-pack LZMA2 as zlib) | value dtype u8
-// (0 float32, 1 float16, 2 int8 + float32 scale) | segment u32 | n_params u64 | base hash 16 B |
+// (0 float32, 1 float16, 2 int8 + float32 scale, 3 int4 + float32 scale: two's complement nibbles,
+// the first value in the low nibble) | segment u32 | n_params u64 | base hash 16 B |
 // before hash 16 B | after hash 16 B | payload length u32 | payload | SHA-256 of all before, 16 B.
 
 export const HEAD = 72;
@@ -80,7 +81,7 @@ export async function parseRecord(bytes, what = 'model record') {
   if (!same(await digest(data.subarray(0, end)), data.subarray(end))) {
     throw new DeltaError(`${what}: damaged model record (checksum mismatch)`);
   }
-  if (kind > 2 || dtype > 2 || (kind === 2 && dtype === 2)) {
+  if (kind > 2 || dtype > 3 || (kind === 2 && dtype >= 2)) {
     throw new DeltaError(`${what}: damaged model record (unknown kind ${kind} or value type ${dtype})`);
   }
   if (nBig > BigInt(MAX_VALUES)) throw new DeltaError(`${what}: damaged model record (${nBig} parameters)`);
@@ -111,14 +112,22 @@ function half(h) {
 // `count` values of value type `dtype` at `bytes` as float32 (adasr.stream.codec._dequantise)
 function dequantise(bytes, dtype, count) {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const need = dtype === 0 ? 4 * count : dtype === 1 ? 2 * count : 4 + count;
+  const need = dtype === 0 ? 4 * count : dtype === 1 ? 2 * count : dtype === 2 ? 4 + count : 4 + ((count + 1) >> 1);
   if (bytes.length !== need) throw new Error('value bytes do not match the count');
   const out = new Float32Array(count);
   if (dtype === 0) for (let i = 0; i < count; i++) out[i] = dv.getFloat32(4 * i, true);
   else if (dtype === 1) for (let i = 0; i < count; i++) out[i] = half(dv.getUint16(2 * i, true));
-  else {
+  else if (dtype === 2) {
     const scale = dv.getFloat32(0, true);
     for (let i = 0; i < count; i++) out[i] = dv.getInt8(4 + i) * scale; // one rounding: float32 product
+  } else {
+    const scale = dv.getFloat32(0, true);
+    if (count % 2 && bytes[4 + (count >> 1)] >> 4) throw new Error('int4 values: the padding nibble is not 0');
+    for (let i = 0; i < count; i++) {
+      const nib = (bytes[4 + (i >> 1)] >> (4 * (i & 1))) & 0x0f, q = nib >= 8 ? nib - 16 : nib;
+      if (q === -8) throw new Error('int4 values: -8 is outside [-7, 7]');
+      out[i] = q * scale;
+    }
   }
   return out;
 }
