@@ -27,7 +27,7 @@ def test_rows_parse_into_trainer_settings():
 
 
 @pytest.mark.parametrize("bad", ["magic", "ams:k", "ams:depth=3", "ams:k=many", "ams:eta=2", "ams:lr=nan",
-                                 "ams:on_cut=forget", "ams:delta_dtype=int4", "ams:hold=31",
+                                 "ams:on_cut=forget", "ams:delta_dtype=int3", "ams:hold=31",
                                  "ams:hold=-1", "ams:rate=500", "ams:rate=0"])
 def test_bad_rows_are_refused_before_a_run(bad):
     with pytest.raises(ConfigError):

@@ -173,7 +173,7 @@ def test_cli_encode_sends_only_the_updates_that_pay(monkeypatch, capsys, tmp_pat
     assert code == 0, err
     # a bad rule or rate is one line
     for args, word in ((("--updates", "often"), "update rule"), (("--updates", "rd", "--rd-lambda", "-1"), "rd-lambda"),
-                       (("--values", "int4"), "--values")):
+                       (("--values", "int3"), "--values")):
         code, _, err = run_cli(monkeypatch, capsys, "encode", video, tmp_path / "u.adasrs", *CLIP, *args)
         assert code != 0 and word in err and err.strip().count("\n") == 0, err
         assert not (tmp_path / "u.adasrs").exists()
