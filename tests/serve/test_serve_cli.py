@@ -16,7 +16,8 @@ BIKES = "video/bikes_640x272.mp4"
 @pytest.mark.integration
 def test_serve_runs_bounded_and_reports(monkeypatch, capsys, data_root):
     code, out, err = run_cli(monkeypatch, capsys, "serve", data_root / BIKES, "--port", "0", "--crop", "64x64",
-                             "--seconds", "2", "--segment-s", "0.2", "--k", "1", "--quiet", "--name", "bikes")
+                             "--seconds", "2", "--segment-s", "0.2", "--k", "1", "--quiet", "--name", "bikes",
+                             "--values", "int4")
     assert code == 0, err
     assert "serving 1 channel(s) on http://127.0.0.1:" in out and "/channel/bikes" in out
     stopped = json.loads(out.split("stopped: ", 1)[1])
@@ -41,6 +42,7 @@ def test_live_errors_are_one_line(monkeypatch, capsys, data_root, tmp_path):
     cases = [
         (["serve", tmp_path / "missing.mp4", "--port", "0"], "live source not found"),
         (["serve", data_root / BIKES, "--scheme", "magic", "--port", "0"], "--scheme must be one of"),
+        (["serve", data_root / BIKES, "--values", "int3", "--port", "0"], "--values must be one of"),
         (["serve", data_root / BIKES, "--port", "70000"], "--port must be"),
         (["play", "http://user:pw@127.0.0.1:8000/channel/x"], "must not carry credentials"),
         (["play", "http://127.0.0.1:1/nochannel"], "looks like http(s)://HOST:PORT/channel/NAME"),
