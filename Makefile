@@ -8,6 +8,11 @@ STAMP := $(VENV)/.adasr-installed
 # The fast tier: every package, without the tests marked slow, integration, browser or cluster
 # (pyproject.toml [tool.pytest.ini_options] markers).
 FAST := not (slow or integration or browser or cluster)
+# Two pytest workers (pytest-xdist), one per core of the 2-core machines this suite is sized for; a
+# test file runs whole in one worker, so its module fixtures (a trained model, a served channel, a
+# browser) are built once. Many tests wait on servers, subprocesses and real-time playback, so two
+# workers take about 60 % of one's time. `make test WORKERS=` runs in one process.
+WORKERS ?= -n 2 --dist loadfile
 
 
 DEV_STAMP := $(VENV)/.adasr-dev-installed
@@ -55,11 +60,11 @@ chromium:
 
 test: $(DEV_STAMP) $(JS_STAMP) chromium
 	$(BIN)/ruff check adasr tests
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(WORKERS)
 
 test-fast: $(DEV_STAMP)
 	$(BIN)/ruff check adasr tests
-	$(BIN)/python -m pytest -q -m "$(FAST)"
+	$(BIN)/python -m pytest -q $(WORKERS) -m "$(FAST)"
 
 # docs/RESULTS.md from the benches' JSON in docs/results/ (scripts/results_benches.sh reruns the benches)
 results: $(STAMP)
