@@ -114,6 +114,13 @@ live() {  # a quiet machine: the server must keep real time (runs below 0.95 of 
     --row "ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.1,rate=25,hold=2" --out "$OUT/live-hold"
   cp "$OUT/live-hold/live.json" "$RESULTS/live-hold.json"
   # the largest size the shared clips have (bigbuckbunny is 1280x720): does the 2-core server keep real time?
+  # the clients upscale after the session (each a device of its own; the server keeps both cores), int4 updates
+  run live-after "${A[@]}" bench live --schemes "" --seconds 60 --crop 640x360 --client-sr after \
+    --row "ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.1,rate=25,hold=2" \
+    --row "ams:k=40,t_horizon=4,lr=0.002,on_cut=reset,eta=0.3,patch=48,delta_dtype=int4,rate=25,hold=2" \
+    --out "$OUT/live-after"
+  cp "$OUT/live-after/live.json" "$RESULTS/live-after.json"
+
   run live-720p "${A[@]}" bench live --schemes ams --seconds 60 --crop 1280x720 \
     --video "$CLIPS/bigbuckbunny_720p.mp4" --channels "" --out "$OUT/live720"
   cp "$OUT/live720/live.json" "$RESULTS/live-720p.json"
@@ -142,6 +149,13 @@ adapt() {  # the ablation (about 4 CPU-minutes per row; deterministic, so a shar
     ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.1,rate=25,hold=2; do rows+=(--row "$r"); done
   run adapt-hold "${A[@]}" bench adapt "${rows[@]}" --seconds 60 --crop 640x360 --out "$OUT/adapt-hold"
   cp "$OUT/adapt-hold/adapt.json" "$RESULTS/adapt-hold.json"
+  rows=()   # int4 update values: about twice the parameters per bit, so more of them, and 48-px crops
+  for r in ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.1,rate=25,hold=2,delta_dtype=int4 \
+    ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.2,rate=25,hold=2,delta_dtype=int4 \
+    ams:k=40,t_horizon=4,lr=0.002,on_cut=reset,eta=0.3,patch=48,rate=25,hold=2,delta_dtype=int4 \
+    ams:k=40,t_horizon=4,lr=0.001,on_cut=reset,eta=1,patch=48,rate=25,hold=2,delta_dtype=int4; do rows+=(--row "$r"); done
+  run adapt-int4 "${A[@]}" bench adapt "${rows[@]}" --seconds 60 --crop 640x360 --out "$OUT/adapt-int4"
+  cp "$OUT/adapt-int4/adapt.json" "$RESULTS/adapt-int4.json"
   # the ceiling: every parameter trained on each segment before it is scored (about 25 CPU-minutes)
   run adapt-ceiling "${A[@]}" bench adapt --row none --ceiling-steps 60,300 --seconds 60 --crop 640x360 \
     --out "$OUT/adapt-ceiling"

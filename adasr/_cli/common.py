@@ -53,6 +53,7 @@ class Range:
 # tests/test_failures.py checks that every numeric option of the CLI has an entry here.
 RANGES: dict[str, Range] = {
     "threads": Range(1, MAX_THREADS),
+    "train_threads": Range(1, MAX_THREADS),
     "scale": Range(2, 4),
     "steps": Range(1, _BIG),
     "encode:steps": Range(0, 100_000),       # Adam steps per segment; 0 sends the model unadapted

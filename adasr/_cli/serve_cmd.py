@@ -65,6 +65,7 @@ def serve(
     seconds: Annotated[float, typer.Option(help="Stop serving after this many seconds.")] = 3600.0,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    train_threads: Annotated[int, typer.Option(help="Torch threads of the training (and segment-encoding) worker. 1 leaves a core for HTTP on a 2-core server; more trains faster where the cores are free.")] = 1,
     quiet: Annotated[bool, typer.Option(help="No status lines while serving.")] = False,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Train each channel in a Ray actor (needs adasr\\[cluster]): auto (join the Ray that `ray start --head` runs on this machine, else start one here) or HOST:PORT of a cluster's head (GCS port, e.g. 10.0.0.1:6379). Default: in this process, no Ray. The HTTP front stays here; see docs/CLUSTER.md.")] = None,
     ray_cpus: Annotated[Optional[int], typer.Option(help="CPUs of a Ray that --ray auto starts here (default: all).")] = None,
@@ -123,7 +124,7 @@ def serve(
                                                                eta=zoo_eta, q=zoo_q, seed=seed))
             out.print(f"model zoo {zoo}: {reuse.stats()['zoo']} expert(s)", highlight=False)
         server = LiveServer(hub, host=host, port=port, duration_s=seconds, token=token,
-                            max_per_address=max_per_address, max_requests=max_requests)
+                            max_per_address=max_per_address, max_requests=max_requests, train_threads=train_threads)
         _serve(server, channels, seconds, quiet, reuse, zoo)
     finally:
         if factory is not None:
@@ -233,6 +234,7 @@ def bench_live(
     setting: Annotated[Optional[list[str]], typer.Option("--set", help="A trainer setting NAME=VALUE for every scheme (repeatable; the names of bench adapt's rows: k, eta, lr, t_horizon, on_cut, ...).")] = None,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Run every scaling session once more with the trainers as Ray actors (needs adasr\\[cluster]): auto (a Ray on this machine) or HOST:PORT of a cluster's head.")] = None,
     ray_cpus: Annotated[Optional[int], typer.Option(help="CPUs of a Ray that --ray auto starts here (default: all).")] = None,
+    train_threads: Annotated[int, typer.Option(help="Torch threads of the server's training worker (adasr serve --train-threads); 2 with --client-sr after gives it both cores.")] = 1,
     client_sr: Annotated[str, typer.Option(help="Where the clients upscale: inline (here, every frame as it plays, on the server's cores) or after (the clients fetch, decode and swap models in real time and record which model each segment played with; their frames are upscaled and scored after the session, as if each client had a device of its own).")] = "inline",
 ) -> None:
     """Live AMS on loopback: server + clients, Table 4.1's schemes in SR form; PSNR gain, kbps, server CPU."""
@@ -247,7 +249,8 @@ def bench_live(
     cfg = LiveBenchConfig(videos=tuple(videos) if videos else None, schemes=names, clients=clients, crop_hw=size,
                           seconds=seconds, t_update=t_update, k=k, seed=seed, channel_counts=counts,
                           schedulers=("round_robin", "gain") if scheduler == "both" else (scheduler,),
-                          ray=ray, ray_cpus=ray_cpus, overrides=overrides, client_sr=client_sr)
+                          ray=ray, ray_cpus=ray_cpus, overrides=overrides, client_sr=client_sr,
+                          train_threads=train_threads)
     if ray is not None and not counts:
         raise ConfigError("--ray compares the scaling run's channels: give --channels too (e.g. --channels 1,2)")
     check_not_input([out_dir], list(videos or []))

@@ -15,7 +15,9 @@ scale); the gain is over the base model on the same decoded LR frame (computed a
 session, outside the live run). Downlink/uplink kbps: every byte the client received/sent
 (bodies counted exactly, each response/request head as a fixed estimate) over the session's
 seconds. Server CPU: the hub worker's thread CPU time (sources, segment encoding, training) per
-second of video. The scaling run puts 1, 2, ... channels (the session rotated, so channels see
+second of video (the worker thread's own CPU time: with `train_threads` above 1, torch's other
+threads are not in it; `process_cpu_per_video_s` is every thread of the process during the
+session, clients included). The scaling run puts 1, 2, ... channels (the session rotated, so channels see
 different content) on the one server and reports the mean gain per channel count and scheduler.
 
 With `ray` (`--ray auto|HOST:PORT`), every scaling session runs twice: the trainers in the
@@ -84,6 +86,7 @@ class LiveBenchConfig:
     overrides: tuple[tuple[str, Any], ...] = ()  # TrainerConfig settings for every scheme (bench adapt's rows)
     min_real_time: float = 0.95  # a session whose server fell below this fraction of real time is invalid
     client_sr: str = "inline"  # where the clients upscale: inline (here, as they play) or after (the session)
+    train_threads: int = 1  # torch threads of the server's worker (LiveServer.train_threads)
 
     def __post_init__(self) -> None:
         from adasr.serve.config import parse_row
@@ -152,10 +155,10 @@ def _trainer_config(scheme: str, cfg: LiveBenchConfig):
 @dataclass
 class _Watch:
     """One client's frames: (segment, index) -> PSNR-Y against the server's HR frame ("after":
-    filled after the session from `models`, segment -> the flat parameters the client held)."""
+    filled after the session from `models`, (segment, index) -> the flat parameters the client held)."""
 
     psnr: dict[tuple[int, int], float] = field(default_factory=dict)
-    models: dict[int, Any] = field(default_factory=dict)
+    models: dict[tuple[int, int], Any] = field(default_factory=dict)
     result: Any = None
     error: str | None = None
 
@@ -211,7 +214,8 @@ def _run_session(channels: list, scheme: str, cfg: LiveBenchConfig, scheduler: s
 
     hub = Hub(channels, make_scheduler(scheduler))
     watches: list[tuple[Channel, _Watch]] = []
-    with LiveServer(hub, duration_s=cfg.seconds + 5) as server:
+    process_cpu = time.process_time()
+    with LiveServer(hub, duration_s=cfg.seconds + 5, train_threads=cfg.train_threads) as server:
         threads = []
         for ch in channels:
             for c in range(cfg.clients):
@@ -242,6 +246,7 @@ def _run_session(channels: list, scheme: str, cfg: LiveBenchConfig, scheduler: s
         server.wait(30)
         if server.worker_error is not None:
             raise server.worker_error
+    process_cpu = time.process_time() - process_cpu  # the session: server, clients, HTTP (not the scoring)
     for ch, w in watches:  # "after": the clients' frames upscaled now, each with the model it held
         if w.models:
             w.psnr.update(_scores(ch, w.models))
@@ -279,7 +284,11 @@ def _run_session(channels: list, scheme: str, cfg: LiveBenchConfig, scheduler: s
     return {"scheme": scheme, "scheduler": scheduler, "channels": per_channel, "video_s": video_s,
             "real_time_fraction": real_time, "valid": real_time is not None and real_time >= cfg.min_real_time,
             "server_cpu_s": hub.worker_cpu_s, "server_cpu_per_video_s": hub.worker_cpu_s / max(video_s, 1e-9),
-            "train_cpu_s": train_cpu, "train_cpu_per_video_s": train_cpu / max(video_s, 1e-9)}
+            "train_cpu_s": train_cpu, "train_cpu_per_video_s": train_cpu / max(video_s, 1e-9),
+            # every thread of this process during the session (the worker's torch threads beyond its own,
+            # which the thread CPU figures above leave out; the clients' fetching, decoding and, inline,
+            # upscaling; HTTP)
+            "process_cpu_s": process_cpu, "process_cpu_per_video_s": process_cpu / max(video_s, 1e-9)}
 
 
 @dataclass
@@ -287,18 +296,19 @@ class _Played:
     stats: Any  # the client's ClientStats
 
 
-def _record_play(client, models: dict[int, Any]) -> _Played:
+def _record_play(client, models: dict[tuple[int, int], Any]) -> _Played:
     """Play `client`'s channel without upscaling ("after"): frames are taken at the manifest's
     frame rate from the first one on (as the runtime paces them), the client swaps to each update
-    at the segment it applies from, and `models[segment]` gets the flat parameters it held for that
-    segment (one shared tensor per model)."""
+    between two frames once its segment is reached (as `LiveRunner` does), and
+    `models[(segment, index)]` gets the flat parameters it held for that frame (one shared tensor
+    per model)."""
     from adasr.stream.codec import model_vector
 
     client.start()
     try:
         period = 1.0 / float(client.manifest["fps"])
         t0, n, vec, held = None, 0, None, None
-        for seg, _idx, _frame in client.frames():
+        for seg, idx, _frame in client.frames():
             now = time.monotonic()
             if t0 is None:
                 t0 = now
@@ -308,16 +318,15 @@ def _record_play(client, models: dict[int, Any]) -> _Played:
             if client.swap.take(seg) or vec is None:
                 held = client.swap.active_module
                 vec = model_vector(held).clone()
-            models[seg] = vec
+            models[(seg, idx)] = vec
     finally:
         client.stop()
     client.stats.swaps = client.swap.applied
     return _Played(client.stats)
 
 
-def _scores(ch, models: dict[int, Any]) -> dict[tuple[int, int], float]:
-    """PSNR-Y of every frame of the segments in `models`, each upscaled with the parameters the
-    client held for its segment."""
+def _scores(ch, models: dict[tuple[int, int], Any]) -> dict[tuple[int, int], float]:
+    """PSNR-Y of every frame in `models`, each upscaled with the parameters the client held for it."""
     import copy
 
     import torch
@@ -328,15 +337,16 @@ def _scores(ch, models: dict[int, Any]) -> dict[tuple[int, int], float]:
 
     out: dict[tuple[int, int], float] = {}
     model, loaded = copy.deepcopy(ch.trainer.base).eval(), None
-    for n in sorted(models):
+    for n in sorted({n for n, _ in models}):
         seg, hr = ch.segment(n), ch.hr_frames(n)
         if seg is None or hr is None:
             continue
-        if models[n] is not loaded:
-            torch.nn.utils.vector_to_parameters(models[n], model.parameters())
-            loaded = models[n]
         for i, lr in enumerate(decode_segment(seg.data)):
-            if i < len(hr):
+            vec = models.get((n, i))
+            if vec is not None and i < len(hr):
+                if vec is not loaded:
+                    torch.nn.utils.vector_to_parameters(vec, model.parameters())
+                    loaded = vec
                 with torch.inference_mode():
                     sr = tensor_to_frame(model(frame_to_tensor(lr, channels_last=False)))
                 out[(n, i)] = psnr_y(sr, hr[i], 2)

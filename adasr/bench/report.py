@@ -267,7 +267,12 @@ def _live(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
                 + ("upscaling after the session (each fetches, decodes, paces and swaps models live, and records "
                    "which model it held per segment: a client with a device of its own)"
                    if cfg.get("client_sr") == "after" else "upscaling every frame as they play, on the server's cores")
-                + f"; trainer settings {over}.")
+                + f"; trainer settings {over}")
+        if cfg.get("train_threads", 1) > 1:  # the worker's other torch threads are not in its thread CPU
+            text += (f"; the server's worker ran {cfg['train_threads']} torch threads, so its CPU column counts "
+                     "one of them: the whole process used " + ", ".join(
+                         _f(s.get("process_cpu_per_video_s"), ".2f") for s in d["schemes"]) + " CPU-s/s")
+        text += "."
         if text not in notes:  # runs of the same session say it once
             notes.append(text)
         missing = [n for n in cfg.get("schemes", []) if n not in {s["scheme"] for s in d["schemes"]}]
@@ -413,11 +418,12 @@ SECTIONS: tuple[Section, ...] = (
             "quality).", ("codec.json", "codec-vtest.json"), _codec, "codec"),
     Section("Live content adaptation (AMS)", "Thesis Table 4.1 in SR form at a real size: a live server and "
             "its client on loopback, each scheme's gain over the codec-trained generic model it starts from.",
-            ("live.json", "live-tuned.json", "live-hold.json", "live-720p.json"), _live, "live"),
+            ("live.json", "live-tuned.json", "live-hold.json", "live-after.json", "live-720p.json"), _live, "live"),
     Section("What makes adaptation pay (ablation)", "The live trainer's schemes and settings on the same session, "
             "one change at a time, then the changes that paid combined, segments held back (`hold`) and the "
             "ceiling (`adasr bench adapt`).",
-            ("adapt.json", "adapt-ablation.json", "adapt-hold.json", "adapt-ceiling.json"), _adapt, "adapt"),
+            ("adapt.json", "adapt-ablation.json", "adapt-hold.json", "adapt-int4.json", "adapt-ceiling.json"), _adapt,
+            "adapt"),
     Section("Model reuse", "RECL (gating top-K + safety checker + the retraining scheduler) against no "
             "adaptation and retraining alone, on the same frames and compute, and the budget retraining alone needs "
             "to match RECL.", ("reuse.json", "reuse-b6.json", "reuse-b9.json"), _reuse, "reuse"),

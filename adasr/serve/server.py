@@ -297,17 +297,19 @@ class LiveServer:
 
     def __init__(self, hub: Hub, host: str = "127.0.0.1", port: int = 0, *, duration_s: float | None = None,
                  train: bool = True, token: str | None = None, max_per_address: int = 32,
-                 max_requests: int = 1024) -> None:
+                 max_requests: int = 1024, train_threads: int = 1) -> None:
         if not isinstance(host, str) or not host or len(host) > 255:
             raise ConfigError(f"--host must name an address to bind, got {host!r}")
         if not is_loopback(host) and not token:
             raise ConfigError(f"binding {host} (not loopback) needs an access token (--token)")
         check_token(token)
-        for what, v, hi in (("max_per_address", max_per_address, 100_000), ("max_requests", max_requests, 1_000_000)):
-            if not isinstance(v, int) or not 1 <= v <= hi:
+        for what, v, hi in (("max_per_address", max_per_address, 100_000), ("max_requests", max_requests, 1_000_000),
+                            ("train_threads", train_threads, 256)):
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= hi:
                 raise ConfigError(f"{what} must be an integer in [1, {hi}], got {v!r}")
         self.hub, self.host, self.port, self.duration_s, self.train = hub, host, int(port), duration_s, train
         self.token, self.max_per_address, self.max_requests = token, max_per_address, max_requests
+        self.train_threads = train_threads  # torch threads of the worker (ingest, encoding, training)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._stop = threading.Event()
@@ -337,7 +339,8 @@ class LiveServer:
     def _worker(self) -> None:
         import torch
 
-        torch.set_num_threads(1)  # one core for training; the other for the clients and HTTP
+        # one core for training by default; the other for HTTP (and, on one machine, the clients)
+        torch.set_num_threads(self.train_threads)
         try:
             self.hub.run(self._stop, self.duration_s)
         except BaseException as exc:  # noqa: BLE001 - reported by the owner (serve, bench)

@@ -169,6 +169,9 @@ class TestAccessToken:
         assert LiveServer(hub, host="0.0.0.0", train=False, token=TOKEN).url.startswith("http://0.0.0.0:")
         assert is_loopback("127.0.0.5") and is_loopback("::1") and is_loopback("localhost")
         assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.1") and not is_loopback("example.org")
+        for bad in (0, 257, 1.5, True):  # the worker's torch threads: bounded, an integer
+            with pytest.raises(ConfigError, match="train_threads"):
+                LiveServer(hub, train=False, train_threads=bad)
 
 
 class TestLimitsPerAddress:
