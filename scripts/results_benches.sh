@@ -114,10 +114,10 @@ live() {  # a quiet machine: the server must keep real time (runs below 0.95 of 
     --row "ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.1,rate=25,hold=2" --out "$OUT/live-hold"
   cp "$OUT/live-hold/live.json" "$RESULTS/live-hold.json"
   # the largest size the shared clips have (bigbuckbunny is 1280x720): does the 2-core server keep real time?
-  # the clients upscale after the session (each a device of its own; the server keeps both cores), int4 updates
-  run live-after "${A[@]}" bench live --schemes "" --seconds 60 --crop 640x360 --client-sr after \
+  # the clients upscale after the session (each a device of its own), so the server's worker trains on both cores
+  run live-after "${A[@]}" bench live --schemes "" --seconds 60 --crop 640x360 --client-sr after --train-threads 2 \
     --row "ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.1,rate=25,hold=2" \
-    --row "ams:k=40,t_horizon=4,lr=0.002,on_cut=reset,eta=0.3,patch=48,delta_dtype=int4,rate=25,hold=2" \
+    --row "ams:k=40,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=2,delta_dtype=int4" \
     --out "$OUT/live-after"
   cp "$OUT/live-after/live.json" "$RESULTS/live-after.json"
 
@@ -152,7 +152,7 @@ adapt() {  # the ablation (about 4 CPU-minutes per row; deterministic, so a shar
   rows=()   # int4 update values: about twice the parameters per bit, so more of them, and 48-px crops
   for r in ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.1,rate=25,hold=2,delta_dtype=int4 \
     ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.2,rate=25,hold=2,delta_dtype=int4 \
-    ams:k=40,t_horizon=4,lr=0.002,on_cut=reset,eta=0.3,patch=48,rate=25,hold=2,delta_dtype=int4 \
+    ams:k=40,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=2,delta_dtype=int4 \
     ams:k=40,t_horizon=4,lr=0.001,on_cut=reset,eta=1,patch=48,rate=25,hold=2,delta_dtype=int4; do rows+=(--row "$r"); done
   run adapt-int4 "${A[@]}" bench adapt "${rows[@]}" --seconds 60 --crop 640x360 --out "$OUT/adapt-int4"
   cp "$OUT/adapt-int4/adapt.json" "$RESULTS/adapt-int4.json"
