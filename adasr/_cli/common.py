@@ -136,6 +136,7 @@ RANGES: dict[str, Range] = {
     "serve:zoo_eta": Range(0, 100_000),
     "serve:zoo_q": Range(1, 1_000_000),
     "serve:zoo_cut": Range(0, 1, lo_open=True),
+    "serve:patch": Range(8, 512),                 # the live trainer's crops (TrainerConfig.patch)
     "serve:max_per_address": Range(1, 100_000),   # requests in flight from one address
     "serve:max_requests": Range(1, 1_000_000),    # requests in flight in all
     "eval:frames": Range(1, 300),                 # eval --degradation: frames per clip / pan

@@ -19,7 +19,8 @@ SCHEME_NAMES = ("none", "one_time", "jit", "ams", "ams_asr_atr")
 
 
 def _trainer_config(scheme: str, t_update: float, t_horizon: float, k: int, eta: float, seed: int,
-                    on_cut: str = "keep", lr: float = 1e-3, rate: float | None = None, values: str = "int8"):
+                    on_cut: str = "keep", lr: float = 1e-3, rate: float | None = None, values: str = "int8",
+                    patch: int = 32):
     from adasr.serve.config import DELTA_DTYPES, ASRConfig, ATRConfig, TrainerConfig
 
     if scheme not in SCHEME_NAMES:
@@ -27,7 +28,7 @@ def _trainer_config(scheme: str, t_update: float, t_horizon: float, k: int, eta:
     if values not in DELTA_DTYPES:
         raise ConfigError(f"--values must be one of {', '.join(DELTA_DTYPES)}, got {values!r}")
     kw: dict[str, Any] = dict(t_update=t_update, t_horizon=t_horizon, k=k, eta=eta, seed=seed, on_cut=on_cut, lr=lr,
-                              delta_dtype=values)
+                              delta_dtype=values, patch=patch)
     asr = ASRConfig(enabled=scheme == "ams_asr_atr")
     if rate is not None:  # the buffer's sampling rate (ASR's start when it is on)
         asr = asr.with_rate(rate)
@@ -57,6 +58,7 @@ def serve(
     k: Annotated[int, typer.Option(help="Adam iterations per update (K).")] = 20,
     eta: Annotated[float, typer.Option(help="Fraction of the parameters an update may change.")] = 0.05,
     lr: Annotated[float, typer.Option(help="Adam learning rate of the updates.")] = 1e-3,
+    patch: Annotated[int, typer.Option(help="LR side of the training crops (8 a step); 48 gains more per update at 2.25x the compute.")] = 32,
     on_cut: Annotated[str, typer.Option(help="At a scene cut (consecutive samples far apart): keep (the horizon forgets the old scene in its own time), reset (train on the new scene only, Adam restarted) or base (as reset, and the clients go back to the base model first).")] = "keep",
     crf: Annotated[int, typer.Option(help="LR segment quality (H.264 CRF).")] = 28,
     rate: Annotated[Optional[float], typer.Option(help="Frames per second that join the training buffer (ASR's r; its starting value with ams_asr_atr). Default 2; the source's frame rate trains on every frame.")] = None,
@@ -93,7 +95,7 @@ def serve(
     if len(set(names)) != len(names):
         raise ConfigError(f"channel names must differ, got {', '.join(names)} (use --name)")
     size = None if crop is None else parse_hw(crop, "--crop", minimum=16)
-    cfg = _trainer_config(scheme, t_update, t_horizon, k, eta, seed, on_cut, lr, rate, values)
+    cfg = _trainer_config(scheme, t_update, t_horizon, k, eta, seed, on_cut, lr, rate, values, patch)
     if ray is not None and zoo is not None:
         raise ConfigError("--zoo and --ray cannot be combined yet: model reuse needs the trainers in this process")
     sources_ = [LiveSource(s, scale=scale, crop_hw=size) for s in sources]
@@ -239,9 +241,11 @@ def bench_live(
 ) -> None:
     """Live AMS on loopback: server + clients, Table 4.1's schemes in SR form; PSNR gain, kbps, server CPU."""
     from adasr._atomic import check_not_input
-    from adasr.bench.live import LiveBenchConfig, run_live_bench, summary_lines
+    from adasr.bench.live import CLIENT_SR, LiveBenchConfig, run_live_bench, summary_lines
     from adasr.serve.config import parse_row
 
+    if client_sr not in CLIENT_SR:
+        raise ConfigError(f"--client-sr must be one of {', '.join(CLIENT_SR)}, got {client_sr!r}")
     size = parse_hw(crop, "--crop", minimum=32)
     names = tuple(s.strip() for s in schemes.split(",") if s.strip()) + tuple(rows or ())
     overrides = parse_row("ams:" + ",".join(setting or [])).overrides
@@ -263,7 +267,7 @@ def bench_live(
 def bench_adapt(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for adapt.json.")] = Path("out/adapt"),
     videos: Annotated[Optional[list[Path]], typer.Option("--video", help="Clips played back to back as one session (default: bigbuckbunny, megamind, vtest from the shared data).")] = None,
-    rows: Annotated[Optional[list[str]], typer.Option("--row", help="A setting: SCHEME[:NAME=VALUE,...] with SCHEME none, one_time, jit, ams or ams_asr_atr and NAME a trainer setting (k, eta, lr, t_horizon, t_update, batch, patch, strategy, on_cut=keep|reset|base, cut_phi, one_time_s, one_time_lr, jit_gain_db, jit_max_steps); repeatable. Default: the ablation table (Table 4.1's schemes, then AMS with one setting changed at a time).")] = None,
+    rows: Annotated[Optional[list[str]], typer.Option("--row", help="A setting: SCHEME[:NAME=VALUE,...] with SCHEME none, one_time, jit, ams or ams_asr_atr and NAME a trainer setting (k, eta, lr, t_horizon, t_update, batch, patch, strategy, on_cut=keep|reset|base, cut_phi, one_time_s, one_time_lr, jit_gain_db, jit_max_steps, delta_dtype=int8|int4|float16|float32) or a channel setting (hold: segments held back, rate: frames a second into the buffer); repeatable. Default: the ablation table (Table 4.1's schemes, then AMS with one setting changed at a time).")] = None,
     crop: Annotated[str, typer.Option(help="Centre crop WxH of every clip (HR pixels).")] = "640x360",
     seconds: Annotated[float, typer.Option(help="Length of the session in seconds (bounded).")] = 60.0,
     crf: Annotated[int, typer.Option(help="CRF of the segments (the server's default).")] = 28,
