@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from adasr.data.datasets import IMAGE_SUFFIXES, SRPair, cache_dir, list_images
-from adasr.data.imresize import imresize, modcrop
+from adasr.data.imresize import area_downscale, imresize, modcrop
 from adasr.errors import ConfigError, InputError
 
 __all__ = ["CODECS", "DEFAULT_CACHE_MB", "Degradation", "KERNELS", "Setting", "VALIDATION", "av1_crf", "degrade_clip",
@@ -184,9 +184,7 @@ def downscale(hr: np.ndarray, scale: int, kernel: str) -> np.ndarray:
         return imresize(hr, 1.0 / scale)
     if kernel != "area":
         raise ConfigError(f"unknown downscale kernel {kernel!r}; known: {', '.join(KERNELS)}")
-    h, w, c = hr.shape
-    block = hr.reshape(h // scale, scale, w // scale, scale, c).astype(np.float32).mean(axis=(1, 3))
-    return np.clip(np.rint(block), 0, 255).astype(np.uint8)
+    return area_downscale(hr, scale)
 
 
 def _encoder(codec: str, width: int, height: int, crf: int, preset: str):

@@ -31,7 +31,7 @@ from adasr.errors import ConfigError, InputError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["bicubic_frame", "imresize", "imresize_torch", "modcrop", "resize_weights"]
+__all__ = ["area_downscale", "bicubic_frame", "imresize", "imresize_torch", "modcrop", "resize_weights"]
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -244,3 +244,34 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
         raise InputError(f"modcrop expects an HxW or HxWxC image, got shape {img.shape}")
     h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
     return img[:h, :w, ...]
+
+
+def area_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
+    """Area downscaling of uint8 frames (..., H, W, C) by an integer `scale`: the mean of each
+    `scale` x `scale` block, rounded half to even (as ``np.rint`` of the float mean rounds), uint8.
+    H and W must be multiples of `scale`.
+
+    Integer arithmetic: the block sums (at most 255 * 64 for scale 8, so uint16 holds them) are
+    added from strided views and divided with the remainder deciding the rounding, the same
+    result as ``rint(mean)`` bit for bit (a float32 mean of at most 64 uint8 values is the exact
+    quotient rounded once, and no quotient of a sum by scale**2 lies within a float32 step of a
+    half unless it is one). About 10x faster than the float mean: the live server makes every
+    LR frame with it."""
+    if hr.dtype != np.uint8 or hr.ndim < 3:
+        raise InputError(f"area downscaling takes uint8 frames (..., H, W, C), got {hr.dtype} {hr.shape}")
+    if not isinstance(scale, int) or not 1 <= scale <= 8:
+        raise ConfigError(f"area downscaling by an integer factor in 1..8, got {scale!r}")
+    h, w = hr.shape[-3], hr.shape[-2]
+    if h % scale or w % scale:
+        raise InputError(f"a {w}x{h} frame is not a multiple of the factor {scale}")
+    if scale == 1:
+        return hr.copy()
+    total = np.zeros(hr.shape[:-3] + (h // scale, w // scale, hr.shape[-1]), dtype=np.uint16)
+    for i in range(scale):
+        for j in range(scale):
+            total += hr[..., i::scale, j::scale, :]
+    n = scale * scale
+    q, r = np.divmod(total, n)
+    up = (2 * r > n) | ((2 * r == n) & (q % 2 == 1))  # round half to even
+    return (q + up).astype(np.uint8)
+

@@ -81,10 +81,10 @@ class LiveSource:
 
 
 def downsample(hr: np.ndarray, scale: int) -> np.ndarray:
-    """Area downsampling of one HR frame by `scale` (the SRVC encoder's rule)."""
-    h, w, c = hr.shape
-    block = hr.reshape(h // scale, scale, w // scale, scale, c).astype(np.float32).mean(axis=(1, 3))
-    return np.clip(np.rint(block), 0, 255).astype(np.uint8)
+    """Area downsampling of one HR frame by `scale` (the SRVC encoder's rule, `area_downscale`)."""
+    from adasr.data.imresize import area_downscale
+
+    return area_downscale(hr, scale)
 
 
 def encode_segment(frames: list[np.ndarray], fps: float, *, codec: str = "h264", crf: int = 28,

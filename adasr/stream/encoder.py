@@ -132,12 +132,10 @@ def load_clip(video: str | os.PathLike[str], scale: int, max_frames: int | None 
 
 def downsample(hr: np.ndarray, scale: int) -> np.ndarray:
     """Area downsampling by an integer factor (the mean of each k x k block), rounded to uint8."""
-    n, h, w, c = hr.shape
-    out = np.empty((n, h // scale, w // scale, c), dtype=np.uint8)
-    for i in range(n):
-        block = hr[i].reshape(h // scale, scale, w // scale, scale, c).astype(np.float32).mean(axis=(1, 3))
-        out[i] = np.clip(np.rint(block), 0, 255).astype(np.uint8)
-    return out
+    from adasr.data.imresize import area_downscale
+
+    return np.stack([area_downscale(f, scale) for f in hr]) if len(hr) else \
+        np.empty((0, hr.shape[1] // scale, hr.shape[2] // scale, hr.shape[3]), dtype=np.uint8)
 
 
 def encode_content(frames: np.ndarray, fps: Fraction, codec: str, crf: int,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from adasr.data.degrade import Degradation, Setting, degrade_clip, degraded_pairs, downscale, prune_cache
-from adasr.errors import ConfigError
+from adasr.errors import ConfigError, InputError
 
 
 def _clip(frames: int = 3, h: int = 96, w: int = 128) -> list[np.ndarray]:
@@ -90,3 +90,28 @@ def test_an_av1_round_trip_leaves_the_thread_scheduling_as_it_was():
     before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
     degrade_clip(_clip(2), 2, Setting("area", "av1", 30))
     assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
+
+
+def test_area_downscale_is_the_rounded_block_mean_bit_for_bit():
+    """The integer area kernel (live server, SRVC encoder, degradations) against the float mean it
+    replaced, np.rint(mean) in float32: equal on random frames, on frames full of exact halves
+    (values multiples of 64 make many block sums a half), for every factor the CLI takes, and for
+    a batch of frames at once."""
+    from adasr.data.imresize import area_downscale
+
+    def float_mean(hr, k):
+        h, w, c = hr.shape
+        block = hr.reshape(h // k, k, w // k, k, c).astype(np.float32).mean(axis=(1, 3))
+        return np.clip(np.rint(block), 0, 255).astype(np.uint8)
+
+    rng = np.random.default_rng(0)
+    for k in (2, 3, 4):
+        for coarse in (False, True):
+            hr = rng.integers(0, 256, (12 * k, 10 * k, 3), dtype=np.uint8)
+            if coarse:
+                hr = hr // 64 * 64 + (hr % 2)  # block sums land on halves and near them
+            assert np.array_equal(area_downscale(hr, k), float_mean(hr, k)), k
+    batch = rng.integers(0, 256, (3, 8, 12, 3), dtype=np.uint8)
+    assert np.array_equal(area_downscale(batch, 2)[1], float_mean(batch[1], 2))
+    with pytest.raises(InputError, match="multiple"):
+        area_downscale(batch[0, :7], 2)
