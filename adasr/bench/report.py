@@ -256,17 +256,15 @@ def _live(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
             c = s["channels"][0]
             cdf = c["gain_cdf"]
             valid = s.get("valid")
-            rows.append([f"{w}x{h}", s["scheme"], _f(c["psnr_gain_db"], "+.3f") if valid else "invalid",
+            rows.append([f"{w}x{h}", s["scheme"], cfg.get("client_sr", "inline"),
+                         _f(c["psnr_gain_db"], "+.3f") if valid else "invalid",
                          *[_f(cdf[q], "+.2f") for q in ("p10", "p50", "p90")], _f(c["model_kbps"], ".1f"),
                          _f(c["down_kbps"], ".0f"), str(c["updates"]), f"{s['server_cpu_per_video_s']:.2f}",
                          _f(s.get("real_time_fraction"), ".3f")])
         over = ", ".join(f"{k}={v}" for k, v in cfg.get("overrides") or []) or "defaults"
         text = (f"{w}x{h} HR ({w // 2}x{h // 2} LR): one live session per scheme, "
                 f"{', '.join(Path(v).stem for v in cfg['videos'])} back to back, {cfg['seconds']:g} s, "
-                f"{cfg['clients']} client(s) on loopback, "
-                + ("upscaling after the session (each fetches, decodes, paces and swaps models live, and records "
-                   "which model it held per segment: a client with a device of its own)"
-                   if cfg.get("client_sr") == "after" else "upscaling every frame as they play, on the server's cores")
+                f"{cfg['clients']} client(s) on loopback, client SR {cfg.get('client_sr', 'inline')}"
                 + f"; trainer settings {over}")
         if cfg.get("train_threads", 1) > 1:  # the worker's other torch threads are not in its thread CPU
             text += (f"; the server's worker ran {cfg['train_threads']} torch threads, so its CPU column counts "
@@ -283,7 +281,10 @@ def _live(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
     notes.append("Gain: PSNR-Y of the client's mean MSE minus the base model's on the same decoded frames; "
                  "p10/p50/p90 of per-frame gains. A session whose server fell below 0.95 of real time is marked "
                  "invalid and its gain not given.")
-    return ["HR size", "scheme", "gain dB", "p10", "p50", "p90", "model kbps", "down kbps", "updates",
+    notes.append("Client SR: inline, the client upscales each frame as it plays, on the server's two cores; after, "
+                 "it plays live without upscaling and its frames are upscaled after the session with the model it "
+                 "held (a client with a device of its own).")
+    return ["HR size", "scheme", "client SR", "gain dB", "p10", "p50", "p90", "model kbps", "down kbps", "updates",
             "server CPU s/s", "real time"], rows, [" ".join(notes)]
 
 
@@ -489,7 +490,7 @@ def _section(section: Section, folder: Path) -> list[str]:
     lines += [f"{n}" for n in notes] + ([""] if notes else [])
     if missing:
         lines += [f"Not measured in this regeneration: {', '.join(missing)}.", ""]
-    lines += ["Command, machine and date:", ""] + [_provenance(name, d) for (name, _), d in zip(present, data)] + [""]
+    lines += ["Command, machine and date:"] + [_provenance(name, d) for (name, _), d in zip(present, data)] + [""]
     return lines
 
 
