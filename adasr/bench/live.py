@@ -26,13 +26,13 @@ server's process (one training thread, the channels take turns) and as Ray actor
 session). Training CPU: the trainers' own thread CPU time per second of video (in the actors for
 Ray, where the server's CPU is then the ingest, encoding and publishing alone).
 
-Where the clients upscale (`client_sr`): "inline" (the default before 2026-12-07), each client
-plays through the runtime here and upscales every frame as it plays, on the same cores as the
-server; "after", each client fetches, decodes and paces its playout here in real time and swaps
-to each update at the segment it applies from, as in "inline", but records which model it held
-for every segment instead of upscaling; its frames are upscaled and scored after the session.
-On one 2-core machine an inline client takes about half of the CPU away from the server's
-trainer; "after" stands for a client on a device of its own, which is what a real client is.
+Where the clients upscale (`client_sr`): "inline" (the default), each client plays through the
+runtime here and upscales every frame as it plays, on the same cores as the server; "after",
+each client fetches, decodes and paces its playout here in real time and swaps to each update
+between frames, as in "inline", but records which model it held for every frame instead of
+upscaling; its frames are upscaled and scored after the session. "after" stands for a client on
+a device of its own, which is what a real client is; the server then has the machine to itself
+but for the clients' fetching and decoding.
 
 Clients start with `have_model="generic"`: the server names the base model by hash and only
 deltas travel (the first model's bytes would be ~half a megabyte otherwise).
