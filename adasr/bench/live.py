@@ -325,53 +325,51 @@ def _record_play(client, models: dict[tuple[int, int], Any]) -> _Played:
     return _Played(client.stats)
 
 
+def _frame_psnr(ch, segments, model_of: Callable[[int, int], Any]) -> dict[tuple[int, int], float]:
+    """PSNR-Y of the decoded LR frames of `segments` (those the channel still holds), each upscaled
+    by the module `model_of(segment, index)` returns (None: the frame is skipped)."""
+    import torch
+
+    from adasr.metrics import psnr_y
+    from adasr.runtime.engine import frame_to_tensor, tensor_to_frame
+    from adasr.serve.media import decode_segment
+
+    out: dict[tuple[int, int], float] = {}
+    for n in segments:
+        seg, hr = ch.segment(n), ch.hr_frames(n)
+        if seg is None or hr is None:
+            continue
+        for i, lr in enumerate(decode_segment(seg.data)):
+            model = model_of(n, i) if i < len(hr) else None
+            if model is None:
+                continue
+            with torch.inference_mode():
+                sr = tensor_to_frame(model(frame_to_tensor(lr, channels_last=False)))
+            out[(n, i)] = psnr_y(sr, hr[i], 2)
+    return out
+
+
 def _scores(ch, models: dict[tuple[int, int], Any]) -> dict[tuple[int, int], float]:
     """PSNR-Y of every frame in `models`, each upscaled with the parameters the client held for it."""
     import copy
 
     import torch
 
-    from adasr.metrics import psnr_y
-    from adasr.runtime.engine import frame_to_tensor, tensor_to_frame
-    from adasr.serve.media import decode_segment
+    held, loaded = copy.deepcopy(ch.trainer.base).eval(), [None]
 
-    out: dict[tuple[int, int], float] = {}
-    model, loaded = copy.deepcopy(ch.trainer.base).eval(), None
-    for n in sorted({n for n, _ in models}):
-        seg, hr = ch.segment(n), ch.hr_frames(n)
-        if seg is None or hr is None:
-            continue
-        for i, lr in enumerate(decode_segment(seg.data)):
-            vec = models.get((n, i))
-            if vec is not None and i < len(hr):
-                if vec is not loaded:
-                    torch.nn.utils.vector_to_parameters(vec, model.parameters())
-                    loaded = vec
-                with torch.inference_mode():
-                    sr = tensor_to_frame(model(frame_to_tensor(lr, channels_last=False)))
-                out[(n, i)] = psnr_y(sr, hr[i], 2)
-    return out
+    def model_of(n: int, i: int) -> Any:
+        vec = models.get((n, i))
+        if vec is not None and vec is not loaded[0]:  # consecutive frames share one tensor per model
+            torch.nn.utils.vector_to_parameters(vec, held.parameters())
+            loaded[0] = vec
+        return None if vec is None else held
+
+    return _frame_psnr(ch, sorted({n for n, _ in models}), model_of)
 
 
 def _base_psnr(ch) -> dict[tuple[int, int], float]:
     """PSNR-Y of the base model on every decoded LR frame the channel still holds."""
-    import torch
-
-    from adasr.metrics import psnr_y
-    from adasr.runtime.engine import frame_to_tensor, tensor_to_frame
-    from adasr.serve.media import decode_segment
-
-    out: dict[tuple[int, int], float] = {}
-    model = ch.trainer.base
-    for n in range(ch.live_edge + 1):
-        seg, hr = ch.segment(n), ch.hr_frames(n)
-        if seg is None or hr is None:
-            continue
-        for i, lr in enumerate(decode_segment(seg.data)):
-            with torch.inference_mode():
-                sr = tensor_to_frame(model(frame_to_tensor(lr, channels_last=False)))
-            out[(n, i)] = psnr_y(sr, hr[i], 2)
-    return out
+    return _frame_psnr(ch, range(ch.live_edge + 1), lambda n, i: ch.trainer.base)
 
 
 def run_live_bench(cfg: LiveBenchConfig, out_dir: str | Path,

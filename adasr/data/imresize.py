@@ -255,8 +255,8 @@ def area_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     added from strided views and divided with the remainder deciding the rounding, the same
     result as ``rint(mean)`` bit for bit (a float32 mean of at most 64 uint8 values is the exact
     quotient rounded once, and no quotient of a sum by scale**2 lies within a float32 step of a
-    half unless it is one). About 10x faster than the float mean: the live server makes every
-    LR frame with it."""
+    half unless it is one). About 5x faster than the float mean (2 ms against 10 ms a 640x360
+    frame here): the live server makes every LR frame with it."""
     if hr.dtype != np.uint8 or hr.ndim < 3:
         raise InputError(f"area downscaling takes uint8 frames (..., H, W, C), got {hr.dtype} {hr.shape}")
     if not isinstance(scale, int) or not 1 <= scale <= 8:
@@ -274,4 +274,3 @@ def area_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     q, r = np.divmod(total, n)
     up = (2 * r > n) | ((2 * r == n) & (q % 2 == 1))  # round half to even
     return (q + up).astype(np.uint8)
-

@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from adasr.data.imresize import area_downscale
 from adasr.errors import ConfigError, InputError
 
 __all__ = ["LiveSource", "MAX_SEGMENT_BYTES", "MAX_SEGMENT_DECODED", "MAX_SEGMENT_FRAMES", "SEGMENT_CODECS",
@@ -82,8 +83,6 @@ class LiveSource:
 
 def downsample(hr: np.ndarray, scale: int) -> np.ndarray:
     """Area downsampling of one HR frame by `scale` (the SRVC encoder's rule, `area_downscale`)."""
-    from adasr.data.imresize import area_downscale
-
     return area_downscale(hr, scale)
 
 
