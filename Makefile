@@ -13,6 +13,10 @@ FAST := not (slow or integration or browser or cluster)
 # browser) are built once. Many tests wait on servers, subprocesses and real-time playback, so two
 # workers take about 60 % of one's time. `make test WORKERS=` runs in one process.
 WORKERS ?= -n 2 --dist loadfile
+# The tests marked cluster start a Ray node or several torch.distributed processes, each needing
+# the whole machine: they run after the others, alone, in one process. Beside the other worker, a
+# cold 2-rank run and Ray's start starved each other past their timeouts. (The fast tier has none.)
+ALONE := cluster
 
 
 DEV_STAMP := $(VENV)/.adasr-dev-installed
@@ -60,7 +64,8 @@ chromium:
 
 test: $(DEV_STAMP) $(JS_STAMP) chromium
 	$(BIN)/ruff check adasr tests
-	$(BIN)/python -m pytest -q $(WORKERS)
+	$(BIN)/python -m pytest -q $(WORKERS) -m "not $(ALONE)"
+	$(BIN)/python -m pytest -q -m "$(ALONE)"
 
 test-fast: $(DEV_STAMP)
 	$(BIN)/ruff check adasr tests

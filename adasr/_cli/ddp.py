@@ -41,7 +41,13 @@ def launched(nproc: int, threads: int | None) -> bool:
                           "(torchrun's --nproc-per-node sets the count)")
     args = _without_nproc(sys.argv[1:])
     if threads is None:  # share the cores instead of every process taking all of them
-        args += ["--threads", str(max(1, (os.cpu_count() or 1) // nproc))]
+        threads = max(1, (os.cpu_count() or 1) // nproc)
+        args += ["--threads", str(threads)]
+    # The processes inherit this environment. --threads sets torch's threads; numpy's BLAS (the
+    # bicubic LR of the training set) reads OMP_NUM_THREADS when it loads, and without it each of
+    # the N processes starts a thread per core, whose busy waits on shared cores stalled a 2-rank
+    # run for minutes. torchrun sets the same variable; one set by the user is kept.
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     distributed.launch(nproc, args)
     return True
 

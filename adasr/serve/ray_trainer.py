@@ -34,6 +34,7 @@ import os
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from typing import Any
 
 from adasr.errors import AdasrError, ConfigError, InputError
@@ -408,7 +409,8 @@ class RaySession:
                     joined = False
             if not joined:
                 try:
-                    ray.init(address="local", num_cpus=self.num_cpus, _node_ip_address="127.0.0.1", **quiet)
+                    with _loopback_node():
+                        ray.init(address="local", num_cpus=self.num_cpus, _node_ip_address="127.0.0.1", **quiet)
                 except Exception as exc:  # noqa: BLE001 - a node that did not come up (see docs/CLUSTER.md)
                     raise ConfigError(f"Ray did not start on this machine: {_first_line(exc)}") from None
                 self.started_here = True
@@ -438,6 +440,31 @@ def _reachable(addr: tuple[str, int], timeout_s: float, why: bool = False):
     except OSError as exc:
         return (exc.strerror or str(exc) or type(exc).__name__) if why else False
     return "" if why else True
+
+
+@contextmanager
+def _loopback_node():
+    """While a node of our own starts: keep it on 127.0.0.1. Ray 2.60 replaces a loopback
+    `_node_ip_address` with the machine's routable address (so that other nodes could join)
+    unless it runs as a single-machine node, which it decides from one constant read at call time
+    and, in the processes it starts (GCS, raylet, workers), from the environment variable below."""
+    from ray._private import ray_constants
+
+    saved_env = os.environ.get(_SINGLE_NODE_ENV)
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_SINGLE_NODE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+        if saved_env is None:
+            os.environ.pop(_SINGLE_NODE_ENV, None)
+        else:
+            os.environ[_SINGLE_NODE_ENV] = saved_env
+
+
+_SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch: "0" makes a node single-machine
 
 
 def _local_head() -> tuple[str, int] | None:

@@ -82,6 +82,10 @@ def test_an_actor_trains_the_same_bits_as_one_process(local_ray, data_root):
             there.offer(i / 25, lr[i], hr[i])
         there.wait(120)
         assert there.ready(None) and there.actor_pid not in (None, os.getpid())
+        # the node this process started is on loopback only (Ray would move it to the machine's
+        # routable address otherwise): every node Ray knows of, and where its GCS listens
+        assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
+        assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
         t = 0.44
         assert here.due(t) and there.due(t)
         ours = here.train(t)

@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,22 @@ def test_nproc_is_refused_under_torchrun_and_stripped_for_the_workers(monkeypatc
     with pytest.raises(ConfigError, match="torchrun"):
         launched(2, None)
     assert rank_prefix() == "rank 1: "
+
+
+def test_nproc_shares_the_cores_with_torch_and_blas_threads(monkeypatch):
+    from adasr._cli import ddp
+    from adasr.train import distributed
+
+    started = []
+    monkeypatch.setattr(distributed, "launch",
+                        lambda n, args: started.append((n, args, os.environ.get("OMP_NUM_THREADS"))))
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(sys, "argv", ["adasr", "train", "--nproc", "4", "--out", "x"])
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert ddp.launched(4, None)
+    assert started[-1] == (4, ["train", "--out", "x", "--threads", "2"], "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own setting is kept
+    assert ddp.launched(4, 1) and started[-1] == (4, ["train", "--out", "x"], "3")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert ddp.launched(2, 1) and started[-1][2] == "1"
