@@ -149,6 +149,8 @@ def bench_codec(
     tau: Annotated[str, typer.Option(help="Segment seconds of the adasr stream.")] = "5",
     eta: Annotated[float, typer.Option(help="Parameter fraction per update of the adasr stream.")] = 0.01,
     steps: Annotated[int, typer.Option(help="Adam steps per segment.")] = 60,
+    lr: Annotated[float, typer.Option(help="Adam learning rate of the adasr stream's updates.")] = 1e-3,
+    patch: Annotated[int, typer.Option(help="LR crop side of the adasr stream's training crops.")] = 48,
     oneshot_steps: Annotated[int, typer.Option(help="Steps of the one-shot customisation.")] = 100,
     ssim_every: Annotated[int, typer.Option(help="SSIM on every N-th frame (PSNR on all).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -168,7 +170,7 @@ def bench_codec(
 
     cfg = CodecBenchConfig(max_frames=max_frames, crop_hw=_crop(crop), hr_crfs=ints(hr_crfs, "hr-crfs"),
                            lr_crfs=ints(lr_crfs, "lr-crfs"), sweep_crf=sweep_crf, sweeps=sweeps, package=package,
-                           tau=_tau(tau), eta=eta, steps=steps, oneshot_steps=oneshot_steps, ssim_every=ssim_every,
+                           tau=_tau(tau), eta=eta, steps=steps, lr=lr, patch=patch, oneshot_steps=oneshot_steps, ssim_every=ssim_every,
                            seed=seed, device=device, values=values, rd=rd,
                            rd_lookahead=rd_lookahead)
     if values not in DELTA_VALUES:

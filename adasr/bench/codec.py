@@ -73,6 +73,7 @@ class CodecBenchConfig:
     steps: int = 60
     oneshot_steps: int = 100
     lr: float = 1e-3
+    patch: int = 48  # LR crop side of the stream's training crops (AdaptConfig.patch)
     ssim_every: int = 5
     seed: int = 0
     device: str = "auto"
@@ -212,7 +213,8 @@ def bench_clip(video: Path, cfg: CodecBenchConfig, on_progress: Progress | None 
     generic = load_model(bundled_model(k), device=device)[0]
     stream_settings = EncodeSettings(scale=k, tau=cfg.tau, device=str(device), delta_dtype=cfg.values,
                                      updates="always",
-                                     adapt=AdaptConfig(eta=cfg.eta, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed))
+                                     adapt=AdaptConfig(eta=cfg.eta, steps=cfg.steps, lr=cfg.lr, patch=cfg.patch,
+                                                       seed=cfg.seed))
     oneshot_settings = replace(stream_settings, tau=math.inf, init_steps=cfg.oneshot_steps,
                                adapt=replace(stream_settings.adapt, steps=0))
     decoded = {}
@@ -250,7 +252,8 @@ def bench_clip(video: Path, cfg: CodecBenchConfig, on_progress: Progress | None 
         "video": str(video), "frames": n, "width": w, "height": h, "fps": float(fps), "duration_s": duration,
         "scale": k, "curves": curves, "bd_psnr": _bd(curves, "psnr"), "bd_ssim": _bd(curves, "ssim"),
         "defaults": {"tau": None if math.isinf(cfg.tau) else cfg.tau, "eta": cfg.eta, "steps": cfg.steps,
-                     "strategy": stream_settings.adapt.strategy, "values": stream_settings.delta_dtype},
+                     "lr": cfg.lr, "patch": cfg.patch, "strategy": stream_settings.adapt.strategy,
+                     "values": stream_settings.delta_dtype},
         "timing": timing,
     }
     streams = curves["LR H.265 + adasr stream"]

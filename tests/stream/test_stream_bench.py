@@ -44,9 +44,11 @@ def test_bench_codec_miniature(tmp_path, data_root):
     from adasr.bench.codec import RD_GATED, CodecBenchConfig, run_codec_bench, summary_lines
 
     cfg = CodecBenchConfig(max_frames=4, crop_hw=(64, 128), hr_crfs=(24, 32, 40, 48), lr_crfs=(20, 28, 36, 44),
-                           sweeps=False, steps=2, oneshot_steps=2, ssim_every=3, tau=0.08, device="cpu")
+                           sweeps=False, steps=2, oneshot_steps=2, ssim_every=3, tau=0.08, device="cpu", lr=2e-3,
+                           patch=16)
     result = run_codec_bench([data_root / "video" / "bikes_640x272.mp4"], tmp_path, cfg)
     clip = result["clips"][0]
+    assert clip["defaults"]["lr"] == 2e-3 and clip["defaults"]["patch"] == 16
     assert set(clip["curves"]) == {"HR H.264 slow", "HR H.265 slow", "LR H.265 + bicubic", "LR H.265 + generic SR",
                                    "LR H.265 + one-shot", "LR H.265 + adasr stream",
                                    "LR H.265 + adasr stream, base by hash", RD_GATED}
