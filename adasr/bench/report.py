@@ -126,10 +126,13 @@ def _codec(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
             rows.append([name, curve, pts, rate, gain])
         why = {bd["note"] for bd in clip["bd_psnr"].values() if bd.get("bd_rate") is None and bd.get("note")}
         notes.extend(f"{name}: no BD figure: {w}." for w in sorted(why))
-        s = clip["default_stream"]
-        notes.append(f"{name}: {clip['frames']} frames {clip['width']}x{clip['height']}, x{clip['scale']}; model "
-                     f"stream {s['model_kbps_mean']:.1f} kbps (base by hash {s['model_kbps_base_by_hash_mean']:.1f}); "
-                     f"encode {s['realtime_factor_cpu_mean']:.2f}x real time in CPU time.")
+        s, u = clip["default_stream"], clip.get("defaults", {})
+        lr = f", lr {u['lr']:g}, {u['patch']}-px crops" if "lr" in u else ""
+        notes.append(f"{name}: {clip['frames']} frames {clip['width']}x{clip['height']}, x{clip['scale']}; updates of "
+                     f"eta {u.get('eta', 0):g}, {u.get('steps')} steps{lr}, {u.get('values')} values every "
+                     f"{u.get('tau')} s; model stream {s['model_kbps_mean']:.1f} kbps (base by hash "
+                     f"{s['model_kbps_base_by_hash_mean']:.1f}); encode {s['realtime_factor_cpu_mean']:.2f}x real time "
+                     "in CPU time.")
         # adasr.bench.codec.RD_GATED, spelled out: that module imports torch and the report runs without it
         gated = clip["curves"].get("LR H.265 + adasr stream, base by hash, updates that pay")
         if gated:
