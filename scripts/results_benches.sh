@@ -54,12 +54,14 @@ backends() {
   cp "$OUT/backends/backends.json" "$RESULTS/backends.json"
 }
 
-codec() {  # about 40 minutes for the first run on a quiet 2-core machine (HR encodes at preset slow, SR of every frame)
-  local C=(--hr-crfs 32,37,42,47 --lr-crfs 24,29,34,39 --no-sweeps --tau 5 --eta 0.01 --steps 60 --values int8
+codec() {  # about 30 + 20 + 50 minutes, one run per clip, on a quiet 2-core machine (HR encodes at preset slow, SR of
+  # every frame); the three runs use one core each and may run side by side (journal 34)
+  local C=(--hr-crfs 32,37,42,47 --lr-crfs 24,29,34,39 --no-sweeps --tau 5 --eta 0.05 --steps 150 --values int4
            --oneshot-steps 100 --ssim-every 10 --threads 1 --device cpu)
-  run codec "${A[@]}" bench codec "$CLIPS/bikes_640x272.mp4" "$CLIPS/bigbuckbunny_720p.mp4" --max-frames 800 "${C[@]}" \
-    --out "$OUT/codec"
-  cp "$OUT/codec/codec.json" "$RESULTS/codec.json"
+  run codec-bikes "${A[@]}" bench codec "$CLIPS/bikes_640x272.mp4" --max-frames 800 "${C[@]}" --out "$OUT/codec-bikes"
+  cp "$OUT/codec-bikes/codec.json" "$RESULTS/codec-bikes.json"
+  run codec-bbb "${A[@]}" bench codec "$CLIPS/bigbuckbunny_720p.mp4" --max-frames 800 "${C[@]}" --out "$OUT/codec-bbb"
+  cp "$OUT/codec-bbb/codec.json" "$RESULTS/codec-bbb.json"
   run codec-vtest "${A[@]}" bench codec "$CLIPS/vtest_768x576.avi" --max-frames 400 "${C[@]}" --out "$OUT/codec-vtest"
   cp "$OUT/codec-vtest/codec.json" "$RESULTS/codec-vtest.json"
 }

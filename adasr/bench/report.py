@@ -419,7 +419,7 @@ SECTIONS: tuple[Section, ...] = (
             "peers as points.", ("backends.json",), _backends, "backends"),
     Section("Model streaming", "SRVC-style model streaming (LR content + sparse model updates) against HR "
             "H.264 / H.265: rate and PSNR per CRF, and BD-rate against HR H.265 (negative: fewer bits at equal "
-            "quality).", ("codec.json", "codec-vtest.json"), _codec, "codec"),
+            "quality).", ("codec-bikes.json", "codec-bbb.json", "codec-vtest.json"), _codec, "codec"),
     Section("Live content adaptation (AMS)", "Thesis Table 4.1 in SR form at a real size: a live server and "
             "its client on loopback, each scheme's gain over the codec-trained generic model it starts from.",
             ("live.json", "live-tuned.json", "live-hold.json", "live-after.json", "live-720p.json"), _live, "live"),
