@@ -451,13 +451,15 @@ def _loopback_node():
     from ray._private import ray_constants
 
     saved_env = os.environ.get(_SINGLE_NODE_ENV)
-    saved = ray_constants.ENABLE_RAY_CLUSTER
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)  # None: a Ray without the switch (pinned: 2.60)
     os.environ[_SINGLE_NODE_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    if saved is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         yield
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved
+        if saved is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = saved
         if saved_env is None:
             os.environ.pop(_SINGLE_NODE_ENV, None)
         else:
