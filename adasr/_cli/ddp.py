@@ -44,9 +44,9 @@ def launched(nproc: int, threads: int | None) -> bool:
         threads = max(1, (os.cpu_count() or 1) // nproc)
         args += ["--threads", str(threads)]
     # The processes inherit this environment. --threads sets torch's threads; numpy's BLAS (the
-    # bicubic LR of the training set) reads OMP_NUM_THREADS when it loads, and without it each of
-    # the N processes starts a thread per core, whose busy waits on shared cores stalled a 2-rank
-    # run for minutes. torchrun sets the same variable; one set by the user is kept.
+    # bicubic LR of the training set) reads OMP_NUM_THREADS when it loads; without it each of the
+    # N processes starts a thread per core, and beside other work a 2-rank run on 2 cores spent
+    # minutes in that LR (0.2 s alone). torchrun sets the same variable; one set by the user is kept.
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     distributed.launch(nproc, args)
     return True
