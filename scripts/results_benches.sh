@@ -65,8 +65,8 @@ codec() {  # about 20 + 30 + 40 minutes, one run per clip, on a quiet 2-core mac
   run codec-bbb "${A[@]}" bench codec "$CLIPS/bigbuckbunny_720p.mp4" --max-frames 800 "${C[@]}" "${U[@]}" \
     --out "$OUT/codec-bbb"
   cp "$OUT/codec-bbb/codec.json" "$RESULTS/codec-bbb.json"
-  # vtest keeps journal 31's updates (eta 1 %, 60 steps, int8): with the ones above, its run had not
-  # finished the first of its four rates after 52 minutes and was stopped (journal 34)
+  # vtest keeps journal 31's updates (eta 1 %, 60 steps, int8): with the ones above, its run (on a
+  # shared machine) had not finished the first of its four rates after 52 minutes (journal 34)
   run codec-vtest "${A[@]}" bench codec "$CLIPS/vtest_768x576.avi" --max-frames 400 "${C[@]}" --eta 0.01 --steps 60 \
     --values int8 --rd-lookahead 2 --out "$OUT/codec-vtest"
   cp "$OUT/codec-vtest/codec.json" "$RESULTS/codec-vtest.json"
