@@ -170,8 +170,8 @@ def bench_codec(
 
     cfg = CodecBenchConfig(max_frames=max_frames, crop_hw=_crop(crop), hr_crfs=ints(hr_crfs, "hr-crfs"),
                            lr_crfs=ints(lr_crfs, "lr-crfs"), sweep_crf=sweep_crf, sweeps=sweeps, package=package,
-                           tau=_tau(tau), eta=eta, steps=steps, lr=lr, patch=patch, oneshot_steps=oneshot_steps, ssim_every=ssim_every,
-                           seed=seed, device=device, values=values, rd=rd,
+                           tau=_tau(tau), eta=eta, steps=steps, lr=lr, patch=patch, oneshot_steps=oneshot_steps,
+                           ssim_every=ssim_every, seed=seed, device=device, values=values, rd=rd,
                            rd_lookahead=rd_lookahead)
     if values not in DELTA_VALUES:
         raise ConfigError(f"--values must be one of {', '.join(DELTA_VALUES)}, got {values!r}")

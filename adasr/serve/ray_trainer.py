@@ -442,6 +442,9 @@ def _reachable(addr: tuple[str, int], timeout_s: float, why: bool = False):
     return "" if why else True
 
 
+_SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch: "0" makes a node single-machine
+
+
 @contextmanager
 def _loopback_node():
     """While a node of our own starts: keep it on 127.0.0.1. Ray 2.60 replaces a loopback
@@ -464,9 +467,6 @@ def _loopback_node():
             os.environ.pop(_SINGLE_NODE_ENV, None)
         else:
             os.environ[_SINGLE_NODE_ENV] = saved_env
-
-
-_SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch: "0" makes a node single-machine
 
 
 def _local_head() -> tuple[str, int] | None:
