@@ -18,8 +18,11 @@ from typing import Any
 
 from adasr.errors import ConfigError
 
-__all__ = ["cpu_device_key", "cpu_name", "get_num_threads", "have_torch", "logical_cores", "set_num_threads",
-           "slug"]
+__all__ = ["PRECISIONS", "cpu_device_key", "cpu_flags", "cpu_name", "get_num_threads", "have_torch",
+           "logical_cores", "native_bf16", "set_num_threads", "slug"]
+
+#: arithmetic of training steps (adasr.nn.precision): float32, bfloat16 autocast, or bf16 where native
+PRECISIONS = ("fp32", "bf16", "auto")
 
 _torch: Any = None
 _checked = False
@@ -79,6 +82,22 @@ def cpu_name() -> str:
                 if line.lower().startswith("model name"):
                     return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine() or "cpu"
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 dot products in hardware (AVX512-BF16 or AMX-BF16), so that
+    bfloat16 convolutions run faster than float32 ones instead of being emulated."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def cpu_device_key(threads: int | None = None) -> str:

@@ -20,7 +20,7 @@ SCHEME_NAMES = ("none", "one_time", "jit", "ams", "ams_asr_atr")
 
 def _trainer_config(scheme: str, t_update: float, t_horizon: float, k: int, eta: float, seed: int,
                     on_cut: str = "keep", lr: float = 1e-3, rate: float | None = None, values: str = "int8",
-                    patch: int = 32):
+                    patch: int = 32, precision: str = "auto"):
     from adasr.serve.config import DELTA_DTYPES, ASRConfig, ATRConfig, TrainerConfig
 
     if scheme not in SCHEME_NAMES:
@@ -28,7 +28,7 @@ def _trainer_config(scheme: str, t_update: float, t_horizon: float, k: int, eta:
     if values not in DELTA_DTYPES:
         raise ConfigError(f"--values must be one of {', '.join(DELTA_DTYPES)}, got {values!r}")
     kw: dict[str, Any] = dict(t_update=t_update, t_horizon=t_horizon, k=k, eta=eta, seed=seed, on_cut=on_cut, lr=lr,
-                              delta_dtype=values, patch=patch)
+                              delta_dtype=values, patch=patch, precision=precision)
     asr = ASRConfig(enabled=scheme == "ams_asr_atr")
     if rate is not None:  # the buffer's sampling rate (ASR's start when it is on)
         asr = asr.with_rate(rate)
@@ -63,6 +63,7 @@ def serve(
     crf: Annotated[int, typer.Option(help="LR segment quality (H.264 CRF).")] = 28,
     rate: Annotated[Optional[float], typer.Option(help="Frames per second that join the training buffer (ASR's r; its starting value with ams_asr_atr). Default 2; the source's frame rate trains on every frame.")] = None,
     values: Annotated[str, typer.Option(help="The updates' values: int8 or int4 (one float32 scale per update; int4 carries about twice the parameters per bit at the same gain, docs/LIVE.md), float16 or float32.")] = "int8",
+    train_precision: Annotated[str, typer.Option(help="Arithmetic of the training steps: auto (bf16 where the CPU or GPU computes it natively, about 1.7x faster on a CPU with AVX512-BF16; else fp32), bf16 or fp32. The weights and the updates are the same kind either way.")] = "auto",
     hold: Annotated[int, typer.Option(help="Segments held back before they are published: the trainer gets each segment this many segments before the clients, so an update can be trained on the frames it is applied to; the clients lag the source by hold x --segment-s more. 0 = publish at once.")] = 0,
     seconds: Annotated[float, typer.Option(help="Stop serving after this many seconds.")] = 3600.0,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
@@ -95,7 +96,7 @@ def serve(
     if len(set(names)) != len(names):
         raise ConfigError(f"channel names must differ, got {', '.join(names)} (use --name)")
     size = None if crop is None else parse_hw(crop, "--crop", minimum=16)
-    cfg = _trainer_config(scheme, t_update, t_horizon, k, eta, seed, on_cut, lr, rate, values, patch)
+    cfg = _trainer_config(scheme, t_update, t_horizon, k, eta, seed, on_cut, lr, rate, values, patch, train_precision)
     if ray is not None and zoo is not None:
         raise ConfigError("--zoo and --ray cannot be combined yet: model reuse needs the trainers in this process")
     sources_ = [LiveSource(s, scale=scale, crop_hw=size) for s in sources]

@@ -64,6 +64,7 @@ def encode(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     init_steps: Annotated[int, typer.Option(help="Full-model steps on the whole clip before the first model is sent (one-shot customisation).")] = 0,
     values: Annotated[str, typer.Option(help="Delta values: int8 or int4 (one float32 scale per record), float16 or float32.")] = "int8",
+    train_precision: Annotated[str, typer.Option(help="Arithmetic of the adaptation steps: auto (bf16 where the CPU or GPU computes it natively, else fp32), bf16 or fp32. The stream is decoded exactly either way.")] = "auto",
     base_by_hash: Annotated[bool, typer.Option(help="The receiver already holds the --model (generic, or the same model file / package): the first record names it by hash instead of carrying it, so only the updates travel; decode/play then need --base.")] = False,
     updates: Annotated[str, typer.Option(help="Which segment updates are sent: always, or rd (only as far as they pay: the whole update, its largest half or quarter, or nothing, whichever removes the most error net of its bits at the content's own rate-distortion slope, measured by a second encode at CRF+2; nothing sends an empty record).")] = "rd",
     rd_lambda: Annotated[Optional[float], typer.Option(help="--updates rd: the exchange rate instead of the measured slope (HR luma squared error per bit).")] = None,
@@ -91,7 +92,7 @@ def encode(
                               base_by_hash=base_by_hash, updates=updates, rd_lambda=rd_lambda,
                               rd_lookahead=rd_lookahead,
                               adapt=AdaptConfig(eta=eta, steps=steps, batch=batch, patch=patch, lr=lr,
-                                                strategy=strategy, seed=seed))
+                                                strategy=strategy, seed=seed, precision=train_precision))
     if values not in DELTA_VALUES:
         raise ConfigError(f"--values must be one of {', '.join(DELTA_VALUES)}, got {values!r}")
     m = encode_video(video, stream, settings, max_frames=max_frames, crop_hw=_crop(crop),
@@ -156,6 +157,7 @@ def bench_codec(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     values: Annotated[str, typer.Option(help="Delta values of the adasr stream: int8, int4, float16 or float32.")] = "int8",
+    train_precision: Annotated[str, typer.Option(help="Arithmetic of the streams' adaptation steps: auto, bf16 or fp32 (encode --train-precision).")] = "auto",
     rd: Annotated[bool, typer.Option(help="Also the stream that sends only the updates that pay (encode --updates rd).")] = True,
     rd_lookahead: Annotated[int, typer.Option(help="That stream's look-ahead: the segments after its own an update is judged on (encode --rd-lookahead).")] = 2,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
@@ -172,7 +174,7 @@ def bench_codec(
                            lr_crfs=ints(lr_crfs, "lr-crfs"), sweep_crf=sweep_crf, sweeps=sweeps, package=package,
                            tau=_tau(tau), eta=eta, steps=steps, lr=lr, patch=patch, oneshot_steps=oneshot_steps,
                            ssim_every=ssim_every, seed=seed, device=device, values=values, rd=rd,
-                           rd_lookahead=rd_lookahead)
+                           rd_lookahead=rd_lookahead, precision=train_precision)
     if values not in DELTA_VALUES:
         raise ConfigError(f"--values must be one of {', '.join(DELTA_VALUES)}, got {values!r}")
     from adasr._atomic import check_not_input

@@ -42,6 +42,7 @@ def train(
     small_steps: Annotated[int, typer.Option(help="Supernets: extra updates per step of the sub-networks other than the largest (the smallest and random ones), each on its own batch of --small-patch patches: the cheap levels get several updates per update of the costly largest one.")] = 0,
     small_patch: Annotated[int, typer.Option(help="LR patch side of the --small-steps updates.")] = 16,
     small_until: Annotated[float, typer.Option(help="Fraction of the steps after which the --small-steps updates stop (1 = the whole run): the rest trains as the recipe alone, so the largest sub-network has the end of the schedule to itself.")] = 1.0,
+    precision: Annotated[str, typer.Option(help="Arithmetic of the forward and backward passes: fp32, bf16 (about 1.5x faster on a CPU with AVX512-BF16 or AMX; the weights, Adam and the EMA stay float32) or auto (bf16 where the CPU or GPU computes it natively, else fp32).")] = "fp32",
     config: Annotated[Optional[Path], typer.Option(help="JSON file of training options (the training options above are then ignored; --out, --threads, --nproc, --device and --max-minutes still apply).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped, with the settings stored in its "
                                          "checkpoint (options given again must agree with them).")] = False,
@@ -72,7 +73,7 @@ def train(
                    batch_size=batch_size, patch=patch, lr=lr, schedule=schedule, hfen_weight=hfen_weight, ema=ema,
                    val_every=val_every, ckpt_every=ckpt_every, seed=seed, arg=arg, init_from=init_from,
                    anchors=anchors, small_steps=small_steps, small_patch=small_patch, small_until=small_until,
-                   grad_clip=grad_clip, degrade=degrade)
+                   grad_clip=grad_clip, degrade=degrade, precision=precision)
     if config is not None:
         cfg = read_config_file(config)
     elif resume:

@@ -37,7 +37,7 @@ import torch
 from adasr.errors import ConfigError
 from adasr.frames import to_frame, to_tensor
 from adasr.metrics import bd_psnr, bd_rate, ssim_y
-from adasr.stream.adapt import AdaptConfig
+from adasr.stream.adapt import AdaptConfig, autocast_dtype
 from adasr.stream.encoder import (
     EncodeSettings,
     build_model_stream,
@@ -85,6 +85,7 @@ class CodecBenchConfig:
     values: str = "int8"  # the adasr stream's delta values: int8, float16 or float32
     rd: bool = True  # also the stream that sends only the updates that pay (EncodeSettings.updates="rd")
     rd_lookahead: int = 2  # that stream's EncodeSettings.rd_lookahead
+    precision: str = "auto"  # of the streams' adaptation steps (AdaptConfig.precision)
 
 
 def _y_mse(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
@@ -214,7 +215,7 @@ def bench_clip(video: Path, cfg: CodecBenchConfig, on_progress: Progress | None 
     stream_settings = EncodeSettings(scale=k, tau=cfg.tau, device=str(device), delta_dtype=cfg.values,
                                      updates="always",
                                      adapt=AdaptConfig(eta=cfg.eta, steps=cfg.steps, lr=cfg.lr, patch=cfg.patch,
-                                                       seed=cfg.seed))
+                                                       seed=cfg.seed, precision=cfg.precision))
     oneshot_settings = replace(stream_settings, tau=math.inf, init_steps=cfg.oneshot_steps,
                                adapt=replace(stream_settings.adapt, steps=0))
     decoded = {}
@@ -253,7 +254,8 @@ def bench_clip(video: Path, cfg: CodecBenchConfig, on_progress: Progress | None 
         "scale": k, "curves": curves, "bd_psnr": _bd(curves, "psnr"), "bd_ssim": _bd(curves, "ssim"),
         "defaults": {"tau": None if math.isinf(cfg.tau) else cfg.tau, "eta": cfg.eta, "steps": cfg.steps,
                      "lr": cfg.lr, "patch": cfg.patch, "strategy": stream_settings.adapt.strategy,
-                     "values": stream_settings.delta_dtype},
+                     "values": stream_settings.delta_dtype,
+                     "precision": "fp32" if autocast_dtype(cfg.precision, device) is None else "bf16"},
         "timing": timing,
     }
     streams = curves["LR H.265 + adasr stream"]

@@ -128,6 +128,7 @@ def _codec(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
         notes.extend(f"{name}: no BD figure: {w}." for w in sorted(why))
         s, u = clip["default_stream"], clip.get("defaults", {})
         lr = f", lr {u['lr']:g}, {u['patch']}-px crops" if "lr" in u else ""
+        lr += f", {u['precision']} steps" if "precision" in u else ""
         notes.append(f"{name}: {clip['frames']} frames {clip['width']}x{clip['height']}, x{clip['scale']}; updates of "
                      f"eta {u.get('eta', 0):g}, {u.get('steps')} steps{lr}, {u.get('values')} values every "
                      f"{u.get('tau')} s; model stream {s['model_kbps_mean']:.1f} kbps (base by hash "
@@ -269,6 +270,9 @@ def _live(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
                 f"{', '.join(Path(v).stem for v in cfg['videos'])} back to back, {cfg['seconds']:g} s, "
                 f"{cfg['clients']} client(s) on loopback, client SR {cfg.get('client_sr', 'inline')}"
                 + f"; trainer settings {over}")
+        precisions = sorted({s["precision"] for s in d["schemes"] if "precision" in s})
+        if precisions:
+            text += f"; training steps in {' / '.join(precisions)}"
         if cfg.get("train_threads", 1) > 1:  # the worker's other torch threads are not in its thread CPU
             text += (f"; the server's worker ran {cfg['train_threads']} torch threads, so its CPU column counts "
                      "one of them: the whole process used " + ", ".join(
@@ -342,6 +346,10 @@ def _adapt(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
                  f"HR / {w // 2}x{h // 2} LR, {cfg['seconds']:g} s, {cfg['codec']} CRF {cfg['crf']}, base model "
                  f"{cfg['model']}" + (f"; {len(data)} runs on the same session, the same base scores." if len(data) > 1
                                       else "."))
+    bf16 = [r["row"] for d in data for r in d["rows"] if r.get("precision") == "bf16"]
+    if bf16:  # rows from before the precision setting trained in float32
+        notes.append("Training steps in bf16 (autocast; float32 weights and updates) for: " + ", ".join(bf16)
+                     + "; every other row in fp32.")
     notes.append("Per-clip columns: the gain on that clip's first pass. `live`: training CPU within "
                  f"{data[0]['config']['cpu_budget']:g} core-second per video second.")
     if any(r.get("scheme") == "ceiling" for d in data for r in d["rows"]):

@@ -85,7 +85,11 @@ def run_upsampler(upsampler: str, up, scale: int, y: torch.Tensor, x: torch.Tens
         return up(y)
     z = up(y)
     if upsampler == "bic":
-        z = z.add_(bicubic_phases(x, scale))
+        if z.dtype != x.dtype:  # autocast (bf16 steps): the sum carries the whole image, so it is x's float32
+            with torch.autocast(x.device.type, enabled=False):
+                z = z.to(x.dtype) + bicubic_phases(x, scale)
+        else:
+            z = z.add_(bicubic_phases(x, scale))
     return z if phases else F.pixel_shuffle(z, scale)
 
 

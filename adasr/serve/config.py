@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from adasr.errors import ConfigError
+from adasr.threads import PRECISIONS
 
 __all__ = ["ASRConfig", "ATRConfig", "ON_CUT", "Row", "SCHEMES", "TrainerConfig", "parse_row"]
 
@@ -128,6 +129,7 @@ class TrainerConfig:
     on_cut: str = "keep"
     cut_phi: float = 0.02  # consecutive samples ~17 dB apart: a different shot, not motion
     seed: int = 0
+    precision: str = "auto"  # of the training steps: fp32, bf16 or auto (adasr.stream.adapt)
     asr: ASRConfig = field(default_factory=ASRConfig)
     atr: ATRConfig = field(default_factory=ATRConfig)
 
@@ -140,6 +142,8 @@ class TrainerConfig:
             _positive(name, getattr(self, name))
         if self.eta > 1:
             raise ConfigError(f"eta must be in (0, 1], got {self.eta}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.delta_dtype not in DELTA_DTYPES:
             raise ConfigError(f"unknown delta_dtype {self.delta_dtype!r}; choose one of {', '.join(DELTA_DTYPES)}")
         for name, hi in (("k", 10_000), ("batch", 256), ("patch", 512), ("buffer_max", 100_000),
@@ -167,7 +171,7 @@ class TrainerConfig:
 _KEYS: dict[str, type] = {"k": int, "eta": float, "lr": float, "t_horizon": float, "t_update": float, "batch": int,
                           "patch": int, "strategy": str, "on_cut": str, "cut_phi": float, "one_time_s": float,
                           "one_time_lr": float, "jit_gain_db": float, "jit_max_steps": int, "delta_dtype": str,
-                          "hold": int, "rate": float}
+                          "precision": str, "hold": int, "rate": float}
 #: row keys that are the channel's, not the trainer's (ChannelConfig fields)
 _CHANNEL_KEYS = ("hold",)
 #: row keys of the sampling rate (ASRConfig: `rate` is r_init, the fixed rate when ASR is off)

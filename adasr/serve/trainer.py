@@ -106,7 +106,8 @@ class ChannelTrainer:
             p.requires_grad_(False)
         steps = config.jit_chunk if config.scheme == "jit" else config.k
         self.adapt_cfg = AdaptConfig(eta=config.eta, steps=steps, batch=config.batch, patch=config.patch,
-                                     lr=config.lr, strategy=config.strategy, seed=config.seed)
+                                     lr=config.lr, strategy=config.strategy, seed=config.seed,
+                                     precision=config.precision)
         self.adapter = SparseAdapter(self.state.model, self.adapt_cfg, levels)
         self.buffer = SampleBuffer(config.t_horizon, config.buffer_max)
         self.asr = SamplingRate(config.asr)

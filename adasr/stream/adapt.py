@@ -23,6 +23,12 @@ state consistent with the sequence of models the stream really contains.
 The loss is SRVC's L2 between the SR output and the HR frame, on random crops. With
 `levels` (a supernet) the loss is the mean over those levels, so the shared weights are adapted
 for every level at once.
+
+Precision (`precision`, `adasr.nn.precision`): "bf16" runs each step's forward and backward
+convolutions in bfloat16 (`torch.autocast`; the weights, Adam's moments and the update stay
+float32), "fp32" in float32, and "auto" (the default) picks bf16 where the hardware computes it
+natively, else fp32. The crops are channels-last, the layout oneDNN's convolutions run fastest in. What a stream carries is the quantised change, so the receiver
+reproduces the sender's model exactly whatever precision the sender trained in.
 """
 
 from __future__ import annotations
@@ -37,9 +43,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from adasr.errors import ConfigError
+from adasr.nn.precision import PRECISIONS, autocast_dtype
 from adasr.frames import to_frame, to_tensor
 
-__all__ = ["AdaptConfig", "PatchSampler", "STRATEGIES", "SparseAdapter", "segment_psnr"]
+__all__ = ["AdaptConfig", "PRECISIONS", "PatchSampler", "STRATEGIES", "SparseAdapter", "autocast_dtype",
+           "segment_psnr"]
 
 STRATEGIES = ("gradient", "ams", "random", "first", "last", "first_last", "full")
 
@@ -58,8 +66,11 @@ class AdaptConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     seed: int = 0
+    precision: str = "auto"  # of the training steps: fp32, bf16 or auto (module docstring)
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown selection strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if not 0 < self.eta <= 1:
@@ -92,7 +103,7 @@ class PatchSampler:
         lr = np.stack([self.lr[f, y:y + p, x:x + p] for f, y, x in zip(fi, ys, xs)])
         hr = np.stack([self.hr[f, y * s:(y + p) * s, x * s:(x + p) * s] for f, y, x in zip(fi, ys, xs)])
 
-        def t(a: np.ndarray) -> torch.Tensor:
+        def t(a: np.ndarray) -> torch.Tensor:  # NHWC memory viewed as NCHW: channels-last, no copy
             return torch.from_numpy(a).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
 
         return t(lr), t(hr)
@@ -118,6 +129,7 @@ class SparseAdapter:
         self.last_update: torch.Tensor | None = None  # u of the last step (AMS)
         self.levels = list(levels) if levels else None
         self.k = self.n if config.strategy == "full" else max(1, int(round(config.eta * self.n)))
+        self.autocast = autocast_dtype(config.precision, device)
 
     # -- flat views --
 
@@ -133,14 +145,18 @@ class SparseAdapter:
 
     def loss(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         if self.levels:
-            return sum(F.mse_loss(self.model(lr, cfg=c), hr) for c in self.levels) / len(self.levels)
-        return F.mse_loss(self.model(lr), hr)
+            return sum(F.mse_loss(self.model(lr, cfg=c).float(), hr) for c in self.levels) / len(self.levels)
+        return F.mse_loss(self.model(lr).float(), hr)
 
     def _grad(self, lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, float]:
         self.model.train()
         for p in self.params:
             p.grad = None
-        loss = self.loss(lr, hr)
+        if self.autocast is None:
+            loss = self.loss(lr, hr)
+        else:
+            with torch.autocast(lr.device.type, dtype=self.autocast):
+                loss = self.loss(lr, hr)
         loss.backward()
         g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params])
         for p in self.params:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adasr.errors import ConfigError
+from adasr.threads import PRECISIONS
 
 __all__ = ["MAX_ANCHORS", "MAX_SMALL_STEPS", "Phase", "SAMPLINGS", "SCHEDULES", "TrainConfig", "check_fields"]
 
@@ -106,6 +107,9 @@ class TrainConfig:
     # Streaming degradation of the training LR (adasr.data.degrade spec, e.g.
     # "h264+h265:crf=18-36,kernel=area+bicubic"): None trains on the protocol's clean bicubic LR.
     degradation: str | None = None
+    # Arithmetic of the forward and backward passes: fp32, bf16 (autocast; weights, optimiser and EMA
+    # stay float32) or auto (bf16 where the hardware computes it natively; adasr.stream.adapt)
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         checks = [
@@ -119,6 +123,7 @@ class TrainConfig:
             (0 <= self.ema < 1, f"ema must be in [0, 1), got {self.ema}"),
             (self.val_every >= 1 and self.ckpt_every >= 1, "val_every and ckpt_every must be positive"),
             (len(self.phases) > 0, "at least one phase is needed"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -18,6 +18,7 @@ validates, reports progress and writes checkpoints and the model.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -39,6 +40,7 @@ from adasr.errors import AdasrError, ConfigError, InputError, ModelError
 from adasr.evaluation import evaluate
 from adasr.modelfile import ModelSpec, non_finite, save_model, tensors_sha256
 from adasr.nn.registry import build_model
+from adasr.nn.precision import autocast_dtype
 from adasr.train.config import Phase, TrainConfig
 from adasr.train.distributed import Dist
 from adasr.train.losses import SRLoss
@@ -142,6 +144,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.dist = dist or Dist()
         self.device = pick_device(device)
+        self.autocast = autocast_dtype(cfg.precision, self.device)
         self.part = self.dist.part(cfg.batch_size)
         self.max_seconds = None if max_minutes is None else max_minutes * 60.0
         self.on_event = on_event or (lambda kind, data: None)
@@ -214,7 +217,9 @@ class Trainer:
         teacher = None
         total = 0.0
         for index, subnet in enumerate(subnets):
-            sr = self.model(lr_batch) if subnet is None else self.model(lr_batch, cfg=subnet)
+            with self._autocast():
+                sr = self.model(lr_batch) if subnet is None else self.model(lr_batch, cfg=subnet)
+            sr = sr.float()
             loss = self.loss_fn(sr, hr_batch)
             if phase.distill and teacher is not None:
                 loss = loss + phase.distill * (sr - teacher).abs().mean()
@@ -236,6 +241,12 @@ class Trainer:
                     e.lerp_(p, 1.0 - decay)
         return total
 
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """The forward passes' autocast (TrainConfig.precision), or nothing for float32."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
+
     def _small_update(self, step: int, phase: Phase, gen: torch.Generator) -> None:
         """One extra update of the sandwich's sub-networks but the largest, on its own batch of
         `phase.small_patch` patches (drawn from the step's generator: a resumed run repeats it)."""
@@ -247,7 +258,9 @@ class Trainer:
             group["lr"] = cfg.lr_at(step)
         self.small_optim.zero_grad(set_to_none=True)
         for subnet in subnets:
-            (self.loss_fn(self.model(lr_batch, cfg=subnet), hr_batch) / len(subnets)).backward()
+            with self._autocast():
+                sr = self.model(lr_batch, cfg=subnet)
+            (self.loss_fn(sr.float(), hr_batch) / len(subnets)).backward()
         self.dist.average_gradients(self.model.parameters(), [])
         if cfg.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)

@@ -75,7 +75,8 @@ def from_options(*, arch: str = "fsrcnn", supernet: str | None = None, recipe: s
                  hfen_weight: float = 0.2, ema: float = 0.0, val_every: int = 500, ckpt_every: int = 500,
                  seed: int = 0, arg: Sequence[str] | None = None, init_from: str | os.PathLike[str] | None = None,
                  anchors: Sequence[str] | None = None, small_steps: int = 0, small_patch: int = 16,
-                 small_until: float = 1.0, grad_clip: float = 0.0, degrade: str | None = None) -> TrainConfig:
+                 small_until: float = 1.0, grad_clip: float = 0.0, degrade: str | None = None,
+                 precision: str = "fp32") -> TrainConfig:
     """The `TrainConfig` that `adasr train`'s options describe (defaults: the CLI's)."""
     from adasr.paths import benchmark_dir, data_root
 
@@ -103,7 +104,7 @@ def from_options(*, arch: str = "fsrcnn", supernet: str | None = None, recipe: s
                        val_data=val_dir, patch=patch, batch_size=batch_size, steps=steps, lr=lr,
                        schedule=schedule, hfen_weight=hfen_weight, ema=ema, val_every=val_every,
                        ckpt_every=ckpt_every, seed=seed, init_from=None if init_from is None else str(init_from),
-                       grad_clip=grad_clip, degradation=degrade)
+                       grad_clip=grad_clip, degradation=degrade, precision=precision)
 
 
 def read_config_file(path: str | os.PathLike[str]) -> TrainConfig:

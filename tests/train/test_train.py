@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -68,6 +70,26 @@ def test_training_reduces_loss_and_writes_model(tmp_path, small_pairs):
         assert torch.equal(v, trainer.model.state_dict()[k])
 
 
+@pytest.mark.slow
+def test_bf16_steps_train_a_supernet_like_fp32_and_keep_float32_weights(tmp_path, small_pairs):
+    from adasr.space import SearchSpace
+
+    cfg = _cfg(arch="supernet", arch_args={"space": SearchSpace.named("tiny").to_dict()}, hfen_weight=0.0, steps=40,
+               val_every=40, ckpt_every=40, lr=2e-3)
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        trainer = Trainer(replace(cfg, precision=precision), tmp_path / precision, train_pairs=small_pairs,
+                          val_pairs=small_pairs[:1])
+        runs[precision] = trainer.run().history[-1]["psnr"]
+        assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    start = Trainer(replace(cfg, steps=1), tmp_path / "start", train_pairs=small_pairs,
+                    val_pairs=small_pairs[:1]).run().history[-1]["psnr"]
+    # bf16 keeps 8 mantissa bits: the steps' gradients differ by well under a percent, so 40 steps
+    # must reach most of what fp32's reach from the same start (a broken cast reaches nothing)
+    assert runs["fp32"] - start > 0.5
+    assert runs["bf16"] - start > 0.8 * (runs["fp32"] - start)
+
+
 @pytest.mark.parametrize("ema", [0.0, 0.9])
 @pytest.mark.slow
 def test_resume_after_interrupt_equals_uninterrupted(tmp_path, small_pairs, ema):
@@ -122,6 +144,8 @@ def test_config_validation_and_json_roundtrip():
         Phase(sampling="bogus")
     with pytest.raises(ConfigError, match="unknown training option"):
         TrainConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(ConfigError, match="precision"):
+        _cfg(precision="fp16")
 
 
 def test_same_seed_same_weights_different_seed_differs(tmp_path, small_pairs):
