@@ -164,6 +164,15 @@ adapt() {  # the ablation (about 4 CPU-minutes per row; deterministic, so a shar
     ams:k=40,t_horizon=4,lr=0.001,on_cut=reset,eta=1,patch=48,rate=25,hold=2,delta_dtype=int4; do rows+=(--row "$r"); done
   run adapt-int4 "${A[@]}" bench adapt "${rows[@]}" --seconds 60 --crop 640x360 --out "$OUT/adapt-int4"
   cp "$OUT/adapt-int4/adapt.json" "$RESULTS/adapt-int4.json"
+  rows=()   # the training steps in bf16 (autocast) against fp32 on the same setting, then the steps bf16 frees
+  for r in ams:k=40,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=2,delta_dtype=int4,precision=fp32 \
+    ams:k=40,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=2,delta_dtype=int4,precision=bf16 \
+    ams:k=60,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=2,delta_dtype=int4,precision=bf16 \
+    ams:k=80,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=2,delta_dtype=int4,precision=bf16 \
+    ams:k=60,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=3,delta_dtype=int4,precision=bf16; do
+    rows+=(--row "$r"); done
+  run adapt-bf16 "${A[@]}" bench adapt "${rows[@]}" --seconds 60 --crop 640x360 --out "$OUT/adapt-bf16"
+  cp "$OUT/adapt-bf16/adapt.json" "$RESULTS/adapt-bf16.json"
   # the ceiling: every parameter trained on each segment before it is scored (about 25 CPU-minutes)
   run adapt-ceiling "${A[@]}" bench adapt --row none --ceiling-steps 60,300 --seconds 60 --crop 640x360 \
     --out "$OUT/adapt-ceiling"

@@ -432,10 +432,10 @@ SECTIONS: tuple[Section, ...] = (
             "its client on loopback, each scheme's gain over the codec-trained generic model it starts from.",
             ("live.json", "live-tuned.json", "live-hold.json", "live-after.json", "live-720p.json"), _live, "live"),
     Section("What makes adaptation pay (ablation)", "The live trainer's schemes and settings on the same session, "
-            "one change at a time, then the changes that paid combined, segments held back (`hold`) and the "
-            "ceiling (`adasr bench adapt`).",
-            ("adapt.json", "adapt-ablation.json", "adapt-hold.json", "adapt-int4.json", "adapt-ceiling.json"), _adapt,
-            "adapt"),
+            "one change at a time, then the changes that paid combined, segments held back (`hold`), the "
+            "training steps in bf16 and the ceiling (`adasr bench adapt`).",
+            ("adapt.json", "adapt-ablation.json", "adapt-hold.json", "adapt-int4.json", "adapt-bf16.json",
+             "adapt-ceiling.json"), _adapt, "adapt"),
     Section("Model reuse", "RECL (gating top-K + safety checker + the retraining scheduler) against no "
             "adaptation and retraining alone, on the same frames and compute, and the budget retraining alone needs "
             "to match RECL.", ("reuse.json", "reuse-b6.json", "reuse-b9.json"), _reuse, "reuse"),

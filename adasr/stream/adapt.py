@@ -230,14 +230,19 @@ class SparseAdapter:
 
 
 @torch.inference_mode()
-def segment_psnr(model: nn.Module, lr: np.ndarray, hr: np.ndarray, border: int, cfg=None, every: int = 1) -> float:
-    """Mean PSNR (Y, `border` cropped) of `model` over the frames of one segment (every N-th)."""
+def segment_psnr(model: nn.Module, lr: np.ndarray, hr: np.ndarray, border: int, cfg=None, every: int = 1,
+                 autocast: torch.dtype | None = None) -> float:
+    """Mean PSNR (Y, `border` cropped) of `model` over the frames of one segment (every N-th);
+    `autocast`: run the model's convolutions in that dtype (`adasr.nn.precision.autocast_dtype`)."""
+    import contextlib
+
     from adasr.metrics import psnr_y
 
     device = next(model.parameters()).device
     vals = []
     for i in range(0, lr.shape[0], every):
-        x = to_tensor(lr[i], device=device)
-        sr = to_frame(model(x) if cfg is None else model(x, cfg=cfg))
-        vals.append(psnr_y(sr, hr[i], border))
+        x = to_tensor(lr[i], device=device).contiguous(memory_format=torch.channels_last)
+        with contextlib.nullcontext() if autocast is None else torch.autocast(device.type, dtype=autocast):
+            y = model(x) if cfg is None else model(x, cfg=cfg)
+        vals.append(psnr_y(to_frame(y.float()), hr[i], border))
     return float(np.mean(vals))
