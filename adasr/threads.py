@@ -19,7 +19,7 @@ from typing import Any
 from adasr.errors import ConfigError
 
 __all__ = ["PRECISIONS", "cpu_device_key", "cpu_flags", "cpu_name", "get_num_threads", "have_torch",
-           "logical_cores", "native_bf16", "set_num_threads", "slug"]
+           "logical_cores", "native_bf16", "set_num_threads", "slug", "x264_options"]
 
 #: arithmetic of training steps (adasr.nn.precision): float32, bfloat16 autocast, or bf16 where native
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -98,6 +98,22 @@ def native_bf16() -> bool:
     """Whether this CPU computes bfloat16 dot products in hardware (AVX512-BF16 or AMX-BF16), so that
     bfloat16 convolutions run faster than float32 ones instead of being emulated."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def x264_options() -> dict[str, str]:
+    """Options every libx264 encoder here gets: ``x264-params=asm=AVX2`` on an x86-64 CPU with the
+    AVX-512 that x264 would use (F, CD, BW, DQ, VL), else none.
+
+    x264's AVX-512 code (core 165, as PyAV's wheels bundle it) reads uninitialised memory in the
+    macroblock-tree lookahead (mbtree with B-frames, on at the default presets): the same frames
+    code to different bytes from one encoder to the next, as the heap happens to hold. x264's
+    instruction-set levels are bit-exact with each other, so held to AVX2 it writes the same bytes
+    every time, and the same as on a CPU without AVX-512 (resumed upscales, the degradation cache and
+    the benches rely on that)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return {}
+    need = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
+    return {"x264-params": "asm=AVX2"} if need <= cpu_flags() else {}
 
 
 def cpu_device_key(threads: int | None = None) -> str:

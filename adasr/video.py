@@ -805,6 +805,10 @@ class VideoWriter:
         opts = {"crf": str(self.crf)}
         if self.encoder in ("libx264", "libx265", "libsvtav1"):
             opts["preset"] = self.preset
+        if self.encoder == "libx264":
+            from adasr.threads import x264_options
+
+            opts.update(x264_options())  # reproducible bytes on an AVX-512 CPU
         if self.encoder == "libx265":
             opts["x265-params"] = "log-level=error"
         if self.encoder == "libaom-av1":

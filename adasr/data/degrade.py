@@ -204,7 +204,9 @@ def _encoder(codec: str, width: int, height: int, crf: int, preset: str):
     elif codec == "h265":
         enc.options = {"crf": str(crf), "preset": preset, "x265-params": "log-level=error:pools=none:frame-threads=1"}
     else:
-        enc.options = {"crf": str(crf), "preset": preset}
+        from adasr.threads import x264_options
+
+        enc.options = {"crf": str(crf), "preset": preset, **x264_options()}  # reproducible on AVX-512
     return enc
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from adasr.data.imresize import area_downscale
 from adasr.errors import ConfigError, InputError
+from adasr.threads import x264_options
 
 __all__ = ["LiveSource", "MAX_SEGMENT_BYTES", "MAX_SEGMENT_DECODED", "MAX_SEGMENT_FRAMES", "SEGMENT_CODECS",
            "decode_segment", "downsample", "encode_segment"]
@@ -100,6 +101,8 @@ def encode_segment(frames: list[np.ndarray], fps: float, *, codec: str = "h264",
         opts = {"crf": str(crf), "preset": preset}
         if codec == "h265":
             opts["x265-params"] = "log-level=error"
+        elif SEGMENT_CODECS[codec] == "libx264":
+            opts.update(x264_options())  # the same segment bytes every time on an AVX-512 CPU
         vs = out.add_stream(SEGMENT_CODECS[codec], rate=rate, options=opts)
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
         vs.codec_context.gop_size = len(frames)

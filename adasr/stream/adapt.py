@@ -27,8 +27,9 @@ for every level at once.
 Precision (`precision`, `adasr.nn.precision`): "bf16" runs each step's forward and backward
 convolutions in bfloat16 (`torch.autocast`; the weights, Adam's moments and the update stay
 float32), "fp32" in float32, and "auto" (the default) picks bf16 where the hardware computes it
-natively, else fp32. The crops are channels-last, the layout oneDNN's convolutions run fastest in. What a stream carries is the quantised change, so the receiver
-reproduces the sender's model exactly whatever precision the sender trained in.
+natively, else fp32. The crops are channels-last, the layout oneDNN's convolutions run fastest
+in. What a stream carries is the quantised change, so the receiver reproduces the sender's model
+exactly whatever precision the sender trained in.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from adasr.errors import ConfigError
-from adasr.nn.precision import PRECISIONS, autocast_dtype
 from adasr.frames import to_frame, to_tensor
+from adasr.nn.precision import PRECISIONS, autocast_dtype
 
 __all__ = ["AdaptConfig", "PRECISIONS", "PatchSampler", "STRATEGIES", "SparseAdapter", "autocast_dtype",
            "segment_psnr"]

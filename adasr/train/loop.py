@@ -39,8 +39,8 @@ from adasr.data.datasets import PatchSampler, SRPair, load_pairs
 from adasr.errors import AdasrError, ConfigError, InputError, ModelError
 from adasr.evaluation import evaluate
 from adasr.modelfile import ModelSpec, non_finite, save_model, tensors_sha256
-from adasr.nn.registry import build_model
 from adasr.nn.precision import autocast_dtype
+from adasr.nn.registry import build_model
 from adasr.train.config import Phase, TrainConfig
 from adasr.train.distributed import Dist
 from adasr.train.losses import SRLoss

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from adasr.errors import ConfigError
-from adasr.serve.config import TrainerConfig, parse_row
 from adasr.nn.precision import autocast_dtype
+from adasr.serve.config import TrainerConfig, parse_row
 from adasr.stream.adapt import AdaptConfig, PatchSampler, SparseAdapter, segment_psnr
 from adasr.stream.codec import ModelState
 from adasr.stream.encoder import EncodeSettings, build_model_stream, downsample

@@ -364,3 +364,17 @@ def test_codec_for_suffix():
     assert codec_for_suffix("a.mp4", "hevc") == "h265"
     with pytest.raises(OutputError):
         codec_for_suffix("a.avi")
+
+
+def test_x264_is_held_to_avx2_only_where_it_would_run_avx512(monkeypatch):
+    from adasr import threads
+
+    monkeypatch.setattr(threads.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(threads, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512cd", "avx512bw",
+                                                                 "avx512dq", "avx512vl"}))
+    assert threads.x264_options() == {"x264-params": "asm=AVX2"}
+    monkeypatch.setattr(threads, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))  # x264 stays at AVX2 itself
+    assert threads.x264_options() == {}
+    monkeypatch.setattr(threads.platform, "machine", lambda: "aarch64")
+    assert threads.x264_options() == {}
+
