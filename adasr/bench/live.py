@@ -40,6 +40,7 @@ deltas travel (the first model's bytes would be ~half a megabyte otherwise).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tempfile
@@ -87,6 +88,7 @@ class LiveBenchConfig:
     min_real_time: float = 0.95  # a session whose server fell below this fraction of real time is invalid
     client_sr: str = "inline"  # where the clients upscale: inline (here, as they play) or after (the session)
     train_threads: int = 1  # torch threads of the server's worker (LiveServer.train_threads)
+    client_precision: str = "fp32"  # the clients' upscaling: fp32, bf16 or auto (LiveClient.precision)
 
     def __post_init__(self) -> None:
         from adasr.serve.config import parse_row
@@ -101,6 +103,10 @@ class LiveBenchConfig:
             raise ConfigError("channel counts must be in [1, 16]")
         if self.client_sr not in CLIENT_SR:
             raise ConfigError(f"client_sr must be one of {', '.join(CLIENT_SR)}, got {self.client_sr!r}")
+        from adasr.threads import PRECISIONS
+
+        if self.client_precision not in PRECISIONS:
+            raise ConfigError(f"client_precision must be one of {', '.join(PRECISIONS)}, got {self.client_precision!r}")
 
 
 def session_clip(videos: list[Path], crop_hw: tuple[int, int], out: Path, fps: float = 25.0,
@@ -233,7 +239,8 @@ def _run_session(channels: list, scheme: str, cfg: LiveBenchConfig, scheduler: s
 
                     try:
                         client = LiveClient(f"{server.url}/channel/{ch.name}", have_model=cfg.model,
-                                            client_id=f"{ch.name}-{c}", duration_s=cfg.seconds + 30)
+                                            client_id=f"{ch.name}-{c}", duration_s=cfg.seconds + 30,
+                                            precision=cfg.client_precision)
                         if cfg.client_sr == "after":
                             w.result = _record_play(client, w.models)
                         else:
@@ -251,8 +258,14 @@ def _run_session(channels: list, scheme: str, cfg: LiveBenchConfig, scheduler: s
             raise server.worker_error
     process_cpu = time.process_time() - process_cpu  # the session: server, clients, HTTP (not the scoring)
     for ch, w in watches:  # "after": the clients' frames upscaled now, each with the model it held
-        if w.models:
-            w.psnr.update(_scores(ch, w.models))
+        if w.models:  # upscaled as the client would have, in its precision
+            import torch
+
+            from adasr.nn.precision import autocast_dtype
+
+            dtype = autocast_dtype(cfg.client_precision, torch.device("cpu"))
+            with contextlib.nullcontext() if dtype is None else torch.autocast("cpu", dtype=dtype):
+                w.psnr.update(_scores(ch, w.models))
     video_s = max(ch.video_time for ch in channels)
     fractions = [f for f in (ch.real_time_fraction() for ch in channels) if f is not None]
     real_time = min(fractions) if fractions else None

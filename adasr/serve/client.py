@@ -261,6 +261,31 @@ class _OneLevel:
         self.psnr = float("nan")
 
 
+class _Autocast:
+    """A runner whose frames run under `torch.autocast(dtype)` (LiveClient's precision bf16): the
+    convolutions in bf16, the bicubic skip and the output in float32 (`adasr.nn.supernet`)."""
+
+    def __init__(self, runner: Any, dtype: Any) -> None:
+        self.runner, self.dtype = runner, dtype
+
+    def __getattr__(self, name: str) -> Any:  # levels, level, switch_latencies, ...: the runner's own
+        if name in ("runner", "dtype"):
+            raise AttributeError(name)
+        return getattr(self.runner, name)
+
+    def process(self, frame: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.autocast("cpu", dtype=self.dtype):
+            return self.runner.process(frame)
+
+    def switch(self, level: int) -> int:
+        return self.runner.switch(level)
+
+    def resident_bytes(self) -> int:
+        return self.runner.resident_bytes()
+
+
 class _ModuleRunner:
     """One plain model: one level."""
 
@@ -315,10 +340,20 @@ class LiveRunner:
         return 2 * self.swap.active.resident_bytes()
 
 
-def _runner_factory(spec: dict[str, Any], levels: list | None, lr_hw: tuple[int, int], name: str):
+def _runner_factory(spec: dict[str, Any], levels: list | None, lr_hw: tuple[int, int], name: str,
+                    precision: str = "fp32"):
+    import torch
+
+    from adasr.nn.precision import autocast_dtype
     from adasr.nn.supernet import SuperNet, subnet_cost
 
+    dtype = autocast_dtype(precision, torch.device("cpu"))
+
     def make(module: Any) -> Any:
+        runner = _make(module)
+        return runner if dtype is None else _Autocast(runner, dtype)
+
+    def _make(module: Any) -> Any:
         if isinstance(module, SuperNet) and levels:
             from adasr.runtime.engine import Engine
             from adasr.search.family_search import Family, Level
@@ -348,8 +383,14 @@ class LiveClient:
     def __init__(self, url: str, *, have_model: str | None = None, max_lag: int = 4, buffer_segments: int = 1,
                  timeout_s: float = 5.0, reconnect_s: float = 30.0, max_segments: int = 100_000,
                  duration_s: float = 3600.0, client_id: str | None = None,
-                 connector: Callable[[], Any] | None = None, snapshot: str = "auto", token: str | None = None) -> None:
+                 connector: Callable[[], Any] | None = None, snapshot: str = "auto", token: str | None = None,
+                 precision: str = "fp32") -> None:
+        from adasr.threads import PRECISIONS
+
         self.base_url, self.name = parse_channel_url(url)
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision  # of the upscaling: fp32, bf16 or auto (bf16 where the CPU has it natively)
         if token is not None and (not isinstance(token, str) or not 1 <= len(token) <= 256
                                   or not token.isascii() or not token.isprintable() or " " in token):
             raise ConfigError("an access token is 1 to 256 printable ASCII characters without spaces")
@@ -517,7 +558,7 @@ class LiveClient:
                              f"{m['scale']}, the model's is {state.spec.get('scale')}")
         lr_hw = (m["lr_height"], m["lr_width"])
         levels = m["model"].get("levels")
-        make = _runner_factory(state.spec, levels, lr_hw, str(m["model"].get("id", "live model")))
+        make = _runner_factory(state.spec, levels, lr_hw, str(m["model"].get("id", "live model")), self.precision)
         try:
             self.swap = ModelSwap(state, make)
         except (ConfigError, ModelError, TypeError, ValueError, KeyError) as exc:
