@@ -1,6 +1,8 @@
 """`adasr bench backends`: every level of a package through each available backend, side by side.
 
-Backends: ``torch-fp32`` (the engine's float path), ``torch-int8`` (PyTorch's own oneDNN int8
+Backends: ``torch-fp32`` (the engine's float path), ``torch-bf16`` (the same under bfloat16
+autocast, with the bicubic skip in float32; only on a CPU with native bf16, AVX512-BF16 or AMX,
+where it is not emulated), ``torch-int8`` (PyTorch's own oneDNN int8
 kernels, `adasr.runtime.int8`, calibrated on frames of a real clip other than the timed one)
 and ``runtime-onnx`` (the torch-free runtime of the core set-up, `adasr.runtime.onnx_engine`,
 on the package's runtime graphs), with the fixed-size exports' ``ort-*`` rows where asked.
@@ -83,6 +85,9 @@ def level_backends(package: Package, calib: Sequence[np.ndarray], only: Sequence
         if why:
             notes.append(why)
             onnx_folder = None
+    from adasr.threads import native_bf16
+
+    bf16_native = native_bf16() and engine.device.type == "cpu"
     rows = []
     if only is not None and max(only) >= len(engine.levels):
         raise ConfigError(f"--levels: the package has levels 0-{len(engine.levels) - 1}, got {max(only)}")
@@ -96,6 +101,14 @@ def level_backends(package: Package, calib: Sequence[np.ndarray], only: Sequence
             return engine.process(frame)
 
         fns: dict[str, Fn] = {"torch-fp32": fp32}
+        if bf16_native:  # emulated bf16 (no AVX512-BF16 / AMX) is slower than fp32: no row there
+            def bf16(frame: np.ndarray, index: int = index) -> np.ndarray:
+                if engine.level != index:
+                    engine.switch(index)
+                with torch.autocast("cpu", dtype=torch.bfloat16):  # the skip stays float32 (adasr.nn.supernet)
+                    return engine.process(frame)
+
+            fns["torch-bf16"] = bf16
         if runtime is not None:
             def onnx_runtime(frame: np.ndarray, index: int = index, runtime: Any = runtime) -> np.ndarray:
                 if runtime.level != index:
