@@ -118,20 +118,21 @@ live() {  # a quiet machine: the server must keep real time (runs below 0.95 of 
     --row "ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.1" --out "$OUT/live-tuned"
   cp "$OUT/live-tuned/live.json" "$RESULTS/live-tuned.json"
   # the setting that pays most within 20 kbps (int4 updates of a quarter of the parameters, 60 bf16 steps on
-  # 48-px crops, segments held back 3 s), with the client upscaling every frame on the server's two cores
-  run live-hold "${A[@]}" bench live --schemes "" --seconds 60 --crop 640x360 \
-    --row "ams:k=60,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=3,delta_dtype=int4,precision=bf16" \
+  # 48-px crops, segments held back 4 s), with the client upscaling every frame (in bf16) on the server's two cores
+  run live-hold "${A[@]}" bench live --schemes "" --seconds 60 --crop 640x360 --client-precision bf16 \
+    --row "ams:k=60,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=4,delta_dtype=int4,precision=bf16" \
     --out "$OUT/live-hold"
   cp "$OUT/live-hold/live.json" "$RESULTS/live-hold.json"
-  # the same, held back 2 s and 3 s, with the clients upscaling on devices of their own after the session, so the
+  # the same held back 2, 3 and 4 s, with the clients upscaling on devices of their own after the session, so the
   # server's worker trains on both cores
+  local rows=()
+  for h in 2 3 4; do
+    rows+=(--row "ams:k=60,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=$h,delta_dtype=int4,precision=bf16")
+  done
   run live-after "${A[@]}" bench live --schemes "" --seconds 60 --crop 640x360 --client-sr after --train-threads 2 \
-    --row "ams:k=60,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=2,delta_dtype=int4,precision=bf16" \
-    --row "ams:k=60,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=3,delta_dtype=int4,precision=bf16" \
-    --out "$OUT/live-after"
+    "${rows[@]}" --out "$OUT/live-after"
   cp "$OUT/live-after/live.json" "$RESULTS/live-after.json"
   # the largest size the shared clips have (bigbuckbunny is 1280x720): does the 2-core server keep real time?
-
   run live-720p "${A[@]}" bench live --schemes ams --seconds 60 --crop 1280x720 \
     --video "$CLIPS/bigbuckbunny_720p.mp4" --channels "" --out "$OUT/live720"
   cp "$OUT/live720/live.json" "$RESULTS/live-720p.json"
@@ -160,13 +161,6 @@ adapt() {  # the ablation (about 4 CPU-minutes per row; deterministic, so a shar
     ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.1,rate=25,hold=2; do rows+=(--row "$r"); done
   run adapt-hold "${A[@]}" bench adapt "${rows[@]}" --seconds 60 --crop 640x360 --out "$OUT/adapt-hold"
   cp "$OUT/adapt-hold/adapt.json" "$RESULTS/adapt-hold.json"
-  rows=()   # int4 update values: about twice the parameters per bit, so more of them, and 48-px crops
-  for r in ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.1,rate=25,hold=2,delta_dtype=int4 \
-    ams:k=40,t_horizon=4,lr=0.003,on_cut=reset,eta=0.2,rate=25,hold=2,delta_dtype=int4 \
-    ams:k=40,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=2,delta_dtype=int4 \
-    ams:k=40,t_horizon=4,lr=0.001,on_cut=reset,eta=1,patch=48,rate=25,hold=2,delta_dtype=int4; do rows+=(--row "$r"); done
-  run adapt-int4 "${A[@]}" bench adapt "${rows[@]}" --seconds 60 --crop 640x360 --out "$OUT/adapt-int4"
-  cp "$OUT/adapt-int4/adapt.json" "$RESULTS/adapt-int4.json"
   rows=()   # the training steps in bf16 (autocast) against fp32 on the same setting, then the steps bf16 frees
   for r in ams:k=40,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=2,delta_dtype=int4,precision=fp32 \
     ams:k=40,t_horizon=4,lr=0.002,on_cut=reset,eta=0.25,patch=48,rate=25,hold=2,delta_dtype=int4,precision=bf16 \

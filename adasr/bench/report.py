@@ -346,10 +346,11 @@ def _adapt(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
                  f"HR / {w // 2}x{h // 2} LR, {cfg['seconds']:g} s, {cfg['codec']} CRF {cfg['crf']}, base model "
                  f"{cfg['model']}" + (f"; {len(data)} runs on the same session, the same base scores." if len(data) > 1
                                       else "."))
-    bf16 = [r["row"] for d in data for r in d["rows"] if r.get("precision") == "bf16"]
+    bf16 = [r["row"] for d in data for r in d["rows"]
+            if r.get("precision") == "bf16" and "precision=" not in r["row"]]  # auto, resolved to bf16
     if bf16:  # rows from before the precision setting trained in float32
-        notes.append("Training steps in bf16 (autocast; float32 weights and updates) for: " + ", ".join(bf16)
-                     + "; every other row in fp32.")
+        notes.append("Training steps in bf16 (precision auto; float32 weights and updates) for: " + ", ".join(bf16)
+                     + "; rows that name no precision and are not listed here ran fp32.")
     notes.append("Per-clip columns: the gain on that clip's first pass. `live`: training CPU within "
                  f"{data[0]['config']['cpu_budget']:g} core-second per video second.")
     if any(r.get("scheme") == "ceiling" for d in data for r in d["rows"]):
@@ -434,8 +435,8 @@ SECTIONS: tuple[Section, ...] = (
     Section("What makes adaptation pay (ablation)", "The live trainer's schemes and settings on the same session, "
             "one change at a time, then the changes that paid combined, segments held back (`hold`), the "
             "training steps in bf16 and the ceiling (`adasr bench adapt`).",
-            ("adapt.json", "adapt-ablation.json", "adapt-hold.json", "adapt-int4.json", "adapt-bf16.json",
-             "adapt-ceiling.json"), _adapt, "adapt"),
+            ("adapt.json", "adapt-ablation.json", "adapt-hold.json", "adapt-bf16.json", "adapt-ceiling.json"),
+            _adapt, "adapt"),
     Section("Model reuse", "RECL (gating top-K + safety checker + the retraining scheduler) against no "
             "adaptation and retraining alone, on the same frames and compute, and the budget retraining alone needs "
             "to match RECL.", ("reuse.json", "reuse-b6.json", "reuse-b9.json"), _reuse, "reuse"),
