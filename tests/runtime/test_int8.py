@@ -243,7 +243,10 @@ def test_luma_bound_is_timed_but_not_scored(monkeypatch, capsys, tmp_path, data_
     assert "luma-bound" in result["backends"]
     luma = [r for r in result["sizes"][0]["rows"] if r["backend"] == "luma-bound"]
     assert len(luma) == 1 and luma[0]["ms"] > 0 and luma[0]["psnr_vs_fp32"] is None
-    assert set(result["levels"][0]["Set5"]) == {"torch-fp32", "torch-int8", "runtime-onnx"}
+    from adasr.threads import native_bf16
+
+    bf16 = {"torch-bf16"} if native_bf16() else set()  # a row only where bf16 is native
+    assert set(result["levels"][0]["Set5"]) == {"torch-fp32", "torch-int8", "runtime-onnx", *bf16}
     # in tiles, as the engine runs frames larger than its tile: int8 still matches float32
     assert result["tile"] == 16
     int8 = [r for r in result["sizes"][0]["rows"] if r["backend"] == "torch-int8"]
