@@ -10,6 +10,7 @@ thread count). `cpu_name` and `cpu_device_key` name the machine as device profil
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import platform
@@ -84,8 +85,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    """The CPU's feature flags (Linux /proc/cpuinfo, read once; empty elsewhere)."""
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:

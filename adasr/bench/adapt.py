@@ -129,7 +129,7 @@ def _session_run(clip: Path, row: Row, cfg: AdaptBenchConfig, bounds: list[tuple
     return {"row": row.label, "scheme": row.scheme, "overrides": dict(row.overrides), "video_s": ch.video_time,
             "frames_scored": len(pairs), **_gain(pairs), "cdf": _cdf(pairs), "per_clip": per_clip,
             "updates": len(trainer.updates), "cuts": trainer.cuts, "model_kbps": 8e-3 * model_bytes / video_s,
-            "hold_s": row.hold * cfg.segment_s, "precision": "fp32" if trainer.adapter.autocast is None else "bf16",
+            "hold_s": row.hold * cfg.segment_s, "precision": trainer.adapter.precision,
             "train_cpu_per_video_s": train_cpu, "encode_cpu_per_video_s": ch.encode_cpu_s / video_s,
             "feasible": bool(train_cpu <= cfg.cpu_budget), "wall_s": time.monotonic() - started}
 

@@ -37,7 +37,8 @@ import torch
 from adasr.errors import ConfigError
 from adasr.frames import to_frame, to_tensor
 from adasr.metrics import bd_psnr, bd_rate, ssim_y
-from adasr.stream.adapt import AdaptConfig, autocast_dtype
+from adasr.nn.precision import resolved_precision
+from adasr.stream.adapt import AdaptConfig
 from adasr.stream.encoder import (
     EncodeSettings,
     build_model_stream,
@@ -255,7 +256,7 @@ def bench_clip(video: Path, cfg: CodecBenchConfig, on_progress: Progress | None 
         "defaults": {"tau": None if math.isinf(cfg.tau) else cfg.tau, "eta": cfg.eta, "steps": cfg.steps,
                      "lr": cfg.lr, "patch": cfg.patch, "strategy": stream_settings.adapt.strategy,
                      "values": stream_settings.delta_dtype,
-                     "precision": "fp32" if autocast_dtype(cfg.precision, device) is None else "bf16"},
+                     "precision": resolved_precision(cfg.precision, device)},
         "timing": timing,
     }
     streams = curves["LR H.265 + adasr stream"]

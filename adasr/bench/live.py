@@ -202,8 +202,7 @@ def _session(clips: list[Path], scheme: str, cfg: LiveBenchConfig, scheduler: st
     out["hold_s"] = _hold(scheme, cfg) * cfg.segment_s  # how much later the clients get each segment
     out["trainers"] = "in-process" if factory is None else "ray"
     # the training steps' arithmetic as run (auto resolves to bf16 where the hardware has it natively)
-    out["precision"] = tcfg.precision if factory is not None or not channels else \
-        "fp32" if getattr(getattr(channels[0].trainer, "adapter", None), "autocast", None) is None else "bf16"
+    out["precision"] = tcfg.precision if factory is not None else channels[0].trainer.adapter.precision
     out["actors_start_s"] = actors_s
     if on_progress:
         on_progress(f"  {scheme} ({len(clips)} ch, {scheduler}, trainers {out['trainers']}): gain "

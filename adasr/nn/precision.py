@@ -15,7 +15,7 @@ import torch
 from adasr.errors import ConfigError
 from adasr.threads import PRECISIONS, native_bf16
 
-__all__ = ["PRECISIONS", "autocast_dtype"]
+__all__ = ["PRECISIONS", "autocast_dtype", "resolved_precision"]
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -29,3 +29,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         if not native:
             return None
     return torch.bfloat16
+
+
+def resolved_precision(precision: str, device: torch.device) -> str:
+    """What a precision setting runs as on `device`: "bf16" or "fp32" (auto resolved)."""
+    return "fp32" if autocast_dtype(precision, device) is None else "bf16"

@@ -34,6 +34,7 @@ exactly whatever precision the sender trained in.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -131,6 +132,7 @@ class SparseAdapter:
         self.levels = list(levels) if levels else None
         self.k = self.n if config.strategy == "full" else max(1, int(round(config.eta * self.n)))
         self.autocast = autocast_dtype(config.precision, device)
+        self.precision = "fp32" if self.autocast is None else "bf16"  # as run (auto resolved)
 
     # -- flat views --
 
@@ -235,8 +237,6 @@ def segment_psnr(model: nn.Module, lr: np.ndarray, hr: np.ndarray, border: int, 
                  autocast: torch.dtype | None = None) -> float:
     """Mean PSNR (Y, `border` cropped) of `model` over the frames of one segment (every N-th);
     `autocast`: run the model's convolutions in that dtype (`adasr.nn.precision.autocast_dtype`)."""
-    import contextlib
-
     from adasr.metrics import psnr_y
 
     device = next(model.parameters()).device
