@@ -120,6 +120,7 @@ RANGES: dict[str, Range] = {
     "reuse:sessions": Range(2, 8),                  # bench reuse: concurrent sessions
     "reuse:windows": Range(1, 200),
     "reuse:scene_windows": Range(1, 200),
+    "reuse:recur": Range(2, 6),                     # segments per kind of scene
     "reuse:budget": Range(1, 100),                  # micro-windows per session per window
     "reuse:k": Range(1, 1000),                      # top-K of the gating network
     "reuse:alpha": Range(0, 100),                   # admission margin, dB

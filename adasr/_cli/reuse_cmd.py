@@ -22,6 +22,7 @@ def bench_reuse(
     sessions: Annotated[int, typer.Option(help="Concurrent sessions (2-8).")] = 3,
     windows: Annotated[int, typer.Option(help="Update windows per session.")] = 12,
     scene_windows: Annotated[int, typer.Option(help="Windows per scene segment.")] = 3,
+    recur: Annotated[int, typer.Option(help="Segments each kind of scene plays (2-6), in other sessions and at other times where the plan allows: how often scenes recur.")] = 2,
     budget: Annotated[int, typer.Option(help="Micro-windows of compute per session per window (shared by all jobs).")] = 3,
     steps: Annotated[int, typer.Option(help="Sparse Adam steps per micro-window.")] = 4,
     lr_size: Annotated[str, typer.Option(help="LR crop WxH of every frame (HR is twice that).")] = "160x90",
@@ -50,7 +51,7 @@ def bench_reuse(
     chosen = tuple(s.strip() for s in schemes.split(",") if s.strip()) if schemes else SCHEMES
     if not chosen:
         raise ConfigError("--schemes names no scheme")
-    cfg = ReuseBenchConfig(sessions=sessions, windows=windows, scene_windows=scene_windows, budget=budget,
+    cfg = ReuseBenchConfig(sessions=sessions, windows=windows, scene_windows=scene_windows, recur=recur, budget=budget,
                            steps=steps, lr_w=w, lr_h=h, profile=profile, level=level, k=k, alpha=alpha, gamma=gamma, eta=eta, q=q, lr=lr,
                            schemes=chosen, seed=seed, degradation=degradation)
     root = data or data_root()

@@ -154,29 +154,38 @@ def _codec(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
 
 
 def _reuse(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
+    """One group of rows per plan (sessions, windows, how often scenes recur, LR): RECL's run and the
+    retrain-only budgets beside it, and the compute that retraining alone needs to match RECL."""
     rows, notes = [], []
-    curve: dict[int, float] = {}  # retrain-only (Algorithm 4) gain by budget
-    recl: tuple[int, float] | None = None
+    groups: dict[tuple, list[dict[str, Any]]] = {}
     for d in data:
-        cfg = d["config"]
-        for name, v in d["schemes"].items():
-            rows.append([name, str(cfg["budget"]), f"{v['gain_db']:+.3f}", f"{v['final_gain_db']:+.3f}",
-                         _f(v["respond_mean"], ".2f"), str(v["stats"].get("zoo", 0)),
-                         f"{v['stats'].get('reuse_rate', 0):.2f}", f"{v['seconds']:.0f}"])
-            if name == "retrain-inband":
-                curve[int(cfg["budget"])] = float(v["gain_db"])
-            if name == "recl" and recl is None:
-                recl = (int(cfg["budget"]), float(v["gain_db"]))
-    cfg = data[0]["config"]
-    lr = "clean bicubic LR" if not cfg.get("degradation") else f"LR through {cfg['degradation']}"
-    notes.append(f"{cfg['sessions']} sessions x {cfg['windows']} windows of {cfg['lr_w']}x{cfg['lr_h']} {lr}, "
-                 f"level {data[0]['level']} of {data[0]['base']}; budget: micro-windows ({cfg['steps']} steps each) "
-                 "per session per window.")
-    match = _compute_to_match(curve, recl)
-    if match:
-        notes.append(match)
-    return ["scheme", "budget", "gain dB", "last scene dB", "respond (windows)", "zoo", "reuse rate", "CPU s"], rows, \
-        [" ".join(notes)]
+        c = d["config"]
+        key = (c["sessions"], c["windows"], c["scene_windows"], c.get("recur", 2), c["lr_w"], c["lr_h"],
+               c.get("degradation"), d["level"])
+        groups.setdefault(key, []).append(d)
+    for group in groups.values():
+        curve: dict[int, float] = {}  # retrain-only (Algorithm 4) gain by budget
+        recl: tuple[int, float] | None = None
+        for d in group:
+            cfg = d["config"]
+            for name, v in d["schemes"].items():
+                rows.append([str(cfg.get("recur", 2)), name, str(cfg["budget"]), f"{v['gain_db']:+.3f}",
+                             f"{v['final_gain_db']:+.3f}", _f(v["respond_mean"], ".2f"), str(v["stats"].get("zoo", 0)),
+                             f"{v['stats'].get('reuse_rate', 0):.2f}", f"{v['seconds']:.0f}"])
+                if name == "retrain-inband":
+                    curve[int(cfg["budget"])] = float(v["gain_db"])
+                if name == "recl" and recl is None:
+                    recl = (int(cfg["budget"]), float(v["gain_db"]))
+        cfg = group[0]["config"]
+        lr = "clean bicubic LR" if not cfg.get("degradation") else f"LR through {cfg['degradation']}"
+        text = (f"Scenes recurring {cfg.get('recur', 2)} times: {cfg['sessions']} sessions x {cfg['windows']} windows "
+                f"of {cfg['lr_w']}x{cfg['lr_h']} {lr}, {cfg['scene_windows']} windows a scene, level "
+                f"{group[0]['level']} of {group[0]['base']}; budget: micro-windows ({cfg['steps']} steps each) per "
+                "session per window.")
+        match = _compute_to_match(curve, recl)
+        notes.append(text + (" " + match if match else ""))
+    return ["scenes recur", "scheme", "budget", "gain dB", "last scene dB", "respond (windows)", "zoo", "reuse rate",
+            "CPU s"], rows, notes
 
 
 def _compute_to_match(curve: dict[int, float], recl: tuple[int, float] | None) -> str:

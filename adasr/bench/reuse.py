@@ -1,13 +1,14 @@
 """`adasr bench reuse`: RECL model reuse against its foils on emulated concurrent sessions.
 
 Sessions are made from real content: segments of the shared clips (vtest, bikes, megamind,
-bigbuckbunny) and slow pans over SunHays80 photos, played back to back; every kind of scene
-appears in two sessions at different times (scenes recur, as driving routes do in the thesis),
-but never the same segment twice. All sessions run concurrently, window by window; in each
-window every session sends its labelled frames (the first half of the window's span) to one
-`adasr.reuse.Controller`, and the client's model is scored on held-out frames from the second
-half (the frames it would really play). Every scheme gets the same compute per window: `budget`
-micro-windows per session (each `steps` sparse Adam steps), shared among the sessions' jobs.
+bigbuckbunny) and slow pans over SunHays80 photos, played back to back; every kind of scene appears
+in `recur` segments (default two), in other sessions and at other times where the plan allows
+(scenes recur, as driving routes do in the thesis), but never the same segment twice. All sessions
+run concurrently, window by window; in each window every session sends its labelled frames (the
+first half of the window's span) to one `adasr.reuse.Controller`, and the client's model is scored
+on held-out frames from the second half (the frames it would really play). Every scheme gets the
+same compute per window: `budget` micro-windows per session (each `steps` sparse Adam steps), shared
+among the sessions' jobs.
 
 Schemes (same frames, same budget, one process):
 
@@ -56,6 +57,7 @@ class ReuseBenchConfig:
     sessions: int = 3
     windows: int = 12  # per session
     scene_windows: int = 3  # windows per segment (a scene lasts this long)
+    recur: int = 2  # segments each kind of scene plays (its first and recur - 1 recurrences)
     span: int = 12  # source frames per window: labelled from the first half, held-out from the second
     labelled: int = 3
     heldout: int = 3
@@ -93,10 +95,13 @@ class ReuseBenchConfig:
             raise ConfigError("LR frames must be between 16x16 and 640x360")
         if not 1 <= self.budget <= 100:
             raise ConfigError(f"--budget must be in [1, 100], got {self.budget}")
-        kinds = -(-self.sessions * (self.windows // self.scene_windows) // 2)
+        if not 2 <= self.recur <= 6:
+            raise ConfigError(f"--recur must be in [2, 6], got {self.recur}")
+        kinds = -(-self.sessions * (self.windows // self.scene_windows) // self.recur)
         if kinds > len(CLIPS) + len(PHOTOS):
             raise ConfigError(f"{self.sessions} sessions of {self.windows // self.scene_windows} segments need {kinds} "
-                              f"kinds of scene; there are {len(CLIPS) + len(PHOTOS)}: use fewer windows or sessions")
+                              f"kinds of scene at --recur {self.recur}; there are {len(CLIPS) + len(PHOTOS)}: use "
+                              "fewer windows or sessions, or a higher --recur")
         for s in self.schemes:
             if s not in SCHEMES:
                 raise ConfigError(f"unknown scheme {s!r}; choose from {', '.join(SCHEMES)}")
@@ -192,24 +197,26 @@ def _windows_of(kind: str, seg_name: str, frames: np.ndarray, cfg: ReuseBenchCon
     return out
 
 
-def session_plan(sessions: int, slots: int) -> list[list[int]]:
-    """Kind index of each session's segment slots: every kind twice, in two sessions at two times.
+def session_plan(sessions: int, slots: int, recur: int = 2) -> list[list[int]]:
+    """Kind index of each session's segment slots: every kind `recur` times (the last kinds fewer
+    when the positions do not divide), at other sessions and times where possible.
 
-    Positions p = session * slots + slot; the first n = ceil(P / 2) positions play kinds 0..n-1,
-    the rest replay them cyclically shifted, with the shift that puts the most kinds' second
-    appearance in another session *and* another slot."""
+    Positions p = session * slots + slot; with n = ceil(P / recur) kinds, the first n positions play
+    kinds 0..n-1 and each further run of n replays them cyclically shifted by a multiple of one
+    shift: the shift that puts the most pairs of a kind's appearances in another session *and*
+    another slot (recur 2: the plan of the runs on the results page)."""
     total = sessions * slots
-    n = -(-total // 2)
+    n = -(-total // recur)
 
     def place(shift: int) -> list[int]:
-        return [p if p < n else (p - n + shift) % n for p in range(total)]
+        return [(p % n + (p // n) * shift) % n for p in range(total)]
 
     def good(kinds: list[int]) -> int:
         seen: dict[int, list[int]] = {}
         for p, k in enumerate(kinds):
             seen.setdefault(k, []).append(p)
-        return sum(1 for ps in seen.values() if len(ps) == 2 and ps[0] // slots != ps[1] // slots
-                   and ps[0] % slots != ps[1] % slots)
+        return sum(1 for ps in seen.values() for i, a in enumerate(ps) for b in ps[i + 1:]
+                   if a // slots != b // slots and a % slots != b % slots)
 
     best = max(range(n), key=lambda sh: (good(place(sh)), -sh))
     kinds = place(best)
@@ -218,14 +225,14 @@ def session_plan(sessions: int, slots: int) -> list[list[int]]:
 
 def build_sessions(cfg: ReuseBenchConfig, data: Path, scale: int = 2,
                    on_progress: Callable[[str], None] | None = None) -> tuple[list[list[Window]], list[dict]]:
-    """Sessions (lists of windows), each kind of scene in two sessions, never a segment twice."""
+    """Sessions (lists of windows), each kind of scene in `recur` segments, never a segment twice."""
     from adasr.images import read_image
 
     w, h = cfg.lr_w * scale, cfg.lr_h * scale
     slots = cfg.windows // cfg.scene_windows
     seg_len = cfg.span * cfg.scene_windows
     kinds = [("clip", c) for c in CLIPS] + [("photo", p) for p in PHOTOS]
-    plan = [[kinds[i] for i in row] for row in session_plan(cfg.sessions, slots)]
+    plan = [[kinds[i] for i in row] for row in session_plan(cfg.sessions, slots, cfg.recur)]
     uses: dict[tuple[str, str], int] = {}
     for row in plan:
         for k in row:

@@ -280,6 +280,24 @@ def test_bench_plan_recurs_across_sessions_at_other_times():
         assert all(a[0] != b[0] and a[1] != b[1] for a, b in where.values())  # other session, other time
 
 
+def test_bench_plan_recurs_as_often_as_asked():
+    """--recur N: every kind N times; where there are sessions enough, every two appearances of a kind in
+    other sessions at other times; with two sessions, at least at other times."""
+    from adasr.bench.reuse import session_plan
+
+    for sessions, slots, recur, sessions_differ in ((3, 4, 3, True), (4, 4, 4, True), (3, 6, 3, True),
+                                                     (2, 6, 3, False), (2, 6, 2, True)):
+        plan = session_plan(sessions, slots, recur)
+        flat = [k for row in plan for k in row]
+        assert len(set(flat)) == sessions * slots // recur and all(flat.count(k) == recur for k in set(flat))
+        where = {}
+        for s, row in enumerate(plan):
+            for j, k in enumerate(row):
+                where.setdefault(k, []).append((s, j))
+        pairs = [(a, b) for v in where.values() for i, a in enumerate(v) for b in v[i + 1:]]
+        assert all(a[1] != b[1] and (a[0] != b[0] or not sessions_differ) for a, b in pairs), (sessions, slots, plan)
+
+
 def test_bench_windows_carry_codec_lr_when_asked():
     """--degradation: a window's LR frames went through the codec as one moving clip (not the clean
     bicubic LR), HR untouched; the same frames are labelled and held out either way."""
