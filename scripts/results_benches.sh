@@ -5,7 +5,7 @@
 #
 #   scripts/results_benches.sh             # every bench
 #   scripts/results_benches.sh peers mimo  # only these (names: protocol memory peers streaming
-#                                          #   adaptivity backends codec live adapt reuse mimo mimo-online estimate setup browser)
+#                                          #   adaptivity backends codec codec-low live adapt reuse mimo mimo-online estimate setup browser)
 #
 # PEERS_SCALES picks the peers scales (default: 2 3 4). ADASR names the command (default: adasr); OUT the scratch folder for the benches' PNGs and
 # extra files (default: out/results). The commands run under `nice`: on a shared machine the
@@ -70,6 +70,21 @@ codec() {  # about 20 + 30 + 40 minutes, one run per clip, on a quiet 2-core mac
   run codec-vtest "${A[@]}" bench codec "$CLIPS/vtest_768x576.avi" --max-frames 400 "${C[@]}" --eta 0.01 --steps 60 \
     --values int8 --rd-lookahead 2 --out "$OUT/codec-vtest"
   cp "$OUT/codec-vtest/codec.json" "$RESULTS/codec-vtest.json"
+}
+
+codec-low() {  # the same streams on a lower CRF grid: the bits per pixel of the seed's own figures (journal 36)
+  local C=(--hr-crfs 40,44,48,51 --lr-crfs 34,38,42,46 --no-sweeps --tau 5)
+  local U=(--eta 0.05 --steps 150 --values int4 --oneshot-steps 100 --ssim-every 10 --threads 1 --device cpu)
+  run codec-bikes-low "${A[@]}" bench codec "$CLIPS/bikes_640x272.mp4" --max-frames 800 "${C[@]}" "${U[@]}" \
+    --out "$OUT/codec-bikes-low"
+  cp "$OUT/codec-bikes-low/codec.json" "$RESULTS/codec-bikes-low.json"
+  run codec-bbb-low "${A[@]}" bench codec "$CLIPS/bigbuckbunny_720p.mp4" --max-frames 800 "${C[@]}" "${U[@]}" \
+    --out "$OUT/codec-bbb-low"
+  cp "$OUT/codec-bbb-low/codec.json" "$RESULTS/codec-bbb-low.json"
+  run codec-vtest-low "${A[@]}" bench codec "$CLIPS/vtest_768x576.avi" --max-frames 400 "${C[@]}" --eta 0.01 \
+    --steps 60 --values int8 --rd-lookahead 2 --oneshot-steps 100 --ssim-every 10 --threads 1 --device cpu \
+    --out "$OUT/codec-vtest-low"  # the page's vtest updates (see codec)
+  cp "$OUT/codec-vtest-low/codec.json" "$RESULTS/codec-vtest-low.json"
 }
 
 reuse() {  # at a real size on codec LR; RECL at budget 3, then retraining alone at 6 and 9 (the compute to match)
@@ -189,7 +204,7 @@ setup() {  # the core set-up (make run) against the full one (make test), each f
   run setup "${A[@]}" bench setup --json "$RESULTS/setup.json"
 }
 
-ALL=(protocol memory peers streaming adaptivity backends codec live adapt reuse mimo mimo-online estimate setup browser)
+ALL=(protocol memory peers streaming adaptivity backends codec codec-low live adapt reuse mimo mimo-online estimate setup browser)
 for name in "${@:-${ALL[@]}}"; do
   case " ${ALL[*]} " in
     *" $name "*) "$name" ;;
