@@ -14,8 +14,9 @@ from adasr.errors import ConfigError
 __all__ = ["run_eval"]
 
 
-def _supernet_entries(path: Path, model, subnets: list[str], spread: int) -> list[tuple]:
-    """One entry per sub-network of a supernet file: (label, scale, model with that level active, cost)."""
+def _supernet_entries(path: Path, model, subnets: list[str], spread: int, tag: str | None = None) -> list[tuple]:
+    """One entry per sub-network of a supernet file: (label, scale, the level as a static model); `tag`
+    names the file (default `_label`)."""
     from adasr.nn.supernet import spread_configs
     from adasr.space import SubnetConfig
 
@@ -24,7 +25,7 @@ def _supernet_entries(path: Path, model, subnets: list[str], spread: int) -> lis
     entries = []
     for cfg in cfgs:
         level = model.extract(cfg).eval()
-        entries.append((f"{_label(path)}:{cfg.id}", space.scale, level))
+        entries.append((f"{tag or _label(path)}:{cfg.id}", space.scale, level))
     return entries
 
 
@@ -47,6 +48,37 @@ def _label(path: Path) -> str:
     return path.parent.name if path.stem == "model" and path.parent.name else path.stem
 
 
+def _labels(paths: list[Path]) -> list[str]:
+    """One distinct row label per model: `_label`, with as many parent folders as it takes where two
+    models would share it (runs/a/own/model.safetensors and runs/b/own/model.safetensors: a/own and
+    b/own), and a count where the same file is given twice."""
+    def name(path: Path, depth: int) -> str:
+        parts = [path.parent.name] if path.stem == "model" and path.parent.name else [path.stem]
+        up = path.parent.parent if path.stem == "model" else path.parent
+        for _ in range(depth):
+            if not up.name:
+                break
+            parts.insert(0, up.name)
+            up = up.parent
+        return "/".join(parts)
+
+    labels = [_label(p) for p in paths]
+    for depth in range(1, 4):
+        files: dict[str, set[Path]] = {}
+        for p, lb in zip(paths, labels):
+            files.setdefault(lb, set()).add(p.resolve())
+        clash = {lb for lb, fs in files.items() if len(fs) > 1}  # shared by different files
+        if not clash:
+            break
+        labels = [name(p, depth) if lb in clash else lb for p, lb in zip(paths, labels)]
+    seen: dict[str, int] = {}
+    out = []
+    for lb in labels:
+        seen[lb] = seen.get(lb, 0) + 1
+        out.append(lb if seen[lb] == 1 else f"{lb} #{seen[lb]}")
+    return out
+
+
 def run_eval(models: list[Path], baselines: list[str], datasets: list[str], scales: list[int] | None,
              json_out: Path | None, console: Console, subnets: list[str] | None = None,
              spread: int = 2) -> list[dict]:
@@ -67,18 +99,19 @@ def run_eval(models: list[Path], baselines: list[str], datasets: list[str], scal
         for s in scales or [2, 3, 4]:
             entries.append((name, s, build_model("bicubic", scale=s)))
     loaded = [(path, *_load(path)) for path in models]
+    tags = _labels(models)
     if subnets and not any(hasattr(model, "space") and not is_package for _, model, _, is_package in loaded):
         raise ConfigError("--subnet picks sub-networks of a supernet file; none of the models given is one "
                           "(a package is evaluated level by level)")
-    for path, model, scale, is_package in loaded:
+    for n, (path, model, scale, is_package) in enumerate(loaded):
         if scales and scale not in scales:
             continue
         if is_package:
-            entries += [(f"{_label(path)}:L{i}", scale, level) for i, level in enumerate(model)]
+            entries += [(f"{tags[n]}:L{i}", scale, level) for i, level in enumerate(model)]
         elif hasattr(model, "space"):
-            entries += _supernet_entries(path, model, subnets or [], spread)
+            entries += _supernet_entries(path, model, subnets or [], spread, tags[n])
         else:
-            entries.append((_label(path), scale, model))
+            entries.append((tags[n], scale, model))
     if not entries:
         raise ConfigError(f"no model supports the requested scale(s) {scales}")
     folders = {name: benchmark_dir(name) for name in datasets}

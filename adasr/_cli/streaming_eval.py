@@ -12,14 +12,13 @@ __all__ = ["run_streaming_eval"]
 
 
 def _upscalers(models: list[Path], subnets: list[str], spread: int, levels: tuple[int, ...] | None = None):
-    from adasr._cli.evaltable import _label, _load, _supernet_entries
+    from adasr._cli.evaltable import _labels, _load, _supernet_entries
     from adasr.bench.peers import Upscaler, _torch_fn
 
     ups, scales = [], set()
-    for path in models:
+    for path, tag in zip(models, _labels(models), strict=True):
         model, scale, is_package = _load(path)
         scales.add(scale)
-        tag = _label(path)
         if is_package:
             from adasr.package import load_package
 
@@ -29,7 +28,7 @@ def _upscalers(models: list[Path], subnets: list[str], spread: int, levels: tupl
                     continue
                 ups.append(Upscaler(f"{tag} L{i}", "adasr-level", _torch_fn(level), cfg.params))
         elif hasattr(model, "space"):
-            for label, _, level in _supernet_entries(path, model, subnets, spread):
+            for label, _, level in _supernet_entries(path, model, subnets, spread, tag):
                 ups.append(Upscaler(label, "adasr-level", _torch_fn(level), sum(p.numel() for p in level.parameters())))
         else:
             ups.append(Upscaler(tag, "adasr-model", _torch_fn(model), sum(p.numel() for p in model.parameters())))

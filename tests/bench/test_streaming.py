@@ -70,3 +70,34 @@ def test_a_source_psnr_is_that_of_its_mean_mse_and_never_infinite():
     assert psnr_of_mean_mse([30.0, 30.0]) == pytest.approx(30.0)
     assert psnr_of_mean_mse([math.inf, 30.0]) == pytest.approx(30.0 + 10 * math.log10(2))  # half the MSE
     assert psnr_of_mean_mse([math.inf, math.inf]) == PSNR_CAP
+
+
+@pytest.mark.slow  # two models through a real codec round trip on a tiny clip: seconds
+def test_two_runs_with_one_folder_name_get_rows_of_their_own(tiny_clip, tmp_path, monkeypatch, capsys):
+    """`adasr eval runs/a/own/model.safetensors runs/b/own/model.safetensors --degradation ...`: both
+    run folders are named own; each model keeps rows of its own (a/own, b/own), and the same file
+    given twice is counted, not merged (it was an internal error)."""
+    import shutil
+    import sys
+
+    from adasr._cli.main import main
+    from adasr.paths import bundled_model
+
+    src = bundled_model(2)
+    runs = [tmp_path / "runs" / r / "own" / "model.safetensors" for r in ("a", "b")]
+    for p in runs:
+        p.parent.mkdir(parents=True)
+        shutil.copy(src, p)
+    out = tmp_path / "eval.json"
+    monkeypatch.setattr(sys, "argv", ["adasr", "eval", *map(str, runs), str(runs[0]), "--degradation",
+                                      "h264:crf=30,kernel=area", "--clip", str(tiny_clip), "--frames", "2",
+                                      "--max-hr", "128x96", "--no-peers", "--json", str(out)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code in (0, None), capsys.readouterr().err
+    rows = json.loads(out.read_text())["rows"]
+    names = {r["upscaler"] for r in rows}
+    assert {"a/own", "b/own", "a/own #2"} <= names
+    # the same weights give the same score whatever the label
+    psnr = {r["upscaler"]: r["psnr"] for r in rows}
+    assert psnr["a/own"] == psnr["b/own"] == psnr["a/own #2"]
