@@ -52,15 +52,10 @@ def _labels(paths: list[Path]) -> list[str]:
     """One distinct row label per model: `_label`, with as many parent folders as it takes where two
     models would share it (runs/a/own/model.safetensors and runs/b/own/model.safetensors: a/own and
     b/own), and a count where the same file is given twice."""
-    def name(path: Path, depth: int) -> str:
-        parts = [path.parent.name] if path.stem == "model" and path.parent.name else [path.stem]
-        up = path.parent.parent if path.stem == "model" else path.parent
-        for _ in range(depth):
-            if not up.name:
-                break
-            parts.insert(0, up.name)
-            up = up.parent
-        return "/".join(parts)
+    def name(path: Path, depth: int) -> str:  # `_label` under up to `depth` of the folders above it
+        at = path.parent.parent if path.stem == "model" and path.parent.name else path.parent
+        above = [f.name for f in [at, *at.parents][:depth] if f.name]
+        return "/".join([*reversed(above), _label(path)])
 
     labels = [_label(p) for p in paths]
     for depth in range(1, 4):

@@ -40,7 +40,6 @@ deltas travel (the first model's bytes would be ~half a megabyte otherwise).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import tempfile
@@ -260,10 +259,9 @@ def _run_session(channels: list, scheme: str, cfg: LiveBenchConfig, scheduler: s
         if w.models:  # upscaled as the client would have, in its precision
             import torch
 
-            from adasr.nn.precision import autocast_dtype
+            from adasr.nn.precision import autocast, autocast_dtype
 
-            dtype = autocast_dtype(cfg.client_precision, torch.device("cpu"))
-            with contextlib.nullcontext() if dtype is None else torch.autocast("cpu", dtype=dtype):
+            with autocast(autocast_dtype(cfg.client_precision, torch.device("cpu"))):
                 w.psnr.update(_scores(ch, w.models))
     video_s = max(ch.video_time for ch in channels)
     fractions = [f for f in (ch.real_time_fraction() for ch in channels) if f is not None]

@@ -10,12 +10,14 @@ alone would cost 0.8 dB at 43 dB.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from adasr.errors import ConfigError
 from adasr.threads import PRECISIONS, native_bf16
 
-__all__ = ["PRECISIONS", "autocast_dtype", "resolved_precision"]
+__all__ = ["PRECISIONS", "autocast", "autocast_dtype", "precision_name", "resolved_precision"]
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -31,6 +33,16 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The precision an `autocast_dtype` result runs as: "fp32" (None) or "bf16"."""
+    return "fp32" if dtype is None else "bf16"
+
+
 def resolved_precision(precision: str, device: torch.device) -> str:
     """What a precision setting runs as on `device`: "bf16" or "fp32" (auto resolved)."""
-    return "fp32" if autocast_dtype(precision, device) is None else "bf16"
+    return precision_name(autocast_dtype(precision, device))
+
+
+def autocast(dtype: torch.dtype | None, device_type: str = "cpu") -> contextlib.AbstractContextManager:
+    """`torch.autocast` to `dtype` on `device_type`, or nothing when `dtype` is None (float32)."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)

@@ -268,22 +268,16 @@ class _Autocast:
     def __init__(self, runner: Any, dtype: Any) -> None:
         self.runner, self.dtype = runner, dtype
 
-    def __getattr__(self, name: str) -> Any:  # levels, level, switch_latencies, ...: the runner's own
+    def __getattr__(self, name: str) -> Any:  # switch, levels, level, resident_bytes, ...: the runner's own
         if name in ("runner", "dtype"):
             raise AttributeError(name)
         return getattr(self.runner, name)
 
     def process(self, frame: np.ndarray) -> np.ndarray:
-        import torch
+        from adasr.nn.precision import autocast
 
-        with torch.autocast("cpu", dtype=self.dtype):
+        with autocast(self.dtype):
             return self.runner.process(frame)
-
-    def switch(self, level: int) -> int:
-        return self.runner.switch(level)
-
-    def resident_bytes(self) -> int:
-        return self.runner.resident_bytes()
 
 
 class _ModuleRunner:

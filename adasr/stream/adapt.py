@@ -34,7 +34,6 @@ exactly whatever precision the sender trained in.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +45,8 @@ from torch.nn import functional as F
 
 from adasr.errors import ConfigError
 from adasr.frames import to_frame, to_tensor
-from adasr.nn.precision import PRECISIONS, autocast_dtype
+from adasr.nn.precision import PRECISIONS, autocast_dtype, precision_name
+from adasr.nn.precision import autocast as autocast_to
 
 __all__ = ["AdaptConfig", "PRECISIONS", "PatchSampler", "STRATEGIES", "SparseAdapter", "autocast_dtype",
            "segment_psnr"]
@@ -132,7 +132,7 @@ class SparseAdapter:
         self.levels = list(levels) if levels else None
         self.k = self.n if config.strategy == "full" else max(1, int(round(config.eta * self.n)))
         self.autocast = autocast_dtype(config.precision, device)
-        self.precision = "fp32" if self.autocast is None else "bf16"  # as run (auto resolved)
+        self.precision = precision_name(self.autocast)  # as run (auto resolved)
 
     # -- flat views --
 
@@ -155,11 +155,8 @@ class SparseAdapter:
         self.model.train()
         for p in self.params:
             p.grad = None
-        if self.autocast is None:
+        with autocast_to(self.autocast, lr.device.type):
             loss = self.loss(lr, hr)
-        else:
-            with torch.autocast(lr.device.type, dtype=self.autocast):
-                loss = self.loss(lr, hr)
         loss.backward()
         g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params])
         for p in self.params:
@@ -243,7 +240,7 @@ def segment_psnr(model: nn.Module, lr: np.ndarray, hr: np.ndarray, border: int, 
     vals = []
     for i in range(0, lr.shape[0], every):
         x = to_tensor(lr[i], device=device).contiguous(memory_format=torch.channels_last)
-        with contextlib.nullcontext() if autocast is None else torch.autocast(device.type, dtype=autocast):
+        with autocast_to(autocast, device.type):
             y = model(x) if cfg is None else model(x, cfg=cfg)
         vals.append(psnr_y(to_frame(y.float()), hr[i], border))
     return float(np.mean(vals))

@@ -39,7 +39,7 @@ from adasr.data.datasets import PatchSampler, SRPair, load_pairs
 from adasr.errors import AdasrError, ConfigError, InputError, ModelError
 from adasr.evaluation import evaluate
 from adasr.modelfile import ModelSpec, non_finite, save_model, tensors_sha256
-from adasr.nn.precision import autocast_dtype
+from adasr.nn.precision import autocast, autocast_dtype
 from adasr.nn.registry import build_model
 from adasr.train.config import Phase, TrainConfig
 from adasr.train.distributed import Dist
@@ -243,9 +243,7 @@ class Trainer:
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """The forward passes' autocast (TrainConfig.precision), or nothing for float32."""
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast)
+        return autocast(self.autocast, self.device.type)
 
     def _small_update(self, step: int, phase: Phase, gen: torch.Generator) -> None:
         """One extra update of the sandwich's sub-networks but the largest, on its own batch of
