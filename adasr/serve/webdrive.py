@@ -8,9 +8,11 @@ are accepted. Chromium: $ADASR_CHROMIUM, else ``chromium`` on the PATH (Debian's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -52,16 +54,26 @@ def drive(url: str, body: str, args: dict[str, Any] | None = None, *, timeout_s:
     job = {"out": out_path, "url": url, "body": body, "args": args or {}, "timeout_ms": int(timeout_s * 1000),
            "executable": chromium(), "chromium_args": CHROMIUM_ARGS + list(extra_args or []),
            "screenshot": None if screenshot is None else str(screenshot), "node_modules": str(nm)}
+    # the driver and the Chromium it starts run in a session of their own, which is killed whole when
+    # the driver is done: a Chromium that outlives its driver (a close that hung under load, a timeout)
+    # would otherwise keep the page's workers spinning on the machine's cores
+    proc = subprocess.Popen([node, str(DRIVER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        proc = subprocess.run([node, str(DRIVER)], input=json.dumps(job), capture_output=True, text=True,
-                              timeout=timeout_s + 30)
+        try:
+            _, stderr = proc.communicate(json.dumps(job), timeout=timeout_s + 30)
+        except subprocess.TimeoutExpired:
+            stderr = "the driver did not finish in time"
         text = Path(out_path).read_text()
     finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
         Path(out_path).unlink(missing_ok=True)
     try:
         out = json.loads(text)
     except json.JSONDecodeError:
-        raise RuntimeError(f"browser driver failed (exit {proc.returncode}): {proc.stderr[-2000:]}") from None
+        raise RuntimeError(f"browser driver failed (exit {proc.returncode}): {stderr[-2000:]}") from None
     if not out.get("ok"):
         raise RuntimeError(f"browser driver: {out.get('error')}\npage console:\n" + "\n".join(out.get("console", [])))
     return out["result"]

@@ -159,6 +159,7 @@ const cores = await page.evaluate(() => navigator.hardwareConcurrency || 2);
 const workers = Math.max(2, Math.min(16, Math.ceil((2 * (1000 / args.fps) * cores) / Math.max(1, topMs)) - 1));
 await page.evaluate((n) => window.adasr.startLoad({ workers: n, busyMs: 40, idleMs: 2 }), workers);
 const s = await until(page, sleep, (s) => s.frames >= 40, 90000);
+await page.evaluate(() => window.adasr.stopLoad());
 return { ...s, loadWorkers: workers, topMs, cores };
 """
 
