@@ -149,18 +149,25 @@ def test_page_plays_matches_python_and_follows_updates(data_root, tmp_path):
 SWITCH = UNTIL + """
 const s0 = await until(page, sleep, (s) => s.frames >= 3 && s.levelsLoaded === s.nLevels, 120000);
 if (s0.error || s0.levelsLoaded < s0.nLevels) return s0;
-// The load is sized to this machine: busy workers enough that the top level's frame time, as measured
-// on the frames played so far, would be about twice the frame period if the cores were shared evenly
-// among them and the SR thread (a fast CPU keeps the top level on time under a fixed two workers).
+// The load ramps up until the player steps down: one more busy worker every 10 frames (or 15 s) while the
+// top level still plays, up to 24. No core count is trusted: in a container whose CPU quota is smaller
+// than its host, navigator.hardwareConcurrency reports the host's cores, and a load sized from it starved
+// the page (CI: 29 frames in 90 s). At least one worker runs; once the player is below the top level, the
+// load is held while 20 more frames play.
 const top = s0.nLevels - 1;
-const ms = s0.timeline.filter((r) => r[1] === top).map((r) => r[2]).sort((a, b) => a - b);
-const topMs = ms.length ? ms[Math.floor(ms.length / 2)] : s0.srMs;
-const cores = await page.evaluate(() => navigator.hardwareConcurrency || 2);
-const workers = Math.max(2, Math.min(16, Math.ceil((2 * (1000 / args.fps) * cores) / Math.max(1, topMs)) - 1));
-await page.evaluate((n) => window.adasr.startLoad({ workers: n, busyMs: 40, idleMs: 2 }), workers);
-const s = await until(page, sleep, (s) => s.frames >= 40, 90000);
+let workers = 0;
+let s = s0;
+const rampEnd = Date.now() + 120000;
+do {
+  workers += 1;
+  await page.evaluate((n) => window.adasr.startLoad({ workers: n, busyMs: 40, idleMs: 2 }), workers);
+  const f0 = s.frames;
+  s = await until(page, sleep, (x) => x.level < top || x.frames >= f0 + 10, 15000);
+} while (!s.error && s.level === top && workers < 24 && Date.now() < rampEnd);
+const f1 = s.frames;
+if (!s.error && s.level < top) s = await until(page, sleep, (x) => x.frames >= f1 + 20, 60000);
 await page.evaluate(() => window.adasr.stopLoad());
-return { ...s, loadWorkers: workers, topMs, cores };
+return { ...s, loadWorkers: workers };
 """
 
 
@@ -168,8 +175,8 @@ def test_page_switches_levels_under_a_busy_worker(played_channel):
     srv = played_channel
     top = len(srv.hub.channels["bikes"].trainer.levels) - 1
     s = drive(f"{srv.url}/play/bikes?start=first&loop=1&threads=1&fps=25&level={top}", SWITCH, {"fps": 25},
-              timeout_s=240)
-    assert not s["error"] and s["frames"] >= 40, s
+              timeout_s=330)
+    assert not s["error"], s
     hist = {int(k): v for k, v in s["levels"].items()}
     # it starts at the largest level; with busy workers in the page it steps down and plays below it
     assert s["switches"] >= 1 and min(hist) < top, {k: v for k, v in s.items() if k != "timeline"}
@@ -180,6 +187,7 @@ def test_page_switches_levels_under_a_busy_worker(played_channel):
     loaded = [row for row in timeline if row[4] == 1]
     first = next(i for i, row in enumerate(loaded) if row[1] < top)
     after = loaded[first:]
+    assert len(after) >= 10, {k: v for k, v in s.items() if k != "timeline"}  # enough frames to judge
     assert sum(row[1] < top for row in after) > len(after) / 2, s
     assert json.dumps(s)  # plain data for the report
 
