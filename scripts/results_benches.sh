@@ -36,8 +36,8 @@ peers() {
   for s in ${PEERS_SCALES:-2 3 4}; do
     local model=()
     [ -f "adasr/models/default_x$s.safetensors" ] && model=(--model "adasr/models/default_x$s.safetensors")
-    run "peers-x$s" "${A[@]}" bench peers "adasr/models/sr_x$s.adasr" "${model[@]}" --no-acnet --rounds 2 \
-      --repeats 3 --threads 1 --out "$OUT/peers-x$s"
+    run "peers-x$s" "${A[@]}" bench peers "adasr/models/sr_x$s.adasr" "${model[@]}" --no-acnet --rounds 5 \
+      --repeats 5 --threads 1 --out "$OUT/peers-x$s"
     cp "$OUT/peers-x$s/peers.json" "$RESULTS/peers-x$s.json"
   done
 }

@@ -64,6 +64,8 @@ def _peers(data: list[dict[str, Any]]) -> tuple[list[str], Rows, list[str]]:
             word = "above" if v["every_level_above_every_peer"] else "NOT above"
             notes.append(f"x{d['scale']} {s}: every level {word} every peer (worst level {v['worst_level_psnr']:.2f} "
                          f"dB, best peer {v['best_peer']} {v['best_peer_psnr']:.2f} dB).")
+        if d.get("verdict_withheld"):
+            notes.append(f"x{d['scale']}: {d['verdict_withheld']}.")
         notes.extend(f"x{d['scale']}: not run: {n}" for n in d["notes"])
     notes.append("bicubic here is torch's interpolation (the levels' own skip connection), not the protocol's "
                  "MATLAB bicubic of the protocol table; FPS is one frame of the default clip at the LR size, on "
