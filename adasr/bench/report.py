@@ -519,6 +519,12 @@ def _table(header: Sequence[str], rows: Rows) -> list[str]:
     return lines
 
 
+#: A result whose provenance shows a 1-minute load average above this many runnable tasks per core is
+#: marked on the page: a bench's own threads and load workers stay below it; a machine running several
+#: benches at once does not (results once came from load averages of 20-28 on 2 cores).
+LOADED_PER_CORE = 3
+
+
 def _provenance(name: str, data: dict[str, Any]) -> str:
     p = data.get("provenance")
     if not isinstance(p, dict):
@@ -527,7 +533,12 @@ def _provenance(name: str, data: dict[str, Any]) -> str:
     load = m.get("loadavg_1m")
     where = (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('torch_threads', '?')} torch thread(s), "
              f"torch {m.get('torch', '?')}" + ("" if load is None else f", 1-minute load average {load:g}"))
-    return f"- `{name}`: `{p.get('command', '?')}` on {where}; {p.get('date', '?')}."
+    cores = m.get("cores")
+    loaded = (isinstance(load, (int, float)) and isinstance(cores, int) and cores > 0
+              and load > LOADED_PER_CORE * cores)
+    warn = (f" **Measured on a loaded machine** (load average above {LOADED_PER_CORE} per core): its timings "
+            "and anything paced by them are not those of a quiet machine; rerun it." if loaded else "")
+    return f"- `{name}`: `{p.get('command', '?')}` on {where}; {p.get('date', '?')}.{warn}"
 
 
 def _section(section: Section, folder: Path) -> list[str]:

@@ -51,6 +51,19 @@ def test_missing_and_bad_files_are_said_not_filled_in(tmp_path):
         render_results(tmp_path / "none")
 
 
+def test_a_result_from_a_loaded_machine_is_marked(tmp_path):
+    from adasr.bench.report import LOADED_PER_CORE, _provenance
+
+    p = provenance(["adasr", "x"])
+    cores = p["machine"]["cores"]
+    p["machine"]["loadavg_1m"] = LOADED_PER_CORE * cores + 1.0
+    assert "loaded machine" in _provenance("x.json", {"provenance": p})
+    p["machine"]["loadavg_1m"] = float(cores)  # a bench's own threads: not marked
+    assert "loaded machine" not in _provenance("x.json", {"provenance": p})
+    # the stored results were all measured on a quiet enough machine
+    assert "loaded machine" not in (ROOT / "docs" / "RESULTS.md").read_text(encoding="utf-8")
+
+
 def test_a_table_is_one_renderer(tmp_path):
     (tmp_path / "x.json").write_text(json.dumps({"n": 3}))
     extra = Section("Extra", "One number.", ("x.json",), lambda data: (["n"], [[str(data[0]["n"])]], []), "x")
