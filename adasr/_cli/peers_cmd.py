@@ -45,15 +45,7 @@ def bench_peers(
     if crop is not None and not 8 <= crop <= 4096:
         raise ConfigError(f"--crop must be in [8, 4096], got {crop}")
     h, w = parse_hw(lr_size, "--lr-size", minimum=8)
-    _threads(threads)
-    import torch
-
-    try:
-        import cv2
-
-        cv2.setNumThreads(torch.get_num_threads())
-    except ImportError:
-        pass
+    _threads(threads)  # torch's; OpenCV's peers follow it (adasr.bench.peers.opencv_upscalers)
     ensure_dir(out_dir)
     check_writable(out_dir / "peers.json")
     if video is None:
